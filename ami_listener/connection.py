@@ -1,0 +1,296 @@
+"""A resilient AMI connection around panoramisk 1.4.
+
+panoramisk does the framing and action/response matching; this wrapper
+closes its gaps:
+
+* Keepalive. panoramisk's ping is fire-and-forget and never notices a
+  half-open TCP connection. Here a Ping must be answered within
+  `ping_timeout`, or the transport is aborted so panoramisk reconnects.
+* Backoff. Reconnect delays double up to `reconnect_max`, and reset after
+  a successful login.
+* Login failures are reported (panoramisk only retries silently).
+* No silent re-sends. panoramisk queues unanswered actions and re-sends
+  them after a reconnect (on FullyBooted). A re-sent MessageSend would be a
+  second text, so pending actions fail at once with AmiDisconnected instead.
+* Decoding. panoramisk decodes each TCP chunk on its own, dropping any
+  UTF-8 character split across chunks; here an incremental decoder keeps
+  them. A peer that never ends a message cannot grow the buffer unbounded.
+* Header injection. Action values containing CR or LF are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import ssl
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+from pydantic import SecretStr
+
+log = logging.getLogger("textback.ami")
+
+EOM = "\r\n\r\n"
+MAX_BUFFER = 1 << 20
+
+
+class AmiError(Exception):
+    """Asterisk answered an action with an error."""
+
+
+class AmiDisconnected(AmiError):
+    """The action could not be sent, or the connection dropped before an answer."""
+
+
+class AmiTimeout(AmiError):
+    """No answer in time; the action may or may not have been carried out."""
+
+
+class LoginRefused(AmiError):
+    pass
+
+
+class _Protocol(AMIProtocol):
+    """AMIProtocol with incremental decoding, a bounded buffer and fail-fast on close."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buffer = ""
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += self._decoder.decode(data)
+        if self.version is None and self._buffer.startswith("Asterisk Call Manager/"):
+            banner, _, self._buffer = self._buffer.partition("\r\n")
+            self.version = banner.partition("/")[2].strip()
+        *blocks, self._buffer = self._buffer.split(EOM)
+        if len(self._buffer) > MAX_BUFFER:
+            log.error("AMI peer sent %d bytes without ending a message; reconnecting",
+                      len(self._buffer))
+            self._buffer = ""
+            self.transport.abort()
+            return
+        for block in blocks:
+            block = block.strip()
+            if not block:
+                continue
+            message = Message.from_line(block)
+            if message is None:
+                self.factory.malformed(block)
+                continue
+            self.handle_message(message)
+
+    def close(self) -> None:
+        for action in list(self.responses.values()):
+            if not action.future.done():
+                action.future.set_exception(AmiDisconnected("AMI connection closed"))
+        self.responses.clear()
+        super().close()
+
+
+class _Manager(Manager):
+    """panoramisk Manager that tells its owner about connection attempts."""
+
+    def __init__(self, owner: "AmiConnection", **config: Any):
+        super().__init__(**config)
+        self._owner = owner
+
+    def connection_made(self, f: asyncio.Future) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            self.reconnect_timeout = self._owner._next_backoff(f.exception())
+        super().connection_made(f)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reconnect_timeout = self._owner._next_backoff(exc)
+        super().connection_lost(exc)
+
+    def malformed(self, block: str) -> None:
+        self._owner.malformed += 1
+        log.warning("ignored a malformed AMI message (%d bytes, no Event or Response)", len(block))
+
+
+EventHandler = Callable[[dict[str, Any]], None]
+LoginHandler = Callable[[], Awaitable[None] | None]
+
+
+class AmiConnection:
+    def __init__(self, host: str, port: int, username: str, secret: SecretStr, *,
+                 on_event: EventHandler, on_login: LoginHandler | None = None,
+                 use_tls: bool = False, tls_verify: bool = True,
+                 ping_interval: float = 10.0, ping_timeout: float = 5.0,
+                 reconnect_max: float = 60.0, record_to: Path | None = None):
+        self.host, self.port, self.username = host, port, username
+        self._on_event = on_event
+        self._on_login = on_login
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._reconnect_max = reconnect_max
+        self._backoff = 0.5
+        self._record = record_to.open("a", encoding="utf-8") if record_to else None
+        self._record_start = time.monotonic()
+        self.malformed = 0
+        self.logins = 0
+        self.last_login_error: str | None = None
+        self._logged_in = asyncio.Event()
+        self._keepalive: asyncio.Task | None = None
+        self._closed = False
+        tls = _tls_context(use_tls, tls_verify)
+        self._manager = _Manager(
+            self, host=host, port=port, username=username,
+            secret=secret.get_secret_value(), ssl=tls, events="on",
+            ping_delay=10**9, ping_interval=10**9, reconnect_timeout=1,
+            protocol_factory=_Protocol, loop=asyncio.get_running_loop(),
+            on_connect=self._connected, on_disconnect=self._disconnected,
+            log=logging.getLogger("textback.ami.panoramisk"),
+        )
+        self._manager.register_event("*", self._dispatch)
+
+    @property
+    def logged_in(self) -> bool:
+        return self._logged_in.is_set()
+
+    def start(self) -> None:
+        self._manager.connect()
+        self._keepalive = asyncio.create_task(self._keep_alive(), name="ami-keepalive")
+
+    async def wait_logged_in(self, timeout: float) -> None:
+        await asyncio.wait_for(self._logged_in.wait(), timeout)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._keepalive:
+            self._keepalive.cancel()
+        self._manager.connection_lost = lambda exc: None  # no reconnect after an orderly close
+        self._manager.close()
+        if self._record:
+            self._record.close()
+
+    async def action(self, fields: dict[str, str], timeout: float = 5.0) -> Message:
+        """Send one action and wait for its response; raise AmiError on failure."""
+        for key, value in fields.items():
+            if any(ch in str(key) + str(value) for ch in "\r\n"):
+                raise ValueError(f"AMI action field {key!r} contains a line break")
+        if not self.logged_in:
+            raise AmiDisconnected("not logged in to AMI")
+        future = self._manager.send_action(dict(fields))
+        try:
+            response = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            raise AmiTimeout(f"no answer to {fields.get('Action')} within {timeout:g} s") from None
+        if isinstance(response, list):
+            response = response[0]
+        if response.get("Response") != "Success":
+            raise AmiError(response.get("Message") or response.get("Response") or "error")
+        return response
+
+    # -- panoramisk callbacks ------------------------------------------------------
+
+    def _next_backoff(self, exc: BaseException | None) -> float:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self._reconnect_max)
+        if not self._closed:
+            log.warning("AMI %s:%d unavailable (%s); retrying in %.1f s",
+                        self.host, self.port, exc or "connection closed", delay)
+        return delay
+
+    def _connected(self, manager: Manager) -> None:
+        future = manager.authenticated_future
+        if future is not None:
+            future.add_done_callback(self._login_answered)
+
+    def _login_answered(self, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        response = future.result()
+        if response.get("Response") == "Success":
+            self._backoff = 0.5
+            self.logins += 1
+            self.last_login_error = None
+            self._logged_in.set()
+            log.info("AMI logged in to %s:%d as %s", self.host, self.port, self.username)
+            if self._on_login:
+                result = self._on_login()
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+        else:
+            self.last_login_error = response.get("Message") or "login refused"
+            log.error("AMI login as %r refused by %s:%d: %s",
+                      self.username, self.host, self.port, self.last_login_error)
+
+    def _disconnected(self, manager: Manager, exc: Exception | None) -> None:
+        self._logged_in.clear()
+
+    def _dispatch(self, manager: Manager, message: Message) -> None:
+        event = dict(message.items())
+        if self._record:
+            event_with_time = {"_t": round(time.monotonic() - self._record_start, 6), **event}
+            self._record.write(json.dumps(event_with_time) + "\n")
+            self._record.flush()
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("event handler failed on %s", event.get("Event"))
+
+    async def _keep_alive(self) -> None:
+        """Ping on a timer; a missing Pong means a dead link, so abort and reconnect."""
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            if not self.logged_in:
+                continue
+            try:
+                await self.action({"Action": "Ping"}, timeout=self._ping_timeout)
+            except AmiTimeout:
+                log.warning("AMI did not answer Ping within %.1f s; reconnecting", self._ping_timeout)
+                protocol = self._manager.protocol
+                if protocol is not None and protocol.transport is not None:
+                    protocol.transport.abort()
+            except AmiError as exc:
+                log.debug("keepalive: %s", exc)
+
+
+async def try_login(host: str, port: int, username: str, secret: SecretStr, *,
+                    use_tls: bool = False, tls_verify: bool = True,
+                    timeout: float = 5.0) -> str:
+    """Log in once and off again, for `textback check`. Returns the AMI version; raises AmiError."""
+    tls = _tls_context(use_tls, tls_verify) or None
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise AmiDisconnected(f"cannot connect to AMI at {host}:{port}: {exc or 'timed out'}") from None
+    try:
+        banner = (await asyncio.wait_for(reader.readline(), timeout)).decode("utf-8", "replace")
+        if not banner.startswith("Asterisk Call Manager/"):
+            raise AmiError(f"{host}:{port} is not an Asterisk manager port (said {banner.strip()[:60]!r})")
+        for value in (username, secret.get_secret_value()):
+            if any(ch in value for ch in "\r\n"):
+                raise ValueError("AMI username or secret contains a line break")
+        writer.write(f"Action: Login\r\nUsername: {username}\r\n"
+                     f"Secret: {secret.get_secret_value()}\r\nEvents: off\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.readuntil(EOM.encode()), timeout)
+        answer = Message.from_line(raw.decode("utf-8", "replace").strip())
+        if answer is None or answer.get("Response") != "Success":
+            reason = answer.get("Message") if answer is not None else "no answer"
+            raise LoginRefused(f"login as {username!r} refused: {reason}")
+        writer.write(b"Action: Logoff\r\n\r\n")
+        return banner.partition("/")[2].strip()
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+        raise AmiTimeout(f"no login answer from AMI at {host}:{port} ({type(exc).__name__})") from None
+    finally:
+        writer.close()
+
+
+def _tls_context(use_tls: bool, verify: bool) -> ssl.SSLContext | bool:
+    if not use_tls:
+        return False
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -1,0 +1,66 @@
+"""The SMS gateway interface every backend implements.
+
+A backend turns an OutgoingText into a SendResult, and turns whatever its
+provider delivers into InboundText for the daemon's `deliver` callback.
+The outbox decides what to do with each result: `retryable` is tried again
+later, `permanent` never is, and `unknown` (the request may have gone out) is
+recorded and reported rather than risking a second text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingText:
+    sender: str  # E.164 business number the caller dialled
+    recipient: str  # E.164 caller
+    body: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: Literal["accepted", "retryable", "permanent", "unknown"]
+    gateway_id: str | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def accepted(cls, gateway_id: str | None = None) -> "SendResult":
+        return cls("accepted", gateway_id=gateway_id)
+
+    @classmethod
+    def retryable(cls, error: str, retry_after: float | None = None) -> "SendResult":
+        return cls("retryable", error=error, retry_after=retry_after)
+
+    @classmethod
+    def permanent(cls, error: str) -> "SendResult":
+        return cls("permanent", error=error)
+
+    @classmethod
+    def unknown(cls, error: str) -> "SendResult":
+        """The provider may or may not have taken it (e.g. a timeout after the request went out)."""
+        return cls("unknown", error=error)
+
+
+@dataclass(frozen=True)
+class InboundText:
+    sender: str  # as the provider gave it; the daemon normalises it
+    recipient: str
+    body: str
+    gateway_id: str | None = None
+
+
+Deliver = Callable[[InboundText], Awaitable[None]]
+
+
+class Gateway(Protocol):
+    name: str
+
+    async def send(self, text: OutgoingText) -> SendResult:
+        """Hand one text to the provider. Never raises for provider errors."""
+
+    async def check(self) -> str:
+        """A harmless call that proves the gateway is reachable; raises with a reason if not."""

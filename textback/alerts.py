@@ -1,0 +1,104 @@
+"""Owner alert emails: composed from values (pure), sent by the mail edge.
+
+Caller-ID names and text bodies are attacker-controlled. Nothing from a
+caller reaches a header unless reduced to one printable line, and nothing
+reaches the HTML part unescaped.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from zoneinfo import ZoneInfo
+
+from textback.numbers import national
+
+SUBJECT_WORDS = 8
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    at: float
+    kind: str  # "call", "text_out", "text_in"
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyAlert:
+    business_name: str
+    timezone: str
+    owner_name: str
+    owner_email: str
+    sender: str
+    caller: str
+    caller_name: str
+    business_number: str
+    reply: str
+    entries: tuple[ThreadEntry, ...]
+
+
+def one_line(value: str, limit: int = 80) -> str:
+    """Collapse to one printable line: CR, LF and other controls become spaces."""
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _when(at: float, timezone: str) -> str:
+    return datetime.fromtimestamp(at, ZoneInfo(timezone)).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def subject_for(alert: ReplyAlert) -> str:
+    words = " ".join(one_line(alert.reply, 200).split()[:SUBJECT_WORDS])
+    who = national(alert.caller)
+    return one_line(f"Text from {who}: {words}", 120)
+
+
+_LABELS = {"call": "Missed call", "text_out": "We texted", "text_in": "They replied"}
+
+
+def compose_reply_alert(alert: ReplyAlert, message_domain: str) -> EmailMessage:
+    """The email an owner gets when a homeowner replies; plain text and escaped HTML."""
+    msg = EmailMessage()
+    msg["From"] = Address(display_name=one_line(alert.business_name, 60) + " textback",
+                          addr_spec=alert.sender)
+    msg["To"] = Address(display_name=one_line(alert.owner_name, 60), addr_spec=alert.owner_email)
+    msg["Subject"] = subject_for(alert)
+    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid(domain=message_domain)
+    msg["Auto-Submitted"] = "auto-generated"
+
+    caller = national(alert.caller)
+    name = one_line(alert.caller_name, 60)
+    who = f"{caller} ({name})" if name else caller
+    dialled = national(alert.business_number)
+    lines = [
+        f"{who} replied to {alert.business_name}'s text on {dialled}:",
+        "",
+        *("    " + line for line in alert.reply.splitlines() or [""]),
+        "",
+        "The conversation so far:",
+    ]
+    for entry in alert.entries:
+        label = _LABELS.get(entry.kind, entry.kind)
+        lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
+    lines += ["", f"Call or text them back at {caller}."]
+    msg.set_content("\n".join(lines))
+
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td style=\"color:#666;padding-right:1em\">{esc(_when(e.at, alert.timezone))}</td>"
+        f"<td><b>{esc(_LABELS.get(e.kind, e.kind))}</b></td><td>{esc(e.text)}</td></tr>"
+        for e in alert.entries)
+    body = (
+        "<!doctype html><html><body style=\"font-family:sans-serif\">"
+        f"<p><b>{esc(who)}</b> replied to {esc(alert.business_name)}'s text on {esc(dialled)}:</p>"
+        f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.reply)}</blockquote>"
+        f"<p>The conversation so far:</p><table>{rows}</table>"
+        f"<p>Call or text them back at <a href=\"tel:{esc(alert.caller)}\">{esc(caller)}</a>.</p>"
+        "</body></html>")
+    msg.add_alternative(body, subtype="html")
+    return msg

@@ -1,0 +1,169 @@
+"""The `textback` command line: run the daemon, check an install, read the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
+from textback.numbers import to_e164
+
+CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
+
+
+def _load(path: str | None) -> Loaded:
+    chosen = Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        return load(chosen)
+    except ConfigError as exc:
+        click.echo(f"textback: configuration has {len(exc.problems)} problem(s):", err=True)
+        for where, message in exc.problems:
+            click.echo(f"  {where}: {message}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                             help=CONFIG_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="textback")
+def main() -> None:
+    """Text back the callers your company could not answer.
+
+    textback watches your Asterisk PBX over AMI. When a caller from outside
+    rings and nobody answers, it texts them from the number they dialled,
+    threads their reply, and emails it to the owner of the call.
+
+    Start with `textback check -c config.yaml`, then `textback run`.
+    """
+
+
+@main.command()
+@config_option
+@click.option("--record-ami", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append every AMI event received to this file as JSON lines (for traces).")
+def run(config_path: str | None, record_ami: Path | None) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C."""
+    loaded = _load(config_path)
+    logging.basicConfig(level=loaded.config.logging.level,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from textback.daemon import Daemon
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Daemon(loaded, record_ami=record_ami).run(stop)
+
+    asyncio.run(serve())
+
+
+@main.command()
+@config_option
+def check(config_path: str | None) -> None:
+    """Check the config, AMI, the SMS gateway and SMTP: one line each."""
+    loaded = _load(config_path)
+    click.echo(f"ok    config: {loaded.source} ({len(loaded.config.numbers)} business number(s), "
+               f"{len(loaded.config.owners)} owner(s))")
+    from textback.checks import run_checks
+
+    results = asyncio.run(run_checks(loaded))
+    for name, ok, detail in results:
+        click.echo(f"{'ok' if ok else 'FAIL':<5} {name}: {detail}")
+    sys.exit(0 if all(ok for _, ok, _ in results) else 1)
+
+
+def _when(at: float | None, tz: str) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(at: float | None) -> str:
+    if at is None:
+        return "-"
+    seconds = max(0, int(datetime.now().timestamp() - at))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+async def _read(loaded: Loaded, query: str, *args: object) -> object:
+    from textback.store import Store
+
+    store = await Store.open(loaded.config.storage.path)
+    try:
+        return await getattr(store, query)(*args)
+    finally:
+        await store.close()
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=50, show_default=True, help="At most this many conversations.")
+def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
+    """Open conversations, newest first."""
+    loaded = _load(config_path)
+    rows = asyncio.run(_read(loaded, "inbox", limit))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No open conversations.")
+        return
+    tz = loaded.config.business.timezone
+    click.echo(f"{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} {'REPLY AGE':>9}  LAST REPLY")
+    for row in rows:
+        reply = (row["last_reply"] or "").replace("\n", " ")
+        click.echo(f"{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
+                   f"{row['missed_calls']:>5} {_age(row['last_reply_at']):>9}  "
+                   f"{click.unstyle(reply)[:60] or '(no reply yet)'}")
+    click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
+
+
+_KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "owner alert"}
+
+
+@main.command()
+@config_option
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def thread(config_path: str | None, number: str, as_json: bool) -> None:
+    """One caller's calls, texts, replies and alerts, in order."""
+    loaded = _load(config_path)
+    region = loaded.config.numbers[0].region
+    caller = to_e164(number, region)
+    if caller is None:
+        raise click.BadParameter(f"{number!r} is not a valid phone number", param_hint="NUMBER")
+    rows = asyncio.run(_read(loaded, "timeline", caller))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"Nothing recorded for {caller}.")
+        return
+    tz = loaded.config.business.timezone
+    for row in rows:
+        when = _when(row["at"], tz)
+        kind = _KIND[row["kind"]]
+        if row["kind"] == "call":
+            detail = f"{row['status']} ({row['detail']}) on {row['business_number']}"
+        elif row["kind"] == "alert":
+            detail = f"{row['status']} to {row['detail'] or row['extra']}: {row['body']}"
+        else:
+            body = row["body"].replace("\n", " / ")
+            detail = f"[{row['status']}] {body}"
+        click.echo(f"{when}  {kind:<11}  {click.unstyle(detail)}")

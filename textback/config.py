@@ -1,0 +1,382 @@
+"""Load and validate the one YAML file an installer edits.
+
+Every problem is reported at once, each with its YAML path and line, so an
+installer fixes the file in one pass instead of one error per restart.
+Secrets are never written in the file itself: they come from a file or an
+environment variable, and are held as SecretStr so they never reach a log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from textback.templates import TemplateError, check_template
+
+DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` lists (yaml_path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """Where a secret lives. Exactly one of `file` or `env`."""
+
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretRef":
+        if (self.file is None) == (self.env is None):
+            raise ValueError("give exactly one of 'file' or 'env'")
+        return self
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now; raise ValueError naming where it was looked for."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ValueError(f"environment variable {self.env} is not set or empty")
+            return SecretStr(value)
+        try:
+            value = self.file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        if not value:
+            raise ValueError(f"secret file {self.file} is empty")
+        return SecretStr(value)
+
+
+def _is_e164(value: str) -> str:
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"{value!r} is not a phone number in E.164 form (+ and country code)") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"{value!r} is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+E164 = Annotated[str, Field(min_length=2)]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
+class BusinessConfig(Strict):
+    name: str = Field(min_length=1, max_length=60)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+        return value
+
+
+class AmiConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = Field(min_length=1)
+    secret: SecretRef
+    tls: bool = False
+    tls_verify: bool = True
+    ping_interval: float = Field(10.0, gt=0)
+    ping_timeout: float = Field(5.0, gt=0)
+    reconnect_max_seconds: float = Field(60.0, gt=0)
+
+
+class InboundConfig(Strict):
+    """How textback recognises a call from outside: by trunk endpoint or by dialplan context."""
+
+    trunks: list[str] = Field(default_factory=list)
+    contexts: list[str] = Field(default_factory=list)
+    grace_seconds: float = Field(0.5, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> "InboundConfig":
+        if not self.trunks and not self.contexts:
+            raise ValueError("list at least one trunk endpoint or inbound context")
+        return self
+
+
+class OwnerConfig(Strict):
+    id: Identifier
+    name: str = Field(min_length=1)
+    email: str = Field(pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+$")
+
+
+class NumberConfig(Strict):
+    """A business number (DID) callers dial, and whose name texts go out under."""
+
+    number: E164
+    owner: Identifier
+    label: str = ""
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return _is_e164(value)
+
+    @property
+    def region(self) -> str:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(self.number, None)) or "US"
+
+
+class TextConfig(Strict):
+    delay_seconds: float = Field(30.0, ge=0, le=3600)
+    template: str = Field(min_length=1)
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            check_template(value)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class StorageConfig(Strict):
+    path: Path = Path("/var/lib/textback/textback.db")
+
+
+class AsteriskGatewayConfig(Strict):
+    """SIP MESSAGE through Asterisk's own AMI MessageSend.
+
+    `destination` and `from_uri` are templates; {to} and {sender} are the E.164
+    numbers of the caller and the business number.
+    """
+
+    destination: str = "pjsip:{trunk}/sip:{to}@{host}"
+    from_uri: str = "sip:{sender}@{host}"
+    trunk: str = ""
+    host: str = ""
+    timeout_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fields_known(self) -> "AsteriskGatewayConfig":
+        for name in ("destination", "from_uri"):
+            template = getattr(self, name)
+            unknown = set(re.findall(r"{(\w*)}", template)) - {"to", "sender", "trunk", "host"}
+            if unknown:
+                raise ValueError(f"{name}: unknown placeholder(s) {', '.join(sorted(unknown))}")
+            for needed in ("trunk", "host"):
+                if "{" + needed + "}" in template and not getattr(self, needed):
+                    raise ValueError(f"{name} uses {{{needed}}} but '{needed}' is not set")
+        return self
+
+
+class GatewayConfig(Strict):
+    type: Literal["asterisk", "log"] = "asterisk"
+    asterisk: AsteriskGatewayConfig | None = None
+
+    @model_validator(mode="after")
+    def _section_present(self) -> "GatewayConfig":
+        if self.type == "asterisk" and self.asterisk is None:
+            raise ValueError("type 'asterisk' needs an 'asterisk:' section")
+        return self
+
+
+class SmtpConfig(Strict):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretRef | None = None
+    sender: str = Field(pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+$")
+    timeout_seconds: float = Field(15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> "SmtpConfig":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both 'username' and 'password', or neither")
+        return self
+
+
+class LoggingConfig(Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(Strict):
+    business: BusinessConfig
+    ami: AmiConfig
+    inbound: InboundConfig
+    owners: list[OwnerConfig] = Field(min_length=1)
+    numbers: list[NumberConfig] = Field(min_length=1)
+    text: TextConfig
+    gateway: GatewayConfig
+    smtp: SmtpConfig
+    storage: StorageConfig = StorageConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> "Config":
+        owner_ids = [o.id for o in self.owners]
+        dupes = {o for o in owner_ids if owner_ids.count(o) > 1}
+        if dupes:
+            raise ValueError(f"owners: duplicate id(s) {', '.join(sorted(dupes))}")
+        numbers = [n.number for n in self.numbers]
+        dupes = {n for n in numbers if numbers.count(n) > 1}
+        if dupes:
+            raise ValueError(f"numbers: {', '.join(sorted(dupes))} listed twice")
+        for index, number in enumerate(self.numbers):
+            if number.owner not in owner_ids:
+                raise ValueError(f"numbers[{index}].owner: no owner with id {number.owner!r}")
+        return self
+
+    def number(self, e164: str) -> NumberConfig | None:
+        return next((n for n in self.numbers if n.number == e164), None)
+
+    def owner(self, owner_id: str) -> OwnerConfig:
+        return next(o for o in self.owners if o.id == owner_id)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secrets resolved at load time so a missing one fails `check`, not the first call."""
+
+    ami: SecretStr
+    smtp_password: SecretStr | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    config: Config
+    secrets: Secrets
+    source: Path
+
+
+def load(path: Path) -> Loaded:
+    """Read, validate and resolve secrets; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [("(file)", f"cannot read: {exc.strerror}")]) from None
+    return parse(text, source=source, base=path.resolve().parent)
+
+
+def parse(text: str, source: str = "<config>", base: Path | None = None) -> Loaded:
+    try:
+        raw = yaml.safe_load(text)
+        lines = _line_numbers(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("(top)", "the file must be a mapping of sections")])
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err, lines) for err in exc.errors()]) from None
+    problems: list[tuple[str, str]] = []
+    ami_secret = _resolve(config.ami.secret, base, "ami.secret", problems)
+    smtp_password = None
+    if config.smtp.password is not None:
+        smtp_password = _resolve(config.smtp.password, base, "smtp.password", problems)
+    if problems:
+        raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
+    return Loaded(config=config, secrets=Secrets(ami=ami_secret, smtp_password=smtp_password),
+                  source=Path(source))
+
+
+def _resolve(ref: SecretRef, base: Path | None, path: str,
+             problems: list[tuple[str, str]]) -> SecretStr:
+    if ref.file is not None and not ref.file.is_absolute() and base is not None:
+        ref = SecretRef(file=base / ref.file)
+    try:
+        return ref.resolve()
+    except ValueError as exc:
+        problems.append((path, str(exc)))
+        return SecretStr("")
+
+
+def _describe(err: Any, lines: dict[str, int]) -> tuple[str, str]:
+    path = _dotted(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key (check the spelling against config.example.yaml)"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = err["msg"].removeprefix("Value error, ")
+        if "input" in err and kind.endswith(("_type", "_parsing")):
+            message += f" (got {err['input']!r})"
+    return _with_line(path, lines), message
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def _with_line(path: str, lines: dict[str, int]) -> str:
+    probe = path
+    while probe:
+        if probe in lines:
+            return f"{path} (line {lines[probe]})"
+        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        if probe == path:
+            break
+    return path
+
+
+def _line_numbers(text: str) -> dict[str, int]:
+    """Map each YAML path ('a.b[2].c') to the 1-based line where it is written."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    found: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{path}.{key.value}" if path else str(key.value)
+                found[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = f"{path}[{index}]"
+                found[child] = item.start_mark.line + 1
+                walk(item, child)
+
+    if root is not None:
+        walk(root, "")
+    return found

@@ -1,0 +1,264 @@
+"""The daemon: wires the edges (AMI, store, gateway, SMTP) around the pure core.
+
+    AMI events -> CallTracker -> rules.decide -> Store (call + outbox, one commit)
+    outbox worker -> gateway.send -> Store
+    inbound text -> Store (message + alert, one commit) -> alert worker -> SMTP
+
+Every decision is written to the "textback.timeline" log in plain words, so
+an installer can follow what happened to each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ami_listener.connection import AmiConnection
+from sms_gateway.asterisk import AsteriskGateway, parse_user_event
+from sms_gateway.base import Gateway, InboundText, OutgoingText
+from sms_gateway.log import LogGateway
+from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert, one_line
+from textback.config import Config, Loaded
+from textback.mailer import Mailer
+from textback.numbers import caller_digits, to_e164
+from textback.rules import decide, match_number
+from textback.store import CallRow, OutboxItem, PlannedText, Store
+from textback.tracker import CallFinished, CallStarted, CallTracker
+
+log = logging.getLogger("textback")
+timeline = logging.getLogger("textback.timeline")
+
+MAX_SEND_ATTEMPTS = 8
+MAX_ALERT_ATTEMPTS = 10
+IDLE_POLL_SECONDS = 30.0
+
+
+def build_gateway(config: Config, ami: AmiConnection) -> Gateway:
+    """The configured SMS backend. A new built-in backend is added here."""
+    if config.gateway.type == "asterisk":
+        g = config.gateway.asterisk
+        return AsteriskGateway(ami, g.destination, g.from_uri, g.trunk, g.host, g.timeout_seconds)
+    return LogGateway()
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at 15 minutes."""
+    return min(5.0 * 2 ** (attempts - 1), 900.0) * random.uniform(0.8, 1.2)
+
+
+class Daemon:
+    def __init__(self, loaded: Loaded, record_ami: Path | None = None):
+        self.config = loaded.config
+        self.secrets = loaded.secrets
+        self._record_ami = record_ami
+        inbound = self.config.inbound
+        self.tracker = CallTracker(inbound.trunks, inbound.contexts, inbound.grace_seconds)
+        self.mailer = Mailer(self.config.smtp, self.secrets.smtp_password)
+        self.store: Store | None = None
+        self.ami: AmiConnection | None = None
+        self.gateway: Gateway | None = None
+        self._outbox_wake = asyncio.Event()
+        self._alerts_wake = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._writes: set[asyncio.Task] = set()
+
+    def _clock(self, at: float) -> str:
+        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        c = self.config
+        self.store = await Store.open(c.storage.path)
+        for outbox_id in await self.store.recover_interrupted():
+            log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
+                        "not re-sent", outbox_id)
+        self.ami = AmiConnection(
+            c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
+            on_event=self.on_event, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
+            reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
+        self.gateway = build_gateway(c, self.ami)
+        self.ami.start()
+        workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
+                   asyncio.create_task(self._alert_worker(), name="alerts")]
+        log.info("textback running for %s (%s); gateway %s; database %s",
+                 c.business.name, ", ".join(n.number for n in c.numbers),
+                 self.gateway.name, c.storage.path)
+        try:
+            await stop.wait()
+        finally:
+            log.info("textback stopping")
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if self._writes:
+                await asyncio.gather(*self._writes, return_exceptions=True)
+            await self.ami.close()
+            await self.store.close()
+
+    # -- AMI events (runs on the event loop: must never block) ------------------
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        inbound = parse_user_event(event)
+        if inbound is not None:
+            self._spawn(self.receive_text(inbound, self.gateway.name))
+            return
+        self._handle(self.tracker.feed(event, time.time()))
+
+    def _handle(self, happenings: list[CallStarted | CallFinished]) -> None:
+        for happening in happenings:
+            if isinstance(happening, CallStarted):
+                timeline.info("call started: %s calling %s", one_line(happening.caller_id),
+                              one_line(happening.did))
+            else:
+                self._spawn(self._finished(happening))
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry:
+            self._expiry.cancel()
+        deadline = self.tracker.next_deadline()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_later(max(0.0, deadline - time.time()) + 0.01,
+                                           lambda: self._handle(self.tracker.expire(time.time())))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _finished(self, call: CallFinished) -> None:
+        decision = decide(self.config, call)
+        row = CallRow(
+            linkedid=call.call_id, business_number=decision.business_number,
+            caller_raw=call.caller_id, caller=decision.caller, caller_name=call.caller_name,
+            started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
+            outcome=call.outcome, reason=call.reason, decision=decision.reason)
+        planned = PlannedText(decision.owner_id, decision.body, decision.due_at) if decision.send else None
+        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id)
+        who = one_line(call.caller_id)
+        if call.outcome == "answered":
+            timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or "?"))
+            return
+        timeline.info("call missed: %s calling %s (reason: %s)", who, decision.business_number,
+                      call.reason)
+        if outbox_id is None:
+            timeline.info("no text for %s: %s", who, decision.reason)
+            return
+        timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
+        self._outbox_wake.set()
+
+    # -- the outbox ---------------------------------------------------------------
+
+    async def _outbox_worker(self) -> None:
+        while True:
+            for item in await self.store.due(time.time()):
+                if await self.store.claim(item.id):
+                    await self._send(item)
+            next_due = await self.store.next_due()
+            timeout = IDLE_POLL_SECONDS if next_due is None else max(0.0, next_due - time.time())
+            self._outbox_wake.clear()
+            try:
+                await asyncio.wait_for(self._outbox_wake.wait(), min(timeout, IDLE_POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _send(self, item: OutboxItem) -> None:
+        result = await self.gateway.send(OutgoingText(item.sender, item.recipient, item.body))
+        name = self.gateway.name
+        attempts = item.attempts + 1
+        if result.status == "accepted":
+            await self.store.mark_sent(item, name, result.gateway_id)
+            timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
+                          one_line(item.body, 200))
+        elif result.status == "retryable" and attempts < MAX_SEND_ATTEMPTS:
+            delay = result.retry_after or retry_delay(attempts)
+            await self.store.mark_retry(item, time.time() + delay, result.error)
+            log.warning("text to %s not sent (%s); retry %d in %.0f s",
+                        item.recipient, result.error, attempts, delay)
+        else:
+            state = "unknown" if result.status == "unknown" else "failed"
+            await self.store.mark_final(item, state, name, result.error)
+            log.error("text to %s %s: %s", item.recipient,
+                      "may or may not have been sent" if state == "unknown" else "failed",
+                      result.error)
+
+    # -- inbound texts and owner alerts -------------------------------------------
+
+    async def receive_text(self, text: InboundText, gateway: str) -> None:
+        """Commit an inbound text and its owner alert; the gateway acknowledges after this returns."""
+        number = match_number(self.config, caller_digits(text.recipient))
+        if number is None:
+            log.error("text from %s to %s ignored: not one of the configured business numbers",
+                      one_line(text.sender), one_line(text.recipient))
+            return
+        sender = to_e164(text.sender, number.region) or caller_digits(text.sender)
+        record = await self.store.record_inbound(sender, number.number, text.body, gateway,
+                                                 text.gateway_id, number.owner)
+        if record.duplicate:
+            log.info("duplicate delivery of message %s ignored", text.gateway_id)
+            return
+        timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
+                      one_line(text.body, 200))
+        self._alerts_wake.set()
+
+    async def _alert_worker(self) -> None:
+        retry_at: dict[int, float] = {}
+        while True:
+            for alert in await self.store.pending_alerts():
+                if retry_at.get(alert["id"], 0) > time.time():
+                    continue
+                try:
+                    await self._send_alert(alert)
+                    retry_at.pop(alert["id"], None)
+                except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+                    error = f"{type(exc).__name__}: {exc}"
+                    if alert["attempts"] + 1 >= MAX_ALERT_ATTEMPTS:
+                        await self.store.mark_alert(alert["id"], "failed", error=error)
+                        log.error("owner alert %d failed for good: %s", alert["id"], error)
+                    else:
+                        await self.store.note_alert_attempt(alert["id"], error)
+                        retry_at[alert["id"]] = time.time() + retry_delay(alert["attempts"] + 1)
+                        log.warning("owner alert %d not sent (%s); will retry", alert["id"], error)
+            self._alerts_wake.clear()
+            wait = min([t - time.time() for t in retry_at.values()] + [IDLE_POLL_SECONDS])
+            try:
+                await asyncio.wait_for(self._alerts_wake.wait(), max(0.1, wait))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _send_alert(self, alert: dict[str, Any]) -> None:
+        conversation = await self.store.conversation(alert["conversation_id"])
+        history = await self.store.conversation_history(alert["conversation_id"])
+        owner = self.config.owner(conversation["owner_id"])
+        reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
+        entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
+                   for c in history["calls"]]
+        entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
+                                (m["sent_at"] or m["created_at"]),
+                                "text_in" if m["direction"] == "in" else "text_out", m["body"])
+                    for m in history["messages"] if m["created_at"] <= reply["created_at"]]
+        entries.sort(key=lambda e: e.at)
+        caller_name = next((c["caller_name"] for c in reversed(history["calls"])
+                            if c["caller_name"]), "")
+        message = compose_reply_alert(ReplyAlert(
+            business_name=self.config.business.name, timezone=self.config.business.timezone,
+            owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
+            caller=conversation["caller"], caller_name=caller_name,
+            business_number=conversation["business_number"], reply=reply["body"],
+            entries=tuple(entries)), self.mailer.domain)
+        await self.mailer.send(message)
+        await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
+        timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("internal error", exc_info=task.exception())

@@ -1,0 +1,413 @@
+"""SQLite store: calls, conversations, messages, the outbox and owner alerts.
+
+Everything the system accepts is committed here before it is acted on or
+acknowledged. The outbox is a state machine in the database:
+
+    pending --claim--> sending --> sent | failed
+       ^                  |
+       +---- retry -------+          (sending at start-up --> unknown)
+
+A row is claimed with a conditional UPDATE before the gateway is called, so
+two workers, or a worker after a restart, can never send it twice. A row
+left in `sending` by a crash may or may not have reached the gateway; it
+becomes `unknown` and is reported, never re-sent blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: the vertical slice
+    """
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        caller TEXT NOT NULL,
+        business_number TEXT NOT NULL,
+        owner_id TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (caller, business_number)
+    );
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY,
+        linkedid TEXT NOT NULL UNIQUE,
+        business_number TEXT NOT NULL,
+        caller_raw TEXT NOT NULL,
+        caller TEXT,
+        caller_name TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        answered_at REAL,
+        ended_at REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        decision TEXT NOT NULL DEFAULT '',
+        conversation_id INTEGER REFERENCES conversations(id)
+    );
+    CREATE INDEX calls_caller ON calls (caller, started_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        body TEXT NOT NULL,
+        status TEXT NOT NULL,
+        gateway TEXT NOT NULL DEFAULT '',
+        gateway_id TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX messages_conversation ON messages (conversation_id, created_at);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id),
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (state, due_at);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        owner_id TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX alerts_state ON alerts (state);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class CallRow:
+    linkedid: str
+    business_number: str
+    caller_raw: str
+    caller: str | None
+    caller_name: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    outcome: str
+    reason: str
+    decision: str
+
+
+@dataclass(frozen=True)
+class PlannedText:
+    """An automatic text to queue with the call, in the same transaction."""
+
+    owner_id: str
+    body: str
+    due_at: float
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    message_id: int
+    conversation_id: int
+    sender: str
+    recipient: str
+    body: str
+    due_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    conversation_id: int
+    message_id: int
+    alert_id: int
+    duplicate: bool
+
+
+class Store:
+    """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
+
+    def __init__(self, db: aiosqlite.Connection):
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> "Store":
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as db:
+            version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this textback "
+                    f"({len(MIGRATIONS)}); upgrade textback")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+
+    async def _one(self, sql: str, args: tuple = ()) -> aiosqlite.Row | None:
+        return await (await self._db.execute(sql, args)).fetchone()
+
+    async def _all(self, sql: str, args: tuple = ()) -> list[aiosqlite.Row]:
+        return list(await (await self._db.execute(sql, args)).fetchall())
+
+    # -- calls and automatic texts -------------------------------------------
+
+    async def record_call(self, call: CallRow, text: PlannedText | None = None,
+                          owner_id: str | None = None) -> int | None:
+        """Store a finished call and, when given, queue its text. Returns the outbox id.
+
+        A call already stored (same linkedid, e.g. replayed after a reconnect)
+        is ignored, so a call can never queue two texts.
+        """
+        now = time.time()
+        async with self._transaction() as db:
+            if await self._one("SELECT 1 FROM calls WHERE linkedid = ?", (call.linkedid,)):
+                return None
+            conversation_id = None
+            if call.caller and (text or owner_id):
+                conversation_id = await self._conversation(
+                    call.caller, call.business_number, text.owner_id if text else owner_id, now)
+            await db.execute(
+                "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
+                " started_at, answered_at, ended_at, outcome, reason, decision, conversation_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (call.linkedid, call.business_number, call.caller_raw, call.caller,
+                 call.caller_name, call.started_at, call.answered_at, call.ended_at,
+                 call.outcome, call.reason, call.decision, conversation_id))
+            if text is None:
+                return None
+            return await self._queue(conversation_id, call.business_number, call.caller,
+                                     text.body, text.due_at, now)
+
+    async def _conversation(self, caller: str, business_number: str, owner_id: str,
+                            now: float) -> int:
+        row = await self._one(
+            "SELECT id FROM conversations WHERE caller = ? AND business_number = ?",
+            (caller, business_number))
+        if row:
+            await self._db.execute(
+                "UPDATE conversations SET updated_at = ?, status = 'open' WHERE id = ?",
+                (now, row["id"]))
+            return row["id"]
+        cursor = await self._db.execute(
+            "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at)"
+            " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
+        return cursor.lastrowid
+
+    async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
+                     due_at: float, now: float) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO messages (conversation_id, direction, body, status, created_at)"
+            " VALUES (?, 'out', ?, 'queued', ?)", (conversation_id, body, now))
+        cursor = await self._db.execute(
+            "INSERT INTO outbox (message_id, sender, recipient, due_at, updated_at)"
+            " VALUES (?,?,?,?,?)", (cursor.lastrowid, sender, recipient, due_at, now))
+        return cursor.lastrowid
+
+    # -- the outbox --------------------------------------------------------------
+
+    async def recover_interrupted(self) -> list[int]:
+        """Rows a crash left in `sending`: mark them `unknown` rather than risk a second text."""
+        async with self._transaction() as db:
+            rows = await self._all("SELECT id, message_id FROM outbox WHERE state = 'sending'")
+            for row in rows:
+                await db.execute(
+                    "UPDATE outbox SET state = 'unknown', updated_at = ?,"
+                    " last_error = 'interrupted while sending; not re-sent' WHERE id = ?",
+                    (time.time(), row["id"]))
+                await db.execute("UPDATE messages SET status = 'unknown' WHERE id = ?",
+                                 (row["message_id"],))
+        return [row["id"] for row in rows]
+
+    async def next_due(self) -> float | None:
+        row = await self._one("SELECT MIN(due_at) AS due FROM outbox WHERE state = 'pending'")
+        return row["due"] if row else None
+
+    async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
+        rows = await self._all(
+            "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
+            " o.due_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?",
+            (now, limit))
+        return [OutboxItem(**dict(row)) for row in rows]
+
+    async def claim(self, outbox_id: int) -> bool:
+        """pending -> sending; False if another worker (or an earlier run) already took it."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?"
+                " WHERE id = ? AND state = 'pending'", (time.time(), outbox_id))
+            return cursor.rowcount == 1
+
+    async def mark_sent(self, item: OutboxItem, gateway: str, gateway_id: str | None) -> None:
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
+                             (now, item.id))
+            await db.execute(
+                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
+                " WHERE id = ?", (gateway, gateway_id, now, item.message_id))
+
+    async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'pending', due_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ?", (due_at, error, time.time(), item.id))
+
+    async def mark_final(self, item: OutboxItem, state: str, gateway: str, error: str) -> None:
+        """End a row that must not be retried: `failed`, or `unknown` (may have been sent)."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (state, error, now, item.id))
+            await db.execute(
+                "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
+                (state, gateway, error, item.message_id))
+
+    # -- inbound texts and owner alerts ------------------------------------------
+
+    async def record_inbound(self, caller: str, business_number: str, body: str,
+                             gateway: str, gateway_id: str | None,
+                             owner_for_new: str) -> InboundRecord:
+        """Commit a homeowner's text and the owner alert it needs, in one transaction.
+
+        A message whose gateway id was already stored (a provider retrying a
+        webhook) is recognised and not stored or alerted twice.
+        """
+        now = time.time()
+        async with self._transaction() as db:
+            if gateway_id:
+                row = await self._one(
+                    "SELECT m.id, m.conversation_id, a.id AS alert_id FROM messages m"
+                    " LEFT JOIN alerts a ON a.message_id = m.id"
+                    " WHERE m.gateway = ? AND m.gateway_id = ? AND m.direction = 'in'",
+                    (gateway, gateway_id))
+                if row:
+                    return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
+            conversation_id = await self._conversation(caller, business_number, owner_for_new, now)
+            cursor = await db.execute(
+                "INSERT INTO messages (conversation_id, direction, body, status, gateway,"
+                " gateway_id, created_at) VALUES (?, 'in', ?, 'received', ?, ?, ?)",
+                (conversation_id, body, gateway, gateway_id, now))
+            message_id = cursor.lastrowid
+            owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
+                                    (conversation_id,))
+            cursor = await db.execute(
+                "INSERT INTO alerts (conversation_id, message_id, owner_id, created_at)"
+                " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
+            return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
+
+    async def pending_alerts(self) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT a.id, a.conversation_id, a.message_id, a.owner_id, a.attempts"
+            " FROM alerts a WHERE a.state = 'pending' ORDER BY a.id")
+        return [dict(row) for row in rows]
+
+    async def mark_alert(self, alert_id: int, state: str, recipient: str = "",
+                         subject: str = "", error: str = "") -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE alerts SET state = ?, recipient = ?, subject = ?, last_error = ?,"
+                " attempts = attempts + 1, sent_at = CASE WHEN ? = 'sent' THEN ? END"
+                " WHERE id = ?",
+                (state, recipient, subject, error, state, time.time(), alert_id))
+
+    async def note_alert_attempt(self, alert_id: int, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE alerts SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, alert_id))
+
+    # -- reading -------------------------------------------------------------------
+
+    async def conversation(self, conversation_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        return dict(row) if row else None
+
+    async def conversation_history(self, conversation_id: int) -> dict[str, list[dict[str, Any]]]:
+        calls = await self._all(
+            "SELECT * FROM calls WHERE conversation_id = ? ORDER BY started_at", (conversation_id,))
+        messages = await self._all(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, id",
+            (conversation_id,))
+        return {"calls": [dict(r) for r in calls], "messages": [dict(r) for r in messages]}
+
+    async def inbox(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Open conversations, newest activity first, with their last inbound text."""
+        rows = await self._all(
+            "SELECT c.*, (SELECT body FROM messages WHERE conversation_id = c.id"
+            "   AND direction = 'in' ORDER BY created_at DESC, id DESC LIMIT 1) AS last_reply,"
+            " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
+            "   AND direction = 'in') AS last_reply_at,"
+            " (SELECT COUNT(*) FROM calls WHERE conversation_id = c.id) AS missed_calls"
+            " FROM conversations c WHERE c.status = 'open'"
+            " ORDER BY c.updated_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    async def timeline(self, caller: str) -> list[dict[str, Any]]:
+        """Everything that happened with one caller, oldest first: calls, texts, alerts."""
+        rows = await self._all(
+            "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
+            "  reason AS detail, '' AS body, caller_name AS extra FROM calls WHERE caller = ?"
+            " UNION ALL"
+            " SELECT CASE m.direction WHEN 'in' THEN 'text_in' ELSE 'text_out' END,"
+            "  COALESCE(m.sent_at, m.created_at), c.business_number, m.status, m.error,"
+            "  m.body, COALESCE(m.gateway_id, '') FROM messages m"
+            "  JOIN conversations c ON c.id = m.conversation_id WHERE c.caller = ?"
+            " UNION ALL"
+            " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
+            "  a.recipient, a.subject, a.owner_id FROM alerts a"
+            "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
+            " ORDER BY at", (caller, caller, caller))
+        return [dict(r) for r in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
