@@ -1,0 +1,31 @@
+# textback: the two commands that matter are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup lab demo test unit bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+lab:
+	lab/build-root.sh
+
+demo: setup lab
+	$(PY) -m lab.demo
+
+test: setup lab
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest -m 'not lab'
+
+bench: setup lab
+	$(PY) bench/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,45 @@
+"""Build valid configuration files for tests, with secrets in files beside them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUSINESS_NUMBER = "+12125550100"
+RING_GROUP_NUMBER = "+12125550101"
+HOMEOWNER = "+12125550123"
+
+
+def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    (tmp_path / "ami.secret").write_text("not-the-real-one\n")
+    config: dict[str, Any] = {
+        "business": {"name": "Acme Remodeling", "timezone": "America/New_York"},
+        "ami": {"host": "127.0.0.1", "port": 15038, "username": "textback",
+                "secret": {"file": "ami.secret"}},
+        "inbound": {"trunks": ["carrier"]},
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"}],
+        "numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
+                    {"number": RING_GROUP_NUMBER, "owner": "dana"}],
+        "text": {"delay_seconds": 30,
+                 "template": "Hi, this is {business_name}. Sorry we missed your call!"},
+        "gateway": {"type": "log"},
+        "smtp": {"host": "127.0.0.1", "port": 2525, "security": "none",
+                 "sender": "textback@acme.example"},
+        "storage": {"path": str(tmp_path / "textback.db")},
+    }
+    for dotted, value in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return copy.deepcopy(config)
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -1,0 +1,110 @@
+"""Real peers for tests: an SMTP relay sink (aiosmtpd) and the daemon as a real process."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from aiosmtpd.controller import Controller
+
+SMTP_SINK_PORT = 15025
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Poll until predicate() is truthy; fail with `what` after timeout. Returns the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+
+
+@dataclass
+class SmtpSink:
+    """Stands in for the company mail relay: accepts and keeps every message."""
+
+    received: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.original_content or envelope.content,
+                                           policy=email.policy.default)
+        with self._lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float) -> list[Received]:
+        wait_until(lambda: len(self.received) >= count, timeout, f"{count} email(s) at the sink")
+        return list(self.received)
+
+
+def start_smtp_sink(port: int = SMTP_SINK_PORT) -> tuple[SmtpSink, Controller]:
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    return sink, controller
+
+
+class DaemonProcess:
+    """`textback run` as a real process, so tests can SIGKILL it like a crash would."""
+
+    def __init__(self, config_path: Path, log_path: Path):
+        self.config_path = config_path
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready_timeout: float = 15.0) -> "DaemonProcess":
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "textback", "run", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        wait_until(lambda: "AMI logged in" in self.log_since_start() or self._died(),
+                   ready_timeout, "the daemon to log in to AMI")
+        if self._died():
+            raise AssertionError(f"textback run exited early:\n{self.log()}")
+        return self
+
+    def _died(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_since_start(self) -> str:
+        return self.log()[self._offset:]
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a power cut or OOM kill."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode if self.process else 0

@@ -1,0 +1,134 @@
+"""The AMI edge against a hostile peer on loopback: malformed framing, split UTF-8, header injection.
+
+Asterisk itself never sends these, so this peer is a plain TCP server that
+speaks the AMI wire format badly on purpose. The well-behaved paths are
+tested against the real Asterisk in the lab tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import SecretStr
+
+from ami_listener.connection import AmiConnection, LoginRefused, try_login
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+async def serve(script):
+    """Start a one-connection AMI peer that answers Login, then runs `script(writer)`."""
+    async def handle(reader, writer):
+        writer.write(BANNER)
+        login = await reader.readuntil(b"\r\n\r\n")
+        action_id = next(line.split(b": ", 1)[1] for line in login.split(b"\r\n")
+                         if line.lower().startswith(b"actionid"))
+        writer.write(b"Response: Success\r\nActionID: " + action_id +
+                     b"\r\nMessage: Authentication accepted\r\n\r\n")
+        await writer.drain()
+        await script(reader, writer)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def connect(port, events):
+    ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=events.append,
+                        ping_interval=0.2, ping_timeout=0.3, reconnect_max=0.5)
+    ami.start()
+    await ami.wait_logged_in(3)
+    return ami
+
+
+async def test_malformed_blocks_are_skipped_and_split_utf8_survives():
+    async def script(reader, writer):
+        writer.write(b"garbage without colon\r\n\r\n")
+        event = "Event: UserEvent\r\nUserEvent: X\r\nBody: caf\u00e9 \u2014 ok\r\n\r\n".encode()
+        cut = event.index(b"\xc3") + 1  # split inside the two bytes of é
+        writer.write(event[:cut])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(event[cut:])
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, port = await serve(script)
+    events = []
+    ami = await connect(port, events)
+    try:
+        for _ in range(100):
+            if events:
+                break
+            await asyncio.sleep(0.02)
+        assert events[0]["Body"] == "caf\u00e9 \u2014 ok"
+        assert ami.malformed == 1
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_a_peer_that_stops_answering_is_dropped_and_reconnected():
+    connections = []
+
+    async def silent(reader, writer):
+        connections.append(writer)
+        await asyncio.sleep(30)  # reads nothing, answers no Ping: a half-open link
+
+    server, port = await serve(silent)
+    ami = await connect(port, [])
+    try:
+        for _ in range(200):
+            if len(connections) >= 2 and ami.logged_in:
+                break
+            await asyncio.sleep(0.02)
+        assert len(connections) >= 2, "the dead link was never replaced"
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_line_breaks_in_action_values_are_refused():
+    async def idle(reader, writer):
+        await asyncio.sleep(5)
+
+    server, port = await serve(idle)
+    ami = await connect(port, [])
+    try:
+        with pytest.raises(ValueError, match="line break"):
+            await ami.action({"Action": "MessageSend", "Body": "hi\r\nAction: Originate"})
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_try_login_reports_a_non_asterisk_port():
+    async def http(reader, writer):
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(Exception, match="not an Asterisk manager port"):
+            await try_login("127.0.0.1", port, "u", SecretStr("s"))
+    finally:
+        server.close()
+
+
+async def test_try_login_reports_refusal():
+    async def refuse(reader, writer):
+        writer.write(BANNER)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"Response: Error\r\nMessage: Authentication failed\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(LoginRefused, match="Authentication failed"):
+            await try_login("127.0.0.1", port, "u", SecretStr("s"))
+    finally:
+        server.close()

@@ -1,0 +1,120 @@
+"""Configuration: every problem named by its YAML path and line; exit status 2 from the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.configs import base_config, write_config
+from textback.cli import main
+from textback.config import ConfigError, load
+
+
+def problems_of(tmp_path, config) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load(write_config(tmp_path, config))
+    return caught.value.problems
+
+
+def test_the_example_config_is_valid_once_its_secrets_exist(tmp_path, monkeypatch):
+    example = yaml.safe_load(open("config.example.yaml"))
+    (tmp_path / "ami.secret").write_text("x")
+    monkeypatch.setenv("TEXTBACK_SMTP_PASSWORD", "y")
+    loaded = load(write_config(tmp_path, example))
+    assert loaded.config.numbers[0].number == "+12125550100"
+    assert loaded.secrets.ami.get_secret_value() == "x"
+
+
+def test_a_valid_config_loads_and_resolves_the_secret_relative_to_the_file(tmp_path):
+    loaded = load(write_config(tmp_path, base_config(tmp_path)))
+    assert loaded.secrets.ami.get_secret_value() == "not-the-real-one"
+    assert "not-the-real-one" not in repr(loaded)
+
+
+def test_unknown_key_is_named_with_its_path_and_line(tmp_path):
+    config = base_config(tmp_path)
+    config["ami"]["usrname"] = "typo"
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("ami.usrname (line ")
+    assert "unknown key" in message
+
+
+def test_unknown_key_in_a_list_item(tmp_path):
+    config = base_config(tmp_path)
+    config["owners"][0]["phone"] = "x"
+    [(where, _)] = problems_of(tmp_path, config)
+    assert where.startswith("owners[0].phone")
+
+
+def test_wrong_type_is_named(tmp_path):
+    config = base_config(tmp_path, **{"ami.port": "five thousand"})
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("ami.port")
+    assert "five thousand" in message
+
+
+def test_missing_secret_file_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
+    config = base_config(tmp_path)
+    config["ami"]["secret"] = {"file": "nowhere.secret"}
+    config["smtp"].update(username="u", password={"env": "NO_SUCH_SECRET"})
+    found = dict(problems_of(tmp_path, config))
+    assert any(k.startswith("ami.secret") and "nowhere.secret" in v for k, v in found.items())
+    assert any(k.startswith("smtp.password") and "NO_SUCH_SECRET" in v for k, v in found.items())
+
+
+def test_secret_written_inline_is_refused(tmp_path):
+    config = base_config(tmp_path)
+    config["ami"]["secret"] = "hunter2"
+    [(where, _)] = problems_of(tmp_path, config)
+    assert where.startswith("ami.secret")
+
+
+def test_template_with_unknown_placeholder(tmp_path):
+    config = base_config(tmp_path, **{"text.template": "Hi from {busines_name}"})
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("text.template")
+    assert "{busines_name}" in message
+
+
+def test_template_cannot_reach_into_objects(tmp_path):
+    config = base_config(tmp_path, **{"text.template": "{business_name.__class__}"})
+    [(where, _)] = problems_of(tmp_path, config)
+    assert where.startswith("text.template")
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    config = base_config(tmp_path, **{"ami.port": 0, "business.timezone": "Mars/Olympus"})
+    config["numbers"][0]["number"] = "555-not"
+    wheres = [w.split(" ")[0] for w, _ in problems_of(tmp_path, config)]
+    assert {"ami.port", "business.timezone", "numbers[0].number"} <= set(wheres)
+
+
+def test_number_owner_must_exist(tmp_path):
+    config = base_config(tmp_path)
+    config["numbers"][0]["owner"] = "nobody"
+    [(_, message)] = problems_of(tmp_path, config)
+    assert "nobody" in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("business:\n  name: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert "line" in caught.value.problems[0][0]
+
+
+@pytest.mark.parametrize("change", [
+    {"ami.bogus": 1},
+    {"ami.port": "x"},
+    {"ami.secret": {"env": "TEXTBACK_TEST_UNSET"}},
+    {"text.template": "{nope}"},
+])
+def test_cli_exits_2_and_names_the_path(tmp_path, change):
+    path = write_config(tmp_path, base_config(tmp_path, **change))
+    result = CliRunner().invoke(main, ["check", "-c", str(path)])
+    assert result.exit_code == 2
+    dotted = next(iter(change))
+    assert dotted in result.output

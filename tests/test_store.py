@@ -1,0 +1,100 @@
+"""The SQLite store: the outbox can never send a row twice, and nothing accepted is lost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from textback.store import CallRow, PlannedText, Store
+
+
+def call(linkedid="1700000000.1", caller="+12125550123", outcome="missed") -> CallRow:
+    now = time.time()
+    return CallRow(linkedid=linkedid, business_number="+12125550100", caller_raw=caller,
+                   caller=caller, caller_name="", started_at=now - 10, answered_at=None,
+                   ended_at=now, outcome=outcome, reason="no_answer", decision="missed_call_text")
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await Store.open(tmp_path / "t.db")
+    yield s
+    await s.close()
+
+
+async def test_a_missed_call_queues_one_text_due_later(store):
+    outbox_id = await store.record_call(call(), PlannedText("dana", "Hi", time.time() + 60))
+    assert outbox_id is not None
+    assert await store.due(time.time()) == []
+    [item] = await store.due(time.time() + 61)
+    assert (item.sender, item.recipient, item.body) == ("+12125550100", "+12125550123", "Hi")
+
+
+async def test_the_same_call_twice_queues_nothing_more(store):
+    first = await store.record_call(call(), PlannedText("dana", "Hi", 0))
+    second = await store.record_call(call(), PlannedText("dana", "Hi", 0))
+    assert first is not None and second is None
+    assert len(await store.due(time.time())) == 1
+
+
+async def test_a_row_can_be_claimed_only_once(store):
+    await store.record_call(call(), PlannedText("dana", "Hi", 0))
+    [item] = await store.due(time.time())
+    assert await store.claim(item.id) is True
+    assert await store.claim(item.id) is False
+    assert await store.due(time.time()) == []
+
+
+async def test_a_row_interrupted_while_sending_is_never_resent(tmp_path):
+    s = await Store.open(tmp_path / "t.db")
+    await s.record_call(call(), PlannedText("dana", "Hi", 0))
+    [item] = await s.due(time.time())
+    await s.claim(item.id)
+    await s.close()  # the process dies here, before the gateway answered
+    s = await Store.open(tmp_path / "t.db")
+    assert await s.recover_interrupted() == [item.id]
+    assert await s.due(time.time() + 3600) == []
+    assert await s.outbox_counts() == {"unknown": 1}
+    await s.close()
+
+
+async def test_retry_puts_the_row_back_and_sent_is_final(store):
+    await store.record_call(call(), PlannedText("dana", "Hi", 0))
+    [item] = await store.due(time.time())
+    await store.claim(item.id)
+    await store.mark_retry(item, time.time() - 1, "503")
+    [again] = await store.due(time.time())
+    assert again.attempts == 1
+    await store.claim(again.id)
+    await store.mark_sent(again, "log", "abc")
+    assert await store.outbox_counts() == {"sent": 1}
+    assert await store.claim(again.id) is False
+
+
+async def test_inbound_text_is_stored_with_its_alert_and_deduplicated(store):
+    await store.record_call(call(), PlannedText("dana", "Hi", 0))
+    first = await store.record_inbound("+12125550123", "+12125550100", "Yes!", "twilio", "SM1", "dana")
+    again = await store.record_inbound("+12125550123", "+12125550100", "Yes!", "twilio", "SM1", "dana")
+    assert not first.duplicate and again.duplicate
+    assert again.message_id == first.message_id
+    assert [a["id"] for a in await store.pending_alerts()] == [first.alert_id]
+    kinds = [row["kind"] for row in await store.timeline("+12125550123")]
+    assert kinds == ["call", "text_out", "text_in", "alert"]
+
+
+async def test_a_text_from_a_stranger_opens_a_conversation(store):
+    record = await store.record_inbound("+12125550199", "+12125550100", "Hello?", "asterisk",
+                                        None, "dana")
+    conversation = await store.conversation(record.conversation_id)
+    assert conversation["owner_id"] == "dana"
+    [row] = await store.inbox()
+    assert row["last_reply"] == "Hello?"
+
+
+async def test_a_newer_schema_is_refused(tmp_path):
+    s = await Store.open(tmp_path / "t.db")
+    await s._db.execute("PRAGMA user_version = 99")
+    await s.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await Store.open(tmp_path / "t.db")

@@ -1,0 +1,3 @@
+from textback.cli import main
+
+main()
