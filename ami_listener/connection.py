@@ -35,6 +35,8 @@ from panoramisk.message import Message
 from pydantic import SecretStr
 
 log = logging.getLogger("textback.ami")
+# panoramisk logs every reconnect attempt at ERROR; this module reports them once, with the backoff.
+logging.getLogger("textback.ami.panoramisk").setLevel(logging.CRITICAL)
 
 EOM = "\r\n\r\n"
 MAX_BUFFER = 1 << 20
@@ -195,8 +197,9 @@ class AmiConnection:
         delay = self._backoff
         self._backoff = min(self._backoff * 2, self._reconnect_max)
         if not self._closed:
+            reason = exc or ("login refused" if self.last_login_error else "connection closed")
             log.warning("AMI %s:%d unavailable (%s); retrying in %.1f s",
-                        self.host, self.port, exc or "connection closed", delay)
+                        self.host, self.port, reason, delay)
         return delay
 
     def _connected(self, manager: Manager) -> None:

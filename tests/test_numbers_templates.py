@@ -59,3 +59,14 @@ def test_bad_templates_are_refused(template):
 def test_literal_braces_are_allowed():
     check_template("{{not a placeholder}} {business_name}")
     assert render("{{x}} {business_name}", {"business_name": "A"}) == "{x} A"
+
+
+@pytest.mark.parametrize("name, number, shown", [
+    ("<unknown>", "+12125550123", ""),
+    ("Anonymous", "anonymous", ""),
+    ("+12125550123", "+12125550123", ""),
+    ("  Jane   Doe ", "+12125550123", "Jane Doe"),
+])
+def test_caller_names_worth_showing(name, number, shown):
+    from textback.numbers import caller_name
+    assert caller_name(name, number) == shown

@@ -26,7 +26,7 @@ from sms_gateway.log import LogGateway
 from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert, one_line
 from textback.config import Config, Loaded
 from textback.mailer import Mailer
-from textback.numbers import caller_digits, to_e164
+from textback.numbers import caller_digits, caller_name, to_e164
 from textback.rules import decide, match_number
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
@@ -138,7 +138,8 @@ class Daemon:
         decision = decide(self.config, call)
         row = CallRow(
             linkedid=call.call_id, business_number=decision.business_number,
-            caller_raw=call.caller_id, caller=decision.caller, caller_name=call.caller_name,
+            caller_raw=call.caller_id, caller=decision.caller,
+            caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason)
         planned = PlannedText(decision.owner_id, decision.body, decision.due_at) if decision.send else None

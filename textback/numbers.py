@@ -17,7 +17,7 @@ TEXTABLE_TYPES = {
     phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
 }
 
-_SIP_USER = re.compile(r"^<?(?:sips?|tel):([^@;>]+)", re.IGNORECASE)
+_SIP_USER = re.compile(r"^<?(?:(?:pj)?sips?|tel):([^@;>]+)", re.IGNORECASE)
 
 
 def caller_digits(raw: str) -> str:
@@ -60,3 +60,15 @@ def national(e164: str) -> str:
     except phonenumbers.NumberParseException:
         return e164
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+_PLACEHOLDER_NAMES = {"", "<unknown>", "unknown", "anonymous", "restricted", "private",
+                      "unavailable", "withheld", "wireless caller"}
+
+
+def caller_name(name: str, number: str) -> str:
+    """A caller-ID name worth showing, or "" for placeholders and names that are just the number."""
+    cleaned = " ".join((name or "").split())
+    if cleaned.lower() in _PLACEHOLDER_NAMES or caller_digits(cleaned) == caller_digits(number):
+        return ""
+    return cleaned
