@@ -16,6 +16,8 @@ closes its gaps:
   UTF-8 character split across chunks; here an incremental decoder keeps
   them. A peer that never ends a message cannot grow the buffer unbounded.
 * Header injection. Action values containing CR or LF are refused.
+* Originate always goes out with `Async: true`; panoramisk cannot match a
+  synchronous Originate's response (its issue #90).
 """
 
 from __future__ import annotations
@@ -173,22 +175,28 @@ class AmiConnection:
         if self._record:
             self._record.close()
 
-    async def action(self, fields: dict[str, str], timeout: float = 5.0) -> Message:
-        """Send one action and wait for its response; raise AmiError on failure."""
+    async def action(self, fields: dict[str, str], timeout: float = 5.0) -> Message | list[Message]:
+        """Send one action and wait for its response; raise AmiError on failure.
+
+        Actions that answer with an event list (CoreShowChannels, ...) return
+        the whole list, response first.
+        """
         for key, value in fields.items():
             if any(ch in str(key) + str(value) for ch in "\r\n"):
                 raise ValueError(f"AMI action field {key!r} contains a line break")
         if not self.logged_in:
             raise AmiDisconnected("not logged in to AMI")
-        future = self._manager.send_action(dict(fields))
+        fields = dict(fields)
+        if fields.get("Action", "").lower() == "originate":
+            fields["Async"] = "true"  # panoramisk raises KeyError on a synchronous Originate
+        future = self._manager.send_action(fields)
         try:
             response = await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             raise AmiTimeout(f"no answer to {fields.get('Action')} within {timeout:g} s") from None
-        if isinstance(response, list):
-            response = response[0]
-        if response.get("Response") != "Success":
-            raise AmiError(response.get("Message") or response.get("Response") or "error")
+        first = response[0] if isinstance(response, list) else response
+        if first.get("Response") != "Success":
+            raise AmiError(first.get("Message") or first.get("Response") or "error")
         return response
 
     # -- panoramisk callbacks ------------------------------------------------------

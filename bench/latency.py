@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.pbx import LabPBX  # noqa: E402
-from tests.configs import BUSINESS_NUMBER, base_config, write_config  # noqa: E402
-from tests.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
+from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
+from lab.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -45,14 +45,8 @@ def main() -> None:
     lab.start()
     _, smtp = start_smtp_sink()
     try:
-        config = base_config(work, **{
-            "ami.port": lab.ami_port, "ami.secret": {"file": str(lab.ami_secret_file)},
-            "text.delay_seconds": 0,
-            "gateway": {"type": "asterisk", "asterisk": {
-                "destination": "pjsip:carrier/sip:{to}@127.0.0.3:5060",
-                "from_uri": "sip:{sender}@127.0.0.1"}},
-            "smtp.port": 15025})
-        daemon = DaemonProcess(write_config(work, config), work / "textback.log").start()
+        config = lab_config(work, lab, **{"text.delay_seconds": 0})
+        daemon = DaemonProcess(config, work / "textback.log").start()
         sink = lab.message_sink()
         phone = lab.phone("office1", "noanswer")
         callers = [f"+1212555{1000 + i:04d}" for i in range(args.n)]

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.configs import base_config, write_config
+from lab.configs import base_config, write_config
 from textback.cli import main
 from textback.config import ConfigError, load
 

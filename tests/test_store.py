@@ -98,3 +98,11 @@ async def test_a_newer_schema_is_refused(tmp_path):
     await s.close()
     with pytest.raises(RuntimeError, match="newer"):
         await Store.open(tmp_path / "t.db")
+
+
+async def test_calls_listing_shows_each_calls_own_text(store):
+    await store.record_call(call("1.1", outcome="missed"), PlannedText("dana", "Hi", 0))
+    await store.record_call(call("1.2", outcome="answered"), None, owner_id="dana")
+    rows = {r["linkedid"]: r for r in await store.calls(since=0)}
+    assert rows["1.1"]["text_state"] == "pending"
+    assert rows["1.2"]["text_state"] is None

@@ -167,3 +167,38 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
             body = row["body"].replace("\n", " / ")
             detail = f"[{row['status']}] {body}"
         click.echo(f"{when}  {kind:<11}  {click.unstyle(detail)}")
+
+
+_SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _since(value: str) -> float:
+    """'30m', '6h', '1d', '2w' -> the epoch time that long ago."""
+    if len(value) < 2 or value[-1] not in _SPAN or not value[:-1].isdigit():
+        raise click.BadParameter("use a number and a unit: 30m, 6h, 1d, 2w", param_hint="--since")
+    return datetime.now().timestamp() - int(value[:-1]) * _SPAN[value[-1]]
+
+
+@main.command()
+@config_option
+@click.option("--since", "since", default="1d", show_default=True,
+              help="How far back: 30m, 6h, 1d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def calls(config_path: str | None, since: str, as_json: bool) -> None:
+    """Recent inbound calls: outcome, reason, and whether a text went out and why."""
+    loaded = _load(config_path)
+    rows = asyncio.run(_read(loaded, "calls", _since(since)))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"No inbound calls in the last {since}.")
+        return
+    tz = loaded.config.business.timezone
+    click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
+               f"{'REASON':<15} TEXT")
+    for row in rows:
+        caller = row["caller"] or click.unstyle(row["caller_raw"])[:16] or "(none)"
+        text = row["text_state"] or f"none: {row['decision']}"
+        click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
+                   f"{row['outcome']:<8} {row['reason']:<15} {text}")

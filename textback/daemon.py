@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ami_listener.connection import AmiConnection
+from ami_listener.connection import AmiConnection, AmiError
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
 from sms_gateway.base import Gateway, InboundText, OutgoingText
 from sms_gateway.log import LogGateway
@@ -79,7 +79,7 @@ class Daemon:
                         "not re-sent", outbox_id)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         self.gateway = build_gateway(c, self.ami)
@@ -109,6 +109,17 @@ class Daemon:
             self._spawn(self.receive_text(inbound, self.gateway.name))
             return
         self._handle(self.tracker.feed(event, time.time()))
+
+    async def _reconcile(self) -> None:
+        """After every login: pick up calls already ringing, close calls whose hangup we missed."""
+        try:
+            listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
+        except AmiError as exc:
+            log.warning("could not list channels after login (%s); calls in progress may be missed",
+                        exc)
+            return
+        channels = [dict(e.items()) for e in listing if e.get("Event") == "CoreShowChannel"]
+        self._handle(self.tracker.reconcile(channels, time.time()))
 
     def _handle(self, happenings: list[CallStarted | CallFinished]) -> None:
         for happening in happenings:

@@ -50,7 +50,8 @@ MIGRATIONS: list[str] = [
         outcome TEXT NOT NULL,
         reason TEXT NOT NULL,
         decision TEXT NOT NULL DEFAULT '',
-        conversation_id INTEGER REFERENCES conversations(id)
+        conversation_id INTEGER REFERENCES conversations(id),
+        message_id INTEGER
     );
     CREATE INDEX calls_caller ON calls (caller, started_at);
     CREATE TABLE messages (
@@ -217,17 +218,18 @@ class Store:
             if call.caller and (text or owner_id):
                 conversation_id = await self._conversation(
                     call.caller, call.business_number, text.owner_id if text else owner_id, now)
+            message_id = outbox_id = None
+            if text is not None:
+                message_id, outbox_id = await self._queue(
+                    conversation_id, call.business_number, call.caller, text.body, text.due_at, now)
             await db.execute(
                 "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, conversation_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " started_at, answered_at, ended_at, outcome, reason, decision, conversation_id,"
+                " message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (call.linkedid, call.business_number, call.caller_raw, call.caller,
                  call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, conversation_id))
-            if text is None:
-                return None
-            return await self._queue(conversation_id, call.business_number, call.caller,
-                                     text.body, text.due_at, now)
+                 call.outcome, call.reason, call.decision, conversation_id, message_id))
+            return outbox_id
 
     async def _conversation(self, caller: str, business_number: str, owner_id: str,
                             now: float) -> int:
@@ -245,14 +247,16 @@ class Store:
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
-                     due_at: float, now: float) -> int:
+                     due_at: float, now: float) -> tuple[int, int]:
+        """A queued outbound message and its outbox row; returns (message id, outbox id)."""
         cursor = await self._db.execute(
             "INSERT INTO messages (conversation_id, direction, body, status, created_at)"
             " VALUES (?, 'out', ?, 'queued', ?)", (conversation_id, body, now))
+        message_id = cursor.lastrowid
         cursor = await self._db.execute(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, updated_at)"
-            " VALUES (?,?,?,?,?)", (cursor.lastrowid, sender, recipient, due_at, now))
-        return cursor.lastrowid
+            " VALUES (?,?,?,?,?)", (message_id, sender, recipient, due_at, now))
+        return message_id, cursor.lastrowid
 
     # -- the outbox --------------------------------------------------------------
 
@@ -410,6 +414,14 @@ class Store:
             "  a.recipient, a.subject, a.owner_id FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
+        return [dict(r) for r in rows]
+
+    async def calls(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
+        """Calls that started after `since`, newest first, with the fate of their text."""
+        rows = await self._all(
+            "SELECT c.*, o.state AS text_state FROM calls c"
+            " LEFT JOIN outbox o ON o.message_id = c.message_id WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
+            (since, limit))
         return [dict(r) for r in rows]
 
     async def outbox_counts(self) -> dict[str, int]:

@@ -129,6 +129,34 @@ class CallTracker:
         due.sort(key=lambda c: c.decide_at)
         return [self._finish(call) for call in due]
 
+    def reconcile(self, channels: list[Event], now: float) -> list[CallStarted | CallFinished]:
+        """Align with a CoreShowChannels listing taken after (re)connecting.
+
+        Inbound calls already ringing are opened (the listener started mid-call),
+        and tracked calls whose trunk channel is gone are closed: their Hangup
+        fell into the gap while AMI was down.
+        """
+        out: list[CallStarted | CallFinished] = []
+        present = {c.get("Uniqueid", "") for c in channels}
+        for call in self._calls.values():
+            if call.decide_at is None and call.trunk_uniqueid not in present:
+                call.ended_at = now
+                call.decide_at = now + self._grace
+        for channel in sorted(channels, key=lambda c: c.get("Uniqueid", "")):
+            if channel.get("Uniqueid") == channel.get("Linkedid"):
+                duration = _seconds(channel.get("Duration", ""))
+                started = self._maybe_open({**channel, "Event": "Newchannel"}, now - duration)
+                if started:
+                    out.append(started)
+        for channel in channels:
+            call = self._locate(channel)
+            if (call is not None and channel.get("BridgeId")
+                    and channel.get("Uniqueid") != call.trunk_uniqueid
+                    and not is_local(channel.get("Channel", ""))):
+                self._mark_answered(call, channel.get("Channel", ""), now)
+        out.extend(self.expire(now))
+        return out
+
     # -- opening and locating calls ---------------------------------------
 
     def _is_inbound(self, event: Event) -> bool:
@@ -231,6 +259,15 @@ class CallTracker:
             outcome=outcome, reason=reason,
             answered_at=call.answered_at, answered_by=call.answered_by,
         )
+
+
+def _seconds(duration: str) -> float:
+    """CoreShowChannel Duration 'HH:MM:SS' in seconds (0 when absent or odd)."""
+    try:
+        hours, minutes, seconds = (int(part) for part in duration.split(":"))
+    except ValueError:
+        return 0.0
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _missed_reason(call: _Call) -> str:

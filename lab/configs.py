@@ -43,3 +43,20 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.yam
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def lab_config(workdir: Path, lab_pbx: Any, **overrides: Any) -> Path:
+    """A config that runs textback against the lab PBX, with the asterisk gateway."""
+    config = base_config(workdir, **{
+        "ami.port": lab_pbx.ami_port,
+        "ami.secret": {"file": str(lab_pbx.ami_secret_file)},
+        "ami.ping_interval": 2,
+        "ami.ping_timeout": 2,
+        "gateway": {"type": "asterisk", "asterisk": {
+            "destination": "pjsip:carrier/sip:{to}@127.0.0.3:5060",
+            "from_uri": "sip:{sender}@127.0.0.1",
+        }},
+        "smtp.port": 15025,
+        **overrides,
+    })
+    return write_config(workdir, config)
