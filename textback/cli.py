@@ -202,3 +202,53 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
         text = row["text_state"] or f"none: {row['decision']}"
         click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
                    f"{row['outcome']:<8} {row['reason']:<15} {text}")
+
+
+@main.group()
+def optout() -> None:
+    """The suppression list: numbers that asked not to be texted."""
+
+
+@optout.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def optout_list(config_path: str | None, as_json: bool) -> None:
+    """Every suppressed number, oldest first."""
+    loaded = _load(config_path)
+    rows = asyncio.run(_read(loaded, "suppressions"))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['number']:<16} since {_when(row['since'], loaded.config.business.timezone)}"
+                   f"  ({row['source']})")
+    click.echo(f"{len(rows)} suppressed number(s).")
+
+
+def _number_argument(loaded: Loaded, number: str) -> str:
+    e164 = to_e164(number, loaded.config.numbers[0].region)
+    if e164 is None:
+        raise click.BadParameter(f"{number!r} is not a valid phone number", param_hint="NUMBER")
+    return e164
+
+
+@optout.command("add")
+@config_option
+@click.argument("number")
+def optout_add(config_path: str | None, number: str) -> None:
+    """Suppress NUMBER now (e.g. after a phone call asking not to be texted)."""
+    loaded = _load(config_path)
+    e164 = _number_argument(loaded, number)
+    added = asyncio.run(_read(loaded, "suppress", e164, "cli"))
+    click.echo(f"{e164} {'suppressed' if added else 'was already suppressed'}.")
+
+
+@optout.command("remove")
+@config_option
+@click.argument("number")
+def optout_remove(config_path: str | None, number: str) -> None:
+    """Lift the suppression of NUMBER (only with the person's consent)."""
+    loaded = _load(config_path)
+    e164 = _number_argument(loaded, number)
+    removed = asyncio.run(_read(loaded, "unsuppress", e164))
+    click.echo(f"{e164} {'may be texted again' if removed else 'was not suppressed'}.")

@@ -160,11 +160,30 @@ class TextConfig(Strict):
     @field_validator("template")
     @classmethod
     def _placeholders(cls, value: str) -> str:
-        try:
-            check_template(value)
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return _checked_template(value)
+
+
+def _checked_template(value: str) -> str:
+    try:
+        check_template(value)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+class ComplianceConfig(Strict):
+    """Answers to STOP, START and HELP. Each names the business (CTIA)."""
+
+    stop_confirmation: str = ("{business_name}: you are unsubscribed and will get no more texts "
+                              "from us. Reply START to undo.")
+    start_confirmation: str = "{business_name}: texts are back on. Reply STOP to opt out."
+    help_text: str = ("{business_name}: reply here to reach our team, or call "
+                      "{business_number}. Reply STOP to opt out.")
+
+    @field_validator("stop_confirmation", "start_confirmation", "help_text")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        return _checked_template(value)
 
 
 class StorageConfig(Strict):
@@ -237,6 +256,7 @@ class Config(Strict):
     text: TextConfig
     gateway: GatewayConfig
     smtp: SmtpConfig
+    compliance: ComplianceConfig = ComplianceConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 

@@ -24,10 +24,11 @@ from sms_gateway.asterisk import AsteriskGateway, parse_user_event
 from sms_gateway.base import Gateway, InboundText, OutgoingText
 from sms_gateway.log import LogGateway
 from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert, one_line
-from textback.config import Config, Loaded
+from textback.config import Config, Loaded, NumberConfig
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
-from textback.rules import decide, match_number
+from textback.optout import Keyword, classify
+from textback.rules import decide, match_number, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
@@ -37,6 +38,8 @@ timeline = logging.getLogger("textback.timeline")
 MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 30.0
+# The one text an opted-out number may still get: the confirmation of its opt-out.
+OPTOUT_CONFIRMATION = "optout_confirmation"
 
 
 def build_gateway(config: Config, ami: AmiConnection) -> Gateway:
@@ -147,6 +150,8 @@ class Daemon:
 
     async def _finished(self, call: CallFinished) -> None:
         decision = decide(self.config, call)
+        if decision.send and await self.store.is_suppressed(decision.caller):
+            decision = decision.withheld("opted_out")
         row = CallRow(
             linkedid=call.call_id, business_number=decision.business_number,
             caller_raw=call.caller_id, caller=decision.caller,
@@ -183,8 +188,12 @@ class Daemon:
                 pass
 
     async def _send(self, item: OutboxItem) -> None:
-        result = await self.gateway.send(OutgoingText(item.sender, item.recipient, item.body))
         name = self.gateway.name
+        if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
+            await self.store.mark_final(item, "blocked", name, "recipient opted out")
+            timeline.info("text to %s blocked: the number opted out", item.recipient)
+            return
+        result = await self.gateway.send(OutgoingText(item.sender, item.recipient, item.body))
         attempts = item.attempts + 1
         if result.status == "accepted":
             await self.store.mark_sent(item, name, result.gateway_id)
@@ -220,6 +229,29 @@ class Daemon:
         timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
                       one_line(text.body, 200))
         self._alerts_wake.set()
+        await self._keyword(classify(text.body), record.conversation_id, number, sender)
+
+    async def _keyword(self, keyword: Keyword | None, conversation_id: int,
+                       number: NumberConfig, sender: str) -> None:
+        """STOP suppresses at once with one confirmation; START lifts it; HELP gets the help text."""
+        compliance = self.config.compliance
+        if keyword is Keyword.STOP:
+            if not await self.store.suppress(sender, "sms"):
+                return  # already opted out: no second confirmation
+            timeline.info("opted out: %s; no path will text it again", sender)
+            template, kind = compliance.stop_confirmation, OPTOUT_CONFIRMATION
+        elif keyword is Keyword.START:
+            if not await self.store.unsuppress(sender):
+                return  # "yes" from someone never opted out is an ordinary reply
+            timeline.info("opted back in: %s", sender)
+            template, kind = compliance.start_confirmation, "optin_confirmation"
+        elif keyword is Keyword.HELP:
+            template, kind = compliance.help_text, "help"
+        else:
+            return
+        body = render_for(self.config, template, number, sender)
+        await self.store.queue_reply(conversation_id, number.number, sender, body, kind)
+        self._outbox_wake.set()
 
     async def _alert_worker(self) -> None:
         retry_at: dict[int, float] = {}

@@ -20,6 +20,10 @@ class Decision:
     body: str = ""
     due_at: float = 0.0
 
+    def withheld(self, reason: str) -> "Decision":
+        """The same decision, but no text, for `reason` (e.g. the caller opted out)."""
+        return Decision(self.business_number, self.caller, self.owner_id, False, reason)
+
 
 def match_number(config: Config, did: str) -> NumberConfig | None:
     """The configured business number a dialled DID refers to (any common format)."""
@@ -41,12 +45,18 @@ def decide(config: Config, call: CallFinished) -> Decision:
         return Decision(number.number, None, owner.id, False, "no_callback_number")
     if not is_textable(caller):
         return Decision(number.number, caller, owner.id, False, "not_textable")
-    body = render(config.text.template, {
+    body = render_for(config, config.text.template, number, caller)
+    return Decision(number.number, caller, owner.id, True, "missed_call_text", body,
+                    call.ended_at + config.text.delay_seconds)
+
+
+def render_for(config: Config, template: str, number: NumberConfig, caller: str) -> str:
+    """Fill a template with the values of one business number and caller."""
+    owner = config.owner(number.owner)
+    return render(template, {
         "business_name": config.business.name,
         "business_number": national(number.number),
         "owner_name": owner.name,
         "owner_first_name": owner.name.split()[0],
         "caller_number": national(caller),
     })
-    return Decision(number.number, caller, owner.id, True, "missed_call_text", body,
-                    call.ended_at + config.text.delay_seconds)

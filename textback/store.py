@@ -58,6 +58,7 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY,
         conversation_id INTEGER NOT NULL REFERENCES conversations(id),
         direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        kind TEXT NOT NULL DEFAULT 'auto',
         body TEXT NOT NULL,
         status TEXT NOT NULL,
         gateway TEXT NOT NULL DEFAULT '',
@@ -74,7 +75,7 @@ MIGRATIONS: list[str] = [
         recipient TEXT NOT NULL,
         due_at REAL NOT NULL,
         state TEXT NOT NULL DEFAULT 'pending'
-            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown')),
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'blocked')),
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT NOT NULL DEFAULT '',
         updated_at REAL NOT NULL
@@ -95,6 +96,11 @@ MIGRATIONS: list[str] = [
         sent_at REAL
     );
     CREATE INDEX alerts_state ON alerts (state);
+    CREATE TABLE suppressions (
+        number TEXT PRIMARY KEY,
+        since REAL NOT NULL,
+        source TEXT NOT NULL
+    );
     """,
 ]
 
@@ -133,6 +139,7 @@ class OutboxItem:
     body: str
     due_at: float
     attempts: int
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -247,11 +254,11 @@ class Store:
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
-                     due_at: float, now: float) -> tuple[int, int]:
+                     due_at: float, now: float, kind: str = "auto") -> tuple[int, int]:
         """A queued outbound message and its outbox row; returns (message id, outbox id)."""
         cursor = await self._db.execute(
-            "INSERT INTO messages (conversation_id, direction, body, status, created_at)"
-            " VALUES (?, 'out', ?, 'queued', ?)", (conversation_id, body, now))
+            "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)"
+            " VALUES (?, 'out', ?, ?, 'queued', ?)", (conversation_id, kind, body, now))
         message_id = cursor.lastrowid
         cursor = await self._db.execute(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, updated_at)"
@@ -280,7 +287,7 @@ class Store:
     async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
         rows = await self._all(
             "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
-            " o.due_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " o.due_at, o.attempts, m.kind FROM outbox o JOIN messages m ON m.id = o.message_id"
             " WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?",
             (now, limit))
         return [OutboxItem(**dict(row)) for row in rows]
@@ -318,6 +325,37 @@ class Store:
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
+
+    # -- opt-outs --------------------------------------------------------------------
+
+    async def is_suppressed(self, number: str) -> bool:
+        return await self._one("SELECT 1 FROM suppressions WHERE number = ?", (number,)) is not None
+
+    async def suppress(self, number: str, source: str) -> bool:
+        """Put a number on the suppression list; False if it already was."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
+                (number, time.time(), source))
+            return cursor.rowcount == 1
+
+    async def unsuppress(self, number: str) -> bool:
+        """Take a number off the suppression list; False if it was not on it."""
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
+            return cursor.rowcount == 1
+
+    async def suppressions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]
+
+    async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
+                          kind: str) -> int:
+        """Queue a text in an existing conversation, due now (confirmations, help, owner replies)."""
+        now = time.time()
+        async with self._transaction():
+            _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
+                                             kind)
+            return outbox_id
 
     # -- inbound texts and owner alerts ------------------------------------------
 
