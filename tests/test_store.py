@@ -106,3 +106,14 @@ async def test_calls_listing_shows_each_calls_own_text(store):
     rows = {r["linkedid"]: r for r in await store.calls(since=0)}
     assert rows["1.1"]["text_state"] == "pending"
     assert rows["1.2"]["text_state"] is None
+
+
+async def test_a_second_miss_within_the_dedupe_window_queues_nothing(store):
+    since = time.time() - 24 * 3600
+    first = await store.record_call(call("2.1"), PlannedText("dana", "Hi", 0), dedupe_since=since)
+    second = await store.record_call(call("2.2"), PlannedText("dana", "Hi", 0), dedupe_since=since)
+    later = await store.record_call(call("2.3"), PlannedText("dana", "Hi", 0),
+                                    dedupe_since=time.time() + 1)
+    assert first is not None and second is None and later is not None
+    rows = {r["linkedid"]: r for r in await store.calls(since=0)}
+    assert rows["2.2"]["decision"] == "deduplicated" and rows["2.2"]["conversation_id"]

@@ -155,6 +155,7 @@ class NumberConfig(Strict):
 
 class TextConfig(Strict):
     delay_seconds: float = Field(30.0, ge=0, le=3600)
+    dedupe_hours: float = Field(24.0, ge=0, le=24 * 30)
     template: str = Field(min_length=1)
 
     @field_validator("template")

@@ -159,7 +159,9 @@ class Daemon:
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason)
         planned = PlannedText(decision.owner_id, decision.body, decision.due_at) if decision.send else None
-        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id)
+        dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
+        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id,
+                                                 dedupe_since=dedupe_since)
         who = one_line(call.caller_id)
         if call.outcome == "answered":
             timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or "?"))
@@ -167,7 +169,9 @@ class Daemon:
         timeline.info("call missed: %s calling %s (reason: %s)", who, decision.business_number,
                       call.reason)
         if outbox_id is None:
-            timeline.info("no text for %s: %s", who, decision.reason)
+            reason = decision.reason if not decision.send else (
+                f"already texted within {self.config.text.dedupe_hours:g} h")
+            timeline.info("no text for %s: %s", who, reason)
             return
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
         self._outbox_wake.set()

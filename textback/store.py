@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,11 +212,16 @@ class Store:
     # -- calls and automatic texts -------------------------------------------
 
     async def record_call(self, call: CallRow, text: PlannedText | None = None,
-                          owner_id: str | None = None) -> int | None:
+                          owner_id: str | None = None,
+                          dedupe_since: float | None = None) -> int | None:
         """Store a finished call and, when given, queue its text. Returns the outbox id.
 
         A call already stored (same linkedid, e.g. replayed after a reconnect)
-        is ignored, so a call can never queue two texts.
+        is ignored, so a call can never queue two texts. When the caller's
+        conversation already had an automatic text after `dedupe_since`, the
+        call is stored with decision `deduplicated` and nothing is queued; the
+        check and the insert share one transaction, so two calls ending at
+        once cannot both queue.
         """
         now = time.time()
         async with self._transaction() as db:
@@ -225,6 +231,11 @@ class Store:
             if call.caller and (text or owner_id):
                 conversation_id = await self._conversation(
                     call.caller, call.business_number, text.owner_id if text else owner_id, now)
+            if text is not None and dedupe_since is not None and await self._one(
+                    "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out'"
+                    " AND kind = 'auto' AND created_at >= ?", (conversation_id, dedupe_since)):
+                text = None
+                call = dataclasses.replace(call, decision="deduplicated")
             message_id = outbox_id = None
             if text is not None:
                 message_id, outbox_id = await self._queue(
