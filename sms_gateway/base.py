@@ -18,6 +18,7 @@ class OutgoingText:
     sender: str  # E.164 business number the caller dialled
     recipient: str  # E.164 caller
     body: str
+    idempotency_key: str | None = None  # stable across retries of the same text
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""The `twilio` gateway: Programmable Messaging over Twilio's REST API.
+
+Send: POST {api}/2010-04-01/Accounts/{AccountSid}/Messages.json, form-encoded,
+Basic auth AccountSid:AuthToken, with To, Body, From or MessagingServiceSid,
+and StatusCallback. Twilio has no idempotency key for creating a message, so
+a send whose answer was lost is `unknown`, never retried.
+
+Webhooks (/twilio/inbound, /twilio/status) carry X-Twilio-Signature:
+base64(HMAC-SHA1(AuthToken, public URL + each POST key and value, sorted by
+key)). Twilio adds parameters without notice, so every parameter is signed
+over, and the URL must be the one Twilio called: behind a proxy, configure
+the public base URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Mapping
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from sms_gateway.base import InboundText, OutgoingText, SendResult
+from sms_gateway.http import Client, basic_auth, dig, failure
+from sms_gateway.settings import TwilioSettings
+from sms_gateway.webhooks import DeliveryState, DeliveryStatus, Endpoint, Event, Refused, WebhookRequest
+
+OPTED_OUT = 21610  # the recipient replied STOP
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+STATUSES: dict[str, DeliveryState] = {
+    "accepted": "queued", "scheduled": "queued", "queued": "queued", "sending": "queued",
+    "sent": "sent", "delivered": "delivered", "read": "delivered",
+    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+}
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
+    """X-Twilio-Signature for a request to `url` with these POST parameters."""
+    payload = url
+    for key in sorted({k for k, _ in params}):
+        for value in sorted({v for k, v in params if k == key}):
+            payload += key + value
+    digest = hmac.new(auth_token.encode(), payload.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL with and without its scheme's default port: Twilio may sign either."""
+    parts = urlsplit(url)
+    default = DEFAULT_PORTS.get(parts.scheme)
+    if default is None:
+        return [url]
+    if parts.port is None:
+        other = parts._replace(netloc=f"{parts.netloc}:{default}")
+    elif parts.port == default:
+        other = parts._replace(netloc=parts.netloc.rsplit(":", 1)[0])
+    else:
+        return [url]
+    return [url, urlunsplit(other)]
+
+
+class TwilioGateway:
+    name = "twilio"
+
+    def __init__(self, settings: TwilioSettings, secrets: Mapping[str, SecretStr],
+                 public_base_url: str | None = None):
+        self._s = settings
+        self._token = secrets["auth_token"]
+        self._status_url = (f"{public_base_url.rstrip('/')}/twilio/status"
+                            if public_base_url and settings.status_callback else None)
+        self._messages_url = (f"{settings.api_base_url}/2010-04-01/Accounts/"
+                              f"{settings.account_sid}/Messages.json")
+        self._client = Client(settings.timeout_seconds)
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": basic_auth(self._s.account_sid, self._token)}
+
+    def _sender_fields(self, business_number: str) -> dict[str, str]:
+        sender = self._s.senders.get(business_number) or self._s.default_sender or business_number
+        if sender.startswith("MG"):
+            return {"MessagingServiceSid": sender}
+        return {"From": sender}
+
+    async def send(self, text: OutgoingText) -> SendResult:
+        form = {"To": text.recipient, "Body": text.body, **self._sender_fields(text.sender)}
+        if self._status_url:
+            form["StatusCallback"] = self._status_url
+        reply = await self._client.request("POST", self._messages_url, data=form, headers=self._auth())
+        if isinstance(reply, SendResult):
+            return reply
+        data = reply.json()
+        data = data if isinstance(data, dict) else {}
+        if 200 <= reply.status < 300 and data.get("sid"):
+            return SendResult.accepted(str(data["sid"]))
+        if 200 <= reply.status < 300:
+            return SendResult.unknown(f"HTTP {reply.status} without a message sid")
+        code = data.get("code")
+        reason = f"Twilio error {code}: {data.get('message', '')}" if code else reply.text()
+        if code == OPTED_OUT:
+            return SendResult.permanent(f"recipient opted out (Twilio {OPTED_OUT})")
+        return failure(reply, reason)
+
+    async def check(self) -> str:
+        url = f"{self._s.api_base_url}/2010-04-01/Accounts/{self._s.account_sid}.json"
+        reply = await self._client.request("GET", url, headers=self._auth())
+        if isinstance(reply, SendResult):
+            raise ConnectionError(reply.error)
+        if reply.status != 200:
+            raise PermissionError(f"Twilio answered HTTP {reply.status} for account "
+                                  f"{self._s.account_sid}: check the auth token")
+        status = dig(reply.json(), "status") or "?"
+        return f"twilio account {self._s.account_sid} ({status})"
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def webhook_endpoints(self) -> list[Endpoint]:
+        return [Endpoint("/inbound", self._read_inbound, reply_body=EMPTY_TWIML,
+                         reply_type="text/xml"),
+                Endpoint("/status", self._read_status)]
+
+    def _verified(self, request: WebhookRequest) -> dict[str, str]:
+        given = request.headers.get("X-Twilio-Signature")
+        if not given:
+            raise Refused("no X-Twilio-Signature")
+        try:
+            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True,
+                               strict_parsing=bool(request.body))
+        except (UnicodeDecodeError, ValueError):
+            raise Refused("body is not form-encoded") from None
+        token = self._token.get_secret_value()
+        if not any(hmac.compare_digest(signature(token, url, params).encode(), given.encode())
+                   for url in _url_variants(request.public_url)):
+            raise Refused("X-Twilio-Signature does not match")
+        return dict(params)
+
+    def _read_inbound(self, request: WebhookRequest) -> Event:
+        form = self._verified(request)
+        if not form.get("From") or not form.get("To") or not form.get("MessageSid"):
+            raise ValueError("no From, To or MessageSid")
+        return InboundText(sender=form["From"], recipient=form["To"], body=form.get("Body", ""),
+                           gateway_id=form["MessageSid"])
+
+    def _read_status(self, request: WebhookRequest) -> Event:
+        form = self._verified(request)
+        status = STATUSES.get(form.get("MessageStatus", ""))
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        if status is None or not sid:
+            return None
+        return DeliveryStatus(sid, status, form.get("ErrorCode") or None)

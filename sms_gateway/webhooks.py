@@ -1,0 +1,213 @@
+"""The webhook server: providers call it with inbound texts and delivery reports.
+
+One path per gateway endpoint (/twilio/inbound, /telnyx, /kannel/inbound ...)
+plus GET /healthz. For every request, in this order:
+
+1. the body is read up to a size limit (413 past it);
+2. the gateway checks the signature or shared secret, before the body is
+   interpreted; a failure answers 403, is logged (rate-limited, never the
+   body) and delivers nothing;
+3. the gateway turns the body into an InboundText or a DeliveryStatus;
+4. the matching coroutine commits it (the daemon's receive_text, or the
+   store's delivery update), and only when it has returned is 2xx answered.
+   If it raises, the provider gets a 500 and sends the webhook again; the
+   store recognises the repeat by the provider's message id.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Literal, Protocol, Sequence, runtime_checkable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from multidict import CIMultiDictProxy, MultiDictProxy
+from pydantic import SecretStr
+
+from sms_gateway.base import InboundText
+
+log = logging.getLogger("textback.webhooks")
+
+DeliveryState = Literal["queued", "sent", "delivered", "undelivered", "failed"]
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """A provider's report on a text we sent, in one shape for every provider."""
+
+    gateway_id: str
+    status: DeliveryState
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What a provider sent, read within the size limit and not yet trusted."""
+
+    method: str
+    path: str
+    query: MultiDictProxy[str]
+    raw_query: str  # as sent, still percent-encoded (Kannel may send UTF-16 bytes)
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    public_url: str  # the URL the provider called, as seen from outside any proxy
+
+
+class Refused(Exception):
+    """The request is not from the provider (bad or missing signature or secret)."""
+
+
+Event = InboundText | DeliveryStatus | None  # None: a genuine event we have no use for
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One webhook path of a gateway, mounted at /<gateway name><path>.
+
+    `read` raises Refused before interpreting anything when the request is
+    not authentic, and otherwise returns the event it carries.
+    """
+
+    path: str
+    read: Callable[[WebhookRequest], Event]
+    methods: tuple[str, ...] = ("POST",)
+    reply_body: str = ""
+    reply_type: str = "text/plain"
+
+
+@runtime_checkable
+class HasWebhooks(Protocol):
+    name: str
+
+    def webhook_endpoints(self) -> Sequence[Endpoint]: ...
+
+
+DeliverText = Callable[[InboundText, str], Awaitable[None]]
+ReportStatus = Callable[[DeliveryStatus, str], Awaitable[None]]
+
+
+def check_token(request: WebhookRequest, token: SecretStr) -> None:
+    """Shared-secret check for providers that cannot sign: `?token=` or `Authorization: Bearer`."""
+    given = request.query.get("token")
+    if given is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        given = value if scheme.lower() == "bearer" else None
+    if not given:
+        raise Refused("no token")
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Refused("wrong token")
+
+
+@dataclass
+class _RefusalLog:
+    """One warning per endpoint per interval, so a flood of forgeries cannot flood the log."""
+
+    interval: float = 60.0
+    _last: dict[str, float] = field(default_factory=dict)
+    _suppressed: dict[str, int] = field(default_factory=dict)
+
+    def note(self, path: str, remote: str | None, reason: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(path, -self.interval) < self.interval:
+            self._suppressed[path] = self._suppressed.get(path, 0) + 1
+            return
+        self._last[path] = now
+        more = self._suppressed.pop(path, 0)
+        log.warning("refused webhook on %s from %s: %s%s", path, remote or "?", reason,
+                    f" ({more} more refused since the last warning)" if more else "")
+
+
+class _QuietAccessLog(AbstractAccessLogger):
+    """Method, path and status only: query strings may carry a shared secret."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, duration: float) -> None:
+        self.logger.debug("%s %s %d (%.0f ms)", request.method, request.path, response.status,
+                          duration * 1000)
+
+
+class WebhookServer:
+    def __init__(self, gateways: Sequence[object], deliver: DeliverText, report: ReportStatus,
+                 host: str = "127.0.0.1", port: int = 8780, public_base_url: str | None = None,
+                 max_body_bytes: int = 65536, refusal_log_interval: float = 60.0):
+        self._deliver = deliver
+        self._report = report
+        self._host = host
+        self._port = port
+        self._public_base = (public_base_url or "").rstrip("/")
+        self._max_body = max_body_bytes
+        self._refusals = _RefusalLog(refusal_log_interval)
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.paths: dict[str, str] = {}  # path -> gateway name
+        for gateway in gateways:
+            if not isinstance(gateway, HasWebhooks):
+                continue
+            for endpoint in gateway.webhook_endpoints():
+                path = f"/{gateway.name}{endpoint.path}"
+                self.paths[path] = gateway.name
+                for method in endpoint.methods:
+                    self.app.router.add_route(method, path, self._handler(gateway.name, endpoint))
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 asked the OS to choose)."""
+        if self._runner is None or not self._runner.addresses:
+            return self._port
+        return self._runner.addresses[0][1]
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log_class=_QuietAccessLog,
+                                     access_log=logging.getLogger("textback.webhooks.access"))
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        log.info("webhook server listening on %s:%d (%s)", self._host, self.port,
+                 ", ".join(sorted(self.paths)) or "no gateway webhooks")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def _public_url(self, request: web.Request) -> str:
+        if self._public_base:
+            return self._public_base + request.rel_url.raw_path_qs
+        return str(request.url)
+
+    def _handler(self, gateway: str, endpoint: Endpoint
+                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            if (request.content_length or 0) > self._max_body:
+                raise web.HTTPRequestEntityTooLarge(max_size=self._max_body,
+                                                    actual_size=request.content_length)
+            incoming = WebhookRequest(
+                method=request.method, path=request.path, query=request.query,
+                raw_query=request.rel_url.raw_query_string, headers=request.headers,
+                body=await request.read(), public_url=self._public_url(request))
+            try:
+                event = endpoint.read(incoming)
+            except Refused as exc:
+                self._refusals.note(request.path, request.remote, str(exc))
+                raise web.HTTPForbidden(text="forbidden") from None
+            except ValueError as exc:
+                log.warning("unreadable webhook on %s: %s", request.path, exc)
+                raise web.HTTPBadRequest(text="unreadable") from None
+            try:
+                if isinstance(event, InboundText):
+                    await self._deliver(event, gateway)
+                elif isinstance(event, DeliveryStatus):
+                    await self._report(event, gateway)
+            except Exception:
+                log.exception("could not commit what came in on %s; answered 500 so the provider "
+                              "sends it again", request.path)
+                raise web.HTTPInternalServerError(text="try again") from None
+            return web.Response(text=endpoint.reply_body, content_type=endpoint.reply_type)
+
+        return handle
+

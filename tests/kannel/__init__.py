@@ -1,0 +1,1 @@
+"""A real Kannel (bearerbox + smsbox + fakesmsc) for the kannel gateway tests."""

@@ -1,0 +1,1 @@
+"""Loopback servers that follow each SMS provider's documented contract, for the gateway tests."""

@@ -1,0 +1,113 @@
+"""The webhook server: limits, 2xx only after the commit, refusals, and what reaches the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import SecretStr
+
+from sms_gateway.base import InboundText
+from sms_gateway.http import HttpGateway
+from sms_gateway.log import LogGateway
+from sms_gateway.settings import HttpSettings
+from tests.providers.common import Sinks, webhook_server
+from tests.providers.generic import call
+
+TOKEN = "hook-token-123"
+
+
+def inbound_gateway() -> HttpGateway:
+    settings = HttpSettings.model_validate({
+        "url": "https://provider.example/send",
+        "inbound": {"token": {"env": "UNUSED"}, "text": "body"}})
+    return HttpGateway(settings, {"inbound.token": SecretStr(TOKEN)})
+
+
+def params(body: str = "Yes please", message_id: str = "m-1") -> dict[str, str]:
+    return {"token": TOKEN, "from": "+12125550123", "to": "+12125550100", "body": body,
+            "id": message_id}
+
+
+async def test_healthz_and_only_the_gateways_paths_exist():
+    async with webhook_server([inbound_gateway(), LogGateway()]) as (local, _):
+        assert await call(f"{local}/healthz") == (200, "ok")
+        assert (await call(f"{local}/log/inbound"))[0] == 404
+        assert (await call(f"{local}/http/inbound", "DELETE"))[0] == 405
+
+
+async def test_a_body_over_the_limit_is_refused_before_anything_is_read_into_a_text():
+    async with webhook_server([inbound_gateway()], max_body_bytes=2048) as (local, sinks):
+        declared = await call(f"{local}/http/inbound?token={TOKEN}", "POST",
+                              data={**params(), "body": "x" * 5000})
+
+        async def chunks():
+            for _ in range(10):
+                yield b"body=" + b"x" * 1000
+
+        streamed = await call(f"{local}/http/inbound?token={TOKEN}", "POST", data=chunks(),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert declared[0] == 413 and streamed[0] == 413
+    assert sinks.texts == []
+
+
+async def test_the_answer_waits_until_the_text_is_committed():
+    committed = asyncio.Event()
+    release = asyncio.Event()
+
+    class SlowStore(Sinks):
+        async def deliver(self, text: InboundText, gateway: str) -> None:
+            await release.wait()
+            await super().deliver(text, gateway)
+            committed.set()
+
+    async with webhook_server([inbound_gateway()], sinks=SlowStore()) as (local, sinks):
+        request = asyncio.create_task(call(f"{local}/http/inbound", params=params()))
+        await asyncio.sleep(0.3)
+        assert not request.done()  # the provider has no 2xx yet
+        release.set()
+        status, _ = await request
+    assert status == 200 and committed.is_set() and len(sinks.texts) == 1
+
+
+async def test_a_failed_commit_answers_500_so_the_provider_sends_it_again():
+    async with webhook_server([inbound_gateway()]) as (local, sinks):
+        sinks.failures_left = 1
+        first = await call(f"{local}/http/inbound", params=params())
+        again = await call(f"{local}/http/inbound", params=params())
+    assert (first[0], again[0]) == (500, 200)
+    assert [text.gateway_id for text, _ in sinks.texts] == ["m-1"]
+
+
+async def test_refusals_are_logged_rate_limited_and_never_with_the_body(caplog):
+    caplog.set_level(logging.DEBUG)
+    async with webhook_server([inbound_gateway()], refusal_log_interval=0.5) as (local, sinks):
+        forged = {**params("secret plans"), "token": "guess"}
+        answers = [await call(f"{local}/http/inbound", params=forged) for _ in range(5)]
+        await asyncio.sleep(0.6)
+        answers.append(await call(f"{local}/http/inbound", params=forged))
+    assert answers == [(403, "forbidden")] * 6 and sinks.texts == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("refused webhook on /http/inbound from 127.0.0.1: wrong token")
+    assert warnings[1].endswith("(4 more refused since the last warning)")
+    assert not any("secret plans" in r.getMessage() or "guess" in r.getMessage()
+                   for r in caplog.records)
+
+
+async def test_neither_the_text_nor_the_token_reaches_the_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    async with webhook_server([inbound_gateway()]) as (local, sinks):
+        assert (await call(f"{local}/http/inbound", params=params("my address is 1 Elm St")))[0] == 200
+    assert len(sinks.texts) == 1
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "GET /http/inbound 200" in logged
+    assert "Elm St" not in logged and TOKEN not in logged
+
+
+async def test_an_unreadable_body_from_an_authentic_sender_is_a_400():
+    async with webhook_server([inbound_gateway()]) as (local, sinks):
+        status, _ = await call(f"{local}/http/inbound?token={TOKEN}", "POST", data=b"[1, 2]",
+                               headers={"Content-Type": "application/json"})
+    assert status == 400 and sinks.texts == []
+
