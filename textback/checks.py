@@ -7,6 +7,7 @@ import asyncio
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from textback.config import Loaded
 from textback.daemon import build_gateway
+from sms_gateway.plugins import PluginError
 from textback.mailer import Mailer
 
 # What the daemon needs of its AMI user, by action (write class in brackets).
@@ -39,7 +40,10 @@ async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:
     ami = AmiConnection(c.ami.host, c.ami.port, c.ami.username, loaded.secrets.ami,
                         on_event=lambda event: None, use_tls=c.ami.tls,
                         tls_verify=c.ami.tls_verify)
-    gateway = build_gateway(c, ami)
+    try:
+        gateway = build_gateway(c, ami, loaded.secrets)
+    except PluginError as exc:
+        return ("gateway", False, f"plugin: {exc}")
     try:
         if c.gateway.type == "asterisk":
             ami.start()
@@ -53,5 +57,9 @@ async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:
         return ("gateway", True, await gateway.check())
     except (AmiError, asyncio.TimeoutError, OSError) as exc:
         return ("gateway", False, f"{c.gateway.type}: {exc or type(exc).__name__}")
+    except Exception as exc:  # noqa: BLE001 - a provider check may fail in any way; one line each
+        return ("gateway", False, f"{c.gateway.type}: {type(exc).__name__}: {exc}")
     finally:
         await ami.close()
+        if hasattr(gateway, "close"):
+            await gateway.close()

@@ -8,25 +8,27 @@ environment variable, and are held as SecretStr so they never reach a log.
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from sms_gateway.settings import (
+    HttpSettings,
+    KannelSettings,
+    PluginSettings,
+    TelnyxSettings,
+    TwilioSettings,
+    WebhookSettings,
+    resolve_secrets,
 )
 
+from textback.schema import SecretRef, Strict
 from textback.templates import TemplateError, check_template
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
@@ -40,40 +42,6 @@ class ConfigError(Exception):
         self.problems = problems
         lines = [f"{source}: {path}: {msg}" for path, msg in problems]
         super().__init__("\n".join(lines))
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(Strict):
-    """Where a secret lives. Exactly one of `file` or `env`."""
-
-    file: Path | None = None
-    env: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "SecretRef":
-        if (self.file is None) == (self.env is None):
-            raise ValueError("give exactly one of 'file' or 'env'")
-        return self
-
-    def resolve(self) -> SecretStr:
-        """Read the secret now; raise ValueError naming where it was looked for."""
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if not value:
-                raise ValueError(f"environment variable {self.env} is not set or empty")
-            return SecretStr(value)
-        try:
-            value = self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
-        if not value:
-            raise ValueError(f"secret file {self.file} is empty")
-        return SecretStr(value)
 
 
 def _is_e164(value: str) -> str:
@@ -218,14 +186,34 @@ class AsteriskGatewayConfig(Strict):
 
 
 class GatewayConfig(Strict):
-    type: Literal["asterisk", "log"] = "asterisk"
+    """Which SMS backend, and its section. Only the section of the chosen type is used."""
+
+    type: Literal["asterisk", "log", "twilio", "telnyx", "kannel", "http", "plugin"] = "asterisk"
     asterisk: AsteriskGatewayConfig | None = None
+    twilio: TwilioSettings | None = None
+    telnyx: TelnyxSettings | None = None
+    kannel: KannelSettings | None = None
+    http: HttpSettings | None = None
+    plugin: PluginSettings | None = None
+    webhooks: WebhookSettings | None = None
 
     @model_validator(mode="after")
     def _section_present(self) -> "GatewayConfig":
-        if self.type == "asterisk" and self.asterisk is None:
-            raise ValueError("type 'asterisk' needs an 'asterisk:' section")
+        if self.type != "log" and getattr(self, self.type) is None:
+            raise ValueError(f"type '{self.type}' needs a '{self.type}:' section")
+        if self.needs_webhooks and self.webhooks is None:
+            raise ValueError(f"type '{self.type}' receives texts by webhook: add a 'webhooks:' section")
         return self
+
+    @property
+    def section(self) -> object | None:
+        return getattr(self, self.type, None)
+
+    @property
+    def needs_webhooks(self) -> bool:
+        if self.type in ("twilio", "telnyx", "kannel"):
+            return True
+        return self.type == "http" and self.http is not None and self.http.inbound is not None
 
 
 class SmtpConfig(Strict):
@@ -289,6 +277,7 @@ class Secrets:
 
     ami: SecretStr
     smtp_password: SecretStr | None
+    gateway: Mapping[str, SecretStr] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,9 +316,16 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     smtp_password = None
     if config.smtp.password is not None:
         smtp_password = _resolve(config.smtp.password, base, "smtp.password", problems)
+    gateway_secrets: dict[str, SecretStr] = {}
+    section = config.gateway.section
+    if hasattr(section, "secret_refs"):
+        gateway_secrets, found = resolve_secrets(section, base)
+        problems += [(f"gateway.{config.gateway.type}.{path}", message) for path, message in found]
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
-    return Loaded(config=config, secrets=Secrets(ami=ami_secret, smtp_password=smtp_password),
+    return Loaded(config=config,
+                  secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
+                                  gateway=gateway_secrets),
                   source=Path(source))
 
 

@@ -22,9 +22,15 @@ from zoneinfo import ZoneInfo
 from ami_listener.connection import AmiConnection, AmiError
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
 from sms_gateway.base import Gateway, InboundText, OutgoingText
+from sms_gateway.http import HttpGateway
+from sms_gateway.kannel import KannelGateway
 from sms_gateway.log import LogGateway
+from sms_gateway.plugins import load_gateway
+from sms_gateway.telnyx import TelnyxGateway
+from sms_gateway.twilio import TwilioGateway
+from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert, one_line
-from textback.config import Config, Loaded, NumberConfig
+from textback.config import Config, Loaded, NumberConfig, Secrets
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
@@ -42,11 +48,23 @@ IDLE_POLL_SECONDS = 30.0
 OPTOUT_CONFIRMATION = "optout_confirmation"
 
 
-def build_gateway(config: Config, ami: AmiConnection) -> Gateway:
+def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
     """The configured SMS backend. A new built-in backend is added here."""
-    if config.gateway.type == "asterisk":
-        g = config.gateway.asterisk
-        return AsteriskGateway(ami, g.destination, g.from_uri, g.trunk, g.host, g.timeout_seconds)
+    g = config.gateway
+    public = g.webhooks.public_base_url if g.webhooks else None
+    if g.type == "asterisk":
+        a = g.asterisk
+        return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds)
+    if g.type == "twilio":
+        return TwilioGateway(g.twilio, secrets.gateway, public)
+    if g.type == "telnyx":
+        return TelnyxGateway(g.telnyx, secrets.gateway, public)
+    if g.type == "kannel":
+        return KannelGateway(g.kannel, secrets.gateway, public)
+    if g.type == "http":
+        return HttpGateway(g.http, secrets.gateway)
+    if g.type == "plugin":
+        return load_gateway(g.plugin.name, g.plugin.options)
     return LogGateway()
 
 
@@ -85,23 +103,36 @@ class Daemon:
             on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
-        self.gateway = build_gateway(c, self.ami)
-        self.ami.start()
-        workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
-                   asyncio.create_task(self._alert_worker(), name="alerts")]
-        log.info("textback running for %s (%s); gateway %s; database %s",
-                 c.business.name, ", ".join(n.number for n in c.numbers),
-                 self.gateway.name, c.storage.path)
+        webhooks = None
+        workers: list[asyncio.Task] = []
         try:
+            self.gateway = build_gateway(c, self.ami, self.secrets)
+            if c.gateway.webhooks is not None:
+                w = c.gateway.webhooks
+                webhooks = WebhookServer(
+                    [self.gateway], self.receive_text, self.report_delivery,
+                    host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
+                    max_body_bytes=w.max_body_bytes)
+                await webhooks.start()
+            self.ami.start()
+            workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
+                       asyncio.create_task(self._alert_worker(), name="alerts")]
+            log.info("textback running for %s (%s); gateway %s; database %s",
+                     c.business.name, ", ".join(n.number for n in c.numbers),
+                     self.gateway.name, c.storage.path)
             await stop.wait()
         finally:
             log.info("textback stopping")
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if webhooks is not None:
+                await webhooks.stop()  # waits for in-flight commits
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
+            if hasattr(self.gateway, "close"):
+                await self.gateway.close()
             await self.store.close()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
@@ -197,7 +228,8 @@ class Daemon:
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             timeline.info("text to %s blocked: the number opted out", item.recipient)
             return
-        result = await self.gateway.send(OutgoingText(item.sender, item.recipient, item.body))
+        result = await self.gateway.send(OutgoingText(
+            item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
         attempts = item.attempts + 1
         if result.status == "accepted":
             await self.store.mark_sent(item, name, result.gateway_id)
@@ -256,6 +288,13 @@ class Daemon:
         body = render_for(self.config, template, number, sender)
         await self.store.queue_reply(conversation_id, number.number, sender, body, kind)
         self._outbox_wake.set()
+
+    async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
+        """A provider's delivery report; reports repeat and arrive out of order."""
+        if await self.store.update_delivery(gateway, status.gateway_id, status.status,
+                                            status.error_code):
+            timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
+                          f" (error {status.error_code})" if status.error_code else "")
 
     async def _alert_worker(self) -> None:
         retry_at: dict[int, float] = {}

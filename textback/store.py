@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -79,9 +80,11 @@ MIGRATIONS: list[str] = [
             CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'blocked')),
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT NOT NULL DEFAULT '',
+        idempotency_key TEXT NOT NULL,
         updated_at REAL NOT NULL
     );
     CREATE INDEX outbox_due ON outbox (state, due_at);
+    CREATE INDEX messages_gateway_id ON messages (gateway, gateway_id);
     CREATE TABLE alerts (
         id INTEGER PRIMARY KEY,
         conversation_id INTEGER NOT NULL REFERENCES conversations(id),
@@ -141,6 +144,7 @@ class OutboxItem:
     due_at: float
     attempts: int
     kind: str
+    idempotency_key: str
 
 
 @dataclass(frozen=True)
@@ -272,8 +276,8 @@ class Store:
             " VALUES (?, 'out', ?, ?, 'queued', ?)", (conversation_id, kind, body, now))
         message_id = cursor.lastrowid
         cursor = await self._db.execute(
-            "INSERT INTO outbox (message_id, sender, recipient, due_at, updated_at)"
-            " VALUES (?,?,?,?,?)", (message_id, sender, recipient, due_at, now))
+            "INSERT INTO outbox (message_id, sender, recipient, due_at, idempotency_key, updated_at)"
+            " VALUES (?,?,?,?,?,?)", (message_id, sender, recipient, due_at, uuid.uuid4().hex, now))
         return message_id, cursor.lastrowid
 
     # -- the outbox --------------------------------------------------------------
@@ -298,7 +302,7 @@ class Store:
     async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
         rows = await self._all(
             "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
-            " o.due_at, o.attempts, m.kind FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " o.due_at, o.attempts, m.kind, o.idempotency_key FROM outbox o JOIN messages m ON m.id = o.message_id"
             " WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?",
             (now, limit))
         return [OutboxItem(**dict(row)) for row in rows]
@@ -336,6 +340,24 @@ class Store:
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
+
+    async def update_delivery(self, gateway: str, gateway_id: str, status: str,
+                              error_code: str | None) -> bool:
+        """Apply a delivery report; only ever moves forward (queued < sent < final).
+
+        Returns False for an unknown message or a report older than what is stored.
+        """
+        rank = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+        async with self._transaction() as db:
+            row = await self._one(
+                "SELECT id, status FROM messages WHERE gateway = ? AND gateway_id = ?"
+                " AND direction = 'out'", (gateway, gateway_id))
+            if row is None or rank.get(status, 0) <= rank.get(row["status"], 0):
+                return False
+            await db.execute(
+                "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
+                (status, f"provider error {error_code}" if error_code else None, row["id"]))
+            return True
 
     # -- opt-outs --------------------------------------------------------------------
 
