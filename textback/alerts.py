@@ -60,7 +60,22 @@ def subject_for(alert: ReplyAlert) -> str:
 _LABELS = {"call": "Missed call", "text_out": "We texted", "text_in": "They replied"}
 
 
-def compose_reply_alert(alert: ReplyAlert, message_domain: str) -> EmailMessage:
+def compose_notice(sender: str, business_name: str, owner_name: str, owner_email: str,
+                   subject: str, text: str, message_domain: str) -> EmailMessage:
+    """A short plain-text note to an owner (a reply that could not be sent, and why)."""
+    msg = EmailMessage()
+    msg["From"] = Address(display_name=one_line(business_name, 60) + " textback", addr_spec=sender)
+    msg["To"] = Address(display_name=one_line(owner_name, 60), addr_spec=owner_email)
+    msg["Subject"] = one_line(subject, 120)
+    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid(domain=message_domain)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text)
+    return msg
+
+
+def compose_reply_alert(alert: ReplyAlert, message_domain: str,
+                        reply_to: str | None = None) -> EmailMessage:
     """The email an owner gets when a homeowner replies; plain text and escaped HTML."""
     msg = EmailMessage()
     msg["From"] = Address(display_name=one_line(alert.business_name, 60) + " textback",
@@ -70,6 +85,8 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str) -> EmailMessage:
     msg["Date"] = format_datetime(datetime.now().astimezone())
     msg["Message-ID"] = make_msgid(domain=message_domain)
     msg["Auto-Submitted"] = "auto-generated"
+    if reply_to:
+        msg["Reply-To"] = reply_to
 
     caller = national(alert.caller)
     name = one_line(alert.caller_name, 60)
@@ -86,6 +103,10 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str) -> EmailMessage:
         label = _LABELS.get(entry.kind, entry.kind)
         lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
     lines += ["", f"Call or text them back at {caller}."]
+    if reply_to:
+        lines += ["Reply to this email to text them: only your new words are sent.",
+                  "Or reply with one command: #booked, #qualified, #won 82000, #lost, #spam,"
+                  " #assign <owner id>."]
     msg.set_content("\n".join(lines))
 
     esc = html.escape

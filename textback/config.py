@@ -232,6 +232,25 @@ class SmtpConfig(Strict):
         return self
 
 
+class ReplyMailConfig(Strict):
+    """Owners answer a homeowner by replying to the alert email.
+
+    Alerts carry Reply-To: reply+<token>@<domain>. Route that domain (or the
+    address pattern) from the company MX or Postfix to listen_host:listen_port.
+    """
+
+    domain: str = Field(pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(2526, ge=1, le=65535)
+    token_days: float = Field(30, gt=0, le=365)
+    max_bytes: int = Field(262144, ge=4096, le=10 * 1024 * 1024)
+    max_segments: int = Field(3, ge=1, le=10)
+    # Addresses besides the conversation's owner that may answer (an office manager).
+    team_senders: list[str] = Field(default_factory=list)
+    # Trust Authentication-Results from this authserv-id only, and require dkim or spf pass.
+    trusted_authserv_id: str | None = None
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -246,6 +265,7 @@ class Config(Strict):
     gateway: GatewayConfig
     smtp: SmtpConfig
     compliance: ComplianceConfig = ComplianceConfig()
+    reply_mail: ReplyMailConfig | None = None
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 

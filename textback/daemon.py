@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,11 +30,13 @@ from sms_gateway.plugins import load_gateway
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert, one_line
-from textback.config import Config, Loaded, NumberConfig, Secrets
+from textback import mailin
+from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
+from textback.replies import Verdict
 from textback.rules import decide, match_number, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
@@ -46,6 +49,16 @@ MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 30.0
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
+OWNER_REPLY = "owner"
+
+
+def parse_amount(text: str) -> float | None:
+    """'82000', '82,000', '$82k', '1.2m' -> a number; None if it is not one."""
+    match = re.fullmatch(r"\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([km]?)", text.strip().lower())
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", ""))
+    return value * {"": 1, "k": 1e3, "m": 1e6}[match.group(2)]
 
 
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
@@ -103,7 +116,7 @@ class Daemon:
             on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
-        webhooks = None
+        webhooks = mail_server = None
         workers: list[asyncio.Task] = []
         try:
             self.gateway = build_gateway(c, self.ami, self.secrets)
@@ -114,6 +127,8 @@ class Daemon:
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes)
                 await webhooks.start()
+            if c.reply_mail is not None:
+                mail_server = await mailin.serve(c, self.store, self.owner_reply)
             self.ami.start()
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
                        asyncio.create_task(self._alert_worker(), name="alerts")]
@@ -128,6 +143,9 @@ class Daemon:
             await asyncio.gather(*workers, return_exceptions=True)
             if webhooks is not None:
                 await webhooks.stop()  # waits for in-flight commits
+            if mail_server is not None:
+                mail_server.close()
+                await mail_server.wait_closed()
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
@@ -289,6 +307,61 @@ class Daemon:
         await self.store.queue_reply(conversation_id, number.number, sender, body, kind)
         self._outbox_wake.set()
 
+    # -- owners' email replies ------------------------------------------------------
+
+    async def owner_reply(self, binding: dict[str, Any], verdict: Verdict) -> None:
+        """Act on an accepted email reply; runs before the SMTP 250 is sent."""
+        conversation_id, caller = binding["conversation_id"], binding["caller"]
+        owner = self.config.owner(binding["owner_id"])
+        if verdict.action == "command":
+            await self._command(conversation_id, caller, owner, verdict)
+        elif verdict.action == "too_long":
+            await self._notify(owner, f"Not sent to {caller}: too long",
+                               f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
+                               f"Please shorten it and reply again. Nothing was cut or sent.")
+        elif await self.store.is_suppressed(caller):
+            await self._notify(owner, f"Not sent to {caller}: they opted out",
+                               f"{caller} asked not to be texted (STOP), so your reply was not "
+                               f"sent. Call them instead, or wait until they text START.")
+        else:
+            await self.store.queue_reply(conversation_id, binding["business_number"], caller,
+                                         verdict.text, OWNER_REPLY)
+            timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
+                          one_line(verdict.text, 200))
+            self._outbox_wake.set()
+
+    async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
+                       verdict: Verdict) -> None:
+        if verdict.command == "assign":
+            target = next((o for o in self.config.owners if o.id == verdict.argument.lower()), None)
+            if target is None:
+                known = ", ".join(o.id for o in self.config.owners)
+                await self._notify(owner, f"#assign {verdict.argument}: no such owner",
+                                   f"There is no owner {verdict.argument!r}. Owners: {known}.")
+                return
+            await self.store.assign(conversation_id, target.id, f"#assign by {owner.id}")
+            timeline.info("conversation with %s assigned to %s by %s", caller, target.id, owner.id)
+            return
+        value = None
+        if verdict.command == "won" and verdict.argument:
+            value = parse_amount(verdict.argument)
+            if value is None:
+                await self._notify(owner, f"#won {verdict.argument}: not an amount",
+                                   "Write the job value as a number, e.g. #won 82000.")
+                return
+        await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
+        timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
+                      f" ({value:,.0f})" if value else "", owner.id)
+
+    async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
+        message = compose_notice(self.mailer.sender, self.config.business.name, owner.name,
+                                 owner.email, subject, text, self.mailer.domain)
+        try:
+            await self.mailer.send(message)
+        except Exception as exc:  # noqa: BLE001 - a notice that fails is logged, not retried
+            log.error("could not email %s (%s): %s", owner.email, subject, exc)
+        timeline.info("owner notified: %s, %r", owner.email, subject)
+
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""
         if await self.store.update_delivery(gateway, status.gateway_id, status.status,
@@ -335,12 +408,18 @@ class Daemon:
         entries.sort(key=lambda e: e.at)
         caller_name = next((c["caller_name"] for c in reversed(history["calls"])
                             if c["caller_name"]), "")
+        reply_to = None
+        if self.config.reply_mail is not None:
+            settings = self.config.reply_mail
+            token = await self.store.reply_token(conversation["id"], owner.id,
+                                                 settings.token_days * 86400)
+            reply_to = f"reply+{token}@{settings.domain}"
         message = compose_reply_alert(ReplyAlert(
             business_name=self.config.business.name, timezone=self.config.business.timezone,
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries)), self.mailer.domain)
+            entries=tuple(entries)), self.mailer.domain, reply_to)
         await self.mailer.send(message)
         await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
         timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])

@@ -16,8 +16,10 @@ becomes `unknown` and is reported, never re-sent blindly.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -100,6 +102,28 @@ MIGRATIONS: list[str] = [
         sent_at REAL
     );
     CREATE INDEX alerts_state ON alerts (state);
+    CREATE TABLE reply_tokens (
+        token TEXT PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        owner_id TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        owner_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE outcomes (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        stage TEXT NOT NULL,
+        value REAL,
+        at REAL NOT NULL,
+        source TEXT NOT NULL
+    );
     CREATE TABLE suppressions (
         number TEXT PRIMARY KEY,
         since REAL NOT NULL,
@@ -266,6 +290,9 @@ class Store:
         cursor = await self._db.execute(
             "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at)"
             " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
+        await self._db.execute(
+            "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
+            (cursor.lastrowid, owner_id, now, "new conversation"))
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
@@ -358,6 +385,44 @@ class Store:
                 "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
                 (status, f"provider error {error_code}" if error_code else None, row["id"]))
             return True
+
+    # -- owners: reply tokens, assignment, outcomes ---------------------------------
+
+    async def reply_token(self, conversation_id: int, owner_id: str, ttl: float) -> str:
+        """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner."""
+        token = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO reply_tokens (token, conversation_id, owner_id, created_at, expires_at)"
+                " VALUES (?,?,?,?,?)", (token, conversation_id, owner_id, now, now + ttl))
+        return token
+
+    async def token(self, token: str, now: float) -> dict[str, Any] | None:
+        """The live binding of a token, or None when unknown or expired."""
+        row = await self._one(
+            "SELECT t.conversation_id, t.owner_id, c.caller, c.business_number"
+            " FROM reply_tokens t JOIN conversations c ON c.id = t.conversation_id"
+            " WHERE t.token = ? AND t.expires_at > ?", (token, now))
+        return dict(row) if row else None
+
+    async def assign(self, conversation_id: int, owner_id: str, reason: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE conversations SET owner_id = ? WHERE id = ?",
+                             (owner_id, conversation_id))
+            await db.execute(
+                "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
+                (conversation_id, owner_id, time.time(), reason))
+
+    async def record_outcome(self, conversation_id: int, stage: str, value: float | None,
+                             source: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO outcomes (conversation_id, stage, value, at, source) VALUES (?,?,?,?,?)",
+                (conversation_id, stage, value, time.time(), source))
+            if stage in ("won", "lost", "spam"):
+                await db.execute("UPDATE conversations SET status = 'closed' WHERE id = ?",
+                                 (conversation_id,))
 
     # -- opt-outs --------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""Reply by email -> SMS: textback's own aiosmtpd server, a real SMTP client (smtplib), a real relay sink."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import time
+from email.message import EmailMessage
+
+import pytest
+
+from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
+from sms_gateway.base import InboundText
+from textback.config import load
+from textback.daemon import Daemon
+
+REPLY_PORT = 15026
+DOMAIN = "reply.acme.example"
+
+QUOTED = """Great, I can come by Tuesday at 10. Does that work?
+
+Thanks,
+Dana
+--
+Dana Reyes | Acme Remodeling
+Sent from my iPhone
+
+On Thu, Nov 26, 2026 at 1:17 PM Acme Remodeling textback <textback@acme.example> wrote:
+> (212) 555-0123 replied to Acme Remodeling's text on (212) 555-0100:
+>     Yes please, kitchen remodel
+"""
+
+
+def mail(sender: str, to: str, body: str, **headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = "Re: Text from (212) 555-0123"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message
+
+
+def send(message: EmailMessage, envelope_from: str | None = None) -> None:
+    """Send as a mail client would; raises smtplib exceptions on refusal."""
+    with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
+        client.send_message(message, from_addr=envelope_from)
+
+
+async def sent_texts(daemon: Daemon) -> list[tuple[str, str]]:
+    rows = await daemon.store.timeline(HOMEOWNER)
+    return [(r["status"], r["body"]) for r in rows if r["kind"] == "text_out"]
+
+
+async def until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := await predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+async def running(tmp_path, smtp_sink):
+    config = base_config(tmp_path, **{
+        "ami.port": 15099,
+        "smtp.port": 15025,
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"},
+                   {"id": "sam", "name": "Sam Ortiz", "email": "sam@acme.example"}],
+        "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT, "max_segments": 2,
+                       "team_senders": ["office@acme.example"]},
+    })
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    await until(lambda: asyncio.sleep(0, daemon.gateway is not None))
+    await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Yes please, kitchen remodel"),
+                              "log")
+    [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+    reply_to = alert.message["Reply-To"]
+    assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN)
+    yield daemon, reply_to, smtp_sink
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def test_the_owners_new_words_reach_the_homeowner(running):
+    daemon, reply_to, _ = running
+    await asyncio.to_thread(send, mail("Dana Reyes <dana@acme.example>", reply_to, QUOTED))
+    status, body = await until(lambda: _sent(daemon))
+    assert body == "Great, I can come by Tuesday at 10. Does that work?"
+    assert len(await sent_texts(daemon)) == 1
+
+
+async def _sent(daemon):
+    texts = await sent_texts(daemon)
+    return texts[0] if texts and texts[0][0] == "sent" else None
+
+
+@pytest.mark.parametrize("sender", ["stranger@evil.example", "sam@acme.example"])
+async def test_a_stranger_or_another_owner_is_refused_and_nothing_is_sent(running, sender):
+    daemon, reply_to, _ = running
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        await asyncio.to_thread(send, mail(sender, reply_to, "Send this to them"))
+    assert refused.value.smtp_code == 550
+    await asyncio.sleep(0.3)
+    assert await sent_texts(daemon) == []
+
+
+async def test_a_forged_from_with_the_owners_envelope_mismatch_is_refused(running):
+    daemon, reply_to, _ = running
+    with pytest.raises(smtplib.SMTPDataError):
+        await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "hi"),
+                                "attacker@evil.example")
+    assert await sent_texts(daemon) == []
+
+
+async def test_unknown_reply_addresses_are_refused_at_rcpt(running):
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await asyncio.to_thread(send, mail("dana@acme.example",
+                                           f"reply+{'a' * 24}@{DOMAIN}", "hi"))
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await asyncio.to_thread(send, mail("dana@acme.example", f"dana@{DOMAIN}", "hi"))
+
+
+async def test_a_team_address_may_answer(running):
+    daemon, reply_to, _ = running
+    await asyncio.to_thread(send, mail("office@acme.example", reply_to, "We'll call you at 3."))
+    assert (await until(lambda: _sent(daemon)))[1] == "We'll call you at 3."
+
+
+async def test_auto_replies_are_accepted_and_dropped(running):
+    daemon, reply_to, _ = running
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "I am out of office",
+                                       Auto_Submitted="auto-replied"))
+    await asyncio.sleep(0.5)
+    assert await sent_texts(daemon) == []
+
+
+async def test_won_command_is_recorded_not_texted(running):
+    daemon, reply_to, _ = running
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "#won 82,000\n\n" + QUOTED))
+    await asyncio.sleep(0.3)
+    assert await sent_texts(daemon) == []
+    rows = await daemon.store._all("SELECT stage, value FROM outcomes")
+    assert [tuple(r) for r in rows] == [("won", 82000.0)]
+
+
+async def test_too_long_is_never_truncated_and_the_owner_is_told(running):
+    daemon, reply_to, sink = running
+    long_text = "We can start next week. " * 20  # 480 characters: 4 segments, over the limit of 2
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to, long_text))
+    [_, notice] = await asyncio.to_thread(sink.wait_for, 2, 10)
+    assert "too long" in notice.message["Subject"]
+    assert await sent_texts(daemon) == []
+
+
+async def test_an_opted_out_homeowner_is_not_texted_and_the_owner_is_told(running):
+    daemon, reply_to, sink = running
+    await daemon.store.suppress(HOMEOWNER, "sms")
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "Are you still there?"))
+    [_, notice] = await asyncio.to_thread(sink.wait_for, 2, 10)
+    assert "opted out" in notice.message["Subject"]
+    assert await sent_texts(daemon) == []
+
+
+async def test_a_bare_lf_in_the_header_is_refused(running):
+    _, reply_to, _ = running
+    raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: hi\nBcc: x@evil.example\r\n"
+           f"\r\nhello\r\n").encode()
+
+    def raw_session() -> int:
+        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
+            client.ehlo()
+            client.mail("dana@acme.example")
+            client.rcpt(reply_to)
+            return client.data(raw)[0]
+
+    assert await asyncio.to_thread(raw_session) == 550

@@ -1,0 +1,86 @@
+"""The reply-mail edge: an aiosmtpd server that takes owners' replies to alerts.
+
+It runs on the daemon's event loop, so a reply is committed to the store
+before the SMTP 250 goes back. Unknown recipients are refused at RCPT time;
+everything else is decided by textback.replies.judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, Awaitable, Callable
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from textback.config import Config
+from textback.replies import Verdict, judge, token_of
+from textback.store import Store
+
+log = logging.getLogger("textback.mailin")
+
+OnReply = Callable[[dict[str, Any], Verdict], Awaitable[None]]
+_BARE_EOL = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+
+
+class ReplyMailHandler:
+    def __init__(self, config: Config, store: Store, on_reply: OnReply):
+        self._config = config
+        self._settings = config.reply_mail
+        self._store = store
+        self._on_reply = on_reply
+        self._team = frozenset(a.lower() for a in self._settings.team_senders)
+
+    async def _binding(self, address: str) -> dict[str, Any] | None:
+        token = token_of(address, self._settings.domain)
+        return await self._store.token(token, time.time()) if token else None
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if await self._binding(address) is None:
+            return "550 5.1.1 No such reply address (unknown or expired)"
+        if envelope.rcpt_tos:
+            return "452 4.5.3 One reply address per message"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        header_block = raw.split(b"\r\n\r\n", 1)[0]
+        if _BARE_EOL.search(header_block):
+            return "550 5.6.0 Bare CR or LF in the message header"
+        message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
+        binding = await self._binding(envelope.rcpt_tos[0])
+        if binding is None:
+            return "550 5.1.1 No such reply address (unknown or expired)"
+        owner = self._config.owner(binding["owner_id"])
+        verdict = judge(message, envelope.mail_from, owner.email, self._team,
+                        self._settings.trusted_authserv_id, self._settings.max_segments)
+        if verdict.action == "refuse":
+            log.warning("refused a reply to conversation %d: %s", binding["conversation_id"],
+                        verdict.reason)
+            return f"550 5.7.1 {verdict.reason}"
+        if verdict.action == "drop":
+            log.info("dropped a reply to conversation %d: %s", binding["conversation_id"],
+                     verdict.reason)
+            return "250 OK (nothing to send)"
+        await self._on_reply(binding, verdict)
+        return "250 OK"
+
+
+async def serve(config: Config, store: Store, on_reply: OnReply) -> asyncio.AbstractServer:
+    settings = config.reply_mail
+    handler = ReplyMailHandler(config, store, on_reply)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, data_size_limit=settings.max_bytes, enable_SMTPUTF8=True,
+                     hostname=settings.domain, ident="textback reply mail"),
+        host=settings.listen_host, port=settings.listen_port)
+    log.info("reply mail server listening on %s:%d for reply+*@%s", settings.listen_host,
+             settings.listen_port, settings.domain)
+    return server
