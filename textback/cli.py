@@ -252,3 +252,75 @@ def optout_remove(config_path: str | None, number: str) -> None:
     e164 = _number_argument(loaded, number)
     removed = asyncio.run(_read(loaded, "unsuppress", e164))
     click.echo(f"{e164} {'may be texted again' if removed else 'was not suppressed'}.")
+
+
+def _period(month: str | None, start: str | None, end: str | None, tz: str) -> tuple[float, float, str]:
+    """A report period in the business's time zone: a month, or a date range (end exclusive)."""
+    zone = ZoneInfo(tz)
+    try:
+        if month:
+            first = datetime.strptime(month, "%Y-%m").replace(tzinfo=zone)
+            after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+            return first.timestamp(), after.timestamp(), month
+        if start and end:
+            begin = datetime.strptime(start, "%Y-%m-%d").replace(tzinfo=zone)
+            stop = datetime.strptime(end, "%Y-%m-%d").replace(tzinfo=zone)
+            return begin.timestamp(), stop.timestamp(), f"{start} to {end}"
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    raise click.UsageError("give --month YYYY-MM, or --from YYYY-MM-DD and --to YYYY-MM-DD")
+
+
+@main.command()
+@config_option
+@click.option("--month", help="A calendar month, YYYY-MM (default: this month).")
+@click.option("--from", "start", help="First day, YYYY-MM-DD.")
+@click.option("--to", "end", help="Day after the last, YYYY-MM-DD.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
+           fmt: str) -> None:
+    """The scorecard per business number: missed calls, texts, replies, booked, won."""
+    from textback.scorecard import build
+
+    loaded = _load(config_path)
+    tz = loaded.config.business.timezone
+    if not (month or start or end):
+        month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
+    begin, stop, label = _period(month, start, end, tz)
+    rows = asyncio.run(_read(loaded, "report_rows", begin, stop))
+    cards = [c.as_dict() for c in build(**rows)]
+    if fmt == "json":
+        click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
+        return
+    columns = ["business_number", "missed_calls", "texts_sent", "replies", "reply_rate",
+               "median_minutes_reply_to_human_answer", "booked", "qualified", "won", "won_value",
+               "lost", "opt_outs"]
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["period", *columns, "missed_by_reason"])
+        for card in cards:
+            reasons = " ".join(f"{k}={v}" for k, v in card["missed_by_reason"].items())
+            writer.writerow([label, *(card[c] for c in columns), reasons])
+        return
+    click.echo(f"Scorecard for {label} ({tz})")
+    if not cards:
+        click.echo("No calls or texts in this period.")
+    for card in cards:
+        rate = "-" if card["reply_rate"] is None else f"{card['reply_rate']:.0%}"
+        median = card["median_minutes_reply_to_human_answer"]
+        click.echo(f"\n{card['business_number']}")
+        click.echo(f"  missed calls     {card['missed_calls']:>6}   "
+                   + ", ".join(f"{k} {v}" for k, v in card["missed_by_reason"].items()))
+        click.echo(f"  texts sent       {card['texts_sent']:>6}")
+        click.echo(f"  replies          {card['replies']:>6}   reply rate {rate}")
+        click.echo(f"  reply -> human   {'-' if median is None else f'{median:.0f} min':>6}   (median)")
+        click.echo(f"  booked           {card['booked']:>6}")
+        click.echo(f"  qualified        {card['qualified']:>6}")
+        click.echo(f"  won              {card['won']:>6}   value {card['won_value']:,.0f}")
+        click.echo(f"  lost             {card['lost']:>6}")
+        click.echo(f"  opt-outs         {card['opt_outs']:>6}")
+        for template, rate in card["reply_rate_by_template"].items():
+            click.echo(f"  template {template!r}: reply rate {rate:.0%}")

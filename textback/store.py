@@ -63,6 +63,7 @@ MIGRATIONS: list[str] = [
         conversation_id INTEGER NOT NULL REFERENCES conversations(id),
         direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
         kind TEXT NOT NULL DEFAULT 'auto',
+        template TEXT NOT NULL DEFAULT '',
         body TEXT NOT NULL,
         status TEXT NOT NULL,
         gateway TEXT NOT NULL DEFAULT '',
@@ -155,6 +156,7 @@ class PlannedText:
     owner_id: str
     body: str
     due_at: float
+    template: str = "default"
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ class Store:
             message_id = outbox_id = None
             if text is not None:
                 message_id, outbox_id = await self._queue(
-                    conversation_id, call.business_number, call.caller, text.body, text.due_at, now)
+                    conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
+                    template=text.template)
             await db.execute(
                 "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
                 " started_at, answered_at, ended_at, outcome, reason, decision, conversation_id,"
@@ -296,11 +299,13 @@ class Store:
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
-                     due_at: float, now: float, kind: str = "auto") -> tuple[int, int]:
+                     due_at: float, now: float, kind: str = "auto",
+                     template: str = "") -> tuple[int, int]:
         """A queued outbound message and its outbox row; returns (message id, outbox id)."""
         cursor = await self._db.execute(
-            "INSERT INTO messages (conversation_id, direction, kind, body, status, created_at)"
-            " VALUES (?, 'out', ?, ?, 'queued', ?)", (conversation_id, kind, body, now))
+            "INSERT INTO messages (conversation_id, direction, kind, template, body, status,"
+            " created_at) VALUES (?, 'out', ?, ?, ?, 'queued', ?)",
+            (conversation_id, kind, template, body, now))
         message_id = cursor.lastrowid
         cursor = await self._db.execute(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, idempotency_key, updated_at)"
@@ -559,6 +564,27 @@ class Store:
             " LEFT JOIN outbox o ON o.message_id = c.message_id WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
             (since, limit))
         return [dict(r) for r in rows]
+
+    async def report_rows(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
+        """The raw rows of a scorecard period, for textback.scorecard.build."""
+        calls = await self._all(
+            "SELECT business_number, outcome, reason, conversation_id FROM calls"
+            " WHERE started_at >= ? AND started_at < ?", (start, end))
+        messages = await self._all(
+            "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
+            " m.created_at, m.template FROM messages m JOIN conversations c"
+            " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?",
+            (start, end))
+        outcomes = await self._all(
+            "SELECT o.conversation_id, c.business_number, o.stage, o.value, o.at FROM outcomes o"
+            " JOIN conversations c ON c.id = o.conversation_id WHERE o.at >= ? AND o.at < ?",
+            (start, end))
+        opt_outs = await self._all(
+            "SELECT c.business_number FROM suppressions s JOIN conversations c"
+            " ON c.caller = s.number WHERE s.since >= ? AND s.since < ?", (start, end))
+        return {name: [dict(r) for r in rows] for name, rows in (
+            ("calls", calls), ("messages", messages), ("outcomes", outcomes),
+            ("opt_outs", opt_outs))}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
