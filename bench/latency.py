@@ -8,7 +8,9 @@ and reads two timestamps per call from textback's own database:
 
 The difference covers the tracker's grace period, the rules, the SQLite
 commit, the outbox wake-up and the AMI round trip. Prints p50, p90, p99 and
-the maximum. Usage: python bench/latency.py [-n 30] [--parallel 5]
+the maximum. Calls are placed one after another (each rings for the lab's
+6 s timeout), so 30 calls take about four minutes.
+Usage: python bench/latency.py [-n 30]
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="missed calls to place")
-    parser.add_argument("--parallel", type=int, default=5, help="calls ringing at once")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
@@ -50,10 +51,8 @@ def main() -> None:
         sink = lab.message_sink()
         phone = lab.phone("office1", "noanswer")
         callers = [f"+1212555{1000 + i:04d}" for i in range(args.n)]
-        for start in range(0, args.n, args.parallel):
-            batch = [lab.call(c, BUSINESS_NUMBER) for c in callers[start:start + args.parallel]]
-            for call in batch:
-                call.wait(60)
+        for caller in callers:
+            lab.call(caller, BUSINESS_NUMBER).wait(60)
         wait_until(lambda: len(sink.messages()) >= args.n, 30, f"{args.n} texts at the carrier")
         daemon.stop()
         phone.kill()

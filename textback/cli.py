@@ -100,14 +100,19 @@ def _age(at: float | None) -> str:
     return f"{seconds}s"
 
 
-async def _read(loaded: Loaded, query: str, *args: object) -> object:
+async def _with_store(loaded: Loaded, work) -> object:
+    """Open the store, run `work(store)`, and close it again."""
     from textback.store import Store
 
     store = await Store.open(loaded.config.storage.path)
     try:
-        return await getattr(store, query)(*args)
+        return await work(store)
     finally:
         await store.close()
+
+
+async def _read(loaded: Loaded, query: str, *args: object) -> object:
+    return await _with_store(loaded, lambda store: getattr(store, query)(*args))
 
 
 @main.command()
@@ -125,12 +130,15 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
         click.echo("No open conversations.")
         return
     tz = loaded.config.business.timezone
-    click.echo(f"{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} {'REPLY AGE':>9}  LAST REPLY")
+    click.echo(f"{'':<2}{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} "
+               f"{'REPLY AGE':>9}  LAST REPLY")
     for row in rows:
         reply = (row["last_reply"] or "").replace("\n", " ")
-        click.echo(f"{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
+        flag = "! " if row["unanswered"] else "  "
+        click.echo(f"{flag}{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
                    f"{row['missed_calls']:>5} {_age(row['last_reply_at']):>9}  "
                    f"{click.unstyle(reply)[:60] or '(no reply yet)'}")
+    click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
 
 
@@ -324,3 +332,84 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
         click.echo(f"  opt-outs         {card['opt_outs']:>6}")
         for template, rate in card["reply_rate_by_template"].items():
             click.echo(f"  template {template!r}: reply rate {rate:.0%}")
+
+
+def _conversation(loaded: Loaded, store, number: str):
+    async def find():
+        e164 = _number_argument(loaded, number)
+        conversation = await store.conversation_for(e164)
+        if conversation is None:
+            raise click.ClickException(f"no conversation with {e164}")
+        return conversation
+    return find()
+
+
+@main.command()
+@config_option
+@click.argument("number")
+@click.argument("owner")
+def assign(config_path: str | None, number: str, owner: str) -> None:
+    """Give the conversation with NUMBER to OWNER (an owner id from the config)."""
+    loaded = _load(config_path)
+    ids = [o.id for o in loaded.config.owners]
+    if owner not in ids:
+        raise click.BadParameter(f"no owner {owner!r}; owners: {', '.join(ids)}", param_hint="OWNER")
+
+    async def work(store):
+        conversation = await _conversation(loaded, store, number)
+        await store.assign(conversation["id"], owner, "cli")
+        return conversation["caller"]
+
+    click.echo(f"{asyncio.run(_with_store(loaded, work))} now belongs to {owner}.")
+
+
+@main.command()
+@config_option
+@click.argument("number")
+@click.argument("text")
+def reply(config_path: str | None, number: str, text: str) -> None:
+    """Text NUMBER through the running daemon's outbox (same rules: opt-outs, length)."""
+    from sms_gateway.segments import count_segments
+
+    loaded = _load(config_path)
+    limit = loaded.config.reply_mail.max_segments if loaded.config.reply_mail else 3
+    count = count_segments(text)
+    if count.segments > limit:
+        raise click.ClickException(f"{count.segments} segments ({count.encoding}); the limit is "
+                                   f"{limit}. Shorten it; nothing was sent.")
+
+    async def work(store):
+        conversation = await _conversation(loaded, store, number)
+        if await store.is_suppressed(conversation["caller"]):
+            raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
+        await store.queue_reply(conversation["id"], conversation["business_number"],
+                                conversation["caller"], text, "owner")
+        return conversation["caller"]
+
+    click.echo(f"Queued for {asyncio.run(_with_store(loaded, work))}; the daemon sends it.")
+
+
+@main.command()
+@config_option
+@click.argument("number")
+@click.argument("stage", type=click.Choice(["booked", "qualified", "won", "lost", "spam"]))
+@click.argument("value", required=False)
+def outcome(config_path: str | None, number: str, stage: str, value: str | None) -> None:
+    """Record how the lead with NUMBER turned out (won takes an optional job VALUE)."""
+    from textback.daemon import parse_amount
+
+    loaded = _load(config_path)
+    amount = None
+    if value is not None:
+        amount = parse_amount(value)
+        if stage != "won" or amount is None:
+            raise click.BadParameter("only 'won' takes a value, written like 82000 or $82k",
+                                     param_hint="VALUE")
+
+    async def work(store):
+        conversation = await _conversation(loaded, store, number)
+        await store.record_outcome(conversation["id"], stage, amount, "cli")
+        return conversation["caller"]
+
+    caller = asyncio.run(_with_store(loaded, work))
+    click.echo(f"{caller}: {stage}" + (f" ({amount:,.0f})" if amount else "") + ".")

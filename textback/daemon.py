@@ -46,7 +46,7 @@ timeline = logging.getLogger("textback.timeline")
 
 MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10
-IDLE_POLL_SECONDS = 30.0
+IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
 OWNER_REPLY = "owner"

@@ -529,16 +529,34 @@ class Store:
         return {"calls": [dict(r) for r in calls], "messages": [dict(r) for r in messages]}
 
     async def inbox(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Open conversations, newest activity first, with their last inbound text."""
+        """Open conversations: unanswered replies first (oldest waiting first), then the newest."""
         rows = await self._all(
             "SELECT c.*, (SELECT body FROM messages WHERE conversation_id = c.id"
             "   AND direction = 'in' ORDER BY created_at DESC, id DESC LIMIT 1) AS last_reply,"
             " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
             "   AND direction = 'in') AS last_reply_at,"
+            " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
+            "   AND direction = 'out' AND kind = 'owner') AS last_answer_at,"
             " (SELECT COUNT(*) FROM calls WHERE conversation_id = c.id) AS missed_calls"
-            " FROM conversations c WHERE c.status = 'open'"
-            " ORDER BY c.updated_at DESC LIMIT ?", (limit,))
-        return [dict(r) for r in rows]
+            " FROM conversations c WHERE c.status = 'open'")
+        inbox = [dict(r) for r in rows]
+        for row in inbox:
+            row["unanswered"] = bool(row["last_reply_at"]) and (
+                row["last_answer_at"] is None or row["last_answer_at"] < row["last_reply_at"])
+        inbox.sort(key=lambda r: (not r["unanswered"],
+                                  r["last_reply_at"] if r["unanswered"] else -r["updated_at"]))
+        return inbox[:limit]
+
+    async def conversation_for(self, caller: str, business_number: str | None = None
+                               ) -> dict[str, Any] | None:
+        """A caller's most recently active conversation (on one business number, if given)."""
+        if business_number:
+            row = await self._one("SELECT * FROM conversations WHERE caller = ? AND"
+                                  " business_number = ?", (caller, business_number))
+        else:
+            row = await self._one("SELECT * FROM conversations WHERE caller = ?"
+                                  " ORDER BY updated_at DESC LIMIT 1", (caller,))
+        return dict(row) if row else None
 
     async def timeline(self, caller: str) -> list[dict[str, Any]]:
         """Everything that happened with one caller, oldest first: calls, texts, alerts."""

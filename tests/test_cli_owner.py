@@ -1,0 +1,68 @@
+"""Owner commands on a seeded database: inbox order, assign, reply, outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from click.testing import CliRunner
+
+from lab.configs import BUSINESS_NUMBER, base_config, write_config
+from textback.cli import main
+from textback.store import Store
+
+ANSWERED, WAITING, QUIET = "+12125550131", "+12125550132", "+12125550133"
+
+
+async def seeded(tmp_path):
+    config = base_config(tmp_path, owners=[
+        {"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
+        {"id": "sam", "name": "Sam Ortiz", "email": "sam@example.com"}])
+    path = write_config(tmp_path, config)
+    store = await Store.open(tmp_path / "textback.db")
+    for caller in (ANSWERED, WAITING):
+        record = await store.record_inbound(caller, BUSINESS_NUMBER, f"hi from {caller}", "log",
+                                            None, "dana")
+        if caller == ANSWERED:
+            await store.queue_reply(record.conversation_id, BUSINESS_NUMBER, caller, "on it", "owner")
+    await store.record_inbound(QUIET, BUSINESS_NUMBER, "hello", "log", None, "dana")
+    await store.suppress(QUIET, "sms")
+    await store.close()
+    return path
+
+
+async def cli(*args: str):
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args))
+
+
+async def test_inbox_puts_unanswered_replies_first(tmp_path):
+    path = await seeded(tmp_path)
+    result = await cli("inbox", "-c", str(path), "--json")
+    rows = json.loads(result.output)
+    assert [r["caller"] for r in rows][:2] == [WAITING, QUIET]
+    assert rows[-1]["caller"] == ANSWERED and not rows[-1]["unanswered"]
+    table = (await cli("inbox", "-c", str(path))).output.splitlines()
+    assert table[1].startswith("! " + WAITING)
+
+
+async def test_assign_reply_and_outcome(tmp_path):
+    path = await seeded(tmp_path)
+    assert (await cli("assign", "-c", str(path), WAITING, "sam")).exit_code == 0
+    assert (await cli("assign", "-c", str(path), WAITING, "nobody")).exit_code == 2
+    assert (await cli("reply", "-c", str(path), WAITING, "See you at 10")).exit_code == 0
+    refused = await cli("reply", "-c", str(path), QUIET, "Still there?")
+    assert refused.exit_code == 1 and "opted out" in refused.output
+    too_long = await cli("reply", "-c", str(path), WAITING, "x" * 500)
+    assert too_long.exit_code == 1 and "segments" in too_long.output
+    assert (await cli("outcome", "-c", str(path), WAITING, "won", "$82k")).exit_code == 0
+    assert (await cli("outcome", "-c", str(path), WAITING, "booked", "5")).exit_code == 2
+
+    store = await Store.open(tmp_path / "textback.db")
+    conversation = await store.conversation_for(WAITING)
+    assert conversation["owner_id"] == "sam" and conversation["status"] == "closed"
+    queued = [m for m in (await store.conversation_history(conversation["id"]))["messages"]
+              if m["direction"] == "out"]
+    assert [(m["kind"], m["body"]) for m in queued] == [("owner", "See you at 10")]
+    outcomes = await store._all("SELECT stage, value FROM outcomes")
+    assert [tuple(r) for r in outcomes] == [("won", 82000.0)]
+    await store.close()
