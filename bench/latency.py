@@ -45,27 +45,26 @@ def main() -> None:
     lab = LabPBX(work / "lab")
     lab.start()
     _, smtp = start_smtp_sink()
+    daemon = None
     try:
         config = lab_config(work, lab, **{"text.delay_seconds": 0})
         daemon = DaemonProcess(config, work / "textback.log").start()
         sink = lab.message_sink()
-        phone = lab.phone("office1", "noanswer")
+        lab.phone("office1", "noanswer")
         callers = [f"+1212555{1000 + i:04d}" for i in range(args.n)]
         for caller in callers:
             lab.call(caller, BUSINESS_NUMBER).wait(60)
         wait_until(lambda: len(sink.messages()) >= args.n, 30, f"{args.n} texts at the carrier")
-        daemon.stop()
-        phone.kill()
-        sink.kill()
-        db = sqlite3.connect(work / "textback.db")
-        rows = db.execute(
-            "SELECT m.sent_at - c.ended_at FROM calls c JOIN messages m"
-            " ON m.conversation_id = c.conversation_id AND m.direction = 'out'"
-            " WHERE m.status = 'sent'").fetchall()
-        latencies = [r[0] * 1000 for r in rows]
     finally:
+        if daemon is not None:
+            daemon.stop()
         smtp.stop()
-        lab.stop()
+        lab.stop()  # also ends the SIPp phone and carrier
+    db = sqlite3.connect(work / "textback.db")
+    rows = db.execute(
+        "SELECT m.sent_at - c.ended_at FROM calls c JOIN messages m ON m.id = c.message_id"
+        " WHERE m.status = 'sent'").fetchall()
+    latencies = [r[0] * 1000 for r in rows]
     print(f"{len(latencies)} missed calls, delay_seconds=0, grace_seconds=0.5")
     print(f"hangup -> MessageSend accepted (ms): p50 {percentile(latencies, 50):.1f}  "
           f"p90 {percentile(latencies, 90):.1f}  p99 {percentile(latencies, 99):.1f}  "

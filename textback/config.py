@@ -104,12 +104,51 @@ class OwnerConfig(Strict):
     email: str = Field(pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+$")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+
+
+class ShiftConfig(Strict):
+    """Who is on call: these weekdays, from `start` to `end` (business time zone)."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: ClockTime
+    end: ClockTime
+    owner: Identifier
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ShiftConfig":
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end} "
+                             f"(split a shift that crosses midnight in two)")
+        return self
+
+
 class NumberConfig(Strict):
-    """A business number (DID) callers dial, and whose name texts go out under."""
+    """A business number (DID) callers dial, and whose name texts go out under.
+
+    Each new conversation gets one owner: `owner` (fixed), the next of `owners`
+    in turn (round_robin), or whoever's shift covers the moment (schedule,
+    falling back to `owner` outside every shift).
+    """
 
     number: E164
     owner: Identifier
     label: str = ""
+    assignment: Literal["fixed", "round_robin", "schedule"] = "fixed"
+    owners: list[Identifier] = Field(default_factory=list)
+    schedule: list[ShiftConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _strategy_complete(self) -> "NumberConfig":
+        if self.assignment == "round_robin" and not self.owners:
+            raise ValueError("assignment round_robin needs an 'owners' list")
+        if self.assignment == "schedule" and not self.schedule:
+            raise ValueError("assignment schedule needs a 'schedule' of shifts")
+        return self
+
+    def owner_ids(self) -> set[str]:
+        return {self.owner, *self.owners, *(shift.owner for shift in self.schedule)}
 
     @field_validator("number")
     @classmethod
@@ -280,8 +319,9 @@ class Config(Strict):
         if dupes:
             raise ValueError(f"numbers: {', '.join(sorted(dupes))} listed twice")
         for index, number in enumerate(self.numbers):
-            if number.owner not in owner_ids:
-                raise ValueError(f"numbers[{index}].owner: no owner with id {number.owner!r}")
+            unknown = sorted(number.owner_ids() - set(owner_ids))
+            if unknown:
+                raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         return self
 
     def number(self, e164: str) -> NumberConfig | None:

@@ -36,6 +36,7 @@ from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
+from textback.ownership import choose_owner
 from textback.replies import Verdict
 from textback.rules import decide, match_number, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
@@ -207,10 +208,14 @@ class Daemon:
             caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason)
-        planned = PlannedText(decision.owner_id, decision.body, decision.due_at) if decision.send else None
+        owner_id, owner_reason = decision.owner_id, "fixed owner"
+        number = self.config.number(decision.business_number)
+        if number is not None:
+            owner_id, owner_reason = await self._choose_owner(number)
+        planned = PlannedText(owner_id, decision.body, decision.due_at) if decision.send else None
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
-        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id,
-                                                 dedupe_since=dedupe_since)
+        outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
+                                                 dedupe_since=dedupe_since, owner_reason=owner_reason)
         who = one_line(call.caller_id)
         if call.outcome == "answered":
             timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or "?"))
@@ -224,6 +229,12 @@ class Daemon:
             return
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
         self._outbox_wake.set()
+
+    async def _choose_owner(self, number: NumberConfig) -> tuple[str, str]:
+        """The owner a new conversation on `number` would get now (kept if it already exists)."""
+        local_now = datetime.now(ZoneInfo(self.config.business.timezone))
+        turn = await self.store.conversations_started(number.number)
+        return choose_owner(number, local_now, turn)
 
     # -- the outbox ---------------------------------------------------------------
 
@@ -275,8 +286,9 @@ class Daemon:
                       one_line(text.sender), one_line(text.recipient))
             return
         sender = to_e164(text.sender, number.region) or caller_digits(text.sender)
+        owner_id, owner_reason = await self._choose_owner(number)
         record = await self.store.record_inbound(sender, number.number, text.body, gateway,
-                                                 text.gateway_id, number.owner)
+                                                 text.gateway_id, owner_id, owner_reason)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored", text.gateway_id)
             return

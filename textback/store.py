@@ -243,7 +243,8 @@ class Store:
 
     async def record_call(self, call: CallRow, text: PlannedText | None = None,
                           owner_id: str | None = None,
-                          dedupe_since: float | None = None) -> int | None:
+                          dedupe_since: float | None = None,
+                          owner_reason: str = "fixed owner") -> int | None:
         """Store a finished call and, when given, queue its text. Returns the outbox id.
 
         A call already stored (same linkedid, e.g. replayed after a reconnect)
@@ -260,7 +261,8 @@ class Store:
             conversation_id = None
             if call.caller and (text or owner_id):
                 conversation_id = await self._conversation(
-                    call.caller, call.business_number, text.owner_id if text else owner_id, now)
+                    call.caller, call.business_number, text.owner_id if text else owner_id, now,
+                    owner_reason)
             if text is not None and dedupe_since is not None and await self._one(
                     "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out'"
                     " AND kind = 'auto' AND created_at >= ?", (conversation_id, dedupe_since)):
@@ -281,7 +283,8 @@ class Store:
             return outbox_id
 
     async def _conversation(self, caller: str, business_number: str, owner_id: str,
-                            now: float) -> int:
+                            now: float, owner_reason: str) -> int:
+        """The caller's conversation on this number; a new one belongs to `owner_id`."""
         row = await self._one(
             "SELECT id FROM conversations WHERE caller = ? AND business_number = ?",
             (caller, business_number))
@@ -295,7 +298,7 @@ class Store:
             " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
         await self._db.execute(
             "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
-            (cursor.lastrowid, owner_id, now, "new conversation"))
+            (cursor.lastrowid, owner_id, now, owner_reason))
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
@@ -464,7 +467,7 @@ class Store:
 
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
-                             owner_for_new: str) -> InboundRecord:
+                             owner_for_new: str, owner_reason: str = "fixed owner") -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -480,7 +483,8 @@ class Store:
                     (gateway, gateway_id))
                 if row:
                     return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
-            conversation_id = await self._conversation(caller, business_number, owner_for_new, now)
+            conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
+                                                       owner_reason)
             cursor = await db.execute(
                 "INSERT INTO messages (conversation_id, direction, body, status, gateway,"
                 " gateway_id, created_at) VALUES (?, 'in', ?, 'received', ?, ?, ?)",
@@ -546,6 +550,12 @@ class Store:
         inbox.sort(key=lambda r: (not r["unanswered"],
                                   r["last_reply_at"] if r["unanswered"] else -r["updated_at"]))
         return inbox[:limit]
+
+    async def conversations_started(self, business_number: str) -> int:
+        """How many conversations this number has had: the turn for round-robin assignment."""
+        row = await self._one("SELECT COUNT(*) AS n FROM conversations WHERE business_number = ?",
+                              (business_number,))
+        return row["n"]
 
     async def conversation_for(self, caller: str, business_number: str | None = None
                                ) -> dict[str, Any] | None:
