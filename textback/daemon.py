@@ -104,7 +104,7 @@ class Daemon:
         self._writes: set[asyncio.Task] = set()
 
     def _clock(self, at: float) -> str:
-        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S")
+        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
