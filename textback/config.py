@@ -290,6 +290,18 @@ class ReplyMailConfig(Strict):
     trusted_authserv_id: str | None = None
 
 
+class EscalationConfig(Strict):
+    """A homeowner's text with no human answer after `after_minutes` goes to the backup owner.
+
+    A second reminder follows `reminder_minutes` later when set. Minutes are
+    counted on the clock (business hours are not yet taken into account).
+    """
+
+    backup_owner: Identifier
+    after_minutes: float = Field(15, gt=0, le=7 * 24 * 60)
+    reminder_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60)
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -305,6 +317,7 @@ class Config(Strict):
     smtp: SmtpConfig
     compliance: ComplianceConfig = ComplianceConfig()
     reply_mail: ReplyMailConfig | None = None
+    escalation: EscalationConfig | None = None
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -318,6 +331,8 @@ class Config(Strict):
         dupes = {n for n in numbers if numbers.count(n) > 1}
         if dupes:
             raise ValueError(f"numbers: {', '.join(sorted(dupes))} listed twice")
+        if self.escalation is not None and self.escalation.backup_owner not in owner_ids:
+            raise ValueError(f"escalation.backup_owner: no owner with id {self.escalation.backup_owner!r}")
         for index, number in enumerate(self.numbers):
             unknown = sorted(number.owner_ids() - set(owner_ids))
             if unknown:

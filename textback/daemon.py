@@ -133,6 +133,8 @@ class Daemon:
             self.ami.start()
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
                        asyncio.create_task(self._alert_worker(), name="alerts")]
+            if c.escalation is not None:
+                workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -373,6 +375,34 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - a notice that fails is logged, not retried
             log.error("could not email %s (%s): %s", owner.email, subject, exc)
         timeline.info("owner notified: %s, %r", owner.email, subject)
+
+    async def _escalation_worker(self) -> None:
+        """Email the backup owner about homeowner texts nobody has answered in time."""
+        while True:
+            await self.escalate(time.time())
+            await asyncio.sleep(min(30.0, self.config.escalation.after_minutes * 60 / 4))
+
+    async def escalate(self, now: float) -> None:
+        settings = self.config.escalation
+        backup = self.config.owner(settings.backup_owner)
+        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
+            level = waiting["escalated"] + 1
+            if level == 2 and (settings.reminder_minutes is None or
+                               waiting["escalated_at"] > now - settings.reminder_minutes * 60):
+                continue
+            if level > 2 or not await self.store.record_escalation(waiting["message_id"], level,
+                                                                   backup.id):
+                continue
+            minutes = (now - waiting["created_at"]) / 60
+            what = "Reminder: still unanswered" if level == 2 else "Unanswered"
+            await self._notify(
+                backup, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
+                f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
+                f"and nobody has answered yet. The conversation belongs to "
+                f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
+                f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+            timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
+                          backup.id, level)
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""

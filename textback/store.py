@@ -125,6 +125,13 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL,
         source TEXT NOT NULL
     );
+    CREATE TABLE escalations (
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        level INTEGER NOT NULL,
+        owner_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (message_id, level)
+    );
     CREATE TABLE suppressions (
         number TEXT PRIMARY KEY,
         since REAL NOT NULL,
@@ -431,6 +438,30 @@ class Store:
             if stage in ("won", "lost", "spam"):
                 await db.execute("UPDATE conversations SET status = 'closed' WHERE id = ?",
                                  (conversation_id,))
+
+    async def waiting_replies(self, older_than: float) -> list[dict[str, Any]]:
+        """Open conversations whose latest homeowner text, sent before `older_than`, has no
+        owner answer after it; with how many escalations that text has had."""
+        rows = await self._all(
+            "SELECT c.id AS conversation_id, c.caller, c.business_number, c.owner_id,"
+            " m.id AS message_id, m.created_at, m.body,"
+            " (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id) AS escalated,"
+            " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
+            " FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
+            "   WHERE conversation_id = c.id AND direction = 'in' ORDER BY created_at DESC, id DESC"
+            "   LIMIT 1)"
+            " WHERE c.status = 'open' AND m.created_at < ? AND NOT EXISTS (SELECT 1 FROM messages o"
+            "   WHERE o.conversation_id = c.id AND o.direction = 'out' AND o.kind = 'owner'"
+            "   AND o.created_at >= m.created_at)", (older_than,))
+        return [dict(r) for r in rows]
+
+    async def record_escalation(self, message_id: int, level: int, owner_id: str) -> bool:
+        """Note that a text was escalated; False if this level was already done."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)",
+                (message_id, level, owner_id, time.time()))
+            return cursor.rowcount == 1
 
     # -- opt-outs --------------------------------------------------------------------
 
