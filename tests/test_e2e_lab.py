@@ -72,7 +72,8 @@ def test_missed_call_is_texted_and_the_reply_reaches_the_owner(lab_pbx, daemon, 
     arrived = time.monotonic() - hung_up
     assert arrived <= DELAY + 2, f"text arrived {arrived:.2f} s after the hangup"
     assert BUSINESS_NUMBER in text["from"] and HOMEOWNER in text["to"]
-    assert text["body"] == "Hi, this is Acme Remodeling. Sorry we missed your call!"
+    assert text["body"] == ("Hi, this is Acme Remodeling. Sorry we missed your call!"
+                            " Reply STOP to opt out.")
     time.sleep(1)
     assert len(sink.messages()) == 1
 

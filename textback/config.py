@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holiday_calendars
 import phonenumbers
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -124,6 +126,59 @@ class ShiftConfig(Strict):
         return self
 
 
+class WindowConfig(Strict):
+    days: list[Weekday] = Field(min_length=1)
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WindowConfig":
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+
+class HoursConfig(Strict):
+    """Business hours in the business's time zone; texts outside them use after_hours_template."""
+
+    windows: list[WindowConfig] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list)
+    holiday_calendar: str | None = Field(None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+    @field_validator("holiday_calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None) -> str | None:
+        if value is not None:
+            country, _, subdivision = value.partition("-")
+            try:
+                holiday_calendars.country_holidays(country, subdiv=subdivision or None)
+            except NotImplementedError:
+                raise ValueError(f"no public-holiday calendar {value!r} in the holidays package") from None
+        return value
+
+
+class ContactConfig(Strict):
+    """A known number: its class decides the text (client) or no text (vendor, staff, blocked)."""
+
+    number: E164
+    name: str = ""
+    kind: Literal["client", "vendor", "staff", "blocked"] = Field(alias="class")
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        return _is_e164(value)
+
+
+class FraudConfig(Strict):
+    """Guards against SMS pumping: who may be texted, and how many texts at most."""
+
+    allowed_countries: list[str] = Field(default_factory=list)  # default: the business numbers'
+    max_texts_per_hour: int = Field(60, ge=1)
+    max_texts_per_day: int = Field(300, ge=1)
+    max_per_prefix_per_hour: int = Field(5, ge=1)  # same country code + first 6 digits
+
+
 class NumberConfig(Strict):
     """A business number (DID) callers dial, and whose name texts go out under.
 
@@ -164,11 +219,14 @@ class TextConfig(Strict):
     delay_seconds: float = Field(30.0, ge=0, le=3600)
     dedupe_hours: float = Field(24.0, ge=0, le=24 * 30)
     template: str = Field(min_length=1)
+    after_hours_template: str | None = None
+    client_template: str | None = None
+    reply_stop_footer: bool = True
 
-    @field_validator("template")
+    @field_validator("template", "after_hours_template", "client_template")
     @classmethod
-    def _placeholders(cls, value: str) -> str:
-        return _checked_template(value)
+    def _placeholders(cls, value: str | None) -> str | None:
+        return value if value is None else _checked_template(value)
 
 
 def _checked_template(value: str) -> str:
@@ -318,6 +376,9 @@ class Config(Strict):
     compliance: ComplianceConfig = ComplianceConfig()
     reply_mail: ReplyMailConfig | None = None
     escalation: EscalationConfig | None = None
+    hours: HoursConfig = HoursConfig()
+    contacts: list[ContactConfig] = Field(default_factory=list)
+    fraud: FraudConfig = FraudConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -331,6 +392,11 @@ class Config(Strict):
         dupes = {n for n in numbers if numbers.count(n) > 1}
         if dupes:
             raise ValueError(f"numbers: {', '.join(sorted(dupes))} listed twice")
+        for key in ("template", "after_hours_template", "client_template"):
+            template = getattr(self.text, key)
+            if template and "{business_name" not in template and self.business.name not in template:
+                raise ValueError(f"text.{key}: the first text must name the business: "
+                                 f"use {{business_name}} or write {self.business.name!r}")
         if self.escalation is not None and self.escalation.backup_owner not in owner_ids:
             raise ValueError(f"escalation.backup_owner: no owner with id {self.escalation.backup_owner!r}")
         for index, number in enumerate(self.numbers):
@@ -338,6 +404,12 @@ class Config(Strict):
             if unknown:
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         return self
+
+    def contact(self, e164: str | None) -> ContactConfig | None:
+        return next((c for c in self.contacts if c.number == e164), None)
+
+    def allowed_countries(self) -> set[str]:
+        return set(self.fraud.allowed_countries) or {n.region for n in self.numbers}
 
     def number(self, e164: str) -> NumberConfig | None:
         return next((n for n in self.numbers if n.number == e164), None)

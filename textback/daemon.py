@@ -38,7 +38,7 @@ from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
-from textback.rules import decide, match_number, render_for
+from textback.rules import RecentTexts, decide, match_number, prefix_of, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
@@ -201,7 +201,15 @@ class Daemon:
         task.add_done_callback(_log_failure)
 
     async def _finished(self, call: CallFinished) -> None:
-        decision = decide(self.config, call)
+        dialled = match_number(self.config, call.did)
+        caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
+        recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
+        decision = decide(self.config, call, recent)
+        if decision.reason.startswith("fraud_"):
+            log.warning("fraud guard (%s): no text to %s; %d texts in the last hour, %d today, "
+                        "%d to %s… in the last hour", decision.reason, decision.caller,
+                        recent.last_hour, recent.last_day, recent.same_prefix_last_hour,
+                        prefix_of(caller))
         if decision.send and await self.store.is_suppressed(decision.caller):
             decision = decision.withheld("opted_out")
         row = CallRow(
@@ -214,7 +222,8 @@ class Daemon:
         number = self.config.number(decision.business_number)
         if number is not None:
             owner_id, owner_reason = await self._choose_owner(number)
-        planned = PlannedText(owner_id, decision.body, decision.due_at) if decision.send else None
+        planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
+                   if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
         outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
                                                  dedupe_since=dedupe_since, owner_reason=owner_reason)

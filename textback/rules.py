@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import phonenumbers
 
 from textback.config import Config, NumberConfig
+from textback.hours import Hours, Window
 from textback.numbers import is_textable, national, to_e164
 from textback.templates import render
 from textback.tracker import ANSWERED, CallFinished
@@ -19,6 +24,7 @@ class Decision:
     reason: str  # why a text is or is not sent
     body: str = ""
     due_at: float = 0.0
+    template: str = ""
 
     def withheld(self, reason: str) -> "Decision":
         """The same decision, but no text, for `reason` (e.g. the caller opted out)."""
@@ -33,7 +39,28 @@ def match_number(config: Config, did: str) -> NumberConfig | None:
     return None
 
 
-def decide(config: Config, call: CallFinished) -> Decision:
+@dataclass(frozen=True)
+class RecentTexts:
+    """How many automatic texts went out lately: the input of the SMS-pumping guard."""
+
+    last_hour: int = 0
+    last_day: int = 0
+    same_prefix_last_hour: int = 0
+
+
+def prefix_of(e164: str) -> str:
+    """The block a pumping attack walks through: country code and the first six digits."""
+    return e164[:8]
+
+
+def hours_of(config: Config) -> Hours:
+    h = config.hours
+    return Hours(config.business.timezone,
+                 tuple(Window(tuple(w.days), w.start, w.end) for w in h.windows),
+                 frozenset(h.holidays), h.holiday_calendar)
+
+
+def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts()) -> Decision:
     number = match_number(config, call.did)
     if number is None:
         return Decision(call.did, None, None, False, "not_a_business_number")
@@ -43,20 +70,51 @@ def decide(config: Config, call: CallFinished) -> Decision:
         return Decision(number.number, caller, owner.id, False, "answered")
     if caller is None:
         return Decision(number.number, None, owner.id, False, "no_callback_number")
+    no_text = Decision(number.number, caller, owner.id, False, "")
+    contact = config.contact(caller)
+    if contact is not None and contact.kind != "client":
+        return no_text.withheld(f"caller_is_{contact.kind}")
+    if phonenumbers.region_code_for_number(phonenumbers.parse(caller)) not in config.allowed_countries():
+        return no_text.withheld("country_not_allowed")
     if not is_textable(caller):
-        return Decision(number.number, caller, owner.id, False, "not_textable")
-    body = render_for(config, config.text.template, number, caller)
-    return Decision(number.number, caller, owner.id, True, "missed_call_text", body,
-                    call.ended_at + config.text.delay_seconds)
+        return no_text.withheld("not_textable")
+    fraud = config.fraud
+    if recent.last_hour >= fraud.max_texts_per_hour or recent.last_day >= fraud.max_texts_per_day:
+        return no_text.withheld("fraud_rate_cap")
+    if recent.same_prefix_last_hour >= fraud.max_per_prefix_per_hour:
+        return no_text.withheld("fraud_prefix_burst")
+    hours = hours_of(config)
+    after_hours = bool(hours.windows) and not hours.is_open(call.ended_at)
+    if contact is not None and config.text.client_template:
+        template, reason = config.text.client_template, "client_text"
+    elif after_hours and config.text.after_hours_template:
+        template, reason = config.text.after_hours_template, "after_hours_text"
+    else:
+        template, reason = config.text.template, "missed_call_text"
+    body = render_for(config, template, number, caller, call.ended_at)
+    if config.text.reply_stop_footer:
+        body += " Reply STOP to opt out."
+    return Decision(number.number, caller, owner.id, True, reason, body,
+                    call.ended_at + config.text.delay_seconds, template=reason.removesuffix("_text"))
 
 
-def render_for(config: Config, template: str, number: NumberConfig, caller: str) -> str:
+def render_for(config: Config, template: str, number: NumberConfig, caller: str,
+               at: float | None = None) -> str:
     """Fill a template with the values of one business number and caller."""
     owner = config.owner(number.owner)
+    contact = config.contact(caller)
+    opening = hours_of(config).next_opening(at) if at is not None else None
     return render(template, {
         "business_name": config.business.name,
         "business_number": national(number.number),
         "owner_name": owner.name,
         "owner_first_name": owner.name.split()[0],
         "caller_number": national(caller),
+        "caller_name": contact.name if contact else "",
+        "next_opening": _when(opening, config.business.timezone) if opening else "",
     })
+
+
+def _when(at: float, timezone: str) -> str:
+    local = datetime.fromtimestamp(at, ZoneInfo(timezone))
+    return local.strftime("%A %-I:%M %p")

@@ -582,6 +582,16 @@ class Store:
                                   r["last_reply_at"] if r["unanswered"] else -r["updated_at"]))
         return inbox[:limit]
 
+    async def recent_auto_texts(self, now: float, prefix: str) -> tuple[int, int, int]:
+        """Automatic texts queued in the last hour, the last day, and the last hour to `prefix`."""
+        row = await self._one(
+            "SELECT SUM(m.created_at >= ?) AS hour, COUNT(*) AS day,"
+            " SUM(m.created_at >= ? AND o.recipient LIKE ? || '%') AS prefix"
+            " FROM messages m JOIN outbox o ON o.message_id = m.id"
+            " WHERE m.kind = 'auto' AND m.created_at >= ?",
+            (now - 3600, now - 3600, prefix, now - 86400))
+        return row["hour"] or 0, row["day"] or 0, row["prefix"] or 0
+
     async def conversations_started(self, business_number: str) -> int:
         """How many conversations this number has had: the turn for round-robin assignment."""
         row = await self._one("SELECT COUNT(*) AS n FROM conversations WHERE business_number = ?",

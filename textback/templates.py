@@ -1,8 +1,10 @@
 """Text templates: a fixed set of placeholders, checked when the config loads.
 
-Templates use `{name}` placeholders. Only the names in PLACEHOLDERS exist;
-format specs, conversions and attribute access are refused so a template can
-never reach into Python objects.
+Templates use `{name}` placeholders, or `{name|fallback}` where `fallback`
+is the text used when the value is empty at send time (so a text never says
+"Hi ,"). Only the names in PLACEHOLDERS exist; format specs, conversions and
+attribute access are refused so a template can never reach into Python
+objects.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ PLACEHOLDERS = {
     "owner_name": "the full name of the owner of the conversation",
     "owner_first_name": "the first name of the owner of the conversation",
     "caller_number": "the caller's number, in national format",
+    "caller_name": "the caller's name, when the number is in `contacts`",
+    "next_opening": "when the business next opens, e.g. 'Monday 7:00 AM'",
 }
 
 
@@ -32,9 +36,10 @@ def placeholders_in(template: str) -> list[str]:
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
-        if spec or conversion or not field.isidentifier():
+        name = field.split("|", 1)[0]
+        if spec or conversion or not name.isidentifier():
             raise TemplateError(f"placeholder {{{field}}} must be a plain name such as {{business_name}}")
-        names.append(field)
+        names.append(name)
     return names
 
 
@@ -46,9 +51,14 @@ def check_template(template: str) -> None:
 
 
 def render(template: str, values: dict[str, str]) -> str:
-    """Fill a checked template; missing values render as empty text, stripped of control characters."""
-    clean = {name: _one_line(values.get(name, "")) for name in PLACEHOLDERS}
-    return template.format_map(clean)
+    """Fill a checked template: control characters flattened, empty values replaced by fallbacks."""
+    out = []
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if field is not None:
+            name, _, fallback = field.partition("|")
+            out.append(_one_line(values.get(name, "")) or fallback)
+    return "".join(out)
 
 
 def _one_line(value: str) -> str:

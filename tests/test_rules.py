@@ -1,0 +1,119 @@
+"""Rules as pure functions of config + call + clock: hours, templates, classes, fraud guards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config
+from textback.config import ConfigError, parse
+from textback.hours import Hours, Window
+from textback.rules import RecentTexts, decide
+from textback.tracker import CallFinished
+
+import yaml
+
+NY = ZoneInfo("America/New_York")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
+SPLIT = Hours("America/New_York", (Window(WEEKDAYS, "07:00", "12:00"), Window(WEEKDAYS, "13:00", "17:00")))
+
+
+def at(*args) -> float:
+    return datetime(*args, tzinfo=NY).timestamp()
+
+
+@pytest.mark.parametrize("moment, is_open", [
+    ((2026, 11, 23, 6, 59), False), ((2026, 11, 23, 7, 0), True), ((2026, 11, 23, 11, 59), True),
+    ((2026, 11, 23, 12, 30), False), ((2026, 11, 23, 13, 0), True), ((2026, 11, 23, 17, 0), False),
+    ((2026, 11, 28, 10, 0), False),  # Saturday
+])
+def test_split_shifts(moment, is_open):
+    assert SPLIT.is_open(at(*moment)) is is_open
+
+
+def test_windows_keep_wall_clock_time_across_dst():
+    # 2026-03-09 is the Monday after the spring-forward change; 7:00 is still opening time.
+    assert not SPLIT.is_open(at(2026, 3, 9, 6, 59))
+    assert SPLIT.is_open(at(2026, 3, 9, 7, 0))
+    assert SPLIT.next_opening(at(2026, 3, 6, 18, 0)) == at(2026, 3, 9, 7, 0)
+    assert SPLIT.next_opening(at(2026, 10, 30, 18, 0)) == at(2026, 11, 2, 7, 0)  # fall back
+
+
+def test_holidays_by_date_and_by_calendar():
+    listed = Hours("America/New_York", SPLIT.windows, frozenset({datetime(2026, 12, 24).date()}))
+    assert not listed.is_open(at(2026, 12, 24, 10, 0))
+    calendar = Hours("America/New_York", SPLIT.windows, calendar="US")
+    assert not calendar.is_open(at(2026, 11, 26, 10, 0))  # Thanksgiving
+    assert calendar.is_open(at(2026, 11, 27, 10, 0))
+    assert calendar.next_opening(at(2026, 11, 25, 18, 0)) == at(2026, 11, 27, 7, 0)
+
+
+def config_with(tmp_path, **overrides):
+    raw = base_config(tmp_path, **{
+        "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "12:00"},
+                              {"days": list(WEEKDAYS), "start": "13:00", "end": "17:00"}]},
+        "text.after_hours_template": "{business_name}: we're closed. Back {next_opening}.",
+        "text.client_template": "Hi {caller_name|there}, {business_name} here. We'll call you back.",
+        "contacts": [{"number": "+12125550150", "name": "Jane", "class": "client"},
+                     {"number": "+12125550151", "class": "vendor"},
+                     {"number": "+12125550152", "class": "blocked"}],
+        **overrides})
+    return parse(yaml.safe_dump(raw), base=tmp_path).config
+
+
+def missed(caller=HOMEOWNER, when=at(2026, 11, 23, 10, 0)) -> CallFinished:
+    return CallFinished("1.1", BUSINESS_NUMBER, caller, "", "PJSIP/carrier-1", when - 20, when,
+                        "missed", "no_answer")
+
+
+def test_in_hours_text_with_the_stop_footer(tmp_path):
+    d = decide(config_with(tmp_path), missed())
+    assert d.send and d.reason == "missed_call_text"
+    assert d.body == "Hi, this is Acme Remodeling. Sorry we missed your call! Reply STOP to opt out."
+
+
+def test_after_hours_text_names_the_next_opening(tmp_path):
+    d = decide(config_with(tmp_path), missed(when=at(2026, 11, 27, 19, 30)))  # Friday evening
+    assert d.reason == "after_hours_text"
+    assert d.body.startswith("Acme Remodeling: we're closed. Back Monday 7:00 AM.")
+
+
+def test_client_gets_the_client_text_with_name_or_fallback(tmp_path):
+    d = decide(config_with(tmp_path), missed("+12125550150"))
+    assert d.reason == "client_text" and d.body.startswith("Hi Jane, Acme Remodeling here.")
+    nameless = config_with(tmp_path, contacts=[{"number": "+12125550150", "class": "client"}])
+    assert decide(nameless, missed("+12125550150")).body.startswith("Hi there, Acme")
+
+
+@pytest.mark.parametrize("caller, reason", [
+    ("+12125550151", "caller_is_vendor"), ("+12125550152", "caller_is_blocked"),
+    ("+18005550100", "not_textable"), ("+19005550100", "not_textable"),
+    ("+447400123456", "country_not_allowed"), ("anonymous", "no_callback_number"),
+])
+def test_calls_that_get_no_text(tmp_path, caller, reason):
+    d = decide(config_with(tmp_path), missed(caller))
+    assert (d.send, d.reason) == (False, reason)
+
+
+def test_allowed_countries_can_be_widened(tmp_path):
+    config = config_with(tmp_path, **{"fraud.allowed_countries": ["US", "GB"]})
+    assert decide(config, missed("+447400123456")).send
+
+
+@pytest.mark.parametrize("recent, reason", [
+    (RecentTexts(last_hour=60), "fraud_rate_cap"),
+    (RecentTexts(last_day=300), "fraud_rate_cap"),
+    (RecentTexts(same_prefix_last_hour=5), "fraud_prefix_burst"),
+])
+def test_fraud_guards(tmp_path, recent, reason):
+    assert decide(config_with(tmp_path), missed(), recent).reason == reason
+    assert decide(config_with(tmp_path), missed(), RecentTexts(59, 299, 4)).send
+
+
+def test_a_first_text_must_name_the_business(tmp_path):
+    raw = base_config(tmp_path, **{"text.template": "Sorry we missed you!"})
+    with pytest.raises(ConfigError) as caught:
+        parse(yaml.safe_dump(raw), base=tmp_path)
+    assert "must name the business" in caught.value.problems[0][1]

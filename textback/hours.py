@@ -1,0 +1,69 @@
+"""Business hours: is the business open at a moment, and when does it next open. No I/O.
+
+Windows are wall-clock times in the business's time zone (zoneinfo), so a
+window keeps its meaning across DST changes. Several windows a day allow
+split shifts; holidays are whole days closed, listed by date or taken from a
+public-holiday calendar (the `holidays` package).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import holidays as holiday_calendars
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class Window:
+    days: tuple[str, ...]
+    start: str  # "HH:MM"
+    end: str  # "HH:MM", or "24:00"
+
+
+@dataclass(frozen=True)
+class Hours:
+    timezone: str
+    windows: tuple[Window, ...]
+    holidays: frozenset[date] = frozenset()
+    calendar: str | None = None  # e.g. "US", "US-NY", "CA-ON"
+
+    def is_holiday(self, day: date) -> bool:
+        if day in self.holidays:
+            return True
+        if self.calendar:
+            country, _, subdivision = self.calendar.partition("-")
+            return day in holiday_calendars.country_holidays(country, subdiv=subdivision or None,
+                                                             years=day.year)
+        return False
+
+    def is_open(self, at: float) -> bool:
+        local = datetime.fromtimestamp(at, ZoneInfo(self.timezone))
+        if self.is_holiday(local.date()):
+            return False
+        clock = local.strftime("%H:%M")
+        day = WEEKDAYS[local.weekday()]
+        return any(day in w.days and w.start <= clock < w.end for w in self.windows)
+
+    def next_opening(self, at: float) -> float | None:
+        """When the business next opens after `at` (now, if open); None without any window."""
+        if not self.windows:
+            return None
+        zone = ZoneInfo(self.timezone)
+        local = datetime.fromtimestamp(at, zone)
+        if self.is_open(at):
+            return at
+        for offset in range(0, 15):
+            day = local.date() + timedelta(days=offset)
+            if self.is_holiday(day):
+                continue
+            starts = sorted(w.start for w in self.windows if WEEKDAYS[day.weekday()] in w.days)
+            for start in starts:
+                hour, minute = (int(p) for p in start.split(":"))
+                opening = datetime.combine(day, time(hour, minute), zone)
+                if opening.timestamp() > at:
+                    return opening.timestamp()
+        return None
