@@ -117,3 +117,15 @@ def test_a_first_text_must_name_the_business(tmp_path):
     with pytest.raises(ConfigError) as caught:
         parse(yaml.safe_dump(raw), base=tmp_path)
     assert "must name the business" in caught.value.problems[0][1]
+
+
+def test_check_reports_each_template_with_encoding_and_warnings(tmp_path):
+    from textback.checks import template_report
+
+    config = config_with(tmp_path, **{
+        "text.template": "Hi, it’s {business_name} 🙂 " + "We will call you back soon. " * 6})
+    report = "\n".join(template_report(config))
+    assert "text.template:" in report and "UCS-2" in report
+    assert "'’' '🙂' force UCS-2" in report
+    assert "warning: 4 segments" in report
+    assert "text.after_hours_template:" in report and "GSM-7, 1 segment(s)" in report

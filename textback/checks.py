@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ami_listener.connection import AmiConnection, AmiError, try_login
-from textback.config import Loaded
-from textback.daemon import build_gateway
 from sms_gateway.plugins import PluginError
+from sms_gateway.segments import count_segments
+from textback.config import Config, Loaded
+from textback.daemon import build_gateway
 from textback.mailer import Mailer
+from textback.rules import render_for
 
 # What the daemon needs of its AMI user, by action (write class in brackets).
 NEEDED_ACTIONS = {"asterisk": ["MessageSend"]}
+
+
+def template_report(config: Config) -> list[str]:
+    """Each template rendered with sample values: length, encoding, segments, and warnings."""
+    number = config.numbers[0]
+    sample_caller = "+12125550123"
+    lines = []
+    templates = [("text.template", config.text.template),
+                 ("text.after_hours_template", config.text.after_hours_template),
+                 ("text.client_template", config.text.client_template),
+                 ("compliance.stop_confirmation", config.compliance.stop_confirmation),
+                 ("compliance.start_confirmation", config.compliance.start_confirmation),
+                 ("compliance.help_text", config.compliance.help_text)]
+    footer = " Reply STOP to opt out." if config.text.reply_stop_footer else ""
+    for key, template in templates:
+        if not template:
+            continue
+        body = render_for(config, template, number, sample_caller, time.time())
+        if key.startswith("text."):
+            body += footer
+        count = count_segments(body)
+        lines.append(f"{key}: {len(body)} characters, {count.encoding}, "
+                     f"{count.segments} segment(s)")
+        lines.append(f"      {body}")
+        if count.non_gsm:
+            lines.append(f"      warning: {' '.join(repr(c) for c in count.non_gsm)} force UCS-2 "
+                         f"(70 characters a segment instead of 160)")
+        if count.segments > 2:
+            lines.append(f"      warning: {count.segments} segments; keep a first text to 2 or fewer")
+    return lines
 
 
 async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:

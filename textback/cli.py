@@ -76,8 +76,10 @@ def check(config_path: str | None) -> None:
     loaded = _load(config_path)
     click.echo(f"ok    config: {loaded.source} ({len(loaded.config.numbers)} business number(s), "
                f"{len(loaded.config.owners)} owner(s))")
-    from textback.checks import run_checks
+    from textback.checks import run_checks, template_report
 
+    for line in template_report(loaded.config):
+        click.echo(f"      {line}")
     results = asyncio.run(run_checks(loaded))
     for name, ok, detail in results:
         click.echo(f"{'ok' if ok else 'FAIL':<5} {name}: {detail}")
