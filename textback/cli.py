@@ -113,6 +113,17 @@ async def _with_store(loaded: Loaded, work) -> object:
         await store.close()
 
 
+def _as_table(rows: list, as_json: bool, empty: str) -> bool:
+    """Print rows as JSON, or say there are none; True when a table should follow."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return False
+    if not rows:
+        click.echo(empty)
+        return False
+    return True
+
+
 async def _read(loaded: Loaded, query: str, *args: object) -> object:
     return await _with_store(loaded, lambda store: getattr(store, query)(*args))
 
@@ -125,11 +136,7 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
     """Open conversations, newest first."""
     loaded = _load(config_path)
     rows = asyncio.run(_read(loaded, "inbox", limit))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("No open conversations.")
+    if not _as_table(rows, as_json, "No open conversations."):
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'':<2}{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} "
@@ -154,16 +161,9 @@ _KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "
 def thread(config_path: str | None, number: str, as_json: bool) -> None:
     """One caller's calls, texts, replies and alerts, in order."""
     loaded = _load(config_path)
-    region = loaded.config.numbers[0].region
-    caller = to_e164(number, region)
-    if caller is None:
-        raise click.BadParameter(f"{number!r} is not a valid phone number", param_hint="NUMBER")
+    caller = _number_argument(loaded, number)
     rows = asyncio.run(_read(loaded, "timeline", caller))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo(f"Nothing recorded for {caller}.")
+    if not _as_table(rows, as_json, f"Nothing recorded for {caller}."):
         return
     tz = loaded.config.business.timezone
     for row in rows:
@@ -198,11 +198,7 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     """Recent inbound calls: outcome, reason, and whether a text went out and why."""
     loaded = _load(config_path)
     rows = asyncio.run(_read(loaded, "calls", _since(since)))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo(f"No inbound calls in the last {since}.")
+    if not _as_table(rows, as_json, f"No inbound calls in the last {since}."):
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
@@ -226,8 +222,7 @@ def optout_list(config_path: str | None, as_json: bool) -> None:
     """Every suppressed number, oldest first."""
     loaded = _load(config_path)
     rows = asyncio.run(_read(loaded, "suppressions"))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if not _as_table(rows, as_json, "No suppressed numbers."):
         return
     for row in rows:
         click.echo(f"{row['number']:<16} since {_when(row['since'], loaded.config.business.timezone)}"
