@@ -161,7 +161,7 @@ class Daemon:
     def on_event(self, event: dict[str, Any]) -> None:
         inbound = parse_user_event(event)
         if inbound is not None:
-            self._spawn(self.receive_text(inbound, self.gateway.name))
+            self._spawn(self.receive_text(inbound, "asterisk"))  # SIP MESSAGE via the dialplan
             return
         self._handle(self.tracker.feed(event, time.time()))
 
