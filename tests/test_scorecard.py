@@ -22,7 +22,8 @@ def test_build_counts_the_funnel():
                              ("missed", "no_answer", 3), ("answered", "answered", None)]]
     m = lambda cid, d, k, t, s="sent": {"conversation_id": cid, "business_number": "+1",  # noqa: E731
                                         "direction": d, "kind": k, "status": s, "created_at": t,
-                                        "template": "default" if k == "auto" else ""}
+                                        "template": "default" if k == "auto" else "",
+                                        "body": "x" * 200 if t == 1250 else "hi"}
     messages = [m(1, "out", "auto", 0), m(1, "in", "", 100, "received"), m(1, "out", "owner", 400),
                 m(2, "out", "auto", 0), m(2, "in", "", 50, "received"), m(2, "out", "owner", 1250),
                 m(3, "out", "auto", 0, "failed")]
@@ -33,6 +34,7 @@ def test_build_counts_the_funnel():
     d = card.as_dict()
     assert d["missed_calls"] == 3 and d["missed_by_reason"] == {"busy": 1, "no_answer": 2}
     assert d["texts_sent"] == 4  # two auto texts sent, two owner answers; the failed one is not
+    assert d["segments_sent"] == 5  # one of them is 200 GSM-7 characters: two segments
     assert d["replies"] == 2 and d["reply_rate"] == 1.0
     assert d["median_minutes_reply_to_human_answer"] == 12.5  # (5 min + 20 min) / 2
     assert (d["booked"], d["won"], d["won_value"]) == (1, 1, 82000)  # the latest #won counts

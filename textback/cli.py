@@ -298,7 +298,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
-    columns = ["business_number", "missed_calls", "texts_sent", "replies", "reply_rate",
+    columns = ["business_number", "missed_calls", "texts_sent", "segments_sent", "replies", "reply_rate",
                "median_minutes_reply_to_human_answer", "booked", "qualified", "won", "won_value",
                "lost", "opt_outs"]
     if fmt == "csv":
@@ -319,7 +319,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
         click.echo(f"\n{card['business_number']}")
         click.echo(f"  missed calls     {card['missed_calls']:>6}   "
                    + ", ".join(f"{k} {v}" for k, v in card["missed_by_reason"].items()))
-        click.echo(f"  texts sent       {card['texts_sent']:>6}")
+        click.echo(f"  texts sent       {card['texts_sent']:>6}   ({card['segments_sent']} segments)")
         click.echo(f"  replies          {card['replies']:>6}   reply rate {rate}")
         click.echo(f"  reply -> human   {'-' if median is None else f'{median:.0f} min':>6}   (median)")
         click.echo(f"  booked           {card['booked']:>6}")

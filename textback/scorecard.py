@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from sms_gateway.segments import count_segments
+
 
 @dataclass
 class Scorecard:
@@ -18,6 +20,7 @@ class Scorecard:
     missed_calls: int = 0
     missed_by_reason: Counter = field(default_factory=Counter)
     texts_sent: int = 0
+    segments_sent: int = 0  # what the carrier bills
     conversations_texted: int = 0
     conversations_replied: int = 0
     first_answer_minutes: list[float] = field(default_factory=list)
@@ -46,6 +49,7 @@ class Scorecard:
             "missed_calls": self.missed_calls,
             "missed_by_reason": dict(sorted(self.missed_by_reason.items())),
             "texts_sent": self.texts_sent,
+            "segments_sent": self.segments_sent,
             "replies": self.conversations_replied,
             "reply_rate": self.reply_rate,
             "median_minutes_reply_to_human_answer": self.median_minutes_to_human_answer,
@@ -65,7 +69,7 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     """One scorecard per business number.
 
     calls: business_number, outcome, reason, conversation_id
-    messages: conversation_id, business_number, direction, kind, status, created_at, template
+    messages: conversation_id, business_number, direction, kind, status, created_at, template, body
     outcomes: conversation_id, business_number, stage, value (the latest per stage counts once)
     opt_outs: business_number (one row per opted-out conversation)
     """
@@ -87,8 +91,9 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
         c = card(thread[0]["business_number"])
         auto = [m for m in thread if m["direction"] == "out" and m["kind"] == "auto"
                 and m["status"] in ("sent", "delivered")]
-        c.texts_sent += sum(1 for m in thread if m["direction"] == "out"
-                            and m["status"] in ("sent", "delivered"))
+        sent = [m for m in thread if m["direction"] == "out" and m["status"] in ("sent", "delivered")]
+        c.texts_sent += len(sent)
+        c.segments_sent += sum(count_segments(m.get("body", "")).segments for m in sent)
         first_in = next((m for m in thread if m["direction"] == "in"), None)
         if auto:
             c.conversations_texted += 1
