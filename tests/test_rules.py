@@ -129,3 +129,11 @@ def test_check_reports_each_template_with_encoding_and_warnings(tmp_path):
     assert "'’' '🙂' force UCS-2" in report
     assert "warning: 4 segments" in report
     assert "text.after_hours_template:" in report and "GSM-7, 1 segment(s)" in report
+
+
+def test_quiet_hours_are_off_by_default_and_delay_when_on(tmp_path):
+    late = missed(when=at(2026, 11, 23, 21, 30))
+    assert decide(config_with(tmp_path), late).due_at == late.ended_at + 30
+    quiet = config_with(tmp_path, **{"quiet_hours.enabled": True})
+    assert decide(quiet, late).due_at == at(2026, 11, 24, 8, 0)
+    assert decide(quiet, missed(when=at(2026, 11, 23, 10, 0))).due_at == at(2026, 11, 23, 10, 0) + 30

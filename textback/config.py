@@ -170,6 +170,24 @@ class ContactConfig(Strict):
         return _is_e164(value)
 
 
+class QuietHoursConfig(Strict):
+    """Off by default: the missed-call text answers the caller's own call.
+
+    When on, a text due outside `allowed_from`-`allowed_until` (business time
+    zone) waits until the window opens.
+    """
+
+    enabled: bool = False
+    allowed_from: ClockTime = "08:00"
+    allowed_until: ClockTime = "21:00"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "QuietHoursConfig":
+        if self.allowed_from >= self.allowed_until:
+            raise ValueError("allowed_from must be before allowed_until")
+        return self
+
+
 class FraudConfig(Strict):
     """Guards against SMS pumping: who may be texted, and how many texts at most."""
 
@@ -177,6 +195,17 @@ class FraudConfig(Strict):
     max_texts_per_hour: int = Field(60, ge=1)
     max_texts_per_day: int = Field(300, ge=1)
     max_per_prefix_per_hour: int = Field(5, ge=1)  # same country code + first 6 digits
+
+
+class PolicyConfig(Strict):
+    """What counts as a missed call on one business number (README, "How textback decides")."""
+
+    # A caller who gives up sooner than this (a misdial, a pocket dial) is not texted.
+    min_ring_seconds: float = Field(3.0, ge=0, le=120)
+    # Asterisk answers voicemail itself; true counts a call that reached it as answered.
+    voicemail_counts_as_answered: bool = False
+    # Hanging up in an IVR menu before reaching anyone; false counts it as answered.
+    ivr_abandon_counts_as_missed: bool = True
 
 
 class NumberConfig(Strict):
@@ -193,6 +222,7 @@ class NumberConfig(Strict):
     assignment: Literal["fixed", "round_robin", "schedule"] = "fixed"
     owners: list[Identifier] = Field(default_factory=list)
     schedule: list[ShiftConfig] = Field(default_factory=list)
+    policy: PolicyConfig = PolicyConfig()
 
     @model_validator(mode="after")
     def _strategy_complete(self) -> "NumberConfig":
@@ -379,6 +409,7 @@ class Config(Strict):
     hours: HoursConfig = HoursConfig()
     contacts: list[ContactConfig] = Field(default_factory=list)
     fraud: FraudConfig = FraudConfig()
+    quiet_hours: QuietHoursConfig = QuietHoursConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 

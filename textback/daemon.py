@@ -38,7 +38,7 @@ from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
-from textback.rules import RecentTexts, decide, match_number, prefix_of, render_for
+from textback.rules import RecentTexts, apply_policy, decide, match_number, prefix_of, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
@@ -201,6 +201,7 @@ class Daemon:
         task.add_done_callback(_log_failure)
 
     async def _finished(self, call: CallFinished) -> None:
+        call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
         caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
         recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
@@ -229,7 +230,7 @@ class Daemon:
                                                  dedupe_since=dedupe_since, owner_reason=owner_reason)
         who = one_line(call.caller_id)
         if call.outcome == "answered":
-            timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or "?"))
+            timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or call.reason))
             return
         timeline.info("call missed: %s calling %s (reason: %s)", who, decision.business_number,
                       call.reason)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from textback.config import Config, NumberConfig
-from textback.hours import Hours, Window
+from textback.config import Config, NumberConfig, PolicyConfig
+from textback.hours import WEEKDAYS, Hours, Window
 from textback.numbers import is_textable, national, to_e164
 from textback.templates import render
-from textback.tracker import ANSWERED, CallFinished
+from textback.tracker import (ANSWERED, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, QUEUE_ABANDONED,
+                              VOICEMAIL, CallFinished)
+
+TOO_SHORT = "too_short"
+# Reasons where the caller gave up; min_ring_seconds applies to these.
+_CALLER_GAVE_UP = {CALLER_HUNG_UP, IVR_ABANDONED, QUEUE_ABANDONED}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,26 @@ def match_number(config: Config, did: str) -> NumberConfig | None:
         if to_e164(did, number.region) == number.number:
             return number
     return None
+
+
+def apply_policy(config: Config, call: CallFinished) -> CallFinished:
+    """The call as its business number's policy counts it; the tracker only reports what happened.
+
+    Voicemail and an IVR abandon may count as answered (the reason stays, so
+    `textback calls` still shows where the call went), and a caller who gave
+    up within min_ring_seconds becomes `too_short`.
+    """
+    if call.outcome != MISSED:
+        return call
+    number = match_number(config, call.did)
+    policy = number.policy if number is not None else PolicyConfig()
+    if call.reason == VOICEMAIL and policy.voicemail_counts_as_answered:
+        return replace(call, outcome=ANSWERED)
+    if call.reason == IVR_ABANDONED and not policy.ivr_abandon_counts_as_missed:
+        return replace(call, outcome=ANSWERED)
+    if call.reason in _CALLER_GAVE_UP and call.ended_at - call.started_at < policy.min_ring_seconds:
+        return replace(call, reason=TOO_SHORT)
+    return call
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,8 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
     owner = config.owner(number.owner)
     if call.outcome == ANSWERED:
         return Decision(number.number, caller, owner.id, False, "answered")
+    if call.reason == TOO_SHORT:
+        return Decision(number.number, caller, owner.id, False, TOO_SHORT)
     if caller is None:
         return Decision(number.number, None, owner.id, False, "no_callback_number")
     no_text = Decision(number.number, caller, owner.id, False, "")
@@ -94,8 +121,19 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
     body = render_for(config, template, number, caller, call.ended_at)
     if config.text.reply_stop_footer:
         body += " Reply STOP to opt out."
-    return Decision(number.number, caller, owner.id, True, reason, body,
-                    call.ended_at + config.text.delay_seconds, template=reason.removesuffix("_text"))
+    due = allowed_time(config, call.ended_at + config.text.delay_seconds)
+    return Decision(number.number, caller, owner.id, True, reason, body, due,
+                    template=reason.removesuffix("_text"))
+
+
+def allowed_time(config: Config, due: float) -> float:
+    """`due`, or the next opening of the quiet-hours window when that is on and `due` is outside."""
+    quiet = config.quiet_hours
+    if not quiet.enabled:
+        return due
+    window = Hours(config.business.timezone,
+                   (Window(tuple(WEEKDAYS), quiet.allowed_from, quiet.allowed_until),))
+    return window.next_opening(due) or due
 
 
 def render_for(config: Config, template: str, number: NumberConfig, caller: str,

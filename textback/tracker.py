@@ -1,13 +1,24 @@
-"""The call tracker: AMI events in, finished calls with an outcome out. No I/O.
+"""The call tracker: AMI events in, finished calls with an outcome and a reason out. No I/O.
 
 An inbound call is opened by the Newchannel of a channel from a configured
 trunk endpoint or inbound context. Every channel that shares its linkedid
 belongs to it; the uniqueid -> call map follows linkedid changes when bridges
-merge. The call is answered when a real device channel enters a bridge (not a
-Local half, not the trunk channel itself), on AgentConnect, or on DialEnd
-ANSWER to a non-Local channel. It is over when the trunk channel hangs up;
-the decision waits `grace` seconds because Asterisk does not order events of
-different types.
+merge. It is over when the trunk channel hangs up; the decision waits `grace`
+seconds because Asterisk does not order events of different types.
+
+A call is answered only when a device (a channel that is neither the trunk
+channel nor a Local half) is connected to the caller: in the caller's bridge,
+or in a bridge joined to it through Local channel pairs. DialEnd ANSWER and
+AgentConnect are not enough: a Local channel "answers" when its far half
+reaches voicemail, and a cell phone's own voicemail answers the leg a
+confirm-calls prompt then rejects, before any bridge with the caller exists.
+
+A call nobody answered gets the reason of the furthest place it reached, in
+this order: voicemail, a queue (the caller gave up, or the queue did), a
+phone that rang out, was busy or unavailable, the caller hanging up while
+phones rang, an IVR menu, and finally not_dialled. The tracker reports what
+happened; per-number policy (voicemail counts as answered, short rings)
+is applied afterwards by `textback.rules`.
 """
 
 from __future__ import annotations
@@ -20,14 +31,27 @@ Event = Mapping[str, str]
 ANSWERED = "answered"
 MISSED = "missed"
 
-# DialEnd statuses that say why a ringing leg ended without a human.
+VOICEMAIL = "voicemail"
+QUEUE_ABANDONED = "queue_abandoned"
+QUEUE_TIMEOUT = "queue_timeout"
+NO_ANSWER = "no_answer"
+BUSY = "busy"
+UNAVAILABLE = "unavailable"
+CALLER_HUNG_UP = "caller_hung_up"
+IVR_ABANDONED = "ivr_abandoned"
+NOT_DIALLED = "not_dialled"
+
+# Dial outcomes (DialEnd DialStatus, or the DIALSTATUS variable when Dial
+# could not even create a channel) that say why a ringing leg ended without a human.
 _DIAL_REASON = {
-    "NOANSWER": "no_answer",
-    "BUSY": "busy",
-    "CHANUNAVAIL": "unavailable",
-    "CONGESTION": "unavailable",
+    "NOANSWER": NO_ANSWER,
+    "BUSY": BUSY,
+    "CHANUNAVAIL": UNAVAILABLE,
+    "CONGESTION": UNAVAILABLE,
 }
-_REASON_PRIORITY = ["no_answer", "busy", "unavailable"]
+_DIAL_PRIORITY = [NO_ANSWER, BUSY, UNAVAILABLE]
+# Applications that mean the caller is in a menu, waiting for digits.
+_IVR_APPS = {"background", "waitexten", "read"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,38 @@ class CallFinished:
     answered_by: str | None = None
 
 
+class _Connections:
+    """Which channels are joined to which, through bridges and Local pairs (union-find).
+
+    Nodes are 'u:<uniqueid>', 'b:<bridge id>' and 'l:<Local pair name>'. A
+    bridge is never forgotten when a channel leaves it, so the answer does
+    not depend on the order AMI delivers the enters and leaves.
+    """
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+        self._device: dict[str, str] = {}  # root -> a device channel in that component
+
+    def _root(self, node: str) -> str:
+        parent = self._parent.setdefault(node, node)
+        if parent != node:
+            parent = self._parent[node] = self._root(parent)
+        return parent
+
+    def join(self, a: str, b: str) -> None:
+        root_a, root_b = self._root(a), self._root(b)
+        if root_a != root_b:
+            self._parent[root_b] = root_a
+            if root_b in self._device:
+                self._device.setdefault(root_a, self._device.pop(root_b))
+
+    def add_device(self, node: str, channel: str) -> None:
+        self._device.setdefault(self._root(node), channel)
+
+    def device_joined_to(self, node: str) -> str | None:
+        return self._device.get(self._root(node))
+
+
 @dataclass
 class _Call:
     call_id: str
@@ -65,9 +121,13 @@ class _Call:
     started_at: float
     answered_at: float | None = None
     answered_by: str | None = None
-    dial_reasons: set[str] = field(default_factory=set)
-    open_dials: set[str] = field(default_factory=set)
+    connections: _Connections = field(default_factory=_Connections)
     dialled: bool = False
+    dial_reasons: set[str] = field(default_factory=set)
+    voicemail: bool = False
+    ivr: bool = False
+    queued: bool = False
+    queue_status: str = ""  # QUEUESTATUS: empty while waiting, and when the caller hung up there
     ended_at: float | None = None
     decide_at: float | None = None
 
@@ -117,9 +177,11 @@ class CallTracker:
                 out.append(started)
         call = self._locate(event)
         if call is not None:
+            self._pair_local_halves(call, event)
             handler = getattr(self, "_on_" + name, None)
             if handler is not None:
                 handler(call, event, now)
+            self._check_answered(call, now)
         out.extend(self.expire(now))
         return out
 
@@ -132,9 +194,11 @@ class CallTracker:
     def reconcile(self, channels: list[Event], now: float) -> list[CallStarted | CallFinished]:
         """Align with a CoreShowChannels listing taken after (re)connecting.
 
-        Inbound calls already ringing are opened (the listener started mid-call),
-        and tracked calls whose trunk channel is gone are closed: their Hangup
-        fell into the gap while AMI was down.
+        Inbound calls already in progress are opened (the listener started
+        mid-call) and seeded with what the listing shows: legs that ring,
+        bridges, the application each channel runs. Tracked calls whose trunk
+        channel is gone are closed: their Hangup fell into the gap while AMI
+        was down.
         """
         out: list[CallStarted | CallFinished] = []
         present = {c.get("Uniqueid", "") for c in channels}
@@ -150,10 +214,16 @@ class CallTracker:
                     out.append(started)
         for channel in channels:
             call = self._locate(channel)
-            if (call is not None and channel.get("BridgeId")
-                    and channel.get("Uniqueid") != call.trunk_uniqueid
-                    and not is_local(channel.get("Channel", ""))):
-                self._mark_answered(call, channel.get("Channel", ""), now)
+            if call is None:
+                continue
+            self._pair_local_halves(call, channel)
+            if channel.get("Uniqueid") != call.trunk_uniqueid:
+                call.dialled = True  # any other channel of the call is a leg something dialled
+            self._on_Newexten(call, channel, now)  # the application it runs now
+            if channel.get("BridgeId"):
+                self._on_BridgeEnter(call, {**channel, "BridgeUniqueid": channel["BridgeId"]}, now)
+        for call in self._calls.values():
+            self._check_answered(call, now)
         out.extend(self.expire(now))
         return out
 
@@ -202,12 +272,24 @@ class CallTracker:
                 self._by_linkedid.setdefault(linkedid, call_id)
         return self._calls[call_id]
 
-    # -- event handlers ------------------------------------------------------
+    # -- who is connected to the caller --------------------------------------
 
-    def _mark_answered(self, call: _Call, by: str, now: float) -> None:
+    @staticmethod
+    def _pair_local_halves(call: _Call, event: Event) -> None:
+        """Join each Local half named in the event to its pair: ';1' and ';2' carry one call."""
+        for channel_key, uniqueid_key in (("Channel", "Uniqueid"), ("DestChannel", "DestUniqueid")):
+            channel, uniqueid = event.get(channel_key, ""), event.get(uniqueid_key, "")
+            if uniqueid and channel.lower().startswith("local/"):
+                call.connections.join("u:" + uniqueid, "l:" + channel.rsplit(";", 1)[0])
+
+    def _check_answered(self, call: _Call, now: float) -> None:
         if call.answered_at is None:
-            call.answered_at = now
-            call.answered_by = by
+            device = call.connections.device_joined_to("u:" + call.trunk_uniqueid)
+            if device is not None:
+                call.answered_at = now
+                call.answered_by = device
+
+    # -- event handlers ------------------------------------------------------
 
     def _on_NewCallerid(self, call: _Call, event: Event, now: float) -> None:
         if event.get("Uniqueid") == call.trunk_uniqueid and event.get("CallerIDNum"):
@@ -216,24 +298,35 @@ class CallTracker:
 
     def _on_DialBegin(self, call: _Call, event: Event, now: float) -> None:
         call.dialled = True
-        call.open_dials.add(event.get("DestUniqueid", ""))
 
     def _on_DialEnd(self, call: _Call, event: Event, now: float) -> None:
-        call.open_dials.discard(event.get("DestUniqueid", ""))
-        status = event.get("DialStatus", "")
-        dest = event.get("DestChannel", "")
-        if status == "ANSWER" and dest and not is_local(dest):
-            self._mark_answered(call, dest, now)
-        elif status in _DIAL_REASON:
-            call.dial_reasons.add(_DIAL_REASON[status])
+        call.dialled = True
+        reason = _DIAL_REASON.get(event.get("DialStatus", ""))
+        if reason:
+            call.dial_reasons.add(reason)
+
+    def _on_VarSet(self, call: _Call, event: Event, now: float) -> None:
+        variable, value = event.get("Variable", ""), event.get("Value", "")
+        if variable == "DIALSTATUS" and value in _DIAL_REASON:
+            call.dial_reasons.add(_DIAL_REASON[value])  # also when Dial created no channel at all
+        elif variable == "QUEUESTATUS" and value:
+            call.queue_status = value  # TIMEOUT, FULL, JOINEMPTY, ...: the queue let the caller go
+
+    def _on_Newexten(self, call: _Call, event: Event, now: float) -> None:
+        application = event.get("Application", "").lower()
+        if application == "voicemail":
+            call.voicemail = True  # on any channel: FreePBX reaches voicemail through Local halves
+        elif application == "queue":
+            call.queued = True
+        elif application in _IVR_APPS and event.get("Uniqueid") == call.trunk_uniqueid:
+            call.ivr = True  # only the caller's own channel: a confirm-calls prompt also uses Read
 
     def _on_BridgeEnter(self, call: _Call, event: Event, now: float) -> None:
+        node = "u:" + event.get("Uniqueid", "")
+        call.connections.join(node, "b:" + event.get("BridgeUniqueid", ""))
         channel = event.get("Channel", "")
         if event.get("Uniqueid") != call.trunk_uniqueid and not is_local(channel):
-            self._mark_answered(call, channel, now)
-
-    def _on_AgentConnect(self, call: _Call, event: Event, now: float) -> None:
-        self._mark_answered(call, event.get("DestChannel") or event.get("Interface", "agent"), now)
+            call.connections.add_device(node, channel)
 
     def _on_Hangup(self, call: _Call, event: Event, now: float) -> None:
         uniqueid = event.get("Uniqueid", "")
@@ -249,7 +342,7 @@ class CallTracker:
             for key in [k for k, v in table.items() if v == call.call_id]:
                 del table[key]
         if call.answered_at is not None:
-            outcome, reason = ANSWERED, "answered"
+            outcome, reason = ANSWERED, ANSWERED
         else:
             outcome, reason = MISSED, _missed_reason(call)
         return CallFinished(
@@ -271,9 +364,18 @@ def _seconds(duration: str) -> float:
 
 
 def _missed_reason(call: _Call) -> str:
-    for reason in _REASON_PRIORITY:
+    """The furthest place an unanswered call reached."""
+    if call.voicemail:
+        return VOICEMAIL
+    if call.queued:
+        if call.queue_status == "":
+            return QUEUE_ABANDONED  # QueueCallerAbandon cannot tell: Asterisk sends it on timeouts too
+        return QUEUE_TIMEOUT
+    for reason in _DIAL_PRIORITY:
         if reason in call.dial_reasons:
             return reason
     if call.dialled:
-        return "caller_hung_up"
-    return "not_dialled"
+        return CALLER_HUNG_UP
+    if call.ivr:
+        return IVR_ABANDONED
+    return NOT_DIALLED
