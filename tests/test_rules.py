@@ -137,3 +137,26 @@ def test_quiet_hours_are_off_by_default_and_delay_when_on(tmp_path):
     quiet = config_with(tmp_path, **{"quiet_hours.enabled": True})
     assert decide(quiet, late).due_at == at(2026, 11, 24, 8, 0)
     assert decide(quiet, missed(when=at(2026, 11, 23, 10, 0))).due_at == at(2026, 11, 23, 10, 0) + 30
+
+
+def test_explain_says_what_would_happen(tmp_path):
+    from click.testing import CliRunner
+
+    from textback.cli import main
+
+    config = base_config(tmp_path, **{
+        "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "17:00"}],
+                  "holiday_calendar": "US"},
+        "text.after_hours_template": "{business_name}: closed, back {next_opening}.",
+        "contacts": [{"number": "+12125550151", "name": "Lumber Supply", "class": "vendor"}]})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "212-555-0123",
+                                    "--at", "2026-12-24 19:30"]).output
+    assert "closed; opens Mon 2026-12-28 07:00" in out  # Christmas Day is a US holiday
+    assert "template   after_hours" in out and "back Monday 7:00 AM" in out
+    vendor = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "+12125550151",
+                                       "--at", "2026-12-21 10:00"]).output
+    assert "vendor (Lumber Supply)" in vendor and "text       no: caller_is_vendor" in vendor
+    bad = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "x", "--at", "soon"])
+    assert bad.exit_code == 2

@@ -410,3 +410,53 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
 
     caller = asyncio.run(_with_store(loaded, work))
     click.echo(f"{caller}: {stage}" + (f" ({amount:,.0f})" if amount else "") + ".")
+
+
+@main.command()
+@config_option
+@click.option("--caller", required=True, help="The caller's number.")
+@click.option("--at", "when", help="Local date and time, 'YYYY-MM-DD HH:MM' (default: now).")
+@click.option("--number", "dialled", help="The business number dialled (default: the first).")
+def explain(config_path: str | None, caller: str, when: str | None, dialled: str | None) -> None:
+    """What would happen to a missed call: number, hours, caller class, template, text or why not."""
+    from textback.rules import decide, hours_of, match_number
+    from textback.tracker import CallFinished
+
+    loaded = _load(config_path)
+    config = loaded.config
+    zone = ZoneInfo(config.business.timezone)
+    try:
+        moment = (datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=zone) if when
+                  else datetime.now(zone))
+    except ValueError:
+        raise click.BadParameter("write it as 'YYYY-MM-DD HH:MM'", param_hint="--at") from None
+    number = match_number(config, dialled) if dialled else config.numbers[0]
+    if number is None:
+        raise click.BadParameter(f"{dialled!r} is not one of the business numbers",
+                                 param_hint="--number")
+    at = moment.timestamp()
+    decision = decide(config, CallFinished("explain", number.number, caller, "", "", at - 20, at,
+                                           "missed", "no_answer"))
+    hours = hours_of(config)
+    contact = config.contact(decision.caller)
+    if not hours.windows:
+        state = "no business hours configured: always the in-hours template"
+    elif hours.is_open(at):
+        state = "open"
+    else:
+        opening = hours.next_opening(at)
+        state = "closed" + (f"; opens {datetime.fromtimestamp(opening, zone):%a %Y-%m-%d %H:%M}"
+                            if opening else "")
+    click.echo(f"number     {number.number} ({number.label or 'no label'}), owner {number.owner}")
+    click.echo(f"when       {moment:%a %Y-%m-%d %H:%M %Z}: {state}")
+    click.echo(f"caller     {decision.caller or caller}: "
+               f"{contact.kind if contact else 'new lead'}"
+               f"{f' ({contact.name})' if contact and contact.name else ''}")
+    if decision.send:
+        due = datetime.fromtimestamp(decision.due_at, zone)
+        click.echo(f"template   {decision.template}")
+        click.echo(f"text       yes, at {due:%H:%M:%S} ({decision.reason}); opt-outs and the dedupe "
+                   f"window are checked when the call is recorded")
+        click.echo(f"body       {decision.body}")
+    else:
+        click.echo(f"text       no: {decision.reason}")
