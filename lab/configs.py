@@ -29,6 +29,7 @@ def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "smtp": {"host": "127.0.0.1", "port": 2525, "security": "none",
                  "sender": "textback@acme.example"},
         "storage": {"path": str(tmp_path / "textback.db")},
+        "agi": {"routing_file": str(tmp_path / "routing.json")},
     }
     for dotted, value in overrides.items():
         node = config

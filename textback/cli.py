@@ -460,3 +460,44 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
         click.echo(f"body       {decision.body}")
     else:
         click.echo(f"text       no: {decision.reason}")
+
+
+@main.command()
+@config_option
+@click.option("--agi-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/var/lib/asterisk/agi-bin"), show_default=True)
+@click.option("--dialplan-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/etc/asterisk"), show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing textback.conf.")
+def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: bool) -> None:
+    """Put the AGI script, the dialplan and the routing table where Asterisk finds them."""
+    import importlib.resources
+    from datetime import date
+
+    from textback.routing import write_routing_table
+
+    loaded = _load(config_path)
+    table = write_routing_table(loaded.config, date.today())
+    click.echo(f"wrote   {table} (routing table; `textback run` rewrites it on start)")
+    script = importlib.resources.files("agi_scripts").joinpath("textback_route.py").read_text()
+    lines = script.splitlines(keepends=True)
+    lines[0] = f"#!{sys.executable}\n"  # the interpreter that has textback and pyst2
+    agi_dir.mkdir(parents=True, exist_ok=True)
+    target = agi_dir / "textback_route.py"
+    target.write_text("".join(lines))
+    target.chmod(0o755)
+    click.echo(f"wrote   {target}")
+    dialplan = dialplan_dir / "textback.conf"
+    if dialplan.exists() and not force:
+        click.echo(f"kept    {dialplan} (exists; --force overwrites it)")
+    else:
+        dialplan_dir.mkdir(parents=True, exist_ok=True)
+        dialplan.write_text(importlib.resources.files("dialplan").joinpath("textback.conf").read_text())
+        click.echo(f"wrote   {dialplan}")
+    click.echo("\nThen, in Asterisk:\n"
+               "  extensions.conf   #include textback.conf; send inbound DIDs to [textback-inbound]\n"
+               "                    (or call the AGI from your own inbound context)\n"
+               "  pjsip.conf        message_context=textback-sms-in on the trunk endpoint (SMS over SIP)\n"
+               "  manager.conf      the [textback] user from the README, and\n"
+               "                    channelvars=TEXTBACK_ROUTE,TEXTBACK_RING_TIMEOUT,TEXTBACK_HOURS\n"
+               "  asterisk -rx 'dialplan reload'")

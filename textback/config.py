@@ -208,6 +208,24 @@ class PolicyConfig(Strict):
     ivr_abandon_counts_as_missed: bool = True
 
 
+Targets = Annotated[str, Field(pattern=r"^[A-Za-z0-9/@._+&,:;-]+$")]
+
+
+class RingConfig(Strict):
+    """What the dialplan rings for this number, handed over by agi_scripts/textback_route.py."""
+
+    targets: Targets  # Dial() devices, e.g. PJSIP/office1&PJSIP/office2
+    timeout_seconds: int = Field(20, ge=5, le=300)
+    after_hours_targets: Targets | None = None  # e.g. a cell phone over the trunk, or voicemail
+    after_hours_timeout_seconds: int | None = Field(None, ge=5, le=300)
+
+
+class AgiConfig(Strict):
+    """Where the daemon writes the routing table the AGI script reads on every call."""
+
+    routing_file: Path = Path("/var/lib/textback/routing.json")
+
+
 class NumberConfig(Strict):
     """A business number (DID) callers dial, and whose name texts go out under.
 
@@ -219,6 +237,7 @@ class NumberConfig(Strict):
     number: E164
     owner: Identifier
     label: str = ""
+    ring: RingConfig | None = None
     assignment: Literal["fixed", "round_robin", "schedule"] = "fixed"
     owners: list[Identifier] = Field(default_factory=list)
     schedule: list[ShiftConfig] = Field(default_factory=list)
@@ -410,6 +429,7 @@ class Config(Strict):
     contacts: list[ContactConfig] = Field(default_factory=list)
     fraud: FraudConfig = FraudConfig()
     quiet_hours: QuietHoursConfig = QuietHoursConfig()
+    agi: AgiConfig = AgiConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 

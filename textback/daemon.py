@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
+from textback.routing import write_routing_table
 from textback.rules import RecentTexts, apply_policy, decide, match_number, prefix_of, render_for
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
@@ -109,6 +110,11 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
         self.store = await Store.open(c.storage.path)
+        try:
+            log.info("routing table for the AGI script: %s", write_routing_table(c, date.today()))
+        except OSError as exc:
+            log.error("cannot write the routing table %s (%s); the AGI script will use its "
+                      "fallback ring targets", c.agi.routing_file, exc.strerror)
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import holidays as holiday_calendars
-
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -35,6 +33,8 @@ class Hours:
         if day in self.holidays:
             return True
         if self.calendar:
+            import holidays as holiday_calendars  # only here: the AGI script imports this module
+
             country, _, subdivision = self.calendar.partition("-")
             return day in holiday_calendars.country_holidays(country, subdiv=subdivision or None,
                                                              years=day.year)

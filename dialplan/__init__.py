@@ -1,0 +1,1 @@
+"""Dialplan files shipped with textback (read by `textback install`)."""

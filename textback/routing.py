@@ -1,0 +1,68 @@
+"""The routing table the dialplan's AGI script reads: one JSON file, written by the daemon.
+
+The AGI script runs before the phones ring, so it must start fast: it reads
+this table (route, ring targets and timeout, hours) instead of the YAML, and
+public-holiday calendars are expanded here into plain dates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from textback.config import Config
+
+FORMAT = 1
+
+
+def route_id(config: Config, e164: str) -> str:
+    """A stable, readable id for a business number: its position and digits."""
+    index = next(i for i, n in enumerate(config.numbers) if n.number == e164)
+    return f"r{index + 1}-{e164.lstrip('+')}"
+
+
+def routing_table(config: Config, today: date) -> dict[str, Any]:
+    """Everything the AGI script needs, for this year and the next."""
+    h = config.hours
+    holidays = {d.isoformat() for d in h.holidays}
+    if h.holiday_calendar:
+        import holidays as holiday_calendars
+
+        country, _, subdivision = h.holiday_calendar.partition("-")
+        calendar = holiday_calendars.country_holidays(
+            country, subdiv=subdivision or None, years=[today.year, today.year + 1])
+        holidays |= {d.isoformat() for d in calendar}
+    routes = {}
+    for number in config.numbers:
+        ring = number.ring
+        routes[number.number] = {
+            "route": route_id(config, number.number),
+            "targets": ring.targets if ring else None,
+            "timeout": ring.timeout_seconds if ring else None,
+            "after_hours_targets": (ring.after_hours_targets or ring.targets) if ring else None,
+            "after_hours_timeout": ((ring.after_hours_timeout_seconds or ring.timeout_seconds)
+                                    if ring else None),
+        }
+    return {
+        "format": FORMAT,
+        "timezone": config.business.timezone,
+        "windows": [{"days": w.days, "start": w.start, "end": w.end} for w in h.windows],
+        "holidays": sorted(holidays),
+        "routes": routes,
+    }
+
+
+def write_routing_table(config: Config, today: date) -> Path:
+    """Write the table atomically, so a call never reads half a file."""
+    path = config.agi.routing_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routing-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(routing_table(config, today), handle, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
