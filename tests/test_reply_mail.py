@@ -124,6 +124,13 @@ async def test_unknown_reply_addresses_are_refused_at_rcpt(running):
         await asyncio.to_thread(send, mail("dana@acme.example", f"dana@{DOMAIN}", "hi"))
 
 
+async def test_a_bare_sign_off_with_the_owners_name_is_dropped(running):
+    daemon, reply_to, _ = running
+    body = "Tuesday at 10 works.\n\nDana\n--\nAcme Remodeling | 212-555-0100\n"
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to, body))
+    assert (await until(lambda: _sent(daemon)))[1] == "Tuesday at 10 works."
+
+
 async def test_a_team_address_may_answer(running):
     daemon, reply_to, _ = running
     await asyncio.to_thread(send, mail("office@acme.example", reply_to, "We'll call you at 3."))

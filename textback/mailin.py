@@ -60,7 +60,8 @@ class ReplyMailHandler:
             return "550 5.1.1 No such reply address (unknown or expired)"
         owner = self._config.owner(binding["owner_id"])
         verdict = judge(message, envelope.mail_from, owner.email, self._team,
-                        self._settings.trusted_authserv_id, self._settings.max_segments)
+                        self._settings.trusted_authserv_id, self._settings.max_segments,
+                        owner.name)
         if verdict.action == "refuse":
             log.warning("refused a reply to conversation %d: %s", binding["conversation_id"],
                         verdict.reason)

@@ -74,18 +74,29 @@ def authenticated(message: EmailMessage, authserv_id: str | None) -> bool:
     return False
 
 
-def new_text(message: EmailMessage) -> str:
-    """The owner's new words: the plain part without quoted history or signature."""
+def new_text(message: EmailMessage, owner_name: str = "") -> str:
+    """The owner's new words: the plain part without quoted history, signature or sign-off.
+
+    The library removes quotes and signature blocks; a bare sign-off with the
+    owner's own name ("Dana") above a signature is dropped here, since the
+    homeowner already sees who writes.
+    """
     part = message.get_body(("plain",))
     if part is None:
         return ""
     body = part.get_content().replace("\r\n", "\n")
     replies = EmailReplyParser(languages=["en"]).read(body).replies
-    return replies[0].body.strip() if replies else body.strip()
+    text = replies[0].body.strip() if replies else body.strip()
+    names = {owner_name.lower(), owner_name.split()[0].lower()} if owner_name.strip() else set()
+    lines = text.splitlines()
+    while len(lines) > 1 and lines[-1].strip(" ,.-–—").lower() in names:
+        lines.pop()
+    return "\n".join(lines).strip()
 
 
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
-          team: frozenset[str], authserv_id: str | None, max_segments: int) -> Verdict:
+          team: frozenset[str], authserv_id: str | None, max_segments: int,
+          owner_name: str = "") -> Verdict:
     if is_auto_reply(message, envelope_sender):
         return Verdict("drop", "automatic reply")
     sender = from_address(message)
@@ -94,7 +105,7 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
         return Verdict("refuse", "sender is not the owner of this conversation")
     if not authenticated(message, authserv_id):
         return Verdict("refuse", "no DKIM or SPF pass from the trusted authserv-id")
-    text = new_text(message)
+    text = new_text(message, owner_name)
     if not text:
         return Verdict("drop", "no new text above the quoted message")
     command = COMMAND.match(text.splitlines()[0].strip())
