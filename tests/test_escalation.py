@@ -52,3 +52,46 @@ async def test_an_owner_answer_stops_escalation(daemon, smtp_sink):
     await daemon.escalate(time.time() + 3600)
     await asyncio.sleep(0.3)
     assert smtp_sink.received == []
+
+
+def test_business_minutes_only_count_while_open():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from textback.hours import Hours, Window
+
+    ny = ZoneInfo("America/New_York")
+    hours = Hours("America/New_York", (Window(("mon", "tue", "wed", "thu", "fri"), "08:00", "17:00"),))
+    friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
+    monday_0810 = datetime(2026, 11, 23, 8, 10, tzinfo=ny).timestamp()
+    assert hours.open_seconds_between(friday_1655, monday_0810) == 15 * 60
+
+
+async def test_nothing_escalates_after_hours(tmp_path, smtp_sink):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    config = base_config(tmp_path, **{
+        "smtp.port": 15025,
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
+                   {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}],
+        "hours": {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
+                               "end": "17:00"}]},
+        "escalation": {"backup_owner": "boss", "after_minutes": 15},
+    })
+    d = Daemon(load(write_config(tmp_path, config)))
+    d.store = await Store.open(d.config.storage.path)
+    try:
+        await d.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Evening!", "log", None, "dana")
+        ny = ZoneInfo("America/New_York")
+        # pretend the text came in Friday 16:55: move its timestamp
+        friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
+        await d.store._db.execute("UPDATE messages SET created_at = ?", (friday_1655,))
+        await d.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
+        await asyncio.sleep(0.2)
+        assert smtp_sink.received == []
+        await d.escalate(datetime(2026, 11, 23, 8, 11, tzinfo=ny).timestamp())  # Monday 8:11
+        [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
+        assert mail.recipients == ["boss@example.com"]
+    finally:
+        await d.store.close()

@@ -400,13 +400,15 @@ class ReplyMailConfig(Strict):
 class EscalationConfig(Strict):
     """A homeowner's text with no human answer after `after_minutes` goes to the backup owner.
 
-    A second reminder follows `reminder_minutes` later when set. Minutes are
-    counted on the clock (business hours are not yet taken into account).
+    A second reminder follows `reminder_minutes` later when set. Minutes count
+    business hours only (when `hours` has windows), so nothing escalates
+    after hours unless `after_hours: true`, which counts clock minutes.
     """
 
     backup_owner: Identifier
     after_minutes: float = Field(15, gt=0, le=7 * 24 * 60)
     reminder_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60)
+    after_hours: bool = False
 
 
 class LoggingConfig(Strict):

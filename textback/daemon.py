@@ -39,7 +39,8 @@ from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
 from textback.routing import write_routing_table
-from textback.rules import RecentTexts, apply_policy, decide, match_number, prefix_of, render_for
+from textback.rules import (RecentTexts, apply_policy, decide, hours_of, match_number, prefix_of,
+                            render_for)
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
@@ -401,13 +402,23 @@ class Daemon:
     async def escalate(self, now: float) -> None:
         settings = self.config.escalation
         backup = self.config.owner(settings.backup_owner)
+        hours = hours_of(self.config)
+        counts_hours = bool(hours.windows) and not settings.after_hours
+
+        def waited(since: float) -> float:
+            """Minutes since `since` that count: business minutes, or clock minutes."""
+            seconds = hours.open_seconds_between(since, now) if counts_hours else now - since
+            return seconds / 60
+
+        # Only texts older than after_minutes of clock time can have waited long enough.
         for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
             level = waiting["escalated"] + 1
-            if level == 2 and (settings.reminder_minutes is None or
-                               waiting["escalated_at"] > now - settings.reminder_minutes * 60):
+            if level > 2 or waited(waiting["created_at"]) < settings.after_minutes:
                 continue
-            if level > 2 or not await self.store.record_escalation(waiting["message_id"], level,
-                                                                   backup.id):
+            if level == 2 and (settings.reminder_minutes is None or
+                               waited(waiting["escalated_at"]) < settings.reminder_minutes):
+                continue
+            if not await self.store.record_escalation(waiting["message_id"], level, backup.id):
                 continue
             minutes = (now - waiting["created_at"]) / 60
             what = "Reminder: still unanswered" if level == 2 else "Unanswered"

@@ -48,6 +48,28 @@ class Hours:
         day = WEEKDAYS[local.weekday()]
         return any(day in w.days and w.start <= clock < w.end for w in self.windows)
 
+    def open_seconds_between(self, start: float, end: float) -> float:
+        """How many seconds of business hours lie between two moments."""
+        if not self.windows or end <= start:
+            return 0.0
+        zone = ZoneInfo(self.timezone)
+        first = datetime.fromtimestamp(start, zone).date()
+        last = datetime.fromtimestamp(end, zone).date()
+        total = 0.0
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            if self.is_holiday(day):
+                continue
+            for window in self.windows:
+                if WEEKDAYS[day.weekday()] not in window.days:
+                    continue
+                opens = datetime.combine(day, _clock(window.start), zone).timestamp()
+                closes = (datetime.combine(day + timedelta(days=1), time(0), zone).timestamp()
+                          if window.end == "24:00"
+                          else datetime.combine(day, _clock(window.end), zone).timestamp())
+                total += max(0.0, min(end, closes) - max(start, opens))
+        return total
+
     def next_opening(self, at: float) -> float | None:
         """When the business next opens after `at` (now, if open); None without any window."""
         if not self.windows:
@@ -62,8 +84,12 @@ class Hours:
                 continue
             starts = sorted(w.start for w in self.windows if WEEKDAYS[day.weekday()] in w.days)
             for start in starts:
-                hour, minute = (int(p) for p in start.split(":"))
-                opening = datetime.combine(day, time(hour, minute), zone)
+                opening = datetime.combine(day, _clock(start), zone)
                 if opening.timestamp() > at:
                     return opening.timestamp()
         return None
+
+
+def _clock(value: str) -> time:
+    hour, minute = (int(part) for part in value.split(":"))
+    return time(hour, minute)
