@@ -118,3 +118,16 @@ def test_cli_exits_2_and_names_the_path(tmp_path, change):
     assert result.exit_code == 2
     dotted = next(iter(change))
     assert dotted in result.output
+
+
+def test_contacts_import_from_csv_with_bad_rows_named(tmp_path):
+    (tmp_path / "crm.csv").write_text("number,name,class\n+12125550150,Jane Smith,Client\n"
+                                      "+12125550151,Lumber Supply,vendor\n")
+    loaded = load(write_config(tmp_path, base_config(tmp_path, contacts_csv="crm.csv")))
+    assert loaded.config.contact("+12125550150").kind == "client"
+    assert loaded.config.contact("+12125550151").name == "Lumber Supply"
+    (tmp_path / "crm.csv").write_text("number,name,class\n+12125550150,Jane,client\n"
+                                      "555-not,Bad,client\n+12125550152,X,friend\n")
+    problems = problems_of(tmp_path, base_config(tmp_path, contacts_csv="crm.csv"))
+    assert [where for where, _ in problems] == ["contacts_csv (crm.csv line 3)",
+                                                "contacts_csv (crm.csv line 4)"]

@@ -8,6 +8,7 @@ environment variable, and are held as SecretStr so they never reach a log.
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -429,6 +430,8 @@ class Config(Strict):
     escalation: EscalationConfig | None = None
     hours: HoursConfig = HoursConfig()
     contacts: list[ContactConfig] = Field(default_factory=list)
+    # A CSV of more contacts (columns: number, name, class), e.g. exported from the CRM.
+    contacts_csv: Path | None = None
     fraud: FraudConfig = FraudConfig()
     quiet_hours: QuietHoursConfig = QuietHoursConfig()
     agi: AgiConfig = AgiConfig()
@@ -512,6 +515,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err, lines) for err in exc.errors()]) from None
     problems: list[tuple[str, str]] = []
+    if config.contacts_csv is not None:
+        config = _with_csv_contacts(config, base, problems)
     ami_secret = _resolve(config.ami.secret, base, "ami.secret", problems)
     smtp_password = None
     if config.smtp.password is not None:
@@ -527,6 +532,31 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
                                   gateway=gateway_secrets),
                   source=Path(source))
+
+
+def _with_csv_contacts(config: Config, base: Path | None,
+                       problems: list[tuple[str, str]]) -> Config:
+    """Add the contacts of `contacts_csv`; each bad row is a problem named by its line."""
+    path = config.contacts_csv
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        problems.append(("contacts_csv", f"cannot read {path}: {exc.strerror}"))
+        return config
+    contacts = list(config.contacts)
+    for line, row in enumerate(rows, start=2):
+        try:
+            contacts.append(ContactConfig.model_validate(
+                {"number": (row.get("number") or "").strip(), "name": (row.get("name") or "").strip(),
+                 "class": (row.get("class") or "").strip().lower()}))
+        except ValidationError as exc:
+            reason = "; ".join(f"{_dotted(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                               for e in exc.errors())
+            problems.append((f"contacts_csv ({path.name} line {line})", reason))
+    return config.model_copy(update={"contacts": contacts})
 
 
 def _resolve(ref: SecretRef, base: Path | None, path: str,
@@ -571,9 +601,10 @@ def _with_line(path: str, lines: dict[str, int]) -> str:
     while probe:
         if probe in lines:
             return f"{path} (line {lines[probe]})"
-        probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
-        if probe == path:
+        parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+        if parent == probe:
             break
+        probe = parent
     return path
 
 
