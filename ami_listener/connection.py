@@ -197,6 +197,9 @@ class AmiConnection:
         first = response[0] if isinstance(response, list) else response
         if first.get("Response") != "Success":
             raise AmiError(first.get("Message") or first.get("Response") or "error")
+        if isinstance(response, list):
+            for event in response[1:]:  # e.g. the CoreShowChannels listing a replay must reconcile
+                self._write_record(dict(event.items()))
         return response
 
     # -- panoramisk callbacks ------------------------------------------------------
@@ -239,14 +242,18 @@ class AmiConnection:
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
         event = dict(message.items())
-        if self._record:
-            event_with_time = {"_t": round(time.monotonic() - self._record_start, 6), **event}
-            self._record.write(json.dumps(event_with_time) + "\n")
-            self._record.flush()
+        self._write_record(event)
         try:
             self._on_event(event)
         except Exception:
             log.exception("event handler failed on %s", event.get("Event"))
+
+    def _write_record(self, event: dict[str, Any]) -> None:
+        """Append one event to the trace file (--record-ami), with its time since connecting."""
+        if self._record:
+            event_with_time = {"_t": round(time.monotonic() - self._record_start, 6), **event}
+            self._record.write(json.dumps(event_with_time) + "\n")
+            self._record.flush()
 
     async def _keep_alive(self) -> None:
         """Ping on a timer; a missing Pong means a dead link, so abort and reconnect."""

@@ -12,6 +12,16 @@ BUSINESS_NUMBER = "+12125550100"
 RING_GROUP_NUMBER = "+12125550101"
 HOMEOWNER = "+12125550123"
 
+# Every DID of the call-flow corpus (lab/flows.py), default policy unless noted.
+FLOW_NUMBERS = [
+    {"number": f"+121255501{last:02d}", "owner": "dana"} for last in range(14)
+] + [
+    {"number": "+12125550116", "owner": "dana", "label": "voicemail counts as answered",
+     "policy": {"voicemail_counts_as_answered": True}},
+    {"number": "+12125550117", "owner": "dana", "label": "an IVR abandon is no miss",
+     "policy": {"ivr_abandon_counts_as_missed": False}},
+]
+
 
 def base_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     (tmp_path / "ami.secret").write_text("not-the-real-one\n")

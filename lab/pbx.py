@@ -43,17 +43,25 @@ ASTERISK_IN_ROOT = "/usr/sbin/asterisk"
 
 CARRIER_IP = "127.0.0.3"
 CARRIER_SIP_PORT = 5060  # the carrier AOR contact: where the message sink listens
-CARRIER_CALL_PORT = 5070  # the carrier's call-placing UAC
 CARRIER_SMS_PORT = 5071  # the carrier's text-sending UAC
-PHONE_IPS = {"office1": "127.0.0.2", "office2": "127.0.0.4"}
-PHONE_PORT = 5060
+CARRIER_PSTN_PORT = 5072  # the carrier's far side: calls the PBX sends out land here
+# Where each phone listens.  "cell" is a phone beyond the carrier (the owner's
+# cell phone, or anyone an office phone calls out to), reached over the trunk.
+PHONES = {"office1": ("127.0.0.2", 5060), "office2": ("127.0.0.4", 5060),
+          "cell": (CARRIER_IP, CARRIER_PSTN_PORT)}
+# Where calls come from: the carrier (inbound) or an office phone (outbound, internal).
+CALL_SOURCES = {"carrier": CARRIER_IP, "office1": "127.0.0.2"}
 PHONE_SCENARIOS = {
     "noanswer": "phone-noanswer.xml",
     "answer": "phone-answer.xml",
     "busy": "phone-busy.xml",
+    "refer": "phone-refer.xml",
+    "atxfer": "phone-atxfer.xml",
 }
 # SDP media ports, one per actor, so actors sharing an IP never collide.
-MEDIA_PORTS = {"call": 16000, "sms": 16010, "sink": 16020, "office1": 16030, "office2": 16040}
+MEDIA_PORTS = {"sms": 16010, "sink": 16020, "office1": 16030, "office2": 16040, "cell": 16050}
+# Calls may run side by side: each takes the next block of this range.
+CALL_MEDIA_PORTS = range(16100, 16400, 4)
 
 # SIPp guard: no actor outlives the flow it plays by more than this.
 SIPP_GUARD_SECONDS = 120.0
@@ -76,6 +84,13 @@ def _tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return f"({path} not readable)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_udp_port(ip: str) -> int:
+    """A UDP port free on ip now; the kernel picks ephemeral ports at random, so calls started together differ."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((ip, 0))
+        return probe.getsockname()[1]
 
 
 def _udp_socket_inode(ip: str, port: int) -> str | None:
@@ -333,6 +348,7 @@ class LabPBX:
         self._lock = None
         self._actors: list[SippActor] = []
         self._actor_numbers = itertools.count(1)
+        self._call_media_ports = itertools.cycle(CALL_MEDIA_PORTS)
 
     # ----------------------------------------------------------------- paths
     @property
@@ -565,46 +581,69 @@ class LabPBX:
         self._actors.append(actor)
         return actor
 
-    def phone(self, name: str, behaviour: str, answer_after: float = 1.0, talk_seconds: float = 2.0) -> SippActor:
-        """Start office phone `name` for one call; returns once it is listening.
+    def phone(self, name: str, behaviour: str, answer_after: float = 1.0, talk_seconds: float = 2.0,
+              transfer_to: str = "202", consult_seconds: float = 3.0) -> SippActor:
+        """Start phone `name` for one call; returns once it is listening.
 
         behaviour: "noanswer" (rings until CANCELled), "answer" (answers after
         answer_after s, hangs up after talk_seconds s unless the far end does
-        first) or "busy" (486).
+        first), "busy" (486), "refer" (answers, talks, then blind-transfers
+        the caller to extension `transfer_to` with a SIP REFER) or "atxfer"
+        (answers, talks, dials the attended-transfer code *2 and
+        `transfer_to` as SIP INFO DTMF, consults for consult_seconds, then
+        hangs up, which completes the transfer).
         """
-        if name not in PHONE_IPS:
-            raise ValueError(f"unknown phone {name!r}; lab phones: {sorted(PHONE_IPS)}")
+        if name not in PHONES:
+            raise ValueError(f"unknown phone {name!r}; lab phones: {sorted(PHONES)}")
         if behaviour not in PHONE_SCENARIOS:
             raise ValueError(f"unknown behaviour {behaviour!r}; one of {sorted(PHONE_SCENARIOS)}")
-        ip = PHONE_IPS[name]
-        guard = SIPP_GUARD_SECONDS + answer_after + talk_seconds
+        ip, port = PHONES[name]
+        guard = SIPP_GUARD_SECONDS + answer_after + talk_seconds + consult_seconds
         args = [
-            "-i", ip, "-p", str(PHONE_PORT), "-mp", str(MEDIA_PORTS[name]),
+            "-i", ip, "-p", str(port), "-mp", str(MEDIA_PORTS[name]),
             "-m", "1", "-timeout", f"{guard:.0f}s", "-timeout_error",
         ]
-        if behaviour == "answer":  # only phone-answer.xml declares the timing variables
+        if behaviour in ("answer", "refer", "atxfer"):  # the scenarios that declare timing variables
             args += ["-set", "answer_ms", _ms(answer_after), "-set", "talk_ms", _ms(talk_seconds)]
+        if behaviour == "refer":
+            args += ["-key", "transfer_to", transfer_to]
+        if behaviour == "atxfer":  # SIPp cannot split a key: one key per DTMF digit
+            if not re.fullmatch(r"\d{3}", transfer_to):
+                raise ValueError("atxfer phones transfer to a three-digit extension")
+            args += ["-set", "consult_ms", _ms(consult_seconds)]
+            for position, digit in enumerate(transfer_to, 1):
+                args += ["-key", f"digit{position}", digit]
         actor = self._spawn(SippActor, f"{name}-{behaviour}", PHONE_SCENARIOS[behaviour], args)
-        actor.wait_listening(ip, PHONE_PORT)
+        actor.wait_listening(ip, port)
         return actor
 
-    def call(self, caller: str, did: str, hangup_after: float | None = None, talk_seconds: float = 2.0) -> SippActor:
-        """The carrier calls `did` from `caller`.
+    def call(self, caller: str, did: str, hangup_after: float | None = None, talk_seconds: float = 2.0,
+             source: str = "carrier", from_header: str | None = None) -> SippActor:
+        """`source` (the carrier, or an office phone) calls `did` from `caller`.
 
         hangup_after: CANCEL after ringing that long (None: ring until a final
         answer).  If answered, BYE after talk_seconds unless the far end hangs
         up first.  Rejections (404/480/486/487/503/603) are ACKed and end cleanly.
+        from_header: the From header without its tag, for caller IDs that are
+        not a plain number (default `<sip:CALLER@source-ip>`, or
+        `<sip:source-ip>` with no user part when caller is "").
+        Several calls may run at once: each binds a free port.
         """
+        ip = CALL_SOURCES[source]
+        if from_header is None:
+            from_header = f"<sip:{caller}@{ip}>" if caller else f"<sip:{ip}>"
         guard = SIPP_GUARD_SECONDS + (hangup_after or 0.0) + talk_seconds
         args = [
-            "-i", CARRIER_IP, "-p", str(CARRIER_CALL_PORT), "-mp", str(MEDIA_PORTS["call"]),
+            "-i", ip, "-p", str(_free_udp_port(ip)),
+            "-mp", str(next(self._call_media_ports)),
             "-m", "1", "-timeout", f"{guard:.0f}s", "-timeout_error",
-            "-key", "caller", caller, "-key", "did", did,
+            "-key", "from_header", from_header, "-key", "did", did,
             "-set", "ring_limit_ms", _ms(hangup_after) if hangup_after is not None else str(NEVER_MS),
             "-set", "talk_ms", _ms(talk_seconds),
             f"{self.ami_host}:{self.sip_port}",
         ]
-        return self._spawn(SippActor, f"call-{caller}-to-{did}", "carrier-call.xml", args)
+        label = re.sub(r"[^\w+.-]", "_", f"call-{caller or 'nobody'}-to-{did}")
+        return self._spawn(SippActor, label, "carrier-call.xml", args)
 
     def message_sink(self) -> MessageSink:
         """Start the carrier's SMS side on 127.0.0.3:5060; returns once it is listening."""

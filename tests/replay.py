@@ -1,4 +1,7 @@
-"""Replay AMI traces recorded from the lab PBX (tests/traces/*.jsonl) into the pure tracker."""
+"""Replay AMI traces recorded from the lab PBX (tests/traces/*.jsonl) into the pure tracker.
+
+The traces are written by lab/record_traces.py; never edit them by hand.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ from textback.tracker import CallFinished, CallTracker
 TRACES = Path(__file__).parent / "traces"
 
 
+def trace_names() -> list[str]:
+    return sorted(path.stem for path in TRACES.glob("*.jsonl"))
+
+
 def load_trace(name: str) -> list[dict]:
     with open(TRACES / f"{name}.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
@@ -17,10 +24,24 @@ def load_trace(name: str) -> list[dict]:
 
 def replay(events: list[dict], tracker: CallTracker | None = None,
            offset: float = 0.0) -> list[CallFinished]:
+    """Feed a trace as the daemon would: a CoreShowChannels listing goes to reconcile, in one piece."""
     tracker = tracker or CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
     finished = []
+    listing: list[dict] = []
     for event in events:
-        finished += [h for h in tracker.feed(event, offset + event["_t"]) if isinstance(h, CallFinished)]
+        if event.get("Event") == "CoreShowChannel":
+            listing.append(event)
+            continue
+        if listing:
+            finished += _finished(tracker.reconcile(listing, offset + listing[-1]["_t"]))
+            listing = []
+        finished += _finished(tracker.feed(event, offset + event["_t"]))
+    if listing:
+        finished += _finished(tracker.reconcile(listing, offset + listing[-1]["_t"]))
     last = offset + (events[-1]["_t"] if events else 0)
     finished += tracker.expire(last + 10)
     return finished
+
+
+def _finished(happenings: list) -> list[CallFinished]:
+    return [h for h in happenings if isinstance(h, CallFinished)]
