@@ -286,7 +286,7 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.scorecard import build
+    from textback.scorecard import build, render_text
 
     loaded = _load(config_path)
     tz = loaded.config.business.timezone
@@ -310,25 +310,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
             reasons = " ".join(f"{k}={v}" for k, v in card["missed_by_reason"].items())
             writer.writerow([label, *(card[c] for c in columns), reasons])
         return
-    click.echo(f"Scorecard for {label} ({tz})")
-    if not cards:
-        click.echo("No calls or texts in this period.")
-    for card in cards:
-        rate = "-" if card["reply_rate"] is None else f"{card['reply_rate']:.0%}"
-        median = card["median_minutes_reply_to_human_answer"]
-        click.echo(f"\n{card['business_number']}")
-        click.echo(f"  missed calls     {card['missed_calls']:>6}   "
-                   + ", ".join(f"{k} {v}" for k, v in card["missed_by_reason"].items()))
-        click.echo(f"  texts sent       {card['texts_sent']:>6}   ({card['segments_sent']} segments)")
-        click.echo(f"  replies          {card['replies']:>6}   reply rate {rate}")
-        click.echo(f"  reply -> human   {'-' if median is None else f'{median:.0f} min':>6}   (median)")
-        click.echo(f"  booked           {card['booked']:>6}")
-        click.echo(f"  qualified        {card['qualified']:>6}")
-        click.echo(f"  won              {card['won']:>6}   value {card['won_value']:,.0f}")
-        click.echo(f"  lost             {card['lost']:>6}")
-        click.echo(f"  opt-outs         {card['opt_outs']:>6}")
-        for template, rate in card["reply_rate_by_template"].items():
-            click.echo(f"  template {template!r}: reply rate {rate:.0%}")
+    click.echo(render_text(cards, label, tz))
 
 
 def _conversation(loaded: Loaded, store, number: str):

@@ -412,6 +412,17 @@ class EscalationConfig(Strict):
     after_hours: bool = False
 
 
+class DigestConfig(Strict):
+    """Daily at `daily_at`, each owner gets their conversations still waiting for an answer.
+
+    On the first of the month, at the same time, the owners in
+    `monthly_report_to` also get last month's scorecard.
+    """
+
+    daily_at: ClockTime = "07:30"
+    monthly_report_to: list[Identifier] = Field(default_factory=list)
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -428,6 +439,7 @@ class Config(Strict):
     compliance: ComplianceConfig = ComplianceConfig()
     reply_mail: ReplyMailConfig | None = None
     escalation: EscalationConfig | None = None
+    digest: DigestConfig | None = None
     hours: HoursConfig = HoursConfig()
     contacts: list[ContactConfig] = Field(default_factory=list)
     # A CSV of more contacts (columns: number, name, class), e.g. exported from the CRM.
@@ -453,6 +465,10 @@ class Config(Strict):
             if template and "{business_name" not in template and self.business.name not in template:
                 raise ValueError(f"text.{key}: the first text must name the business: "
                                  f"use {{business_name}} or write {self.business.name!r}")
+        if self.digest is not None:
+            unknown = sorted(set(self.digest.monthly_report_to) - set(owner_ids))
+            if unknown:
+                raise ValueError(f"digest.monthly_report_to: no owner with id {', '.join(unknown)}")
         if self.escalation is not None and self.escalation.backup_owner not in owner_ids:
             raise ValueError(f"escalation.backup_owner: no owner with id {self.escalation.backup_owner!r}")
         for index, number in enumerate(self.numbers):

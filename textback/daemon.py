@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,8 @@ from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
 from textback.routing import write_routing_table
+from textback.scorecard import build as build_scorecard
+from textback.scorecard import render_text
 from textback.rules import (RecentTexts, apply_policy, decide, hours_of, match_number, prefix_of,
                             render_for)
 from textback.store import CallRow, OutboxItem, PlannedText, Store
@@ -53,6 +55,16 @@ IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
 OWNER_REPLY = "owner"
+
+
+def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
+    """The next moment after `now` when the local time is `clock` ('HH:MM')."""
+    hour, minute = (int(part) for part in clock.split(":"))
+    local = datetime.fromtimestamp(now, zone)
+    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate.timestamp() <= now:
+        candidate = datetime.combine(local.date() + timedelta(days=1), candidate.timetz())
+    return candidate.timestamp()
 
 
 def parse_amount(text: str) -> float | None:
@@ -142,6 +154,8 @@ class Daemon:
                        asyncio.create_task(self._alert_worker(), name="alerts")]
             if c.escalation is not None:
                 workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
+            if c.digest is not None:
+                workers.append(asyncio.create_task(self._digest_worker(), name="digest"))
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -430,6 +444,39 @@ class Daemon:
                 f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
             timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
                           backup.id, level)
+
+    async def _digest_worker(self) -> None:
+        zone = ZoneInfo(self.config.business.timezone)
+        while True:
+            now = time.time()
+            await asyncio.sleep(max(1.0, next_daily(now, self.config.digest.daily_at, zone) - now))
+            await self.send_digest(time.time())
+
+    async def send_digest(self, now: float) -> None:
+        """Each owner's waiting conversations; on the 1st, last month's scorecard too."""
+        zone = ZoneInfo(self.config.business.timezone)
+        waiting: dict[str, list[dict[str, Any]]] = {}
+        for row in await self.store.waiting_replies(now):
+            waiting.setdefault(row["owner_id"], []).append(row)
+        for owner_id, rows in sorted(waiting.items()):
+            lines = [f"{len(rows)} homeowner text(s) still wait for an answer:", ""]
+            for row in sorted(rows, key=lambda r: r["created_at"]):
+                when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
+                lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
+            lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
+            await self._notify(self.config.owner(owner_id),
+                               f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
+        local = datetime.fromtimestamp(now, zone)
+        recipients = self.config.digest.monthly_report_to
+        if local.day == 1 and recipients:
+            end = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            start = (end - timedelta(days=1)).replace(day=1)
+            rows = await self.store.report_rows(start.timestamp(), end.timestamp())
+            label = f"{start:%Y-%m}"
+            text = render_text([c.as_dict() for c in build_scorecard(**rows)], label,
+                               self.config.business.timezone)
+            for owner_id in recipients:
+                await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""

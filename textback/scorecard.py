@@ -123,3 +123,30 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     for row in opt_outs:
         card(row["business_number"]).opt_outs += 1
     return [cards[n] for n in sorted(cards)]
+
+
+def render_text(cards: list[dict[str, Any]], label: str, timezone: str) -> str:
+    """The scorecard as plain text, for the terminal and the monthly email."""
+    lines = [f"Scorecard for {label} ({timezone})"]
+    if not cards:
+        lines.append("No calls or texts in this period.")
+    for card in cards:
+        rate = "-" if card["reply_rate"] is None else f"{card['reply_rate']:.0%}"
+        median = card["median_minutes_reply_to_human_answer"]
+        lines += [
+            "",
+            card["business_number"],
+            f"  missed calls     {card['missed_calls']:>6}   "
+            + ", ".join(f"{k} {v}" for k, v in card["missed_by_reason"].items()),
+            f"  texts sent       {card['texts_sent']:>6}   ({card['segments_sent']} segments)",
+            f"  replies          {card['replies']:>6}   reply rate {rate}",
+            f"  reply -> human   {'-' if median is None else f'{median:.0f} min':>6}   (median)",
+            f"  booked           {card['booked']:>6}",
+            f"  qualified        {card['qualified']:>6}",
+            f"  won              {card['won']:>6}   value {card['won_value']:,.0f}",
+            f"  lost             {card['lost']:>6}",
+            f"  opt-outs         {card['opt_outs']:>6}",
+        ]
+        lines += [f"  template {template!r}: reply rate {r:.0%}"
+                  for template, r in card["reply_rate_by_template"].items()]
+    return "\n".join(lines)

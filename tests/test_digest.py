@@ -1,0 +1,54 @@
+"""The daily digest and the monthly scorecard email, on seeded data, through a real SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
+from textback.config import load
+from textback.daemon import Daemon, next_daily
+from textback.store import Store
+
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.fixture
+async def daemon(tmp_path):
+    config = base_config(tmp_path, **{
+        "smtp.port": 15025,
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
+                   {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}],
+        "digest": {"daily_at": "07:30", "monthly_report_to": ["boss"]},
+    })
+    d = Daemon(load(write_config(tmp_path, config)))
+    d.store = await Store.open(d.config.storage.path)
+    yield d
+    await d.store.close()
+
+
+def test_next_daily_is_the_next_local_occurrence():
+    before = datetime(2026, 11, 26, 7, 0, tzinfo=NY).timestamp()
+    after = datetime(2026, 11, 26, 8, 0, tzinfo=NY).timestamp()
+    assert next_daily(before, "07:30", NY) == datetime(2026, 11, 26, 7, 30, tzinfo=NY).timestamp()
+    assert next_daily(after, "07:30", NY) == datetime(2026, 11, 27, 7, 30, tzinfo=NY).timestamp()
+
+
+async def test_digest_lists_waiting_texts_and_the_first_brings_the_scorecard(daemon, smtp_sink):
+    record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Still interested!",
+                                               "log", None, "dana")
+    await daemon.store.record_outcome(record.conversation_id, "booked", None, "test")
+    next_month = datetime.now(NY).replace(day=28) + timedelta(days=7)
+    first = next_month.replace(day=1, hour=7, minute=30).timestamp()  # the report covers this month
+    await daemon.send_digest(first)
+    mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
+    by_recipient = {m.recipients[0]: m.message for m in mails}
+    digest = by_recipient["dana@example.com"]
+    assert digest["Subject"] == "1 text(s) waiting for an answer"
+    assert "+12125550123: Still interested!" in digest.get_content()
+    report = by_recipient["boss@example.com"]
+    assert report["Subject"].startswith("textback scorecard ")
+    assert "booked                1" in report.get_content()
