@@ -60,9 +60,9 @@ def subject_for(alert: ReplyAlert) -> str:
 _LABELS = {"call": "Missed call", "text_out": "We texted", "text_in": "They replied"}
 
 
-def compose_notice(sender: str, business_name: str, owner_name: str, owner_email: str,
-                   subject: str, text: str, message_domain: str) -> EmailMessage:
-    """A short plain-text note to an owner (a reply that could not be sent, and why)."""
+def _addressed(sender: str, business_name: str, owner_name: str, owner_email: str,
+               subject: str, message_domain: str) -> EmailMessage:
+    """A new message from textback to one owner; names and subject reduced to one line."""
     msg = EmailMessage()
     msg["From"] = Address(display_name=one_line(business_name, 60) + " textback", addr_spec=sender)
     msg["To"] = Address(display_name=one_line(owner_name, 60), addr_spec=owner_email)
@@ -70,6 +70,13 @@ def compose_notice(sender: str, business_name: str, owner_name: str, owner_email
     msg["Date"] = format_datetime(datetime.now().astimezone())
     msg["Message-ID"] = make_msgid(domain=message_domain)
     msg["Auto-Submitted"] = "auto-generated"
+    return msg
+
+
+def compose_notice(sender: str, business_name: str, owner_name: str, owner_email: str,
+                   subject: str, text: str, message_domain: str) -> EmailMessage:
+    """A short plain-text note to an owner (a reply that could not be sent, and why)."""
+    msg = _addressed(sender, business_name, owner_name, owner_email, subject, message_domain)
     msg.set_content(text)
     return msg
 
@@ -77,14 +84,8 @@ def compose_notice(sender: str, business_name: str, owner_name: str, owner_email
 def compose_reply_alert(alert: ReplyAlert, message_domain: str,
                         reply_to: str | None = None) -> EmailMessage:
     """The email an owner gets when a homeowner replies; plain text and escaped HTML."""
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=one_line(alert.business_name, 60) + " textback",
-                          addr_spec=alert.sender)
-    msg["To"] = Address(display_name=one_line(alert.owner_name, 60), addr_spec=alert.owner_email)
-    msg["Subject"] = subject_for(alert)
-    msg["Date"] = format_datetime(datetime.now().astimezone())
-    msg["Message-ID"] = make_msgid(domain=message_domain)
-    msg["Auto-Submitted"] = "auto-generated"
+    msg = _addressed(alert.sender, alert.business_name, alert.owner_name, alert.owner_email,
+                     subject_for(alert), message_domain)
     if reply_to:
         msg["Reply-To"] = reply_to
 

@@ -111,23 +111,9 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
 
 
-class ShiftConfig(Strict):
-    """Who is on call: these weekdays, from `start` to `end` (business time zone)."""
-
-    days: list[Weekday] = Field(min_length=1)
-    start: ClockTime
-    end: ClockTime
-    owner: Identifier
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "ShiftConfig":
-        if self.start >= self.end:
-            raise ValueError(f"start {self.start} must be before end {self.end} "
-                             f"(split a shift that crosses midnight in two)")
-        return self
-
-
 class WindowConfig(Strict):
+    """Weekdays and a time of day, from `start` to `end` (business time zone)."""
+
     days: list[Weekday] = Field(min_length=1)
     start: ClockTime
     end: ClockTime
@@ -135,8 +121,15 @@ class WindowConfig(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> "WindowConfig":
         if self.start >= self.end:
-            raise ValueError(f"start {self.start} must be before end {self.end}")
+            raise ValueError(f"start {self.start} must be before end {self.end} "
+                             f"(split a time that crosses midnight in two)")
         return self
+
+
+class ShiftConfig(WindowConfig):
+    """Who is on call during a window."""
+
+    owner: Identifier
 
 
 class HoursConfig(Strict):
