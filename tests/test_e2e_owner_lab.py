@@ -15,7 +15,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from lab import configs
+from lab import configs, flows
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from lab.harness import DaemonProcess, wait_until
 
@@ -65,9 +65,7 @@ def running(tmp_path, lab_pbx, smtp_sink):
 
 
 def miss(lab_pbx, caller: str) -> None:
-    phone = lab_pbx.phone("office1", "noanswer")
-    lab_pbx.call(caller, BUSINESS_NUMBER).wait(30)
-    phone.kill()
+    flows.no_answer(lab_pbx, caller, did=BUSINESS_NUMBER, phone="office1")
 
 
 def test_round_robin_reply_by_email_and_the_scorecard(lab_pbx, running, smtp_sink):

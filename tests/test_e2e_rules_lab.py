@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lab import configs
+from lab import configs, flows
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from lab.harness import DaemonProcess, wait_until
 
@@ -54,9 +54,7 @@ def start(tmp_path, lab_pbx):
 
 
 def miss(lab_pbx, caller: str) -> None:
-    phone = lab_pbx.phone("office1", "noanswer")
-    lab_pbx.call(caller, BUSINESS_NUMBER).wait(30)
-    phone.kill()
+    flows.no_answer(lab_pbx, caller, did=BUSINESS_NUMBER, phone="office1")
 
 
 def bodies(sink, caller: str) -> list[str]:
