@@ -26,6 +26,7 @@ unit: setup
 
 bench: setup lab
 	$(PY) bench/latency.py
+	$(PY) bench/agi_per_call.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -11,6 +11,15 @@ import yaml
 BUSINESS_NUMBER = "+12125550100"
 RING_GROUP_NUMBER = "+12125550101"
 HOMEOWNER = "+12125550123"
+# The lab DID routed by textback's own AGI (the shipped [textback-inbound] context), its
+# entry in `numbers` (office2 for 5 s when open, office1 for 6 s when closed) and, listed
+# third after the two numbers of base_config, its route id.
+AGI_ROUTED_NUMBER = "+12125550118"
+AGI_ROUTE = {"number": AGI_ROUTED_NUMBER, "owner": "dana", "ring": {
+    "targets": "PJSIP/office2", "timeout_seconds": 5,
+    "after_hours_targets": "PJSIP/office1", "after_hours_timeout_seconds": 6}}
+AGI_ROUTE_ID = "r3-12125550118"
+ALWAYS_OPEN = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}]
 
 # Every DID of the call-flow corpus (lab/flows.py), default policy unless noted.
 FLOW_NUMBERS = [
@@ -68,6 +77,31 @@ def lab_config(workdir: Path, lab_pbx: Any, **overrides: Any) -> Path:
             "from_uri": "sip:{sender}@127.0.0.1",
         }},
         "smtp.port": 15025,
+        "agi.routing_file": str(lab_pbx.routing_file),  # where the lab's dialplan reads it
         **overrides,
     })
     return write_config(workdir, config)
+
+
+def agi_routed_hours(closed_today: bool = False) -> dict[str, Any]:
+    """Open all week; `closed_today` makes today (in the lab business's time zone) a holiday."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("America/New_York")).date()
+    return {"windows": ALWAYS_OPEN, "holidays": [today.isoformat()] if closed_today else []}
+
+
+def write_agi_routing_table(workdir: Path, lab_pbx: Any, closed_today: bool = False) -> str:
+    """The routing table the daemon would write for AGI_ROUTE, without a daemon. Returns its route id."""
+    from datetime import date
+
+    from textback.config import parse
+    from textback.routing import write_routing_table
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = base_config(workdir, hours=agi_routed_hours(closed_today),
+                         **{"agi.routing_file": str(lab_pbx.routing_file)})
+    config["numbers"].append(AGI_ROUTE)
+    write_routing_table(parse(yaml.safe_dump(config), base=workdir).config, date.today())
+    return AGI_ROUTE_ID

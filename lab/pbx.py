@@ -33,6 +33,11 @@ TEMPLATE_DIR = LAB_DIR / "asterisk"
 SCENARIO_DIR = LAB_DIR / "sipp"
 PRODUCT_DIALPLAN = REPO_DIR / "dialplan" / "textback.conf"
 STANDIN_DIALPLAN = TEMPLATE_DIR / "textback-standin.conf"
+ROUTING_AGI = REPO_DIR / "agi_scripts" / "textback_route.py"
+# Where the shipped dialplan expects the routing table; the lab points it into the instance.
+PRODUCT_ROUTING_TABLE = "/var/lib/textback/routing.json"
+# The root's own interpreter runs the routing AGI (build-root.sh includes python3).
+PYTHON_IN_ROOT = "/usr/bin/python3"
 
 # Held while a lab runs: the ports and actor addresses are machine-wide.
 LOCK_FILE = Path("/run/textback-lab.lock")
@@ -363,6 +368,11 @@ class LabPBX:
         return self.root / INSTANCES_IN_ROOT.relative_to("/") / self.instance_id
 
     @property
+    def routing_file(self) -> Path:
+        """Where the lab's dialplan reads textback's routing table: point `agi.routing_file` here."""
+        return self.instance_dir / "routing.json"
+
+    @property
     def asterisk_log(self) -> Path:
         return self.instance_dir / "log" / "full"
 
@@ -513,7 +523,46 @@ class LabPBX:
             (etc / template.name).write_text(text)
 
         self.dialplan_source = PRODUCT_DIALPLAN if PRODUCT_DIALPLAN.exists() else STANDIN_DIALPLAN
-        shutil.copyfile(self.dialplan_source, etc / "textback.conf")
+        routing_table = str(INSTANCES_IN_ROOT / self.instance_id / "routing.json")
+        (etc / "textback.conf").write_text(
+            self.dialplan_source.read_text().replace(PRODUCT_ROUTING_TABLE, routing_table))
+        self._install_routing_agi()
+
+    def _install_routing_agi(self) -> None:
+        """Install the routing AGI for the root's own Python, as a package install would.
+
+        Asterisk runs chrooted, so the AGI cannot use the host's virtualenv.
+        The script goes into the instance's agi-bin with the root's python3 as
+        its interpreter; what it imports (textback, pyst2's `asterisk`, six; all
+        pure Python) is copied from this checkout and the host's installed
+        packages into the instance's python/ directory, which Asterisk's
+        PYTHONPATH names, and byte-compiled there by the root's Python.
+        """
+        import importlib.util
+
+        target = self.instance_dir / "python"
+        target.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(REPO_DIR / "textback", target / "textback", ignore=ignore)
+        for module in ("asterisk", "six"):
+            spec = importlib.util.find_spec(module)
+            if spec is None or spec.origin is None:
+                raise LabError(f"the routing AGI needs {module!r} (pyst2, six) installed on the host; "
+                               f"run `make setup`")
+            if spec.submodule_search_locations:
+                shutil.copytree(Path(spec.origin).parent, target / module, ignore=ignore)
+            else:
+                shutil.copyfile(spec.origin, target / Path(spec.origin).name)
+        agi = self.instance_dir / "agi-bin" / ROUTING_AGI.name
+        _, body = ROUTING_AGI.read_text().split("\n", 1)
+        agi.write_text(f"#!{PYTHON_IN_ROOT}\n{body}")
+        agi.chmod(0o755)
+        result = subprocess.run(
+            ["chroot", str(self.root), PYTHON_IN_ROOT, "-m", "compileall", "-q",
+             str(INSTANCES_IN_ROOT / self.instance_id / "python")],
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+        if result.returncode != 0:
+            raise LabError(f"byte-compiling the routing AGI's modules failed: {result.stdout!r} {result.stderr!r}")
 
     def _launch_asterisk(self) -> None:
         # A private mount namespace holds the chroot's /proc: it can never
@@ -523,9 +572,13 @@ class LabPBX:
             "chroot", str(self.root),
             ASTERISK_IN_ROOT, "-C", self._conf_in_root, "-f", "-n", "-q",
         ]
+        # AGI scripts inherit Asterisk's environment: the routing AGI finds its modules here.
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+               "PYTHONPATH": str(INSTANCES_IN_ROOT / self.instance_id / "python")}
         with open(self.console_log, "wb") as console:
             self._asterisk = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
+                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
             )
 
     def _wait_ready(self, deadline: float) -> None:
