@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from lab.configs import AGI_ROUTED_NUMBER, write_agi_routing_table
 from lab.pbx import LabPBX, SippActor
 
 # The lab's DIDs (lab/asterisk/extensions.conf).
@@ -252,6 +253,14 @@ def freepbx_ring_group_voicemail(lab: LabPBX, caller: str = "+16465550121") -> l
     first, second = lab.phone("office1", "noanswer"), lab.phone("office2", "noanswer")
     _play(lab.call(caller, FREEPBX_RING_GROUP, talk_seconds=2.0), first, second)
     return [caller]
+
+
+# -- routed by textback's AGI ---------------------------------------------------------
+
+def agi_routed_closed(lab: LabPBX, caller: str = "+16465550129") -> list[str]:
+    """A day the routing table marks closed: the AGI sends the call to office1 for 6 s, nobody answers."""
+    write_agi_routing_table(lab.workdir / "agi-routing", lab, closed_today=True)
+    return no_answer(lab, caller, AGI_ROUTED_NUMBER, "office1")
 
 
 # -- 16: the listener starts in the middle of a call --------------------------------------

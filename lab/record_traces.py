@@ -60,6 +60,7 @@ TRACES: dict[str, Flow] = {
     "freepbx_queue_voicemail": flows.freepbx_queue_voicemail,
     "freepbx_ringgroup_answered": flows.freepbx_ring_group_answered,
     "freepbx_ringgroup_voicemail": flows.freepbx_ring_group_voicemail,
+    "agi_routed_closed": flows.agi_routed_closed,
 }
 MID_CALL_TRACES: dict[str, MidCallFlow] = {
     "mid_call_ringing": flows.listener_joins_while_ringing,

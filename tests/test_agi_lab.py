@@ -9,12 +9,15 @@ is the lab's. Timings come from Asterisk's own event timestamps
 """
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from lab import configs, flows
 from lab.ami import AmiClient, AmiMessage
-from lab.configs import AGI_ROUTE_ID, AGI_ROUTED_NUMBER, write_agi_routing_table
+from lab.configs import AGI_ROUTE, AGI_ROUTE_ID, AGI_ROUTED_NUMBER, write_agi_routing_table
+from lab.harness import DaemonProcess, wait_until
 from lab.pbx import LabPBX
 
 pytest_plugins = ["lab.fixture"]
@@ -86,3 +89,26 @@ async def test_unreadable_table_still_rings_the_fallback(lab_pbx: LabPBX) -> Non
     assert events["dial_end"]["DialStatus"] == "CANCEL"  # the caller gave up, the call was never broken
 
 
+
+def test_daemon_table_agi_dial_and_listener_agree(lab_pbx: LabPBX, tmp_path: Path) -> None:
+    """The daemon writes the table, the AGI routes by it, and the daemon reads the route back from AMI."""
+    config = configs.base_config(tmp_path)
+    path = configs.lab_config(tmp_path, lab_pbx, **{
+        "numbers": [*config["numbers"], AGI_ROUTE], "hours": configs.agi_routed_hours(closed_today=True),
+        "text.delay_seconds": 0,
+        "text.after_hours_template": "{business_name}: we're closed today, back {next_opening}."})
+    lab_pbx.routing_file.unlink(missing_ok=True)
+    daemon = DaemonProcess(path, tmp_path / "textback.log").start()
+    sink = lab_pbx.message_sink()
+    try:
+        assert lab_pbx.routing_file.exists()  # written by the daemon at start
+        flows.no_answer(lab_pbx, "+12125550135", AGI_ROUTED_NUMBER, "office1")  # closed: office1 rings
+        [text] = wait_until(lambda: [m for m in sink.messages() if "+12125550135" in m["to"]], 15,
+                            "the after-hours text")
+        assert text["body"].startswith("Acme Remodeling: we're closed today, back ")
+    finally:
+        sink.kill()
+        daemon.stop()
+    with sqlite3.connect(tmp_path / "textback.db") as db:
+        route, decision = db.execute("SELECT route, decision FROM calls WHERE caller = '+12125550135'").fetchone()
+    assert (route, decision) == (AGI_ROUTE_ID, "after_hours_text")

@@ -80,6 +80,18 @@ def test_after_hours_text_names_the_next_opening(tmp_path):
     assert d.body.startswith("Acme Remodeling: we're closed. Back Monday 7:00 AM.")
 
 
+@pytest.mark.parametrize("dialplan_hours, when, reason", [
+    ("closed", at(2026, 11, 23, 10, 0), "after_hours_text"),  # the AGI saw a holiday the clock does not know
+    ("open", at(2026, 11, 23, 17, 0, 20), "missed_call_text"),  # rang at 16:59:50, ended after closing
+    ("", at(2026, 11, 23, 17, 0, 20), "after_hours_text"),  # no AGI: the hours at hangup decide
+])
+def test_the_routing_agis_answer_picks_the_text(tmp_path, dialplan_hours, when, reason):
+    from dataclasses import replace
+
+    call = replace(missed(when=when), dialplan_hours=dialplan_hours)
+    assert decide(config_with(tmp_path), call).reason == reason
+
+
 def test_client_gets_the_client_text_with_name_or_fallback(tmp_path):
     d = decide(config_with(tmp_path), missed("+12125550150"))
     assert d.reason == "client_text" and d.body.startswith("Hi Jane, Acme Remodeling here.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -98,6 +99,28 @@ async def test_a_newer_schema_is_refused(tmp_path):
     await s.close()
     with pytest.raises(RuntimeError, match="newer"):
         await Store.open(tmp_path / "t.db")
+
+
+async def test_a_first_version_database_is_upgraded_in_place(tmp_path):
+    import aiosqlite
+
+    from textback.store import MIGRATIONS
+
+    async with aiosqlite.connect(tmp_path / "t.db") as db:
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            await db.execute(statement)
+        await db.execute("INSERT INTO calls (linkedid, business_number, caller_raw, caller_name, started_at,"
+                         " ended_at, outcome, reason, decision) VALUES ('0.1', '+12125550100', '+12125550123',"
+                         " '', 1, 2, 'missed', 'no_answer', 'missed_call_text')")
+        await db.execute("PRAGMA user_version = 1")
+        await db.commit()
+    s = await Store.open(tmp_path / "t.db")
+    try:
+        await s.record_call(replace(call("0.2"), route="r1-12125550100"), None, owner_id="dana")
+        rows = {r["linkedid"]: r["route"] for r in await s.calls(since=0)}
+        assert rows == {"0.1": "", "0.2": "r1-12125550100"}
+    finally:
+        await s.close()
 
 
 async def test_calls_listing_shows_each_calls_own_text(store):

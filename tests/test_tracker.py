@@ -44,6 +44,7 @@ EXPECTED = {
     "freepbx_ringgroup_voicemail": [("+16465550121", "+12125550112", "missed", "voicemail")],
     "mid_call_ringing": [("+16465550122", "+12125550100", "missed", "caller_hung_up")],
     "mid_call_answered": [("+16465550123", "+12125550100", "answered", "answered")],
+    "agi_routed_closed": [("+16465550129", "+12125550118", "missed", "no_answer")],
 }
 
 
@@ -57,6 +58,19 @@ def test_outcome_and_reason(name):
     got = sorted((c.caller_id, c.did, c.outcome, c.reason) for c in calls)
     assert got == sorted(EXPECTED[name])
     assert len({c.call_id for c in calls}) == len(calls)  # each call is its own record
+
+
+def test_the_route_the_dialplan_named_is_kept_on_the_call():
+    [routed] = replay(load_trace("agi_routed_closed"))  # textback's AGI: route, and closed today
+    assert (routed.route, routed.dialplan_hours) == ("r3-12125550118", "closed")
+    [plain] = replay(load_trace("noanswer"))  # the lab's own Set(__TEXTBACK_ROUTE=office1), no hours
+    assert (plain.route, plain.dialplan_hours) == ("office1", "")
+
+
+def test_the_route_is_read_from_varset_without_channelvars():
+    events = [{k: v for k, v in e.items() if k != "ChanVariable"} for e in load_trace("agi_routed_closed")]
+    [routed] = replay(events)
+    assert (routed.route, routed.dialplan_hours) == ("r3-12125550118", "closed")
 
 
 def test_nobody_answers_after_the_full_ring_timeout():

@@ -239,7 +239,7 @@ class Daemon:
             caller_raw=call.caller_id, caller=decision.caller,
             caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
-            outcome=call.outcome, reason=call.reason, decision=decision.reason)
+            outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route)
         owner_id, owner_reason = decision.owner_id, "fixed owner"
         number = self.config.number(decision.business_number)
         if number is not None:

@@ -110,8 +110,7 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
         return no_text.withheld("fraud_rate_cap")
     if recent.same_prefix_last_hour >= fraud.max_per_prefix_per_hour:
         return no_text.withheld("fraud_prefix_burst")
-    hours = hours_of(config)
-    after_hours = bool(hours.windows) and not hours.is_open(call.ended_at)
+    after_hours = is_after_hours(config, call)
     if contact is not None and config.text.client_template:
         template, reason = config.text.client_template, "client_text"
     elif after_hours and config.text.after_hours_template:
@@ -124,6 +123,15 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
     due = allowed_time(config, call.ended_at + config.text.delay_seconds)
     return Decision(number.number, caller, owner.id, True, reason, body, due,
                     template=reason.removesuffix("_text"))
+
+
+def is_after_hours(config: Config, call: CallFinished) -> bool:
+    """Closed when the call came in: the routing AGI's answer when it gave one, so the caller
+    whose call rang the after-hours targets also gets the after-hours text; else the hours at hangup."""
+    if call.dialplan_hours:
+        return call.dialplan_hours == "closed"
+    hours = hours_of(config)
+    return bool(hours.windows) and not hours.is_open(call.ended_at)
 
 
 def allowed_time(config: Config, due: float) -> float:

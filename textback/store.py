@@ -138,6 +138,10 @@ MIGRATIONS: list[str] = [
         source TEXT NOT NULL
     );
     """,
+    # 2: the route the dialplan named (TEXTBACK_ROUTE), "" when it named none
+    """
+    ALTER TABLE calls ADD COLUMN route TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 
@@ -154,6 +158,7 @@ class CallRow:
     outcome: str
     reason: str
     decision: str
+    route: str = ""
 
 
 @dataclass(frozen=True)
@@ -282,11 +287,11 @@ class Store:
                     template=text.template)
             await db.execute(
                 "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, conversation_id,"
-                " message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " started_at, answered_at, ended_at, outcome, reason, decision, route,"
+                " conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (call.linkedid, call.business_number, call.caller_raw, call.caller,
                  call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, conversation_id, message_id))
+                 call.outcome, call.reason, call.decision, call.route, conversation_id, message_id))
             return outbox_id
 
     async def _conversation(self, caller: str, business_number: str, owner_id: str,

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-Event = Mapping[str, str]
+Event = Mapping[str, str]  # one AMI event; a repeated header (ChanVariable) is a list of its values
 
 ANSWERED = "answered"
 MISSED = "missed"
@@ -50,6 +50,8 @@ _DIAL_REASON = {
     "CONGESTION": UNAVAILABLE,
 }
 _DIAL_PRIORITY = [NO_ANSWER, BUSY, UNAVAILABLE]
+# Channel variables the dialplan (the routing AGI, or the installer's own Set) uses to name the route.
+_DIALPLAN_VARS = {"TEXTBACK_ROUTE", "TEXTBACK_HOURS"}
 # Applications that mean the caller is in a menu, waiting for digits.
 _IVR_APPS = {"background", "waitexten", "read"}
 
@@ -76,6 +78,8 @@ class CallFinished:
     reason: str
     answered_at: float | None = None
     answered_by: str | None = None
+    route: str = ""  # TEXTBACK_ROUTE as the dialplan set it, "" when it did not
+    dialplan_hours: str = ""  # TEXTBACK_HOURS: "open" or "closed" when the routing AGI decided
 
 
 class _Connections:
@@ -130,6 +134,7 @@ class _Call:
     queue_status: str = ""  # QUEUESTATUS: empty while waiting, and when the caller hung up there
     ended_at: float | None = None
     decide_at: float | None = None
+    dialplan_vars: dict[str, str] = field(default_factory=dict)
 
 
 def channel_endpoint(channel: str) -> tuple[str, str]:
@@ -178,6 +183,7 @@ class CallTracker:
         call = self._locate(event)
         if call is not None:
             self._pair_local_halves(call, event)
+            self._note_dialplan_vars(call, event)
             handler = getattr(self, "_on_" + name, None)
             if handler is not None:
                 handler(call, event, now)
@@ -217,6 +223,7 @@ class CallTracker:
             if call is None:
                 continue
             self._pair_local_halves(call, channel)
+            self._note_dialplan_vars(call, channel)
             if channel.get("Uniqueid") != call.trunk_uniqueid:
                 call.dialled = True  # any other channel of the call is a leg something dialled
             self._on_Newexten(call, channel, now)  # the application it runs now
@@ -289,6 +296,25 @@ class CallTracker:
                 call.answered_at = now
                 call.answered_by = device
 
+    @staticmethod
+    def _note_dialplan_vars(call: _Call, event: Event) -> None:
+        """Keep the route variables the dialplan set on the caller's channel.
+
+        They arrive as ChanVariable headers (manager.conf channelvars) on
+        every event of the channel, and as VarSet events when set.
+        """
+        if event.get("Uniqueid") != call.trunk_uniqueid:
+            return
+        values = event.get("ChanVariable", [])
+        for item in [values] if isinstance(values, str) else values:
+            name, _, value = item.partition("=")
+            if name in _DIALPLAN_VARS and value:
+                call.dialplan_vars[name] = value
+        if event.get("Event") == "VarSet":
+            name = event.get("Variable", "").lstrip("_")  # "__X" marks a variable the legs inherit
+            if name in _DIALPLAN_VARS and event.get("Value"):
+                call.dialplan_vars[name] = event["Value"]
+
     # -- event handlers ------------------------------------------------------
 
     def _on_NewCallerid(self, call: _Call, event: Event, now: float) -> None:
@@ -351,6 +377,8 @@ class CallTracker:
             started_at=call.started_at, ended_at=call.ended_at or call.started_at,
             outcome=outcome, reason=reason,
             answered_at=call.answered_at, answered_by=call.answered_by,
+            route=call.dialplan_vars.get("TEXTBACK_ROUTE", ""),
+            dialplan_hours=_hours_state(call.dialplan_vars.get("TEXTBACK_HOURS", "")),
         )
 
 
@@ -361,6 +389,11 @@ def _seconds(duration: str) -> float:
     except ValueError:
         return 0.0
     return hours * 3600 + minutes * 60 + seconds
+
+
+def _hours_state(value: str) -> str:
+    """"open" or "closed"; anything else (the AGI's "unknown" on a fallback) leaves the decision to the rules."""
+    return value if value in ("open", "closed") else ""
 
 
 def _missed_reason(call: _Call) -> str:
