@@ -161,14 +161,21 @@ def test_explain_says_what_would_happen(tmp_path):
                   "holiday_calendar": "US"},
         "text.after_hours_template": "{business_name}: closed, back {next_opening}.",
         "contacts": [{"number": "+12125550151", "name": "Lumber Supply", "class": "vendor"}]})
+    config["numbers"][0]["ring"] = {"targets": "PJSIP/office1&PJSIP/office2", "timeout_seconds": 25,
+                                    "after_hours_targets": "PJSIP/carrier/+19175550199"}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     out = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "212-555-0123",
                                     "--at", "2026-12-24 19:30"]).output
     assert "closed; opens Mon 2026-12-28 07:00" in out  # Christmas Day is a US holiday
     assert "template   after_hours" in out and "back Monday 7:00 AM" in out
+    assert "route      r1-12125550100: the AGI rings PJSIP/carrier/+19175550199 for 25 s" in out
     vendor = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "+12125550151",
                                        "--at", "2026-12-21 10:00"]).output
     assert "vendor (Lumber Supply)" in vendor and "text       no: caller_is_vendor" in vendor
+    assert "the AGI rings PJSIP/office1&PJSIP/office2 for 25 s" in vendor
+    unrouted = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "+12125550123",
+                                         "--number", "+12125550101"]).output
+    assert "route      r2-12125550101: no `ring` section" in unrouted
     bad = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "x", "--at", "soon"])
     assert bad.exit_code == 2

@@ -401,6 +401,7 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
 @click.option("--number", "dialled", help="The business number dialled (default: the first).")
 def explain(config_path: str | None, caller: str, when: str | None, dialled: str | None) -> None:
     """What would happen to a missed call: number, hours, caller class, template, text or why not."""
+    from textback.routing import ring_plan, route_id
     from textback.rules import decide, hours_of, match_number
     from textback.tracker import CallFinished
 
@@ -429,7 +430,11 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
         opening = hours.next_opening(at)
         state = "closed" + (f"; opens {datetime.fromtimestamp(opening, zone):%a %Y-%m-%d %H:%M}"
                             if opening else "")
+    targets, timeout = ring_plan(number.ring, is_open=not hours.windows or hours.is_open(at))
+    ring = (f"the AGI rings {targets} for {timeout} s" if targets
+            else "no `ring` section: the AGI sets the dialplan's fallback targets and timeout")
     click.echo(f"number     {number.number} ({number.label or 'no label'}), owner {number.owner}")
+    click.echo(f"route      {route_id(config, number.number)}: {ring}")
     click.echo(f"when       {moment:%a %Y-%m-%d %H:%M %Z}: {state}")
     click.echo(f"caller     {decision.caller or caller}: "
                f"{contact.kind if contact else 'new lead'}"

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from textback.config import Config
+from textback.config import Config, RingConfig
 
 FORMAT = 1
 
@@ -23,6 +23,19 @@ def route_id(config: Config, e164: str) -> str:
     """A stable, readable id for a business number: its position and digits."""
     index = next(i for i, n in enumerate(config.numbers) if n.number == e164)
     return f"r{index + 1}-{e164.lstrip('+')}"
+
+
+def ring_plan(ring: RingConfig | None, is_open: bool) -> tuple[str | None, int | None]:
+    """What the AGI sets for a number: its Dial targets and ring timeout, open or closed.
+
+    None when the number has no `ring` section: the AGI then sets the dialplan's fallback.
+    """
+    if ring is None:
+        return None, None
+    if is_open:
+        return ring.targets, ring.timeout_seconds
+    return (ring.after_hours_targets or ring.targets,
+            ring.after_hours_timeout_seconds or ring.timeout_seconds)
 
 
 def routing_table(config: Config, today: date) -> dict[str, Any]:
@@ -38,14 +51,12 @@ def routing_table(config: Config, today: date) -> dict[str, Any]:
         holidays |= {d.isoformat() for d in calendar}
     routes = {}
     for number in config.numbers:
-        ring = number.ring
+        targets, timeout = ring_plan(number.ring, is_open=True)
+        after_hours_targets, after_hours_timeout = ring_plan(number.ring, is_open=False)
         routes[number.number] = {
             "route": route_id(config, number.number),
-            "targets": ring.targets if ring else None,
-            "timeout": ring.timeout_seconds if ring else None,
-            "after_hours_targets": (ring.after_hours_targets or ring.targets) if ring else None,
-            "after_hours_timeout": ((ring.after_hours_timeout_seconds or ring.timeout_seconds)
-                                    if ring else None),
+            "targets": targets, "timeout": timeout,
+            "after_hours_targets": after_hours_targets, "after_hours_timeout": after_hours_timeout,
         }
     return {
         "format": FORMAT,
