@@ -101,10 +101,13 @@ class InboundConfig(Strict):
         return self
 
 
+EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
+
+
 class OwnerConfig(Strict):
     id: Identifier
     name: str = Field(min_length=1)
-    email: str = Field(pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+$")
+    email: str = Field(pattern=EMAIL_PATTERN)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -189,6 +192,8 @@ class FraudConfig(Strict):
     max_texts_per_hour: int = Field(60, ge=1)
     max_texts_per_day: int = Field(300, ge=1)
     max_per_prefix_per_hour: int = Field(5, ge=1)  # same country code + first 6 digits
+    # Who hears about it when a cap or burst limit trips: one email per guard per hour.
+    alert_email: str | None = Field(None, pattern=EMAIL_PATTERN)
 
 
 class PolicyConfig(Strict):

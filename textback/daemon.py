@@ -52,6 +52,7 @@ timeline = logging.getLogger("textback.timeline")
 MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
+FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
 OWNER_REPLY = "owner"
@@ -116,6 +117,7 @@ class Daemon:
         self._alerts_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
+        self._fraud_alerted: dict[str, float] = {}  # guard -> when the admin was last emailed
 
     def _clock(self, at: float) -> str:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
@@ -227,11 +229,12 @@ class Daemon:
         caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
         recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
         decision = decide(self.config, call, recent)
+        fraud_report = None
         if decision.reason.startswith("fraud_"):
-            log.warning("fraud guard (%s): no text to %s; %d texts in the last hour, %d today, "
-                        "%d to %s… in the last hour", decision.reason, decision.caller,
-                        recent.last_hour, recent.last_day, recent.same_prefix_last_hour,
-                        prefix_of(caller))
+            fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
+                            f"{recent.last_hour} texts in the last hour, {recent.last_day} today, "
+                            f"{recent.same_prefix_last_hour} to {prefix_of(caller)}… in the last hour")
+            log.warning("%s", fraud_report)
         if decision.send and await self.store.is_suppressed(decision.caller):
             decision = decision.withheld("opted_out")
         row = CallRow(
@@ -249,6 +252,8 @@ class Daemon:
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
         outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
                                                  dedupe_since=dedupe_since, owner_reason=owner_reason)
+        if fraud_report is not None:
+            await self._report_fraud(decision.reason, fraud_report, time.time())
         who = one_line(call.caller_id)
         if call.outcome == "answered":
             timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or call.reason))
@@ -399,13 +404,31 @@ class Daemon:
                       f" ({value:,.0f})" if value else "", owner.id)
 
     async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
-        message = compose_notice(self.mailer.sender, self.config.business.name, owner.name,
-                                 owner.email, subject, text, self.mailer.domain)
+        if await self._mail_notice(owner.name, owner.email, subject, text):
+            timeline.info("owner notified: %s, %r", owner.email, subject)
+
+    async def _report_fraud(self, guard: str, report: str, now: float) -> None:
+        """Email the admin that a guard tripped, at most once per guard per hour (the log has every trip)."""
+        admin = self.config.fraud.alert_email
+        if admin is None or now - self._fraud_alerted.get(guard, float("-inf")) < FRAUD_ALERT_INTERVAL:
+            return
+        self._fraud_alerted[guard] = now
+        text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
+                f"traffic, raise the limits under `fraud` in the configuration. This is the only "
+                f"email about {guard} for the next hour; textback's log lists every call it stopped.")
+        if await self._mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text):
+            timeline.info("admin notified: %s tripped", guard)
+
+    async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
+        """Send a short plain-text notice; a notice that fails is logged, not retried."""
+        message = compose_notice(self.mailer.sender, self.config.business.name, name, address,
+                                 subject, text, self.mailer.domain)
         try:
             await self.mailer.send(message)
-        except Exception as exc:  # noqa: BLE001 - a notice that fails is logged, not retried
-            log.error("could not email %s (%s): %s", owner.email, subject, exc)
-        timeline.info("owner notified: %s, %r", owner.email, subject)
+        except Exception as exc:  # noqa: BLE001
+            log.error("could not email %s (%s): %s", address, subject, exc)
+            return False
+        return True
 
     async def _escalation_worker(self) -> None:
         """Email the backup owner about homeowner texts nobody has answered in time."""
