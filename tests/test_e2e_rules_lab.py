@@ -96,3 +96,14 @@ def test_stop_then_call_again_gets_no_text_and_one_confirmation(lab_pbx, start):
     texts = bodies(sink, HOMEOWNER)
     assert len(texts) == 2 and "unsubscribed" in texts[1]
     assert "no text for +12125550123: opted_out" in daemon.log()
+
+
+def test_a_caller_who_texted_first_and_then_calls_gets_no_automatic_text(lab_pbx, start):
+    daemon, sink = start(open_now=True)
+    caller = "+12125550153"
+    assert lab_pbx.send_sms(caller, BUSINESS_NUMBER, "Hi, can someone look at my basement?") < 300
+    wait_until(lambda: "homeowner replied: +12125550153" in daemon.log(), 10, "the inbound text")
+    miss(lab_pbx, caller)
+    wait_until(lambda: "no text for +12125550153" in daemon.log(), 10, "the miss")
+    assert "in a conversation with texts within 24 h; the miss joins its thread" in daemon.log()
+    assert bodies(sink, caller) == []

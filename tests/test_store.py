@@ -123,6 +123,23 @@ async def test_a_first_version_database_is_upgraded_in_place(tmp_path):
         await s.close()
 
 
+async def test_a_miss_in_an_open_conversation_joins_the_thread_without_a_text(store):
+    hour_ago = time.time() - 3600
+    record = await store.record_inbound("+12125550123", "+12125550100", "Can you quote a deck?",
+                                        "log", None, "dana")
+    assert await store.record_call(call("3.1"), PlannedText("dana", "Hi", 0), dedupe_since=hour_ago) is None
+    rows = {r["linkedid"]: r for r in await store.calls(since=0)}
+    assert rows["3.1"]["decision"] == "open_conversation"
+    assert rows["3.1"]["conversation_id"] == record.conversation_id
+    # Once the conversation is closed (won, lost, spam), a new miss gets its text again.
+    await store.record_outcome(record.conversation_id, "won", 12000, "test")
+    assert await store.record_call(call("3.2"), PlannedText("dana", "Hi", 0), dedupe_since=hour_ago)
+    # And a conversation quiet for longer than the window is no longer a reason to hold back.
+    assert await store.record_call(call("3.3", caller="+12125550124"), None, owner_id="dana") is None
+    assert await store.record_call(call("3.4", caller="+12125550124"), PlannedText("dana", "Hi", 0),
+                                   dedupe_since=time.time() + 1)
+
+
 async def test_calls_listing_shows_each_calls_own_text(store):
     await store.record_call(call("1.1", outcome="missed"), PlannedText("dana", "Hi", 0))
     await store.record_call(call("1.2", outcome="answered"), None, owner_id="dana")

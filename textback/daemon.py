@@ -261,8 +261,13 @@ class Daemon:
         timeline.info("call missed: %s calling %s (reason: %s)", who, decision.business_number,
                       call.reason)
         if outbox_id is None:
-            reason = decision.reason if not decision.send else (
-                f"already texted within {self.config.text.dedupe_hours:g} h")
+            reason = decision.reason
+            if decision.send:
+                hours = f"{self.config.text.dedupe_hours:g} h"
+                reason = {"deduplicated": f"already texted within {hours}",
+                          "open_conversation": f"in a conversation with texts within {hours}; "
+                                               f"the miss joins its thread"}.get(
+                    await self.store.call_decision(call.call_id), "call already recorded")
             timeline.info("no text for %s: %s", who, reason)
             return
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)

@@ -260,26 +260,31 @@ class Store:
         """Store a finished call and, when given, queue its text. Returns the outbox id.
 
         A call already stored (same linkedid, e.g. replayed after a reconnect)
-        is ignored, so a call can never queue two texts. When the caller's
-        conversation already had an automatic text after `dedupe_since`, the
-        call is stored with decision `deduplicated` and nothing is queued; the
-        check and the insert share one transaction, so two calls ending at
-        once cannot both queue.
+        is ignored, so a call can never queue two texts. Nothing is queued, and
+        the call joins the caller's thread with the reason as its decision,
+        when since `dedupe_since` the caller's conversation had an automatic
+        text (`deduplicated`), or was open with any text in either direction
+        (`open_conversation`: the owner and the homeowner are already talking).
+        The checks and the insert share one transaction, so two calls ending
+        at once cannot both queue.
         """
         now = time.time()
         async with self._transaction() as db:
             if await self._one("SELECT 1 FROM calls WHERE linkedid = ?", (call.linkedid,)):
                 return None
-            conversation_id = None
+            conversation_id, was_open = None, False
             if call.caller and (text or owner_id):
+                was_open = bool(await self._one(
+                    "SELECT 1 FROM conversations WHERE caller = ? AND business_number = ?"
+                    " AND status = 'open'", (call.caller, call.business_number)))
                 conversation_id = await self._conversation(
                     call.caller, call.business_number, text.owner_id if text else owner_id, now,
                     owner_reason)
-            if text is not None and dedupe_since is not None and await self._one(
-                    "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out'"
-                    " AND kind = 'auto' AND created_at >= ?", (conversation_id, dedupe_since)):
-                text = None
-                call = dataclasses.replace(call, decision="deduplicated")
+            if text is not None and dedupe_since is not None:
+                withheld = await self._dedupe_reason(conversation_id, was_open, dedupe_since)
+                if withheld:
+                    text = None
+                    call = dataclasses.replace(call, decision=withheld)
             message_id = outbox_id = None
             if text is not None:
                 message_id, outbox_id = await self._queue(
@@ -293,6 +298,16 @@ class Store:
                  call.caller_name, call.started_at, call.answered_at, call.ended_at,
                  call.outcome, call.reason, call.decision, call.route, conversation_id, message_id))
             return outbox_id
+
+    async def _dedupe_reason(self, conversation_id: int, was_open: bool, since: float) -> str | None:
+        """Why a new automatic text to this conversation would be one too many, or None."""
+        if await self._one("SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'out'"
+                           " AND kind = 'auto' AND created_at >= ?", (conversation_id, since)):
+            return "deduplicated"
+        if was_open and await self._one("SELECT 1 FROM messages WHERE conversation_id = ?"
+                                        " AND created_at >= ?", (conversation_id, since)):
+            return "open_conversation"
+        return None
 
     async def _conversation(self, caller: str, business_number: str, owner_id: str,
                             now: float, owner_reason: str) -> int:
@@ -630,6 +645,11 @@ class Store:
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
         return [dict(r) for r in rows]
+
+    async def call_decision(self, linkedid: str) -> str | None:
+        """The decision stored with a call (the rules' reason, or why the store withheld its text)."""
+        row = await self._one("SELECT decision FROM calls WHERE linkedid = ?", (linkedid,))
+        return row["decision"] if row else None
 
     async def calls(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
         """Calls that started after `since`, newest first, with the fate of their text."""
