@@ -35,6 +35,9 @@ def test_textable_types():
     assert not is_textable("+18005550100")  # toll free
     assert is_textable("+447911123456")  # UK mobile
     assert not is_textable("+442079460018")  # UK landline
+    assert is_textable("+442079460018", allow_landlines=True)  # for gateways with voice fallback
+    assert not is_textable("+448000461234", allow_landlines=True)  # UK freephone stays out
+    assert not is_textable("+18005550100", allow_landlines=True)
 
 
 def test_national_format():

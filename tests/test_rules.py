@@ -114,6 +114,14 @@ def test_allowed_countries_can_be_widened(tmp_path):
     assert decide(config, missed("+447400123456")).send
 
 
+def test_landlines_only_when_the_gateway_can_read_texts_aloud(tmp_path):
+    config = config_with(tmp_path, **{"fraud.allowed_countries": ["US", "GB"]})
+    assert decide(config, missed("+442079460018")).reason == "not_textable"
+    voice = config_with(tmp_path, **{"fraud.allowed_countries": ["US", "GB"], "text.allow_landlines": True})
+    assert decide(voice, missed("+442079460018")).send
+    assert decide(voice, missed("+18005550100")).reason == "not_textable"
+
+
 @pytest.mark.parametrize("recent, reason", [
     (RecentTexts(last_hour=60), "fraud_rate_cap"),
     (RecentTexts(last_day=300), "fraud_rate_cap"),

@@ -270,6 +270,8 @@ class TextConfig(Strict):
     after_hours_template: str | None = None
     client_template: str | None = None
     reply_stop_footer: bool = True
+    # Text fixed-line numbers too: only for gateways that turn a text to a landline into a voice call.
+    allow_landlines: bool = False
 
     @field_validator("template", "after_hours_template", "client_template")
     @classmethod

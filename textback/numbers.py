@@ -47,10 +47,14 @@ def to_e164(raw: str, region: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def is_textable(e164: str) -> bool:
-    """True for numbers that can receive SMS (mobile, or a type that may be mobile)."""
-    parsed = phonenumbers.parse(e164, None)
-    return phonenumbers.number_type(parsed) in TEXTABLE_TYPES
+def is_textable(e164: str, allow_landlines: bool = False) -> bool:
+    """True for numbers that can receive SMS (mobile, or a type that may be mobile).
+
+    allow_landlines adds fixed lines, for gateways that read a text to a landline
+    as a voice call; premium-rate, shared-cost, toll-free and the rest stay out.
+    """
+    kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    return kind in TEXTABLE_TYPES or (allow_landlines and kind == phonenumbers.PhoneNumberType.FIXED_LINE)
 
 
 def national(e164: str) -> str:

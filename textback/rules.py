@@ -103,7 +103,7 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
         return no_text.withheld(f"caller_is_{contact.kind}")
     if phonenumbers.region_code_for_number(phonenumbers.parse(caller)) not in config.allowed_countries():
         return no_text.withheld("country_not_allowed")
-    if not is_textable(caller):
+    if not is_textable(caller, config.text.allow_landlines):
         return no_text.withheld("not_textable")
     fraud = config.fraud
     if recent.last_hour >= fraud.max_texts_per_hour or recent.last_day >= fraud.max_texts_per_day:
