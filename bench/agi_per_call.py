@@ -27,14 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.latency import percentile  # noqa: E402
 from lab.ami import AmiClient  # noqa: E402
 from lab.configs import AGI_ROUTED_NUMBER, write_agi_routing_table  # noqa: E402
 from lab.pbx import PYTHON_IN_ROOT, LabPBX  # noqa: E402
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
 async def measure(lab: LabPBX, calls: int) -> list[float]:
