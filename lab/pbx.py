@@ -32,7 +32,6 @@ BUILD_ROOT_SCRIPT = LAB_DIR / "build-root.sh"
 TEMPLATE_DIR = LAB_DIR / "asterisk"
 SCENARIO_DIR = LAB_DIR / "sipp"
 PRODUCT_DIALPLAN = REPO_DIR / "dialplan" / "textback.conf"
-STANDIN_DIALPLAN = TEMPLATE_DIR / "textback-standin.conf"
 ROUTING_AGI = REPO_DIR / "agi_scripts" / "textback_route.py"
 # Where the shipped dialplan expects the routing table; the lab points it into the instance.
 PRODUCT_ROUTING_TABLE = "/var/lib/textback/routing.json"
@@ -347,7 +346,6 @@ class LabPBX:
         self.ami_secret_file = self.workdir / "ami-textback.secret"
         self.admin_secret_file = self.workdir / "ami-labadmin.secret"
         self.admin_secret = ""
-        self.dialplan_source: Path | None = None
         self.start_seconds: float | None = None
         self._asterisk: subprocess.Popen | None = None
         self._lock = None
@@ -513,8 +511,6 @@ class LabPBX:
             "@@ADMIN_SECRET@@": self.admin_secret,
         }
         for template in TEMPLATE_DIR.glob("*.conf"):
-            if template == STANDIN_DIALPLAN:
-                continue
             text = template.read_text()
             for placeholder, value in values.items():
                 text = text.replace(placeholder, value)
@@ -522,10 +518,9 @@ class LabPBX:
                 raise LabError(f"{template.name}: unknown placeholder left after rendering")
             (etc / template.name).write_text(text)
 
-        self.dialplan_source = PRODUCT_DIALPLAN if PRODUCT_DIALPLAN.exists() else STANDIN_DIALPLAN
         routing_table = str(INSTANCES_IN_ROOT / self.instance_id / "routing.json")
         (etc / "textback.conf").write_text(
-            self.dialplan_source.read_text().replace(PRODUCT_ROUTING_TABLE, routing_table))
+            PRODUCT_DIALPLAN.read_text().replace(PRODUCT_ROUTING_TABLE, routing_table))
         self._install_routing_agi()
 
     def _install_routing_agi(self) -> None:
