@@ -123,6 +123,15 @@ async def test_a_first_version_database_is_upgraded_in_place(tmp_path):
         await s.close()
 
 
+async def test_the_dedupe_window_includes_its_first_instant(store):
+    assert await store.record_call(call("4.1"), PlannedText("dana", "Hi", 0), dedupe_since=0)
+    [(texted_at,)] = await (await store._db.execute("SELECT created_at FROM messages")).fetchall()
+    # A window that starts exactly when the last text was queued still holds it...
+    assert await store.record_call(call("4.2"), PlannedText("dana", "Hi", 0), dedupe_since=texted_at) is None
+    # ...and one that starts a microsecond later does not.
+    assert await store.record_call(call("4.3"), PlannedText("dana", "Hi", 0), dedupe_since=texted_at + 1e-6)
+
+
 async def test_a_miss_in_an_open_conversation_joins_the_thread_without_a_text(store):
     hour_ago = time.time() - 3600
     record = await store.record_inbound("+12125550123", "+12125550100", "Can you quote a deck?",
