@@ -113,3 +113,26 @@ def test_install_puts_everything_where_asterisk_finds_it(tmp_path):
     commands = run_agi([str(tmp_path / "routing.json"), "PJSIP/office1", "20"], BUSINESS_NUMBER,
                        command=[str(script)])  # through its own shebang line
     assert 'SET VARIABLE "TEXTBACK_ROUTE" "r1-12125550100"' in commands
+
+
+async def test_the_daemon_rewrites_the_table_every_day(tmp_path, monkeypatch):
+    """Calendar holidays cover this year and the next, so a daemon that runs for years keeps them current."""
+    import asyncio
+
+    from textback import daemon as daemon_module
+    from textback.config import load
+    from textback.daemon import Daemon
+
+    monkeypatch.setattr(daemon_module, "ROUTING_TABLE_REFRESH_SECONDS", 0.05)
+    raw = base_config(tmp_path, **{"agi": {"routing_file": str(tmp_path / "routing.json")}})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    worker = asyncio.create_task(Daemon(load(path))._routing_worker())
+    try:
+        await asyncio.sleep(0.2)
+        assert (tmp_path / "routing.json").exists()
+        (tmp_path / "routing.json").unlink()
+        await asyncio.sleep(0.2)
+        assert json.loads((tmp_path / "routing.json").read_text())["format"] == 1
+    finally:
+        worker.cancel()

@@ -52,6 +52,7 @@ timeline = logging.getLogger("textback.timeline")
 MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
+ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
@@ -125,11 +126,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
         self.store = await Store.open(c.storage.path)
-        try:
-            log.info("routing table for the AGI script: %s", write_routing_table(c, date.today()))
-        except OSError as exc:
-            log.error("cannot write the routing table %s (%s); the AGI script will use its "
-                      "fallback ring targets", c.agi.routing_file, exc.strerror)
+        self._write_routing_table()
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
@@ -153,7 +150,8 @@ class Daemon:
                 mail_server = await mailin.serve(c, self.store, self.owner_reply)
             self.ami.start()
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
-                       asyncio.create_task(self._alert_worker(), name="alerts")]
+                       asyncio.create_task(self._alert_worker(), name="alerts"),
+                       asyncio.create_task(self._routing_worker(), name="routing")]
             if c.escalation is not None:
                 workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
             if c.digest is not None:
@@ -178,6 +176,21 @@ class Daemon:
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
             await self.store.close()
+
+    def _write_routing_table(self) -> None:
+        try:
+            path = write_routing_table(self.config, date.today())
+        except OSError as exc:
+            log.error("cannot write the routing table %s (%s); the AGI script will use its "
+                      "fallback ring targets", self.config.agi.routing_file, exc.strerror)
+            return
+        log.info("routing table for the AGI script: %s", path)
+
+    async def _routing_worker(self) -> None:
+        """Rewrite the routing table daily: it lists calendar holidays for this year and the next only."""
+        while True:
+            await asyncio.sleep(ROUTING_TABLE_REFRESH_SECONDS)
+            self._write_routing_table()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
 
