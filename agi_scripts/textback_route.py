@@ -36,9 +36,10 @@ def route_variables(table: dict[str, Any] | None, did: str, now: float,
         return fallback
     from textback.hours import Hours, Window  # the same rules as the daemon's
 
+    spec = route.get("hours") or table  # the number's own hours, else the business's
     hours = Hours(table["timezone"],
-                  tuple(Window(tuple(w["days"]), w["start"], w["end"]) for w in table["windows"]),
-                  frozenset(_dates(table["holidays"])))
+                  tuple(Window(tuple(w["days"]), w["start"], w["end"]) for w in spec["windows"]),
+                  frozenset(_dates(spec["holidays"])))
     is_open = not hours.windows or hours.is_open(now)
     key = "" if is_open else "after_hours_"
     return {

@@ -47,6 +47,18 @@ def test_route_variables_in_and_out_of_hours(tmp_path):
         "PJSIP/office1&PJSIP/office2", "12")  # no after-hours targets: the same ring
 
 
+def test_a_number_with_its_own_hours_is_routed_by_them(tmp_path):
+    raw = base_config(tmp_path, **{
+        "hours": {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "17:00"}]}})
+    raw["numbers"][1]["hours"] = {"windows": [{"days": ["sat", "sun"], "start": "00:00", "end": "24:00"}],
+                                  "holiday_calendar": "US"}
+    table = routing_table(parse(yaml.safe_dump(raw), base=tmp_path).config, date(2026, 11, 1))
+    assert "2026-12-25" in table["routes"][RING_GROUP_NUMBER]["hours"]["holidays"]
+    saturday = datetime(2026, 11, 28, 10, 0, tzinfo=NY).timestamp()
+    assert route_variables(table, BUSINESS_NUMBER, saturday, "X", "20")["TEXTBACK_HOURS"] == "closed"
+    assert route_variables(table, RING_GROUP_NUMBER, saturday, "X", "20")["TEXTBACK_HOURS"] == "open"
+
+
 def test_unknown_numbers_and_broken_tables_fall_back(tmp_path):
     table = routing_table(config(tmp_path), date(2026, 11, 1))
     for variables in (route_variables(table, "+12125550777", 0, "PJSIP/office1", "20"),

@@ -131,3 +131,22 @@ def test_contacts_import_from_csv_with_bad_rows_named(tmp_path):
     problems = problems_of(tmp_path, base_config(tmp_path, contacts_csv="crm.csv"))
     assert [where for where, _ in problems] == ["contacts_csv (crm.csv line 3)",
                                                 "contacts_csv (crm.csv line 4)"]
+
+
+def test_template_names_must_exist_and_named_templates_are_checked(tmp_path):
+    config = base_config(tmp_path, **{
+        "text.templates": {"weekend": "{business_name}: back Monday!", "spanish": "Hola {nombre}"},
+        "hours": {"windows": [{"days": ["sat"], "start": "09:00", "end": "13:00", "template": "weeknd"}]}})
+    config["numbers"][1]["after_hours_template"] = "nope"
+    found = dict(problems_of(tmp_path, config))
+    assert any(k.startswith("text.templates") and "templates.spanish" in v and "{nombre}" in v
+               for k, v in found.items())
+    config["text"]["templates"]["spanish"] = "Hola, le escribe el equipo."
+    found = [message for _, message in problems_of(tmp_path, config)]
+    assert any("text.templates.spanish: the first text must name the business" in m for m in found)
+    config["text"]["templates"]["spanish"] = "Hola, le escribe {business_name}."
+    [(_, message)] = problems_of(tmp_path, config)
+    assert "hours.windows[0].template: no template 'weeknd' in text.templates (spanish, weekend)" in message
+    config["hours"]["windows"][0]["template"] = "weekend"
+    [(_, message)] = problems_of(tmp_path, config)
+    assert "numbers[1].after_hours_template: no template 'nope'" in message

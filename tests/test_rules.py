@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -86,10 +87,47 @@ def test_after_hours_text_names_the_next_opening(tmp_path):
     ("", at(2026, 11, 23, 17, 0, 20), "after_hours_text"),  # no AGI: the hours at hangup decide
 ])
 def test_the_routing_agis_answer_picks_the_text(tmp_path, dialplan_hours, when, reason):
-    from dataclasses import replace
-
     call = replace(missed(when=when), dialplan_hours=dialplan_hours)
     assert decide(config_with(tmp_path), call).reason == reason
+
+
+def test_windows_and_numbers_name_their_templates(tmp_path):
+    from lab.configs import RING_GROUP_NUMBER
+
+    config = config_with(tmp_path, **{
+        "text.templates": {"saturday": "{business_name}: our Saturday crew will call you back.",
+                           "ads": "Thanks for calling {business_name} about our kitchen offer!",
+                           "ads_closed": "{business_name}: the kitchen team is back {next_opening}."},
+        "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "17:00"},
+                              {"days": ["sat"], "start": "09:00", "end": "13:00", "template": "saturday"}]},
+        "numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
+                    {"number": RING_GROUP_NUMBER, "owner": "dana", "template": "ads",
+                     "after_hours_template": "ads_closed"}]})
+    saturday = decide(config, missed(when=at(2026, 11, 28, 10, 0)))
+    assert (saturday.reason, saturday.template) == ("missed_call_text", "saturday")
+    assert saturday.body.startswith("Acme Remodeling: our Saturday crew")
+    weekday = decide(config, missed(when=at(2026, 11, 23, 10, 0)))
+    assert (weekday.template, weekday.body[:9]) == ("missed_call", "Hi, this ")
+    ads = replace(missed(when=at(2026, 11, 23, 10, 0)), did=RING_GROUP_NUMBER)
+    assert decide(config, ads).template == "ads"
+    ads_night = replace(missed(when=at(2026, 11, 23, 20, 0)), did=RING_GROUP_NUMBER)
+    night = decide(config, ads_night)
+    assert (night.reason, night.template) == ("after_hours_text", "ads_closed")
+    assert night.body.startswith("Acme Remodeling: the kitchen team is back Tuesday 7:00 AM.")
+
+
+def test_a_number_with_its_own_hours(tmp_path):
+    from lab.configs import RING_GROUP_NUMBER
+
+    emergency = {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                              "start": "00:00", "end": "24:00"}], "holidays": []}
+    config = config_with(tmp_path, numbers=[{"number": BUSINESS_NUMBER, "owner": "dana"},
+                                            {"number": RING_GROUP_NUMBER, "owner": "dana",
+                                             "hours": emergency}])
+    sunday_night = at(2026, 11, 29, 23, 0)
+    assert decide(config, missed(when=sunday_night)).reason == "after_hours_text"
+    line_24_7 = replace(missed(when=sunday_night), did=RING_GROUP_NUMBER)
+    assert decide(config, line_24_7).reason == "missed_call_text"
 
 
 def test_client_gets_the_client_text_with_name_or_fallback(tmp_path):
@@ -143,8 +181,10 @@ def test_check_reports_each_template_with_encoding_and_warnings(tmp_path):
     from textback.checks import template_report
 
     config = config_with(tmp_path, **{
-        "text.template": "Hi, it’s {business_name} 🙂 " + "We will call you back soon. " * 6})
+        "text.template": "Hi, it’s {business_name} 🙂 " + "We will call you back soon. " * 6,
+        "text.templates": {"saturday": "{business_name}: the Saturday crew will call you."}})
     report = "\n".join(template_report(config))
+    assert "text.templates.saturday: 72 characters, GSM-7, 1 segment(s)" in report
     assert "text.template:" in report and "UCS-2" in report
     assert "'’' '🙂' force UCS-2" in report
     assert "warning: 4 segments" in report
@@ -176,6 +216,9 @@ def test_explain_says_what_would_happen(tmp_path):
     out = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "212-555-0123",
                                     "--at", "2026-12-24 19:30"]).output
     assert "closed; opens Mon 2026-12-28 07:00" in out  # Christmas Day is a US holiday
+    monday = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "212-555-0123",
+                                       "--at", "2026-12-21 10:00"]).output
+    assert "open (window mon,tue,wed,thu,fri 07:00-17:00)" in monday
     assert "template   after_hours" in out and "back Monday 7:00 AM" in out
     assert "route      r1-12125550100: the AGI rings PJSIP/carrier/+19175550199 for 25 s" in out
     vendor = CliRunner().invoke(main, ["explain", "-c", str(path), "--caller", "+12125550151",

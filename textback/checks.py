@@ -22,16 +22,12 @@ def template_report(config: Config) -> list[str]:
     number = config.numbers[0]
     sample_caller = "+12125550123"
     lines = []
-    templates = [("text.template", config.text.template),
-                 ("text.after_hours_template", config.text.after_hours_template),
-                 ("text.client_template", config.text.client_template),
+    templates = [*config.text.first_texts(),
                  ("compliance.stop_confirmation", config.compliance.stop_confirmation),
                  ("compliance.start_confirmation", config.compliance.start_confirmation),
                  ("compliance.help_text", config.compliance.help_text)]
     footer = " Reply STOP to opt out." if config.text.reply_stop_footer else ""
     for key, template in templates:
-        if not template:
-            continue
         body = render_for(config, template, number, sample_caller, time.time())
         if key.startswith("text."):
             body += footer

@@ -420,17 +420,19 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
     at = moment.timestamp()
     decision = decide(config, CallFinished("explain", number.number, caller, "", "", at - 20, at,
                                            "missed", "no_answer"))
-    hours = hours_of(config)
+    hours = hours_of(config, number)
     contact = config.contact(decision.caller)
+    window = hours.window_at(at)
     if not hours.windows:
         state = "no business hours configured: always the in-hours template"
-    elif hours.is_open(at):
-        state = "open"
+    elif window is not None:
+        state = (f"open (window {','.join(window.days)} {window.start}-{window.end}"
+                 f"{f', template {window.template}' if window.template else ''})")
     else:
         opening = hours.next_opening(at)
         state = "closed" + (f"; opens {datetime.fromtimestamp(opening, zone):%a %Y-%m-%d %H:%M}"
                             if opening else "")
-    targets, timeout = ring_plan(number.ring, is_open=not hours.windows or hours.is_open(at))
+    targets, timeout = ring_plan(number.ring, is_open=not hours.windows or window is not None)
     ring = (f"the AGI rings {targets} for {timeout} s" if targets
             else "no `ring` section: the AGI sets the dialplan's fallback targets and timeout")
     click.echo(f"number     {number.number} ({number.label or 'no label'}), owner {number.owner}")

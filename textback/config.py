@@ -135,10 +135,16 @@ class ShiftConfig(WindowConfig):
     owner: Identifier
 
 
+class HoursWindowConfig(WindowConfig):
+    """An opening window; `template` names an entry of text.templates for misses inside it."""
+
+    template: Identifier | None = None
+
+
 class HoursConfig(Strict):
     """Business hours in the business's time zone; texts outside them use after_hours_template."""
 
-    windows: list[WindowConfig] = Field(default_factory=list)
+    windows: list[HoursWindowConfig] = Field(default_factory=list)
     holidays: list[date] = Field(default_factory=list)
     holiday_calendar: str | None = Field(None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
@@ -237,6 +243,11 @@ class NumberConfig(Strict):
     owner: Identifier
     label: str = ""
     ring: RingConfig | None = None
+    # This number's own opening hours (default: the top-level `hours`).
+    hours: HoursConfig | None = None
+    # Entries of text.templates this number uses instead of text.template / text.after_hours_template.
+    template: Identifier | None = None
+    after_hours_template: Identifier | None = None
     assignment: Literal["fixed", "round_robin", "schedule"] = "fixed"
     owners: list[Identifier] = Field(default_factory=list)
     schedule: list[ShiftConfig] = Field(default_factory=list)
@@ -269,6 +280,8 @@ class TextConfig(Strict):
     template: str = Field(min_length=1)
     after_hours_template: str | None = None
     client_template: str | None = None
+    # More first texts, by name, for business numbers and hours windows to pick.
+    templates: dict[Identifier, str] = Field(default_factory=dict)
     reply_stop_footer: bool = True
     # Text fixed-line numbers too: only for gateways that turn a text to a landline into a voice call.
     allow_landlines: bool = False
@@ -277,6 +290,23 @@ class TextConfig(Strict):
     @classmethod
     def _placeholders(cls, value: str | None) -> str | None:
         return value if value is None else _checked_template(value)
+
+    @field_validator("templates")
+    @classmethod
+    def _named_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, template in value.items():
+            try:
+                _checked_template(template)
+            except ValueError as exc:
+                raise ValueError(f"templates.{name}: {exc}") from None
+        return value
+
+    def first_texts(self) -> list[tuple[str, str]]:
+        """Every template a conversation may start with, by its config key."""
+        keys = [(f"text.{key}", getattr(self, key))
+                for key in ("template", "after_hours_template", "client_template")]
+        keys += [(f"text.templates.{name}", template) for name, template in self.templates.items()]
+        return [(key, template) for key, template in keys if template]
 
 
 def _checked_template(value: str) -> str:
@@ -460,11 +490,14 @@ class Config(Strict):
         dupes = {n for n in numbers if numbers.count(n) > 1}
         if dupes:
             raise ValueError(f"numbers: {', '.join(sorted(dupes))} listed twice")
-        for key in ("template", "after_hours_template", "client_template"):
-            template = getattr(self.text, key)
-            if template and "{business_name" not in template and self.business.name not in template:
-                raise ValueError(f"text.{key}: the first text must name the business: "
+        for key, template in self.text.first_texts():
+            if "{business_name" not in template and self.business.name not in template:
+                raise ValueError(f"{key}: the first text must name the business: "
                                  f"use {{business_name}} or write {self.business.name!r}")
+        for key, name in self._template_references():
+            if name not in self.text.templates:
+                known = ", ".join(sorted(self.text.templates)) or "none defined"
+                raise ValueError(f"{key}: no template {name!r} in text.templates ({known})")
         if self.digest is not None:
             unknown = sorted(set(self.digest.monthly_report_to) - set(owner_ids))
             if unknown:
@@ -476,6 +509,17 @@ class Config(Strict):
             if unknown:
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         return self
+
+    def _template_references(self) -> list[tuple[str, str]]:
+        """(config key, template name) for every place that names an entry of text.templates."""
+        refs = [(f"hours.windows[{i}].template", w.template) for i, w in enumerate(self.hours.windows)]
+        for n, number in enumerate(self.numbers):
+            refs += [(f"numbers[{n}].{key}", getattr(number, key))
+                     for key in ("template", "after_hours_template")]
+            if number.hours is not None:
+                refs += [(f"numbers[{n}].hours.windows[{i}].template", w.template)
+                         for i, w in enumerate(number.hours.windows)]
+        return [(key, name) for key, name in refs if name]
 
     def contact(self, e164: str | None) -> ContactConfig | None:
         return next((c for c in self.contacts if c.number == e164), None)

@@ -33,6 +33,7 @@ from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.hours import Hours
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
@@ -101,6 +102,13 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
 def retry_delay(attempts: int) -> float:
     """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at 15 minutes."""
     return min(5.0 * 2 ** (attempts - 1), 900.0) * random.uniform(0.8, 1.2)
+
+
+def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
+    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
+    if business_hours is None:
+        return (now - since) / 60
+    return business_hours.open_seconds_between(since, now) / 60
 
 
 class Daemon:
@@ -457,21 +465,15 @@ class Daemon:
     async def escalate(self, now: float) -> None:
         settings = self.config.escalation
         backup = self.config.owner(settings.backup_owner)
-        hours = hours_of(self.config)
-        counts_hours = bool(hours.windows) and not settings.after_hours
-
-        def waited(since: float) -> float:
-            """Minutes since `since` that count: business minutes, or clock minutes."""
-            seconds = hours.open_seconds_between(since, now) if counts_hours else now - since
-            return seconds / 60
-
         # Only texts older than after_minutes of clock time can have waited long enough.
         for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
+            hours = hours_of(self.config, self.config.number(waiting["business_number"]))
+            counted = hours if hours.windows and not settings.after_hours else None
             level = waiting["escalated"] + 1
-            if level > 2 or waited(waiting["created_at"]) < settings.after_minutes:
+            if level > 2 or minutes_waited(counted, waiting["created_at"], now) < settings.after_minutes:
                 continue
-            if level == 2 and (settings.reminder_minutes is None or
-                               waited(waiting["escalated_at"]) < settings.reminder_minutes):
+            if level == 2 and (settings.reminder_minutes is None or minutes_waited(
+                    counted, waiting["escalated_at"], now) < settings.reminder_minutes):
                 continue
             if not await self.store.record_escalation(waiting["message_id"], level, backup.id):
                 continue

@@ -20,6 +20,7 @@ class Window:
     days: tuple[str, ...]
     start: str  # "HH:MM"
     end: str  # "HH:MM", or "24:00"
+    template: str | None = None  # the named first text for misses inside this window
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,16 @@ class Hours:
         return False
 
     def is_open(self, at: float) -> bool:
+        return self.window_at(at) is not None
+
+    def window_at(self, at: float) -> Window | None:
+        """The window open at `at` (the first listed, if several overlap); None when closed."""
         local = datetime.fromtimestamp(at, ZoneInfo(self.timezone))
         if self.is_holiday(local.date()):
-            return False
+            return None
         clock = local.strftime("%H:%M")
         day = WEEKDAYS[local.weekday()]
-        return any(day in w.days and w.start <= clock < w.end for w in self.windows)
+        return next((w for w in self.windows if day in w.days and w.start <= clock < w.end), None)
 
     def open_seconds_between(self, start: float, end: float) -> float:
         """How many seconds of business hours lie between two moments."""

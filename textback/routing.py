@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from textback.config import Config, RingConfig
+from textback.config import Config, HoursConfig, RingConfig
 
 FORMAT = 1
 
@@ -39,16 +39,11 @@ def ring_plan(ring: RingConfig | None, is_open: bool) -> tuple[str | None, int |
 
 
 def routing_table(config: Config, today: date) -> dict[str, Any]:
-    """Everything the AGI script needs, for this year and the next."""
-    h = config.hours
-    holidays = {d.isoformat() for d in h.holidays}
-    if h.holiday_calendar:
-        import holidays as holiday_calendars
+    """Everything the AGI script needs, for this year and the next.
 
-        country, _, subdivision = h.holiday_calendar.partition("-")
-        calendar = holiday_calendars.country_holidays(
-            country, subdiv=subdivision or None, years=[today.year, today.year + 1])
-        holidays |= {d.isoformat() for d in calendar}
+    The business's hours are at the top; a number with its own `hours` carries
+    them in its route (an older AGI script ignores them and uses the top).
+    """
     routes = {}
     for number in config.numbers:
         targets, timeout = ring_plan(number.ring, is_open=True)
@@ -58,13 +53,24 @@ def routing_table(config: Config, today: date) -> dict[str, Any]:
             "targets": targets, "timeout": timeout,
             "after_hours_targets": after_hours_targets, "after_hours_timeout": after_hours_timeout,
         }
-    return {
-        "format": FORMAT,
-        "timezone": config.business.timezone,
-        "windows": [{"days": w.days, "start": w.start, "end": w.end} for w in h.windows],
-        "holidays": sorted(holidays),
-        "routes": routes,
-    }
+        if number.hours is not None:
+            routes[number.number]["hours"] = _hours_entry(number.hours, today)
+    return {"format": FORMAT, "timezone": config.business.timezone,
+            **_hours_entry(config.hours, today), "routes": routes}
+
+
+def _hours_entry(hours: HoursConfig, today: date) -> dict[str, Any]:
+    """Windows and holiday dates, with a public-holiday calendar expanded into dates."""
+    holidays = {d.isoformat() for d in hours.holidays}
+    if hours.holiday_calendar:
+        import holidays as holiday_calendars
+
+        country, _, subdivision = hours.holiday_calendar.partition("-")
+        calendar = holiday_calendars.country_holidays(
+            country, subdiv=subdivision or None, years=[today.year, today.year + 1])
+        holidays |= {d.isoformat() for d in calendar}
+    return {"windows": [{"days": w.days, "start": w.start, "end": w.end} for w in hours.windows],
+            "holidays": sorted(holidays)}
 
 
 def write_routing_table(config: Config, today: date) -> Path:

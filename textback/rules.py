@@ -78,10 +78,11 @@ def prefix_of(e164: str) -> str:
     return e164[:8]
 
 
-def hours_of(config: Config) -> Hours:
-    h = config.hours
+def hours_of(config: Config, number: NumberConfig | None = None) -> Hours:
+    """The opening hours of a business number: its own, or the business's."""
+    h = number.hours if number is not None and number.hours is not None else config.hours
     return Hours(config.business.timezone,
-                 tuple(Window(tuple(w.days), w.start, w.end) for w in h.windows),
+                 tuple(Window(tuple(w.days), w.start, w.end, w.template) for w in h.windows),
                  frozenset(h.holidays), h.holiday_calendar)
 
 
@@ -110,27 +111,44 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
         return no_text.withheld("fraud_rate_cap")
     if recent.same_prefix_last_hour >= fraud.max_per_prefix_per_hour:
         return no_text.withheld("fraud_prefix_burst")
-    after_hours = is_after_hours(config, call)
-    if contact is not None and config.text.client_template:
-        template, reason = config.text.client_template, "client_text"
-    elif after_hours and config.text.after_hours_template:
-        template, reason = config.text.after_hours_template, "after_hours_text"
-    else:
-        template, reason = config.text.template, "missed_call_text"
+    reason, name, template = choose_template(config, number, call, is_client=contact is not None)
     body = render_for(config, template, number, caller, call.ended_at)
     if config.text.reply_stop_footer:
         body += " Reply STOP to opt out."
     due = allowed_time(config, call.ended_at + config.text.delay_seconds)
-    return Decision(number.number, caller, owner.id, True, reason, body, due,
-                    template=reason.removesuffix("_text"))
+    return Decision(number.number, caller, owner.id, True, reason, body, due, template=name)
 
 
-def is_after_hours(config: Config, call: CallFinished) -> bool:
+def choose_template(config: Config, number: NumberConfig, call: CallFinished,
+                    is_client: bool) -> tuple[str, str, str]:
+    """(reason, template name, template) for a missed call's first text.
+
+    A client gets the client text; after hours, the number's after-hours
+    template or the business's; in hours, the open window's template, the
+    number's, or the business's. Names are entries of text.templates, or
+    after_hours, client and missed_call for the text section's own three.
+    """
+    text = config.text
+    if is_client and text.client_template:
+        return "client_text", "client", text.client_template
+    hours = hours_of(config, number)
+    if is_after_hours(hours, call):
+        if number.after_hours_template:
+            return "after_hours_text", number.after_hours_template, text.templates[number.after_hours_template]
+        if text.after_hours_template:
+            return "after_hours_text", "after_hours", text.after_hours_template
+    window = hours.window_at(call.ended_at)
+    name = (window.template if window is not None else None) or number.template
+    if name:
+        return "missed_call_text", name, text.templates[name]
+    return "missed_call_text", "missed_call", text.template
+
+
+def is_after_hours(hours: Hours, call: CallFinished) -> bool:
     """Closed when the call came in: the routing AGI's answer when it gave one, so the caller
     whose call rang the after-hours targets also gets the after-hours text; else the hours at hangup."""
     if call.dialplan_hours:
         return call.dialplan_hours == "closed"
-    hours = hours_of(config)
     return bool(hours.windows) and not hours.is_open(call.ended_at)
 
 
@@ -149,7 +167,7 @@ def render_for(config: Config, template: str, number: NumberConfig, caller: str,
     """Fill a template with the values of one business number and caller."""
     owner = config.owner(number.owner)
     contact = config.contact(caller)
-    opening = hours_of(config).next_opening(at) if at is not None else None
+    opening = hours_of(config, number).next_opening(at) if at is not None else None
     return render(template, {
         "business_name": config.business.name,
         "business_number": national(number.number),
