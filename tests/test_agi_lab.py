@@ -96,7 +96,7 @@ def test_daemon_table_agi_dial_and_listener_agree(lab_pbx: LabPBX, tmp_path: Pat
     path = configs.lab_config(tmp_path, lab_pbx, **{
         "numbers": [*config["numbers"], AGI_ROUTE], "hours": configs.agi_routed_hours(closed_today=True),
         "text.delay_seconds": 0,
-        "text.after_hours_template": "{business_name}: we're closed today, back {next_opening}."})
+        "text.after_hours_template": "{business_name}: we're closed today, back {next_opening|soon}."})
     lab_pbx.routing_file.unlink(missing_ok=True)
     daemon = DaemonProcess(path, tmp_path / "textback.log").start()
     sink = lab_pbx.message_sink()

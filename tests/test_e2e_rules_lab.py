@@ -38,7 +38,7 @@ def start(tmp_path, lab_pbx):
     def launch(open_now: bool = True) -> tuple:
         path = configs.lab_config(tmp_path, lab_pbx, **{
             "text.delay_seconds": 0, "hours": window_around_now(open_now),
-            "text.after_hours_template": "{business_name}: we're closed, back {next_opening}.",
+            "text.after_hours_template": "{business_name}: we're closed, back {next_opening|soon}.",
             "text.client_template": "Hi {caller_name|there}, {business_name} here.",
             "contacts": [{"number": CLIENT, "name": "Jane", "class": "client"},
                          {"number": VENDOR, "name": "Lumber Supply", "class": "vendor"}]})

@@ -59,6 +59,14 @@ def test_bad_templates_are_refused(template):
         check_template(template)
 
 
+@pytest.mark.parametrize("name, example", [("caller_name", "there"), ("next_opening", "soon")])
+def test_a_placeholder_that_can_be_empty_needs_a_fallback(name, example):
+    with pytest.raises(TemplateError, match=rf"\{{{name}\}} can be empty .* \{{{name}\|{example}\}}"):
+        check_template(f"{{business_name}}: hi {{{name}}}")
+    check_template(f"{{business_name}}: hi {{{name}|{example}}}")
+    assert render(f"Hi {{{name}|{example}}}!", {name: ""}) == f"Hi {example}!"
+
+
 def test_literal_braces_are_allowed():
     check_template("{{not a placeholder}} {business_name}")
     assert render("{{x}} {business_name}", {"business_name": "A"}) == "{x} A"

@@ -55,7 +55,7 @@ def config_with(tmp_path, **overrides):
     raw = base_config(tmp_path, **{
         "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "12:00"},
                               {"days": list(WEEKDAYS), "start": "13:00", "end": "17:00"}]},
-        "text.after_hours_template": "{business_name}: we're closed. Back {next_opening}.",
+        "text.after_hours_template": "{business_name}: we're closed. Back {next_opening|soon}.",
         "text.client_template": "Hi {caller_name|there}, {business_name} here. We'll call you back.",
         "contacts": [{"number": "+12125550150", "name": "Jane", "class": "client"},
                      {"number": "+12125550151", "class": "vendor"},
@@ -97,7 +97,7 @@ def test_windows_and_numbers_name_their_templates(tmp_path):
     config = config_with(tmp_path, **{
         "text.templates": {"saturday": "{business_name}: our Saturday crew will call you back.",
                            "ads": "Thanks for calling {business_name} about our kitchen offer!",
-                           "ads_closed": "{business_name}: the kitchen team is back {next_opening}."},
+                           "ads_closed": "{business_name}: the kitchen team is back {next_opening|soon}."},
         "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "17:00"},
                               {"days": ["sat"], "start": "09:00", "end": "13:00", "template": "saturday"}]},
         "numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
@@ -207,7 +207,7 @@ def test_explain_says_what_would_happen(tmp_path):
     config = base_config(tmp_path, **{
         "hours": {"windows": [{"days": list(WEEKDAYS), "start": "07:00", "end": "17:00"}],
                   "holiday_calendar": "US"},
-        "text.after_hours_template": "{business_name}: closed, back {next_opening}.",
+        "text.after_hours_template": "{business_name}: closed, back {next_opening|soon}.",
         "contacts": [{"number": "+12125550151", "name": "Lumber Supply", "class": "vendor"}]})
     config["numbers"][0]["ring"] = {"targets": "PJSIP/office1&PJSIP/office2", "timeout_seconds": 25,
                                     "after_hours_targets": "PJSIP/carrier/+19175550199"}

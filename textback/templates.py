@@ -43,11 +43,20 @@ def placeholders_in(template: str) -> list[str]:
     return names
 
 
+# Placeholders whose value can be empty at send time, with an example fallback:
+# a template must give these one, so a text never has a blank where they stand.
+MAY_BE_EMPTY = {"caller_name": "there", "next_opening": "soon"}
+
+
 def check_template(template: str) -> None:
     unknown = [name for name in placeholders_in(template) if name not in PLACEHOLDERS]
     if unknown:
         known = ", ".join(sorted(PLACEHOLDERS))
         raise TemplateError(f"unknown placeholder(s) {', '.join('{%s}' % n for n in unknown)}; known: {known}")
+    for _literal, field, _spec, _conversion in string.Formatter().parse(template):
+        if field in MAY_BE_EMPTY:
+            raise TemplateError(f"{{{field}}} can be empty when the text is sent; give it a fallback, "
+                                f"e.g. {{{field}|{MAY_BE_EMPTY[field]}}}")
 
 
 def render(template: str, values: dict[str, str]) -> str:
