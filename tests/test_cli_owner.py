@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from click.testing import CliRunner
 
@@ -66,3 +67,19 @@ async def test_assign_reply_and_outcome(tmp_path):
     outcomes = await store._all("SELECT stage, value FROM outcomes")
     assert [tuple(r) for r in outcomes] == [("won", 82000.0)]
     await store.close()
+
+
+async def test_test_text_is_queued_from_the_business_number_unless_opted_out(tmp_path):
+    path = await seeded(tmp_path)
+    sent = await cli("test-text", "-c", str(path), "(212) 555-0140")
+    assert sent.exit_code == 0, sent.output
+    assert "Queued a test text from +12125550100 to +12125550140" in sent.output
+    assert (await cli("test-text", "-c", str(path), QUIET)).exit_code == 1  # opted out
+    assert (await cli("test-text", "-c", str(path), "555-not")).exit_code == 2
+    store = await Store.open(tmp_path / "textback.db")
+    try:
+        [item] = [i for i in await store.due(time.time() + 1) if i.recipient == "+12125550140"]
+        assert item.sender == BUSINESS_NUMBER
+        assert item.body.startswith("Acme Remodeling: this is a test text from textback.")
+    finally:
+        await store.close()

@@ -150,3 +150,18 @@ def test_check_passes_against_the_lab_and_names_a_wrong_secret(lab_pbx, tmp_path
     assert result.returncode == 1
     [ami_line] = [line for line in result.stdout.splitlines() if " ami:" in line]
     assert ami_line.startswith("FAIL") and "refused" in ami_line
+
+
+def test_test_text_goes_out_through_the_gateway_and_its_reply_reaches_the_owner(
+        lab_pbx, daemon, sink, smtp_sink, tmp_path):
+    running = daemon()
+    installer_cell = "+12125550160"
+    result = textback("test-text", "-c", str(running.config_path), installer_cell)
+    assert result.returncode == 0, result.stderr
+    [message] = wait_until(lambda: [m for m in sink.messages() if installer_cell in m["to"]], 15,
+                           "the test text at the carrier")
+    assert BUSINESS_NUMBER in message["from"]
+    assert message["body"].startswith("Acme Remodeling: this is a test text from textback.")
+    assert lab_pbx.send_sms(installer_cell, BUSINESS_NUMBER, "Got it, works!") < 300
+    [mail] = smtp_sink.wait_for(1, 15)
+    assert mail.recipients == ["dana@example.com"] and "Got it, works!" in mail.message.as_string()

@@ -323,6 +323,40 @@ def _conversation(loaded: Loaded, store, number: str):
     return find()
 
 
+TEST_TEXT = ("{business_name}: this is a test text from textback. Reply to it to test the owner "
+             "email, or reply STOP to opt out.")
+
+
+@main.command("test-text")
+@config_option
+@click.argument("number")
+@click.option("--from", "dialled", help="The business number to send from (default: the first).")
+def test_text(config_path: str | None, number: str, dialled: str | None) -> None:
+    """Text NUMBER a test message through the running daemon's outbox and gateway.
+
+    A reply to it reaches the owner by email like any homeowner's, so one
+    command tests sending, receiving and the owner alert. Opt-outs apply.
+    """
+    from textback.rules import match_number, render_for
+
+    loaded = _load(config_path)
+    config = loaded.config
+    recipient = _number_argument(loaded, number)
+    business = match_number(config, dialled) if dialled else config.numbers[0]
+    if business is None:
+        raise click.BadParameter(f"{dialled!r} is not one of the business numbers", param_hint="--from")
+    body = render_for(config, TEST_TEXT, business, recipient)
+
+    async def work(store):
+        if await store.is_suppressed(recipient):
+            raise click.ClickException(f"{recipient} opted out; nothing was sent.")
+        return await store.queue_test_text(recipient, business.number, business.owner, body)
+
+    asyncio.run(_with_store(loaded, work))
+    click.echo(f"Queued a test text from {business.number} to {recipient}; the running daemon "
+               f"sends it. See `textback thread {recipient}`.")
+
+
 @main.command()
 @config_option
 @click.argument("number")

@@ -505,6 +505,17 @@ class Store:
     async def suppressions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]
 
+    async def queue_test_text(self, recipient: str, business_number: str, owner_id: str,
+                              body: str) -> int:
+        """Queue a test text (`textback test-text`) in the recipient's conversation, due now."""
+        now = time.time()
+        async with self._transaction():
+            conversation_id = await self._conversation(recipient, business_number, owner_id, now,
+                                                       "test text")
+            _, outbox_id = await self._queue(conversation_id, business_number, recipient, body, now,
+                                             now, kind="test")
+            return outbox_id
+
     async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
                           kind: str) -> int:
         """Queue a text in an existing conversation, due now (confirmations, help, owner replies)."""
