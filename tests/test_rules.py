@@ -110,6 +110,8 @@ def test_windows_and_numbers_name_their_templates(tmp_path):
     assert (weekday.template, weekday.body[:9]) == ("missed_call", "Hi, this ")
     ads = replace(missed(when=at(2026, 11, 23, 10, 0)), did=RING_GROUP_NUMBER)
     assert decide(config, ads).template == "ads"
+    ads_saturday = replace(missed(when=at(2026, 11, 28, 10, 0)), did=RING_GROUP_NUMBER)
+    assert decide(config, ads_saturday).template == "ads"  # the number's own choice beats the business's window
     ads_night = replace(missed(when=at(2026, 11, 23, 20, 0)), did=RING_GROUP_NUMBER)
     night = decide(config, ads_night)
     assert (night.reason, night.template) == ("after_hours_text", "ads_closed")
@@ -119,15 +121,22 @@ def test_windows_and_numbers_name_their_templates(tmp_path):
 def test_a_number_with_its_own_hours(tmp_path):
     from lab.configs import RING_GROUP_NUMBER
 
-    emergency = {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                              "start": "00:00", "end": "24:00"}], "holidays": []}
-    config = config_with(tmp_path, numbers=[{"number": BUSINESS_NUMBER, "owner": "dana"},
-                                            {"number": RING_GROUP_NUMBER, "owner": "dana",
-                                             "hours": emergency}])
-    sunday_night = at(2026, 11, 29, 23, 0)
-    assert decide(config, missed(when=sunday_night)).reason == "after_hours_text"
-    line_24_7 = replace(missed(when=sunday_night), did=RING_GROUP_NUMBER)
-    assert decide(config, line_24_7).reason == "missed_call_text"
+    every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    emergency = {"windows": [{"days": every_day, "start": "07:00", "end": "22:00"},
+                             {"days": every_day, "start": "22:00", "end": "24:00", "template": "night"}]}
+    config = config_with(tmp_path, **{
+        "text.templates": {"emergency": "{business_name} emergency line: help is on the way.",
+                           "night": "{business_name} night desk: the on-call plumber will call you."},
+        "numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
+                    {"number": RING_GROUP_NUMBER, "owner": "dana", "hours": emergency,
+                     "template": "emergency"}]})
+    sunday_evening, sunday_late = at(2026, 11, 29, 20, 0), at(2026, 11, 29, 23, 0)
+    assert decide(config, missed(when=sunday_late)).reason == "after_hours_text"
+    emergency_line = replace(missed(when=sunday_evening), did=RING_GROUP_NUMBER)
+    assert (decide(config, emergency_line).reason, decide(config, emergency_line).template) == (
+        "missed_call_text", "emergency")
+    late = decide(config, replace(emergency_line, ended_at=sunday_late))
+    assert late.template == "night"  # a window of the number's own hours beats its template
 
 
 def test_client_gets_the_client_text_with_name_or_fallback(tmp_path):

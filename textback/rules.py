@@ -124,8 +124,9 @@ def choose_template(config: Config, number: NumberConfig, call: CallFinished,
     """(reason, template name, template) for a missed call's first text.
 
     A client gets the client text; after hours, the number's after-hours
-    template or the business's; in hours, the open window's template, the
-    number's, or the business's. Names are entries of text.templates, or
+    template or the business's; in hours, the most specific of: a window of
+    the number's own hours, the number's template, a window of the
+    business's hours, text.template. Names are entries of text.templates, or
     after_hours, client and missed_call for the text section's own three.
     """
     text = config.text
@@ -138,7 +139,11 @@ def choose_template(config: Config, number: NumberConfig, call: CallFinished,
         if text.after_hours_template:
             return "after_hours_text", "after_hours", text.after_hours_template
     window = hours.window_at(call.ended_at)
-    name = (window.template if window is not None else None) or number.template
+    window_name = window.template if window is not None else None
+    if number.hours is not None:
+        name = window_name or number.template
+    else:
+        name = number.template or window_name
     if name:
         return "missed_call_text", name, text.templates[name]
     return "missed_call_text", "missed_call", text.template
