@@ -11,6 +11,9 @@ import yaml
 BUSINESS_NUMBER = "+12125550100"
 RING_GROUP_NUMBER = "+12125550101"
 HOMEOWNER = "+12125550123"
+# The default owner and a boss: a backup owner for escalation, a reader of the monthly report.
+DANA_AND_BOSS = [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
+                 {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}]
 # The lab DID routed by textback's own AGI (the shipped [textback-inbound] context), its
 # entry in `numbers` (office2 for 5 s when open, office1 for 6 s when closed) and, listed
 # third after the two numbers of base_config, its route id.

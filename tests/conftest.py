@@ -1,10 +1,14 @@
-"""Shared fixtures: the lab PBX (lab.fixture), an SMTP relay sink, and lab-ready configs."""
+"""Shared fixtures: the lab PBX (lab.fixture), an SMTP relay sink, and daemons without AMI."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab.harness import start_smtp_sink
+from lab.configs import base_config, write_config
+from lab.harness import SMTP_SINK_PORT, start_smtp_sink
+from textback.config import load
+from textback.daemon import Daemon
+from textback.store import Store
 
 pytest_plugins = ["lab.fixture"]
 
@@ -17,3 +21,24 @@ def smtp_sink():
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture
+async def offline_daemon(tmp_path):
+    """Make a Daemon with a real store, mailing the SMTP sink, but never started: no AMI.
+
+    For driving its parts (escalation, digest, call handling) directly;
+    `offline_daemon(**overrides)` takes base_config overrides.
+    """
+    made: list[Daemon] = []
+
+    async def make(**overrides) -> Daemon:
+        config = base_config(tmp_path, **{"smtp.port": SMTP_SINK_PORT, **overrides})
+        daemon = Daemon(load(write_config(tmp_path, config)))
+        daemon.store = await Store.open(daemon.config.storage.path)
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        await daemon.store.close()

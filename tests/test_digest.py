@@ -8,26 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
-from textback.config import load
-from textback.daemon import Daemon, next_daily
-from textback.store import Store
+from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER
+from textback.daemon import next_daily
 
 NY = ZoneInfo("America/New_York")
 
 
 @pytest.fixture
-async def daemon(tmp_path):
-    config = base_config(tmp_path, **{
-        "smtp.port": 15025,
-        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
-                   {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}],
-        "digest": {"daily_at": "07:30", "monthly_report_to": ["boss"]},
-    })
-    d = Daemon(load(write_config(tmp_path, config)))
-    d.store = await Store.open(d.config.storage.path)
-    yield d
-    await d.store.close()
+async def daemon(offline_daemon):
+    return await offline_daemon(owners=DANA_AND_BOSS, digest={"daily_at": "07:30", "monthly_report_to": ["boss"]})
 
 
 def test_next_daily_is_the_next_local_occurrence():

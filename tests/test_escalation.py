@@ -7,24 +7,13 @@ import time
 
 import pytest
 
-from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
-from textback.config import load
-from textback.daemon import Daemon
-from textback.store import Store
+from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER
 
 
 @pytest.fixture
-async def daemon(tmp_path):
-    config = base_config(tmp_path, **{
-        "smtp.port": 15025,
-        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
-                   {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}],
-        "escalation": {"backup_owner": "boss", "after_minutes": 10, "reminder_minutes": 30},
-    })
-    d = Daemon(load(write_config(tmp_path, config)))
-    d.store = await Store.open(d.config.storage.path)
-    yield d
-    await d.store.close()
+async def daemon(offline_daemon):
+    return await offline_daemon(owners=DANA_AND_BOSS, escalation={
+        "backup_owner": "boss", "after_minutes": 10, "reminder_minutes": 30})
 
 
 async def test_escalates_once_then_reminds_then_stops(daemon, smtp_sink):
@@ -67,31 +56,21 @@ def test_business_minutes_only_count_while_open():
     assert hours.open_seconds_between(friday_1655, monday_0810) == 15 * 60
 
 
-async def test_nothing_escalates_after_hours(tmp_path, smtp_sink):
+async def test_nothing_escalates_after_hours(offline_daemon, smtp_sink):
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    config = base_config(tmp_path, **{
-        "smtp.port": 15025,
-        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
-                   {"id": "boss", "name": "Pat Boss", "email": "boss@example.com"}],
-        "hours": {"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00",
-                               "end": "17:00"}]},
-        "escalation": {"backup_owner": "boss", "after_minutes": 15},
-    })
-    d = Daemon(load(write_config(tmp_path, config)))
-    d.store = await Store.open(d.config.storage.path)
-    try:
-        await d.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Evening!", "log", None, "dana")
-        ny = ZoneInfo("America/New_York")
-        # pretend the text came in Friday 16:55: move its timestamp
-        friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
-        await d.store._db.execute("UPDATE messages SET created_at = ?", (friday_1655,))
-        await d.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
-        await asyncio.sleep(0.2)
-        assert smtp_sink.received == []
-        await d.escalate(datetime(2026, 11, 23, 8, 11, tzinfo=ny).timestamp())  # Monday 8:11
-        [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
-        assert mail.recipients == ["boss@example.com"]
-    finally:
-        await d.store.close()
+    d = await offline_daemon(
+        owners=DANA_AND_BOSS, escalation={"backup_owner": "boss", "after_minutes": 15},
+        hours={"windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "17:00"}]})
+    await d.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Evening!", "log", None, "dana")
+    ny = ZoneInfo("America/New_York")
+    # pretend the text came in Friday 16:55: move its timestamp
+    friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
+    await d.store._db.execute("UPDATE messages SET created_at = ?", (friday_1655,))
+    await d.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
+    await asyncio.sleep(0.2)
+    assert smtp_sink.received == []
+    await d.escalate(datetime(2026, 11, 23, 8, 11, tzinfo=ny).timestamp())  # Monday 8:11
+    [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
+    assert mail.recipients == ["boss@example.com"]

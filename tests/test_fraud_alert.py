@@ -7,10 +7,7 @@ import time
 
 import pytest
 
-from lab.configs import BUSINESS_NUMBER, base_config, write_config
-from textback.config import load
-from textback.daemon import Daemon
-from textback.store import Store
+from lab.configs import BUSINESS_NUMBER
 from textback.tracker import CallFinished
 
 # Same country code and first six digits: the per-prefix burst limit counts them together.
@@ -18,15 +15,8 @@ PUMPED = [f"+1212555{n:04d}" for n in range(140, 146)]
 
 
 @pytest.fixture
-async def daemon(tmp_path):
-    config = base_config(tmp_path, **{
-        "smtp.port": 15025,
-        "fraud": {"max_per_prefix_per_hour": 2, "alert_email": "it@acme.example"},
-    })
-    d = Daemon(load(write_config(tmp_path, config)))
-    d.store = await Store.open(d.config.storage.path)
-    yield d
-    await d.store.close()
+async def daemon(offline_daemon):
+    return await offline_daemon(fraud={"max_per_prefix_per_hour": 2, "alert_email": "it@acme.example"})
 
 
 def missed_from(caller: str, linkedid: str) -> CallFinished:
@@ -50,15 +40,10 @@ async def test_a_prefix_burst_is_stopped_recorded_and_emailed_once(daemon, smtp_
     assert sum("fraud guard (fraud_prefix_burst)" in r.message for r in caplog.records) == 4
 
 
-async def test_no_admin_address_means_no_email(tmp_path, smtp_sink):
-    config = base_config(tmp_path, **{"smtp.port": 15025, "fraud": {"max_per_prefix_per_hour": 1}})
-    d = Daemon(load(write_config(tmp_path, config)))
-    d.store = await Store.open(d.config.storage.path)
-    try:
-        for index, caller in enumerate(PUMPED[:3]):
-            await d._finished(missed_from(caller, f"2.{index}"))
-        assert [r["decision"] for r in await d.store.calls(since=0)].count("fraud_prefix_burst") == 2
-    finally:
-        await d.store.close()
+async def test_no_admin_address_means_no_email(offline_daemon, smtp_sink):
+    d = await offline_daemon(fraud={"max_per_prefix_per_hour": 1})
+    for index, caller in enumerate(PUMPED[:3]):
+        await d._finished(missed_from(caller, f"2.{index}"))
+    assert [r["decision"] for r in await d.store.calls(since=0)].count("fraud_prefix_burst") == 2
     await asyncio.sleep(0.3)
     assert smtp_sink.received == []
