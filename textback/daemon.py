@@ -248,8 +248,11 @@ class Daemon:
         call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
         caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
+        owner_id, owner_reason = None, "fixed owner"
+        if dialled is not None:
+            owner_id, owner_reason = await self._owner_for(dialled, caller)
         recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
-        decision = decide(self.config, call, recent)
+        decision = decide(self.config, call, recent, owner_id)
         fraud_report = None
         if decision.reason.startswith("fraud_"):
             fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
@@ -264,10 +267,7 @@ class Daemon:
             caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route)
-        owner_id, owner_reason = decision.owner_id, "fixed owner"
-        number = self.config.number(decision.business_number)
-        if number is not None:
-            owner_id, owner_reason = await self._choose_owner(number)
+        owner_id = owner_id or decision.owner_id
         planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
@@ -293,6 +293,14 @@ class Daemon:
             return
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
         self._outbox_wake.set()
+
+    async def _owner_for(self, number: NumberConfig, caller: str) -> tuple[str, str]:
+        """Who owns the caller's conversation on `number`: its owner if it exists, else the one
+        a new conversation would get now (and why), so the first text can name them."""
+        existing = await self.store.conversation_for(caller, number.number) if caller else None
+        if existing is not None and existing["owner_id"] in {o.id for o in self.config.owners}:
+            return existing["owner_id"], "existing conversation"
+        return await self._choose_owner(number)
 
     async def _choose_owner(self, number: NumberConfig) -> tuple[str, str]:
         """The owner a new conversation on `number` would get now (kept if it already exists)."""

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from textback.config import Config, NumberConfig, PolicyConfig
+from textback.config import Config, NumberConfig, OwnerConfig, PolicyConfig
 from textback.hours import WEEKDAYS, Hours, Window
 from textback.numbers import is_textable, national, to_e164
 from textback.templates import render
@@ -86,12 +86,14 @@ def hours_of(config: Config, number: NumberConfig | None = None) -> Hours:
                  frozenset(h.holidays), h.holiday_calendar)
 
 
-def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts()) -> Decision:
+def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts(),
+           owner_id: str | None = None) -> Decision:
+    """owner_id: who owns (or will own) the caller's conversation; default the number's owner."""
     number = match_number(config, call.did)
     if number is None:
         return Decision(call.did, None, None, False, "not_a_business_number")
     caller = to_e164(call.caller_id, number.region)
-    owner = config.owner(number.owner)
+    owner = config.owner(owner_id or number.owner)
     if call.outcome == ANSWERED:
         return Decision(number.number, caller, owner.id, False, "answered")
     if call.reason == TOO_SHORT:
@@ -112,7 +114,7 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
     if recent.same_prefix_last_hour >= fraud.max_per_prefix_per_hour:
         return no_text.withheld("fraud_prefix_burst")
     reason, name, template = choose_template(config, number, call, is_client=contact is not None)
-    body = render_for(config, template, number, caller, call.ended_at)
+    body = render_for(config, template, number, caller, call.ended_at, owner)
     if config.text.reply_stop_footer:
         body += " Reply STOP to opt out."
     due = allowed_time(config, call.ended_at + config.text.delay_seconds)
@@ -168,9 +170,9 @@ def allowed_time(config: Config, due: float) -> float:
 
 
 def render_for(config: Config, template: str, number: NumberConfig, caller: str,
-               at: float | None = None) -> str:
-    """Fill a template with the values of one business number and caller."""
-    owner = config.owner(number.owner)
+               at: float | None = None, owner: OwnerConfig | None = None) -> str:
+    """Fill a template with the values of one business number, caller and owner (default: the number's)."""
+    owner = owner or config.owner(number.owner)
     contact = config.contact(caller)
     opening = hours_of(config, number).next_opening(at) if at is not None else None
     return render(template, {
