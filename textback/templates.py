@@ -26,9 +26,9 @@ class TemplateError(ValueError):
     pass
 
 
-def placeholders_in(template: str) -> list[str]:
-    """The placeholder names a template uses, in order; raise TemplateError on bad syntax."""
-    names = []
+def placeholders_in(template: str) -> list[tuple[str, bool]]:
+    """(name, has a fallback) for each placeholder, in order; raise TemplateError on bad syntax."""
+    found = []
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -36,11 +36,11 @@ def placeholders_in(template: str) -> list[str]:
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
-        name = field.split("|", 1)[0]
+        name, bar, _fallback = field.partition("|")
         if spec or conversion or not name.isidentifier():
             raise TemplateError(f"placeholder {{{field}}} must be a plain name such as {{business_name}}")
-        names.append(name)
-    return names
+        found.append((name, bool(bar)))
+    return found
 
 
 # Placeholders whose value can be empty at send time, with an example fallback:
@@ -49,14 +49,15 @@ MAY_BE_EMPTY = {"caller_name": "there", "next_opening": "soon"}
 
 
 def check_template(template: str) -> None:
-    unknown = [name for name in placeholders_in(template) if name not in PLACEHOLDERS]
+    placeholders = placeholders_in(template)
+    unknown = [name for name, _ in placeholders if name not in PLACEHOLDERS]
     if unknown:
         known = ", ".join(sorted(PLACEHOLDERS))
         raise TemplateError(f"unknown placeholder(s) {', '.join('{%s}' % n for n in unknown)}; known: {known}")
-    for _literal, field, _spec, _conversion in string.Formatter().parse(template):
-        if field in MAY_BE_EMPTY:
-            raise TemplateError(f"{{{field}}} can be empty when the text is sent; give it a fallback, "
-                                f"e.g. {{{field}|{MAY_BE_EMPTY[field]}}}")
+    for name, has_fallback in placeholders:
+        if name in MAY_BE_EMPTY and not has_fallback:
+            raise TemplateError(f"{{{name}}} can be empty when the text is sent; give it a fallback, "
+                                f"e.g. {{{name}|{MAY_BE_EMPTY[name]}}}")
 
 
 def render(template: str, values: dict[str, str]) -> str:
