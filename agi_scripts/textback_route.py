@@ -40,7 +40,7 @@ def route_variables(table: dict[str, Any] | None, did: str, now: float,
     hours = Hours(table["timezone"],
                   tuple(Window(tuple(w["days"]), w["start"], w["end"]) for w in spec["windows"]),
                   frozenset(_dates(spec["holidays"])))
-    is_open = not hours.windows or hours.is_open(now)
+    is_open = hours.in_hours(now)
     key = "" if is_open else "after_hours_"
     return {
         "TEXTBACK_ROUTE": route["route"],

@@ -466,7 +466,7 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
         opening = hours.next_opening(at)
         state = "closed" + (f"; opens {datetime.fromtimestamp(opening, zone):%a %Y-%m-%d %H:%M}"
                             if opening else "")
-    targets, timeout = ring_plan(number.ring, is_open=not hours.windows or window is not None)
+    targets, timeout = ring_plan(number.ring, is_open=hours.in_hours(at))
     ring = (f"the AGI rings {targets} for {timeout} s" if targets
             else "no `ring` section: the AGI sets the dialplan's fallback targets and timeout")
     click.echo(f"number     {number.number} ({number.label or 'no label'}), owner {number.owner}")

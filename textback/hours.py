@@ -44,6 +44,10 @@ class Hours:
     def is_open(self, at: float) -> bool:
         return self.window_at(at) is not None
 
+    def in_hours(self, at: float) -> bool:
+        """Open at `at`; a business with no windows configured has no after-hours at all."""
+        return not self.windows or self.is_open(at)
+
     def window_at(self, at: float) -> Window | None:
         """The window open at `at` (the first listed, if several overlap); None when closed."""
         local = datetime.fromtimestamp(at, ZoneInfo(self.timezone))

@@ -156,7 +156,7 @@ def is_after_hours(hours: Hours, call: CallFinished) -> bool:
     whose call rang the after-hours targets also gets the after-hours text; else the hours at hangup."""
     if call.dialplan_hours:
         return call.dialplan_hours == "closed"
-    return bool(hours.windows) and not hours.is_open(call.ended_at)
+    return not hours.in_hours(call.ended_at)
 
 
 def allowed_time(config: Config, due: float) -> float:
