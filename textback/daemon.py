@@ -267,7 +267,6 @@ class Daemon:
             caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route)
-        owner_id = owner_id or decision.owner_id
         planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
