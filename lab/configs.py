@@ -95,8 +95,8 @@ def agi_routed_hours(closed_today: bool = False) -> dict[str, Any]:
     return {"windows": ALWAYS_OPEN, "holidays": [today.isoformat()] if closed_today else []}
 
 
-def write_agi_routing_table(workdir: Path, lab_pbx: Any, closed_today: bool = False) -> str:
-    """The routing table the daemon would write for AGI_ROUTE, without a daemon. Returns its route id."""
+def write_agi_routing_table(workdir: Path, lab_pbx: Any, closed_today: bool = False) -> None:
+    """The routing table the daemon would write for AGI_ROUTE (route id AGI_ROUTE_ID), without a daemon."""
     from datetime import date
 
     from textback.config import parse
@@ -107,4 +107,3 @@ def write_agi_routing_table(workdir: Path, lab_pbx: Any, closed_today: bool = Fa
                          **{"agi.routing_file": str(lab_pbx.routing_file)})
     config["numbers"].append(AGI_ROUTE)
     write_routing_table(parse(yaml.safe_dump(config), base=workdir).config, date.today())
-    return AGI_ROUTE_ID
