@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lab demo test unit bench clean
+.PHONY: setup lab test-deps demo test unit bench clean
 
 setup: $(VENV)/.installed
 
@@ -15,13 +15,17 @@ $(VENV)/.installed: pyproject.toml
 lab:
 	lab/build-root.sh
 
+# Kannel and MariaDB, which the tests run for real.
+test-deps:
+	tools/install-test-deps.sh
+
 demo: setup lab
 	$(PY) -m lab.demo
 
-test: setup lab
+test: setup lab test-deps
 	$(PY) -m pytest
 
-unit: setup
+unit: setup test-deps
 	$(PY) -m pytest -m 'not lab'
 
 bench: setup lab

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite runs for real, when missing:
+# Kannel (bearerbox, smsbox, fakesmsc) for the kannel gateway tests, and
+# MariaDB's server for the FreePBX CDR tests. The tests start their own
+# instances, so the packaged services are stopped and disabled.
+# The lab PBX's own packages are installed by lab/build-root.sh.
+set -euo pipefail
+
+die() { echo "install-test-deps.sh: error: $*" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || die "must run as root (apt-get)"
+
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v make >/dev/null || need+=(make)
+[[ -x /usr/sbin/bearerbox && -x /usr/lib/kannel/test/fakesmsc ]] || need+=(kannel kannel-extras)
+command -v mariadbd >/dev/null || need+=(mariadb-server)
+if ((${#need[@]})); then
+    echo "install-test-deps.sh: installing ${need[*]}" >&2
+    # policy-rc.d 101: the packages' own services must not start during the install.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt-get update -qq || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+        || die "apt-get install ${need[*]} failed"
+fi
+for service in kannel mariadb; do
+    if [[ -e /etc/init.d/$service ]]; then
+        update-rc.d "$service" disable >/dev/null 2>&1 || true
+        service "$service" stop >/dev/null 2>&1 || true
+    fi
+done
