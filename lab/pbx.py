@@ -703,12 +703,19 @@ class LabPBX:
         sink.wait_listening(CARRIER_IP, CARRIER_SIP_PORT)
         return sink
 
-    def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0) -> int:
-        """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status."""
+    def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0,
+                 from_header: str | None = None) -> int:
+        """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status.
+
+        from_header: the From header without its tag, for senders that carriers
+        dress up, e.g. `"John Smith" <sip:+12125550123@carrier.example>`.
+        """
+        if from_header is None:
+            from_header = f"<sip:{sender}@{CARRIER_IP}>"
         args = [
             "-i", CARRIER_IP, "-p", str(CARRIER_SMS_PORT), "-mp", str(MEDIA_PORTS["sms"]),
             "-m", "1", "-timeout", f"{timeout:.0f}s", "-timeout_error",
-            "-key", "sender", sender, "-key", "did", did, "-key", "body", body,
+            "-key", "from_header", from_header, "-key", "did", did, "-key", "body", body,
             f"{self.ami_host}:{self.sip_port}",
         ]
         actor = self._spawn(SippActor, f"sms-{sender}-to-{did}", "carrier-send-message.xml", args)

@@ -19,13 +19,13 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from textback.numbers import to_e164
 from textback.schema import SecretRef, Strict
 
 Url = str  # checked by _http_url
 Sender = str  # an E.164 number, a Twilio Messaging Service SID or an alphanumeric sender id
 
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s#]*)?$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _TWILIO_SENDER = re.compile(r"^(MG[0-9a-fA-F]{32}|\+[1-9]\d{6,14})$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
@@ -44,12 +44,16 @@ def _base_url(value: str) -> str:
 
 
 def _senders(value: dict[str, str]) -> dict[str, str]:
+    """Keys are business numbers, reduced to canonical E.164 so they match however they were written."""
+    canonical = {}
     for number, sender in value.items():
-        if not _E164.match(number):
+        e164 = to_e164(number, None)
+        if e164 is None:
             raise ValueError(f"{number!r}: keys are business numbers in E.164 form (+ and country code)")
         if not sender.strip() or any(c in sender for c in "\r\n"):
             raise ValueError(f"{number!r}: the sender must be one line of text")
-    return value
+        canonical[e164] = sender
+    return canonical
 
 
 class WebhookSettings(Strict):
@@ -86,11 +90,12 @@ class TwilioSettings(Strict):
     @field_validator("senders")
     @classmethod
     def _per_number(cls, value: dict[str, str]) -> dict[str, str]:
-        for number, sender in _senders(value).items():
+        canonical = _senders(value)
+        for number, sender in canonical.items():
             if not _TWILIO_SENDER.match(sender):
                 raise ValueError(f"{number!r}: a Twilio sender is a number (+...) or a "
                                  f"Messaging Service SID (MG...)")
-        return value
+        return canonical
 
     def secret_refs(self) -> dict[str, SecretRef]:
         return {"auth_token": self.auth_token}

@@ -150,3 +150,18 @@ def test_template_names_must_exist_and_named_templates_are_checked(tmp_path):
     config["hours"]["windows"][0]["template"] = "weekend"
     [(_, message)] = problems_of(tmp_path, config)
     assert "numbers[1].after_hours_template: no template 'nope'" in message
+
+
+def test_contact_numbers_in_any_shape_are_stored_canonical(tmp_path):
+    """A CRM export writes numbers as people do; they must match the caller's E.164 number."""
+    (tmp_path / "crm.csv").write_text('number,name,class\n(212) 555-0150,Jane Smith,client\n'
+                                      '"""Lumber"" <sip:+1-212-555-0151@supplier.example>",Lumber,vendor\n')
+    config = base_config(tmp_path, contacts_csv="crm.csv",
+                         contacts=[{"number": "212.555.0152", "name": "Al", "class": "staff"}])
+    loaded = load(write_config(tmp_path, config)).config
+    assert {c.number: c.kind for c in loaded.contacts} == {
+        "+12125550152": "staff", "+12125550150": "client", "+12125550151": "vendor"}
+    config["contacts"][0]["number"] = "555-0152"
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("contacts[0].number (line ")
+    assert "'555-0152' is not a valid phone number in US" in message

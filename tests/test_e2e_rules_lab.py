@@ -107,3 +107,24 @@ def test_a_caller_who_texted_first_and_then_calls_gets_no_automatic_text(lab_pbx
     wait_until(lambda: "no text for +12125550153" in daemon.log(), 10, "the miss")
     assert "in a conversation with texts within 24 h; the miss joins its thread" in daemon.log()
     assert bodies(sink, caller) == []
+
+
+def test_stop_from_a_display_name_address_opts_out_the_number_itself(lab_pbx, start, smtp_sink):
+    """Carriers dress the From up with a name; the opt-out must land on the number, not the string."""
+    daemon, sink = start(open_now=True)
+    caller = "+12125550154"
+    from_header = f'"John Smith" <sip:{caller}@carrier.example;user=phone>'
+    assert lab_pbx.send_sms(caller, BUSINESS_NUMBER, "Do you do basements?",
+                            from_header=from_header) < 300
+    [alert] = smtp_sink.wait_for(1, 10)
+    assert alert.message["Subject"].startswith("Text from (212) 555-0154")
+    assert "John Smith" in alert.message.get_body(("plain",)).get_content()
+    assert lab_pbx.send_sms(caller, BUSINESS_NUMBER, "STOP", from_header=from_header) < 300
+    [confirmation] = wait_until(lambda: bodies(sink, caller), 10, "the opt-out confirmation")
+    assert "unsubscribed" in confirmation
+    # The next missed call shows the number in another shape: still the same homeowner.
+    flows.no_answer(lab_pbx, caller.removeprefix("+"), did=BUSINESS_NUMBER, phone="office1")
+    wait_until(lambda: f"no text for {caller}: opted_out" in daemon.log(), 10, "the miss")
+    time.sleep(1)
+    assert bodies(sink, caller) == [confirmation]
+    assert "MessageSend refused" not in daemon.log()

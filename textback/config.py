@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holiday_calendars
 import phonenumbers
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from sms_gateway.settings import (
     HttpSettings,
@@ -31,6 +32,7 @@ from sms_gateway.settings import (
     resolve_secrets,
 )
 
+from textback.numbers import to_e164
 from textback.schema import SecretRef, Strict
 from textback.templates import TemplateError, check_template
 
@@ -47,14 +49,22 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
-def _is_e164(value: str) -> str:
-    try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        raise ValueError(f"{value!r} is not a phone number in E.164 form (+ and country code)") from None
-    if not phonenumbers.is_valid_number(parsed):
-        raise ValueError(f"{value!r} is not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+def _is_e164(value: str, region: str | None = None) -> str:
+    """A number in any shape people write it, as canonical E.164 (national forms need `region`)."""
+    number = to_e164(value, region)
+    if number is None:
+        where = f"in {region} or " if region else ""
+        raise ValueError(f"{value!r} is not a valid phone number {where}in E.164 form "
+                         f"(+ and country code)")
+    return number
+
+
+def _business_region(raw: dict[str, Any]) -> str | None:
+    """The country of the first business number: how national numbers in contacts are read."""
+    numbers = raw.get("numbers")
+    first = numbers[0] if isinstance(numbers, list) and numbers else None
+    number = to_e164(str(first.get("number", "")), None) if isinstance(first, dict) else None
+    return phonenumbers.region_code_for_number(phonenumbers.parse(number)) if number else None
 
 
 E164 = Annotated[str, Field(min_length=2)]
@@ -169,8 +179,8 @@ class ContactConfig(Strict):
 
     @field_validator("number")
     @classmethod
-    def _e164(cls, value: str) -> str:
-        return _is_e164(value)
+    def _e164(cls, value: str, info: ValidationInfo) -> str:
+        return _is_e164(value, (info.context or {}).get("region"))
 
 
 class QuietHoursConfig(Strict):
@@ -571,7 +581,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top)", "the file must be a mapping of sections")])
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"region": _business_region(raw)})
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err, lines) for err in exc.errors()]) from None
     problems: list[tuple[str, str]] = []
@@ -611,7 +621,8 @@ def _with_csv_contacts(config: Config, base: Path | None,
         try:
             contacts.append(ContactConfig.model_validate(
                 {"number": (row.get("number") or "").strip(), "name": (row.get("name") or "").strip(),
-                 "class": (row.get("class") or "").strip().lower()}))
+                 "class": (row.get("class") or "").strip().lower()},
+                context={"region": config.numbers[0].region}))
         except ValidationError as exc:
             reason = "; ".join(f"{_dotted(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                                for e in exc.errors())

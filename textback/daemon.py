@@ -35,7 +35,7 @@ from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_rep
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.hours import Hours
 from textback.mailer import Mailer
-from textback.numbers import caller_digits, caller_name, to_e164
+from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
 from textback.replies import Verdict
@@ -274,7 +274,8 @@ class Daemon:
                                                  dedupe_since=dedupe_since, owner_reason=owner_reason)
         if fraud_report is not None:
             await self._report_fraud(decision.reason, fraud_report, time.time())
-        who = one_line(call.caller_id)
+        # The canonical number when the caller ID holds one, else what the trunk sent, escaped.
+        who = decision.caller or one_line(call.caller_id)
         if call.outcome == "answered":
             timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or call.reason))
             return
@@ -351,17 +352,30 @@ class Daemon:
 
     async def receive_text(self, text: InboundText, gateway: str) -> None:
         """Commit an inbound text and its owner alert; the gateway acknowledges after this returns."""
-        number = match_number(self.config, caller_digits(text.recipient))
+        number = match_number(self.config, text.recipient)
         if number is None:
-            log.error("text from %s to %s ignored: not one of the configured business numbers",
-                      one_line(text.sender), one_line(text.recipient))
+            if await self.store.record_unroutable(text.sender, text.recipient, text.body, gateway,
+                                                  text.gateway_id):
+                log.error("text from %s to %s kept, not threaded: it is not one of the configured "
+                          "business numbers (check `numbers` and the gateway's number mapping)",
+                          one_line(text.sender), one_line(text.recipient))
             return
-        sender = to_e164(text.sender, number.region) or caller_digits(text.sender)
+        address = parse_address(text.sender, number.region)
+        if address.number is None:
+            if await self.store.record_unroutable(text.sender, number.number, text.body, gateway,
+                                                  text.gateway_id):
+                log.warning("text to %s from %s kept as unroutable: the sender holds no phone "
+                            "number, so it is not threaded, answered or opted out (later texts "
+                            "from this sender are kept without this line)", number.number,
+                            one_line(text.sender))
+            return
+        sender = address.number
         owner_id, owner_reason = await self._choose_owner(number)
-        record = await self.store.record_inbound(sender, number.number, text.body, gateway,
-                                                 text.gateway_id, owner_id, owner_reason)
+        record = await self.store.record_inbound(
+            sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
+            display_name=caller_name(address.display_name, sender))
         if record.duplicate:
-            log.info("duplicate delivery of message %s ignored", text.gateway_id)
+            log.info("duplicate delivery of message %s ignored", one_line(text.gateway_id or ""))
             return
         timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
                       one_line(text.body, 200))
@@ -572,8 +586,10 @@ class Daemon:
                                 "text_in" if m["direction"] == "in" else "text_out", m["body"])
                     for m in history["messages"] if m["created_at"] <= reply["created_at"]]
         entries.sort(key=lambda e: e.at)
-        caller_name = next((c["caller_name"] for c in reversed(history["calls"])
-                            if c["caller_name"]), "")
+        contact = self.config.contact(conversation["caller"])
+        caller_name = (contact.name if contact and contact.name else conversation["contact_name"]
+                       or next((c["caller_name"] for c in reversed(history["calls"])
+                                if c["caller_name"]), ""))
         reply_to = None
         if self.config.reply_mail is not None:
             settings = self.config.reply_mail

@@ -28,6 +28,8 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 
+from textback.numbers import to_e164
+
 MIGRATIONS: list[str] = [
     # 1: the vertical slice
     """
@@ -142,7 +144,34 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE calls ADD COLUMN route TEXT NOT NULL DEFAULT ''
     """,
+    # 3: the name a homeowner's address carried; inbound texts whose sender holds no number
+    """
+    ALTER TABLE conversations ADD COLUMN contact_name TEXT NOT NULL DEFAULT '';
+    CREATE TABLE unroutable_texts (
+        id INTEGER PRIMARY KEY,
+        sender_raw TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        body TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        gateway_id TEXT,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX unroutable_texts_sender ON unroutable_texts (sender_raw);
+    CREATE UNIQUE INDEX unroutable_texts_gateway_id ON unroutable_texts (gateway, gateway_id)
+        WHERE gateway_id IS NOT NULL
+    """,
 ]
+
+
+class NotANumber(ValueError):
+    """An address reached the store that is not a canonical E.164 number: a bug upstream."""
+
+
+def _canonical(number: str) -> str:
+    """Refuse anything but canonical E.164, so no text or opt-out is ever keyed by a raw string."""
+    if not number or to_e164(number, None) != number:
+        raise NotANumber(f"not a canonical E.164 number: {number!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -332,6 +361,7 @@ class Store:
                      due_at: float, now: float, kind: str = "auto",
                      template: str = "") -> tuple[int, int]:
         """A queued outbound message and its outbox row; returns (message id, outbox id)."""
+        _canonical(recipient)
         cursor = await self._db.execute(
             "INSERT INTO messages (conversation_id, direction, kind, template, body, status,"
             " created_at) VALUES (?, 'out', ?, ?, ?, 'queued', ?)",
@@ -490,6 +520,7 @@ class Store:
 
     async def suppress(self, number: str, source: str) -> bool:
         """Put a number on the suppression list; False if it already was."""
+        _canonical(number)
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
@@ -498,6 +529,7 @@ class Store:
 
     async def unsuppress(self, number: str) -> bool:
         """Take a number off the suppression list; False if it was not on it."""
+        _canonical(number)
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
             return cursor.rowcount == 1
@@ -529,12 +561,16 @@ class Store:
 
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
-                             owner_for_new: str, owner_reason: str = "fixed owner") -> InboundRecord:
+                             owner_for_new: str, owner_reason: str = "fixed owner",
+                             display_name: str = "") -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
-        webhook) is recognised and not stored or alerted twice.
+        webhook) is recognised and not stored or alerted twice. The display
+        name the sender's address carried becomes the contact name if the
+        conversation has none yet.
         """
+        _canonical(caller)
         now = time.time()
         async with self._transaction() as db:
             if gateway_id:
@@ -547,6 +583,9 @@ class Store:
                     return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
             conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
                                                        owner_reason)
+            if display_name:
+                await db.execute("UPDATE conversations SET contact_name = ?"
+                                 " WHERE id = ? AND contact_name = ''", (display_name, conversation_id))
             cursor = await db.execute(
                 "INSERT INTO messages (conversation_id, direction, body, status, gateway,"
                 " gateway_id, created_at) VALUES (?, 'in', ?, 'received', ?, ?, ?)",
@@ -558,6 +597,23 @@ class Store:
                 "INSERT INTO alerts (conversation_id, message_id, owner_id, created_at)"
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
             return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
+
+    async def record_unroutable(self, sender_raw: str, recipient: str, body: str,
+                                gateway: str, gateway_id: str | None) -> bool:
+        """Keep a text that cannot be threaded; True if it is the first from that sender.
+
+        Its sender holds no phone number, or it was sent to a number that is not
+        the business's. It is never threaded, answered or suppressed: there is no
+        number to do it to. A provider's retry (same gateway id) is stored once.
+        """
+        async with self._transaction() as db:
+            seen = await self._one("SELECT 1 FROM unroutable_texts WHERE sender_raw = ? LIMIT 1",
+                                   (sender_raw,))
+            await db.execute(
+                "INSERT OR IGNORE INTO unroutable_texts (sender_raw, recipient, body, gateway,"
+                " gateway_id, received_at) VALUES (?,?,?,?,?,?)",
+                (sender_raw, recipient, body, gateway, gateway_id, time.time()))
+            return seen is None
 
     async def pending_alerts(self) -> list[dict[str, Any]]:
         rows = await self._all(
