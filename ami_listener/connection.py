@@ -8,7 +8,14 @@ closes its gaps:
   `ping_timeout`, or the transport is aborted so panoramisk reconnects.
 * Backoff. Reconnect delays double up to `reconnect_max`, and reset after
   a successful login.
-* Login failures are reported (panoramisk only retries silently).
+* Login failures are reported (panoramisk only retries silently). A peer
+  that accepts TCP but sends no banner or no Login answer within
+  `login_timeout` is dropped and retried with backoff (panoramisk would wait
+  forever).
+* One bad message never loses the rest of a read. panoramisk turns a
+  repeated header into a list, and a list where an id belongs (a repeated
+  Event or ActionID) raises inside its read handler, losing every message
+  after it in that TCP chunk. Such a message is dropped with one log line.
 * No silent re-sends. panoramisk queues unanswered actions and re-sends
   them after a reconnect (on FullyBooted). A re-sent MessageSend would be a
   second text, so pending actions fail at once with AmiDisconnected instead.
@@ -42,6 +49,9 @@ logging.getLogger("textback.ami.panoramisk").setLevel(logging.CRITICAL)
 
 EOM = "\r\n\r\n"
 MAX_BUFFER = 1 << 20
+# Headers that name one thing: a message carrying one of them twice is not trusted.
+SINGLE_VALUED = frozenset({"event", "response", "actionid", "uniqueid", "linkedid", "destuniqueid",
+                           "destlinkedid", "channel", "destchannel", "userevent"})
 
 
 class AmiError(Exception):
@@ -86,9 +96,17 @@ class _Protocol(AMIProtocol):
                 continue
             message = Message.from_line(block)
             if message is None:
-                self.factory.malformed(block)
+                self.factory.malformed(block, "no Event or Response")
                 continue
-            self.handle_message(message)
+            repeated = sorted(k for k, v in message.items() if isinstance(v, list)
+                              and k.lower() in SINGLE_VALUED)
+            if repeated:
+                self.factory.malformed(block, f"repeated {', '.join(repeated)}")
+                continue
+            try:
+                self.handle_message(message)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not lose the rest
+                self.factory.malformed(block, f"{type(exc).__name__} while handling it")
 
     def close(self) -> None:
         for action in list(self.responses.values()):
@@ -114,9 +132,17 @@ class _Manager(Manager):
         self.reconnect_timeout = self._owner._next_backoff(exc)
         super().connection_lost(exc)
 
-    def malformed(self, block: str) -> None:
+    def login(self, future: asyncio.Future) -> bool:
+        # The Login's future fails when the link drops before an answer; panoramisk
+        # would raise inside its callback. The reconnect is already under way.
+        if future.cancelled() or future.exception() is not None:
+            self.authenticated_future = None
+            return False
+        return super().login(future)
+
+    def malformed(self, block: str, why: str) -> None:
         self._owner.malformed += 1
-        log.warning("ignored a malformed AMI message (%d bytes, no Event or Response)", len(block))
+        log.warning("ignored a malformed AMI message (%d bytes, %s)", len(block), why)
 
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -128,12 +154,15 @@ class AmiConnection:
                  on_event: EventHandler, on_login: LoginHandler | None = None,
                  use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
-                 reconnect_max: float = 60.0, record_to: Path | None = None):
+                 login_timeout: float = 10.0, reconnect_max: float = 60.0,
+                 record_to: Path | None = None):
         self.host, self.port, self.username = host, port, username
         self._on_event = on_event
         self._on_login = on_login
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self._login_timeout = login_timeout
+        self._login_timer: asyncio.TimerHandle | None = None
         self._reconnect_max = reconnect_max
         self._backoff = 0.5
         self._record = record_to.open("a", encoding="utf-8") if record_to else None
@@ -168,6 +197,8 @@ class AmiConnection:
 
     async def close(self) -> None:
         self._closed = True
+        if self._login_timer is not None:
+            self._login_timer.cancel()
         if self._keepalive:
             self._keepalive.cancel()
         self._manager.connection_lost = lambda exc: None  # no reconnect after an orderly close
@@ -217,8 +248,22 @@ class AmiConnection:
         future = manager.authenticated_future
         if future is not None:
             future.add_done_callback(self._login_answered)
+            self._login_timer = asyncio.get_running_loop().call_later(
+                self._login_timeout, self._login_overdue, manager.protocol)
+
+    def _login_overdue(self, protocol: _Protocol) -> None:
+        """TCP is up but no banner or Login answer came: drop the link so it is retried."""
+        if self.logged_in or protocol is not self._manager.protocol or protocol.transport is None:
+            return
+        what = "no banner" if protocol.version is None else "no answer to the Login"
+        log.warning("AMI %s:%d accepted the connection but sent %s within %.1f s; reconnecting",
+                    self.host, self.port, what, self._login_timeout)
+        protocol.transport.abort()
 
     def _login_answered(self, future: asyncio.Future) -> None:
+        if self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
         if future.cancelled() or future.exception() is not None:
             return
         response = future.result()
@@ -276,6 +321,9 @@ async def try_login(host: str, port: int, username: str, secret: SecretStr, *,
                     use_tls: bool = False, tls_verify: bool = True,
                     timeout: float = 5.0) -> str:
     """Log in once and off again, for `textback check`. Returns the AMI version; raises AmiError."""
+    for value in (username, secret.get_secret_value()):
+        if any(ch in value for ch in "\r\n"):
+            raise ValueError("AMI username or secret contains a line break")
     tls = _tls_context(use_tls, tls_verify) or None
     try:
         reader, writer = await asyncio.wait_for(
@@ -286,9 +334,6 @@ async def try_login(host: str, port: int, username: str, secret: SecretStr, *,
         banner = (await asyncio.wait_for(reader.readline(), timeout)).decode("utf-8", "replace")
         if not banner.startswith("Asterisk Call Manager/"):
             raise AmiError(f"{host}:{port} is not an Asterisk manager port (said {banner.strip()[:60]!r})")
-        for value in (username, secret.get_secret_value()):
-            if any(ch in value for ch in "\r\n"):
-                raise ValueError("AMI username or secret contains a line break")
         writer.write(f"Action: Login\r\nUsername: {username}\r\n"
                      f"Secret: {secret.get_secret_value()}\r\nEvents: off\r\n\r\n".encode())
         raw = await asyncio.wait_for(reader.readuntil(EOM.encode()), timeout)
@@ -300,6 +345,9 @@ async def try_login(host: str, port: int, username: str, secret: SecretStr, *,
         return banner.partition("/")[2].strip()
     except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
         raise AmiTimeout(f"no login answer from AMI at {host}:{port} ({type(exc).__name__})") from None
+    except (asyncio.LimitOverrunError, ValueError):  # readline's and readuntil's 64 KiB limit
+        raise AmiError(f"{host}:{port} sent an over-long banner or Login answer (over 64 KiB "
+                       f"without a line end); not an Asterisk manager port?") from None
     finally:
         writer.close()
 

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from pydantic import SecretStr
 
-from ami_listener.connection import AmiConnection, LoginRefused, try_login
+from ami_listener.connection import AmiConnection, AmiError, LoginRefused, try_login
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -129,6 +129,84 @@ async def test_try_login_reports_refusal():
     port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises(LoginRefused, match="Authentication failed"):
+            await try_login("127.0.0.1", port, "u", SecretStr("s"))
+    finally:
+        server.close()
+
+
+async def test_a_peer_that_accepts_tcp_but_never_answers_the_login_is_retried(caplog):
+    """No banner, or a banner and then silence: without a timeout the daemon would wait forever."""
+    for greeting, said in ((b"", "no banner"), (BANNER, "no answer to the Login")):
+        connections = []
+
+        async def mute(reader, writer, greeting=greeting):
+            connections.append(writer)
+            writer.write(greeting)
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=lambda e: None,
+                            login_timeout=0.2, reconnect_max=0.2)
+        ami.start()
+        try:
+            for _ in range(200):
+                if len(connections) >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(connections) >= 3, "the silent peer was never dropped and retried"
+            assert not ami.logged_in
+            assert f"accepted the connection but sent {said} within 0.2 s; reconnecting" in caplog.text
+            assert "Traceback" not in caplog.text
+        finally:
+            await ami.close()
+            server.close()
+        caplog.clear()
+
+
+async def test_repeated_id_headers_drop_one_message_not_the_rest_of_the_read(caplog):
+    async def script(reader, writer):
+        good = b"Event: Newchannel\r\nUniqueid: %d\r\nLinkedid: %d\r\n\r\n"
+        writer.write(good % (1, 1)
+                     + b"Event: Hangup\r\nEvent: Newchannel\r\nUniqueid: 2\r\n\r\n"
+                     + b"Response: Success\r\nActionID: 7\r\nActionID: 8\r\n\r\n"
+                     + b"Event: Hangup\r\nUniqueid: 3\r\nUniqueid: 4\r\nLinkedid: 3\r\n\r\n"
+                     + b"Event: VarSet\r\nChanVariable: A=1\r\nChanVariable: B=2\r\nUniqueid: 5\r\n\r\n"
+                     + good % (6, 6))
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, port = await serve(script)
+    events = []
+    ami = await connect(port, events)
+    try:
+        for _ in range(100):
+            if len(events) >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert [(e["Event"], e["Uniqueid"]) for e in events] == [
+            ("Newchannel", "1"), ("VarSet", "5"), ("Newchannel", "6")]
+        assert events[1]["ChanVariable"] == ["A=1", "B=2"]  # headers that may repeat still do
+        assert ami.malformed == 3
+        assert "repeated ActionID" in caplog.text and "repeated Event" in caplog.text
+        assert "Traceback" not in caplog.text
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_try_login_reports_an_over_long_answer():
+    async def flood(reader, writer):
+        writer.write(BANNER)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"Response: Success\r\nMessage: " + b"x" * 70000 + b"\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(AmiError, match="over-long banner or Login answer"):
             await try_login("127.0.0.1", port, "u", SecretStr("s"))
     finally:
         server.close()
