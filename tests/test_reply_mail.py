@@ -6,6 +6,7 @@ import asyncio
 import smtplib
 import time
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,49 @@ async def test_a_bare_lf_in_the_header_is_refused(running):
             return client.data(raw)[0]
 
     assert await asyncio.to_thread(raw_session) == 550
+
+
+# -- HTML-only replies ----------------------------------------------------------------------
+
+SAMPLES = Path(__file__).parent / "mail"  # the HTML each client writes for a reply
+CLIENTS = {"gmail": "Gmail", "apple": "iPhone Mail (22B83)", "outlook": "Microsoft Outlook 16.0"}
+
+
+def html_only(to: str, sample: str) -> EmailMessage:
+    """A reply whose only body is one client's HTML, quoted-printable as those clients send it."""
+    message = EmailMessage()
+    message["From"] = "Dana Reyes <dana@acme.example>"
+    message["To"] = to
+    message["Subject"] = "Re: Text from (212) 555-0123: Yes please, kitchen remodel"
+    message["X-Mailer"] = CLIENTS[sample.split("_")[0]]
+    message.set_content((SAMPLES / sample).read_text(), subtype="html", cte="quoted-printable")
+    return message
+
+
+@pytest.mark.parametrize("sample, words", [
+    ("gmail_reply.html", "Hi Maria,\n\nTuesday at 10 works. I'll bring tile samples & the quote."),
+    ("gmail_no_quote.html", "Yes, we do bathrooms too. Can you send a photo of the space?"),
+    ("apple_ios_reply.html", "Running 15 min late, sorry!\nSee you at 10:15"),
+    ("apple_macos_no_quote.html",
+     "Hello,\n\nWe\u2019re booked this week. Does Monday the 30th at 8:00 AM suit you?"),
+    ("outlook_web_reply.html", "Sure \u2013 the estimate is free. I can come Thursday between 1 and 3."),
+    ("outlook_desktop_reply.html",
+     "Good news: the permit came through. We can start the demo on the 7th."),
+    ("outlook_no_quote.html", "We\u2019re closed for the holiday. I\u2019ll call you Monday morning."),
+])
+async def test_an_html_only_reply_texts_the_owners_new_words(running, sample, words):
+    daemon, reply_to, sink = running
+    await asyncio.to_thread(send, html_only(reply_to, sample))
+    assert await until(lambda: _sent(daemon)) == ("sent", words)
+    assert len(await sent_texts(daemon)) == 1
+    assert len(sink.received) == 1  # no notice: it was sent
+
+
+async def test_with_both_parts_the_plain_one_is_texted(running):
+    daemon, reply_to, _ = running
+    message = mail("dana@acme.example", reply_to, QUOTED)
+    message.add_alternative("<div dir=\"ltr\">The HTML part says something else.</div>",
+                            subtype="html")
+    await asyncio.to_thread(send, message)
+    assert (await until(lambda: _sent(daemon)))[1] == (
+        "Great, I can come by Tuesday at 10. Does that work?")

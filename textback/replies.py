@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from mailparser_reply import EmailReplyParser
 
 from sms_gateway.segments import count_segments
+from textback.htmlmail import new_words
 
 TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
 COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam)\b\s*(.*)$", re.IGNORECASE)
@@ -75,16 +76,20 @@ def authenticated(message: EmailMessage, authserv_id: str | None) -> bool:
 
 
 def new_text(message: EmailMessage, owner_name: str = "") -> str:
-    """The owner's new words: the plain part without quoted history, signature or sign-off.
+    """The owner's new words: the body without quoted history, signature or sign-off.
 
-    The library removes quotes and signature blocks; a bare sign-off with the
-    owner's own name ("Dana") above a signature is dropped here, since the
-    homeowner already sees who writes.
+    The plain part when there is one, else the HTML part as text (some phones
+    send HTML only). The library removes quotes and signature blocks; a bare
+    sign-off with the owner's own name ("Dana") above a signature is dropped
+    here, since the homeowner already sees who writes.
     """
-    part = message.get_body(("plain",))
+    part = message.get_body(("plain", "html"))
     if part is None:
         return ""
-    body = part.get_content().replace("\r\n", "\n")
+    body = part.get_content()
+    if part.get_content_subtype() == "html":
+        body = new_words(body)
+    body = body.replace("\r\n", "\n")
     replies = EmailReplyParser(languages=["en"]).read(body).replies
     text = replies[0].body.strip() if replies else body.strip()
     names = {owner_name.lower(), owner_name.split()[0].lower()} if owner_name.strip() else set()
