@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -138,12 +140,18 @@ async def test_a_team_address_may_answer(running):
     assert (await until(lambda: _sent(daemon)))[1] == "We'll call you at 3."
 
 
-async def test_auto_replies_are_accepted_and_dropped(running):
-    daemon, reply_to, _ = running
+async def test_auto_replies_are_accepted_dropped_and_logged_without_a_notice(running, caplog):
+    """RFC 3834: an out-of-office is never texted nor answered, and nobody is mailed about it."""
+    daemon, reply_to, sink = running
     await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "I am out of office",
                                        Auto_Submitted="auto-replied"))
     await asyncio.sleep(0.5)
     assert await sent_texts(daemon) == []
+    assert len(sink.received) == 1  # the alert the owner's responder answered; no notice
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "textback.mailin"
+                and "dropped" in r.getMessage()]
+    assert "from dana@acme.example" in logged
+    assert logged.endswith("automatic reply: Auto-Submitted: auto-replied")
 
 
 async def test_won_command_is_recorded_not_texted(running):
@@ -188,10 +196,11 @@ async def test_a_bare_lf_in_the_header_is_refused(running):
     assert await asyncio.to_thread(raw_session) == 550
 
 
-# -- HTML-only replies ----------------------------------------------------------------------
+# -- HTML-only replies, and replies with nothing to text -------------------------------------
 
 SAMPLES = Path(__file__).parent / "mail"  # the HTML each client writes for a reply
 CLIENTS = {"gmail": "Gmail", "apple": "iPhone Mail (22B83)", "outlook": "Microsoft Outlook 16.0"}
+NOTHING_TO_SEND = "Not sent to +12125550123: nothing to send"
 
 
 def html_only(to: str, sample: str) -> EmailMessage:
@@ -203,6 +212,12 @@ def html_only(to: str, sample: str) -> EmailMessage:
     message["X-Mailer"] = CLIENTS[sample.split("_")[0]]
     message.set_content((SAMPLES / sample).read_text(), subtype="html", cte="quoted-printable")
     return message
+
+
+async def notice(sink) -> EmailMessage:
+    """The one email after the alert, parsed as the owner's mail client would."""
+    [_, received] = await asyncio.to_thread(sink.wait_for, 2, 10)
+    return BytesParser(policy=policy.default).parsebytes(received.message.as_bytes())
 
 
 @pytest.mark.parametrize("sample, words", [
@@ -232,3 +247,57 @@ async def test_with_both_parts_the_plain_one_is_texted(running):
     await asyncio.to_thread(send, message)
     assert (await until(lambda: _sent(daemon)))[1] == (
         "Great, I can come by Tuesday at 10. Does that work?")
+
+
+@pytest.mark.parametrize("message", [
+    lambda to: mail("dana@acme.example", to, QUOTED[QUOTED.index("On Thu"):]),
+    lambda to: html_only(to, "gmail_quote_only.html"),
+], ids=["plain", "html"])
+async def test_a_reply_with_only_the_quote_is_not_sent_and_the_owner_is_told(running, message):
+    daemon, reply_to, sink = running
+    await asyncio.to_thread(send, message(reply_to))
+    told = await notice(sink)
+    assert told["To"] == "Dana Reyes <dana@acme.example>"
+    assert told["Subject"] == NOTHING_TO_SEND
+    assert told.get_content() == (
+        "Your email reply to +12125550123 was not sent: it had no new words above the quoted "
+        "message.\n\nWrite your answer above the quoted message and reply again. Pictures and "
+        "files are never texted.\n")
+    assert await sent_texts(daemon) == []
+
+
+async def test_an_attachment_only_reply_is_not_sent_and_the_owner_is_told(running):
+    daemon, reply_to, sink = running
+    message = EmailMessage()
+    message["From"] = "dana@acme.example"
+    message["To"] = reply_to
+    message["Subject"] = "Re: Text from (212) 555-0123"
+    message.add_attachment(b"\xff\xd8\xff\xe0 not really a JPEG", maintype="image",
+                           subtype="jpeg", filename="IMG_0042.JPG")
+    await asyncio.to_thread(send, message)
+    told = await notice(sink)
+    assert told["Subject"] == NOTHING_TO_SEND
+    assert told.get_content().startswith(
+        "Your email reply to +12125550123 was not sent: it had only attachments, and a text "
+        "carries words only.\n\nIts attachments:\n    IMG_0042.JPG\n\n")
+    assert await sent_texts(daemon) == []
+
+
+async def test_a_hostile_attachment_name_never_reaches_a_header_of_the_notice(running):
+    daemon, reply_to, sink = running
+    raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: photo\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+           " filename*=utf-8''plan%0D%0ABcc%3A%20victim%40evil.example%0D%0A%0D%0Abody.pdf\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n").encode()
+
+    def raw_session() -> None:
+        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
+            client.sendmail("dana@acme.example", [reply_to], raw)
+
+    await asyncio.to_thread(raw_session)
+    told = await notice(sink)
+    assert told["Bcc"] is None and told["Subject"] == NOTHING_TO_SEND
+    assert "\n    plan Bcc: victim@evil.example body.pdf\n" in told.get_content()
+    [recipients] = [r.recipients for r in sink.received[1:]]
+    assert recipients == ["dana@acme.example"]

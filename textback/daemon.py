@@ -402,6 +402,13 @@ class Daemon:
             await self._notify(owner, f"Not sent to {caller}: too long",
                                f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
                                f"Please shorten it and reply again. Nothing was cut or sent.")
+        elif verdict.action == "nothing_to_send":
+            files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
+            await self._notify(owner, f"Not sent to {caller}: nothing to send",
+                               f"Your email reply to {caller} was not sent: {verdict.reason}."
+                               + (f"\n\nIts attachments:{files}" if files else "")
+                               + "\n\nWrite your answer above the quoted message and reply "
+                                 "again. Pictures and files are never texted.")
         elif await self.store.is_suppressed(caller):
             await self._notify(owner, f"Not sent to {caller}: they opted out",
                                f"{caller} asked not to be texted (STOP), so your reply was not "
