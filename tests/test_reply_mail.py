@@ -16,6 +16,8 @@ from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
+from tests.providers.common import serving
+from tests.providers.twilio import FakeTwilio
 
 REPLY_PORT = 15026
 DOMAIN = "reply.acme.example"
@@ -301,3 +303,41 @@ async def test_a_hostile_attachment_name_never_reaches_a_header_of_the_notice(ru
     assert "\n    plan Bcc: victim@evil.example body.pdf\n" in told.get_content()
     [recipients] = [r.recipients for r in sink.received[1:]]
     assert recipients == ["dana@acme.example"]
+
+
+async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owner(tmp_path,
+                                                                                   smtp_sink):
+    """The listener answered 250, so the owner thinks it went: a refusal at the gateway is mailed."""
+    twilio = FakeTwilio("AC" + "3" * 32, "twilio-token", opted_out={HOMEOWNER})  # 21610 at Twilio
+    (tmp_path / "twilio.token").write_text(twilio.auth_token)
+    async with serving(twilio.app()) as api:
+        config = base_config(tmp_path, **{
+            "ami.port": 15099, "smtp.port": 15025,
+            "gateway": {"type": "twilio",
+                        "twilio": {"account_sid": twilio.account_sid,
+                                   "auth_token": {"file": "twilio.token"}, "api_base_url": api},
+                        "webhooks": {"listen_port": 15181,
+                                     "public_base_url": "https://textback.example.com/hooks"}},
+            "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"}],
+            "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT},
+        })
+        daemon = Daemon(load(write_config(tmp_path, config)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        try:
+            await until(lambda: asyncio.sleep(0, daemon.gateway is not None))
+            await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Kitchen remodel?"),
+                                      "twilio")
+            [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+            await asyncio.to_thread(send, mail("dana@acme.example", alert.message["Reply-To"],
+                                               "Yes, we do kitchens. Tuesday?"))
+            told = await notice(smtp_sink)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert told["Subject"] == "Not sent to +12125550123: the gateway refused it"
+    assert told.get_content() == (
+        "Your reply to +12125550123 was not sent: the gateway refused it. The gateway said: "
+        "recipient opted out (Twilio 21610)\n\nYour reply:\n    Yes, we do kitchens. Tuesday?\n\n"
+        "Call them instead, or reply again later.\n")
+    assert twilio.accepted == [] and twilio.attempts == 1

@@ -327,6 +327,7 @@ class Daemon:
         if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             timeline.info("text to %s blocked: the number opted out", item.recipient)
+            await self._report_unsent_owner_reply(item, "they opted out", "They texted STOP.")
             return
         result = await self.gateway.send(OutgoingText(
             item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
@@ -346,6 +347,20 @@ class Daemon:
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
+            await self._report_unsent_owner_reply(
+                item, "the gateway may not have sent it" if state == "unknown"
+                else "the gateway refused it", f"The gateway said: {one_line(result.error, 300)}")
+
+    async def _report_unsent_owner_reply(self, item: OutboxItem, why: str, detail: str) -> None:
+        """An owner's reply (by email, answered 250, or `textback reply`) that did not go out."""
+        if item.kind != OWNER_REPLY:
+            return
+        conversation = await self.store.conversation(item.conversation_id)
+        await self._notify(self.config.owner(conversation["owner_id"]),
+                           f"Not sent to {item.recipient}: {why}",
+                           f"Your reply to {item.recipient} was not sent: {why}. {detail}\n\n"
+                           f"Your reply:\n    {one_line(item.body, 500)}\n\n"
+                           f"Call them instead, or reply again later.")
 
     # -- inbound texts and owner alerts -------------------------------------------
 
