@@ -225,6 +225,8 @@ async def notice(sink) -> EmailMessage:
 @pytest.mark.parametrize("sample, words", [
     ("gmail_reply.html", "Hi Maria,\n\nTuesday at 10 works. I'll bring tile samples & the quote."),
     ("gmail_no_quote.html", "Yes, we do bathrooms too. Can you send a photo of the space?"),
+    # Only the markup gives this quote away: the parser knows English "On ... wrote:" lines.
+    ("gmail_spanish_reply.html", "S\u00ed, el martes a las 10 est\u00e1 bien."),
     ("apple_ios_reply.html", "Running 15 min late, sorry!\nSee you at 10:15"),
     ("apple_macos_no_quote.html",
      "Hello,\n\nWe\u2019re booked this week. Does Monday the 30th at 8:00 AM suit you?"),
