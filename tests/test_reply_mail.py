@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,8 @@ from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
+from tests.providers.common import serving
+from tests.providers.twilio import FakeTwilio
 
 REPLY_PORT = 15026
 DOMAIN = "reply.acme.example"
@@ -137,12 +142,18 @@ async def test_a_team_address_may_answer(running):
     assert (await until(lambda: _sent(daemon)))[1] == "We'll call you at 3."
 
 
-async def test_auto_replies_are_accepted_and_dropped(running):
-    daemon, reply_to, _ = running
+async def test_auto_replies_are_accepted_dropped_and_logged_without_a_notice(running, caplog):
+    """RFC 3834: an out-of-office is never texted nor answered, and nobody is mailed about it."""
+    daemon, reply_to, sink = running
     await asyncio.to_thread(send, mail("dana@acme.example", reply_to, "I am out of office",
                                        Auto_Submitted="auto-replied"))
     await asyncio.sleep(0.5)
     assert await sent_texts(daemon) == []
+    assert len(sink.received) == 1  # the alert the owner's responder answered; no notice
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "textback.mailin"
+                and "dropped" in r.getMessage()]
+    assert "from dana@acme.example" in logged
+    assert logged.endswith("automatic reply: Auto-Submitted: auto-replied")
 
 
 async def test_won_command_is_recorded_not_texted(running):
@@ -185,3 +196,150 @@ async def test_a_bare_lf_in_the_header_is_refused(running):
             return client.data(raw)[0]
 
     assert await asyncio.to_thread(raw_session) == 550
+
+
+# -- HTML-only replies, and replies with nothing to text -------------------------------------
+
+SAMPLES = Path(__file__).parent / "mail"  # the HTML each client writes for a reply
+CLIENTS = {"gmail": "Gmail", "apple": "iPhone Mail (22B83)", "outlook": "Microsoft Outlook 16.0"}
+NOTHING_TO_SEND = "Not sent to +12125550123: nothing to send"
+
+
+def html_only(to: str, sample: str) -> EmailMessage:
+    """A reply whose only body is one client's HTML, quoted-printable as those clients send it."""
+    message = EmailMessage()
+    message["From"] = "Dana Reyes <dana@acme.example>"
+    message["To"] = to
+    message["Subject"] = "Re: Text from (212) 555-0123: Yes please, kitchen remodel"
+    message["X-Mailer"] = CLIENTS[sample.split("_")[0]]
+    message.set_content((SAMPLES / sample).read_text(), subtype="html", cte="quoted-printable")
+    return message
+
+
+async def notice(sink) -> EmailMessage:
+    """The one email after the alert, parsed as the owner's mail client would."""
+    [_, received] = await asyncio.to_thread(sink.wait_for, 2, 10)
+    return BytesParser(policy=policy.default).parsebytes(received.message.as_bytes())
+
+
+@pytest.mark.parametrize("sample, words", [
+    ("gmail_reply.html", "Hi Maria,\n\nTuesday at 10 works. I'll bring tile samples & the quote."),
+    ("gmail_no_quote.html", "Yes, we do bathrooms too. Can you send a photo of the space?"),
+    # Only the markup gives this quote away: the parser knows English "On ... wrote:" lines.
+    ("gmail_spanish_reply.html", "S\u00ed, el martes a las 10 est\u00e1 bien."),
+    ("apple_ios_reply.html", "Running 15 min late, sorry!\nSee you at 10:15"),
+    ("apple_macos_no_quote.html",
+     "Hello,\n\nWe\u2019re booked this week. Does Monday the 30th at 8:00 AM suit you?"),
+    ("outlook_web_reply.html", "Sure \u2013 the estimate is free. I can come Thursday between 1 and 3."),
+    ("outlook_desktop_reply.html",
+     "Good news: the permit came through. We can start the demo on the 7th."),
+    ("outlook_no_quote.html", "We\u2019re closed for the holiday. I\u2019ll call you Monday morning."),
+])
+async def test_an_html_only_reply_texts_the_owners_new_words(running, sample, words):
+    daemon, reply_to, sink = running
+    await asyncio.to_thread(send, html_only(reply_to, sample))
+    assert await until(lambda: _sent(daemon)) == ("sent", words)
+    assert len(await sent_texts(daemon)) == 1
+    assert len(sink.received) == 1  # no notice: it was sent
+
+
+async def test_with_both_parts_the_plain_one_is_texted(running):
+    daemon, reply_to, _ = running
+    message = mail("dana@acme.example", reply_to, QUOTED)
+    message.add_alternative("<div dir=\"ltr\">The HTML part says something else.</div>",
+                            subtype="html")
+    await asyncio.to_thread(send, message)
+    assert (await until(lambda: _sent(daemon)))[1] == (
+        "Great, I can come by Tuesday at 10. Does that work?")
+
+
+@pytest.mark.parametrize("message", [
+    lambda to: mail("dana@acme.example", to, QUOTED[QUOTED.index("On Thu"):]),
+    lambda to: html_only(to, "gmail_quote_only.html"),
+], ids=["plain", "html"])
+async def test_a_reply_with_only_the_quote_is_not_sent_and_the_owner_is_told(running, message):
+    daemon, reply_to, sink = running
+    await asyncio.to_thread(send, message(reply_to))
+    told = await notice(sink)
+    assert told["To"] == "Dana Reyes <dana@acme.example>"
+    assert told["Subject"] == NOTHING_TO_SEND
+    assert told.get_content() == (
+        "Your email reply to +12125550123 was not sent: it had no new words above the quoted "
+        "message.\n\nWrite your answer above the quoted message and reply again. Pictures and "
+        "files are never texted.\n")
+    assert await sent_texts(daemon) == []
+
+
+async def test_an_attachment_only_reply_is_not_sent_and_the_owner_is_told(running):
+    daemon, reply_to, sink = running
+    message = EmailMessage()
+    message["From"] = "dana@acme.example"
+    message["To"] = reply_to
+    message["Subject"] = "Re: Text from (212) 555-0123"
+    message.add_attachment(b"\xff\xd8\xff\xe0 not really a JPEG", maintype="image",
+                           subtype="jpeg", filename="IMG_0042.JPG")
+    await asyncio.to_thread(send, message)
+    told = await notice(sink)
+    assert told["Subject"] == NOTHING_TO_SEND
+    assert told.get_content().startswith(
+        "Your email reply to +12125550123 was not sent: it had only attachments, and a text "
+        "carries words only.\n\nIts attachments:\n    IMG_0042.JPG\n\n")
+    assert await sent_texts(daemon) == []
+
+
+async def test_a_hostile_attachment_name_never_reaches_a_header_of_the_notice(running):
+    daemon, reply_to, sink = running
+    raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: photo\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+           " filename*=utf-8''plan%0D%0ABcc%3A%20victim%40evil.example%0D%0A%0D%0Abody.pdf\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n").encode()
+
+    def raw_session() -> None:
+        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
+            client.sendmail("dana@acme.example", [reply_to], raw)
+
+    await asyncio.to_thread(raw_session)
+    told = await notice(sink)
+    assert told["Bcc"] is None and told["Subject"] == NOTHING_TO_SEND
+    assert "\n    plan Bcc: victim@evil.example body.pdf\n" in told.get_content()
+    [recipients] = [r.recipients for r in sink.received[1:]]
+    assert recipients == ["dana@acme.example"]
+
+
+async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owner(tmp_path,
+                                                                                   smtp_sink):
+    """The listener answered 250, so the owner thinks it went: a refusal at the gateway is mailed."""
+    twilio = FakeTwilio("AC" + "3" * 32, "twilio-token", opted_out={HOMEOWNER})  # 21610 at Twilio
+    (tmp_path / "twilio.token").write_text(twilio.auth_token)
+    async with serving(twilio.app()) as api:
+        config = base_config(tmp_path, **{
+            "ami.port": 15099, "smtp.port": 15025,
+            "gateway": {"type": "twilio",
+                        "twilio": {"account_sid": twilio.account_sid,
+                                   "auth_token": {"file": "twilio.token"}, "api_base_url": api},
+                        "webhooks": {"listen_port": 15181,
+                                     "public_base_url": "https://textback.example.com/hooks"}},
+            "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"}],
+            "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT},
+        })
+        daemon = Daemon(load(write_config(tmp_path, config)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        try:
+            await until(lambda: asyncio.sleep(0, daemon.gateway is not None))
+            await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Kitchen remodel?"),
+                                      "twilio")
+            [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+            await asyncio.to_thread(send, mail("dana@acme.example", alert.message["Reply-To"],
+                                               "Yes, we do kitchens. Tuesday?"))
+            told = await notice(smtp_sink)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert told["Subject"] == "Not sent to +12125550123: the gateway refused it"
+    assert told.get_content() == (
+        "Your reply to +12125550123 was not sent: the gateway refused it. The gateway said: "
+        "recipient opted out (Twilio 21610)\n\nYour reply:\n    Yes, we do kitchens. Tuesday?\n\n"
+        "Call them instead, or reply again later.\n")
+    assert twilio.accepted == [] and twilio.attempts == 1

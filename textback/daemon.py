@@ -328,6 +328,7 @@ class Daemon:
         if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             timeline.info("text to %s blocked: the number opted out", item.recipient)
+            await self._report_unsent_owner_reply(item, "they opted out", "They texted STOP.")
             return
         result = await self.gateway.send(OutgoingText(
             item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
@@ -347,6 +348,20 @@ class Daemon:
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
+            await self._report_unsent_owner_reply(
+                item, "the gateway may not have sent it" if state == "unknown"
+                else "the gateway refused it", f"The gateway said: {one_line(result.error, 300)}")
+
+    async def _report_unsent_owner_reply(self, item: OutboxItem, why: str, detail: str) -> None:
+        """An owner's reply (by email, answered 250, or `textback reply`) that did not go out."""
+        if item.kind != OWNER_REPLY:
+            return
+        conversation = await self.store.conversation(item.conversation_id)
+        await self._notify(self.config.owner(conversation["owner_id"]),
+                           f"Not sent to {item.recipient}: {why}",
+                           f"Your reply to {item.recipient} was not sent: {why}. {detail}\n\n"
+                           f"Your reply:\n    {one_line(item.body, 500)}\n\n"
+                           f"Call them instead, or reply again later.")
 
     # -- inbound texts and owner alerts -------------------------------------------
 
@@ -416,6 +431,13 @@ class Daemon:
             await self._notify(owner, f"Not sent to {caller}: too long",
                                f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
                                f"Please shorten it and reply again. Nothing was cut or sent.")
+        elif verdict.action == "nothing_to_send":
+            files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
+            await self._notify(owner, f"Not sent to {caller}: nothing to send",
+                               f"Your email reply to {caller} was not sent: {verdict.reason}."
+                               + (f"\n\nIts attachments:{files}" if files else "")
+                               + "\n\nWrite your answer above the quoted message and reply "
+                                 "again. Pictures and files are never texted.")
         elif await self.store.is_suppressed(caller):
             await self._notify(owner, f"Not sent to {caller}: they opted out",
                                f"{caller} asked not to be texted (STOP), so your reply was not "

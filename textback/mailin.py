@@ -2,7 +2,10 @@
 
 It runs on the daemon's event loop, so a reply is committed to the store
 before the SMTP 250 goes back. Unknown recipients are refused at RCPT time;
-everything else is decided by textback.replies.judge.
+everything else is decided by textback.replies.judge. A 250 means the reply
+was handed to the daemon (`on_reply`), which texts it or emails the owner
+why not; the one exception is an automatic reply (RFC 3834), which is only
+logged, so that no responder is ever answered.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from typing import Any, Awaitable, Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from textback.alerts import one_line
 from textback.config import Config
-from textback.replies import Verdict, judge, token_of
+from textback.replies import Verdict, from_address, judge, token_of
 from textback.store import Store
 
 log = logging.getLogger("textback.mailin")
@@ -67,9 +71,11 @@ class ReplyMailHandler:
                         verdict.reason)
             return f"550 5.7.1 {verdict.reason}"
         if verdict.action == "drop":
-            log.info("dropped a reply to conversation %d: %s", binding["conversation_id"],
-                     verdict.reason)
-            return "250 OK (nothing to send)"
+            log.warning("dropped mail to conversation %d's reply address from %s (envelope %s), "
+                        "not texted and not answered: %s", binding["conversation_id"],
+                        one_line(from_address(message) or "no single From address", 120),
+                        one_line(envelope.mail_from or "<>", 120), verdict.reason)
+            return "250 OK (automatic reply, not texted)"
         await self._on_reply(binding, verdict)
         return "250 OK"
 

@@ -2,7 +2,8 @@
 
 The mail edge (textback/mailin.py) hands over the parsed message and what the
 store knows about the reply token; this module says whether to refuse it,
-drop it silently, record a bookkeeping command, or text the homeowner.
+drop it (automatic mail only), record a bookkeeping command, tell the owner
+why nothing can be sent, or text the homeowner.
 """
 
 from __future__ import annotations
@@ -15,21 +16,31 @@ from email.message import EmailMessage
 from mailparser_reply import EmailReplyParser
 
 from sms_gateway.segments import count_segments
+from textback.htmlmail import new_words
 
 TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
 COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam)\b\s*(.*)$", re.IGNORECASE)
 STAGES = ("booked", "qualified", "won", "lost", "spam")
+RFC3834_KEYWORDS = ("auto-generated", "auto-replied", "auto-notified")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """`action` is refuse (SMTP 5xx), drop (accept, do nothing), command, text or too_long."""
+    """What to do with a reply; every accepted one but an automatic reply reaches the owner.
+
+    `action` is refuse (SMTP 5xx: the sender's server tells them), drop (an
+    automatic reply: accepted, logged, nobody answered), command, text,
+    too_long or nothing_to_send (the owner is emailed why). `reason` is
+    textback's own wording, never the sender's; `attachments` are the names
+    of the files a reply carried, as the sender wrote them.
+    """
 
     action: str
     reason: str = ""
     text: str = ""
     command: str = ""
     argument: str = ""
+    attachments: tuple[str, ...] = ()
 
 
 def token_of(recipient: str, domain: str) -> str | None:
@@ -41,13 +52,24 @@ def token_of(recipient: str, domain: str) -> str | None:
     return match.group(1) if match else None
 
 
-def is_auto_reply(message: EmailMessage, envelope_sender: str | None) -> bool:
-    """RFC 3834: vacation notices, bounces and list mail must never turn into texts."""
-    auto = (message.get("Auto-Submitted") or "no").strip().lower()
+def automatic_because(message: EmailMessage, envelope_sender: str | None) -> str | None:
+    """What marks the message as automatic (RFC 3834), or None for mail a person sent.
+
+    Vacation notices, bounces and list mail must never turn into texts. The
+    answer names the header and at most a known keyword, never the sender's text.
+    """
+    auto = (message.get("Auto-Submitted") or "no").split(";")[0].strip().lower()
     precedence = (message.get("Precedence") or "").strip().lower()
-    return (auto != "no" or precedence in ("bulk", "junk", "list")
-            or not envelope_sender or envelope_sender == "<>"
-            or message.get("X-Autoreply") is not None or message.get("X-Autorespond") is not None)
+    if auto != "no":
+        return f"Auto-Submitted: {auto if auto in RFC3834_KEYWORDS else 'another value'}"
+    if precedence in ("bulk", "junk", "list"):
+        return f"Precedence: {precedence}"
+    if not envelope_sender or envelope_sender == "<>":
+        return "empty envelope sender (a bounce)"
+    for header in ("X-Autoreply", "X-Autorespond"):
+        if message.get(header) is not None:
+            return f"{header} header"
+    return None
 
 
 def from_address(message: EmailMessage) -> str | None:
@@ -75,30 +97,46 @@ def authenticated(message: EmailMessage, authserv_id: str | None) -> bool:
 
 
 def new_text(message: EmailMessage, owner_name: str = "") -> str:
-    """The owner's new words: the plain part without quoted history, signature or sign-off.
+    """The owner's new words: the body without quoted history, signature or sign-off.
 
-    The library removes quotes and signature blocks; a bare sign-off with the
-    owner's own name ("Dana") above a signature is dropped here, since the
-    homeowner already sees who writes.
+    The plain part when there is one, else the HTML part as text (some phones
+    send HTML only). The library removes quotes and signature blocks; a bare
+    sign-off with the owner's own name ("Dana") above a signature is dropped
+    here, since the homeowner already sees who writes.
     """
-    part = message.get_body(("plain",))
+    part = message.get_body(("plain", "html"))
     if part is None:
         return ""
-    body = part.get_content().replace("\r\n", "\n")
+    body = part.get_content()
+    if part.get_content_subtype() == "html":
+        body = new_words(body)
+    body = body.replace("\r\n", "\n")
     replies = EmailReplyParser(languages=["en"]).read(body).replies
-    text = replies[0].body.strip() if replies else body.strip()
+    # The library's first reply is the quoted message itself (it has headers, "On ... wrote:")
+    # when nothing was written above it.
+    text = replies[0].body if replies and not replies[0].headers else ""
+    # "> " lines the library leaves (a quote whose "On ... wrote:" was deleted) are not the owner's.
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
     names = {owner_name.lower(), owner_name.split()[0].lower()} if owner_name.strip() else set()
-    lines = text.splitlines()
+    lines = text.strip().splitlines()
     while len(lines) > 1 and lines[-1].strip(" ,.-–—").lower() in names:
         lines.pop()
     return "\n".join(lines).strip()
 
 
+def attachment_names(message: EmailMessage) -> tuple[str, ...]:
+    """The file name (or, lacking one, the type) of every part that is not a text body."""
+    return tuple(part.get_filename() or part.get_content_type() for part in message.walk()
+                 if not part.is_multipart()
+                 and part.get_content_type() not in ("text/plain", "text/html"))
+
+
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
           team: frozenset[str], authserv_id: str | None, max_segments: int,
           owner_name: str = "") -> Verdict:
-    if is_auto_reply(message, envelope_sender):
-        return Verdict("drop", "automatic reply")
+    automatic = automatic_because(message, envelope_sender)
+    if automatic is not None:
+        return Verdict("drop", f"automatic reply: {automatic}")
     sender = from_address(message)
     allowed = {owner_email.lower()} | team
     if sender is None or sender not in allowed or (envelope_sender or "").lower() not in allowed:
@@ -107,7 +145,11 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
         return Verdict("refuse", "no DKIM or SPF pass from the trusted authserv-id")
     text = new_text(message, owner_name)
     if not text:
-        return Verdict("drop", "no new text above the quoted message")
+        attachments = attachment_names(message)
+        if attachments:
+            return Verdict("nothing_to_send", "it had only attachments, and a text carries "
+                                              "words only", attachments=attachments)
+        return Verdict("nothing_to_send", "it had no new words above the quoted message")
     command = COMMAND.match(text.splitlines()[0].strip())
     if command:
         return Verdict("command", command=command.group(1).lower(), argument=command.group(2).strip())
