@@ -64,11 +64,20 @@ def test_missing_secret_file_and_env(tmp_path, monkeypatch):
     assert any(k.startswith("smtp.password") and "NO_SUCH_SECRET" in v for k, v in found.items())
 
 
-def test_secret_written_inline_is_refused(tmp_path):
-    config = base_config(tmp_path)
-    config["ami"]["secret"] = "hunter2"
-    [(where, _)] = problems_of(tmp_path, config)
-    assert where.startswith("ami.secret")
+@pytest.mark.parametrize("change, path", [
+    ({"ami.secret": "hunter2-inline"}, "ami.secret"),
+    ({"smtp.password": "hunter2-inline"}, "smtp.password"),
+    ({"gateway": {"type": "twilio", "twilio": {"account_sid": "AC" + "0" * 32,
+                                                "auth_token": "hunter2-inline"}}}, "gateway.twilio.auth_token"),
+    ({"gateway": {"type": "kannel", "kannel": {
+        "sendsms_url": "http://127.0.0.1:13013/cgi-bin/sendsms", "username": "u",
+        "password": "hunter2-inline", "webhook_token": {"env": "X"}}}}, "gateway.kannel.password"),
+])
+def test_a_secret_written_inline_is_refused_without_echoing_it(tmp_path, change, path):
+    [(where, message)] = problems_of(tmp_path, base_config(tmp_path, **change))
+    assert where.startswith(f"{path} (line ")
+    assert "{file: /path/to/secret} or {env: VARIABLE_NAME}" in message
+    assert "hunter2" not in where + message
 
 
 def test_template_with_unknown_placeholder(tmp_path):

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_calendars
 import phonenumbers
-import yaml
 from pydantic import (Field, SecretStr, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
@@ -33,6 +32,7 @@ from sms_gateway.settings import (
 )
 
 from textback.numbers import to_e164
+from textback import yamlread
 from textback.schema import SecretRef, Strict
 from textback.templates import TemplateError, check_template
 
@@ -564,20 +564,22 @@ def load(path: Path) -> Loaded:
     """Read, validate and resolve secrets; raise ConfigError listing every problem."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(yamlread.MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(source, [("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = yamlread.decode(data)
+    except yamlread.YamlProblem as exc:
+        raise ConfigError(source, [(_where(exc.line), str(exc))]) from None
     return parse(text, source=source, base=path.resolve().parent)
 
 
 def parse(text: str, source: str = "<config>", base: Path | None = None) -> Loaded:
     try:
-        raw = yaml.safe_load(text)
-        lines = _line_numbers(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError(source, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raw, lines = yamlread.read(text)
+    except yamlread.YamlProblem as exc:
+        raise ConfigError(source, [(_where(exc.line), str(exc))]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top)", "the file must be a mapping of sections")])
     try:
@@ -648,6 +650,10 @@ def _describe(err: Any, lines: dict[str, int]) -> tuple[str, str]:
         message = "unknown key (check the spelling against config.example.yaml)"
     elif kind == "missing":
         message = "required key is missing"
+    elif kind == "model_type" and err.get("ctx", {}).get("class_name") == "SecretRef":
+        # Never echo the value: it is the secret itself, written where it must not be.
+        message = ("a secret is never written in this file: give {file: /path/to/secret} or "
+                   "{env: VARIABLE_NAME}")
     else:
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and kind.endswith(("_type", "_parsing")):
@@ -679,23 +685,5 @@ def _with_line(path: str, lines: dict[str, int]) -> str:
     return path
 
 
-def _line_numbers(text: str) -> dict[str, int]:
-    """Map each YAML path ('a.b[2].c') to the 1-based line where it is written."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    found: dict[str, int] = {}
-
-    def walk(node: yaml.Node, path: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = f"{path}.{key.value}" if path else str(key.value)
-                found[child] = key.start_mark.line + 1
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                child = f"{path}[{index}]"
-                found[child] = item.start_mark.line + 1
-                walk(item, child)
-
-    if root is not None:
-        walk(root, "")
-    return found
+def _where(line: int) -> str:
+    return f"line {line}" if line else "(file)"
