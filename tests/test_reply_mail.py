@@ -343,3 +343,52 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
         "recipient opted out (Twilio 21610)\n\nYour reply:\n    Yes, we do kitchens. Tuesday?\n\n"
         "Call them instead, or reply again later.\n")
     assert twilio.accepted == [] and twilio.attempts == 1
+
+
+async def test_a_reply_of_blank_lines_never_stalls_the_event_loop(running):
+    """40 KB of "ok" and 20,000 CRLFs once froze calls, texts and webhooks for over 45 s."""
+    daemon, reply_to, _ = running
+    raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: Re: x\r\n"
+           f"Content-Type: text/plain; charset=utf-8\r\n\r\nok" + "\r\n" * 20_000).encode()
+    lateness, ticking = [], True
+
+    async def ticker():
+        while ticking:
+            before = time.monotonic()
+            await asyncio.sleep(0.02)
+            lateness.append(time.monotonic() - before - 0.02)
+
+    def raw_session() -> int:
+        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=30) as client:
+            client.ehlo()
+            client.mail("dana@acme.example")
+            client.rcpt(reply_to)
+            return client.data(raw)[0]
+
+    tick = asyncio.create_task(ticker())
+    started = time.monotonic()
+    assert await asyncio.to_thread(raw_session) == 250
+    took = time.monotonic() - started
+    ticking = False
+    await tick
+    assert (await until(lambda: _sent(daemon)))[1] == "ok"
+    assert took < 5 and max(lateness) < 0.5, (took, max(lateness))
+
+
+@pytest.mark.parametrize("charset", ["unknown-8bit", "x-unknown", "utf-8"])
+async def test_a_reply_in_an_unknown_charset_is_read_leniently(running, charset):
+    daemon, reply_to, sink = running
+    raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n"
+           f"\r\nSee you at 10, caf\u00e9 after.\r\n").encode()
+
+    def raw_session() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
+            client.ehlo()
+            client.mail("dana@acme.example")
+            client.rcpt(reply_to)
+            return client.data(raw)
+
+    code, answer = await asyncio.to_thread(raw_session)
+    assert code == 250 and b"Error" not in answer
+    assert (await until(lambda: _sent(daemon)))[1] == "See you at 10, caf\u00e9 after."

@@ -438,6 +438,12 @@ class Daemon:
                                + (f"\n\nIts attachments:{files}" if files else "")
                                + "\n\nWrite your answer above the quoted message and reply "
                                  "again. Pictures and files are never texted.")
+        elif verdict.action == "unreadable":
+            await self._notify(owner, f"Not sent to {caller}: your reply could not be read",
+                               f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
+                               f"Please reply again with a short plain message, or call them.")
+        elif verdict.action != "text":
+            raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
         elif await self.store.is_suppressed(caller):
             await self._notify(owner, f"Not sent to {caller}: they opted out",
                                f"{caller} asked not to be texted (STOP), so your reply was not "

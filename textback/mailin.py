@@ -6,6 +6,10 @@ everything else is decided by textback.replies.judge. A 250 means the reply
 was handed to the daemon (`on_reply`), which texts it or emails the owner
 why not; the one exception is an automatic reply (RFC 3834), which is only
 logged, so that no responder is ever answered.
+
+Parsing and judging a message is CPU work on attacker-shaped input, so it
+runs in a worker thread with a time limit: a pathological mail can cost a
+thread some seconds, never the event loop that carries calls and texts.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from textback.replies import Verdict, from_address, judge, token_of
 from textback.store import Store
 
 log = logging.getLogger("textback.mailin")
+# How long reading one reply may take; its input is bounded too (textback.replies).
+READ_SECONDS = 10.0
 
 OnReply = Callable[[dict[str, Any], Verdict], Awaitable[None]]
 _BARE_EOL = re.compile(rb"(?<!\r)\n|\r(?!\n)")
@@ -58,14 +64,22 @@ class ReplyMailHandler:
         header_block = raw.split(b"\r\n\r\n", 1)[0]
         if _BARE_EOL.search(header_block):
             return "550 5.6.0 Bare CR or LF in the message header"
-        message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
         binding = await self._binding(envelope.rcpt_tos[0])
         if binding is None:
             return "550 5.1.1 No such reply address (unknown or expired)"
         owner = self._config.owner(binding["owner_id"])
-        verdict = judge(message, envelope.mail_from, owner.email, self._team,
-                        self._settings.trusted_authserv_id, self._settings.max_segments,
-                        owner.name)
+        try:
+            message, verdict = await asyncio.wait_for(asyncio.to_thread(
+                self._read, raw, envelope.mail_from, owner.email, owner.name), READ_SECONDS)
+        except asyncio.TimeoutError:
+            log.error("a reply to conversation %d took over %g s to read; its owner is told",
+                      binding["conversation_id"], READ_SECONDS)
+            await self._on_reply(binding, Verdict(
+                "unreadable", f"textback could not read it within {READ_SECONDS:g} seconds"))
+            return "250 OK (not texted; the owner is told why)"
+        except Exception:  # noqa: BLE001 - a bug here must not echo details to the sender
+            log.exception("could not read a reply to conversation %d", binding["conversation_id"])
+            return "451 4.3.0 Temporary failure reading the message; try again later"
         if verdict.action == "refuse":
             log.warning("refused a reply to conversation %d: %s", binding["conversation_id"],
                         verdict.reason)
@@ -78,6 +92,14 @@ class ReplyMailHandler:
             return "250 OK (automatic reply, not texted)"
         await self._on_reply(binding, verdict)
         return "250 OK"
+
+    def _read(self, raw: bytes, mail_from: str | None, owner_email: str,
+              owner_name: str) -> tuple[EmailMessage, Verdict]:
+        """Parse and judge one message (runs in a worker thread)."""
+        message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
+        return message, judge(message, mail_from, owner_email, self._team,
+                              self._settings.trusted_authserv_id, self._settings.max_segments,
+                              owner_name)
 
 
 async def serve(config: Config, store: Store, on_reply: OnReply) -> asyncio.AbstractServer:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 
+import authres
 from mailparser_reply import EmailReplyParser
 
 from sms_gateway.segments import count_segments
@@ -22,6 +23,11 @@ TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
 COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam)\b\s*(.*)$", re.IGNORECASE)
 STAGES = ("booked", "qualified", "won", "lost", "spam")
 RFC3834_KEYWORDS = ("auto-generated", "auto-replied", "auto-notified")
+# What the quote parser reads at most: its regexes cost more than linearly in the line count,
+# and an owner's new words are at the top. Runs of blank lines count as one.
+MAX_PARSED_LINES = 1000
+MAX_PARSED_CHARS = 50_000
+_BLANK_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Verdict:
 
     `action` is refuse (SMTP 5xx: the sender's server tells them), drop (an
     automatic reply: accepted, logged, nobody answered), command, text,
-    too_long or nothing_to_send (the owner is emailed why). `reason` is
+    too_long, nothing_to_send or unreadable (the owner is emailed why). `reason` is
     textback's own wording, never the sender's; `attachments` are the names
     of the files a reply carried, as the sender wrote them.
     """
@@ -84,16 +90,43 @@ def from_address(message: EmailMessage) -> str | None:
     return addresses[0].addr_spec.lower()
 
 
-def authenticated(message: EmailMessage, authserv_id: str | None) -> bool:
-    """With an authserv-id configured, require dkim=pass or spf=pass from our own MX's header."""
+def authenticated(message: EmailMessage, authserv_id: str | None, sender: str) -> bool:
+    """With an authserv-id configured, our own MX must vouch for the From domain.
+
+    Only the topmost Authentication-Results header counts (our MX adds it last;
+    anything below it came with the message), parsed per RFC 8601 (authres), so
+    comments and look-alike methods (`x-dkim`) never pass. It must carry our
+    authserv-id, no DMARC result other than pass, and a pass that is aligned
+    with the From domain: dmarc by header.from, dkim by header.d, spf by
+    smtp.mailfrom. Aligned means the same domain or a subdomain of it.
+    """
     if authserv_id is None:
         return True
-    for header in message.get_all("Authentication-Results") or []:
-        serv, _, results = str(header).partition(";")
-        if serv.strip().split()[0:1] == [authserv_id] and re.search(
-                r"\b(dkim|spf)=pass\b", results, re.IGNORECASE):
-            return True
+    headers = message.get_all("Authentication-Results") or []
+    if not headers:
+        return False
+    try:
+        parsed = authres.AuthenticationResultsHeader.parse_value(" ".join(str(headers[0]).split()))
+    except Exception:  # noqa: BLE001 - authres raises SyntaxError and its own errors on junk
+        return False
+    if (parsed.authserv_id or "").lower() != authserv_id.lower():
+        return False
+    domain = sender.rpartition("@")[2].lower()
+    results = [r for r in parsed.results if str(r.result).lower() == "pass" or r.method == "dmarc"]
+    if any(r.method == "dmarc" and str(r.result).lower() != "pass" for r in results):
+        return False
+    vouched = {"dmarc": ("header", "from"), "dkim": ("header", "d"), "spf": ("smtp", "mailfrom")}
+    for result in results:
+        wanted = vouched.get(str(result.method).lower())
+        for prop in result.properties if wanted else ():
+            if (prop.type.lower(), prop.name.lower()) == wanted and _aligned(prop.value, domain):
+                return True
     return False
+
+
+def _aligned(value: str, domain: str) -> bool:
+    found = str(value).rpartition("@")[2].strip().lower().rstrip(".")
+    return bool(domain) and (found == domain or found.endswith("." + domain))
 
 
 def new_text(message: EmailMessage, owner_name: str = "") -> str:
@@ -107,10 +140,10 @@ def new_text(message: EmailMessage, owner_name: str = "") -> str:
     part = message.get_body(("plain", "html"))
     if part is None:
         return ""
-    body = part.get_content()
+    body = _decoded(part)
     if part.get_content_subtype() == "html":
-        body = new_words(body)
-    body = body.replace("\r\n", "\n")
+        body = new_words(body[:MAX_PARSED_CHARS * 4])
+    body = _bounded(body.replace("\r\n", "\n"))
     replies = EmailReplyParser(languages=["en"]).read(body).replies
     # The library's first reply is the quoted message itself (it has headers, "On ... wrote:")
     # when nothing was written above it.
@@ -122,6 +155,21 @@ def new_text(message: EmailMessage, owner_name: str = "") -> str:
     while len(lines) > 1 and lines[-1].strip(" ,.-–—").lower() in names:
         lines.pop()
     return "\n".join(lines).strip()
+
+
+def _decoded(part: EmailMessage) -> str:
+    """The part's text; an unknown or wrong charset is read as UTF-8 with replacements, not refused."""
+    try:
+        return part.get_content()
+    except (LookupError, UnicodeError, AssertionError):
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace")
+
+
+def _bounded(body: str) -> str:
+    """What the quote parser may read: blank-line runs folded, then at most so many lines and chars."""
+    body = _BLANK_RUN.sub("\n\n", body[:MAX_PARSED_CHARS * 4])
+    return "\n".join(body[:MAX_PARSED_CHARS].split("\n")[:MAX_PARSED_LINES])
 
 
 def attachment_names(message: EmailMessage) -> tuple[str, ...]:
@@ -141,8 +189,8 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
     allowed = {owner_email.lower()} | team
     if sender is None or sender not in allowed or (envelope_sender or "").lower() not in allowed:
         return Verdict("refuse", "sender is not the owner of this conversation")
-    if not authenticated(message, authserv_id):
-        return Verdict("refuse", "no DKIM or SPF pass from the trusted authserv-id")
+    if not authenticated(message, authserv_id, sender):
+        return Verdict("refuse", "no aligned DMARC, DKIM or SPF pass from the trusted authserv-id")
     text = new_text(message, owner_name)
     if not text:
         attachments = attachment_names(message)
