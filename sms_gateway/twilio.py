@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from typing import Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -36,6 +37,21 @@ STATUSES: dict[str, DeliveryState] = {
     "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
 }
 DEFAULT_PORTS = {"https": 443, "http": 80}
+
+# The signature joins keys and values without separators, so moving characters across a
+# boundary ("MessageSid=SM…NumMedia0" for "MessageSid=SM…", "NumMedia=0") keeps it valid.
+# Fields of known shape are checked, and every key must look like one of Twilio's, so a
+# shifted field is refused; Twilio's new parameters (CamelCase names) still pass.
+_KEY = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+_FIELD_SHAPES = {
+    "MessageSid": r"(SM|MM)[0-9a-f]{32}", "SmsSid": r"(SM|MM)[0-9a-f]{32}",
+    "SmsMessageSid": r"(SM|MM)[0-9a-f]{32}", "AccountSid": r"AC[0-9a-f]{32}",
+    "MessagingServiceSid": r"MG[0-9a-f]{32}", "ApiVersion": r"\d{4}-\d{2}-\d{2}",
+    "NumMedia": r"\d{1,2}", "NumSegments": r"\d{1,3}", "ErrorCode": r"\d{0,6}",
+    "From": r"(whatsapp:)?\+?[0-9]{3,15}", "To": r"(whatsapp:)?\+?[0-9]{3,15}",
+    "SmsStatus": r"[a-z_]{1,20}", "MessageStatus": r"[a-z_]{1,20}",
+    "FromCountry": r"[A-Z]{0,2}", "ToCountry": r"[A-Z]{0,2}",
+}
 
 
 def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
@@ -136,7 +152,25 @@ class TwilioGateway:
         if not any(hmac.compare_digest(signature(token, url, params).encode(), given.encode())
                    for url in _url_variants(request.public_url)):
             raise Refused("X-Twilio-Signature does not match")
-        return dict(params)
+        return self._well_formed(params)
+
+    def _well_formed(self, params: list[tuple[str, str]]) -> dict[str, str]:
+        """Signed fields in Twilio's own shapes: a replay with shifted fields is refused."""
+        form = dict(params)
+        if len(form) != len(params):
+            raise Refused("a parameter is repeated")
+        for key, value in form.items():
+            if not _KEY.match(key):
+                raise Refused("a parameter name is not one of Twilio's")
+            shape = _FIELD_SHAPES.get(key)
+            if shape is not None and not re.fullmatch(shape, value):
+                raise Refused(f"{key} is not in Twilio's format")
+        if form.get("AccountSid", self._s.account_sid) != self._s.account_sid:
+            raise Refused("AccountSid is not this account")
+        sids = {form[k] for k in ("MessageSid", "SmsSid", "SmsMessageSid") if k in form}
+        if len(sids) > 1:
+            raise Refused("the message sids disagree")
+        return form
 
     def _read_inbound(self, request: WebhookRequest) -> Event:
         form = self._verified(request)

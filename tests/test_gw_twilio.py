@@ -180,3 +180,42 @@ async def test_status_callbacks_report_delivery_and_errors_in_the_common_shape()
         DeliveryStatus("SM" + "9" * 32, "undelivered", "30003"),
         DeliveryStatus("SM" + "9" * 32, "failed", "30008")]
     assert {gateway for _, gateway in sinks.statuses} == {"twilio"}
+
+
+def shifted_replays(params: dict[str, str]) -> list[dict[str, str]]:
+    """Every replay of `params` that moves text across one key's boundary with the value before it.
+
+    Twilio's signature joins sorted keys and values without separators, so each of
+    these carries the captured signature unchanged, under another MessageSid or body.
+    """
+    keys = sorted(params)
+    replays = []
+    for before, key in zip(keys, keys[1:]):
+        for cut in range(1, len(key) + 1):
+            moved = {k: v for k, v in params.items() if k != key}
+            moved[before] = params[before] + key[:cut]
+            if cut < len(key):
+                moved[key[cut:]] = params[key]
+            else:  # the whole field joins the value before it
+                moved[before] += params[key]
+            if "".join(k + moved[k] for k in sorted(moved)) == "".join(k + params[k] for k in keys):
+                replays.append(moved)
+    return replays
+
+
+async def test_a_captured_webhook_replayed_with_shifted_fields_is_refused():
+    twilio = FakeTwilio(SID, TOKEN)
+    gw = gateway("http://unused.invalid")
+    signed = f"{PUBLIC}/twilio/inbound"
+    params = twilio.inbound_params(CALLER, BUSINESS, "Yes please call me back")
+    params.update(NumMedia="0", Body="Yes")
+    replays = shifted_replays(params)
+    assert any(r.get("MessageSid") not in (None, params["MessageSid"]) for r in replays)  # it exists
+    signature = twilio.sign(signed, params)
+    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+        assert await twilio.call(f"{local}/twilio/inbound", signed, params) == 200
+        for replay in replays:
+            assert twilio.sign(signed, replay) == signature
+            assert await twilio.call(f"{local}/twilio/inbound", signed, replay,
+                                     signature=signature) in (400, 403), replay
+    assert len(sinks.texts) == 1
