@@ -64,6 +64,13 @@ class WebhookSettings(Strict):
     # The URL the providers call, as seen from outside the proxy (the signed URL for Twilio).
     public_base_url: Url
     max_body_bytes: int = Field(65536, ge=1024, le=1048576)
+    # Past this many open connections a new one gets a 503 (each costs a file descriptor).
+    max_connections: int = Field(100, ge=1, le=10000)
+    # How long a client may take to send a request head, and then its body.
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # An idle keep-alive connection is closed after this.
+    keepalive_seconds: float = Field(15.0, gt=0, le=3600)
 
     @field_validator("public_base_url")
     @classmethod

@@ -11,11 +11,18 @@ plus GET /healthz. For every request, in this order:
 4. the matching coroutine commits it (the daemon's receive_text, or the
    store's delivery update), and only when it has returned is 2xx answered.
    If it raises, the provider gets a 500 and sends the webhook again; the
-   store recognises the repeat by the provider's message id.
+   store recognises the repeat by the provider's message id. A request that
+   cannot be decoded gets a 400, never a 500 that a provider would retry
+   forever.
+
+Resources are bounded (sms_gateway/connection_limits.py): open connections,
+the time to send a request head and a body, idle keep-alive, and a request
+line long enough for Kannel's GET of a long text in UTF-16.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -28,10 +35,15 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway.base import InboundText
+from sms_gateway.connection_limits import ConnectionLimits
 
 log = logging.getLogger("textback.webhooks")
 
 DeliveryState = Literal["queued", "sent", "delivered", "undelivered", "failed"]
+# Kannel GETs an inbound text in the query string: 1,600 CJK characters in UTF-16 take ~10 KB.
+MAX_REQUEST_LINE = 32768
+# What a request that cannot be decoded raises inside a gateway's reader.
+UNREADABLE = (ValueError, LookupError, UnicodeError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -131,8 +143,16 @@ class _QuietAccessLog(AbstractAccessLogger):
 class WebhookServer:
     def __init__(self, gateways: Sequence[object], deliver: DeliverText, report: ReportStatus,
                  host: str = "127.0.0.1", port: int = 8780, public_base_url: str | None = None,
-                 max_body_bytes: int = 65536, refusal_log_interval: float = 60.0):
+                 max_body_bytes: int = 65536, refusal_log_interval: float = 60.0,
+                 max_connections: int = 100, header_seconds: float = 10.0,
+                 body_seconds: float = 10.0, keepalive_seconds: float = 15.0):
         self._deliver = deliver
+        self._max_connections = max_connections
+        self._header_seconds = header_seconds
+        self._body_seconds = body_seconds
+        self._keepalive_seconds = keepalive_seconds
+        self._server: asyncio.AbstractServer | None = None
+        self._limits: ConnectionLimits | None = None
         self._report = report
         self._host = host
         self._port = port
@@ -140,7 +160,7 @@ class WebhookServer:
         self._max_body = max_body_bytes
         self._refusals = _RefusalLog(refusal_log_interval)
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=max_body_bytes)
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._track])
         self.app.router.add_get("/healthz", self._healthz)
         self.paths: dict[str, str] = {}  # path -> gateway name
         for gateway in gateways:
@@ -155,22 +175,41 @@ class WebhookServer:
     @property
     def port(self) -> int:
         """The bound port (useful when 0 asked the OS to choose)."""
-        if self._runner is None or not self._runner.addresses:
+        if self._server is None or not self._server.sockets:
             return self._port
-        return self._runner.addresses[0][1]
+        return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log_class=_QuietAccessLog,
-                                     access_log=logging.getLogger("textback.webhooks.access"))
+                                     access_log=logging.getLogger("textback.webhooks.access"),
+                                     keepalive_timeout=self._keepalive_seconds,
+                                     max_line_size=MAX_REQUEST_LINE, max_field_size=16384)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._limits = ConnectionLimits(self._runner.server, self._max_connections,
+                                        self._header_seconds)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limits, self._host, self._port)
         log.info("webhook server listening on %s:%d (%s)", self._host, self.port,
                  ", ".join(sorted(self.paths)) or "no gateway webhooks")
 
     async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # waits for in-flight commits, then closes connections
             self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
+        """A whole request head arrived: stop its connection's clock until the answer."""
+        self._limits.started(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            self._limits.finished(request.transport)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -186,17 +225,23 @@ class WebhookServer:
             if (request.content_length or 0) > self._max_body:
                 raise web.HTTPRequestEntityTooLarge(max_size=self._max_body,
                                                     actual_size=request.content_length)
+            try:
+                body = await asyncio.wait_for(request.read(), self._body_seconds)
+            except asyncio.TimeoutError:
+                self._limits.note(f"gave up on a webhook body after {self._body_seconds:g} s")
+                raise web.HTTPRequestTimeout(text="too slow") from None
             incoming = WebhookRequest(
                 method=request.method, path=request.path, query=request.query,
                 raw_query=request.rel_url.raw_query_string, headers=request.headers,
-                body=await request.read(), public_url=self._public_url(request))
+                body=body, public_url=self._public_url(request))
             try:
                 event = endpoint.read(incoming)
             except Refused as exc:
                 self._refusals.note(request.path, request.remote, str(exc))
                 raise web.HTTPForbidden(text="forbidden") from None
-            except ValueError as exc:
-                log.warning("unreadable webhook on %s: %s", request.path, exc)
+            except UNREADABLE as exc:
+                log.warning("unreadable webhook on %s: %s", request.path,
+                            type(exc).__name__ if isinstance(exc, RecursionError) else exc)
                 raise web.HTTPBadRequest(text="unreadable") from None
             try:
                 if isinstance(event, InboundText):

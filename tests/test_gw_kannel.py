@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote
 
 import pytest
 from pydantic import SecretStr
@@ -111,3 +112,33 @@ async def test_an_unreachable_smsbox_is_retryable(kannel, unused_tcp_port):
 
 def test_kannel_logged_no_panic(kannel):
     assert "PANIC" not in kannel.log("bearerbox.log") + kannel.log("smsbox.log")
+
+
+async def test_a_ucs2_mo_text_arrives_intact(kannel):
+    gw = gateway(kannel)
+    body = "请尽快给我回电话, 关于厨房改造 😀"
+    async with webhook_server([gw], port=WEBHOOK_PORT) as (_, sinks):
+        kannel.inject(CALLER, BUSINESS, body, ucs2=True)
+        await wait_for(lambda: sinks.texts)
+    [(text, _)] = sinks.texts
+    assert text.body == body
+
+
+async def test_a_long_mo_text_over_the_default_request_line_limit_arrives_whole(kannel, caplog):
+    """1,600 CJK characters in UTF-8, as smsbox's get-url sends them: a 14 KB request line.
+
+    fakesmsc cannot inject a single MO that long, so the request is made the way
+    smsbox makes it (the short UCS-2 text above shows that shape end to end).
+    """
+    gw = gateway(kannel)
+    body = ("请尽快给我回电话关于厨房改造" * 120)[:1600]
+    query = (f"token={kannel.token}&from=%2B12125550123&to=%2B12125550100"
+             f"&text={quote(body.encode('utf-8'))}&charset=UTF-8&coding=2"
+             f"&id=0b5e7c1e-2f7a-4c8e-9a61-3b1f0e5d9c42")
+    assert len(query) > 14000
+    async with webhook_server([gw], port=WEBHOOK_PORT) as (local, sinks):
+        status, _ = await call(f"{local}/kannel/inbound?{query}")
+    assert status == 200
+    [(text, _)] = sinks.texts
+    assert text.body == body
+    assert kannel.token not in caplog.text  # the URL carries the shared token: never logged

@@ -111,3 +111,58 @@ async def test_an_unreadable_body_from_an_authentic_sender_is_a_400():
                                headers={"Content-Type": "application/json"})
     assert status == 400 and sinks.texts == []
 
+
+
+async def open_idle(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+
+
+async def test_connections_past_the_cap_get_a_503_and_the_server_keeps_serving(caplog):
+    async with webhook_server([inbound_gateway()], max_connections=20) as (local, sinks):
+        port = int(local.rsplit(":", 1)[1])
+        idle = await open_idle(port, 20)
+        extra = await open_idle(port, 30)
+        answers = [await reader.read() for reader, _ in extra]  # each is answered, then closed
+        assert set(answers) == {b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                                b"Content-Length: 0\r\n\r\n"}
+        for _, writer in idle:
+            writer.close()
+        await asyncio.sleep(0.1)
+        assert (await call(f"{local}/http/inbound", params=params()))[0] == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "textback.webhooks"]
+    assert warnings == ["refused a connection: 20 already open"]  # once, not 30 times
+    assert "Traceback" not in caplog.text and len(sinks.texts) == 1
+
+
+async def test_a_slow_request_head_or_body_and_an_idle_keepalive_are_closed():
+    async with webhook_server([inbound_gateway()], header_seconds=0.3, body_seconds=0.3,
+                              keepalive_seconds=0.3) as (local, sinks):
+        port = int(local.rsplit(":", 1)[1])
+        [(reader, writer)] = await open_idle(port, 1)
+        writer.write(b"POST /http/inbound HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        [(reader, writer)] = await open_idle(port, 1)
+        writer.write(f"POST /http/inbound?token={TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                     f"Content-Type: application/x-www-form-urlencoded\r\n"
+                     f"Content-Length: 500\r\n\r\nfrom=%2B1212".encode())
+        answer = await asyncio.wait_for(reader.read(), 2)
+        assert answer.startswith(b"HTTP/1.1 408")
+        [(reader, writer)] = await open_idle(port, 1)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"ok"), 2)
+        assert first.startswith(b"HTTP/1.1 200")
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # idle keep-alive ends
+    assert sinks.texts == []
+
+
+async def test_json_nested_too_deep_is_a_400_not_a_500():
+    async with webhook_server([inbound_gateway()]) as (local, sinks):
+        status, _ = await call(f"{local}/http/inbound?token={TOKEN}", "POST",
+                               data=b"[" * 100_000 + b"]" * 100_000,
+                               headers={"Content-Type": "application/json"})
+    assert status in (400, 413) and sinks.texts == []
+    async with webhook_server([inbound_gateway()], max_body_bytes=1 << 20) as (local, sinks):
+        status, _ = await call(f"{local}/http/inbound?token={TOKEN}", "POST",
+                               data=b"[" * 100_000 + b"]" * 100_000,
+                               headers={"Content-Type": "application/json"})
+    assert status == 400 and sinks.texts == []

@@ -152,7 +152,9 @@ class Daemon:
                 webhooks = WebhookServer(
                     [self.gateway], self.receive_text, self.report_delivery,
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
-                    max_body_bytes=w.max_body_bytes)
+                    max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
+                    header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
+                    keepalive_seconds=w.keepalive_seconds)
                 await webhooks.start()
             if c.reply_mail is not None:
                 mail_server = await mailin.serve(c, self.store, self.owner_reply)

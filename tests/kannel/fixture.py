@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import IO, Iterator
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 
@@ -53,10 +53,11 @@ class Kannel:
     _fakesmsc: subprocess.Popen
     mt: list[MtText] = field(default_factory=list)
 
-    def inject(self, sender: str, receiver: str, text: str) -> None:
-        """An MO text from a handset, as the SMSC would pass it on."""
+    def inject(self, sender: str, receiver: str, text: str, ucs2: bool = False) -> None:
+        """An MO text from a handset, as the SMSC would pass it on (UCS-2 coded if `ucs2`)."""
         assert "\n" not in text
-        self._fakesmsc.stdin.write(f"{sender} {receiver} text {text}\n".encode())
+        data = f"ucs2 {quote(text.encode('utf-16-be'))}" if ucs2 else f"text {text}"
+        self._fakesmsc.stdin.write(f"{sender} {receiver} {data}\n".encode())
         self._fakesmsc.stdin.flush()
 
     async def wait_mt(self, count: int, timeout: float = 10.0) -> list[MtText]:

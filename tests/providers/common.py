@@ -46,13 +46,16 @@ class Sinks:
 @contextlib.asynccontextmanager
 async def webhook_server(gateways: Sequence[object], public_base_url: str | None = None,
                          port: int = 0, max_body_bytes: int = 65536,
-                         refusal_log_interval: float = 60.0, sinks: Sinks | None = None
-                         ) -> AsyncIterator[tuple[str, Sinks]]:
-    """The real webhook server on loopback; yields its local base URL and the sinks."""
+                         refusal_log_interval: float = 60.0, sinks: Sinks | None = None,
+                         **limits: float) -> AsyncIterator[tuple[str, Sinks]]:
+    """The real webhook server on loopback; yields its local base URL and the sinks.
+
+    `limits`: the server's connection limits (max_connections, header_seconds, ...).
+    """
     sinks = sinks or Sinks()
     server = WebhookServer(gateways, sinks.deliver, sinks.report, host="127.0.0.1", port=port,
                            public_base_url=public_base_url, max_body_bytes=max_body_bytes,
-                           refusal_log_interval=refusal_log_interval)
+                           refusal_log_interval=refusal_log_interval, **limits)
     await server.start()
     try:
         yield f"http://127.0.0.1:{server.port}", sinks
