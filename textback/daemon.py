@@ -30,7 +30,7 @@ from sms_gateway.plugins import load_gateway
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback import mailin
+from textback import mailin, runlock
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.hours import Hours
@@ -132,6 +132,14 @@ class Daemon:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; raises runlock.AlreadyRunning if a daemon has the database."""
+        lock = runlock.acquire(self.config.storage.path)  # before anything touches the store or AMI
+        try:
+            await self._run(stop)
+        finally:
+            lock.release()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
         self.store = await Store.open(c.storage.path)
         self._write_routing_table()
