@@ -3,6 +3,7 @@
     AMI events -> CallTracker -> rules.decide -> Store (call + outbox, one commit)
     outbox worker -> gateway.send -> Store
     inbound text -> Store (message + alert, one commit) -> alert worker -> SMTP
+    notice to an owner or the admin -> Store -> SMTP (retried by the notice worker)
 
 Every decision is written to the "textback.timeline" log in plain words, so
 an installer can follow what happened to each call.
@@ -51,7 +52,7 @@ log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
 MAX_SEND_ATTEMPTS = 8
-MAX_ALERT_ATTEMPTS = 10
+MAX_ALERT_ATTEMPTS = 10  # tries per owner alert or notice before it fails for good
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
@@ -124,6 +125,7 @@ class Daemon:
         self.gateway: Gateway | None = None
         self._outbox_wake = asyncio.Event()
         self._alerts_wake = asyncio.Event()
+        self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
         self._fraud_alerted: dict[str, float] = {}  # guard -> when the admin was last emailed
@@ -146,6 +148,10 @@ class Daemon:
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
+        for table, ids in (await self.store.recover_interrupted_mail()).items():
+            if ids:
+                log.warning("%s %s were being mailed when textback stopped; mailing them again "
+                            "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
@@ -167,6 +173,7 @@ class Daemon:
             self.ami.start()
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
                        asyncio.create_task(self._alert_worker(), name="alerts"),
+                       asyncio.create_task(self._notice_worker(), name="notices"),
                        asyncio.create_task(self._routing_worker(), name="routing")]
             if c.escalation is not None:
                 workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
@@ -446,7 +453,7 @@ class Daemon:
 
     async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
         if await self._mail_notice(owner.name, owner.email, subject, text):
-            timeline.info("owner notified: %s, %r", owner.email, subject)
+            timeline.info("owner notice queued: %s, %r", owner.email, subject)
 
     async def _report_fraud(self, guard: str, report: str, now: float) -> None:
         """Email the admin that a guard tripped, at most once per guard per hour (the log has every trip)."""
@@ -461,15 +468,59 @@ class Daemon:
             timeline.info("admin notified: %s tripped", guard)
 
     async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
-        """Send a short plain-text notice; a notice that fails is logged, not retried."""
-        message = compose_notice(self.mailer.sender, self.config.business.name, name, address,
-                                 subject, text, self.mailer.domain)
+        """Commit a short plain-text notice, then try to mail it at once; the notice worker
+        retries it with backoff. True once it is queued (committed)."""
+        notice_id = await self.store.queue_notice(name, address, subject, text)
+        await self._deliver_notice(notice_id)
+        self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
+        return True
+
+    async def _notice_worker(self) -> None:
+        await self._mail_worker("notices", self._notices_wake, self._deliver_notice)
+
+    async def _deliver_notice(self, notice_id: int) -> None:
+        notice = await self.store.claim_mail("notices", notice_id, time.time())
+        if notice is None:
+            return  # another worker has it, or it waits for its retry time
+        message = compose_notice(self.mailer.sender, self.config.business.name, notice["name"],
+                                 notice["address"], notice["subject"], notice["body"],
+                                 self.mailer.domain)
         try:
             await self.mailer.send(message)
-        except Exception as exc:  # noqa: BLE001
-            log.error("could not email %s (%s): %s", address, subject, exc)
-            return False
-        return True
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("notices", notice, f"{type(exc).__name__}: {exc}")
+            return
+        await self.store.mark_notice(notice_id, "sent")
+        timeline.info("notice emailed: %s, %r", notice["address"], notice["subject"])
+
+    async def _mail_failed(self, table: str, row: dict[str, Any], error: str) -> None:
+        """Retry a claimed alert or notice with backoff; after MAX_ALERT_ATTEMPTS, fail it loudly."""
+        what = {"alerts": "owner alert", "notices": "notice"}[table]
+        if row["attempts"] >= MAX_ALERT_ATTEMPTS:
+            if table == "alerts":
+                await self.store.mark_alert(row["id"], "failed", error=error)
+            else:
+                await self.store.mark_notice(row["id"], "failed", error)
+            log.error("%s %d failed for good after %d attempts: %s", what, row["id"],
+                      row["attempts"], error)
+            return
+        delay = retry_delay(row["attempts"])
+        await self.store.retry_mail(table, row["id"], time.time() + delay, error)
+        log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
+                    row["attempts"], delay)
+
+    async def _mail_worker(self, table: str, wake: asyncio.Event, deliver) -> None:
+        """Mail the due rows of `table` whenever woken, at the next retry time, or every poll."""
+        while True:
+            wake.clear()
+            for row_id in await self.store.due_mail(table, time.time()):
+                await deliver(row_id)
+            next_retry = await self.store.next_mail_retry(table)
+            wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
+            try:
+                await asyncio.wait_for(wake.wait(), min(max(0.1, wait), IDLE_POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
 
     async def _escalation_worker(self) -> None:
         """Email the backup owner about homeowner texts nobody has answered in time."""
@@ -544,29 +595,16 @@ class Daemon:
                           f" (error {status.error_code})" if status.error_code else "")
 
     async def _alert_worker(self) -> None:
-        retry_at: dict[int, float] = {}
-        while True:
-            for alert in await self.store.pending_alerts():
-                if retry_at.get(alert["id"], 0) > time.time():
-                    continue
-                try:
-                    await self._send_alert(alert)
-                    retry_at.pop(alert["id"], None)
-                except Exception as exc:  # noqa: BLE001 - any mail failure is retried
-                    error = f"{type(exc).__name__}: {exc}"
-                    if alert["attempts"] + 1 >= MAX_ALERT_ATTEMPTS:
-                        await self.store.mark_alert(alert["id"], "failed", error=error)
-                        log.error("owner alert %d failed for good: %s", alert["id"], error)
-                    else:
-                        await self.store.note_alert_attempt(alert["id"], error)
-                        retry_at[alert["id"]] = time.time() + retry_delay(alert["attempts"] + 1)
-                        log.warning("owner alert %d not sent (%s); will retry", alert["id"], error)
-            self._alerts_wake.clear()
-            wait = min([t - time.time() for t in retry_at.values()] + [IDLE_POLL_SECONDS])
-            try:
-                await asyncio.wait_for(self._alerts_wake.wait(), max(0.1, wait))
-            except asyncio.TimeoutError:
-                pass
+        await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
+
+    async def _deliver_alert(self, alert_id: int) -> None:
+        alert = await self.store.claim_mail("alerts", alert_id, time.time())
+        if alert is None:
+            return  # another worker has it, or it waits for its retry time
+        try:
+            await self._send_alert(alert)
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
 
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])
