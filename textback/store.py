@@ -291,11 +291,16 @@ class Store:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
 
+    # A read runs to its end in one call to the connection's thread: a statement left open
+    # between calls would pin an old snapshot, and a transaction another task begins on this
+    # connection meanwhile could then not write ("database is locked" at once, no busy wait).
+
     async def _one(self, sql: str, args: tuple = ()) -> aiosqlite.Row | None:
-        return await (await self._db.execute(sql, args)).fetchone()
+        rows = await self._db.execute_fetchall(sql, args)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple = ()) -> list[aiosqlite.Row]:
-        return list(await (await self._db.execute(sql, args)).fetchall())
+        return list(await self._db.execute_fetchall(sql, args))
 
     # -- calls and automatic texts -------------------------------------------
 
