@@ -703,12 +703,18 @@ class LabPBX:
         sink.wait_listening(CARRIER_IP, CARRIER_SIP_PORT)
         return sink
 
-    def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0) -> int:
-        """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status."""
+    def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0,
+                 call_id: str | None = None) -> int:
+        """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status.
+
+        With `call_id`, the MESSAGE carries that Call-ID (CSeq is always 1): sent twice, it is
+        one text delivered again in a new transaction (a new Via branch), as a carrier re-sends.
+        """
         args = [
             "-i", CARRIER_IP, "-p", str(CARRIER_SMS_PORT), "-mp", str(MEDIA_PORTS["sms"]),
             "-m", "1", "-timeout", f"{timeout:.0f}s", "-timeout_error",
             "-key", "sender", sender, "-key", "did", did, "-key", "body", body,
+            *(["-cid_str", call_id] if call_id else []),
             f"{self.ami_host}:{self.sip_port}",
         ]
         actor = self._spawn(SippActor, f"sms-{sender}-to-{did}", "carrier-send-message.xml", args)

@@ -376,7 +376,8 @@ class Daemon:
         record = await self.store.record_inbound(sender, number.number, text.body, gateway,
                                                  text.gateway_id, owner_id, owner_reason)
         if record.duplicate:
-            log.info("duplicate delivery of message %s ignored", text.gateway_id)
+            log.info("duplicate delivery of message %s ignored",
+                     one_line(text.gateway_id or f"from {sender} without an id"))
             return
         timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
                       one_line(text.body, 200))

@@ -187,6 +187,10 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# An inbound text without a gateway id that repeats the caller's latest one within this many
+# seconds is that text delivered again (see Store.record_inbound).
+REPEAT_WITHOUT_ID_SECONDS = 300
+
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
 
@@ -584,7 +588,11 @@ class Store:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
-        webhook) is recognised and not stored or alerted twice.
+        webhook, a carrier re-sending a SIP MESSAGE) is recognised and not
+        stored or alerted twice. Without a gateway id, a text is the same
+        message again when the caller's latest text on this number through
+        this gateway also had none, has the same words, and came at most
+        REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts).
         """
         now = time.time()
         async with self._transaction() as db:
@@ -594,8 +602,19 @@ class Store:
                     " LEFT JOIN alerts a ON a.message_id = m.id"
                     " WHERE m.gateway = ? AND m.gateway_id = ? AND m.direction = 'in'",
                     (gateway, gateway_id))
-                if row:
-                    return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
+            else:
+                row = await self._one(
+                    "SELECT m.id, m.conversation_id, a.id AS alert_id, m.body, m.gateway_id,"
+                    " m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                    " LEFT JOIN alerts a ON a.message_id = m.id"
+                    " WHERE c.caller = ? AND c.business_number = ? AND m.direction = 'in'"
+                    " AND m.gateway = ? ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+                    (caller, business_number, gateway))
+                if row and (row["gateway_id"] is not None or row["body"] != body
+                            or row["created_at"] < now - REPEAT_WITHOUT_ID_SECONDS):
+                    row = None
+            if row:
+                return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
             conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
                                                        owner_reason)
             cursor = await db.execute(
