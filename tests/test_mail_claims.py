@@ -147,3 +147,38 @@ async def test_a_row_can_be_claimed_once_and_not_before_its_retry_time(tmp_path,
         assert (await store.claim_mail(table, row_id, now + 60))["attempts"] == 2
     finally:
         await store.close()
+
+
+async def test_two_daemons_escalating_at_once_email_the_backup_once_per_level(offline_daemon,
+                                                                            smtp_sink):
+    settings = {"owners": DANA_AND_BOSS, "escalation": {
+        "backup_owner": "boss", "after_minutes": 10, "reminder_minutes": 30}}
+    first, second = await offline_daemon(**settings), await offline_daemon(**settings)
+    await first.store.record_inbound("+12125550191", BUSINESS_NUMBER, "Anyone?", "log", "id-1",
+                                     "dana")
+    start = time.time()
+    for minutes in (11, 45, 120):  # the escalation, the reminder, then nothing more
+        await asyncio.gather(first.escalate(start + minutes * 60),
+                             second.escalate(start + minutes * 60))
+    mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
+    await asyncio.sleep(0.5)
+    assert len(smtp_sink.received) == 2
+    assert [m.message["Subject"].split(":")[0] for m in mails] == [
+        "Unanswered", "Reminder"]
+    assert await states(first.store, "notices") == {"sent": 2}
+
+
+async def test_a_fraud_guard_emails_once_an_hour_across_daemons_and_restarts(offline_daemon,
+                                                                           smtp_sink):
+    settings = {"fraud": {"max_per_prefix_per_hour": 2, "alert_email": "it@acme.example"}}
+    first, second = await offline_daemon(**settings), await offline_daemon(**settings)
+    now = time.time()
+    await asyncio.gather(first._report_fraud("fraud_prefix_burst", "report", now),
+                         second._report_fraud("fraud_prefix_burst", "report", now))
+    restarted = await offline_daemon(**settings)  # a fresh daemon remembers the hour too
+    await restarted._report_fraud("fraud_prefix_burst", "report", now + 60)
+    await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
+    await asyncio.sleep(0.5)
+    assert len(smtp_sink.received) == 1
+    await restarted._report_fraud("fraud_prefix_burst", "report", time.time() + 3601)
+    await asyncio.to_thread(smtp_sink.wait_for, 2, 5)  # the next hour gets its email

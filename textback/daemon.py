@@ -45,7 +45,7 @@ from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import (RecentTexts, apply_policy, decide, hours_of, match_number, prefix_of,
                             render_for)
-from textback.store import CallRow, OutboxItem, PlannedText, Store
+from textback.store import CallRow, Notice, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
 log = logging.getLogger("textback")
@@ -128,7 +128,6 @@ class Daemon:
         self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
-        self._fraud_alerted: dict[str, float] = {}  # guard -> when the admin was last emailed
 
     def _clock(self, at: float) -> str:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
@@ -457,16 +456,21 @@ class Daemon:
             timeline.info("owner notice queued: %s, %r", owner.email, subject)
 
     async def _report_fraud(self, guard: str, report: str, now: float) -> None:
-        """Email the admin that a guard tripped, at most once per guard per hour (the log has every trip)."""
+        """Email the admin that a guard tripped, at most once per guard per hour (the log has every
+        trip). The notices table is the memory of that hour, so a restart does not reset it."""
         admin = self.config.fraud.alert_email
-        if admin is None or now - self._fraud_alerted.get(guard, float("-inf")) < FRAUD_ALERT_INTERVAL:
+        if admin is None:
             return
-        self._fraud_alerted[guard] = now
         text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
                 f"traffic, raise the limits under `fraud` in the configuration. This is the only "
                 f"email about {guard} for the next hour; textback's log lists every call it stopped.")
-        if await self._mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text):
-            timeline.info("admin notified: %s tripped", guard)
+        notice_id = await self.store.queue_notice("textback admin", admin,
+                                                  f"Fraud guard tripped: {guard}", text,
+                                                  unless_since=now - FRAUD_ALERT_INTERVAL)
+        if notice_id is None:
+            return  # this hour's email about the guard is already queued
+        await self._deliver_notice(notice_id)
+        timeline.info("admin notice queued: %s tripped", guard)
 
     async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
         """Commit a short plain-text notice, then try to mail it at once; the notice worker
@@ -542,16 +546,20 @@ class Daemon:
             if level == 2 and (settings.reminder_minutes is None or minutes_waited(
                     counted, waiting["escalated_at"], now) < settings.reminder_minutes):
                 continue
-            if not await self.store.record_escalation(waiting["message_id"], level, backup.id):
-                continue
             minutes = (now - waiting["created_at"]) / 60
             what = "Reminder: still unanswered" if level == 2 else "Unanswered"
-            await self._notify(
-                backup, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
+            notice = Notice(
+                backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
                 f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
                 f"and nobody has answered yet. The conversation belongs to "
                 f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
                 f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+            # The escalation's row and its notice are one commit: never one without the other.
+            notice_id = await self.store.record_escalation(waiting["message_id"], level,
+                                                           backup.id, notice)
+            if notice_id is None:
+                continue  # another worker escalated it first
+            await self._deliver_notice(notice_id)
             timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
                           backup.id, level)
 

@@ -236,6 +236,16 @@ class OutboxItem:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A short email to an owner or the admin, queued in `notices` before it is mailed."""
+
+    name: str
+    address: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
 class InboundRecord:
     conversation_id: int
     message_id: int
@@ -530,13 +540,20 @@ class Store:
             "   AND o.created_at >= m.created_at)", (older_than,))
         return [dict(r) for r in rows]
 
-    async def record_escalation(self, message_id: int, level: int, owner_id: str) -> bool:
-        """Note that a text was escalated; False if this level was already done."""
+    async def record_escalation(self, message_id: int, level: int, owner_id: str,
+                                notice: Notice) -> int | None:
+        """Note that a text was escalated and queue its notice, in one transaction.
+
+        Returns the notice id, or None (nothing queued) if this level was already done: the
+        escalation's row is its claim, so no two workers escalate one text twice.
+        """
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)",
                 (message_id, level, owner_id, time.time()))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_notice(notice)
 
     # -- opt-outs --------------------------------------------------------------------
 
@@ -654,13 +671,26 @@ class Store:
     # text would be: a second copy of an email to the business's own people costs a glance,
     # a missing one can cost the lead, and a relay that never answered 250 has not taken it.
 
-    async def queue_notice(self, name: str, address: str, subject: str, body: str) -> int:
-        """Commit a notice to mail; the caller then tries it (claim_mail) or the worker does."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO notices (name, address, subject, body, created_at) VALUES (?,?,?,?,?)",
-                (name, address, subject, body, time.time()))
-            return cursor.lastrowid
+    async def queue_notice(self, name: str, address: str, subject: str, body: str,
+                           unless_since: float | None = None) -> int | None:
+        """Commit a notice to mail; the caller then tries it (claim_mail) or the worker does.
+
+        With `unless_since`, nothing is queued (None) if the same address already had a notice
+        with the same subject queued since then: checked and inserted in one transaction, so
+        it holds across workers and restarts.
+        """
+        async with self._transaction():
+            if unless_since is not None and await self._one(
+                    "SELECT 1 FROM notices WHERE address = ? AND subject = ? AND created_at >= ?",
+                    (address, subject, unless_since)):
+                return None
+            return await self._insert_notice(Notice(name, address, subject, body))
+
+    async def _insert_notice(self, notice: Notice) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO notices (name, address, subject, body, created_at) VALUES (?,?,?,?,?)",
+            (notice.name, notice.address, notice.subject, notice.body, time.time()))
+        return cursor.lastrowid
 
     async def due_mail(self, table: str, now: float, limit: int = 20) -> list[int]:
         """Ids of the rows of `table` waiting to be mailed whose retry time has come."""
