@@ -182,3 +182,30 @@ async def test_a_fraud_guard_emails_once_an_hour_across_daemons_and_restarts(off
     assert len(smtp_sink.received) == 1
     await restarted._report_fraud("fraud_prefix_burst", "report", time.time() + 3601)
     await asyncio.to_thread(smtp_sink.wait_for, 2, 5)  # the next hour gets its email
+
+
+async def test_alerts_stored_before_the_claims_keep_their_state_and_can_be_claimed(tmp_path):
+    import sqlite3
+
+    from textback.store import MIGRATIONS
+
+    rebuild = next(i for i, script in enumerate(MIGRATIONS) if "alerts_claimed" in script)
+    db = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:rebuild], start=1):
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute("INSERT INTO conversations (caller, business_number, owner_id, created_at,"
+               " updated_at) VALUES ('+12125550190', ?, 'dana', 1, 1)", (BUSINESS_NUMBER,))
+    db.execute("INSERT INTO messages (conversation_id, direction, body, status, created_at)"
+               " VALUES (1, 'in', 'Hi', 'received', 1)")
+    db.executemany("INSERT INTO alerts (conversation_id, message_id, owner_id, state, attempts,"
+                   " created_at) VALUES (1, 1, 'dana', ?, ?, 1)", [("sent", 1), ("pending", 3)])
+    db.close()
+    store = await Store.open(tmp_path / "t.db")
+    try:
+        rows = await store._all("SELECT id, state, attempts FROM alerts ORDER BY id")
+        assert [tuple(r) for r in rows] == [(1, "sent", 1), (2, "pending", 3)]
+        assert (await store.claim_mail("alerts", 2, time.time()))["attempts"] == 4
+    finally:
+        await store.close()
