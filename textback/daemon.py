@@ -18,7 +18,7 @@ import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
@@ -514,7 +514,8 @@ class Daemon:
         log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
                     row["attempts"], delay)
 
-    async def _mail_worker(self, table: str, wake: asyncio.Event, deliver) -> None:
+    async def _mail_worker(self, table: str, wake: asyncio.Event,
+                           deliver: Callable[[int], Awaitable[None]]) -> None:
         """Mail the due rows of `table` whenever woken, at the next retry time, or every poll."""
         while True:
             wake.clear()
