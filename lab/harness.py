@@ -72,15 +72,23 @@ class DaemonProcess:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready_timeout: float = 15.0) -> "DaemonProcess":
+    def start(self, ready_timeout: float = 15.0, ready: str = "AMI logged in") -> "DaemonProcess":
+        """Launch and wait until the log shows `ready` (by default: logged in to AMI)."""
+        return self.launch().wait_ready(ready_timeout, ready)
+
+    def launch(self) -> "DaemonProcess":
+        """Start the process and return at once (to start several at the same moment)."""
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "textback", "run", "-c", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
-        wait_until(lambda: "AMI logged in" in self.log_since_start() or self._died(),
-                   ready_timeout, "the daemon to log in to AMI")
+        return self
+
+    def wait_ready(self, timeout: float = 15.0, ready: str = "AMI logged in") -> "DaemonProcess":
+        wait_until(lambda: ready in self.log_since_start() or self._died(),
+                   timeout, f"the daemon to log {ready!r}")
         if self._died():
             raise AssertionError(f"textback run exited early:\n{self.log()}")
         return self

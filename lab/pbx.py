@@ -704,11 +704,13 @@ class LabPBX:
         return sink
 
     def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0,
-                 from_header: str | None = None) -> int:
+                 from_header: str | None = None, call_id: str | None = None) -> int:
         """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status.
 
         from_header: the From header without its tag, for senders that carriers
         dress up, e.g. `"John Smith" <sip:+12125550123@carrier.example>`.
+        With `call_id`, the MESSAGE carries that Call-ID (CSeq is always 1): sent twice, it is
+        one text delivered again in a new transaction (a new Via branch), as a carrier re-sends.
         """
         if from_header is None:
             from_header = f"<sip:{sender}@{CARRIER_IP}>"
@@ -716,6 +718,7 @@ class LabPBX:
             "-i", CARRIER_IP, "-p", str(CARRIER_SMS_PORT), "-mp", str(MEDIA_PORTS["sms"]),
             "-m", "1", "-timeout", f"{timeout:.0f}s", "-timeout_error",
             "-key", "from_header", from_header, "-key", "did", did, "-key", "body", body,
+            *(["-cid_str", call_id] if call_id else []),
             f"{self.ami_host}:{self.sip_port}",
         ]
         actor = self._spawn(SippActor, f"sms-{sender}-to-{did}", "carrier-send-message.xml", args)

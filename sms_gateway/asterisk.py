@@ -5,7 +5,14 @@ can break the AMI framing. Asterisk answers "Message successfully sent" once
 PJSIP has taken the request; no AMI event reports the SIP final response.
 
 Inbound: the trunk endpoint's `message_context` runs dialplan/textback.conf,
-which raises `UserEvent(TextbackSmsIn, ...)` with every field in Base64.
+which raises `UserEvent(TextbackSmsIn, ...)` with every field in Base64. The
+message's id is its SIP Call-ID and CSeq (MESSAGE_DATA(Call-ID) and
+MESSAGE_DATA(CSeq)): PJSIP itself swallows a retransmission within one
+transaction, but a carrier that sends the same MESSAGE again in a new
+transaction reaches the dialplan twice, with the same Call-ID and CSeq. An
+older dialplan passes no id; the store then uses its no-id rule
+(Store.record_inbound). The UserEvent's Uniqueid is no id: every message
+runs on the same Message/ast_msg_queue channel.
 """
 
 from __future__ import annotations
@@ -67,10 +74,18 @@ def parse_user_event(event: dict[str, Any]) -> InboundText | None:
     try:
         fields = {
             key: base64.b64decode(str(event.get(key, "")), validate=True).decode("utf-8", "replace")
-            for key in ("From", "To", "Body")
+            for key in ("From", "To", "Body", "CallID", "CSeq")
         }
     except (binascii.Error, ValueError):
         log.warning("ignored a %s event whose fields are not Base64 (check dialplan/textback.conf)",
                     USER_EVENT)
         return None
-    return InboundText(sender=fields["From"], recipient=fields["To"], body=fields["Body"])
+    return InboundText(sender=fields["From"], recipient=fields["To"], body=fields["Body"],
+                       gateway_id=message_id(fields["CallID"], fields["CSeq"]))
+
+
+def message_id(call_id: str, cseq: str) -> str | None:
+    """'Call-ID CSeq' ('a84b4c76e66710@carrier 7 MESSAGE'), the same for every delivery of one
+    SIP MESSAGE; None when the dialplan passed no Call-ID (an older dialplan/textback.conf)."""
+    call_id = call_id.strip()
+    return f"{call_id} {' '.join(cseq.split())}".strip() if call_id else None

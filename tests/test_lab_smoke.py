@@ -15,6 +15,8 @@ import pytest
 
 from lab.ami import AmiClient, AmiMessage
 from lab.pbx import LabPBX
+from sms_gateway.asterisk import parse_user_event
+from sms_gateway.base import InboundText
 
 pytest_plugins = ["lab.fixture"]
 pytestmark = pytest.mark.lab
@@ -161,7 +163,8 @@ async def test_inbound_text_reaches_ami_as_base64_userevent(lab_pbx: LabPBX) -> 
     body = "Yes, 3pm works — merci!\r\nEvent: Fake\r\n\r\nAction: Originate"
     ami = await product_ami(lab_pbx)
     try:
-        status = await asyncio.to_thread(lab_pbx.send_sms, sender, SINGLE_DID, body)
+        status = await asyncio.to_thread(lab_pbx.send_sms, sender, SINGLE_DID, body,
+                                         call_id="smoke-1@carrier.example")
         assert status == 202
 
         event = await ami.wait_for(lambda e: e.event == "UserEvent" and e["UserEvent"] == "TextbackSmsIn")
@@ -170,6 +173,14 @@ async def test_inbound_text_reaches_ami_as_base64_userevent(lab_pbx: LabPBX) -> 
         assert base64.b64decode(event["From"]).decode() == f"<sip:{sender}@127.0.0.3>"
         assert base64.b64decode(event["To"]).decode() == f"pjsip:{SINGLE_DID}@127.0.0.1"
         assert base64.b64decode(event["Body"]).decode() == body
+        # MESSAGE_DATA() has every SIP header of the MESSAGE: its Call-ID and CSeq are its id
+        assert base64.b64decode(event["CallID"]).decode() == "smoke-1@carrier.example"
+        assert base64.b64decode(event["CSeq"]).decode() == "1 MESSAGE"
+        assert parse_user_event(dict(event)) == InboundText(
+            f"<sip:{sender}@127.0.0.3>", f"pjsip:{SINGLE_DID}@127.0.0.1", body,
+            gateway_id="smoke-1@carrier.example 1 MESSAGE")
+        older_dialplan = {k: v for k, v in event.items() if k not in ("CallID", "CSeq")}
+        assert parse_user_event(older_dialplan).gateway_id is None
         assert not [frame for frame in ami.frames if frame.event == "Fake"]
     finally:
         await ami.close()

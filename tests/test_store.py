@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from textback.store import CallRow, PlannedText, Store
+from textback.store import REPEAT_WITHOUT_ID_SECONDS, CallRow, PlannedText, Store
 
 
 def call(linkedid="1700000000.1", caller="+12125550123", outcome="missed") -> CallRow:
@@ -82,6 +82,30 @@ async def test_inbound_text_is_stored_with_its_alert_and_deduplicated(store):
     assert [a["id"] for a in await store.pending_alerts()] == [first.alert_id]
     kinds = [row["kind"] for row in await store.timeline("+12125550123")]
     assert kinds == ["call", "text_out", "text_in", "alert"]
+
+
+async def test_a_text_without_an_id_repeated_at_once_is_stored_once(store):
+    caller, number = "+12125550123", "+12125550100"
+    first = await store.record_inbound(caller, number, "HELP", "asterisk", None, "dana")
+    again = await store.record_inbound(caller, number, "HELP", "asterisk", None, "dana")
+    assert not first.duplicate and again.duplicate and again.alert_id == first.alert_id
+    # the same words again after the caller said something else are a new text
+    for body in ("STOP", "START", "STOP"):
+        assert not (await store.record_inbound(caller, number, body, "asterisk", None,
+                                               "dana")).duplicate
+    # ... and so are the same words once REPEAT_WITHOUT_ID_SECONDS have passed
+    await store._db.execute("UPDATE messages SET created_at = created_at - ?",
+                            (REPEAT_WITHOUT_ID_SECONDS + 1,))
+    assert not (await store.record_inbound(caller, number, "STOP", "asterisk", None,
+                                           "dana")).duplicate
+    assert len(await store.pending_alerts()) == 5
+
+
+async def test_texts_with_ids_are_told_apart_by_id_not_words(store):
+    caller, number = "+12125550123", "+12125550100"
+    ids = ["c1@carrier 1 MESSAGE", "c1@carrier 2 MESSAGE", "c1@carrier 1 MESSAGE"]
+    records = [await store.record_inbound(caller, number, "Yes", "asterisk", i, "dana") for i in ids]
+    assert [r.duplicate for r in records] == [False, False, True]
 
 
 async def test_a_text_from_a_stranger_opens_a_conversation(store):

@@ -58,6 +58,7 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
     logging.basicConfig(level=loaded.config.logging.level,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     from textback.daemon import Daemon
+    from textback.runlock import AlreadyRunning
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -66,7 +67,11 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await Daemon(loaded, record_ami=record_ami).run(stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except AlreadyRunning as exc:
+        click.echo(f"textback: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command()

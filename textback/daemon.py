@@ -3,6 +3,7 @@
     AMI events -> CallTracker -> rules.decide -> Store (call + outbox, one commit)
     outbox worker -> gateway.send -> Store
     inbound text -> Store (message + alert, one commit) -> alert worker -> SMTP
+    notice to an owner or the admin -> Store -> SMTP (retried by the notice worker)
 
 Every decision is written to the "textback.timeline" log in plain words, so
 an installer can follow what happened to each call.
@@ -17,7 +18,7 @@ import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
@@ -30,7 +31,7 @@ from sms_gateway.plugins import load_gateway
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback import mailin
+from textback import mailin, runlock
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.hours import Hours
@@ -44,14 +45,14 @@ from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import (RecentTexts, apply_policy, decide, hours_of, match_number, prefix_of,
                             render_for)
-from textback.store import CallRow, OutboxItem, PlannedText, Store
+from textback.store import CallRow, Notice, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
 MAX_SEND_ATTEMPTS = 8
-MAX_ALERT_ATTEMPTS = 10
+MAX_ALERT_ATTEMPTS = 10  # tries per owner alert or notice before it fails for good
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
@@ -124,20 +125,32 @@ class Daemon:
         self.gateway: Gateway | None = None
         self._outbox_wake = asyncio.Event()
         self._alerts_wake = asyncio.Event()
+        self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
-        self._fraud_alerted: dict[str, float] = {}  # guard -> when the admin was last emailed
 
     def _clock(self, at: float) -> str:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; raises runlock.AlreadyRunning if a daemon has the database."""
+        lock = runlock.acquire(self.config.storage.path)  # before anything touches the store or AMI
+        try:
+            await self._run(stop)
+        finally:
+            lock.release()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
         self.store = await Store.open(c.storage.path)
         self._write_routing_table()
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
+        for table, ids in (await self.store.recover_interrupted_mail()).items():
+            if ids:
+                log.warning("%s %s were being mailed when textback stopped; mailing them again "
+                            "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
@@ -161,6 +174,7 @@ class Daemon:
             self.ami.start()
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
                        asyncio.create_task(self._alert_worker(), name="alerts"),
+                       asyncio.create_task(self._notice_worker(), name="notices"),
                        asyncio.create_task(self._routing_worker(), name="routing")]
             if c.escalation is not None:
                 workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
@@ -392,7 +406,8 @@ class Daemon:
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender))
         if record.duplicate:
-            log.info("duplicate delivery of message %s ignored", one_line(text.gateway_id or ""))
+            log.info("duplicate delivery of message %s ignored",
+                     one_line(text.gateway_id or f"from {sender} without an id"))
             return
         timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
                       one_line(text.body, 200))
@@ -482,30 +497,80 @@ class Daemon:
 
     async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
         if await self._mail_notice(owner.name, owner.email, subject, text):
-            timeline.info("owner notified: %s, %r", owner.email, subject)
+            timeline.info("owner notice queued: %s, %r", owner.email, subject)
 
     async def _report_fraud(self, guard: str, report: str, now: float) -> None:
-        """Email the admin that a guard tripped, at most once per guard per hour (the log has every trip)."""
+        """Email the admin that a guard tripped, at most once per guard per hour (the log has every
+        trip). The notices table is the memory of that hour, so a restart does not reset it."""
         admin = self.config.fraud.alert_email
-        if admin is None or now - self._fraud_alerted.get(guard, float("-inf")) < FRAUD_ALERT_INTERVAL:
+        if admin is None:
             return
-        self._fraud_alerted[guard] = now
         text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
                 f"traffic, raise the limits under `fraud` in the configuration. This is the only "
                 f"email about {guard} for the next hour; textback's log lists every call it stopped.")
-        if await self._mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text):
-            timeline.info("admin notified: %s tripped", guard)
+        notice_id = await self.store.queue_notice("textback admin", admin,
+                                                  f"Fraud guard tripped: {guard}", text,
+                                                  unless_since=now - FRAUD_ALERT_INTERVAL)
+        if notice_id is None:
+            return  # this hour's email about the guard is already queued
+        await self._deliver_notice(notice_id)
+        timeline.info("admin notice queued: %s tripped", guard)
 
     async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
-        """Send a short plain-text notice; a notice that fails is logged, not retried."""
-        message = compose_notice(self.mailer.sender, self.config.business.name, name, address,
-                                 subject, text, self.mailer.domain)
+        """Commit a short plain-text notice, then try to mail it at once; the notice worker
+        retries it with backoff. True once it is queued (committed)."""
+        notice_id = await self.store.queue_notice(name, address, subject, text)
+        await self._deliver_notice(notice_id)
+        self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
+        return True
+
+    async def _notice_worker(self) -> None:
+        await self._mail_worker("notices", self._notices_wake, self._deliver_notice)
+
+    async def _deliver_notice(self, notice_id: int) -> None:
+        notice = await self.store.claim_mail("notices", notice_id, time.time())
+        if notice is None:
+            return  # another worker has it, or it waits for its retry time
+        message = compose_notice(self.mailer.sender, self.config.business.name, notice["name"],
+                                 notice["address"], notice["subject"], notice["body"],
+                                 self.mailer.domain)
         try:
             await self.mailer.send(message)
-        except Exception as exc:  # noqa: BLE001
-            log.error("could not email %s (%s): %s", address, subject, exc)
-            return False
-        return True
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("notices", notice, f"{type(exc).__name__}: {exc}")
+            return
+        await self.store.mark_notice(notice_id, "sent")
+        timeline.info("notice emailed: %s, %r", notice["address"], notice["subject"])
+
+    async def _mail_failed(self, table: str, row: dict[str, Any], error: str) -> None:
+        """Retry a claimed alert or notice with backoff; after MAX_ALERT_ATTEMPTS, fail it loudly."""
+        what = {"alerts": "owner alert", "notices": "notice"}[table]
+        if row["attempts"] >= MAX_ALERT_ATTEMPTS:
+            if table == "alerts":
+                await self.store.mark_alert(row["id"], "failed", error=error)
+            else:
+                await self.store.mark_notice(row["id"], "failed", error)
+            log.error("%s %d failed for good after %d attempts: %s", what, row["id"],
+                      row["attempts"], error)
+            return
+        delay = retry_delay(row["attempts"])
+        await self.store.retry_mail(table, row["id"], time.time() + delay, error)
+        log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
+                    row["attempts"], delay)
+
+    async def _mail_worker(self, table: str, wake: asyncio.Event,
+                           deliver: Callable[[int], Awaitable[None]]) -> None:
+        """Mail the due rows of `table` whenever woken, at the next retry time, or every poll."""
+        while True:
+            wake.clear()
+            for row_id in await self.store.due_mail(table, time.time()):
+                await deliver(row_id)
+            next_retry = await self.store.next_mail_retry(table)
+            wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
+            try:
+                await asyncio.wait_for(wake.wait(), min(max(0.1, wait), IDLE_POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
 
     async def _escalation_worker(self) -> None:
         """Email the backup owner about homeowner texts nobody has answered in time."""
@@ -526,16 +591,20 @@ class Daemon:
             if level == 2 and (settings.reminder_minutes is None or minutes_waited(
                     counted, waiting["escalated_at"], now) < settings.reminder_minutes):
                 continue
-            if not await self.store.record_escalation(waiting["message_id"], level, backup.id):
-                continue
             minutes = (now - waiting["created_at"]) / 60
             what = "Reminder: still unanswered" if level == 2 else "Unanswered"
-            await self._notify(
-                backup, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
+            notice = Notice(
+                backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
                 f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
                 f"and nobody has answered yet. The conversation belongs to "
                 f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
                 f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+            # The escalation's row and its notice are one commit: never one without the other.
+            notice_id = await self.store.record_escalation(waiting["message_id"], level,
+                                                           backup.id, notice)
+            if notice_id is None:
+                continue  # another worker escalated it first
+            await self._deliver_notice(notice_id)
             timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
                           backup.id, level)
 
@@ -580,29 +649,16 @@ class Daemon:
                           f" (error {status.error_code})" if status.error_code else "")
 
     async def _alert_worker(self) -> None:
-        retry_at: dict[int, float] = {}
-        while True:
-            for alert in await self.store.pending_alerts():
-                if retry_at.get(alert["id"], 0) > time.time():
-                    continue
-                try:
-                    await self._send_alert(alert)
-                    retry_at.pop(alert["id"], None)
-                except Exception as exc:  # noqa: BLE001 - any mail failure is retried
-                    error = f"{type(exc).__name__}: {exc}"
-                    if alert["attempts"] + 1 >= MAX_ALERT_ATTEMPTS:
-                        await self.store.mark_alert(alert["id"], "failed", error=error)
-                        log.error("owner alert %d failed for good: %s", alert["id"], error)
-                    else:
-                        await self.store.note_alert_attempt(alert["id"], error)
-                        retry_at[alert["id"]] = time.time() + retry_delay(alert["attempts"] + 1)
-                        log.warning("owner alert %d not sent (%s); will retry", alert["id"], error)
-            self._alerts_wake.clear()
-            wait = min([t - time.time() for t in retry_at.values()] + [IDLE_POLL_SECONDS])
-            try:
-                await asyncio.wait_for(self._alerts_wake.wait(), max(0.1, wait))
-            except asyncio.TimeoutError:
-                pass
+        await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
+
+    async def _deliver_alert(self, alert_id: int) -> None:
+        alert = await self.store.claim_mail("alerts", alert_id, time.time())
+        if alert is None:
+            return  # another worker has it, or it waits for its retry time
+        try:
+            await self._send_alert(alert)
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
 
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])

@@ -1,4 +1,4 @@
-"""SQLite store: calls, conversations, messages, the outbox and owner alerts.
+"""SQLite store: calls, conversations, messages, the outbox, owner alerts and notices.
 
 Everything the system accepts is committed here before it is acted on or
 acknowledged. The outbox is a state machine in the database:
@@ -160,7 +160,57 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX unroutable_texts_gateway_id ON unroutable_texts (gateway, gateway_id)
         WHERE gateway_id IS NOT NULL
     """,
+    # 4: owner alerts are claimed (pending -> sending) before they are mailed and retried at a
+    # time kept here, so two workers never mail one twice; notices (short emails to owners and
+    # the admin) become rows too, committed before they are mailed. SQLite cannot change a
+    # CHECK, so alerts is rebuilt.
+    """
+    CREATE TABLE alerts_claimed (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        owner_id TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        retry_at REAL NOT NULL DEFAULT 0
+    );
+    INSERT INTO alerts_claimed (id, conversation_id, message_id, owner_id, recipient, subject,
+        state, attempts, last_error, created_at, sent_at)
+        SELECT id, conversation_id, message_id, owner_id, recipient, subject, state, attempts,
+        last_error, created_at, sent_at FROM alerts;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_claimed RENAME TO alerts;
+    CREATE INDEX alerts_state ON alerts (state, retry_at);
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        address TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        retry_at REAL NOT NULL DEFAULT 0,
+        sent_at REAL
+    );
+    CREATE INDEX notices_state ON notices (state, retry_at)
+    """,
 ]
+
+# An inbound text without a gateway id that repeats the caller's latest one within this many
+# seconds is that text delivered again (see Store.record_inbound).
+REPEAT_WITHOUT_ID_SECONDS = 300
+
+# Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
+MAIL_TABLES = ("alerts", "notices")
 
 
 class NotANumber(ValueError):
@@ -212,6 +262,16 @@ class OutboxItem:
     attempts: int
     kind: str
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A short email to an owner or the admin, queued in `notices` before it is mailed."""
+
+    name: str
+    address: str
+    subject: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -274,11 +334,16 @@ class Store:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
 
+    # A read runs to its end in one call to the connection's thread: a statement left open
+    # between calls would pin an old snapshot, and a transaction another task begins on this
+    # connection meanwhile could then not write ("database is locked" at once, no busy wait).
+
     async def _one(self, sql: str, args: tuple = ()) -> aiosqlite.Row | None:
-        return await (await self._db.execute(sql, args)).fetchone()
+        rows = await self._db.execute_fetchall(sql, args)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, args: tuple = ()) -> list[aiosqlite.Row]:
-        return list(await (await self._db.execute(sql, args)).fetchall())
+        return list(await self._db.execute_fetchall(sql, args))
 
     # -- calls and automatic texts -------------------------------------------
 
@@ -505,13 +570,20 @@ class Store:
             "   AND o.created_at >= m.created_at)", (older_than,))
         return [dict(r) for r in rows]
 
-    async def record_escalation(self, message_id: int, level: int, owner_id: str) -> bool:
-        """Note that a text was escalated; False if this level was already done."""
+    async def record_escalation(self, message_id: int, level: int, owner_id: str,
+                                notice: Notice) -> int | None:
+        """Note that a text was escalated and queue its notice, in one transaction.
+
+        Returns the notice id, or None (nothing queued) if this level was already done: the
+        escalation's row is its claim, so no two workers escalate one text twice.
+        """
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)",
                 (message_id, level, owner_id, time.time()))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return None
+            return await self._insert_notice(notice)
 
     # -- opt-outs --------------------------------------------------------------------
 
@@ -566,7 +638,11 @@ class Store:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
-        webhook) is recognised and not stored or alerted twice. The display
+        webhook, a carrier re-sending a SIP MESSAGE) is recognised and not
+        stored or alerted twice. Without a gateway id, a text is the same
+        message again when the caller's latest text on this number through
+        this gateway also had none, has the same words, and came at most
+        REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts). The display
         name the sender's address carried becomes the contact name if the
         conversation has none yet.
         """
@@ -579,8 +655,19 @@ class Store:
                     " LEFT JOIN alerts a ON a.message_id = m.id"
                     " WHERE m.gateway = ? AND m.gateway_id = ? AND m.direction = 'in'",
                     (gateway, gateway_id))
-                if row:
-                    return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
+            else:
+                row = await self._one(
+                    "SELECT m.id, m.conversation_id, a.id AS alert_id, m.body, m.gateway_id,"
+                    " m.created_at FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                    " LEFT JOIN alerts a ON a.message_id = m.id"
+                    " WHERE c.caller = ? AND c.business_number = ? AND m.direction = 'in'"
+                    " AND m.gateway = ? ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+                    (caller, business_number, gateway))
+                if row and (row["gateway_id"] is not None or row["body"] != body
+                            or row["created_at"] < now - REPEAT_WITHOUT_ID_SECONDS):
+                    row = None
+            if row:
+                return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
             conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
                                                        owner_reason)
             if display_name:
@@ -623,18 +710,96 @@ class Store:
 
     async def mark_alert(self, alert_id: int, state: str, recipient: str = "",
                          subject: str = "", error: str = "") -> None:
+        """End a claimed alert: `sent` (to whom, with what subject) or `failed` for good."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE alerts SET state = ?, recipient = ?, subject = ?, last_error = ?,"
-                " attempts = attempts + 1, sent_at = CASE WHEN ? = 'sent' THEN ? END"
-                " WHERE id = ?",
+                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
                 (state, recipient, subject, error, state, time.time(), alert_id))
 
-    async def note_alert_attempt(self, alert_id: int, error: str) -> None:
+    # -- emails: owner alerts and notices --------------------------------------------
+    #
+    #   pending --claim--> sending --> sent | failed
+    #      ^                  |
+    #      +---- retry_at ----+          (sending at start-up --> pending: mailed again)
+    #
+    # A row left in `sending` by a crash is mailed again rather than marked unknown as a
+    # text would be: a second copy of an email to the business's own people costs a glance,
+    # a missing one can cost the lead, and a relay that never answered 250 has not taken it.
+
+    async def queue_notice(self, name: str, address: str, subject: str, body: str,
+                           unless_since: float | None = None) -> int | None:
+        """Commit a notice to mail; the caller then tries it (claim_mail) or the worker does.
+
+        With `unless_since`, nothing is queued (None) if the same address already had a notice
+        with the same subject queued since then: checked and inserted in one transaction, so
+        it holds across workers and restarts.
+        """
+        async with self._transaction():
+            if unless_since is not None and await self._one(
+                    "SELECT 1 FROM notices WHERE address = ? AND subject = ? AND created_at >= ?",
+                    (address, subject, unless_since)):
+                return None
+            return await self._insert_notice(Notice(name, address, subject, body))
+
+    async def _insert_notice(self, notice: Notice) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO notices (name, address, subject, body, created_at) VALUES (?,?,?,?,?)",
+            (notice.name, notice.address, notice.subject, notice.body, time.time()))
+        return cursor.lastrowid
+
+    async def due_mail(self, table: str, now: float, limit: int = 20) -> list[int]:
+        """Ids of the rows of `table` waiting to be mailed whose retry time has come."""
+        rows = await self._all(f"SELECT id FROM {_mail_table(table)} WHERE state = 'pending'"
+                               " AND retry_at <= ? ORDER BY id LIMIT ?", (now, limit))
+        return [row["id"] for row in rows]
+
+    async def next_mail_retry(self, table: str) -> float | None:
+        row = await self._one(f"SELECT MIN(retry_at) AS at FROM {_mail_table(table)}"
+                              " WHERE state = 'pending'")
+        return row["at"] if row else None
+
+    async def claim_mail(self, table: str, row_id: int, now: float) -> dict[str, Any] | None:
+        """pending -> sending, counting the attempt; the row, or None if another worker has it
+        (or it is not due). Only the claimant mails it, so no email goes out twice."""
+        table = _mail_table(table)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE {table} SET state = 'sending', attempts = attempts + 1"
+                " WHERE id = ? AND state = 'pending' AND retry_at <= ?", (row_id, now))
+            if cursor.rowcount != 1:
+                return None
+            return dict(await self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,)))
+
+    async def retry_mail(self, table: str, row_id: int, retry_at: float, error: str) -> None:
+        """A claimed row that could not be mailed: pending again from `retry_at`."""
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE alerts SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (error, alert_id))
+                f"UPDATE {_mail_table(table)} SET state = 'pending', retry_at = ?, last_error = ?"
+                " WHERE id = ? AND state = 'sending'", (retry_at, error, row_id))
+
+    async def mark_notice(self, notice_id: int, state: str, error: str = "") -> None:
+        """End a claimed notice: `sent`, or `failed` for good."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE notices SET state = ?, last_error = ?,"
+                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
+                (state, error, state, time.time(), notice_id))
+
+    async def recover_interrupted_mail(self) -> dict[str, list[int]]:
+        """Rows a crash left in `sending`, per table: pending again, to be mailed again."""
+        recovered = {}
+        async with self._transaction() as db:
+            for table in MAIL_TABLES:
+                rows = await self._all(f"SELECT id FROM {table} WHERE state = 'sending'")
+                await db.execute(
+                    f"UPDATE {table} SET state = 'pending', retry_at = 0,"
+                    " last_error = 'interrupted while mailing; mailed again' WHERE state = 'sending'")
+                recovered[table] = [row["id"] for row in rows]
+        return recovered
+
+    async def notices(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM notices ORDER BY id")]
 
     # -- reading -------------------------------------------------------------------
 
@@ -750,3 +915,10 @@ class Store:
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
         return {row["state"]: row["n"] for row in rows}
+
+
+def _mail_table(table: str) -> str:
+    """`table` if it is one of MAIL_TABLES: table names cannot be SQL parameters."""
+    if table not in MAIL_TABLES:
+        raise ValueError(f"not a mail table: {table!r}")
+    return table
