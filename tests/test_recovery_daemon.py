@@ -7,7 +7,10 @@ from __future__ import annotations
 import logging
 import time
 
+from lab.configs import base_config, write_config
 from tests.cdr_rows import as_csv, moved
+from textback.checks import _check_cdr
+from textback.config import load
 from textback.cdr import CsvCdr
 from textback.recovery import CsvLayout, from_csv_fields, recover_calls
 
@@ -98,3 +101,13 @@ async def test_the_csv_is_read_from_its_end_only_as_far_back_as_needed(tmp_path,
         records = await CsvCdr(master, CsvLayout(), None).records_since(now - 600)
     assert sorted(r.src for r in records) == ["+12125550123", "+16465550105", "+16465550105"]
     assert caplog.text == ""
+
+
+async def test_check_reads_the_cdr_and_names_a_missing_one(tmp_path):
+    write_master(tmp_path, ("voicemail", time.time() - 60))
+    config = base_config(tmp_path, **recovery_config(tmp_path))
+    assert await _check_cdr(load(write_config(tmp_path, config))) == (
+        "cdr", True, f"CSV CDR {tmp_path / 'Master.csv'}: 2 row(s) of the last day readable")
+    (tmp_path / "Master.csv").unlink()
+    name, ok, detail = await _check_cdr(load(write_config(tmp_path, config)))
+    assert (name, ok) == ("cdr", False) and "No such file" in detail

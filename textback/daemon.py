@@ -60,12 +60,14 @@ FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
 OWNER_REPLY = "owner"
-# When the last AMI event arrived: saved at most this often, so a busy PBX costs no write per event.
+# Until when AMI events are known to have arrived: the last event, or the last Ping answered
+# (events come in order, so none sent before it is missing). Saved at most this often, so a
+# busy PBX costs no write per event.
 LAST_AMI_EVENT = "last_ami_event_at"
 PROGRESS_SAVE_SECONDS = 5.0
-# A login recovers the calls that ended since the last event seen, less this margin: it covers
-# the save interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
-RECOVERY_OVERLAP_SECONDS = 60.0
+# A login recovers the calls that ended since then, less this margin: it covers the save
+# interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
+RECOVERY_OVERLAP_SECONDS = 15.0
 # A second look at the CDR after a login: Asterisk writes a call's CDR as its last channel goes.
 CDR_SETTLE_SECONDS = 5.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
@@ -233,7 +235,8 @@ class Daemon:
 
     def _logged_in(self) -> Any:
         """Runs as the login succeeds, before any event of the new connection counts as seen."""
-        return self._reconcile(self._events_seen_at)
+        seen_until, self._events_seen_at = self._events_seen_at, time.time()
+        return self._reconcile(seen_until)
 
     async def _reconcile(self, seen_until: float | None) -> None:
         """After every login: pick up calls already ringing, close calls whose hangup we missed,
@@ -307,6 +310,14 @@ class Daemon:
     async def _progress_worker(self) -> None:
         while True:
             await asyncio.sleep(PROGRESS_SAVE_SECONDS)
+            if self.ami.logged_in:
+                asked = time.time()
+                try:
+                    await self.ami.action({"Action": "Ping"}, timeout=PROGRESS_SAVE_SECONDS)
+                except AmiError:
+                    pass  # the keepalive reconnects; the moment stays at the last event
+                else:
+                    self._events_seen_at = max(self._events_seen_at or asked, asked)
             await self._save_progress()
 
     async def _save_progress(self) -> None:
