@@ -39,7 +39,7 @@ from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
-from textback.recovery import recover_calls
+from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
 from textback.routing import write_routing_table
 from textback.scorecard import build as build_scorecard
@@ -70,6 +70,8 @@ PROGRESS_SAVE_SECONDS = 5.0
 RECOVERY_OVERLAP_SECONDS = 15.0
 # A second look at the CDR after a login: Asterisk writes a call's CDR as its last channel goes.
 CDR_SETTLE_SECONDS = 5.0
+# At most one email in this many seconds says that the CDR could not be read (the log has each).
+RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
 
@@ -144,6 +146,8 @@ class Daemon:
         self._events_seen_at: float | None = None  # the last AMI event of a logged-in connection
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
+        self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
+        self._recovery_alerted_at = float("-inf")
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
 
@@ -256,28 +260,34 @@ class Daemon:
             log.warning("calls that ended since %s, while AMI was not logged in, are not recovered: "
                         "configure `recovery` to read them from Asterisk's CDR", self._clock(seen_until))
             return
-        await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
-        await asyncio.sleep(CDR_SETTLE_SECONDS)
-        await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
+        if await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS):
+            await asyncio.sleep(CDR_SETTLE_SECONDS)
+            await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
 
-    async def recover(self, since: float) -> None:
+    async def recover(self, since: float) -> bool:
         """Run the calls the CDR shows ended after `since`, and nobody recorded, through the rules.
 
         A call that ended within recovery.max_age_minutes is texted like a live
         one; an older one is recorded, and its owner gets one email listing
-        the callers to ring back.
+        the callers to ring back. False when the CDR could not be read.
         """
-        try:
-            records = await self._cdr.records_since(since)
-        except CdrError as exc:
-            log.error("could not recover the calls that ended while AMI was not logged in: %s", exc)
-            await self._recovery_failed(since, str(exc))
-            return
+        async with self._recovering:
+            try:
+                records = await self._cdr.records_since(since)
+            except CdrError as exc:
+                log.error("could not recover the calls that ended while AMI was not logged in: %s", exc)
+                await self._recovery_failed(since, str(exc))
+                return False
+            await self._recover_from(records, since)
+            return True
+
+    async def _recover_from(self, records: list[CdrRecord], since: float) -> None:
         inbound = self.config.inbound
         max_age = self.config.recovery.max_age_minutes * 60
         ring_back: dict[str, list[tuple[float, Decision]]] = {}
         for call in recover_calls(records, inbound.trunks, inbound.contexts, since):
-            if self.tracker.is_tracking(call.call_id) or await self.store.call_decision(call.call_id):
+            if (self.tracker.is_tracking(call.call_id)
+                    or await self.store.call_decision(call.call_id) is not None):
                 continue  # seen live: the tracker decides it, or already did
             timeline.info("call recovered from the CDR: %s calling %s, ended %s", one_line(call.caller_id),
                           one_line(call.did), self._clock(call.ended_at))
@@ -300,7 +310,11 @@ class Daemon:
         await self._notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
 
     async def _recovery_failed(self, since: float, error: str) -> None:
-        """Tell the numbers' owners that missed calls may be unrecorded and untexted."""
+        """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour at most."""
+        now = time.time()
+        if now - self._recovery_alerted_at < RECOVERY_ALERT_INTERVAL:
+            return
+        self._recovery_alerted_at = now
         text = (f"textback could not read the phone system's call records ({error}), so calls missed "
                 f"since {self._clock(since)} while it was not connected to Asterisk may be neither "
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")

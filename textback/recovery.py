@@ -10,7 +10,7 @@ caller's own channel dialled.
 A group becomes the same CallFinished the tracker makes live, with the same
 call id, so a call seen both ways is recorded once. It is inbound by the
 tracker's rules: its first channel is a trunk endpoint, or a row of it ran in
-an inbound context. It is answered only when the caller's channel was answered
+an inbound context (the CDR keeps the last context of each row, not the first). It is answered only when the caller's channel was answered
 and a leg to a device (neither the caller's channel nor a Local half) was
 answered: voicemail, an IVR, a Local channel or a forwarded cell phone's
 voicemail that confirm-calls turned away answer a leg, but no device leg with
@@ -132,7 +132,8 @@ def recover_calls(records: Iterable[CdrRecord], trunks: list[str], contexts: lis
             continue
         rows.sort(key=lambda r: (r.start, r.sequence))
         first = next((r for r in rows if r.uniqueid == call_id), rows[0])
-        if not _is_inbound(first, rows, trunk_endpoints, set(contexts)):
+        if not _is_inbound(first, [r for r in rows if r.channel == first.channel], trunk_endpoints,
+                           set(contexts)):
             continue
         call = _call_of(call_id, first, rows)
         if call.ended_at > ended_after:
@@ -140,10 +141,13 @@ def recover_calls(records: Iterable[CdrRecord], trunks: list[str], contexts: lis
     return sorted(calls, key=lambda c: c.ended_at)
 
 
-def _is_inbound(first: CdrRecord, rows: list[CdrRecord], trunks: set[str], contexts: set[str]) -> bool:
+def _is_inbound(first: CdrRecord, caller_rows: list[CdrRecord], trunks: set[str],
+                contexts: set[str]) -> bool:
+    """The tracker's rule: the caller's channel is a trunk endpoint's, or ran in an inbound context."""
     if is_local(first.channel):
         return False
-    return channel_endpoint(first.channel)[1] in trunks or any(r.dcontext in contexts for r in rows)
+    return (channel_endpoint(first.channel)[1] in trunks
+            or any(r.dcontext in contexts for r in caller_rows))
 
 
 def _call_of(call_id: str, first: CdrRecord, rows: list[CdrRecord]) -> CallFinished:
