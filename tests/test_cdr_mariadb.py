@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import aiomysql
+import pymysql
 import pytest
 from pydantic import SecretStr
 
@@ -170,9 +172,6 @@ async def test_only_rows_of_calls_that_may_have_ended_since_are_read(loaded):
 
 
 async def test_the_reader_may_only_select(mariadb, loaded):
-    import aiomysql
-    import pymysql
-
     connection = await aiomysql.connect(host="127.0.0.1", port=PORT, user=READER,
                                         password=READER_SECRET, db="asteriskcdrdb")
     try:

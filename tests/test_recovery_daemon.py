@@ -4,13 +4,19 @@ the lab PBX."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import logging
 import time
+
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lab.configs import base_config, write_config
 from tests.cdr_rows import as_csv, moved
 from textback.checks import _check_cdr
 from textback.config import load
+from textback import cdr
 from textback.cdr import CsvCdr
 from textback.recovery import CsvLayout, from_csv_fields, recover_calls
 
@@ -114,3 +120,19 @@ async def test_check_reads_the_cdr_and_names_a_missing_one(tmp_path):
     (tmp_path / "Master.csv").unlink()
     name, ok, detail = await _check_cdr(load(write_config(tmp_path, config)))
     assert (name, ok) == ("cdr", False) and "No such file" in detail
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(block=st.integers(min_value=1, max_value=4000), ages=st.lists(
+    st.integers(min_value=0, max_value=6 * 3600), min_size=1, max_size=12))
+def test_reading_backwards_by_blocks_finds_what_a_full_read_finds(tmp_path, monkeypatch, block, ages):
+    now = time.time()
+    flows = ["noanswer", "busy", "ringgroup", "freepbx_queue_voicemail"]
+    write_master(tmp_path, *((flows[i % len(flows)], now - age)
+                             for i, age in enumerate(sorted(ages, reverse=True))))
+    since = now - 2 * 3600
+    monkeypatch.setattr(cdr, "BLOCK_BYTES", block)
+    tail = asyncio.run(CsvCdr(tmp_path / "Master.csv", CsvLayout(), None).records_since(since))
+    everything = [from_csv_fields(row, CsvLayout(), None)
+                  for row in csv.reader(io.StringIO((tmp_path / "Master.csv").read_text()))]
+    assert tail == [r for r in everything if r.end >= since - cdr.CSV_ORDER_SLACK_SECONDS]
