@@ -31,8 +31,8 @@ from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin
-from textback.cdr import CdrError, CdrSource, build_source
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.hours import Hours
 from textback.mailer import Mailer
@@ -315,8 +315,9 @@ class Daemon:
         if now - self._recovery_alerted_at < RECOVERY_ALERT_INTERVAL:
             return
         self._recovery_alerted_at = now
+        started = datetime.fromtimestamp(since, ZoneInfo(self.config.business.timezone))
         text = (f"textback could not read the phone system's call records ({error}), so calls missed "
-                f"since {self._clock(since)} while it was not connected to Asterisk may be neither "
+                f"since {started:%a %d %b %H:%M} while it was not connected to Asterisk may be neither "
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")
         for owner_id in sorted({n.owner for n in self.config.numbers}):
             await self._notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text)
