@@ -19,6 +19,7 @@ import aiomysql
 import pymysql
 from pydantic import SecretStr
 
+from textback.alerts import one_line
 from textback.config import RecoveryConfig, Secrets
 from textback.recovery import CdrRecord, CsvLayout, from_csv_fields, from_freepbx_row
 
@@ -158,8 +159,8 @@ class FreePbxCdr:
             try:
                 records.append(from_freepbx_row(row, self.zone))
             except (ValueError, TypeError):
-                log.error("%s: a row with uniqueid %r is unreadable", self.description,
-                          str(row.get("uniqueid"))[:40])
+                log.error("%s: a row with uniqueid %s is unreadable", self.description,
+                          one_line(str(row.get("uniqueid")), 40))
         return records
 
 
