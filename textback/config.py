@@ -471,6 +471,13 @@ class CsvCdrConfig(Strict):
     loguserfield: bool = True
     newcdrcolumns: bool = True  # linkedid: needed to join Local-channel legs (queues, ring groups)
 
+    @model_validator(mode="after")
+    def _call_ids(self) -> "CsvCdrConfig":
+        if not (self.loguniqueid or self.newcdrcolumns):
+            raise ValueError("rows without uniqueid or linkedid cannot be told apart: set "
+                             "newcdrcolumns = yes (or loguniqueid = yes) in cdr.conf's [csv], and here")
+        return self
+
 
 class MysqlCdrConfig(Strict):
     """FreePBX's CDR database, read through a user that may only SELECT from it."""
