@@ -371,6 +371,11 @@ class LabPBX:
         return self.instance_dir / "routing.json"
 
     @property
+    def cdr_csv(self) -> Path:
+        """Asterisk's CSV CDR (cdr_csv's Master.csv), as seen from the host."""
+        return self.instance_dir / "log" / "cdr-csv" / "Master.csv"
+
+    @property
     def asterisk_log(self) -> Path:
         return self.instance_dir / "log" / "full"
 
@@ -398,6 +403,23 @@ class LabPBX:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
+
+    def stop_asterisk(self) -> None:
+        """Stop Asterisk alone, as a PBX restart or upgrade does; actors, configs and logs stay."""
+        if self._asterisk is None:
+            raise LabError("lab PBX not started")
+        _kill_group(self._asterisk, grace=10.0)
+        self._asterisk = None
+
+    def start_asterisk(self) -> None:
+        """Start Asterisk again in this instance after stop_asterisk(); returns once it is fully booted."""
+        if self._asterisk is not None:
+            raise LabError("Asterisk already runs")
+        began = time.monotonic()
+        self._check_ports_free()
+        (self.instance_dir / "run" / "asterisk.ctl").unlink(missing_ok=True)
+        self._launch_asterisk()
+        self._wait_ready(began + self.start_timeout)
 
     def stop(self) -> None:
         """Kill every SIPp actor and Asterisk by PID, keep the logs, remove the instance tree."""
@@ -493,7 +515,7 @@ class LabPBX:
 
     def _render_config(self) -> None:
         etc = self.instance_dir / "etc"
-        for sub in ("etc", "lib/keys", "agi-bin", "spool", "run", "log", "cache"):
+        for sub in ("etc", "lib/keys", "agi-bin", "spool", "run", "log/cdr-csv", "cache"):
             (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
         (self.instance_dir / "owner").write_text(str(os.getpid()))
 

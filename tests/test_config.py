@@ -174,3 +174,20 @@ def test_contact_numbers_in_any_shape_are_stored_canonical(tmp_path):
     [(where, message)] = problems_of(tmp_path, config)
     assert where.startswith("contacts[0].number (line ")
     assert "'555-0152' is not a valid phone number in US" in message
+
+
+def test_a_csv_cdr_without_call_ids_is_refused(tmp_path):
+    config = base_config(tmp_path, recovery={"cdr": {"csv": {"loguniqueid": False, "newcdrcolumns": False}}})
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("recovery.cdr.csv (line ") and "newcdrcolumns = yes" in message
+
+
+def test_a_mysql_cdr_needs_its_section_and_its_secret(tmp_path):
+    [(where, message)] = problems_of(tmp_path, base_config(tmp_path, recovery={"cdr": {"type": "mysql"}}))
+    assert where.startswith("recovery.cdr") and "mysql section" in message
+    config = base_config(tmp_path, recovery={"cdr": {"type": "mysql", "mysql": {
+        "user": "textback", "secret": {"file": "cdrdb.secret"}, "timezone": "America/New_York"}}})
+    [(where, message)] = problems_of(tmp_path, config)
+    assert where.startswith("recovery.cdr.mysql.secret") and "cdrdb.secret" in message
+    (tmp_path / "cdrdb.secret").write_text("s3cret\n")
+    assert load(write_config(tmp_path, config)).secrets.cdr_database.get_secret_value() == "s3cret"

@@ -8,6 +8,7 @@ import time
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
 from sms_gateway.segments import count_segments
+from textback.cdr import CdrError, build_source
 from textback.config import Config, Loaded
 from textback.daemon import build_gateway
 from textback.mailer import Mailer
@@ -61,7 +62,19 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
         results.append(("smtp", True, f"reached {detail}"))
     except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
         results.append(("smtp", False, f"{c.smtp.host}:{c.smtp.port}: {type(exc).__name__}: {exc}"))
+    if c.recovery is not None:
+        results.append(await _check_cdr(loaded))
     return results
+
+
+async def _check_cdr(loaded: Loaded) -> tuple[str, bool, str]:
+    """The CDR that calls missed while AMI was down are recovered from: readable, in the expected layout."""
+    source = build_source(loaded.config.recovery, loaded.secrets)
+    try:
+        records = await source.records_since(time.time() - 86400)
+    except CdrError as exc:
+        return ("cdr", False, str(exc))
+    return ("cdr", True, f"{source.description}: {len(records)} row(s) of the last day readable")
 
 
 async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:

@@ -207,12 +207,13 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
-               f"{'REASON':<15} TEXT")
+               f"{'REASON':<15} {'SEEN':<4} TEXT")
     for row in rows:
         caller = row["caller"] or click.unstyle(row["caller_raw"])[:16] or "(none)"
         text = row["text_state"] or f"none: {row['decision']}"
+        seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
         click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
-                   f"{row['outcome']:<8} {row['reason']:<15} {text}")
+                   f"{row['outcome']:<8} {row['reason']:<15} {seen:<4} {text}")
 
 
 @main.group()

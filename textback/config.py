@@ -463,6 +463,68 @@ class DigestConfig(Strict):
     monthly_report_to: list[Identifier] = Field(default_factory=list)
 
 
+def _zone_name(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+    return value
+
+
+class CsvCdrConfig(Strict):
+    """cdr_csv's Master.csv (textback on the PBX host), and the [csv] options of cdr.conf that shape it."""
+
+    path: Path = Path("/var/log/asterisk/cdr-csv/Master.csv")
+    usegmtime: bool = False  # times in GMT; otherwise in this machine's local time
+    loguniqueid: bool = True
+    loguserfield: bool = True
+    newcdrcolumns: bool = True  # linkedid: needed to join Local-channel legs (queues, ring groups)
+
+    @model_validator(mode="after")
+    def _call_ids(self) -> "CsvCdrConfig":
+        if not (self.loguniqueid or self.newcdrcolumns):
+            raise ValueError("rows without uniqueid or linkedid cannot be told apart: set "
+                             "newcdrcolumns = yes (or loguniqueid = yes) in cdr.conf's [csv], and here")
+        return self
+
+
+class MysqlCdrConfig(Strict):
+    """FreePBX's CDR database, read through a user that may only SELECT from it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(3306, ge=1, le=65535)
+    database: str = "asteriskcdrdb"
+    user: str = Field(min_length=1)
+    secret: SecretRef
+    timezone: str | None = None  # the zone of calldate; default: this machine's local time
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return _zone_name(value)
+
+
+class CdrSourceConfig(Strict):
+    type: Literal["csv", "mysql"] = "csv"
+    csv: CsvCdrConfig = CsvCdrConfig()
+    mysql: MysqlCdrConfig | None = None
+
+    @model_validator(mode="after")
+    def _section(self) -> "CdrSourceConfig":
+        if self.type == "mysql" and self.mysql is None:
+            raise ValueError("type mysql needs a mysql section (host, user, secret)")
+        return self
+
+
+class RecoveryConfig(Strict):
+    """Calls that ended while textback was not logged in to AMI, recovered from Asterisk's CDR."""
+
+    max_age_minutes: float = Field(30.0, ge=0, le=7 * 24 * 60)  # older ones: recorded, owner emailed
+    cdr: CdrSourceConfig = CdrSourceConfig()
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -487,6 +549,7 @@ class Config(Strict):
     fraud: FraudConfig = FraudConfig()
     quiet_hours: QuietHoursConfig = QuietHoursConfig()
     agi: AgiConfig = AgiConfig()
+    recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -551,6 +614,7 @@ class Secrets:
     ami: SecretStr
     smtp_password: SecretStr | None
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
+    cdr_database: SecretStr | None = None
 
 
 @dataclass(frozen=True)
@@ -598,11 +662,15 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     if hasattr(section, "secret_refs"):
         gateway_secrets, found = resolve_secrets(section, base)
         problems += [(f"gateway.{config.gateway.type}.{path}", message) for path, message in found]
+    cdr_database = None
+    if config.recovery is not None and config.recovery.cdr.type == "mysql":
+        cdr_database = _resolve(config.recovery.cdr.mysql.secret, base, "recovery.cdr.mysql.secret",
+                                problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
-                                  gateway=gateway_secrets),
+                                  gateway=gateway_secrets, cdr_database=cdr_database),
                   source=Path(source))
 
 

@@ -33,18 +33,20 @@ from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.hours import Hours
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
 from textback.ownership import choose_owner
+from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
 from textback.routing import write_routing_table
 from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
-from textback.rules import (RecentTexts, apply_policy, decide, hours_of, match_number, prefix_of,
-                            render_for)
+from textback.rules import (Decision, RecentTexts, apply_policy, decide, hours_of, match_number,
+                            prefix_of, render_for)
 from textback.store import CallRow, Notice, OutboxItem, PlannedText, Store
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
@@ -59,6 +61,20 @@ FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this
 # The one text an opted-out number may still get: the confirmation of its opt-out.
 OPTOUT_CONFIRMATION = "optout_confirmation"
 OWNER_REPLY = "owner"
+# Until when AMI events are known to have arrived: the last event, or the last Ping answered
+# (events come in order, so none sent before it is missing). Saved at most this often, so a
+# busy PBX costs no write per event.
+LAST_AMI_EVENT = "last_ami_event_at"
+PROGRESS_SAVE_SECONDS = 5.0
+# A login recovers the calls that ended since then, less this margin: it covers the save
+# interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
+RECOVERY_OVERLAP_SECONDS = 15.0
+# A second look at the CDR after a login: Asterisk writes a call's CDR as its last channel goes.
+CDR_SETTLE_SECONDS = 5.0
+# At most one email in this many seconds says that the CDR could not be read (the log has each).
+RECOVERY_ALERT_INTERVAL = 3600.0
+# The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
+TOO_OLD_TO_TEXT = "recovered_too_old"
 
 
 def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
@@ -128,6 +144,13 @@ class Daemon:
         self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
+        self._events_seen_at: float | None = None  # the last AMI event of a logged-in connection
+        self._saved_seen_at: float | None = None
+        self._cdr: CdrSource | None = None
+        self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
+        self._recovery_alerted_at = float("-inf")
+        if self.config.recovery is not None:
+            self._cdr = build_source(self.config.recovery, self.secrets)
 
     def _clock(self, at: float) -> str:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
@@ -143,6 +166,7 @@ class Daemon:
     async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
         self.store = await Store.open(c.storage.path)
+        self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
         self._write_routing_table()
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
@@ -153,7 +177,7 @@ class Daemon:
                             "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self._reconcile, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            on_event=self.on_event, on_login=self._logged_in, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         webhooks = mail_server = None
@@ -175,7 +199,8 @@ class Daemon:
             workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
                        asyncio.create_task(self._alert_worker(), name="alerts"),
                        asyncio.create_task(self._notice_worker(), name="notices"),
-                       asyncio.create_task(self._routing_worker(), name="routing")]
+                       asyncio.create_task(self._routing_worker(), name="routing"),
+                       asyncio.create_task(self._progress_worker(), name="progress")]
             if c.escalation is not None:
                 workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
             if c.digest is not None:
@@ -199,6 +224,7 @@ class Daemon:
             await self.ami.close()
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
+            await self._save_progress()
             await self.store.close()
 
     def _write_routing_table(self) -> None:
@@ -219,22 +245,117 @@ class Daemon:
     # -- AMI events (runs on the event loop: must never block) ------------------
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if self.ami is not None and self.ami.logged_in:  # not events that beat the login callback
+            self._events_seen_at = time.time()
         inbound = parse_user_event(event)
         if inbound is not None:
             self._spawn(self.receive_text(inbound, "asterisk"))  # SIP MESSAGE via the dialplan
             return
         self._handle(self.tracker.feed(event, time.time()))
 
-    async def _reconcile(self) -> None:
-        """After every login: pick up calls already ringing, close calls whose hangup we missed."""
+    def _logged_in(self) -> Any:
+        """Runs as the login succeeds, before any event of the new connection counts as seen."""
+        seen_until, self._events_seen_at = self._events_seen_at, time.time()
+        return self._reconcile(seen_until)
+
+    async def _reconcile(self, seen_until: float | None) -> None:
+        """After every login: pick up calls already ringing, close calls whose hangup we missed,
+        and recover from the CDR the calls that began and ended while AMI was not logged in."""
         try:
             listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
         except AmiError as exc:
             log.warning("could not list channels after login (%s); calls in progress may be missed",
                         exc)
+        else:
+            channels = [dict(e.items()) for e in listing if e.get("Event") == "CoreShowChannel"]
+            self._handle(self.tracker.reconcile(channels, time.time()))
+        if seen_until is None:
+            log.info("no earlier AMI session in the database: no calls to recover")
             return
-        channels = [dict(e.items()) for e in listing if e.get("Event") == "CoreShowChannel"]
-        self._handle(self.tracker.reconcile(channels, time.time()))
+        if self._cdr is None:
+            log.warning("calls that ended since %s, while AMI was not logged in, are not recovered: "
+                        "configure `recovery` to read them from Asterisk's CDR", self._clock(seen_until))
+            return
+        if await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS):
+            await asyncio.sleep(CDR_SETTLE_SECONDS)
+            await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
+
+    async def recover(self, since: float) -> bool:
+        """Run the calls the CDR shows ended after `since`, and nobody recorded, through the rules.
+
+        A call that ended within recovery.max_age_minutes is texted like a live
+        one; an older one is recorded, and its owner gets one email listing
+        the callers to ring back. False when the CDR could not be read.
+        """
+        async with self._recovering:
+            try:
+                records = await self._cdr.records_since(since)
+            except CdrError as exc:
+                log.error("could not recover the calls that ended while AMI was not logged in: %s", exc)
+                await self._recovery_failed(since, str(exc))
+                return False
+            await self._recover_from(records, since)
+            return True
+
+    async def _recover_from(self, records: list[CdrRecord], since: float) -> None:
+        inbound = self.config.inbound
+        max_age = self.config.recovery.max_age_minutes * 60
+        ring_back: dict[str, list[tuple[float, Decision]]] = {}
+        for call in recover_calls(records, inbound.trunks, inbound.contexts, since):
+            if (self.tracker.is_tracking(call.call_id)
+                    or await self.store.call_decision(call.call_id) is not None):
+                continue  # seen live: the tracker decides it, or already did
+            timeline.info("call recovered from the CDR: %s calling %s, ended %s", one_line(call.caller_id),
+                          one_line(call.did), self._clock(call.ended_at))
+            decision = await self._finished(call, recovered=True,
+                                            may_text=time.time() - call.ended_at <= max_age)
+            if decision.reason == TOO_OLD_TO_TEXT:
+                ring_back.setdefault(decision.owner_id, []).append((call.ended_at, decision))
+        for owner_id, missed in sorted(ring_back.items()):
+            await self._send_ring_back_list(self.config.owner(owner_id), missed)
+
+    async def _send_ring_back_list(self, owner: OwnerConfig, missed: list[tuple[float, Decision]]) -> None:
+        zone = ZoneInfo(self.config.business.timezone)
+        minutes = f"{self.config.recovery.max_age_minutes:g}"
+        lines = [f"textback was not connected to the phone system when these calls were missed, and "
+                 f"found them more than {minutes} minutes later, too late for an automatic text. "
+                 f"Please ring them back:", ""]
+        for ended_at, decision in sorted(missed, key=lambda item: item[0]):
+            when = datetime.fromtimestamp(ended_at, zone).strftime("%a %d %b %H:%M")
+            lines.append(f"  {when}  {decision.caller} (called {decision.business_number})")
+        await self._notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
+
+    async def _recovery_failed(self, since: float, error: str) -> None:
+        """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour at most."""
+        now = time.time()
+        if now - self._recovery_alerted_at < RECOVERY_ALERT_INTERVAL:
+            return
+        self._recovery_alerted_at = now
+        started = datetime.fromtimestamp(since, ZoneInfo(self.config.business.timezone))
+        text = (f"textback could not read the phone system's call records ({error}), so calls missed "
+                f"since {started:%a %d %b %H:%M} while it was not connected to Asterisk may be neither "
+                f"recorded nor texted. Please check the phone system's call log for missed callers.")
+        for owner_id in sorted({n.owner for n in self.config.numbers}):
+            await self._notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text)
+
+    async def _progress_worker(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_SAVE_SECONDS)
+            if self.ami.logged_in:
+                asked = time.time()
+                try:
+                    await self.ami.action({"Action": "Ping"}, timeout=PROGRESS_SAVE_SECONDS)
+                except AmiError:
+                    pass  # the keepalive reconnects; the moment stays at the last event
+                else:
+                    self._events_seen_at = max(self._events_seen_at or asked, asked)
+            await self._save_progress()
+
+    async def _save_progress(self) -> None:
+        """Keep when the last AMI event arrived: the next start recovers the calls after it."""
+        if self._events_seen_at is not None and self._events_seen_at != self._saved_seen_at:
+            await self.store.note_progress(LAST_AMI_EVENT, self._events_seen_at)
+            self._saved_seen_at = self._events_seen_at
 
     def _handle(self, happenings: list[CallStarted | CallFinished]) -> None:
         for happening in happenings:
@@ -260,7 +381,9 @@ class Daemon:
         task.add_done_callback(self._writes.discard)
         task.add_done_callback(_log_failure)
 
-    async def _finished(self, call: CallFinished) -> None:
+    async def _finished(self, call: CallFinished, recovered: bool = False,
+                        may_text: bool = True) -> Decision:
+        """Decide, record and queue a finished call; `may_text` False withholds its text as too old."""
         call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
         caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
@@ -275,6 +398,8 @@ class Daemon:
                             f"{recent.last_hour} texts in the last hour, {recent.last_day} today, "
                             f"{recent.same_prefix_last_hour} to {prefix_of(caller)}… in the last hour")
             log.warning("%s", fraud_report)
+        if decision.send and not may_text:
+            decision = decision.withheld(TOO_OLD_TO_TEXT)
         if decision.send and await self.store.is_suppressed(decision.caller):
             decision = decision.withheld("opted_out")
         row = CallRow(
@@ -282,7 +407,8 @@ class Daemon:
             caller_raw=call.caller_id, caller=decision.caller,
             caller_name=caller_name(call.caller_name, call.caller_id),
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
-            outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route)
+            outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route,
+            recovered=recovered)
         planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
@@ -294,7 +420,7 @@ class Daemon:
         who = decision.caller or one_line(call.caller_id)
         if call.outcome == "answered":
             timeline.info("call answered: %s (by %s)", who, one_line(call.answered_by or call.reason))
-            return
+            return decision
         timeline.info("call missed: %s calling %s (reason: %s)", who, decision.business_number,
                       call.reason)
         if outbox_id is None:
@@ -306,9 +432,10 @@ class Daemon:
                                                f"the miss joins its thread"}.get(
                     await self.store.call_decision(call.call_id), "call already recorded")
             timeline.info("no text for %s: %s", who, reason)
-            return
+            return decision
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
         self._outbox_wake.set()
+        return decision
 
     async def _owner_for(self, number: NumberConfig, caller: str) -> tuple[str, str]:
         """Who owns the caller's conversation on `number`: its owner if it exists, else the one

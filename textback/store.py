@@ -203,6 +203,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notices_state ON notices (state, retry_at)
     """,
+    # 5: calls recovered from Asterisk's CDR after an AMI gap, and when the last AMI event came
+    """
+    ALTER TABLE calls ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE progress (
+        name TEXT PRIMARY KEY,
+        value REAL NOT NULL
+    )
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -238,6 +246,7 @@ class CallRow:
     reason: str
     decision: str
     route: str = ""
+    recovered: bool = False  # rebuilt from the CDR: it ended while AMI was not logged in
 
 
 @dataclass(frozen=True)
@@ -386,11 +395,12 @@ class Store:
                     template=text.template)
             await db.execute(
                 "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, route,"
-                " conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " started_at, answered_at, ended_at, outcome, reason, decision, route, recovered,"
+                " conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (call.linkedid, call.business_number, call.caller_raw, call.caller,
                  call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, call.route, conversation_id, message_id))
+                 call.outcome, call.reason, call.decision, call.route, int(call.recovered),
+                 conversation_id, message_id))
             return outbox_id
 
     async def _dedupe_reason(self, conversation_id: int, was_open: bool, since: float) -> str | None:
@@ -882,6 +892,16 @@ class Store:
         """The decision stored with a call (the rules' reason, or why the store withheld its text)."""
         row = await self._one("SELECT decision FROM calls WHERE linkedid = ?", (linkedid,))
         return row["decision"] if row else None
+
+    async def progress(self, name: str) -> float | None:
+        row = await self._one("SELECT value FROM progress WHERE name = ?", (name,))
+        return row["value"] if row else None
+
+    async def note_progress(self, name: str, value: float) -> None:
+        """Keep one named moment, e.g. when the last AMI event arrived."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO progress (name, value) VALUES (?, ?)"
+                             " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
 
     async def calls(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
         """Calls that started after `since`, newest first, with the fate of their text."""

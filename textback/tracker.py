@@ -168,6 +168,10 @@ class CallTracker:
     def tracked_channels(self) -> int:
         return len(self._by_uniqueid) + len(self._by_linkedid)
 
+    def is_tracking(self, call_id: str) -> bool:
+        """Whether the call is still open here: ringing, talking, or in its grace period."""
+        return call_id in self._calls
+
     def next_deadline(self) -> float | None:
         deadlines = [c.decide_at for c in self._calls.values() if c.decide_at is not None]
         return min(deadlines, default=None)
