@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from datetime import datetime
@@ -147,11 +148,11 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
     click.echo(f"{'':<2}{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} "
                f"{'REPLY AGE':>9}  LAST REPLY")
     for row in rows:
-        reply = (row["last_reply"] or "").replace("\n", " ")
+        reply = visible((row["last_reply"] or "").replace("\n", " "))
         flag = "! " if row["unanswered"] else "  "
         click.echo(f"{flag}{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
                    f"{row['missed_calls']:>5} {_age(row['last_reply_at']):>9}  "
-                   f"{click.unstyle(reply)[:60] or '(no reply yet)'}")
+                   f"{reply[:60] or '(no reply yet)'}")
     click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
 
@@ -181,7 +182,7 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         else:
             body = row["body"].replace("\n", " / ")
             detail = f"[{row['status']}] {body}"
-        click.echo(f"{when}  {kind:<11}  {click.unstyle(detail)}")
+        click.echo(f"{when}  {kind:<11}  {visible(detail)}")
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -189,9 +190,20 @@ _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def _since(value: str) -> float:
     """'30m', '6h', '1d', '2w' -> the epoch time that long ago."""
-    if len(value) < 2 or value[-1] not in _SPAN or not value[:-1].isdigit():
+    match = re.fullmatch(r"([0-9]{1,5})([mhdw])", value)
+    if not match:
         raise click.BadParameter("use a number and a unit: 30m, 6h, 1d, 2w", param_hint="--since")
-    return datetime.now().timestamp() - int(value[:-1]) * _SPAN[value[-1]]
+    return datetime.now().timestamp() - int(match.group(1)) * _SPAN[match.group(2)]
+
+
+def visible(text: str) -> str:
+    """Caller-written text for a terminal: control and format characters shown, never obeyed.
+
+    A homeowner's text may carry escape sequences (window titles, hyperlinks),
+    CR or backspace to overwrite a line, or bidi overrides; each is printed as
+    its escape (\\x1b, \\r, \\u202e) instead.
+    """
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 @main.command()
@@ -209,7 +221,7 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
                f"{'REASON':<15} {'SEEN':<4} TEXT")
     for row in rows:
-        caller = row["caller"] or click.unstyle(row["caller_raw"])[:16] or "(none)"
+        caller = row["caller"] or visible(row["caller_raw"])[:16] or "(none)"
         text = row["text_state"] or f"none: {row['decision']}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
         click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
@@ -391,6 +403,8 @@ def reply(config_path: str | None, number: str, text: str) -> None:
     from sms_gateway.segments import count_segments
 
     loaded = _load(config_path)
+    if not text.strip():
+        raise click.BadParameter("the text is empty; nothing was sent", param_hint="TEXT")
     limit = loaded.config.reply_mail.max_segments if loaded.config.reply_mail else 3
     count = count_segments(text)
     if count.segments > limit:
@@ -415,15 +429,15 @@ def reply(config_path: str | None, number: str, text: str) -> None:
 @click.argument("value", required=False)
 def outcome(config_path: str | None, number: str, stage: str, value: str | None) -> None:
     """Record how the lead with NUMBER turned out (won takes an optional job VALUE)."""
-    from textback.daemon import parse_amount
+    from textback.scorecard import MAX_JOB_VALUE, parse_amount
 
     loaded = _load(config_path)
     amount = None
     if value is not None:
         amount = parse_amount(value)
         if stage != "won" or amount is None:
-            raise click.BadParameter("only 'won' takes a value, written like 82000 or $82k",
-                                     param_hint="VALUE")
+            raise click.BadParameter(f"only 'won' takes a value, written like 82000 or $82k, "
+                                     f"at most {MAX_JOB_VALUE:,.0f}", param_hint="VALUE")
 
     async def work(store):
         conversation = await _conversation(loaded, store, number)

@@ -44,6 +44,7 @@ from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
 from textback.routing import write_routing_table
 from textback.scorecard import build as build_scorecard
+from textback.scorecard import parse_amount
 from textback.scorecard import render_text
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, hours_of, match_number,
                             prefix_of, render_for)
@@ -85,15 +86,6 @@ def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
     if candidate.timestamp() <= now:
         candidate = datetime.combine(local.date() + timedelta(days=1), candidate.timetz())
     return candidate.timestamp()
-
-
-def parse_amount(text: str) -> float | None:
-    """'82000', '82,000', '$82k', '1.2m' -> a number; None if it is not one."""
-    match = re.fullmatch(r"\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*([km]?)", text.strip().lower())
-    if not match:
-        return None
-    value = float(match.group(1).replace(",", ""))
-    return value * {"": 1, "k": 1e3, "m": 1e6}[match.group(2)]
 
 
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:

@@ -6,12 +6,27 @@ figures can be checked by hand on seeded data.
 
 from __future__ import annotations
 
+import math
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from sms_gateway.segments import count_segments
+
+
+# A job value past this is a typo, not a remodel.
+MAX_JOB_VALUE = 1e9
+
+
+def parse_amount(text: str) -> float | None:
+    """'82000', '82,000', '$82k', '1.2m' -> a number; None if it is not a sane job value."""
+    match = re.fullmatch(r"\$?\s*([0-9][0-9,]{0,15}(?:\.[0-9]{1,2})?)\s*([km]?)", text.strip().lower())
+    if not match:
+        return None
+    value = float(match.group(1).replace(",", "")) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2)]
+    return value if math.isfinite(value) and 0 < value <= MAX_JOB_VALUE else None
 
 
 @dataclass
