@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lab test-deps demo test unit bench clean
+.PHONY: setup lab test-deps demo test unit fuzz bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ test: setup lab test-deps
 
 unit: setup test-deps
 	$(PY) -m pytest -m 'not lab'
+
+# The property tests of hostile input (AMI, reply mail, webhooks, config, CLI) with 20x the budget.
+fuzz: setup test-deps
+	TEXTBACK_FUZZ_FACTOR=20 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_ami.py \
+		tests/test_fuzz_config.py tests/test_fuzz_webhooks.py tests/test_reply_auth.py \
+		tests/test_addresses.py tests/test_cli_hostile.py tests/test_tracker.py
 
 bench: setup lab
 	$(PY) bench/latency.py

@@ -14,6 +14,7 @@ from sms_gateway.base import InboundText
 from textback.numbers import Address, parse_address, to_e164
 from textback.store import NotANumber
 from textback.tracker import CallFinished
+from tests.budget import examples
 
 HOMEOWNER = "+12125550123"
 
@@ -91,14 +92,14 @@ def dressed(draw) -> tuple[str, str, str]:
     return number, shape, name
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(dressed(), st.sampled_from(["US", "GB", "DE"]))
 def test_every_from_shape_reduces_to_its_number(case, region):
     number, shape, name = case
     assert parse_address(shape, region) == Address(number, name)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.text(max_size=80), st.sampled_from(["US", "GB", None]))
 def test_any_text_gives_a_canonical_number_or_none(raw, region):
     number = parse_address(raw, region).number

@@ -12,6 +12,7 @@ from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from textback.cli import main, visible
 from textback.scorecard import parse_amount
 from textback.store import Store
+from tests.budget import examples
 
 CALLER = "+12125550141"
 HOSTILE = ("\x1b]0;pwned\x07title \x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ "
@@ -56,7 +57,7 @@ async def test_odd_arguments_get_a_usage_error(tmp_path, args, says):
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text())
 def test_visible_text_has_no_control_characters(text):
     shown = visible(text)
@@ -64,7 +65,7 @@ def test_visible_text_has_no_control_characters(text):
     assert visible(shown.replace("\\", "")) == shown.replace("\\", "")  # printable stays as it is
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=40))
 def test_any_amount_text_is_a_sane_value_or_none(text):
     value = parse_amount(text)

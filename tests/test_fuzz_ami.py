@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ami_listener.connection import _Protocol
+from tests.budget import examples
 from tests.replay import load_trace, trace_names
 from textback.tracker import CallTracker
 
@@ -74,6 +75,7 @@ async def deliver(chunks: list[bytes]) -> Factory:
     return factory
 
 
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.one_of(recorded.map(lambda r: ("recorded", r)), hostile.map(lambda h: ("hostile", h))),
                 max_size=12), st.data())
 def test_every_recorded_event_survives_the_junk_around_it(frames, data):

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lab.configs import base_config, write_config
 from textback.config import ConfigError, load
+from tests.budget import examples
 
 
 def problems_of(path) -> list[tuple[str, str]]:
@@ -87,7 +88,7 @@ def test_infinite_numbers_are_refused(tmp_path, value):
 MUTATIONS = st.sampled_from(["drop", "rename", "retype", "alias", "duplicate"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(MUTATIONS, st.integers(0, 10_000), st.sampled_from(
     [None, 0, -1, 1e308, "", "x" * 300, [], {}, "\x00", "+1", "*", True])), max_size=4))
 def test_any_mutation_of_a_good_config_loads_or_names_its_problems(tmp_path, changes):
@@ -115,7 +116,7 @@ def test_any_mutation_of_a_good_config_loads_or_names_its_problems(tmp_path, cha
         assert exc.problems and all(where and message for where, message in exc.problems)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=400))
 def test_any_bytes_load_or_name_their_problems(tmp_path, data):
     path = tmp_path / "noise.yaml"

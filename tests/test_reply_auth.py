@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from textback.replies import authenticated, judge
+from tests.budget import examples
 
 TRUSTED = "mx.acme.example"
 OWNER = "dana@acme.example"
@@ -55,7 +56,7 @@ def test_an_aligned_pass_from_our_mx_is_accepted(result):
     assert judge(message(f"{TRUSTED}; {result}"), OWNER, OWNER, frozenset(), TRUSTED, 3).action == "text"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=200), st.text(max_size=2000))
 def test_any_header_and_body_gives_a_verdict_never_an_exception(header, body):
     mail = EmailMessage()
