@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.settings import HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
+from textback.redact import Redactor
 
 log = logging.getLogger("textback.gateway.http")
 
@@ -61,7 +62,7 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value).timestamp()
@@ -81,11 +82,16 @@ def failure(reply: Reply, reason: str) -> SendResult:
 
 
 class Client:
-    """One aiohttp session per backend, opened on first use (it needs the running loop)."""
+    """One aiohttp session per backend, opened on first use (it needs the running loop).
 
-    def __init__(self, timeout: float):
+    Transport errors quote the request URL, query string and all; what this
+    returns never carries the URL's query or any of the backend's `secrets`.
+    """
+
+    def __init__(self, timeout: float, secrets: Iterable[SecretStr] = ()):
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._redact = Redactor(s.get_secret_value() for s in secrets)
 
     async def request(self, method: str, url: str, **kwargs: Any) -> Reply | SendResult:
         """The provider's reply, or the SendResult of a transport failure."""
@@ -95,13 +101,18 @@ class Client:
             async with self._session.request(method, url, allow_redirects=False, **kwargs) as resp:
                 return Reply(resp.status, resp.headers, await resp.read())
         except aiohttp.ClientConnectorError as exc:
-            return SendResult.retryable(f"cannot connect: {exc.os_error or exc}")
+            return SendResult.retryable(self._redact.url(f"cannot connect: {exc.os_error or exc}"))
         except aiohttp.ConnectionTimeoutError:
             return SendResult.retryable("no connection in time")
         except TimeoutError:
             return SendResult.unknown("no answer in time; the provider may have sent it")
+        except aiohttp.ClientResponseError as exc:  # not valid HTTP: the message quotes the URL
+            said = (exc.message or "").splitlines()[0] if exc.message else ""
+            return SendResult.unknown(self._redact.url(
+                f"{type(exc).__name__} after the request was sent: {exc.status} {said}".strip()))
         except aiohttp.ClientError as exc:
-            return SendResult.unknown(f"{type(exc).__name__} after the request was sent: {exc}")
+            return SendResult.unknown(self._redact.url(
+                f"{type(exc).__name__} after the request was sent: {exc}"))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -120,7 +131,7 @@ def dig(data: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(data, Mapping):
             data = data.get(part)
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        elif isinstance(data, list) and part.isascii() and part.isdigit() and int(part) < len(data):
             data = data[int(part)]
         else:
             return None
@@ -144,7 +155,7 @@ class HttpGateway:
     def __init__(self, settings: HttpSettings, secrets: Mapping[str, SecretStr]):
         self._s = settings
         self._secrets = secrets
-        self._client = Client(settings.timeout_seconds)
+        self._client = Client(settings.timeout_seconds, secrets.values())
 
     def _fields(self, text: OutgoingText) -> dict[str, str]:
         s = self._s

@@ -51,7 +51,7 @@ class TelnyxGateway:
         self._webhook_url = (f"{public_base_url.rstrip('/')}/telnyx"
                              if public_base_url and settings.status_callback else None)
         self._clock = clock
-        self._client = Client(settings.timeout_seconds)
+        self._client = Client(settings.timeout_seconds, secrets.values())
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key.get_secret_value()}",
@@ -103,7 +103,7 @@ class TelnyxGateway:
         timestamp = request.headers.get("telnyx-timestamp")
         if not signature or not timestamp:
             raise Refused("no telnyx-signature-ed25519 or telnyx-timestamp")
-        if not timestamp.isdigit():
+        if not (timestamp.isascii() and timestamp.isdigit()):
             raise Refused("telnyx-timestamp is not a number")
         if abs(self._clock() - int(timestamp)) > self._s.replay_window_seconds:
             raise Refused("telnyx-timestamp outside the replay window")

@@ -123,3 +123,11 @@ def test_any_bytes_load_or_name_their_problems(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(ConfigError):
         load(path)
+
+
+@pytest.mark.parametrize("text", ["=", "x: !!python/object/apply:os.system ['true']", "x: !!value"])
+def test_tags_no_safe_constructor_knows_name_their_line(tmp_path, text):
+    path = tmp_path / "tag.yaml"
+    path.write_text(text + "\n")
+    [(where, message)] = problems_of(path)
+    assert where == "line 1" and message.startswith("not valid YAML")

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
+from textback import redact
 from textback.numbers import to_e164
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
@@ -58,6 +59,7 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
     loaded = _load(config_path)
     logging.basicConfig(level=loaded.config.logging.level,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    redact.install(loaded.secrets.redactor())
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning
 
@@ -87,8 +89,9 @@ def check(config_path: str | None) -> None:
     for line in template_report(loaded.config):
         click.echo(f"      {line}")
     results = asyncio.run(run_checks(loaded))
+    masked = loaded.secrets.redactor()
     for name, ok, detail in results:
-        click.echo(f"{'ok' if ok else 'FAIL':<5} {name}: {detail}")
+        click.echo(f"{'ok' if ok else 'FAIL':<5} {name}: {masked.url(detail)}")
     sys.exit(0 if all(ok for _, ok, _ in results) else 1)
 
 

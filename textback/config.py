@@ -33,6 +33,7 @@ from sms_gateway.settings import (
 
 from textback.numbers import to_e164
 from textback import yamlread
+from textback.redact import Redactor
 from textback.schema import SecretRef, Strict
 from textback.templates import TemplateError, check_template
 
@@ -615,6 +616,11 @@ class Secrets:
     smtp_password: SecretStr | None
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
     cdr_database: SecretStr | None = None
+
+    def redactor(self) -> Redactor:
+        """Masks every one of these secrets in text that leaves the process."""
+        values = [self.ami, self.smtp_password, self.cdr_database, *self.gateway.values()]
+        return Redactor(v.get_secret_value() for v in values if v is not None)
 
 
 @dataclass(frozen=True)

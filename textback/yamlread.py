@@ -58,7 +58,12 @@ def read(text: str) -> tuple[object, dict[str, int]]:
         if root is None:
             return None, {}
         lines = _walk(root, _count_aliases(text))
-        return loader.construct_document(root), lines
+        try:
+            return loader.construct_document(root), lines
+        except yaml.YAMLError as exc:  # e.g. a tag no safe constructor knows ("=", "!!python/...")
+            mark = getattr(exc, "problem_mark", None)
+            raise YamlProblem(mark.line + 1 if mark else 0,
+                              f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     finally:
         loader.dispose()
 
