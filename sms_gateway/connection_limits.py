@@ -21,6 +21,24 @@ log = logging.getLogger("textback.webhooks")
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
+class RateLimitedLog:
+    """One warning per kind per interval, with a count of the rest: a flood must not flood the log."""
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.interval) < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        more = self._suppressed.pop(kind, 0)
+        log.warning("%s%s", message, f" ({more} more since the last warning)" if more else "")
+
+
 class _Limited(asyncio.Protocol):
     """Forwards to aiohttp's handler; closes the connection if a request head is overdue."""
 
@@ -83,9 +101,7 @@ class ConnectionLimits:
         self.max_connections = max_connections
         self.header_seconds = header_seconds
         self.open: dict[asyncio.BaseTransport, _Limited] = {}
-        self._log_interval = log_interval
-        self._last_note: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._log = RateLimitedLog(log_interval)
 
     def __call__(self) -> asyncio.Protocol:
         if len(self.open) >= self.max_connections:
@@ -104,11 +120,4 @@ class ConnectionLimits:
             connection.expect_head()
 
     def note(self, what: str) -> None:
-        """One warning per kind per interval: a flood must not flood the log."""
-        now = time.monotonic()
-        if now - self._last_note.get(what, -self._log_interval) < self._log_interval:
-            self._suppressed[what] = self._suppressed.get(what, 0) + 1
-            return
-        self._last_note[what] = now
-        more = self._suppressed.pop(what, 0)
-        log.warning("%s%s", what, f" ({more} more since the last warning)" if more else "")
+        self._log.warn(what, what)

@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Literal, Protocol, Sequence, runtime_checkable
 
 from aiohttp import web
@@ -35,7 +34,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway.base import InboundText
-from sms_gateway.connection_limits import ConnectionLimits
+from sms_gateway.connection_limits import ConnectionLimits, RateLimitedLog
 
 log = logging.getLogger("textback.webhooks")
 
@@ -113,25 +112,6 @@ def check_token(request: WebhookRequest, token: SecretStr) -> None:
         raise Refused("wrong token")
 
 
-@dataclass
-class _RefusalLog:
-    """One warning per endpoint per interval, so a flood of forgeries cannot flood the log."""
-
-    interval: float = 60.0
-    _last: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
-
-    def note(self, path: str, remote: str | None, reason: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(path, -self.interval) < self.interval:
-            self._suppressed[path] = self._suppressed.get(path, 0) + 1
-            return
-        self._last[path] = now
-        more = self._suppressed.pop(path, 0)
-        log.warning("refused webhook on %s from %s: %s%s", path, remote or "?", reason,
-                    f" ({more} more refused since the last warning)" if more else "")
-
-
 class _QuietAccessLog(AbstractAccessLogger):
     """Method, path and status only: query strings may carry a shared secret."""
 
@@ -158,7 +138,7 @@ class WebhookServer:
         self._port = port
         self._public_base = (public_base_url or "").rstrip("/")
         self._max_body = max_body_bytes
-        self._refusals = _RefusalLog(refusal_log_interval)
+        self._refusals = RateLimitedLog(refusal_log_interval)
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._track])
         self.app.router.add_get("/healthz", self._healthz)
@@ -237,7 +217,8 @@ class WebhookServer:
             try:
                 event = endpoint.read(incoming)
             except Refused as exc:
-                self._refusals.note(request.path, request.remote, str(exc))
+                self._refusals.warn(request.path, f"refused webhook on {request.path} from "
+                                                  f"{request.remote or '?'}: {exc}")
                 raise web.HTTPForbidden(text="forbidden") from None
             except UNREADABLE as exc:
                 log.warning("unreadable webhook on %s: %s", request.path,

@@ -90,7 +90,7 @@ async def test_refusals_are_logged_rate_limited_and_never_with_the_body(caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
     assert warnings[0].startswith("refused webhook on /http/inbound from 127.0.0.1: wrong token")
-    assert warnings[1].endswith("(4 more refused since the last warning)")
+    assert warnings[1].endswith("(4 more since the last warning)")
     assert not any("secret plans" in r.getMessage() or "guess" in r.getMessage()
                    for r in caplog.records)
 

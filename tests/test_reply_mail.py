@@ -47,6 +47,15 @@ def mail(sender: str, to: str, body: str, **headers: str) -> EmailMessage:
     return message
 
 
+def send_raw(reply_to: str, raw: bytes, timeout: float = 10) -> tuple[int, bytes]:
+    """Send bytes as they are, from the owner; returns the answer to DATA."""
+    with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=timeout) as client:
+        client.ehlo()
+        client.mail("dana@acme.example")
+        client.rcpt(reply_to)
+        return client.data(raw)
+
+
 def send(message: EmailMessage, envelope_from: str | None = None) -> None:
     """Send as a mail client would; raises smtplib exceptions on refusal."""
     with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
@@ -188,14 +197,7 @@ async def test_a_bare_lf_in_the_header_is_refused(running):
     raw = (f"From: dana@acme.example\r\nTo: {reply_to}\r\nSubject: hi\nBcc: x@evil.example\r\n"
            f"\r\nhello\r\n").encode()
 
-    def raw_session() -> int:
-        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
-            client.ehlo()
-            client.mail("dana@acme.example")
-            client.rcpt(reply_to)
-            return client.data(raw)[0]
-
-    assert await asyncio.to_thread(raw_session) == 550
+    assert (await asyncio.to_thread(send_raw, reply_to, raw))[0] == 550
 
 
 # -- HTML-only replies, and replies with nothing to text -------------------------------------
@@ -358,16 +360,9 @@ async def test_a_reply_of_blank_lines_never_stalls_the_event_loop(running):
             await asyncio.sleep(0.02)
             lateness.append(time.monotonic() - before - 0.02)
 
-    def raw_session() -> int:
-        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=30) as client:
-            client.ehlo()
-            client.mail("dana@acme.example")
-            client.rcpt(reply_to)
-            return client.data(raw)[0]
-
     tick = asyncio.create_task(ticker())
     started = time.monotonic()
-    assert await asyncio.to_thread(raw_session) == 250
+    assert (await asyncio.to_thread(send_raw, reply_to, raw, 30))[0] == 250
     took = time.monotonic() - started
     ticking = False
     await tick
@@ -382,13 +377,6 @@ async def test_a_reply_in_an_unknown_charset_is_read_leniently(running, charset)
            f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n"
            f"\r\nSee you at 10, caf\u00e9 after.\r\n").encode()
 
-    def raw_session() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", REPLY_PORT, timeout=10) as client:
-            client.ehlo()
-            client.mail("dana@acme.example")
-            client.rcpt(reply_to)
-            return client.data(raw)
-
-    code, answer = await asyncio.to_thread(raw_session)
+    code, answer = await asyncio.to_thread(send_raw, reply_to, raw)
     assert code == 250 and b"Error" not in answer
     assert (await until(lambda: _sent(daemon)))[1] == "See you at 10, caf\u00e9 after."
