@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import os
@@ -12,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiosmtpd.controller import Controller
 
@@ -29,6 +30,17 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, every
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+async def eventually(predicate: Callable[[], Awaitable[object]], timeout: float, what: str,
+                     every: float = 0.05):
+    """`wait_until` for async predicates, on the running loop. Returns the value."""
+    deadline = time.monotonic() + timeout
+    while not (value := await predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(every)
+    return value
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.configs import base_config, write_config
-from lab.harness import SMTP_SINK_PORT, start_smtp_sink
+from lab.configs import base_config, lab_config, write_config
+from lab.harness import SMTP_SINK_PORT, DaemonProcess, start_smtp_sink
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import Store
@@ -42,3 +42,27 @@ async def offline_daemon(tmp_path):
     yield make
     for daemon in made:
         await daemon.store.close()
+
+
+@pytest.fixture
+def lab_daemon(tmp_path, lab_pbx):
+    """Start textback as a real process against the lab PBX: `lab_daemon(**config_overrides)`."""
+    started: list[DaemonProcess] = []
+
+    def start(**overrides) -> DaemonProcess:
+        path = lab_config(tmp_path, lab_pbx, **overrides)
+        process = DaemonProcess(path, tmp_path / "textback.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def sink(lab_pbx):
+    """The carrier's side of SIP MESSAGE: every text the PBX sends out lands here."""
+    handle = lab_pbx.message_sink()
+    yield handle
+    handle.kill()

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
+from lab.harness import eventually
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import CallRow, PlannedText
@@ -22,15 +23,6 @@ SID = "AC" + "3" * 32
 TOKEN = "twilio-token-for-the-daemon-test"
 PUBLIC = "https://textback.example.com/hooks"
 WEBHOOK_PORT = 15181
-
-
-async def eventually(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := await predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 async def test_twilio_round_trip_through_the_daemon(tmp_path, smtp_sink):

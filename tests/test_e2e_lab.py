@@ -15,7 +15,7 @@ import pytest
 
 from lab import configs
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, RING_GROUP_NUMBER
-from lab.harness import DaemonProcess, wait_until
+from lab.harness import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -28,25 +28,8 @@ def lab_config(tmp_path, lab_pbx, **overrides):
 
 
 @pytest.fixture
-def daemon(tmp_path, lab_pbx):
-    started = []
-
-    def start(**overrides) -> DaemonProcess:
-        path = lab_config(tmp_path, lab_pbx, **overrides)
-        process = DaemonProcess(path, tmp_path / "textback.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
-def sink(lab_pbx):
-    handle = lab_pbx.message_sink()
-    yield handle
-    handle.kill()
+def daemon(lab_daemon):
+    return lambda **overrides: lab_daemon(**{"text.delay_seconds": DELAY, **overrides})
 
 
 def textback(*args: str) -> subprocess.CompletedProcess:

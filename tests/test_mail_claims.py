@@ -20,15 +20,6 @@ from textback.store import Store
 ROWS = 15  # of each kind
 
 
-async def eventually(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := await predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
-
-
 async def states(store: Store, table: str) -> Counter:
     return Counter(row["state"] for row in await store._all(f"SELECT state FROM {table}"))
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from lab import configs, flows
+from lab import flows
 from lab.configs import BUSINESS_NUMBER
 from lab.harness import DaemonProcess, wait_until
 from textback.daemon import PROGRESS_SAVE_SECONDS, RECOVERY_OVERLAP_SECONDS
@@ -29,28 +29,16 @@ SETTLED = RECOVERY_OVERLAP_SECONDS + 2 * PROGRESS_SAVE_SECONDS + 1
 
 
 @pytest.fixture
-def daemon(tmp_path, lab_pbx):
-    started = []
+def daemon(lab_daemon, lab_pbx):
+    """textback reading the lab's CSV CDR, texting `DELAY` seconds after a miss."""
 
     def start(**overrides) -> DaemonProcess:
-        path = configs.lab_config(tmp_path, lab_pbx, **{
+        return lab_daemon(**{
             "text.delay_seconds": DELAY,
             "recovery": {"max_age_minutes": 30, "cdr": {"type": "csv", "csv": {"path": str(lab_pbx.cdr_csv)}}},
             **overrides})
-        process = DaemonProcess(path, tmp_path / "textback.log").start()
-        started.append(process)
-        return process
 
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
-def sink(lab_pbx):
-    handle = lab_pbx.message_sink()
-    yield handle
-    handle.kill()
+    return start
 
 
 def calls_json(config_path) -> list[dict]:

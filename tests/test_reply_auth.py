@@ -32,7 +32,7 @@ def message(*results: str, sender: str = OWNER, body: str = "See you Tuesday.") 
     (f"{TRUSTED}; spf=pass smtp.mailfrom=attacker@evil.example",),
     (f"{TRUSTED}; spf=fail smtp.mailfrom=dana@acme.example",  # ours, on top
      f"{TRUSTED}; dkim=pass header.d=acme.example"),            # forged, below it
-    (f"other.example; dkim=pass header.d=acme.example",),
+    ("other.example; dkim=pass header.d=acme.example",),
     (f"{TRUSTED}; dkim=pass header.d=notacme.example",),
     (f"{TRUSTED}; dkim=pass header.d=acme.example; dmarc=fail header.from=acme.example",),
     (f"{TRUSTED} dkim=pass",),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
