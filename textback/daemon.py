@@ -48,6 +48,7 @@ from textback.scorecard import render_text
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, hours_of, match_number,
                             prefix_of, render_for)
 from textback.store import CallRow, Notice, OutboxItem, PlannedText, Store
+from textback.supervisor import ItemFailures, Supervisor
 from textback.tracker import CallFinished, CallStarted, CallTracker
 
 log = logging.getLogger("textback")
@@ -135,6 +136,10 @@ class Daemon:
         self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
+        self.workers = Supervisor()
+        self._escalation_failures = ItemFailures("escalation")
+        self._digest_failures = ItemFailures("digest")
+        self._mail_failures = ItemFailures("mail")
         self._events_seen_at: float | None = None  # the last AMI event of a logged-in connection
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
@@ -172,7 +177,7 @@ class Daemon:
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         webhooks = mail_server = None
-        workers: list[asyncio.Task] = []
+        workers = self.workers
         try:
             self.gateway = build_gateway(c, self.ami, self.secrets)
             if c.gateway.webhooks is not None:
@@ -187,24 +192,22 @@ class Daemon:
             if c.reply_mail is not None:
                 mail_server = await mailin.serve(c, self.store, self.owner_reply)
             self.ami.start()
-            workers = [asyncio.create_task(self._outbox_worker(), name="outbox"),
-                       asyncio.create_task(self._alert_worker(), name="alerts"),
-                       asyncio.create_task(self._notice_worker(), name="notices"),
-                       asyncio.create_task(self._routing_worker(), name="routing"),
-                       asyncio.create_task(self._progress_worker(), name="progress")]
+            workers.start("outbox", self._outbox_worker)
+            workers.start("alerts", self._alert_worker)
+            workers.start("notices", self._notice_worker)
+            workers.start("routing", self._routing_worker)
+            workers.start("progress", self._progress_worker)
             if c.escalation is not None:
-                workers.append(asyncio.create_task(self._escalation_worker(), name="escalation"))
+                workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
-                workers.append(asyncio.create_task(self._digest_worker(), name="digest"))
+                workers.start("digest", self._digest_worker)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
             await stop.wait()
         finally:
             log.info("textback stopping")
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await workers.stop()
             if webhooks is not None:
                 await webhooks.stop()  # waits for in-flight commits
             if mail_server is not None:
@@ -224,6 +227,9 @@ class Daemon:
         except OSError as exc:
             log.error("cannot write the routing table %s (%s); the AGI script will use its "
                       "fallback ring targets", self.config.agi.routing_file, exc.strerror)
+            return
+        except Exception:  # noqa: BLE001 - the table of yesterday stays; the AGI can fall back
+            log.exception("could not build the routing table; the one written before stays")
             return
         log.info("routing table for the AGI script: %s", path)
 
@@ -682,7 +688,10 @@ class Daemon:
         while True:
             wake.clear()
             for row_id in await self.store.due_mail(table, time.time()):
-                await deliver(row_id)
+                try:
+                    await deliver(row_id)
+                except Exception:  # noqa: BLE001 - one email must not stop the others
+                    self._mail_failures.failed((table, row_id), f"{table} row {row_id}")
             next_retry = await self.store.next_mail_retry(table)
             wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
             try:
@@ -701,30 +710,38 @@ class Daemon:
         backup = self.config.owner(settings.backup_owner)
         # Only texts older than after_minutes of clock time can have waited long enough.
         for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
-            hours = hours_of(self.config, self.config.number(waiting["business_number"]))
-            counted = hours if hours.windows and not settings.after_hours else None
-            level = waiting["escalated"] + 1
-            if level > 2 or minutes_waited(counted, waiting["created_at"], now) < settings.after_minutes:
-                continue
-            if level == 2 and (settings.reminder_minutes is None or minutes_waited(
-                    counted, waiting["escalated_at"], now) < settings.reminder_minutes):
-                continue
-            minutes = (now - waiting["created_at"]) / 60
-            what = "Reminder: still unanswered" if level == 2 else "Unanswered"
-            notice = Notice(
-                backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
-                f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
-                f"and nobody has answered yet. The conversation belongs to "
-                f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
-                f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
-            # The escalation's row and its notice are one commit: never one without the other.
-            notice_id = await self.store.record_escalation(waiting["message_id"], level,
-                                                           backup.id, notice)
-            if notice_id is None:
-                continue  # another worker escalated it first
-            await self._deliver_notice(notice_id)
-            timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
-                          backup.id, level)
+            try:
+                await self._escalate_one(waiting, backup, now)
+            except Exception:  # noqa: BLE001 - one text must not hold up the others
+                self._escalation_failures.failed(waiting["message_id"],
+                                                 f"escalating message {waiting['message_id']}")
+
+    async def _escalate_one(self, waiting: dict[str, Any], backup: OwnerConfig, now: float) -> None:
+        settings = self.config.escalation
+        hours = hours_of(self.config, self.config.number(waiting["business_number"]))
+        counted = hours if hours.windows and not settings.after_hours else None
+        level = waiting["escalated"] + 1
+        if level > 2 or minutes_waited(counted, waiting["created_at"], now) < settings.after_minutes:
+            return
+        if level == 2 and (settings.reminder_minutes is None or minutes_waited(
+                counted, waiting["escalated_at"], now) < settings.reminder_minutes):
+            return
+        minutes = (now - waiting["created_at"]) / 60
+        what = "Reminder: still unanswered" if level == 2 else "Unanswered"
+        notice = Notice(
+            backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
+            f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
+            f"and nobody has answered yet. The conversation belongs to "
+            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
+            f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+        # The escalation's row and its notice are one commit: never one without the other.
+        notice_id = await self.store.record_escalation(waiting["message_id"], level,
+                                                       backup.id, notice)
+        if notice_id is None:
+            return  # another worker escalated it first
+        await self._deliver_notice(notice_id)
+        timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
+                      backup.id, level)
 
     async def _digest_worker(self) -> None:
         zone = ZoneInfo(self.config.business.timezone)
@@ -745,8 +762,11 @@ class Daemon:
                 when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
                 lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
             lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
-            await self._notify(self.config.owner(owner_id),
-                               f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
+            try:
+                await self._notify(self.config.owner(owner_id),
+                                   f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
+            except Exception:  # noqa: BLE001 - one owner's digest must not stop the others'
+                self._digest_failures.failed(owner_id, f"the digest for {owner_id}")
         local = datetime.fromtimestamp(now, zone)
         recipients = self.config.digest.monthly_report_to
         if local.day == 1 and recipients:

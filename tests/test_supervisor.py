@@ -1,0 +1,59 @@
+"""Workers survive what goes wrong: one bad item is skipped and logged, a dead worker restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER, RING_GROUP_NUMBER
+from textback import daemon as daemon_module
+from textback import supervisor
+from textback.supervisor import Supervisor
+
+
+async def test_a_worker_that_dies_is_restarted_counted_and_logged(caplog, monkeypatch):
+    monkeypatch.setattr(supervisor, "FIRST_RESTART_SECONDS", 0.01)
+    runs = []
+
+    async def flaky() -> None:
+        runs.append(time.monotonic())
+        if len(runs) < 4:
+            raise RuntimeError(f"boom {len(runs)}")
+        await asyncio.sleep(3600)
+
+    workers = Supervisor()
+    workers.start("outbox", flaky)
+    for _ in range(200):
+        if len(runs) >= 4:
+            break
+        await asyncio.sleep(0.01)
+    await workers.stop()
+    assert len(runs) == 4 and workers.restarts["outbox"] == 3
+    died = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage().split(";")[0] for r in died] == ["the outbox worker stopped on an error"] * 3
+    assert all(r.exc_info for r in died)
+
+
+async def test_one_poisoned_text_does_not_stop_the_others_escalating(offline_daemon, smtp_sink, caplog,
+                                                                     monkeypatch):
+    daemon = await offline_daemon(owners=DANA_AND_BOSS, escalation={
+        "backup_owner": "boss", "after_minutes": 10, "reminder_minutes": 30})
+    await daemon.store.record_inbound("+12125550177", RING_GROUP_NUMBER, "Hello?", "log", None, "dana")
+    await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Anyone there?", "log", None, "dana")
+    real_hours_of = daemon_module.hours_of
+
+    def hours_of(config, number):  # whatever goes wrong with one text's number
+        if number is not None and number.number == RING_GROUP_NUMBER:
+            raise KeyError("a bug met by one text only")
+        return real_hours_of(config, number)
+
+    monkeypatch.setattr(daemon_module, "hours_of", hours_of)
+    later = time.time() + 11 * 60
+    await daemon.escalate(later)
+    await daemon.escalate(later + 1)
+    [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
+    assert mail.message["Subject"].startswith(f"Unanswered: text from {HOMEOWNER}")
+    failures = [r for r in caplog.records if "escalation worker" in r.getMessage()]
+    assert len(failures) == 2 and failures[0].exc_info and not failures[1].exc_info
+    assert "failed again; skipped" in failures[1].getMessage()

@@ -1,0 +1,69 @@
+"""The daemon's workers kept alive: one bad item is logged and skipped, a dead worker restarted.
+
+A worker that dies takes its whole queue with it (every later text stays
+pending until a restart), so nothing may end one silently. Each worker
+catches what goes wrong with one item (`ItemFailures`), and the supervisor
+restarts, with backoff, a worker that died anyway, logs why and counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Awaitable, Callable, Hashable
+
+log = logging.getLogger("textback")
+
+FIRST_RESTART_SECONDS = 1.0
+MAX_RESTART_SECONDS = 60.0
+# A worker that ran this long before dying starts again at the first delay.
+HEALTHY_SECONDS = 300.0
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.restarts: Counter[str] = Counter()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(self._keep(name, work), name=name))
+
+    async def _keep(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        delay = FIRST_RESTART_SECONDS
+        while True:
+            began = time.monotonic()
+            try:
+                await work()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - whatever killed it is logged, then it runs again
+                self.restarts[name] += 1
+                if time.monotonic() - began > HEALTHY_SECONDS:
+                    delay = FIRST_RESTART_SECONDS
+                log.exception("the %s worker stopped on an error; restarting it in %.0f s "
+                              "(restart %d)", name, delay, self.restarts[name])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_SECONDS)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class ItemFailures:
+    """Logs an item's failure with its traceback the first time, then once a line per pass."""
+
+    def __init__(self, worker: str):
+        self._worker = worker
+        self._seen: set[Hashable] = set()
+
+    def failed(self, item: Hashable, what: str) -> None:
+        if item in self._seen:
+            log.error("%s worker: %s failed again; skipped", self._worker, what)
+            return
+        self._seen.add(item)
+        log.exception("%s worker: %s failed; skipped, the others go on", self._worker, what)
