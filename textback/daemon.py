@@ -33,6 +33,8 @@ from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
+                               OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.hours import Hours
 from textback.mailer import Mailer
 from textback.numbers import caller_digits, caller_name, to_e164
@@ -50,14 +52,10 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
-MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
-# The one text an opted-out number may still get: the confirmation of its opt-out.
-OPTOUT_CONFIRMATION = "optout_confirmation"
-OWNER_REPLY = "owner"
 
 
 def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
@@ -99,9 +97,26 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-def retry_delay(attempts: int) -> float:
-    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at 15 minutes."""
-    return min(5.0 * 2 ** (attempts - 1), 900.0) * random.uniform(0.8, 1.2)
+def retry_delay(attempts: int, cap: float = 900.0) -> float:
+    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at `cap` (15 minutes)."""
+    return min(5.0 * 2 ** (attempts - 1), cap) * random.uniform(0.8, 1.2)
+
+
+class SystemClock:
+    """The outbox's time: wall-clock seconds, and waits. Tests pass a faster one."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> None:
+        """Until `event` is set or `seconds` have passed, whichever is first."""
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
 
 
 def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
@@ -112,8 +127,10 @@ def minutes_waited(business_hours: Hours | None, since: float, now: float) -> fl
 
 
 class Daemon:
-    def __init__(self, loaded: Loaded, record_ami: Path | None = None):
+    def __init__(self, loaded: Loaded, record_ami: Path | None = None,
+                 clock: SystemClock | None = None):
         self.config = loaded.config
+        self.clock = clock or SystemClock()
         self.secrets = loaded.secrets
         self._record_ami = record_ami
         inbound = self.config.inbound
@@ -123,6 +140,8 @@ class Daemon:
         self.ami: AmiConnection | None = None
         self.gateway: Gateway | None = None
         self._outbox_wake = asyncio.Event()
+        self._pacer = Pacer(self.config.gateway.max_sends_per_second)
+        self._link_failing = False  # a send failed for want of the gateway since the last success
         self._alerts_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -210,7 +229,10 @@ class Daemon:
         self._handle(self.tracker.feed(event, time.time()))
 
     async def _reconcile(self) -> None:
-        """After every login: pick up calls already ringing, close calls whose hangup we missed."""
+        """After every login: send the texts that waited for Asterisk, pick up calls already
+        ringing, close calls whose hangup we missed."""
+        if self.gateway is not None and self.gateway.name == "asterisk":
+            await self._link_back("AMI logged in")
         try:
             listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
         except AmiError as exc:
@@ -310,17 +332,37 @@ class Daemon:
     # -- the outbox ---------------------------------------------------------------
 
     async def _outbox_worker(self) -> None:
+        """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
+
+        Each is claimed (pending -> sending) just before its send starts, after the
+        rate limit's wait, so a crash can only ever leave a started send `unknown`.
+        """
+        limit = self.config.gateway.max_concurrent_sends
+        sending: set[asyncio.Task] = set()
         while True:
-            for item in await self.store.due(time.time()):
-                if await self.store.claim(item.id):
-                    await self._send(item)
-            next_due = await self.store.next_due()
-            timeout = IDLE_POLL_SECONDS if next_due is None else max(0.0, next_due - time.time())
             self._outbox_wake.clear()
-            try:
-                await asyncio.wait_for(self._outbox_wake.wait(), min(timeout, IDLE_POLL_SECONDS))
-            except asyncio.TimeoutError:
-                pass
+            now = self.clock.now()
+            await self._expire_overdue(now)
+            held = self._pacer.held_until > now
+            if not held and len(sending) < limit:
+                for item in await self.store.due(now, limit - len(sending)):
+                    await self.clock.sleep(self._pacer.reserve(self.clock.now()) - self.clock.now())
+                    if not await self.store.claim(item.id):
+                        continue
+                    task = asyncio.create_task(self._send(item))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                    task.add_done_callback(_log_failure)
+                    task.add_done_callback(lambda _: self._outbox_wake.set())
+            now = self.clock.now()
+            if held:
+                timeout = self._pacer.held_until - now
+            elif len(sending) >= limit:
+                timeout = IDLE_POLL_SECONDS  # a send that ends wakes the worker
+            else:
+                next_due = await self.store.next_due()
+                timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
+            await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
 
     async def _send(self, item: OutboxItem) -> None:
         name = self.gateway.name
@@ -330,22 +372,62 @@ class Daemon:
             return
         result = await self.gateway.send(OutgoingText(
             item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
-        attempts = item.attempts + 1
+        now = self.clock.now()
         if result.status == "accepted":
             await self.store.mark_sent(item, name, result.gateway_id)
             timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
                           one_line(item.body, 200))
-        elif result.status == "retryable" and attempts < MAX_SEND_ATTEMPTS:
-            delay = result.retry_after or retry_delay(attempts)
-            await self.store.mark_retry(item, time.time() + delay, result.error)
-            log.warning("text to %s not sent (%s); retry %d in %.0f s",
-                        item.recipient, result.error, attempts, delay)
+            if self._link_failing:
+                await self._link_back(f"{name} accepted a text again")
+        elif result.status == "retryable":
+            self._link_failing = True
+            if result.retry_after is not None:
+                self._pacer.hold(now + result.retry_after)
+            delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
+            await self.store.mark_retry(item, now + delay, result.error)
+            log.warning("text to %s not sent (%s); retry %d in %.0f s, until %s",
+                        item.recipient, result.error, item.attempts + 1, delay,
+                        self._clock(self._deadline(item)))
         else:
             state = "unknown" if result.status == "unknown" else "failed"
             await self.store.mark_final(item, state, name, result.error)
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
+            await self._report_undelivered(item, state, result.error)
+
+    def _deadline(self, item: OutboxItem) -> float:
+        return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)
+
+    async def _link_back(self, why: str) -> None:
+        """The gateway works again: everything waiting out a retry delay is due now."""
+        self._link_failing = False
+        count = await self.store.bring_forward(self.clock.now())
+        if count:
+            log.info("%s: sending the %d text(s) that waited for it", why, count)
+        self._outbox_wake.set()
+
+    async def _expire_overdue(self, now: float) -> None:
+        """Pending texts past their deadline become `expired`; their owners are emailed."""
+        max_age = self.config.text.max_age_minutes * 60
+        # No text's deadline comes sooner after it was due than an opt-out confirmation's.
+        for item in await self.store.first_due_before(now - min(CONFIRMATION_WINDOW_SECONDS, max_age)):
+            if now < self._deadline(item) or not await self.store.expire(item, self.gateway.name):
+                continue
+            log.error("text to %s expired unsent, %.0f min after it was due (last error: %s)",
+                      item.recipient, (now - item.first_due_at) / 60, item.last_error or "none")
+            await self._report_undelivered(item, "expired", item.last_error)
+
+    async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
+        """Email the conversation's owner about a text that did not (or may not) reach the caller."""
+        facts = await self.store.text_facts(item.message_id)
+        subject, text = undelivered_notice(Undelivered(
+            kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
+            business_number=facts["business_number"], body=item.body, error=error,
+            first_due_at=item.first_due_at, call_at=facts["call_at"],
+            call_reason=facts["call_reason"]), self.config.business.timezone)
+        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
+        await self._notify(owner, subject, text)
 
     # -- inbound texts and owner alerts -------------------------------------------
 
