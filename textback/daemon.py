@@ -345,15 +345,15 @@ class Daemon:
             await self._expire_overdue(now)
             held = self._pacer.held_until > now
             if not held and len(sending) < limit:
+                batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
                 for item in await self.store.due(now, limit - len(sending)):
-                    await self.clock.sleep(self._pacer.reserve(self.clock.now()) - self.clock.now())
-                    if not await self.store.claim(item.id):
-                        continue
-                    task = asyncio.create_task(self._send(item))
-                    sending.add(task)
-                    task.add_done_callback(sending.discard)
-                    task.add_done_callback(_log_failure)
-                    task.add_done_callback(lambda _: self._outbox_wake.set())
+                    start = self._pacer.reserve(self.clock.now())
+                    if start > self.clock.now():
+                        await self._start_sends(batch, sending)
+                        batch = []
+                        await self.clock.sleep(start - self.clock.now())
+                    batch.append(item)
+                await self._start_sends(batch, sending)
             now = self.clock.now()
             if held:
                 timeout = self._pacer.held_until - now
@@ -363,6 +363,16 @@ class Daemon:
                 next_due = await self.store.next_due()
                 timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
             await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
+
+    async def _start_sends(self, items: list[OutboxItem], sending: set[asyncio.Task]) -> None:
+        """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
+        until it ends (which wakes the worker)."""
+        for item in await self.store.claim_all(items):
+            task = asyncio.create_task(self._send(item))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+            task.add_done_callback(_log_failure)
+            task.add_done_callback(lambda _: self._outbox_wake.set())
 
     async def _send(self, item: OutboxItem) -> None:
         name = self.gateway.name

@@ -444,11 +444,20 @@ class Store:
 
     async def claim(self, outbox_id: int) -> bool:
         """pending -> sending; False if another worker (or an earlier run) already took it."""
+        return bool(await self._claim_ids([outbox_id]))
+
+    async def claim_all(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """`claim` for many rows in one transaction; returns the ones this call took."""
+        taken = await self._claim_ids([item.id for item in items]) if items else set()
+        return [item for item in items if item.id in taken]
+
+    async def _claim_ids(self, ids: list[int]) -> set[int]:
+        marks = ",".join("?" * len(ids))
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ? AND state = 'pending'", (time.time(), outbox_id))
-            return cursor.rowcount == 1
+                f" WHERE id IN ({marks}) AND state = 'pending' RETURNING id", (time.time(), *ids))
+            return {row[0] for row in await cursor.fetchall()}
 
     async def mark_sent(self, item: OutboxItem, gateway: str, gateway_id: str | None) -> None:
         now = time.time()
