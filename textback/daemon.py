@@ -54,6 +54,7 @@ timeline = logging.getLogger("textback.timeline")
 
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
+EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
 
@@ -339,10 +340,13 @@ class Daemon:
         """
         limit = self.config.gateway.max_concurrent_sends
         sending: set[asyncio.Task] = set()
+        expiry_checked = float("-inf")
         while True:
             self._outbox_wake.clear()
             now = self.clock.now()
-            await self._expire_overdue(now)
+            if now - expiry_checked >= EXPIRY_CHECK_SECONDS:  # not on every send that ends
+                await self._expire_overdue(now)
+                expiry_checked = now
             held = self._pacer.held_until > now
             if not held and len(sending) < limit:
                 batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
