@@ -92,9 +92,9 @@ class Provider:
 @pytest.fixture
 async def outbox(tmp_path, smtp_sink):
     """Start a daemon's outbox worker (no AMI) against `provider`, with config overrides."""
-    started: list[tuple[Daemon, asyncio.Task]] = []
+    started: list[tuple[Daemon, asyncio.Task | None]] = []
 
-    async def start(provider: Provider, url: str, **overrides) -> Daemon:
+    async def start(provider: Provider, url: str, run_worker: bool = True, **overrides) -> Daemon:
         config = base_config(tmp_path, **{
             "smtp.port": SMTP_SINK_PORT, "text.delay_seconds": 0,
             "gateway": {"type": "http", "http": {"url": f"{url}/send", "timeout_seconds": 5}},
@@ -102,13 +102,14 @@ async def outbox(tmp_path, smtp_sink):
         daemon = Daemon(load(write_config(tmp_path, config)), clock=provider.clock)
         daemon.store = await Store.open(daemon.config.storage.path)
         daemon.gateway = build_gateway(daemon.config, None, daemon.secrets)
-        started.append((daemon, asyncio.create_task(daemon._outbox_worker())))
+        started.append((daemon, asyncio.create_task(daemon._outbox_worker()) if run_worker else None))
         return daemon
 
     yield start
     for daemon, worker in started:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
         await daemon.gateway.close()
         await daemon.store.close()
 
@@ -225,3 +226,17 @@ async def test_the_rate_limit_spaces_sends_out(outbox):
     assert len(provider.taken) == 6
     # Six starts 0.1 s apart span 0.5 s (less a busy machine's jitter); unpaced, a few ms.
     assert provider.arrivals[-1] - provider.arrivals[0] >= 0.4
+
+
+async def test_stopping_lets_the_sends_under_way_finish_and_be_recorded(outbox):
+    provider = Provider(SystemClock(), work_seconds=0.5)
+    async with serving(provider.app()) as url:
+        daemon = await outbox(provider, url, run_worker=False)
+        await missed_call(daemon.store, "+12125550600", time.time())
+        worker = asyncio.create_task(daemon._outbox_worker())
+        while provider.in_flight == 0:
+            await asyncio.sleep(0.01)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        assert await daemon.store.outbox_counts() == {"sent": 1}
+    assert len(provider.taken) == 1

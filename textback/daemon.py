@@ -55,6 +55,7 @@ timeline = logging.getLogger("textback.timeline")
 MAX_ALERT_ATTEMPTS = 10
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
+SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
 
@@ -143,6 +144,8 @@ class Daemon:
         self._outbox_wake = asyncio.Event()
         self._pacer = Pacer(self.config.gateway.max_sends_per_second)
         self._link_failing = False  # a send failed for want of the gateway since the last success
+        self._accepted: list[tuple[OutboxItem, str | None]] = []  # sent, not yet committed
+        self._accepted_commit: asyncio.Future | None = None
         self._alerts_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -341,6 +344,14 @@ class Daemon:
         limit = self.config.gateway.max_concurrent_sends
         sending: set[asyncio.Task] = set()
         expiry_checked = float("-inf")
+        try:
+            await self._outbox_rounds(limit, sending, expiry_checked)
+        finally:  # stopping: let the sends under way finish and be recorded
+            if sending:
+                await asyncio.wait(sending, timeout=SEND_DRAIN_SECONDS)
+
+    async def _outbox_rounds(self, limit: int, sending: set[asyncio.Task],
+                             expiry_checked: float) -> None:
         while True:
             self._outbox_wake.clear()
             now = self.clock.now()
@@ -388,7 +399,7 @@ class Daemon:
             item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
         now = self.clock.now()
         if result.status == "accepted":
-            await self.store.mark_sent(item, name, result.gateway_id)
+            await self._commit_accepted(item, result.gateway_id)
             timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
                           one_line(item.body, 200))
             if self._link_failing:
@@ -409,6 +420,18 @@ class Daemon:
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
             await self._report_undelivered(item, state, result.error)
+
+    async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
+        """Mark a text sent; texts accepted at the same moment share one commit."""
+        self._accepted.append((item, gateway_id))
+        if self._accepted_commit is None:
+            self._accepted_commit = asyncio.ensure_future(self._commit_accepted_batch())
+        await asyncio.shield(self._accepted_commit)
+
+    async def _commit_accepted_batch(self) -> None:
+        await asyncio.sleep(0)  # the other sends that end in this turn of the loop join in
+        batch, self._accepted, self._accepted_commit = self._accepted, [], None
+        await self.store.mark_all_sent(batch, self.gateway.name)
 
     def _deadline(self, item: OutboxItem) -> float:
         return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)

@@ -460,13 +460,18 @@ class Store:
             return {row[0] for row in await cursor.fetchall()}
 
     async def mark_sent(self, item: OutboxItem, gateway: str, gateway_id: str | None) -> None:
+        await self.mark_all_sent([(item, gateway_id)], gateway)
+
+    async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
+        """Texts the gateway accepted, with its id for each, in one transaction."""
         now = time.time()
         async with self._transaction() as db:
-            await db.execute("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
-                             (now, item.id))
-            await db.execute(
+            await db.executemany("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
+                                 [(now, item.id) for item, _ in sent])
+            await db.executemany(
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
-                " WHERE id = ?", (gateway, gateway_id, now, item.message_id))
+                " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
+                                  for item, gateway_id in sent])
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
