@@ -341,17 +341,16 @@ class Daemon:
         Each is claimed (pending -> sending) just before its send starts, after the
         rate limit's wait, so a crash can only ever leave a started send `unknown`.
         """
-        limit = self.config.gateway.max_concurrent_sends
         sending: set[asyncio.Task] = set()
-        expiry_checked = float("-inf")
         try:
-            await self._outbox_rounds(limit, sending, expiry_checked)
+            await self._outbox_rounds(sending)
         finally:  # stopping: let the sends under way finish and be recorded
             if sending:
                 await asyncio.wait(sending, timeout=SEND_DRAIN_SECONDS)
 
-    async def _outbox_rounds(self, limit: int, sending: set[asyncio.Task],
-                             expiry_checked: float) -> None:
+    async def _outbox_rounds(self, sending: set[asyncio.Task]) -> None:
+        limit = self.config.gateway.max_concurrent_sends
+        expiry_checked = float("-inf")
         while True:
             self._outbox_wake.clear()
             now = self.clock.now()
@@ -410,7 +409,7 @@ class Daemon:
                 self._pacer.hold(now + result.retry_after)
             delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
             await self.store.mark_retry(item, now + delay, result.error)
-            log.warning("text to %s not sent (%s); retry %d in %.0f s, until %s",
+            log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
                         item.recipient, result.error, item.attempts + 1, delay,
                         self._clock(self._deadline(item)))
         else:
