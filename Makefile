@@ -36,6 +36,7 @@ fuzz: setup test-deps
 
 bench: setup lab
 	$(PY) bench/latency.py
+	$(PY) bench/concurrent_latency.py
 	$(PY) bench/agi_per_call.py
 
 clean:

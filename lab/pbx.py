@@ -64,8 +64,8 @@ PHONE_SCENARIOS = {
 }
 # SDP media ports, one per actor, so actors sharing an IP never collide.
 MEDIA_PORTS = {"sms": 16010, "sink": 16020, "office1": 16030, "office2": 16040, "cell": 16050}
-# Calls may run side by side: each takes the next block of this range.
-CALL_MEDIA_PORTS = range(16100, 16400, 4)
+# Calls may run side by side: each takes the next block of this range (room for 200 at once).
+CALL_MEDIA_PORTS = range(16100, 16900, 4)
 
 # SIPp guard: no actor outlives the flow it plays by more than this.
 SIPP_GUARD_SECONDS = 120.0
@@ -404,11 +404,12 @@ class LabPBX:
             raise
         self.start_seconds = time.monotonic() - began
 
-    def stop_asterisk(self) -> None:
-        """Stop Asterisk alone, as a PBX restart or upgrade does; actors, configs and logs stay."""
+    def stop_asterisk(self, crash: bool = False) -> None:
+        """Stop Asterisk alone, as a PBX restart or upgrade does (or kill it at once, as a crash
+        would, with `crash`); actors, configs and logs stay."""
         if self._asterisk is None:
             raise LabError("lab PBX not started")
-        _kill_group(self._asterisk, grace=10.0)
+        _kill_group(self._asterisk, grace=0.0 if crash else 10.0)
         self._asterisk = None
 
     def start_asterisk(self) -> None:
@@ -652,8 +653,8 @@ class LabPBX:
         return actor
 
     def phone(self, name: str, behaviour: str, answer_after: float = 1.0, talk_seconds: float = 2.0,
-              transfer_to: str = "202", consult_seconds: float = 3.0) -> SippActor:
-        """Start phone `name` for one call; returns once it is listening.
+              transfer_to: str = "202", consult_seconds: float = 3.0, calls: int = 1) -> SippActor:
+        """Start phone `name` for `calls` calls (at once or one after another); returns once it is listening.
 
         behaviour: "noanswer" (rings until CANCELled), "answer" (answers after
         answer_after s, hangs up after talk_seconds s unless the far end does
@@ -671,7 +672,7 @@ class LabPBX:
         guard = SIPP_GUARD_SECONDS + answer_after + talk_seconds + consult_seconds
         args = [
             "-i", ip, "-p", str(port), "-mp", str(MEDIA_PORTS[name]),
-            "-m", "1", "-timeout", f"{guard:.0f}s", "-timeout_error",
+            "-m", str(calls), "-timeout", f"{guard:.0f}s", "-timeout_error",
         ]
         if behaviour in ("answer", "refer", "atxfer"):  # the scenarios that declare timing variables
             args += ["-set", "answer_ms", _ms(answer_after), "-set", "talk_ms", _ms(talk_seconds)]

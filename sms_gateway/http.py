@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qsl
 
@@ -33,11 +32,10 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.settings import HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
+from textback.delivery import parse_retry_after
 from textback.redact import Redactor
 
 log = logging.getLogger("textback.gateway.http")
-
-MAX_RETRY_AFTER = 3600.0
 
 
 @dataclass(frozen=True)
@@ -59,16 +57,7 @@ class Reply:
 
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, when - time.time()), MAX_RETRY_AFTER)
+    return parse_retry_after(value, time.time())
 
 
 def failure(reply: Reply, reason: str) -> SendResult:

@@ -339,11 +339,11 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
-    assert told["Subject"] == "Not sent to +12125550123: the gateway refused it"
+    assert told["Subject"] == "Not sent to +12125550123: your reply"
     assert told.get_content() == (
-        "Your reply to +12125550123 was not sent: the gateway refused it. The gateway said: "
-        "recipient opted out (Twilio 21610)\n\nYour reply:\n    Yes, we do kitchens. Tuesday?\n\n"
-        "Call them instead, or reply again later.\n")
+        "Your reply to +12125550123 was refused by the SMS gateway.\nCall them, or reply again later."
+        "\n\nThe text: Yes, we do kitchens. Tuesday?\n"
+        "Last error: recipient opted out (Twilio 21610)\n")
     assert twilio.accepted == [] and twilio.attempts == 1
 
 

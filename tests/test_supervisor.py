@@ -7,6 +7,7 @@ import logging
 import time
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER, RING_GROUP_NUMBER
+from sms_gateway.base import SendResult
 from textback import daemon as daemon_module
 from textback import supervisor
 from textback.supervisor import Supervisor
@@ -57,3 +58,31 @@ async def test_one_poisoned_text_does_not_stop_the_others_escalating(offline_dae
     failures = [r for r in caplog.records if "escalation worker" in r.getMessage()]
     assert len(failures) == 2 and failures[0].exc_info and not failures[1].exc_info
     assert "failed again; skipped" in failures[1].getMessage()
+
+
+class FlakyPlugin:
+    """A third-party gateway with a bug: it raises for one recipient."""
+
+    name = "flaky"
+
+    def __init__(self, broken_for: str):
+        self.broken_for, self.sent = broken_for, []
+
+    async def send(self, text):
+        if text.recipient == self.broken_for:
+            raise ZeroDivisionError("a bug in the plugin")
+        self.sent.append(text.recipient)
+        return SendResult.accepted(f"id-{len(self.sent)}")
+
+
+async def test_a_plugin_that_raises_leaves_that_text_unknown_reported_and_the_rest_flowing(offline_daemon):
+    daemon = await offline_daemon()
+    daemon.gateway = FlakyPlugin(broken_for="+12125550161")
+    for caller in ("+12125550161", "+12125550162"):
+        await daemon.store.queue_test_text(caller, BUSINESS_NUMBER, "dana", "test")
+    for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):
+        await daemon._send(item)
+    states = dict(await daemon.store._all("SELECT recipient, state FROM outbox"))
+    assert states == {"+12125550161": "unknown", "+12125550162": "sent"}
+    [notice] = await daemon.store._all("SELECT subject FROM notices")
+    assert "+12125550161" in notice["subject"]

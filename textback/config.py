@@ -288,6 +288,9 @@ class NumberConfig(Strict):
 class TextConfig(Strict):
     delay_seconds: float = Field(30.0, ge=0, le=3600)
     dedupe_hours: float = Field(24.0, ge=0, le=24 * 30)
+    # A text not sent this long after it was due (gateway or PBX down) is dropped and its owner
+    # emailed to call back: a "sorry we missed your call" hours late is worse than none.
+    max_age_minutes: float = Field(60.0, ge=1, le=24 * 60)
     template: str = Field(min_length=1)
     after_hours_template: str | None = None
     client_template: str | None = None
@@ -384,6 +387,9 @@ class GatewayConfig(Strict):
     http: HttpSettings | None = None
     plugin: PluginSettings | None = None
     webhooks: WebhookSettings | None = None
+    # Texts handed to the gateway at the same time, and at most this many a second (None: no limit).
+    max_concurrent_sends: int = Field(8, ge=1, le=100)
+    max_sends_per_second: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _section_present(self) -> "GatewayConfig":

@@ -12,6 +12,7 @@ an installer can follow what happened to each call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
-from sms_gateway.base import Gateway, InboundText, OutgoingText
+from sms_gateway.base import Gateway, InboundText, OutgoingText, SendResult
 from sms_gateway.http import HttpGateway
 from sms_gateway.kannel import KannelGateway
 from sms_gateway.log import LogGateway
@@ -34,6 +35,8 @@ from textback import mailin, runlock
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
+                               OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.hours import Hours
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
@@ -54,14 +57,12 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
-MAX_SEND_ATTEMPTS = 8
 MAX_ALERT_ATTEMPTS = 10  # tries per owner alert or notice before it fails for good
 IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
+EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
+SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
-# The one text an opted-out number may still get: the confirmation of its opt-out.
-OPTOUT_CONFIRMATION = "optout_confirmation"
-OWNER_REPLY = "owner"
 # Until when AMI events are known to have arrived: the last event, or the last Ping answered
 # (events come in order, so none sent before it is missing). Saved at most this often, so a
 # busy PBX costs no write per event.
@@ -108,9 +109,26 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-def retry_delay(attempts: int) -> float:
-    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at 15 minutes."""
-    return min(5.0 * 2 ** (attempts - 1), 900.0) * random.uniform(0.8, 1.2)
+def retry_delay(attempts: int, cap: float = 900.0) -> float:
+    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at `cap` (15 minutes)."""
+    return min(5.0 * 2 ** (attempts - 1), cap) * random.uniform(0.8, 1.2)
+
+
+class SystemClock:
+    """The outbox's time: wall-clock seconds, and waits. Tests pass a faster one."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> None:
+        """Until `event` is set or `seconds` have passed, whichever is first."""
+        try:
+            await asyncio.wait_for(event.wait(), max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
 
 
 def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
@@ -121,8 +139,10 @@ def minutes_waited(business_hours: Hours | None, since: float, now: float) -> fl
 
 
 class Daemon:
-    def __init__(self, loaded: Loaded, record_ami: Path | None = None):
+    def __init__(self, loaded: Loaded, record_ami: Path | None = None,
+                 clock: SystemClock | None = None):
         self.config = loaded.config
+        self.clock = clock or SystemClock()
         self.secrets = loaded.secrets
         self._record_ami = record_ami
         inbound = self.config.inbound
@@ -132,11 +152,16 @@ class Daemon:
         self.ami: AmiConnection | None = None
         self.gateway: Gateway | None = None
         self._outbox_wake = asyncio.Event()
+        self._pacer = Pacer(self.config.gateway.max_sends_per_second)
+        self._link_failing = False  # a send failed for want of the gateway since the last success
+        self._accepted: list[tuple[OutboxItem, str | None]] = []  # sent, not yet committed
+        self._accepted_commit: asyncio.Future | None = None
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
         self.workers = Supervisor()
+        self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
         self._escalation_failures = ItemFailures("escalation")
         self._digest_failures = ItemFailures("digest")
         self._mail_failures = ItemFailures("mail")
@@ -256,8 +281,11 @@ class Daemon:
         return self._reconcile(seen_until)
 
     async def _reconcile(self, seen_until: float | None) -> None:
-        """After every login: pick up calls already ringing, close calls whose hangup we missed,
-        and recover from the CDR the calls that began and ended while AMI was not logged in."""
+        """After every login: send the texts that waited for Asterisk, pick up calls already
+        ringing, close calls whose hangup we missed, and recover from the CDR the calls that
+        began and ended while AMI was not logged in."""
+        if self.gateway is not None and self.gateway.name == "asterisk":
+            await self._link_back("AMI logged in")
         try:
             listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
         except AmiError as exc:
@@ -451,57 +479,142 @@ class Daemon:
     # -- the outbox ---------------------------------------------------------------
 
     async def _outbox_worker(self) -> None:
+        """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
+
+        Each is claimed (pending -> sending) just before its send starts, after the
+        rate limit's wait, so a crash can only ever leave a started send `unknown`.
+        """
+        sending: set[asyncio.Task] = set()
+        try:
+            await self._outbox_rounds(sending)
+        finally:  # stopping: let the sends under way finish and be recorded
+            if sending:
+                await asyncio.wait(sending, timeout=SEND_DRAIN_SECONDS)
+
+    async def _outbox_rounds(self, sending: set[asyncio.Task]) -> None:
+        limit = self.config.gateway.max_concurrent_sends
+        expiry_checked = float("-inf")
         while True:
-            for item in await self.store.due(time.time()):
-                if await self.store.claim(item.id):
-                    await self._send(item)
-            next_due = await self.store.next_due()
-            timeout = IDLE_POLL_SECONDS if next_due is None else max(0.0, next_due - time.time())
             self._outbox_wake.clear()
-            try:
-                await asyncio.wait_for(self._outbox_wake.wait(), min(timeout, IDLE_POLL_SECONDS))
-            except asyncio.TimeoutError:
-                pass
+            now = self.clock.now()
+            if now - expiry_checked >= EXPIRY_CHECK_SECONDS:  # not on every send that ends
+                await self._expire_overdue(now)
+                expiry_checked = now
+            held = self._pacer.held_until > now
+            if not held and len(sending) < limit:
+                batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
+                for item in await self.store.due(now, limit - len(sending)):
+                    start = self._pacer.reserve(self.clock.now())
+                    if start > self.clock.now():
+                        await self._start_sends(batch, sending)
+                        batch = []
+                        await self.clock.sleep(start - self.clock.now())
+                    batch.append(item)
+                await self._start_sends(batch, sending)
+            now = self.clock.now()
+            if held:
+                timeout = self._pacer.held_until - now
+            elif len(sending) >= limit:
+                timeout = IDLE_POLL_SECONDS  # a send that ends wakes the worker
+            else:
+                next_due = await self.store.next_due()
+                timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
+            await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
+
+    async def _start_sends(self, items: list[OutboxItem], sending: set[asyncio.Task]) -> None:
+        """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
+        until it ends (which wakes the worker)."""
+        for item in await self.store.claim_all(items):
+            task = asyncio.create_task(self._send(item))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+            task.add_done_callback(_log_failure)
+            task.add_done_callback(lambda _: self._outbox_wake.set())
 
     async def _send(self, item: OutboxItem) -> None:
         name = self.gateway.name
         if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             timeline.info("text to %s blocked: the number opted out", item.recipient)
-            await self._report_unsent_owner_reply(item, "they opted out", "They texted STOP.")
+            if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
+                await self._report_undelivered(item, "blocked", "recipient opted out")
             return
-        result = await self.gateway.send(OutgoingText(
-            item.sender, item.recipient, item.body, idempotency_key=f"textback-{item.idempotency_key}"))
-        attempts = item.attempts + 1
+        try:
+            result = await self.gateway.send(OutgoingText(
+                item.sender, item.recipient, item.body,
+                idempotency_key=f"textback-{item.idempotency_key}"))
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug must not leave the text in limbo
+            log.exception("the %s gateway raised while sending to %s", name, item.recipient)
+            result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
+        result = dataclasses.replace(result, error=self._masked(result.error))
+        now = self.clock.now()
         if result.status == "accepted":
-            await self.store.mark_sent(item, name, result.gateway_id)
+            await self._commit_accepted(item, result.gateway_id)
             timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
                           one_line(item.body, 200))
-        elif result.status == "retryable" and attempts < MAX_SEND_ATTEMPTS:
-            delay = result.retry_after or retry_delay(attempts)
-            await self.store.mark_retry(item, time.time() + delay, result.error)
-            log.warning("text to %s not sent (%s); retry %d in %.0f s",
-                        item.recipient, result.error, attempts, delay)
+            if self._link_failing:
+                await self._link_back(f"{name} accepted a text again")
+        elif result.status == "retryable":
+            self._link_failing = True
+            if result.retry_after is not None:
+                self._pacer.hold(now + result.retry_after)
+            delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
+            await self.store.mark_retry(item, now + delay, result.error)
+            log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
+                        item.recipient, result.error, item.attempts + 1, delay,
+                        self._clock(self._deadline(item)))
         else:
             state = "unknown" if result.status == "unknown" else "failed"
             await self.store.mark_final(item, state, name, result.error)
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
-            await self._report_unsent_owner_reply(
-                item, "the gateway may not have sent it" if state == "unknown"
-                else "the gateway refused it", f"The gateway said: {one_line(result.error, 300)}")
+            await self._report_undelivered(item, state, result.error)
 
-    async def _report_unsent_owner_reply(self, item: OutboxItem, why: str, detail: str) -> None:
-        """An owner's reply (by email, answered 250, or `textback reply`) that did not go out."""
-        if item.kind != OWNER_REPLY:
-            return
-        conversation = await self.store.conversation(item.conversation_id)
-        await self._notify(self.config.owner(conversation["owner_id"]),
-                           f"Not sent to {item.recipient}: {why}",
-                           f"Your reply to {item.recipient} was not sent: {why}. {detail}\n\n"
-                           f"Your reply:\n    {one_line(item.body, 500)}\n\n"
-                           f"Call them instead, or reply again later.")
+    async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
+        """Mark a text sent; texts accepted at the same moment share one commit."""
+        self._accepted.append((item, gateway_id))
+        if self._accepted_commit is None:
+            self._accepted_commit = asyncio.ensure_future(self._commit_accepted_batch())
+        await asyncio.shield(self._accepted_commit)
+
+    async def _commit_accepted_batch(self) -> None:
+        await asyncio.sleep(0)  # the other sends that end in this turn of the loop join in
+        batch, self._accepted, self._accepted_commit = self._accepted, [], None
+        await self.store.mark_all_sent(batch, self.gateway.name)
+
+    def _deadline(self, item: OutboxItem) -> float:
+        return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)
+
+    async def _link_back(self, why: str) -> None:
+        """The gateway works again: everything waiting out a retry delay is due now."""
+        self._link_failing = False
+        count = await self.store.bring_forward(self.clock.now())
+        if count:
+            log.info("%s: sending the %d text(s) that waited for it", why, count)
+        self._outbox_wake.set()
+
+    async def _expire_overdue(self, now: float) -> None:
+        """Pending texts past their deadline become `expired`; their owners are emailed."""
+        max_age = self.config.text.max_age_minutes * 60
+        # No text's deadline comes sooner after it was due than an opt-out confirmation's.
+        for item in await self.store.first_due_before(now - min(CONFIRMATION_WINDOW_SECONDS, max_age)):
+            if now < self._deadline(item) or not await self.store.expire(item, self.gateway.name):
+                continue
+            log.error("text to %s expired unsent, %.0f min after it was due (last error: %s)",
+                      item.recipient, (now - item.first_due_at) / 60, item.last_error or "none")
+            await self._report_undelivered(item, "expired", item.last_error)
+
+    async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
+        """Email the conversation's owner about a text that did not (or may not) reach the caller."""
+        facts = await self.store.text_facts(item.message_id)
+        subject, text = undelivered_notice(Undelivered(
+            kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
+            business_number=facts["business_number"], body=item.body, error=error,
+            first_due_at=item.first_due_at, call_at=facts["call_at"],
+            call_reason=facts["call_reason"]), self.config.business.timezone)
+        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
+        await self._notify(owner, subject, text)
 
     # -- inbound texts and owner alerts -------------------------------------------
 

@@ -3,14 +3,18 @@
 Everything the system accepts is committed here before it is acted on or
 acknowledged. The outbox is a state machine in the database:
 
-    pending --claim--> sending --> sent | failed
-       ^                  |
-       +---- retry -------+          (sending at start-up --> unknown)
+    pending --claim--> sending --> sent | failed | unknown
+     |  ^                 |
+     |  +---- retry ------+          (sending at start-up --> unknown)
+     +--past its deadline--> expired
 
 A row is claimed with a conditional UPDATE before the gateway is called, so
 two workers, or a worker after a restart, can never send it twice. A row
 left in `sending` by a crash may or may not have reached the gateway; it
-becomes `unknown` and is reported, never re-sent blindly.
+becomes `unknown` and is reported, never re-sent blindly. A row still
+pending at its deadline (`first_due_at` plus text.max_age_minutes; five
+minutes for an opt-out confirmation) becomes `expired`, with the same kind of
+conditional UPDATE, and its owner is emailed instead.
 """
 
 from __future__ import annotations
@@ -211,6 +215,32 @@ MIGRATIONS: list[str] = [
         value REAL NOT NULL
     )
     """,
+    # 6: texts are retried until a deadline: the `expired` state, and when a text was first
+    # due (retries move due_at). SQLite cannot change a CHECK, so the table is rebuilt.
+    """
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id),
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        first_due_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'unknown', 'blocked',
+                             'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        idempotency_key TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    INSERT INTO outbox_new (id, message_id, sender, recipient, due_at, first_due_at, state,
+                            attempts, last_error, idempotency_key, updated_at)
+        SELECT id, message_id, sender, recipient, due_at, due_at, state, attempts, last_error,
+               idempotency_key, updated_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox (state, due_at)
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -271,6 +301,8 @@ class OutboxItem:
     attempts: int
     kind: str
     idempotency_key: str
+    first_due_at: float
+    last_error: str
 
 
 @dataclass(frozen=True)
@@ -443,8 +475,9 @@ class Store:
             (conversation_id, kind, template, body, now))
         message_id = cursor.lastrowid
         cursor = await self._db.execute(
-            "INSERT INTO outbox (message_id, sender, recipient, due_at, idempotency_key, updated_at)"
-            " VALUES (?,?,?,?,?,?)", (message_id, sender, recipient, due_at, uuid.uuid4().hex, now))
+            "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
+            " updated_at) VALUES (?,?,?,?,?,?,?)",
+            (message_id, sender, recipient, due_at, due_at, uuid.uuid4().hex, now))
         return message_id, cursor.lastrowid
 
     # -- the outbox --------------------------------------------------------------
@@ -467,29 +500,83 @@ class Store:
         return row["due"] if row else None
 
     async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
+        """Pending texts due by `now`, oldest first (by when they were first due)."""
+        return await self._pending("o.due_at <= ? ORDER BY o.first_due_at, o.id LIMIT ?",
+                                   (now, limit))
+
+    async def first_due_before(self, cutoff: float) -> list[OutboxItem]:
+        """Pending texts first due before `cutoff`: the ones that may be past their deadline."""
+        return await self._pending("o.first_due_at < ? ORDER BY o.first_due_at, o.id", (cutoff,))
+
+    async def _pending(self, where: str, args: tuple) -> list[OutboxItem]:
         rows = await self._all(
             "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
-            " o.due_at, o.attempts, m.kind, o.idempotency_key FROM outbox o JOIN messages m ON m.id = o.message_id"
-            " WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.due_at LIMIT ?",
-            (now, limit))
+            " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at, o.last_error"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id"
+            f" WHERE o.state = 'pending' AND {where}", args)
         return [OutboxItem(**dict(row)) for row in rows]
+
+    async def bring_forward(self, now: float) -> int:
+        """Make every text waiting out a retry delay due now (the link is back); returns how many."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET due_at = ?, updated_at = ?"
+                " WHERE state = 'pending' AND attempts > 0 AND due_at > ?", (now, time.time(), now))
+            return cursor.rowcount
+
+    async def expire(self, item: OutboxItem, gateway: str) -> bool:
+        """pending -> expired; False if the row was claimed (or ended) meanwhile."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'expired', updated_at = ? WHERE id = ? AND state = 'pending'",
+                (time.time(), item.id))
+            if cursor.rowcount != 1:
+                return False
+            await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
+                             " WHERE id = ?", (gateway, item.last_error, item.message_id))
+            return True
+
+    async def text_facts(self, message_id: int) -> dict[str, Any]:
+        """Who a queued text was for, whose conversation it is, and the missed call it answered."""
+        row = await self._one(
+            "SELECT c.caller, c.business_number, c.owner_id, k.started_at AS call_at,"
+            " COALESCE(k.reason, '') AS call_reason, COALESCE(("
+            "   SELECT caller_name FROM calls WHERE conversation_id = c.id AND caller_name != ''"
+            "   ORDER BY started_at DESC LIMIT 1), '') AS caller_name"
+            " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+            " LEFT JOIN calls k ON k.message_id = m.id WHERE m.id = ?", (message_id,))
+        return dict(row)
 
     async def claim(self, outbox_id: int) -> bool:
         """pending -> sending; False if another worker (or an earlier run) already took it."""
+        return bool(await self._claim_ids([outbox_id]))
+
+    async def claim_all(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """`claim` for many rows in one transaction; returns the ones this call took."""
+        taken = await self._claim_ids([item.id for item in items]) if items else set()
+        return [item for item in items if item.id in taken]
+
+    async def _claim_ids(self, ids: list[int]) -> set[int]:
+        marks = ",".join("?" * len(ids))
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ? AND state = 'pending'", (time.time(), outbox_id))
-            return cursor.rowcount == 1
+                f" WHERE id IN ({marks}) AND state = 'pending' RETURNING id", (time.time(), *ids))
+            return {row[0] for row in await cursor.fetchall()}
 
     async def mark_sent(self, item: OutboxItem, gateway: str, gateway_id: str | None) -> None:
+        await self.mark_all_sent([(item, gateway_id)], gateway)
+
+    async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
+        """Texts the gateway accepted, with its id for each, in one transaction."""
         now = time.time()
         async with self._transaction() as db:
-            await db.execute("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
-                             (now, item.id))
-            await db.execute(
+            await db.executemany("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
+                                 [(now, item.id) for item, _ in sent])
+            await db.executemany(
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
-                " WHERE id = ?", (gateway, gateway_id, now, item.message_id))
+                " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
+                                  for item, gateway_id in sent])
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
