@@ -24,6 +24,14 @@ def smtp_sink():
 
 
 @pytest.fixture
+async def store(tmp_path):
+    """A fresh store on disk, migrated to the current schema."""
+    opened = await Store.open(tmp_path / "t.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
 async def offline_daemon(tmp_path):
     """Make a Daemon with a real store, mailing the SMTP sink, but never started: no AMI.
 

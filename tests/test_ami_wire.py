@@ -8,6 +8,7 @@ tested against the real Asterisk in the lab tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from pydantic import SecretStr
@@ -41,6 +42,23 @@ async def connect(port, events):
     return ami
 
 
+@contextlib.asynccontextmanager
+async def events_from(script, count: int):
+    """Serve `script`, connect, and wait for `count` events; yields (connection, events)."""
+    server, port = await serve(script)
+    events = []
+    ami = await connect(port, events)
+    try:
+        for _ in range(100):
+            if len(events) >= count:
+                break
+            await asyncio.sleep(0.02)
+        yield ami, events
+    finally:
+        await ami.close()
+        server.close()
+
+
 async def test_malformed_blocks_are_skipped_and_split_utf8_survives():
     async def script(reader, writer):
         writer.write(b"garbage without colon\r\n\r\n")
@@ -53,19 +71,9 @@ async def test_malformed_blocks_are_skipped_and_split_utf8_survives():
         await writer.drain()
         await asyncio.sleep(5)
 
-    server, port = await serve(script)
-    events = []
-    ami = await connect(port, events)
-    try:
-        for _ in range(100):
-            if events:
-                break
-            await asyncio.sleep(0.02)
+    async with events_from(script, 1) as (ami, events):
         assert events[0]["Body"] == "caf\u00e9 \u2014 ok"
         assert ami.malformed == 1
-    finally:
-        await ami.close()
-        server.close()
 
 
 async def test_a_peer_that_stops_answering_is_dropped_and_reconnected():
@@ -176,23 +184,13 @@ async def test_repeated_id_headers_drop_one_message_not_the_rest_of_the_read(cap
         await writer.drain()
         await asyncio.sleep(5)
 
-    server, port = await serve(script)
-    events = []
-    ami = await connect(port, events)
-    try:
-        for _ in range(100):
-            if len(events) >= 3:
-                break
-            await asyncio.sleep(0.02)
+    async with events_from(script, 3) as (ami, events):
         assert [(e["Event"], e["Uniqueid"]) for e in events] == [
             ("Newchannel", "1"), ("VarSet", "5"), ("Newchannel", "6")]
         assert events[1]["ChanVariable"] == ["A=1", "B=2"]  # headers that may repeat still do
         assert ami.malformed == 3
         assert "repeated ActionID" in caplog.text and "repeated Event" in caplog.text
         assert "Traceback" not in caplog.text
-    finally:
-        await ami.close()
-        server.close()
 
 
 async def test_try_login_reports_an_over_long_answer():

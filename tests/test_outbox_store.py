@@ -11,13 +11,6 @@ from tests.test_store import call
 from textback.store import MIGRATIONS, PlannedText, Store
 
 
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "t.db")
-    yield s
-    await s.close()
-
-
 async def test_due_texts_come_oldest_first_by_when_they_were_first_due(store):
     now = time.time()
     for index, first_due in enumerate((now - 30, now - 90, now - 60)):

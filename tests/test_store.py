@@ -17,13 +17,6 @@ def call(linkedid="1700000000.1", caller="+12125550123", outcome="missed") -> Ca
                    ended_at=now, outcome=outcome, reason="no_answer", decision="missed_call_text")
 
 
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "t.db")
-    yield s
-    await s.close()
-
-
 async def test_a_missed_call_queues_one_text_due_later(store):
     outbox_id = await store.record_call(call(), PlannedText("dana", "Hi", time.time() + 60))
     assert outbox_id is not None
