@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import time
 
-import pytest
 
 from tests.test_store import call
 from textback.store import MIGRATIONS, PlannedText, Store
