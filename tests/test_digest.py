@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER
-from textback.daemon import next_daily
+from textback.workers.owner_mail import next_daily
 
 NY = ZoneInfo("America/New_York")
 

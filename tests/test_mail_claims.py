@@ -14,7 +14,8 @@ import pytest
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS
 from lab.harness import start_smtp_sink
-from textback.daemon import MAX_ALERT_ATTEMPTS, Daemon
+from textback.daemon import Daemon
+from textback.workers.owner_mail import MAX_ALERT_ATTEMPTS
 from textback.store import Store
 
 ROWS = 15  # of each kind

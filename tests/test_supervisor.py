@@ -8,9 +8,9 @@ import time
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER, RING_GROUP_NUMBER
 from sms_gateway.base import SendResult
-from textback import daemon as daemon_module
 from textback import supervisor
 from textback.supervisor import Supervisor
+from textback.workers import owner_mail
 
 
 async def test_a_worker_that_dies_is_restarted_counted_and_logged(caplog, monkeypatch):
@@ -42,14 +42,14 @@ async def test_one_poisoned_text_does_not_stop_the_others_escalating(offline_dae
         "backup_owner": "boss", "after_minutes": 10, "reminder_minutes": 30})
     await daemon.store.record_inbound("+12125550177", RING_GROUP_NUMBER, "Hello?", "log", None, "dana")
     await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Anyone there?", "log", None, "dana")
-    real_hours_of = daemon_module.hours_of
+    real_hours_of = owner_mail.hours_of
 
     def hours_of(config, number):  # whatever goes wrong with one text's number
         if number is not None and number.number == RING_GROUP_NUMBER:
             raise KeyError("a bug met by one text only")
         return real_hours_of(config, number)
 
-    monkeypatch.setattr(daemon_module, "hours_of", hours_of)
+    monkeypatch.setattr(owner_mail, "hours_of", hours_of)
     later = time.time() + 11 * 60
     await daemon.escalate(later)
     await daemon.escalate(later + 1)

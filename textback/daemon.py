@@ -12,18 +12,16 @@ an installer can follow what happened to each call.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import random
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
-from sms_gateway.base import Gateway, InboundText, OutgoingText, SendResult
+from sms_gateway.base import Gateway, InboundText
 from sms_gateway.http import HttpGateway
 from sms_gateway.kannel import KannelGateway
 from sms_gateway.log import LogGateway
@@ -32,12 +30,10 @@ from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock
-from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.alerts import one_line
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
-from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
-                               OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
-from textback.hours import Hours
+from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
@@ -45,24 +41,20 @@ from textback.ownership import choose_owner
 from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
 from textback.routing import write_routing_table
-from textback.scorecard import build as build_scorecard
 from textback.scorecard import parse_amount
-from textback.scorecard import render_text
-from textback.rules import (Decision, RecentTexts, apply_policy, decide, hours_of, match_number,
-                            prefix_of, render_for)
-from textback.store import CallRow, Notice, OutboxItem, PlannedText, Store
+from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
+                            render_for)
+from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.supervisor import ItemFailures, Supervisor
 from textback.tracker import CallFinished, CallStarted, CallTracker
+from textback.workers.common import SystemClock, log_failure
+from textback.workers.outbox import OutboxWorker
+from textback.workers.owner_mail import OwnerMailWorkers
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
-MAX_ALERT_ATTEMPTS = 10  # tries per owner alert or notice before it fails for good
-IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
-EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
-SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
-FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
 # Until when AMI events are known to have arrived: the last event, or the last Ping answered
 # (events come in order, so none sent before it is missing). Saved at most this often, so a
 # busy PBX costs no write per event.
@@ -77,16 +69,6 @@ CDR_SETTLE_SECONDS = 5.0
 RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
-
-
-def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
-    """The next moment after `now` when the local time is `clock` ('HH:MM')."""
-    hour, minute = (int(part) for part in clock.split(":"))
-    local = datetime.fromtimestamp(now, zone)
-    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate.timestamp() <= now:
-        candidate = datetime.combine(local.date() + timedelta(days=1), candidate.timetz())
-    return candidate.timestamp()
 
 
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
@@ -109,36 +91,10 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-def retry_delay(attempts: int, cap: float = 900.0) -> float:
-    """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at `cap` (15 minutes)."""
-    return min(5.0 * 2 ** (attempts - 1), cap) * random.uniform(0.8, 1.2)
+class Daemon(OutboxWorker, OwnerMailWorkers):
+    """The wiring: AMI events, calls and inbound texts here; the outbox and email workers in
+    textback/workers/, each a part of this one object."""
 
-
-class SystemClock:
-    """The outbox's time: wall-clock seconds, and waits. Tests pass a faster one."""
-
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
-
-    async def wait(self, event: asyncio.Event, seconds: float) -> None:
-        """Until `event` is set or `seconds` have passed, whichever is first."""
-        try:
-            await asyncio.wait_for(event.wait(), max(0.0, seconds))
-        except asyncio.TimeoutError:
-            pass
-
-
-def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
-    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
-    if business_hours is None:
-        return (now - since) / 60
-    return business_hours.open_seconds_between(since, now) / 60
-
-
-class Daemon:
     def __init__(self, loaded: Loaded, record_ami: Path | None = None,
                  clock: SystemClock | None = None):
         self.config = loaded.config
@@ -404,7 +360,7 @@ class Daemon:
         task = asyncio.create_task(coroutine)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_failure)
 
     async def _finished(self, call: CallFinished, recovered: bool = False,
                         may_text: bool = True) -> Decision:
@@ -476,145 +432,6 @@ class Daemon:
         turn = await self.store.conversations_started(number.number)
         return choose_owner(number, local_now, turn)
 
-    # -- the outbox ---------------------------------------------------------------
-
-    async def _outbox_worker(self) -> None:
-        """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
-
-        Each is claimed (pending -> sending) just before its send starts, after the
-        rate limit's wait, so a crash can only ever leave a started send `unknown`.
-        """
-        sending: set[asyncio.Task] = set()
-        try:
-            await self._outbox_rounds(sending)
-        finally:  # stopping: let the sends under way finish and be recorded
-            if sending:
-                await asyncio.wait(sending, timeout=SEND_DRAIN_SECONDS)
-
-    async def _outbox_rounds(self, sending: set[asyncio.Task]) -> None:
-        limit = self.config.gateway.max_concurrent_sends
-        expiry_checked = float("-inf")
-        while True:
-            self._outbox_wake.clear()
-            now = self.clock.now()
-            if now - expiry_checked >= EXPIRY_CHECK_SECONDS:  # not on every send that ends
-                await self._expire_overdue(now)
-                expiry_checked = now
-            held = self._pacer.held_until > now
-            if not held and len(sending) < limit:
-                batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
-                for item in await self.store.due(now, limit - len(sending)):
-                    start = self._pacer.reserve(self.clock.now())
-                    if start > self.clock.now():
-                        await self._start_sends(batch, sending)
-                        batch = []
-                        await self.clock.sleep(start - self.clock.now())
-                    batch.append(item)
-                await self._start_sends(batch, sending)
-            now = self.clock.now()
-            if held:
-                timeout = self._pacer.held_until - now
-            elif len(sending) >= limit:
-                timeout = IDLE_POLL_SECONDS  # a send that ends wakes the worker
-            else:
-                next_due = await self.store.next_due()
-                timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
-            await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
-
-    async def _start_sends(self, items: list[OutboxItem], sending: set[asyncio.Task]) -> None:
-        """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
-        until it ends (which wakes the worker)."""
-        for item in await self.store.claim_all(items):
-            task = asyncio.create_task(self._send(item))
-            sending.add(task)
-            task.add_done_callback(sending.discard)
-            task.add_done_callback(_log_failure)
-            task.add_done_callback(lambda _: self._outbox_wake.set())
-
-    async def _send(self, item: OutboxItem) -> None:
-        name = self.gateway.name
-        if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
-            await self.store.mark_final(item, "blocked", name, "recipient opted out")
-            timeline.info("text to %s blocked: the number opted out", item.recipient)
-            if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
-                await self._report_undelivered(item, "blocked", "recipient opted out")
-            return
-        try:
-            result = await self.gateway.send(OutgoingText(
-                item.sender, item.recipient, item.body,
-                idempotency_key=f"textback-{item.idempotency_key}"))
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug must not leave the text in limbo
-            log.exception("the %s gateway raised while sending to %s", name, item.recipient)
-            result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
-        result = dataclasses.replace(result, error=self._masked(result.error))
-        now = self.clock.now()
-        if result.status == "accepted":
-            await self._commit_accepted(item, result.gateway_id)
-            timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
-                          one_line(item.body, 200))
-            if self._link_failing:
-                await self._link_back(f"{name} accepted a text again")
-        elif result.status == "retryable":
-            self._link_failing = True
-            if result.retry_after is not None:
-                self._pacer.hold(now + result.retry_after)
-            delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
-            await self.store.mark_retry(item, now + delay, result.error)
-            log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
-                        item.recipient, result.error, item.attempts + 1, delay,
-                        self._clock(self._deadline(item)))
-        else:
-            state = "unknown" if result.status == "unknown" else "failed"
-            await self.store.mark_final(item, state, name, result.error)
-            log.error("text to %s %s: %s", item.recipient,
-                      "may or may not have been sent" if state == "unknown" else "failed",
-                      result.error)
-            await self._report_undelivered(item, state, result.error)
-
-    async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
-        """Mark a text sent; texts accepted at the same moment share one commit."""
-        self._accepted.append((item, gateway_id))
-        if self._accepted_commit is None:
-            self._accepted_commit = asyncio.ensure_future(self._commit_accepted_batch())
-        await asyncio.shield(self._accepted_commit)
-
-    async def _commit_accepted_batch(self) -> None:
-        await asyncio.sleep(0)  # the other sends that end in this turn of the loop join in
-        batch, self._accepted, self._accepted_commit = self._accepted, [], None
-        await self.store.mark_all_sent(batch, self.gateway.name)
-
-    def _deadline(self, item: OutboxItem) -> float:
-        return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)
-
-    async def _link_back(self, why: str) -> None:
-        """The gateway works again: everything waiting out a retry delay is due now."""
-        self._link_failing = False
-        count = await self.store.bring_forward(self.clock.now())
-        if count:
-            log.info("%s: sending the %d text(s) that waited for it", why, count)
-        self._outbox_wake.set()
-
-    async def _expire_overdue(self, now: float) -> None:
-        """Pending texts past their deadline become `expired`; their owners are emailed."""
-        max_age = self.config.text.max_age_minutes * 60
-        # No text's deadline comes sooner after it was due than an opt-out confirmation's.
-        for item in await self.store.first_due_before(now - min(CONFIRMATION_WINDOW_SECONDS, max_age)):
-            if now < self._deadline(item) or not await self.store.expire(item, self.gateway.name):
-                continue
-            log.error("text to %s expired unsent, %.0f min after it was due (last error: %s)",
-                      item.recipient, (now - item.first_due_at) / 60, item.last_error or "none")
-            await self._report_undelivered(item, "expired", item.last_error)
-
-    async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
-        """Email the conversation's owner about a text that did not (or may not) reach the caller."""
-        facts = await self.store.text_facts(item.message_id)
-        subject, text = undelivered_notice(Undelivered(
-            kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
-            business_number=facts["business_number"], body=item.body, error=error,
-            first_due_at=item.first_due_at, call_at=facts["call_at"],
-            call_reason=facts["call_reason"]), self.config.business.timezone)
-        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
-        await self._notify(owner, subject, text)
 
     # -- inbound texts and owner alerts -------------------------------------------
 
@@ -732,218 +549,9 @@ class Daemon:
         timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
                       f" ({value:,.0f})" if value else "", owner.id)
 
-    async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
-        if await self._mail_notice(owner.name, owner.email, subject, text):
-            timeline.info("owner notice queued: %s, %r", owner.email, subject)
-
-    async def _report_fraud(self, guard: str, report: str, now: float) -> None:
-        """Email the admin that a guard tripped, at most once per guard per hour (the log has every
-        trip). The notices table is the memory of that hour, so a restart does not reset it."""
-        admin = self.config.fraud.alert_email
-        if admin is None:
-            return
-        text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
-                f"traffic, raise the limits under `fraud` in the configuration. This is the only "
-                f"email about {guard} for the next hour; textback's log lists every call it stopped.")
-        notice_id = await self.store.queue_notice("textback admin", admin,
-                                                  f"Fraud guard tripped: {guard}", text,
-                                                  unless_since=now - FRAUD_ALERT_INTERVAL)
-        if notice_id is None:
-            return  # this hour's email about the guard is already queued
-        await self._deliver_notice(notice_id)
-        timeline.info("admin notice queued: %s tripped", guard)
-
-    async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
-        """Commit a short plain-text notice, then try to mail it at once; the notice worker
-        retries it with backoff. True once it is queued (committed)."""
-        notice_id = await self.store.queue_notice(name, address, subject, text)
-        await self._deliver_notice(notice_id)
-        self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
-        return True
-
-    async def _notice_worker(self) -> None:
-        await self._mail_worker("notices", self._notices_wake, self._deliver_notice)
-
-    async def _deliver_notice(self, notice_id: int) -> None:
-        notice = await self.store.claim_mail("notices", notice_id, time.time())
-        if notice is None:
-            return  # another worker has it, or it waits for its retry time
-        message = compose_notice(self.mailer.sender, self.config.business.name, notice["name"],
-                                 notice["address"], notice["subject"], notice["body"],
-                                 self.mailer.domain)
-        try:
-            await self.mailer.send(message)
-        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
-            await self._mail_failed("notices", notice, f"{type(exc).__name__}: {exc}")
-            return
-        await self.store.mark_notice(notice_id, "sent")
-        timeline.info("notice emailed: %s, %r", notice["address"], notice["subject"])
-
-    async def _mail_failed(self, table: str, row: dict[str, Any], error: str) -> None:
-        """Retry a claimed alert or notice with backoff; after MAX_ALERT_ATTEMPTS, fail it loudly."""
-        what = {"alerts": "owner alert", "notices": "notice"}[table]
-        if row["attempts"] >= MAX_ALERT_ATTEMPTS:
-            if table == "alerts":
-                await self.store.mark_alert(row["id"], "failed", error=error)
-            else:
-                await self.store.mark_notice(row["id"], "failed", error)
-            log.error("%s %d failed for good after %d attempts: %s", what, row["id"],
-                      row["attempts"], error)
-            return
-        delay = retry_delay(row["attempts"])
-        await self.store.retry_mail(table, row["id"], time.time() + delay, error)
-        log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
-                    row["attempts"], delay)
-
-    async def _mail_worker(self, table: str, wake: asyncio.Event,
-                           deliver: Callable[[int], Awaitable[None]]) -> None:
-        """Mail the due rows of `table` whenever woken, at the next retry time, or every poll."""
-        while True:
-            wake.clear()
-            for row_id in await self.store.due_mail(table, time.time()):
-                try:
-                    await deliver(row_id)
-                except Exception:  # noqa: BLE001 - one email must not stop the others
-                    self._mail_failures.failed((table, row_id), f"{table} row {row_id}")
-            next_retry = await self.store.next_mail_retry(table)
-            wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
-            try:
-                await asyncio.wait_for(wake.wait(), min(max(0.1, wait), IDLE_POLL_SECONDS))
-            except asyncio.TimeoutError:
-                pass
-
-    async def _escalation_worker(self) -> None:
-        """Email the backup owner about homeowner texts nobody has answered in time."""
-        while True:
-            await self.escalate(time.time())
-            await asyncio.sleep(min(30.0, self.config.escalation.after_minutes * 60 / 4))
-
-    async def escalate(self, now: float) -> None:
-        settings = self.config.escalation
-        backup = self.config.owner(settings.backup_owner)
-        # Only texts older than after_minutes of clock time can have waited long enough.
-        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
-            try:
-                await self._escalate_one(waiting, backup, now)
-            except Exception:  # noqa: BLE001 - one text must not hold up the others
-                self._escalation_failures.failed(waiting["message_id"],
-                                                 f"escalating message {waiting['message_id']}")
-
-    async def _escalate_one(self, waiting: dict[str, Any], backup: OwnerConfig, now: float) -> None:
-        settings = self.config.escalation
-        hours = hours_of(self.config, self.config.number(waiting["business_number"]))
-        counted = hours if hours.windows and not settings.after_hours else None
-        level = waiting["escalated"] + 1
-        if level > 2 or minutes_waited(counted, waiting["created_at"], now) < settings.after_minutes:
-            return
-        if level == 2 and (settings.reminder_minutes is None or minutes_waited(
-                counted, waiting["escalated_at"], now) < settings.reminder_minutes):
-            return
-        minutes = (now - waiting["created_at"]) / 60
-        what = "Reminder: still unanswered" if level == 2 else "Unanswered"
-        notice = Notice(
-            backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
-            f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
-            f"and nobody has answered yet. The conversation belongs to "
-            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
-            f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
-        # The escalation's row and its notice are one commit: never one without the other.
-        notice_id = await self.store.record_escalation(waiting["message_id"], level,
-                                                       backup.id, notice)
-        if notice_id is None:
-            return  # another worker escalated it first
-        await self._deliver_notice(notice_id)
-        timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
-                      backup.id, level)
-
-    async def _digest_worker(self) -> None:
-        zone = ZoneInfo(self.config.business.timezone)
-        while True:
-            now = time.time()
-            await asyncio.sleep(max(1.0, next_daily(now, self.config.digest.daily_at, zone) - now))
-            await self.send_digest(time.time())
-
-    async def send_digest(self, now: float) -> None:
-        """Each owner's waiting conversations; on the 1st, last month's scorecard too."""
-        zone = ZoneInfo(self.config.business.timezone)
-        waiting: dict[str, list[dict[str, Any]]] = {}
-        for row in await self.store.waiting_replies(now):
-            waiting.setdefault(row["owner_id"], []).append(row)
-        for owner_id, rows in sorted(waiting.items()):
-            lines = [f"{len(rows)} homeowner text(s) still wait for an answer:", ""]
-            for row in sorted(rows, key=lambda r: r["created_at"]):
-                when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
-                lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
-            lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
-            try:
-                await self._notify(self.config.owner(owner_id),
-                                   f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
-            except Exception:  # noqa: BLE001 - one owner's digest must not stop the others'
-                self._digest_failures.failed(owner_id, f"the digest for {owner_id}")
-        local = datetime.fromtimestamp(now, zone)
-        recipients = self.config.digest.monthly_report_to
-        if local.day == 1 and recipients:
-            end = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            start = (end - timedelta(days=1)).replace(day=1)
-            rows = await self.store.report_rows(start.timestamp(), end.timestamp())
-            label = f"{start:%Y-%m}"
-            text = render_text([c.as_dict() for c in build_scorecard(**rows)], label,
-                               self.config.business.timezone)
-            for owner_id in recipients:
-                await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
-
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""
         if await self.store.update_delivery(gateway, status.gateway_id, status.status,
                                             status.error_code):
             timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
                           f" (error {status.error_code})" if status.error_code else "")
-
-    async def _alert_worker(self) -> None:
-        await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
-
-    async def _deliver_alert(self, alert_id: int) -> None:
-        alert = await self.store.claim_mail("alerts", alert_id, time.time())
-        if alert is None:
-            return  # another worker has it, or it waits for its retry time
-        try:
-            await self._send_alert(alert)
-        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
-            await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
-
-    async def _send_alert(self, alert: dict[str, Any]) -> None:
-        conversation = await self.store.conversation(alert["conversation_id"])
-        history = await self.store.conversation_history(alert["conversation_id"])
-        owner = self.config.owner(conversation["owner_id"])
-        reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
-        entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
-                   for c in history["calls"]]
-        entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
-                                (m["sent_at"] or m["created_at"]),
-                                "text_in" if m["direction"] == "in" else "text_out", m["body"])
-                    for m in history["messages"] if m["created_at"] <= reply["created_at"]]
-        entries.sort(key=lambda e: e.at)
-        contact = self.config.contact(conversation["caller"])
-        caller_name = (contact.name if contact and contact.name else conversation["contact_name"]
-                       or next((c["caller_name"] for c in reversed(history["calls"])
-                                if c["caller_name"]), ""))
-        reply_to = None
-        if self.config.reply_mail is not None:
-            settings = self.config.reply_mail
-            token = await self.store.reply_token(conversation["id"], owner.id,
-                                                 settings.token_days * 86400)
-            reply_to = f"reply+{token}@{settings.domain}"
-        message = compose_reply_alert(ReplyAlert(
-            business_name=self.config.business.name, timezone=self.config.business.timezone,
-            owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
-            caller=conversation["caller"], caller_name=caller_name,
-            business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries)), self.mailer.domain, reply_to)
-        await self.mailer.send(message)
-        await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
-        timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])
-
-
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("internal error", exc_info=task.exception())

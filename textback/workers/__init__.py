@@ -1,0 +1,1 @@
+"""The daemon's workers, each in its own module; the Daemon composes them."""

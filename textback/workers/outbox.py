@@ -1,0 +1,166 @@
+"""The outbox worker: due texts to the gateway, in parallel, until each is sent or reported.
+
+Part of the Daemon (a mixin): it uses the daemon's store, gateway, config, clock, pacer
+and `_notify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from sms_gateway.base import OutgoingText, SendResult
+from textback.alerts import one_line
+from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
+                               OWNER_REPLY, Undelivered, deadline, undelivered_notice)
+from textback.store import OutboxItem
+from textback.workers.common import IDLE_POLL_SECONDS, log_failure, retry_delay
+
+log = logging.getLogger("textback")
+timeline = logging.getLogger("textback.timeline")
+
+EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
+SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
+
+
+class OutboxWorker:
+    """Hands due texts to the gateway; expires the overdue; tells the owner what did not go."""
+
+    async def _outbox_worker(self) -> None:
+        """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
+
+        Each is claimed (pending -> sending) just before its send starts, after the
+        rate limit's wait, so a crash can only ever leave a started send `unknown`.
+        """
+        sending: set[asyncio.Task] = set()
+        try:
+            await self._outbox_rounds(sending)
+        finally:  # stopping: let the sends under way finish and be recorded
+            if sending:
+                await asyncio.wait(sending, timeout=SEND_DRAIN_SECONDS)
+
+    async def _outbox_rounds(self, sending: set[asyncio.Task]) -> None:
+        limit = self.config.gateway.max_concurrent_sends
+        expiry_checked = float("-inf")
+        while True:
+            self._outbox_wake.clear()
+            now = self.clock.now()
+            if now - expiry_checked >= EXPIRY_CHECK_SECONDS:  # not on every send that ends
+                await self._expire_overdue(now)
+                expiry_checked = now
+            held = self._pacer.held_until > now
+            if not held and len(sending) < limit:
+                batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
+                for item in await self.store.due(now, limit - len(sending)):
+                    start = self._pacer.reserve(self.clock.now())
+                    if start > self.clock.now():
+                        await self._start_sends(batch, sending)
+                        batch = []
+                        await self.clock.sleep(start - self.clock.now())
+                    batch.append(item)
+                await self._start_sends(batch, sending)
+            now = self.clock.now()
+            if held:
+                timeout = self._pacer.held_until - now
+            elif len(sending) >= limit:
+                timeout = IDLE_POLL_SECONDS  # a send that ends wakes the worker
+            else:
+                next_due = await self.store.next_due()
+                timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
+            await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
+
+    async def _start_sends(self, items: list[OutboxItem], sending: set[asyncio.Task]) -> None:
+        """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
+        until it ends (which wakes the worker)."""
+        for item in await self.store.claim_all(items):
+            task = asyncio.create_task(self._send(item))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+            task.add_done_callback(log_failure)
+            task.add_done_callback(lambda _: self._outbox_wake.set())
+
+    async def _send(self, item: OutboxItem) -> None:
+        name = self.gateway.name
+        if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
+            await self.store.mark_final(item, "blocked", name, "recipient opted out")
+            timeline.info("text to %s blocked: the number opted out", item.recipient)
+            if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
+                await self._report_undelivered(item, "blocked", "recipient opted out")
+            return
+        try:
+            result = await self.gateway.send(OutgoingText(
+                item.sender, item.recipient, item.body,
+                idempotency_key=f"textback-{item.idempotency_key}"))
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug must not leave the text in limbo
+            log.exception("the %s gateway raised while sending to %s", name, item.recipient)
+            result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
+        result = dataclasses.replace(result, error=self._masked(result.error))
+        now = self.clock.now()
+        if result.status == "accepted":
+            await self._commit_accepted(item, result.gateway_id)
+            timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
+                          one_line(item.body, 200))
+            if self._link_failing:
+                await self._link_back(f"{name} accepted a text again")
+        elif result.status == "retryable":
+            self._link_failing = True
+            if result.retry_after is not None:
+                self._pacer.hold(now + result.retry_after)
+            delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
+            await self.store.mark_retry(item, now + delay, result.error)
+            log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
+                        item.recipient, result.error, item.attempts + 1, delay,
+                        self._clock(self._deadline(item)))
+        else:
+            state = "unknown" if result.status == "unknown" else "failed"
+            await self.store.mark_final(item, state, name, result.error)
+            log.error("text to %s %s: %s", item.recipient,
+                      "may or may not have been sent" if state == "unknown" else "failed",
+                      result.error)
+            await self._report_undelivered(item, state, result.error)
+
+    async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
+        """Mark a text sent; texts accepted at the same moment share one commit."""
+        self._accepted.append((item, gateway_id))
+        if self._accepted_commit is None:
+            self._accepted_commit = asyncio.ensure_future(self._commit_accepted_batch())
+        await asyncio.shield(self._accepted_commit)
+
+    async def _commit_accepted_batch(self) -> None:
+        await asyncio.sleep(0)  # the other sends that end in this turn of the loop join in
+        batch, self._accepted, self._accepted_commit = self._accepted, [], None
+        await self.store.mark_all_sent(batch, self.gateway.name)
+
+    def _deadline(self, item: OutboxItem) -> float:
+        return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)
+
+    async def _link_back(self, why: str) -> None:
+        """The gateway works again: everything waiting out a retry delay is due now."""
+        self._link_failing = False
+        count = await self.store.bring_forward(self.clock.now())
+        if count:
+            log.info("%s: sending the %d text(s) that waited for it", why, count)
+        self._outbox_wake.set()
+
+    async def _expire_overdue(self, now: float) -> None:
+        """Pending texts past their deadline become `expired`; their owners are emailed."""
+        max_age = self.config.text.max_age_minutes * 60
+        # No text's deadline comes sooner after it was due than an opt-out confirmation's.
+        for item in await self.store.first_due_before(now - min(CONFIRMATION_WINDOW_SECONDS, max_age)):
+            if now < self._deadline(item) or not await self.store.expire(item, self.gateway.name):
+                continue
+            log.error("text to %s expired unsent, %.0f min after it was due (last error: %s)",
+                      item.recipient, (now - item.first_due_at) / 60, item.last_error or "none")
+            await self._report_undelivered(item, "expired", item.last_error)
+
+    async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
+        """Email the conversation's owner about a text that did not (or may not) reach the caller."""
+        facts = await self.store.text_facts(item.message_id)
+        subject, text = undelivered_notice(Undelivered(
+            kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
+            business_number=facts["business_number"], body=item.body, error=error,
+            first_due_at=item.first_due_at, call_at=facts["call_at"],
+            call_reason=facts["call_reason"]), self.config.business.timezone)
+        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
+        await self._notify(owner, subject, text)

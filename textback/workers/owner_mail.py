@@ -1,0 +1,253 @@
+"""Email to people: alerts, notices, escalations, digests; each a row claimed before it is mailed.
+
+Part of the Daemon (a mixin): it uses the daemon's store, mailer and config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.config import OwnerConfig
+from textback.hours import Hours
+from textback.scorecard import build as build_scorecard
+from textback.scorecard import render_text
+from textback.rules import hours_of
+from textback.store import Notice
+from textback.workers.common import IDLE_POLL_SECONDS, retry_delay
+
+log = logging.getLogger("textback")
+timeline = logging.getLogger("textback.timeline")
+
+MAX_ALERT_ATTEMPTS = 10  # tries per owner alert or notice before it fails for good
+FRAUD_ALERT_INTERVAL = 3600.0  # at most one admin email per fraud guard in this many seconds
+
+
+def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
+    """The next moment after `now` when the local time is `clock` ('HH:MM')."""
+    hour, minute = (int(part) for part in clock.split(":"))
+    local = datetime.fromtimestamp(now, zone)
+    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate.timestamp() <= now:
+        candidate = datetime.combine(local.date() + timedelta(days=1), candidate.timetz())
+    return candidate.timestamp()
+
+
+def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
+    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
+    if business_hours is None:
+        return (now - since) / 60
+    return business_hours.open_seconds_between(since, now) / 60
+
+
+class OwnerMailWorkers:
+    """The alert, notice, escalation and digest workers, and the notices the daemon sends."""
+
+    async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
+        if await self._mail_notice(owner.name, owner.email, subject, text):
+            timeline.info("owner notice queued: %s, %r", owner.email, subject)
+
+    async def _report_fraud(self, guard: str, report: str, now: float) -> None:
+        """Email the admin that a guard tripped, at most once per guard per hour (the log has every
+        trip). The notices table is the memory of that hour, so a restart does not reset it."""
+        admin = self.config.fraud.alert_email
+        if admin is None:
+            return
+        text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
+                f"traffic, raise the limits under `fraud` in the configuration. This is the only "
+                f"email about {guard} for the next hour; textback's log lists every call it stopped.")
+        notice_id = await self.store.queue_notice("textback admin", admin,
+                                                  f"Fraud guard tripped: {guard}", text,
+                                                  unless_since=now - FRAUD_ALERT_INTERVAL)
+        if notice_id is None:
+            return  # this hour's email about the guard is already queued
+        await self._deliver_notice(notice_id)
+        timeline.info("admin notice queued: %s tripped", guard)
+
+    async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
+        """Commit a short plain-text notice, then try to mail it at once; the notice worker
+        retries it with backoff. True once it is queued (committed)."""
+        notice_id = await self.store.queue_notice(name, address, subject, text)
+        await self._deliver_notice(notice_id)
+        self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
+        return True
+
+    async def _notice_worker(self) -> None:
+        await self._mail_worker("notices", self._notices_wake, self._deliver_notice)
+
+    async def _deliver_notice(self, notice_id: int) -> None:
+        notice = await self.store.claim_mail("notices", notice_id, time.time())
+        if notice is None:
+            return  # another worker has it, or it waits for its retry time
+        message = compose_notice(self.mailer.sender, self.config.business.name, notice["name"],
+                                 notice["address"], notice["subject"], notice["body"],
+                                 self.mailer.domain)
+        try:
+            await self.mailer.send(message)
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("notices", notice, f"{type(exc).__name__}: {exc}")
+            return
+        await self.store.mark_notice(notice_id, "sent")
+        timeline.info("notice emailed: %s, %r", notice["address"], notice["subject"])
+
+    async def _mail_failed(self, table: str, row: dict[str, Any], error: str) -> None:
+        """Retry a claimed alert or notice with backoff; after MAX_ALERT_ATTEMPTS, fail it loudly."""
+        what = {"alerts": "owner alert", "notices": "notice"}[table]
+        if row["attempts"] >= MAX_ALERT_ATTEMPTS:
+            if table == "alerts":
+                await self.store.mark_alert(row["id"], "failed", error=error)
+            else:
+                await self.store.mark_notice(row["id"], "failed", error)
+            log.error("%s %d failed for good after %d attempts: %s", what, row["id"],
+                      row["attempts"], error)
+            return
+        delay = retry_delay(row["attempts"])
+        await self.store.retry_mail(table, row["id"], time.time() + delay, error)
+        log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
+                    row["attempts"], delay)
+
+    async def _mail_worker(self, table: str, wake: asyncio.Event,
+                           deliver: Callable[[int], Awaitable[None]]) -> None:
+        """Mail the due rows of `table` whenever woken, at the next retry time, or every poll."""
+        while True:
+            wake.clear()
+            for row_id in await self.store.due_mail(table, time.time()):
+                try:
+                    await deliver(row_id)
+                except Exception:  # noqa: BLE001 - one email must not stop the others
+                    self._mail_failures.failed((table, row_id), f"{table} row {row_id}")
+            next_retry = await self.store.next_mail_retry(table)
+            wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
+            try:
+                await asyncio.wait_for(wake.wait(), min(max(0.1, wait), IDLE_POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _escalation_worker(self) -> None:
+        """Email the backup owner about homeowner texts nobody has answered in time."""
+        while True:
+            await self.escalate(time.time())
+            await asyncio.sleep(min(30.0, self.config.escalation.after_minutes * 60 / 4))
+
+    async def escalate(self, now: float) -> None:
+        settings = self.config.escalation
+        backup = self.config.owner(settings.backup_owner)
+        # Only texts older than after_minutes of clock time can have waited long enough.
+        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
+            try:
+                await self._escalate_one(waiting, backup, now)
+            except Exception:  # noqa: BLE001 - one text must not hold up the others
+                self._escalation_failures.failed(waiting["message_id"],
+                                                 f"escalating message {waiting['message_id']}")
+
+    async def _escalate_one(self, waiting: dict[str, Any], backup: OwnerConfig, now: float) -> None:
+        settings = self.config.escalation
+        hours = hours_of(self.config, self.config.number(waiting["business_number"]))
+        counted = hours if hours.windows and not settings.after_hours else None
+        level = waiting["escalated"] + 1
+        if level > 2 or minutes_waited(counted, waiting["created_at"], now) < settings.after_minutes:
+            return
+        if level == 2 and (settings.reminder_minutes is None or minutes_waited(
+                counted, waiting["escalated_at"], now) < settings.reminder_minutes):
+            return
+        minutes = (now - waiting["created_at"]) / 60
+        what = "Reminder: still unanswered" if level == 2 else "Unanswered"
+        notice = Notice(
+            backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
+            f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
+            f"and nobody has answered yet. The conversation belongs to "
+            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
+            f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+        # The escalation's row and its notice are one commit: never one without the other.
+        notice_id = await self.store.record_escalation(waiting["message_id"], level,
+                                                       backup.id, notice)
+        if notice_id is None:
+            return  # another worker escalated it first
+        await self._deliver_notice(notice_id)
+        timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
+                      backup.id, level)
+
+    async def _digest_worker(self) -> None:
+        zone = ZoneInfo(self.config.business.timezone)
+        while True:
+            now = time.time()
+            await asyncio.sleep(max(1.0, next_daily(now, self.config.digest.daily_at, zone) - now))
+            await self.send_digest(time.time())
+
+    async def send_digest(self, now: float) -> None:
+        """Each owner's waiting conversations; on the 1st, last month's scorecard too."""
+        zone = ZoneInfo(self.config.business.timezone)
+        waiting: dict[str, list[dict[str, Any]]] = {}
+        for row in await self.store.waiting_replies(now):
+            waiting.setdefault(row["owner_id"], []).append(row)
+        for owner_id, rows in sorted(waiting.items()):
+            lines = [f"{len(rows)} homeowner text(s) still wait for an answer:", ""]
+            for row in sorted(rows, key=lambda r: r["created_at"]):
+                when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
+                lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
+            lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
+            try:
+                await self._notify(self.config.owner(owner_id),
+                                   f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
+            except Exception:  # noqa: BLE001 - one owner's digest must not stop the others'
+                self._digest_failures.failed(owner_id, f"the digest for {owner_id}")
+        local = datetime.fromtimestamp(now, zone)
+        recipients = self.config.digest.monthly_report_to
+        if local.day == 1 and recipients:
+            end = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            start = (end - timedelta(days=1)).replace(day=1)
+            rows = await self.store.report_rows(start.timestamp(), end.timestamp())
+            label = f"{start:%Y-%m}"
+            text = render_text([c.as_dict() for c in build_scorecard(**rows)], label,
+                               self.config.business.timezone)
+            for owner_id in recipients:
+                await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
+
+    async def _alert_worker(self) -> None:
+        await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
+
+    async def _deliver_alert(self, alert_id: int) -> None:
+        alert = await self.store.claim_mail("alerts", alert_id, time.time())
+        if alert is None:
+            return  # another worker has it, or it waits for its retry time
+        try:
+            await self._send_alert(alert)
+        except Exception as exc:  # noqa: BLE001 - any mail failure is retried
+            await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
+
+    async def _send_alert(self, alert: dict[str, Any]) -> None:
+        conversation = await self.store.conversation(alert["conversation_id"])
+        history = await self.store.conversation_history(alert["conversation_id"])
+        owner = self.config.owner(conversation["owner_id"])
+        reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
+        entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
+                   for c in history["calls"]]
+        entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
+                                (m["sent_at"] or m["created_at"]),
+                                "text_in" if m["direction"] == "in" else "text_out", m["body"])
+                    for m in history["messages"] if m["created_at"] <= reply["created_at"]]
+        entries.sort(key=lambda e: e.at)
+        contact = self.config.contact(conversation["caller"])
+        caller_name = (contact.name if contact and contact.name else conversation["contact_name"]
+                       or next((c["caller_name"] for c in reversed(history["calls"])
+                                if c["caller_name"]), ""))
+        reply_to = None
+        if self.config.reply_mail is not None:
+            settings = self.config.reply_mail
+            token = await self.store.reply_token(conversation["id"], owner.id,
+                                                 settings.token_days * 86400)
+            reply_to = f"reply+{token}@{settings.domain}"
+        message = compose_reply_alert(ReplyAlert(
+            business_name=self.config.business.name, timezone=self.config.business.timezone,
+            owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
+            caller=conversation["caller"], caller_name=caller_name,
+            business_number=conversation["business_number"], reply=reply["body"],
+            entries=tuple(entries)), self.mailer.domain, reply_to)
+        await self.mailer.send(message)
+        await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
+        timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])
