@@ -39,10 +39,30 @@ def decode(data: bytes) -> str:
                                 f"as UTF-8") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that counts the aliases it composes, so the file is parsed only once."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        # Composing is cheap however many aliases there are (each is a reference); expanding is not.
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+        return super().compose_node(parent, index)
+
+
+def _invalid(exc: yaml.YAMLError) -> YamlProblem:
+    mark = getattr(exc, "problem_mark", None)
+    return YamlProblem(mark.line + 1 if mark else 0,
+                       f"not valid YAML: {getattr(exc, 'problem', None) or exc}")
+
+
 def read(text: str) -> tuple[object, dict[str, int]]:
     """(the document, a map of each YAML path 'a.b[2].c' to the line where it is written)."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise YamlProblem(line, f"character #x{exc.character:04x} is not allowed in YAML") from None
@@ -52,30 +72,22 @@ def read(text: str) -> tuple[object, dict[str, int]]:
         except RecursionError:
             raise YamlProblem(0, f"nested too deeply (at most {MAX_DEPTH} levels)") from None
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise YamlProblem(mark.line + 1 if mark else 0,
-                              f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+            raise _invalid(exc) from None
+        if loader.aliases > MAX_ALIASES:
+            raise YamlProblem(0, f"{loader.aliases} aliases (*name); a config uses at most "
+                                 f"{MAX_ALIASES}")
         if root is None:
             return None, {}
-        lines = _walk(root, _count_aliases(text))
+        lines = _walk(root)
         try:
             return loader.construct_document(root), lines
         except yaml.YAMLError as exc:  # e.g. a tag no safe constructor knows ("=", "!!python/...")
-            mark = getattr(exc, "problem_mark", None)
-            raise YamlProblem(mark.line + 1 if mark else 0,
-                              f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+            raise _invalid(exc) from None
     finally:
         loader.dispose()
 
 
-def _count_aliases(text: str) -> int:
-    aliases = sum(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader))
-    if aliases > MAX_ALIASES:
-        raise YamlProblem(0, f"{aliases} aliases (*name); a config uses at most {MAX_ALIASES}")
-    return aliases
-
-
-def _walk(root: yaml.Node, aliases: int) -> dict[str, int]:
+def _walk(root: yaml.Node) -> dict[str, int]:
     found: dict[str, int] = {}
     budget = [MAX_VALUES]
 
