@@ -125,7 +125,6 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
-        self._recovery_alerted_at = float("-inf")
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
 
@@ -307,17 +306,15 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
         await self._notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
 
     async def _recovery_failed(self, since: float, error: str) -> None:
-        """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour at most."""
-        now = time.time()
-        if now - self._recovery_alerted_at < RECOVERY_ALERT_INTERVAL:
-            return
-        self._recovery_alerted_at = now
+        """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour
+        at most (the notices table remembers the hour, across restarts)."""
         started = datetime.fromtimestamp(since, ZoneInfo(self.config.business.timezone))
         text = (f"textback could not read the phone system's call records ({error}), so calls missed "
                 f"since {started:%a %d %b %H:%M} while it was not connected to Asterisk may be neither "
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")
         for owner_id in sorted({n.owner for n in self.config.numbers}):
-            await self._notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text)
+            await self._notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text,
+                               unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
 
     async def _progress_worker(self) -> None:
         while True:

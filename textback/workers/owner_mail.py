@@ -48,8 +48,9 @@ def minutes_waited(business_hours: Hours | None, since: float, now: float) -> fl
 class OwnerMailWorkers:
     """The alert, notice, escalation and digest workers, and the notices the daemon sends."""
 
-    async def _notify(self, owner: OwnerConfig, subject: str, text: str) -> None:
-        if await self._mail_notice(owner.name, owner.email, subject, text):
+    async def _notify(self, owner: OwnerConfig, subject: str, text: str,
+                      unless_since: float | None = None) -> None:
+        if await self._mail_notice(owner.name, owner.email, subject, text, unless_since):
             timeline.info("owner notice queued: %s, %r", owner.email, subject)
 
     async def _report_fraud(self, guard: str, report: str, now: float) -> None:
@@ -61,18 +62,18 @@ class OwnerMailWorkers:
         text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
                 f"traffic, raise the limits under `fraud` in the configuration. This is the only "
                 f"email about {guard} for the next hour; textback's log lists every call it stopped.")
-        notice_id = await self.store.queue_notice("textback admin", admin,
-                                                  f"Fraud guard tripped: {guard}", text,
-                                                  unless_since=now - FRAUD_ALERT_INTERVAL)
-        if notice_id is None:
-            return  # this hour's email about the guard is already queued
-        await self._deliver_notice(notice_id)
-        timeline.info("admin notice queued: %s tripped", guard)
+        if await self._mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text,
+                                   unless_since=now - FRAUD_ALERT_INTERVAL):
+            timeline.info("admin notice queued: %s tripped", guard)
 
-    async def _mail_notice(self, name: str, address: str, subject: str, text: str) -> bool:
+    async def _mail_notice(self, name: str, address: str, subject: str, text: str,
+                           unless_since: float | None = None) -> bool:
         """Commit a short plain-text notice, then try to mail it at once; the notice worker
-        retries it with backoff. True once it is queued (committed)."""
-        notice_id = await self.store.queue_notice(name, address, subject, text)
+        retries it with backoff. True once it is queued (committed); False when `unless_since`
+        is given and the same notice was already queued since then."""
+        notice_id = await self.store.queue_notice(name, address, subject, text, unless_since)
+        if notice_id is None:
+            return False
         await self._deliver_notice(notice_id)
         self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
         return True
