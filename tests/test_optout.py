@@ -98,4 +98,4 @@ async def test_yes_from_a_subscribed_number_is_just_a_reply(daemon):
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Yes"), "log")
     await send_due(daemon)
     assert await texts(daemon) == []
-    assert len(await daemon.store.pending_alerts()) == 1
+    assert len(await daemon.store.due_mail("alerts", time.time())) == 1

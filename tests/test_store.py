@@ -72,7 +72,7 @@ async def test_inbound_text_is_stored_with_its_alert_and_deduplicated(store):
     again = await store.record_inbound("+12125550123", "+12125550100", "Yes!", "twilio", "SM1", "dana")
     assert not first.duplicate and again.duplicate
     assert again.message_id == first.message_id
-    assert [a["id"] for a in await store.pending_alerts()] == [first.alert_id]
+    assert await store.due_mail("alerts", time.time()) == [first.alert_id]
     kinds = [row["kind"] for row in await store.timeline("+12125550123")]
     assert kinds == ["call", "text_out", "text_in", "alert"]
 
@@ -91,7 +91,7 @@ async def test_a_text_without_an_id_repeated_at_once_is_stored_once(store):
                             (REPEAT_WITHOUT_ID_SECONDS + 1,))
     assert not (await store.record_inbound(caller, number, "STOP", "asterisk", None,
                                            "dana")).duplicate
-    assert len(await store.pending_alerts()) == 5
+    assert len(await store.due_mail("alerts", time.time())) == 5
 
 
 async def test_texts_with_ids_are_told_apart_by_id_not_words(store):

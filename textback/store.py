@@ -799,12 +799,6 @@ class Store:
                 (sender_raw, recipient, body, gateway, gateway_id, time.time()))
             return seen is None
 
-    async def pending_alerts(self) -> list[dict[str, Any]]:
-        rows = await self._all(
-            "SELECT a.id, a.conversation_id, a.message_id, a.owner_id, a.attempts"
-            " FROM alerts a WHERE a.state = 'pending' ORDER BY a.id")
-        return [dict(row) for row in rows]
-
     async def mark_alert(self, alert_id: int, state: str, recipient: str = "",
                          subject: str = "", error: str = "") -> None:
         """End a claimed alert: `sent` (to whom, with what subject) or `failed` for good."""
