@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -33,7 +33,6 @@ from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.settings import HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
 from textback.delivery import parse_retry_after
-from textback.redact import Redactor
 
 log = logging.getLogger("textback.gateway.http")
 
@@ -73,14 +72,13 @@ def failure(reply: Reply, reason: str) -> SendResult:
 class Client:
     """One aiohttp session per backend, opened on first use (it needs the running loop).
 
-    Transport errors quote the request URL, query string and all; what this
-    returns never carries the URL's query or any of the backend's `secrets`.
+    Its errors may quote a request URL; the daemon masks secrets in them before they are
+    stored or logged (textback.redact), as `textback check` does before printing.
     """
 
-    def __init__(self, timeout: float, secrets: Iterable[SecretStr] = ()):
+    def __init__(self, timeout: float):
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
-        self._redact = Redactor(s.get_secret_value() for s in secrets)
 
     async def request(self, method: str, url: str, **kwargs: Any) -> Reply | SendResult:
         """The provider's reply, or the SendResult of a transport failure."""
@@ -90,18 +88,17 @@ class Client:
             async with self._session.request(method, url, allow_redirects=False, **kwargs) as resp:
                 return Reply(resp.status, resp.headers, await resp.read())
         except aiohttp.ClientConnectorError as exc:
-            return SendResult.retryable(self._redact.url(f"cannot connect: {exc.os_error or exc}"))
+            return SendResult.retryable(f"cannot connect: {exc.os_error or exc}")
         except aiohttp.ConnectionTimeoutError:
             return SendResult.retryable("no connection in time")
         except TimeoutError:
             return SendResult.unknown("no answer in time; the provider may have sent it")
-        except aiohttp.ClientResponseError as exc:  # not valid HTTP: the message quotes the URL
+        except aiohttp.ClientResponseError as exc:  # not valid HTTP: its text would quote the URL
             said = (exc.message or "").splitlines()[0] if exc.message else ""
-            return SendResult.unknown(self._redact.url(
-                f"{type(exc).__name__} after the request was sent: {exc.status} {said}".strip()))
+            return SendResult.unknown(
+                f"{type(exc).__name__} after the request was sent: {exc.status} {said}".strip())
         except aiohttp.ClientError as exc:
-            return SendResult.unknown(self._redact.url(
-                f"{type(exc).__name__} after the request was sent: {exc}"))
+            return SendResult.unknown(f"{type(exc).__name__} after the request was sent: {exc}")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -144,7 +141,7 @@ class HttpGateway:
     def __init__(self, settings: HttpSettings, secrets: Mapping[str, SecretStr]):
         self._s = settings
         self._secrets = secrets
-        self._client = Client(settings.timeout_seconds, secrets.values())
+        self._client = Client(settings.timeout_seconds)
 
     def _fields(self, text: OutgoingText) -> dict[str, str]:
         s = self._s

@@ -63,7 +63,7 @@ class KannelGateway:
         self._token = secrets["webhook_token"]
         base = settings.callback_base_url or public_base_url
         self._status_url = f"{base.rstrip('/')}/kannel/status" if base else None
-        self._client = Client(settings.timeout_seconds, secrets.values())
+        self._client = Client(settings.timeout_seconds)
 
     def _dlr_url(self, message_id: str) -> str:
         query = urlencode({"token": self._token.get_secret_value(), "id": message_id})

@@ -51,7 +51,7 @@ class TelnyxGateway:
         self._webhook_url = (f"{public_base_url.rstrip('/')}/telnyx"
                              if public_base_url and settings.status_callback else None)
         self._clock = clock
-        self._client = Client(settings.timeout_seconds, secrets.values())
+        self._client = Client(settings.timeout_seconds)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key.get_secret_value()}",

@@ -90,7 +90,7 @@ class TwilioGateway:
                             if public_base_url and settings.status_callback else None)
         self._messages_url = (f"{settings.api_base_url}/2010-04-01/Accounts/"
                               f"{settings.account_sid}/Messages.json")
-        self._client = Client(settings.timeout_seconds, secrets.values())
+        self._client = Client(settings.timeout_seconds)
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": basic_auth(self._s.account_sid, self._token)}

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from urllib.parse import quote, quote_plus
 
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from lab.configs import base_config, write_config
-from sms_gateway.base import OutgoingText
+from lab.configs import BUSINESS_NUMBER, base_config, write_config
+from sms_gateway.base import OutgoingText, SendResult
 from sms_gateway.http import HttpGateway
 from sms_gateway.kannel import KannelGateway
 from sms_gateway.settings import HttpSettings, KannelSettings
@@ -105,3 +106,34 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks(caplog):
         logger.exception("oops")
     assert_clean(caplog.text)
     assert caplog.text.count("[secret]") >= 4
+
+
+class QuotingGateway:
+    """A gateway whose refusal quotes the request URL, credentials and all, as aiohttp's can."""
+
+    name = "quoting"
+
+    async def send(self, text):
+        return SendResult.permanent(
+            f"refused: http://smsc.example/sendsms?username=textback&password="
+            f"{quote_plus(SECRETS['kannel'])}&dlr-url=" + quote(
+                f"http://textback.example/kannel/status?token={quote(SECRETS['token'], safe='')}",
+                safe=""))
+
+
+async def test_the_daemon_masks_gateway_errors_before_it_stores_or_logs_them(offline_daemon,
+                                                                          monkeypatch, caplog):
+    monkeypatch.setenv("KANNEL_PASSWORD", SECRETS["kannel"])
+    monkeypatch.setenv("KANNEL_TOKEN", SECRETS["token"])
+    daemon = await offline_daemon(gateway={
+        "type": "kannel", "webhooks": {"public_base_url": "https://textback.example"},
+        "kannel": {"sendsms_url": "http://127.0.0.1:9/cgi-bin/sendsms", "username": "textback",
+                   "password": {"env": "KANNEL_PASSWORD"}, "webhook_token": {"env": "KANNEL_TOKEN"}}})
+    daemon.gateway = QuotingGateway()
+    await daemon.store.queue_test_text("+12125550123", BUSINESS_NUMBER, "dana", "test")
+    for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):
+        await daemon._send(item)
+    [row] = await daemon.store._all("SELECT o.state, o.last_error, m.error FROM outbox o"
+                                    " JOIN messages m ON m.id = o.message_id")
+    assert row["state"] == "failed" and row["last_error"] == "refused: http://smsc.example/sendsms?…"
+    assert_clean(row["last_error"] + row["error"] + caplog.text)
