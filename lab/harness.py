@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -41,6 +42,31 @@ async def eventually(predicate: Callable[[], Awaitable[object]], timeout: float,
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(every)
     return value
+
+
+@asynccontextmanager
+async def in_process(daemon, timeout: float = 10.0):
+    """Run a Daemon on this loop until the block ends, and always stop it.
+
+    A daemon that dies while starting (a port in use, say) fails at once with
+    its own error, and one that never stops fails here rather than leaving its
+    sockets bound for the next test.
+    """
+    stop = asyncio.Event()
+    task = asyncio.create_task(daemon.run(stop))
+    try:
+        deadline = time.monotonic() + timeout
+        while not daemon.serving.is_set():
+            if task.done():
+                task.result()
+                raise AssertionError("the daemon returned before it started")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon did not start in {timeout:g} s")
+            await asyncio.sleep(0.02)
+        yield daemon
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout)
 
 
 @dataclass

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+import signal
+import sys
+import threading
+
 import pytest
 
 from lab.configs import base_config, lab_config, write_config
@@ -11,6 +17,25 @@ from textback.daemon import Daemon
 from textback.store import Store
 
 pytest_plugins = ["lab.fixture"]
+
+# The whole run's wall-clock limit, under the CI's own: a run that hangs
+# anywhere (a test, a teardown, the interpreter's exit) prints every thread's
+# stack and exits non-zero, so the hang is diagnosed, not just timed out.
+SESSION_WALL_SECONDS = float(os.environ.get("TEXTBACK_TEST_WALL_SECONDS", 3600))
+
+
+def pytest_configure(config):
+    faulthandler.dump_traceback_later(SESSION_WALL_SECONDS, exit=True)
+    faulthandler.register(signal.SIGTERM, all_threads=True, chain=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Name any thread a test left running: at exit the interpreter would wait for it."""
+    stray = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stray:
+        print(f"\nthreads left running after the tests: {[t.name for t in stray]}", file=sys.stderr)
+        faulthandler.dump_traceback(all_threads=True)
 
 
 @pytest.fixture

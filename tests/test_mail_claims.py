@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS
-from lab.harness import start_smtp_sink
+from lab.harness import in_process, start_smtp_sink
 from textback.daemon import Daemon
 from textback.workers.owner_mail import MAX_ALERT_ATTEMPTS
 from textback.store import Store
@@ -103,16 +103,10 @@ async def test_mail_interrupted_by_a_crash_is_mailed_again_once_after_restart(tm
     assert await store.claim_mail("notices", notice_id, time.time())
     await store.close()  # the process dies here, mid-send: both rows are left in `sending`
 
-    daemon = Daemon(config)
-    stop = asyncio.Event()
-    running = asyncio.create_task(daemon.run(stop))
-    try:
+    async with in_process(Daemon(config)):
         mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 15)
         await asyncio.sleep(1.0)
         assert len(smtp_sink.received) == 2
-    finally:
-        stop.set()
-        await running
     assert {m.recipients[0] for m in mails} == {"dana@example.com", "boss@example.com"}
     warnings = [r.getMessage() for r in caplog.records if "when textback stopped" in r.getMessage()]
     assert f"alerts [{record.alert_id}] were being mailed" in warnings[0]

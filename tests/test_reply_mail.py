@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
+from lab.harness import in_process
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
@@ -85,18 +86,13 @@ async def running(tmp_path, smtp_sink):
         "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT, "max_segments": 2,
                        "team_senders": ["office@acme.example"]},
     })
-    daemon = Daemon(load(write_config(tmp_path, config)))
-    stop = asyncio.Event()
-    task = asyncio.create_task(daemon.run(stop))
-    await until(lambda: asyncio.sleep(0, daemon.gateway is not None))
-    await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Yes please, kitchen remodel"),
-                              "log")
-    [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
-    reply_to = alert.message["Reply-To"]
-    assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN)
-    yield daemon, reply_to, smtp_sink
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with in_process(Daemon(load(write_config(tmp_path, config)))) as daemon:
+        await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER,
+                                              "Yes please, kitchen remodel"), "log")
+        [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+        reply_to = alert.message["Reply-To"]
+        assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN)
+        yield daemon, reply_to, smtp_sink
 
 
 async def test_the_owners_new_words_reach_the_homeowner(running):
@@ -325,20 +321,13 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
             "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"}],
             "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT},
         })
-        daemon = Daemon(load(write_config(tmp_path, config)))
-        stop = asyncio.Event()
-        task = asyncio.create_task(daemon.run(stop))
-        try:
-            await until(lambda: asyncio.sleep(0, daemon.gateway is not None))
+        async with in_process(Daemon(load(write_config(tmp_path, config)))) as daemon:
             await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Kitchen remodel?"),
                                       "twilio")
             [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
             await asyncio.to_thread(send, mail("dana@acme.example", alert.message["Reply-To"],
                                                "Yes, we do kitchens. Tuesday?"))
             told = await notice(smtp_sink)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
     assert told["Subject"] == "Not sent to +12125550123: your reply"
     assert told.get_content() == (
         "Your reply to +12125550123 was refused by the SMS gateway.\nCall them, or reply again later."

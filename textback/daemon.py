@@ -107,6 +107,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
         self.store: Store | None = None
         self.ami: AmiConnection | None = None
         self.gateway: Gateway | None = None
+        self.serving = asyncio.Event()  # set once every listener is bound and every worker started
         self._outbox_wake = asyncio.Event()
         self._pacer = Pacer(self.config.gateway.max_sends_per_second)
         self._link_failing = False  # a send failed for want of the gateway since the last success
@@ -184,6 +185,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
+            self.serving.set()
             await stop.wait()
         finally:
             log.info("textback stopping")
