@@ -532,6 +532,23 @@ class RecoveryConfig(Strict):
     cdr: CdrSourceConfig = CdrSourceConfig()
 
 
+class WebConfig(Strict):
+    """The daemon's HTTP server: the shared inbox, metrics and the API.
+
+    It listens on loopback; put nginx or Caddy with TLS in front of it and set
+    public_url to the address people use, which links in emails point to.
+    """
+
+    listen_host: str = "127.0.0.1"
+    port: int = Field(8088, ge=0, le=65535)
+    public_url: str = Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s?#]*)?$")
+    max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+
+    @property
+    def secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -558,6 +575,7 @@ class Config(Strict):
     agi: AgiConfig = AgiConfig()
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
+    web: WebConfig | None = None
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")

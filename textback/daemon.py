@@ -50,6 +50,7 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMailWorkers
+from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
@@ -157,7 +158,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
             on_event=self.on_event, on_login=self._logged_in, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
-        webhooks = mail_server = None
+        webhooks = mail_server = web_server = None
         workers = self.workers
         try:
             self.gateway = build_gateway(c, self.ami, self.secrets)
@@ -172,6 +173,9 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 await webhooks.start()
             if c.reply_mail is not None:
                 mail_server = await mailin.serve(c, self.store, self.owner_reply)
+            if c.web is not None:
+                web_server = WebServer(c.web, self.web_routes())
+                await web_server.start()
             self.ami.start()
             workers.start("outbox", self._outbox_worker)
             workers.start("alerts", self._alert_worker)
@@ -190,6 +194,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
         finally:
             log.info("textback stopping")
             await workers.stop()
+            if web_server is not None:
+                await web_server.stop()
             if webhooks is not None:
                 await webhooks.stop()  # waits for in-flight commits
             if mail_server is not None:
@@ -202,6 +208,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 await self.gateway.close()
             await self._save_progress()
             await self.store.close()
+
+    def web_routes(self) -> list[RouteProvider]:
+        """What the `web:` listener serves; each HTTP room adds its own routes."""
+        return []
 
     def _write_routing_table(self) -> None:
         try:

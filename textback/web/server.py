@@ -1,0 +1,103 @@
+"""The `web:` listener: one aiohttp server on the daemon's loop, security headers on every answer.
+
+Rooms that serve HTTP (the inbox pages, metrics and health, the JSON API)
+each contribute a `RouteProvider`; this module owns only the socket, the
+connection limits and the headers every response must carry, so no page can
+forget them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Iterable
+
+from aiohttp import web
+
+from sms_gateway.connection_limits import ConnectionLimits
+from textback.config import WebConfig
+
+log = logging.getLogger("textback.web")
+
+# Scripts and styles only from our own static files; nothing inline, nothing framed.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                           "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+RouteProvider = Callable[[web.Application], None]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler) -> web.StreamResponse:
+    """Every answer, errors included, carries the headers; a failure is a 500 without a traceback."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    except Exception:
+        log.exception("web request %s %s failed", request.method, request.path)
+        response = web.HTTPInternalServerError(text="Something went wrong; it has been logged.")
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+class WebServer:
+    def __init__(self, config: WebConfig, providers: Iterable[RouteProvider],
+                 max_connections: int = 200, header_seconds: float = 10.0,
+                 keepalive_seconds: float = 30.0):
+        self.config = config
+        self._max_connections = max_connections
+        self._header_seconds = header_seconds
+        self._keepalive_seconds = keepalive_seconds
+        self._limits: ConnectionLimits | None = None
+        self.app = web.Application(client_max_size=config.max_body_bytes,
+                                   middlewares=[self._track, security_headers])
+        for provide in providers:
+            provide(self.app)
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 asked the OS to choose)."""
+        if self._server is None or not self._server.sockets:
+            return self.config.port
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
+        self._runner = web.AppRunner(self.app, access_log=None,
+                                     keepalive_timeout=self._keepalive_seconds)
+        await self._runner.setup()
+        self._limits = ConnectionLimits(self._runner.server, self._max_connections,
+                                        self._header_seconds)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._limits, self.config.listen_host, self.config.port)
+        log.info("web server listening on %s:%d (public URL %s)", self.config.listen_host,
+                 self.port, self.config.public_url)
+
+    @web.middleware
+    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
+        """A whole request head arrived: its connection's header clock stops until the answer."""
+        self._limits.started(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            self._limits.finished(request.transport)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
