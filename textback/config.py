@@ -558,6 +558,8 @@ class Config(Strict):
     ami: AmiConfig
     inbound: InboundConfig
     owners: list[OwnerConfig] = Field(min_length=1)
+    # The installer or IT contact: incidents, self-test reports and other operational mail.
+    admin_email: str | None = Field(None, pattern=EMAIL_PATTERN)
     numbers: list[NumberConfig] = Field(min_length=1)
     text: TextConfig
     gateway: GatewayConfig
