@@ -547,3 +547,6 @@ def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: b
                "  manager.conf      the [textback] user from the README, and\n"
                "                    channelvars=TEXTBACK_ROUTE,TEXTBACK_RING_TIMEOUT,TEXTBACK_HOURS\n"
                "  asterisk -rx 'dialplan reload'")
+
+
+import textback.commands  # noqa: E402,F401  (each room's module registers its own subcommands)

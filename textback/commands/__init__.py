@@ -1,0 +1,1 @@
+"""`textback` subcommands that belong to one room each; importing a module registers its commands."""
