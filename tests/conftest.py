@@ -21,7 +21,7 @@ pytest_plugins = ["lab.fixture"]
 # The whole run's wall-clock limit, under the CI's own: a run that hangs
 # anywhere (a test, a teardown, the interpreter's exit) prints every thread's
 # stack and exits non-zero, so the hang is diagnosed, not just timed out.
-SESSION_WALL_SECONDS = float(os.environ.get("TEXTBACK_TEST_WALL_SECONDS", 3600))
+SESSION_WALL_SECONDS = float(os.environ.get("TEXTBACK_TEST_WALL_SECONDS", 2400))
 
 
 def pytest_configure(config):
