@@ -58,8 +58,7 @@ def test_a_run_stopped_by_a_failure_names_it_and_marks_the_rest_not_run():
     report = complete(results, 100.0, 101.5)
     assert [s.status for s in report.steps] == [PASS, FAIL] + [NOT_RUN] * 6
     assert not report.passed and report.failed_step.name == "trunk"
-    assert report.subject("Acme") == ("textback self-test FAILED at trunk: the inbound trunk "
-                                      "exists on the PBX (Acme)")
+    assert report.subject("Acme") == "textback self-test FAILED at trunk (Acme)"
     text = report.text("America/New_York", at(2026, 11, 30, 7, 30))
     assert "FAILED in 1.5 s" in text and "stopped at step 'trunk'" in text
     assert "FAIL       0.02 s  2. trunk" in text and "NOT RUN            3. call" in text

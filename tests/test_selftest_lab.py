@@ -19,7 +19,7 @@ from aiohttp import web
 
 from lab import configs
 from lab.configs import AGI_ROUTE, AGI_ROUTED_NUMBER, HOMEOWNER, agi_routed_hours
-from lab.harness import in_process
+from lab.harness import eventually, in_process
 from tests.providers.common import serving
 from textback.config import load
 from textback.daemon import Daemon
@@ -50,9 +50,10 @@ class Provider:
         return web.json_response({"id": f"msg-{len(self.taken)}"})
 
 
-async def selftest_command(config_path) -> tuple[int, str]:
+async def textback(*args: str) -> tuple[int, str]:
+    """A `textback` command as a real process, beside the in-process daemon; (exit code, output)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "textback", "selftest", "-c", str(config_path),
+        sys.executable, "-m", "textback", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), 120)
     return process.returncode, output.decode()
@@ -71,14 +72,18 @@ def selftest_config(tmp_path, lab_pbx, url: str, **overrides):
         **overrides})
 
 
-async def run_selftest(tmp_path, lab_pbx, provider: Provider, **overrides):
-    """Run the daemon and `textback selftest` against it; (exit code, output, daemon store rows)."""
+async def run_selftest(tmp_path, lab_pbx, provider: Provider, meanwhile=None, **overrides):
+    """Run the daemon and `textback selftest` against it, and `meanwhile()` beside them;
+    (exit code, output, daemon store rows)."""
     async with serving(provider.app()) as url:
         path = selftest_config(tmp_path, lab_pbx, url, **overrides)
         daemon = Daemon(load(path))
         async with in_process(daemon):
             await daemon.ami.wait_logged_in(10)
-            code, output = await selftest_command(path)
+            command = asyncio.ensure_future(textback("selftest", "-c", str(path)))
+            if meanwhile is not None:
+                await meanwhile()
+            code, output = await command
             store = daemon.store
             rows = {
                 "last": await store.last_selftest(),
@@ -87,6 +92,8 @@ async def run_selftest(tmp_path, lab_pbx, provider: Provider, **overrides):
                 "assignments": [dict(r) for r in await store._all("SELECT * FROM assignments")],
                 "outbox": [dict(r) for r in await store._all("SELECT * FROM outbox")],
                 "report": await store.report_rows(0, 1e12),
+                "inbox": await store.inbox(),
+                "calls_command": (await textback("calls", "-c", str(path)))[1],
             }
     return code, output, rows
 
@@ -101,15 +108,28 @@ def step_lines(output: str) -> dict[str, str]:
     return found
 
 
+REPLY_MAIL = {"domain": "reply.acme.example", "listen_host": "127.0.0.1", "listen_port": 2526}
+
+
 async def test_selftest_passes_and_is_marked_everywhere(tmp_path, lab_pbx, smtp_sink):
     provider = Provider()
-    code, output, rows = await run_selftest(tmp_path, lab_pbx, provider)
+
+    async def installer_replies() -> None:
+        """The installer answers the self-test's text from their mobile, as the carrier delivers it."""
+        await eventually(lambda: asyncio.sleep(0, provider.taken), 30, "the self-test's text")
+        assert await asyncio.to_thread(lab_pbx.send_sms, INSTALLER, AGI_ROUTED_NUMBER, "Got it") < 300
+
+    code, output, rows = await run_selftest(
+        tmp_path, lab_pbx, provider, installer_replies, reply_mail=REPLY_MAIL,
+        **{"selftest.expect_reply_minutes": 1})
     assert code == 0, output
     steps = step_lines(output)
     assert steps == {"ami": "PASS", "trunk": "PASS", "call": "PASS", "missed": "PASS",
-                     "template": "PASS", "gateway": "PASS", "reply": "SKIPPED",
-                     "reply_mail": "SKIPPED"}, output
+                     "template": "PASS", "gateway": "PASS", "reply": "PASS",
+                     "reply_mail": "PASS"}, output
     assert "reason not_dialled" in output and "context from-carrier" in output
+    assert f"{INSTALLER} replied 'Got it'" in output
+    assert "refused selftest-forger@forged.invalid (550" in output
     # The text went to the installer's mobile, from the number called, and says what it is.
     assert [(t["to"], t["from"]) for t in provider.taken] == [(INSTALLER, AGI_ROUTED_NUMBER)]
     assert provider.taken[0]["text"].startswith("[textback self-test] Hi, this is Acme Remodeling")
@@ -122,14 +142,19 @@ async def test_selftest_passes_and_is_marked_everywhere(tmp_path, lab_pbx, smtp_
         1, "", INSTALLER)
     assert rows["assignments"] == []
     assert rows["report"]["calls"] == [] and rows["report"]["messages"] == []
+    assert rows["report"]["outcomes"] == []  # the reply-mail step's #lost counts nowhere
+    assert rows["inbox"] == []
+    assert "self-test, sent" in rows["calls_command"]
     last = rows["last"]
     assert last["passed"] == 1 and last["finished_at"] >= last["started_at"]
-    assert [s["status"] for s in json.loads(last["steps"])][:6] == ["pass"] * 6
-    # The admin got the report.
-    mails = smtp_sink.wait_for(1, 10)
-    assert [m.recipients for m in mails] == [[ADMIN]]
-    assert mails[0].message["Subject"].startswith("textback self-test passed")
-    assert "PASS" in mails[0].message.get_content()
+    assert [s["status"] for s in json.loads(last["steps"])] == ["pass"] * 8
+    # The admin got the reply's alert (with no Reply-To: nobody answers a self-test) and the report.
+    alert, report = smtp_sink.wait_for(2, 10)
+    assert [alert.recipients, report.recipients] == [[ADMIN], [ADMIN]]
+    assert "Got it" in alert.message.get_body(("plain",)).get_content()
+    assert alert.message["Reply-To"] is None
+    assert report.message["Subject"].startswith("textback self-test passed")
+    assert "PASS" in report.message.get_content()
 
 
 async def test_a_wrong_trunk_name_fails_at_the_trunk_step(tmp_path, lab_pbx, smtp_sink):
@@ -160,7 +185,20 @@ async def test_a_gateway_answering_500_fails_at_the_gateway_step(tmp_path, lab_p
     # The failed text is ended, not retried for an hour, and no owner is emailed about it.
     (row,) = rows["outbox"]
     assert row["state"] == "failed"
-    mails = smtp_sink.wait_for(1, 10)
+    smtp_sink.wait_for(1, 10)
     await asyncio.sleep(0.5)
-    assert [m.message["Subject"].split(":")[0] for m in smtp_sink.received] == [
-        "textback self-test FAILED at gateway"]
+    assert [m.message["Subject"] for m in smtp_sink.received] == [
+        "textback self-test FAILED at gateway (Acme Remodeling)"]
+
+
+async def test_with_ring_phones_the_test_call_rings_the_phones_for_real(tmp_path, lab_pbx, smtp_sink):
+    ringing = await asyncio.to_thread(lab_pbx.phone, "office2", "noanswer")  # the route when open
+    try:
+        code, output, rows = await run_selftest(tmp_path, lab_pbx, Provider(), **{
+            "selftest.ring_phones": True, "selftest.ring_seconds": 8})
+        assert code == 0, output
+        assert "missed, reason no_answer" in output
+        await asyncio.to_thread(ringing.wait_success, 20)  # it got the INVITE, then the CANCEL
+    finally:
+        ringing.kill()
+    assert [(c["selftest"], c["reason"]) for c in rows["calls"]] == [(1, "no_answer")]

@@ -60,7 +60,7 @@ class Report:
         failed = self.failed_step
         if failed is None:
             return f"textback self-test passed ({business})"
-        return f"textback self-test FAILED at {failed.name}: {TITLES[failed.name]} ({business})"
+        return f"textback self-test FAILED at {failed.name} ({business})"
 
     def text(self, zone_name: str, started: datetime) -> str:
         """The report as the admin reads it: one line a step, with its status and its time."""

@@ -447,15 +447,19 @@ class Store:
                 message_id, outbox_id = await self._queue(
                     conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
                     template=text.template)
-            await db.execute(
-                "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, route, recovered,"
-                " selftest, conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (call.linkedid, call.business_number, call.caller_raw, call.caller,
-                 call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, call.route, int(call.recovered),
-                 int(call.selftest), conversation_id, message_id))
+            await self._insert_call(call, conversation_id, message_id)
             return outbox_id
+
+    async def _insert_call(self, call: CallRow, conversation_id: int | None,
+                           message_id: int | None) -> None:
+        await self._db.execute(
+            "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
+            " started_at, answered_at, ended_at, outcome, reason, decision, route, recovered,"
+            " selftest, conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (call.linkedid, call.business_number, call.caller_raw, call.caller,
+             call.caller_name, call.started_at, call.answered_at, call.ended_at,
+             call.outcome, call.reason, call.decision, call.route, int(call.recovered),
+             int(call.selftest), conversation_id, message_id))
 
     async def record_selftest_call(self, call: CallRow, recipient: str | None,
                                    text: PlannedText | None) -> int | None:
@@ -483,14 +487,21 @@ class Store:
                 message_id, outbox_id = await self._queue(
                     conversation_id, call.business_number, recipient, text.body, text.due_at, now,
                     kind=SELFTEST_KIND, template=text.template)
-            await db.execute(
-                "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, route, selftest,"
-                " conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,1,?,?)",
-                (call.linkedid, call.business_number, call.caller_raw, call.caller,
-                 call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, call.route, conversation_id, message_id))
+            await self._insert_call(call, conversation_id, message_id)
             return outbox_id
+
+    async def replies_since(self, conversation_id: int, since: float) -> list[dict[str, Any]]:
+        """The texts that came in on a conversation after `since`, with their alert's state."""
+        rows = await self._all(
+            "SELECT m.id, m.body, m.created_at, a.state AS alert_state, a.recipient AS alerted"
+            " FROM messages m LEFT JOIN alerts a ON a.message_id = m.id WHERE m.conversation_id = ?"
+            " AND m.direction = 'in' AND m.created_at >= ? ORDER BY m.created_at", (conversation_id, since))
+        return [dict(r) for r in rows]
+
+    async def outcomes_of(self, conversation_id: int) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT stage, value, at, source FROM outcomes WHERE"
+                               " conversation_id = ? ORDER BY at", (conversation_id,))
+        return [dict(r) for r in rows]
 
     async def outbox_row(self, outbox_id: int) -> dict[str, Any]:
         row = await self._one("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
@@ -780,7 +791,8 @@ class Store:
             " FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
             "   WHERE conversation_id = c.id AND direction = 'in' ORDER BY created_at DESC, id DESC"
             "   LIMIT 1)"
-            " WHERE c.status = 'open' AND m.created_at < ? AND NOT EXISTS (SELECT 1 FROM messages o"
+            " WHERE c.status = 'open' AND c.selftest = 0 AND m.created_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages o"
             "   WHERE o.conversation_id = c.id AND o.direction = 'out' AND o.kind = 'owner'"
             "   AND o.created_at >= m.created_at)", (older_than,))
         return [dict(r) for r in rows]

@@ -17,10 +17,15 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
+import aiosmtplib
+
 from ami_listener.connection import AmiError, one_shot
+from textback.config import OwnerConfig
 from textback.alerts import one_line
 from textback.numbers import caller_name, to_e164
 from textback.rules import Decision, apply_policy, choose_template, decide, match_number
@@ -41,6 +46,10 @@ CALL_DECIDED_SECONDS = 15.0
 LOGIN_SECONDS = 5.0
 # Every self-test text says what it is.
 TEXT_PREFIX = "[textback self-test] "
+# The reply-mail step: its forger, and the command its genuine reply carries (it texts nobody).
+FORGED_SENDER = "selftest-forger@forged.invalid"
+SELFTEST_COMMAND = "#lost"
+REPLY_TOKEN_SECONDS = 600.0
 
 
 class StepFailed(Exception):
@@ -58,6 +67,8 @@ class _Run:
     call: CallFinished | None = None
     decision: Decision | None = None
     outbox_id: int | None = None
+    conversation_id: int | None = None
+    sent_at: float = 0.0
 
 
 class SelftestRunner:
@@ -74,13 +85,19 @@ class SelftestRunner:
         settings = self.config.selftest
         schedule = parse_schedule(settings.schedule) if settings.schedule else None
         zone = ZoneInfo(self.config.business.timezone)
-        next_at = schedule.next_after(datetime.now(zone)).timestamp() if schedule else None
+
+        def next_run() -> float | None:
+            if schedule is None:
+                return None
+            return schedule.next_after(datetime.fromtimestamp(self.clock.now(), zone)).timestamp()
+
+        next_at = next_run()
         if next_at is not None:
             log.info("next scheduled self-test: %s", self._clock(next_at))
         while True:
             run_id = await self.store.claim_selftest()
-            if run_id is None and next_at is not None and time.time() >= next_at:
-                next_at = schedule.next_after(datetime.now(zone)).timestamp()
+            if run_id is None and next_at is not None and self.clock.now() >= next_at:
+                next_at = next_run()
                 await self.store.request_selftest("schedule")
                 continue
             if run_id is None:
@@ -242,6 +259,7 @@ class SelftestRunner:
             row = await self.store.outbox_row(run.outbox_id)
             if row["state"] == "sent":
                 run.outbox_id = None  # nothing left to cancel
+                run.sent_at = row["updated_at"]
                 return PASS, (f"{self.gateway.name} accepted the text to {settings.recipient} in "
                               f"{time.monotonic() - began:.2f} s")
             if row["state"] != "sending" and (row["state"] != "pending" or row["attempts"]):
@@ -254,12 +272,84 @@ class SelftestRunner:
             await asyncio.sleep(0.05)
 
     async def _step_reply(self, run: _Run) -> tuple[str, str]:
-        return SKIPPED, "selftest.expect_reply_minutes is not set"
+        settings = self.config.selftest
+        if settings.expect_reply_minutes is None:
+            return SKIPPED, "selftest.expect_reply_minutes is not set"
+        timeline.info("self-test: waiting %g min for a reply from %s",
+                      settings.expect_reply_minutes, settings.recipient)
+        deadline = time.monotonic() + settings.expect_reply_minutes * 60
+        while True:
+            replies = await self.store.replies_since(run.conversation_id, run.sent_at)
+            if replies and replies[0]["alert_state"] in ("sent", "failed"):
+                break
+            if time.monotonic() > deadline:
+                if replies:
+                    raise StepFailed(f"{settings.recipient} replied, but its alert was not mailed "
+                                     f"(alert {replies[0]['alert_state'] or 'missing'}): is SMTP up?")
+                raise StepFailed(f"no reply from {settings.recipient} within "
+                                 f"{settings.expect_reply_minutes:g} min: reply to the self-test's "
+                                 f"text from that phone (the gateway's inbound path is untested)")
+            await asyncio.sleep(0.2)
+        reply = replies[0]
+        if reply["alert_state"] != "sent":
+            raise StepFailed("the reply came back, but its alert email failed: is SMTP up?")
+        return PASS, (f"{settings.recipient} replied {one_line(reply['body'], 60)!r} "
+                      f"{reply['created_at'] - run.sent_at:.0f} s after the text; emailed to "
+                      f"{reply['alerted']}")
 
     async def _step_reply_mail(self, run: _Run) -> tuple[str, str]:
-        return SKIPPED, "reply_mail is not configured"
+        settings = self.config.reply_mail
+        if settings is None:
+            return SKIPPED, "reply_mail is not configured"
+        owner = self.config.owner(self.config.selftest_number().owner)
+        token = await self.store.reply_token(run.conversation_id, owner.id, REPLY_TOKEN_SECONDS)
+        address = f"reply+{token}@{settings.domain}"
+        host = "127.0.0.1" if settings.listen_host in ("", "0.0.0.0", "::") else settings.listen_host
+        forged = await self._mail_reply(host, settings.listen_port, address, FORGED_SENDER)
+        if forged.startswith("2"):
+            raise StepFailed(f"the listener on {host}:{settings.listen_port} accepted a reply from "
+                             f"{FORGED_SENDER}, who is not the owner: {forged}")
+        genuine = await self._mail_reply(host, settings.listen_port, address, owner.email)
+        if not genuine.startswith("2"):
+            raise StepFailed(f"the listener on {host}:{settings.listen_port} refused a reply from "
+                             f"the owner {owner.email}: {genuine}")
+        if not await self.store.outcomes_of(run.conversation_id):
+            raise StepFailed(f"the listener answered {genuine}, but the reply's command was not "
+                             f"recorded")
+        return PASS, (f"{host}:{settings.listen_port} refused {FORGED_SENDER} ({forged}) and took "
+                      f"{owner.email}'s reply ({genuine})")
+
+    async def _mail_reply(self, host: str, port: int, address: str, sender: str) -> str:
+        """Mail a one-command reply to `address` from `sender`; the listener's answer to it."""
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = address
+        message["Subject"] = "Re: textback self-test"
+        message["Message-ID"] = make_msgid(domain=self.config.reply_mail.domain)
+        authserv = self.config.reply_mail.trusted_authserv_id
+        if authserv:  # what the business's own MX adds to a genuine reply
+            domain = sender.rpartition("@")[2]
+            message["Authentication-Results"] = (f"{authserv}; dmarc=pass header.from={domain}; "
+                                                 f"spf=pass smtp.mailfrom={domain}")
+        message.set_content(f"{SELFTEST_COMMAND}\n")
+        try:
+            _, answer = await aiosmtplib.send(message, hostname=host, port=port, sender=sender,
+                                              recipients=[address], timeout=LOGIN_SECONDS,
+                                              start_tls=False, use_tls=False)
+        except aiosmtplib.SMTPResponseException as exc:
+            return f"{exc.code} {exc.message}"
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return "; ".join(f"{e.code} {e.message}" for e in exc.recipients)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise StepFailed(f"could not reach the reply-mail listener on {host}:{port}: {exc}") from None
+        return f"250 {answer}"
 
     # -- the daemon hands the self-test's call here instead of the usual rules ---------
+
+    def _selftest_admin(self) -> OwnerConfig:
+        """Who gets the alert of a reply to a self-test text: the admin, as no owner has it."""
+        return OwnerConfig(id="admin", name="textback admin",
+                           email=self.config.admin_email or self.config.owners[0].email)
 
     async def _selftest_finished(self, call: CallFinished) -> Decision:
         """Decide the self-test's call like any other, but text the recipient at once, with no
@@ -277,12 +367,15 @@ class SelftestRunner:
             caller_name=caller_name(call.caller_name, call.caller_id), started_at=call.started_at,
             answered_at=call.answered_at, ended_at=call.ended_at, outcome=call.outcome,
             reason=call.reason, decision=decision.reason, route=call.route, selftest=True)
-        outbox_id = await self.store.record_selftest_call(
-            row, settings.recipient if settings else None, planned)
+        outbox_id = await self.store.record_selftest_call(row, settings.recipient, planned)
         timeline.info("self-test call %s: reason %s; %s", call.outcome, call.reason,
                       f"text queued to {settings.recipient}" if outbox_id else decision.reason)
         run = self._selftest_run
         if run is not None and run.call_id == call.call_id and not run.decided.done():
+            if outbox_id is not None:
+                conversation = await self.store.conversation_for(settings.recipient,
+                                                                 decision.business_number)
+                run.conversation_id = conversation["id"]
             run.decided.set_result((call, decision, outbox_id))
         elif outbox_id is not None:  # its run is over: nobody waits for this text
             await self.store.cancel_text(outbox_id, "the self-test ended before its call did")
