@@ -25,11 +25,11 @@ from zoneinfo import ZoneInfo
 import aiosmtplib
 
 from ami_listener.connection import AmiError, one_shot
-from textback.config import OwnerConfig
 from textback.alerts import one_line
+from textback.config import OwnerConfig
 from textback.numbers import caller_name, to_e164
 from textback.rules import Decision, apply_policy, choose_template, decide, match_number
-from textback.selftest import (FAIL, PASS, SKIPPED, Report, StepResult, complete,
+from textback.selftest import (FAIL, PASS, SKIPPED, STEPS, Report, StepResult, complete,
                                expected_reason, parse_schedule)
 from textback.store import CallRow, PlannedText
 from textback.tracker import CallFinished
@@ -110,13 +110,9 @@ class SelftestRunner:
         started = time.time()
         run = self._selftest_run = _Run()
         results: list[StepResult] = []
-        steps: list[tuple[str, Callable[[_Run], Awaitable[tuple[str, str]]]]] = [
-            ("ami", self._step_ami), ("trunk", self._step_trunk), ("call", self._step_call),
-            ("missed", self._step_missed), ("template", self._step_template),
-            ("gateway", self._step_gateway), ("reply", self._step_reply),
-            ("reply_mail", self._step_reply_mail)]
         try:
-            for name, step in steps:
+            for name, _ in STEPS:
+                step: Callable[[_Run], Awaitable[tuple[str, str]]] = getattr(self, f"_step_{name}")
                 began = time.monotonic()
                 try:
                     status, detail = await step(run)
