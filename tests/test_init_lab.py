@@ -15,6 +15,14 @@ from textback.cli import main
 pytestmark = pytest.mark.lab
 
 
+def uncomment(text: str, first: str) -> str:
+    """`text` with the comment marks taken off the block of commented lines starting at `first`."""
+    lines = text.splitlines()
+    start = lines.index(first)
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(first[0])), len(lines))
+    return "\n".join(lines[:start] + [line[1:] for line in lines[start:end]] + lines[end:]) + "\n"
+
+
 def init(tmp_path, lab_pbx, *args: str, input: str | None = None):
     return CliRunner().invoke(main, [
         "init", "--dir", str(tmp_path / "etc"), "--database", str(tmp_path / "textback.db"),
@@ -34,18 +42,24 @@ def test_the_installer_picks_the_trunk_from_the_listing_and_the_result_passes_ch
     assert [line.split()[1] for line in listing.splitlines()[1:5]] == [
         "carrier", "office1", "office2", "office3"]
     assert "pick one of 1-4 or an endpoint name" in result.output  # "9" is refused, then "1"
-    config = (tmp_path / "etc" / "config.yaml").read_text()
+    config_path = tmp_path / "etc" / "config.yaml"
+    config = config_path.read_text()
     assert 'trunks: ["carrier"]' in config
+    # The installer turns the self-test on: its config section and its AMI user, both
+    # written commented out, are uncommented.
+    config_path.write_text(uncomment(config, "#selftest:").replace('"+1..."', '"+12125550177"'))
+    snippet = uncomment((tmp_path / "etc" / "manager-textback.conf").read_text(),
+                        ";[textback-init-selftest]")
     # Paste the snippet as the installer would, reload, and check the install.
     manager = lab_pbx.instance_dir / "etc" / "manager.conf"
-    manager.write_text(manager.read_text() + "\n"
-                       + (tmp_path / "etc" / "manager-textback.conf").read_text())
+    manager.write_text(manager.read_text() + "\n" + snippet)
     lab_pbx.cli("manager reload")
     check = subprocess.run([sys.executable, "-m", "textback", "check", "-c",
                             str(tmp_path / "etc" / "config.yaml")],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"ok    ami: logged in to 127.0.0.1:{lab_pbx.ami_port} as textback-init" in check.stdout
+    assert "ok    selftest: AMI user 'textback-init-selftest' logs in" in check.stdout
 
 
 def test_a_trunk_flag_that_is_no_endpoint_is_refused_with_the_listing(tmp_path, lab_pbx):

@@ -18,7 +18,6 @@ from textback.config import EMAIL_PATTERN
 # What the daemon reads and does over AMI, and why (the snippet's comments say the same).
 AMI_READ = "call,user,dialplan"  # channel events; the inbound-SMS UserEvent; VarSet and Newexten
 AMI_WRITE = "message,reporting"  # MessageSend; CoreShowChannels and Getvar (the self-test's trunk)
-SELFTEST_USER = "textback-selftest"
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,11 @@ class Answers:
     smtp_port: int
     database: str
     routing_file: str
+
+    @property
+    def selftest_username(self) -> str:
+        """The optional originate-only user: the main one's name, marked."""
+        return f"{self.ami_username}-selftest"
 
 
 def parse_owner(text: str, taken: set[str]) -> Owner:
@@ -142,12 +146,12 @@ storage:
   path: {_q(a.database)}
 
 # The self-test (`textback selftest`, and on a schedule): fill in your mobile,
-# paste the [{SELFTEST_USER}] part of manager-textback.conf, and uncomment.
+# paste the [{a.selftest_username}] part of manager-textback.conf, and uncomment.
 #selftest:
 #  recipient: "+1..."               # your own mobile: the self-test texts it
 #  schedule: "mon 07:30"
 #  ami:
-#    username: {SELFTEST_USER}
+#    username: {a.selftest_username}
 #    secret: {{file: {_q(a.selftest_secret_file)}}}
 """
 
@@ -171,7 +175,7 @@ read = {AMI_READ}
 write = {AMI_WRITE}
 
 ; Optional, for the self-test only: it may place the test call and nothing else.
-;[{SELFTEST_USER}]
+;[{a.selftest_username}]
 ;secret = {selftest_secret}
 ;deny = 0.0.0.0/0.0.0.0
 ;permit = {a.permit}
