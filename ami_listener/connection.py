@@ -321,30 +321,66 @@ async def try_login(host: str, port: int, username: str, secret: SecretStr, *,
                     use_tls: bool = False, tls_verify: bool = True,
                     timeout: float = 5.0) -> str:
     """Log in once and off again, for `textback check`. Returns the AMI version; raises AmiError."""
-    for value in (username, secret.get_secret_value()):
-        if any(ch in value for ch in "\r\n"):
-            raise ValueError("AMI username or secret contains a line break")
+    version, _ = await one_shot(host, port, username, secret, None, use_tls=use_tls,
+                                tls_verify=tls_verify, timeout=timeout)
+    return version
+
+
+async def one_shot(host: str, port: int, username: str, secret: SecretStr,
+                   action: dict[str, str] | None, *, use_tls: bool = False,
+                   tls_verify: bool = True, timeout: float = 5.0) -> tuple[str, list[Message]]:
+    """Log in with events off, send one action, read its answer, log off.
+
+    Returns the AMI version and the answer: its Response, then the events of
+    a listing (PJSIPShowEndpoints) up to its EventList Complete. For a user
+    that reads no events (the self-test's originate-only user) and for
+    `textback init`, which must not leave a connection behind. Raises
+    AmiError (LoginRefused when the login is refused).
+    """
+    fields = [(k, v) for k, v in (action or {}).items()] + [("Username", username),
+                                                              ("Secret", secret.get_secret_value())]
+    for key, value in fields:
+        if any(ch in str(key) + str(value) for ch in "\r\n"):
+            raise ValueError(f"AMI field {key!r} contains a line break")
     tls = _tls_context(use_tls, tls_verify) or None
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=tls), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise AmiDisconnected(f"cannot connect to AMI at {host}:{port}: {exc or 'timed out'}") from None
+
+    async def read_message() -> Message | None:
+        raw = await asyncio.wait_for(reader.readuntil(EOM.encode()), timeout)
+        return Message.from_line(raw.decode("utf-8", "replace").strip())
+
     try:
         banner = (await asyncio.wait_for(reader.readline(), timeout)).decode("utf-8", "replace")
         if not banner.startswith("Asterisk Call Manager/"):
             raise AmiError(f"{host}:{port} is not an Asterisk manager port (said {banner.strip()[:60]!r})")
         writer.write(f"Action: Login\r\nUsername: {username}\r\n"
                      f"Secret: {secret.get_secret_value()}\r\nEvents: off\r\n\r\n".encode())
-        raw = await asyncio.wait_for(reader.readuntil(EOM.encode()), timeout)
-        answer = Message.from_line(raw.decode("utf-8", "replace").strip())
+        answer = await read_message()
         if answer is None or answer.get("Response") != "Success":
             reason = answer.get("Message") if answer is not None else "no answer"
             raise LoginRefused(f"login as {username!r} refused: {reason}")
+        messages: list[Message] = []
+        if action is not None:
+            lines = "".join(f"{k}: {v}\r\n" for k, v in action.items())
+            writer.write(f"{lines}ActionID: textback-1\r\n\r\n".encode())
+            while True:
+                message = await read_message()
+                if message is None or message.get("ActionID") != "textback-1":
+                    continue  # an event the login's "Events: off" came too late for
+                messages.append(message)
+                if len(messages) == 1 and message.get("Response") != "Success":
+                    raise AmiError(message.get("Message") or message.get("Response") or "error")
+                if messages[0].get("EventList") != "start" or message.get("EventList") == "Complete":
+                    break
         writer.write(b"Action: Logoff\r\n\r\n")
-        return banner.partition("/")[2].strip()
+        return banner.partition("/")[2].strip(), messages
     except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
-        raise AmiTimeout(f"no login answer from AMI at {host}:{port} ({type(exc).__name__})") from None
+        what = "login" if action is None else f"{action.get('Action')}"
+        raise AmiTimeout(f"no {what} answer from AMI at {host}:{port} ({type(exc).__name__})") from None
     except (asyncio.LimitOverrunError, ValueError):  # readline's and readuntil's 64 KiB limit
         raise AmiError(f"{host}:{port} sent an over-long banner or Login answer (over 64 KiB "
                        f"without a line end); not an Asterisk manager port?") from None

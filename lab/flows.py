@@ -263,6 +263,47 @@ def agi_routed_closed(lab: LabPBX, caller: str = "+16465550129") -> list[str]:
     return no_answer(lab, caller, AGI_ROUTED_NUMBER, "office1")
 
 
+# -- the self-test's call ---------------------------------------------------------
+
+# The uniqueids the self-test's Originate gives its Local halves (ChannelId, OtherChannelId).
+SELFTEST_CALL_ID = "textback-selftest-lab"
+SELFTEST_CALLER_UNIQUEID = SELFTEST_CALL_ID + "-2"
+
+
+def selftest_call(lab: LabPBX, caller: str = "+16465550130", ring_phones: bool = False,
+                  ring_seconds: float = 8.0) -> list[str]:
+    """`textback selftest`'s call: the originate-only user places a Local channel into the
+    carrier's context at the AGI-routed DID, with TEXTBACK_SELFTEST set, so the shipped
+    dialplan rings nobody; with `ring_phones`, office2 rings out (the route's 5 s when open)."""
+    import asyncio
+
+    from lab.ami import AmiClient
+
+    write_agi_routing_table(lab.workdir / "agi-routing", lab)
+    ringing = lab.phone("office2", "noanswer") if ring_phones else None
+
+    async def originate() -> None:
+        client = await AmiClient.connect(lab.ami_host, lab.ami_port, lab.selftest_user,
+                                         lab.selftest_secret_file.read_text().strip())
+        try:
+            answer = await client.action(
+                "Originate", Channel=f"Local/{AGI_ROUTED_NUMBER}@from-carrier/n",
+                Application="Wait", Data=f"{ring_seconds:g}",
+                CallerID=f'"textback self-test" <{caller}>', Timeout=str(int(ring_seconds * 1000)),
+                Variable="TEXTBACK_SELFTEST=1" + (",TEXTBACK_SELFTEST_RING=1" if ring_phones else ""),
+                ChannelId=SELFTEST_CALL_ID, OtherChannelId=SELFTEST_CALLER_UNIQUEID, Async="true")
+            if answer.get("Response") != "Success":
+                raise RuntimeError(f"Originate refused: {answer.get('Message')}")
+        finally:
+            await client.close()
+
+    asyncio.run(originate())
+    time.sleep(ring_seconds + 1.0 if ring_phones else 1.0)
+    if ringing is not None:
+        _play(ringing)
+    return [caller]
+
+
 # -- 16: the listener starts in the middle of a call --------------------------------------
 
 def listener_joins_while_ringing(lab: LabPBX, start_listener: Callable[[], None],

@@ -334,6 +334,7 @@ class LabPBX:
     ami_port = 15038
     sip_port = 15060
     ami_user = "textback"
+    selftest_user = "textback-selftest"  # write = originate only
     admin_user = "labadmin"
     start_timeout = 60.0
     # A second lab on the machine (another test run) waits this long for the first to stop.
@@ -345,6 +346,7 @@ class LabPBX:
         self.instance_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         self.ami_secret_file = self.workdir / "ami-textback.secret"
         self.admin_secret_file = self.workdir / "ami-labadmin.secret"
+        self.selftest_secret_file = self.workdir / "ami-textback-selftest.secret"
         self.admin_secret = ""
         self.start_seconds: float | None = None
         self._asterisk: subprocess.Popen | None = None
@@ -521,8 +523,10 @@ class LabPBX:
         (self.instance_dir / "owner").write_text(str(os.getpid()))
 
         textback_secret = secrets.token_urlsafe(24)
+        selftest_secret = secrets.token_urlsafe(24)
         self.admin_secret = secrets.token_urlsafe(24)
-        for path, secret in ((self.ami_secret_file, textback_secret), (self.admin_secret_file, self.admin_secret)):
+        for path, secret in ((self.ami_secret_file, textback_secret), (self.admin_secret_file, self.admin_secret),
+                             (self.selftest_secret_file, selftest_secret)):
             path.write_text(secret + "\n")
             path.chmod(0o600)
 
@@ -532,6 +536,7 @@ class LabPBX:
             "@@SIP_PORT@@": str(self.sip_port),
             "@@TEXTBACK_SECRET@@": textback_secret,
             "@@ADMIN_SECRET@@": self.admin_secret,
+            "@@SELFTEST_SECRET@@": selftest_secret,
         }
         for template in TEMPLATE_DIR.glob("*.conf"):
             text = template.read_text()

@@ -61,6 +61,8 @@ TRACES: dict[str, Flow] = {
     "freepbx_ringgroup_answered": flows.freepbx_ring_group_answered,
     "freepbx_ringgroup_voicemail": flows.freepbx_ring_group_voicemail,
     "agi_routed_closed": flows.agi_routed_closed,
+    "selftest": flows.selftest_call,
+    "selftest_ring_phones": lambda lab: flows.selftest_call(lab, "+16465550131", ring_phones=True),
 }
 MID_CALL_TRACES: dict[str, MidCallFlow] = {
     "mid_call_ringing": flows.listener_joins_while_ringing,

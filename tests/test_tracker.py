@@ -45,6 +45,9 @@ EXPECTED = {
     "mid_call_ringing": [("+16465550122", "+12125550100", "missed", "caller_hung_up")],
     "mid_call_answered": [("+16465550123", "+12125550100", "answered", "answered")],
     "agi_routed_closed": [("+16465550129", "+12125550118", "missed", "no_answer")],
+    # A Local channel from AMI Originate is never an inbound call, unless the self-test names it.
+    "selftest": [],
+    "selftest_ring_phones": [],
 }
 
 
@@ -222,3 +225,28 @@ def test_state_for_finished_calls_is_freed():
     assert finished >= 10_000
     assert tracker.active_calls == 0
     assert tracker.tracked_channels <= max(baseline, 0) + 10
+
+
+@pytest.mark.parametrize("name, reason", [("selftest", "not_dialled"),
+                                          ("selftest_ring_phones", "no_answer")])
+def test_the_selftest_call_is_one_missed_call_when_the_tracker_expects_it(name, reason):
+    from lab.flows import SELFTEST_CALL_ID, SELFTEST_CALLER_UNIQUEID
+
+    tracker = CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
+    tracker.expect_selftest(SELFTEST_CALLER_UNIQUEID)
+    [call] = replay(load_trace(name), tracker)
+    # The Originate's own half (its dial ends NOANSWER when the dialplan rings nobody) is not
+    # part of the call: the reason is what the inbound context did.
+    assert (call.call_id, call.selftest, call.did, call.outcome, call.reason) == (
+        SELFTEST_CALL_ID, True, "+12125550118", "missed", reason)
+    assert call.caller_id.startswith("+1646555013") and call.route == "r3-12125550118"
+    assert tracker.active_calls == 0 and tracker.tracked_channels == 0
+
+
+def test_a_forgotten_selftest_is_no_longer_expected():
+    from lab.flows import SELFTEST_CALLER_UNIQUEID
+
+    tracker = CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
+    tracker.expect_selftest(SELFTEST_CALLER_UNIQUEID)
+    tracker.forget_selftest(SELFTEST_CALLER_UNIQUEID)
+    assert replay(load_trace("selftest"), tracker) == []

@@ -64,7 +64,21 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
         results.append(("smtp", False, f"{c.smtp.host}:{c.smtp.port}: {type(exc).__name__}: {exc}"))
     if c.recovery is not None:
         results.append(await _check_cdr(loaded))
+    if c.selftest is not None and c.selftest.ami is not None:
+        results.append(await _check_selftest_login(loaded))
     return results
+
+
+async def _check_selftest_login(loaded: Loaded) -> tuple[str, bool, str]:
+    """The originate-only user the self-test places its call as: a wrong secret shows now,
+    not at the next scheduled run."""
+    c, user = loaded.config, loaded.config.selftest.ami.username
+    try:
+        await try_login(c.ami.host, c.ami.port, user, loaded.secrets.selftest_ami,
+                        use_tls=c.ami.tls, tls_verify=c.ami.tls_verify)
+    except (AmiError, ValueError) as exc:
+        return ("selftest", False, f"AMI user {user!r}: {exc}")
+    return ("selftest", True, f"AMI user {user!r} logs in (it needs write = originate)")
 
 
 async def _check_cdr(loaded: Loaded) -> tuple[str, bool, str]:

@@ -226,6 +226,8 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     for row in rows:
         caller = row["caller"] or visible(row["caller_raw"])[:16] or "(none)"
         text = row["text_state"] or f"none: {row['decision']}"
+        if row["selftest"]:  # placed by `textback selftest`: no owner, not in the scorecard
+            text = f"self-test, {text}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
         click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
                    f"{row['outcome']:<8} {row['reason']:<15} {seen:<4} {text}")

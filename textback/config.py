@@ -35,6 +35,7 @@ from textback.numbers import to_e164
 from textback import yamlread
 from textback.redact import Redactor
 from textback.schema import SecretRef, Strict
+from textback.selftest import parse_schedule
 from textback.templates import TemplateError, check_template
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
@@ -549,6 +550,43 @@ class WebConfig(Strict):
         return self.public_url.startswith("https://")
 
 
+class SelftestAmiConfig(Strict):
+    """A second AMI user with `write = originate` alone, for the test call: the main user
+    never needs to originate."""
+
+    username: str = Field(min_length=1)
+    secret: SecretRef
+
+
+class SelftestConfig(Strict):
+    """`textback selftest` and its schedule: a test call into the inbound context, texted to
+    the installer's own mobile."""
+
+    recipient: str  # the installer's mobile: the self-test's text goes here
+    caller: str | None = None  # the test call's caller ID; default: the recipient
+    number: str | None = None  # the business number called; default: the first of `numbers`
+    trunk: str | None = None  # the trunk endpoint whose context is called; default: inbound.trunks[0]
+    context: str | None = None  # the inbound context to call into, instead of the trunk's
+    schedule: str | None = None  # e.g. "mon 07:30", "mon,thu 07:30", "daily 07:30"; local time
+    ring_phones: bool = False  # true: the test call rings the phones like a real one
+    ring_seconds: float = Field(20.0, ge=1, le=120)
+    gateway_seconds: float = Field(30.0, ge=1, le=600)
+    expect_reply_minutes: float | None = Field(None, gt=0, le=24 * 60)
+    ami: SelftestAmiConfig | None = None
+
+    @field_validator("recipient", "caller", "number")
+    @classmethod
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _is_e164(value, (info.context or {}).get("region"))
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_schedule(value)
+        return value
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -578,6 +616,7 @@ class Config(Strict):
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
     web: WebConfig | None = None
+    selftest: SelftestConfig | None = None
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -608,7 +647,23 @@ class Config(Strict):
             unknown = sorted(number.owner_ids() - set(owner_ids))
             if unknown:
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
+        if self.selftest is not None:
+            self._check_selftest(self.selftest)
         return self
+
+    def _check_selftest(self, selftest: SelftestConfig) -> None:
+        if selftest.number is not None and self.number(selftest.number) is None:
+            raise ValueError(f"selftest.number: {selftest.number} is not one of `numbers`")
+        if selftest.context is None and selftest.trunk is None and not self.inbound.trunks:
+            raise ValueError("selftest: name the inbound `context` to call into, or a `trunk` "
+                             "whose context it is (inbound.trunks lists none)")
+        if self.admin_email is None:
+            raise ValueError("selftest: set admin_email, where the self-test report is mailed")
+
+    def selftest_number(self) -> NumberConfig:
+        """The business number the self-test calls."""
+        chosen = self.selftest.number if self.selftest else None
+        return self.number(chosen) if chosen else self.numbers[0]
 
     def _template_references(self) -> list[tuple[str, str]]:
         """(config key, template name) for every place that names an entry of text.templates."""
@@ -642,10 +697,12 @@ class Secrets:
     smtp_password: SecretStr | None
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
     cdr_database: SecretStr | None = None
+    selftest_ami: SecretStr | None = None  # the optional originate-only AMI user's
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
-        values = [self.ami, self.smtp_password, self.cdr_database, *self.gateway.values()]
+        values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
+                  *self.gateway.values()]
         return Redactor(v.get_secret_value() for v in values if v is not None)
 
 
@@ -698,11 +755,15 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     if config.recovery is not None and config.recovery.cdr.type == "mysql":
         cdr_database = _resolve(config.recovery.cdr.mysql.secret, base, "recovery.cdr.mysql.secret",
                                 problems)
+    selftest_ami = None
+    if config.selftest is not None and config.selftest.ami is not None:
+        selftest_ami = _resolve(config.selftest.ami.secret, base, "selftest.ami.secret", problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
-                                  gateway=gateway_secrets, cdr_database=cdr_database),
+                                  gateway=gateway_secrets, cdr_database=cdr_database,
+                                  selftest_ami=selftest_ami),
                   source=Path(source))
 
 

@@ -241,11 +241,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox_new RENAME TO outbox;
     CREATE INDEX outbox_due ON outbox (state, due_at)
     """,
+    # 7: self-tests: their calls and conversations are marked (no scorecard, no owner), and
+    # each run is a row, requested by `textback selftest` or the schedule, with its report
+    """
+    ALTER TABLE calls ADD COLUMN selftest INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN selftest INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE selftests (
+        id INTEGER PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'requested'
+            CHECK (state IN ('requested', 'running', 'done')),
+        requested_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        passed INTEGER,
+        steps TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX selftests_state ON selftests (state, requested_at)
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
 # seconds is that text delivered again (see Store.record_inbound).
 REPEAT_WITHOUT_ID_SECONDS = 300
+
+# The kind of a self-test's text (messages.kind).
+SELFTEST_KIND = "selftest"
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -277,6 +298,7 @@ class CallRow:
     decision: str
     route: str = ""
     recovered: bool = False  # rebuilt from the CDR: it ended while AMI was not logged in
+    selftest: bool = False  # placed by the self-test: never counted, never owned
 
 
 @dataclass(frozen=True)
@@ -425,15 +447,122 @@ class Store:
                 message_id, outbox_id = await self._queue(
                     conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
                     template=text.template)
-            await db.execute(
-                "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
-                " started_at, answered_at, ended_at, outcome, reason, decision, route, recovered,"
-                " conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (call.linkedid, call.business_number, call.caller_raw, call.caller,
-                 call.caller_name, call.started_at, call.answered_at, call.ended_at,
-                 call.outcome, call.reason, call.decision, call.route, int(call.recovered),
-                 conversation_id, message_id))
+            await self._insert_call(call, conversation_id, message_id)
             return outbox_id
+
+    async def _insert_call(self, call: CallRow, conversation_id: int | None,
+                           message_id: int | None) -> None:
+        await self._db.execute(
+            "INSERT INTO calls (linkedid, business_number, caller_raw, caller, caller_name,"
+            " started_at, answered_at, ended_at, outcome, reason, decision, route, recovered,"
+            " selftest, conversation_id, message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (call.linkedid, call.business_number, call.caller_raw, call.caller,
+             call.caller_name, call.started_at, call.answered_at, call.ended_at,
+             call.outcome, call.reason, call.decision, call.route, int(call.recovered),
+             int(call.selftest), conversation_id, message_id))
+
+    async def record_selftest_call(self, call: CallRow, recipient: str | None,
+                                   text: PlannedText | None) -> int | None:
+        """Store a self-test's call and queue its text to `recipient`, in one transaction.
+
+        Its conversation (with the recipient) is marked as a self-test and has
+        no owner: no assignment, no round-robin turn, no scorecard. Returns
+        the outbox id, or None when nothing was queued.
+        """
+        now = time.time()
+        call = dataclasses.replace(call, selftest=True)
+        async with self._transaction() as db:
+            conversation_id = message_id = outbox_id = None
+            if text is not None and recipient is not None:
+                row = await self._one("SELECT id FROM conversations WHERE caller = ? AND"
+                                      " business_number = ?", (recipient, call.business_number))
+                if row is None:
+                    cursor = await db.execute(
+                        "INSERT INTO conversations (caller, business_number, owner_id, created_at,"
+                        " updated_at, selftest) VALUES (?,?,'',?,?,1)",
+                        (_canonical(recipient), call.business_number, now, now))
+                    conversation_id = cursor.lastrowid
+                else:
+                    conversation_id = row["id"]
+                message_id, outbox_id = await self._queue(
+                    conversation_id, call.business_number, recipient, text.body, text.due_at, now,
+                    kind=SELFTEST_KIND, template=text.template)
+            await self._insert_call(call, conversation_id, message_id)
+            return outbox_id
+
+    async def replies_since(self, conversation_id: int, since: float) -> list[dict[str, Any]]:
+        """The texts that came in on a conversation after `since`, with their alert's state."""
+        rows = await self._all(
+            "SELECT m.id, m.body, m.created_at, a.state AS alert_state, a.recipient AS alerted"
+            " FROM messages m LEFT JOIN alerts a ON a.message_id = m.id WHERE m.conversation_id = ?"
+            " AND m.direction = 'in' AND m.created_at >= ? ORDER BY m.created_at", (conversation_id, since))
+        return [dict(r) for r in rows]
+
+    async def outcomes_of(self, conversation_id: int) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT stage, value, at, source FROM outcomes WHERE"
+                               " conversation_id = ? ORDER BY at", (conversation_id,))
+        return [dict(r) for r in rows]
+
+    async def outbox_row(self, outbox_id: int) -> dict[str, Any]:
+        row = await self._one("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+        return dict(row)
+
+    async def cancel_text(self, outbox_id: int, why: str) -> bool:
+        """End a text still waiting (pending) as failed, e.g. a self-test's after its run."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'pending' RETURNING message_id",
+                (why, time.time(), outbox_id))
+            row = await cursor.fetchone()
+            if row is not None:
+                await db.execute("UPDATE messages SET status = 'failed', error = ? WHERE id = ?",
+                                 (why, row[0]))
+            return row is not None
+
+    # -- self-test runs ----------------------------------------------------------
+
+    async def request_selftest(self, trigger: str) -> int:
+        """A run for the daemon to pick up; `textback selftest` then waits for its result."""
+        async with self._transaction() as db:
+            cursor = await db.execute("INSERT INTO selftests (trigger, requested_at) VALUES (?,?)",
+                                      (trigger, time.time()))
+            return cursor.lastrowid
+
+    async def claim_selftest(self) -> int | None:
+        """The oldest requested run, now running; None when none waits."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE selftests SET state = 'running', started_at = ? WHERE id = ("
+                " SELECT id FROM selftests WHERE state = 'requested' ORDER BY requested_at LIMIT 1)"
+                " RETURNING id", (time.time(),))
+            row = await cursor.fetchone()
+            return row[0] if row else None
+
+    async def finish_selftest(self, run_id: int, started_at: float, finished_at: float,
+                              passed: bool, steps_json: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE selftests SET state = 'done', started_at = ?, finished_at = ?, passed = ?,"
+                " steps = ? WHERE id = ?", (started_at, finished_at, int(passed), steps_json, run_id))
+
+    async def selftest_run(self, run_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM selftests WHERE id = ?", (run_id,))
+        return dict(row) if row else None
+
+    async def last_selftest(self) -> dict[str, Any] | None:
+        """The latest finished self-test (started, finished, passed, steps as JSON), or None."""
+        row = await self._one("SELECT * FROM selftests WHERE state = 'done'"
+                              " ORDER BY finished_at DESC, id DESC LIMIT 1")
+        return dict(row) if row else None
+
+    async def abandon_selftests(self, why_json: str) -> list[int]:
+        """Runs a stop interrupted (`running` at start-up) end as failed: none is left hanging."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE selftests SET state = 'done', passed = 0, finished_at = ?, steps = ?"
+                " WHERE state = 'running' RETURNING id", (time.time(), why_json))
+            return [row[0] for row in await cursor.fetchall()]
 
     async def _dedupe_reason(self, conversation_id: int, was_open: bool, since: float) -> str | None:
         """Why a new automatic text to this conversation would be one too many, or None."""
@@ -662,7 +791,8 @@ class Store:
             " FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
             "   WHERE conversation_id = c.id AND direction = 'in' ORDER BY created_at DESC, id DESC"
             "   LIMIT 1)"
-            " WHERE c.status = 'open' AND m.created_at < ? AND NOT EXISTS (SELECT 1 FROM messages o"
+            " WHERE c.status = 'open' AND c.selftest = 0 AND m.created_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages o"
             "   WHERE o.conversation_id = c.id AND o.direction = 'out' AND o.kind = 'owner'"
             "   AND o.created_at >= m.created_at)", (older_than,))
         return [dict(r) for r in rows]
@@ -916,7 +1046,7 @@ class Store:
             " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
             "   AND direction = 'out' AND kind = 'owner') AS last_answer_at,"
             " (SELECT COUNT(*) FROM calls WHERE conversation_id = c.id) AS missed_calls"
-            " FROM conversations c WHERE c.status = 'open'")
+            " FROM conversations c WHERE c.status = 'open' AND c.selftest = 0")
         inbox = [dict(r) for r in rows]
         for row in inbox:
             row["unanswered"] = bool(row["last_reply_at"]) and (
@@ -937,8 +1067,8 @@ class Store:
 
     async def conversations_started(self, business_number: str) -> int:
         """How many conversations this number has had: the turn for round-robin assignment."""
-        row = await self._one("SELECT COUNT(*) AS n FROM conversations WHERE business_number = ?",
-                              (business_number,))
+        row = await self._one("SELECT COUNT(*) AS n FROM conversations WHERE business_number = ?"
+                              " AND selftest = 0", (business_number,))
         return row["n"]
 
     async def conversation_for(self, caller: str, business_number: str | None = None
@@ -996,19 +1126,20 @@ class Store:
         """The raw rows of a scorecard period, for textback.scorecard.build."""
         calls = await self._all(
             "SELECT business_number, outcome, reason, conversation_id FROM calls"
-            " WHERE started_at >= ? AND started_at < ?", (start, end))
+            " WHERE started_at >= ? AND started_at < ? AND selftest = 0", (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
             " m.created_at, m.template, m.body FROM messages m JOIN conversations c"
-            " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?",
-            (start, end))
+            " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
+            " AND c.selftest = 0", (start, end))
         outcomes = await self._all(
             "SELECT o.conversation_id, c.business_number, o.stage, o.value, o.at FROM outcomes o"
-            " JOIN conversations c ON c.id = o.conversation_id WHERE o.at >= ? AND o.at < ?",
-            (start, end))
+            " JOIN conversations c ON c.id = o.conversation_id WHERE o.at >= ? AND o.at < ?"
+            " AND c.selftest = 0", (start, end))
         opt_outs = await self._all(
             "SELECT c.business_number FROM suppressions s JOIN conversations c"
-            " ON c.caller = s.number WHERE s.since >= ? AND s.since < ?", (start, end))
+            " ON c.caller = s.number WHERE s.since >= ? AND s.since < ? AND c.selftest = 0",
+            (start, end))
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
             ("opt_outs", opt_outs))}

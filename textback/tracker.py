@@ -80,6 +80,7 @@ class CallFinished:
     answered_by: str | None = None
     route: str = ""  # TEXTBACK_ROUTE as the dialplan set it, "" when it did not
     dialplan_hours: str = ""  # TEXTBACK_HOURS: "open" or "closed" when the routing AGI decided
+    selftest: bool = False  # the self-test's own call (see CallTracker.expect_selftest)
 
 
 class _Connections:
@@ -135,6 +136,7 @@ class _Call:
     ended_at: float | None = None
     decide_at: float | None = None
     dialplan_vars: dict[str, str] = field(default_factory=dict)
+    selftest: bool = False
 
 
 def channel_endpoint(channel: str) -> tuple[str, str]:
@@ -159,6 +161,21 @@ class CallTracker:
         self._calls: dict[str, _Call] = {}
         self._by_uniqueid: dict[str, str] = {}
         self._by_linkedid: dict[str, str] = {}
+        self._selftests: set[str] = set()
+
+    def expect_selftest(self, uniqueid: str) -> None:
+        """The self-test originates a Local channel whose ';2' half, with this uniqueid, runs
+        the inbound context: open a call for it as if it came from the trunk.
+
+        A Local half is never inbound otherwise, and its linkedid is its ';1'
+        half's uniqueid, so the self-test names it in advance (Originate's
+        OtherChannelId).
+        """
+        self._selftests.add(uniqueid)
+
+    def forget_selftest(self, uniqueid: str) -> None:
+        """The self-test is over: a channel with this uniqueid is no longer expected."""
+        self._selftests.discard(uniqueid)
 
     @property
     def active_calls(self) -> int:
@@ -185,6 +202,9 @@ class CallTracker:
             if started:
                 out.append(started)
         call = self._locate(event)
+        if call is not None and call.selftest and (
+                event.get("Uniqueid") or event.get("DestUniqueid")) == call.call_id:
+            call = None  # the Originate's own ';1' half (and its dial): the rig, not the call
         if call is not None:
             self._pair_local_halves(call, event)
             self._note_dialplan_vars(call, event)
@@ -249,9 +269,12 @@ class CallTracker:
     def _maybe_open(self, event: Event, now: float) -> CallStarted | None:
         uniqueid = event.get("Uniqueid", "")
         linkedid = event.get("Linkedid", "") or uniqueid
-        if not uniqueid or linkedid in self._by_linkedid or uniqueid != linkedid:
+        selftest = uniqueid in self._selftests
+        if selftest:
+            self._selftests.discard(uniqueid)
+        elif not uniqueid or linkedid in self._by_linkedid or uniqueid != linkedid:
             return None  # a leg of a call we know, or a channel created by another call
-        if not self._is_inbound(event):
+        elif not self._is_inbound(event):
             return None
         call = _Call(
             call_id=linkedid,
@@ -261,6 +284,7 @@ class CallTracker:
             trunk_uniqueid=uniqueid,
             trunk_channel=event.get("Channel", ""),
             started_at=now,
+            selftest=selftest,
         )
         self._calls[call.call_id] = call
         self._by_uniqueid[uniqueid] = call.call_id
@@ -383,6 +407,7 @@ class CallTracker:
             answered_at=call.answered_at, answered_by=call.answered_by,
             route=call.dialplan_vars.get("TEXTBACK_ROUTE", ""),
             dialplan_hours=_hours_state(call.dialplan_vars.get("TEXTBACK_HOURS", "")),
+            selftest=call.selftest,
         )
 
 

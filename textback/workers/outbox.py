@@ -14,7 +14,7 @@ from sms_gateway.base import OutgoingText, SendResult
 from textback.alerts import one_line
 from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
                                OWNER_REPLY, Undelivered, deadline, undelivered_notice)
-from textback.store import OutboxItem
+from textback.store import SELFTEST_KIND, OutboxItem
 from textback.workers.common import IDLE_POLL_SECONDS, log_failure, retry_delay
 
 log = logging.getLogger("textback")
@@ -156,6 +156,8 @@ class OutboxWorker:
 
     async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
         """Email the conversation's owner about a text that did not (or may not) reach the caller."""
+        if item.kind == SELFTEST_KIND:
+            return  # it has no owner: the self-test's report to the admin names the failure
         facts = await self.store.text_facts(item.message_id)
         subject, text = undelivered_notice(Undelivered(
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],

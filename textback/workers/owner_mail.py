@@ -224,7 +224,8 @@ class OwnerMailWorkers:
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])
         history = await self.store.conversation_history(alert["conversation_id"])
-        owner = self.config.owner(conversation["owner_id"])
+        selftest = bool(conversation["selftest"])
+        owner = self._selftest_admin() if selftest else self.config.owner(conversation["owner_id"])
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
         entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
                    for c in history["calls"]]
@@ -238,7 +239,7 @@ class OwnerMailWorkers:
                        or next((c["caller_name"] for c in reversed(history["calls"])
                                 if c["caller_name"]), ""))
         reply_to = None
-        if self.config.reply_mail is not None:
+        if self.config.reply_mail is not None and not selftest:  # a self-test has nobody to answer
             settings = self.config.reply_mail
             token = await self.store.reply_token(conversation["id"], owner.id,
                                                  settings.token_days * 86400)

@@ -1,0 +1,118 @@
+"""The self-test's schedule and its command, on a daemon with a real store and SMTP sink, and
+no PBX: a run without AMI fails at its first step, is stored, and is mailed to the admin."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from click.testing import CliRunner
+
+from lab.configs import base_config, write_config
+from lab.harness import SMTP_SINK_PORT, eventually, in_process
+from textback.cli import main
+from textback.config import load
+from textback.daemon import Daemon
+from textback.store import Store
+from textback.workers.common import SystemClock
+
+ADMIN = "it@acme.example"
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+class ShiftedClock(SystemClock):
+    """The wall clock, `offset` seconds on: the schedule's moment comes when the test wants."""
+
+    def __init__(self, offset: float):
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+def selftest_config(tmp_path, **selftest):
+    return write_config(tmp_path, base_config(
+        tmp_path, admin_email=ADMIN, **{"smtp.port": SMTP_SINK_PORT, "ami.port": 1,
+                                       "selftest": {"recipient": "+12125550177", **selftest}}))
+
+
+async def test_the_schedule_runs_the_selftest_and_mails_the_admin_where_it_failed(
+        tmp_path, smtp_sink):
+    # The clock reads 2 s before the next whole minute; the schedule names that minute.
+    target = (datetime.now(NEW_YORK) + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    offset = (target - timedelta(seconds=2)).timestamp() - time.time()
+    path = selftest_config(tmp_path, schedule=f"daily {target:%H:%M}")
+    daemon = Daemon(load(path), clock=ShiftedClock(offset))
+    async with in_process(daemon):
+        last = await eventually(daemon.store.last_selftest, 15, "the scheduled self-test")
+    assert (last["trigger"], last["passed"]) == ("schedule", 0)
+    steps = json.loads(last["steps"])
+    assert [s["status"] for s in steps] == ["fail"] + ["not run"] * 7
+    assert "not logged in to AMI at 127.0.0.1:1 as textback" in steps[0]["detail"]
+    (mail,) = smtp_sink.wait_for(1, 10)
+    assert mail.recipients == [ADMIN]
+    assert mail.message["Subject"] == "textback self-test FAILED at ami (Acme Remodeling)"
+    assert "NOT RUN" in mail.message.get_content()
+
+
+async def test_a_run_a_stop_interrupted_is_recorded_as_failed_at_the_next_start(tmp_path, smtp_sink):
+    path = selftest_config(tmp_path)
+    store = await Store.open(load(path).config.storage.path)
+    run_id = await store.request_selftest("command")
+    assert await store.claim_selftest() == run_id
+    await store.close()
+    daemon = Daemon(load(path))
+    async with in_process(daemon):
+        last = await eventually(daemon.store.last_selftest, 5, "the interrupted run to be closed")
+    assert (last["id"], last["passed"], last["state"]) == (run_id, 0, "done")
+    assert "textback stopped while this self-test ran" in last["steps"]
+
+
+def test_the_command_needs_a_running_daemon_and_a_selftest_section(tmp_path):
+    result = CliRunner().invoke(main, ["selftest", "-c", str(selftest_config(tmp_path))])
+    assert result.exit_code == 1 and "no `textback run` is using this database" in result.output
+    plain = write_config(tmp_path, base_config(tmp_path), "plain.yaml")
+    result = CliRunner().invoke(main, ["selftest", "-c", str(plain)])
+    assert result.exit_code == 2 and "no `selftest` section" in result.output
+
+
+async def test_a_selftest_call_and_its_reply_count_nowhere(store):
+    from textback.store import CallRow, PlannedText
+
+    now = time.time()
+    call = CallRow("st-1", "+12125550100", "+12125550123", "+12125550123", "", now - 5, None, now,
+                   "missed", "not_dialled", "missed_call_text")
+    outbox_id = await store.record_selftest_call(
+        call, "+12125550177", PlannedText("", "[textback self-test] Hi", now, "missed_call"))
+    record = await store.record_inbound("+12125550177", "+12125550100", "Got it", "http", "g-1",
+                                        owner_for_new="dana")
+    assert not record.duplicate  # the reply joins the self-test's conversation, still ownerless
+    conversation = await store.conversation(record.conversation_id)
+    assert (conversation["selftest"], conversation["owner_id"]) == (1, "")
+    assert await store.waiting_replies(now + 3600) == []  # no escalation, no digest
+    assert await store.inbox() == []
+    assert await store.conversations_started("+12125550100") == 0  # no round-robin turn
+    rows = await store.report_rows(0, now + 3600)
+    assert rows["calls"] == [] and rows["messages"] == []
+    assert [r["body"] for r in await store.replies_since(record.conversation_id, now - 1)] == ["Got it"]
+    # A text its run no longer waits for is ended, once.
+    assert await store.cancel_text(outbox_id, "the self-test ended") is True
+    assert (await store.outbox_row(outbox_id))["state"] == "failed"
+    assert await store.cancel_text(outbox_id, "again") is False
+
+
+async def test_the_last_selftest_is_the_latest_finished_run(store):
+    assert await store.last_selftest() is None
+    first = await store.request_selftest("schedule")
+    second = await store.request_selftest("command")
+    assert await store.claim_selftest() == first  # oldest first
+    await store.finish_selftest(first, 1.0, 2.0, True, "[]")
+    assert await store.claim_selftest() == second
+    assert (await store.last_selftest())["id"] == first  # the running one is not a result
+    await store.finish_selftest(second, 3.0, 4.0, False, "[]")
+    last = await store.last_selftest()
+    assert (last["id"], last["passed"], last["started_at"], last["finished_at"]) == (
+        second, 0, 3.0, 4.0)
+    assert await store.claim_selftest() is None
