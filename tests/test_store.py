@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +186,12 @@ async def test_a_second_miss_within_the_dedupe_window_queues_nothing(store):
     assert first is not None and second is None and later is not None
     rows = {r["linkedid"]: r for r in await store.calls(since=0)}
     assert rows["2.2"]["decision"] == "deduplicated" and rows["2.2"]["conversation_id"]
+
+
+def test_a_store_left_open_never_keeps_the_process_from_exiting(tmp_path):
+    """A crash that skips Store.close once hung the interpreter at exit (aiosqlite's worker thread)."""
+    script = ("import asyncio, sys\nfrom textback.store import Store\n"
+              f"store = asyncio.run(Store.open({str(tmp_path / 'left-open.db')!r}))\nprint('done')\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=15, cwd=Path(__file__).parent.parent)
+    assert finished.returncode == 0 and finished.stdout == "done\n", finished.stderr

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import dataclasses
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -345,6 +346,22 @@ class InboundRecord:
     duplicate: bool
 
 
+def _connect(path: Path) -> aiosqlite.Connection:
+    """aiosqlite's connection, whose worker thread cannot keep the process alive.
+
+    Since aiosqlite 0.22 that thread is not a daemon, so a store left open by
+    a crash kept the interpreter from exiting, forever. Every commit is
+    awaited before anything is acknowledged, and SQLite rolls back whatever
+    was not committed, so nothing is lost by not waiting for the thread.
+    """
+    connection = aiosqlite.connect(path, isolation_level=None)
+    # The thread starts when the connection is awaited; before 0.22 the connection was the thread.
+    worker = getattr(connection, "_thread", connection)
+    if isinstance(worker, threading.Thread):
+        worker.daemon = True
+    return connection
+
+
 class Store:
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
@@ -356,7 +373,7 @@ class Store:
     async def open(cls, path: Path) -> "Store":
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
+        db = await _connect(path)
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
