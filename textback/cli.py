@@ -17,6 +17,7 @@ import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
 from textback import redact
+from textback.gateway_errors import described
 from textback.numbers import to_e164
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
@@ -185,6 +186,8 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         else:
             body = row["body"].replace("\n", " / ")
             detail = f"[{row['status']}] {body}"
+            if row["kind"] == "text_out" and row["detail"]:
+                detail += f"  ({described(row['gateway'], row['detail'])})"
         click.echo(f"{when}  {kind:<11}  {visible(detail)}")
 
 
@@ -226,6 +229,8 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     for row in rows:
         caller = row["caller"] or visible(row["caller_raw"])[:16] or "(none)"
         text = row["text_state"] or f"none: {row['decision']}"
+        if row["text_error"] and row["text_state"] != "sent":
+            text += f": {visible(described(row['text_gateway'], row['text_error']))}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
         click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
                    f"{row['outcome']:<8} {row['reason']:<15} {seen:<4} {text}")

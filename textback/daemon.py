@@ -560,7 +560,13 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""
-        if await self.store.update_delivery(gateway, status.gateway_id, status.status,
-                                            status.error_code):
-            timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
-                          f" (error {status.error_code})" if status.error_code else "")
+        message_id = await self.store.update_delivery(gateway, status.gateway_id, status.status,
+                                                      status.error_code)
+        if message_id is None:
+            return
+        timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
+                      f" (error {status.error_code})" if status.error_code else "")
+        if status.status in ("failed", "undelivered"):  # the text failed for good after it was sent
+            item = await self.store.sent_text(message_id)
+            if item is not None and item.kind != OPTOUT_CONFIRMATION:
+                await self._report_undelivered(item, "undelivered", item.last_error)

@@ -539,7 +539,7 @@ class Store:
     async def text_facts(self, message_id: int) -> dict[str, Any]:
         """Who a queued text was for, whose conversation it is, and the missed call it answered."""
         row = await self._one(
-            "SELECT c.caller, c.business_number, c.owner_id, k.started_at AS call_at,"
+            "SELECT c.caller, c.business_number, c.owner_id, m.gateway, k.started_at AS call_at,"
             " COALESCE(k.reason, '') AS call_reason, COALESCE(("
             "   SELECT caller_name FROM calls WHERE conversation_id = c.id AND caller_name != ''"
             "   ORDER BY started_at DESC LIMIT 1), '') AS caller_name"
@@ -596,10 +596,11 @@ class Store:
                 (state, gateway, error, item.message_id))
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
-                              error_code: str | None) -> bool:
+                              error_code: str | None) -> int | None:
         """Apply a delivery report; only ever moves forward (queued < sent < final).
 
-        Returns False for an unknown message or a report older than what is stored.
+        Returns the message's id, or None for an unknown message or a report older than
+        what is stored.
         """
         rank = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
         async with self._transaction() as db:
@@ -607,11 +608,20 @@ class Store:
                 "SELECT id, status FROM messages WHERE gateway = ? AND gateway_id = ?"
                 " AND direction = 'out'", (gateway, gateway_id))
             if row is None or rank.get(status, 0) <= rank.get(row["status"], 0):
-                return False
+                return None
             await db.execute(
                 "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
                 (status, f"provider error {error_code}" if error_code else None, row["id"]))
-            return True
+            return row["id"]
+
+    async def sent_text(self, message_id: int) -> OutboxItem | None:
+        """A text the gateway took, as its outbox row, with the error its delivery report gave."""
+        row = await self._one(
+            "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
+            " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at,"
+            " m.error AS last_error FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " WHERE o.message_id = ?", (message_id,))
+        return OutboxItem(**dict(row)) if row else None
 
     # -- owners: reply tokens, assignment, outcomes ---------------------------------
 
@@ -956,15 +966,16 @@ class Store:
         """Everything that happened with one caller, oldest first: calls, texts, alerts."""
         rows = await self._all(
             "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
-            "  reason AS detail, '' AS body, caller_name AS extra FROM calls WHERE caller = ?"
+            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway FROM calls"
+            "  WHERE caller = ?"
             " UNION ALL"
             " SELECT CASE m.direction WHEN 'in' THEN 'text_in' ELSE 'text_out' END,"
             "  COALESCE(m.sent_at, m.created_at), c.business_number, m.status, m.error,"
-            "  m.body, COALESCE(m.gateway_id, '') FROM messages m"
+            "  m.body, COALESCE(m.gateway_id, ''), m.gateway FROM messages m"
             "  JOIN conversations c ON c.id = m.conversation_id WHERE c.caller = ?"
             " UNION ALL"
             " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
-            "  a.recipient, a.subject, a.owner_id FROM alerts a"
+            "  a.recipient, a.subject, a.owner_id, '' FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
         return [dict(r) for r in rows]
@@ -987,8 +998,12 @@ class Store:
     async def calls(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
         """Calls that started after `since`, newest first, with the fate of their text."""
         rows = await self._all(
-            "SELECT c.*, o.state AS text_state FROM calls c"
-            " LEFT JOIN outbox o ON o.message_id = c.message_id WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
+            "SELECT c.*, COALESCE(CASE WHEN m.status IN ('undelivered', 'failed') THEN m.status END,"
+            " o.state) AS text_state, COALESCE(m.error, '') AS text_error,"
+            " COALESCE(m.gateway, '') AS text_gateway FROM calls c"
+            " LEFT JOIN outbox o ON o.message_id = c.message_id"
+            " LEFT JOIN messages m ON m.id = c.message_id"
+            " WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
             (since, limit))
         return [dict(r) for r in rows]
 

@@ -161,6 +161,7 @@ class OutboxWorker:
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
             business_number=facts["business_number"], body=item.body, error=error,
             first_due_at=item.first_due_at, call_at=facts["call_at"],
-            call_reason=facts["call_reason"]), self.config.business.timezone)
+            call_reason=facts["call_reason"], gateway=facts["gateway"]),
+            self.config.business.timezone)
         owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
         await self._notify(owner, subject, text)
