@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
-from textback import redact
+from textback import redact, service
 from textback.gateway_errors import described
 from textback.numbers import to_e164
 
@@ -58,8 +57,7 @@ def main() -> None:
 def run(config_path: str | None, record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     loaded = _load(config_path)
-    logging.basicConfig(level=loaded.config.logging.level,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    service.configure_logging(loaded.config.logging.level)
     redact.install(loaded.secrets.redactor())
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning

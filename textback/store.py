@@ -241,6 +241,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox_new RENAME TO outbox;
     CREATE INDEX outbox_due ON outbox (state, due_at)
     """,
+    # 7: incidents the admin was emailed about (AMI down, gateway failing, ...), open until recovered
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE UNIQUE INDEX incidents_one_open ON incidents (kind) WHERE closed_at IS NULL
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -540,6 +551,7 @@ class Store:
         """Who a queued text was for, whose conversation it is, and the missed call it answered."""
         row = await self._one(
             "SELECT c.caller, c.business_number, c.owner_id, m.gateway, k.started_at AS call_at,"
+            " k.ended_at AS call_ended_at,"
             " COALESCE(k.reason, '') AS call_reason, COALESCE(("
             "   SELECT caller_name FROM calls WHERE conversation_id = c.id AND caller_name != ''"
             "   ORDER BY started_at DESC LIMIT 1), '') AS caller_name"
@@ -1027,6 +1039,35 @@ class Store:
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
             ("opt_outs", opt_outs))}
+
+    async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
+        """Record that an incident of `kind` began; None when one is already open."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO incidents (kind, summary, opened_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING", (kind, summary, at))
+            return cursor.lastrowid if cursor.rowcount else None
+
+    async def close_incident(self, incident_id: int, at: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE incidents SET closed_at = ? WHERE id = ?"
+                                      " AND closed_at IS NULL", (at, incident_id))
+            return cursor.rowcount == 1
+
+    async def open_incidents(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")
+        return [dict(r) for r in rows]
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float | None]:
+        """Texts waiting to be sent, and when the oldest of those already due was first due."""
+        row = await self._one(
+            "SELECT COUNT(*) AS pending, MIN(CASE WHEN due_at <= ? THEN first_due_at END) AS oldest"
+            " FROM outbox WHERE state IN ('pending', 'sending')", (now,))
+        return row["pending"], row["oldest"]
+
+    async def ping(self) -> None:
+        """A read that proves the database answers."""
+        await self._one("SELECT 1")
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
