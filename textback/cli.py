@@ -518,14 +518,27 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
 @click.option("--dialplan-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/etc/asterisk"), show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing textback.conf.")
-def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: bool) -> None:
-    """Put the AGI script, the dialplan and the routing table where Asterisk finds them."""
+@click.option("--systemd", is_flag=True,
+              help="Instead: write textback.service and create the `textback` system user.")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/etc/systemd/system"), show_default=True)
+@click.option("--create-user/--no-create-user", default=True, show_default=True,
+              help="With --systemd: create the system user if it does not exist.")
+def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: bool,
+            systemd: bool, unit_dir: Path, create_user: bool) -> None:
+    """Put the AGI script, the dialplan and the routing table where Asterisk finds them;
+    with --systemd, install textback as a service."""
     import importlib.resources
     from datetime import date
 
     from textback.routing import write_routing_table
 
     loaded = _load(config_path)
+    if systemd:
+        from textback.commands.ops import install_service
+
+        install_service(loaded, unit_dir, create_user)
+        return
     table = write_routing_table(loaded.config, date.today())
     click.echo(f"wrote   {table} (routing table; `textback run` rewrites it on start)")
     script = importlib.resources.files("agi_scripts").joinpath("textback_route.py").read_text()
