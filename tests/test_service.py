@@ -85,6 +85,17 @@ def test_notify_sends_one_datagram_to_the_socket_systemd_names(tmp_path, abstrac
         assert listener.recv(4096) == b"READY=1\nSTATUS=logged in"
 
 
+def test_a_notify_socket_nobody_reads_never_blocks_the_sender(tmp_path, caplog):
+    """The socket's queue fills up (a busy or stuck systemd): the event loop must not wait."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(tmp_path / "notify"))
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+        with caplog.at_level(logging.WARNING):
+            sent = [service.notify("WATCHDOG=1", env) for _ in range(2000)]
+    assert sent[0] and not sent[-1]
+    assert "could not tell systemd 'WATCHDOG=1'" in caplog.text
+
+
 def test_notify_without_systemd_does_nothing_and_a_dead_socket_only_logs(tmp_path, caplog):
     assert service.notify("READY=1", {}) is False
     with caplog.at_level(logging.WARNING):

@@ -22,8 +22,16 @@ def status(path) -> tuple[int, dict[str, str]]:
     return result.exit_code, lines
 
 
+async def test_a_daemon_never_run_is_said_so_and_no_database_is_created(tmp_path):
+    path = write_config(tmp_path, base_config(tmp_path))
+    code, lines = await asyncio.to_thread(status, path)
+    assert code == 1 and lines["daemon"].startswith("never run: no database at")
+    assert not (tmp_path / "textback.db").exists()
+
+
 async def test_a_stopped_daemon_is_down_and_nothing_is_known(tmp_path):
     path = write_config(tmp_path, base_config(tmp_path))
+    await (await Store.open(tmp_path / "textback.db")).close()
     code, lines = await asyncio.to_thread(status, path)
     assert code == 1
     assert lines["daemon"].startswith("down")

@@ -90,7 +90,11 @@ def status(config_path: str | None) -> None:
     """One screen for the installer: daemon, AMI, outbox, incidents, self-test, version."""
     loaded = _load(config_path)
     tz = loaded.config.business.timezone
-    holder = runlock.holder(loaded.config.storage.path)
+    database = loaded.config.storage.path
+    if not database.exists():  # never create one: status only reads
+        click.echo(f"daemon          never run: no database at {database}")
+        sys.exit(1)
+    holder = runlock.holder(database)
     facts = asyncio.run(_status_facts(loaded))
     if holder is None:
         daemon = "down (no `textback run` holds the database)"
