@@ -9,6 +9,8 @@ import time
 import pytest
 
 from lab.configs import ALWAYS_OPEN, base_config, write_config
+from tests.providers.common import serving
+from tests.test_outbox_outage import MINUTE, FastClock, Provider, missed_call, outbox  # noqa: F401
 from lab.harness import SMTP_SINK_PORT, eventually, in_process, start_smtp_sink
 from textback import daemon as daemon_module
 from textback.config import ConfigError, IncidentsConfig, load
@@ -170,3 +172,30 @@ async def test_a_reply_mail_port_in_use_is_an_incident_until_the_listener_binds(
 
 async def _no_kind(daemon, kind: str) -> bool:
     return not await _open_kinds(daemon, kind)
+
+
+async def test_a_failing_gateway_and_an_expired_text_open_incidents_until_a_send_works(
+        outbox, smtp_sink):
+    clock = FastClock(speed=600)  # a simulated minute is 0.1 s
+    up = False
+    provider = Provider(clock, down=lambda: not up)
+    async with serving(provider.app()) as url:
+        daemon = await outbox(provider, url, admin_email="it@acme.example",
+                              incidents={"gateway_failures": 3}, **{"text.max_age_minutes": 5})
+        daemon.watch.ami_down_since = None  # no AMI here, and the clock is a fast one
+        await missed_call(daemon.store, "+12125550201", clock.now())
+        await clock.until(clock.now() + 7 * MINUTE)
+        await daemon.check_incidents(clock.now())
+        assert {row["kind"] for row in await daemon.store.open_incidents()} == {
+            "gateway_failing", "texts_expiring"}
+        assert daemon.metrics.texts.labels("retryable", "http")._value.get() >= 3
+        assert daemon.metrics.texts.labels("expired", "http")._value.get() == 1
+        up = True
+        await missed_call(daemon.store, "+12125550202", clock.now())
+        await clock.until(clock.now() + 1 * MINUTE)
+        await daemon.check_incidents(clock.now())
+        assert await daemon.store.open_incidents() == []
+    admin = [m.message["Subject"] for m in smtp_sink.received if m.recipients == ["it@acme.example"]]
+    assert sorted(admin) == sorted(f"textback {what}: {title}" for what in ("incident", "recovered")
+                                   for title in ("the SMS gateway keeps failing",
+                                                 "texts to callers are expiring unsent"))
