@@ -67,6 +67,12 @@ def test_a_database_outside_the_state_directory_is_refused(tmp_path):
     assert "storage.path" in result.output and "/var/lib/textback" in result.output
 
 
+def test_an_interpreter_in_a_home_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.executable", "/home/pat/venv/bin/python")
+    result, unit = install(tmp_path)
+    assert result.exit_code == 2 and not unit.exists() and "ProtectHome" in result.output
+
+
 def test_systemd_analyze_does_find_a_broken_unit(tmp_path):
     """The check above can fail: a misspelt value is reported."""
     _, unit = install(tmp_path)

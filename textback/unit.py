@@ -36,6 +36,11 @@ def paths_outside_state(config: Config) -> list[tuple[str, Path]]:
             if not PurePosixPath(path).is_relative_to(STATE_DIRECTORY)]
 
 
+def hidden_by_protect_home(path: str) -> bool:
+    """ProtectHome=yes hides these trees from the service: its interpreter must not live there."""
+    return any(PurePosixPath(path).is_relative_to(top) for top in ("/home", "/root", "/run/user"))
+
+
 def render_unit(command: list[str], config: Config) -> str:
     """textback.service for `command` (the interpreter, `-m textback run -c CONFIG`)."""
     capability = "CAP_NET_BIND_SERVICE" if privileged_ports(config) else ""

@@ -16,8 +16,8 @@ from textback import runlock
 from textback.cli import _age, _load, _when, config_option, main
 from textback.config import Loaded
 from textback.incidents import TITLES
-from textback.unit import (SERVICE_USER, STATE_DIRECTORY, paths_outside_state, privileged_ports,
-                           render_unit)
+from textback.unit import (SERVICE_USER, STATE_DIRECTORY, hidden_by_protect_home,
+                           paths_outside_state, privileged_ports, render_unit)
 from textback.workers.ops import AMI_LOGGED_IN, AMI_STATE_SINCE
 
 UNIT_NAME = "textback.service"
@@ -31,6 +31,11 @@ def install_service(loaded: Loaded, unit_dir: Path, create_user: bool) -> None:
         for key, path in outside:
             click.echo(f"textback: {key} is {path}, outside {STATE_DIRECTORY}: the service may "
                        f"write only there. Move it under {STATE_DIRECTORY}.", err=True)
+        sys.exit(2)
+    if hidden_by_protect_home(sys.executable):
+        click.echo(f"textback: {sys.executable} is under a home directory, which the service "
+                   f"cannot see (ProtectHome=yes): install textback elsewhere, e.g. in "
+                   f"/opt/textback/venv.", err=True)
         sys.exit(2)
     command = [sys.executable, "-m", "textback", "run", "-c", str(loaded.source.resolve())]
     unit_dir.mkdir(parents=True, exist_ok=True)
