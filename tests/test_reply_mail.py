@@ -328,6 +328,8 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
             await asyncio.to_thread(send, mail("dana@acme.example", alert.message["Reply-To"],
                                                "Yes, we do kitchens. Tuesday?"))
             told = await notice(smtp_sink)
+            assert daemon.metrics.registry.get_sample_value(
+                "textback_reply_mail_verdicts_total", {"verdict": "text"}) == 1
     assert told["Subject"] == "Not sent to +12125550123: your reply"
     assert told.get_content() == (
         "Your reply to +12125550123 was refused by the SMS gateway.\n"
