@@ -66,8 +66,9 @@ def _create_user() -> None:
         click.echo(f"kept    system user {SERVICE_USER} (exists)")
 
 
-def last_selftest(store) -> str:
-    """The last self-test's result in one line, once the store keeps them."""
+async def last_selftest(store) -> str:
+    """The last self-test's result in one line. The one place to read it from the store once
+    self-test results are kept there; until then there is none."""
     return "none recorded"
 
 
@@ -84,7 +85,7 @@ async def _status_facts(loaded: Loaded) -> dict:
                 "ami_since": await store.progress(AMI_STATE_SINCE),
                 "last_event": await store.progress(LAST_AMI_EVENT),
                 "incidents": await store.open_incidents(),
-                "selftest": last_selftest(store)}
+                "selftest": await last_selftest(store)}
     finally:
         await store.close()
 

@@ -1,1 +1,1 @@
-"""Operations: the daemon's metrics, its health, and the incidents it mails to the admin."""
+"""Operations over HTTP: the daemon's Prometheus metrics, /metrics and /healthz."""
