@@ -112,6 +112,10 @@ def check_token(request: WebhookRequest, token: SecretStr) -> None:
         raise Refused("wrong token")
 
 
+# A webhook's answer, as the label of its count.
+RESULTS = {403: "refused", 400: "unreadable", 413: "too_large", 408: "too_slow", 500: "not_committed"}
+
+
 class _QuietAccessLog(AbstractAccessLogger):
     """Method, path and status only: query strings may carry a shared secret."""
 
@@ -125,8 +129,10 @@ class WebhookServer:
                  host: str = "127.0.0.1", port: int = 8780, public_base_url: str | None = None,
                  max_body_bytes: int = 65536, refusal_log_interval: float = 60.0,
                  max_connections: int = 100, header_seconds: float = 10.0,
-                 body_seconds: float = 10.0, keepalive_seconds: float = 15.0):
+                 body_seconds: float = 10.0, keepalive_seconds: float = 15.0,
+                 on_result: Callable[[str, str], None] = lambda gateway, result: None):
         self._deliver = deliver
+        self._on_result = on_result  # (gateway, result) for each request: the daemon counts them
         self._max_connections = max_connections
         self._header_seconds = header_seconds
         self._body_seconds = body_seconds
@@ -201,6 +207,15 @@ class WebhookServer:
 
     def _handler(self, gateway: str, endpoint: Endpoint
                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def counted(request: web.Request) -> web.Response:
+            try:
+                response = await handle(request)
+            except web.HTTPException as exc:
+                self._on_result(gateway, RESULTS.get(exc.status, f"http_{exc.status}"))
+                raise
+            self._on_result(gateway, "accepted")
+            return response
+
         async def handle(request: web.Request) -> web.Response:
             if (request.content_length or 0) > self._max_body:
                 raise web.HTTPRequestEntityTooLarge(max_size=self._max_body,
@@ -235,5 +250,5 @@ class WebhookServer:
                 raise web.HTTPInternalServerError(text="try again") from None
             return web.Response(text=endpoint.reply_body, content_type=endpoint.reply_type)
 
-        return handle
+        return counted
 

@@ -75,6 +75,16 @@ async def test_twilio_round_trip_through_the_daemon(tmp_path, smtp_sink):
             assert [(r["kind"], r["status"]) for r in rows] == [
                 ("call", "missed"), ("text_out", "delivered"), ("text_in", "received"),
                 ("alert", "sent")]
+            value = daemon.metrics.registry.get_sample_value
+            assert value("textback_webhook_requests_total",
+                         {"gateway": "twilio", "result": "accepted"}) == 3
+            assert value("textback_webhook_requests_total",
+                         {"gateway": "twilio", "result": "refused"}) == 1
+            assert value("textback_texts_total", {"status": "accepted", "gateway": "twilio"}) == 1
+            assert value("textback_hangup_to_accepted_seconds_count") == 1
+            assert value("textback_mail_sent_total", {"kind": "alerts"}) == 1
+            assert value("textback_reply_to_alert_seconds_count") == 1
+            assert value("textback_reply_to_alert_seconds_sum") < 10
         finally:
             stop.set()
             await asyncio.wait_for(running, 10)

@@ -328,9 +328,12 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
             await asyncio.to_thread(send, mail("dana@acme.example", alert.message["Reply-To"],
                                                "Yes, we do kitchens. Tuesday?"))
             told = await notice(smtp_sink)
+            assert daemon.metrics.registry.get_sample_value(
+                "textback_reply_mail_verdicts_total", {"verdict": "text"}) == 1
     assert told["Subject"] == "Not sent to +12125550123: your reply"
     assert told.get_content() == (
-        "Your reply to +12125550123 was refused by the SMS gateway.\nCall them, or reply again later."
+        "Your reply to +12125550123 was refused by the SMS gateway.\n"
+        "Why: they asked not to be texted (STOP).\nCall them, or reply again later."
         "\n\nThe text: Yes, we do kitchens. Tuesday?\n"
         "Last error: recipient opted out (Twilio 21610)\n")
     assert twilio.accepted == [] and twilio.attempts == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import signal
@@ -16,7 +15,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
-from textback import redact
+from textback import redact, service
+from textback.gateway_errors import described
 from textback.numbers import to_e164
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
@@ -57,8 +57,7 @@ def main() -> None:
 def run(config_path: str | None, record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     loaded = _load(config_path)
-    logging.basicConfig(level=loaded.config.logging.level,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    service.configure_logging(loaded.config.logging.level)
     redact.install(loaded.secrets.redactor())
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning
@@ -185,6 +184,8 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         else:
             body = row["body"].replace("\n", " / ")
             detail = f"[{row['status']}] {body}"
+            if row["kind"] == "text_out" and row["detail"]:
+                detail += f"  ({described(row['gateway'], row['detail'])})"
         click.echo(f"{when}  {kind:<11}  {visible(detail)}")
 
 
@@ -226,6 +227,8 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     for row in rows:
         caller = row["caller"] or visible(row["caller_raw"])[:16] or "(none)"
         text = row["text_state"] or f"none: {row['decision']}"
+        if row["text_error"] and row["text_state"] != "sent":
+            text += f": {visible(described(row['text_gateway'], row['text_error']))}"
         if row["selftest"]:  # placed by `textback selftest`: no owner, not in the scorecard
             text = f"self-test, {text}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
@@ -517,14 +520,27 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
 @click.option("--dialplan-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/etc/asterisk"), show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing textback.conf.")
-def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: bool) -> None:
-    """Put the AGI script, the dialplan and the routing table where Asterisk finds them."""
+@click.option("--systemd", is_flag=True,
+              help="Instead: write textback.service and create the `textback` system user.")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/etc/systemd/system"), show_default=True)
+@click.option("--create-user/--no-create-user", default=True, show_default=True,
+              help="With --systemd: create the system user if it does not exist.")
+def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: bool,
+            systemd: bool, unit_dir: Path, create_user: bool) -> None:
+    """Put the AGI script, the dialplan and the routing table where Asterisk finds them;
+    with --systemd, install textback as a service."""
     import importlib.resources
     from datetime import date
 
     from textback.routing import write_routing_table
 
     loaded = _load(config_path)
+    if systemd:
+        from textback.commands.ops import install_service
+
+        install_service(loaded, unit_dir, create_user)
+        return
     table = write_routing_table(loaded.config, date.today())
     click.echo(f"wrote   {table} (routing table; `textback run` rewrites it on start)")
     script = importlib.resources.files("agi_scripts").joinpath("textback_route.py").read_text()

@@ -587,6 +587,28 @@ class SelftestConfig(Strict):
         return value
 
 
+class MetricsConfig(Strict):
+    """/metrics and /healthz on the `web:` listener.
+
+    Without a token they answer only requests from this machine that did not come
+    through a proxy; with one, every request must carry it as a bearer token.
+    """
+
+    token: SecretRef | None = None
+    # /healthz fails while a text has been due and unsent for longer than this.
+    max_due_age_minutes: float = Field(10.0, gt=0, le=24 * 60)
+
+
+class IncidentsConfig(Strict):
+    """When the admin is emailed that something is broken (and again when it recovers)."""
+
+    ami_down_minutes: float = Field(5.0, gt=0, le=24 * 60)
+    # Business hours (the top-level `hours`) without a single call event: a link that
+    # answers Pings but carries nothing. None turns the check off; so do hours without windows.
+    no_calls_hours: float | None = Field(4.0, gt=0, le=24 * 30)
+    gateway_failures: int = Field(5, ge=1, le=1000)  # sends failing in a row
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -617,6 +639,8 @@ class Config(Strict):
     storage: StorageConfig = StorageConfig()
     web: WebConfig | None = None
     selftest: SelftestConfig | None = None
+    metrics: MetricsConfig = MetricsConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -698,10 +722,12 @@ class Secrets:
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
     cdr_database: SecretStr | None = None
     selftest_ami: SecretStr | None = None  # the optional originate-only AMI user's
+    metrics_token: SecretStr | None = None
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
+                  self.metrics_token,
                   *self.gateway.values()]
         return Redactor(v.get_secret_value() for v in values if v is not None)
 
@@ -758,12 +784,16 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     selftest_ami = None
     if config.selftest is not None and config.selftest.ami is not None:
         selftest_ami = _resolve(config.selftest.ami.secret, base, "selftest.ami.secret", problems)
+    metrics_token = None
+    if config.metrics.token is not None:
+        metrics_token = _resolve(config.metrics.token, base, "metrics.token", problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
                                   gateway=gateway_secrets, cdr_database=cdr_database,
-                                  selftest_ami=selftest_ami),
+                                  selftest_ami=selftest_ami,
+                                  metrics_token=metrics_token),
                   source=Path(source))
 
 

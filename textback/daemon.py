@@ -29,7 +29,7 @@ from sms_gateway.plugins import load_gateway
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback import mailin, runlock
+from textback import mailin, runlock, service
 from textback.alerts import one_line
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
@@ -50,13 +50,18 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMailWorkers
+from textback.workers.ops import OpsWorkers, Watch
 from textback.workers.selftest import SelftestRunner
+from textback.ops.metrics import Metrics
+from textback.ops.web import ops_routes
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
+ROUTING_TABLE_RETRY_SECONDS = 60.0  # while the table cannot be written
+REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
 # Until when AMI events are known to have arrived: the last event, or the last Ping answered
 # (events come in order, so none sent before it is missing). Saved at most this often, so a
 # busy PBX costs no write per event.
@@ -93,9 +98,9 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
-    """The wiring: AMI events, calls and inbound texts here; the outbox and email workers in
-    textback/workers/, each a part of this one object."""
+class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
+    """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations
+    and self-test workers in textback/workers/, each a part of this one object."""
 
     def __init__(self, loaded: Loaded, record_ami: Path | None = None,
                  clock: SystemClock | None = None):
@@ -128,8 +133,18 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
+        self.metrics = Metrics()
+        started = time.time()
+        self.watch = Watch(started, ami_down_since=started)
+        self._logins = 0
+        self._mail_server: asyncio.AbstractServer | None = None
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
+
+    @property
+    def last_ami_event_at(self) -> float | None:
+        """When an AMI event last arrived (or a Ping was answered) on a logged-in connection."""
+        return self._events_seen_at
 
     def _clock(self, at: float) -> str:
         return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
@@ -159,7 +174,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
             on_event=self.on_event, on_login=self._logged_in, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
-        webhooks = mail_server = web_server = None
+        webhooks = web_server = None
         workers = self.workers
         try:
             self.gateway = build_gateway(c, self.ami, self.secrets)
@@ -170,10 +185,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
                     header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
-                    keepalive_seconds=w.keepalive_seconds)
+                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook)
                 await webhooks.start()
-            if c.reply_mail is not None:
-                mail_server = await mailin.serve(c, self.store, self.owner_reply)
+            if c.reply_mail is not None and not await self._serve_reply_mail():
+                workers.start("reply-mail", self._reply_mail_worker)
             if c.web is not None:
                 web_server = WebServer(c.web, self.web_routes())
                 await web_server.start()
@@ -183,6 +198,9 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
             workers.start("notices", self._notice_worker)
             workers.start("routing", self._routing_worker)
             workers.start("progress", self._progress_worker)
+            workers.start("incidents", self._incident_worker)
+            if service.watchdog_interval() is not None:
+                workers.start("watchdog", self._watchdog_worker)
             if c.escalation is not None:
                 workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
@@ -196,14 +214,15 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
             await stop.wait()
         finally:
             log.info("textback stopping")
+            service.notify("STOPPING=1")
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
             if webhooks is not None:
                 await webhooks.stop()  # waits for in-flight commits
-            if mail_server is not None:
-                mail_server.close()
-                await mail_server.wait_closed()
+            if self._mail_server is not None:
+                self._mail_server.close()
+                await self._mail_server.wait_closed()
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
@@ -214,24 +233,57 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return []
+        return [ops_routes(self)]
+
+    async def _serve_reply_mail(self) -> bool:
+        """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
+        settings = self.config.reply_mail
+        try:
+            self._mail_server = await mailin.serve(self.config, self.store, self.owner_reply,
+                                                   self._count_reply_mail)
+        except OSError as exc:
+            self.watch.reply_listener_error = (f"cannot listen on {settings.listen_host}:"
+                                               f"{settings.listen_port}: {exc.strerror or exc}")
+            log.error("reply mail: %s; retrying every %.0f s", self.watch.reply_listener_error,
+                      REPLY_LISTENER_RETRY_SECONDS)
+            return False
+        self.watch.reply_listener_error = None
+        return True
+
+    async def _reply_mail_worker(self) -> None:
+        while True:
+            await asyncio.sleep(REPLY_LISTENER_RETRY_SECONDS)
+            if await self._serve_reply_mail():
+                return
+
+    def _count_reply_mail(self, verdict: str) -> None:
+        self.metrics.reply_mail.labels(verdict).inc()
+
+    def _count_webhook(self, gateway: str, result: str) -> None:
+        self.metrics.webhooks.labels(gateway, result).inc()
 
     def _write_routing_table(self) -> None:
+        file = self.config.agi.routing_file
         try:
             path = write_routing_table(self.config, date.today())
         except OSError as exc:
+            self.watch.routing_error = f"cannot write {file}: {exc.strerror or exc}"
             log.error("cannot write the routing table %s (%s); the AGI script will use its "
-                      "fallback ring targets", self.config.agi.routing_file, exc.strerror)
+                      "fallback ring targets", file, exc.strerror)
             return
-        except Exception:  # noqa: BLE001 - the table of yesterday stays; the AGI can fall back
+        except Exception as exc:  # noqa: BLE001 - the table of yesterday stays; the AGI can fall back
+            self.watch.routing_error = f"could not build {file}: {type(exc).__name__}: {exc}"
             log.exception("could not build the routing table; the one written before stays")
             return
+        self.watch.routing_error = None
         log.info("routing table for the AGI script: %s", path)
 
     async def _routing_worker(self) -> None:
-        """Rewrite the routing table daily: it lists calendar holidays for this year and the next only."""
+        """Rewrite the routing table daily: it lists calendar holidays for this year and the next
+        only. While it cannot be written, try again every minute."""
         while True:
-            await asyncio.sleep(ROUTING_TABLE_REFRESH_SECONDS)
+            await asyncio.sleep(ROUTING_TABLE_RETRY_SECONDS if self.watch.routing_error
+                                else ROUTING_TABLE_REFRESH_SECONDS)
             self._write_routing_table()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
@@ -239,6 +291,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
     def on_event(self, event: dict[str, Any]) -> None:
         if self.ami is not None and self.ami.logged_in:  # not events that beat the login callback
             self._events_seen_at = time.time()
+            if "Uniqueid" in event:  # about a channel: calls flow, not just Pings
+                self.watch.call_event_at = self._events_seen_at
         inbound = parse_user_event(event)
         if inbound is not None:
             self._spawn(self.receive_text(inbound, "asterisk"))  # SIP MESSAGE via the dialplan
@@ -248,6 +302,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
     def _logged_in(self) -> Any:
         """Runs as the login succeeds, before any event of the new connection counts as seen."""
         seen_until, self._events_seen_at = self._events_seen_at, time.time()
+        self._logins += 1
+        if self._logins == 1:  # the store is open before AMI starts: ready to take calls
+            service.notify("READY=1\nSTATUS=logged in to AMI; taking calls")
+        else:
+            self.metrics.ami_reconnects.inc()
         return self._reconcile(seen_until)
 
     async def _reconcile(self, seen_until: float | None) -> None:
@@ -381,6 +440,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
             return await self._selftest_finished(call)
         call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
+        self.metrics.calls.labels(call.outcome, call.reason,
+                                  dialled.number if dialled else "other").inc()
         caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
         owner_id, owner_reason = None, "fixed owner"
         if dialled is not None:
@@ -508,6 +569,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
 
     async def owner_reply(self, binding: dict[str, Any], verdict: Verdict) -> None:
         """Act on an accepted email reply; runs before the SMTP 250 is sent."""
+        self._count_reply_mail(verdict.action)
         conversation_id, caller = binding["conversation_id"], binding["caller"]
         owner = self.config.owner(binding["owner_id"])
         if verdict.action == "command":
@@ -565,7 +627,13 @@ class Daemon(OutboxWorker, OwnerMailWorkers, SelftestRunner):
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""
-        if await self.store.update_delivery(gateway, status.gateway_id, status.status,
-                                            status.error_code):
-            timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
-                          f" (error {status.error_code})" if status.error_code else "")
+        message_id = await self.store.update_delivery(gateway, status.gateway_id, status.status,
+                                                      status.error_code)
+        if message_id is None:
+            return
+        timeline.info("delivery report: %s %s%s", status.gateway_id, status.status,
+                      f" (error {status.error_code})" if status.error_code else "")
+        if status.status in ("failed", "undelivered"):  # the text failed for good after it was sent
+            item = await self.store.sent_text(message_id)
+            if item is not None and item.kind != OPTOUT_CONFIRMATION:
+                await self._report_undelivered(item, "undelivered", item.last_error)

@@ -18,6 +18,8 @@ from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 from textback.alerts import one_line
+from textback.gateway_errors import explain
+from textback.numbers import national
 
 # 47 CFR 64.1200(a)(12): the one confirmation of an opt-out is allowed within five minutes
 # of the request; later it is itself a text the person asked not to get.
@@ -93,6 +95,7 @@ class Undelivered:
     first_due_at: float
     call_at: float | None  # the missed call the text answered, if any
     call_reason: str
+    gateway: str = ""  # whose error codes `error` holds
 
 
 def undelivered_notice(text: Undelivered, zone: str) -> tuple[str, str]:
@@ -107,7 +110,9 @@ def undelivered_notice(text: Undelivered, zone: str) -> tuple[str, str]:
     fate = {"expired": f"could not be sent in time (due {when(text.first_due_at)})",
             "failed": "was refused by the SMS gateway",
             "unknown": "may or may not have reached them: the gateway did not answer",
-            "blocked": "was not sent: they texted STOP, so nothing more is texted to them"}[text.state]
+            "blocked": "was not sent: they texted STOP, so nothing more is texted to them",
+            "undelivered": "was not delivered: their carrier reported it undeliverable"}[text.state]
+    plain = explain(text.gateway, text.error) if text.state in ("failed", "undelivered") else None
     lines = []
     if text.kind == OPTOUT_CONFIRMATION:
         subject = f"{who} opted out; no confirmation was texted"
@@ -116,14 +121,21 @@ def undelivered_notice(text: Undelivered, zone: str) -> tuple[str, str]:
                   "They are on the suppression list: nothing else will be texted to them."]
     elif text.kind == OWNER_REPLY:
         subject = f"Not sent to {who}: your reply"
-        lines += [f"Your reply to {named} {fate}.", "Call them, or reply again later."]
+        lines.append(f"Your reply to {named} {fate}.")
+        if plain is not None:
+            lines.append(f"Why: {plain.sentence}.")
+        lines.append("Call them, or reply again later.")
     else:
         subject = (f"Call back {who}: the text to them may not have been sent"
                    if text.state == "unknown" else f"Call back {who}: the text to them was not sent")
         if text.call_at is not None:
             lines.append(f"{named} called {text.business_number} on {when(text.call_at)} "
                          f"and nobody answered ({text.call_reason}).")
-        lines += [f"The text to them {fate}.", "Please call them back."]
+        if plain is not None:
+            lines.append(f"We could not text {national(text.caller)}: {plain.sentence}. "
+                         f"Call them back.")
+        else:
+            lines += [f"The text to them {fate}.", "Please call them back."]
     lines += ["", f"The text: {one_line(text.body, 500)}",
               f"Last error: {one_line(text.error, 300) or 'none'}"]
     return subject, "\n".join(lines)

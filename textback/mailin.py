@@ -39,8 +39,10 @@ _BARE_EOL = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 
 
 class ReplyMailHandler:
-    def __init__(self, config: Config, store: Store, on_reply: OnReply):
+    def __init__(self, config: Config, store: Store, on_reply: OnReply,
+                 count: Callable[[str], None] = lambda verdict: None):
         self._config = config
+        self._count = count  # the verdicts decided here; the daemon counts the ones it acts on
         self._settings = config.reply_mail
         self._store = store
         self._on_reply = on_reply
@@ -53,6 +55,7 @@ class ReplyMailHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if await self._binding(address) is None:
+            self._count("unknown_address")
             return "550 5.1.1 No such reply address (unknown or expired)"
         if envelope.rcpt_tos:
             return "452 4.5.3 One reply address per message"
@@ -63,6 +66,7 @@ class ReplyMailHandler:
         raw: bytes = envelope.original_content or b""
         header_block = raw.split(b"\r\n\r\n", 1)[0]
         if _BARE_EOL.search(header_block):
+            self._count("refuse")
             return "550 5.6.0 Bare CR or LF in the message header"
         binding = await self._binding(envelope.rcpt_tos[0])
         if binding is None:
@@ -80,6 +84,8 @@ class ReplyMailHandler:
         except Exception:  # noqa: BLE001 - a bug here must not echo details to the sender
             log.exception("could not read a reply to conversation %d", binding["conversation_id"])
             return "451 4.3.0 Temporary failure reading the message; try again later"
+        if verdict.action in ("refuse", "drop"):
+            self._count(verdict.action)
         if verdict.action == "refuse":
             log.warning("refused a reply to conversation %d: %s", binding["conversation_id"],
                         verdict.reason)
@@ -102,9 +108,10 @@ class ReplyMailHandler:
                               owner_name)
 
 
-async def serve(config: Config, store: Store, on_reply: OnReply) -> asyncio.AbstractServer:
+async def serve(config: Config, store: Store, on_reply: OnReply,
+                count: Callable[[str], None] = lambda verdict: None) -> asyncio.AbstractServer:
     settings = config.reply_mail
-    handler = ReplyMailHandler(config, store, on_reply)
+    handler = ReplyMailHandler(config, store, on_reply, count)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, data_size_limit=settings.max_bytes, enable_SMTPUTF8=True,

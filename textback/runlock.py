@@ -79,6 +79,21 @@ def acquire(database: Path) -> RunLock:
     return RunLock(path, handle)
 
 
+def holder(database: Path) -> dict | None:
+    """Who runs the daemon of `database` now (pid, host, since), or None when nobody does."""
+    path = lock_path_for(Path(database))
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(handle) or {}
+        return None
+
+
 def _read_holder(handle: IO[str]) -> dict | None:
     """The holder's record; it may still be writing it, so wait briefly for a whole one."""
     deadline = time.monotonic() + HOLDER_WAIT_SECONDS

@@ -260,6 +260,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX selftests_state ON selftests (state, requested_at)
     """,
+    # 7: incidents the admin was emailed about (AMI down, gateway failing, ...), open until recovered
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        opened_at REAL NOT NULL,
+        closed_at REAL
+    );
+    CREATE UNIQUE INDEX incidents_one_open ON incidents (kind) WHERE closed_at IS NULL
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -685,7 +696,8 @@ class Store:
     async def text_facts(self, message_id: int) -> dict[str, Any]:
         """Who a queued text was for, whose conversation it is, and the missed call it answered."""
         row = await self._one(
-            "SELECT c.caller, c.business_number, c.owner_id, k.started_at AS call_at,"
+            "SELECT c.caller, c.business_number, c.owner_id, m.gateway, k.started_at AS call_at,"
+            " k.ended_at AS call_ended_at,"
             " COALESCE(k.reason, '') AS call_reason, COALESCE(("
             "   SELECT caller_name FROM calls WHERE conversation_id = c.id AND caller_name != ''"
             "   ORDER BY started_at DESC LIMIT 1), '') AS caller_name"
@@ -742,10 +754,11 @@ class Store:
                 (state, gateway, error, item.message_id))
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
-                              error_code: str | None) -> bool:
+                              error_code: str | None) -> int | None:
         """Apply a delivery report; only ever moves forward (queued < sent < final).
 
-        Returns False for an unknown message or a report older than what is stored.
+        Returns the message's id, or None for an unknown message or a report older than
+        what is stored.
         """
         rank = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
         async with self._transaction() as db:
@@ -753,11 +766,20 @@ class Store:
                 "SELECT id, status FROM messages WHERE gateway = ? AND gateway_id = ?"
                 " AND direction = 'out'", (gateway, gateway_id))
             if row is None or rank.get(status, 0) <= rank.get(row["status"], 0):
-                return False
+                return None
             await db.execute(
                 "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
                 (status, f"provider error {error_code}" if error_code else None, row["id"]))
-            return True
+            return row["id"]
+
+    async def sent_text(self, message_id: int) -> OutboxItem | None:
+        """A text the gateway took, as its outbox row, with the error its delivery report gave."""
+        row = await self._one(
+            "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
+            " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at,"
+            " m.error AS last_error FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " WHERE o.message_id = ?", (message_id,))
+        return OutboxItem(**dict(row)) if row else None
 
     # -- owners: reply tokens, assignment, outcomes ---------------------------------
 
@@ -1103,15 +1125,16 @@ class Store:
         """Everything that happened with one caller, oldest first: calls, texts, alerts."""
         rows = await self._all(
             "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
-            "  reason AS detail, '' AS body, caller_name AS extra FROM calls WHERE caller = ?"
+            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway FROM calls"
+            "  WHERE caller = ?"
             " UNION ALL"
             " SELECT CASE m.direction WHEN 'in' THEN 'text_in' ELSE 'text_out' END,"
             "  COALESCE(m.sent_at, m.created_at), c.business_number, m.status, m.error,"
-            "  m.body, COALESCE(m.gateway_id, '') FROM messages m"
+            "  m.body, COALESCE(m.gateway_id, ''), m.gateway FROM messages m"
             "  JOIN conversations c ON c.id = m.conversation_id WHERE c.caller = ?"
             " UNION ALL"
             " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
-            "  a.recipient, a.subject, a.owner_id FROM alerts a"
+            "  a.recipient, a.subject, a.owner_id, '' FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
         return [dict(r) for r in rows]
@@ -1134,8 +1157,12 @@ class Store:
     async def calls(self, since: float, limit: int = 200) -> list[dict[str, Any]]:
         """Calls that started after `since`, newest first, with the fate of their text."""
         rows = await self._all(
-            "SELECT c.*, o.state AS text_state FROM calls c"
-            " LEFT JOIN outbox o ON o.message_id = c.message_id WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
+            "SELECT c.*, COALESCE(CASE WHEN m.status IN ('undelivered', 'failed') THEN m.status END,"
+            " o.state) AS text_state, COALESCE(m.error, '') AS text_error,"
+            " COALESCE(m.gateway, '') AS text_gateway FROM calls c"
+            " LEFT JOIN outbox o ON o.message_id = c.message_id"
+            " LEFT JOIN messages m ON m.id = c.message_id"
+            " WHERE c.started_at >= ? ORDER BY c.started_at DESC LIMIT ?",
             (since, limit))
         return [dict(r) for r in rows]
 
@@ -1160,6 +1187,35 @@ class Store:
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
             ("opt_outs", opt_outs))}
+
+    async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
+        """Record that an incident of `kind` began; None when one is already open."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO incidents (kind, summary, opened_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING", (kind, summary, at))
+            return cursor.lastrowid if cursor.rowcount else None
+
+    async def close_incident(self, incident_id: int, at: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE incidents SET closed_at = ? WHERE id = ?"
+                                      " AND closed_at IS NULL", (at, incident_id))
+            return cursor.rowcount == 1
+
+    async def open_incidents(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")
+        return [dict(r) for r in rows]
+
+    async def outbox_backlog(self, now: float) -> tuple[int, float | None]:
+        """Texts waiting to be sent, and when the oldest of those already due was first due."""
+        row = await self._one(
+            "SELECT COUNT(*) AS pending, MIN(CASE WHEN due_at <= ? THEN first_due_at END) AS oldest"
+            " FROM outbox WHERE state IN ('pending', 'sending')", (now,))
+        return row["pending"], row["oldest"]
+
+    async def ping(self) -> None:
+        """A read that proves the database answers."""
+        await self._one("SELECT 1")
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")

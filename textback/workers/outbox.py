@@ -18,6 +18,8 @@ from textback.store import SELFTEST_KIND, OutboxItem
 from textback.workers.common import IDLE_POLL_SECONDS, log_failure, retry_delay
 
 log = logging.getLogger("textback")
+
+AUTO_TEXT = "auto"  # the kind of a missed call's text
 timeline = logging.getLogger("textback.timeline")
 
 EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
@@ -84,6 +86,7 @@ class OutboxWorker:
         name = self.gateway.name
         if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
+            self.metrics.texts.labels("blocked", name).inc()
             timeline.info("text to %s blocked: the number opted out", item.recipient)
             if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
                 await self._report_undelivered(item, "blocked", "recipient opted out")
@@ -97,13 +100,20 @@ class OutboxWorker:
             result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
         result = dataclasses.replace(result, error=self._masked(result.error))
         now = self.clock.now()
+        self.metrics.texts.labels(result.status, name).inc()
         if result.status == "accepted":
+            self.watch.send_accepted()
             await self._commit_accepted(item, result.gateway_id)
+            if item.kind == AUTO_TEXT:
+                ended = (await self.store.text_facts(item.message_id))["call_ended_at"]
+                if ended is not None:
+                    self.metrics.hangup_to_accepted.observe(max(0.0, now - ended))
             timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
                           one_line(item.body, 200))
             if self._link_failing:
                 await self._link_back(f"{name} accepted a text again")
         elif result.status == "retryable":
+            self.watch.send_failed(result.error)
             self._link_failing = True
             if result.retry_after is not None:
                 self._pacer.hold(now + result.retry_after)
@@ -113,6 +123,7 @@ class OutboxWorker:
                         item.recipient, result.error, item.attempts + 1, delay,
                         self._clock(self._deadline(item)))
         else:
+            self.watch.send_failed(result.error)
             state = "unknown" if result.status == "unknown" else "failed"
             await self.store.mark_final(item, state, name, result.error)
             log.error("text to %s %s: %s", item.recipient,
@@ -150,8 +161,12 @@ class OutboxWorker:
         for item in await self.store.first_due_before(now - min(CONFIRMATION_WINDOW_SECONDS, max_age)):
             if now < self._deadline(item) or not await self.store.expire(item, self.gateway.name):
                 continue
-            log.error("text to %s expired unsent, %.0f min after it was due (last error: %s)",
-                      item.recipient, (now - item.first_due_at) / 60, item.last_error or "none")
+            late = (f"the text to {item.recipient} expired unsent, "
+                    f"{(now - item.first_due_at) / 60:.0f} min after it was due "
+                    f"(last error: {item.last_error or 'none'})")
+            log.error("%s", late)
+            self.metrics.texts.labels("expired", self.gateway.name).inc()
+            self.watch.expired = late
             await self._report_undelivered(item, "expired", item.last_error)
 
     async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
@@ -163,6 +178,7 @@ class OutboxWorker:
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
             business_number=facts["business_number"], body=item.body, error=error,
             first_due_at=item.first_due_at, call_at=facts["call_at"],
-            call_reason=facts["call_reason"]), self.config.business.timezone)
+            call_reason=facts["call_reason"], gateway=facts["gateway"]),
+            self.config.business.timezone)
         owner = next((o for o in self.config.owners if o.id == facts["owner_id"]), self.config.owners[0])
         await self._notify(owner, subject, text)

@@ -93,12 +93,15 @@ class OwnerMailWorkers:
         except Exception as exc:  # noqa: BLE001 - any mail failure is retried
             await self._mail_failed("notices", notice, f"{type(exc).__name__}: {exc}")
             return
+        self._mail_went("notices")
         await self.store.mark_notice(notice_id, "sent")
         timeline.info("notice emailed: %s, %r", notice["address"], notice["subject"])
 
     async def _mail_failed(self, table: str, row: dict[str, Any], error: str) -> None:
         """Retry a claimed alert or notice with backoff; after MAX_ALERT_ATTEMPTS, fail it loudly."""
         what = {"alerts": "owner alert", "notices": "notice"}[table]
+        self.metrics.mail_failed.labels(table).inc()
+        self.watch.mail_error = f"the relay {self.config.smtp.host} did not take a {what}: {error}"
         if row["attempts"] >= MAX_ALERT_ATTEMPTS:
             if table == "alerts":
                 await self.store.mark_alert(row["id"], "failed", error=error)
@@ -111,6 +114,10 @@ class OwnerMailWorkers:
         await self.store.retry_mail(table, row["id"], time.time() + delay, error)
         log.warning("%s %d not sent (%s); retry %d in %.0f s", what, row["id"], error,
                     row["attempts"], delay)
+
+    def _mail_went(self, table: str) -> None:
+        self.metrics.mail_sent.labels(table).inc()
+        self.watch.mail_error = None
 
     async def _mail_worker(self, table: str, wake: asyncio.Event,
                            deliver: Callable[[int], Awaitable[None]]) -> None:
@@ -251,5 +258,7 @@ class OwnerMailWorkers:
             business_number=conversation["business_number"], reply=reply["body"],
             entries=tuple(entries)), self.mailer.domain, reply_to)
         await self.mailer.send(message)
+        self._mail_went("alerts")
+        self.metrics.reply_to_alert.observe(max(0.0, time.time() - reply["created_at"]))
         await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
         timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])

@@ -1,0 +1,201 @@
+"""Incidents: what opens one (pure), and the admin's two emails per incident from a real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from lab.configs import ALWAYS_OPEN, base_config, write_config
+from tests.providers.common import serving
+from tests.test_outbox_outage import MINUTE, FastClock, Provider, missed_call, outbox  # noqa: F401
+from lab.harness import SMTP_SINK_PORT, eventually, in_process, start_smtp_sink
+from textback import daemon as daemon_module
+from textback.config import ConfigError, IncidentsConfig, load
+from textback.daemon import Daemon
+from textback.incidents import Observed, active
+
+NOW = 1_800_000_000.0
+CALM = Observed(now=NOW, ami_down_since=None, quiet_open_hours=0.5, gateway_failures_in_row=0,
+                gateway_error="", expired=None, mail_error=None, reply_listener_error=None,
+                routing_error=None)
+
+
+def seen(**changes) -> Observed:
+    return Observed(**{**CALM.__dict__, **changes})
+
+
+def test_nothing_is_wrong_when_all_is_calm():
+    assert active(CALM, IncidentsConfig()) == {}
+
+
+@pytest.mark.parametrize("changes, kind, summary", [
+    ({"ami_down_since": NOW - 301}, "ami_down", "not logged in to AMI for 5 minutes"),
+    ({"quiet_open_hours": 4.5}, "no_call_events", "no call event from AMI for 4.5 hours"),
+    ({"gateway_failures_in_row": 5, "gateway_error": "HTTP 503"}, "gateway_failing",
+     "5 sends in a row failed; the last: HTTP 503"),
+    ({"expired": "the text to +12125550123 expired unsent"}, "texts_expiring", "expired unsent"),
+    ({"mail_error": "SMTPRecipientsRefused"}, "mail_refused", "SMTPRecipientsRefused"),
+    ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
+    ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
+])
+def test_each_condition_opens_its_incident(changes, kind, summary):
+    found = active(seen(**changes), IncidentsConfig())
+    assert list(found) == [kind] and summary in found[kind]
+
+
+def test_thresholds_are_the_configured_ones():
+    settings = IncidentsConfig(ami_down_minutes=10, no_calls_hours=None, gateway_failures=3)
+    assert active(seen(ami_down_since=NOW - 301, quiet_open_hours=99,
+                       gateway_failures_in_row=2), settings) == {}
+    assert list(active(seen(ami_down_since=NOW - 601, gateway_failures_in_row=3), settings)) == [
+        "ami_down", "gateway_failing"]
+
+
+def test_a_wrong_incidents_section_names_its_yaml_path(tmp_path):
+    path = write_config(tmp_path, base_config(tmp_path, incidents={"ami_down_minuts": 5,
+                                                                   "gateway_failures": 0}))
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    paths = sorted(where.split(" ")[0] for where, _ in caught.value.problems)
+    assert paths == ["incidents.ami_down_minuts", "incidents.gateway_failures"]
+
+
+async def admin_mails(sink, count: int) -> list:
+    return await asyncio.to_thread(sink.wait_for, count, 10)
+
+
+async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline_daemon, smtp_sink,
+                                                                        tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    daemon = await offline_daemon(admin_email="it@acme.example",
+                                  **{"agi.routing_file": str(blocked / "routing.json")})
+    daemon._write_routing_table()  # the parent is a file: ENOTDIR, as real as it gets
+    daemon.watch.ami_down_since = None  # only the routing table is wrong
+    await daemon.check_incidents(time.time())
+    await daemon.check_incidents(time.time())  # still broken: no second email
+    [opened] = await admin_mails(smtp_sink, 1)
+    assert opened.recipients == ["it@acme.example"]
+    assert opened.message["Subject"] == "textback incident: the routing table cannot be written"
+    assert "not-a-directory/routing.json" in opened.message.get_content()
+    [row] = await daemon.store.open_incidents()
+    assert row["kind"] == "routing_table"
+
+    blocked.unlink()
+    blocked.mkdir()
+    daemon._write_routing_table()
+    await daemon.check_incidents(time.time())
+    _, recovered = await admin_mails(smtp_sink, 2)
+    assert recovered.message["Subject"] == "textback recovered: the routing table cannot be written"
+    assert await daemon.store.open_incidents() == []
+    await daemon.check_incidents(time.time())
+    assert len(smtp_sink.received) == 2
+
+
+async def test_ami_down_and_no_calls_in_business_hours_open_incidents(offline_daemon, smtp_sink):
+    daemon = await offline_daemon(admin_email="it@acme.example", hours={"windows": ALWAYS_OPEN},
+                                  incidents={"ami_down_minutes": 1, "no_calls_hours": 1})
+    now = time.time()
+    daemon.watch.started_at = daemon.watch.ami_down_since = now - 2 * 3600
+    await daemon.check_incidents(now)
+    subjects = sorted(m.message["Subject"] for m in await admin_mails(smtp_sink, 2))
+    assert subjects == ["textback incident: no calls seen during business hours",
+                        "textback incident: textback is not connected to Asterisk"]
+    assert await daemon.store.progress("ami_logged_in") == 0.0
+
+
+async def test_a_relay_that_refuses_mail_is_an_incident_that_never_stops_the_daemon(tmp_path,
+                                                                                   monkeypatch):
+    """The relay is down: the incident's own email waits in the notices table and goes out,
+    with the recovery email, once the relay is back. Every failure is counted."""
+    monkeypatch.setattr("textback.workers.owner_mail.retry_delay", lambda attempts: 0.2)
+    monkeypatch.setattr("textback.workers.ops.INCIDENT_CHECK_SECONDS", 0.2)
+    config = base_config(tmp_path, admin_email="it@acme.example", **{"smtp.port": SMTP_SINK_PORT,
+                                                                      "ami.port": 15097})
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    async with in_process(daemon):
+        await daemon._mail_notice("Dana", "dana@example.com", "Hello", "A notice")
+        await eventually(lambda: _open_kinds(daemon, "mail_refused"), 10, "the incident")
+        assert daemon.metrics.mail_failed.labels("notices")._value.get() >= 1
+        sink, controller = start_smtp_sink()
+        try:
+            await eventually(lambda: _none_open(daemon), 15, "the recovery")
+            mails = await asyncio.to_thread(sink.wait_for, 3, 10)
+        finally:
+            controller.stop()
+    subjects = sorted(m.message["Subject"] for m in mails)
+    assert subjects == ["Hello", "textback incident: the SMTP relay refuses mail",
+                        "textback recovered: the SMTP relay refuses mail"]
+
+
+async def _open_kinds(daemon, kind: str) -> bool:
+    return kind in {row["kind"] for row in await daemon.store.open_incidents()}
+
+
+async def _none_open(daemon) -> bool:
+    return not any(row["kind"] == "mail_refused" for row in await daemon.store.open_incidents())
+
+
+async def test_a_reply_mail_port_in_use_is_an_incident_until_the_listener_binds(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setattr(daemon_module, "REPLY_LISTENER_RETRY_SECONDS", 0.2)
+    monkeypatch.setattr("textback.workers.ops.INCIDENT_CHECK_SECONDS", 0.2)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", 15126))
+    squatter.listen()
+    config = base_config(tmp_path, admin_email="it@acme.example", **{
+        "smtp.port": SMTP_SINK_PORT, "ami.port": 15097,
+        "reply_mail": {"domain": "reply.acme.example", "listen_port": 15126}})
+    sink, controller = start_smtp_sink()
+    try:
+        daemon = Daemon(load(write_config(tmp_path, config)))
+        async with in_process(daemon):
+            await eventually(lambda: _open_kinds(daemon, "reply_listener"), 10, "the incident")
+            squatter.close()
+            await eventually(lambda: _no_kind(daemon, "reply_listener"), 10, "the listener")
+            reader, writer = await asyncio.open_connection("127.0.0.1", 15126)
+            assert (await reader.readline()).startswith(b"220 ")
+            writer.close()
+            mails = await asyncio.to_thread(sink.wait_for, 2, 10)
+    finally:
+        squatter.close()
+        controller.stop()
+    assert [m.message["Subject"] for m in mails] == [
+        "textback incident: the reply-mail listener is not running",
+        "textback recovered: the reply-mail listener is not running"]
+    assert "127.0.0.1:15126" in mails[0].message.get_content()
+
+
+async def _no_kind(daemon, kind: str) -> bool:
+    return not await _open_kinds(daemon, kind)
+
+
+async def test_a_failing_gateway_and_an_expired_text_open_incidents_until_a_send_works(
+        outbox, smtp_sink):
+    clock = FastClock(speed=600)  # a simulated minute is 0.1 s
+    up = False
+    provider = Provider(clock, down=lambda: not up)
+    async with serving(provider.app()) as url:
+        daemon = await outbox(provider, url, admin_email="it@acme.example",
+                              incidents={"gateway_failures": 3}, **{"text.max_age_minutes": 5})
+        daemon.watch.ami_down_since = None  # no AMI here, and the clock is a fast one
+        await missed_call(daemon.store, "+12125550201", clock.now())
+        await clock.until(clock.now() + 7 * MINUTE)
+        await daemon.check_incidents(clock.now())
+        assert {row["kind"] for row in await daemon.store.open_incidents()} == {
+            "gateway_failing", "texts_expiring"}
+        assert daemon.metrics.texts.labels("retryable", "http")._value.get() >= 3
+        assert daemon.metrics.texts.labels("expired", "http")._value.get() == 1
+        up = True
+        await missed_call(daemon.store, "+12125550202", clock.now())
+        await clock.until(clock.now() + 1 * MINUTE)
+        await daemon.check_incidents(clock.now())
+        assert await daemon.store.open_incidents() == []
+    admin = [m.message["Subject"] for m in smtp_sink.received if m.recipients == ["it@acme.example"]]
+    assert sorted(admin) == sorted(f"textback {what}: {title}" for what in ("incident", "recovered")
+                                   for title in ("the SMS gateway keeps failing",
+                                                 "texts to callers are expiring unsent"))

@@ -1,0 +1,98 @@
+"""Which incidents are under way, and the admin's email when one starts or ends (pure).
+
+The daemon observes (textback/workers/ops.py); this module decides. An
+incident is open while its condition holds; the admin gets one email when it
+opens and one when it recovers, never one per check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from textback.alerts import one_line
+from textback.config import IncidentsConfig
+
+TITLES = {
+    "ami_down": "textback is not connected to Asterisk",
+    "no_call_events": "no calls seen during business hours",
+    "gateway_failing": "the SMS gateway keeps failing",
+    "texts_expiring": "texts to callers are expiring unsent",
+    "mail_refused": "the SMTP relay refuses mail",
+    "reply_listener": "the reply-mail listener is not running",
+    "routing_table": "the routing table cannot be written",
+}
+WHAT_TO_CHECK = {
+    "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
+                "configuration, and that `textback check` logs in.",
+    "no_call_events": "AMI answers, but carries no calls: check the manager user's read "
+                      "permissions (call, dialplan) and that calls reach the trunk. Place a "
+                      "test call.",
+    "gateway_failing": "Check the gateway's account, credentials and status page, and run "
+                       "`textback check`.",
+    "texts_expiring": "Callers were not texted in time and their owners were emailed to call "
+                      "back. Check the gateway (`textback check`, `textback status`).",
+    "mail_refused": "Owners are not getting replies and notices: check the relay, its "
+                    "credentials and the sender address. The mails wait and are retried.",
+    "reply_listener": "Owners' email replies cannot reach textback: free the port or change "
+                      "reply_mail.listen_port. textback retries every minute.",
+    "routing_table": "The AGI script keeps an old table or falls back to its default ring "
+                     "targets: check the directory of agi.routing_file and its permissions.",
+}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the daemon saw, at `now`."""
+
+    now: float
+    ami_down_since: float | None  # not logged in to AMI since then
+    quiet_open_hours: float | None  # business hours since the last call event (None: not counted)
+    gateway_failures_in_row: int
+    gateway_error: str
+    expired: str | None  # the last text that expired, until a text is accepted again
+    mail_error: str | None  # the relay's last refusal, until a mail goes through
+    reply_listener_error: str | None
+    routing_error: str | None
+
+
+def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
+    """The incidents under way, each with a one-line summary."""
+    found: dict[str, str] = {}
+    if seen.ami_down_since is not None and seen.now - seen.ami_down_since > settings.ami_down_minutes * 60:
+        found["ami_down"] = (f"not logged in to AMI for {(seen.now - seen.ami_down_since) / 60:.0f} "
+                             f"minutes")
+    if (settings.no_calls_hours is not None and seen.quiet_open_hours is not None
+            and seen.quiet_open_hours > settings.no_calls_hours):
+        found["no_call_events"] = (f"no call event from AMI for {seen.quiet_open_hours:.1f} hours "
+                                   f"of business hours")
+    if seen.gateway_failures_in_row >= settings.gateway_failures:
+        found["gateway_failing"] = (f"{seen.gateway_failures_in_row} sends in a row failed; the "
+                                    f"last: {one_line(seen.gateway_error, 300)}")
+    if seen.expired is not None:
+        found["texts_expiring"] = one_line(seen.expired, 300)
+    if seen.mail_error is not None:
+        found["mail_refused"] = one_line(seen.mail_error, 300)
+    if seen.reply_listener_error is not None:
+        found["reply_listener"] = one_line(seen.reply_listener_error, 300)
+    if seen.routing_error is not None:
+        found["routing_table"] = one_line(seen.routing_error, 300)
+    return found
+
+
+def opened_mail(kind: str, summary: str, at: float, zone: str) -> tuple[str, str]:
+    """Subject and text of the admin's email when an incident starts."""
+    when = datetime.fromtimestamp(at, ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
+    return (f"textback incident: {TITLES[kind]}",
+            f"Since {when}: {summary}.\n\n{WHAT_TO_CHECK[kind]}\n\n"
+            f"You get one more email when it recovers. `textback status` lists open incidents.")
+
+
+def recovered_mail(kind: str, summary: str, opened_at: float, at: float,
+                   zone: str) -> tuple[str, str]:
+    """Subject and text of the admin's email when an incident ends."""
+    when = datetime.fromtimestamp(at, ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
+    return (f"textback recovered: {TITLES[kind]}",
+            f"Recovered at {when}, after {(at - opened_at) / 60:.0f} minutes.\n\n"
+            f"It began with: {summary}.")

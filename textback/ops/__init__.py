@@ -1,0 +1,1 @@
+"""Operations over HTTP: the daemon's Prometheus metrics, /metrics and /healthz."""
