@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from textback import runlock
 from textback.cli import main
+from textback.selftest import FAIL, PASS, StepResult, complete
 from textback.store import CallRow, PlannedText, Store
 
 
@@ -72,3 +73,20 @@ async def test_a_running_daemon_shows_ami_the_backlog_and_open_incidents(tmp_pat
     finally:
         lock.release()
         await store.close()
+
+
+async def test_the_last_self_test_is_shown_with_the_step_it_failed_at(tmp_path):
+    path = write_config(tmp_path, base_config(tmp_path))
+    store = await Store.open(tmp_path / "textback.db")
+    started = time.time() - 60
+    report = complete([StepResult("ami", PASS, 0.1, ""),
+                       StepResult("trunk", FAIL, 0.2, "'carier' is not a PJSIP endpoint")],
+                      started, started + 0.3)
+    run = await store.request_selftest("schedule")
+    await store.claim_selftest()
+    await store.finish_selftest(run, started, started + 0.3, report.passed, report.steps_json())
+    await store.close()
+    code, lines = await asyncio.to_thread(status, path)
+    assert code == 1
+    assert lines["last self-test"].startswith("FAILED at trunk, ")
+    assert lines["last self-test"].endswith(" (schedule)")

@@ -16,6 +16,7 @@ from textback import runlock
 from textback.cli import _age, _load, _when, config_option, main
 from textback.config import Loaded
 from textback.incidents import TITLES
+from textback.selftest import Report
 from textback.unit import (SERVICE_USER, STATE_DIRECTORY, hidden_by_protect_home,
                            paths_outside_state, privileged_ports, render_unit)
 from textback.workers.ops import AMI_LOGGED_IN, AMI_STATE_SINCE
@@ -66,10 +67,15 @@ def _create_user() -> None:
         click.echo(f"kept    system user {SERVICE_USER} (exists)")
 
 
-async def last_selftest(store) -> str:
-    """The last self-test's result in one line. The one place to read it from the store once
-    self-test results are kept there; until then there is none."""
-    return "none recorded"
+async def last_selftest(store, tz: str) -> str:
+    """The last finished self-test in one line: passed, or the step it failed at, and when."""
+    row = await store.last_selftest()
+    if row is None:
+        return "none recorded"
+    report = Report.from_row(row)
+    failed = report.failed_step
+    verdict = "passed" if failed is None else f"FAILED at {failed.name}"
+    return f"{verdict}, {_when(report.started_at, tz)} ({row['trigger']})"
 
 
 async def _status_facts(loaded: Loaded) -> dict:
@@ -85,7 +91,7 @@ async def _status_facts(loaded: Loaded) -> dict:
                 "ami_since": await store.progress(AMI_STATE_SINCE),
                 "last_event": await store.progress(LAST_AMI_EVENT),
                 "incidents": await store.open_incidents(),
-                "selftest": await last_selftest(store)}
+                "selftest": await last_selftest(store, loaded.config.business.timezone)}
     finally:
         await store.close()
 
