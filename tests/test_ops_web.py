@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
 from lab.configs import base_config, write_config
-from lab.harness import in_process
+from lab.harness import eventually, in_process
 from textback.config import ConfigError, load
 from textback.daemon import Daemon
 
@@ -75,3 +77,22 @@ def test_a_wrong_metrics_section_names_its_yaml_path(tmp_path, section, where, s
     [(at, message)] = caught.value.problems
     assert at.startswith(where) and "(line " in at and says in message
     assert "inline-secret" not in str(caught.value)
+
+
+async def test_a_worker_restarted_by_the_supervisor_is_counted(tmp_path):
+    daemon = daemon_with_web(tmp_path)
+    async with in_process(daemon):
+        died = asyncio.Event()
+
+        async def fails_once():
+            if not died.is_set():
+                died.set()
+                raise RuntimeError("one bad moment")
+            await asyncio.Event().wait()
+
+        daemon.workers.start("flaky", fails_once)
+        await died.wait()
+        await eventually(lambda: asyncio.sleep(0, daemon.workers.restarts["flaky"] == 1), 10,
+                         "the restart")
+        _, body, _ = await get("/metrics")
+    assert 'textback_worker_restarts_total{worker="flaky"} 1.0' in body

@@ -133,7 +133,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
         self._logins = 0

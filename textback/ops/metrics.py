@@ -7,7 +7,11 @@ from the store and the AMI connection, so they are never stale.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 # Seconds from the caller's hangup to the gateway accepting the text: the delay is 30 s by
 # default, so the interesting range is around it.
@@ -15,8 +19,22 @@ HANGUP_BUCKETS = (5, 15, 30, 35, 45, 60, 90, 120, 300, 600, 1800, 3600)
 ALERT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 
 
+class _Restarts(Collector):
+    """The supervisor's restart counts, read at each scrape: a worker that keeps dying shows."""
+
+    def __init__(self, restarts: Mapping[str, int]):
+        self._restarts = restarts
+
+    def collect(self):
+        family = CounterMetricFamily("textback_worker_restarts",
+                                     "Workers restarted after dying on an error", labels=["worker"])
+        for worker, count in sorted(self._restarts.items()):
+            family.add_metric([worker], count)
+        yield family
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, worker_restarts: Mapping[str, int]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.calls = Counter("textback_calls_total", "Inbound calls finished, by outcome",
@@ -56,6 +74,7 @@ class Metrics:
                                 registry=r)
         self.incidents_open = Gauge("textback_incidents_open", "Incidents not yet recovered",
                                     registry=r)
+        r.register(_Restarts(worker_restarts))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
