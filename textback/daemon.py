@@ -50,6 +50,7 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMailWorkers
+from textback.web.inbox import inbox_routes
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -211,7 +212,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return []
+        return [inbox_routes(self)]
 
     def _write_routing_table(self) -> None:
         try:

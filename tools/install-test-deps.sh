@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real, when missing:
 # Kannel (bearerbox, smsbox, fakesmsc) for the kannel gateway tests, and
-# MariaDB's server for the FreePBX CDR tests. The tests start their own
+# MariaDB's server for the FreePBX CDR tests, and Chromium, the browser the
+# inbox's browser tests drive (Playwright uses it; it never downloads one). The tests start their own
 # instances, so the packaged services are stopped and disabled.
 # The lab PBX's own packages are installed by lab/build-root.sh.
 set -euo pipefail
@@ -14,6 +15,7 @@ need=()
 command -v make >/dev/null || need+=(make)
 [[ -x /usr/sbin/bearerbox && -x /usr/lib/kannel/test/fakesmsc ]] || need+=(kannel kannel-extras)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
+[[ -x /usr/bin/chromium ]] || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then
     echo "install-test-deps.sh: installing ${need[*]}" >&2
     # policy-rc.d 101: the packages' own services must not start during the install.
