@@ -316,6 +316,7 @@ MIGRATIONS: list[str] = [
         WHERE unanswered = 1;
     CREATE INDEX conversations_waiting ON conversations (status, unanswered, last_reply_at);
     CREATE INDEX conversations_recent ON conversations (status, updated_at);
+    CREATE INDEX conversations_answered ON conversations (status, unanswered, updated_at);
     CREATE INDEX conversations_unread ON conversations (status, unread);
     CREATE INDEX conversations_version ON conversations (version);
     CREATE INDEX IF NOT EXISTS calls_conversation ON calls (conversation_id, started_at);

@@ -124,7 +124,7 @@ class WebStore:
             args["limit"] = limit - len(rows)
             rows += await self._all(
                 f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE {where}"
-                " ORDER BY c.updated_at DESC, c.id LIMIT :limit", args)
+                " ORDER BY c.updated_at DESC, c.id DESC LIMIT :limit", args)
         return [dict(r) for r in rows]
 
     async def _search(self, query: str, limit: int) -> list[dict[str, Any]]:
@@ -135,7 +135,7 @@ class WebStore:
             f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE c.id IN ("
             "  SELECT conversation_id FROM conversation_search WHERE conversation_search MATCH ?"
             "  ORDER BY rowid DESC LIMIT 1000)"
-            " ORDER BY c.updated_at DESC, c.id LIMIT ?", (phrase, limit))
+            " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (phrase, limit))
         return [dict(r) for r in rows]
 
     async def unread_count(self) -> int:
