@@ -140,6 +140,20 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     return [cards[n] for n in sorted(cards)]
 
 
+CSV_COLUMNS = ["business_number", "missed_calls", "texts_sent", "segments_sent", "replies",
+               "reply_rate", "median_minutes_reply_to_human_answer", "booked", "qualified", "won",
+               "won_value", "lost", "opt_outs"]
+
+
+def csv_table(cards: list[dict[str, Any]], label: str) -> list[list[Any]]:
+    """The scorecard as CSV rows, header first: `textback report --format csv` and the web page."""
+    rows: list[list[Any]] = [["period", *CSV_COLUMNS, "missed_by_reason"]]
+    for card in cards:
+        reasons = " ".join(f"{k}={v}" for k, v in card["missed_by_reason"].items())
+        rows.append([label, *(card[c] for c in CSV_COLUMNS), reasons])
+    return rows
+
+
 def render_text(cards: list[dict[str, Any]], label: str, timezone: str) -> str:
     """The scorecard as plain text, for the terminal and the monthly email."""
     lines = [f"Scorecard for {label} ({timezone})"]

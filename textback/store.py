@@ -333,6 +333,13 @@ MIGRATIONS: list[str] = [
                                 WHERE conversation_id = c.id), '')
         FROM conversations c
     """,
+    # 8: the web pages of calls, the scorecard and fraud-guard events read periods of time
+    """
+    CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+    CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
+    CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at);
+    CREATE INDEX IF NOT EXISTS suppressions_since ON suppressions (since)
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many

@@ -37,6 +37,7 @@ INBOX_COLUMNS = (
     " c.last_body, c.last_message_at, c.unanswered, c.unread, c.waiting_since, c.snoozed_until,"
     " c.claimed, c.version, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
     "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name")
+CALL_FILTERS = ("outcome", "reason", "decision", "business_number")
 MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters or more
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
 
@@ -221,7 +222,8 @@ class WebStore:
 
     async def web_users(self) -> dict[str, dict[str, Any]]:
         """Per owner id: whether a password is set and when they last signed in."""
-        rows = await self._all("SELECT owner_id, changed_at, last_sign_in_at FROM web_users")
+        rows = await self._all("SELECT owner_id, password_hash != '' AS has_password, changed_at,"
+                               " last_sign_in_at FROM web_users")
         return {row["owner_id"]: dict(row) for row in rows}
 
     async def start_session(self, owner_id: str, token_digest: str, csrf: str, now: float,
@@ -261,3 +263,25 @@ class WebStore:
                 "INSERT OR IGNORE INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
                 " VALUES (?,?,?,?)", (nonce_digest, owner_id, now, expires_at))
             return cursor.rowcount == 1
+
+    # -- the calls, admin pages ----------------------------------------------------------
+
+    async def calls_page(self, since: float, until: float, limit: int = 200,
+                         **equal: str) -> list[dict[str, Any]]:
+        """Inbound calls in [since, until), newest first, where each given column equals its value
+        (outcome, reason, decision, business_number), with the fate of their text."""
+        where = "".join(f" AND c.{column} = :{column}" for column in sorted(equal)
+                        if column in CALL_FILTERS)
+        rows = await self._all(
+            "SELECT c.*, o.state AS text_state FROM calls c"
+            " LEFT JOIN outbox o ON o.message_id = c.message_id"
+            f" WHERE c.started_at >= :since AND c.started_at < :until{where}"
+            " ORDER BY c.started_at DESC LIMIT :limit",
+            {"since": since, "until": until, "limit": limit, **equal})
+        return [dict(r) for r in rows]
+
+    async def fraud_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Calls a fraud guard kept from being texted, newest first."""
+        rows = await self._all("SELECT * FROM calls WHERE decision LIKE 'fraud\\_%' ESCAPE '\\'"
+                               " ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]

@@ -43,6 +43,7 @@ from textback.signin import AttemptLimiter, LinkClaim, digest, read_link_token, 
 from textback.store_web import INBOX_VIEWS
 from textback.web import views
 from textback.web.links import LINK_KEY
+from textback.web.reports import Reports
 
 if TYPE_CHECKING:
     from textback.daemon import Daemon
@@ -104,6 +105,7 @@ class Inbox:
         r.add_get(r"/c/{id:\d{1,12}}", self.page(self.thread))
         r.add_post(r"/c/{id:\d{1,12}}/{action:[a-z]{1,12}}", self.page(self.act))
         r.add_get("/events", self.page(self.events, api=True))
+        Reports(self, app)
         self._closing = asyncio.Event()
         app.on_shutdown.append(self._close_streams)
 
