@@ -36,7 +36,9 @@ INBOX_COLUMNS = (
     " c.contact_name, c.last_reply, c.last_reply_at, c.last_answer_at, c.missed_calls,"
     " c.last_body, c.last_message_at, c.unanswered, c.unread, c.waiting_since, c.snoozed_until,"
     " c.claimed, c.version, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
-    "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name")
+    "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name,"
+    " (SELECT outcome || ': ' || reason FROM calls WHERE conversation_id = c.id"
+    "   ORDER BY started_at DESC LIMIT 1) AS last_call")
 CALL_FILTERS = ("outcome", "reason", "decision", "business_number")
 MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters or more
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")

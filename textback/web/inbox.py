@@ -433,6 +433,13 @@ class Inbox:
         await response.prepare(request)
         if seen < 0:
             seen = await self.store.latest_version()
+        try:
+            await self._stream(response, seen)
+        except ConnectionResetError:
+            pass  # the browser went to another page or lost its connection; it reconnects
+        return response
+
+    async def _stream(self, response: web.StreamResponse, seen: int) -> None:
         await response.write(b"retry: 2000\n\n")
         while True:
             changes = await self.store.changes_since(seen)
@@ -447,7 +454,7 @@ class Inbox:
                 await asyncio.wait_for(self._closing.wait(), EVENT_POLL_SECONDS)
             except asyncio.TimeoutError:
                 continue
-            return response
+            return
 
     async def _close_streams(self, app: web.Application) -> None:
         """The server stops: end every event stream now rather than at the shutdown timeout."""

@@ -104,6 +104,7 @@ class InboxRow:
     last_at: str
     snoozed_until: str
     done: bool
+    last_call: str  # the latest call's outcome and reason, e.g. "missed: no_answer"
 
 
 def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
@@ -122,7 +123,7 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
             unread=bool(row["unread"]), unanswered=bool(row["unanswered"]),
             last_at=when(row["last_message_at"] or row["updated_at"], tz),
             snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
-            done=row["status"] == "closed"))
+            done=row["status"] == "closed", last_call=row["last_call"] or ""))
     return made
 
 

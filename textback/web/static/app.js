@@ -38,7 +38,7 @@ function watchSegments(area) {
 }
 
 function setUnread(count) {
-  const base = document.title.replace(/^\(\d+\) /, "");
+  const base = document.body.dataset.title;
   document.title = count ? `(${count}) ${base}` : base;
   const badge = document.getElementById("unread");
   if (badge) badge.textContent = count ? String(count) : "";
