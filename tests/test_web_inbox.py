@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
-from tests.web_helpers import (PASSWORDS, client, form_value, homeowner_writes, set_passwords,
+from tests.web_helpers import (BASE, PASSWORDS, client, form_value, homeowner_writes, set_passwords,
                                web_config, web_daemon)
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>'
@@ -112,3 +113,47 @@ async def test_claim_assign_snooze_done_outcomes_and_notes(tmp_path):
         await act(browser, cid, "done")
         await homeowner_writes(daemon, "One more question")
         assert "One more question" in (await browser.get("/?view=waiting"))[1]
+
+
+async def read_events(browser, headers: dict, wanted: int, timeout: float = 5.0) -> list[dict]:
+    """Read the event stream until `wanted` change events arrived; each as {id, data}."""
+    import json
+
+    events: list[dict] = []
+    async with browser.session.get(f"{BASE}/events", headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        event: dict = {}
+        async with asyncio.timeout(timeout):
+            async for raw in response.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    event["id"] = int(line[4:])
+                elif line.startswith("data: "):
+                    event["data"] = json.loads(line[6:])
+                elif not line and event:
+                    events.append(event)
+                    event = {}
+                    if len(events) >= wanted:
+                        return events
+    return events
+
+
+async def test_the_event_stream_catches_up_after_a_drop_from_last_event_id(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await signed_in(browser)
+        await homeowner_writes(daemon, "first", sender="+12125550131")
+        [first] = await read_events(browser, {"Last-Event-ID": "0"}, 1)
+        assert first["data"]["unread"] == 1
+        # While no stream is open, two more conversations change.
+        await homeowner_writes(daemon, "second", sender="+12125550132")
+        await homeowner_writes(daemon, "third", sender="+12125550133")
+        events = await read_events(browser, {"Last-Event-ID": str(first["id"])}, 1)
+        changed = [c for e in events for c in e["data"]["conversations"]]
+        ids = {r["caller"]: r["id"] for r in await daemon.store.inbox()}
+        assert changed == [ids["+12125550132"], ids["+12125550133"]]
+        assert events[-1]["data"]["unread"] == 3
+        async with client() as stranger:
+            assert (await stranger.get("/events"))[0] == 401
