@@ -7,8 +7,8 @@ import time
 
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
-from tests.web_helpers import (BASE, PASSWORDS, client, form_value, homeowner_writes, set_passwords,
-                               web_config, web_daemon)
+from tests.web_helpers import (BASE, PASSWORDS, client, homeowner_writes, one_reply_signed_in,
+                               set_passwords, web_config, web_daemon)
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>'
 
@@ -50,12 +50,8 @@ async def test_the_inbox_lists_waiting_replies_first_with_who_where_and_how_long
 
 
 async def test_reply_from_the_thread_goes_through_the_outbox_and_records_its_author(tmp_path):
-    path = web_config(tmp_path)
-    await set_passwords(path)
-    async with web_daemon(path) as daemon, client() as browser:
-        await homeowner_writes(daemon, "When can you come?")
-        [row] = await daemon.store.inbox()
-        await signed_in(browser)
+    async with one_reply_signed_in(tmp_path, "When can you come?") as (daemon, browser, cid):
+        row = {"id": cid}
         assert await act(browser, row["id"], "reply", body="Tuesday at 9?") == \
             (303, f"/c/{row['id']}?said=queued")
         status, html, _ = await browser.get(f"/c/{row['id']}?said=queued")
@@ -73,13 +69,7 @@ async def test_reply_from_the_thread_goes_through_the_outbox_and_records_its_aut
 
 
 async def test_claim_assign_snooze_done_outcomes_and_notes(tmp_path):
-    path = web_config(tmp_path)
-    await set_passwords(path)
-    async with web_daemon(path) as daemon, client() as browser:
-        await homeowner_writes(daemon, "Bathroom quote please")
-        [row] = await daemon.store.inbox()
-        cid = row["id"]
-        await signed_in(browser)
+    async with one_reply_signed_in(tmp_path, "Bathroom quote please") as (daemon, browser, cid):
         assert "Nothing here" in (await browser.get("/?view=mine"))[1]
         await act(browser, cid, "claim")
         assert "Bathroom quote please" in (await browser.get("/?view=mine"))[1]

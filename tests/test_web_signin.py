@@ -16,8 +16,9 @@ from textback.signin import LinkClaim, digest, make_link_token
 from textback.store import Store
 from textback.web import inbox as web_inbox
 from textback.web.links import LINK_KEY
-from tests.web_helpers import (BASE, PASSWORDS, client, form_value, homeowner_writes, link_in, mails,
-                               run_cli, set_passwords, web_config, web_daemon)
+from tests.web_helpers import (BASE, PASSWORDS, client, form_value, homeowner_writes, link_in,
+                               mails, one_reply_signed_in, run_cli, set_passwords, web_config,
+                               web_daemon)
 
 
 @pytest.fixture(autouse=True)
@@ -126,12 +127,8 @@ async def test_sign_in_failures_are_limited_per_address_across_accounts(tmp_path
 
 
 async def test_a_post_without_the_right_csrf_token_gets_403_and_changes_nothing(tmp_path):
-    path = web_config(tmp_path)
-    await set_passwords(path)
-    async with web_daemon(path) as daemon, client() as browser:
-        await homeowner_writes(daemon, "Can you come Tuesday?")
-        [row] = await daemon.store.inbox()
-        await browser.sign_in("sam", PASSWORDS["sam"])
+    async with one_reply_signed_in(tmp_path, "Can you come Tuesday?") as (daemon, browser, cid):
+        row = {"id": cid}
         for data in ({"csrf": "forged", "body": "hello"}, {"body": "hello"}):
             status, html, _ = await browser.post(f"/c/{row['id']}/reply", data)
             assert status == 403 and "Forbidden" in html

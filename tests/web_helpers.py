@@ -125,3 +125,16 @@ async def homeowner_writes(daemon: Daemon, body: str, sender: str = "+1212555012
     await daemon.receive_text(InboundText(sender=sender, recipient=BUSINESS_NUMBER, body=body,
                                           gateway_id=gateway_id or f"id-{time.monotonic_ns()}"),
                               "log")
+
+
+@asynccontextmanager
+async def one_reply_signed_in(tmp_path: Path, body: str, owner: str = "sam"):
+    """A daemon with one homeowner text, and a client signed in as `owner`:
+    (daemon, client, the conversation's id)."""
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await homeowner_writes(daemon, body)
+        [row] = await daemon.store.inbox()
+        assert (await browser.sign_in(owner, PASSWORDS[owner]))[0] == 303
+        yield daemon, browser, row["id"]

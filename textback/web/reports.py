@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
