@@ -86,7 +86,7 @@ async def test_claim_assign_snooze_done_outcomes_and_notes(tmp_path):
         assert (await act(browser, cid, "outcome", stage="won", amount="lots"))[0] == 400
         assert (await act(browser, cid, "outcome", stage="sold"))[0] == 400
         await act(browser, cid, "outcome", stage="won", amount="$82,000")
-        await act(browser, cid, "contact", name=HOSTILE)
+        await act(browser, cid, "contact", name=HOSTILE, **{"class": "lead"})
         status, html, _ = await browser.get(f"/c/{cid}")
         assert status == 200
         assert "Internal note by Sam Ortiz" in html and "Gate code 1234" in html
@@ -147,3 +147,31 @@ async def test_the_event_stream_catches_up_after_a_drop_from_last_event_id(tmp_p
         assert events[-1]["data"]["unread"] == 3
         async with client() as stranger:
             assert (await stranger.get("/events"))[0] == 401
+
+
+def missed_from(caller: str, linkedid: str):
+    from textback.tracker import CallFinished
+
+    now = time.time()
+    return CallFinished(linkedid, BUSINESS_NUMBER, caller, "", "PJSIP/carrier-1", now - 20, now,
+                        "missed", "no_answer")
+
+
+async def test_the_class_set_in_the_contact_panel_applies_from_the_next_call(tmp_path):
+    path = web_config(tmp_path, **{"text.dedupe_hours": 0, "contacts": [
+        {"number": "+12125550123", "name": "Jane", "class": "client"}]})
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        first = await daemon._finished(missed_from("+12125550123", "c.1"))
+        assert first.send  # a client from the config is texted
+        [row] = await daemon.store.inbox()
+        await signed_in(browser)
+        assert 'selected>client<' in (await browser.get(f"/c/{row['id']}"))[1]
+        await act(browser, row["id"], "contact", name="Jane's Plumbing", **{"class": "vendor"})
+        second = await daemon._finished(missed_from("+12125550123", "c.2"))
+        assert (second.send, second.reason) == (False, "caller_is_vendor")
+        await act(browser, row["id"], "contact", name="Jane's Plumbing", **{"class": "lead"})
+        third = await daemon._finished(missed_from("+12125550123", "c.3"))
+        assert third.send and third.reason == "missed_call_text"  # an ordinary caller again
+        assert (await act(browser, row["id"], "contact", name="x", **{"class": "boss"}))[0] == 400
+        assert (await daemon.store.conversation(row["id"]))["contact_name"] == "Jane's Plumbing"

@@ -340,6 +340,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at);
     CREATE INDEX IF NOT EXISTS suppressions_since ON suppressions (since)
     """,
+    # 9: a caller's class set in the inbox's contact panel; the rules apply it from the next call
+    """
+    CREATE TABLE contact_classes (
+        number TEXT PRIMARY KEY,
+        class TEXT NOT NULL CHECK (class IN ('lead', 'client', 'vendor', 'staff', 'blocked')),
+        owner_id TEXT NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many

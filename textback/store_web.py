@@ -197,6 +197,18 @@ class WebStore:
                              " WHERE id = ?", (name, conversation_id))
             await self._index_contact(conversation_id)
 
+    async def contact_class(self, number: str) -> str | None:
+        """The class an owner gave this number in the inbox, or None (the config decides)."""
+        row = await self._one("SELECT class FROM contact_classes WHERE number = ?", (number,))
+        return row["class"] if row else None
+
+    async def set_contact_class(self, number: str, kind: str, owner_id: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
+                " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
+                " owner_id = excluded.owner_id, at = excluded.at", (number, kind, owner_id, time.time()))
+
     # -- users, sessions, sign-in links ----------------------------------------------------
 
     async def web_key(self, name: str) -> bytes:

@@ -36,6 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sms_gateway.segments import count_segments
 from textback.alerts import one_line
 from textback.config import OwnerConfig
+from textback.contact_classes import CLASSES, configured_class
 from textback.delivery import OWNER_REPLY
 from textback.numbers import national
 from textback.scorecard import MAX_JOB_VALUE, parse_amount
@@ -314,7 +315,9 @@ class Inbox:
             "snoozed": (conversation["snoozed_until"] or 0) > now,
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
-            "max_job_value": MAX_JOB_VALUE,
+            "max_job_value": MAX_JOB_VALUE, "classes": CLASSES,
+            "contact_class": await self.store.contact_class(conversation["caller"])
+            or configured_class(self.config, conversation["caller"]),
         }
         template = "thread_timeline.html" if request.query.get("part") == "timeline" else "thread.html"
         return self.render(template, request, context)
@@ -410,10 +413,18 @@ class Inbox:
         return "note"
 
     async def _do_contact(self, conversation: dict, form, user: OwnerConfig) -> str:
+        """The name, and the class the rules apply from the caller's next call on."""
         name = one_line(str(form.get("name", "")), MAX_NAME_CHARS + 1)
         if len(name) > MAX_NAME_CHARS:
             raise bad_request(f"a name has at most {MAX_NAME_CHARS} characters")
+        kind = str(form.get("class", ""))
+        if kind not in CLASSES:
+            raise bad_request("no such class")
         await self.store.set_contact_name(conversation["id"], name)
+        caller = conversation["caller"]
+        if kind != (await self.store.contact_class(caller) or configured_class(self.config, caller)):
+            await self.store.set_contact_class(caller, kind, user.id)
+            timeline.info("contact %s is now a %s (set by %s in the web inbox)", caller, kind, user.id)
         return "contact"
 
     # -- live updates ----------------------------------------------------------------------
