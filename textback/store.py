@@ -1114,7 +1114,9 @@ class Store(WebStore):
             " WHERE started_at >= ? AND started_at < ?", (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
-            " m.created_at, m.template, m.body FROM messages m JOIN conversations c"
+            " m.created_at, m.template,"
+            " CASE m.direction WHEN 'out' THEN m.body ELSE '' END AS body"  # only texts sent count
+            " FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?",
             (start, end))
         outcomes = await self._all(
