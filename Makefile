@@ -38,6 +38,7 @@ bench: setup lab
 	$(PY) bench/latency.py
 	$(PY) bench/concurrent_latency.py
 	$(PY) bench/agi_per_call.py
+	$(PY) bench/web_pages.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -3,8 +3,10 @@
 Starts the lab PBX, a local SMTP server standing in for the company mail
 relay, and `textback run` with an SQLite database; a simulated homeowner
 calls the business number, nobody answers, the homeowner replies to the
-text, and the owner's email arrives. Prints the timeline, then shuts
-everything down.
+text, and the owner's email arrives. Prints the timeline, then the web
+inbox's address and the sign-in link from the owner's email, and serves the
+inbox until Ctrl-C; when stdin is not a terminal (CI, a pipe), it shuts
+everything down at once.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import time
 from pathlib import Path
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, lab_config
+from textback.alerts import one_line
 from lab.harness import DaemonProcess, start_smtp_sink, wait_until
 from lab.pbx import LabPBX
 
 DELAY_SECONDS = 5
+WEB_PORT = 8088
+INBOX_URL = f"http://127.0.0.1:{WEB_PORT}"
+SIGN_IN_LINK = re.compile(r"https?://\S+/link/\S+")
 REPLY = "Yes please! We want to redo our kitchen, budget around $75k. Can someone come by Tuesday?"
 TIMELINE = re.compile(r"^\S+ (\d\d:\d\d:\d\d),\d+ INFO +textback\.timeline: (.*)$")
 
@@ -43,6 +49,18 @@ def follow(daemon: DaemonProcess, stop: threading.Event) -> None:
         time.sleep(0.1)
 
 
+def serve_until_interrupted() -> None:
+    """Keep everything running for a person at a terminal; a pipe or CI ends the demo here."""
+    if not sys.stdin.isatty():
+        return
+    print("\nServing until Ctrl-C…", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="textback-demo-"))
     print(f"textback demo; working files in {work}\n")
@@ -53,7 +71,8 @@ def main() -> int:
     stop = threading.Event()
     daemon = None
     try:
-        config = lab_config(work, lab, **{"text.delay_seconds": DELAY_SECONDS})
+        config = lab_config(work, lab, **{"text.delay_seconds": DELAY_SECONDS,
+                                          "web": {"port": WEB_PORT, "public_url": INBOX_URL}})
         daemon = DaemonProcess(config, work / "textback.log").start()
         threading.Thread(target=follow, args=(daemon, stop), daemon=True).start()
         say("lab", f"textback is running (text delay {DELAY_SECONDS} s, database {work / 'textback.db'})")
@@ -75,8 +94,13 @@ def main() -> int:
         print("\n$ textback thread " + HOMEOWNER)
         subprocess.run([sys.executable, "-m", "textback", "thread", "-c", str(config), HOMEOWNER],
                        check=True)
+        body = mail.message.get_body(("plain",)).get_content()
         print("\nThe owner's email (plain-text part):\n")
-        print("    " + mail.message.get_body(("plain",)).get_content().replace("\n", "\n    "))
+        print("    " + body.replace("\n", "\n    "))
+        link = SIGN_IN_LINK.search(body)
+        print(f"\nThe shared inbox: {INBOX_URL}/")
+        print(f"Sign in as the owner (the link works once): {one_line(link.group(0), 400)}")
+        serve_until_interrupted()
         return 0
     finally:
         stop.set()

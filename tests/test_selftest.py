@@ -128,7 +128,8 @@ def test_the_example_selftest_section_is_valid_once_uncommented(tmp_path, monkey
     import yaml
 
     text = open("config.example.yaml").read()
-    block = text[text.index("#selftest:"):text.index("\nstorage:")]
+    start = text.index("#selftest:")
+    block = text[start:text.index("\n\n", start)]
     section = yaml.safe_load("\n".join(line[1:] for line in block.splitlines()))
     example = yaml.safe_load(text)
     (tmp_path / "ami.secret").write_text("x")

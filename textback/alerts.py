@@ -82,8 +82,12 @@ def compose_notice(sender: str, business_name: str, owner_name: str, owner_email
 
 
 def compose_reply_alert(alert: ReplyAlert, message_domain: str,
-                        reply_to: str | None = None) -> EmailMessage:
-    """The email an owner gets when a homeowner replies; plain text and escaped HTML."""
+                        reply_to: str | None = None, inbox_link: str | None = None,
+                        link_text: str = "") -> EmailMessage:
+    """The email an owner gets when a homeowner replies; plain text and escaped HTML.
+
+    `inbox_link` signs the owner in to the web inbox at this thread; `link_text` says so.
+    """
     msg = _addressed(alert.sender, alert.business_name, alert.owner_name, alert.owner_email,
                      subject_for(alert), message_domain)
     if reply_to:
@@ -108,6 +112,8 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
         lines += ["Reply to this email to text them: only your new words are sent.",
                   "Or reply with one command: #booked, #qualified, #won 82000, #lost, #spam,"
                   " #assign <owner id>."]
+    if inbox_link:
+        lines += ["", link_text or inbox_link]
     msg.set_content("\n".join(lines))
 
     esc = html.escape
@@ -121,6 +127,8 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
         f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.reply)}</blockquote>"
         f"<p>The conversation so far:</p><table>{rows}</table>"
         f"<p>Call or text them back at <a href=\"tel:{esc(alert.caller)}\">{esc(caller)}</a>.</p>"
-        "</body></html>")
+        + (f"<p><a href=\"{esc(inbox_link)}\">Open the conversation in the inbox</a>"
+           " (the link signs you in once).</p>" if inbox_link else "")
+        + "</body></html>")
     msg.add_alternative(body, subtype="html")
     return msg

@@ -324,17 +324,12 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
-    columns = ["business_number", "missed_calls", "texts_sent", "segments_sent", "replies", "reply_rate",
-               "median_minutes_reply_to_human_answer", "booked", "qualified", "won", "won_value",
-               "lost", "opt_outs"]
     if fmt == "csv":
         import csv
 
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["period", *columns, "missed_by_reason"])
-        for card in cards:
-            reasons = " ".join(f"{k}={v}" for k, v in card["missed_by_reason"].items())
-            writer.writerow([label, *(card[c] for c in columns), reasons])
+        from textback.scorecard import csv_table
+
+        csv.writer(sys.stdout).writerows(csv_table(cards, label))
         return
     click.echo(render_text(cards, label, tz))
 

@@ -120,6 +120,9 @@ class OwnerConfig(Strict):
     id: Identifier
     name: str = Field(min_length=1)
     email: str = Field(pattern=EMAIL_PATTERN)
+    # In the web inbox: every owner sees and acts on every conversation; an admin also manages
+    # the opt-out list and sees the fraud-guard events and the users.
+    role: Literal["owner", "admin"] = "owner"
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -544,6 +547,10 @@ class WebConfig(Strict):
     port: int = Field(8088, ge=0, le=65535)
     public_url: str = Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[^\s?#]*)?$")
     max_body_bytes: int = Field(65536, ge=1024, le=10 * 1024 * 1024)
+    # A signed-in browser is signed out after this long without a request.
+    session_idle_minutes: float = Field(480, ge=1, le=30 * 24 * 60)
+    # How long the sign-in link in an owner email works (once).
+    link_hours: float = Field(24, gt=0, le=14 * 24)
 
     @property
     def secure(self) -> bool:

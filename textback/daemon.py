@@ -33,6 +33,7 @@ from textback import mailin, runlock, service
 from textback.alerts import one_line
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.contact_classes import with_class
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
@@ -54,6 +55,7 @@ from textback.workers.ops import OpsWorkers, Watch
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
+from textback.web.inbox import inbox_routes
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -233,7 +235,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return [ops_routes(self)]
+        return [ops_routes(self), inbox_routes(self)]
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
@@ -447,7 +449,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
         if dialled is not None:
             owner_id, owner_reason = await self._owner_for(dialled, caller)
         recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
-        decision = decide(self.config, call, recent, owner_id)
+        config = self.config
+        kind = await self.store.contact_class(caller) if caller else None
+        if kind is not None:  # set in the inbox's contact panel: it wins over the config's
+            config = with_class(config, caller, kind)
+        decision = decide(config, call, recent, owner_id)
         fraud_report = None
         if decision.reason.startswith("fraud_"):
             fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "

@@ -6,6 +6,7 @@ figures can be checked by hand on seeded data.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
@@ -89,6 +90,8 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     opt_outs: business_number (one row per opted-out conversation)
     """
     cards: dict[str, Scorecard] = {}
+    # Automatic texts repeat their template word for word: each distinct body is counted once.
+    segments = functools.lru_cache(maxsize=4096)(lambda body: count_segments(body).segments)
 
     def card(number: str) -> Scorecard:
         return cards.setdefault(number, Scorecard(number))
@@ -108,7 +111,7 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
                 and m["status"] in ("sent", "delivered")]
         sent = [m for m in thread if m["direction"] == "out" and m["status"] in ("sent", "delivered")]
         c.texts_sent += len(sent)
-        c.segments_sent += sum(count_segments(m.get("body", "")).segments for m in sent)
+        c.segments_sent += sum(segments(m.get("body", "")) for m in sent)
         first_in = next((m for m in thread if m["direction"] == "in"), None)
         if auto:
             c.conversations_texted += 1
@@ -138,6 +141,20 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     for row in opt_outs:
         card(row["business_number"]).opt_outs += 1
     return [cards[n] for n in sorted(cards)]
+
+
+CSV_COLUMNS = ["business_number", "missed_calls", "texts_sent", "segments_sent", "replies",
+               "reply_rate", "median_minutes_reply_to_human_answer", "booked", "qualified", "won",
+               "won_value", "lost", "opt_outs"]
+
+
+def csv_table(cards: list[dict[str, Any]], label: str) -> list[list[Any]]:
+    """The scorecard as CSV rows, header first: `textback report --format csv` and the web page."""
+    rows: list[list[Any]] = [["period", *CSV_COLUMNS, "missed_by_reason"]]
+    for card in cards:
+        reasons = " ".join(f"{k}={v}" for k, v in card["missed_by_reason"].items())
+        rows.append([label, *(card[c] for c in CSV_COLUMNS), reasons])
+    return rows
 
 
 def render_text(cards: list[dict[str, Any]], label: str, timezone: str) -> str:

@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator
 import aiosqlite
 
 from textback.numbers import to_e164
+from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
     # 1: the vertical slice
@@ -271,6 +272,113 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX incidents_one_open ON incidents (kind) WHERE closed_at IS NULL
     """,
+    # 7: the web inbox. Users (an argon2 hash per owner), server-side sessions (token digests),
+    # the nonces of used sign-in links, signing keys, internal notes, who wrote an owner reply.
+    # Each conversation keeps its inbox summary, updated in the transaction of each message, so
+    # a page costs its size, not the history; a trigram index finds numbers, names and texts.
+    """
+    CREATE TABLE web_users (
+        owner_id TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        changed_at REAL NOT NULL,
+        last_sign_in_at REAL
+    );
+    CREATE TABLE web_sessions (
+        token_digest TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_seen ON web_sessions (seen_at);
+    CREATE TABLE used_links (
+        nonce_digest TEXT PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        used_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE web_keys (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        owner_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX notes_conversation ON notes (conversation_id, at);
+    ALTER TABLE messages ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    ALTER TABLE conversations ADD COLUMN last_body TEXT NOT NULL DEFAULT '';
+    ALTER TABLE conversations ADD COLUMN last_message_at REAL;
+    ALTER TABLE conversations ADD COLUMN last_reply TEXT;
+    ALTER TABLE conversations ADD COLUMN last_reply_at REAL;
+    ALTER TABLE conversations ADD COLUMN last_answer_at REAL;
+    ALTER TABLE conversations ADD COLUMN missed_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN unanswered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN waiting_since REAL;
+    ALTER TABLE conversations ADD COLUMN snoozed_until REAL;
+    ALTER TABLE conversations ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    UPDATE conversations SET
+        last_reply = (SELECT body FROM messages WHERE conversation_id = conversations.id
+            AND direction = 'in' ORDER BY created_at DESC, id DESC LIMIT 1),
+        last_reply_at = (SELECT MAX(created_at) FROM messages
+            WHERE conversation_id = conversations.id AND direction = 'in'),
+        last_answer_at = (SELECT MAX(created_at) FROM messages
+            WHERE conversation_id = conversations.id AND direction = 'out' AND kind = 'owner'),
+        missed_calls = (SELECT COUNT(*) FROM calls WHERE conversation_id = conversations.id),
+        last_body = COALESCE((SELECT body FROM messages WHERE conversation_id = conversations.id
+            ORDER BY created_at DESC, id DESC LIMIT 1), ''),
+        last_message_at = (SELECT MAX(created_at) FROM messages
+            WHERE conversation_id = conversations.id),
+        claimed = EXISTS (SELECT 1 FROM assignments WHERE conversation_id = conversations.id
+            AND (reason = 'cli' OR reason LIKE '#assign%')),
+        version = id;
+    UPDATE conversations SET unanswered = 1 WHERE last_reply_at IS NOT NULL
+        AND (last_answer_at IS NULL OR last_answer_at < last_reply_at);
+    UPDATE conversations SET unread = (status = 'open'),
+        waiting_since = (SELECT MIN(created_at) FROM messages
+            WHERE conversation_id = conversations.id AND direction = 'in'
+            AND created_at > COALESCE(conversations.last_answer_at, 0))
+        WHERE unanswered = 1;
+    CREATE INDEX conversations_waiting ON conversations (status, unanswered, last_reply_at);
+    CREATE INDEX conversations_recent ON conversations (status, updated_at);
+    CREATE INDEX conversations_answered ON conversations (status, unanswered, updated_at);
+    CREATE INDEX conversations_unread ON conversations (status, unread);
+    CREATE INDEX conversations_version ON conversations (version);
+    CREATE INDEX IF NOT EXISTS calls_conversation ON calls (conversation_id, started_at);
+    CREATE INDEX IF NOT EXISTS alerts_conversation ON alerts (conversation_id);
+    CREATE INDEX IF NOT EXISTS assignments_conversation ON assignments (conversation_id, at);
+    CREATE INDEX IF NOT EXISTS outcomes_conversation ON outcomes (conversation_id, at);
+    CREATE VIRTUAL TABLE conversation_search USING fts5(conversation_id UNINDEXED, text,
+        tokenize = 'trigram');
+    INSERT INTO conversation_search (rowid, conversation_id, text)
+        SELECT id, conversation_id, body FROM messages;
+    INSERT INTO conversation_search (rowid, conversation_id, text)
+        SELECT -c.id, c.id, c.caller || ' ' || substr(c.caller, 2) || ' ' || c.contact_name
+            || ' ' || COALESCE((SELECT group_concat(DISTINCT caller_name) FROM calls
+                                WHERE conversation_id = c.id), '')
+        FROM conversations c
+    """,
+    # 8: the web pages of calls, the scorecard and fraud-guard events read periods of time
+    """
+    CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+    CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
+    CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at);
+    CREATE INDEX IF NOT EXISTS suppressions_since ON suppressions (since)
+    """,
+    # 9: a caller's class set in the inbox's contact panel; the rules apply it from the next call
+    """
+    CREATE TABLE contact_classes (
+        number TEXT PRIMARY KEY,
+        class TEXT NOT NULL CHECK (class IN ('lead', 'client', 'vendor', 'staff', 'blocked')),
+        owner_id TEXT NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -279,6 +387,10 @@ REPEAT_WITHOUT_ID_SECONDS = 300
 
 # The kind of a self-test's text (messages.kind).
 SELFTEST_KIND = "selftest"
+# What `textback inbox --json` shows of a conversation, in its order.
+CLI_INBOX_COLUMNS = ("id", "caller", "business_number", "owner_id", "status", "created_at",
+                     "updated_at", "contact_name", "last_reply", "last_reply_at", "last_answer_at",
+                     "missed_calls")
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -373,7 +485,7 @@ def _connect(path: Path) -> aiosqlite.Connection:
     return connection
 
 
-class Store:
+class Store(WebStore):
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
     def __init__(self, db: aiosqlite.Connection):
@@ -476,6 +588,8 @@ class Store:
                     conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
                     template=text.template)
             await self._insert_call(call, conversation_id, message_id)
+            if conversation_id is not None:
+                await self._summarise_call(conversation_id, call.outcome, call.caller_name)
             return outbox_id
 
     async def _insert_call(self, call: CallRow, conversation_id: int | None,
@@ -610,8 +724,8 @@ class Store:
             (caller, business_number))
         if row:
             await self._db.execute(
-                "UPDATE conversations SET updated_at = ?, status = 'open' WHERE id = ?",
-                (now, row["id"]))
+                "UPDATE conversations SET updated_at = ?, status = 'open', snoozed_until = NULL"
+                " WHERE id = ?", (now, row["id"]))
             return row["id"]
         cursor = await self._db.execute(
             "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at)"
@@ -619,18 +733,20 @@ class Store:
         await self._db.execute(
             "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
             (cursor.lastrowid, owner_id, now, owner_reason))
+        await self._index_contact(cursor.lastrowid)
         return cursor.lastrowid
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
                      due_at: float, now: float, kind: str = "auto",
-                     template: str = "") -> tuple[int, int]:
+                     template: str = "", author: str = "") -> tuple[int, int]:
         """A queued outbound message and its outbox row; returns (message id, outbox id)."""
         _canonical(recipient)
         cursor = await self._db.execute(
             "INSERT INTO messages (conversation_id, direction, kind, template, body, status,"
-            " created_at) VALUES (?, 'out', ?, ?, ?, 'queued', ?)",
-            (conversation_id, kind, template, body, now))
+            " created_at, author) VALUES (?, 'out', ?, ?, ?, 'queued', ?, ?)",
+            (conversation_id, kind, template, body, now, author))
         message_id = cursor.lastrowid
+        await self._summarise_message(conversation_id, message_id, "out", kind, body, now)
         cursor = await self._db.execute(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",
@@ -802,9 +918,10 @@ class Store:
         return dict(row) if row else None
 
     async def assign(self, conversation_id: int, owner_id: str, reason: str) -> None:
+        """A person gives the conversation to an owner (the inbox's Unassigned no longer lists it)."""
         async with self._transaction() as db:
-            await db.execute("UPDATE conversations SET owner_id = ? WHERE id = ?",
-                             (owner_id, conversation_id))
+            await db.execute("UPDATE conversations SET owner_id = ?, claimed = 1,"
+                             f" version = {NEXT_VERSION} WHERE id = ?", (owner_id, conversation_id))
             await db.execute(
                 "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
                 (conversation_id, owner_id, time.time(), reason))
@@ -816,8 +933,10 @@ class Store:
                 "INSERT INTO outcomes (conversation_id, stage, value, at, source) VALUES (?,?,?,?,?)",
                 (conversation_id, stage, value, time.time(), source))
             if stage in ("won", "lost", "spam"):
-                await db.execute("UPDATE conversations SET status = 'closed' WHERE id = ?",
-                                 (conversation_id,))
+                await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
+                                 f" version = {NEXT_VERSION} WHERE id = ?", (conversation_id,))
+            else:
+                await self._changed(conversation_id)
 
     async def waiting_replies(self, older_than: float) -> list[dict[str, Any]]:
         """Open conversations whose latest homeowner text, sent before `older_than`, has no
@@ -887,12 +1006,13 @@ class Store:
             return outbox_id
 
     async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
-                          kind: str) -> int:
-        """Queue a text in an existing conversation, due now (confirmations, help, owner replies)."""
+                          kind: str, author: str = "") -> int:
+        """Queue a text in an existing conversation, due now (confirmations, help, owner replies);
+        `author` is the signed-in owner who wrote it in the web inbox."""
         now = time.time()
         async with self._transaction():
             _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
-                                             kind)
+                                             kind, author=author)
             return outbox_id
 
     # -- inbound texts and owner alerts ------------------------------------------
@@ -937,13 +1057,17 @@ class Store:
             conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
                                                        owner_reason)
             if display_name:
-                await db.execute("UPDATE conversations SET contact_name = ?"
-                                 " WHERE id = ? AND contact_name = ''", (display_name, conversation_id))
+                cursor = await db.execute("UPDATE conversations SET contact_name = ?"
+                                          " WHERE id = ? AND contact_name = ''",
+                                          (display_name, conversation_id))
+                if cursor.rowcount:
+                    await self._index_contact(conversation_id)
             cursor = await db.execute(
                 "INSERT INTO messages (conversation_id, direction, body, status, gateway,"
                 " gateway_id, created_at) VALUES (?, 'in', ?, 'received', ?, ?, ?)",
                 (conversation_id, body, gateway, gateway_id, now))
             message_id = cursor.lastrowid
+            await self._summarise_message(conversation_id, message_id, "in", "", body, now)
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
             cursor = await db.execute(
@@ -1076,23 +1200,13 @@ class Store:
         return {"calls": [dict(r) for r in calls], "messages": [dict(r) for r in messages]}
 
     async def inbox(self, limit: int = 50) -> list[dict[str, Any]]:
-        """Open conversations: unanswered replies first (oldest waiting first), then the newest."""
-        rows = await self._all(
-            "SELECT c.*, (SELECT body FROM messages WHERE conversation_id = c.id"
-            "   AND direction = 'in' ORDER BY created_at DESC, id DESC LIMIT 1) AS last_reply,"
-            " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
-            "   AND direction = 'in') AS last_reply_at,"
-            " (SELECT MAX(created_at) FROM messages WHERE conversation_id = c.id"
-            "   AND direction = 'out' AND kind = 'owner') AS last_answer_at,"
-            " (SELECT COUNT(*) FROM calls WHERE conversation_id = c.id) AS missed_calls"
-            " FROM conversations c WHERE c.status = 'open' AND c.selftest = 0")
-        inbox = [dict(r) for r in rows]
-        for row in inbox:
-            row["unanswered"] = bool(row["last_reply_at"]) and (
-                row["last_answer_at"] is None or row["last_answer_at"] < row["last_reply_at"])
-        inbox.sort(key=lambda r: (not r["unanswered"],
-                                  r["last_reply_at"] if r["unanswered"] else -r["updated_at"]))
-        return inbox[:limit]
+        """Open conversations: unanswered replies first (oldest waiting first), then the newest.
+
+        The web inbox's query (`inbox_page`, view "open"), with the columns `textback inbox` shows.
+        """
+        rows = await self.inbox_page("open", now=time.time(), limit=limit)
+        return [{key: row[key] for key in CLI_INBOX_COLUMNS} | {"unanswered": bool(row["unanswered"])}
+                for row in rows]
 
     async def recent_auto_texts(self, now: float, prefix: str) -> tuple[int, int, int]:
         """Automatic texts queued in the last hour, the last day, and the last hour to `prefix`."""
@@ -1173,7 +1287,9 @@ class Store:
             " WHERE started_at >= ? AND started_at < ? AND selftest = 0", (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
-            " m.created_at, m.template, m.body FROM messages m JOIN conversations c"
+            " m.created_at, m.template,"
+            " CASE m.direction WHEN 'out' THEN m.body ELSE '' END AS body"  # only texts sent count
+            " FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
             " AND c.selftest = 0", (start, end))
         outcomes = await self._all(

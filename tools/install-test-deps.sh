@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real, when missing:
 # Kannel (bearerbox, smsbox, fakesmsc) for the kannel gateway tests, and
-# MariaDB's server for the FreePBX CDR tests, and systemd-analyze (package
-# systemd) to verify the unit `textback install --systemd` writes. The tests start their own
+# MariaDB's server for the FreePBX CDR tests, systemd-analyze (package systemd)
+# to verify the unit `textback install --systemd` writes, and Chromium, the browser the
+# inbox's browser tests drive (Playwright uses it; it never downloads one). The tests start their own
 # instances, so the packaged services are stopped and disabled.
 # The lab PBX's own packages are installed by lab/build-root.sh.
 set -euo pipefail
@@ -16,6 +17,7 @@ command -v make >/dev/null || need+=(make)
 [[ -x /usr/sbin/bearerbox && -x /usr/lib/kannel/test/fakesmsc ]] || need+=(kannel kannel-extras)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+[[ -x /usr/bin/chromium ]] || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then
     echo "install-test-deps.sh: installing ${need[*]}" >&2
     # policy-rc.d 101: the packages' own services must not start during the install.

@@ -19,6 +19,7 @@ from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
+from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay
 
 log = logging.getLogger("textback")
@@ -170,7 +171,8 @@ class OwnerMailWorkers:
             f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
             f"and nobody has answered yet. The conversation belongs to "
             f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
-            f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back.")
+            f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back."
+            + "\n".join(await self._inbox_link_lines(backup.id, waiting["conversation_id"])))
         # The escalation's row and its notice are one commit: never one without the other.
         notice_id = await self.store.record_escalation(waiting["message_id"], level,
                                                        backup.id, notice)
@@ -200,6 +202,7 @@ class OwnerMailWorkers:
                 lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
             lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
             try:
+                lines += await self._inbox_link_lines(owner_id, None)
                 await self._notify(self.config.owner(owner_id),
                                    f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
             except Exception:  # noqa: BLE001 - one owner's digest must not stop the others'
@@ -215,6 +218,13 @@ class OwnerMailWorkers:
                                self.config.business.timezone)
             for owner_id in recipients:
                 await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
+
+    async def _inbox_link_lines(self, owner_id: str, conversation_id: int | None) -> list[str]:
+        """With a `web:` section: the lines of an email that sign its owner in to the inbox."""
+        if self.config.web is None:
+            return []
+        link = await sign_in_link(self.store, self.config.web, owner_id, conversation_id)
+        return ["", link_line(link, self.config.web)]
 
     async def _alert_worker(self) -> None:
         await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
@@ -251,12 +261,15 @@ class OwnerMailWorkers:
             token = await self.store.reply_token(conversation["id"], owner.id,
                                                  settings.token_days * 86400)
             reply_to = f"reply+{token}@{settings.domain}"
+        link = (await sign_in_link(self.store, self.config.web, owner.id, conversation["id"])
+                if self.config.web is not None else None)
         message = compose_reply_alert(ReplyAlert(
             business_name=self.config.business.name, timezone=self.config.business.timezone,
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries)), self.mailer.domain, reply_to)
+            entries=tuple(entries)), self.mailer.domain, reply_to, link,
+            link_line(link, self.config.web) if link else "")
         await self.mailer.send(message)
         self._mail_went("alerts")
         self.metrics.reply_to_alert.observe(max(0.0, time.time() - reply["created_at"]))

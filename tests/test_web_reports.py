@@ -1,0 +1,82 @@
+"""The calls, scorecard and admin pages: the same figures as `textback report`, admin only where due."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from lab.configs import BUSINESS_NUMBER
+from textback.store import CallRow, PlannedText
+from tests.test_web_inbox import act, signed_in
+from tests.web_helpers import client, form_value, homeowner_writes, run_cli, set_passwords, web_config, web_daemon
+
+
+def missed(linkedid: str, caller: str, decision: str = "missed_call_text") -> CallRow:
+    now = time.time()
+    return CallRow(linkedid, BUSINESS_NUMBER, caller, caller, "", now - 30, None, now - 20,
+                   "missed", "no_answer", decision)
+
+
+async def test_the_scorecard_page_and_csv_show_what_textback_report_prints(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await daemon.store.record_call(missed("1.1", "+12125550123"), PlannedText("dana", "Sorry", 0))
+        await homeowner_writes(daemon, "Kitchen please")
+        [row] = await daemon.store.inbox()
+        await signed_in(browser)
+        await act(browser, row["id"], "outcome", stage="won", amount="82000")
+        month = datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m")
+        status, html, _ = await browser.get(f"/scorecard?month={month}")
+        assert status == 200 and "<svg" in html and "won $82,000" in html
+        status, body, response = await browser.get(f"/scorecard.csv?month={month}")
+        assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
+        report = await asyncio.to_thread(run_cli, "report", "-c", str(path), "--month", month,
+                                         "--format", "csv")
+        assert report.exit_code == 0, report.output
+        assert list(csv.reader(io.StringIO(body))) == list(csv.reader(io.StringIO(report.output)))
+        assert "82000.0" in body
+        assert (await browser.get("/scorecard?month=2026-13"))[0] == 400
+
+
+async def test_the_calls_page_filters_and_says_why_no_text_went(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await daemon.store.record_call(missed("1.1", "+12125550123"), PlannedText("dana", "Sorry", 0))
+        await daemon.store.record_call(missed("1.2", "+12125550124", "opted_out"), owner_id="dana")
+        await signed_in(browser)
+        html = (await browser.get("/calls"))[1]
+        assert "(212) 555-0123" in html and "none: opted_out" in html
+        html = (await browser.get("/calls?decision=opted_out"))[1]
+        assert "(212) 555-0124" in html and "(212) 555-0123" not in html
+        assert (await browser.get("/calls?from=yesterday"))[0] == 400
+
+
+async def test_admin_pages_are_for_admins_and_the_opt_out_list_follows_textback_optout(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as owner, client() as admin:
+        await signed_in(owner, "sam")
+        assert (await owner.get("/admin"))[0] == 403
+        csrf = form_value((await owner.get("/"))[1], "csrf")
+        status, _, _ = await owner.post("/admin/optout", {"csrf": csrf, "number": "2125550199",
+                                                          "action": "add"})
+        assert status == 403 and await daemon.store.suppressions() == []
+        await signed_in(admin, "dana")
+        html = (await admin.get("/admin"))[1]
+        assert "Sam Ortiz (sam)" in html and "never" not in html.split("Sam Ortiz")[1][:200]
+        csrf = form_value(html, "csrf")
+        status, _, response = await admin.post("/admin/optout", {
+            "csrf": csrf, "number": "(212) 555-0199", "action": "add"})
+        assert response.headers["Location"] == "/admin?said=optout_added"
+        [row] = await daemon.store.suppressions()
+        assert (row["number"], row["source"]) == ("+12125550199", "web:dana")
+        assert (await admin.post("/admin/optout", {"csrf": csrf, "number": "12",
+                                                   "action": "add"}))[0] == 400
+        await admin.post("/admin/optout", {"csrf": csrf, "number": "+12125550199", "action": "remove"})
+        assert await daemon.store.suppressions() == []

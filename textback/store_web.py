@@ -1,0 +1,302 @@
+"""The store's side of the web inbox: users, sessions, sign-in links, the inbox summary, notes.
+
+A part of `textback.store.Store` (a mixin): it uses the store's connection,
+lock and transactions. Each conversation row carries its inbox summary (last
+message, last reply, last human answer, unread, waiting since, snoozed until,
+done as status 'closed') and a `version` that grows with every change; they
+are updated in the transaction that stores each message, call or action, so
+an inbox page reads one index range of its own size whatever the history,
+and the live page asks only for versions it has not seen.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+# The next change number: MAX over the version index is one index probe.
+NEXT_VERSION = "(SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)"
+
+INBOX_VIEWS = ("mine", "unassigned", "all", "waiting", "snoozed", "done")
+AWAKE = "(snoozed_until IS NULL OR snoozed_until <= :now)"
+# Each view: its filter, and whether replies waiting for an answer come first.
+_VIEW_FILTERS = {
+    "open": ("status = 'open'", True),  # `textback inbox`: every open conversation
+    "all": ("status = 'open'", True),
+    "mine": (f"status = 'open' AND owner_id = :owner AND {AWAKE}", True),
+    "unassigned": (f"status = 'open' AND claimed = 0 AND {AWAKE}", True),
+    "waiting": (f"status = 'open' AND unanswered = 1 AND {AWAKE}", True),
+    "snoozed": ("status = 'open' AND snoozed_until > :now", False),
+    "done": ("status = 'closed'", False),
+}
+INBOX_COLUMNS = (
+    "c.id, c.caller, c.business_number, c.owner_id, c.status, c.created_at, c.updated_at,"
+    " c.contact_name, c.last_reply, c.last_reply_at, c.last_answer_at, c.missed_calls,"
+    " c.last_body, c.last_message_at, c.unanswered, c.unread, c.waiting_since, c.snoozed_until,"
+    " c.claimed, c.version, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
+    "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name,"
+    " (SELECT outcome || ': ' || reason FROM calls WHERE conversation_id = c.id"
+    "   ORDER BY started_at DESC LIMIT 1) AS last_call")
+CALL_FILTERS = ("outcome", "reason", "decision", "business_number")
+MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters or more
+PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
+
+
+def search_phrase(query: str) -> str | None:
+    """What to look for in the trigram index: a number's digits, or the words as one phrase."""
+    text = " ".join(query.split())
+    if PHONE_LIKE.match(text):
+        text = re.sub(r"\D", "", text)
+    if len(text) < MIN_SEARCH_CHARS:
+        return None
+    return '"' + text.replace('"', '""') + '"'
+
+
+class WebStore:
+    # -- summary upkeep, called inside the store's own write transactions -----------
+
+    async def _changed(self, conversation_id: int) -> None:
+        await self._db.execute(f"UPDATE conversations SET version = {NEXT_VERSION} WHERE id = ?",
+                               (conversation_id,))
+
+    async def _summarise_message(self, conversation_id: int, message_id: int, direction: str,
+                                 kind: str, body: str, now: float) -> None:
+        """A message was stored: its conversation's summary and search index follow, same commit."""
+        await self._db.execute(
+            "INSERT INTO conversation_search (rowid, conversation_id, text) VALUES (?,?,?)",
+            (message_id, conversation_id, body))
+        if direction == "in":
+            await self._db.execute(
+                "UPDATE conversations SET last_body = :body, last_message_at = :now,"
+                " last_reply = :body, last_reply_at = :now, unanswered = 1, unread = 1,"
+                " waiting_since = COALESCE(waiting_since, :now), snoozed_until = NULL,"
+                f" status = 'open', version = {NEXT_VERSION} WHERE id = :id",
+                {"body": body, "now": now, "id": conversation_id})
+        elif kind == "owner":
+            await self._db.execute(
+                "UPDATE conversations SET last_body = :body, last_message_at = :now,"
+                " last_answer_at = :now, unanswered = 0, unread = 0, waiting_since = NULL,"
+                f" version = {NEXT_VERSION} WHERE id = :id",
+                {"body": body, "now": now, "id": conversation_id})
+        else:
+            await self._db.execute(
+                "UPDATE conversations SET last_body = :body, last_message_at = :now,"
+                f" version = {NEXT_VERSION} WHERE id = :id",
+                {"body": body, "now": now, "id": conversation_id})
+
+    async def _summarise_call(self, conversation_id: int, outcome: str, caller_name: str) -> None:
+        await self._db.execute(
+            "UPDATE conversations SET missed_calls = missed_calls + 1,"
+            f" unread = unread OR ? != 'answered', version = {NEXT_VERSION} WHERE id = ?",
+            (outcome, conversation_id))
+        if caller_name:
+            await self._index_contact(conversation_id)
+
+    async def _index_contact(self, conversation_id: int) -> None:
+        """The searchable number and names of a conversation: one index row, rowid -id."""
+        await self._db.execute("DELETE FROM conversation_search WHERE rowid = ?", (-conversation_id,))
+        await self._db.execute(
+            "INSERT INTO conversation_search (rowid, conversation_id, text)"
+            " SELECT -c.id, c.id, c.caller || ' ' || substr(c.caller, 2) || ' ' || c.contact_name"
+            " || ' ' || COALESCE((SELECT group_concat(DISTINCT caller_name) FROM calls"
+            "   WHERE conversation_id = c.id), '') FROM conversations c WHERE c.id = ?",
+            (conversation_id,))
+
+    # -- the inbox ---------------------------------------------------------------------
+
+    async def inbox_page(self, view: str, now: float, owner_id: str = "", search: str = "",
+                         limit: int = 50) -> list[dict[str, Any]]:
+        """One page of a view (see INBOX_VIEWS), or of a search over every conversation.
+
+        Replies nobody has answered come first, the longest waiting first; then the most
+        recently active. Each part is one range of an index, read no further than `limit`.
+        """
+        if search:
+            return await self._search(search, limit)
+        where, waiting_first = _VIEW_FILTERS[view]
+        where += " AND selftest = 0"  # a self-test's conversation is nobody's to answer
+        args = {"now": now, "owner": owner_id, "limit": limit}
+        rows: list[Any] = []
+        if waiting_first:
+            rows = await self._all(
+                f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE {where} AND c.unanswered = 1"
+                " ORDER BY c.last_reply_at, c.id LIMIT :limit", args)
+            where += " AND unanswered = 0"
+        if len(rows) < limit:
+            args["limit"] = limit - len(rows)
+            rows += await self._all(
+                f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE {where}"
+                " ORDER BY c.updated_at DESC, c.id DESC LIMIT :limit", args)
+        return [dict(r) for r in rows]
+
+    async def _search(self, query: str, limit: int) -> list[dict[str, Any]]:
+        phrase = search_phrase(query)
+        if phrase is None:
+            return []
+        rows = await self._all(
+            f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE c.id IN ("
+            "  SELECT conversation_id FROM conversation_search WHERE conversation_search MATCH ?"
+            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0"
+            " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (phrase, limit))
+        return [dict(r) for r in rows]
+
+    async def unread_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM conversations"
+                              " WHERE status = 'open' AND unread = 1 AND selftest = 0")
+        return row["n"]
+
+    async def changes_since(self, version: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Conversations changed after `version`, in the order of their changes."""
+        rows = await self._all("SELECT id, version FROM conversations WHERE version > ?"
+                               " ORDER BY version LIMIT ?", (version, limit))
+        return [dict(r) for r in rows]
+
+    async def latest_version(self) -> int:
+        row = await self._one("SELECT COALESCE(MAX(version), 0) AS v FROM conversations")
+        return row["v"]
+
+    async def thread(self, conversation_id: int) -> dict[str, list[dict[str, Any]]]:
+        """Everything about one conversation, each kind oldest first, for the thread page."""
+        queries = {
+            "calls": "SELECT * FROM calls WHERE conversation_id = ? ORDER BY started_at",
+            "messages": "SELECT * FROM messages WHERE conversation_id = ? ORDER BY created_at, id",
+            "alerts": "SELECT * FROM alerts WHERE conversation_id = ? ORDER BY id",
+            "assignments": "SELECT * FROM assignments WHERE conversation_id = ? ORDER BY at, id",
+            "outcomes": "SELECT * FROM outcomes WHERE conversation_id = ? ORDER BY at, id",
+            "notes": "SELECT * FROM notes WHERE conversation_id = ? ORDER BY at, id",
+        }
+        return {name: [dict(r) for r in await self._all(sql, (conversation_id,))]
+                for name, sql in queries.items()}
+
+    # -- actions from the inbox -----------------------------------------------------------
+
+    async def add_note(self, conversation_id: int, owner_id: str, body: str) -> None:
+        """An internal note: shown to the team in the thread, never texted."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO notes (conversation_id, owner_id, body, at) VALUES (?,?,?,?)",
+                             (conversation_id, owner_id, body, time.time()))
+            await self._changed(conversation_id)
+
+    async def snooze(self, conversation_id: int, until: float) -> None:
+        """Out of the inbox until `until`, or until the homeowner writes or calls again."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE conversations SET snoozed_until = ?, status = 'open',"
+                             f" version = {NEXT_VERSION} WHERE id = ?", (until, conversation_id))
+
+    async def mark_done(self, conversation_id: int) -> None:
+        """Done: read, and out of the inbox until the homeowner writes or calls again."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
+                             f" snoozed_until = NULL, version = {NEXT_VERSION} WHERE id = ?",
+                             (conversation_id,))
+
+    async def set_contact_name(self, conversation_id: int, name: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(f"UPDATE conversations SET contact_name = ?, version = {NEXT_VERSION}"
+                             " WHERE id = ?", (name, conversation_id))
+            await self._index_contact(conversation_id)
+
+    async def contact_class(self, number: str) -> str | None:
+        """The class an owner gave this number in the inbox, or None (the config decides)."""
+        row = await self._one("SELECT class FROM contact_classes WHERE number = ?", (number,))
+        return row["class"] if row else None
+
+    async def set_contact_class(self, number: str, kind: str, owner_id: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
+                " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
+                " owner_id = excluded.owner_id, at = excluded.at", (number, kind, owner_id, time.time()))
+
+    # -- users, sessions, sign-in links ----------------------------------------------------
+
+    async def web_key(self, name: str) -> bytes:
+        """A random key kept in the store (made on first use), e.g. to sign sign-in links."""
+        row = await self._one("SELECT value FROM web_keys WHERE name = ?", (name,))
+        if row is not None:
+            return row["value"]
+        async with self._transaction() as db:
+            await db.execute("INSERT OR IGNORE INTO web_keys (name, value) VALUES (?, ?)",
+                             (name, secrets.token_bytes(32)))
+        return (await self._one("SELECT value FROM web_keys WHERE name = ?", (name,)))["value"]
+
+    async def set_password_hash(self, owner_id: str, password_hash: str) -> None:
+        """Set an owner's password (its argon2 hash), ending every session they had."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO web_users (owner_id, password_hash, changed_at) VALUES (?,?,?)"
+                " ON CONFLICT (owner_id) DO UPDATE SET password_hash = excluded.password_hash,"
+                " changed_at = excluded.changed_at", (owner_id, password_hash, time.time()))
+            await db.execute("DELETE FROM web_sessions WHERE owner_id = ?", (owner_id,))
+
+    async def password_hash(self, owner_id: str) -> str | None:
+        row = await self._one("SELECT password_hash FROM web_users WHERE owner_id = ?", (owner_id,))
+        return row["password_hash"] if row else None
+
+    async def web_users(self) -> dict[str, dict[str, Any]]:
+        """Per owner id: whether a password is set and when they last signed in."""
+        rows = await self._all("SELECT owner_id, password_hash != '' AS has_password, changed_at,"
+                               " last_sign_in_at FROM web_users")
+        return {row["owner_id"]: dict(row) for row in rows}
+
+    async def start_session(self, owner_id: str, token_digest: str, csrf: str, now: float,
+                            idle_seconds: float) -> None:
+        """A signed-in browser; sessions idle for longer than `idle_seconds` are swept."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM web_sessions WHERE seen_at < ?", (now - idle_seconds,))
+            await db.execute("INSERT INTO web_sessions (token_digest, owner_id, csrf, created_at,"
+                             " seen_at) VALUES (?,?,?,?,?)", (token_digest, owner_id, csrf, now, now))
+            await db.execute(
+                "INSERT INTO web_users (owner_id, password_hash, changed_at, last_sign_in_at)"
+                " VALUES (?, '', ?, ?) ON CONFLICT (owner_id) DO UPDATE SET"
+                " last_sign_in_at = excluded.last_sign_in_at", (owner_id, now, now))
+
+    async def session(self, token_digest: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM web_sessions WHERE token_digest = ?", (token_digest,))
+        return dict(row) if row else None
+
+    async def touch_session(self, token_digest: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE web_sessions SET seen_at = ? WHERE token_digest = ?",
+                             (now, token_digest))
+
+    async def end_session(self, token_digest: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM web_sessions WHERE token_digest = ?", (token_digest,))
+
+    async def link_used(self, nonce_digest: str) -> bool:
+        return await self._one("SELECT 1 FROM used_links WHERE nonce_digest = ?",
+                               (nonce_digest,)) is not None
+
+    async def use_link(self, nonce_digest: str, owner_id: str, expires_at: float, now: float) -> bool:
+        """Spend a sign-in link's nonce; False if it was spent before. Expired ones are swept."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM used_links WHERE expires_at < ?", (now,))
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
+                " VALUES (?,?,?,?)", (nonce_digest, owner_id, now, expires_at))
+            return cursor.rowcount == 1
+
+    # -- the calls, admin pages ----------------------------------------------------------
+
+    async def calls_page(self, since: float, until: float, limit: int = 200,
+                         **equal: str) -> list[dict[str, Any]]:
+        """Inbound calls in [since, until), newest first, where each given column equals its value
+        (outcome, reason, decision, business_number), with the fate of their text."""
+        where = "".join(f" AND c.{column} = :{column}" for column in sorted(equal)
+                        if column in CALL_FILTERS)
+        rows = await self._all(
+            "SELECT c.*, o.state AS text_state FROM calls c"
+            " LEFT JOIN outbox o ON o.message_id = c.message_id"
+            f" WHERE c.started_at >= :since AND c.started_at < :until{where}"
+            " ORDER BY c.started_at DESC LIMIT :limit",
+            {"since": since, "until": until, "limit": limit, **equal})
+        return [dict(r) for r in rows]
+
+    async def fraud_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Calls a fraud guard kept from being texted, newest first."""
+        rows = await self._all("SELECT * FROM calls WHERE decision LIKE 'fraud\\_%' ESCAPE '\\'"
+                               " ORDER BY started_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]

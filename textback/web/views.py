@@ -1,0 +1,174 @@
+"""What the inbox pages show, as values: rows and timelines from store rows and config. Pure.
+
+Caller-written text passes through unchanged; the templates escape it
+(autoescape), so nothing here builds HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from textback.config import Config
+from textback.hours import Hours
+from textback.numbers import national
+from textback.rules import hours_of
+from textback.workers.owner_mail import minutes_waited
+
+OUTCOMES = ("booked", "qualified", "won", "lost", "spam")
+VIEW_TITLES = {"mine": "Mine", "unassigned": "Unassigned", "all": "All",
+               "waiting": "Waiting on us", "snoozed": "Snoozed", "done": "Done"}
+# Fixed messages a redirect may name (?said=...): a URL never carries text to show.
+SAID = {
+    "queued": "Queued: the reply goes out through the outbox.",
+    "opted_out": "Not sent: they opted out (STOP). Call them instead.",
+    "too_long": "Not sent: too long. Shorten it; nothing was sent.",
+    "empty": "Not sent: the reply is empty.",
+    "claimed": "It is yours now.",
+    "assigned": "Assigned.",
+    "snoozed": "Snoozed: it comes back then, or when they write again.",
+    "done": "Marked done: it comes back when they write or call again.",
+    "outcome": "Outcome recorded.",
+    "note": "Note added (never texted).",
+    "contact": "Contact saved.",
+    "optout_added": "Number suppressed: nothing is texted to it any more.",
+    "optout_already": "That number was already suppressed.",
+    "optout_removed": "Suppression lifted: it may be texted again.",
+    "optout_absent": "That number was not suppressed.",
+}
+SIGN_IN_WHY = {
+    "used": "That sign-in link was already used: each link works once. Sign in with your "
+            "password, or use the link in a newer email.",
+    "expired": "That sign-in link has expired. Sign in with your password, or use the link in "
+               "a newer email.",
+    "invalid": "That sign-in link is not valid. Sign in with your password.",
+    "idle": "You were signed out after a while without activity. Please sign in again.",
+    "signed_out": "You are signed out.",
+    "refused": "Wrong account or password.",
+    "limited": "Too many failed sign-ins. Wait a few minutes and try again.",
+}
+
+
+def when(at: float | None, timezone: str) -> str:
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(at, ZoneInfo(timezone)).strftime("%a %d %b %H:%M")
+
+
+def waited(minutes: float) -> str:
+    """Business minutes as people say them: 12 min, 3 h 5 min, 2 d 4 h."""
+    minutes = int(minutes)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def counted_hours(config: Config, business_number: str) -> Hours | None:
+    """The hours a wait counts in, as escalation counts them: open hours if any, else all."""
+    number = config.number(business_number)
+    hours = hours_of(config, number)
+    return hours if hours.windows else None
+
+
+def contact_name(config: Config, row: dict) -> str:
+    contact = config.contact(row["caller"])
+    return (contact.name if contact and contact.name else "") or row.get("contact_name") or \
+        row.get("caller_name") or ""
+
+
+def number_label(config: Config, business_number: str) -> str:
+    number = config.number(business_number)
+    return (number.label if number is not None and number.label else "") or national(business_number)
+
+
+def owner_name(config: Config, owner_id: str) -> str:
+    return next((o.name for o in config.owners if o.id == owner_id), owner_id or "nobody")
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    caller: str
+    name: str
+    number_label: str
+    owner: str
+    preview: str
+    waited: str  # how long the homeowner has waited for an answer, "" when nobody waits
+    unread: bool
+    unanswered: bool
+    last_at: str
+    snoozed_until: str
+    done: bool
+    last_call: str  # the latest call's outcome and reason, e.g. "missed: no_answer"
+
+
+def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
+    tz = config.business.timezone
+    made = []
+    for row in rows:
+        wait = ""
+        if row["unanswered"] and row["waiting_since"] is not None and row["status"] == "open":
+            wait = waited(minutes_waited(counted_hours(config, row["business_number"]),
+                                         row["waiting_since"], now))
+        made.append(InboxRow(
+            id=row["id"], caller=national(row["caller"]), name=contact_name(config, row),
+            number_label=number_label(config, row["business_number"]),
+            owner=owner_name(config, row["owner_id"]),
+            preview=" ".join((row["last_body"] or "").split())[:140], waited=wait,
+            unread=bool(row["unread"]), unanswered=bool(row["unanswered"]),
+            last_at=when(row["last_message_at"] or row["updated_at"], tz),
+            snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
+            done=row["status"] == "closed", last_call=row["last_call"] or ""))
+    return made
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: float
+    when: str
+    kind: str  # call, text_in, text_out, alert, assignment, outcome, note
+    title: str
+    body: str = ""
+    detail: str = ""
+
+
+def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
+    """One thread's calls, texts, alerts, assignments, outcomes and notes, oldest first."""
+    tz = config.business.timezone
+    entries = []
+    for call in thread["calls"]:
+        entries.append(Entry(call["started_at"], when(call["started_at"], tz), "call",
+                             f"Call {call['outcome']} ({call['reason']})",
+                             detail=f"decision: {call['decision'] or 'none'}"
+                                    + (" · recovered from the CDR" if call["recovered"] else "")))
+    for m in thread["messages"]:
+        at = m["created_at"] if m["direction"] == "in" else (m["sent_at"] or m["created_at"])
+        if m["direction"] == "in":
+            entries.append(Entry(at, when(at, tz), "text_in", "They wrote", m["body"]))
+            continue
+        who = {"owner": f"Reply by {owner_name(config, m['author'])}" if m["author"] else "Owner reply",
+               "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
+        status = m["status"] + (f": {m['error']}" if m["error"] else "")
+        entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status))
+    for alert in thread["alerts"]:
+        at = alert["sent_at"] or alert["created_at"]
+        entries.append(Entry(at, when(at, tz), "alert",
+                             f"Owner alert {alert['state']}",
+                             detail=f"to {alert['recipient'] or owner_name(config, alert['owner_id'])}"))
+    for a in thread["assignments"]:
+        entries.append(Entry(a["at"], when(a["at"], tz), "assignment",
+                             f"Assigned to {owner_name(config, a['owner_id'])}", detail=a["reason"]))
+    for o in thread["outcomes"]:
+        value = f" (${o['value']:,.0f})" if o["value"] else ""
+        entries.append(Entry(o["at"], when(o["at"], tz), "outcome",
+                             f"Marked {o['stage']}{value}", detail=o["source"]))
+    for note in thread["notes"]:
+        entries.append(Entry(note["at"], when(note["at"], tz), "note",
+                             f"Internal note by {owner_name(config, note['owner_id'])}", note["body"]))
+    entries.sort(key=lambda e: e.at)
+    return entries
