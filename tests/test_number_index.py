@@ -76,3 +76,13 @@ def test_a_copy_with_other_contacts_is_indexed_again(tmp_path):
     config = configured(tmp_path, ["+12125550100"], contacts=[("+12125550150", "client")])
     copied = config.model_copy(update={"contacts": []})
     assert copied.contact("+12125550150") is None and config.contact("+12125550150") is not None
+
+
+def test_the_remembered_dids_stay_bounded(tmp_path):
+    from textback.config import MAX_REMEMBERED_DIDS
+
+    config = configured(tmp_path, ["+12125550100"])
+    for i in range(MAX_REMEMBERED_DIDS + 10):
+        assert match_number(config, f"garbage-{i}") is None
+    assert match_number(config, "2125550100").number == "+12125550100"
+    assert len(config._dids) <= MAX_REMEMBERED_DIDS

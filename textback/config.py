@@ -40,6 +40,10 @@ from textback.templates import TemplateError, check_template
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
 
+# How many dialled DIDs Config.dialled remembers the match of.
+MAX_REMEMBERED_DIDS = 1024
+
+
 class ConfigError(Exception):
     """The configuration is unusable; `problems` lists (yaml_path, message)."""
 
@@ -590,6 +594,7 @@ class Config(Strict):
     _regions: tuple[str, ...] = PrivateAttr(())
     _contacts: dict[str, ContactConfig] = PrivateAttr(default_factory=dict)
     _allowed: frozenset[str] = PrivateAttr(frozenset())
+    _dids: dict[str, NumberConfig | None] = PrivateAttr(default_factory=dict)  # DID -> match
 
     def model_post_init(self, context: Any) -> None:
         self._index()
@@ -608,6 +613,7 @@ class Config(Strict):
         for contact in self.contacts:
             self._contacts.setdefault(contact.number, contact)  # the first listed wins
         self._allowed = frozenset(self.fraud.allowed_countries or {n.region for n in self.numbers})
+        self._dids = {}
 
     @model_validator(mode="after")
     def _references(self) -> "Config":
@@ -661,13 +667,20 @@ class Config(Strict):
 
     def dialled(self, did: str) -> NumberConfig | None:
         """The business number a DID in any common format refers to, read in each configured
-        number's region (one parse per region, not per number); the first listed wins."""
+        number's region (one parse per region, not per number); the first listed wins.
+        Remembered: a PBX dials the same few DIDs all day (a bounded memory, for any DIDs)."""
+        if did in self._dids:
+            return self._dids[did]
         found = []
         for region in self._regions:
             number = self._numbers.get(to_e164(did, region))
             if number is not None and number.region == region:
                 found.append(number)
-        return min(found, key=self.numbers.index, default=None)
+        number = min(found, key=self.numbers.index, default=None)
+        if len(self._dids) >= MAX_REMEMBERED_DIDS:
+            self._dids.clear()
+        self._dids[did] = number
+        return number
 
     def owner(self, owner_id: str) -> OwnerConfig:
         return next(o for o in self.owners if o.id == owner_id)
