@@ -83,8 +83,8 @@ def fields(message: Message) -> dict[str, Any]:
 def _repeated_ids(message: Message) -> list[str]:
     """The headers that name one thing but came more than once (panoramisk made them lists)."""
     pairs = message._store  # lower-cased name -> (name as written, value), as in fields()
-    return sorted(pairs[name][0] for name in SINGLE_VALUED
-                  if name in pairs and isinstance(pairs[name][1], list))
+    return sorted(pairs[name][0] for name in SINGLE_VALUED.intersection(pairs)
+                  if isinstance(pairs[name][1], list))
 
 
 class _Protocol(AMIProtocol):
@@ -156,6 +156,15 @@ class _Manager(Manager):
             return False
         return super().login(future)
 
+    def dispatch(self, event: Message) -> list[str]:
+        """Every event to the owner directly: panoramisk's pattern matching, for a catch-all
+        pattern, cost as much as parsing the event. Its own one handler (FullyBooted: the
+        actions awaiting a connection) still gets its event."""
+        self._owner._dispatch(self, event)
+        if event._store.get("event", ("", ""))[1] == "FullyBooted":
+            return super().dispatch(event)
+        return []
+
     def malformed(self, block: str, why: str) -> None:
         self._owner.malformed += 1
         log.warning("ignored a malformed AMI message (%d bytes, %s)", len(block), why)
@@ -198,7 +207,6 @@ class AmiConnection:
             on_connect=self._connected, on_disconnect=self._disconnected,
             log=logging.getLogger("textback.ami.panoramisk"),
         )
-        self._manager.register_event("*", self._dispatch)
 
     @property
     def logged_in(self) -> bool:

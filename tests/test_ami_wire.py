@@ -223,3 +223,19 @@ def test_an_events_fields_are_its_headers_as_written():
     assert fields(message) == dict(message.items()) == {
         "Event": "Newchannel", "Channel": "PJSIP/carrier-00000001", "CallerIDNum": "+12125550123",
         "ChanVariable": ["A=1", "TEXTBACK_ROUTE=office"], "Exten": "", "content": ""}
+
+
+async def test_every_event_reaches_the_handler_and_fullybooted_reaches_panoramisk_too():
+    from panoramisk.message import Message
+    from pydantic import SecretStr
+
+    from ami_listener.connection import AmiConnection
+
+    events, booted = [], []
+    connection = AmiConnection("127.0.0.1", 1, "u", SecretStr("x"), on_event=events.append)
+    connection._manager.register_event("FullyBooted", lambda manager, message: booted.append(message))
+    for block in ("Event: FullyBooted\r\nStatus: Fully Booted", "Event: Newchannel\r\nUniqueid: 1"):
+        connection._manager.dispatch(Message.from_line(block))
+    assert [e["Event"] for e in events] == ["FullyBooted", "Newchannel"]
+    assert [m["Event"] for m in booted] == ["FullyBooted"]
+    await connection.close()
