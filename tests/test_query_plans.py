@@ -167,6 +167,11 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.calls(now - 86400)
     await store.progress("last_ami_event_at")
     await store.note_progress("last_ami_event_at", now)
+    # Retention (textback prune, and its dry run).
+    await store.oldest_activity()
+    await store.prunable(end - 10 * 86400)
+    await store.prune_batch(end - 10 * 86400, 10)
+    await store.monthly_scorecard("2020-01")
 
 
 async def test_no_hot_query_scans_the_history_or_sorts_it(history_db):

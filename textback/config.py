@@ -360,6 +360,16 @@ class StorageConfig(Strict):
     path: Path = Path("/var/lib/textback/textback.db")
 
 
+class RetentionConfig(Strict):
+    """How many whole calendar months of calls, texts and alerts the store keeps (None: all).
+
+    Each month is summed up into its scorecard before it goes, so reports on it still work;
+    opt-outs, conversations and outcomes are never pruned.
+    """
+
+    months: int | None = Field(None, ge=1, le=1200)
+
+
 class AsteriskGatewayConfig(Strict):
     """SIP MESSAGE through Asterisk's own AMI MessageSend.
 
@@ -587,6 +597,7 @@ class Config(Strict):
     agi: AgiConfig = AgiConfig()
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
+    retention: RetentionConfig = RetentionConfig()
     web: WebConfig | None = None
     logging: LoggingConfig = LoggingConfig()
     # Lookups every call makes, built once from the lists above (see _index).

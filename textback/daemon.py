@@ -50,6 +50,7 @@ from textback.tracker import CallFinished, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMailWorkers
+from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -92,7 +93,7 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-class Daemon(OutboxWorker, OwnerMailWorkers):
+class Daemon(OutboxWorker, OwnerMailWorkers, RetentionWorker):
     """The wiring: AMI events, calls and inbound texts here; the outbox and email workers in
     textback/workers/, each a part of this one object."""
 
@@ -186,6 +187,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
                 workers.start("digest", self._digest_worker)
+            if c.retention.months is not None:
+                workers.start("retention", self._retention_worker)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)

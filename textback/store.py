@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import secrets
 import time
 import uuid
@@ -279,6 +280,16 @@ MIGRATIONS: list[str] = [
         WHERE NOT EXISTS (SELECT 1 FROM messages o WHERE o.conversation_id = c.id
             AND o.direction = 'out' AND o.kind = 'owner' AND o.created_at >= m.created_at)
     """,
+    # 8: retention: each pruned month's scorecard, per business number, kept before its rows go
+    """
+    CREATE TABLE monthly_scorecards (
+        month TEXT NOT NULL,
+        business_number TEXT NOT NULL,
+        card TEXT NOT NULL,
+        PRIMARY KEY (month, business_number)
+    );
+    CREATE INDEX waiting_texts_message ON waiting_texts (message_id)
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -287,6 +298,12 @@ ANALYSIS_LIMIT = 1000
 # An inbound text without a gateway id that repeats the caller's latest one within this many
 # seconds is that text delivered again (see Store.record_inbound).
 REPEAT_WITHOUT_ID_SECONDS = 300
+
+# A message retention may delete: before the cutoff, and neither its text nor its alert in flight.
+_PRUNABLE_MESSAGE = (
+    "m.created_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"
+    " AND o.state IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM alerts a"
+    " WHERE a.message_id = m.id AND a.state IN ('pending', 'sending'))")
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -1075,6 +1092,60 @@ class Store:
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
             ("opt_outs", opt_outs))}
+
+    # -- retention -------------------------------------------------------------------
+    #
+    # Calls, messages and alerts older than retention.months go (textback/pruning.py); each
+    # month's scorecard is kept first. Conversations, outcomes and opt-outs stay.
+
+    async def oldest_activity(self) -> float | None:
+        """When the oldest call or message that is still kept happened."""
+        row = await self._one("SELECT MIN(at) AS at FROM (SELECT MIN(started_at) AS at FROM calls"
+                              " UNION ALL SELECT MIN(created_at) FROM messages)")
+        return row["at"]
+
+    async def monthly_scorecard(self, month: str) -> list[dict[str, Any]] | None:
+        """The scorecard kept for a pruned month (YYYY-MM), or None when none was kept."""
+        rows = await self._all("SELECT card FROM monthly_scorecards WHERE month = ?"
+                               " ORDER BY business_number", (month,))
+        return [json.loads(row["card"]) for row in rows] if rows else None
+
+    async def keep_monthly_scorecard(self, month: str, cards: list[dict[str, Any]]) -> None:
+        """Keep a month's scorecard; one kept earlier stays (its month may be partly pruned)."""
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO monthly_scorecards (month, business_number, card)"
+                " VALUES (?,?,?)", [(month, card["business_number"], json.dumps(card))
+                                    for card in cards])
+
+    async def prunable(self, cutoff: float) -> dict[str, int]:
+        """How many calls, messages and alerts `prune_batch` would delete before `cutoff`."""
+        calls = await self._one("SELECT COUNT(*) AS n FROM calls WHERE started_at < ?", (cutoff,))
+        messages = await self._one(
+            f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
+            f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
+        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0}
+
+    async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
+        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
+        escalations) from before `cutoff`, in one short transaction. A text or an email still
+        being sent is never pruned."""
+        async with self._transaction() as db:
+            ids = [row["id"] for row in await self._all(
+                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
+                (cutoff, limit))]
+            marks = ",".join("?" * len(ids))
+            alerts = 0
+            if ids:
+                alerts = (await db.execute(f"DELETE FROM alerts WHERE message_id IN ({marks})",
+                                           ids)).rowcount
+                for table in ("outbox", "escalations", "waiting_texts"):
+                    await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
+                await db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+            calls = (await db.execute(
+                "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
+                " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
+        return {"calls": calls, "messages": len(ids), "alerts": alerts}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
