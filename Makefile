@@ -38,6 +38,8 @@ bench: setup lab
 	$(PY) bench/latency.py
 	$(PY) bench/concurrent_latency.py
 	$(PY) bench/agi_per_call.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
