@@ -9,8 +9,9 @@ busier day). Then, on the store as the daemon opens it:
   texts, opt-out, the commit of call, message and outbox row), from new
   callers, as the median of 5 windows of 200 calls;
 * each listing and report query (median of 5 runs): the inbox, waiting
-  replies (escalation and the digest), calls --since 1d, one caller's thread,
-  one conversation's history (the alert email), the monthly report;
+  replies (for the digest: all; for escalation: the texts it may still
+  escalate), calls --since 1d, one caller's thread, one conversation's history
+  (the alert email), the last 31 days' report with its scorecard;
 * the database's size on disk.
 
 Usage: python bench/scaling.py [--sizes 1000,10000,100000] [--windows 5] [--calls 200]
@@ -100,7 +101,8 @@ async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, 
         month = (now - 31 * 86400, now)
         queries = {
             "inbox (first 50)": lambda: store.inbox(50),
-            "waiting_replies": lambda: store.waiting_replies(now),
+            "waiting_replies (the digest: all)": lambda: store.waiting_replies(now),
+            "waiting_replies (escalation)": lambda: store.waiting_replies(now - 900, 2),
             "calls --since 1d": lambda: store.calls(now - 86400),
             "thread (one caller)": lambda: store.timeline(caller),
             "conversation history": lambda: store.conversation_history(conversation),

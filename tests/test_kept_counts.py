@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 from lab.history import BUSINESS_NUMBERS, build_history
-from textback.store import MIGRATIONS, Store
+from textback.store import MIGRATIONS, Notice, Store
 
 KEPT = next(script for script in MIGRATIONS if "CREATE TABLE waiting_texts" in script)
 
@@ -15,7 +15,8 @@ KEPT = next(script for script in MIGRATIONS if "CREATE TABLE waiting_texts" in s
 def _counted(db: sqlite3.Connection) -> tuple[list, list]:
     """Waiting texts and conversations per number, counted from the history itself."""
     waiting = db.execute(
-        "SELECT c.id, m.id FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
+        "SELECT c.id, m.id, (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id)"
+        " FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
         " WHERE conversation_id = c.id AND direction = 'in' ORDER BY created_at DESC, id DESC"
         " LIMIT 1) WHERE NOT EXISTS (SELECT 1 FROM messages o WHERE o.conversation_id = c.id"
         " AND o.direction = 'out' AND o.kind = 'owner' AND o.created_at >= m.created_at)"
@@ -26,15 +27,23 @@ def _counted(db: sqlite3.Connection) -> tuple[list, list]:
 
 
 def _kept(db: sqlite3.Connection) -> tuple[list, list]:
-    return (db.execute("SELECT conversation_id, message_id FROM waiting_texts ORDER BY 1").fetchall(),
+    return (db.execute("SELECT conversation_id, message_id, escalations FROM waiting_texts"
+                       " ORDER BY 1").fetchall(),
             db.execute("SELECT business_number, started FROM conversation_turns ORDER BY 1").fetchall())
 
 
-async def test_kept_rows_follow_every_text_and_answer(tmp_path):
+async def test_kept_rows_follow_every_text_answer_and_escalation(tmp_path):
     store = await Store.open(tmp_path / "t.db")
     try:
         await build_history(store, 600, time.time() - 3600)
+        first, second, *_ = await store.waiting_replies(time.time())
+        notice = Notice("Boss", "boss@example.com", "Unanswered", "body")
+        for message_id, level in ((first["message_id"], 1), (second["message_id"], 1),
+                                  (second["message_id"], 2)):
+            await store.record_escalation(message_id, level, "boss", notice)
         waiting = await store.waiting_replies(time.time())
+        to_escalate = {w["message_id"] for w in await store.waiting_replies(time.time(), 1)}
+        to_remind = {w["message_id"] for w in await store.waiting_replies(time.time(), 2)}
         turns = [await store.conversations_started(n) for n in BUSINESS_NUMBERS]
     finally:
         await store.close()
@@ -42,9 +51,12 @@ async def test_kept_rows_follow_every_text_and_answer(tmp_path):
     counted = _counted(db)
     assert counted[0] and _kept(db) == counted
     open_ids = {row[0] for row in db.execute("SELECT id FROM conversations WHERE status = 'open'")}
-    assert sorted((w["conversation_id"], w["message_id"]) for w in waiting) == [
+    assert sorted((w["conversation_id"], w["message_id"], w["escalated"]) for w in waiting) == [
         row for row in counted[0] if row[0] in open_ids]
     assert turns == [n for _, n in counted[1]]
+    every = {w["message_id"] for w in waiting}
+    assert to_escalate == every - {first["message_id"], second["message_id"]}
+    assert to_remind == every - {second["message_id"]}
 
 
 async def test_the_migration_fills_them_in_from_the_history(tmp_path):

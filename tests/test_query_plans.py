@@ -155,7 +155,7 @@ async def _hot_paths(store: Store, end: float) -> None:
     # Escalation and the digest.
     await store.record_escalation(known["message_id"], 1, "boss",
                                   Notice("Boss", "boss@example.com", "Unanswered", "body"))
-    await store.waiting_replies(now - 900)
+    await store.waiting_replies(now - 900, 2)
     await store.report_rows(end - 31 * 86400, end)
     # An owner's answer, assignment and outcome (email or CLI).
     await store.queue_reply(inbound.conversation_id, number, caller, "Calling you", "owner")
@@ -193,6 +193,25 @@ async def test_no_hot_query_scans_the_history_or_sorts_it(history_db):
         db.close()
     assert not problems, "\n\n".join(f"{sql}\n  " + "\n  ".join(found)
                                      for sql, found in problems.items())
+
+
+async def test_waiting_replies_start_from_the_waiting_texts(history_db):
+    """Not from a range of every message ever received (a SEARCH the check above allows)."""
+    statements: list[str] = []
+    store = await Store.open(history_db[0])
+    try:
+        await store._db.set_trace_callback(statements.append)
+        await store.waiting_replies(time.time())
+        await store.waiting_replies(time.time(), 1)
+    finally:
+        await store.close()
+    db = sqlite3.connect(history_db[0])
+    try:
+        for sql in (s for s in statements if "FROM waiting_texts w" in s):
+            first = next(iter(db.execute("EXPLAIN QUERY PLAN " + sql)))[3]
+            assert re.match(r"(SCAN|SEARCH) w\b", first), (sql, first)
+    finally:
+        db.close()
 
 
 def test_the_check_sees_a_scan_and_a_sort(history_db):

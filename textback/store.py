@@ -247,7 +247,8 @@ MIGRATIONS: list[str] = [
     # indexed apart (partial indexes), so the planner, which cannot tell that `pending` is
     # rare among millions of `sent`, never scans for them; each number's count of
     # conversations, the turn of round-robin assignment, kept instead of counted; and each
-    # conversation's latest homeowner text while no owner has answered it.
+    # conversation's latest homeowner text while no owner has answered it, with how many
+    # times it was escalated (escalation reads only the texts it may still escalate).
     """
     CREATE INDEX calls_started ON calls (started_at);
     CREATE INDEX calls_conversation ON calls (conversation_id, started_at);
@@ -271,10 +272,12 @@ MIGRATIONS: list[str] = [
         SELECT business_number, COUNT(*) FROM conversations GROUP BY business_number;
     CREATE TABLE waiting_texts (
         conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id),
-        message_id INTEGER NOT NULL REFERENCES messages(id)
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        escalations INTEGER NOT NULL DEFAULT 0
     );
-    INSERT INTO waiting_texts (conversation_id, message_id)
-        SELECT c.id, m.id FROM conversations c JOIN messages m ON m.id = (
+    CREATE INDEX waiting_texts_to_escalate ON waiting_texts (conversation_id) WHERE escalations < 2;
+    INSERT INTO waiting_texts (conversation_id, message_id, escalations)
+        SELECT c.id, m.id, (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id) FROM conversations c JOIN messages m ON m.id = (
             SELECT id FROM messages WHERE conversation_id = c.id AND direction = 'in'
             ORDER BY created_at DESC, id DESC LIMIT 1)
         WHERE NOT EXISTS (SELECT 1 FROM messages o WHERE o.conversation_id = c.id
@@ -724,23 +727,27 @@ class Store:
                 await db.execute("UPDATE conversations SET status = 'closed' WHERE id = ?",
                                  (conversation_id,))
 
-    async def waiting_replies(self, older_than: float) -> list[dict[str, Any]]:
+    async def waiting_replies(self, older_than: float,
+                              escalated_fewer_than: int | None = None) -> list[dict[str, Any]]:
         """Open conversations whose latest homeowner text, sent before `older_than`, has no
-        owner answer after it; with how many escalations that text has had.
+        owner answer after it; with how many escalations that text has had (only those
+        escalated fewer than `escalated_fewer_than` times, when given).
 
-        Read from `waiting_texts`, kept in the transactions that store a homeowner's text
-        and an owner's answer, so the cost follows the texts waiting, not the history
-        (CROSS JOIN: the planner must start there, whatever its statistics say).
+        Read from `waiting_texts`, kept in the transactions that store a homeowner's text,
+        an owner's answer and an escalation, so the cost follows the texts waiting (for
+        escalation, those it may still escalate), not the history (CROSS JOIN: the planner
+        must start there, whatever its statistics say, not with a range of all messages).
         """
+        # Literal bounds, so the partial index of the texts escalated fewer than twice serves.
+        below = ("" if escalated_fewer_than is None else
+                 f" AND w.escalations < 2 AND w.escalations < {min(int(escalated_fewer_than), 2)}")
         rows = await self._all(
             "SELECT c.id AS conversation_id, c.caller, c.business_number, c.owner_id,"
-            " m.id AS message_id, m.created_at, m.body,"
-            " (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id) AS escalated,"
+            " m.id AS message_id, m.created_at, m.body, w.escalations AS escalated,"
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
             " FROM waiting_texts w CROSS JOIN conversations c ON c.id = w.conversation_id"
-            " JOIN messages m ON m.id = w.message_id"
-            " WHERE m.created_at < ? AND c.status = 'open'",
-            (older_than,))
+            " CROSS JOIN messages m ON m.id = w.message_id"
+            f" WHERE m.created_at < ? AND c.status = 'open'{below}", (older_than,))
         return [dict(r) for r in rows]
 
     async def record_escalation(self, message_id: int, level: int, owner_id: str,
@@ -756,6 +763,8 @@ class Store:
                 (message_id, level, owner_id, time.time()))
             if cursor.rowcount != 1:
                 return None
+            await db.execute("UPDATE waiting_texts SET escalations = escalations + 1"
+                             " WHERE message_id = ?", (message_id,))
             return await self._insert_notice(notice)
 
     # -- opt-outs --------------------------------------------------------------------
@@ -853,7 +862,8 @@ class Store:
             message_id = cursor.lastrowid
             await db.execute(
                 "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"
-                " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id",
+                " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id,"
+                " escalations = 0",
                 (conversation_id, message_id))
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
