@@ -21,7 +21,7 @@ import time
 import pytest
 
 from lab.history import BUSINESS_NUMBERS, build_history
-from textback.store import Notice, Store
+from textback.store import CallRow, Notice, PlannedText, Store
 
 # Tables that grow with the history. (waiting_texts holds one row per conversation whose
 # latest homeowner text is unanswered: reading it all is the point of waiting_replies.)
@@ -115,7 +115,6 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.conversations_started(number)
     await store.recent_auto_texts(now, caller[:8])
     await store.is_suppressed(caller)
-    from textback.store import CallRow, PlannedText
     await store.record_call(
         CallRow("plan-1", number, caller, caller, "", now - 30, None, now, "missed", "no_answer",
                 "missed_call_text"), PlannedText("dana", "Sorry we missed you", now),
