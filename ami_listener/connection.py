@@ -70,7 +70,7 @@ class LoginRefused(AmiError):
     pass
 
 
-def fields(message: Message) -> dict[str, Any]:
+def event_fields(message: Message) -> dict[str, Any]:
     """A panoramisk Message as a plain dict, keys as Asterisk wrote them.
 
     Read from the (key, value) pairs the Message keeps by lower-cased key: its
@@ -82,7 +82,7 @@ def fields(message: Message) -> dict[str, Any]:
 
 def _repeated_ids(message: Message) -> list[str]:
     """The headers that name one thing but came more than once (panoramisk made them lists)."""
-    pairs = message._store  # lower-cased name -> (name as written, value), as in fields()
+    pairs = message._store  # lower-cased name -> (name as written, value), as in event_fields()
     return sorted(pairs[name][0] for name in SINGLE_VALUED.intersection(pairs)
                   if isinstance(pairs[name][1], list))
 
@@ -254,7 +254,7 @@ class AmiConnection:
             raise AmiError(first.get("Message") or first.get("Response") or "error")
         if isinstance(response, list):
             for event in response[1:]:  # e.g. the CoreShowChannels listing a replay must reconcile
-                self._write_record(fields(event))
+                self._write_record(event_fields(event))
         return response
 
     # -- panoramisk callbacks ------------------------------------------------------
@@ -310,7 +310,7 @@ class AmiConnection:
         self._logged_in.clear()
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
-        event = fields(message)
+        event = event_fields(message)
         self._write_record(event)
         try:
             self._on_event(event)

@@ -211,16 +211,16 @@ async def test_try_login_reports_an_over_long_answer():
 
 
 def test_an_events_fields_are_its_headers_as_written():
-    """ami_listener.connection.fields reads panoramisk's Message by its internals; an upgrade
+    """ami_listener.connection.event_fields reads panoramisk's Message by its internals; an upgrade
     that changes them must fail here, not lose headers."""
     from panoramisk.message import Message
 
-    from ami_listener.connection import fields
+    from ami_listener.connection import event_fields
 
     message = Message.from_line("Event: Newchannel\r\nChannel: PJSIP/carrier-00000001\r\n"
                                 "CallerIDNum: +12125550123\r\nChanVariable: A=1\r\n"
                                 "ChanVariable: TEXTBACK_ROUTE=office\r\nExten: ")
-    assert fields(message) == dict(message.items()) == {
+    assert event_fields(message) == dict(message.items()) == {
         "Event": "Newchannel", "Channel": "PJSIP/carrier-00000001", "CallerIDNum": "+12125550123",
         "ChanVariable": ["A=1", "TEXTBACK_ROUTE=office"], "Exten": "", "content": ""}
 
