@@ -39,6 +39,8 @@ bench: setup lab
 	$(PY) bench/concurrent_latency.py
 	$(PY) bench/agi_per_call.py
 	$(PY) bench/web_pages.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

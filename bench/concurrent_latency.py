@@ -27,14 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.latency import percentile  # noqa: E402
+from bench.latency import NO_FRAUD_LIMITS, percentile, require_texts  # noqa: E402
 from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
 from lab.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
 from lab.pbx import LabPBX  # noqa: E402
-
-# Far above any level, so the SMS-pumping guards never withhold a bench text.
-NO_FRAUD_LIMITS = {"fraud.max_texts_per_hour": 100000, "fraud.max_texts_per_day": 100000,
-                   "fraud.max_per_prefix_per_hour": 100000}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -57,6 +53,7 @@ def one_level(lab: LabPBX, sink, db_path: Path, daemon_pid: int, in_flight: int,
         for call in calls:
             call.wait(90)
         phone.wait(30)
+        require_texts(db_path, batch, 60)
         wait_until(lambda: len(sink.messages()) >= expected, 60, f"{expected} texts at the carrier")
         callers += batch
     busy = time.monotonic() - began

@@ -6,6 +6,7 @@ The traces are written by lab/record_traces.py; never edit them by hand.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from textback.tracker import CallFinished, CallTracker
@@ -45,3 +46,25 @@ def replay(events: list[dict], tracker: CallTracker | None = None,
 
 def _finished(happenings: list) -> list[CallFinished]:
     return [h for h in happenings if isinstance(h, CallFinished)]
+
+
+_ID_KEYS = re.compile(r"(Uniqueid|Linkedid|BridgeUniqueid|BridgeId)$")
+_CHANNEL_KEYS = re.compile(r"Channel$")
+_CHANNEL_COUNTER = re.compile(r"-([0-9a-f]{8})(?=;|$)")
+
+
+def renamed(events: list[dict], tag: str, offset: float = 0.0) -> list[dict]:
+    """The same trace as another call: every channel, uniqueid, linkedid and bridge id made
+    unique with `tag`, and its times moved by `offset`."""
+    copies = []
+    for event in events:
+        copy = dict(event, _t=event["_t"] + offset)
+        for key, value in event.items():
+            if not isinstance(value, str) or not value:
+                continue
+            if _ID_KEYS.search(key):
+                copy[key] = f"{value}-{tag}"
+            elif _CHANNEL_KEYS.search(key):
+                copy[key] = _CHANNEL_COUNTER.sub(lambda m: f"-{m.group(1)}{tag}", value)
+        copies.append(copy)
+    return copies

@@ -208,3 +208,34 @@ async def test_try_login_reports_an_over_long_answer():
             await try_login("127.0.0.1", port, "u", SecretStr("s"))
     finally:
         server.close()
+
+
+def test_an_events_fields_are_its_headers_as_written():
+    """ami_listener.connection.event_fields reads panoramisk's Message by its internals; an upgrade
+    that changes them must fail here, not lose headers."""
+    from panoramisk.message import Message
+
+    from ami_listener.connection import event_fields
+
+    message = Message.from_line("Event: Newchannel\r\nChannel: PJSIP/carrier-00000001\r\n"
+                                "CallerIDNum: +12125550123\r\nChanVariable: A=1\r\n"
+                                "ChanVariable: TEXTBACK_ROUTE=office\r\nExten: ")
+    assert event_fields(message) == dict(message.items()) == {
+        "Event": "Newchannel", "Channel": "PJSIP/carrier-00000001", "CallerIDNum": "+12125550123",
+        "ChanVariable": ["A=1", "TEXTBACK_ROUTE=office"], "Exten": "", "content": ""}
+
+
+async def test_every_event_reaches_the_handler_and_fullybooted_reaches_panoramisk_too():
+    from panoramisk.message import Message
+    from pydantic import SecretStr
+
+    from ami_listener.connection import AmiConnection
+
+    events, booted = [], []
+    connection = AmiConnection("127.0.0.1", 1, "u", SecretStr("x"), on_event=events.append)
+    connection._manager.register_event("FullyBooted", lambda manager, message: booted.append(message))
+    for block in ("Event: FullyBooted\r\nStatus: Fully Booted", "Event: Newchannel\r\nUniqueid: 1"):
+        connection._manager.dispatch(Message.from_line(block))
+    assert [e["Event"] for e in events] == ["FullyBooted", "Newchannel"]
+    assert [m["Event"] for m in booted] == ["FullyBooted"]
+    await connection.close()

@@ -312,15 +312,14 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.scorecard import build, render_text
+    from textback.scorecard import render_text
 
     loaded = _load(config_path)
     tz = loaded.config.business.timezone
     if not (month or start or end):
         month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
     begin, stop, label = _period(month, start, end, tz)
-    rows = asyncio.run(_read(loaded, "report_rows", begin, stop))
-    cards = [c.as_dict() for c in build(**rows)]
+    cards = asyncio.run(_with_store(loaded, lambda store: _scorecard(store, month, begin, stop, tz)))
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
@@ -332,6 +331,22 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
         csv.writer(sys.stdout).writerows(csv_table(cards, label))
         return
     click.echo(render_text(cards, label, tz))
+
+
+async def _scorecard(store, month: str | None, begin: float, stop: float, tz: str) -> list[dict]:
+    """A month's scorecard as kept when retention pruned it; else computed from the rows."""
+    from textback.pruning import PRUNED_BEFORE
+    from textback.scorecard import build
+
+    kept = await store.monthly_scorecard(month) if month else None
+    if kept is not None:
+        return kept
+    pruned_before = await store.progress(PRUNED_BEFORE)
+    if pruned_before is not None and begin < pruned_before:
+        click.echo("textback: calls, texts and alerts before "
+                   f"{datetime.fromtimestamp(pruned_before, ZoneInfo(tz)):%Y-%m-%d} were pruned "
+                   "(retention.months); whole months keep their scorecard (--month).", err=True)
+    return [c.as_dict() for c in build(**await store.report_rows(begin, stop))]
 
 
 def _conversation(loaded: Loaded, store, number: str):

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_calendars
 import phonenumbers
-from pydantic import (Field, SecretStr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from sms_gateway.settings import (
     HttpSettings,
@@ -39,6 +39,10 @@ from textback.selftest import parse_schedule
 from textback.templates import TemplateError, check_template
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
+
+
+# How many dialled DIDs Config.dialled remembers the match of.
+MAX_REMEMBERED_DIDS = 1024
 
 
 class ConfigError(Exception):
@@ -267,6 +271,11 @@ class NumberConfig(Strict):
     owners: list[Identifier] = Field(default_factory=list)
     schedule: list[ShiftConfig] = Field(default_factory=list)
     policy: PolicyConfig = PolicyConfig()
+    _region: str = PrivateAttr("US")
+
+    def model_post_init(self, context: Any) -> None:
+        """Parse the number once, here: every call and text asks for its region."""
+        self._region = phonenumbers.region_code_for_number(phonenumbers.parse(self.number, None)) or "US"
 
     @model_validator(mode="after")
     def _strategy_complete(self) -> "NumberConfig":
@@ -286,7 +295,8 @@ class NumberConfig(Strict):
 
     @property
     def region(self) -> str:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(self.number, None)) or "US"
+        """The country a national number dialled or calling this number is read in."""
+        return self._region
 
 
 class TextConfig(Strict):
@@ -352,6 +362,16 @@ class ComplianceConfig(Strict):
 
 class StorageConfig(Strict):
     path: Path = Path("/var/lib/textback/textback.db")
+
+
+class RetentionConfig(Strict):
+    """How many whole calendar months of calls, texts and alerts the store keeps (None: all).
+
+    Each month is summed up into its scorecard before it goes, so reports on it still work;
+    opt-outs, conversations and outcomes are never pruned.
+    """
+
+    months: int | None = Field(None, ge=1, le=1200)
 
 
 class AsteriskGatewayConfig(Strict):
@@ -644,11 +664,37 @@ class Config(Strict):
     agi: AgiConfig = AgiConfig()
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
+    retention: RetentionConfig = RetentionConfig()
     web: WebConfig | None = None
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     logging: LoggingConfig = LoggingConfig()
+    # Lookups every call makes, built once from the lists above (see _index).
+    _numbers: dict[str, NumberConfig] = PrivateAttr(default_factory=dict)
+    _regions: tuple[str, ...] = PrivateAttr(())
+    _contacts: dict[str, ContactConfig] = PrivateAttr(default_factory=dict)
+    _allowed: frozenset[str] = PrivateAttr(frozenset())
+    _dids: dict[str, NumberConfig | None] = PrivateAttr(default_factory=dict)  # DID -> match
+
+    def model_post_init(self, context: Any) -> None:
+        self._index()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Config":
+        copied = super().model_copy(update=update, deep=deep)
+        copied._index()  # the lists may have changed
+        return copied
+
+    def _index(self) -> None:
+        """The numbers, contacts and allowed countries as dicts and sets: a call's cost must
+        not grow with how many are configured."""
+        self._numbers = {n.number: n for n in self.numbers}
+        self._regions = tuple(dict.fromkeys(n.region for n in self.numbers))
+        self._contacts = {}
+        for contact in self.contacts:
+            self._contacts.setdefault(contact.number, contact)  # the first listed wins
+        self._allowed = frozenset(self.fraud.allowed_countries or {n.region for n in self.numbers})
+        self._dids = {}
 
     @model_validator(mode="after")
     def _references(self) -> "Config":
@@ -708,13 +754,30 @@ class Config(Strict):
         return [(key, name) for key, name in refs if name]
 
     def contact(self, e164: str | None) -> ContactConfig | None:
-        return next((c for c in self.contacts if c.number == e164), None)
+        return self._contacts.get(e164) if e164 else None
 
-    def allowed_countries(self) -> set[str]:
-        return set(self.fraud.allowed_countries) or {n.region for n in self.numbers}
+    def allowed_countries(self) -> frozenset[str]:
+        return self._allowed
 
     def number(self, e164: str) -> NumberConfig | None:
-        return next((n for n in self.numbers if n.number == e164), None)
+        return self._numbers.get(e164)
+
+    def dialled(self, did: str) -> NumberConfig | None:
+        """The business number a DID in any common format refers to, read in each configured
+        number's region (one parse per region, not per number); the first listed wins.
+        Remembered: a PBX dials the same few DIDs all day (a bounded memory, for any DIDs)."""
+        if did in self._dids:
+            return self._dids[did]
+        found = []
+        for region in self._regions:
+            number = self._numbers.get(to_e164(did, region))
+            if number is not None and number.region == region:
+                found.append(number)
+        number = min(found, key=self.numbers.index, default=None)
+        if len(self._dids) >= MAX_REMEMBERED_DIDS:
+            self._dids.clear()
+        self._dids[did] = number
+        return number
 
     def owner(self, owner_id: str) -> OwnerConfig:
         return next(o for o in self.owners if o.id == owner_id)

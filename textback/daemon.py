@@ -56,6 +56,7 @@ from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.inbox import inbox_routes
+from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -100,9 +101,9 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
-class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
-    """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations
-    and self-test workers in textback/workers/, each a part of this one object."""
+class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, RetentionWorker):
+    """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations,
+    self-test and retention workers in textback/workers/, each a part of this one object."""
 
     def __init__(self, loaded: Loaded, record_ami: Path | None = None,
                  clock: SystemClock | None = None):
@@ -209,6 +210,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner):
                 workers.start("digest", self._digest_worker)
             if c.selftest is not None:
                 workers.start("selftest", self._selftest_worker)
+            if c.retention.months is not None:
+                workers.start("retention", self._retention_worker)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)

@@ -38,10 +38,7 @@ class Decision:
 
 def match_number(config: Config, did: str) -> NumberConfig | None:
     """The configured business number a dialled DID refers to (any common format)."""
-    for number in config.numbers:
-        if to_e164(did, number.region) == number.number:
-            return number
-    return None
+    return config.dialled(did)
 
 
 def apply_policy(config: Config, call: CallFinished) -> CallFinished:

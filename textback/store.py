@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import secrets
 import threading
 import time
@@ -378,8 +379,64 @@ MIGRATIONS: list[str] = [
         owner_id TEXT NOT NULL,
         at REAL NOT NULL
     )
+
+    """,
+    # 7: indexes for every query on a hot path, so a call's cost does not grow with the
+    # history (tests/test_query_plans.py checks each plan); the rows still to send or mail
+    # indexed apart (partial indexes), so the planner, which cannot tell that `pending` is
+    # rare among millions of `sent`, never scans for them; each number's count of
+    # conversations, the turn of round-robin assignment, kept instead of counted; and each
+    # conversation's latest homeowner text while no owner has answered it, with how many
+    # times it was escalated (escalation reads only the texts it may still escalate).
+    """
+    CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+    CREATE INDEX IF NOT EXISTS calls_conversation ON calls (conversation_id, started_at);
+    CREATE INDEX calls_message ON calls (message_id);
+    CREATE INDEX IF NOT EXISTS messages_created ON messages (created_at);
+    CREATE INDEX alerts_message ON alerts (message_id);
+    CREATE INDEX IF NOT EXISTS alerts_conversation ON alerts (conversation_id);
+    CREATE INDEX outbox_pending_due ON outbox (due_at) WHERE state = 'pending';
+    CREATE INDEX outbox_pending_first_due ON outbox (first_due_at) WHERE state = 'pending';
+    CREATE INDEX outbox_sending ON outbox (message_id) WHERE state = 'sending';
+    CREATE INDEX alerts_pending ON alerts (id, retry_at) WHERE state = 'pending';
+    CREATE INDEX notices_pending ON notices (id, retry_at) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at);
+    CREATE INDEX IF NOT EXISTS suppressions_since ON suppressions (since);
+    CREATE INDEX notices_address ON notices (address, subject, created_at);
+    CREATE TABLE conversation_turns (
+        business_number TEXT PRIMARY KEY,
+        started INTEGER NOT NULL
+    );
+    INSERT INTO conversation_turns (business_number, started)
+        SELECT business_number, COUNT(*) FROM conversations WHERE selftest = 0
+        GROUP BY business_number;
+    CREATE TABLE waiting_texts (
+        conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id),
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        escalations INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX waiting_texts_to_escalate ON waiting_texts (conversation_id) WHERE escalations < 2;
+    INSERT INTO waiting_texts (conversation_id, message_id, escalations)
+        SELECT c.id, m.id, (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id) FROM conversations c JOIN messages m ON m.id = (
+            SELECT id FROM messages WHERE conversation_id = c.id AND direction = 'in'
+            ORDER BY created_at DESC, id DESC LIMIT 1)
+        WHERE NOT EXISTS (SELECT 1 FROM messages o WHERE o.conversation_id = c.id
+            AND o.direction = 'out' AND o.kind = 'owner' AND o.created_at >= m.created_at)
+    """,
+    # 8: retention: each pruned month's scorecard, per business number, kept before its rows go
+    """
+    CREATE TABLE monthly_scorecards (
+        month TEXT NOT NULL,
+        business_number TEXT NOT NULL,
+        card TEXT NOT NULL,
+        PRIMARY KEY (month, business_number)
+    );
+    CREATE INDEX waiting_texts_message ON waiting_texts (message_id)
     """,
 ]
+
+# ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
+ANALYSIS_LIMIT = 1000
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
 # seconds is that text delivered again (see Store.record_inbound).
@@ -391,6 +448,11 @@ SELFTEST_KIND = "selftest"
 CLI_INBOX_COLUMNS = ("id", "caller", "business_number", "owner_id", "status", "created_at",
                      "updated_at", "contact_name", "last_reply", "last_reply_at", "last_answer_at",
                      "missed_calls")
+# A message retention may delete: before the cutoff, and neither its text nor its alert in flight.
+_PRUNABLE_MESSAGE = (
+    "m.created_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"
+    " AND o.state IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM alerts a"
+    " WHERE a.message_id = m.id AND a.state IN ('pending', 'sending'))")
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -511,6 +573,10 @@ class Store(WebStore):
         return store
 
     async def close(self) -> None:
+        """Close, refreshing the planner's statistics first where they have gone stale."""
+        with contextlib.suppress(aiosqlite.Error):
+            await self._db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+            await self._db.execute("PRAGMA optimize")
         await self._db.close()
 
     @contextlib.asynccontextmanager
@@ -536,6 +602,11 @@ class Store(WebStore):
                 for statement in filter(str.strip, script.split(";")):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
+            if 0 < version < len(MIGRATIONS):
+                # A store that already holds rows gets statistics for its new indexes at once:
+                # without them the planner may prefer a scan (a new store gets them at close).
+                await db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+                await db.execute("ANALYZE")
 
     # A read runs to its end in one call to the connection's thread: a statement left open
     # between calls would pin an old snapshot, and a transaction another task begins on this
@@ -731,6 +802,9 @@ class Store(WebStore):
             "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at)"
             " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
         await self._db.execute(
+            "INSERT INTO conversation_turns (business_number, started) VALUES (?, 1)"
+            " ON CONFLICT (business_number) DO UPDATE SET started = started + 1", (business_number,))
+        await self._db.execute(
             "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
             (cursor.lastrowid, owner_id, now, owner_reason))
         await self._index_contact(cursor.lastrowid)
@@ -747,6 +821,9 @@ class Store(WebStore):
             (conversation_id, kind, template, body, now, author))
         message_id = cursor.lastrowid
         await self._summarise_message(conversation_id, message_id, "out", kind, body, now)
+        if kind == "owner":  # a person answered: the homeowner's texts so far wait no more
+            await self._db.execute("DELETE FROM waiting_texts WHERE conversation_id = ?",
+                                   (conversation_id,))
         cursor = await self._db.execute(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",
@@ -938,21 +1015,28 @@ class Store(WebStore):
             else:
                 await self._changed(conversation_id)
 
-    async def waiting_replies(self, older_than: float) -> list[dict[str, Any]]:
+    async def waiting_replies(self, older_than: float,
+                              escalated_fewer_than: int | None = None) -> list[dict[str, Any]]:
         """Open conversations whose latest homeowner text, sent before `older_than`, has no
-        owner answer after it; with how many escalations that text has had."""
+        owner answer after it; with how many escalations that text has had (only those
+        escalated fewer than `escalated_fewer_than` times, when given).
+
+        Read from `waiting_texts`, kept in the transactions that store a homeowner's text,
+        an owner's answer and an escalation, so the cost follows the texts waiting (for
+        escalation, those it may still escalate), not the history (CROSS JOIN: the planner
+        must start there, whatever its statistics say, not with a range of all messages).
+        """
+        # Literal bounds, so the partial index of the texts escalated fewer than twice serves.
+        below = ("" if escalated_fewer_than is None else
+                 f" AND w.escalations < 2 AND w.escalations < {min(int(escalated_fewer_than), 2)}")
         rows = await self._all(
             "SELECT c.id AS conversation_id, c.caller, c.business_number, c.owner_id,"
-            " m.id AS message_id, m.created_at, m.body,"
-            " (SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id) AS escalated,"
+            " m.id AS message_id, m.created_at, m.body, w.escalations AS escalated,"
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
-            " FROM conversations c JOIN messages m ON m.id = (SELECT id FROM messages"
-            "   WHERE conversation_id = c.id AND direction = 'in' ORDER BY created_at DESC, id DESC"
-            "   LIMIT 1)"
-            " WHERE c.status = 'open' AND c.selftest = 0 AND m.created_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM messages o"
-            "   WHERE o.conversation_id = c.id AND o.direction = 'out' AND o.kind = 'owner'"
-            "   AND o.created_at >= m.created_at)", (older_than,))
+            " FROM waiting_texts w CROSS JOIN conversations c ON c.id = w.conversation_id"
+            " CROSS JOIN messages m ON m.id = w.message_id"
+            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0{below}",
+            (older_than,))
         return [dict(r) for r in rows]
 
     async def record_escalation(self, message_id: int, level: int, owner_id: str,
@@ -968,6 +1052,8 @@ class Store(WebStore):
                 (message_id, level, owner_id, time.time()))
             if cursor.rowcount != 1:
                 return None
+            await db.execute("UPDATE waiting_texts SET escalations = escalations + 1"
+                             " WHERE message_id = ?", (message_id,))
             return await self._insert_notice(notice)
 
     # -- opt-outs --------------------------------------------------------------------
@@ -1068,6 +1154,11 @@ class Store(WebStore):
                 (conversation_id, body, gateway, gateway_id, now))
             message_id = cursor.lastrowid
             await self._summarise_message(conversation_id, message_id, "in", "", body, now)
+            await db.execute(
+                "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"
+                " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id,"
+                " escalations = 0",
+                (conversation_id, message_id))
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
             cursor = await db.execute(
@@ -1220,9 +1311,9 @@ class Store(WebStore):
 
     async def conversations_started(self, business_number: str) -> int:
         """How many conversations this number has had: the turn for round-robin assignment."""
-        row = await self._one("SELECT COUNT(*) AS n FROM conversations WHERE business_number = ?"
-                              " AND selftest = 0", (business_number,))
-        return row["n"]
+        row = await self._one("SELECT started FROM conversation_turns WHERE business_number = ?",
+                              (business_number,))
+        return row["started"] if row else 0
 
     async def conversation_for(self, caller: str, business_number: str | None = None
                                ) -> dict[str, Any] | None:
@@ -1332,6 +1423,62 @@ class Store(WebStore):
     async def ping(self) -> None:
         """A read that proves the database answers."""
         await self._one("SELECT 1")
+
+    # -- retention -------------------------------------------------------------------
+    #
+    # Calls, messages and alerts older than retention.months go (textback/pruning.py); each
+    # month's scorecard is kept first. Conversations, outcomes and opt-outs stay.
+
+    async def oldest_activity(self) -> float | None:
+        """When the oldest call or message that is still kept happened."""
+        row = await self._one("SELECT MIN(at) AS at FROM (SELECT MIN(started_at) AS at FROM calls"
+                              " UNION ALL SELECT MIN(created_at) FROM messages)")
+        return row["at"]
+
+    async def monthly_scorecard(self, month: str) -> list[dict[str, Any]] | None:
+        """The scorecard kept for a pruned month (YYYY-MM), or None when none was kept."""
+        rows = await self._all("SELECT card FROM monthly_scorecards WHERE month = ?"
+                               " ORDER BY business_number", (month,))
+        return [json.loads(row["card"]) for row in rows] if rows else None
+
+    async def keep_monthly_scorecard(self, month: str, cards: list[dict[str, Any]]) -> None:
+        """Keep a month's scorecard; one kept earlier stays (its month may be partly pruned)."""
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO monthly_scorecards (month, business_number, card)"
+                " VALUES (?,?,?)", [(month, card["business_number"], json.dumps(card))
+                                    for card in cards])
+
+    async def prunable(self, cutoff: float) -> dict[str, int]:
+        """How many calls, messages and alerts `prune_batch` would delete before `cutoff`."""
+        calls = await self._one("SELECT COUNT(*) AS n FROM calls WHERE started_at < ?", (cutoff,))
+        messages = await self._one(
+            f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
+            f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
+        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0}
+
+    async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
+        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
+        escalations) from before `cutoff`, in one short transaction. A text or an email still
+        being sent is never pruned."""
+        async with self._transaction() as db:
+            ids = [row["id"] for row in await self._all(
+                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
+                (cutoff, limit))]
+            marks = ",".join("?" * len(ids))
+            alerts = 0
+            if ids:
+                alerts = (await db.execute(f"DELETE FROM alerts WHERE message_id IN ({marks})",
+                                           ids)).rowcount
+                for table in ("outbox", "escalations", "waiting_texts"):
+                    await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
+                # A message's row in the search index has its id (the conversation's own is -id).
+                await db.execute(f"DELETE FROM conversation_search WHERE rowid IN ({marks})", ids)
+                await db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+            calls = (await db.execute(
+                "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
+                " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
+        return {"calls": calls, "messages": len(ids), "alerts": alerts}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")

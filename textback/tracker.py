@@ -23,6 +23,8 @@ is applied afterwards by `textback.rules`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -137,6 +139,9 @@ class _Call:
     decide_at: float | None = None
     dialplan_vars: dict[str, str] = field(default_factory=dict)
     selftest: bool = False
+    opened: int = 0  # the order calls were opened in: calls due at one moment finish in it
+    # The uniqueids and linkedids that point at this call, forgotten with it.
+    keys: list[tuple[dict[str, str], str]] = field(default_factory=list)
 
 
 def channel_endpoint(channel: str) -> tuple[str, str]:
@@ -162,6 +167,10 @@ class CallTracker:
         self._by_uniqueid: dict[str, str] = {}
         self._by_linkedid: dict[str, str] = {}
         self._selftests: set[str] = set()
+        # (decide_at, opened, call id) of every call in its grace period, soonest first; an
+        # entry whose call has gone or been given another deadline is dropped when reached.
+        self._deadlines: list[tuple[float, int, str]] = []
+        self._opened = itertools.count()
 
     def expect_selftest(self, uniqueid: str) -> None:
         """The self-test originates a Local channel whose ';2' half, with this uniqueid, runs
@@ -190,8 +199,8 @@ class CallTracker:
         return call_id in self._calls
 
     def next_deadline(self) -> float | None:
-        deadlines = [c.decide_at for c in self._calls.values() if c.decide_at is not None]
-        return min(deadlines, default=None)
+        self._drop_stale_deadlines()
+        return self._deadlines[0][0] if self._deadlines else None
 
     def feed(self, event: Event, now: float) -> list[CallStarted | CallFinished]:
         """Apply one event; return what it started, plus every call whose grace has run out."""
@@ -217,9 +226,24 @@ class CallTracker:
 
     def expire(self, now: float) -> list[CallFinished]:
         """Finish every call whose trunk hung up more than `grace` seconds ago."""
-        due = [c for c in self._calls.values() if c.decide_at is not None and c.decide_at <= now]
-        due.sort(key=lambda c: c.decide_at)
-        return [self._finish(call) for call in due]
+        finished = []
+        self._drop_stale_deadlines()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            finished.append(self._finish(self._calls[heapq.heappop(self._deadlines)[2]]))
+            self._drop_stale_deadlines()
+        return finished
+
+    def _decide_at(self, call: _Call, at: float) -> None:
+        call.decide_at = at
+        heapq.heappush(self._deadlines, (at, call.opened, call.call_id))
+
+    def _drop_stale_deadlines(self) -> None:
+        while self._deadlines:
+            at, _, call_id = self._deadlines[0]
+            call = self._calls.get(call_id)
+            if call is not None and call.decide_at == at:
+                return
+            heapq.heappop(self._deadlines)
 
     def reconcile(self, channels: list[Event], now: float) -> list[CallStarted | CallFinished]:
         """Align with a CoreShowChannels listing taken after (re)connecting.
@@ -235,7 +259,7 @@ class CallTracker:
         for call in self._calls.values():
             if call.decide_at is None and call.trunk_uniqueid not in present:
                 call.ended_at = now
-                call.decide_at = now + self._grace
+                self._decide_at(call, now + self._grace)
         for channel in sorted(channels, key=lambda c: c.get("Uniqueid", "")):
             if channel.get("Uniqueid") == channel.get("Linkedid"):
                 duration = _seconds(channel.get("Duration", ""))
@@ -285,10 +309,11 @@ class CallTracker:
             trunk_channel=event.get("Channel", ""),
             started_at=now,
             selftest=selftest,
+            opened=next(self._opened),
         )
         self._calls[call.call_id] = call
-        self._by_uniqueid[uniqueid] = call.call_id
-        self._by_linkedid[linkedid] = call.call_id
+        self._learn(call, self._by_uniqueid, uniqueid)
+        self._learn(call, self._by_linkedid, linkedid)
         return CallStarted(call.call_id, call.did, call.caller_id, call.caller_name, now)
 
     def _locate(self, event: Event) -> _Call | None:
@@ -300,12 +325,18 @@ class CallTracker:
             call_id = call_id or self._by_uniqueid.get(uniqueid) or self._by_linkedid.get(linkedid)
         if call_id is None:
             return None
+        call = self._calls[call_id]
         for uniqueid, linkedid in pairs:
-            if uniqueid:
-                self._by_uniqueid.setdefault(uniqueid, call_id)
-            if linkedid:
-                self._by_linkedid.setdefault(linkedid, call_id)
-        return self._calls[call_id]
+            if uniqueid and uniqueid not in self._by_uniqueid:
+                self._learn(call, self._by_uniqueid, uniqueid)
+            if linkedid and linkedid not in self._by_linkedid:
+                self._learn(call, self._by_linkedid, linkedid)
+        return call
+
+    @staticmethod
+    def _learn(call: _Call, table: dict[str, str], key: str) -> None:
+        table[key] = call.call_id
+        call.keys.append((table, key))
 
     # -- who is connected to the caller --------------------------------------
 
@@ -386,14 +417,14 @@ class CallTracker:
         uniqueid = event.get("Uniqueid", "")
         if uniqueid == call.trunk_uniqueid:
             call.ended_at = now
-            call.decide_at = now + self._grace
+            self._decide_at(call, now + self._grace)
 
     # -- the decision -------------------------------------------------------
 
     def _finish(self, call: _Call) -> CallFinished:
         self._calls.pop(call.call_id, None)
-        for table in (self._by_uniqueid, self._by_linkedid):
-            for key in [k for k, v in table.items() if v == call.call_id]:
+        for table, key in call.keys:
+            if table.get(key) == call.call_id:
                 del table[key]
         if call.answered_at is not None:
             outcome, reason = ANSWERED, ANSWERED

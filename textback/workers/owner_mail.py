@@ -146,8 +146,10 @@ class OwnerMailWorkers:
     async def escalate(self, now: float) -> None:
         settings = self.config.escalation
         backup = self.config.owner(settings.backup_owner)
-        # Only texts older than after_minutes of clock time can have waited long enough.
-        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60):
+        # Only texts older than after_minutes of clock time can have waited long enough, and
+        # only those not yet escalated as often as they can be (once, or twice with a reminder).
+        most = 1 if settings.reminder_minutes is None else 2
+        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60, most):
             try:
                 await self._escalate_one(waiting, backup, now)
             except Exception:  # noqa: BLE001 - one text must not hold up the others

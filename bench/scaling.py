@@ -1,0 +1,155 @@
+"""What a missed call and each listing cost on stores of 1k, 10k and 100k calls of history.
+
+Each store is built through the store's own API (lab/history.py: calls,
+texts sent, replies and their alerts, owners' answers, outcomes, opt-outs,
+digests; 100 calls a day, so a bigger store is a longer history, not a
+busier day). Then, on the store as the daemon opens it:
+
+* the daemon path per missed call (Daemon._finished: policy, owner, recent
+  texts, opt-out, the commit of call, message and outbox row), from new
+  callers, as the median of 5 windows of 200 calls;
+* each listing and report query (median of 5 runs): the inbox, waiting
+  replies (for the digest: all; for escalation: the texts it may still
+  escalate), calls --since 1d, one caller's thread, one conversation's history
+  (the alert email), the last 31 days' report with its scorecard;
+* the database's size on disk.
+
+Usage: python bench/scaling.py [--sizes 1000,10000,100000] [--windows 5] [--calls 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.configs import base_config, write_config  # noqa: E402
+from lab.history import BUSINESS_NUMBERS, build_history, caller_number  # noqa: E402
+from textback.config import load  # noqa: E402
+from textback.daemon import Daemon  # noqa: E402
+from textback.scorecard import build as scorecard  # noqa: E402
+from textback.store import Store  # noqa: E402
+from textback.tracker import CallFinished  # noqa: E402
+
+# The bench's own callers, far from the history's, and guards that never withhold its texts.
+FIRST_BENCH_CALLER = 5_000_000
+NO_FRAUD_LIMITS = {"fraud.max_texts_per_hour": 10**9, "fraud.max_texts_per_day": 10**9,
+                   "fraud.max_per_prefix_per_hour": 10**9}
+
+
+async def build(path: Path, calls: int) -> float:
+    store = await Store.open(path)
+    began = time.perf_counter()
+    try:
+        await build_history(store, calls, time.time() - 3600)
+    finally:
+        await store.close()
+    return time.perf_counter() - began
+
+
+async def per_call(daemon: Daemon, windows: int, calls: int, first: int) -> list[float]:
+    """Seconds per call of each window of `calls` missed calls through the daemon's path."""
+    results = []
+    for window in range(windows):
+        began = time.perf_counter()
+        for i in range(calls):
+            index = first + window * calls + i
+            now = time.time()
+            await daemon._finished(CallFinished(
+                call_id=f"bench-{index}", did=BUSINESS_NUMBERS[index % 2],
+                caller_id=caller_number(index), caller_name="", trunk_channel="PJSIP/carrier-1",
+                started_at=now - 20, ended_at=now, outcome="missed", reason="no_answer"))
+        results.append((time.perf_counter() - began) / calls)
+    return results
+
+
+async def report(store: Store, start: float, end: float) -> list:
+    """What `textback report` computes: the period's rows, then the scorecard."""
+    return scorecard(**await store.report_rows(start, end))
+
+
+async def timed(query, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        await query()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, float]:
+    path = work / f"history-{size}.db"
+    built = await build(path, size)
+    config = base_config(work, **{
+        "storage.path": str(path),
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
+                   {"id": "eli", "name": "Eli Park", "email": "eli@example.com"}],
+        **NO_FRAUD_LIMITS})
+    daemon = Daemon(load(write_config(work, config, f"config-{size}.yaml")))
+    daemon.store = store = await Store.open(path)
+    try:
+        [waiting, *_] = await store.waiting_replies(time.time()) or [None]
+        caller = waiting["caller"] if waiting else caller_number(0)
+        conversation = waiting["conversation_id"] if waiting else 1
+        now = time.time()
+        month = (now - 31 * 86400, now)
+        queries = {
+            "inbox (first 50)": lambda: store.inbox(50),
+            "waiting_replies (the digest: all)": lambda: store.waiting_replies(now),
+            "waiting_replies (escalation)": lambda: store.waiting_replies(now - 900, 2),
+            "calls --since 1d": lambda: store.calls(now - 86400),
+            "thread (one caller)": lambda: store.timeline(caller),
+            "conversation history": lambda: store.conversation_history(conversation),
+            "report (last 31 days, with the scorecard)": lambda: report(store, *month),
+            "recent_auto_texts": lambda: store.recent_auto_texts(now, "+1212555"),
+            "conversations_started": lambda: store.conversations_started(BUSINESS_NUMBERS[0]),
+        }
+        result = {"build": built}
+        for name, query in queries.items():
+            result[name] = await timed(query) * 1000
+        window_times = await per_call(daemon, windows, calls, FIRST_BENCH_CALLER + size)
+        result["daemon path per call"] = statistics.median(window_times) * 1000
+    finally:
+        await store.close()
+    result["size on disk"] = sum(f.stat().st_size for f in path.parent.glob(path.name + "*")) / 1e6
+    return result
+
+
+async def run(sizes: list[int], windows: int, calls: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="textback-scaling-"))
+    results = {}
+    for size in sizes:
+        results[size] = await measure(work, size, windows, calls)
+        print(f"{size:,} calls: {results[size]}", file=sys.stderr, flush=True)
+    names = list(next(iter(results.values())))
+    print(f"\n| measure | {' | '.join(f'{s:,} calls' for s in sizes)} |")
+    print(f"|---|{'---|' * len(sizes)}")
+    units = {"build": " s", "size on disk": " MB"}
+    for name in names:
+        unit = units.get(name, " ms")
+        cells = " | ".join(f"{results[s][name]:,.1f}{unit}" if results[s][name] >= 10 else
+                           f"{results[s][name]:.2f}{unit}" for s in sizes)
+        print(f"| {name} | {cells} |")
+    first, last = results[sizes[0]], results[sizes[-1]]
+    print(f"\ndaemon path per call: {last['daemon path per call'] / first['daemon path per call']:.2f}x "
+          f"at {sizes[-1]:,} calls of its cost at {sizes[0]:,} (median of {windows} windows of "
+          f"{calls} calls); build rate {sizes[-1] / last['build']:,.0f} calls/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--windows", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(run([int(s) for s in args.sizes.split(",")], args.windows, args.calls))
+
+
+if __name__ == "__main__":
+    main()

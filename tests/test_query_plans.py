@@ -1,0 +1,224 @@
+"""Every query on a hot path uses an index: none scans a table that grows with the history.
+
+The daemon's per-call and per-reply path, the workers and the CLI listings run
+against a store with a history (built through the store's own API, lab/history.py);
+every statement they send to SQLite is caught with a trace callback and its
+EXPLAIN QUERY PLAN read. A full SCAN of a history table fails, and so does a
+temporary B-tree for ORDER BY, except where it sorts a set the history cannot
+grow (listed below with the reason). Both with the planner's statistics
+(ANALYZE, as a migrated store has them) and without (a new store before its
+first close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import sqlite3
+import time
+
+import pytest
+
+from lab.history import BUSINESS_NUMBERS, build_history
+from textback.store import CallRow, Notice, PlannedText, Store
+
+# Tables that grow with the history. (waiting_texts holds one row per conversation whose
+# latest homeowner text is unanswered: reading it all is the point of waiting_replies.)
+HISTORY_TABLES = {"calls", "messages", "conversations", "outbox", "alerts", "notices",
+                  "outcomes", "assignments", "escalations", "reply_tokens"}
+
+# ORDER BY sorts that an index cannot serve, and why their cost does not follow the history.
+SORTS_ALLOWED = {
+    "FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.state = 'pending' AND o.due_at <=":
+        "sorts the pending texts due now by when they were first due: the in-flight rows only",
+    "WHERE state = 'pending' AND retry_at <=":
+        "sorts the emails waiting to be mailed by id: the pending rows only",
+    "ORDER BY updated_at DESC LIMIT 1":
+        "sorts one caller's conversations: at most one per business number",
+    " UNION ALL ":
+        "merges one caller's calls, texts and alerts (textback thread) into one timeline",
+}
+_SQL_KEYWORDS = {"WHERE", "ON", "SET", "LEFT", "JOIN", "ORDER", "GROUP", "LIMIT", "USING",
+                 "VALUES", "INNER", "AS", "SELECT"}
+_TABLE_REF = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+(\w+)(?:\s+(?:AS\s+)?(\w+))?", re.I)
+
+
+def _aliases(sql: str) -> dict[str, str]:
+    """Each name a statement's plan may use for a table (the table's own, or its alias)."""
+    names = {}
+    for table, alias in _TABLE_REF.findall(sql):
+        names[table] = table
+        if alias and alias.upper() not in _SQL_KEYWORDS:
+            names[alias] = table
+    return names
+
+
+def _problems(db: sqlite3.Connection, sql: str) -> list[str]:
+    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
+    names = _aliases(sql)
+    # A partial index holds only the rows still to send or mail: reading it all is bounded.
+    partial = {row[0] for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'")}
+    found = []
+    for step in plan:
+        scanned = re.match(r"SCAN (\w+)(?: USING (?:COVERING )?INDEX (\w+))?", step)
+        if (scanned and names.get(scanned.group(1)) in HISTORY_TABLES
+                and scanned.group(2) not in partial):
+            found.append(f"full scan: {step}")
+        if "TEMP B-TREE FOR" in step and "ORDER BY" in step and not any(
+                key in sql for key in SORTS_ALLOWED):
+            found.append(f"sort: {step}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """A store file with 1,500 calls and what followed them, and the moment it ends."""
+    path = tmp_path_factory.mktemp("history") / "history.db"
+    end = time.time() - 3600
+
+    async def build():
+        store = await Store.open(path)
+        try:
+            await build_history(store, 1500, end)
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return path, end
+
+
+@pytest.fixture(params=["analyzed", "no statistics"])
+def history_db(request, history, tmp_path):
+    path, end = history
+    copy = tmp_path / "store.db"
+    shutil.copy(path, copy)
+    db = sqlite3.connect(copy)
+    if request.param == "analyzed":
+        db.execute("ANALYZE")
+    else:
+        db.execute("DROP TABLE IF EXISTS sqlite_stat1")
+    db.commit()
+    db.close()
+    return copy, end
+
+
+async def _hot_paths(store: Store, end: float) -> None:
+    """What the daemon, its workers and the CLI ask of the store, once each."""
+    now = time.time()
+    caller, number = "+12125550123", BUSINESS_NUMBERS[0]
+    waiting = await store.waiting_replies(now)
+    known = waiting[0]
+    # A missed call: owner, turn, fraud counts, opt-out, the commit itself.
+    await store.conversation_for(known["caller"], known["business_number"])
+    await store.conversations_started(number)
+    await store.recent_auto_texts(now, caller[:8])
+    await store.is_suppressed(caller)
+    await store.record_call(
+        CallRow("plan-1", number, caller, caller, "", now - 30, None, now, "missed", "no_answer",
+                "missed_call_text"), PlannedText("dana", "Sorry we missed you", now),
+        owner_id="dana", dedupe_since=now - 86400)
+    await store.call_decision("plan-1")
+    # The outbox worker.
+    await store.next_due()
+    due = await store.due(now + 1)
+    await store.first_due_before(now)
+    taken = await store.claim_all(due)
+    await store.text_facts(taken[0].message_id)
+    await store.mark_all_sent([(taken[0], "gw-plan")], "log")
+    await store.bring_forward(now)
+    await store.recover_interrupted()
+    # An inbound text, with and without a provider id; a delivery report; an opt-out.
+    inbound = await store.record_inbound(caller, number, "Yes please", "log", "plan-in-1", "dana")
+    await store.record_inbound(caller, number, "Hello?", "log", None, "dana")
+    await store.update_delivery("log", "gw-plan", "delivered", None)
+    await store.record_unroutable("ACME", number, "promo", "log", None)
+    await store.suppress("+12125550124", "sms")
+    await store.unsuppress("+12125550124")
+    # The mail workers: alerts and notices.
+    for table in ("alerts", "notices"):
+        await store.due_mail(table, now)
+        await store.next_mail_retry(table)
+    await store.claim_mail("alerts", inbound.alert_id, now)
+    await store.conversation(inbound.conversation_id)
+    await store.conversation_history(inbound.conversation_id)
+    token = await store.reply_token(inbound.conversation_id, "dana", 3600)
+    await store.token(token, now)
+    await store.mark_alert(inbound.alert_id, "sent", "dana@example.com", "New reply")
+    notice_id = await store.queue_notice("Dana", "dana@example.com", "fraud", "body",
+                                         unless_since=now - 3600)
+    await store.claim_mail("notices", notice_id, now)
+    await store.retry_mail("notices", notice_id, now, "relay down")
+    await store.recover_interrupted_mail()
+    # Escalation and the digest.
+    await store.record_escalation(known["message_id"], 1, "boss",
+                                  Notice("Boss", "boss@example.com", "Unanswered", "body"))
+    await store.waiting_replies(now - 900, 2)
+    await store.report_rows(end - 31 * 86400, end)
+    # An owner's answer, assignment and outcome (email or CLI).
+    await store.queue_reply(inbound.conversation_id, number, caller, "Calling you", "owner")
+    await store.assign(inbound.conversation_id, "eli", "cli")
+    await store.record_outcome(inbound.conversation_id, "booked", None, "cli")
+    # The CLI listings.
+    await store.conversation_for(known["caller"])
+    await store.timeline(known["caller"])
+    await store.calls(now - 86400)
+    await store.progress("last_ami_event_at")
+    await store.note_progress("last_ami_event_at", now)
+    # Retention (textback prune, and its dry run).
+    await store.oldest_activity()
+    await store.prunable(end - 10 * 86400)
+    await store.prune_batch(end - 10 * 86400, 10)
+    await store.monthly_scorecard("2020-01")
+
+
+async def test_no_hot_query_scans_the_history_or_sorts_it(history_db):
+    path, end = history_db
+    statements: list[str] = []
+    store = await Store.open(path)
+    try:
+        await store._db.set_trace_callback(statements.append)
+        await _hot_paths(store, end)
+        await store._db.set_trace_callback(None)
+    finally:
+        await store.close()
+    queries = {s for s in statements if re.match(r"\s*(SELECT|UPDATE|DELETE|WITH|INSERT)", s, re.I)}
+    assert len(queries) > 40  # the workload ran
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        problems = {sql: found for sql in sorted(queries) if (found := _problems(db, sql))}
+    finally:
+        db.close()
+    assert not problems, "\n\n".join(f"{sql}\n  " + "\n  ".join(found)
+                                     for sql, found in problems.items())
+
+
+async def test_waiting_replies_start_from_the_waiting_texts(history_db):
+    """Not from a range of every message ever received (a SEARCH the check above allows)."""
+    statements: list[str] = []
+    store = await Store.open(history_db[0])
+    try:
+        await store._db.set_trace_callback(statements.append)
+        await store.waiting_replies(time.time())
+        await store.waiting_replies(time.time(), 1)
+    finally:
+        await store.close()
+    db = sqlite3.connect(history_db[0])
+    try:
+        for sql in (s for s in statements if "FROM waiting_texts w" in s):
+            first = next(iter(db.execute("EXPLAIN QUERY PLAN " + sql)))[3]
+            assert re.match(r"(SCAN|SEARCH) w\b", first), (sql, first)
+    finally:
+        db.close()
+
+
+def test_the_check_sees_a_scan_and_a_sort(history_db):
+    """The check itself: a query on an unindexed column, and a sort no index serves, fail it."""
+    db = sqlite3.connect(history_db[0])
+    try:
+        assert _problems(db, "SELECT * FROM messages m WHERE m.body = 'x'") == ["full scan: SCAN m"]
+        assert _problems(db, "SELECT id FROM calls WHERE linkedid > 'a' ORDER BY ended_at") == [
+            "sort: USE TEMP B-TREE FOR ORDER BY"]
+    finally:
+        db.close()

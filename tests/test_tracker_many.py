@@ -1,0 +1,50 @@
+"""Many calls in flight at once: each finishes once, in deadline order, and leaves nothing behind."""
+
+from __future__ import annotations
+
+from tests.replay import load_trace, renamed, replay
+from textback.tracker import CallFinished, CallTracker
+
+CALLS = 300
+
+
+def overlapping(name: str, calls: int, spacing: float) -> list[dict]:
+    """`calls` copies of one recorded call, each starting `spacing` seconds after the last."""
+    events = load_trace(name)
+    copies = [renamed(events, f"c{i}", i * spacing) for i in range(calls)]
+    return sorted((e for copy in copies for e in copy), key=lambda e: e["_t"])
+
+
+def test_hundreds_of_calls_in_flight_finish_once_each_in_deadline_order():
+    [alone] = replay(load_trace("noanswer"))
+    tracker = CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
+    events = overlapping("noanswer", CALLS, 0.01)  # a call rings ~6 s: all 300 are up at once
+    finished, peak = [], 0
+    for event in events:
+        for happening in tracker.feed(event, event["_t"]):
+            if isinstance(happening, CallFinished):
+                finished.append(happening)
+        peak = max(peak, tracker.active_calls)
+        deadline = tracker.next_deadline()
+        assert deadline is None or deadline > event["_t"]  # nothing overdue is left waiting
+    finished += tracker.expire(events[-1]["_t"] + 10)
+    assert peak == CALLS
+    assert len(finished) == CALLS and len({c.call_id for c in finished}) == CALLS
+    assert [c.ended_at for c in finished] == sorted(c.ended_at for c in finished)
+    assert {(c.outcome, c.reason) for c in finished} == {(alone.outcome, alone.reason)}
+    assert (tracker.active_calls, tracker.tracked_channels, tracker.next_deadline()) == (0, 0, None)
+
+
+def test_the_next_deadline_is_the_soonest_hangup_plus_grace():
+    tracker = CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
+    events = overlapping("noanswer", 3, 1.0)
+    hangups = []
+    for event in events:
+        tracker.feed(event, event["_t"])
+        if event.get("Event") == "Hangup" and event.get("Channel", "").startswith("PJSIP/carrier-"):
+            hangups.append(event["_t"])
+            break
+    assert tracker.next_deadline() == hangups[0] + 0.5
+    assert tracker.expire(hangups[0] + 0.4) == []
+    [first] = tracker.expire(hangups[0] + 0.5)
+    assert first.ended_at == hangups[0] and tracker.active_calls == 2

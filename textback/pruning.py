@@ -1,0 +1,73 @@
+"""Retention at work: each month before the horizon summed up into its scorecard, then its
+calls, messages and alerts deleted in short batches (textback/retention.py decides the steps).
+
+Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
+their outcomes; a text or an email still in flight waits for a later run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from textback import retention
+from textback.scorecard import build as build_scorecard
+from textback.store import Store
+
+log = logging.getLogger("textback")
+
+PRUNED_BEFORE = "pruned_before"  # the store's `progress` row: the horizon of the last prune
+
+
+@dataclass
+class Pruned:
+    """What a prune did (or, on a dry run, would do)."""
+
+    horizon: float
+    months_kept: list[str] = field(default_factory=list)  # summed up into scorecard rows
+    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0})
+    batch_seconds: list[float] = field(default_factory=list)  # how long each held the write lock
+
+    @property
+    def longest_batch(self) -> float:
+        return max(self.batch_seconds, default=0.0)
+
+
+async def prune(store: Store, months: int, timezone: str, now: float | None = None,
+                dry_run: bool = False) -> Pruned:
+    now = time.time() if now is None else now
+    horizon = retention.horizon(now, months, timezone)
+    result = Pruned(horizon)
+    oldest = await store.oldest_activity()
+    if oldest is None or oldest >= horizon:
+        return result
+    for month in retention.months_between(oldest, horizon, timezone):
+        if await store.monthly_scorecard(month.label) is not None:
+            continue  # summed up by an earlier run, before any of it went
+        cards = [card.as_dict() for card in build_scorecard(
+            **await store.report_rows(month.start, month.end))]
+        if cards:
+            result.months_kept.append(month.label)
+            if not dry_run:
+                await store.keep_monthly_scorecard(month.label, cards)
+    if dry_run:
+        result.deleted = await store.prunable(horizon)
+        return result
+    size = retention.FIRST_BATCH
+    while True:
+        began = time.perf_counter()
+        deleted = await store.prune_batch(horizon, size)
+        seconds = time.perf_counter() - began
+        if not any(deleted.values()):
+            break
+        result.batch_seconds.append(seconds)
+        for table, count in deleted.items():
+            result.deleted[table] += count
+        size = retention.next_batch(size, seconds)
+        await asyncio.sleep(0)  # the daemon's own writes go between batches
+    await store.note_progress(PRUNED_BEFORE, horizon)
+    log.info("retention: pruned %(calls)d calls, %(messages)d messages and %(alerts)d alerts "
+             "from before the horizon", result.deleted)
+    return result
