@@ -34,6 +34,7 @@ from textback.alerts import one_line
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
+from textback.hooks.worker import WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
@@ -186,6 +187,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
                 workers.start("digest", self._digest_worker)
+            if c.webhooks is not None:
+                hooks = WebhookWorker(c.webhooks, self.secrets.webhooks, self.store, self.clock,
+                                      self._tell_admin, self._masked)
+                workers.start("webhooks", hooks.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -208,6 +213,14 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 await self.gateway.close()
             await self._save_progress()
             await self.store.close()
+
+    async def _tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
+        """A notice for whoever runs the installation: admin_email, else the first owner."""
+        if self.config.admin_email is not None:
+            await self._mail_notice("textback admin", self.config.admin_email, subject, text,
+                                    unless_since)
+        else:
+            await self._notify(self.config.owners[0], subject, text, unless_since)
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
