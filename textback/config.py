@@ -592,6 +592,14 @@ class WebhooksConfig(Strict):
         return next((e for e in self.endpoints if e.name == name), None)
 
 
+class ApiConfig(Strict):
+    """The JSON API on the `web:` listener (/api/v1); served whenever `web:` is configured."""
+
+    requests_per_minute: int = Field(120, ge=1, le=100_000)  # per token
+    burst: int = Field(30, ge=1, le=10_000)
+    max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -622,6 +630,7 @@ class Config(Strict):
     storage: StorageConfig = StorageConfig()
     web: WebConfig | None = None
     webhooks: WebhooksConfig | None = None
+    api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock
 from textback.alerts import one_line
+from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
@@ -44,7 +45,7 @@ from textback.replies import Verdict
 from textback.routing import write_routing_table
 from textback.scorecard import parse_amount
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
-                            render_for)
+                            render_for, with_stored_contact)
 from textback.store import CallRow, OutboxItem, PlannedText, Store
 from textback.supervisor import ItemFailures, Supervisor
 from textback.tracker import CallFinished, CallStarted, CallTracker
@@ -224,7 +225,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return []
+        return [api_routes(self)]
 
     def _write_routing_table(self) -> None:
         try:
@@ -394,7 +395,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
         if dialled is not None:
             owner_id, owner_reason = await self._owner_for(dialled, caller)
         recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
-        decision = decide(self.config, call, recent, owner_id)
+        stored = await self.store.contact(caller) if caller else None
+        config = (with_stored_contact(self.config, caller, stored["class"], stored["name"])
+                  if stored else self.config)
+        decision = decide(config, call, recent, owner_id)
         fraud_report = None
         if decision.reason.startswith("fraud_"):
             fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "

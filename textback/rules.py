@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from textback.config import Config, NumberConfig, OwnerConfig, PolicyConfig
+from textback.config import Config, ContactConfig, NumberConfig, OwnerConfig, PolicyConfig
 from textback.hours import WEEKDAYS, Hours, Window
 from textback.numbers import is_textable, national, to_e164
 from textback.templates import render
@@ -84,6 +84,17 @@ def hours_of(config: Config, number: NumberConfig | None = None) -> Hours:
     return Hours(config.business.timezone,
                  tuple(Window(tuple(w.days), w.start, w.end, w.template) for w in h.windows),
                  frozenset(h.holidays), h.holiday_calendar)
+
+
+def with_stored_contact(config: Config, number: str, kind: str | None, name: str) -> Config:
+    """The config as the rules see it for one caller once a CRM classed them (`lead` drops
+    any class the YAML gives): what the CRM said last wins over the file."""
+    if kind is None:
+        return config
+    others = [c for c in config.contacts if c.number != number]
+    if kind != "lead":
+        others.append(ContactConfig.model_validate({"number": number, "name": name, "class": kind}))
+    return config.model_copy(update={"contacts": others})
 
 
 def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts(),

@@ -271,6 +271,36 @@ MIGRATIONS: list[str] = [
     CREATE INDEX event_deliveries_due ON event_deliveries (endpoint, state, retry_at);
     CREATE INDEX event_deliveries_order ON event_deliveries (endpoint, order_key, state, event)
     """,
+    # 8: the JSON API: bearer tokens (only their SHA-256 is kept), the answers to writes by
+    # Idempotency-Key, the CRM's reference on a conversation, and contacts a CRM named or classed
+    """
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+        hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE api_idempotency (
+        token_id INTEGER NOT NULL REFERENCES api_tokens(id),
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (token_id, key)
+    );
+    ALTER TABLE conversations ADD COLUMN external_ref TEXT;
+    CREATE TABLE contacts (
+        number TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        class TEXT CHECK (class IN ('lead', 'client', 'vendor', 'staff', 'blocked')),
+        source TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
 ]
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many
@@ -715,12 +745,16 @@ class Store:
                 previous_owner_id=before["owner_id"], reason=reason, at=now))
 
     async def record_outcome(self, conversation_id: int, stage: str, value: float | None,
-                             source: str) -> None:
+                             source: str, external_ref: str | None = None) -> None:
+        """Add an outcome; `external_ref` (the CRM's deal id, say) is kept on the conversation."""
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO outcomes (conversation_id, stage, value, at, source) VALUES (?,?,?,?,?)",
                 (conversation_id, stage, value, now, source))
+            if external_ref is not None:
+                await db.execute("UPDATE conversations SET external_ref = ? WHERE id = ?",
+                                 (external_ref, conversation_id))
             if stage in ("won", "lost", "spam"):
                 await db.execute("UPDATE conversations SET status = 'closed' WHERE id = ?",
                                  (conversation_id,))
@@ -729,7 +763,7 @@ class Store:
             await self._emit(events.outcome_changed(
                 conversation_id=conversation_id, caller=conversation["caller"],
                 business_number=conversation["business_number"], stage=stage, value=value,
-                source=source, external_ref=None, at=now))
+                source=source, external_ref=conversation["external_ref"], at=now))
 
     async def waiting_replies(self, older_than: float) -> list[dict[str, Any]]:
         """Open conversations whose latest homeowner text, sent before `older_than`, has no
@@ -761,6 +795,67 @@ class Store:
             if cursor.rowcount != 1:
                 return None
             return await self._insert_notice(notice)
+
+    async def set_contact(self, conversation_id: int, name: str | None, kind: str | None,
+                          source: str) -> None:
+        """Name or class the caller of a conversation (a CRM knows them better than caller ID)."""
+        async with self._transaction() as db:
+            caller = (await self._one("SELECT caller FROM conversations WHERE id = ?",
+                                      (conversation_id,)))["caller"]
+            await db.execute(
+                "INSERT INTO contacts (number, name, class, source, updated_at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (number) DO UPDATE SET name = COALESCE(?, name),"
+                " class = COALESCE(?, class), source = excluded.source,"
+                " updated_at = excluded.updated_at",
+                (caller, name or "", kind, source, time.time(), name, kind))
+            if name is not None:
+                await db.execute("UPDATE conversations SET contact_name = ? WHERE caller = ?",
+                                 (name, caller))
+
+    async def contact(self, number: str) -> dict[str, Any] | None:
+        """What a CRM said about a number (name, class), or None."""
+        row = await self._one("SELECT * FROM contacts WHERE number = ?", (number,))
+        return dict(row) if row else None
+
+    # -- API tokens and idempotent writes ---------------------------------------------
+
+    async def add_token(self, name: str, scope: str, token_hash: str, prefix: str) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO api_tokens (name, scope, hash, prefix, created_at) VALUES (?,?,?,?,?)",
+                (name, scope, token_hash, prefix, time.time()))
+            return cursor.lastrowid
+
+    async def api_tokens(self) -> list[dict[str, Any]]:
+        """Every token, without its hash: name, scope, prefix, created, revoked."""
+        rows = await self._all("SELECT id, name, scope, prefix, created_at, revoked_at"
+                               " FROM api_tokens ORDER BY id")
+        return [dict(r) for r in rows]
+
+    async def revoke_token(self, name: str) -> int:
+        """Revoke the live tokens called `name`; how many."""
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ?"
+                                      " AND revoked_at IS NULL", (time.time(), name))
+            return cursor.rowcount
+
+    async def live_token(self, token_hash: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT id, name, scope FROM api_tokens WHERE hash = ?"
+                              " AND revoked_at IS NULL", (token_hash,))
+        return dict(row) if row else None
+
+    async def idempotent_answer(self, token_id: int, key: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT fingerprint, status, response FROM api_idempotency"
+                              " WHERE token_id = ? AND key = ?", (token_id, key))
+        return dict(row) if row else None
+
+    async def keep_idempotent_answer(self, token_id: int, key: str, fingerprint: str,
+                                     status: int, response: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO api_idempotency (token_id, key, fingerprint, status,"
+                " response, created_at) VALUES (?,?,?,?,?,?)",
+                (token_id, key, fingerprint, status, response, time.time()))
 
     # -- opt-outs --------------------------------------------------------------------
 
