@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,41 @@ class Receiver:
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [d.event for d in self.deliveries if d.event["type"] == kind]
+
+
+class ReceiverThread:
+    """A Receiver served from its own thread and loop, for tests that block (the lab tests)."""
+
+    def __init__(self, receiver: Receiver, port: int):
+        self.receiver = receiver
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="webhook-receiver", daemon=True)
+
+    def __enter__(self) -> "ReceiverThread":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise AssertionError("the webhook receiver did not start")
+        return self
+
+    def _serve(self) -> None:
+        from aiohttp import web as aioweb
+
+        asyncio.set_event_loop(self._loop)
+        runner = aioweb.AppRunner(self.receiver.app(), access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(aioweb.TCPSite(runner, "127.0.0.1", self._port).start())
+        self._runner = runner
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
 
 
 def schemas(doc: Path) -> dict[str, dict[str, Any]]:
