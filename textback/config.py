@@ -32,6 +32,7 @@ from sms_gateway.settings import (
     resolve_secrets,
 )
 
+from textback.crm import adapter_class
 from textback.hooks import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.numbers import to_e164
@@ -592,6 +593,16 @@ class WebhooksConfig(Strict):
         return next((e for e in self.endpoints if e.name == name), None)
 
 
+class CrmConfig(Strict):
+    """A CRM the events are followed into by an adapter of the textback.crm group (docs/crm.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")  # hubspot, gohighlevel, or a plugin's
+    token: SecretRef  # the private-app / private-integration token
+    options: dict[str, Any] = Field(default_factory=dict)  # the adapter's own: owners, location_id
+    timeout_seconds: float = Field(15.0, gt=0, le=60)
+
+
 class ApiConfig(Strict):
     """The JSON API on the `web:` listener (/api/v1); served whenever `web:` is configured."""
 
@@ -630,6 +641,7 @@ class Config(Strict):
     storage: StorageConfig = StorageConfig()
     web: WebConfig | None = None
     webhooks: WebhooksConfig | None = None
+    crm: list[CrmConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -696,11 +708,12 @@ class Secrets:
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
     cdr_database: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
+    crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, *self.gateway.values(),
-                  *self.webhooks.values(),
+                  *self.webhooks.values(), *self.crm.values(),
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
@@ -763,12 +776,19 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             problems.append((where, "not a Standard Webhooks secret: whsec_ and then Base64 of "
                                     "24 to 64 random bytes (e.g. from `textback webhooks secret`)"))
         webhook_secrets[endpoint.name] = secret
+    crm_tokens = {entry.name: _resolve(entry.token, base, f"crm[{index}].token", problems)
+                  for index, entry in enumerate(config.crm)}
+    for index, entry in enumerate(config.crm):
+        try:
+            adapter_class(entry.type)
+        except LookupError as exc:
+            problems.append((f"crm[{index}].type", str(exc)))
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
                                   gateway=gateway_secrets, cdr_database=cdr_database,
-                                  webhooks=webhook_secrets),
+                                  webhooks=webhook_secrets, crm=crm_tokens),
                   source=Path(source))
 
 

@@ -35,7 +35,9 @@ from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
-from textback.hooks.worker import WebhookWorker
+from textback.crm.client import CrmClient
+from textback.hooks.sender import EndpointClient
+from textback.hooks.worker import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
@@ -72,6 +74,8 @@ CDR_SETTLE_SECONDS = 5.0
 RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
+# How long events wait for a CRM adapter when no `webhooks:` section sets max_age_hours.
+DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 
 
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
@@ -188,9 +192,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
                 workers.start("digest", self._digest_worker)
-            if c.webhooks is not None:
-                hooks = WebhookWorker(c.webhooks, self.secrets.webhooks, self.store, self.clock,
-                                      self._tell_admin, self._masked)
+            routes = self._event_routes()
+            if routes:
+                max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
+                hooks = WebhookWorker(routes, max_age, self.store, self.clock, self._tell_admin)
                 workers.start("webhooks", hooks.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
@@ -214,6 +219,17 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 await self.gateway.close()
             await self._save_progress()
             await self.store.close()
+
+    def _event_routes(self) -> list[Route]:
+        """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
+        c = self.config
+        routes = [Route(e.name, tuple(e.events), EndpointClient(e, self.secrets.webhooks[e.name],
+                                                               self._masked))
+                  for e in (c.webhooks.endpoints if c.webhooks else ())]
+        for entry in c.crm:
+            client = CrmClient(entry, self.secrets.crm[entry.name], self.store, self._masked)
+            routes.append(Route(f"crm:{entry.name}", client.events, client))
+        return routes
 
     async def _tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
         """A notice for whoever runs the installation: admin_email, else the first owner."""

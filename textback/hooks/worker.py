@@ -1,4 +1,5 @@
-"""The webhook delivery worker: committed events to each endpoint, until delivered or too old.
+"""The delivery worker: committed events to each webhook endpoint and CRM adapter, until
+delivered or too old.
 
 It runs under the daemon's supervisor beside the outbox and mail workers and
 shares nothing with them but the database, so a slow or dead receiver never
@@ -13,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
-from pydantic import SecretStr
-
-from textback.config import WebhooksConfig
-from textback.hooks.sender import EndpointClient
 from textback.store import Store
 from textback.workers.common import SystemClock, log_failure, retry_delay
 
@@ -36,20 +34,30 @@ GIVEN_UP_NOTICE_SECONDS = 3600.0  # at most one email per endpoint per hour abou
 Notify = Callable[[str, str, float], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where events go: a webhook endpoint or a CRM adapter, by name, and the types it takes.
+    `client.deliver(event_id, body)` tries one event and answers with an `Attempt`."""
+
+    name: str
+    events: tuple[str, ...]
+    client: Any
+
+
 class WebhookWorker:
-    def __init__(self, config: WebhooksConfig, secrets: Mapping[str, SecretStr], store: Store,
-                 clock: SystemClock, notify: Notify, mask: Callable[[str], str]):
-        self.config = config
+    def __init__(self, routes: list[Route], max_age_hours: float, store: Store,
+                 clock: SystemClock, notify: Notify):
+        self.max_age_hours = max_age_hours
         self.store = store
         self.clock = clock
         self._notify = notify
-        self._clients = {e.name: EndpointClient(e, secrets[e.name], mask) for e in config.endpoints}
-        self._in_flight: dict[str, set[asyncio.Task]] = {e.name: set() for e in config.endpoints}
+        self._routes = {r.name: r for r in routes}
+        self._in_flight: dict[str, set[asyncio.Task]] = {r.name: set() for r in routes}
         self._wake = store.events_added  # a commit with events, or a try that ended
 
     @property
     def max_age(self) -> float:
-        return self.config.max_age_hours * 3600
+        return self.max_age_hours * 3600
 
     async def run(self) -> None:
         recovered = await self.store.recover_interrupted_deliveries()
@@ -61,10 +69,10 @@ class WebhookWorker:
             while True:
                 self._wake.clear()
                 now = self.clock.now()
-                await self.store.fan_out({e.name: tuple(e.events) for e in self.config.endpoints},
+                await self.store.fan_out({r.name: r.events for r in self._routes.values()},
                                          since=now - self.max_age)
                 await self._expire(now)
-                for name in self._clients:
+                for name in self._routes:
                     await self._start(name, now)
                 if now - pruned_at >= PRUNE_EVERY_SECONDS:
                     await self.store.prune_events(now - self.max_age - LOG_KEPT_SECONDS)
@@ -75,8 +83,8 @@ class WebhookWorker:
             for task in tasks:
                 task.cancel()  # its row stays `sending`: sent again at the next start
             await asyncio.gather(*tasks, return_exceptions=True)
-            for client in self._clients.values():
-                await client.close()
+            for route in self._routes.values():
+                await route.client.close()
 
     async def _idle(self) -> None:
         next_retry = await self.store.next_delivery_retry()
@@ -100,7 +108,7 @@ class WebhookWorker:
             task.add_done_callback(lambda _: self._wake.set())
 
     async def _deliver(self, name: str, delivery: dict) -> None:
-        attempt = await self._clients[name].deliver(delivery["event_id"], delivery["body"])
+        attempt = await self._routes[name].client.deliver(delivery["event_id"], delivery["body"])
         tries = delivery["attempts"] + 1
         if attempt.delivered:
             await self.store.end_delivery(delivery["id"], attempt.status, "", None)
@@ -114,7 +122,7 @@ class WebhookWorker:
         if tries == 1 or tries % 10 == 0:
             log.warning("webhook %s %s to %s failed (try %d: %s); retrying in %.0f s, for up to "
                         "%g h after the event", delivery["type"], delivery["event_id"], name, tries,
-                        attempt.error, delay, self.config.max_age_hours)
+                        attempt.error, delay, self.max_age_hours)
 
     async def _expire(self, now: float) -> None:
         expired = await self.store.expire_deliveries(now - self.max_age)
@@ -122,7 +130,7 @@ class WebhookWorker:
         for row in expired:
             log.error("webhook %s %s to %s given up after %d tries, %g h after the event "
                       "(last error: %s)", row["type"], row["event_id"], row["endpoint"],
-                      row["attempts"], self.config.max_age_hours, row["last_error"] or "none")
+                      row["attempts"], self.max_age_hours, row["last_error"] or "none")
             by_endpoint.setdefault(row["endpoint"], []).append(row)
         for name, rows in by_endpoint.items():
             lines = [f"  {r['type']:<22} {r['event_id']}  ({r['attempts']} tries; "
@@ -131,7 +139,7 @@ class WebhookWorker:
             await self._notify(
                 f"Webhook events to {name} were given up",
                 f"textback could not deliver these events to the webhook endpoint {name!r} within "
-                f"{self.config.max_age_hours:g} hours, and stopped trying:\n\n" + "\n".join(lines)
+                f"{self.max_age_hours:g} hours, and stopped trying:\n\n" + "\n".join(lines)
                 + more + "\n\nCheck the receiver, then see `textback webhooks log` for the rest. "
                 "The leads themselves are in textback (`textback inbox`).",
                 now - GIVEN_UP_NOTICE_SECONDS)
