@@ -109,7 +109,7 @@ def hubspot() -> Vendor:
 
     contact_properties = strict({"phone": E164, "firstname": {"type": "string"},
                                  "hubspot_owner_id": {"type": "string"}},
-                                optional=("firstname", "hubspot_owner_id"))
+                                optional=("hubspot_owner_id",))  # email, firstname or lastname
     return Vendor(
         headers={"Content-Type": "application/json"},
         unauthorized={"status": "error", "message": "Authentication credentials not found.",

@@ -59,9 +59,8 @@ class HubSpot:
             "properties": ["phone", "firstname", "hubspot_owner_id"], "limit": 1})
         if found.get("results"):
             return str(found["results"][0]["id"])
-        properties = {"phone": phone}
-        if name:
-            properties["firstname"] = name
+        # A contact needs an email, a first or a last name: the number stands in for a name.
+        properties = {"phone": phone, "firstname": name or phone}
         if owner:
             properties["hubspot_owner_id"] = owner
         created = await self._request("POST", "/crm/v3/objects/contacts", {"properties": properties})
