@@ -10,6 +10,7 @@ per conversation, backoff, expiry and delivery log as the webhooks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
@@ -33,6 +34,25 @@ class Adapter(Protocol):
     def __init__(self, options: dict[str, Any], token: str, http: aiohttp.ClientSession): ...
 
     async def handle(self, event: dict[str, Any], thread: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lead:
+    """Whom an event is about, as a CRM matches people: the number, a name, the owner's id."""
+
+    phone: str
+    name: str
+    owner_id: str
+
+
+def lead_of(event: dict[str, Any]) -> Lead | None:
+    """The caller an event is about; None for a withheld number (nothing to match them by)."""
+    data = event["data"]
+    phone = data.get("from") if event["type"] == "reply.received" else data.get("caller")
+    if not phone:
+        return None
+    return Lead(phone, data.get("contact_name") or data.get("caller_name") or "",
+                data.get("owner_id") or "")
 
 
 def adapter_class(kind: str) -> type:

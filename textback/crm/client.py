@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 from pydantic import SecretStr
 
 from textback.config import CrmConfig
-from textback.crm import CrmRetry, adapter_class
+from textback.crm import Adapter, CrmRetry, adapter_class
 from textback.hooks.sender import Attempt
 from textback.store import Store
 
@@ -24,7 +24,7 @@ class CrmClient:
         self._store = store
         self._mask = mask
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.timeout_seconds))
-        self.adapter: Any = adapter_class(config.type)(dict(config.options),
+        self.adapter: Adapter = adapter_class(config.type)(dict(config.options),
                                                        token.get_secret_value(), self._http)
 
     @property

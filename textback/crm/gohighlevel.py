@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from textback.crm import lead_of
 from textback.crm.http import call
 from textback.crm.notes import note_text
 
@@ -35,16 +36,14 @@ class GoHighLevel:
         self._http = http
 
     async def handle(self, event: dict[str, Any], thread: list[dict[str, Any]]) -> None:
-        data = event["data"]
-        phone = data.get("from") if event["type"] == "reply.received" else data.get("caller")
-        if not phone:
-            return  # a withheld number: nothing to match a contact by
-        user = self._owners.get(data.get("owner_id") or "")
-        contact: dict[str, Any] = {"locationId": self._location, "phone": phone,
+        lead = lead_of(event)
+        if lead is None:
+            return
+        user = self._owners.get(lead.owner_id)
+        contact: dict[str, Any] = {"locationId": self._location, "phone": lead.phone,
                                    "source": "textback"}
-        name = data.get("contact_name") or data.get("caller_name")
-        if name:
-            contact["name"] = name
+        if lead.name:
+            contact["name"] = lead.name
         if user:
             contact["assignedTo"] = user
         upserted = await call(self._http, "POST", f"{self._base}/contacts/upsert", self._headers,

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from textback.crm import lead_of
 from textback.crm.http import call
 from textback.crm.notes import note_text
 
@@ -32,13 +33,11 @@ class HubSpot:
         self._http = http
 
     async def handle(self, event: dict[str, Any], thread: list[dict[str, Any]]) -> None:
-        data = event["data"]
-        phone = data.get("from") if event["type"] == "reply.received" else data.get("caller")
-        if not phone:
-            return  # a withheld number: nothing to find a contact by
-        owner = self._owners.get(data.get("owner_id") or "")
-        contact = await self._contact(phone, data.get("contact_name") or data.get("caller_name"),
-                                      owner)
+        lead = lead_of(event)
+        if lead is None:
+            return
+        owner = self._owners.get(lead.owner_id)
+        contact = await self._contact(lead.phone, lead.name, owner)
         if event["type"] == "conversation.assigned":
             if owner:
                 await self._request("PATCH", f"/crm/v3/objects/contacts/{contact}",

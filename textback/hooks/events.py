@@ -34,9 +34,6 @@ EVENT_TYPES = (CALL_MISSED, CALL_ANSWERED, TEXT_SENT, TEXT_DELIVERED, TEXT_FAILE
 # An endpoint that names no events gets these: answered calls only when asked for.
 DEFAULT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t != CALL_ANSWERED)
 
-# Outbox states of a text that did not reach the caller, and delivery reports that say so.
-FAILED_TEXT_STATES = ("failed", "unknown", "blocked", "expired", "undelivered")
-
 
 @dataclass(frozen=True)
 class Event:
