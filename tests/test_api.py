@@ -43,6 +43,8 @@ def config_path(tmp_path) -> Path:
 
 def cli(config_path: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, [*args, "-c", str(config_path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        repr(result.exception))
     return result.exit_code, result.stdout
 
 
@@ -89,7 +91,9 @@ class Client:
 
 
 @pytest.fixture
-async def api(config_path, smtp_sink):
+async def api(config_path, tokens, smtp_sink):
+    # After `tokens`: a CLI command run while an in-process daemon is paused mid-transaction
+    # (its loop does not turn during a synchronous fixture) would wait on its lock.
     daemon = Daemon(load(config_path))
     async with in_process(daemon), aiohttp.ClientSession() as session:
         async with session.get(f"{BASE}/openapi.json") as r:

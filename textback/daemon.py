@@ -74,7 +74,8 @@ CDR_SETTLE_SECONDS = 5.0
 RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
-# How long events wait for a CRM adapter when no `webhooks:` section sets max_age_hours.
+# How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
+# max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 
 
@@ -192,11 +193,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers):
                 workers.start("escalation", self._escalation_worker)
             if c.digest is not None:
                 workers.start("digest", self._digest_worker)
-            routes = self._event_routes()
-            if routes:
-                max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
-                hooks = WebhookWorker(routes, max_age, self.store, self.clock, self._tell_admin)
-                workers.start("webhooks", hooks.run)
+            # Always: with no endpoint configured it still forgets old events.
+            max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
+            hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
+                                  self._tell_admin)
+            workers.start("webhooks", hooks.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
