@@ -281,7 +281,7 @@ def optout_remove(config_path: str | None, number: str) -> None:
     """Lift the suppression of NUMBER (only with the person's consent)."""
     loaded = _load(config_path)
     e164 = _number_argument(loaded, number)
-    removed = asyncio.run(_read(loaded, "unsuppress", e164))
+    removed = asyncio.run(_read(loaded, "unsuppress", e164, "cli"))
     click.echo(f"{e164} {'may be texted again' if removed else 'was not suppressed'}.")
 
 

@@ -8,6 +8,7 @@ environment variable, and are held as SecretStr so they never reach a log.
 
 from __future__ import annotations
 
+import base64
 import csv
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from sms_gateway.settings import (
     resolve_secrets,
 )
 
+from textback.crm import adapter_class
+from textback.hooks import events as hook_events
+from textback.hooks.addresses import literal_host_refusal
 from textback.numbers import to_e164
 from textback import yamlread
 from textback.redact import Redactor
@@ -636,6 +640,64 @@ class IncidentsConfig(Strict):
     gateway_failures: int = Field(5, ge=1, le=1000)  # sends failing in a row
 
 
+class WebhookEndpointConfig(Strict):
+    """One receiver of signed events (Standard Webhooks): a CRM, n8n, Zapier."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    # An on-premises receiver on a private or loopback address (metadata addresses never).
+    # Before `url`, which is checked against it.
+    allow_private: bool = False
+    url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s#]*)?$")
+    secret: SecretRef  # a file holding whsec_<base64>, as the receiver shows it
+    # The event types it takes; by default every type but call.answered.
+    events: list[Literal[hook_events.EVENT_TYPES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(hook_events.DEFAULT_EVENT_TYPES), min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _address(cls, value: str, info: ValidationInfo) -> str:
+        why = literal_host_refusal(value, info.data.get("allow_private", False))
+        if why:
+            raise ValueError(why)
+        return value
+
+
+class WebhooksConfig(Strict):
+    endpoints: list[WebhookEndpointConfig] = Field(min_length=1)
+    # An event not delivered this long after it happened is given up, and the admin emailed.
+    max_age_hours: float = Field(24.0, gt=0, le=7 * 24)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "WebhooksConfig":
+        names = [e.name for e in self.endpoints]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"endpoints: name(s) {', '.join(dupes)} listed twice")
+        return self
+
+    def endpoint(self, name: str) -> WebhookEndpointConfig | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+class CrmConfig(Strict):
+    """A CRM the events are followed into by an adapter of the textback.crm group (docs/crm.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")  # hubspot, gohighlevel, or a plugin's
+    token: SecretRef  # the private-app / private-integration token
+    options: dict[str, Any] = Field(default_factory=dict)  # the adapter's own: owners, location_id
+    timeout_seconds: float = Field(15.0, gt=0, le=60)
+
+
+class ApiConfig(Strict):
+    """The JSON API on the `web:` listener (/api/v1); served whenever `web:` is configured."""
+
+    requests_per_minute: int = Field(120, ge=1, le=100_000)  # per token
+    burst: int = Field(30, ge=1, le=10_000)
+    max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -669,6 +731,9 @@ class Config(Strict):
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    webhooks: WebhooksConfig | None = None
+    crm: list[CrmConfig] = Field(default_factory=list)
+    api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
     # Lookups every call makes, built once from the lists above (see _index).
     _numbers: dict[str, NumberConfig] = PrivateAttr(default_factory=dict)
@@ -793,12 +858,16 @@ class Secrets:
     cdr_database: SecretStr | None = None
     selftest_ami: SecretStr | None = None  # the optional originate-only AMI user's
     metrics_token: SecretStr | None = None
+    webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
+    crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
-                  self.metrics_token,
-                  *self.gateway.values()]
+                  self.metrics_token, *self.gateway.values(),
+                  *self.webhooks.values(), *self.crm.values(),
+                  *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
+                    for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
 
 
@@ -857,14 +926,44 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     metrics_token = None
     if config.metrics.token is not None:
         metrics_token = _resolve(config.metrics.token, base, "metrics.token", problems)
+    webhook_secrets = {}
+    for index, endpoint in enumerate(config.webhooks.endpoints if config.webhooks else ()):
+        where = f"webhooks.endpoints[{index}].secret"
+        secret = _resolve(endpoint.secret, base, where, problems)
+        if secret.get_secret_value() and not _is_webhook_secret(secret.get_secret_value()):
+            problems.append((where, "not a Standard Webhooks secret: whsec_ and then Base64 of "
+                                    "24 to 64 random bytes (e.g. from `textback webhooks secret`)"))
+        webhook_secrets[endpoint.name] = secret
+    crm_tokens = {entry.name: _resolve(entry.token, base, f"crm[{index}].token", problems)
+                  for index, entry in enumerate(config.crm)}
+    for index, entry in enumerate(config.crm):
+        try:
+            adapter_class(entry.type)
+        except LookupError as exc:
+            problems.append((f"crm[{index}].type", str(exc)))
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
                                   gateway=gateway_secrets, cdr_database=cdr_database,
                                   selftest_ami=selftest_ami,
-                                  metrics_token=metrics_token),
+                                  metrics_token=metrics_token,
+                                  webhooks=webhook_secrets, crm=crm_tokens),
                   source=Path(source))
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def _is_webhook_secret(value: str) -> bool:
+    """whsec_ and Base64 of 24 to 64 bytes: the form Standard Webhooks receivers are given."""
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        return False
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(key) <= 64
 
 
 def _with_csv_contacts(config: Config, base: Path | None,

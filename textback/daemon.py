@@ -31,10 +31,14 @@ from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
 from textback.alerts import one_line
+from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
 from textback.contact_classes import with_class
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
+from textback.crm.client import CrmClient
+from textback.hooks.sender import EndpointClient
+from textback.hooks.worker import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify
@@ -79,6 +83,9 @@ CDR_SETTLE_SECONDS = 5.0
 RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
+# How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
+# max_age_hours.
+DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 
 
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
@@ -212,6 +219,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                 workers.start("selftest", self._selftest_worker)
             if c.retention.months is not None:
                 workers.start("retention", self._retention_worker)
+            # Always: with no endpoint configured it still forgets old events.
+            max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
+            hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
+                                  self._tell_admin)
+            workers.start("webhooks", hooks.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -236,9 +248,28 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             await self._save_progress()
             await self.store.close()
 
+    def _event_routes(self) -> list[Route]:
+        """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
+        c = self.config
+        routes = [Route(e.name, tuple(e.events), EndpointClient(e, self.secrets.webhooks[e.name],
+                                                               self._masked))
+                  for e in (c.webhooks.endpoints if c.webhooks else ())]
+        for entry in c.crm:
+            client = CrmClient(entry, self.secrets.crm[entry.name], self.store, self._masked)
+            routes.append(Route(f"crm:{entry.name}", client.events, client))
+        return routes
+
+    async def _tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
+        """A notice for whoever runs the installation: admin_email, else the first owner."""
+        if self.config.admin_email is not None:
+            await self._mail_notice("textback admin", self.config.admin_email, subject, text,
+                                    unless_since)
+        else:
+            await self._notify(self.config.owners[0], subject, text, unless_since)
+
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return [ops_routes(self), inbox_routes(self)]
+        return [ops_routes(self), inbox_routes(self), api_routes(self)]
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""

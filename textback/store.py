@@ -34,6 +34,8 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 
+from textback.hooks import events
+from textback.hooks.events import Event
 from textback.numbers import to_e164
 from textback.store_web import NEXT_VERSION, WebStore
 
@@ -433,6 +435,57 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX waiting_texts_message ON waiting_texts (message_id)
     """,
+    # 7: the webhook event outbox: each event committed with the change that caused it, and its
+    # deliveries, one per endpoint that takes it, created by the delivery worker from a cursor
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        order_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE event_deliveries (
+        id INTEGER PRIMARY KEY,
+        event INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        endpoint TEXT NOT NULL,
+        order_key TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'delivered', 'expired', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_at REAL NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        UNIQUE (event, endpoint)
+    );
+    CREATE INDEX event_deliveries_due ON event_deliveries (endpoint, state, retry_at);
+    CREATE INDEX event_deliveries_order ON event_deliveries (endpoint, order_key, state, event)
+    """,
+    # 8: the JSON API: bearer tokens (only their SHA-256 is kept), the answers to writes by
+    # Idempotency-Key, and the CRM's reference on a conversation
+    """
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+        hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE api_idempotency (
+        token_id INTEGER NOT NULL REFERENCES api_tokens(id),
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        response TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (token_id, key)
+    );
+    ALTER TABLE conversations ADD COLUMN external_ref TEXT
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -553,6 +606,8 @@ class Store(WebStore):
     def __init__(self, db: aiosqlite.Connection):
         self._db = db
         self._lock = asyncio.Lock()
+        self.events_added = asyncio.Event()  # set when a commit carried webhook events
+        self._emitted = False
 
     @classmethod
     async def open(cls, path: Path) -> "Store":
@@ -560,10 +615,12 @@ class Store(WebStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await _connect(path)
         db.row_factory = aiosqlite.Row
+        # First: journal_mode takes a lock, and a CLI command opening the database while the
+        # daemon writes must wait for it rather than fail with "database is locked".
+        await db.execute("PRAGMA busy_timeout=5000")
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
         store = cls(db)
         try:
             await store._migrate()
@@ -590,6 +647,17 @@ class Store(WebStore):
                 raise
             else:
                 await self._db.execute("COMMIT")
+                if self._emitted:
+                    self.events_added.set()
+            finally:
+                self._emitted = False
+
+    async def _emit(self, event: Event) -> None:
+        """Add a webhook event to the transaction under way: it commits, or not, with the change."""
+        await self._db.execute(
+            "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
+            (event.id, event.type, event.order_key, event.body, event.at))
+        self._emitted = True
 
     async def _migrate(self) -> None:
         async with self._transaction() as db:
@@ -661,6 +729,16 @@ class Store(WebStore):
             await self._insert_call(call, conversation_id, message_id)
             if conversation_id is not None:
                 await self._summarise_call(conversation_id, call.outcome, call.caller_name)
+            owner = conversation_id and await self._one(
+                "SELECT owner_id FROM conversations WHERE id = ?", (conversation_id,))
+            await self._emit(events.call_finished(
+                linkedid=call.linkedid, conversation_id=conversation_id,
+                business_number=call.business_number, caller=call.caller,
+                caller_name=call.caller_name, started_at=call.started_at,
+                answered_at=call.answered_at, ended_at=call.ended_at, outcome=call.outcome,
+                reason=call.reason, decision=call.decision, recovered=call.recovered,
+                owner_id=owner["owner_id"] if owner else None,
+                text_queued=message_id is not None, at=now))
             return outbox_id
 
     async def _insert_call(self, call: CallRow, conversation_id: int | None,
@@ -884,6 +962,7 @@ class Store(WebStore):
                 return False
             await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
                              " WHERE id = ?", (gateway, item.last_error, item.message_id))
+            await self._emit(_text_event(events.TEXT_FAILED, item, "expired", item.last_error))
             return True
 
     async def text_facts(self, message_id: int) -> dict[str, Any]:
@@ -928,6 +1007,8 @@ class Store(WebStore):
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
                 " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
                                   for item, gateway_id in sent])
+            for item, _ in sent:
+                await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
@@ -945,6 +1026,7 @@ class Store(WebStore):
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
+            await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
                               error_code: str | None) -> int | None:
@@ -956,13 +1038,23 @@ class Store(WebStore):
         rank = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
         async with self._transaction() as db:
             row = await self._one(
-                "SELECT id, status FROM messages WHERE gateway = ? AND gateway_id = ?"
-                " AND direction = 'out'", (gateway, gateway_id))
+                "SELECT m.id, m.status, m.conversation_id, m.body, m.kind, o.sender, o.recipient"
+                " FROM messages m JOIN outbox o ON o.message_id = m.id"
+                " WHERE m.gateway = ? AND m.gateway_id = ? AND m.direction = 'out'",
+                (gateway, gateway_id))
             if row is None or rank.get(status, 0) <= rank.get(row["status"], 0):
                 return None
+            error = f"provider error {error_code}" if error_code else None
             await db.execute(
                 "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
-                (status, f"provider error {error_code}" if error_code else None, row["id"]))
+                (status, error, row["id"]))
+            kind = {"delivered": events.TEXT_DELIVERED, "undelivered": events.TEXT_FAILED,
+                    "failed": events.TEXT_FAILED}.get(status)
+            if kind is not None:
+                await self._emit(events.text_event(
+                    kind, message_id=row["id"], conversation_id=row["conversation_id"],
+                    sender=row["sender"], recipient=row["recipient"], body=row["body"],
+                    text_kind=row["kind"], status=status, error=error or "", at=time.time()))
             return row["id"]
 
     async def sent_text(self, message_id: int) -> OutboxItem | None:
@@ -996,24 +1088,41 @@ class Store(WebStore):
 
     async def assign(self, conversation_id: int, owner_id: str, reason: str) -> None:
         """A person gives the conversation to an owner (the inbox's Unassigned no longer lists it)."""
+        now = time.time()
         async with self._transaction() as db:
+            before = await self._one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
             await db.execute("UPDATE conversations SET owner_id = ?, claimed = 1,"
                              f" version = {NEXT_VERSION} WHERE id = ?", (owner_id, conversation_id))
             await db.execute(
                 "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
-                (conversation_id, owner_id, time.time(), reason))
+                (conversation_id, owner_id, now, reason))
+            await self._emit(events.conversation_assigned(
+                conversation_id=conversation_id, caller=before["caller"],
+                business_number=before["business_number"], owner_id=owner_id,
+                previous_owner_id=before["owner_id"], reason=reason, at=now))
 
     async def record_outcome(self, conversation_id: int, stage: str, value: float | None,
-                             source: str) -> None:
+                             source: str, external_ref: str | None = None) -> None:
+        """Add an outcome; `external_ref` (the CRM's deal id, say) is kept on the conversation."""
+        now = time.time()
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO outcomes (conversation_id, stage, value, at, source) VALUES (?,?,?,?,?)",
-                (conversation_id, stage, value, time.time(), source))
+                (conversation_id, stage, value, now, source))
+            if external_ref is not None:
+                await db.execute("UPDATE conversations SET external_ref = ? WHERE id = ?",
+                                 (external_ref, conversation_id))
             if stage in ("won", "lost", "spam"):
                 await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
                                  f" version = {NEXT_VERSION} WHERE id = ?", (conversation_id,))
             else:
                 await self._changed(conversation_id)
+            conversation = await self._one("SELECT * FROM conversations WHERE id = ?",
+                                           (conversation_id,))
+            await self._emit(events.outcome_changed(
+                conversation_id=conversation_id, caller=conversation["caller"],
+                business_number=conversation["business_number"], stage=stage, value=value,
+                source=source, external_ref=conversation["external_ref"], at=now))
 
     async def waiting_replies(self, older_than: float,
                               escalated_fewer_than: int | None = None) -> list[dict[str, Any]]:
@@ -1056,6 +1165,71 @@ class Store(WebStore):
                              " WHERE message_id = ?", (message_id,))
             return await self._insert_notice(notice)
 
+    async def set_contact(self, conversation_id: int, name: str | None, kind: str | None,
+                          source: str) -> None:
+        """Name or class the caller of a conversation (a CRM knows them better than caller ID).
+
+        The class goes where the inbox's contact panel keeps it, so the rules apply it from
+        the caller's next call whoever set it; the name goes on each of the caller's
+        conversations and into their search rows.
+        """
+        async with self._transaction() as db:
+            caller = (await self._one("SELECT caller FROM conversations WHERE id = ?",
+                                      (conversation_id,)))["caller"]
+            if kind is not None:
+                await db.execute(
+                    "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
+                    " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
+                    " owner_id = excluded.owner_id, at = excluded.at",
+                    (caller, kind, source, time.time()))
+            if name is not None:
+                ids = [row["id"] for row in await self._all(
+                    "SELECT id FROM conversations WHERE caller = ?", (caller,))]
+                await db.execute(f"UPDATE conversations SET contact_name = ?, version = {NEXT_VERSION}"
+                                 " WHERE caller = ?", (name, caller))
+                for each in ids:
+                    await self._index_contact(each)
+
+    # -- API tokens and idempotent writes ---------------------------------------------
+
+    async def add_token(self, name: str, scope: str, token_hash: str, prefix: str) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO api_tokens (name, scope, hash, prefix, created_at) VALUES (?,?,?,?,?)",
+                (name, scope, token_hash, prefix, time.time()))
+            return cursor.lastrowid
+
+    async def api_tokens(self) -> list[dict[str, Any]]:
+        """Every token, without its hash: name, scope, prefix, created, revoked."""
+        rows = await self._all("SELECT id, name, scope, prefix, created_at, revoked_at"
+                               " FROM api_tokens ORDER BY id")
+        return [dict(r) for r in rows]
+
+    async def revoke_token(self, name: str) -> int:
+        """Revoke the live tokens called `name`; how many."""
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ?"
+                                      " AND revoked_at IS NULL", (time.time(), name))
+            return cursor.rowcount
+
+    async def live_token(self, token_hash: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT id, name, scope FROM api_tokens WHERE hash = ?"
+                              " AND revoked_at IS NULL", (token_hash,))
+        return dict(row) if row else None
+
+    async def idempotent_answer(self, token_id: int, key: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT fingerprint, status, response FROM api_idempotency"
+                              " WHERE token_id = ? AND key = ?", (token_id, key))
+        return dict(row) if row else None
+
+    async def keep_idempotent_answer(self, token_id: int, key: str, fingerprint: str,
+                                     status: int, response: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO api_idempotency (token_id, key, fingerprint, status,"
+                " response, created_at) VALUES (?,?,?,?,?,?)",
+                (token_id, key, fingerprint, status, response, time.time()))
+
     # -- opt-outs --------------------------------------------------------------------
 
     async def is_suppressed(self, number: str) -> bool:
@@ -1064,18 +1238,27 @@ class Store(WebStore):
     async def suppress(self, number: str, source: str) -> bool:
         """Put a number on the suppression list; False if it already was."""
         _canonical(number)
+        now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
-                (number, time.time(), source))
-            return cursor.rowcount == 1
+                (number, now, source))
+            if cursor.rowcount != 1:
+                return False
+            await self._emit(events.optout_changed(number=number, opted_out=True, source=source,
+                                                   at=now))
+            return True
 
-    async def unsuppress(self, number: str) -> bool:
+    async def unsuppress(self, number: str, source: str = "sms") -> bool:
         """Take a number off the suppression list; False if it was not on it."""
         _canonical(number)
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            await self._emit(events.optout_changed(number=number, opted_out=False, source=source,
+                                                   at=time.time()))
+            return True
 
     async def suppressions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]
@@ -1164,6 +1347,12 @@ class Store(WebStore):
             cursor = await db.execute(
                 "INSERT INTO alerts (conversation_id, message_id, owner_id, created_at)"
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
+            contact = await self._one("SELECT contact_name FROM conversations WHERE id = ?",
+                                      (conversation_id,))
+            await self._emit(events.reply_received(
+                message_id=message_id, conversation_id=conversation_id, caller=caller,
+                business_number=business_number, body=body, contact_name=contact["contact_name"],
+                owner_id=owner["owner_id"], at=now))
             return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,
@@ -1275,6 +1464,145 @@ class Store(WebStore):
 
     async def notices(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._all("SELECT * FROM notices ORDER BY id")]
+
+    # -- webhook deliveries ------------------------------------------------------------
+    #
+    #   events --fan_out (per endpoint, from its cursor)--> event_deliveries
+    #   pending --claim--> sending --> delivered
+    #      ^                  |
+    #      +---- retry_at ----+          (sending at start-up --> pending: sent again)
+    #   pending past max_age --> expired (the admin is emailed)
+    #
+    # Deliveries are at least once: a row left in `sending` by a crash is sent again under the
+    # same event id, which the receiver dedupes on. Of one endpoint's deliveries sharing an
+    # order key (a conversation, a number), only the oldest unfinished one is ever due.
+
+    async def fan_out(self, endpoints: dict[str, tuple[str, ...]], since: float) -> int:
+        """Create the deliveries of events new to each endpoint (of the types it takes); an
+        endpoint seen for the first time gets the events since `since`. Returns how many."""
+        now, created = time.time(), 0
+        if not await self._behind(endpoints):
+            return 0  # the common case, read without taking the write lock
+        async with self._transaction() as db:
+            last = (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
+            for name, types in endpoints.items():
+                cursor_name = f"webhooks.cursor.{name}"
+                cursor = await self.progress(cursor_name)
+                if cursor is None or cursor < last:
+                    marks = ",".join("?" * len(types))
+                    inserted = await db.execute(
+                        "INSERT OR IGNORE INTO event_deliveries (event, endpoint, order_key,"
+                        " updated_at) SELECT id, ?, order_key, ? FROM events"
+                        f" WHERE id > ? AND id <= ? AND type IN ({marks}) AND created_at >= ?"
+                        " ORDER BY id",
+                        (name, now, cursor or 0, last, *types, since if cursor is None else 0))
+                    created += inserted.rowcount
+                    await db.execute(
+                        "INSERT INTO progress (name, value) VALUES (?, ?) ON CONFLICT (name)"
+                        " DO UPDATE SET value = excluded.value", (cursor_name, last))
+        return created
+
+    async def _behind(self, endpoints: dict[str, tuple[str, ...]]) -> bool:
+        """Has any endpoint's cursor an event after it (or none yet)?"""
+        last = (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
+        for name in endpoints:
+            cursor = await self.progress(f"webhooks.cursor.{name}")
+            if cursor is None or cursor < last:
+                return True
+        return False
+
+    async def recover_interrupted_deliveries(self) -> int:
+        """Deliveries a crash left in `sending`: pending again, to be sent again (same id)."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE event_deliveries SET state = 'pending', retry_at = 0, updated_at = ?,"
+                " last_error = 'interrupted while sending; sent again' WHERE state = 'sending'",
+                (time.time(),))
+            return cursor.rowcount
+
+    async def due_deliveries(self, endpoint: str, now: float, limit: int) -> list[dict[str, Any]]:
+        """An endpoint's deliveries due now, oldest event first, each the head of its order key."""
+        rows = await self._all(
+            "SELECT d.id, d.attempts, e.event_id, e.type, e.body, e.created_at"
+            " FROM event_deliveries d JOIN events e ON e.id = d.event"
+            " WHERE d.endpoint = ? AND d.state = 'pending' AND d.retry_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM event_deliveries p WHERE p.endpoint = d.endpoint"
+            "   AND p.order_key = d.order_key AND p.state IN ('pending', 'sending')"
+            "   AND p.event < d.event)"
+            " ORDER BY d.event LIMIT ?", (endpoint, now, limit))
+        return [dict(r) for r in rows]
+
+    async def next_delivery_retry(self) -> float | None:
+        row = await self._one("SELECT MIN(retry_at) AS at FROM event_deliveries"
+                              " WHERE state = 'pending'")
+        return row["at"] if row else None
+
+    async def claim_delivery(self, delivery_id: int) -> bool:
+        """pending -> sending, counting the try; False if it is not pending any more."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE event_deliveries SET state = 'sending', attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ? AND state = 'pending'", (time.time(), delivery_id))
+            return cursor.rowcount == 1
+
+    async def end_delivery(self, delivery_id: int, status: int | None, error: str,
+                           retry_at: float | None) -> None:
+        """A claimed delivery's try ended: delivered (`retry_at` None) or pending again."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE event_deliveries SET state = ?, retry_at = COALESCE(?, retry_at),"
+                " last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'sending'",
+                ("delivered" if retry_at is None else "pending", retry_at, status, error,
+                 time.time(), delivery_id))
+
+    async def expire_deliveries(self, created_before: float) -> list[dict[str, Any]]:
+        """Pending deliveries of events older than `created_before` become `expired`; those rows."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE event_deliveries SET state = 'expired', updated_at = ?"
+                " WHERE state = 'pending' AND event IN (SELECT id FROM events WHERE created_at < ?)"
+                " RETURNING id", (time.time(), created_before))
+            ids = [row[0] for row in await cursor.fetchall()]
+        return await self.delivery_log(ids=ids) if ids else []
+
+    async def record_test_delivery(self, event: Event, endpoint: str, status: int | None,
+                                   error: str, delivered: bool) -> None:
+        """Keep a test event's one try in the delivery log (it is never queued or retried)."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
+                (event.id, event.type, event.order_key, event.body, event.at))
+            await db.execute(
+                "INSERT INTO event_deliveries (event, endpoint, order_key, state, attempts,"
+                " last_status, last_error, updated_at) VALUES (?,?,?,?,1,?,?,?)",
+                (cursor.lastrowid, endpoint, event.order_key,
+                 "delivered" if delivered else "failed", status, error, time.time()))
+
+    async def delivery_log(self, limit: int = 50, endpoint: str | None = None,
+                           ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """Deliveries, newest event first: endpoint, event, state, tries, last status and error."""
+        where, args = ["1"], []
+        if endpoint is not None:
+            where.append("d.endpoint = ?")
+            args.append(endpoint)
+        if ids is not None:
+            where.append(f"d.id IN ({','.join('?' * len(ids))})")
+            args += ids
+        rows = await self._all(
+            "SELECT d.id, d.endpoint, e.event_id, e.type, e.created_at, d.state, d.attempts,"
+            " d.last_status, d.last_error, d.updated_at FROM event_deliveries d"
+            f" JOIN events e ON e.id = d.event WHERE {' AND '.join(where)}"
+            " ORDER BY d.event DESC, d.id DESC LIMIT ?", (*args, limit if ids is None else len(ids)))
+        return [dict(r) for r in rows]
+
+    async def prune_events(self, before: float) -> int:
+        """Forget events older than `before` whose deliveries have all ended (or that had none)."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM"
+                " event_deliveries d WHERE d.event = events.id AND d.state IN ('pending', 'sending'))",
+                (before,))
+            return cursor.rowcount
 
     # -- reading -------------------------------------------------------------------
 
@@ -1483,6 +1811,14 @@ class Store(WebStore):
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
         return {row["state"]: row["n"] for row in rows}
+
+
+def _text_event(kind: str, item: OutboxItem, status: str, error: str,
+                at: float | None = None) -> Event:
+    return events.text_event(kind, message_id=item.message_id,
+                             conversation_id=item.conversation_id, sender=item.sender,
+                             recipient=item.recipient, body=item.body, text_kind=item.kind,
+                             status=status, error=error, at=at or time.time())
 
 
 def _mail_table(table: str) -> str:

@@ -28,10 +28,17 @@ class SystemClock:
 
     async def wait(self, event: asyncio.Event, seconds: float) -> None:
         """Until `event` is set or `seconds` have passed, whichever is first."""
-        try:
-            await asyncio.wait_for(event.wait(), max(0.0, seconds))
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(event, seconds)
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` have passed. Not asyncio.wait_for: on Python 3.11 it
+    loses a cancellation that arrives as the event is set, and the worker then never stops."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter], timeout=max(0.0, seconds))
+    finally:
+        waiter.cancel()
 
 
 def log_failure(task: asyncio.Task) -> None:

@@ -20,7 +20,7 @@ from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
 from textback.web.links import link_line, sign_in_link
-from textback.workers.common import IDLE_POLL_SECONDS, retry_delay
+from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
@@ -132,10 +132,7 @@ class OwnerMailWorkers:
                     self._mail_failures.failed((table, row_id), f"{table} row {row_id}")
             next_retry = await self.store.next_mail_retry(table)
             wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
-            try:
-                await asyncio.wait_for(wake.wait(), min(max(0.1, wait), IDLE_POLL_SECONDS))
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(wake, min(max(0.1, wait), IDLE_POLL_SECONDS))
 
     async def _escalation_worker(self) -> None:
         """Email the backup owner about homeowner texts nobody has answered in time."""

@@ -1,0 +1,64 @@
+"""CRM adapters: the webhook events, followed into a CRM's own API (HubSpot, GoHighLevel, ...).
+
+An adapter is a class in the `textback.crm` entry-point group (the built-in
+ones are registered in pyproject.toml like a third party's would be). It gets
+its options and token from the config and one event at a time, with the
+conversation's thread so far; it raises `CrmRetry` for a try that failed.
+The delivery worker treats it as one more endpoint: the same outbox, order
+per conversation, backoff, expiry and delivery log as the webhooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+import aiohttp
+
+GROUP = "textback.crm"
+
+
+class CrmRetry(Exception):
+    """A try that failed: its HTTP status (if any), why, and the CRM's Retry-After."""
+
+    def __init__(self, status: int | None, error: str, retry_after: float | None = None):
+        super().__init__(error)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Adapter(Protocol):
+    events: tuple[str, ...]  # the event types it acts on
+
+    def __init__(self, options: dict[str, Any], token: str, http: aiohttp.ClientSession): ...
+
+    async def handle(self, event: dict[str, Any], thread: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lead:
+    """Whom an event is about, as a CRM matches people: the number, a name, the owner's id."""
+
+    phone: str
+    name: str
+    owner_id: str
+
+
+def lead_of(event: dict[str, Any]) -> Lead | None:
+    """The caller an event is about; None for a withheld number (nothing to match them by)."""
+    data = event["data"]
+    phone = data.get("from") if event["type"] == "reply.received" else data.get("caller")
+    if not phone:
+        return None
+    return Lead(phone, data.get("contact_name") or data.get("caller_name") or "",
+                data.get("owner_id") or "")
+
+
+def adapter_class(kind: str) -> type:
+    """The adapter registered as `kind` in the textback.crm group; LookupError naming the known."""
+    found = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if kind not in found:
+        raise LookupError(f"no CRM adapter {kind!r} in the {GROUP} entry points "
+                          f"(installed: {', '.join(sorted(found)) or 'none'})")
+    return found[kind].load()

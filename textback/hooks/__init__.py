@@ -1,0 +1,1 @@
+"""Outbound webhooks: events committed with the change that caused them, delivered signed."""
