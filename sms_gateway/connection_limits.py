@@ -16,6 +16,8 @@ import logging
 import time
 from typing import Callable
 
+from aiohttp import web
+
 log = logging.getLogger("textback.webhooks")
 
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -121,3 +123,18 @@ class ConnectionLimits:
 
     def note(self, what: str) -> None:
         self._log.warn(what, what)
+
+
+def tracking(limits: Callable[[], ConnectionLimits]):
+    """A middleware: a whole request head arrived, so its connection's header clock stops until
+    the answer. `limits` gives the server's ConnectionLimits, made when the server starts."""
+
+    @web.middleware
+    async def track(request: web.Request, handler) -> web.StreamResponse:
+        limits().started(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            limits().finished(request.transport)
+
+    return track

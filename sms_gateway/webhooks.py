@@ -34,7 +34,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway.base import InboundText
-from sms_gateway.connection_limits import ConnectionLimits, RateLimitedLog
+from sms_gateway.connection_limits import ConnectionLimits, RateLimitedLog, tracking
 
 log = logging.getLogger("textback.webhooks")
 
@@ -146,7 +146,7 @@ class WebhookServer:
         self._max_body = max_body_bytes
         self._refusals = RateLimitedLog(refusal_log_interval)
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._track])
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[tracking(lambda: self._limits)])
         self.app.router.add_get("/healthz", self._healthz)
         self.paths: dict[str, str] = {}  # path -> gateway name
         for gateway in gateways:
@@ -187,15 +187,6 @@ class WebhookServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-
-    @web.middleware
-    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
-        """A whole request head arrived: stop its connection's clock until the answer."""
-        self._limits.started(request.transport)
-        try:
-            return await handler(request)
-        finally:
-            self._limits.finished(request.transport)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")

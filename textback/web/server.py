@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 from aiohttp import web
 
-from sms_gateway.connection_limits import ConnectionLimits
+from sms_gateway.connection_limits import ConnectionLimits, tracking
 from textback.config import WebConfig
 
 log = logging.getLogger("textback.web")
@@ -58,7 +58,7 @@ class WebServer:
         self._keepalive_seconds = keepalive_seconds
         self._limits: ConnectionLimits | None = None
         self.app = web.Application(client_max_size=config.max_body_bytes,
-                                   middlewares=[self._track, security_headers])
+                                   middlewares=[tracking(lambda: self._limits), security_headers])
         for provide in providers:
             provide(self.app)
         self._runner: web.AppRunner | None = None
@@ -82,15 +82,6 @@ class WebServer:
             self._limits, self.config.listen_host, self.config.port)
         log.info("web server listening on %s:%d (public URL %s)", self.config.listen_host,
                  self.port, self.config.public_url)
-
-    @web.middleware
-    async def _track(self, request: web.Request, handler) -> web.StreamResponse:
-        """A whole request head arrived: its connection's header clock stops until the answer."""
-        self._limits.started(request.transport)
-        try:
-            return await handler(request)
-        finally:
-            self._limits.finished(request.transport)
 
     async def stop(self) -> None:
         if self._server is not None:
