@@ -10,7 +10,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from lab.configs import BUSINESS_NUMBER
-from textback.store import CallRow, PlannedText
+from lab.harness import eventually
+from textback.store import CallRow, PlannedText, Store
 from tests.test_web_inbox import act, signed_in
 from tests.web_helpers import client, form_value, homeowner_writes, run_cli, set_passwords, web_config, web_daemon
 
@@ -80,3 +81,42 @@ async def test_admin_pages_are_for_admins_and_the_opt_out_list_follows_textback_
                                                    "action": "add"}))[0] == 400
         await admin.post("/admin/optout", {"csrf": csrf, "number": "+12125550199", "action": "remove"})
         assert await daemon.store.suppressions() == []
+
+
+HOSTILE = '<script>alert(1)</script>'
+HOSTILE_NAME = '<img src=x onerror=alert(2)>'  # no slash: it is also a file name
+
+
+async def test_the_admin_page_lists_open_incidents_first_then_the_recovered_ones(tmp_path, monkeypatch):
+    """The same rows as `textback status`: an incident the daemon itself opens (the routing
+    table's directory is a file) and, below it, the ones that recovered; all text escaped."""
+    monkeypatch.setattr("textback.workers.ops.INCIDENT_CHECK_SECONDS", 0.2)
+    blocked = tmp_path / f"{HOSTILE_NAME}-not-a-directory"
+    blocked.write_text("")
+    path = web_config(tmp_path, **{"agi.routing_file": str(blocked / "routing.json")})
+    await set_passwords(path)
+    store = await Store.open(tmp_path / "textback.db")
+    now = time.time()
+    for kind, summary, opened, closed in (("mail_refused", f"550 {HOSTILE}", now - 7200, now - 3600),
+                                          ("gateway_failing", "3 sends in a row failed", now - 600,
+                                           now - 300)):
+        await store.close_incident(await store.open_incident(kind, summary, opened), closed)
+    await store.close()
+    async with web_daemon(path) as daemon, client() as admin:
+        async def routing_incident():
+            return [row["kind"] for row in await daemon.store.open_incidents()] == ["routing_table"]
+        await eventually(routing_incident, 10, "the routing-table incident")
+        await signed_in(admin, "dana")
+        status, html, _ = await admin.get("/admin")
+    assert status == 200
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert HOSTILE_NAME not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    section = html.split('id="incidents"')[1].split("</section>")[0]
+    routing = section.index("the routing table cannot be written")
+    gateway = section.index("the SMS gateway keeps failing")
+    relay = section.index("the SMTP relay refuses mail")
+    assert routing < section.index("Recovered") < gateway < relay  # open, then latest recovery first
+    assert "-not-a-directory/routing.json" in section[routing:gateway]
+    tz = ZoneInfo("America/New_York")
+    for at in (now - 7200, now - 3600, now - 600, now - 300):
+        assert datetime.fromtimestamp(at, tz).strftime("%a %d %b %H:%M") in section

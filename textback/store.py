@@ -1741,6 +1741,12 @@ class Store(WebStore):
         rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")
         return [dict(r) for r in rows]
 
+    async def closed_incidents(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The incidents that recovered, the latest recovery first."""
+        rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NOT NULL"
+                               " ORDER BY closed_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
     async def outbox_backlog(self, now: float) -> tuple[int, float | None]:
         """Texts waiting to be sent, and when the oldest of those already due was first due."""
         row = await self._one(

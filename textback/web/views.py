@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from textback.config import Config
 from textback.hours import Hours
+from textback.incidents import TITLES
 from textback.numbers import national
 from textback.rules import hours_of
 from textback.workers.owner_mail import minutes_waited
@@ -172,3 +173,18 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
                              f"Internal note by {owner_name(config, note['owner_id'])}", note["body"]))
     entries.sort(key=lambda e: e.at)
     return entries
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    title: str
+    summary: str
+    since: str
+    recovered: str  # "" while it is open
+
+
+def incident_rows(rows: list[dict], timezone: str) -> list[IncidentRow]:
+    """Incidents as `textback status` names them: the kind's title, its summary, since when."""
+    return [IncidentRow(TITLES.get(row["kind"], row["kind"]), row["summary"],
+                        when(row["opened_at"], timezone), when(row["closed_at"], timezone))
+            for row in rows]
