@@ -24,6 +24,7 @@ timeline = logging.getLogger("textback.timeline")
 OUTCOMES = ("missed", "answered")
 MAX_FILTER_CHARS = 40
 RECENT_INCIDENTS = 10  # recovered incidents the admin page lists
+RECENT_DELIVERIES = 50  # webhook deliveries the admin page lists, as `textback webhooks log`
 
 
 def month_period(month: str, timezone: str) -> tuple[float, float]:
@@ -119,6 +120,7 @@ class Reports:
             "open_incidents": views.incident_rows(await self.store.open_incidents(), tz),
             "closed_incidents": views.incident_rows(
                 await self.store.closed_incidents(RECENT_INCIDENTS), tz),
+            "deliveries": views.delivery_rows(await self.store.delivery_log(RECENT_DELIVERIES), tz),
             "said": views.SAID.get(request.query.get("said", ""), "")})
 
     async def optout(self, request: web.Request) -> web.StreamResponse:

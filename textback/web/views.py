@@ -188,3 +188,24 @@ def incident_rows(rows: list[dict], timezone: str) -> list[IncidentRow]:
     return [IncidentRow(TITLES.get(row["kind"], row["kind"]), row["summary"],
                         when(row["opened_at"], timezone), when(row["closed_at"], timezone))
             for row in rows]
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    when: str
+    endpoint: str
+    type: str
+    event_id: str
+    state: str
+    tries: int
+    last_status: str  # "-" when no HTTP answer came
+    last_error: str
+
+
+def delivery_rows(rows: list[dict], timezone: str) -> list[DeliveryRow]:
+    """Webhook deliveries with the columns of `textback webhooks log` (never a URL or secret)."""
+    return [DeliveryRow(when(row["created_at"], timezone), row["endpoint"], row["type"],
+                        row["event_id"], row["state"], row["attempts"],
+                        "-" if row["last_status"] is None else str(row["last_status"]),
+                        row["last_error"])
+            for row in rows]
