@@ -11,6 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from textback.config import Config
+from textback.gateway_errors import described
 from textback.hours import Hours
 from textback.incidents import TITLES
 from textback.numbers import national
@@ -154,7 +155,7 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
             continue
         who = {"owner": f"Reply by {owner_name(config, m['author'])}" if m["author"] else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
-        status = m["status"] + (f": {m['error']}" if m["error"] else "")
+        status = m["status"] + (f": {described(m['gateway'], m['error'])}" if m["error"] else "")
         entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status))
     for alert in thread["alerts"]:
         at = alert["sent_at"] or alert["created_at"]
