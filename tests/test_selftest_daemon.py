@@ -64,12 +64,20 @@ async def test_the_schedule_runs_the_selftest_and_mails_the_admin_where_it_faile
     assert "NOT RUN" in mail.message.get_content()
 
 
+async def run_left_running(path, trigger: str) -> int:
+    """A run the daemon had claimed when it stopped: still `running` in the store."""
+    store = await Store.open(load(path).config.storage.path)
+    try:
+        run_id = await store.request_selftest(trigger)
+        assert await store.claim_selftest() == run_id
+    finally:
+        await store.close()
+    return run_id
+
+
 async def test_a_run_a_stop_interrupted_is_recorded_as_failed_at_the_next_start(tmp_path, smtp_sink):
     path = selftest_config(tmp_path)
-    store = await Store.open(load(path).config.storage.path)
-    run_id = await store.request_selftest("command")
-    assert await store.claim_selftest() == run_id
-    await store.close()
+    run_id = await run_left_running(path, "command")
     daemon = Daemon(load(path))
     async with in_process(daemon):
         last = await eventually(daemon.store.last_selftest, 5, "the interrupted run to be closed")
@@ -139,10 +147,7 @@ async def test_each_finished_run_is_a_selftest_finished_event_for_endpoints_that
                     endpoint(tmp_path, "monitor", f"{monitor_url}/hook", monitor.secret,
                              events=["selftest.finished"]),
                     endpoint(tmp_path, "crm", f"{crm_url}/hook", crm.secret)]}}))
-        store = await Store.open(load(path).config.storage.path)
-        interrupted = await store.request_selftest("schedule")
-        assert await store.claim_selftest() == interrupted
-        await store.close()
+        interrupted = await run_left_running(path, "schedule")
         daemon = Daemon(load(path))
         async with in_process(daemon):
             result = await asyncio.to_thread(CliRunner().invoke, main, ["selftest", "-c", str(path)])
