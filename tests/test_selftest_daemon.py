@@ -3,22 +3,29 @@ no PBX: a run without AMI fails at its first step, is stored, and is mailed to t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jsonschema
 from click.testing import CliRunner
 
 from lab.configs import base_config, write_config
 from lab.harness import SMTP_SINK_PORT, eventually, in_process
+from tests.hooks_receiver import Receiver, endpoint, new_secret, schemas
+from tests.providers.common import serving
 from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
+from textback.hooks.events import rfc3339
 from textback.store import Store
 from textback.workers.common import SystemClock
 
 ADMIN = "it@acme.example"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
 NEW_YORK = ZoneInfo("America/New_York")
 
 
@@ -47,22 +54,31 @@ async def test_the_schedule_runs_the_selftest_and_mails_the_admin_where_it_faile
     daemon = Daemon(load(path), clock=ShiftedClock(offset))
     async with in_process(daemon):
         last = await eventually(daemon.store.last_selftest, 15, "the scheduled self-test")
+        # The report is mailed after the run is stored: wait for it while the daemon runs.
+        (mail,) = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
     assert (last["trigger"], last["passed"]) == ("schedule", 0)
     steps = json.loads(last["steps"])
     assert [s["status"] for s in steps] == ["fail"] + ["not run"] * 7
     assert "not logged in to AMI at 127.0.0.1:1 as textback" in steps[0]["detail"]
-    (mail,) = smtp_sink.wait_for(1, 10)
     assert mail.recipients == [ADMIN]
     assert mail.message["Subject"] == "textback self-test FAILED at ami (Acme Remodeling)"
     assert "NOT RUN" in mail.message.get_content()
 
 
+async def run_left_running(path, trigger: str) -> int:
+    """A run the daemon had claimed when it stopped: still `running` in the store."""
+    store = await Store.open(load(path).config.storage.path)
+    try:
+        run_id = await store.request_selftest(trigger)
+        assert await store.claim_selftest() == run_id
+    finally:
+        await store.close()
+    return run_id
+
+
 async def test_a_run_a_stop_interrupted_is_recorded_as_failed_at_the_next_start(tmp_path, smtp_sink):
     path = selftest_config(tmp_path)
-    store = await Store.open(load(path).config.storage.path)
-    run_id = await store.request_selftest("command")
-    assert await store.claim_selftest() == run_id
-    await store.close()
+    run_id = await run_left_running(path, "command")
     daemon = Daemon(load(path))
     async with in_process(daemon):
         last = await eventually(daemon.store.last_selftest, 5, "the interrupted run to be closed")
@@ -116,3 +132,43 @@ async def test_the_last_selftest_is_the_latest_finished_run(store):
     assert (last["id"], last["passed"], last["started_at"], last["finished_at"]) == (
         second, 0, 3.0, 4.0)
     assert await store.claim_selftest() is None
+
+
+async def test_each_finished_run_is_a_selftest_finished_event_for_endpoints_that_list_it(
+        tmp_path, smtp_sink):
+    """The run a stop interrupted and a run of `textback selftest`: each a signed event that
+    matches the schema in docs/webhooks.md; an endpoint with the default events gets neither."""
+    monitor, crm = Receiver(new_secret()), Receiver(new_secret())
+    async with serving(monitor.app()) as monitor_url, serving(crm.app()) as crm_url:
+        path = write_config(tmp_path, base_config(
+            tmp_path, admin_email=ADMIN, **{
+                "smtp.port": SMTP_SINK_PORT, "ami.port": 1,
+                "selftest": {"recipient": "+12125550177"},
+                "webhooks": {"endpoints": [
+                    endpoint(tmp_path, "monitor", f"{monitor_url}/hook", monitor.secret,
+                             events=["selftest.finished"]),
+                    endpoint(tmp_path, "crm", f"{crm_url}/hook", crm.secret)]}}))
+        interrupted = await run_left_running(path, "schedule")
+        daemon = Daemon(load(path))
+        async with in_process(daemon):
+            result = await asyncio.to_thread(CliRunner().invoke, main, ["selftest", "-c", str(path)])
+            assert result.exit_code == 1 and "FAILED" in result.output, result.output
+
+            async def both_delivered():
+                return len(monitor.deliveries) == 2
+            await eventually(both_delivered, 15, "two selftest.finished events")
+            log = await daemon.store.delivery_log()
+            run = await daemon.store.selftest_run(monitor.deliveries[1].event["data"]["run_id"])
+    assert monitor.forged == [] and crm.seen == []
+    assert {row["endpoint"] for row in log} == {"monitor"}
+    published = schemas(DOC)
+    first, second = (d.event for d in monitor.deliveries)
+    for event in (first, second):
+        jsonschema.Draft202012Validator(published["selftest.finished"]).validate(event)
+    assert (first["data"]["run_id"], first["data"]["trigger"]) == (interrupted, "schedule")
+    assert first["data"]["steps"][0]["detail"] == "textback stopped while this self-test ran"
+    data = second["data"]
+    assert (data["trigger"], data["passed"], data["failed_step"]) == ("command", False, "ami")
+    assert data["steps"] == json.loads(run["steps"])
+    assert data["finished_at"] == rfc3339(run["finished_at"])
+    assert [s["status"] for s in data["steps"]] == ["fail"] + ["not run"] * 7

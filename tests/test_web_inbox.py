@@ -8,7 +8,7 @@ import time
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
 from tests.web_helpers import (BASE, PASSWORDS, client, homeowner_writes, one_reply_signed_in,
-                               set_passwords, web_config, web_daemon)
+                               run_cli, set_passwords, web_config, web_daemon)
 
 HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>'
 
@@ -175,3 +175,26 @@ async def test_the_class_set_in_the_contact_panel_applies_from_the_next_call(tmp
         assert third.send and third.reason == "missed_call_text"  # an ordinary caller again
         assert (await act(browser, row["id"], "contact", name="x", **{"class": "boss"}))[0] == 400
         assert (await daemon.store.conversation(row["id"]))["contact_name"] == "Jane's Plumbing"
+
+
+async def test_an_undelivered_text_shows_its_gateway_error_in_plain_words_as_textback_thread(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        now = time.time()
+        call = CallRow("1.1", BUSINESS_NUMBER, "+12125550123", "+12125550123", "", now - 60, None,
+                       now - 40, "missed", "no_answer", "missed_call_text")
+        later = now + 3600  # not due yet: the daemon's outbox leaves it to this test
+        await daemon.store.record_call(call, PlannedText("dana", "Sorry we missed you", later))
+        (item,) = await daemon.store.due(later)
+        await daemon.store.claim_all([item])
+        await daemon.store.mark_all_sent([(item, "SM1")], "twilio")
+        assert await daemon.store.update_delivery("twilio", "SM1", "undelivered", "30006")
+        [row] = await daemon.store.inbox()
+        await signed_in(browser, "dana")
+        status, html, _ = await browser.get(f"/c/{row['id']}?part=timeline")
+        cli = await asyncio.to_thread(run_cli, "thread", "+12125550123", "-c", str(path))
+    assert status == 200 and cli.exit_code == 0, cli.output
+    plain = "it is a landline, or their carrier cannot receive texts [provider error 30006]"
+    assert f"({plain})" in cli.output
+    assert f'<span class="detail">undelivered: {plain}</span>' in html

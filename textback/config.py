@@ -649,7 +649,7 @@ class WebhookEndpointConfig(Strict):
     allow_private: bool = False
     url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s#]*)?$")
     secret: SecretRef  # a file holding whsec_<base64>, as the receiver shows it
-    # The event types it takes; by default every type but call.answered.
+    # The event types it takes; by default every type but call.answered and selftest.finished.
     events: list[Literal[hook_events.EVENT_TYPES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(hook_events.DEFAULT_EVENT_TYPES), min_length=1)
     timeout_seconds: float = Field(10.0, gt=0, le=60)

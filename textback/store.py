@@ -37,6 +37,7 @@ import aiosqlite
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
+from textback.selftest import Report
 from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
@@ -832,10 +833,14 @@ class Store(WebStore):
 
     async def finish_selftest(self, run_id: int, started_at: float, finished_at: float,
                               passed: bool, steps_json: str) -> None:
+        """The run's result, and its selftest.finished event, in one commit."""
         async with self._transaction() as db:
-            await db.execute(
+            cursor = await db.execute(
                 "UPDATE selftests SET state = 'done', started_at = ?, finished_at = ?, passed = ?,"
-                " steps = ? WHERE id = ?", (started_at, finished_at, int(passed), steps_json, run_id))
+                " steps = ? WHERE id = ? RETURNING id, trigger, started_at, finished_at, steps",
+                (started_at, finished_at, int(passed), steps_json, run_id))
+            for row in await cursor.fetchall():
+                await self._emit_selftest_finished(row)
 
     async def selftest_run(self, run_id: int) -> dict[str, Any] | None:
         row = await self._one("SELECT * FROM selftests WHERE id = ?", (run_id,))
@@ -852,8 +857,17 @@ class Store(WebStore):
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE selftests SET state = 'done', passed = 0, finished_at = ?, steps = ?"
-                " WHERE state = 'running' RETURNING id", (time.time(), why_json))
-            return [row[0] for row in await cursor.fetchall()]
+                " WHERE state = 'running' RETURNING id, trigger, started_at, finished_at, steps",
+                (time.time(), why_json))
+            rows = await cursor.fetchall()
+            for row in rows:
+                await self._emit_selftest_finished(row)
+            return [row["id"] for row in rows]
+
+    async def _emit_selftest_finished(self, row) -> None:
+        report = Report.from_row(dict(row))
+        await self._emit(events.selftest_finished(run_id=row["id"], trigger=row["trigger"],
+                                                  report=report, at=report.finished_at))
 
     async def _dedupe_reason(self, conversation_id: int, was_open: bool, since: float) -> str | None:
         """Why a new automatic text to this conversation would be one too many, or None."""
@@ -1739,6 +1753,12 @@ class Store(WebStore):
 
     async def open_incidents(self) -> list[dict[str, Any]]:
         rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")
+        return [dict(r) for r in rows]
+
+    async def closed_incidents(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The incidents that recovered, the latest recovery first."""
+        rows = await self._all("SELECT * FROM incidents WHERE closed_at IS NOT NULL"
+                               " ORDER BY closed_at DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
 
     async def outbox_backlog(self, now: float) -> tuple[int, float | None]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from textback.selftest import Report
+
 # The body's layout; a change that removes or renames a field is a new version.
 PAYLOAD_VERSION = 1
 
@@ -27,12 +29,15 @@ REPLY_RECEIVED = "reply.received"
 CONVERSATION_ASSIGNED = "conversation.assigned"
 OUTCOME_CHANGED = "outcome.changed"
 OPTOUT_CHANGED = "optout.changed"
+SELFTEST_FINISHED = "selftest.finished"
 WEBHOOK_TEST = "webhook.test"  # sent by `textback webhooks test`, never queued
 
 EVENT_TYPES = (CALL_MISSED, CALL_ANSWERED, TEXT_SENT, TEXT_DELIVERED, TEXT_FAILED,
-               REPLY_RECEIVED, CONVERSATION_ASSIGNED, OUTCOME_CHANGED, OPTOUT_CHANGED)
-# An endpoint that names no events gets these: answered calls only when asked for.
-DEFAULT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t != CALL_ANSWERED)
+               REPLY_RECEIVED, CONVERSATION_ASSIGNED, OUTCOME_CHANGED, OPTOUT_CHANGED,
+               SELFTEST_FINISHED)
+# An endpoint that names no events gets these: answered calls and self-tests (for a
+# monitoring receiver, not a CRM) only when asked for.
+DEFAULT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in (CALL_ANSWERED, SELFTEST_FINISHED))
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,18 @@ def outcome_changed(*, conversation_id: int, caller: str, business_number: str, 
 def optout_changed(*, number: str, opted_out: bool, source: str, at: float) -> Event:
     return new_event(OPTOUT_CHANGED, f"number:{number}", {
         "number": number, "opted_out": opted_out, "source": source, "at": rfc3339(at),
+    }, at)
+
+
+def selftest_finished(*, run_id: int, trigger: str, report: Report, at: float) -> Event:
+    """A self-test run ended: passed, or the step it failed at, and each step's result."""
+    failed = report.failed_step
+    return new_event(SELFTEST_FINISHED, "selftest", {
+        "run_id": run_id, "trigger": trigger, "passed": report.passed,
+        "failed_step": failed.name if failed else None,
+        "started_at": rfc3339(report.started_at), "finished_at": rfc3339(report.finished_at),
+        "steps": [{"name": step.name, "status": step.status, "seconds": step.seconds,
+                   "detail": step.detail} for step in report.steps],
     }, at)
 
 

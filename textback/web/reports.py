@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 timeline = logging.getLogger("textback.timeline")
 OUTCOMES = ("missed", "answered")
 MAX_FILTER_CHARS = 40
+RECENT_INCIDENTS = 10  # recovered incidents the admin page lists
+RECENT_DELIVERIES = 50  # webhook deliveries the admin page lists, as `textback webhooks log`
 
 
 def month_period(month: str, timezone: str) -> tuple[float, float]:
@@ -115,6 +117,10 @@ class Reports:
                  for row in await self.store.fraud_events()]
         return self.inbox.render("admin.html", request, {
             "people": people, "suppressed": suppressed, "fraud": fraud,
+            "open_incidents": views.incident_rows(await self.store.open_incidents(), tz),
+            "closed_incidents": views.incident_rows(
+                await self.store.closed_incidents(RECENT_INCIDENTS), tz),
+            "deliveries": views.delivery_rows(await self.store.delivery_log(RECENT_DELIVERIES), tz),
             "said": views.SAID.get(request.query.get("said", ""), "")})
 
     async def optout(self, request: web.Request) -> web.StreamResponse:

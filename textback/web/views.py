@@ -11,7 +11,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from textback.config import Config
+from textback.gateway_errors import described
 from textback.hours import Hours
+from textback.incidents import TITLES
 from textback.numbers import national
 from textback.rules import hours_of
 from textback.workers.owner_mail import minutes_waited
@@ -153,7 +155,7 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
             continue
         who = {"owner": f"Reply by {owner_name(config, m['author'])}" if m["author"] else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
-        status = m["status"] + (f": {m['error']}" if m["error"] else "")
+        status = m["status"] + (f": {described(m['gateway'], m['error'])}" if m["error"] else "")
         entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status))
     for alert in thread["alerts"]:
         at = alert["sent_at"] or alert["created_at"]
@@ -172,3 +174,39 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
                              f"Internal note by {owner_name(config, note['owner_id'])}", note["body"]))
     entries.sort(key=lambda e: e.at)
     return entries
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    title: str
+    summary: str
+    since: str
+    recovered: str  # "" while it is open
+
+
+def incident_rows(rows: list[dict], timezone: str) -> list[IncidentRow]:
+    """Incidents as `textback status` names them: the kind's title, its summary, since when."""
+    return [IncidentRow(TITLES.get(row["kind"], row["kind"]), row["summary"],
+                        when(row["opened_at"], timezone), when(row["closed_at"], timezone))
+            for row in rows]
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    when: str
+    endpoint: str
+    type: str
+    event_id: str
+    state: str
+    tries: int
+    last_status: str  # "-" when no HTTP answer came
+    last_error: str
+
+
+def delivery_rows(rows: list[dict], timezone: str) -> list[DeliveryRow]:
+    """Webhook deliveries with the columns of `textback webhooks log` (never a URL or secret)."""
+    return [DeliveryRow(when(row["created_at"], timezone), row["endpoint"], row["type"],
+                        row["event_id"], row["state"], row["attempts"],
+                        "-" if row["last_status"] is None else str(row["last_status"]),
+                        row["last_error"])
+            for row in rows]
