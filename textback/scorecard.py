@@ -6,15 +6,12 @@ figures can be checked by hand on seeded data.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
-
-from sms_gateway.segments import count_segments
 
 
 # A job value past this is a typo, not a remodel.
@@ -85,13 +82,12 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     """One scorecard per business number.
 
     calls: business_number, outcome, reason, conversation_id
-    messages: conversation_id, business_number, direction, kind, status, created_at, template, body
+    messages: conversation_id, business_number, direction, kind, status, created_at, template,
+              segments (what the text costs, as sms_gateway.segments counts it)
     outcomes: conversation_id, business_number, stage, value (the latest per stage counts once)
     opt_outs: business_number (one row per opted-out conversation)
     """
     cards: dict[str, Scorecard] = {}
-    # Automatic texts repeat their template word for word: each distinct body is counted once.
-    segments = functools.lru_cache(maxsize=4096)(lambda body: count_segments(body).segments)
 
     def card(number: str) -> Scorecard:
         return cards.setdefault(number, Scorecard(number))
@@ -111,7 +107,7 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
                 and m["status"] in ("sent", "delivered")]
         sent = [m for m in thread if m["direction"] == "out" and m["status"] in ("sent", "delivered")]
         c.texts_sent += len(sent)
-        c.segments_sent += sum(segments(m.get("body", "")) for m in sent)
+        c.segments_sent += sum(m["segments"] for m in sent)
         first_in = next((m for m in thread if m["direction"] == "in"), None)
         if auto:
             c.conversations_texted += 1

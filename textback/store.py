@@ -34,6 +34,7 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 
+from sms_gateway.segments import count_segments
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
@@ -487,6 +488,13 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE conversations ADD COLUMN external_ref TEXT
     """,
+    # Each text's cost in SMS segments, kept when it is written, so a scorecard sums a column
+    # instead of reading and counting every body of its period (text_segments, registered in
+    # Store.open, is sms_gateway.segments.count_segments).
+    """
+    ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET segments = text_segments(body)
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -601,6 +609,10 @@ def _connect(path: Path) -> aiosqlite.Connection:
     return connection
 
 
+def _segments(body: str) -> int:
+    return count_segments(body).segments
+
+
 class Store(WebStore):
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
@@ -622,6 +634,7 @@ class Store(WebStore):
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA foreign_keys=ON")
+        await db.create_function("text_segments", 1, _segments, deterministic=True)  # migrations
         store = cls(db)
         try:
             await store._migrate()
@@ -908,9 +921,9 @@ class Store(WebStore):
         """A queued outbound message and its outbox row; returns (message id, outbox id)."""
         _canonical(recipient)
         cursor = await self._db.execute(
-            "INSERT INTO messages (conversation_id, direction, kind, template, body, status,"
-            " created_at, author) VALUES (?, 'out', ?, ?, ?, 'queued', ?, ?)",
-            (conversation_id, kind, template, body, now, author))
+            "INSERT INTO messages (conversation_id, direction, kind, template, body, segments,"
+            " status, created_at, author) VALUES (?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
+            (conversation_id, kind, template, body, _segments(body), now, author))
         message_id = cursor.lastrowid
         await self._summarise_message(conversation_id, message_id, "out", kind, body, now)
         if kind == "owner":  # a person answered: the homeowner's texts so far wait no more
@@ -1346,9 +1359,9 @@ class Store(WebStore):
                 if cursor.rowcount:
                     await self._index_contact(conversation_id)
             cursor = await db.execute(
-                "INSERT INTO messages (conversation_id, direction, body, status, gateway,"
-                " gateway_id, created_at) VALUES (?, 'in', ?, 'received', ?, ?, ?)",
-                (conversation_id, body, gateway, gateway_id, now))
+                "INSERT INTO messages (conversation_id, direction, body, segments, status, gateway,"
+                " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
+                (conversation_id, body, _segments(body), gateway, gateway_id, now))
             message_id = cursor.lastrowid
             await self._summarise_message(conversation_id, message_id, "in", "", body, now)
             await db.execute(
@@ -1720,9 +1733,7 @@ class Store(WebStore):
             " WHERE started_at >= ? AND started_at < ? AND selftest = 0", (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
-            " m.created_at, m.template,"
-            " CASE m.direction WHEN 'out' THEN m.body ELSE '' END AS body"  # only texts sent count
-            " FROM messages m JOIN conversations c"
+            " m.created_at, m.template, m.segments FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
             " AND c.selftest = 0", (start, end))
         outcomes = await self._all(
