@@ -254,7 +254,11 @@ async def test_a_429_is_waited_out_for_its_retry_after(tmp_path, smtp_sink, kind
             await missed_call(daemon)
             await eventually(lambda: _count(vendor, "notes", 1), 10, "the note after the 429")
             waited = time.monotonic() - began
-            [row] = await daemon.store.delivery_log()
+
+            async def recorded():  # the note is in; the delivery's row commits just after
+                rows = await daemon.store.delivery_log()
+                return rows if rows and rows[0]["state"] == "delivered" else None
+            [row] = await eventually(recorded, 10, "the delivery recorded")
     assert vendor.refused == [] and waited >= 1.0
     assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, None)
 
