@@ -1,26 +1,28 @@
 """How many missed calls a second textback keeps up with, on the lab PBX.
 
-For each offered rate (default 25, 50, 100, 150 and 200 calls a second, each
-for 15 s) one SIPp places calls from distinct callers to the lab's offline
+For each offered rate (default 25, 50, 100, 150, 200 and 250 calls a second,
+each for 15 s) one SIPp places calls from distinct callers to the lab's offline
 phone (+12125550105): Dial fails at once and Asterisk rejects the INVITE, so
 each call costs Asterisk little and textback a whole missed call (AMI events,
 tracker, rules, the SQLite commit of call, message and outbox row). Texts wait
 an hour (text.delay_seconds = 3600), so only the call path is measured.
 
 Per rate it prints: calls offered and the rate SIPp achieved; calls textback
-recorded and how many a second (first to last row written); textback's CPU
-(% of one core, and ms per recorded call), Asterisk's and SIPp's, from
-/proc/PID/stat between the first call and the last row; and the lag from
-Asterisk's own Hangup timestamp (read by a second AMI session, filtered to
-Hangup events) to the time textback took for the call's rows in the
-transaction that writes them (messages.created_at), p50 and p99. The ceiling
-is where recorded/s stops following offered/s, the lag grows with every rate,
+recorded and how many a second (from the first call offered to the last row
+seen committed); textback's CPU (% of one core, and ms per recorded call),
+Asterisk's and SIPp's, from /proc/PID/stat between the first call and the
+last row; the lag from Asterisk's own Hangup timestamp (read by a second AMI
+session, filtered to Hangup events) to the moment this script first sees the
+call's row committed (it reads the database every 50 ms), p50 and p99; and
+the p99 from the Hangup as textback received it (calls.ended_at), which tells
+AMI backlog from decision and commit backlog. The ceiling is where
+recorded/s stops following offered/s and the lag grows past the grace period,
 or textback's CPU nears 100% of a core.
 
 With --textback TREE, the daemon runs the textback package of another checkout
 (e.g. an older commit in a git worktree); the lab, SIPp and this script stay
 this checkout's. The load average is printed before and after each rate.
-Usage: python bench/throughput.py [--rates 25,50,100,150,200] [--seconds 15] [--textback TREE]
+Usage: python bench/throughput.py [--rates 25,50,100,150,200,250] [--seconds 15] [--textback TREE]
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
 # Another full lab test run may hold the lab for a while: wait for it rather than fail.
 LOCK_TIMEOUT_SECONDS = 3600.0
 # A rate is done when every call is recorded, or when no row came for this long.
-DRAIN_IDLE_SECONDS = 10.0
+DRAIN_IDLE_SECONDS = 20.0
+# How often the database is read for newly committed calls: the resolution of the lag.
+POLL_SECONDS = 0.05
 # Logged at each AMI login: more than one means the daemon lost AMI (e.g. a Ping unanswered in time).
 AMI_LOGIN = "AMI logged in"
 # The product's defaults, not the lab's quick 2 s: under load a Ping waits behind the events.
@@ -115,53 +119,60 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-def recorded(db_path: Path, callers: list[str]) -> list[tuple[str, float, float]]:
-    """(linkedid, ended_at, written at) of each call textback has committed from these callers
-    (consecutive numbers of one length, so a range of the calls_caller index)."""
+def committed_since(db_path: Path, callers: list[str], after_id: int) -> list[tuple[int, str, float]]:
+    """(id, linkedid, ended_at) of each call from these callers committed with an id above after_id
+    (the callers are consecutive numbers of one length, so a range of the calls_caller index)."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         return db.execute(
-            "SELECT c.linkedid, c.ended_at, m.created_at FROM calls c JOIN messages m ON m.id = c.message_id"
-            " WHERE c.caller BETWEEN ? AND ?", (callers[0], callers[-1])).fetchall()
+            "SELECT c.id, c.linkedid, c.ended_at FROM calls c WHERE c.id > ? AND c.caller BETWEEN ? AND ?"
+            " AND c.message_id IS NOT NULL", (after_id, callers[0], callers[-1])).fetchall()
     finally:
         db.close()
 
 
 def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProcess, rate: float,
              seconds: float, first_caller: int) -> dict:
-    """Offer `rate` calls a second for `seconds`; wait until they are recorded (or stop coming)."""
+    """Offer `rate` calls a second for `seconds`; wait until they are recorded (or stop coming).
+
+    A row's commit time is when this process first sees it (polled every POLL_SECONDS): the
+    time textback takes for its rows is when the transaction began, not when it committed.
+    """
     callers = [f"+1212{first_caller + i:07d}" for i in range(round(rate * seconds))]
     star, daemon_pid = asterisk_pids(lab), daemon.process.pid
     logins_before = daemon.log_since_start().count(AMI_LOGIN)
     load_before = os.getloadavg()[0]
-    began = time.monotonic()
+    began, began_wall = time.monotonic(), time.time()
     textback_before, asterisk_before = cpu_seconds(daemon_pid), cpu_of(star)
     sipp = lab.rejected_calls(callers, OFFLINE_PHONE, rate)
-    sipp_cpu = 0.0
-    while sipp.returncode is None:
-        sipp_cpu = max(sipp_cpu, cpu_of([sipp.pid]))  # read while it runs: once reaped it is gone
-        time.sleep(0.2)
-    offered_seconds = time.monotonic() - began
+    sipp_cpu = offered_seconds = 0.0
     # CPU is read with each new row, so the wait for rows that never come is not counted.
-    rows, last_change = [], time.monotonic()
-    textback_cpu, asterisk_cpu = cpu_seconds(daemon_pid) - textback_before, cpu_of(star) - asterisk_before
-    while len(rows) < len(callers) and time.monotonic() - last_change < DRAIN_IDLE_SECONDS:
-        time.sleep(0.2)
-        now_rows = recorded(db_path, callers)
-        if len(now_rows) != len(rows):
-            rows, last_change = now_rows, time.monotonic()
+    seen: list[tuple[str, float, float]] = []  # linkedid, ended_at, first seen committed
+    last_id, last_change = 0, time.monotonic()
+    textback_cpu = asterisk_cpu = 0.0
+    while len(seen) < len(callers) and (sipp.returncode is None
+                                         or time.monotonic() - last_change < DRAIN_IDLE_SECONDS):
+        if sipp.returncode is None:
+            sipp_cpu = max(sipp_cpu, cpu_of([sipp.pid]))  # read while it runs: once reaped it is gone
+            offered_seconds = time.monotonic() - began
+        time.sleep(POLL_SECONDS)
+        new = committed_since(db_path, callers, last_id)
+        if new:
+            now = time.time()
+            seen += [(linkedid, ended_at, now) for _, linkedid, ended_at in new]
+            last_id, last_change = max(row[0] for row in new), time.monotonic()
             textback_cpu = cpu_seconds(daemon_pid) - textback_before
             asterisk_cpu = cpu_of(star) - asterisk_before
+    sipp.wait(30)
     busy = last_change - began
-    written = sorted(row[2] for row in rows)
-    lags = [(row[2] - clock.stamps[row[0]]) * 1000 for row in rows if row[0] in clock.stamps]
+    lags = [(at - clock.stamps[linkedid]) * 1000 for linkedid, _, at in seen if linkedid in clock.stamps]
     return {
-        "rate": rate, "offered": len(callers), "offered_per_s": len(callers) / offered_seconds,
-        "sipp_exit": sipp.returncode, "recorded": len(rows),
-        "recorded_per_s": (len(written) - 1) / (written[-1] - written[0]) if len(written) > 1 else 0.0,
-        "textback_cpu": textback_cpu / busy * 100, "ms_per_call": textback_cpu * 1000 / max(1, len(rows)),
-        "asterisk_cpu": asterisk_cpu / busy * 100, "sipp_cpu": sipp_cpu / offered_seconds * 100,
-        "lags": lags, "ended_lags": [(row[2] - row[1]) * 1000 for row in rows],
+        "rate": rate, "offered": len(callers), "offered_per_s": len(callers) / max(offered_seconds, 1e-9),
+        "sipp_exit": sipp.returncode, "recorded": len(seen),
+        "recorded_per_s": len(seen) / (seen[-1][2] - began_wall) if seen else 0.0,
+        "textback_cpu": textback_cpu / busy * 100, "ms_per_call": textback_cpu * 1000 / max(1, len(seen)),
+        "asterisk_cpu": asterisk_cpu / busy * 100, "sipp_cpu": sipp_cpu / max(offered_seconds, 1e-9) * 100,
+        "lags": lags, "ended_lags": [(at - ended_at) * 1000 for _, ended_at, at in seen],
         "relogins": daemon.log_since_start().count(AMI_LOGIN) - logins_before,
         "load": f"{load_before:.2f} -> {os.getloadavg()[0]:.2f}",
     }
@@ -177,7 +188,8 @@ def use_textback_tree(tree: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="25,50,100,150,200", help="offered calls a second, comma-separated")
+    parser.add_argument("--rates", default="25,50,100,150,200,250",
+                        help="offered calls a second, comma-separated")
     parser.add_argument("--seconds", type=float, default=15, help="how long each rate is offered")
     parser.add_argument("--textback", type=Path, help="a checkout whose textback package the daemon runs")
     args = parser.parse_args()
