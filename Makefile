@@ -37,6 +37,7 @@ fuzz: setup test-deps
 bench: setup lab
 	$(PY) bench/latency.py
 	$(PY) bench/concurrent_latency.py
+	$(PY) bench/throughput.py
 	$(PY) bench/agi_per_call.py
 	$(PY) bench/web_pages.py
 	$(PY) bench/pipeline.py

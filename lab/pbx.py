@@ -219,7 +219,8 @@ class SippActor:
     `message_log` (-trace_msg, every SIP message sent and received).
     """
 
-    def __init__(self, label: str, scenario: str, args: list[str], log_stem: Path, instance_id: str):
+    def __init__(self, label: str, scenario: str, args: list[str], log_stem: Path, instance_id: str,
+                 trace_messages: bool = True):
         self.label = label
         self.screen_log = log_stem.with_name(log_stem.name + ".screen.log")
         self.error_log = log_stem.with_name(log_stem.name + ".errors.log")
@@ -228,7 +229,7 @@ class SippActor:
             "sipp", "-sf", str(SCENARIO_DIR / scenario),
             "-nostdin", "-bind_local",
             "-trace_err", "-error_file", str(self.error_log),
-            "-trace_msg", "-message_file", str(self.message_log),
+            *(["-trace_msg", "-message_file", str(self.message_log)] if trace_messages else []),
             # Unused by the scenarios: marks the process as this lab's, so a
             # later lab can find and reap it if this lab's owner died.
             "-key", "lab_instance", instance_id,
@@ -648,12 +649,13 @@ class LabPBX:
         return output
 
     # ----------------------------------------------------------------- actors
-    def _spawn(self, cls: type[SippActor], label: str, scenario: str, args: list[str]) -> SippActor:
+    def _spawn(self, cls: type[SippActor], label: str, scenario: str, args: list[str],
+               trace_messages: bool = True) -> SippActor:
         if self._asterisk is None:
             raise LabError("lab PBX not started")
         stem = self.workdir / "sipp" / f"{next(self._actor_numbers):03d}-{label}"
         stem.parent.mkdir(exist_ok=True)
-        actor = cls(label, scenario, args, stem, self.instance_id)
+        actor = cls(label, scenario, args, stem, self.instance_id, trace_messages)
         self._actors.append(actor)
         return actor
 
@@ -720,6 +722,26 @@ class LabPBX:
         ]
         label = re.sub(r"[^\w+.-]", "_", f"call-{caller or 'nobody'}-to-{did}")
         return self._spawn(SippActor, label, "carrier-call.xml", args)
+
+    def rejected_calls(self, callers: list[str], did: str, rate: float) -> SippActor:
+        """One SIPp places a call from each caller in turn to `did`, `rate` new calls a second.
+
+        For load: `did` must end each call at once without answering (the offline phone,
+        +12125550105); SIPp's exit code says whether every call ended that way. SIP messages
+        are not traced (-trace_msg would write every one at hundreds a second); errors are.
+        """
+        stem = self.workdir / "sipp" / f"callers-{next(self._actor_numbers):03d}.csv"
+        stem.parent.mkdir(exist_ok=True)
+        stem.write_text("SEQUENTIAL\n" + "".join(f"{caller};\n" for caller in callers))
+        ip = CALL_SOURCES["carrier"]
+        args = [
+            "-i", ip, "-p", str(_free_udp_port(ip)), "-mp", str(next(self._call_media_ports)),
+            "-inf", str(stem), "-m", str(len(callers)), "-r", f"{rate:g}", "-rp", "1000",
+            "-timeout", f"{SIPP_GUARD_SECONDS + len(callers) / rate:.0f}s", "-timeout_error",
+            "-key", "did", did, f"{self.ami_host}:{self.sip_port}",
+        ]
+        return self._spawn(SippActor, f"calls-{len(callers)}-at-{rate:g}-to-{did}", "carrier-calls-rejected.xml",
+                           args, trace_messages=False)
 
     def message_sink(self) -> MessageSink:
         """Start the carrier's SMS side on 127.0.0.3:5060; returns once it is listening."""

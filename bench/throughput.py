@@ -1,0 +1,247 @@
+"""How many missed calls a second textback keeps up with, on the lab PBX.
+
+For each offered rate (default 25, 50, 100, 150, 200 and 250 calls a second,
+each for 15 s) one SIPp places calls from distinct callers to the lab's offline
+phone (+12125550105): Dial fails at once and Asterisk rejects the INVITE, so
+each call costs Asterisk little and textback a whole missed call (AMI events,
+tracker, rules, the SQLite commit of call, message and outbox row). Texts wait
+an hour (text.delay_seconds = 3600), so only the call path is measured.
+
+Per rate it prints: calls offered and the rate SIPp achieved; calls textback
+recorded and how many a second (from the first call offered to the last row
+seen committed); textback's CPU (% of one core, and ms per recorded call),
+Asterisk's and SIPp's, from /proc/PID/stat between the first call and the
+last row; the lag from Asterisk's own Hangup timestamp (read by a second AMI
+session, filtered to Hangup events) to the moment this script first sees the
+call's row committed (it reads the database every 50 ms), p50 and p99; and
+the p99 from the Hangup as textback received it (calls.ended_at), which tells
+AMI backlog from decision and commit backlog. The ceiling is where
+recorded/s stops following offered/s and the lag grows past the grace period,
+or textback's CPU nears 100% of a core.
+
+With --textback TREE, the daemon runs the textback package of another checkout
+(e.g. an older commit in a git worktree); the lab, SIPp and this script stay
+this checkout's. The load average is printed before and after each rate.
+Usage: python bench/throughput.py [--rates 25,50,100,150,200,250] [--seconds 15] [--textback TREE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.concurrent_latency import cpu_seconds  # noqa: E402
+from bench.latency import NO_FRAUD_LIMITS, percentile  # noqa: E402
+from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
+from lab.flows import OFFLINE_PHONE  # noqa: E402
+from lab.harness import DaemonProcess, start_smtp_sink  # noqa: E402
+from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
+
+# Another full lab test run may hold the lab for a while: wait for it rather than fail.
+LOCK_TIMEOUT_SECONDS = 3600.0
+# A rate is done when every call is recorded, or when no row came for this long.
+DRAIN_IDLE_SECONDS = 20.0
+# How often the database is read for newly committed calls: the resolution of the lag.
+POLL_SECONDS = 0.05
+# Logged at each AMI login: more than one means the daemon lost AMI (e.g. a Ping unanswered in time).
+AMI_LOGIN = "AMI logged in"
+# The product's defaults, not the lab's quick 2 s: under load a Ping waits behind the events.
+AMI_PING = {"ami.ping_interval": 10, "ami.ping_timeout": 5}
+
+
+class HangupClock:
+    """Asterisk's own Timestamp of each Hangup, by Linkedid, from an AMI session of its own.
+
+    The filter keeps every other event off this session, so it adds little to Asterisk's work.
+    """
+
+    def __init__(self, lab: LabPBX):
+        self.stamps: dict[str, float] = {}
+        self._sock = socket.create_connection((lab.ami_host, lab.ami_port), timeout=10)
+        self._file = self._sock.makefile("rb")
+        self._file.readline()  # banner
+        self._send({"Action": "Login", "Username": lab.admin_user, "Secret": lab.admin_secret,
+                    "Events": "call"})
+        self._send({"Action": "Filter", "Operation": "Add", "Filter": "Event: Hangup"})
+        self._sock.settimeout(None)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _send(self, headers: dict[str, str]) -> None:
+        self._sock.sendall("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
+
+    def _read(self) -> None:
+        frame: dict[str, str] = {}
+        for raw in self._file:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if line:
+                name, _, value = line.partition(":")
+                frame.setdefault(name.strip(), value.strip())
+                continue
+            if frame.get("Event") == "Hangup" and "Timestamp" in frame:
+                self.stamps.setdefault(frame.get("Linkedid", ""), float(frame["Timestamp"]))
+            frame = {}
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def asterisk_pids(lab: LabPBX) -> list[int]:
+    """The lab's Asterisk process (inside its chroot), found by its command line: binary and config path."""
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[0] == ASTERISK_IN_ROOT and any(lab.instance_id in arg for arg in argv):
+            pids.append(int(entry))
+    return pids
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+def committed_since(db_path: Path, callers: list[str], after_id: int) -> list[tuple[int, str, float]]:
+    """(id, linkedid, ended_at) of each call from these callers committed with an id above after_id
+    (the callers are consecutive numbers of one length, so a range of the calls_caller index)."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return db.execute(
+            "SELECT c.id, c.linkedid, c.ended_at FROM calls c WHERE c.id > ? AND c.caller BETWEEN ? AND ?"
+            " AND c.message_id IS NOT NULL", (after_id, callers[0], callers[-1])).fetchall()
+    finally:
+        db.close()
+
+
+def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProcess, rate: float,
+             seconds: float, first_caller: int) -> dict:
+    """Offer `rate` calls a second for `seconds`; wait until they are recorded (or stop coming).
+
+    A row's commit time is when this process first sees it (polled every POLL_SECONDS): the
+    time textback takes for its rows is when the transaction began, not when it committed.
+    """
+    callers = [f"+1212{first_caller + i:07d}" for i in range(round(rate * seconds))]
+    star, daemon_pid = asterisk_pids(lab), daemon.process.pid
+    logins_before = daemon.log_since_start().count(AMI_LOGIN)
+    load_before = os.getloadavg()[0]
+    began, began_wall = time.monotonic(), time.time()
+    textback_before, asterisk_before = cpu_seconds(daemon_pid), cpu_of(star)
+    sipp = lab.rejected_calls(callers, OFFLINE_PHONE, rate)
+    sipp_cpu = offered_seconds = 0.0
+    # CPU is read with each new row, so the wait for rows that never come is not counted.
+    seen: list[tuple[str, float, float]] = []  # linkedid, ended_at, first seen committed
+    last_id, last_change = 0, time.monotonic()
+    textback_cpu = asterisk_cpu = 0.0
+    while len(seen) < len(callers) and (sipp.returncode is None
+                                         or time.monotonic() - last_change < DRAIN_IDLE_SECONDS):
+        if sipp.returncode is None:
+            sipp_cpu = max(sipp_cpu, cpu_of([sipp.pid]))  # read while it runs: once reaped it is gone
+            offered_seconds = time.monotonic() - began
+        time.sleep(POLL_SECONDS)
+        new = committed_since(db_path, callers, last_id)
+        if new:
+            now = time.time()
+            seen += [(linkedid, ended_at, now) for _, linkedid, ended_at in new]
+            last_id, last_change = max(row[0] for row in new), time.monotonic()
+            textback_cpu = cpu_seconds(daemon_pid) - textback_before
+            asterisk_cpu = cpu_of(star) - asterisk_before
+    sipp.wait(30)
+    busy = last_change - began
+    lags = [(at - clock.stamps[linkedid]) * 1000 for linkedid, _, at in seen if linkedid in clock.stamps]
+    return {
+        "rate": rate, "offered": len(callers), "offered_per_s": len(callers) / max(offered_seconds, 1e-9),
+        "sipp_exit": sipp.returncode, "recorded": len(seen),
+        "recorded_per_s": len(seen) / (seen[-1][2] - began_wall) if seen else 0.0,
+        "textback_cpu": textback_cpu / busy * 100, "ms_per_call": textback_cpu * 1000 / max(1, len(seen)),
+        "asterisk_cpu": asterisk_cpu / busy * 100, "sipp_cpu": sipp_cpu / max(offered_seconds, 1e-9) * 100,
+        "lags": lags, "ended_lags": [(at - ended_at) * 1000 for _, ended_at, at in seen],
+        "relogins": daemon.log_since_start().count(AMI_LOGIN) - logins_before,
+        "load": f"{load_before:.2f} -> {os.getloadavg()[0]:.2f}",
+    }
+
+
+def use_textback_tree(tree: Path) -> str:
+    """Make the daemon (`python -m textback`, run from the current directory) import tree's package."""
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(tree)
+    return subprocess.run([sys.executable, "-c", "import textback; print(textback.__file__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="25,50,100,150,200,250",
+                        help="offered calls a second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=15, help="how long each rate is offered")
+    parser.add_argument("--textback", type=Path, help="a checkout whose textback package the daemon runs")
+    args = parser.parse_args()
+    rates = [float(rate) for rate in args.rates.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
+    package = use_textback_tree(args.textback.resolve()) if args.textback else None
+    lab = LabPBX(work / "lab")
+    lab.lock_timeout = LOCK_TIMEOUT_SECONDS
+    lab.start()
+    _, smtp = start_smtp_sink()
+    daemon = clock = None
+    results = []
+    try:
+        numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"}, {"number": OFFLINE_PHONE, "owner": "dana"}]
+        config = lab_config(work, lab, **{"text.delay_seconds": 3600, "numbers": numbers, **AMI_PING,
+                                           **NO_FRAUD_LIMITS})
+        daemon = DaemonProcess(config, work / "textback.log").start()
+        clock = HangupClock(lab)
+        idle_before, idle_began = cpu_seconds(daemon.process.pid), time.monotonic()
+        time.sleep(3)
+        idle = (cpu_seconds(daemon.process.pid) - idle_before) / (time.monotonic() - idle_began) * 100
+        first_caller = 2000000
+        for rate in rates:
+            results.append(one_rate(lab, clock, work / "textback.db", daemon, rate, args.seconds, first_caller))
+            first_caller += 100000
+    finally:
+        if clock is not None:
+            clock.close()
+        if daemon is not None:
+            daemon.stop()
+        smtp.stop()
+        lab.stop()
+    print(f"textback {package or 'of this checkout'}; {os.cpu_count()} CPUs; calls rejected at once "
+          f"(offline phone), {args.seconds:g} s per rate, text.delay_seconds=3600, grace_seconds=0.5; "
+          f"textback idle CPU {idle:.1f}%; work dir {work}")
+    print("| offered/s | offered | SIPp achieved/s | recorded | recorded/s | textback CPU | CPU per call | "
+          "Asterisk CPU | SIPp CPU | lag p50 | lag p99 | lag p99 from textback's Hangup | AMI re-logins | "
+          "load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    def ms(values: list[float], p: float) -> str:
+        return f"{percentile(values, p):.0f} ms" if values else "-"
+
+    for r in results:
+        note = "" if r["sipp_exit"] == 0 else f" (SIPp exit {r['sipp_exit']})"
+        if len(r["lags"]) < r["recorded"]:
+            note += f" ({r['recorded'] - len(r['lags'])} Hangups unseen)"
+        print(f"| {r['rate']:g} | {r['offered']}{note} | {r['offered_per_s']:.0f} | {r['recorded']} | "
+              f"{r['recorded_per_s']:.0f} | {r['textback_cpu']:.0f}% | {r['ms_per_call']:.1f} ms | "
+              f"{r['asterisk_cpu']:.0f}% | {r['sipp_cpu']:.0f}% | {ms(r['lags'], 50)} | {ms(r['lags'], 99)} | "
+              f"{ms(r['ended_lags'], 99)} | {r['relogins']} | {r['load']} |")
+
+
+if __name__ == "__main__":
+    main()
