@@ -719,7 +719,7 @@ class Store(WebStore):
         at once cannot both queue.
         """
         now = time.time()
-        async with self._transaction() as db:
+        async with self._transaction():
             if await self._one("SELECT 1 FROM calls WHERE linkedid = ?", (call.linkedid,)):
                 return None
             conversation_id, was_open = None, False
@@ -1204,11 +1204,7 @@ class Store(WebStore):
             caller = (await self._one("SELECT caller FROM conversations WHERE id = ?",
                                       (conversation_id,)))["caller"]
             if kind is not None:
-                await db.execute(
-                    "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
-                    " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
-                    " owner_id = excluded.owner_id, at = excluded.at",
-                    (caller, kind, source, time.time()))
+                await self._keep_contact_class(caller, kind, source)
             if name is not None:
                 ids = [row["id"] for row in await self._all(
                     "SELECT id FROM conversations WHERE caller = ?", (caller,))]

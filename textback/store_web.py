@@ -204,11 +204,15 @@ class WebStore:
         return row["class"] if row else None
 
     async def set_contact_class(self, number: str, kind: str, owner_id: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
-                " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
-                " owner_id = excluded.owner_id, at = excluded.at", (number, kind, owner_id, time.time()))
+        async with self._transaction():
+            await self._keep_contact_class(number, kind, owner_id)
+
+    async def _keep_contact_class(self, number: str, kind: str, who: str) -> None:
+        """Inside a transaction: `number` is now of class `kind`, as `who` said."""
+        await self._db.execute(
+            "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
+            " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
+            " owner_id = excluded.owner_id, at = excluded.at", (number, kind, who, time.time()))
 
     # -- users, sessions, sign-in links ----------------------------------------------------
 

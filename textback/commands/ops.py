@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from textback import runlock
-from textback.cli import _age, _load, _when, config_option, main
+from textback.cli import _age, _load, _when, _with_store, config_option, main
 from textback.config import Loaded
 from textback.incidents import TITLES
 from textback.selftest import Report
@@ -80,10 +80,8 @@ async def last_selftest(store, tz: str) -> str:
 
 async def _status_facts(loaded: Loaded) -> dict:
     from textback.daemon import LAST_AMI_EVENT
-    from textback.store import Store
 
-    store = await Store.open(loaded.config.storage.path)
-    try:
+    async def read(store) -> dict:
         now = time.time()
         pending, oldest = await store.outbox_backlog(now)
         return {"now": now, "pending": pending, "oldest": oldest,
@@ -92,8 +90,8 @@ async def _status_facts(loaded: Loaded) -> dict:
                 "last_event": await store.progress(LAST_AMI_EVENT),
                 "incidents": await store.open_incidents(),
                 "selftest": await last_selftest(store, loaded.config.business.timezone)}
-    finally:
-        await store.close()
+
+    return await _with_store(loaded, read)
 
 
 @main.command()
