@@ -166,6 +166,13 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.calls(now - 86400)
     await store.progress("last_ami_event_at")
     await store.note_progress("last_ami_event_at", now)
+    # The web inbox's listings (and `textback inbox`, which reads the first).
+    for view in ("open", "mine", "unassigned", "waiting", "snoozed", "done"):
+        await store.inbox_page(view, now, owner_id="dana")
+    await store.unread_count()
+    await store.changes_since(0)
+    await store.thread(inbound.conversation_id)
+    await store.calls_page(now - 86400, now)
     # Retention (textback prune, and its dry run).
     await store.oldest_activity()
     await store.prunable(end - 10 * 86400)
