@@ -8,7 +8,7 @@ from typing import Any
 # The funnel, left to right: each stage's scorecard figure and its label.
 STAGES = (("missed_calls", "missed"), ("texts_sent", "texted"), ("replies", "replied"),
           ("booked", "booked"), ("qualified", "qualified"), ("won", "won"))
-WIDTH, BAR_AREA, BAR_GAP, TOP, LABEL = 360, 120, 8, 18, 16
+WIDTH, BAR_AREA, BAR_GAP, TOP, LABEL = 360, 120, 8, 20, 19
 
 
 @dataclass(frozen=True)
