@@ -40,7 +40,7 @@ from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
 from textback.selftest import Report
-from textback.store_web import NEXT_VERSION, StaleState, WebStore
+from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
     # 1: the vertical slice

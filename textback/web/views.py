@@ -144,7 +144,8 @@ class InboxRow:
     last_at: str
     snoozed_until: str
     done: bool
-    last_call: str  # the latest call's outcome and reason, e.g. "missed: no_answer"
+    last_call: str  # the latest call's outcome and reason in words, e.g. "missed call: nobody picked up"
+    last_message_at: float  # when its latest text was stored: a live page tells new texts by it
 
 
 def _last_call(summary: str) -> str:
@@ -171,7 +172,8 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
             unread=bool(row["unread"]), unanswered=bool(row["unanswered"]),
             last_at=when(row["last_message_at"] or row["updated_at"], tz),
             snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
-            done=row["status"] == "closed", last_call=_last_call(row["last_call"] or "")))
+            done=row["status"] == "closed", last_call=_last_call(row["last_call"] or ""),
+            last_message_at=row["last_message_at"] or 0.0))
     return made
 
 
