@@ -289,6 +289,10 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
                 if size == "phone":
                     await the_thread_on_a_phone(page, cid)
                     await the_calls_page_speaks_plainly(page)
+                # axe is really running: a field without a label on this page is caught.
+                await page.evaluate("() => document.querySelector('main').append("
+                                    "Object.assign(document.createElement('input'), {type: 'text'}))")
+                assert any(v.startswith("label ") for v in await axe_violations(page)), size
         (ARTIFACTS / "phone-widths.json").write_text(json.dumps(widths, indent=1) + "\n")
 
 
