@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,6 +56,27 @@ async def screenshot(page: Page, name: str, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+async def contact_sheet(browser: Browser, shots: dict[str, bytes], name: str, width: int,
+                        columns: int) -> Path:
+    """Screenshots side by side, each `width` px wide and captioned, as one PNG in ARTIFACTS
+    (the README's pictures are these)."""
+    cells = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, png in shots.items())
+    context = await browser.new_context(viewport={"width": columns * (width + 12) + 12, "height": 100})
+    page = await context.new_page()
+    await page.set_content(
+        f"<style>body{{margin:0;padding:6px;background:#d5dae0;font:13px sans-serif;"
+        f"display:grid;grid-template-columns:repeat({columns},{width}px);gap:12px}}"
+        f"figure{{margin:0}}img{{width:{width}px;display:block;border:1px solid #6b7480}}"
+        f"figcaption{{text-align:center;padding:2px}}</style>{cells}")
+    path = ARTIFACTS / f"{name}.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(path), full_page=True)
+    await context.close()
     return path
 
 

@@ -14,7 +14,7 @@ from textback.config import load
 from textback.store import CallRow, PlannedText
 from textback.web import views
 from tests.browser import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, PHONE, axe_violations, chromium,
-                           page_of, screenshot, sign_in)
+                           contact_sheet, page_of, screenshot, sign_in)
 from tests.web_helpers import (BASE, OWNERS, PASSWORDS, homeowner_writes, set_passwords, web_config,
                                web_daemon)
 
@@ -261,6 +261,7 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
         await homeowner_writes(daemon, "One more thing: the porch?", sender=CALLER)
         await alerts_sent(daemon, cid, 17)
         widths = {}
+        sheets: dict[str, dict[str, bytes]] = {"phone": {}, "desktop": {}}
         for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
             async with page_of(browser, viewport) as page:
                 await page.goto(f"{BASE}/signin")
@@ -269,7 +270,9 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
                 await page.wait_for_selector("#rows")
                 for name, url in PAGES:
                     await page.goto(BASE + url.format(id=cid))
-                    await page.wait_for_load_state("networkidle") if name == "thread" else None
+                    if name == "thread":  # it opens at the newest entry
+                        await page.wait_for_function("() => window.scrollY > 0")
+                    sheets[size][name] = await page.screenshot()
                     measured = await page.evaluate(PHONE_CHECKS)
                     assert await axe_violations(page) == [], (name, size)
                     assert measured["h1"] == 1, (name, size)
@@ -294,6 +297,10 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
                                     "Object.assign(document.createElement('input'), {type: 'text'}))")
                 assert any(v.startswith("label ") for v in await axe_violations(page)), size
         (ARTIFACTS / "phone-widths.json").write_text(json.dumps(widths, indent=1) + "\n")
+        await contact_sheet(browser, {f"{n} at 390 px": png for n, png in sheets["phone"].items()},
+                            "pages-phone", 234, 5)
+        await contact_sheet(browser, {f"{n} at 1280 px": png for n, png in sheets["desktop"].items()},
+                            "pages-desktop", 400, 3)
 
 
 async def the_thread_on_a_phone(page, cid: int) -> None:
