@@ -195,7 +195,7 @@ async def test_an_undelivered_text_shows_its_gateway_error_in_plain_words_as_tex
         assert await daemon.store.update_delivery("twilio", "SM1", "undelivered", "30006")
         [row] = await daemon.store.inbox()
         await signed_in(browser, "dana")
-        status, html, _ = await browser.get(f"/c/{row['id']}?part=timeline")
+        status, html, _ = await browser.get(f"/c/{row['id']}")
         cli = await asyncio.to_thread(run_cli, "thread", "+12125550123", "-c", str(path))
     assert status == 200 and cli.exit_code == 0, cli.output
     plain = "it is a landline, or their carrier cannot receive texts [provider error 30006]"

@@ -293,8 +293,7 @@ class Inbox:
         context = {"view": view, "views": views.VIEW_TITLES, "search": search, "limit": limit,
                    "rows": views.inbox_rows(self.config, rows, now), "more": len(rows) == limit,
                    "version": await self.store.latest_version()}
-        template = "inbox_rows.html" if request.query.get("part") == "rows" else "inbox.html"
-        return self.render(template, request, context)
+        return self.render("inbox.html", request, context)
 
     async def _conversation(self, request: web.Request) -> dict:
         conversation = await self.store.conversation(int(request.match_info["id"]))
@@ -306,8 +305,7 @@ class Inbox:
         conversation = await self._conversation(request)
         context = await self._thread_context(conversation)
         context["said"] = views.SAID.get(request.query.get("said", ""), "")
-        template = "thread_timeline.html" if request.query.get("part") == "timeline" else "thread.html"
-        return self.render(template, request, context)
+        return self.render("thread.html", request, context)
 
     async def _state(self, conversation: dict) -> dict:
         """What the thread page shows of the conversation's state (see views.shown_state)."""
