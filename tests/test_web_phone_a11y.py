@@ -81,8 +81,21 @@ async def test_a_stale_page_cannot_undo_another_owners_assignment(tmp_path):
         assert "Sam gave it to Carol Diaz" in await dana.inner_text("#timeline")
         await dana.wait_for_function(
             "() => document.getElementById('announce').textContent.includes('Carol Diaz')", timeout=5000)
-        # Her form took the new version: assigning now is a deliberate change, and is applied.
-        # A page that did not follow (JavaScript off) still shows Dana; its Assign is refused.
+        # A form she had already changed when a change arrives keeps the version she saw, so
+        # it is refused rather than applied over the change she had not seen.
+        await dana.select_option("#assign-owner", "dana")
+        await daemon.store.record_outcome(row["id"], "booked", None, "web:sam")
+        await dana.wait_for_selector("#state .outcome", timeout=10000)
+        assert await dana.input_value("#assign-owner") == "dana"  # her choice is kept
+        await dana.click("form[data-form=assign] button")
+        await dana.wait_for_selector("#said")
+        assert await dana.inner_text("#said") == (
+            "This changed while you were looking: it was marked booked. Nothing of yours was "
+            "applied; here it is as it is now.")
+        assert await dana.evaluate("() => document.activeElement.id") == "said"
+        assert dana.url == f"{BASE}/c/{row['id']}"  # the thread's address, not the action's
+        assert (await daemon.store.conversation(row["id"]))["owner_id"] == "carol"
+        # A page that did not follow (JavaScript off) still shows Carol; its Assign is refused.
         context = await browser.new_context(viewport=DESKTOP, java_script_enabled=False)
         stale = await context.new_page()
         await sign_in(stale, BASE, "dana", PASSWORDS["dana"])
