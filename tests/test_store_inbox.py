@@ -243,8 +243,13 @@ async def test_state_version_follows_every_change_of_state_and_only_those(store)
         await change()
         assert await version() == seen + 1, change
         seen += 1
+    live = (await store.conversation(cid))["version"]
+    await store.set_contact_class(CALLER, "vendor", "api:crm")  # open pages hear of it too
+    assert (await store.conversation(cid))["version"] > live
+    assert await version() == seen + 1
+    seen += 1
     await store.assign(cid, "sam", "cli")  # the same owner again: nothing changed
-    await store.set_contact_class(CALLER, "client", "dana")
+    await store.set_contact_class(CALLER, "vendor", "dana")
     assert await version() == seen
     # A write that expects an older version is refused inside its transaction, nothing applied.
     with pytest.raises(StaleState):

@@ -500,7 +500,8 @@ MIGRATIONS: list[str] = [
     # contact name and class) has its own version, so a form from a page that no longer shows
     # the truth is refused instead of undoing another owner's change. Triggers bump it in the
     # transaction of the change itself, whichever code path makes it; a new text or call bumps
-    # it only when it reopens or wakes the conversation.
+    # it only when it reopens or wakes the conversation. A class is kept per number, so its
+    # triggers also bump the live-update version of the number's conversations.
     """
     ALTER TABLE conversations ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;
     CREATE TRIGGER conversation_state_changed
@@ -512,11 +513,13 @@ MIGRATIONS: list[str] = [
         BEGIN UPDATE conversations SET state_version = state_version + 1
             WHERE id = NEW.conversation_id; END;
     CREATE TRIGGER contact_class_added AFTER INSERT ON contact_classes
-        BEGIN UPDATE conversations SET state_version = state_version + 1
+        BEGIN UPDATE conversations SET state_version = state_version + 1,
+            version = (SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)
             WHERE caller = NEW.number; END;
     CREATE TRIGGER contact_class_changed AFTER UPDATE OF class ON contact_classes
         WHEN OLD.class IS NOT NEW.class
-        BEGIN UPDATE conversations SET state_version = state_version + 1
+        BEGIN UPDATE conversations SET state_version = state_version + 1,
+            version = (SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)
             WHERE caller = NEW.number; END
     """,
 ]
