@@ -376,7 +376,7 @@ class Inbox:
         return response
 
     async def _do_reply(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                        expected: int | None) -> str:
         """The same rules as an email reply: opt-outs (checked again at sending), the length."""
         text = str(form.get("body", "")).replace("\r\n", "\n").strip()
         if not text:
@@ -394,12 +394,12 @@ class Inbox:
         return "queued"
 
     async def _do_claim(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                        expected: int | None) -> str:
         await self.store.assign(conversation["id"], user.id, f"claimed by {user.id} (web)", expected)
         return "claimed"
 
     async def _do_assign(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                         expected: int | None) -> str:
         target = str(form.get("owner", ""))
         if not any(o.id == target for o in self.config.owners):
             raise bad_request("no such owner")
@@ -409,7 +409,7 @@ class Inbox:
         return "assigned"
 
     async def _do_snooze(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                         expected: int | None) -> str:
         now = time.time()
         if form.get("hours"):
             try:
@@ -431,12 +431,12 @@ class Inbox:
         return "snoozed"
 
     async def _do_done(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                       expected: int | None) -> str:
         await self.store.mark_done(conversation["id"], expected)
         return "done"
 
     async def _do_outcome(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                          expected: int | None) -> str:
         stage = str(form.get("stage", ""))
         if stage not in views.OUTCOMES:
             raise bad_request("no such outcome")
@@ -452,7 +452,7 @@ class Inbox:
         return "outcome"
 
     async def _do_note(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                       expected: int | None) -> str:
         body = str(form.get("body", "")).strip()
         if not body or len(body) > MAX_NOTE_CHARS:
             raise bad_request(f"a note has 1 to {MAX_NOTE_CHARS} characters")
@@ -460,7 +460,7 @@ class Inbox:
         return "note"
 
     async def _do_contact(self, conversation: dict, form, user: OwnerConfig,
-                     expected: int | None) -> str:
+                          expected: int | None) -> str:
         """The name, and the class the rules apply from the caller's next call on."""
         name = one_line(str(form.get("name", "")), MAX_NAME_CHARS + 1)
         if len(name) > MAX_NAME_CHARS:
