@@ -258,6 +258,45 @@ async def test_a_vendor_classed_through_the_api_gets_no_automatic_text(api, toke
     assert decisions[1].send  # the caller nobody classed
 
 
+async def test_a_write_with_a_stale_if_match_is_refused_412_and_not_applied(api, tokens):
+    """A client that read the conversation (its ETag) cannot undo a change made since."""
+    daemon, call = api
+    conversation = await seed(daemon)
+    operation = call.document["paths"]["/conversations/{id}/assignment"]["post"]
+    assert "If-Match" in [p["name"] for p in operation["parameters"]] and "412" in operation["responses"]
+    status, _, headers = await call("GET", "/conversations/{id}", tokens["dash"], id=conversation)
+    read = headers["ETag"]
+    assert status == 200 and read.startswith('"')
+    # Someone else gives it to Sam in the inbox meanwhile.
+    await daemon.store.assign(conversation, "sam", "assigned by sam (web)")
+    for path, body in (("assignment", {"owner": "dana"}), ("outcome", {"stage": "lost"}),
+                       ("contact", {"name": "Old Name"}), ("reply", {"text": "Hi"})):
+        status, answer, headers = await call("POST", f"/conversations/{{id}}/{path}", tokens["crm"],
+                                             headers={"If-Match": read}, json=body, id=conversation)
+        assert status == 412 and answer["error"]["code"] == "precondition_failed", (path, answer)
+        assert answer["error"]["message"].startswith("this changed while you were looking: ")
+        assert "owner sam" in answer["error"]["message"] and headers["ETag"] != read
+    now = await daemon.store.conversation(conversation)
+    assert now["owner_id"] == "sam" and now["contact_name"] == "" and now["status"] == "open"
+    assert await daemon.store.latest_outcome(conversation) == ""
+    assert [m for m in (await daemon.store.thread(conversation))["messages"] if m["kind"] == "owner"] == []
+    # With the current ETag (or "*", or none) the write applies, and answers the next ETag.
+    current = headers["ETag"]
+    status, answer, headers = await call("POST", "/conversations/{id}/assignment", tokens["crm"],
+                                         headers={"If-Match": current}, json={"owner": "dana"},
+                                         id=conversation)
+    assert status == 200 and answer["conversation"]["owner_id"] == "dana" and headers["ETag"] != current
+    status, _, _ = await call("POST", "/conversations/{id}/outcome", tokens["crm"],
+                              headers={"If-Match": "*"}, json={"stage": "booked"}, id=conversation)
+    assert status == 200
+    # A weak tag never matches (RFC 9110: If-Match compares strongly).
+    status, _, headers = await call("GET", "/conversations/{id}", tokens["dash"], id=conversation)
+    status, _, _ = await call("POST", "/conversations/{id}/outcome", tokens["crm"],
+                              headers={"If-Match": "W/" + headers["ETag"]}, json={"stage": "lost"},
+                              id=conversation)
+    assert status == 412
+
+
 async def test_a_write_repeated_with_its_idempotency_key_acts_once(api, tokens):
     daemon, call = api
     conversation = await seed(daemon)

@@ -14,6 +14,7 @@ from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from textback import store as store_module
 from textback.cli import main
 from textback.store import CallRow, PlannedText, Store
+from textback.store_web import StaleState
 
 CALLER = "+12125550123"
 OTHER = "+12125550177"
@@ -219,3 +220,43 @@ async def test_textback_inbox_prints_the_same_for_a_store_migrated_from_the_old_
             ["+12125550142"]
     finally:
         await migrated.close()
+
+
+async def test_state_version_follows_every_change_of_state_and_only_those(store):
+    """Owner, done/open, snooze, outcome, contact name and class bump it (triggers, in the
+    change's own transaction); a text to an open, awake conversation does not."""
+    record = await inbound(store, "Hello")
+    cid = record.conversation_id
+
+    async def version():
+        return (await store.conversation(cid))["state_version"]
+    seen = await version()
+    await inbound(store, "Still there?")
+    assert await version() == seen
+    changes = [lambda: store.assign(cid, "sam", "cli"), lambda: store.snooze(cid, time.time() + 60),
+               lambda: inbound(store, "Wake up"), lambda: store.mark_done(cid),
+               lambda: inbound(store, "Open again"),
+               lambda: store.record_outcome(cid, "booked", None, "web:dana"),
+               lambda: store.set_contact_name(cid, "Pat"),
+               lambda: store.set_contact_class(CALLER, "client", "dana")]
+    for change in changes:
+        await change()
+        assert await version() == seen + 1, change
+        seen += 1
+    live = (await store.conversation(cid))["version"]
+    await store.set_contact_class(CALLER, "vendor", "api:crm")  # open pages hear of it too
+    assert (await store.conversation(cid))["version"] > live
+    assert await version() == seen + 1
+    seen += 1
+    await store.assign(cid, "sam", "cli")  # the same owner again: nothing changed
+    await store.set_contact_class(CALLER, "vendor", "dana")
+    assert await version() == seen
+    # A write that expects an older version is refused inside its transaction, nothing applied.
+    with pytest.raises(StaleState):
+        await store.assign(cid, "dana", "cli", expected_state=seen - 1)
+    with pytest.raises(StaleState):
+        await store.record_outcome(cid, "won", 5000.0, "api:crm", expected_state=seen - 1)
+    assert (await store.conversation(cid))["owner_id"] == "sam"
+    assert await store.latest_outcome(cid) == "booked"
+    await store.assign(cid, "dana", "cli", expected_state=seen)
+    assert (await store.conversation(cid))["owner_id"] == "dana"

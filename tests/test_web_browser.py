@@ -1,5 +1,5 @@
 """The inbox in a real browser (Chromium): live updates, the segment counter, hostile text shown as
-text with no script run, phone-sized pages, and the screenshots of every run."""
+text with no script run. (Phone-sized pages, axe-core and the screenshots: test_web_phone_a11y.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
-from tests.browser import LAYOUT_PROBLEMS, PHONE, chromium, page_of, screenshot, sign_in
+from tests.browser import chromium, page_of, sign_in
 from tests.web_helpers import BASE, PASSWORDS, homeowner_writes, set_passwords, web_config, web_daemon
 
 SCRIPT_NAME = '<script>window.__xss = "name"</script>'
@@ -68,24 +68,3 @@ async def test_a_new_reply_appears_live_and_the_title_counts_unread(tmp_path):
         await page.wait_for_selector("#said")
         assert "Queued" in await page.inner_text("#said")
         assert await page.title() == "(212) 555-0123 · Acme Remodeling"  # no unread count
-
-
-async def test_pages_fit_a_phone_and_screenshots_are_saved(tmp_path):
-    path = web_config(tmp_path)
-    await set_passwords(path)
-    async with web_daemon(path) as daemon, chromium() as browser:
-        await seed(daemon)
-        [row] = [r for r in await daemon.store.inbox() if r["caller"] == "+12125550123"]
-        await daemon.store.record_outcome(row["id"], "won", 82000, "test")
-        for name, viewport in (("desktop", None), ("phone", PHONE)):
-            async with page_of(browser, viewport or {"width": 1280, "height": 900}) as page:
-                await sign_in(page, BASE, "dana", PASSWORDS["dana"])
-                for page_name, url in (("inbox", "/?view=all"), ("thread", f"/c/{row['id']}"),
-                                       ("scorecard", "/scorecard"), ("calls", "/calls"),
-                                       ("admin", "/admin")):
-                    await page.goto(BASE + url)
-                    if viewport is not None:
-                        assert await page.evaluate(LAYOUT_PROBLEMS) == [], (page_name, url)
-                    if page_name in ("inbox", "thread", "scorecard"):
-                        shot = await screenshot(page, f"{page_name}-{name}")
-                        assert shot.stat().st_size > 5000

@@ -59,7 +59,7 @@ async def test_the_calls_page_filters_and_says_why_no_text_went(tmp_path):
         await daemon.store.record_call(missed("1.2", "+12125550124", "opted_out"), owner_id="dana")
         await signed_in(browser)
         html = (await browser.get("/calls"))[1]
-        assert "(212) 555-0123" in html and "none: opted_out" in html
+        assert "(212) 555-0123" in html and "Not texted: they opted out (STOP)." in html
         html = (await browser.get("/calls?decision=opted_out"))[1]
         assert "(212) 555-0124" in html and "(212) 555-0123" not in html
         assert (await browser.get("/calls?from=yesterday"))[0] == 400

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -495,6 +496,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET segments = text_segments(body)
     """,
+    # What a person can see and change of a conversation (owner, done or open, snooze, outcome,
+    # contact name and class) has its own version, so a form from a page that no longer shows
+    # the truth is refused instead of undoing another owner's change. Triggers bump it in the
+    # transaction of the change itself, whichever code path makes it; a new text or call bumps
+    # it only when it reopens or wakes the conversation. A class is kept per number, so its
+    # triggers also bump the live-update version of the number's conversations.
+    """
+    ALTER TABLE conversations ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER conversation_state_changed
+        AFTER UPDATE OF owner_id, status, snoozed_until, contact_name ON conversations
+        WHEN OLD.owner_id IS NOT NEW.owner_id OR OLD.status IS NOT NEW.status
+            OR OLD.snoozed_until IS NOT NEW.snoozed_until OR OLD.contact_name IS NOT NEW.contact_name
+        BEGIN UPDATE conversations SET state_version = state_version + 1 WHERE id = NEW.id; END;
+    CREATE TRIGGER conversation_outcome_added AFTER INSERT ON outcomes
+        BEGIN UPDATE conversations SET state_version = state_version + 1
+            WHERE id = NEW.conversation_id; END;
+    CREATE TRIGGER contact_class_added AFTER INSERT ON contact_classes
+        BEGIN UPDATE conversations SET state_version = state_version + 1,
+            version = (SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)
+            WHERE caller = NEW.number; END;
+    CREATE TRIGGER contact_class_changed AFTER UPDATE OF class ON contact_classes
+        WHEN OLD.class IS NOT NEW.class
+        BEGIN UPDATE conversations SET state_version = state_version + 1,
+            version = (SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)
+            WHERE caller = NEW.number; END
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -518,6 +545,21 @@ _PRUNABLE_MESSAGE = (
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
+
+
+def statements(script: str) -> list[str]:
+    """A migration's SQL statements: split at each ";" that ends one (not those inside a
+    trigger's BEGIN ... END), as sqlite3.complete_statement tells."""
+    made, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                made.append(pending.strip().rstrip(";"))
+            pending = ""
+    if pending.strip(" \n;"):
+        made.append(pending.strip().rstrip(";"))
+    return made
 
 
 class NotANumber(ValueError):
@@ -681,7 +723,7 @@ class Store(WebStore):
                     f"database schema version {version} is newer than this textback "
                     f"({len(MIGRATIONS)}); upgrade textback")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in statements(script):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
             if 0 < version < len(MIGRATIONS):
@@ -1113,10 +1155,15 @@ class Store(WebStore):
             " WHERE t.token = ? AND t.expires_at > ?", (token, now))
         return dict(row) if row else None
 
-    async def assign(self, conversation_id: int, owner_id: str, reason: str) -> None:
-        """A person gives the conversation to an owner (the inbox's Unassigned no longer lists it)."""
+    async def assign(self, conversation_id: int, owner_id: str, reason: str,
+                     expected_state: int | None = None) -> None:
+        """A person gives the conversation to an owner (the inbox's Unassigned no longer lists it).
+
+        With `expected_state`, raises StaleState (nothing changed) unless the conversation's
+        state_version is still that one."""
         now = time.time()
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             before = await self._one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
             await db.execute("UPDATE conversations SET owner_id = ?, claimed = 1,"
                              f" version = {NEXT_VERSION} WHERE id = ?", (owner_id, conversation_id))
@@ -1129,10 +1176,13 @@ class Store(WebStore):
                 previous_owner_id=before["owner_id"], reason=reason, at=now))
 
     async def record_outcome(self, conversation_id: int, stage: str, value: float | None,
-                             source: str, external_ref: str | None = None) -> None:
-        """Add an outcome; `external_ref` (the CRM's deal id, say) is kept on the conversation."""
+                             source: str, external_ref: str | None = None,
+                             expected_state: int | None = None) -> None:
+        """Add an outcome; `external_ref` (the CRM's deal id, say) is kept on the conversation.
+        `expected_state`: as for assign."""
         now = time.time()
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             await db.execute(
                 "INSERT INTO outcomes (conversation_id, stage, value, at, source) VALUES (?,?,?,?,?)",
                 (conversation_id, stage, value, now, source))
@@ -1193,7 +1243,7 @@ class Store(WebStore):
             return await self._insert_notice(notice)
 
     async def set_contact(self, conversation_id: int, name: str | None, kind: str | None,
-                          source: str) -> None:
+                          source: str, expected_state: int | None = None) -> None:
         """Name or class the caller of a conversation (a CRM knows them better than caller ID).
 
         The class goes where the inbox's contact panel keeps it, so the rules apply it from
@@ -1201,6 +1251,7 @@ class Store(WebStore):
         conversations and into their search rows.
         """
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             caller = (await self._one("SELECT caller FROM conversations WHERE id = ?",
                                       (conversation_id,)))["caller"]
             if kind is not None:

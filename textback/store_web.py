@@ -54,7 +54,27 @@ def search_phrase(query: str) -> str | None:
     return '"' + text.replace('"', '""') + '"'
 
 
+class StaleState(Exception):
+    """A change was asked of a conversation whose state changed since the asker last read it."""
+
+
 class WebStore:
+    async def _expect_state(self, conversation_id: int, expected: int | None) -> None:
+        """Inside a write transaction: raise StaleState unless the conversation's state_version
+        is `expected` (None: no check), so the check and the change are one atomic step."""
+        if expected is None:
+            return
+        row = await self._one("SELECT state_version FROM conversations WHERE id = ?",
+                              (conversation_id,))
+        if row is None or row["state_version"] != expected:
+            raise StaleState(conversation_id)
+
+    async def latest_outcome(self, conversation_id: int) -> str:
+        """The stage of the conversation's latest outcome, "" when it has none."""
+        row = await self._one("SELECT stage FROM outcomes WHERE conversation_id = ?"
+                              " ORDER BY at DESC, id DESC LIMIT 1", (conversation_id,))
+        return row["stage"] if row else ""
+
     # -- summary upkeep, called inside the store's own write transactions -----------
 
     async def _changed(self, conversation_id: int) -> None:
@@ -179,21 +199,25 @@ class WebStore:
                              (conversation_id, owner_id, body, time.time()))
             await self._changed(conversation_id)
 
-    async def snooze(self, conversation_id: int, until: float) -> None:
+    async def snooze(self, conversation_id: int, until: float, expected_state: int | None = None) -> None:
         """Out of the inbox until `until`, or until the homeowner writes or calls again."""
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             await db.execute("UPDATE conversations SET snoozed_until = ?, status = 'open',"
                              f" version = {NEXT_VERSION} WHERE id = ?", (until, conversation_id))
 
-    async def mark_done(self, conversation_id: int) -> None:
+    async def mark_done(self, conversation_id: int, expected_state: int | None = None) -> None:
         """Done: read, and out of the inbox until the homeowner writes or calls again."""
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
                              f" snoozed_until = NULL, version = {NEXT_VERSION} WHERE id = ?",
                              (conversation_id,))
 
-    async def set_contact_name(self, conversation_id: int, name: str) -> None:
+    async def set_contact_name(self, conversation_id: int, name: str,
+                               expected_state: int | None = None) -> None:
         async with self._transaction() as db:
+            await self._expect_state(conversation_id, expected_state)
             await db.execute(f"UPDATE conversations SET contact_name = ?, version = {NEXT_VERSION}"
                              " WHERE id = ?", (name, conversation_id))
             await self._index_contact(conversation_id)

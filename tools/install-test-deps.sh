@@ -4,7 +4,9 @@
 # MariaDB's server for the FreePBX CDR tests, systemd-analyze (package systemd)
 # to verify the unit `textback install --systemd` writes, and Chromium, the browser the
 # inbox's browser tests drive (Playwright uses it; it never downloads one). The tests start their own
-# instances, so the packaged services are stopped and disabled.
+# instances, so the packaged services are stopped and disabled. And axe-core, the accessibility
+# engine the browser tests run over every page: from the npm registry, at a pinned version, into
+# a cache directory the tests read it from (they serve it from the page's own origin).
 # The lab PBX's own packages are installed by lab/build-root.sh.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ command -v make >/dev/null || need+=(make)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [[ -x /usr/bin/chromium ]] || need+=(chromium fonts-dejavu-core)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
     echo "install-test-deps.sh: installing ${need[*]}" >&2
     # policy-rc.d 101: the packages' own services must not start during the install.
@@ -34,3 +37,14 @@ for service in kannel mariadb; do
         service "$service" stop >/dev/null 2>&1 || true
     fi
 done
+
+# Keep AXE_CORE_VERSION and the default directory in step with tests/browser.py.
+AXE_CORE_VERSION=4.10.3
+AXE_DIR=${TEXTBACK_AXE_DIR:-/var/cache/textback-tests/axe-core-$AXE_CORE_VERSION}
+if [[ ! -s $AXE_DIR/node_modules/axe-core/axe.min.js ]]; then
+    echo "install-test-deps.sh: installing axe-core $AXE_CORE_VERSION into $AXE_DIR" >&2
+    mkdir -p "$AXE_DIR"
+    npm install --silent --no-save --no-audit --no-fund --prefix "$AXE_DIR" "axe-core@$AXE_CORE_VERSION" \
+        || die "npm install axe-core@$AXE_CORE_VERSION failed"
+    chmod -R a+rX "$AXE_DIR"
+fi

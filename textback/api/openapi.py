@@ -107,6 +107,16 @@ ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "a write sent again with the same key gets the first answer",
                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
+            "description": "the ETag of the conversation as the client last read it (or *): the "
+                           "write is applied only if its state (owner, status, snooze, outcome, "
+                           "contact) has not changed since, else answered 412",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+ETAG = {"ETag": {"description": "the version of the conversation's state, for If-Match",
+                 "schema": {"type": "string"}}}
+PRECONDITION_FAILED = _answer("412", "If-Match names a state the conversation no longer has: "
+                                     "nothing was applied (the ETag header is the current one)",
+                              "Error")
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -114,12 +124,17 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
             "schema": schema}
 
 
+def _tagged(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer about one conversation, with its ETag header."""
+    return {status: {**body, "headers": ETAG} for status, body in answer.items()}
+
+
 def _write(summary: str, request: str, ok: dict[str, Any], extra: dict[str, Any] | None = None):
     return {"post": {
-        "summary": summary, "parameters": [ID, IDEMPOTENCY],
+        "summary": summary, "parameters": [ID, IDEMPOTENCY, IF_MATCH],
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": _ref(request)}}},
-        "responses": {**ok, **ERRORS_WRITE, **(extra or {})}}}
+        "responses": {**ok, **ERRORS_WRITE, **PRECONDITION_FAILED, **(extra or {})}}}
 
 
 def document() -> dict[str, Any]:
@@ -145,7 +160,7 @@ def document() -> dict[str, Any]:
                               **ERRORS_READ}}},
             "/conversations/{id}": {"get": {
                 "summary": "One conversation with its calls and texts", "parameters": [ID],
-                "responses": {**_answer("200", "the thread", "Thread"), **ERRORS_READ,
+                "responses": {**_tagged(_answer("200", "the thread", "Thread")), **ERRORS_READ,
                               **_answer("404", "no such conversation", "Error")}}},
             "/calls": {"get": {
                 "summary": "Inbound calls, newest first",
@@ -164,12 +179,12 @@ def document() -> dict[str, Any]:
                 _answer("409", "the caller opted out; nothing was sent", "Error")),
             "/conversations/{id}/assignment": _write(
                 "Give the conversation to an owner", "AssignmentRequest",
-                _answer("200", "the conversation", "OneConversation")),
+                _tagged(_answer("200", "the conversation", "OneConversation"))),
             "/conversations/{id}/outcome": _write(
                 "Record booked, qualified, won (with its value), lost or spam", "OutcomeRequest",
-                _answer("200", "the conversation", "OneConversation")),
+                _tagged(_answer("200", "the conversation", "OneConversation"))),
             "/conversations/{id}/contact": _write(
                 "Name or class the caller", "ContactRequest",
-                _answer("200", "the conversation", "OneConversation")),
+                _tagged(_answer("200", "the conversation", "OneConversation"))),
         },
     }

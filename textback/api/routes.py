@@ -6,6 +6,11 @@ unknown one (401). A read token may not write (403). Writes go through the
 same store methods (and so the same outbox, opt-out and webhook events) as
 the CLI and email commands; with an `Idempotency-Key` header a repeated write
 gets the first answer again instead of acting twice.
+
+A conversation's answers carry an ETag, the version of its state (owner, status, snooze,
+outcome, contact); a write with `If-Match` is applied only if that is still the version,
+else answered 412 and not applied, so a client acting on what it read cannot undo a change
+made since (the store checks and writes in one transaction).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -26,6 +31,7 @@ from textback.api.shapes import (AssignmentBody, BadRequest, ContactBody, Outcom
                                  call_view, calls_query, conversation_filter, conversation_view,
                                  error_view, message_view, parse_body, scorecard_period)
 from textback.scorecard import build
+from textback.store_web import StaleState
 from textback.web.server import RouteProvider
 
 log = logging.getLogger("textback.api")
@@ -52,6 +58,28 @@ def _error(status: int, code: str, message: str, field: str | None = None,
 
 class NoSuchConversation(LookupError):
     pass
+
+
+class ChangedSinceRead(Exception):
+    """A write's If-Match names a state of the conversation that is no longer its state."""
+
+    def __init__(self, conversation: dict[str, Any]):
+        super().__init__(conversation["id"])
+        self.conversation = conversation
+
+
+def entity_tag(conversation: Mapping[str, Any]) -> str:
+    """The ETag of a conversation: its state_version, a strong tag."""
+    return f'"{conversation["state_version"]}"'
+
+
+def if_match_holds(header: str | None, tag: str) -> bool:
+    """RFC 9110 If-Match: absent, "*", or a list naming `tag` (strong comparison, so a weak
+    W/ tag never matches)."""
+    if header is None:
+        return True
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or tag in tags
 
 
 class Api:
@@ -107,6 +135,8 @@ class Api:
                     return _error(400, "bad_request", exc.message, exc.field)
                 except NoSuchConversation:
                     return _error(404, "not_found", "no such conversation")
+                except ChangedSinceRead as exc:
+                    return await self._changed_since_read(exc.conversation["id"])
             return guarded
         return wrap
 
@@ -156,6 +186,26 @@ class Api:
             raise NoSuchConversation()
         return conversation
 
+    def _expected_state(self, request: web.Request, conversation: dict[str, Any]) -> int | None:
+        """The state_version a write must find (from If-Match), or None when it names none;
+        raises ChangedSinceRead when it already differs."""
+        header = request.headers.get("If-Match")
+        if not if_match_holds(header, entity_tag(conversation)):
+            raise ChangedSinceRead(conversation)
+        if header is None or header.strip() == "*":
+            return None
+        return conversation["state_version"]
+
+    async def _changed_since_read(self, conversation_id: int) -> web.Response:
+        now = await self.store.conversation(conversation_id)
+        snoozed = (now["snoozed_until"] or 0) > time.time()
+        state = (f"owner {now['owner_id']}, {now['status']}" + (", snoozed" if snoozed else "")
+                 + (f", {outcome}" if (outcome := await self.store.latest_outcome(now["id"])) else ""))
+        return _error(412, "precondition_failed",
+                      f"this changed while you were looking: it is now {state} (ETag "
+                      f"{entity_tag(now)}); nothing was applied. Read it again and retry with "
+                      "the new ETag.", "If-Match", ETag=entity_tag(now))
+
     # -- reads -------------------------------------------------------------------------
 
     async def openapi_document(self, request: web.Request) -> web.Response:
@@ -175,7 +225,8 @@ class Api:
         history = await self.store.conversation_history(conversation["id"])
         return _json(200, {"conversation": conversation_view(conversation),
                            "calls": [call_view(c) for c in history["calls"]],
-                           "messages": [message_view(m) for m in history["messages"]]})
+                           "messages": [message_view(m) for m in history["messages"]]},
+                     ETag=entity_tag(conversation))
 
     async def calls(self, request: web.Request, token) -> web.Response:
         since, limit = calls_query(request.query, time.time())
@@ -199,6 +250,7 @@ class Api:
             raise BadRequest("text", f"{count.segments} segments ({count.encoding}); the limit is "
                                      f"{limit}. Nothing was sent.")
         conversation = await self._conversation(request)
+        self._expected_state(request, conversation)  # a reply sets no state: checked, not held
         if await self.store.is_suppressed(conversation["caller"]):
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
         outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
@@ -213,27 +265,41 @@ class Api:
         if owner not in {o.id for o in self.config.owners}:
             raise BadRequest("owner", f"no owner {owner!r}")
         conversation = await self._conversation(request)
-        await self.store.assign(conversation["id"], owner, f"api:{token['name']}")
+        await self._stale_refused(self.store.assign(
+            conversation["id"], owner, f"api:{token['name']}",
+            expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
 
     async def outcome(self, request: web.Request, token, body: bytes) -> web.Response:
         outcome = parse_body(OutcomeBody, body)
         conversation = await self._conversation(request)
         value = float(outcome.value) if outcome.value is not None else None
-        await self.store.record_outcome(conversation["id"], outcome.stage, value,
-                                        f"api:{token['name']}", outcome.external_ref)
+        await self._stale_refused(self.store.record_outcome(
+            conversation["id"], outcome.stage, value, f"api:{token['name']}", outcome.external_ref,
+            expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
 
     async def contact(self, request: web.Request, token, body: bytes) -> web.Response:
         contact = parse_body(ContactBody, body)
         conversation = await self._conversation(request)
-        await self.store.set_contact(conversation["id"], contact.name, contact.kind,
-                                     f"api:{token['name']}")
+        await self._stale_refused(self.store.set_contact(
+            conversation["id"], contact.name, contact.kind, f"api:{token['name']}",
+            expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
+
+    @staticmethod
+    async def _stale_refused(write: Awaitable[None], conversation: dict[str, Any]) -> None:
+        """Run a store write; its StaleState (a change between our read and its transaction)
+        is a ChangedSinceRead, answered 412 like any If-Match that no longer holds."""
+        try:
+            await write
+        except StaleState:
+            raise ChangedSinceRead(conversation) from None
 
     async def _updated(self, conversation_id: int) -> web.Response:
         conversation = await self.store.conversation(conversation_id)
-        return _json(200, {"conversation": conversation_view(conversation)})
+        return _json(200, {"conversation": conversation_view(conversation)},
+                     ETag=entity_tag(conversation))
 
 
 def api_routes(daemon: Any) -> RouteProvider:

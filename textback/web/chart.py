@@ -1,14 +1,20 @@
-"""The scorecard as bar-chart geometry for a server-rendered SVG. Pure: figures in, shapes out."""
+"""The scorecard as bar-chart geometry for a server-rendered SVG. Pure: figures in, shapes out.
+
+The funnel's bars are horizontal, one stage a row with its label at the left: labels never
+collide however narrow the screen, so they can be set large enough to read on a phone.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-# The funnel, left to right: each stage's scorecard figure and its label.
+# The funnel, top to bottom: each stage's scorecard figure and its label.
 STAGES = (("missed_calls", "missed"), ("texts_sent", "texted"), ("replies", "replied"),
           ("booked", "booked"), ("qualified", "qualified"), ("won", "won"))
-WIDTH, BAR_AREA, BAR_GAP, TOP, LABEL = 360, 120, 8, 18, 16
+# In SVG units; the chart is drawn about as wide as a phone's card (360), so a unit is ~1 px.
+WIDTH, LABEL_WIDTH, VALUE_ROOM, ROW, BAR, TOP, FOOT = 360, 84, 44, 28, 20, 4, 26
+FONT_SIZE = 16  # at a 390 px screen's scale (~0.97) still over 14 px
 
 
 @dataclass(frozen=True)
@@ -28,22 +34,20 @@ class Funnel:
     won_value: float
     median_minutes: float | None
     width: int = WIDTH
-    height: int = TOP + BAR_AREA + LABEL * 2
+    height: int = TOP + ROW * len(STAGES) + FOOT
+    font_size: int = FONT_SIZE
 
 
 def funnels(cards: list[dict[str, Any]], labels: dict[str, str]) -> list[Funnel]:
     """One funnel per business number; `labels` names the numbers as people know them."""
     made = []
+    room = WIDTH - LABEL_WIDTH - VALUE_ROOM
     for card in cards:
         values = [int(card[key]) for key, _ in STAGES]
         top = max(values) or 1
-        width = (WIDTH - BAR_GAP * (len(STAGES) + 1)) / len(STAGES)
-        bars = []
-        for index, ((_, label), value) in enumerate(zip(STAGES, values)):
-            height = BAR_AREA * value / top
-            bars.append(Bar(label, value, BAR_GAP + index * (width + BAR_GAP),
-                            TOP + BAR_AREA - height, width, height))
-        made.append(Funnel(labels.get(card["business_number"], card["business_number"]),
-                           tuple(bars), card["won_value"],
-                           card["median_minutes_reply_to_human_answer"]))
+        bars = tuple(Bar(label, value, LABEL_WIDTH, TOP + index * ROW + (ROW - BAR) / 2,
+                         room * value / top, BAR)
+                     for index, ((_, label), value) in enumerate(zip(STAGES, values)))
+        made.append(Funnel(labels.get(card["business_number"], card["business_number"]), bars,
+                           card["won_value"], card["median_minutes_reply_to_human_answer"]))
     return made

@@ -41,7 +41,7 @@ from textback.delivery import OWNER_REPLY
 from textback.numbers import national
 from textback.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import AttemptLimiter, LinkClaim, digest, read_link_token, session_expired
-from textback.store_web import INBOX_VIEWS
+from textback.store_web import INBOX_VIEWS, StaleState
 from textback.web import views
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
@@ -60,6 +60,10 @@ ADDRESS_LIMIT = AttemptLimiter(limit=20, window=900.0)
 EVENT_POLL_SECONDS = 1.0
 MAX_NOTE_CHARS = 4000
 MAX_NAME_CHARS = 80
+# Actions that add to a thread and cannot undo anyone's change: a page's age does not matter
+# to them (a new text arriving must not throw away a reply being typed). Every other action
+# sets state, and carries the state_version its page was made from.
+ADDITIONS = ("reply", "note")
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
 hasher = PasswordHasher()
@@ -289,8 +293,7 @@ class Inbox:
         context = {"view": view, "views": views.VIEW_TITLES, "search": search, "limit": limit,
                    "rows": views.inbox_rows(self.config, rows, now), "more": len(rows) == limit,
                    "version": await self.store.latest_version()}
-        template = "inbox_rows.html" if request.query.get("part") == "rows" else "inbox.html"
-        return self.render(template, request, context)
+        return self.render("inbox.html", request, context)
 
     async def _conversation(self, request: web.Request) -> dict:
         conversation = await self.store.conversation(int(request.match_info["id"]))
@@ -300,6 +303,18 @@ class Inbox:
 
     async def thread(self, request: web.Request) -> web.StreamResponse:
         conversation = await self._conversation(request)
+        context = await self._thread_context(conversation)
+        context["said"] = views.SAID.get(request.query.get("said", ""), "")
+        return self.render("thread.html", request, context)
+
+    async def _state(self, conversation: dict) -> dict:
+        """What the thread page shows of the conversation's state (see views.shown_state)."""
+        kind = await self.store.contact_class(conversation["caller"]) \
+            or configured_class(self.config, conversation["caller"])
+        return views.shown_state(self.config, conversation,
+                                 await self.store.latest_outcome(conversation["id"]), kind, time.time())
+
+    async def _thread_context(self, conversation: dict) -> dict:
         history = await self.store.thread(conversation["id"])
         calls = history["calls"]
         name = views.contact_name(self.config, conversation | {
@@ -310,17 +325,17 @@ class Inbox:
             "number_label": views.number_label(self.config, conversation["business_number"]),
             "owner": views.owner_name(self.config, conversation["owner_id"]),
             "entries": views.timeline(self.config, history), "outcomes": views.OUTCOMES,
-            "said": views.SAID.get(request.query.get("said", ""), ""),
             "max_segments": self._max_segments(), "version": conversation["version"],
             "snoozed": (conversation["snoozed_until"] or 0) > now,
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
             "max_job_value": MAX_JOB_VALUE, "classes": CLASSES,
-            "contact_class": await self.store.contact_class(conversation["caller"])
-            or configured_class(self.config, conversation["caller"]),
         }
-        template = "thread_timeline.html" if request.query.get("part") == "timeline" else "thread.html"
-        return self.render(template, request, context)
+        state = await self._state(conversation)
+        context |= {"contact_class": state["class"], "outcome": state["outcome"],
+                    "state_version": conversation["state_version"],
+                    "seen": json.dumps(state, separators=(",", ":"))}
+        return context
 
     def _max_segments(self) -> int:
         return self.config.reply_mail.max_segments if self.config.reply_mail else 3
@@ -333,10 +348,35 @@ class Inbox:
         if handler is None:
             raise web.HTTPNotFound(text="No such action.")
         conversation = await self._conversation(request)
-        said = await handler(conversation, request["form"], request["user"])
+        form = request["form"]
+        expected = None
+        if action not in ADDITIONS:
+            try:
+                expected = int(str(form.get("version", "")))
+            except ValueError:
+                raise bad_request("the form has no version; reload the page") from None
+        try:
+            if expected is not None and expected != conversation["state_version"]:
+                raise StaleState(conversation["id"])
+            said = await handler(conversation, form, request["user"], expected)
+        except StaleState:
+            return await self._stale(request, views.read_seen(str(form.get("seen", ""))))
         raise web.HTTPSeeOther(f"/c/{conversation['id']}?said={said}")
 
-    async def _do_reply(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _stale(self, request: web.Request, seen: dict) -> web.StreamResponse:
+        """A form from a page older than the conversation's state: nothing applied, and the
+        page as it is now, saying what changed (409, so no client takes it for a success)."""
+        conversation = await self._conversation(request)
+        context = await self._thread_context(conversation)
+        context["said"] = views.what_changed(self.config, seen, await self._state(conversation))
+        log.info("web: %s's %s on conversation %d refused: the page was stale", request["user"].id,
+                 request.match_info["action"], conversation["id"])
+        response = self.render("thread.html", request, context)
+        response.set_status(409)
+        return response
+
+    async def _do_reply(self, conversation: dict, form, user: OwnerConfig,
+                        expected: int | None) -> str:
         """The same rules as an email reply: opt-outs (checked again at sending), the length."""
         text = str(form.get("body", "")).replace("\r\n", "\n").strip()
         if not text:
@@ -353,20 +393,23 @@ class Inbox:
         self.daemon._outbox_wake.set()
         return "queued"
 
-    async def _do_claim(self, conversation: dict, form, user: OwnerConfig) -> str:
-        await self.store.assign(conversation["id"], user.id, f"claimed by {user.id} (web)")
+    async def _do_claim(self, conversation: dict, form, user: OwnerConfig,
+                        expected: int | None) -> str:
+        await self.store.assign(conversation["id"], user.id, f"claimed by {user.id} (web)", expected)
         return "claimed"
 
-    async def _do_assign(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _do_assign(self, conversation: dict, form, user: OwnerConfig,
+                         expected: int | None) -> str:
         target = str(form.get("owner", ""))
         if not any(o.id == target for o in self.config.owners):
             raise bad_request("no such owner")
-        await self.store.assign(conversation["id"], target, f"assigned by {user.id} (web)")
+        await self.store.assign(conversation["id"], target, f"assigned by {user.id} (web)", expected)
         timeline.info("conversation with %s assigned to %s by %s (web)", conversation["caller"],
                       target, user.id)
         return "assigned"
 
-    async def _do_snooze(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _do_snooze(self, conversation: dict, form, user: OwnerConfig,
+                         expected: int | None) -> str:
         now = time.time()
         if form.get("hours"):
             try:
@@ -384,14 +427,16 @@ class Inbox:
                 raise bad_request("give a date and time") from None
             if not now < until <= now + 90 * 86400:
                 raise bad_request("snooze until a time in the next 90 days")
-        await self.store.snooze(conversation["id"], until)
+        await self.store.snooze(conversation["id"], until, expected)
         return "snoozed"
 
-    async def _do_done(self, conversation: dict, form, user: OwnerConfig) -> str:
-        await self.store.mark_done(conversation["id"])
+    async def _do_done(self, conversation: dict, form, user: OwnerConfig,
+                       expected: int | None) -> str:
+        await self.store.mark_done(conversation["id"], expected)
         return "done"
 
-    async def _do_outcome(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _do_outcome(self, conversation: dict, form, user: OwnerConfig,
+                          expected: int | None) -> str:
         stage = str(form.get("stage", ""))
         if stage not in views.OUTCOMES:
             raise bad_request("no such outcome")
@@ -400,19 +445,22 @@ class Inbox:
             value = parse_amount(str(form["amount"]))
             if value is None:
                 raise bad_request(f"the amount must be a number up to {MAX_JOB_VALUE:,.0f}")
-        await self.store.record_outcome(conversation["id"], stage, value, f"web:{user.id}")
+        await self.store.record_outcome(conversation["id"], stage, value, f"web:{user.id}",
+                                        expected_state=expected)
         timeline.info("conversation with %s marked %s%s by %s (web)", conversation["caller"],
                       stage, f" ({value:,.0f})" if value else "", user.id)
         return "outcome"
 
-    async def _do_note(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _do_note(self, conversation: dict, form, user: OwnerConfig,
+                       expected: int | None) -> str:
         body = str(form.get("body", "")).strip()
         if not body or len(body) > MAX_NOTE_CHARS:
             raise bad_request(f"a note has 1 to {MAX_NOTE_CHARS} characters")
         await self.store.add_note(conversation["id"], user.id, body)
         return "note"
 
-    async def _do_contact(self, conversation: dict, form, user: OwnerConfig) -> str:
+    async def _do_contact(self, conversation: dict, form, user: OwnerConfig,
+                          expected: int | None) -> str:
         """The name, and the class the rules apply from the caller's next call on."""
         name = one_line(str(form.get("name", "")), MAX_NAME_CHARS + 1)
         if len(name) > MAX_NAME_CHARS:
@@ -420,7 +468,7 @@ class Inbox:
         kind = str(form.get("class", ""))
         if kind not in CLASSES:
             raise bad_request("no such class")
-        await self.store.set_contact_name(conversation["id"], name)
+        await self.store.set_contact_name(conversation["id"], name, expected)
         caller = conversation["caller"]
         if kind != (await self.store.contact_class(caller) or configured_class(self.config, caller)):
             await self.store.set_contact_class(caller, kind, user.id)

@@ -75,11 +75,13 @@ class Reports:
         tz = self.config.business.timezone
         calls = [{**row, "when": views.when(row["started_at"], tz),
                   "who": national(row["caller"]) if row["caller"] else row["caller_raw"],
-                  "number_label": views.number_label(self.config, row["business_number"])}
+                  "number_label": views.number_label(self.config, row["business_number"]),
+                  "title": views.call_title(row["outcome"], row["reason"], row["decision"] or "")}
                  for row in rows]
         return self.inbox.render("calls.html", request, {
             "calls": calls, "filters": equal, "from": f"{start:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}",
-            "numbers": self.config.numbers, "outcomes": OUTCOMES})
+            "numbers": self.config.numbers, "outcomes": OUTCOMES,
+            "reasons": views.CALL_REASONS, "decisions": views.CALL_DECISIONS})
 
     async def _cards(self, request: web.Request) -> tuple[str, list[dict]]:
         """The month asked for (default this one) and its scorecard: what `textback report` prints."""

@@ -6,6 +6,8 @@ Caller-written text passes through unchanged; the templates escape it
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -39,6 +41,42 @@ SAID = {
     "optout_removed": "Suppression lifted: it may be texted again.",
     "optout_absent": "That number was not suppressed.",
 }
+# Why a call was missed and what textback did about it, in the words of the people who read it.
+CALL_REASONS = {
+    "no_answer": "nobody picked up", "busy": "the line was busy",
+    "unavailable": "no phone could ring", "voicemail": "it went to voicemail",
+    "queue_abandoned": "they hung up while waiting in the queue",
+    "queue_timeout": "nobody in the queue answered in time",
+    "caller_hung_up": "they hung up while it rang", "ivr_abandoned": "they hung up in the menu",
+    "not_dialled": "it never rang a phone", "too_short": "they hung up at once",
+}
+CALL_DECISIONS = {
+    "missed_call_text": "We texted them.", "after_hours_text": "We texted them (after hours).",
+    "client_text": "We texted them (a client).",
+    "opted_out": "Not texted: they opted out (STOP).",
+    "open_conversation": "Not texted: you are already talking with them.",
+    "not_textable": "Not texted: the number cannot get texts.",
+    "country_not_allowed": "Not texted: a country we do not text.",
+    "no_callback_number": "Not texted: no number to text back.",
+    "too_short": "Not texted: the call was too short.",
+    "fraud_rate_cap": "Not texted: too many texts lately (fraud guard).",
+    "fraud_prefix_burst": "Not texted: many calls from one number range (fraud guard).",
+    "recovered_too_old": "Not texted: found in the call records too late.",
+    "caller_is_vendor": "Not texted: a vendor.", "caller_is_staff": "Not texted: staff.",
+    "caller_is_blocked": "Not texted: blocked.",
+    "deduplicated": "Not texted: the same call was already counted.",
+}
+
+
+def call_title(outcome: str, reason: str, decision: str) -> str:
+    """'Missed call: nobody picked up. We texted them.' (unknown codes are shown as they are)."""
+    if outcome == "answered":
+        return "Answered call."
+    why = CALL_REASONS.get(reason, reason.replace("_", " ") or "no reason recorded")
+    return f"Missed call: {why}. " + CALL_DECISIONS.get(
+        decision, f"Not texted: {decision.replace('_', ' ')}." if decision else "Not texted.")
+
+
 SIGN_IN_WHY = {
     "used": "That sign-in link was already used: each link works once. Sign in with your "
             "password, or use the link in a newer email.",
@@ -106,7 +144,16 @@ class InboxRow:
     last_at: str
     snoozed_until: str
     done: bool
-    last_call: str  # the latest call's outcome and reason, e.g. "missed: no_answer"
+    last_call: str  # the latest call's outcome and reason in words, e.g. "missed call: nobody picked up"
+    last_message_at: float  # when its latest text was stored: a live page tells new texts by it
+
+
+def _last_call(summary: str) -> str:
+    """The inbox's "missed: no_answer" (outcome: reason) as "missed call: nobody picked up"."""
+    outcome, _, reason = summary.partition(": ")
+    if outcome == "missed":
+        return "missed call: " + CALL_REASONS.get(reason, reason.replace("_", " "))
+    return f"{outcome} call" if outcome else ""
 
 
 def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
@@ -125,7 +172,8 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
             unread=bool(row["unread"]), unanswered=bool(row["unanswered"]),
             last_at=when(row["last_message_at"] or row["updated_at"], tz),
             snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
-            done=row["status"] == "closed", last_call=row["last_call"] or ""))
+            done=row["status"] == "closed", last_call=_last_call(row["last_call"] or ""),
+            last_message_at=row["last_message_at"] or 0.0))
     return made
 
 
@@ -139,41 +187,126 @@ class Entry:
     detail: str = ""
 
 
+def first_name(config: Config, owner_id: str) -> str:
+    return owner_name(config, owner_id).split(" ")[0]
+
+
+def _by_whom(config: Config, source: str) -> str:
+    """Who acted, from an action's recorded source: 'web:dana', 'assigned by dana (web)',
+    'api:crm', 'cli', '#assign by dana'; "" when the source names nobody."""
+    match = re.fullmatch(r"(?:web:|claimed by |assigned by |#assign by )([\w.@+-]+)(?: \(web\))?",
+                         source)
+    if match:
+        return first_name(config, match.group(1))
+    if source.startswith("api:"):
+        return f"{source[4:]} (through the API)"
+    if source == "cli":
+        return "Someone at the command line"
+    return ""
+
+
+def _alerted(config: Config, alert: dict) -> str:
+    how = "by email" if "@" in alert["recipient"] else "by text"
+    return f"{first_name(config, alert['owner_id'])} {how}"
+
+
 def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
-    """One thread's calls, texts, alerts, assignments, outcomes and notes, oldest first."""
+    """One thread's calls, texts, assignments, outcomes and notes, oldest first, in plain words.
+
+    An owner alert is folded into the text it is about ("alerted Dana by email"); only an
+    alert that failed is a row of its own, because then someone has to act.
+    """
     tz = config.business.timezone
     entries = []
+    alerts_of: dict[int, list[dict]] = {}
+    for alert in thread["alerts"]:
+        alerts_of.setdefault(alert["message_id"], []).append(alert)
+        if alert["state"] == "failed":
+            at = alert["created_at"]
+            entries.append(Entry(at, when(at, tz), "alert",
+                                 f"Could not alert {_alerted(config, alert)}",
+                                 detail=alert["last_error"] or "the alert failed"))
     for call in thread["calls"]:
         entries.append(Entry(call["started_at"], when(call["started_at"], tz), "call",
-                             f"Call {call['outcome']} ({call['reason']})",
-                             detail=f"decision: {call['decision'] or 'none'}"
-                                    + (" · recovered from the CDR" if call["recovered"] else "")))
+                             call_title(call["outcome"], call["reason"], call["decision"] or ""),
+                             detail="found in the call records" if call["recovered"] else ""))
     for m in thread["messages"]:
         at = m["created_at"] if m["direction"] == "in" else (m["sent_at"] or m["created_at"])
         if m["direction"] == "in":
-            entries.append(Entry(at, when(at, tz), "text_in", "They wrote", m["body"]))
+            alerted = [a for a in alerts_of.get(m["id"], []) if a["state"] != "failed"]
+            detail = "; ".join(("alerted " if a["state"] == "sent" else "alerting ")
+                               + _alerted(config, a) for a in alerted)
+            entries.append(Entry(at, when(at, tz), "text_in", "They wrote", m["body"], detail))
             continue
-        who = {"owner": f"Reply by {owner_name(config, m['author'])}" if m["author"] else "Owner reply",
+        who = {"owner": f"{first_name(config, m['author'])} replied" if m["author"] else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
         status = m["status"] + (f": {described(m['gateway'], m['error'])}" if m["error"] else "")
         entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status))
-    for alert in thread["alerts"]:
-        at = alert["sent_at"] or alert["created_at"]
-        entries.append(Entry(at, when(at, tz), "alert",
-                             f"Owner alert {alert['state']}",
-                             detail=f"to {alert['recipient'] or owner_name(config, alert['owner_id'])}"))
-    for a in thread["assignments"]:
-        entries.append(Entry(a["at"], when(a["at"], tz), "assignment",
-                             f"Assigned to {owner_name(config, a['owner_id'])}", detail=a["reason"]))
+    for index, a in enumerate(thread["assignments"]):
+        by = _by_whom(config, a["reason"])
+        to = owner_name(config, a["owner_id"])
+        if index == 0:
+            title = f"{to} owns it"
+        elif by and a["reason"].startswith("claimed by"):
+            title = f"{by} took it"
+        elif by:
+            title = f"{by} gave it to {to}"
+        else:
+            title = f"Given to {to}"
+        entries.append(Entry(a["at"], when(a["at"], tz), "assignment", title,
+                             detail="" if by else a["reason"]))
     for o in thread["outcomes"]:
         value = f" (${o['value']:,.0f})" if o["value"] else ""
-        entries.append(Entry(o["at"], when(o["at"], tz), "outcome",
-                             f"Marked {o['stage']}{value}", detail=o["source"]))
+        by = _by_whom(config, o["source"])
+        title = f"{by} marked it {o['stage']}{value}" if by else f"Marked {o['stage']}{value}"
+        entries.append(Entry(o["at"], when(o["at"], tz), "outcome", title,
+                             detail="" if by else o["source"]))
     for note in thread["notes"]:
         entries.append(Entry(note["at"], when(note["at"], tz), "note",
                              f"Internal note by {owner_name(config, note['owner_id'])}", note["body"]))
     entries.sort(key=lambda e: e.at)
     return entries
+
+
+# -- what a page showed of a conversation's state, and what changed since ------------------
+
+def shown_state(config: Config, conversation: dict, outcome: str, kind: str, now: float) -> dict:
+    """The state a thread page shows (and its forms were made from), as plain strings."""
+    snoozed = (conversation["snoozed_until"] or 0) > now
+    return {"owner": conversation["owner_id"],
+            "done": "done" if conversation["status"] == "closed" else "",
+            "snoozed": when(conversation["snoozed_until"], config.business.timezone) if snoozed else "",
+            "outcome": outcome, "name": conversation["contact_name"] or "", "class": kind}
+
+
+def read_seen(raw: str) -> dict:
+    """A form's `seen` field (shown_state as JSON); anything else reads as an unknown state."""
+    try:
+        seen = json.loads(raw)
+    except ValueError:
+        return {}
+    return {k: v for k, v in seen.items() if isinstance(v, str)} if isinstance(seen, dict) else {}
+
+
+def what_changed(config: Config, seen: dict, now: dict) -> str:
+    """'This changed while you were looking: …', saying what, from a page's state to now."""
+    changes = []
+    if seen.get("owner") != now["owner"]:
+        changes.append(f"{owner_name(config, now['owner'])} owns it now")
+    if seen.get("done") != now["done"]:
+        changes.append("it was marked done" if now["done"] else "it was opened again")
+    if seen.get("snoozed") != now["snoozed"]:
+        changes.append(f"it is snoozed until {now['snoozed']}" if now["snoozed"]
+                       else "it is no longer snoozed")
+    if seen.get("outcome") != now["outcome"]:
+        changes.append(f"it was marked {now['outcome']}" if now["outcome"] else "its outcome changed")
+    if seen.get("name") != now["name"]:
+        changes.append(f"the contact's name is now “{now['name']}”" if now["name"]
+                       else "the contact's name was removed")
+    if seen.get("class") != now["class"]:
+        changes.append(f"the contact is now a {now['class']}")
+    return "This changed while you were looking: " + ("; ".join(changes) or "someone else changed it") \
+        + ". Nothing of yours was applied; here it is as it is now."
 
 
 @dataclass(frozen=True)
