@@ -495,6 +495,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET segments = text_segments(body)
     """,
+    # What the alert email that gave out a reply token showed its owner (JSON list of lines),
+    # so a reply to it is stripped of anything it quotes back (textback.replies.strip_repeats).
+    """
+    ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]'
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -1095,23 +1100,26 @@ class Store(WebStore):
 
     # -- owners: reply tokens, assignment, outcomes ---------------------------------
 
-    async def reply_token(self, conversation_id: int, owner_id: str, ttl: float) -> str:
-        """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner."""
+    async def reply_token(self, conversation_id: int, owner_id: str, ttl: float,
+                          quoted: tuple[str, ...] = ()) -> str:
+        """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner,
+        and to what the email carrying it showed (`quoted`, stripped from a reply to it)."""
         token = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO reply_tokens (token, conversation_id, owner_id, created_at, expires_at)"
-                " VALUES (?,?,?,?,?)", (token, conversation_id, owner_id, now, now + ttl))
+                "INSERT INTO reply_tokens (token, conversation_id, owner_id, created_at, expires_at,"
+                " quoted) VALUES (?,?,?,?,?,?)",
+                (token, conversation_id, owner_id, now, now + ttl, json.dumps(list(quoted))))
         return token
 
     async def token(self, token: str, now: float) -> dict[str, Any] | None:
-        """The live binding of a token, or None when unknown or expired."""
+        """The live binding of a token, or None when unknown or expired; `quoted` is a tuple."""
         row = await self._one(
-            "SELECT t.conversation_id, t.owner_id, c.caller, c.business_number"
+            "SELECT t.conversation_id, t.owner_id, c.caller, c.business_number, t.quoted"
             " FROM reply_tokens t JOIN conversations c ON c.id = t.conversation_id"
             " WHERE t.token = ? AND t.expires_at > ?", (token, now))
-        return dict(row) if row else None
+        return {**dict(row), "quoted": tuple(json.loads(row["quoted"]))} if row else None
 
     async def assign(self, conversation_id: int, owner_id: str, reason: str) -> None:
         """A person gives the conversation to an owner (the inbox's Unassigned no longer lists it)."""
