@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 from textback import retention
-from textback.scorecard import build as build_scorecard
 from textback.store import Store
 
 log = logging.getLogger("textback")
@@ -46,8 +45,7 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
     for month in retention.months_between(oldest, horizon, timezone):
         if await store.monthly_scorecard(month.label) is not None:
             continue  # summed up by an earlier run, before any of it went
-        cards = [card.as_dict() for card in build_scorecard(
-            **await store.report_rows(month.start, month.end))]
+        cards = await store.scorecard(month.start, month.end)
         if cards:
             result.months_kept.append(month.label)
             if not dry_run:

@@ -38,6 +38,7 @@ from sms_gateway.segments import count_segments
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
+from textback.scorecard import build as build_scorecard
 from textback.selftest import Report
 from textback.store_web import NEXT_VERSION, WebStore
 
@@ -1731,26 +1732,47 @@ class Store(WebStore):
         return [dict(r) for r in rows]
 
     async def report_rows(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
-        """The raw rows of a scorecard period, for textback.scorecard.build."""
+        """The raw rows of a scorecard period, for textback.scorecard.build (which says what
+        each holds). The funnel follows the conversations with a missed call in the period
+        past its end: their replies and outcomes count whenever they came. Self-tests never count."""
         calls = await self._all(
-            "SELECT business_number, outcome, reason, conversation_id FROM calls"
-            " WHERE started_at >= ? AND started_at < ? AND selftest = 0", (start, end))
+            "SELECT k.business_number, k.outcome, k.reason, k.conversation_id, k.started_at,"
+            " t.status AS text_status, COALESCE(t.sent_at, t.created_at) AS text_at,"
+            " t.template AS text_template FROM calls k"
+            " LEFT JOIN messages t ON t.id = k.message_id AND t.direction = 'out'"
+            " AND t.kind = 'auto' WHERE k.started_at >= ? AND k.started_at < ? AND k.selftest = 0",
+            (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
             " m.created_at, m.template, m.segments FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
             " AND c.selftest = 0", (start, end))
+        missed = ("SELECT conversation_id FROM calls WHERE started_at >= ? AND started_at < ?"
+                  " AND outcome = 'missed' AND selftest = 0 AND conversation_id IS NOT NULL")
         outcomes = await self._all(
-            "SELECT o.conversation_id, c.business_number, o.stage, o.value, o.at FROM outcomes o"
-            " JOIN conversations c ON c.id = o.conversation_id WHERE o.at >= ? AND o.at < ?"
-            " AND c.selftest = 0", (start, end))
+            "SELECT o.conversation_id, o.stage, o.value, o.at FROM outcomes o"
+            f" WHERE o.conversation_id IN ({missed}) AND o.at >= ?", (start, end, start))
+        replies = await self._all(
+            "SELECT m.conversation_id, m.created_at FROM messages m"
+            f" WHERE m.conversation_id IN ({missed}) AND m.direction = 'in' AND m.created_at >= ?",
+            (start, end, start))
         opt_outs = await self._all(
             "SELECT c.business_number FROM suppressions s JOIN conversations c"
             " ON c.caller = s.number WHERE s.since >= ? AND s.since < ? AND c.selftest = 0",
             (start, end))
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
-            ("opt_outs", opt_outs))}
+            ("opt_outs", opt_outs), ("replies", replies))}
+
+    async def scorecard(self, start: float, end: float,
+                        month: str | None = None) -> list[dict[str, Any]]:
+        """A period's scorecard, one dict per business number: what `textback report`, its CSV,
+        the web page, the API and the monthly email all show. A whole month that retention
+        pruned gives the scorecard kept before it went."""
+        kept = await self.monthly_scorecard(month) if month else None
+        if kept is not None:
+            return kept
+        return [card.as_dict() for card in build_scorecard(**await self.report_rows(start, end))]
 
     async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
         """Record that an incident of `kind` began; None when one is already open."""

@@ -16,7 +16,6 @@ from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_re
                              quoted_lines)
 from textback.config import OwnerConfig
 from textback.hours import Hours
-from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
@@ -212,10 +211,9 @@ class OwnerMailWorkers:
         if local.day == 1 and recipients:
             end = local.replace(hour=0, minute=0, second=0, microsecond=0)
             start = (end - timedelta(days=1)).replace(day=1)
-            rows = await self.store.report_rows(start.timestamp(), end.timestamp())
             label = f"{start:%Y-%m}"
-            text = render_text([c.as_dict() for c in build_scorecard(**rows)], label,
-                               self.config.business.timezone)
+            cards = await self.store.scorecard(start.timestamp(), end.timestamp(), label)
+            text = render_text(cards, label, self.config.business.timezone)
             for owner_id in recipients:
                 await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
 
