@@ -146,6 +146,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
+        self._ami_state_lock = asyncio.Lock()  # one write of the AMI state at a time
         self._logins = 0
         self._mail_server: asyncio.AbstractServer | None = None
         if self.config.recovery is not None:
@@ -181,7 +182,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                             "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self._logged_in, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            on_event=self.on_event, on_login=self._logged_in, on_state=self._ami_state_changed,
+            use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         webhooks = web_server = None
