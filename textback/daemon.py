@@ -197,7 +197,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
                     header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
-                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook)
+                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook,
+                    on_not_configured=self._webhook_not_configured)
                 await webhooks.start()
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
@@ -299,6 +300,13 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
 
     def _count_webhook(self, gateway: str, result: str) -> None:
         self.metrics.webhooks.labels(gateway, result).inc()
+        if result == "accepted":
+            self.watch.webhook_signing_error = None  # the provider's signatures check out again
+
+    def _webhook_not_configured(self, gateway: str, why: str) -> None:
+        """A webhook signed with a key or algorithm not configured: an incident, so a person
+        fixes the configuration before the provider gives up retrying the replies."""
+        self.watch.webhook_signing_error = f"{gateway}: {why}"
 
     def _write_routing_table(self) -> None:
         file = self.config.agi.routing_file

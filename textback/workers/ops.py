@@ -38,6 +38,7 @@ class Watch:
     mail_error: str | None = None
     reply_listener_error: str | None = None
     routing_error: str | None = None
+    webhook_signing_error: str | None = None
 
     def send_failed(self, error: str) -> None:
         self.gateway_failures_in_row += 1
@@ -77,7 +78,8 @@ class OpsWorkers:
             now=now, ami_down_since=w.ami_down_since, quiet_open_hours=quiet,
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
-            reply_listener_error=w.reply_listener_error, routing_error=w.routing_error)
+            reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
+            webhook_signing_error=w.webhook_signing_error)
 
     async def check_incidents(self, now: float) -> None:
         """Open the incidents that began and close those that ended, mailing the admin each time."""
