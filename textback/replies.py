@@ -183,11 +183,12 @@ class Repeats:
     """What an alert showed, to tell whether lines of a reply repeat it (pure)."""
 
     def __init__(self, quoted: tuple[str, ...]):
-        self._items = [f" {words} " for words in map(_words, quoted) if words]
+        # One string, each line's words between spaces and lines apart: words never span two.
+        self._text = "\n".join(f" {words} " for words in map(_words, quoted) if words)
 
     def repeats(self, words: str) -> bool:
         """Whether these words (a line, or lines a client wrapped) appear in the alert as they are."""
-        return bool(words) and any(f" {words} " in item for item in self._items)
+        return bool(words) and f" {words} " in self._text
 
 
 def strip_repeats(lines: list[str], known: Repeats, quoted_region: bool = False) -> list[str]:
