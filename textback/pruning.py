@@ -1,5 +1,6 @@
 """Retention at work: each month before the horizon summed up into its scorecard, then its
-calls, messages and alerts deleted in short batches (textback/retention.py decides the steps).
+calls, messages and alerts deleted in short batches (textback/retention.py decides the steps),
+and the reply tokens of those months cleared of the lines their alert showed.
 
 Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
 their outcomes; a text or an email still in flight waits for a later run.
@@ -26,7 +27,8 @@ class Pruned:
 
     horizon: float
     months_kept: list[str] = field(default_factory=list)  # summed up into scorecard rows
-    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0})
+    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0,
+                                                             "quotes": 0})
     batch_seconds: list[float] = field(default_factory=list)  # how long each held the write lock
 
     @property

@@ -498,8 +498,10 @@ MIGRATIONS: list[str] = [
     """,
     # What the alert email that gave out a reply token showed its owner (JSON list of lines),
     # so a reply to it is stripped of anything it quotes back (textback.replies.strip_repeats).
+    # Retention forgets them with the month they quote (reply_tokens_quoting).
     """
-    ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]'
+    ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX reply_tokens_quoting ON reply_tokens (created_at) WHERE quoted <> '[]'
     """,
 ]
 
@@ -1840,12 +1842,15 @@ class Store(WebStore):
         messages = await self._one(
             f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
             f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
-        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0}
+        quotes = await self._one("SELECT COUNT(*) AS n FROM reply_tokens"
+                                 " WHERE quoted <> '[]' AND created_at < ?", (cutoff,))
+        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0,
+                "quotes": quotes["n"]}
 
     async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
         """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
-        escalations) from before `cutoff`, in one short transaction. A text or an email still
-        being sent is never pruned."""
+        escalations) from before `cutoff`, and forget what up to `limit` reply tokens' alerts
+        quoted, in one short transaction. A text or an email still being sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
                 f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
@@ -1863,7 +1868,11 @@ class Store(WebStore):
             calls = (await db.execute(
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
                 " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
-        return {"calls": calls, "messages": len(ids), "alerts": alerts}
+            quotes = (await db.execute(
+                "UPDATE reply_tokens SET quoted = '[]' WHERE token IN (SELECT token FROM"
+                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?)",
+                (cutoff, limit))).rowcount
+        return {"calls": calls, "messages": len(ids), "alerts": alerts, "quotes": quotes}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
