@@ -17,6 +17,7 @@ from lab.harness import in_process
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
+from textback.replies import new_text
 from tests.providers.common import serving
 from tests.providers.twilio import FakeTwilio
 
@@ -469,3 +470,14 @@ async def test_a_reply_that_only_forwards_the_alert_is_not_sent_and_the_owner_is
     told = await notice(smtp_sink)
     assert told["Subject"] == NOTHING_TO_SEND
     assert await sent_texts(daemon) == []
+
+
+def test_an_echo_of_part_of_a_homeowners_line_is_the_owners_own_and_a_whole_quote_is_not():
+    """new_text, the pure core: "Tuesday at 10" is in the homeowner's text, but only part of it."""
+    quoted = ("Can you come Tuesday at 10 or Wednesday at 2?", "  Mon 07 Dec 2026 09:30 EST  "
+              "They replied: Can you come Tuesday at 10 or Wednesday at 2?")
+    echo = mail("dana@acme.example", "x@y", "Tuesday at 10\nSee you then.")
+    assert new_text(echo, "Dana Reyes", quoted) == "Tuesday at 10\nSee you then."
+    quote = mail("dana@acme.example", "x@y",
+                 "Tuesday at 10 it is.\n\nCan you come Tuesday at 10 or\nWednesday at 2?\n")
+    assert new_text(quote, "Dana Reyes", quoted) == "Tuesday at 10 it is."  # wrapped, still whole

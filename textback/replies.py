@@ -168,6 +168,10 @@ _WORD = re.compile(r"\w+")
 # A repeat this short may well be the owner's own answer ("Yes", "Thanks!") and is kept,
 # unless it sits next to longer repeats (a table cell of a quoted thread line, say).
 MIN_REPEAT_WORDS = 3
+# A line that repeats only part of one of the alert's lines ("Tuesday at 10" out of the
+# homeowner's "Can you come Tuesday at 10 or Wednesday?") is an owner's echo unless it is
+# this long; a whole line, or a repeat that runs over several lines, is a quote.
+MIN_PARTIAL_WORDS = 8
 
 
 def _words(line: str) -> str:
@@ -184,18 +188,23 @@ class Repeats:
 
     def __init__(self, quoted: tuple[str, ...]):
         # One string, each line's words between spaces and lines apart: words never span two.
-        self._text = "\n".join(f" {words} " for words in map(_words, quoted) if words)
+        self._text = "\n" + "\n".join(f" {words} " for words in map(_words, quoted) if words) + "\n"
 
     def repeats(self, words: str) -> bool:
         """Whether these words (a line, or lines a client wrapped) appear in the alert as they are."""
         return bool(words) and f" {words} " in self._text
+
+    def whole(self, words: str) -> bool:
+        """Whether these words are the whole of one of the alert's lines."""
+        return bool(words) and f"\n {words} \n" in self._text
 
 
 def strip_repeats(lines: list[str], known: Repeats, quoted_region: bool = False) -> list[str]:
     """The lines that are the owner's own: without "> " lines, forward marks and repeats of the alert.
 
     A run of consecutive lines, each of which (or which, joined) appears in the alert, is
-    a quote when it holds at least MIN_REPEAT_WORDS words in all. In a `quoted_region` (the part
+    a quote when it holds at least MIN_REPEAT_WORDS words in all, and is a whole line of
+    the alert, runs over several lines, or holds MIN_PARTIAL_WORDS words. In a `quoted_region` (the part
     the parser found below "On ... wrote:" or a header block) everything up to the last
     quoted line is the quote, and only what follows it (a bottom-posted answer) is kept;
     a region that quotes nothing of the alert is someone else's message and is dropped.
@@ -203,8 +212,9 @@ def strip_repeats(lines: list[str], known: Repeats, quoted_region: bool = False)
     marked = {k for k, line in enumerate(lines)
               if line.lstrip().startswith(">") or _FORWARD_MARK.match(line)}
     unmarked = ["" if k in marked else line for k, line in enumerate(lines)]
-    spans = [(start, end) for start, end in _repeat_spans(unmarked, known)
-             if _count(lines[start:end]) >= MIN_REPEAT_WORDS]
+    spans = [(start, end) for start, end, whole in _repeat_spans(unmarked, known)
+             if _count(lines[start:end]) >= MIN_REPEAT_WORDS
+             and (whole or end - start > 1 or _count(lines[start:end]) >= MIN_PARTIAL_WORDS)]
     if quoted_region:
         ends = [end for _, end in spans] + [k + 1 for k in marked]
         return lines[max(ends):] if ends else []
@@ -215,30 +225,30 @@ def _count(lines: list[str]) -> int:
     return sum(len(_words(line).split()) for line in lines)
 
 
-def _repeat_spans(lines: list[str], known: Repeats) -> list[tuple[int, int]]:
-    """[start, end) of each maximal run of consecutive lines that repeats the alert."""
-    spans: list[tuple[int, int]] = []
+def _repeat_spans(lines: list[str], known: Repeats) -> list[tuple[int, int, bool]]:
+    """[start, end) of each maximal run of consecutive lines that repeats the alert, and
+    whether one of its parts is the whole of an alert line."""
+    spans: list[tuple[int, int, bool]] = []
     i = 0
     while i < len(lines):
-        end = _run_from(lines, i, known)
+        end, whole = _run_from(lines, i, known)
         if end == i:
             i += 1
         elif spans and spans[-1][1] == i:
-            spans[-1], i = (spans[-1][0], end), end
+            spans[-1], i = (spans[-1][0], end, spans[-1][2] or whole), end
         else:
-            spans.append((i, end))
+            spans.append((i, end, whole))
             i = end
     return spans
 
 
-def _run_from(lines: list[str], start: int, known: Repeats) -> int:
-    """The end of the longest run from `start` whose joined words repeat one alert line; or start.
+def _run_from(lines: list[str], start: int, known: Repeats) -> tuple[int, bool]:
+    """The end of the longest run from `start` whose joined words repeat one alert line (or
+    `start`), and whether they are that whole line.
 
     A client may wrap a long text over several lines, so lines are joined before comparing.
     """
-    if not _words(lines[start]):
-        return start
-    end, joined = start, ""
+    end, joined, whole = start, "", False
     for k in range(start, len(lines)):
         words = _words(lines[k])
         if not words:
@@ -246,8 +256,8 @@ def _run_from(lines: list[str], start: int, known: Repeats) -> int:
         joined = f"{joined} {words}".strip()
         if not known.repeats(joined):
             break
-        end = k + 1
-    return end
+        end, whole = k + 1, known.whole(joined)
+    return end, whole
 
 
 def _without(lines: list[str], spans: list[tuple[int, int]]) -> list[str]:
