@@ -11,6 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from sms_gateway.segments import count_segments
@@ -63,6 +64,30 @@ def test_build_counts_conversations_through_the_funnel_each_stage_within_the_one
     assert d["reply_rate"] == 1.0 and d["reply_rate_by_template"] == {"default": 1.0}
     assert d["median_minutes_reply_to_human_answer"] == 12.5  # (5 min + 20 min) / 2
     assert d["opt_outs"] == 1
+
+
+_CONVERSATION = st.one_of(st.none(), st.integers(1, 6))
+_CALLS = st.lists(st.fixed_dictionaries({
+    "business_number": st.sampled_from(["+1", "+2"]), "outcome": st.sampled_from(["missed", "answered"]),
+    "reason": st.just("no_answer"), "conversation_id": _CONVERSATION, "started_at": st.integers(0, 100),
+    "text_status": st.sampled_from([None, "sent", "delivered", "undelivered", "failed", "pending"]),
+    "text_at": st.integers(0, 200), "text_template": st.sampled_from([None, "default", "b"])}),
+    max_size=12)
+_OUTCOMES = st.lists(st.fixed_dictionaries({
+    "conversation_id": st.integers(1, 6), "at": st.integers(0, 300), "value": st.just(1000.0),
+    "stage": st.sampled_from(["booked", "qualified", "won", "lost", "spam"])}), max_size=12)
+_REPLIES = st.lists(st.fixed_dictionaries({
+    "conversation_id": st.integers(1, 6), "created_at": st.integers(0, 300)}), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CALLS, _OUTCOMES, _REPLIES)
+def test_each_stage_of_the_funnel_is_within_the_one_before_whatever_the_rows(calls, outcomes,
+                                                                              replies):
+    for card in build(calls, [], outcomes, [], replies):
+        counts = [n for _, _, n, _ in funnel(card.as_dict())]
+        assert counts == sorted(counts, reverse=True), counts
+        assert all(rate is None or 0 <= rate <= 1 for _, _, _, rate in funnel(card.as_dict()))
 
 
 async def test_one_missed_call_and_many_texts_add_up_everywhere_and_self_tests_never_count(
