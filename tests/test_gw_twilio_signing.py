@@ -45,6 +45,7 @@ SHARED = "shared-key-secret-0123456789abcdef0123456789abcdef"
 PUBLIC = "https://textback.example.com/hooks"
 SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
 DIGESTS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+WEBHOOK_PORT = 15182  # the daemon's own webhook server
 
 
 def twilio_signature(secret: str, algorithm: str, url: str, params: dict[str, str]) -> str:
@@ -196,8 +197,6 @@ def test_a_shared_key_needs_its_id_and_the_id_its_key():
     with pytest.raises(ValidationError, match="shared_key and shared_key_id go together"):
         TwilioSettings(account_sid=SID, auth_token={"env": "T"}, shared_key_id=KEY_ID)
 
-
-WEBHOOK_PORT = 15182
 
 
 async def test_the_daemon_opens_an_incident_and_recovers_once_twilio_signs_as_configured(
