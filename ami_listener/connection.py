@@ -172,18 +172,20 @@ class _Manager(Manager):
 
 EventHandler = Callable[[dict[str, Any]], None]
 LoginHandler = Callable[[], Awaitable[None] | None]
+StateHandler = Callable[[bool], None]
 
 
 class AmiConnection:
     def __init__(self, host: str, port: int, username: str, secret: SecretStr, *,
                  on_event: EventHandler, on_login: LoginHandler | None = None,
-                 use_tls: bool = False, tls_verify: bool = True,
+                 on_state: StateHandler | None = None, use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
                  login_timeout: float = 10.0, reconnect_max: float = 60.0,
                  record_to: Path | None = None):
         self.host, self.port, self.username = host, port, username
         self._on_event = on_event
         self._on_login = on_login
+        self._on_state = on_state  # told True at each login, False when a logged-in link is lost
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._login_timeout = login_timeout
@@ -297,6 +299,7 @@ class AmiConnection:
             self.last_login_error = None
             self._logged_in.set()
             log.info("AMI logged in to %s:%d as %s", self.host, self.port, self.username)
+            self._tell_state(True)
             if self._on_login:
                 result = self._on_login()
                 if asyncio.iscoroutine(result):
@@ -307,7 +310,17 @@ class AmiConnection:
                       self.username, self.host, self.port, self.last_login_error)
 
     def _disconnected(self, manager: Manager, exc: Exception | None) -> None:
-        self._logged_in.clear()
+        if self.logged_in:
+            self._logged_in.clear()
+            self._tell_state(False)
+
+    def _tell_state(self, logged_in: bool) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(logged_in)
+        except Exception:  # noqa: BLE001 - the connection must carry on whatever the handler does
+            log.exception("the AMI state handler failed")
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
         event = event_fields(message)

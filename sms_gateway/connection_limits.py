@@ -32,13 +32,20 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warn(self, kind: str, message: str) -> None:
+        self._log(logging.WARNING, kind, message)
+
+    def error(self, kind: str, message: str) -> None:
+        self._log(logging.ERROR, kind, message)
+
+    def _log(self, level: int, kind: str, message: str) -> None:
         now = time.monotonic()
         if now - self._last.get(kind, -self.interval) < self.interval:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
         self._last[kind] = now
         more = self._suppressed.pop(kind, 0)
-        log.warning("%s%s", message, f" ({more} more since the last warning)" if more else "")
+        since = f" ({more} more since the last {logging.getLevelName(level).lower()})"
+        log.log(level, "%s%s", message, since if more else "")
 
 
 class _Limited(asyncio.Protocol):

@@ -81,6 +81,12 @@ class WebhookSettings(Strict):
 class TwilioSettings(Strict):
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token: SecretRef
+    # A Webhook Setting's SharedKey: Twilio then signs with it instead of the AuthToken, and
+    # says so in X-Twilio-Webhooks-Signature-Settings (key=<shared_key_id>,algorithm=...).
+    shared_key: SecretRef | None = None
+    shared_key_id: str | None = Field(None, min_length=1, max_length=100,
+                                      pattern=r"^[A-Za-z0-9_.:-]+$")
+    shared_key_algorithm: Literal["HMAC_SHA256", "HMAC_SHA1"] = "HMAC_SHA256"
     api_base_url: Url = "https://api.twilio.com"
     # Default sender for every business number: a Messaging Service SID (MG...) or a number.
     # Without it a text goes out from the number the caller dialled.
@@ -104,8 +110,19 @@ class TwilioSettings(Strict):
                                  f"Messaging Service SID (MG...)")
         return canonical
 
+    @model_validator(mode="after")
+    def _shared_key_named(self) -> "TwilioSettings":
+        if (self.shared_key is None) != (self.shared_key_id is None):
+            raise ValueError("shared_key and shared_key_id go together: the secret of a Webhook "
+                             "Setting's SharedKey, and the key Twilio names in "
+                             "X-Twilio-Webhooks-Signature-Settings")
+        return self
+
     def secret_refs(self) -> dict[str, SecretRef]:
-        return {"auth_token": self.auth_token}
+        refs = {"auth_token": self.auth_token}
+        if self.shared_key is not None:
+            refs["shared_key"] = self.shared_key
+        return refs
 
 
 class TelnyxSettings(Strict):

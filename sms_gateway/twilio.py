@@ -10,6 +10,15 @@ base64(HMAC-SHA1(AuthToken, public URL + each POST key and value, sorted by
 key)). Twilio adds parameters without notice, so every parameter is signed
 over, and the URL must be the one Twilio called: behind a proxy, configure
 the public base URL.
+
+A Webhook Setting may sign with a SharedKey instead, and HMAC-SHA256 (or
+HMAC-SHA1); Twilio then announces it in X-Twilio-Webhooks-Signature-Settings:
+key=<SharedKey id>,algorithm=HMAC_SHA256. The signed string is the same. A
+webhook with a JSON body is signed over its URL alone, which carries
+bodySHA256, the hex SHA-256 of the raw body. A header naming a key or an
+algorithm that is not configured is refused as NotConfigured (403, an error
+line and an incident): it is Twilio's configuration or a forgery, and either
+way a person must look.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from typing import Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -26,7 +36,8 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, basic_auth, dig, failure
 from sms_gateway.settings import TwilioSettings
-from sms_gateway.webhooks import DeliveryState, DeliveryStatus, Endpoint, Event, Refused, WebhookRequest
+from sms_gateway.webhooks import (DeliveryState, DeliveryStatus, Endpoint, Event, NotConfigured,
+                                  Refused, WebhookRequest)
 
 OPTED_OUT = 21610  # the recipient replied STOP
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -54,14 +65,39 @@ _FIELD_SHAPES = {
 }
 
 
-def signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """X-Twilio-Signature for a request to `url` with these POST parameters."""
+SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+ALGORITHMS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+
+
+def signature(key: str, url: str, params: list[tuple[str, str]],
+              algorithm: str = "HMAC_SHA1") -> str:
+    """X-Twilio-Signature for a request to `url` with these POST parameters, signed with `key`
+    (the AuthToken, or a Webhook Setting's SharedKey) by `algorithm`."""
     payload = url
-    for key in sorted({k for k, _ in params}):
-        for value in sorted({v for k, v in params if k == key}):
-            payload += key + value
-    digest = hmac.new(auth_token.encode(), payload.encode("utf-8"), hashlib.sha1).digest()
+    for key_name in sorted({k for k, _ in params}):
+        for value in sorted({v for k, v in params if k == key_name}):
+            payload += key_name + value
+    digest = hmac.new(key.encode(), payload.encode("utf-8"), ALGORITHMS[algorithm]).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def signature_settings(header: str) -> dict[str, str]:
+    """`key=…,algorithm=…` as a dict; ValueError when it is not that shape."""
+    fields: dict[str, str] = {}
+    for part in header.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals or not name or name in fields:
+            raise ValueError("not key=…,algorithm=…")
+        fields[name.strip().lower()] = value.strip()
+    if not fields.get("key") or not fields.get("algorithm"):
+        raise ValueError("no key or no algorithm")
+    return fields
+
+
+def _shown(value: str) -> str:
+    """A value from a request, fit for a log line: printable, short, quoted."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value[:60])
+    return repr(cleaned + ("…" if len(value) > 60 else ""))
 
 
 def _url_variants(url: str) -> list[str]:
@@ -79,6 +115,20 @@ def _url_variants(url: str) -> list[str]:
     return [url, urlunsplit(other)]
 
 
+def _json_fields(body: bytes) -> list[tuple[str, str]]:
+    """A JSON webhook's top-level fields as the form's (name, text) pairs; ValueError otherwise."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("the JSON body is not an object")
+    fields = []
+    for name, value in data.items():
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"the JSON field {_shown(str(name))} is not a plain value")
+        fields.append((str(name), "" if value is None else
+                       json.dumps(value) if isinstance(value, bool) else str(value)))
+    return fields
+
+
 class TwilioGateway:
     name = "twilio"
 
@@ -86,6 +136,7 @@ class TwilioGateway:
                  public_base_url: str | None = None):
         self._s = settings
         self._token = secrets["auth_token"]
+        self._shared_key = secrets.get("shared_key")
         self._status_url = (f"{public_base_url.rstrip('/')}/twilio/status"
                             if public_base_url and settings.status_callback else None)
         self._messages_url = (f"{settings.api_base_url}/2010-04-01/Accounts/"
@@ -139,20 +190,51 @@ class TwilioGateway:
                          reply_type="text/xml"),
                 Endpoint("/status", self._read_status)]
 
+    def _signing(self, request: WebhookRequest) -> tuple[str, str]:
+        """The key and algorithm the request must be signed with: the AuthToken and HMAC-SHA1,
+        or the configured SharedKey when the Signature-Settings header names it."""
+        announced = request.headers.get(SIGNATURE_SETTINGS)
+        if announced is None:
+            return self._token.get_secret_value(), "HMAC_SHA1"
+        try:
+            settings = signature_settings(announced)
+        except ValueError as exc:
+            raise NotConfigured(f"{SIGNATURE_SETTINGS} is unreadable ({exc})") from None
+        key, algorithm = settings["key"], settings["algorithm"]
+        if self._shared_key is None:
+            raise NotConfigured(f"Twilio signed with SharedKey {_shown(key)}, and no "
+                                "twilio.shared_key is configured")
+        if key != self._s.shared_key_id:
+            raise NotConfigured(f"Twilio signed with SharedKey {_shown(key)}, not the configured "
+                                f"twilio.shared_key_id {self._s.shared_key_id!r}")
+        if algorithm != self._s.shared_key_algorithm:
+            raise NotConfigured(f"Twilio signed with {_shown(algorithm)}, not the configured "
+                                f"twilio.shared_key_algorithm {self._s.shared_key_algorithm}")
+        return self._shared_key.get_secret_value(), algorithm
+
     def _verified(self, request: WebhookRequest) -> dict[str, str]:
         given = request.headers.get("X-Twilio-Signature")
         if not given:
             raise Refused("no X-Twilio-Signature")
-        try:
-            params = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True,
-                               strict_parsing=bool(request.body))
-        except (UnicodeDecodeError, ValueError):
-            raise Refused("body is not form-encoded") from None
-        token = self._token.get_secret_value()
-        if not any(hmac.compare_digest(signature(token, url, params).encode(), given.encode())
+        key, algorithm = self._signing(request)
+        body_digest = request.query.get("bodySHA256")
+        if body_digest is not None:  # a JSON body: the URL is signed, and names the body's hash
+            signed: list[tuple[str, str]] = []
+        else:
+            try:
+                signed = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True,
+                                   strict_parsing=bool(request.body))
+            except (UnicodeDecodeError, ValueError):
+                raise Refused("body is not form-encoded") from None
+        if not any(hmac.compare_digest(signature(key, url, signed, algorithm).encode(),
+                                       given.encode())
                    for url in _url_variants(request.public_url)):
             raise Refused("X-Twilio-Signature does not match")
-        return self._well_formed(params)
+        if body_digest is None:
+            return self._well_formed(signed)
+        if not hmac.compare_digest(hashlib.sha256(request.body).hexdigest(), body_digest.lower()):
+            raise Refused("bodySHA256 does not match the body")
+        return self._well_formed(_json_fields(request.body))
 
     def _well_formed(self, params: list[tuple[str, str]]) -> dict[str, str]:
         """Signed fields in Twilio's own shapes: a replay with shifted fields is refused."""

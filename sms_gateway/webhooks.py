@@ -71,6 +71,12 @@ class Refused(Exception):
     """The request is not from the provider (bad or missing signature or secret)."""
 
 
+class NotConfigured(Refused):
+    """The request says it is signed in a way textback is not configured for (a key or an
+    algorithm it does not have): refused like a forgery, but it may be the provider's own
+    configuration, so it is logged as an error and reported (an incident), never only counted."""
+
+
 Event = InboundText | DeliveryStatus | None  # None: a genuine event we have no use for
 
 
@@ -130,9 +136,11 @@ class WebhookServer:
                  max_body_bytes: int = 65536, refusal_log_interval: float = 60.0,
                  max_connections: int = 100, header_seconds: float = 10.0,
                  body_seconds: float = 10.0, keepalive_seconds: float = 15.0,
-                 on_result: Callable[[str, str], None] = lambda gateway, result: None):
+                 on_result: Callable[[str, str], None] = lambda gateway, result: None,
+                 on_not_configured: Callable[[str, str], None] = lambda gateway, why: None):
         self._deliver = deliver
         self._on_result = on_result  # (gateway, result) for each request: the daemon counts them
+        self._on_not_configured = on_not_configured  # (gateway, why): the daemon's incident
         self._max_connections = max_connections
         self._header_seconds = header_seconds
         self._body_seconds = body_seconds
@@ -222,6 +230,11 @@ class WebhookServer:
                 body=body, public_url=self._public_url(request))
             try:
                 event = endpoint.read(incoming)
+            except NotConfigured as exc:
+                self._refusals.error(f"{request.path} not configured", (
+                    f"refused webhook on {request.path} from {request.remote or '?'}: {exc}"))
+                self._on_not_configured(gateway, str(exc))
+                raise web.HTTPForbidden(text="forbidden") from None
             except Refused as exc:
                 self._refusals.warn(request.path, f"refused webhook on {request.path} from "
                                                   f"{request.remote or '?'}: {exc}")

@@ -23,7 +23,7 @@ from sms_gateway.base import InboundText
 from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
-from textback.store import CallRow
+from textback.store import CallRow, PlannedText
 from textback.tracker import CallFinished
 
 PORT = 18188
@@ -110,7 +110,11 @@ async def seed(daemon: Daemon) -> int:
         await store.record_call(CallRow(
             linkedid=linkedid, business_number=BUSINESS_NUMBER, caller_raw=caller, caller=caller,
             caller_name="", started_at=now - 60, answered_at=None, ended_at=now - 40,
-            outcome="missed", reason="no_answer", decision="missed_call_text"), owner_id=owner)
+            outcome="missed", reason="no_answer", decision="missed_call_text"),
+            PlannedText(owner, "Sorry we missed you", now - 40), owner_id=owner)
+    for item in await store.due(now):  # without AMI the gateway waits: the seed sends them
+        assert await store.claim(item.id)
+        await store.mark_sent(item, "asterisk", f"sent-{item.id}")
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Kitchen remodel, Tue?", "m1"),
                               "log")
     # The owner's alert is mailed before the test goes on: a daemon stopped mid-SMTP waits on it.
@@ -131,7 +135,7 @@ async def test_reads_filtered_like_the_inbox(api, tokens):
     assert [c["id"] for c in body["conversations"]] == [conversation]
     status, body, _ = await call("GET", "/conversations/{id}", tokens["dash"], id=conversation)
     assert status == 200 and body["calls"][0]["call_id"] == "c-1"
-    assert [m["body"] for m in body["messages"]] == ["Kitchen remodel, Tue?"]
+    assert [m["body"] for m in body["messages"]] == ["Sorry we missed you", "Kitchen remodel, Tue?"]
     status, body, _ = await call("GET", "/calls?since=1h", tokens["dash"])
     assert status == 200 and {c["call_id"] for c in body["calls"]} == {"c-1", "c-2"}
     status, body, _ = await call("GET", "/calls?since=2030-01-01T00:00:00%2B00:00", tokens["dash"])

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER
+from textback.scorecard import render_text
+from textback.store import CallRow, PlannedText
+from textback.web.reports import month_period
 from textback.workers.owner_mail import next_daily
 
 NY = ZoneInfo("America/New_York")
@@ -27,6 +31,13 @@ def test_next_daily_is_the_next_local_occurrence():
 
 
 async def test_digest_lists_waiting_texts_and_the_first_brings_the_scorecard(daemon, smtp_sink):
+    store, now = daemon.store, time.time()
+    await store.record_call(CallRow("1.1", BUSINESS_NUMBER, HOMEOWNER, HOMEOWNER, "", now - 60,
+                                    None, now - 50, "missed", "no_answer", "missed_call_text"),
+                            PlannedText("dana", "Sorry we missed you", now - 50))
+    [item] = await store.due(now + 1)
+    await store.claim(item.id)
+    await store.mark_sent(item, "log", "sid-1")
     record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Still interested!",
                                                "log", None, "dana")
     await daemon.store.record_outcome(record.conversation_id, "booked", None, "test")
@@ -40,4 +51,9 @@ async def test_digest_lists_waiting_texts_and_the_first_brings_the_scorecard(dae
     assert "+12125550123: Still interested!" in digest.get_content()
     report = by_recipient["boss@example.com"]
     assert report["Subject"].startswith("textback scorecard ")
-    assert "booked                1" in report.get_content()
+    assert "  booked                1   100% of replied\r\n" in report.get_content()
+    # the figures of `textback report`, the CSV and the web page: one function makes them all
+    label = datetime.now(NY).strftime("%Y-%m")
+    start, end = month_period(label, "America/New_York")
+    assert report.get_content().replace("\r\n", "\n").rstrip("\n") == render_text(
+        await store.scorecard(start, end, label), label, "America/New_York")

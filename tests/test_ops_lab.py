@@ -11,9 +11,11 @@ import time
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, lab_config
 from lab.harness import eventually, in_process, wait_until
+from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
 
@@ -130,3 +132,36 @@ async def test_ready_after_the_ami_login_watchdog_pings_and_metrics_of_a_real_ca
 
 async def _true(value) -> object:
     return value
+
+
+def _status(path) -> tuple[int, str]:
+    """`textback status`'s exit code and its AMI line."""
+    result = CliRunner().invoke(main, ["status", "-c", str(path)])
+    [ami] = [line[16:] for line in result.output.splitlines() if line.startswith("AMI ")]
+    return result.exit_code, ami
+
+
+async def test_status_follows_each_ami_login_loss_and_reconnect_at_once(tmp_path, lab_pbx):
+    """The state used to be written by the 10-second incident check only: for up to 10 s after
+    every login, status said "NOT logged in" and exited 1."""
+    config = lab_config(tmp_path, lab_pbx)
+    daemon = Daemon(load(config))
+    async with in_process(daemon, timeout=20):
+        async def status_says(state: str, code: int, within: float = 2.0) -> None:
+            deadline = time.monotonic() + within
+            while (seen := await asyncio.to_thread(_status, config))[1].split(" for ")[0] != state:
+                assert time.monotonic() < deadline, f"status still says {seen} after {within} s"
+                await asyncio.sleep(0.1)
+            assert seen[0] == code, seen
+
+        await eventually(lambda: _true(daemon.ami.logged_in), 20, "the AMI login")
+        await status_says("logged in", 0)
+        await asyncio.to_thread(lab_pbx.stop_asterisk)
+        try:
+            await eventually(lambda: _true(not daemon.ami.logged_in), 20, "the link lost")
+            await status_says("NOT logged in", 1)
+        finally:
+            await asyncio.to_thread(lab_pbx.start_asterisk)
+        await eventually(lambda: _true(daemon.ami.logged_in), 60, "the AMI login again")
+        await status_says("logged in", 0)
+        assert daemon.ami.logins == 2

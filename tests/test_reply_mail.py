@@ -17,6 +17,7 @@ from lab.harness import in_process
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
+from textback.replies import new_text
 from tests.providers.common import serving
 from tests.providers.twilio import FakeTwilio
 
@@ -372,3 +373,111 @@ async def test_a_reply_in_an_unknown_charset_is_read_leniently(running, charset)
     code, answer = await asyncio.to_thread(send_raw, reply_to, raw)
     assert code == 250 and b"Error" not in answer
     assert (await until(lambda: _sent(daemon)))[1] == "See you at 10, caf\u00e9 after."
+
+
+# -- whatever the markup, what the alert showed never goes back to the homeowner ---------------
+
+ASKED = "Yes, kitchen remodel. When can you come?"
+ANSWER = "Thursday at 8 works. I'll bring samples."
+
+
+@pytest.fixture
+async def alerted(tmp_path, smtp_sink):
+    """A daemon whose owner has the alert for ASKED; yields it, the reply address and the alert."""
+    config = base_config(tmp_path, **{
+        "ami.port": 15099, "smtp.port": 15025,
+        "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"}],
+        "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT},
+    })
+    async with in_process(Daemon(load(write_config(tmp_path, config)))) as daemon:
+        await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, ASKED), "log")
+        [received] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+        alert = BytesParser(policy=policy.default).parsebytes(received.message.as_bytes())
+        yield daemon, alert["Reply-To"], alert
+
+
+def _alert_parts(alert: EmailMessage) -> tuple[str, str]:
+    """The alert's plain text, and the inside of its HTML body, as a mail client quotes them."""
+    html = alert.get_body(("html",)).get_content()
+    inside = html[html.index("<body"):]
+    return (alert.get_body(("plain",)).get_content(),
+            inside[inside.index(">") + 1:inside.rindex("</body>")])
+
+
+def _html_reply(to: str, html: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Dana Reyes <dana@acme.example>"
+    message["To"] = to
+    message["Subject"] = "Re: Text from (212) 555-0123"
+    message.set_content(html, subtype="html")
+    return message
+
+
+def _quoted(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.splitlines())
+
+
+@pytest.mark.parametrize("reply", [
+    # The reported defect: no client markup, a bare blockquote of the homeowner's words.
+    lambda to, alert: _html_reply(to, f"<p>{ANSWER}</p><blockquote>{ASKED}</blockquote>"),
+    # The whole alert quoted in a styled div, as webmail clients without their own classes do.
+    lambda to, alert: _html_reply(
+        to, f"<div>{ANSWER}</div><br><div style=\"border-left:2px solid #ccc;padding-left:8px\">"
+            f"{_alert_parts(alert)[1]}</div>"),
+    # Apple Mail's forward of the alert back to its reply address: the alert, unmarked.
+    lambda to, alert: mail("dana@acme.example", to,
+                           f"{ANSWER}\n\nBegin forwarded message:\n\nFrom: {alert['From']}\n"
+                           f"Subject: {alert['Subject']}\nDate: {alert['Date']}\n"
+                           f"To: {alert['To']}\n\n{_alert_parts(alert)[0]}"),
+    # Top-posted above Outlook's header block, the alert below it unmarked.
+    lambda to, alert: mail("dana@acme.example", to,
+                           f"{ANSWER}\n\n________________________________\n"
+                           f"From: {alert['From']}\nSent: Monday, December 7, 2026 10:02 AM\n"
+                           f"To: {alert['To']}\nSubject: {alert['Subject']}\n\n"
+                           f"{_alert_parts(alert)[0]}"),
+    # Bottom-posted below the "> " quote, in plain text ...
+    lambda to, alert: mail("dana@acme.example", to,
+                           f"On Mon, Dec 7, 2026 at 10:02 AM {alert['From']} wrote:\n"
+                           f"{_quoted(_alert_parts(alert)[0])}\n\n{ANSWER}\n"),
+    # ... and below a bare blockquote in HTML.
+    lambda to, alert: _html_reply(to, f"<blockquote>{_alert_parts(alert)[1]}</blockquote>"
+                                      f"<div>{ANSWER}</div>"),
+], ids=["bare-blockquote", "styled-div", "forward", "top-posted", "bottom-posted-plain",
+        "bottom-posted-html"])
+async def test_a_quote_of_the_alert_is_never_texted_whatever_its_markup(alerted, reply):
+    daemon, reply_to, alert = alerted
+    await asyncio.to_thread(send, reply(reply_to, alert))
+    assert await until(lambda: _sent(daemon)) == ("sent", ANSWER)
+    assert len(await sent_texts(daemon)) == 1
+
+
+async def test_a_short_answer_that_repeats_a_few_words_is_the_owners_own(alerted, smtp_sink):
+    """ "Kitchen remodel?" is in the alert too, but an owner may well write two words like them."""
+    daemon, reply_to, alert = alerted
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to,
+                                       f"Kitchen remodel!\n\n{_quoted(_alert_parts(alert)[0])}"))
+    assert await until(lambda: _sent(daemon)) == ("sent", "Kitchen remodel!")
+
+
+async def test_a_reply_that_only_forwards_the_alert_is_not_sent_and_the_owner_is_told(
+        alerted, smtp_sink):
+    daemon, reply_to, alert = alerted
+    await asyncio.to_thread(send, mail("dana@acme.example", reply_to,
+                                       "---------- Forwarded message ---------\n"
+                                       f"From: {alert['From']}\nDate: {alert['Date']}\n"
+                                       f"Subject: {alert['Subject']}\nTo: {alert['To']}\n\n"
+                                       f"{_alert_parts(alert)[0]}"))
+    told = await notice(smtp_sink)
+    assert told["Subject"] == NOTHING_TO_SEND
+    assert await sent_texts(daemon) == []
+
+
+def test_an_echo_of_part_of_a_homeowners_line_is_the_owners_own_and_a_whole_quote_is_not():
+    """new_text, the pure core: "Tuesday at 10" is in the homeowner's text, but only part of it."""
+    quoted = ("Can you come Tuesday at 10 or Wednesday at 2?", "  Mon 07 Dec 2026 09:30 EST  "
+              "They replied: Can you come Tuesday at 10 or Wednesday at 2?")
+    echo = mail("dana@acme.example", "x@y", "Tuesday at 10\nSee you then.")
+    assert new_text(echo, "Dana Reyes", quoted) == "Tuesday at 10\nSee you then."
+    quote = mail("dana@acme.example", "x@y",
+                 "Tuesday at 10 it is.\n\nCan you come Tuesday at 10 or\nWednesday at 2?\n")
+    assert new_text(quote, "Dana Reyes", quoted) == "Tuesday at 10 it is."  # wrapped, still whole

@@ -141,3 +141,22 @@ async def test_the_daemon_prunes_when_it_starts_and_daily(tmp_path):
     assert pruned == retention.horizon(time.time(), MONTHS, NY)
     after = counts(tmp_path / "textback.db")
     assert after["calls"] < before["calls"] and after["suppressions"] == before["suppressions"]
+
+
+async def test_retention_clears_what_old_reply_addresses_quoted_and_keeps_them_working(store):
+    """A reply address keeps the lines of its alert (the homeowner's words) to strip them from a
+    reply; they go with the month they came from, and the address still takes a reply."""
+    now = time.time()
+    inbound = await store.record_inbound("+12125550123", BUSINESS_NUMBER, "Kitchen remodel", "log",
+                                         None, "dana")
+    old = await store.reply_token(inbound.conversation_id, "dana", 400 * 86400, ("Kitchen remodel",))
+    recent = await store.reply_token(inbound.conversation_id, "dana", 30 * 86400, ("Bathroom",))
+    async with store._transaction() as db:  # the text and its alert were 200 days ago
+        await db.execute("UPDATE reply_tokens SET created_at = ? WHERE token = ?",
+                         (now - 200 * 86400, old))
+        await db.execute("UPDATE messages SET created_at = ?", (now - 200 * 86400,))
+    assert (await prune(store, 3, NY, now, dry_run=True)).deleted["quotes"] == 1
+    result = await prune(store, 3, NY, now)
+    assert result.deleted["quotes"] == 1
+    assert (await store.token(old, now))["quoted"] == ()
+    assert (await store.token(recent, now))["quoted"] == ("Bathroom",)

@@ -34,6 +34,9 @@ async def test_the_scorecard_page_and_csv_show_what_textback_report_prints(tmp_p
     await set_passwords(path)
     async with web_daemon(path) as daemon, client() as browser:
         await daemon.store.record_call(missed("1.1", "+12125550123"), PlannedText("dana", "Sorry", 0))
+        [item] = await daemon.store.due(time.time())
+        assert await daemon.store.claim(item.id)  # no AMI: the gateway waits, the test sends it
+        await daemon.store.mark_sent(item, "asterisk", "1-1")
         await homeowner_writes(daemon, "Kitchen please")
         [row] = await daemon.store.inbox()
         await signed_in(browser)
@@ -41,6 +44,12 @@ async def test_the_scorecard_page_and_csv_show_what_textback_report_prints(tmp_p
         month = datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m")
         status, html, _ = await browser.get(f"/scorecard?month={month}")
         assert status == 200 and "<svg" in html and "won $82,000" in html
+        # one conversation all the way: each stage is all of the one before, won implies qualified
+        funnel_rows = re.findall(r"<tr><th>(\w+)</th><td>(\S+)</td><td>(\S*)</td></tr>", html)
+        assert funnel_rows == [("missed", "1", ""), ("texted", "1", "100%"), ("replied", "1", "100%"),
+                               ("booked", "1", "100%"), ("qualified", "1", "100%"),
+                               ("won", "1", "100%")]
+        assert html.count('class="conversion">100%</text>') == 5
         status, body, response = await browser.get(f"/scorecard.csv?month={month}")
         assert status == 200 and response.headers["Content-Type"].startswith("text/csv")
         report = await asyncio.to_thread(run_cli, "report", "-c", str(path), "--month", month,

@@ -81,6 +81,56 @@ def compose_notice(sender: str, business_name: str, owner_name: str, owner_email
     return msg
 
 
+def _plain_lines(alert: ReplyAlert, replyable: bool, inbox_link: str | None,
+                 link_text: str) -> list[str]:
+    """The lines of the alert's plain-text part."""
+    caller = national(alert.caller)
+    lines = [
+        f"{_who(alert)} replied to {alert.business_name}'s text on {national(alert.business_number)}:",
+        "",
+        *("    " + line for line in alert.reply.splitlines() or [""]),
+        "",
+        "The conversation so far:",
+    ]
+    for entry in alert.entries:
+        label = _LABELS.get(entry.kind, entry.kind)
+        lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
+    lines += ["", f"Call or text them back at {caller}."]
+    if replyable:
+        lines += ["Reply to this email to text them: only your new words are sent.",
+                  "Or reply with one command: #booked, #qualified, #won 82000, #lost, #spam,"
+                  " #assign <owner id>."]
+    if inbox_link:
+        lines += ["", link_text or inbox_link]
+    return lines
+
+
+def _who(alert: ReplyAlert) -> str:
+    caller = national(alert.caller)
+    name = one_line(alert.caller_name, 60)
+    return f"{caller} ({name})" if name else caller
+
+
+def quoted_lines(alert: ReplyAlert, inbox_link: str | None = None,
+                 link_text: str = "") -> tuple[str, ...]:
+    """Everything the alert email shows the owner, line by line: what a reply may quote back.
+
+    The plain part's lines, the full text of every message (the HTML part shows them
+    unshortened), the HTML part's own wording and the headers a forward repeats. The
+    reply judge strips whatever repeats these, so a quote never reaches the homeowner,
+    whatever markup the owner's mail client gave it (textback.replies.strip_repeats).
+    """
+    sender = Address(display_name=one_line(alert.business_name, 60) + " textback",
+                     addr_spec=alert.sender)
+    owner = Address(display_name=one_line(alert.owner_name, 60), addr_spec=alert.owner_email)
+    return tuple([
+        *_plain_lines(alert, True, inbox_link, link_text),
+        alert.reply, *(entry.text for entry in alert.entries),
+        "Open the conversation in the inbox (the link signs you in once).",
+        f"From: {sender}", f"To: {owner}", f"Subject: {one_line(subject_for(alert), 120)}",
+    ])
+
+
 def compose_reply_alert(alert: ReplyAlert, message_domain: str,
                         reply_to: str | None = None, inbox_link: str | None = None,
                         link_text: str = "") -> EmailMessage:
@@ -93,30 +143,11 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     if reply_to:
         msg["Reply-To"] = reply_to
 
-    caller = national(alert.caller)
-    name = one_line(alert.caller_name, 60)
-    who = f"{caller} ({name})" if name else caller
-    dialled = national(alert.business_number)
-    lines = [
-        f"{who} replied to {alert.business_name}'s text on {dialled}:",
-        "",
-        *("    " + line for line in alert.reply.splitlines() or [""]),
-        "",
-        "The conversation so far:",
-    ]
-    for entry in alert.entries:
-        label = _LABELS.get(entry.kind, entry.kind)
-        lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
-    lines += ["", f"Call or text them back at {caller}."]
-    if reply_to:
-        lines += ["Reply to this email to text them: only your new words are sent.",
-                  "Or reply with one command: #booked, #qualified, #won 82000, #lost, #spam,"
-                  " #assign <owner id>."]
-    if inbox_link:
-        lines += ["", link_text or inbox_link]
+    lines = _plain_lines(alert, bool(reply_to), inbox_link, link_text)
     msg.set_content("\n".join(lines))
 
     esc = html.escape
+    caller, who, dialled = national(alert.caller), _who(alert), national(alert.business_number)
     rows = "".join(
         f"<tr><td style=\"color:#666;padding-right:1em\">{esc(_when(e.at, alert.timezone))}</td>"
         f"<td><b>{esc(_LABELS.get(e.kind, e.kind))}</b></td><td>{esc(e.text)}</td></tr>"

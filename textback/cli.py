@@ -336,17 +336,14 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
 async def _scorecard(store, month: str | None, begin: float, stop: float, tz: str) -> list[dict]:
     """A month's scorecard as kept when retention pruned it; else computed from the rows."""
     from textback.pruning import PRUNED_BEFORE
-    from textback.scorecard import build
 
-    kept = await store.monthly_scorecard(month) if month else None
-    if kept is not None:
-        return kept
     pruned_before = await store.progress(PRUNED_BEFORE)
-    if pruned_before is not None and begin < pruned_before:
+    if (pruned_before is not None and begin < pruned_before
+            and (not month or await store.monthly_scorecard(month) is None)):
         click.echo("textback: calls, texts and alerts before "
                    f"{datetime.fromtimestamp(pruned_before, ZoneInfo(tz)):%Y-%m-%d} were pruned "
                    "(retention.months); whole months keep their scorecard (--month).", err=True)
-    return [c.as_dict() for c in build(**await store.report_rows(begin, stop))]
+    return await store.scorecard(begin, stop, month)
 
 
 def _conversation(loaded: Loaded, store, number: str):

@@ -146,6 +146,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
+        self._ami_state_lock = asyncio.Lock()  # one write of the AMI state at a time
         self._logins = 0
         self._mail_server: asyncio.AbstractServer | None = None
         if self.config.recovery is not None:
@@ -181,7 +182,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                             "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self._logged_in, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            on_event=self.on_event, on_login=self._logged_in, on_state=self._ami_state_changed,
+            use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         webhooks = web_server = None
@@ -195,7 +197,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
                     header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
-                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook)
+                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook,
+                    on_not_configured=self._webhook_not_configured)
                 await webhooks.start()
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
@@ -297,6 +300,13 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
 
     def _count_webhook(self, gateway: str, result: str) -> None:
         self.metrics.webhooks.labels(gateway, result).inc()
+        if result == "accepted":
+            self.watch.webhook_signing_error = None  # the provider's signatures check out again
+
+    def _webhook_not_configured(self, gateway: str, why: str) -> None:
+        """A webhook signed with a key or algorithm not configured: an incident, so a person
+        fixes the configuration before the provider gives up retrying the replies."""
+        self.watch.webhook_signing_error = f"{gateway}: {why}"
 
     def _write_routing_table(self) -> None:
         file = self.config.agi.routing_file

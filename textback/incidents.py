@@ -22,6 +22,7 @@ TITLES = {
     "mail_refused": "the SMTP relay refuses mail",
     "reply_listener": "the reply-mail listener is not running",
     "routing_table": "the routing table cannot be written",
+    "webhook_signing": "webhooks are signed with a key textback does not have",
 }
 WHAT_TO_CHECK = {
     "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
@@ -39,6 +40,11 @@ WHAT_TO_CHECK = {
                       "reply_mail.listen_port. textback retries every minute.",
     "routing_table": "The AGI script keeps an old table or falls back to its default ring "
                      "targets: check the directory of agi.routing_file and its permissions.",
+    "webhook_signing": "Replies and delivery reports are refused (403) and the provider retries "
+                       "them for a while: configure the key and algorithm its webhook settings "
+                       "sign with (for Twilio: twilio.shared_key, shared_key_id, "
+                       "shared_key_algorithm) and restart textback. If you set no such key, "
+                       "someone else is calling the webhook.",
 }
 
 
@@ -55,6 +61,7 @@ class Observed:
     mail_error: str | None  # the relay's last refusal, until a mail goes through
     reply_listener_error: str | None
     routing_error: str | None
+    webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
 
 
 def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
@@ -78,6 +85,8 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
         found["reply_listener"] = one_line(seen.reply_listener_error, 300)
     if seen.routing_error is not None:
         found["routing_table"] = one_line(seen.routing_error, 300)
+    if seen.webhook_signing_error is not None:
+        found["webhook_signing"] = one_line(seen.webhook_signing_error, 300)
     return found
 
 

@@ -74,7 +74,8 @@ class ReplyMailHandler:
         owner = self._config.owner(binding["owner_id"])
         try:
             message, verdict = await asyncio.wait_for(asyncio.to_thread(
-                self._read, raw, envelope.mail_from, owner.email, owner.name), READ_SECONDS)
+                self._read, raw, envelope.mail_from, owner.email, owner.name, binding["quoted"]),
+                READ_SECONDS)
         except asyncio.TimeoutError:
             log.error("a reply to conversation %d took over %g s to read; its owner is told",
                       binding["conversation_id"], READ_SECONDS)
@@ -99,13 +100,13 @@ class ReplyMailHandler:
         await self._on_reply(binding, verdict)
         return "250 OK"
 
-    def _read(self, raw: bytes, mail_from: str | None, owner_email: str,
-              owner_name: str) -> tuple[EmailMessage, Verdict]:
-        """Parse and judge one message (runs in a worker thread)."""
+    def _read(self, raw: bytes, mail_from: str | None, owner_email: str, owner_name: str,
+              quoted: tuple[str, ...]) -> tuple[EmailMessage, Verdict]:
+        """Parse and judge one message (runs in a worker thread); `quoted` is what its alert showed."""
         message: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
         return message, judge(message, mail_from, owner_email, self._team,
                               self._settings.trusted_authserv_id, self._settings.max_segments,
-                              owner_name)
+                              owner_name, quoted)
 
 
 async def serve(config: Config, store: Store, on_reply: OnReply,

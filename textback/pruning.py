@@ -1,5 +1,6 @@
 """Retention at work: each month before the horizon summed up into its scorecard, then its
-calls, messages and alerts deleted in short batches (textback/retention.py decides the steps).
+calls, messages and alerts deleted in short batches (textback/retention.py decides the steps),
+and the reply tokens of those months cleared of the lines their alert showed.
 
 Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
 their outcomes; a text or an email still in flight waits for a later run.
@@ -13,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 from textback import retention
-from textback.scorecard import build as build_scorecard
 from textback.store import Store
 
 log = logging.getLogger("textback")
@@ -27,7 +27,8 @@ class Pruned:
 
     horizon: float
     months_kept: list[str] = field(default_factory=list)  # summed up into scorecard rows
-    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0})
+    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0,
+                                                             "quotes": 0})
     batch_seconds: list[float] = field(default_factory=list)  # how long each held the write lock
 
     @property
@@ -46,8 +47,7 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
     for month in retention.months_between(oldest, horizon, timezone):
         if await store.monthly_scorecard(month.label) is not None:
             continue  # summed up by an earlier run, before any of it went
-        cards = [card.as_dict() for card in build_scorecard(
-            **await store.report_rows(month.start, month.end))]
+        cards = await store.scorecard(month.start, month.end)
         if cards:
             result.months_kept.append(month.label)
             if not dry_run:

@@ -129,13 +129,15 @@ def _aligned(value: str, domain: str) -> bool:
     return bool(domain) and (found == domain or found.endswith("." + domain))
 
 
-def new_text(message: EmailMessage, owner_name: str = "") -> str:
+def new_text(message: EmailMessage, owner_name: str = "", quoted: tuple[str, ...] = ()) -> str:
     """The owner's new words: the body without quoted history, signature or sign-off.
 
     The plain part when there is one, else the HTML part as text (some phones
     send HTML only). The library removes quotes and signature blocks; a bare
     sign-off with the owner's own name ("Dana") above a signature is dropped
-    here, since the homeowner already sees who writes.
+    here, since the homeowner already sees who writes. `quoted` is every line
+    the alert showed (textback.alerts.quoted_lines): whatever repeats it is cut,
+    however the owner's mail client marked it up (strip_repeats).
     """
     part = message.get_body(("plain", "html"))
     if part is None:
@@ -145,16 +147,122 @@ def new_text(message: EmailMessage, owner_name: str = "") -> str:
         body = new_words(body[:MAX_PARSED_CHARS * 4])
     body = _bounded(body.replace("\r\n", "\n"))
     replies = EmailReplyParser(languages=["en"]).read(body).replies
-    # The library's first reply is the quoted message itself (it has headers, "On ... wrote:")
-    # when nothing was written above it.
-    text = replies[0].body if replies and not replies[0].headers else ""
-    # "> " lines the library leaves (a quote whose "On ... wrote:" was deleted) are not the owner's.
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+    # A part the library splits off at "On ... wrote:" or a header block (it has headers) is
+    # the quoted alert, with perhaps an answer written below it.
+    known = Repeats(quoted)
+    lines: list[str] = []
+    for reply in replies:
+        lines += strip_repeats(reply.body.splitlines(), known, quoted_region=bool(reply.headers))
     names = {owner_name.lower(), owner_name.split()[0].lower()} if owner_name.strip() else set()
-    lines = text.strip().splitlines()
+    lines = _BLANK_RUN.sub("\n\n", "\n".join(lines)).strip().splitlines()
     while len(lines) > 1 and lines[-1].strip(" ,.-–—").lower() in names:
         lines.pop()
     return "\n".join(lines).strip()
+
+
+# The line a mail client puts above a forwarded message; what follows is the alert itself.
+_FORWARD_MARK = re.compile(r"^\s*(?:-{2,}\s*(?:forwarded|original) message\s*-{2,}"
+                           r"|begin forwarded message:)\s*$", re.IGNORECASE)
+_ANGLED = re.compile(r"<[^<>\s]*>")  # an address or a link a client writes beside a name
+_WORD = re.compile(r"\w+")
+# A repeat this short may well be the owner's own answer ("Yes", "Thanks!") and is kept,
+# unless it sits next to longer repeats (a table cell of a quoted thread line, say).
+MIN_REPEAT_WORDS = 3
+# A line that repeats only part of one of the alert's lines ("Tuesday at 10" out of the
+# homeowner's "Can you come Tuesday at 10 or Wednesday?") is an owner's echo unless it is
+# this long; a whole line, or a repeat that runs over several lines, is a quote.
+MIN_PARTIAL_WORDS = 8
+
+
+def _words(line: str) -> str:
+    """A line reduced to its words, lower case: the form in which two lines are compared.
+
+    Quote marks, punctuation, table layout and addresses in angle brackets differ from one
+    mail client to the next; the words a quote repeats do not.
+    """
+    return " ".join(_WORD.findall(_ANGLED.sub(" ", line).casefold()))
+
+
+class Repeats:
+    """What an alert showed, to tell whether lines of a reply repeat it (pure)."""
+
+    def __init__(self, quoted: tuple[str, ...]):
+        # One string, each line's words between spaces and lines apart: words never span two.
+        self._text = "\n" + "\n".join(f" {words} " for words in map(_words, quoted) if words) + "\n"
+
+    def repeats(self, words: str) -> bool:
+        """Whether these words (a line, or lines a client wrapped) appear in the alert as they are."""
+        return bool(words) and f" {words} " in self._text
+
+    def whole(self, words: str) -> bool:
+        """Whether these words are the whole of one of the alert's lines."""
+        return bool(words) and f"\n {words} \n" in self._text
+
+
+def strip_repeats(lines: list[str], known: Repeats, quoted_region: bool = False) -> list[str]:
+    """The lines that are the owner's own: without "> " lines, forward marks and repeats of the alert.
+
+    A run of consecutive lines, each of which (or which, joined) appears in the alert, is
+    a quote when it holds at least MIN_REPEAT_WORDS words in all, and is a whole line of
+    the alert, runs over several lines, or holds MIN_PARTIAL_WORDS words. In a `quoted_region` (the part
+    the parser found below "On ... wrote:" or a header block) everything up to the last
+    quoted line is the quote, and only what follows it (a bottom-posted answer) is kept;
+    a region that quotes nothing of the alert is someone else's message and is dropped.
+    """
+    marked = {k for k, line in enumerate(lines)
+              if line.lstrip().startswith(">") or _FORWARD_MARK.match(line)}
+    unmarked = ["" if k in marked else line for k, line in enumerate(lines)]
+    spans = [(start, end) for start, end, whole in _repeat_spans(unmarked, known)
+             if _count(lines[start:end]) >= MIN_REPEAT_WORDS
+             and (whole or end - start > 1 or _count(lines[start:end]) >= MIN_PARTIAL_WORDS)]
+    if quoted_region:
+        ends = [end for _, end in spans] + [k + 1 for k in marked]
+        return lines[max(ends):] if ends else []
+    return _without(lines, spans + [(k, k + 1) for k in marked])
+
+
+def _count(lines: list[str]) -> int:
+    return sum(len(_words(line).split()) for line in lines)
+
+
+def _repeat_spans(lines: list[str], known: Repeats) -> list[tuple[int, int, bool]]:
+    """[start, end) of each maximal run of consecutive lines that repeats the alert, and
+    whether one of its parts is the whole of an alert line."""
+    spans: list[tuple[int, int, bool]] = []
+    i = 0
+    while i < len(lines):
+        end, whole = _run_from(lines, i, known)
+        if end == i:
+            i += 1
+        elif spans and spans[-1][1] == i:
+            spans[-1], i = (spans[-1][0], end, spans[-1][2] or whole), end
+        else:
+            spans.append((i, end, whole))
+            i = end
+    return spans
+
+
+def _run_from(lines: list[str], start: int, known: Repeats) -> tuple[int, bool]:
+    """The end of the longest run from `start` whose joined words repeat one alert line (or
+    `start`), and whether they are that whole line.
+
+    A client may wrap a long text over several lines, so lines are joined before comparing.
+    """
+    end, joined, whole = start, "", False
+    for k in range(start, len(lines)):
+        words = _words(lines[k])
+        if not words:
+            break
+        joined = f"{joined} {words}".strip()
+        if not known.repeats(joined):
+            break
+        end, whole = k + 1, known.whole(joined)
+    return end, whole
+
+
+def _without(lines: list[str], spans: list[tuple[int, int]]) -> list[str]:
+    cut = {k for start, end in spans for k in range(start, end)}
+    return [line for k, line in enumerate(lines) if k not in cut]
 
 
 def _decoded(part: EmailMessage) -> str:
@@ -181,7 +289,7 @@ def attachment_names(message: EmailMessage) -> tuple[str, ...]:
 
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
           team: frozenset[str], authserv_id: str | None, max_segments: int,
-          owner_name: str = "") -> Verdict:
+          owner_name: str = "", quoted: tuple[str, ...] = ()) -> Verdict:
     automatic = automatic_because(message, envelope_sender)
     if automatic is not None:
         return Verdict("drop", f"automatic reply: {automatic}")
@@ -191,7 +299,7 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
         return Verdict("refuse", "sender is not the owner of this conversation")
     if not authenticated(message, authserv_id, sender):
         return Verdict("refuse", "no aligned DMARC, DKIM or SPF pass from the trusted authserv-id")
-    text = new_text(message, owner_name)
+    text = new_text(message, owner_name, quoted)
     if not text:
         attachments = attachment_names(message)
         if attachments:

@@ -39,6 +39,7 @@ from sms_gateway.segments import count_segments
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
+from textback.scorecard import build as build_scorecard
 from textback.selftest import Report
 from textback.store_web import NEXT_VERSION, WebStore
 
@@ -521,6 +522,13 @@ MIGRATIONS: list[str] = [
         BEGIN UPDATE conversations SET state_version = state_version + 1,
             version = (SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)
             WHERE caller = NEW.number; END
+    """,
+    # What the alert email that gave out a reply token showed its owner (JSON list of lines),
+    # so a reply to it is stripped of anything it quotes back (textback.replies.strip_repeats).
+    # Retention forgets them with the month they quote (reply_tokens_quoting).
+    """
+    ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX reply_tokens_quoting ON reply_tokens (created_at) WHERE quoted <> '[]'
     """,
 ]
 
@@ -1137,23 +1145,26 @@ class Store(WebStore):
 
     # -- owners: reply tokens, assignment, outcomes ---------------------------------
 
-    async def reply_token(self, conversation_id: int, owner_id: str, ttl: float) -> str:
-        """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner."""
+    async def reply_token(self, conversation_id: int, owner_id: str, ttl: float,
+                          quoted: tuple[str, ...] = ()) -> str:
+        """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner,
+        and to what the email carrying it showed (`quoted`, stripped from a reply to it)."""
         token = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO reply_tokens (token, conversation_id, owner_id, created_at, expires_at)"
-                " VALUES (?,?,?,?,?)", (token, conversation_id, owner_id, now, now + ttl))
+                "INSERT INTO reply_tokens (token, conversation_id, owner_id, created_at, expires_at,"
+                " quoted) VALUES (?,?,?,?,?,?)",
+                (token, conversation_id, owner_id, now, now + ttl, json.dumps(list(quoted))))
         return token
 
     async def token(self, token: str, now: float) -> dict[str, Any] | None:
-        """The live binding of a token, or None when unknown or expired."""
+        """The live binding of a token, or None when unknown or expired; `quoted` is a tuple."""
         row = await self._one(
-            "SELECT t.conversation_id, t.owner_id, c.caller, c.business_number"
+            "SELECT t.conversation_id, t.owner_id, c.caller, c.business_number, t.quoted"
             " FROM reply_tokens t JOIN conversations c ON c.id = t.conversation_id"
             " WHERE t.token = ? AND t.expires_at > ?", (token, now))
-        return dict(row) if row else None
+        return {**dict(row), "quoted": tuple(json.loads(row["quoted"]))} if row else None
 
     async def assign(self, conversation_id: int, owner_id: str, reason: str,
                      expected_state: int | None = None) -> None:
@@ -1774,26 +1785,47 @@ class Store(WebStore):
         return [dict(r) for r in rows]
 
     async def report_rows(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
-        """The raw rows of a scorecard period, for textback.scorecard.build."""
+        """The raw rows of a scorecard period, for textback.scorecard.build (which says what
+        each holds). The funnel follows the conversations with a missed call in the period
+        past its end: their replies and outcomes count whenever they came. Self-tests never count."""
         calls = await self._all(
-            "SELECT business_number, outcome, reason, conversation_id FROM calls"
-            " WHERE started_at >= ? AND started_at < ? AND selftest = 0", (start, end))
+            "SELECT k.business_number, k.outcome, k.reason, k.conversation_id, k.started_at,"
+            " t.status AS text_status, COALESCE(t.sent_at, t.created_at) AS text_at,"
+            " t.template AS text_template FROM calls k"
+            " LEFT JOIN messages t ON t.id = k.message_id AND t.direction = 'out'"
+            " AND t.kind = 'auto' WHERE k.started_at >= ? AND k.started_at < ? AND k.selftest = 0",
+            (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
             " m.created_at, m.template, m.segments FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
             " AND c.selftest = 0", (start, end))
+        missed = ("SELECT conversation_id FROM calls WHERE started_at >= ? AND started_at < ?"
+                  " AND outcome = 'missed' AND selftest = 0 AND conversation_id IS NOT NULL")
         outcomes = await self._all(
-            "SELECT o.conversation_id, c.business_number, o.stage, o.value, o.at FROM outcomes o"
-            " JOIN conversations c ON c.id = o.conversation_id WHERE o.at >= ? AND o.at < ?"
-            " AND c.selftest = 0", (start, end))
+            "SELECT o.conversation_id, o.stage, o.value, o.at FROM outcomes o"
+            f" WHERE o.conversation_id IN ({missed}) AND o.at >= ?", (start, end, start))
+        replies = await self._all(
+            "SELECT m.conversation_id, m.created_at FROM messages m"
+            f" WHERE m.conversation_id IN ({missed}) AND m.direction = 'in' AND m.created_at >= ?",
+            (start, end, start))
         opt_outs = await self._all(
             "SELECT c.business_number FROM suppressions s JOIN conversations c"
             " ON c.caller = s.number WHERE s.since >= ? AND s.since < ? AND c.selftest = 0",
             (start, end))
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),
-            ("opt_outs", opt_outs))}
+            ("opt_outs", opt_outs), ("replies", replies))}
+
+    async def scorecard(self, start: float, end: float,
+                        month: str | None = None) -> list[dict[str, Any]]:
+        """A period's scorecard, one dict per business number: what `textback report`, its CSV,
+        the web page, the API and the monthly email all show. A whole month that retention
+        pruned gives the scorecard kept before it went."""
+        kept = await self.monthly_scorecard(month) if month else None
+        if kept is not None:
+            return kept
+        return [card.as_dict() for card in build_scorecard(**await self.report_rows(start, end))]
 
     async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
         """Record that an incident of `kind` began; None when one is already open."""
@@ -1861,12 +1893,15 @@ class Store(WebStore):
         messages = await self._one(
             f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
             f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
-        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0}
+        quotes = await self._one("SELECT COUNT(*) AS n FROM reply_tokens"
+                                 " WHERE quoted <> '[]' AND created_at < ?", (cutoff,))
+        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0,
+                "quotes": quotes["n"]}
 
     async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
         """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
-        escalations) from before `cutoff`, in one short transaction. A text or an email still
-        being sent is never pruned."""
+        escalations) from before `cutoff`, and forget what up to `limit` reply tokens' alerts
+        quoted, in one short transaction. A text or an email still being sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
                 f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
@@ -1884,7 +1919,11 @@ class Store(WebStore):
             calls = (await db.execute(
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
                 " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
-        return {"calls": calls, "messages": len(ids), "alerts": alerts}
+            quotes = (await db.execute(
+                "UPDATE reply_tokens SET quoted = '[]' WHERE token IN (SELECT token FROM"
+                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?)",
+                (cutoff, limit))).rowcount
+        return {"calls": calls, "messages": len(ids), "alerts": alerts, "quotes": quotes}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")

@@ -30,7 +30,6 @@ from textback.api.ratelimit import RateLimiter
 from textback.api.shapes import (AssignmentBody, BadRequest, ContactBody, OutcomeBody, ReplyBody,
                                  call_view, calls_query, conversation_filter, conversation_view,
                                  error_view, message_view, parse_body, scorecard_period)
-from textback.scorecard import build
 from textback.store_web import StaleState
 from textback.web.server import RouteProvider
 
@@ -235,8 +234,8 @@ class Api:
     async def scorecard(self, request: web.Request, token) -> web.Response:
         start, end, label = scorecard_period(request.query, self.config.business.timezone,
                                              time.time())
-        cards = build(**await self.store.report_rows(start, end))
-        return _json(200, {"period": label, "numbers": [c.as_dict() for c in cards]})
+        month = None if "from" in request.query or "to" in request.query else label
+        return _json(200, {"period": label, "numbers": await self.store.scorecard(start, end, month)})
 
     # -- writes ------------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ def prune(config_path: str | None, dry_run: bool) -> None:
     counts = result.deleted
     click.echo(f"Before {horizon} ({months} months kept): {counts['calls']} call(s), "
                f"{counts['messages']} message(s) and {counts['alerts']} alert(s) {verb} deleted.")
+    if counts["quotes"]:
+        click.echo(f"{counts['quotes']} reply address(es) {verb} cleared of what their alert "
+                   "email showed.")
     if result.months_kept:
         click.echo(f"Scorecards {verb} kept for {', '.join(result.months_kept)}.")
     if not dry_run and result.batch_seconds:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The funnel, top to bottom: each stage's scorecard figure and its label.
-STAGES = (("missed_calls", "missed"), ("texts_sent", "texted"), ("replies", "replied"),
-          ("booked", "booked"), ("qualified", "qualified"), ("won", "won"))
+from textback.scorecard import FUNNEL, funnel
+
 # In SVG units; the chart is drawn about as wide as a phone's card (360), so a unit is ~1 px.
 WIDTH, LABEL_WIDTH, VALUE_ROOM, ROW, BAR, TOP, FOOT = 360, 84, 44, 28, 20, 4, 26
 FONT_SIZE = 16  # at a 390 px screen's scale (~0.97) still over 14 px
@@ -19,8 +18,12 @@ FONT_SIZE = 16  # at a 390 px screen's scale (~0.97) still over 14 px
 
 @dataclass(frozen=True)
 class Bar:
+    """One stage: its conversations (None in a month kept before the funnel was counted) and
+    the share of the stage before that reached it (None for the first, or nothing to divide)."""
+
     label: str
-    value: int
+    value: int | None
+    conversion: float | None
     x: float
     y: float
     width: float
@@ -34,20 +37,21 @@ class Funnel:
     won_value: float
     median_minutes: float | None
     width: int = WIDTH
-    height: int = TOP + ROW * len(STAGES) + FOOT
+    height: int = TOP + ROW * len(FUNNEL) + FOOT
     font_size: int = FONT_SIZE
 
 
 def funnels(cards: list[dict[str, Any]], labels: dict[str, str]) -> list[Funnel]:
-    """One funnel per business number; `labels` names the numbers as people know them."""
+    """One funnel per business number (textback.scorecard.funnel: conversations at each stage);
+    `labels` names the numbers as people know them."""
     made = []
     room = WIDTH - LABEL_WIDTH - VALUE_ROOM
     for card in cards:
-        values = [int(card[key]) for key, _ in STAGES]
-        top = max(values) or 1
-        bars = tuple(Bar(label, value, LABEL_WIDTH, TOP + index * ROW + (ROW - BAR) / 2,
-                         room * value / top, BAR)
-                     for index, ((_, label), value) in enumerate(zip(STAGES, values)))
+        stages = funnel(card)
+        top = max((count or 0 for _, _, count, _ in stages), default=0) or 1
+        bars = tuple(Bar(label, count, rate, LABEL_WIDTH, TOP + index * ROW + (ROW - BAR) / 2,
+                         room * (count or 0) / top, BAR)
+                     for index, (_, label, count, rate) in enumerate(stages))
         made.append(Funnel(labels.get(card["business_number"], card["business_number"]), bars,
                            card["won_value"], card["median_minutes_reply_to_human_answer"]))
     return made

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from textback.numbers import national, to_e164
-from textback.scorecard import build, csv_table
+from textback.scorecard import csv_table
 from textback.store_web import CALL_FILTERS
 from textback.web import views
 from textback.web.chart import funnels
@@ -90,8 +90,7 @@ class Reports:
             start, end = month_period(month, self.config.business.timezone)
         except ValueError:
             raise web.HTTPBadRequest(text="Bad request: the month is YYYY-MM") from None
-        rows = await self.store.report_rows(start, end)
-        return month, [card.as_dict() for card in build(**rows)]
+        return month, await self.store.scorecard(start, end, month)
 
     async def scorecard(self, request: web.Request) -> web.StreamResponse:
         month, cards = await self._cards(request)

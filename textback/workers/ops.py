@@ -38,6 +38,7 @@ class Watch:
     mail_error: str | None = None
     reply_listener_error: str | None = None
     routing_error: str | None = None
+    webhook_signing_error: str | None = None
 
     def send_failed(self, error: str) -> None:
         self.gateway_failures_in_row += 1
@@ -77,12 +78,13 @@ class OpsWorkers:
             now=now, ami_down_since=w.ami_down_since, quiet_open_hours=quiet,
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
-            reply_listener_error=w.reply_listener_error, routing_error=w.routing_error)
+            reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
+            webhook_signing_error=w.webhook_signing_error)
 
     async def check_incidents(self, now: float) -> None:
         """Open the incidents that began and close those that ended, mailing the admin each time."""
         seen = self._observed(now)
-        await self._note_ami_state(seen.ami_down_since is None, now)
+        await self._note_ami_state()  # a write that failed when the state changed is made good
         under_way = incidents.active(seen, self.config.incidents)
         known = {row["kind"]: row for row in await self.store.open_incidents()}
         zone = self.config.business.timezone
@@ -100,11 +102,22 @@ class OpsWorkers:
                                                              row["opened_at"], now, zone))
         self.metrics.incidents_open.set(len(under_way))
 
-    async def _note_ami_state(self, logged_in: bool, now: float) -> None:
-        """Keep the AMI state in the store for `textback status`, written only when it changes."""
-        if await self.store.progress(AMI_LOGGED_IN) != float(logged_in):
-            await self.store.note_progress(AMI_LOGGED_IN, float(logged_in))
-            await self.store.note_progress(AMI_STATE_SINCE, now)
+    def _ami_state_changed(self, logged_in: bool) -> None:
+        """The AMI connection logged in or lost its link: `textback status` reads it at once
+        (runs on the loop, as the connection's callback: the write is a task)."""
+        self._spawn(self._note_ami_state())
+
+    async def _note_ami_state(self) -> None:
+        """Keep the AMI state in the store for `textback status`, written only when it changes.
+
+        The state is read as the write begins, under a lock, so writes racing a quick
+        login-and-loss leave the latest one in the store.
+        """
+        async with self._ami_state_lock:
+            logged_in = float(self.ami is not None and self.ami.logged_in)
+            if await self.store.progress(AMI_LOGGED_IN) != logged_in:
+                await self.store.note_progress(AMI_LOGGED_IN, logged_in)
+                await self.store.note_progress(AMI_STATE_SINCE, time.time())
 
     async def _mail_admin(self, subject: str, text: str) -> None:
         admin = self.config.admin_email

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
-from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
+from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
+                             quoted_lines)
 from textback.config import OwnerConfig
 from textback.hours import Hours
-from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
@@ -211,10 +211,9 @@ class OwnerMailWorkers:
         if local.day == 1 and recipients:
             end = local.replace(hour=0, minute=0, second=0, microsecond=0)
             start = (end - timedelta(days=1)).replace(day=1)
-            rows = await self.store.report_rows(start.timestamp(), end.timestamp())
             label = f"{start:%Y-%m}"
-            text = render_text([c.as_dict() for c in build_scorecard(**rows)], label,
-                               self.config.business.timezone)
+            cards = await self.store.scorecard(start.timestamp(), end.timestamp(), label)
+            text = render_text(cards, label, self.config.business.timezone)
             for owner_id in recipients:
                 await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
 
@@ -254,21 +253,23 @@ class OwnerMailWorkers:
         caller_name = (contact.name if contact and contact.name else conversation["contact_name"]
                        or next((c["caller_name"] for c in reversed(history["calls"])
                                 if c["caller_name"]), ""))
-        reply_to = None
-        if self.config.reply_mail is not None and not selftest:  # a self-test has nobody to answer
-            settings = self.config.reply_mail
-            token = await self.store.reply_token(conversation["id"], owner.id,
-                                                 settings.token_days * 86400)
-            reply_to = f"reply+{token}@{settings.domain}"
         link = (await sign_in_link(self.store, self.config.web, owner.id, conversation["id"])
                 if self.config.web is not None else None)
-        message = compose_reply_alert(ReplyAlert(
+        link_text = link_line(link, self.config.web) if link else ""
+        facts = ReplyAlert(
             business_name=self.config.business.name, timezone=self.config.business.timezone,
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries)), self.mailer.domain, reply_to, link,
-            link_line(link, self.config.web) if link else "")
+            entries=tuple(entries))
+        reply_to = None
+        if self.config.reply_mail is not None and not selftest:  # a self-test has nobody to answer
+            settings = self.config.reply_mail
+            token = await self.store.reply_token(conversation["id"], owner.id,
+                                                 settings.token_days * 86400,
+                                                 quoted_lines(facts, link, link_text))
+            reply_to = f"reply+{token}@{settings.domain}"
+        message = compose_reply_alert(facts, self.mailer.domain, reply_to, link, link_text)
         await self.mailer.send(message)
         self._mail_went("alerts")
         self.metrics.reply_to_alert.observe(max(0.0, time.time() - reply["created_at"]))
