@@ -20,7 +20,7 @@ import pytest
 from lab.configs import base_config, write_config
 from lab.harness import SMTP_SINK_PORT, in_process
 from tests.budget import FACTOR
-from tests.test_api import OWNERS, PORT, seed, tokens  # noqa: F401 - tokens is a fixture
+from tests.test_api import OWNERS, PORT, cli, seed
 from textback.config import load
 from textback.daemon import Daemon
 
@@ -43,8 +43,10 @@ def config_path(tmp_path) -> Path:
     return write_config(tmp_path, config)
 
 
-async def test_schemathesis_finds_no_answer_outside_the_document(config_path, tokens, smtp_sink,
-                                                                 tmp_path):
+async def test_schemathesis_finds_no_answer_outside_the_document(config_path, smtp_sink, tmp_path):
+    code, made = cli(config_path, "token", "create", "--name", "fuzz", "--scope", "write")
+    assert code == 0
+    token = made.splitlines()[0]
     daemon = Daemon(load(config_path))
     async with in_process(daemon):
         conversation = await seed(daemon)
@@ -54,7 +56,7 @@ async def test_schemathesis_finds_no_answer_outside_the_document(config_path, to
         run = await asyncio.create_subprocess_exec(
             str(SCHEMATHESIS), "--config-file", str(settings), "--no-color", "run",
             f"http://127.0.0.1:{PORT}/api/v1/openapi.json",
-            "--header", f"Authorization: Bearer {tokens['crm']}",
+            "--header", f"Authorization: Bearer {token}",
             "--mode", "positive", "--phases", "examples,coverage,fuzzing",
             "--checks", CHECKS, "--max-examples", str(30 * FACTOR), "--max-time", str(45 * FACTOR),
             "--workers", "1", "--seed", "7", "--generation-database", "none",

@@ -89,3 +89,21 @@ async def test_pages_fit_a_phone_and_screenshots_are_saved(tmp_path):
                     if page_name in ("inbox", "thread", "scorecard"):
                         shot = await screenshot(page, f"{page_name}-{name}")
                         assert shot.stat().st_size > 5000
+
+
+async def test_back_after_signing_out_does_not_show_the_last_thread(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, chromium() as browser, page_of(browser) as page:
+        await homeowner_writes(daemon, "Gate code is 4417, the dog is friendly")
+        [row] = await daemon.store.inbox()
+        await sign_in(page, BASE, "dana", PASSWORDS["dana"])
+        await page.goto(f"{BASE}/c/{row['id']}")
+        await page.wait_for_selector(".timeline >> text=Gate code is 4417")
+        await page.click("form.signout button[type=submit]")
+        await page.wait_for_url(f"{BASE}/signin?why=signed_out")
+        await page.go_back()
+        await page.wait_for_load_state()
+        assert "Gate code" not in await page.content()
+        assert page.url.startswith(f"{BASE}/signin?next=")
+        await screenshot(page, "back-after-sign-out")
