@@ -44,7 +44,8 @@ def config_path(tmp_path) -> Path:
 
 
 async def test_schemathesis_finds_no_answer_outside_the_document(config_path, smtp_sink, tmp_path):
-    code, made = cli(config_path, "token", "create", "--name", "fuzz", "--scope", "write")
+    code, made = await asyncio.to_thread(cli, config_path, "token", "create", "--name", "fuzz",
+                                         "--scope", "write")
     assert code == 0
     token = made.splitlines()[0]
     daemon = Daemon(load(config_path))

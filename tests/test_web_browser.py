@@ -107,3 +107,23 @@ async def test_back_after_signing_out_does_not_show_the_last_thread(tmp_path):
         assert "Gate code" not in await page.content()
         assert page.url.startswith(f"{BASE}/signin?next=")
         await screenshot(page, "back-after-sign-out")
+
+
+async def test_the_settings_page_fits_a_phone_and_ends_the_other_sessions(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, chromium() as browser, \
+            page_of(browser) as desk, page_of(browser, PHONE) as phone:
+        await sign_in(desk, BASE, "dana", PASSWORDS["dana"])
+        await sign_in(phone, BASE, "dana@example.com", PASSWORDS["dana"])
+        await phone.goto(f"{BASE}/settings")
+        assert await phone.locator(".sessions li").count() == 2
+        assert await phone.evaluate(LAYOUT_PROBLEMS) == []
+        await screenshot(phone, "settings-phone")
+        await phone.click("text=Sign out everywhere else")
+        await phone.wait_for_selector("#said")
+        assert await phone.locator(".sessions li").count() == 1
+        await desk.goto(f"{BASE}/")
+        assert desk.url.startswith(f"{BASE}/signin?next=")
+        assert "signed out from another browser" in await desk.inner_text("#why")
+        assert len(await daemon.store.live_sessions("dana")) == 1

@@ -323,7 +323,7 @@ async def test_settings_list_the_sessions_and_end_the_others(tmp_path):
                              {"User-Agent": "LaptopBrowser/1.0"})
         status, html, response = await laptop.get("/settings")
         assert status == 200
-        assert "LaptopBrowser/1.0 <strong>(this browser)</strong>" in html
+        assert "<b>LaptopBrowser/1.0</b> (this browser)" in html
         assert HOSTILE_AGENT not in html and "&lt;script&gt;alert(&#34;ua&#34;)" in html
         assert "203.0.113.44" in html
         # Ending the others is a POST with the session's CSRF token; without it nothing ends.

@@ -164,8 +164,8 @@ def parameters(path: str, method: str = "get") -> list[dict[str, Any]]:
 
 
 def document() -> dict[str, Any]:
-    limit = _query("limit", "at most this many", {"type": "integer", "minimum": 1,
-                                                   "maximum": MAX_LIST})
+    limit = _query("limit", f"at most this many (1 to {MAX_LIST})",
+                   {"type": "integer", "minimum": 1, "maximum": MAX_LIST})
     return {
         "openapi": "3.1.0",
         "info": {"title": "textback API", "version": "1",

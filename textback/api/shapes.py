@@ -106,7 +106,8 @@ def _query_value(parameter: dict[str, Any], raw: str) -> Any:
     """A query parameter's text as its schema's type (an integer schema reads whole numbers)."""
     if parameter["schema"].get("type") == "integer":
         if not re.fullmatch(r"-?[0-9]{1,18}", raw):
-            raise BadRequest(parameter["name"], "a whole number")
+            raise BadRequest(parameter["name"], f"expected a whole number: "
+                                                f"{parameter['description']}")
         return int(raw)
     return raw
 
@@ -120,9 +121,8 @@ def checked_query(path: str, query: Mapping[str, str]) -> dict[str, Any]:
     values = {}
     for name, raw in query.items():
         value = _query_value(parameters[name], raw)
-        error = _first_error(parameters[name]["schema"], value)
-        if error is not None:
-            raise BadRequest(name, _message(error))
+        if _first_error(parameters[name]["schema"], value) is not None:
+            raise BadRequest(name, f"expected {parameters[name]['description']}")
         # jsonschema reads a pattern's `$` as Python does: it also matches before a final newline.
         values[name] = value.removesuffix("\n") if isinstance(value, str) else value
     return values
