@@ -169,6 +169,10 @@ async def test_a_query_outside_its_schema_is_400_naming_the_parameter(api, token
     _, call = api
     status, body, _ = await call("GET", template + query, tokens["dash"])
     assert status == 400 and body["error"]["field"] == field
+    parameters = {p["name"]: p for p in call.document_of(template)["parameters"]}
+    if field in parameters:  # the document calls the value invalid too
+        [(_, value)] = [pair.split("=") for pair in query[1:].split("&") if pair.startswith(field)]
+        assert not call.valid(parameters[field]["schema"], value)
 
 
 @pytest.mark.parametrize("template, query, field, code", [
