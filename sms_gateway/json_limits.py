@@ -8,7 +8,9 @@ twice means different things to different readers; a lone surrogate escape
 (`"\\ud800"`) makes a string that cannot be written as UTF-8 to a database,
 a log or an email. `loads` refuses each before anything acts on it, with a
 `NotReadable` (a ValueError), so every edge that already answers a ValueError
-with 400 keeps doing so.
+with 400 keeps doing so. Long strings and many keys are bounded by the body
+size limit each edge enforces before reading (api.max_body_bytes, the
+gateways' webhook limit).
 """
 
 from __future__ import annotations
