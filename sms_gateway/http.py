@@ -29,6 +29,7 @@ import phonenumbers
 from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
+from sms_gateway import json_limits
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.settings import HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
@@ -46,7 +47,7 @@ class Reply:
     def json(self) -> Any:
         """The body as JSON, or None if it is not JSON."""
         try:
-            return json.loads(self.body)
+            return json_limits.loads(self.body)
         except ValueError:
             return None
 
@@ -213,7 +214,7 @@ class HttpGateway:
         values: dict[str, Any] = dict(request.query)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if request.body and content_type.endswith("json"):
-            data = json.loads(request.body)
+            data = json_limits.loads(request.body)
             if not isinstance(data, dict):
                 raise ValueError("the JSON body is not an object")
             values.update(data)

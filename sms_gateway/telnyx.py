@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from typing import Any, Callable, Mapping
 
@@ -26,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import SecretStr
 
+from sms_gateway import json_limits
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, dig, failure
 from sms_gateway.settings import TelnyxSettings
@@ -112,7 +112,7 @@ class TelnyxGateway:
                                     timestamp.encode("ascii") + b"|" + request.body)
         except (InvalidSignature, binascii.Error, ValueError):
             raise Refused("telnyx-signature-ed25519 does not match") from None
-        return json.loads(request.body)
+        return json_limits.loads(request.body)
 
     def _read(self, request: WebhookRequest) -> Event:
         event = self._verified(request)

@@ -7,6 +7,7 @@ real `textback token` commands; requests go over loopback with aiohttp.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,19 @@ import aiohttp
 import jsonschema
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
 from openapi_spec_validator import validate as validate_openapi
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT, eventually, in_process
 from sms_gateway.base import InboundText
+from textback.api.shapes import BadRequest, parse_body
 from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import CallRow, PlannedText
 from textback.tracker import CallFinished
+from tests.budget import examples
 
 PORT = 18188
 BASE = f"http://127.0.0.1:{PORT}/api/v1"
@@ -37,7 +41,7 @@ def config_path(tmp_path) -> Path:
     config = base_config(tmp_path, owners=OWNERS, **{
         "smtp.port": SMTP_SINK_PORT, "text.delay_seconds": 0,
         "web": {"port": PORT, "public_url": "https://textback.acme.example"},
-        "api": {"requests_per_minute": 600, "burst": 200, "max_body_bytes": 1024}})
+        "api": {"requests_per_minute": 600, "burst": 200, "max_body_bytes": 16384}})
     return write_config(tmp_path, config)
 
 
@@ -88,6 +92,14 @@ class Client:
                                         format_checker=jsonschema.FormatChecker()).validate(body)
         self.checked += 1
         return status, body, answer_headers
+
+    def document_of(self, template: str, method: str = "get") -> dict[str, Any]:
+        """The operation the served document gives `method template`."""
+        return self.document["paths"][template.split("?")[0]][method]
+
+    def valid(self, schema: dict[str, Any], value: Any) -> bool:
+        return jsonschema.Draft202012Validator(
+            {**schema, "components": self.document["components"]}).is_valid(value)
 
 
 @pytest.fixture
@@ -145,19 +157,43 @@ async def test_reads_filtered_like_the_inbox(api, tokens):
 
 
 @pytest.mark.parametrize("template, query, field", [
-    ("/conversations", "?owner=nobody", "owner"),
     ("/conversations", "?unanswered=maybe", "unanswered"),
     ("/conversations", "?limit=0", "limit"),
+    ("/conversations", "?limit=five", "limit"),
     ("/conversations", "?colour=red", "colour"),
+    ("/conversations", "?owner=", "owner"),
     ("/calls", "?since=yesterday", "since"),
     ("/calls", "?since=2026-01-01T00:00:00", "since"),
+    ("/calls", "?since=", "since"),
     ("/scorecard", "?month=2026-13", "month"),
-    ("/scorecard", "?from=2026-11-01", "to"),
+    ("/scorecard", "?month=1", "month"),
 ])
-async def test_a_bad_query_is_400_naming_the_parameter(api, tokens, template, query, field):
+async def test_a_query_outside_its_schema_is_400_naming_the_parameter(api, tokens, template,
+                                                                       query, field):
     _, call = api
     status, body, _ = await call("GET", template + query, tokens["dash"])
     assert status == 400 and body["error"]["field"] == field
+    parameters = {p["name"]: p for p in call.document_of(template)["parameters"]}
+    if field in parameters:  # the document calls the value invalid too
+        [(_, value)] = [pair.split("=") for pair in query[1:].split("&") if pair.startswith(field)]
+        assert not call.valid(parameters[field]["schema"], value)
+
+
+@pytest.mark.parametrize("template, query, field, code", [
+    ("/conversations", "?owner=nobody", "owner", "unknown_owner"),
+    ("/calls", "?since=2026-02-30T10:00:00Z", "since", "no_such_time"),
+    ("/scorecard", "?from=2026-11-01", "to", "incomplete_period"),
+    ("/scorecard", "?from=2026-11-02&to=2026-11-01", "to", "empty_period"),
+    ("/scorecard", "?from=2026-02-01&to=2026-02-30", "to", "no_such_time"),
+    ("/scorecard", "?month=2026-11&from=2026-11-01&to=2026-11-02", "month", "two_periods"),
+])
+async def test_a_query_its_schema_allows_but_a_documented_check_refuses_is_422(
+        api, tokens, template, query, field, code):
+    _, call = api
+    status, body, _ = await call("GET", template + query, tokens["dash"])
+    assert status == 422 and (body["error"]["field"], body["error"]["code"]) == (field, code)
+    operation = call.document_of(template)["responses"]["422"]["description"]
+    assert f"({code})" in operation  # each check is listed in the document
 
 
 async def test_tokens_missing_unknown_revoked_or_read_only(api, tokens):
@@ -179,21 +215,57 @@ async def test_tokens_missing_unknown_revoked_or_read_only(api, tokens):
     ("outcome", {"stage": "won", "value": "82000"}, "value"),
     ("outcome", {"stage": "won", "amount": 5}, "amount"),
     ("outcome", {}, "stage"),
-    ("assignment", {"owner": "nobody"}, "owner"),
     ("assignment", {"owner": 7}, "owner"),
+    ("assignment", {"owner": ""}, "owner"),
     ("reply", {"text": ""}, "text"),
     ("reply", {"text": "   "}, "text"),
-    ("reply", {"text": "x" * 600}, "text"),
+    ("reply", {"text": "x" * 1601}, "text"),
     ("contact", {}, "name"),
+    ("contact", {"name": None, "class": None}, "name"),
     ("contact", {"class": "friend"}, "class"),
     ("contact", [1], "(body)"),
 ])
-async def test_a_malformed_write_is_400_naming_the_field(api, tokens, path, body, field):
+async def test_a_write_outside_its_schema_is_400_naming_the_field(api, tokens, path, body, field):
     daemon, call = api
     conversation = await seed(daemon)
     status, answer, _ = await call("POST", f"/conversations/{{id}}/{path}", tokens["crm"],
                                    json=body, id=conversation)
     assert status == 400 and answer["error"]["field"] == field, answer
+    request_schema = call.document_of(f"/conversations/{{id}}/{path}", "post")[
+        "requestBody"]["content"]["application/json"]["schema"]
+    assert not call.valid(request_schema, body), "the document must call it invalid too"
+
+
+@pytest.mark.parametrize("path, body, field, code", [
+    ("assignment", {"owner": "nobody"}, "owner", "unknown_owner"),
+    ("reply", {"text": "x" * 600}, "text", "too_long"),
+])
+async def test_a_write_its_schema_allows_but_a_documented_check_refuses_is_422(
+        api, tokens, path, body, field, code):
+    daemon, call = api
+    conversation = await seed(daemon)
+    status, answer, _ = await call("POST", f"/conversations/{{id}}/{path}", tokens["crm"],
+                                   json=body, id=conversation)
+    assert status == 422 and (answer["error"]["field"], answer["error"]["code"]) == (field, code)
+    operation = call.document_of(f"/conversations/{{id}}/{path}", "post")
+    assert call.valid(operation["requestBody"]["content"]["application/json"]["schema"], body)
+    assert f"({code})" in operation["responses"]["422"]["description"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("assignment", {"owner": "sam"}),
+    ("contact", {"name": None, "class": "client"}),
+    ("contact", {"name": "Pat O'Brien & Sons", "class": None}),
+    ("outcome", {"stage": "lost", "value": None}),
+    ("outcome", {"stage": "won", "value": 0.5, "external_ref": None}),
+    ("reply", {"text": "\u00a0Ok"}),
+])
+async def test_what_the_document_calls_valid_is_accepted(api, tokens, path, body):
+    daemon, call = api
+    conversation = await seed(daemon)
+    status, answer, _ = await call("POST", f"/conversations/{{id}}/{path}", tokens["crm"],
+                                   json=body, id=conversation)
+    assert status in (200, 202), answer
 
 
 async def test_not_json_too_large_and_unknown_conversation(api, tokens):
@@ -203,7 +275,7 @@ async def test_not_json_too_large_and_unknown_conversation(api, tokens):
                                  data=b"stage=won", id=conversation)
     assert status == 400 and body["error"]["field"] == "(body)"
     status, body, _ = await call("POST", "/conversations/{id}/reply", tokens["crm"],
-                                 data=b'{"text": "' + b"x" * 2000 + b'"}', id=conversation)
+                                 data=b'{"text": "' + b"x" * 17000 + b'"}', id=conversation)
     assert status == 413 and body["error"]["code"] == "too_large"
     for missing in (999, "abc"):
         status, body, _ = await call("POST", "/conversations/{id}/outcome", tokens["crm"],
@@ -211,6 +283,69 @@ async def test_not_json_too_large_and_unknown_conversation(api, tokens):
         assert status == 404
     status, body, _ = await call("GET", "/conversations/{id}", tokens["crm"], id=999)
     assert status == 404
+
+
+PATHOLOGICAL = {
+    "nested 1,000 deep": b'{"stage": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+    "nested objects": b'{"a": ' * 500 + b"1" + b"}" * 500,
+    "an integer of 5,000 digits": b'{"stage": "won", "value": ' + b"9" * 5000 + b"}",
+    "a float beyond range": b'{"stage": "won", "value": 1e999}',
+    "NaN": b'{"stage": "won", "value": NaN}',
+    "a key twice": b'{"stage": "lost", "stage": "won"}',
+    "a lone surrogate": b'{"stage": "won", "external_ref": "\\ud800"}',
+    "not UTF-8": b'{"stage": "\xff"}',
+}
+
+
+@pytest.mark.parametrize("name", PATHOLOGICAL)
+async def test_json_a_parser_can_choke_on_is_400_and_changes_nothing(api, tokens, name):
+    daemon, call = api
+    conversation = await seed(daemon)
+    status, body, _ = await call("POST", "/conversations/{id}/outcome", tokens["crm"],
+                                 data=PATHOLOGICAL[name], id=conversation)
+    assert status == 400 and body["error"]["field"] == "(body)", body
+    assert (await daemon.store.report_rows(0, time.time() + 1))["outcomes"] == []
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+              st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=10), inner, max_size=3)),
+    max_leaves=12)
+
+
+def _nest(depth: int, opener: str) -> bytes:
+    closer = {"[": "]", "{\"k\": ": "}"}[opener]
+    return (opener * depth + "0" + closer * depth).encode()
+
+
+pathological = st.one_of(
+    st.builds(_nest, st.integers(1, 3000), st.sampled_from(["[", '{"k": '])),
+    st.integers(30, 6000).map(lambda n: b'{"text": ' + b"7" * n + b"}"),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400"]).map(
+        lambda n: b'{"value": ' + n + b', "stage": "won"}'),
+    st.text(max_size=5).map(lambda k: json.dumps({"stage": "won", k: 1})[:-1].encode()
+                            + b", " + json.dumps(k).encode() + b": 2}"),
+    st.integers(0xD800, 0xDFFF).map(lambda u: f'{{"text": "\\u{u:04x}"}}'.encode()),
+    json_values.map(lambda v: json.dumps({"text": v}).encode()),
+    st.binary(max_size=200),
+)
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(st.sampled_from(["ReplyRequest", "AssignmentRequest", "OutcomeRequest", "ContactRequest"]),
+       pathological)
+def test_every_body_is_a_value_or_a_400_naming_a_field(schema, raw):
+    """Whatever the bytes, the API's body reader answers a checked value or a BadRequest: never
+    RecursionError, a number that takes seconds to read, or a string that cannot be stored."""
+    try:
+        value = parse_body(schema, raw)
+    except BadRequest as exc:
+        assert exc.status == 400 and exc.field and exc.message
+        return
+    assert isinstance(value, dict)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # storable as it is
 
 
 async def test_writes_reply_assign_outcome_and_contact(api, tokens):

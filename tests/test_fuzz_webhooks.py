@@ -41,7 +41,12 @@ bodies = st.one_of(st.binary(max_size=300), fields.map(lambda f: urlencode(f).en
                    st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), text),
                                 lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                         st.dictionaries(text, inner, max_size=4)),
-                                max_leaves=20).map(lambda v: repr(v).encode()))
+                                max_leaves=20).map(lambda v: repr(v).encode()),
+                   # What a JSON parser chokes on: deep nesting, huge numbers, NaN, a key twice.
+                   st.integers(1, 5000).map(lambda n: b'{"data": ' + b"[" * n + b"]" * n + b"}"),
+                   st.integers(1, 6000).map(lambda n: b'{"id": ' + b"9" * n + b"}"),
+                   st.sampled_from([b'{"id": NaN}', b'{"id": 1e999}', b'{"to": "a", "to": "b"}',
+                                    b'{"text": "\\udc00"}']))
 
 
 def request(path: str, query: dict[str, str], body: bytes, headers: dict[str, str]) -> WebhookRequest:

@@ -1,5 +1,5 @@
 """The inbox in a real browser (Chromium): live updates, the segment counter, hostile text shown as
-text with no script run. (Phone-sized pages, axe-core and the screenshots: test_web_phone_a11y.py.)"""
+text with no script run, back after sign-out, the settings page. (Phone-sized pages, axe-core and the screenshots: test_web_phone_a11y.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
-from tests.browser import chromium, page_of, sign_in
+from tests.browser import LAYOUT_PROBLEMS, PHONE, chromium, page_of, screenshot, sign_in
 from tests.web_helpers import BASE, PASSWORDS, homeowner_writes, set_passwords, web_config, web_daemon
 
 SCRIPT_NAME = '<script>window.__xss = "name"</script>'
@@ -68,3 +68,41 @@ async def test_a_new_reply_appears_live_and_the_title_counts_unread(tmp_path):
         await page.wait_for_selector("#said")
         assert "Queued" in await page.inner_text("#said")
         assert await page.title() == "(212) 555-0123 · Acme Remodeling"  # no unread count
+
+
+async def test_back_after_signing_out_does_not_show_the_last_thread(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, chromium() as browser, page_of(browser) as page:
+        await homeowner_writes(daemon, "Gate code is 4417, the dog is friendly")
+        [row] = await daemon.store.inbox()
+        await sign_in(page, BASE, "dana", PASSWORDS["dana"])
+        await page.goto(f"{BASE}/c/{row['id']}")
+        await page.wait_for_selector(".timeline >> text=Gate code is 4417")
+        await page.click("form.signout button[type=submit]")
+        await page.wait_for_url(f"{BASE}/signin?why=signed_out")
+        await page.go_back()
+        await page.wait_for_load_state()
+        assert "Gate code" not in await page.content()
+        assert page.url.startswith(f"{BASE}/signin?next=")
+        await screenshot(page, "back-after-sign-out")
+
+
+async def test_the_settings_page_fits_a_phone_and_ends_the_other_sessions(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, chromium() as browser, \
+            page_of(browser) as desk, page_of(browser, PHONE) as phone:
+        await sign_in(desk, BASE, "dana", PASSWORDS["dana"])
+        await sign_in(phone, BASE, "dana@example.com", PASSWORDS["dana"])
+        await phone.goto(f"{BASE}/settings")
+        assert await phone.locator(".sessions li").count() == 2
+        assert await phone.evaluate(LAYOUT_PROBLEMS) == []
+        await screenshot(phone, "settings-phone")
+        await phone.click("text=Sign out everywhere else")
+        await phone.wait_for_selector("#said")
+        assert await phone.locator(".sessions li").count() == 1
+        await desk.goto(f"{BASE}/")
+        assert desk.url.startswith(f"{BASE}/signin?next=")
+        assert "signed out from another browser" in await desk.inner_text("#why")
+        assert len(await daemon.store.live_sessions("dana")) == 1

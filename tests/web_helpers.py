@@ -62,8 +62,10 @@ class Client:
         async with self.session.get(BASE + path, allow_redirects=False, **kwargs) as response:
             return response.status, await response.text(), response
 
-    async def post(self, path: str, data: dict) -> tuple[int, str, aiohttp.ClientResponse]:
-        async with self.session.post(BASE + path, data=data, allow_redirects=False) as response:
+    async def post(self, path: str, data: dict, headers: dict | None = None
+                   ) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.post(BASE + path, data=data, allow_redirects=False,
+                                     headers=headers) as response:
             return response.status, await response.text(), response
 
     async def csrf(self, path: str) -> str:
@@ -71,10 +73,12 @@ class Client:
         assert status == 200, (path, status, html)
         return form_value(html, "csrf")
 
-    async def sign_in(self, account: str, password: str) -> tuple[int, str]:
+    async def sign_in(self, account: str, password: str,
+                      headers: dict | None = None) -> tuple[int, str]:
         token = await self.csrf("/signin")
         status, _, response = await self.post("/signin", {"csrf": token, "account": account,
-                                                          "password": password, "next": "/"})
+                                                          "password": password, "next": "/"},
+                                              headers)
         return status, response.headers.get("Location", "")
 
     def cookie(self, name: str) -> str | None:

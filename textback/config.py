@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_calendars
 import phonenumbers
-from pydantic import (Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (Field, IPvAnyNetwork, PrivateAttr, SecretStr, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from sms_gateway.settings import (
     HttpSettings,
@@ -575,6 +575,14 @@ class WebConfig(Strict):
     session_idle_minutes: float = Field(480, ge=1, le=30 * 24 * 60)
     # How long the sign-in link in an owner email works (once).
     link_hours: float = Field(24, gt=0, le=14 * 24)
+    # Failed sign-ins allowed per owner (whichever of their name or email was typed) and per
+    # client address within the window; kept in the store, so a restart does not reset them.
+    signin_failures_per_account: int = Field(5, ge=1, le=1000)
+    signin_failures_per_address: int = Field(20, ge=1, le=10_000)
+    signin_window_minutes: float = Field(15, gt=0, le=24 * 60)
+    # The reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
+    # From any other peer the header is ignored: a client could write anything in it.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=64)
 
     @property
     def secure(self) -> bool:

@@ -1,4 +1,5 @@
-"""Signing in to the web inbox, as values: sign-in links, attempt limits, idle sessions.
+"""Signing in to the web inbox, as values: sign-in links, attempt limits, client addresses,
+idle sessions.
 
 No I/O and no clock of its own: the web edge passes the key, the time and
 what the store holds, and gets decisions back.
@@ -14,8 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections import deque
-from dataclasses import dataclass, field
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 SIGNATURE_BYTES = 20
 
@@ -72,38 +74,58 @@ def session_expired(seen_at: float, now: float, idle_seconds: float) -> bool:
     return now - seen_at > idle_seconds
 
 
-@dataclass
-class AttemptLimiter:
-    """Failed sign-ins per key (an account or an address) in a sliding window.
+def retry_after(failures: Sequence[float], limit: int, window: float, now: float) -> float:
+    """Seconds until a key with these failure times may try again; 0 when it may now.
 
-    A key with `limit` failures in the last `window` seconds is refused
-    until the oldest of them leaves the window; a success clears the key.
+    A key with `limit` failures in the last `window` seconds is refused until the
+    oldest of them leaves the window; the store keeps the times (a success clears them).
     """
+    recent = sorted(at for at in failures if at > now - window)
+    if len(recent) < limit:
+        return 0.0
+    return recent[-limit] + window - now
 
-    limit: int
-    window: float
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key)
-        if failures is None:
-            return deque()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
+def account_key(owner_id: str | None, typed: str) -> str:
+    """The key an account's failures count under: the owner whichever name or email was typed,
+    else what was typed (so guessing one unknown name is limited too)."""
+    return f"owner:{owner_id}" if owner_id is not None else f"account:{typed}"
 
-    def retry_after(self, key: str, now: float) -> float:
-        """Seconds until `key` may try again; 0 when it may now."""
-        failures = self._recent(key, now)
-        if len(failures) < self.limit:
-            return 0.0
-        return failures[0] + self.window - now
 
-    def failed(self, key: str, now: float) -> None:
-        self._recent(key, now)
-        self._failures.setdefault(key, deque()).append(now)
+def address_key(address: str) -> str:
+    return f"address:{address}"
 
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _trusted(address: str, proxies: Iterable[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in proxies)
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str],
+                   proxies: Sequence[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy.
+
+    Behind trusted proxies, X-Forwarded-For is read from the right (each proxy appends the
+    address it saw), skipping the trusted ones: the first other address is the client's.
+    Anything left of it was written by the client and is never believed. An entry that is
+    not an address stops the walk at the last hop known for sure.
+    """
+    address = peer or "unknown"
+    if not _trusted(address, proxies):
+        return address
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return address
+        address = hop
+        if not _trusted(hop, proxies):
+            return hop
+    return address

@@ -530,6 +530,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX reply_tokens_quoting ON reply_tokens (created_at) WHERE quoted <> '[]'
     """,
+    # Failed sign-ins, kept so a restart does not reset the limits (key: an owner, an unknown
+    # account name or a client address). A session remembers the browser and address it
+    # started from, for the settings page, and how it ended, so the sign-in page says why.
+    """
+    CREATE TABLE signin_failures (
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX signin_failures_key ON signin_failures (key, at);
+    CREATE INDEX signin_failures_at ON signin_failures (at);
+    ALTER TABLE web_sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE web_sessions ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE web_sessions ADD COLUMN ended_at REAL;
+    ALTER TABLE web_sessions ADD COLUMN ended_why TEXT;
+    CREATE INDEX web_sessions_owner ON web_sessions (owner_id, ended_at)
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

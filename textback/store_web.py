@@ -39,6 +39,7 @@ INBOX_COLUMNS = (
     "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name,"
     " (SELECT outcome || ': ' || reason FROM calls WHERE conversation_id = c.id"
     "   ORDER BY started_at DESC LIMIT 1) AS last_call")
+ENDED_SESSION_DAYS = 30  # an ended session is remembered this long, to tell its browser why
 CALL_FILTERS = ("outcome", "reason", "decision", "business_number")
 MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters or more
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
@@ -252,12 +253,14 @@ class WebStore:
 
     async def set_password_hash(self, owner_id: str, password_hash: str) -> None:
         """Set an owner's password (its argon2 hash), ending every session they had."""
+        now = time.time()
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO web_users (owner_id, password_hash, changed_at) VALUES (?,?,?)"
                 " ON CONFLICT (owner_id) DO UPDATE SET password_hash = excluded.password_hash,"
-                " changed_at = excluded.changed_at", (owner_id, password_hash, time.time()))
-            await db.execute("DELETE FROM web_sessions WHERE owner_id = ?", (owner_id,))
+                " changed_at = excluded.changed_at", (owner_id, password_hash, now))
+            await db.execute("UPDATE web_sessions SET ended_at = ?, ended_why = 'password_changed'"
+                             " WHERE owner_id = ? AND ended_at IS NULL", (now, owner_id))
 
     async def password_hash(self, owner_id: str) -> str | None:
         row = await self._one("SELECT password_hash FROM web_users WHERE owner_id = ?", (owner_id,))
@@ -270,29 +273,77 @@ class WebStore:
         return {row["owner_id"]: dict(row) for row in rows}
 
     async def start_session(self, owner_id: str, token_digest: str, csrf: str, now: float,
-                            idle_seconds: float) -> None:
-        """A signed-in browser; sessions idle for longer than `idle_seconds` are swept."""
+                            idle_seconds: float, user_agent: str = "", address: str = "") -> None:
+        """A signed-in browser. Sessions idle for longer than `idle_seconds` are ended; ended
+        ones are kept ENDED_SESSION_DAYS, so a browser coming back learns why."""
         async with self._transaction() as db:
-            await db.execute("DELETE FROM web_sessions WHERE seen_at < ?", (now - idle_seconds,))
+            await db.execute("UPDATE web_sessions SET ended_at = seen_at + ?, ended_why = 'idle'"
+                             " WHERE seen_at < ? AND ended_at IS NULL",
+                             (idle_seconds, now - idle_seconds))
+            await db.execute("DELETE FROM web_sessions WHERE ended_at < ?",
+                             (now - ENDED_SESSION_DAYS * 86400,))
             await db.execute("INSERT INTO web_sessions (token_digest, owner_id, csrf, created_at,"
-                             " seen_at) VALUES (?,?,?,?,?)", (token_digest, owner_id, csrf, now, now))
+                             " seen_at, user_agent, address) VALUES (?,?,?,?,?,?,?)",
+                             (token_digest, owner_id, csrf, now, now, user_agent, address))
             await db.execute(
                 "INSERT INTO web_users (owner_id, password_hash, changed_at, last_sign_in_at)"
                 " VALUES (?, '', ?, ?) ON CONFLICT (owner_id) DO UPDATE SET"
                 " last_sign_in_at = excluded.last_sign_in_at", (owner_id, now, now))
 
     async def session(self, token_digest: str) -> dict[str, Any] | None:
+        """A session by its digest, ended or not (`ended_why` says how it ended)."""
         row = await self._one("SELECT * FROM web_sessions WHERE token_digest = ?", (token_digest,))
         return dict(row) if row else None
+
+    async def live_sessions(self, owner_id: str) -> list[dict[str, Any]]:
+        """An owner's sessions that have not ended, the most recently seen first."""
+        rows = await self._all("SELECT * FROM web_sessions WHERE owner_id = ? AND ended_at IS NULL"
+                               " ORDER BY seen_at DESC", (owner_id,))
+        return [dict(r) for r in rows]
 
     async def touch_session(self, token_digest: str, now: float) -> None:
         async with self._transaction() as db:
             await db.execute("UPDATE web_sessions SET seen_at = ? WHERE token_digest = ?",
                              (now, token_digest))
 
-    async def end_session(self, token_digest: str) -> None:
+    async def end_session(self, token_digest: str, why: str) -> None:
+        """End one session; `why` (signed_out, idle, no_owner...) is what its browser is told."""
         async with self._transaction() as db:
-            await db.execute("DELETE FROM web_sessions WHERE token_digest = ?", (token_digest,))
+            await db.execute("UPDATE web_sessions SET ended_at = ?, ended_why = ?"
+                             " WHERE token_digest = ? AND ended_at IS NULL",
+                             (time.time(), why, token_digest))
+
+    async def end_other_sessions(self, owner_id: str, keep_digest: str) -> int:
+        """End every live session of `owner_id` but `keep_digest`; how many were ended."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE web_sessions SET ended_at = ?, ended_why = 'ended_elsewhere'"
+                " WHERE owner_id = ? AND token_digest != ? AND ended_at IS NULL",
+                (time.time(), owner_id, keep_digest))
+            return cursor.rowcount
+
+    # -- failed sign-ins ---------------------------------------------------------------------
+
+    async def sign_in_failures(self, keys: list[str], since: float) -> dict[str, list[float]]:
+        """The times of each key's failed sign-ins since `since`."""
+        marks = ",".join("?" * len(keys))
+        rows = await self._all(f"SELECT key, at FROM signin_failures WHERE key IN ({marks})"
+                               " AND at > ?", (*keys, since))
+        failures: dict[str, list[float]] = {key: [] for key in keys}
+        for row in rows:
+            failures[row["key"]].append(row["at"])
+        return failures
+
+    async def note_sign_in_failure(self, keys: list[str], now: float, window: float) -> None:
+        """A failed sign-in counted under each key; failures older than `window` are swept."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM signin_failures WHERE at <= ?", (now - window,))
+            await db.executemany("INSERT INTO signin_failures (key, at) VALUES (?, ?)",
+                                 [(key, now) for key in keys])
+
+    async def clear_sign_in_failures(self, key: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM signin_failures WHERE key = ?", (key,))
 
     async def link_used(self, nonce_digest: str) -> bool:
         return await self._one("SELECT 1 FROM used_links WHERE nonce_digest = ?",

@@ -1,18 +1,33 @@
 """The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json. No I/O.
 
-The test suite validates every answer the API gives against the schemas
-here, so this document and the handlers cannot drift apart.
+The one source of truth of what the API accepts: `textback.api.shapes`
+checks every request body, query parameter and header against the very
+schemas published here (400 when one does not fit), and answers 422 only
+for the checks a schema cannot state, each listed in the document under its
+operation's 422. The test suite validates every answer against the schemas
+of its responses, and runs schemathesis against the running daemon.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from textback.api.shapes import CONTACT_CLASSES, MAX_LIST, STAGES
 from textback.scorecard import MAX_JOB_VALUE
+
+STAGES = ("booked", "qualified", "won", "lost", "spam")
+CONTACT_CLASSES = ("lead", "client", "vendor", "staff", "blocked")
+MAX_LIST = 500
+MAX_REPLY_CHARS = 1600
 
 E164 = {"type": "string", "pattern": "^\\+[1-9][0-9]{6,14}$"}
 TIME = {"type": "string", "format": "date-time"}
+# RFC 3339 as a pattern, so a checker needs no format plug-in (seconds 00-59, an offset always).
+RFC3339 = ("^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+           ":[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+AGE = "^[0-9]{1,5}[mhdw]$"
+MONTH = "^2[0-9]{3}-(0[1-9]|1[0-2])$"  # years 2000 to 2999: a month after the last still exists
+DAY = "^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+OWNER_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": "an owner id"}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -79,21 +94,31 @@ SCHEMAS: dict[str, Any] = {
                         "before, by its key (texted, replies, booked, qualified, won)",
                         "additionalProperties": _nullable({"type": "number"})},
     }, optional=("missed", "texted", "conversions"))}}),
-    "ReplyRequest": _object({"text": {"type": "string", "minLength": 1, "maxLength": 1600}}),
+    "ReplyRequest": _object({"text": {
+        "type": "string", "minLength": 1, "maxLength": MAX_REPLY_CHARS, "pattern": "\\S",
+        "description": "something besides white space; at most the configured number of SMS "
+                       "segments (reply_mail.max_segments, default 3), else 422"}}),
     "ReplyQueued": _object({"status": {"const": "queued"}, "outbox_id": {"type": "integer"},
                             "conversation_id": {"type": "integer"}}),
-    "AssignmentRequest": _object({"owner": {"type": "string", "description": "an owner id"}}),
-    "OutcomeRequest": _object({
+    "AssignmentRequest": _object({"owner": {
+        **OWNER_ID, "description": "an owner id from the config (another is 422)"}}),
+    "OutcomeRequest": {**_object({
         "stage": {"enum": list(STAGES)},
         "value": _nullable({"type": "number", "minimum": 0, "maximum": MAX_JOB_VALUE,
                             "description": "the job value; only with won"}),
         "external_ref": _nullable({"type": "string", "minLength": 1, "maxLength": 200,
                                    "description": "the CRM's reference, kept on the conversation"}),
     }, optional=("value", "external_ref")),
+        # A value belongs to a won job only: with any other stage it is absent or null.
+        "if": {"properties": {"stage": {"const": "won"}}},
+        "else": {"properties": {"value": {"type": "null"}}}},
     "ContactRequest": {**_object({
         "name": _nullable({"type": "string", "maxLength": 100}),
         "class": _nullable({"enum": list(CONTACT_CLASSES)}),
-    }, optional=("name", "class")), "minProperties": 1},
+    }, optional=("name", "class")),
+        # Something to set: a name, a class, or both (null leaves that one as it is).
+        "anyOf": [{"required": ["name"], "properties": {"name": {"type": "string"}}},
+                  {"required": ["class"], "properties": {"class": {"type": "string"}}}]},
 }
 
 
@@ -106,20 +131,23 @@ ERRORS_READ = {**_answer("400", "a query parameter is wrong (named in error.fiel
                **_answer("401", "no token, or an unknown or revoked one", "Error"),
                **_answer("429", "too many requests for this token (see Retry-After)", "Error")}
 ERRORS_WRITE = {**ERRORS_READ,
-                **_answer("400", "the body is wrong (the field is named in error.field)", "Error"),
+                **_answer("400", "the body does not fit its schema, or is not JSON within the "
+                                 "limits (nesting, number size, duplicate keys); error.field "
+                                 "names the field", "Error"),
                 **_answer("403", "a read token cannot write", "Error"),
                 **_answer("404", "no such conversation", "Error"),
-                **_answer("413", "the body is over the size limit", "Error"),
-                **_answer("422", "the Idempotency-Key was used for a different request", "Error")}
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                **_answer("413", "the body is over the size limit", "Error")}
+REUSED_KEY = "the Idempotency-Key was used for a different request (idempotency_key_reused)"
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"},
+      "examples": {"first": {"value": 1}}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "a write sent again with the same key gets the first answer",
-               "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+               "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"}}
 IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
             "description": "the ETag of the conversation as the client last read it (or *): the "
                            "write is applied only if its state (owner, status, snooze, outcome, "
                            "contact) has not changed since, else answered 412",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+            "schema": {"type": "string", "pattern": "^[ -~]{1,200}$"}}
 ETAG = {"ETag": {"description": "the version of the conversation's state, for If-Match",
                  "schema": {"type": "string"}}}
 PRECONDITION_FAILED = _answer("412", "If-Match names a state the conversation no longer has: "
@@ -137,17 +165,30 @@ def _tagged(answer: dict[str, Any]) -> dict[str, Any]:
     return {status: {**body, "headers": ETAG} for status, body in answer.items()}
 
 
-def _write(summary: str, request: str, ok: dict[str, Any], extra: dict[str, Any] | None = None):
+def _unprocessable(*checks: str) -> dict[str, Any]:
+    """The 422 of an operation: the checks its schemas cannot state, each with its error.code."""
+    return _answer("422", "valid under the schemas, refused by a check they cannot state: "
+                   + "; ".join(checks), "Error")
+
+
+def _write(summary: str, request: str, ok: dict[str, Any], *checks: str,
+           extra: dict[str, Any] | None = None):
     return {"post": {
         "summary": summary, "parameters": [ID, IDEMPOTENCY, IF_MATCH],
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": _ref(request)}}},
-        "responses": {**ok, **ERRORS_WRITE, **PRECONDITION_FAILED, **(extra or {})}}}
+        "responses": {**ok, **ERRORS_WRITE, **_unprocessable(*checks, REUSED_KEY),
+                      **PRECONDITION_FAILED, **(extra or {})}}}
+
+
+def parameters(path: str, method: str = "get") -> list[dict[str, Any]]:
+    """The parameters the document gives an operation: what `shapes` checks a request against."""
+    return document()["paths"][path][method]["parameters"]
 
 
 def document() -> dict[str, Any]:
-    limit = _query("limit", "at most this many", {"type": "integer", "minimum": 1,
-                                                   "maximum": MAX_LIST})
+    limit = _query("limit", f"at most this many (1 to {MAX_LIST})",
+                   {"type": "integer", "minimum": 1, "maximum": MAX_LIST})
     return {
         "openapi": "3.1.0",
         "info": {"title": "textback API", "version": "1",
@@ -161,11 +202,13 @@ def document() -> dict[str, Any]:
         "paths": {
             "/conversations": {"get": {
                 "summary": "Open conversations, filtered like the inbox",
-                "parameters": [_query("owner", "only this owner's", {"type": "string"}),
+                "parameters": [_query("owner", "only this owner's (an owner id from the config)",
+                                      OWNER_ID),
                                _query("unanswered", "only those waiting for an answer (true) or not",
                                       {"enum": ["true", "false"]}), limit],
                 "responses": {**_answer("200", "the conversations", "ConversationList"),
-                              **ERRORS_READ}}},
+                              **ERRORS_READ,
+                              **_unprocessable("no owner by that id (unknown_owner)")}}},
             "/conversations/{id}": {"get": {
                 "summary": "One conversation with its calls and texts", "parameters": [ID],
                 "responses": {**_tagged(_answer("200", "the thread", "Thread")), **ERRORS_READ,
@@ -173,21 +216,35 @@ def document() -> dict[str, Any]:
             "/calls": {"get": {
                 "summary": "Inbound calls, newest first",
                 "parameters": [_query("since", "RFC 3339 with an offset, or an age: 30m, 6h, 2d, 1w "
-                                      "(default 1d)", {"type": "string"}), limit],
-                "responses": {**_answer("200", "the calls", "CallList"), **ERRORS_READ}}},
+                                      "(default 1d)", {"anyOf": [{"type": "string", "pattern": AGE},
+                                                                 {"type": "string",
+                                                                  "pattern": RFC3339}]}), limit],
+                "responses": {**_answer("200", "the calls", "CallList"), **ERRORS_READ,
+                              **_unprocessable("a day that does not exist, e.g. 30 February "
+                                               "(no_such_time)")}}},
             "/scorecard": {"get": {
                 "summary": "The scorecard per business number",
-                "parameters": [_query("month", "YYYY-MM (default: this month)", {"type": "string"}),
-                               _query("from", "first day, YYYY-MM-DD", {"type": "string"}),
-                               _query("to", "the day after the last, YYYY-MM-DD", {"type": "string"})],
-                "responses": {**_answer("200", "the figures", "Scorecard"), **ERRORS_READ}}},
+                "parameters": [_query("month", "YYYY-MM (default: this month)",
+                                      {"type": "string", "pattern": MONTH}),
+                               _query("from", "first day, YYYY-MM-DD (with to)",
+                                      {"type": "string", "pattern": DAY}),
+                               _query("to", "the day after the last, YYYY-MM-DD (with from)",
+                                      {"type": "string", "pattern": DAY})],
+                "responses": {**_answer("200", "the figures", "Scorecard"), **ERRORS_READ,
+                              **_unprocessable("from without to or to without from "
+                                               "(incomplete_period)", "to not after from "
+                                               "(empty_period)", "month with from and to "
+                                               "(two_periods)", "a day that does not exist, e.g. "
+                                               "30 February (no_such_time)")}}},
             "/conversations/{id}/reply": _write(
                 "Text the caller through the outbox (opt-outs and the length limit apply)",
                 "ReplyRequest", _answer("202", "queued; the daemon sends it", "ReplyQueued"),
-                _answer("409", "the caller opted out; nothing was sent", "Error")),
+                "more SMS segments than the configured limit; nothing was sent (too_long)",
+                extra=_answer("409", "the caller opted out; nothing was sent", "Error")),
             "/conversations/{id}/assignment": _write(
                 "Give the conversation to an owner", "AssignmentRequest",
-                _tagged(_answer("200", "the conversation", "OneConversation"))),
+                _tagged(_answer("200", "the conversation", "OneConversation")),
+                "no owner by that id (unknown_owner)"),
             "/conversations/{id}/outcome": _write(
                 "Record booked, qualified, won (with its value), lost or spam", "OutcomeRequest",
                 _tagged(_answer("200", "the conversation", "OneConversation"))),

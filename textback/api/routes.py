@@ -27,9 +27,10 @@ from aiohttp import web
 from sms_gateway.segments import count_segments
 from textback.api import openapi
 from textback.api.ratelimit import RateLimiter
-from textback.api.shapes import (AssignmentBody, BadRequest, ContactBody, OutcomeBody, ReplyBody,
-                                 call_view, calls_query, conversation_filter, conversation_view,
-                                 error_view, message_view, parse_body, scorecard_period)
+from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_query,
+                                 checked_header, conversation_filter, conversation_view,
+                                 error_view, known_owner, message_view, parse_body,
+                                 scorecard_period)
 from textback.store_web import StaleState
 from textback.web.server import RouteProvider
 
@@ -37,7 +38,6 @@ log = logging.getLogger("textback.api")
 
 PREFIX = "/api/v1"
 TOKEN_PREFIX = "tbk_"
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def token_hash(token: str) -> str:
@@ -130,8 +130,8 @@ class Api:
                     if scope == "write":
                         return await self._write(request, token, handler)
                     return await handler(request, token)
-                except BadRequest as exc:
-                    return _error(400, "bad_request", exc.message, exc.field)
+                except BadRequest as exc:  # Unprocessable (422) too
+                    return _error(exc.status, exc.code, exc.message, exc.field)
                 except NoSuchConversation:
                     return _error(404, "not_found", "no such conversation")
                 except ChangedSinceRead as exc:
@@ -154,8 +154,7 @@ class Api:
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return await handler(request, token, body)
-        if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
-            raise BadRequest("Idempotency-Key", f"1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+        checked_header(openapi.IDEMPOTENCY, key)
         fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + body).hexdigest()
         async with self._keys.setdefault((token["id"], key), asyncio.Lock()):
             kept = await self.store.idempotent_answer(token["id"], key)
@@ -189,6 +188,8 @@ class Api:
         """The state_version a write must find (from If-Match), or None when it names none;
         raises ChangedSinceRead when it already differs."""
         header = request.headers.get("If-Match")
+        if header is not None:
+            checked_header(openapi.IF_MATCH, header)
         if not if_match_holds(header, entity_tag(conversation)):
             raise ChangedSinceRead(conversation)
         if header is None or header.strip() == "*":
@@ -240,14 +241,12 @@ class Api:
     # -- writes ------------------------------------------------------------------------
 
     async def reply(self, request: web.Request, token, body: bytes) -> web.Response:
-        text = parse_body(ReplyBody, body).text
-        if not text.strip():
-            raise BadRequest("text", "is empty; nothing was sent")
+        text = parse_body("ReplyRequest", body)["text"]
         limit = self.config.reply_mail.max_segments if self.config.reply_mail else 3
         count = count_segments(text)
         if count.segments > limit:
-            raise BadRequest("text", f"{count.segments} segments ({count.encoding}); the limit is "
-                                     f"{limit}. Nothing was sent.")
+            raise Unprocessable("text", f"{count.segments} segments ({count.encoding}); the limit "
+                                        f"is {limit}. Nothing was sent.", "too_long")
         conversation = await self._conversation(request)
         self._expected_state(request, conversation)  # a reply sets no state: checked, not held
         if await self.store.is_suppressed(conversation["caller"]):
@@ -260,9 +259,8 @@ class Api:
                            "conversation_id": conversation["id"]})
 
     async def assignment(self, request: web.Request, token, body: bytes) -> web.Response:
-        owner = parse_body(AssignmentBody, body).owner
-        if owner not in {o.id for o in self.config.owners}:
-            raise BadRequest("owner", f"no owner {owner!r}")
+        owner = known_owner(parse_body("AssignmentRequest", body)["owner"],
+                            {o.id for o in self.config.owners})
         conversation = await self._conversation(request)
         await self._stale_refused(self.store.assign(
             conversation["id"], owner, f"api:{token['name']}",
@@ -270,19 +268,20 @@ class Api:
         return await self._updated(conversation["id"])
 
     async def outcome(self, request: web.Request, token, body: bytes) -> web.Response:
-        outcome = parse_body(OutcomeBody, body)
+        outcome = parse_body("OutcomeRequest", body)
         conversation = await self._conversation(request)
-        value = float(outcome.value) if outcome.value is not None else None
+        value = float(outcome["value"]) if outcome.get("value") is not None else None
         await self._stale_refused(self.store.record_outcome(
-            conversation["id"], outcome.stage, value, f"api:{token['name']}", outcome.external_ref,
+            conversation["id"], outcome["stage"], value, f"api:{token['name']}",
+            outcome.get("external_ref"),
             expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
 
     async def contact(self, request: web.Request, token, body: bytes) -> web.Response:
-        contact = parse_body(ContactBody, body)
+        contact = parse_body("ContactRequest", body)
         conversation = await self._conversation(request)
         await self._stale_refused(self.store.set_contact(
-            conversation["id"], contact.name, contact.kind, f"api:{token['name']}",
+            conversation["id"], contact.get("name"), contact.get("class"), f"api:{token['name']}",
             expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
 

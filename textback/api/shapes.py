@@ -1,8 +1,12 @@
 """The JSON API's requests and answers as values: bodies and queries checked, rows shown. No I/O.
 
-A request that does not fit is a `BadRequest` naming the field, which the
-routes answer 400. Numbers leave as E.164, times as RFC 3339 with their
-offset, like the webhook events.
+Requests are checked against the schemas the OpenAPI document publishes
+(`textback.api.openapi`), with jsonschema: what the document calls valid is
+what is accepted, so the two cannot drift. A request that does not fit is a
+`BadRequest` naming the field (400); one that fits but fails a check no
+schema can state (an unknown owner, too many SMS segments, 30 February) is
+`Unprocessable` (422), each listed in the document. Numbers leave as E.164,
+times as RFC 3339 with their offset, like the webhook events.
 """
 
 from __future__ import annotations
@@ -11,78 +15,125 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
 
+from sms_gateway import json_limits
+from textback.api import openapi
 from textback.hooks.events import rfc3339
-from textback.scorecard import MAX_JOB_VALUE
-
-STAGES = ("booked", "qualified", "won", "lost", "spam")
-CONTACT_CLASSES = ("lead", "client", "vendor", "staff", "blocked")
-MAX_LIST = 500
 
 
 class BadRequest(ValueError):
+    """The request does not fit the published schemas: 400."""
+
+    status, code = 400, "bad_request"
+
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+class Unprocessable(BadRequest):
+    """The request fits the schemas but a documented check refuses it: 422 with its own code."""
+
+    status = 422
+
+    def __init__(self, field: str, message: str, code: str):
+        super().__init__(field, message)
+        self.code = code
 
 
-class ReplyBody(_Body):
-    text: str = Field(min_length=1, max_length=1600)
+_VALIDATORS: dict[str, Draft202012Validator] = {}
 
 
-class AssignmentBody(_Body):
-    owner: str = Field(min_length=1, max_length=64)
+def _first_error(schema: dict[str, Any], value: Any) -> ValidationError | None:
+    """The most telling way `value` fails `schema` (whose $refs name the document's
+    components), or None when it fits. Each schema's validator is built once."""
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = _VALIDATORS[key] = Draft202012Validator(
+            {**schema, "components": {"schemas": openapi.SCHEMAS}})
+    errors = list(validator.iter_errors(value))
+    # "Give a name or a class" says more than either branch's own complaint.
+    return next((e for e in errors if _one_of_fields(e)), None) or best_match(errors)
 
 
-class OutcomeBody(_Body):
-    stage: Literal[STAGES]  # type: ignore[valid-type]
-    value: float | int | None = Field(None, ge=0, le=MAX_JOB_VALUE)
-    external_ref: str | None = Field(None, min_length=1, max_length=200)
-
-    @model_validator(mode="after")
-    def _value_only_when_won(self) -> "OutcomeBody":
-        if self.value is not None and self.stage != "won":
-            raise ValueError("value: only a won outcome has a value")
-        return self
-
-
-class ContactBody(_Body):
-    name: str | None = Field(None, max_length=100)
-    kind: Literal[CONTACT_CLASSES] | None = Field(None, alias="class")  # type: ignore[valid-type]
-
-    @model_validator(mode="after")
-    def _something(self) -> "ContactBody":
-        if self.name is None and self.kind is None:
-            raise ValueError("name: give a name, a class, or both")
-        return self
+def _field(error: ValidationError, instance: Any) -> str:
+    """The body field an error is about: its path, else the property a keyword names."""
+    if error.absolute_path:  # a complaint from inside an anyOf has its path relative to it
+        return str(error.absolute_path[0])
+    if error.validator == "required" and isinstance(instance, dict):
+        return next(name for name in error.validator_value if name not in instance)
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        return next(name for name in instance if name not in error.schema.get("properties", {}))
+    if _one_of_fields(error):  # ContactRequest: a name or a class
+        return error.validator_value[0]["required"][0]
+    return "(body)"
 
 
-def parse_body(model: type[_Body], raw: bytes) -> Any:
-    """The body as `model`, or BadRequest naming the first field that is wrong."""
+def _one_of_fields(error: ValidationError) -> bool:
+    """An anyOf whose branches each require one field: give this field or that one."""
+    return (error.validator == "anyOf" and not error.path
+            and all("required" in branch for branch in error.validator_value))
+
+
+def _message(error: ValidationError) -> str:
+    if _one_of_fields(error):
+        return "give " + " or ".join(branch["required"][0] for branch in error.validator_value)
+    if error.validator == "pattern" and error.validator_value == "\\S":
+        return "is empty or only white space; nothing was sent"
+    return error.message[:200]
+
+
+def parse_body(schema_name: str, raw: bytes) -> dict[str, Any]:
+    """The body, checked against the document's `schema_name`, or BadRequest naming the field."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("(body)", "not a JSON document in UTF-8") from None
-    if not isinstance(data, dict):
-        raise BadRequest("(body)", "must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "(body)"  # not the union member tried
-        message = error["msg"].removeprefix("Value error, ")
-        if ": " in message and field == "(body)":  # a model check that names its field
-            field, message = message.split(": ", 1)
-        raise BadRequest(field, message) from None
+        data = json_limits.loads(raw)
+    except json_limits.NotReadable as exc:
+        raise BadRequest("(body)", f"not a JSON document in UTF-8 within the limits: {exc}") from None
+    error = _first_error(openapi.SCHEMAS[schema_name], data)
+    if error is not None:
+        raise BadRequest(_field(error, data), _message(error))
+    return data
+
+
+def _query_value(parameter: dict[str, Any], raw: str) -> Any:
+    """A query parameter's text as its schema's type (an integer schema reads whole numbers)."""
+    if parameter["schema"].get("type") == "integer":
+        if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+            raise BadRequest(parameter["name"], f"expected a whole number: "
+                                                f"{parameter['description']}")
+        return int(raw)
+    return raw
+
+
+def checked_query(path: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """The query of GET `path`, each parameter checked against its published schema."""
+    parameters = {p["name"]: p for p in openapi.parameters(path)}
+    for name in query:
+        if name not in parameters:
+            raise BadRequest(name, f"unknown parameter; known: {', '.join(sorted(parameters))}")
+    values = {}
+    for name, raw in query.items():
+        value = _query_value(parameters[name], raw)
+        if _first_error(parameters[name]["schema"], value) is not None:
+            raise BadRequest(name, f"expected {parameters[name]['description']}")
+        # jsonschema reads a pattern's `$` as Python does: it also matches before a final newline.
+        values[name] = value.removesuffix("\n") if isinstance(value, str) else value
+    return values
+
+
+def checked_header(parameter: dict[str, Any], value: str) -> str:
+    """A header parameter's value, checked against its published schema."""
+    error = _first_error(parameter["schema"], value)
+    if error is not None:
+        raise BadRequest(parameter["name"], _message(error))
+    return value
 
 
 @dataclass(frozen=True)
@@ -104,72 +155,67 @@ class ConversationFilter:
                 and (self.unanswered is None or bool(row["unanswered"]) == self.unanswered))
 
 
-def _only(query: Mapping[str, str], known: set[str]) -> None:
-    for name in query:
-        if name not in known:
-            raise BadRequest(name, f"unknown parameter; known: {', '.join(sorted(known))}")
-
-
-def _limit(query: Mapping[str, str], default: int) -> int:
-    raw = query.get("limit", str(default))
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        raise BadRequest("limit", f"a whole number from 1 to {MAX_LIST}")
-    return int(raw)
+def known_owner(owner: str, owners: set[str], field: str = "owner") -> str:
+    if owner not in owners:
+        raise Unprocessable(field, f"no owner {owner!r}", "unknown_owner")
+    return owner
 
 
 def conversation_filter(query: Mapping[str, str], owners: set[str]) -> ConversationFilter:
     """GET /conversations?owner=&unanswered=&limit=, filtered like the inbox."""
-    _only(query, {"owner", "unanswered", "limit"})
-    owner = query.get("owner")
-    if owner is not None and owner not in owners:
-        raise BadRequest("owner", f"no owner {owner!r}")
-    unanswered = query.get("unanswered")
-    if unanswered not in (None, "true", "false"):
-        raise BadRequest("unanswered", "true or false")
+    values = checked_query("/conversations", query)
+    owner = values.get("owner")
+    if owner is not None:
+        known_owner(owner, owners)
+    unanswered = values.get("unanswered")
     return ConversationFilter(owner, None if unanswered is None else unanswered == "true",
-                              _limit(query, 50))
+                              values.get("limit", 50))
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
+def _moment(name: str, text: str) -> datetime:
+    """A time or day the schema's pattern let through, or Unprocessable if it does not exist."""
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        raise Unprocessable(name, "no such day or time", "no_such_time") from None
+
+
 def calls_query(query: Mapping[str, str], now: float) -> tuple[float, int]:
     """GET /calls?since=&limit=: `since` is RFC 3339 with an offset, or an age like 6h or 2d."""
-    _only(query, {"since", "limit"})
-    raw = query.get("since", "1d")
-    match = re.fullmatch(r"([0-9]{1,5})([mhdw])", raw)
-    if match:
-        since = now - int(match.group(1)) * _SPAN[match.group(2)]
+    values = checked_query("/calls", query)
+    raw = values.get("since", "1d")
+    age = re.fullmatch(r"([0-9]{1,5})([mhdw])", raw)
+    if age:
+        since = now - int(age.group(1)) * _SPAN[age.group(2)]
     else:
+        moment = _moment("since", raw)
         try:
-            moment = datetime.fromisoformat(raw)
-        except ValueError:
-            raise BadRequest("since", "RFC 3339 with an offset, or an age like 30m, 6h, 2d") from None
-        if moment.tzinfo is None:
-            raise BadRequest("since", "a time needs its offset (Z or +hh:mm)")
-        since = moment.timestamp()
-    return since, _limit(query, 200)
+            since = moment.timestamp()
+        except (OverflowError, ValueError):  # year 1 with an offset east of UTC
+            raise Unprocessable("since", "no such time", "no_such_time") from None
+    return since, values.get("limit", 200)
 
 
 def scorecard_period(query: Mapping[str, str], zone: str, now: float) -> tuple[float, float, str]:
     """GET /scorecard?month=YYYY-MM (default: this month) or ?from=YYYY-MM-DD&to=YYYY-MM-DD."""
-    _only(query, {"month", "from", "to"})
+    values = checked_query("/scorecard", query)
     tz = ZoneInfo(zone)
-    if "from" in query or "to" in query:
-        days = []
+    if "from" in values or "to" in values:
+        if "month" in values:
+            raise Unprocessable("month", "give a month, or from and to, not both", "two_periods")
         for name in ("from", "to"):
-            try:
-                days.append(datetime.strptime(query.get(name, ""), "%Y-%m-%d").replace(tzinfo=tz))
-            except ValueError:
-                raise BadRequest(name, "a date, YYYY-MM-DD (from and to go together)") from None
+            if name not in values:
+                raise Unprocessable(name, "from and to go together", "incomplete_period")
+        days = [_moment(name, values[name]).replace(tzinfo=tz) for name in ("from", "to")]
         if days[1] <= days[0]:
-            raise BadRequest("to", "must be after from")
-        return days[0].timestamp(), days[1].timestamp(), f"{query['from']} to {query['to']}"
-    month = query.get("month") or datetime.fromtimestamp(now, tz).strftime("%Y-%m")
-    try:
-        first = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
-    except ValueError:
-        raise BadRequest("month", "YYYY-MM") from None
+            raise Unprocessable("to", "must be after from", "empty_period")
+        return (days[0].timestamp(), days[1].timestamp(),
+                f"{values['from']} to {values['to']}")
+    month = values.get("month") or datetime.fromtimestamp(now, tz).strftime("%Y-%m")
+    first = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
     after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
     return first.timestamp(), after.timestamp(), month
 

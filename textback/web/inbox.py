@@ -40,11 +40,13 @@ from textback.contact_classes import CLASSES, configured_class
 from textback.delivery import OWNER_REPLY
 from textback.numbers import national
 from textback.scorecard import MAX_JOB_VALUE, parse_amount
-from textback.signin import AttemptLimiter, LinkClaim, digest, read_link_token, session_expired
+from textback.signin import (LinkClaim, account_key, address_key, client_address, digest,
+                             read_link_token, retry_after, session_expired)
 from textback.store_web import INBOX_VIEWS, StaleState
 from textback.web import views
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
+from textback.web.server import PRIVATE
 
 if TYPE_CHECKING:
     from textback.daemon import Daemon
@@ -55,8 +57,7 @@ timeline = logging.getLogger("textback.timeline")
 SESSION_COOKIE = "textback_session"
 FORM_COOKIE = "textback_form"  # the CSRF token of the sign-in forms, before there is a session
 TOUCH_SECONDS = 30.0  # a session's last-seen time is written at most this often
-ACCOUNT_LIMIT = AttemptLimiter(limit=5, window=900.0)
-ADDRESS_LIMIT = AttemptLimiter(limit=20, window=900.0)
+MAX_USER_AGENT_CHARS = 300
 EVENT_POLL_SECONDS = 1.0
 MAX_NOTE_CHARS = 4000
 MAX_NAME_CHARS = 80
@@ -110,7 +111,12 @@ class Inbox:
         r.add_get(r"/c/{id:\d{1,12}}", self.page(self.thread))
         r.add_post(r"/c/{id:\d{1,12}}/{action:[a-z]{1,12}}", self.page(self.act))
         r.add_get("/events", self.page(self.events, api=True))
+        r.add_get("/settings", self.page(self.settings))
+        r.add_post("/settings/end-others", self.page(self.end_other_sessions))
         Reports(self, app)
+        # What an unknown account's password is checked against, so that refusing it takes
+        # the time of a real check (a hash of a random password nobody knows).
+        self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
         self._closing = asyncio.Event()
         app.on_shutdown.append(self._close_streams)
 
@@ -132,20 +138,24 @@ class Inbox:
         every POST (else 403), the admin role when `admin` (else 403)."""
         @functools.wraps(handler)
         async def checked(request: web.Request) -> web.StreamResponse:
+            request[PRIVATE] = True  # what a session sees is never cached, even a redirect
             now = time.time()
             token = request.cookies.get(SESSION_COOKIE, "")
             session = await self.store.session(digest(token)) if token else None
-            user = None
-            if session is not None:
-                idle = session_expired(session["seen_at"], now, self.web.session_idle_minutes * 60)
+            user, why = None, ("ended" if token else "")
+            if session is not None and session["ended_at"] is not None:
+                why, session = session["ended_why"], None
+            elif session is not None:
                 user = next((o for o in self.config.owners if o.id == session["owner_id"]), None)
-                if idle or user is None:
-                    await self.store.end_session(digest(token))
+                why = "no_owner" if user is None else "idle" if session_expired(
+                    session["seen_at"], now, self.web.session_idle_minutes * 60) else ""
+                if why:
+                    await self.store.end_session(digest(token), why)
                     session = None
             if session is None:
                 if api:
                     raise web.HTTPUnauthorized(text="Sign in first.")
-                why = "&why=idle" if token else ""
+                why = f"&why={why}" if why in views.SIGN_IN_WHY else ""
                 raise web.HTTPSeeOther(f"/signin?next={quote(local_path(request.path_qs))}{why}")
             if request.method == "POST":
                 form = await request.post()
@@ -158,6 +168,7 @@ class Inbox:
             if now - session["seen_at"] > TOUCH_SECONDS:
                 await self.store.touch_session(digest(token), now)
             request["user"], request["csrf"] = user, session["csrf"]
+            request["session"] = session
             request["unread"] = await self.store.unread_count()
             return await handler(request)
         return checked
@@ -177,11 +188,18 @@ class Inbox:
             raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
                                          "Reload the page and try again.")
 
-    async def _signed_in(self, owner: OwnerConfig, target: str) -> None:
+    def client(self, request: web.Request) -> str:
+        """The client's address: X-Forwarded-For counts only from `web.trusted_proxies`."""
+        return client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                              self.web.trusted_proxies)
+
+    async def _signed_in(self, request: web.Request, owner: OwnerConfig, target: str) -> None:
         """A new session for `owner`: raises the redirect to `target` that sets its cookie."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        await self.store.start_session(owner.id, digest(token), csrf, time.time(),
-                                       self.web.session_idle_minutes * 60)
+        await self.store.start_session(
+            owner.id, digest(token), csrf, time.time(), self.web.session_idle_minutes * 60,
+            user_agent=one_line(request.headers.get("User-Agent", ""), MAX_USER_AGENT_CHARS),
+            address=self.client(request))
         timeline.info("web: %s signed in", owner.id)
         response = web.HTTPSeeOther(local_path(target))
         response.set_cookie(SESSION_COOKIE, token, **self._cookie_args())
@@ -191,6 +209,7 @@ class Inbox:
     # -- sign-in -----------------------------------------------------------------------
 
     async def sign_in_page(self, request: web.Request) -> web.StreamResponse:
+        request[PRIVATE] = True  # the form's CSRF token is this browser's
         why = request.query.get("why", "")
         response = web.Response(content_type="text/html")
         csrf = self._form_token(request, response)
@@ -207,23 +226,30 @@ class Inbox:
         self._form_checked(request, form)
         account = one_line(str(form.get("account", "")), 200).lower()
         target = local_path(str(form.get("next", "/")))
-        now = time.time()
-        address = request.remote or "unknown"
-        if ACCOUNT_LIMIT.retry_after(account, now) or ADDRESS_LIMIT.retry_after(address, now):
+        now, window = time.time(), self.web.signin_window_minutes * 60
+        address = self.client(request)
+        owner = next((o for o in self.config.owners
+                      if account in (o.id, o.email.lower())), None)
+        # "dana" and "DANA@acme.example" count as one: the owner's failures, whichever was typed.
+        limits = {account_key(owner.id if owner else None, account):
+                  self.web.signin_failures_per_account,
+                  address_key(address): self.web.signin_failures_per_address}
+        failures = await self.store.sign_in_failures(list(limits), now - window)
+        if any(retry_after(failures[key], limit, window, now) for key, limit in limits.items()):
             log.warning("web: sign-in refused, too many failures (account %r, address %s)",
                         account, address)
             raise web.HTTPSeeOther(f"/signin?why=limited&next={quote(target)}")
-        owner = next((o for o in self.config.owners
-                      if account in (o.id, o.email.lower())), None)
-        stored = await self.store.password_hash(owner.id) if owner else None
-        if owner is None or not stored or not await asyncio.to_thread(
-                self._verify, stored, str(form.get("password", ""))):
-            ACCOUNT_LIMIT.failed(account, now)
-            ADDRESS_LIMIT.failed(address, now)
+        stored = await self.store.password_hash(owner.id if owner else "")
+        # An unknown account, or an owner without a password, is checked against the dummy
+        # hash: every refusal costs one argon2 verification, so timing tells no account apart.
+        verified = await asyncio.to_thread(self._verify, stored or self._dummy_hash,
+                                           str(form.get("password", "")))
+        if owner is None or not stored or not verified:
+            await self.store.note_sign_in_failure(list(limits), now, window)
             log.warning("web: sign-in failed for account %r from %s", account, address)
             raise web.HTTPSeeOther(f"/signin?why=refused&next={quote(target)}")
-        ACCOUNT_LIMIT.succeeded(account)
-        await self._signed_in(owner, target)
+        await self.store.clear_sign_in_failures(account_key(owner.id, account))
+        await self._signed_in(request, owner, target)
 
     @staticmethod
     def _verify(stored: str, password: str) -> bool:
@@ -233,7 +259,7 @@ class Inbox:
             return False
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
-        await self.store.end_session(digest(request.cookies.get(SESSION_COOKIE, "")))
+        await self.store.end_session(digest(request.cookies.get(SESSION_COOKIE, "")), "signed_out")
         timeline.info("web: %s signed out", request["user"].id)
         response = web.HTTPSeeOther("/signin?why=signed_out")
         response.del_cookie(SESSION_COOKIE, path="/")
@@ -274,7 +300,24 @@ class Inbox:
             log.warning("web: a used sign-in link for %s was tried again", claim.owner_id)
             raise web.HTTPSeeOther("/signin?why=used")
         target = f"/c/{claim.conversation_id}" if claim.conversation_id else "/"
-        await self._signed_in(self.config.owner(claim.owner_id), target)
+        await self._signed_in(request, self.config.owner(claim.owner_id), target)
+
+    # -- settings: the owner's sessions ----------------------------------------------------
+
+    async def settings(self, request: web.Request) -> web.StreamResponse:
+        """Where this owner is signed in (browser, address, last seen), to end the others."""
+        user = request["user"]
+        sessions = views.session_rows(await self.store.live_sessions(user.id),
+                                      request["session"]["token_digest"],
+                                      self.config.business.timezone)
+        return self.render("settings.html", request, {
+            "sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")})
+
+    async def end_other_sessions(self, request: web.Request) -> web.StreamResponse:
+        user = request["user"]
+        ended = await self.store.end_other_sessions(user.id, request["session"]["token_digest"])
+        timeline.info("web: %s signed out %d other session(s)", user.id, ended)
+        raise web.HTTPSeeOther("/settings?said=others_ended")
 
     # -- pages ---------------------------------------------------------------------------
 

@@ -30,22 +30,34 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+# A request a route marks with this key answers what one session may see: never stored by a
+# browser or a shared cache (so Back after signing out shows nothing), and varying by cookie.
+PRIVATE = "textback.private"
+
 RouteProvider = Callable[[web.Application], None]
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler) -> web.StreamResponse:
-    """Every answer, errors included, carries the headers; a failure is a 500 without a traceback."""
+async def no_traceback(request: web.Request, handler) -> web.StreamResponse:
+    """A failure is a 500 without a traceback (the log has it)."""
     try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        response = exc
+        return await handler(request)
+    except web.HTTPException:
+        raise
     except Exception:
         log.exception("web request %s %s failed", request.method, request.path)
-        response = web.HTTPInternalServerError(text="Something went wrong; it has been logged.")
+        raise web.HTTPInternalServerError(text="Something went wrong; it has been logged.") from None
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the headers, set as its headers are about to be sent: an error, a
+    file, and a stream such as /events, whose headers leave before its handler returns."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    return response
+    if request.get(PRIVATE):
+        response.headers["Cache-Control"] = "no-store, private"
+        if "Cookie" not in response.headers.get("Vary", ""):
+            response.headers.add("Vary", "Cookie")
 
 
 class WebServer:
@@ -58,7 +70,8 @@ class WebServer:
         self._keepalive_seconds = keepalive_seconds
         self._limits: ConnectionLimits | None = None
         self.app = web.Application(client_max_size=config.max_body_bytes,
-                                   middlewares=[tracking(lambda: self._limits), security_headers])
+                                   middlewares=[tracking(lambda: self._limits), no_traceback])
+        self.app.on_response_prepare.append(security_headers)
         for provide in providers:
             provide(self.app)
         self._runner: web.AppRunner | None = None

@@ -40,6 +40,7 @@ SAID = {
     "optout_already": "That number was already suppressed.",
     "optout_removed": "Suppression lifted: it may be texted again.",
     "optout_absent": "That number was not suppressed.",
+    "others_ended": "Signed out everywhere else: only this browser is signed in now.",
 }
 # Why a call was missed and what textback did about it, in the words of the people who read it.
 CALL_REASONS = {
@@ -85,6 +86,12 @@ SIGN_IN_WHY = {
     "invalid": "That sign-in link is not valid. Sign in with your password.",
     "idle": "You were signed out after a while without activity. Please sign in again.",
     "signed_out": "You are signed out.",
+    "password_changed": "You were signed out because your password was changed, which ends "
+                        "every session. Sign in with the new password.",
+    "ended_elsewhere": "You were signed out from another browser (Settings: sign out everywhere "
+                       "else). Please sign in again.",
+    "no_owner": "You were signed out: that account is no longer an owner here.",
+    "ended": "Your session has ended. Please sign in again.",
     "refused": "Wrong account or password.",
     "limited": "Too many failed sign-ins. Wait a few minutes and try again.",
 }
@@ -307,6 +314,23 @@ def what_changed(config: Config, seen: dict, now: dict) -> str:
         changes.append(f"the contact is now a {now['class']}")
     return "This changed while you were looking: " + ("; ".join(changes) or "someone else changed it") \
         + ". Nothing of yours was applied; here it is as it is now."
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    browser: str  # the User-Agent it signed in with, as sent (the template escapes it)
+    address: str
+    started: str
+    last_seen: str
+    current: bool
+
+
+def session_rows(rows: list[dict], current_digest: str, timezone: str) -> list[SessionRow]:
+    """An owner's live sessions for the settings page, this browser's first."""
+    made = [SessionRow(row["user_agent"] or "(unknown browser)", row["address"] or "?",
+                       when(row["created_at"], timezone), when(row["seen_at"], timezone),
+                       row["token_digest"] == current_digest) for row in rows]
+    return sorted(made, key=lambda r: not r.current)
 
 
 @dataclass(frozen=True)
