@@ -5,7 +5,8 @@ own CLI reads the served document and sends requests generated from it with a
 write token. The run fails on a 5xx, on an answer whose status, content type,
 headers or body the document does not describe, and on a request valid under
 the document's schemas answered with anything but 2xx, 404 (no such
-conversation), 409 (opted out) or the 422 of a check the document lists:
+conversation), 409 (opted out), 412 (an If-Match
+that names a state the conversation no longer has) or the 422 of a check the document lists:
 never a 400 for a request the document promised to take. The other way
 round, a request the schemas call invalid must be refused (4xx), never acted
 on: the server checks requests with the very schemas it serves.
@@ -32,7 +33,7 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "negative_data_rejection")
 SETTINGS = """
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "404", "409", "422"]
+expected-statuses = ["2xx", "404", "409", "412", "422"]
 """
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from textback.scorecard import FUNNEL, funnel
 
 # In SVG units; the chart is drawn about as wide as a phone's card (360), so a unit is ~1 px.
-WIDTH, LABEL_WIDTH, VALUE_ROOM, ROW, BAR, TOP, FOOT = 360, 84, 44, 28, 20, 4, 26
+# Right of each bar: its count, then (right-aligned at the edge) the share of the stage before.
+WIDTH, LABEL_WIDTH, VALUE_ROOM, ROW, BAR, TOP, FOOT = 360, 84, 96, 28, 20, 4, 26
 FONT_SIZE = 16  # at a 390 px screen's scale (~0.97) still over 14 px
 
 
