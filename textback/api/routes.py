@@ -151,11 +151,17 @@ class Api:
         body = await request.content.read(self._max_body + 1)
         if len(body) > self._max_body:
             return self._too_large()
+        if_match = request.headers.get("If-Match")
+        if if_match is not None:  # before a kept answer is replayed: a bad header is never taken
+            checked_header(openapi.IF_MATCH, if_match)
         key = request.headers.get("Idempotency-Key")
         if key is None:
             return await handler(request, token, body)
         checked_header(openapi.IDEMPOTENCY, key)
-        fingerprint = hashlib.sha256(f"{request.method} {request.path}\n".encode() + body).hexdigest()
+        # The precondition is part of the request: the same key with another If-Match is reused.
+        precondition = "" if if_match is None else f"If-Match: {if_match}\n"
+        fingerprint = hashlib.sha256(f"{request.method} {request.path}\n{precondition}".encode()
+                                     + body).hexdigest()
         async with self._keys.setdefault((token["id"], key), asyncio.Lock()):
             kept = await self.store.idempotent_answer(token["id"], key)
             if kept is not None:
@@ -187,9 +193,7 @@ class Api:
     def _expected_state(self, request: web.Request, conversation: dict[str, Any]) -> int | None:
         """The state_version a write must find (from If-Match), or None when it names none;
         raises ChangedSinceRead when it already differs."""
-        header = request.headers.get("If-Match")
-        if header is not None:
-            checked_header(openapi.IF_MATCH, header)
+        header = request.headers.get("If-Match")  # checked against its schema in _write
         if not if_match_holds(header, entity_tag(conversation)):
             raise ChangedSinceRead(conversation)
         if header is None or header.strip() == "*":
