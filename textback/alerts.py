@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
+from textback.media import EMPTY_TEXT
 from textback.numbers import national
 
 SUBJECT_WORDS = 8
@@ -39,6 +40,15 @@ class ReplyAlert:
     business_number: str
     reply: str
     entries: tuple[ThreadEntry, ...]
+    # What the text carried besides words ("sent 2 photos"), from textback.media.sent_line.
+    media_line: str = ""
+
+    @property
+    def shown_reply(self) -> str:
+        """The words, else what the text carried, else "(empty text)": never a blank line."""
+        if self.reply.strip():
+            return self.reply
+        return self.media_line.capitalize() if self.media_line else EMPTY_TEXT
 
 
 def one_line(value: str, limit: int = 80) -> str:
@@ -52,7 +62,7 @@ def _when(at: float, timezone: str) -> str:
 
 
 def subject_for(alert: ReplyAlert) -> str:
-    words = " ".join(one_line(alert.reply, 200).split()[:SUBJECT_WORDS])
+    words = " ".join(one_line(alert.shown_reply, 200).split()[:SUBJECT_WORDS])
     who = national(alert.caller)
     return one_line(f"Text from {who}: {words}", 120)
 
@@ -100,7 +110,8 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     lines = [
         f"{who} replied to {alert.business_name}'s text on {dialled}:",
         "",
-        *("    " + line for line in alert.reply.splitlines() or [""]),
+        *("    " + line for line in alert.shown_reply.splitlines()),
+        *([f"    ({alert.media_line})"] if alert.media_line and alert.reply.strip() else []),
         "",
         "The conversation so far:",
     ]
@@ -124,7 +135,10 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     body = (
         "<!doctype html><html><body style=\"font-family:sans-serif\">"
         f"<p><b>{esc(who)}</b> replied to {esc(alert.business_name)}'s text on {esc(dialled)}:</p>"
-        f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.reply)}</blockquote>"
+        f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.shown_reply)}</blockquote>"
+        + (f"<p>({esc(alert.media_line)})</p>" if alert.media_line and alert.reply.strip()
+           else "")
+        + 
         f"<p>The conversation so far:</p><table>{rows}</table>"
         f"<p>Call or text them back at <a href=\"tel:{esc(alert.caller)}\">{esc(caller)}</a>.</p>"
         + (f"<p><a href=\"{esc(inbox_link)}\">Open the conversation in the inbox</a>"

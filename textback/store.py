@@ -30,15 +30,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import aiosqlite
 
 from sms_gateway.segments import count_segments
 from textback.hooks import events
 from textback.hooks.events import Event
+from textback.media import Shown, kind_of, summary
 from textback.numbers import to_e164
 from textback.selftest import Report
+from textback.store_media import MediaRows, NewMedia
 from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
@@ -495,6 +497,36 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET segments = text_segments(body)
     """,
+    # Inbound media (MMS): each photo, video or file a text carried, committed with the text;
+    # fetched later by the media worker, the file kept under its SHA-256 (textback/store_media.py)
+    """
+    CREATE TABLE media (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        position INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        declared_type TEXT NOT NULL,
+        declared_size INTEGER,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'fetching', 'kept', 'failed')),
+        shown INTEGER NOT NULL DEFAULT 0,
+        content_type TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        sha256 TEXT,
+        rendition_sha256 TEXT,
+        note TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_at REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        fetched_at REAL,
+        owner_told INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (message_id, position)
+    );
+    CREATE INDEX media_due ON media (retry_at) WHERE state = 'pending';
+    CREATE INDEX media_failed ON media (message_id) WHERE state = 'failed' AND owner_told = 0;
+    CREATE INDEX media_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
+    CREATE INDEX media_rendition ON media (rendition_sha256) WHERE rendition_sha256 IS NOT NULL
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -613,7 +645,7 @@ def _segments(body: str) -> int:
     return count_segments(body).segments
 
 
-class Store(WebStore):
+class Store(WebStore, MediaRows):
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
     def __init__(self, db: aiosqlite.Connection):
@@ -1312,7 +1344,8 @@ class Store(WebStore):
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
                              owner_for_new: str, owner_reason: str = "fixed owner",
-                             display_name: str = "") -> InboundRecord:
+                             display_name: str = "",
+                             media: Sequence[NewMedia] = ()) -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -1322,7 +1355,8 @@ class Store(WebStore):
         this gateway also had none, has the same words, and came at most
         REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts). The display
         name the sender's address carried becomes the contact name if the
-        conversation has none yet.
+        conversation has none yet. The text's media rows are inserted in the same
+        transaction (a photo-only text has an empty body and its media).
         """
         _canonical(caller)
         now = time.time()
@@ -1359,7 +1393,10 @@ class Store(WebStore):
                 " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
             message_id = cursor.lastrowid
-            await self._summarise_message(conversation_id, message_id, "in", "", body, now)
+            await self._insert_media(db, message_id, media, now)
+            listed = summary(body, [Shown(None if item.sha256 and not item.shown
+                                          else kind_of(item.declared_type)) for item in media])
+            await self._summarise_message(conversation_id, message_id, "in", "", listed, now)
             await db.execute(
                 "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"
                 " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id,"
@@ -1805,26 +1842,36 @@ class Store(WebStore):
                                     for card in cards])
 
     async def prunable(self, cutoff: float) -> dict[str, int]:
-        """How many calls, messages and alerts `prune_batch` would delete before `cutoff`."""
+        """How many calls, messages, alerts and media items (and their bytes) `prune_batch` would
+        delete before `cutoff`."""
         calls = await self._one("SELECT COUNT(*) AS n FROM calls WHERE started_at < ?", (cutoff,))
         messages = await self._one(
             f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
             f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
-        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0}
+        media = await self._one(
+            f"SELECT COUNT(*) AS n, COALESCE(SUM(d.size), 0) AS bytes FROM media d"
+            f" JOIN messages m ON m.id = d.message_id WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
+        return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0,
+                "media": media["n"], "media_bytes": media["bytes"]}
 
     async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
-        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
-        escalations) from before `cutoff`, in one short transaction. A text or an email still
+        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows,
+        escalations and media rows) from before `cutoff`, in one short transaction; the media
+        files their rows named are removed afterwards (pruning.remove_unreferenced_files). A text or an email still
         being sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
                 f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
                 (cutoff, limit))]
             marks = ",".join("?" * len(ids))
-            alerts = 0
+            alerts = media = media_bytes = 0
             if ids:
                 alerts = (await db.execute(f"DELETE FROM alerts WHERE message_id IN ({marks})",
                                            ids)).rowcount
+                row = await self._one(f"SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes"
+                                      f" FROM media WHERE message_id IN ({marks})", tuple(ids))
+                media, media_bytes = row["n"], row["bytes"]
+                await db.execute(f"DELETE FROM media WHERE message_id IN ({marks})", ids)
                 for table in ("outbox", "escalations", "waiting_texts"):
                     await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
                 # A message's row in the search index has its id (the conversation's own is -id).
@@ -1833,7 +1880,8 @@ class Store(WebStore):
             calls = (await db.execute(
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
                 " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
-        return {"calls": calls, "messages": len(ids), "alerts": alerts}
+        return {"calls": calls, "messages": len(ids), "alerts": alerts, "media": media,
+                "media_bytes": media_bytes}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")

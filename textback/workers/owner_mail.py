@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 from textback.alerts import ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line
 from textback.config import OwnerConfig
 from textback.hours import Hours
+from textback.media import sent_line, summary
 from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
+from textback.store_media import shown_items
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
 
@@ -245,9 +247,13 @@ class OwnerMailWorkers:
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
         entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
                    for c in history["calls"]]
+        shown = await self.store.media_of(m["id"] for m in history["messages"]
+                                          if m["direction"] == "in")
         entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
                                 (m["sent_at"] or m["created_at"]),
-                                "text_in" if m["direction"] == "in" else "text_out", m["body"])
+                                "text_in" if m["direction"] == "in" else "text_out",
+                                summary(m["body"], shown_items(shown.get(m["id"], ())))
+                                if m["direction"] == "in" else m["body"])
                     for m in history["messages"] if m["created_at"] <= reply["created_at"]]
         entries.sort(key=lambda e: e.at)
         contact = self.config.contact(conversation["caller"])
@@ -267,7 +273,8 @@ class OwnerMailWorkers:
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries)), self.mailer.domain, reply_to, link,
+            entries=tuple(entries), media_line=sent_line(shown_items(shown[reply["id"]]))),
+            self.mailer.domain, reply_to, link,
             link_line(link, self.config.web) if link else "")
         await self.mailer.send(message)
         self._mail_went("alerts")
