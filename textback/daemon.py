@@ -625,7 +625,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         kept = await asyncio.to_thread(keep_media, self.media_files, item.content,
                                        item.declared_type)
         return NewMedia(item.url, item.declared_type, item.declared_size, kept.sha256,
-                        kept.content_type, kept.shown, kept.size, kept.note)
+                        kept.content_type, kept.shown, kept.size, kept.note,
+                        kept.rendition_sha256)
 
     async def _keyword(self, keyword: Keyword | None, conversation_id: int,
                        number: NumberConfig, sender: str) -> None:

@@ -1715,22 +1715,31 @@ class Store(WebStore, MediaRows):
         return dict(row) if row else None
 
     async def timeline(self, caller: str) -> list[dict[str, Any]]:
-        """Everything that happened with one caller, oldest first: calls, texts, alerts."""
+        """Everything that happened with one caller, oldest first: calls, texts, alerts; a
+        homeowner's text lists its media (type, size, state)."""
         rows = await self._all(
             "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
-            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway FROM calls"
-            "  WHERE caller = ?"
+            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway,"
+            "  NULL AS message_id FROM calls WHERE caller = ?"
             " UNION ALL"
             " SELECT CASE m.direction WHEN 'in' THEN 'text_in' ELSE 'text_out' END,"
             "  COALESCE(m.sent_at, m.created_at), c.business_number, m.status, m.error,"
-            "  m.body, COALESCE(m.gateway_id, ''), m.gateway FROM messages m"
+            "  m.body, COALESCE(m.gateway_id, ''), m.gateway, m.id FROM messages m"
             "  JOIN conversations c ON c.id = m.conversation_id WHERE c.caller = ?"
             " UNION ALL"
             " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
-            "  a.recipient, a.subject, a.owner_id, '' FROM alerts a"
+            "  a.recipient, a.subject, a.owner_id, '', NULL FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
-        return [dict(r) for r in rows]
+        timeline = [dict(r) for r in rows]
+        media = await self.media_of(r["message_id"] for r in timeline if r["kind"] == "text_in")
+        for row in timeline:
+            message_id = row.pop("message_id")
+            if row["kind"] == "text_in":
+                row["media"] = [{key: item[key] for key in (
+                    "id", "declared_type", "content_type", "size", "state", "shown", "note")}
+                    for item in media[message_id]]
+        return timeline
 
     async def call_decision(self, linkedid: str) -> str | None:
         """The decision stored with a call (the rules' reason, or why the store withheld its text)."""

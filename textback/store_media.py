@@ -38,6 +38,7 @@ class NewMedia:
     shown: bool = False
     size: int | None = None
     note: str = ""
+    rendition_sha256: str | None = None
 
 
 def shown_items(rows: Iterable[Any]) -> list[media.Shown]:
@@ -56,11 +57,12 @@ class MediaRows:
         for position, item in enumerate(items):
             await db.execute(
                 "INSERT INTO media (message_id, position, url, declared_type, declared_size,"
-                " state, shown, content_type, size, sha256, note, created_at, fetched_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " state, shown, content_type, size, sha256, rendition_sha256, note, created_at,"
+                " fetched_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (message_id, position, item.url, item.declared_type, item.declared_size,
                  "kept" if item.sha256 else "pending", int(item.shown), item.content_type,
-                 item.size, item.sha256, item.note, now, now if item.sha256 else None))
+                 item.size, item.sha256, item.rendition_sha256, item.note, now,
+                 now if item.sha256 else None))
 
     async def claim_media(self, now: float, limit: int) -> list[dict[str, Any]]:
         """Due pending rows, each claimed (pending -> fetching) in one commit, with its

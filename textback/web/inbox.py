@@ -34,6 +34,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from sms_gateway.segments import count_segments
+from textback import media
 from textback.alerts import one_line
 from textback.config import OwnerConfig
 from textback.contact_classes import CLASSES, configured_class
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("textback.web")
 timeline = logging.getLogger("textback.timeline")
+# A homeowner's file is never a page: no script, no plugin, no request of its own.
+MEDIA_POLICY = "sandbox; default-src 'none'"
 
 SESSION_COOKIE = "textback_session"
 FORM_COOKIE = "textback_form"  # the CSRF token of the sign-in forms, before there is a session
@@ -105,6 +108,7 @@ class Inbox:
         r.add_get("/", self.page(self.inbox))
         r.add_get(r"/c/{id:\d{1,12}}", self.page(self.thread))
         r.add_post(r"/c/{id:\d{1,12}}/{action:[a-z]{1,12}}", self.page(self.act))
+        r.add_get(r"/c/{id:\d{1,12}}/media/{media:\d{1,12}}", self.page(self.media_file))
         r.add_get("/events", self.page(self.events, api=True))
         Reports(self, app)
         self._closing = asyncio.Event()
@@ -301,6 +305,8 @@ class Inbox:
     async def thread(self, request: web.Request) -> web.StreamResponse:
         conversation = await self._conversation(request)
         history = await self.store.thread(conversation["id"])
+        history["media"] = await self.store.media_of(
+            m["id"] for m in history["messages"] if m["direction"] == "in")
         calls = history["calls"]
         name = views.contact_name(self.config, conversation | {
             "caller_name": next((c["caller_name"] for c in reversed(calls) if c["caller_name"]), "")})
@@ -321,6 +327,30 @@ class Inbox:
         }
         template = "thread_timeline.html" if request.query.get("part") == "timeline" else "thread.html"
         return self.render(template, request, context)
+
+    async def media_file(self, request: web.Request) -> web.StreamResponse:
+        """A kept photo, video or file of this conversation, to a signed-in user (whoever may
+        open the thread). Shown types go inline, anything else as a download; either way the
+        answer is sandboxed and never sniffed, so a file that is really HTML runs nothing."""
+        conversation = await self._conversation(request)
+        item = await self.store.media_item(int(request.match_info["media"]))
+        if item is None or item["conversation_id"] != conversation["id"] or item["state"] != "kept":
+            raise web.HTTPNotFound(text="No such file.")
+        digest, content_type = item["sha256"], item["content_type"]
+        if not item["shown"]:
+            content_type = media.ATTACHMENT_TYPE
+        elif request.query.get("v") == "jpeg" and item["rendition_sha256"]:
+            digest, content_type = item["rendition_sha256"], "image/jpeg"
+        try:
+            data = await asyncio.to_thread(self.daemon.media_files.read, digest)
+        except FileNotFoundError:
+            raise web.HTTPNotFound(text="The file is no longer kept.") from None
+        name = f"{'photo' if item['shown'] else 'attachment'}-{item['id']}.{media.extension(content_type)}"
+        return web.Response(body=data, headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'{"inline" if item["shown"] else "attachment"}; filename="{name}"',
+            "Content-Security-Policy": MEDIA_POLICY, "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600"})
 
     def _max_segments(self) -> int:
         return self.config.reply_mail.max_segments if self.config.reply_mail else 3
