@@ -100,10 +100,18 @@ async def test_two_photos_and_no_words_reach_the_store_the_disk_and_the_alert(tm
     assert "\n    \n" not in text  # never a blank quoted line
     html = alert.message.get_body(("html",)).get_content()
     assert "Sent 2 photos</blockquote>" in html
+    # The alert waited for the photos and carries both, the HEIC one as a JPEG.
+    assert "2 photo(s) attached." in text
+    attached = list(alert.message.iter_attachments())
+    assert [(p.get_content_type(), p.get_filename()) for p in attached] == [
+        ("image/jpeg", "photo-1.jpg"), ("image/jpeg", "photo-2.jpg")]
+    for part, size in zip(attached, [(640, 480), (400, 300)]):
+        with Image.open(io.BytesIO(part.get_content())) as picture:
+            assert (picture.format, picture.size) == ("JPEG", size)
     assert inbox[0]["last_body"] == "2 photos"
 
 
-async def test_words_and_a_photo_keep_both_and_a_text_of_nothing_reads_empty(tmp_path,
+async def test_words_and_a_photo_over_the_attachment_cap_and_a_text_of_nothing(tmp_path,
                                                                              smtp_sink):
     host = MediaHost({"/v1/kitchen": Item(jpeg(), "image/jpeg")})
     twilio = FakeTwilio(SID, TOKEN)
@@ -117,7 +125,7 @@ async def test_words_and_a_photo_keep_both_and_a_text_of_nothing_reads_empty(tmp
                                        "api_base_url": api_base,
                                        "media_hosts": [API_HOST, MEDIA_HOST]},
                             "webhooks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
-                "media": {"insecure_loopback_for_tests": True},
+                "media": {"insecure_loopback_for_tests": True, "alert_attachment_bytes": 1000},
             }) as daemon:
                 local = f"http://127.0.0.1:{WEBHOOK_PORT}"
                 with_words = media_params(twilio, "This is the kitchen", [
@@ -136,6 +144,10 @@ async def test_words_and_a_photo_keep_both_and_a_text_of_nothing_reads_empty(tmp
     assert row["state"] == "kept" and deleted == []  # delete_at_provider is off by default
     text = words_alert.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert "    This is the kitchen\n    (sent a photo)\n" in text
+    # Over the attachment cap: nothing attached, and the email says where the photo is.
+    assert list(words_alert.message.iter_attachments()) == []
+    assert "A photo is not attached (too large for one email, or not a photo): see the thread. " \
+           "(`textback thread` lists them)" in text
     empty = empty_alert.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert "\n    (empty text)\n" in empty and "(empty text)" in empty_alert.message["Subject"]
     assert inbox[0]["last_body"] == "(empty text)"

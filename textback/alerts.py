@@ -42,6 +42,8 @@ class ReplyAlert:
     entries: tuple[ThreadEntry, ...]
     # What the text carried besides words ("sent 2 photos"), from textback.media.sent_line.
     media_line: str = ""
+    attachments: tuple[tuple[str, bytes], ...] = ()  # (filename, JPEG) of its photos
+    media_left_out: str = ""  # what of them is not attached, and where to see it
 
     @property
     def shown_reply(self) -> str:
@@ -118,6 +120,11 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     for entry in alert.entries:
         label = _LABELS.get(entry.kind, entry.kind)
         lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
+    if alert.attachments:
+        lines += ["", f"{len(alert.attachments)} photo(s) attached."]
+    if alert.media_left_out:
+        lines += ["", alert.media_left_out + (f" {inbox_link}" if inbox_link else
+                                              " (`textback thread` lists them)")]
     lines += ["", f"Call or text them back at {caller}."]
     if reply_to:
         lines += ["Reply to this email to text them: only your new words are sent.",
@@ -138,11 +145,15 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
         f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.shown_reply)}</blockquote>"
         + (f"<p>({esc(alert.media_line)})</p>" if alert.media_line and alert.reply.strip()
            else "")
-        + 
-        f"<p>The conversation so far:</p><table>{rows}</table>"
+        + (f"<p>{esc(alert.media_left_out)}"
+           + (f" <a href=\"{esc(inbox_link)}\">Open the thread</a>" if inbox_link else "")
+           + "</p>" if alert.media_left_out else "")
+        + f"<p>The conversation so far:</p><table>{rows}</table>"
         f"<p>Call or text them back at <a href=\"tel:{esc(alert.caller)}\">{esc(caller)}</a>.</p>"
         + (f"<p><a href=\"{esc(inbox_link)}\">Open the conversation in the inbox</a>"
            " (the link signs you in once).</p>" if inbox_link else "")
         + "</body></html>")
     msg.add_alternative(body, subtype="html")
+    for filename, data in alert.attachments:
+        msg.add_attachment(data, maintype="image", subtype="jpeg", filename=filename)
     return msg

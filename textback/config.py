@@ -398,6 +398,12 @@ class MediaConfig(Strict):
     # One fetch, redirects and every byte included: a server that trickles is cut off.
     timeout_seconds: float = Field(60.0, gt=0, le=600)
     concurrent_fetches: int = Field(4, ge=1, le=32)
+    # An owner's alert for a text with photos waits this long for them to be fetched, so the
+    # email carries them; it goes at once when the last is kept or given up.
+    alert_wait_seconds: float = Field(60.0, ge=0, le=900)
+    # Photos attached to an alert (as JPEGs at most 1280 px) stop at this many bytes in all;
+    # the email says what is left out and links to the thread.
+    alert_attachment_bytes: int = Field(4 * 1024 * 1024, ge=0, le=20 * 1024 * 1024)
     # Delete the provider's copy once textback has it (Twilio's Media resource). Off by
     # default: the provider's copy is personal data it keeps until you delete it.
     delete_at_provider: bool = False

@@ -236,7 +236,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             workers.start("webhooks", hooks.run)
             media = MediaWorker(c.media, self._media_fetchers(), self.media_files, self.store,
                                 self.clock, self._media_wake, self._tell_media_owner,
-                                c.business.timezone)
+                                c.business.timezone, self._alerts_wake)
             workers.start("media", media.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),

@@ -36,6 +36,7 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 RENDITION_MAX_SIDE = 2048  # the JPEG made from a HEIC photo, for browsers and email
 RENDITION_QUALITY = 85
+EMAIL_MAX_SIDE = 1280  # a photo attached to an owner's alert
 
 
 @dataclass(frozen=True)

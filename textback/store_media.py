@@ -51,6 +51,42 @@ def shown_items(rows: Iterable[Any]) -> list[media.Shown]:
     return out
 
 
+@dataclass(frozen=True)
+class Attached:
+    """What an owner's alert carries of a text's photos: (filename, JPEG bytes) and a line
+    about what did not fit or cannot be attached ("" when everything is attached)."""
+
+    files: tuple[tuple[str, bytes], ...] = ()
+    left_out: str = ""
+
+
+def alert_attachments(files: Any, rows: list[dict[str, Any]], cap_bytes: int) -> Attached:
+    """JPEG renditions of a text's kept photos, resized for email, until `cap_bytes` in all.
+    CPU work (Pillow): run in a thread. `files` is a textback.mediafiles.MediaStore."""
+    from textback.mediafiles import EMAIL_MAX_SIDE, jpeg_rendition  # Pillow, on first use only
+    attached: list[tuple[str, bytes]] = []
+    total = 0
+    not_attached = []
+    for n, row in enumerate(rows, start=1):
+        kind = media.kind_of(row["content_type"]) if row["state"] == "kept" and row["shown"] else None
+        if kind != "image":
+            if row["state"] == "kept":
+                not_attached.append(row)
+            continue
+        data = jpeg_rendition(files.read(row["rendition_sha256"] or row["sha256"]), EMAIL_MAX_SIDE)
+        if total + len(data) > cap_bytes:
+            not_attached.append(row)
+            continue
+        total += len(data)
+        attached.append((f"photo-{n}.jpg", data))
+    left_out = ""
+    if not_attached:
+        phrase = media.media_phrase(shown_items(not_attached))
+        left_out = (f"{phrase[0].upper() + phrase[1:]} {'is' if len(not_attached) == 1 else 'are'}"
+                    f" not attached (too large for one email, or not a photo): see the thread.")
+    return Attached(tuple(attached), left_out)
+
+
 class MediaRows:
     async def _insert_media(self, db: Any, message_id: int, items: Iterable[NewMedia],
                             now: float) -> None:
@@ -96,6 +132,7 @@ class MediaRows:
                 (sha256, content_type, int(shown), size, note, rendition_sha256, time.time(),
                  media_id))
             await self._bump_for_media(db, media_id)
+            await self._alert_now_if_settled(db, media_id)
 
     async def retry_media(self, media_id: int, retry_at: float, note: str) -> None:
         async with self._transaction() as db:
@@ -107,6 +144,7 @@ class MediaRows:
             await db.execute("UPDATE media SET state = 'failed', note = ? WHERE id = ?",
                              (note, media_id))
             await self._bump_for_media(db, media_id)
+            await self._alert_now_if_settled(db, media_id)
 
     async def _bump_for_media(self, db: Any, media_id: int) -> None:
         """A fetched or failed item changes its thread: the live inbox re-reads it."""
@@ -145,6 +183,25 @@ class MediaRows:
             " m.conversation_id FROM media d JOIN messages m ON m.id = d.message_id"
             " WHERE d.id = ?", (media_id,))
         return dict(row) if row else None
+
+    async def media_unsettled(self, message_id: int) -> dict[str, Any] | None:
+        """The first of a message's media still pending or being fetched, or None."""
+        row = await self._one("SELECT id, created_at FROM media WHERE message_id = ? AND state IN"
+                              " ('pending', 'fetching') LIMIT 1", (message_id,))
+        return dict(row) if row else None
+
+    async def defer_alert(self, alert_id: int, until: float) -> None:
+        """A claimed alert back to pending until `until`, without spending one of its tries."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE alerts SET state = 'pending', retry_at = ?, attempts ="
+                             " attempts - 1 WHERE id = ? AND state = 'sending'", (until, alert_id))
+
+    async def _alert_now_if_settled(self, db: Any, media_id: int) -> None:
+        """The last of a message's media settled: its waiting alert is due at once."""
+        await db.execute(
+            "UPDATE alerts SET retry_at = 0 WHERE state = 'pending' AND message_id = (SELECT"
+            " message_id FROM media WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM media WHERE"
+            " message_id = alerts.message_id AND state IN ('pending', 'fetching'))", (media_id,))
 
     async def untold_media_failures(self) -> list[dict[str, Any]]:
         """Messages whose media are all settled, some failed, and whose owner was not told."""

@@ -66,7 +66,8 @@ def keep(files: mediafiles.MediaStore, data: bytes, declared: str) -> Kept:
 class MediaWorker:
     def __init__(self, settings: MediaConfig, fetchers: Mapping[str, MediaFetcher],
                  files: mediafiles.MediaStore, store: Store, clock: SystemClock,
-                 wake: asyncio.Event, tell_owner: TellOwner, timezone: str):
+                 wake: asyncio.Event, tell_owner: TellOwner, timezone: str,
+                 alerts_wake: asyncio.Event | None = None):
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -76,6 +77,7 @@ class MediaWorker:
         self._tell_owner = tell_owner
         self._timezone = timezone
         self._in_flight: set[asyncio.Task] = set()
+        self._alerts_wake = alerts_wake  # an alert waiting for its photos goes once they settle
 
     async def run(self) -> None:
         recovered = await self.store.recover_interrupted_media()
@@ -112,6 +114,8 @@ class MediaWorker:
             task.add_done_callback(self._in_flight.discard)
             task.add_done_callback(log_failure)
             task.add_done_callback(lambda _: self._wake.set())
+            if self._alerts_wake is not None:
+                task.add_done_callback(lambda _: self._alerts_wake.set())
 
     async def _fetch(self, row: dict) -> None:
         s = self.settings

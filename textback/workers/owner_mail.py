@@ -20,7 +20,7 @@ from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
-from textback.store_media import shown_items
+from textback.store_media import alert_attachments, shown_items
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
 
@@ -234,10 +234,26 @@ class OwnerMailWorkers:
         alert = await self.store.claim_mail("alerts", alert_id, time.time())
         if alert is None:
             return  # another worker has it, or it waits for its retry time
+        if await self._waits_for_media(alert):
+            return
         try:
             await self._send_alert(alert)
         except Exception as exc:  # noqa: BLE001 - any mail failure is retried
             await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
+
+    async def _waits_for_media(self, alert: dict[str, Any]) -> bool:
+        """An alert for a text whose photos are still being fetched waits for them, at most
+        media.alert_wait_seconds after the text: the owner gets the photos in the email, and a
+        provider that is slow to serve them never holds a lead back for long. The media worker
+        brings the alert forward as soon as the last one is kept or given up."""
+        waiting = await self.store.media_unsettled(alert["message_id"])
+        if not waiting:
+            return False
+        until = waiting["created_at"] + self.config.media.alert_wait_seconds
+        if time.time() >= until:
+            return False
+        await self.store.defer_alert(alert["id"], until)
+        return True
 
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])
@@ -268,12 +284,16 @@ class OwnerMailWorkers:
             reply_to = f"reply+{token}@{settings.domain}"
         link = (await sign_in_link(self.store, self.config.web, owner.id, conversation["id"])
                 if self.config.web is not None else None)
+        attached = await asyncio.to_thread(alert_attachments, self.media_files,
+                                           shown[reply["id"]],
+                                           self.config.media.alert_attachment_bytes)
         message = compose_reply_alert(ReplyAlert(
             business_name=self.config.business.name, timezone=self.config.business.timezone,
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries), media_line=sent_line(shown_items(shown[reply["id"]]))),
+            entries=tuple(entries), media_line=sent_line(shown_items(shown[reply["id"]])),
+            attachments=attached.files, media_left_out=attached.left_out),
             self.mailer.domain, reply_to, link,
             link_line(link, self.config.web) if link else "")
         await self.mailer.send(message)
