@@ -404,6 +404,8 @@ class MediaConfig(Strict):
     # Photos attached to an alert (as JPEGs at most 1280 px) stop at this many bytes in all;
     # the email says what is left out and links to the thread.
     alert_attachment_bytes: int = Field(4 * 1024 * 1024, ge=0, le=20 * 1024 * 1024)
+    # How long a signed link to a photo (in the JSON API, webhooks, CRM notes) works.
+    link_hours: float = Field(72.0, gt=0, le=24 * 90)
     # Delete the provider's copy once textback has it (Twilio's Media resource). Off by
     # default: the provider's copy is personal data it keeps until you delete it.
     delete_at_provider: bool = False

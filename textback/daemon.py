@@ -16,7 +16,7 @@ import logging
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
@@ -63,6 +63,7 @@ from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.inbox import inbox_routes
+from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
 
@@ -604,7 +605,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender),
-            media=[await self._new_media(item) for item in text.media])
+            media=[await self._new_media(item) for item in text.media],
+            media_link=await self.media_linker())
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -616,6 +618,17 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if text.media:
             self._media_wake.set()
         await self._keyword(classify(text.body), record.conversation_id, number, sender)
+
+    async def media_linker(self) -> Callable[[int, float], str] | None:
+        """Signed links to media under web.public_url, valid media.link_hours from a moment;
+        None without a `web:` listener to serve them."""
+        web = self.config.web
+        if web is None:
+            return None
+        key = await self.store.web_key(MEDIA_LINK_KEY)
+        hours = self.config.media.link_hours
+        return lambda media_id, at: media_link(key, web.public_url, media_id,
+                                               int(at + hours * 3600))
 
     async def _new_media(self, item: InboundMedia) -> NewMedia:
         """A media row for the store: to fetch later, or (bytes that came with the text, as a

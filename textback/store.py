@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import aiosqlite
 
@@ -1345,7 +1345,9 @@ class Store(WebStore, MediaRows):
                              gateway: str, gateway_id: str | None,
                              owner_for_new: str, owner_reason: str = "fixed owner",
                              display_name: str = "",
-                             media: Sequence[NewMedia] = ()) -> InboundRecord:
+                             media: Sequence[NewMedia] = (),
+                             media_link: Callable[[int, float], str | None] | None = None
+                             ) -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -1356,7 +1358,8 @@ class Store(WebStore, MediaRows):
         REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts). The display
         name the sender's address carried becomes the contact name if the
         conversation has none yet. The text's media rows are inserted in the same
-        transaction (a photo-only text has an empty body and its media).
+        transaction (a photo-only text has an empty body and its media); `media_link` makes
+        the signed link its reply.received event gives for each.
         """
         _canonical(caller)
         now = time.time()
@@ -1409,10 +1412,16 @@ class Store(WebStore, MediaRows):
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
             contact = await self._one("SELECT contact_name FROM conversations WHERE id = ?",
                                       (conversation_id,))
+            listed_media = [
+                {"id": row["id"], "content_type": row["declared_type"],
+                 "size": row["declared_size"],
+                 "url": media_link(row["id"], now) if media_link else None}
+                for row in await self._all("SELECT id, declared_type, declared_size FROM media"
+                                           " WHERE message_id = ? ORDER BY position", (message_id,))]
             await self._emit(events.reply_received(
                 message_id=message_id, conversation_id=conversation_id, caller=caller,
                 business_number=business_number, body=body, contact_name=contact["contact_name"],
-                owner_id=owner["owner_id"], at=now))
+                owner_id=owner["owner_id"], at=now, media=listed_media))
             return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,

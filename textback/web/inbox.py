@@ -44,6 +44,7 @@ from textback.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import AttemptLimiter, LinkClaim, digest, read_link_token, session_expired
 from textback.store_web import INBOX_VIEWS
 from textback.web import views
+from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
 
@@ -109,6 +110,7 @@ class Inbox:
         r.add_get(r"/c/{id:\d{1,12}}", self.page(self.thread))
         r.add_post(r"/c/{id:\d{1,12}}/{action:[a-z]{1,12}}", self.page(self.act))
         r.add_get(r"/c/{id:\d{1,12}}/media/{media:\d{1,12}}", self.page(self.media_file))
+        r.add_get(r"/media/{media:\d{1,12}}", self.linked_media_file)
         r.add_get("/events", self.page(self.events, api=True))
         Reports(self, app)
         self._closing = asyncio.Event()
@@ -334,8 +336,29 @@ class Inbox:
         answer is sandboxed and never sniffed, so a file that is really HTML runs nothing."""
         conversation = await self._conversation(request)
         item = await self.store.media_item(int(request.match_info["media"]))
-        if item is None or item["conversation_id"] != conversation["id"] or item["state"] != "kept":
+        if item is None or item["conversation_id"] != conversation["id"]:
             raise web.HTTPNotFound(text="No such file.")
+        return await self._serve_media(request, item)
+
+    async def linked_media_file(self, request: web.Request) -> web.StreamResponse:
+        """A file by a signed link (the API, a webhook, a CRM note): no session, the link's
+        signature and expiry instead (textback.web.medialinks)."""
+        media_id = int(request.match_info["media"])
+        if not medialinks.valid(await self.store.web_key(medialinks.MEDIA_LINK_KEY), media_id,
+                                request.query.get("expires", ""), request.query.get("sig", ""),
+                                time.time()):
+            raise web.HTTPForbidden(text="This link is not valid or has expired.")
+        item = await self.store.media_item(media_id)
+        if item is None:
+            raise web.HTTPNotFound(text="No such file.")
+        return await self._serve_media(request, item)
+
+    async def _serve_media(self, request: web.Request, item: dict) -> web.StreamResponse:
+        if item["state"] in ("pending", "fetching"):
+            raise web.HTTPServiceUnavailable(text="Not fetched yet; try again in a minute.",
+                                             headers={"Retry-After": "60"})
+        if item["state"] != "kept":
+            raise web.HTTPNotFound(text="This file could not be fetched from the provider.")
         digest, content_type = item["sha256"], item["content_type"]
         if not item["shown"]:
             content_type = media.ATTACHMENT_TYPE
