@@ -126,3 +126,29 @@ async def test_honest_media_is_kept_and_hostile_media_is_never_shown(tmp_path, s
     for why in ("more than the cap", "private, loopback or reserved", "not one of the telnyx media hosts",
                 "not fetched within"):
         assert why in notice_text
+
+
+async def test_a_host_that_is_down_for_a_moment_is_asked_again_before_the_deadline(tmp_path,
+                                                                                  smtp_sink):
+    photo = jpeg()
+    host = MediaHost({"/m/photo.jpg": Item(photo, "image/jpeg", unavailable_first=1)})
+    telnyx = FakeTelnyx("telnyx-key-for-the-media-test")
+    (tmp_path / "telnyx.key").write_text(telnyx.api_key)
+    async with serving_on(host.app(), MEDIA_HOST) as base:
+        async with running_daemon(tmp_path, **{
+            "gateway": {"type": "telnyx",
+                        "telnyx": {"api_key": {"file": "telnyx.key"},
+                                   "public_key": telnyx.public_key, "media_hosts": [MEDIA_HOST]},
+                        "webhooks": {"listen_port": WEBHOOK_PORT,
+                                     "public_base_url": "https://textback.example.com/hooks"}},
+            "media": {"insecure_loopback_for_tests": True},
+        }) as daemon:
+            body = received_with_media(telnyx, "", [
+                {"url": f"{base}/m/photo.jpg", "content_type": "image/jpeg"}])
+            assert await telnyx.call(f"http://127.0.0.1:{WEBHOOK_PORT}/telnyx", body) == 200
+            [row] = await settled(daemon, await latest_inbound_id(daemon), timeout=20)
+            [alert] = await asyncio.to_thread(smtp_sink.wait_for, 1, 15)
+    assert (row["state"], row["attempts"], row["sha256"]) == (
+        "kept", 2, hashlib.sha256(photo).hexdigest())
+    assert [path for _, path, _ in host.requests] == ["/m/photo.jpg"] * 2
+    assert [p.get_filename() for p in alert.message.iter_attachments()] == ["photo-1.jpg"]

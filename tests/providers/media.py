@@ -84,6 +84,7 @@ class Item:
     content_type: str
     trickle_seconds: float = 0.0  # pause between bytes: a server that never finishes
     redirect_to: str | None = None  # answer a redirect there instead
+    unavailable_first: int = 0  # answer this many requests 503 first, as a host under load
 
 
 @dataclass
@@ -103,6 +104,9 @@ class MediaHost:
         item = self.items.get(request.path)
         if item is None:
             return web.Response(status=404, text="not found")
+        if item.unavailable_first:
+            item.unavailable_first -= 1
+            return web.Response(status=503, text="try later")
         if item.redirect_to:
             raise web.HTTPTemporaryRedirect(item.redirect_to)
         if not item.trickle_seconds:
