@@ -72,3 +72,12 @@ async def test_prune_counts_then_removes_media_rows_and_their_files(tmp_path):
     assert not files.path(old_digest).exists()
     assert files.path(shared_digest).exists()  # a recent text names the same photo
     assert len(left) == 2 and old_digest not in {row["sha256"] for row in left}
+
+
+async def test_the_digest_lists_a_photo_only_text_as_what_it_carried(offline_daemon, smtp_sink):
+    daemon = await offline_daemon(digest={"daily_at": "07:30"})
+    files = MediaStore(daemon.config.storage.path.parent / "media")
+    await text_with(daemon.store, files, jpeg(), "image/jpeg")
+    await daemon.send_digest(time.time() + 60)
+    [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+    assert f"{HOMEOWNER}: A photo" in mail.message.get_content()

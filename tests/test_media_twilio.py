@@ -16,9 +16,11 @@ import hashlib
 import io
 import uuid
 
+from click.testing import CliRunner
 from PIL import Image
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
+from textback.cli import main
 from tests.media_helpers import latest_inbound_id, running_daemon, serving_on, settled
 from tests.providers.media import Item, MediaHost, TwilioMediaApi, heic, jpeg
 from tests.providers.twilio import FakeTwilio
@@ -142,6 +144,12 @@ async def test_words_and_a_photo_over_the_attachment_cap_and_a_text_of_nothing(t
                 deleted = list(api.deleted)
 
     assert row["state"] == "kept" and deleted == []  # delete_at_provider is off by default
+    shown = await asyncio.to_thread(CliRunner().invoke, main, [
+        "thread", "-c", str(tmp_path / "config.yaml"), HOMEOWNER])
+    assert shown.exit_code == 0, shown.output
+    assert "[received] This is the kitchen" in shown.stdout
+    assert f"+ image/jpeg, {row['size'] / 1024:.0f} KB: shown" in shown.stdout
+    assert "[received] (empty text)" in shown.stdout
     text = words_alert.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert "    This is the kitchen\n    (sent a photo)\n" in text
     # Over the attachment cap: nothing attached, and the email says where the photo is.

@@ -40,7 +40,7 @@ from textback.hooks.events import Event
 from textback.media import Shown, kind_of, summary
 from textback.numbers import to_e164
 from textback.selftest import Report
-from textback.store_media import MediaRows, NewMedia
+from textback.store_media import MediaRows, NewMedia, shown_items
 from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
@@ -1205,7 +1205,10 @@ class Store(WebStore, MediaRows):
             " CROSS JOIN messages m ON m.id = w.message_id"
             f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0{below}",
             (older_than,))
-        return [dict(r) for r in rows]
+        media = await self.media_of(r["message_id"] for r in rows)
+        # `listed`: the text as a list shows it, "2 photos" or "(empty text)" when it has no words
+        return [dict(r) | {"listed": summary(r["body"], shown_items(media[r["message_id"]]))}
+                for r in rows]
 
     async def record_escalation(self, message_id: int, level: int, owner_id: str,
                                 notice: Notice) -> int | None:

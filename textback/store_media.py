@@ -191,10 +191,14 @@ class MediaRows:
         return dict(row) if row else None
 
     async def defer_alert(self, alert_id: int, until: float) -> None:
-        """A claimed alert back to pending until `until`, without spending one of its tries."""
+        """A claimed alert back to pending until `until`, without spending one of its tries;
+        due at once if its media settled meanwhile (the media worker found it claimed then)."""
         async with self._transaction() as db:
-            await db.execute("UPDATE alerts SET state = 'pending', retry_at = ?, attempts ="
-                             " attempts - 1 WHERE id = ? AND state = 'sending'", (until, alert_id))
+            await db.execute(
+                "UPDATE alerts SET state = 'pending', attempts = attempts - 1, retry_at = CASE"
+                " WHEN EXISTS (SELECT 1 FROM media d WHERE d.message_id = alerts.message_id"
+                " AND d.state IN ('pending', 'fetching')) THEN ? ELSE 0 END"
+                " WHERE id = ? AND state = 'sending'", (until, alert_id))
 
     async def _alert_now_if_settled(self, db: Any, media_id: int) -> None:
         """The last of a message's media settled: its waiting alert is due at once."""

@@ -171,7 +171,7 @@ class OwnerMailWorkers:
             backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
             f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
             f"and nobody has answered yet. The conversation belongs to "
-            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
+            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['listed'], 500)}\n\n"
             f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back."
             + "\n".join(await self._inbox_link_lines(backup.id, waiting["conversation_id"])))
         # The escalation's row and its notice are one commit: never one without the other.
@@ -200,7 +200,7 @@ class OwnerMailWorkers:
             lines = [f"{len(rows)} homeowner text(s) still wait for an answer:", ""]
             for row in sorted(rows, key=lambda r: r["created_at"]):
                 when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
-                lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
+                lines.append(f"  {when}  {row['caller']}: {one_line(row['listed'], 120)}")
             lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
             try:
                 lines += await self._inbox_link_lines(owner_id, None)
