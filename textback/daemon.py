@@ -280,6 +280,9 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if access is None:
             return {}
         m = self.config.media
+        if m.insecure_loopback_for_tests:
+            log.warning("media.insecure_loopback_for_tests is set: media may be fetched over plain "
+                        "HTTP from loopback addresses. It is for the test suite only; remove it")
         return {access.gateway: MediaFetcher(access, m.timeout_seconds,
                                              m.insecure_loopback_for_tests)}
 
