@@ -108,7 +108,9 @@ class MediaFetcher:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(resolver=_PublicOnlyResolver(self._loopback))
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            # No cookies: nothing one host sets may reach another (Twilio's API, then its CDN).
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def close(self) -> None:
