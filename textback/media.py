@@ -128,11 +128,12 @@ def media_phrase(items: Iterable[Shown]) -> str:
         counts[item.kind] = counts.get(item.kind, 0) + 1
     parts = []
     for kind in ("image", "video", "document", None):
-        n = counts.get(kind, 0)  # type: ignore[arg-type]
-        if n:
-            one, many = _NOUNS[kind]  # type: ignore[index]
-            parts.append(f"{'a' if n == 1 and one[0] not in 'aeiou' else 'an' if n == 1 else n}"
-                         f" {one if n == 1 else many}")
+        n = counts.get(kind, 0)
+        one, many = _NOUNS[kind]
+        if n == 1:
+            parts.append(f"{'an' if one[0] in 'aeiou' else 'a'} {one}")
+        elif n > 1:
+            parts.append(f"{n} {many}")
     if len(parts) > 1:
         return ", ".join(parts[:-1]) + " and " + parts[-1]
     return parts[0] if parts else ""

@@ -11,7 +11,8 @@ declared (magic numbers, then Pillow for images, whose pixel count must stay
 under MAX_PIXELS: a decompression bomb is an error, never a warning).
 Anything else is kept as a named attachment, served only for download.
 HEIC/HEIF photos get a JPEG rendition for browsers and email; the original is
-kept. All of this is CPU work: callers run it in a thread.
+kept. An owner's alert attaches the photos as smaller JPEGs, up to a total
+(`alert_attachments`). All of this is CPU work: callers run it in a thread.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
 from textback import media
+from textback.store_media import shown_items
 
 register_heif_opener()
 
@@ -149,3 +152,38 @@ class MediaStore:
             path.unlink(missing_ok=True)
             files, size = files + 1, size + stat.st_size
         return files, size
+
+
+@dataclass(frozen=True)
+class Attached:
+    """What an owner's alert carries of a text's photos: (filename, JPEG bytes) and a line
+    about what did not fit or cannot be attached ("" when everything is attached)."""
+
+    files: tuple[tuple[str, bytes], ...] = ()
+    left_out: str = ""
+
+
+def alert_attachments(files: "MediaStore", rows: list[dict[str, Any]], cap_bytes: int) -> Attached:
+    """JPEG renditions of a text's kept photos, resized for email, until `cap_bytes` in all.
+    CPU work (Pillow): run in a thread."""
+    attached: list[tuple[str, bytes]] = []
+    total = 0
+    not_attached = []
+    for n, row in enumerate(rows, start=1):
+        kind = media.kind_of(row["content_type"]) if row["state"] == "kept" and row["shown"] else None
+        if kind != "image":
+            if row["state"] == "kept":
+                not_attached.append(row)
+            continue
+        data = jpeg_rendition(files.read(row["rendition_sha256"] or row["sha256"]), EMAIL_MAX_SIDE)
+        if total + len(data) > cap_bytes:
+            not_attached.append(row)
+            continue
+        total += len(data)
+        attached.append((f"photo-{n}.jpg", data))
+    left_out = ""
+    if not_attached:
+        phrase = media.media_phrase(shown_items(not_attached))
+        left_out = (f"{phrase[0].upper() + phrase[1:]} {'is' if len(not_attached) == 1 else 'are'}"
+                    f" not attached (too large for one email, or not a photo): see the thread.")
+    return Attached(tuple(attached), left_out)

@@ -51,42 +51,6 @@ def shown_items(rows: Iterable[Any]) -> list[media.Shown]:
     return out
 
 
-@dataclass(frozen=True)
-class Attached:
-    """What an owner's alert carries of a text's photos: (filename, JPEG bytes) and a line
-    about what did not fit or cannot be attached ("" when everything is attached)."""
-
-    files: tuple[tuple[str, bytes], ...] = ()
-    left_out: str = ""
-
-
-def alert_attachments(files: Any, rows: list[dict[str, Any]], cap_bytes: int) -> Attached:
-    """JPEG renditions of a text's kept photos, resized for email, until `cap_bytes` in all.
-    CPU work (Pillow): run in a thread. `files` is a textback.mediafiles.MediaStore."""
-    from textback.mediafiles import EMAIL_MAX_SIDE, jpeg_rendition  # Pillow, on first use only
-    attached: list[tuple[str, bytes]] = []
-    total = 0
-    not_attached = []
-    for n, row in enumerate(rows, start=1):
-        kind = media.kind_of(row["content_type"]) if row["state"] == "kept" and row["shown"] else None
-        if kind != "image":
-            if row["state"] == "kept":
-                not_attached.append(row)
-            continue
-        data = jpeg_rendition(files.read(row["rendition_sha256"] or row["sha256"]), EMAIL_MAX_SIDE)
-        if total + len(data) > cap_bytes:
-            not_attached.append(row)
-            continue
-        total += len(data)
-        attached.append((f"photo-{n}.jpg", data))
-    left_out = ""
-    if not_attached:
-        phrase = media.media_phrase(shown_items(not_attached))
-        left_out = (f"{phrase[0].upper() + phrase[1:]} {'is' if len(not_attached) == 1 else 'are'}"
-                    f" not attached (too large for one email, or not a photo): see the thread.")
-    return Attached(tuple(attached), left_out)
-
-
 class MediaRows:
     async def _insert_media(self, db: Any, message_id: int, items: Iterable[NewMedia],
                             now: float) -> None:

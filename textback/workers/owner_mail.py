@@ -20,7 +20,8 @@ from textback.scorecard import build as build_scorecard
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
-from textback.store_media import alert_attachments, shown_items
+from textback.mediafiles import alert_attachments
+from textback.store_media import shown_items
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
 
