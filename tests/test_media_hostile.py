@@ -45,7 +45,7 @@ async def test_honest_media_is_kept_and_hostile_media_is_never_shown(tmp_path, s
         "/m/huge.jpg": Item(b"\xff\xd8\xff" + b"\0" * (CAP + 10), "image/jpeg"),
         "/m/drawing.svg": Item(SVG_WITH_SCRIPT, "image/svg+xml"),
         "/m/bomb.png": Item(bomb, "image/png"),
-        "/m/slow.jpg": Item(photo[:200], "image/jpeg", trickle_seconds=0.05),
+        "/m/slow.jpg": Item(photo[:400], "image/jpeg", trickle_seconds=0.05),  # 20 s of bytes
     })
     other = MediaHost({"/m/photo.jpg": Item(photo, "image/jpeg")})
     telnyx = FakeTelnyx("telnyx-key-for-the-media-test")
@@ -61,8 +61,9 @@ async def test_honest_media_is_kept_and_hostile_media_is_never_shown(tmp_path, s
                         "webhooks": {"listen_port": WEBHOOK_PORT,
                                      "public_base_url": "https://textback.example.com/hooks"}},
             "media": {"insecure_loopback_for_tests": True, "max_item_bytes": CAP,
-                      "max_message_bytes": 8 * CAP, "timeout_seconds": 1.0,
-                      "deadline_hours": 0.0003},  # about a second: the slow host gets one try
+                      "max_message_bytes": 8 * CAP, "timeout_seconds": 3.0,
+                      # 3.6 s: less than the first retry's delay, so the slow host gets one try
+                      "deadline_hours": 0.001},
         }) as daemon:
             listed = [(f"{base}/m/photo.jpg", "image/jpeg", len(photo)),
                       (f"{base}/m/clip.mp4", "video/mp4", len(video)),
@@ -117,7 +118,7 @@ async def test_honest_media_is_kept_and_hostile_media_is_never_shown(tmp_path, s
     assert elsewhere["state"] == "failed"
     assert f"{OTHER_HOST} is not one of the telnyx media hosts" in elsewhere["note"]
     assert other.requests == []  # another host is never asked
-    assert settled_after < 10  # the trickle was cut off by the time limit
+    assert settled_after < 12  # the 20-second trickle was cut off by the 3-second limit
 
     alert, notice = sorted(mails[:2], key=lambda m: "could not be kept" in m.message["Subject"])
     assert alert.message["Subject"].startswith("Text from (212) 555-0123: Here is the room")
