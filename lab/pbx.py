@@ -754,9 +754,13 @@ class LabPBX:
         return sink
 
     def send_sms(self, sender: str, did: str, body: str, timeout: float = 30.0,
-                 from_header: str | None = None, call_id: str | None = None) -> int:
+                 from_header: str | None = None, call_id: str | None = None,
+                 content_type: str = "text/plain;charset=UTF-8") -> int:
         """The carrier delivers a text (SIP MESSAGE, text/plain UTF-8); returns the final SIP status.
 
+        content_type: the MESSAGE's Content-Type, for a body in another charset or not text;
+        `body` then goes out as its surrogate-escaped bytes (str(bytes, "utf-8",
+        "surrogateescape") for bytes that are not UTF-8).
         from_header: the From header without its tag, for senders that carriers
         dress up, e.g. `"John Smith" <sip:+12125550123@carrier.example>`.
         With `call_id`, the MESSAGE carries that Call-ID (CSeq is always 1): sent twice, it is
@@ -768,6 +772,7 @@ class LabPBX:
             "-i", CARRIER_IP, "-p", str(CARRIER_SMS_PORT), "-mp", str(MEDIA_PORTS["sms"]),
             "-m", "1", "-timeout", f"{timeout:.0f}s", "-timeout_error",
             "-key", "from_header", from_header, "-key", "did", did, "-key", "body", body,
+            "-key", "content_type", content_type,
             *(["-cid_str", call_id] if call_id else []),
             f"{self.ami_host}:{self.sip_port}",
         ]

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import logging
+from email.message import EmailMessage
 from typing import Any
 
 from ami_listener.connection import AmiConnection, AmiDisconnected, AmiError, AmiTimeout
-from sms_gateway.base import InboundText, OutgoingText, SendResult
+from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
 
 log = logging.getLogger("textback.gateway.asterisk")
 
@@ -68,20 +70,56 @@ class AsteriskGateway:
 
 
 def parse_user_event(event: dict[str, Any]) -> InboundText | None:
-    """An inbound text from a TextbackSmsIn UserEvent; None for other events or bad Base64."""
+    """An inbound text from a TextbackSmsIn UserEvent; None for other events or bad Base64.
+
+    The body is read by the MESSAGE's Content-Type (an older dialplan passes none: UTF-8 text).
+    A text/plain body is decoded in its charset. Any other body is never dropped: its bytes
+    become the text's one media item, checked and kept like a fetched photo (shown only if
+    they are what the type says), and the owner's alert lists it. Stock Asterisk answers a
+    MESSAGE that is not text/plain with 415 before the dialplan runs (docs/gateways.md), so
+    this is for a PBX whose messaging module passes other types on.
+    """
     if event.get("Event") != "UserEvent" or event.get("UserEvent") != USER_EVENT:
         return None
     try:
-        fields = {
-            key: base64.b64decode(str(event.get(key, "")), validate=True).decode("utf-8", "replace")
-            for key in ("From", "To", "Body", "CallID", "CSeq")
-        }
+        raw = {key: base64.b64decode(str(event.get(key, "")), validate=True)
+               for key in ("From", "To", "Body", "CallID", "CSeq", "ContentType")}
     except (binascii.Error, ValueError):
         log.warning("ignored a %s event whose fields are not Base64 (check dialplan/textback.conf)",
                     USER_EVENT)
         return None
-    return InboundText(sender=fields["From"], recipient=fields["To"], body=fields["Body"],
-                       gateway_id=message_id(fields["CallID"], fields["CSeq"]))
+    fields = {key: value.decode("utf-8", "replace") for key, value in raw.items() if key != "Body"}
+    content_type = fields["ContentType"].strip() or "text/plain; charset=UTF-8"
+    media_type, charset = _media_type(content_type)
+    body, media = "", ()
+    if media_type == "text/plain":
+        body = raw["Body"].decode(charset, "replace")
+    else:
+        media = (InboundMedia("", one_line_type(content_type), len(raw["Body"]), raw["Body"]),)
+    return InboundText(sender=fields["From"], recipient=fields["To"], body=body,
+                       gateway_id=message_id(fields["CallID"], fields["CSeq"]), media=media)
+
+
+def _media_type(content_type: str) -> tuple[str, str]:
+    """('text/plain', 'iso-8859-1') from 'text/plain;charset=ISO-8859-1'; UTF-8 when the charset
+    is missing or one Python does not know."""
+    message = EmailMessage()
+    try:
+        message["Content-Type"] = content_type
+        media_type = message.get_content_type()
+        charset = message.get_content_charset() or "utf-8"
+    except (ValueError, TypeError, IndexError):
+        return "application/octet-stream", "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    return media_type, charset
+
+
+def one_line_type(content_type: str) -> str:
+    """A declared type as one short printable line (it came from a SIP header)."""
+    return "".join(ch for ch in content_type if ch.isprintable())[:120]
 
 
 def message_id(call_id: str, cseq: str) -> str | None:

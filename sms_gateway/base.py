@@ -47,11 +47,26 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class InboundMedia:
+    """A photo, video or file a text carried, as the provider announced it; fetched later.
+
+    `url` is where the provider keeps it ('' when the bytes came with the text, as `content`:
+    a SIP MESSAGE whose body is not text). Type and size are what the provider declared,
+    checked against the bytes when they arrive."""
+
+    url: str
+    declared_type: str
+    declared_size: int | None = None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
 class InboundText:
     sender: str  # as the provider gave it; the daemon normalises it
     recipient: str
     body: str
     gateway_id: str | None = None
+    media: tuple[InboundMedia, ...] = ()
 
 
 Deliver = Callable[[InboundText], Awaitable[None]]

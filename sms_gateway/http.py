@@ -30,8 +30,9 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway import json_limits
-from sms_gateway.base import InboundText, OutgoingText, SendResult
-from sms_gateway.settings import HttpSettings
+from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
+from sms_gateway.media import MediaAccess
+from sms_gateway.settings import HttpInboundMedia, HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
 from textback.delivery import parse_retry_after
 
@@ -123,6 +124,36 @@ def dig(data: Any, path: str) -> Any:
         else:
             return None
     return data
+
+
+def _media(values: Mapping[str, Any], fields: HttpInboundMedia) -> tuple[InboundMedia, ...]:
+    """The media a generic webhook lists, by the configured field names."""
+    if fields.list_path is not None:
+        listed = dig(values, fields.list_path)
+        if listed in (None, "", []):
+            return ()
+        if not isinstance(listed, list):
+            raise ValueError(f"{fields.list_path!r} is not a list")
+        entries = [(dig(e, fields.url), dig(e, fields.type), dig(e, fields.size) if fields.size
+                    else None) for e in listed]
+    else:
+        entries = []
+        n = fields.first
+        while (url := dig(values, fields.url.replace("{n}", str(n)))) not in (None, ""):
+            size = dig(values, fields.size.replace("{n}", str(n))) if fields.size else None
+            entries.append((url, dig(values, fields.type.replace("{n}", str(n))), size))
+            n += 1
+            if len(entries) > fields.max_items:
+                break
+    if len(entries) > fields.max_items:
+        raise ValueError(f"more than {fields.max_items} media items")
+    items = []
+    for url, declared, size in entries:
+        if not isinstance(url, str) or not url:
+            raise ValueError("a media item has no URL")
+        size = int(size) if isinstance(size, (int, str)) and str(size).isdigit() else None
+        items.append(InboundMedia(url, str(declared or ""), size))
+    return tuple(items)
 
 
 def format_number(e164: str, style: str) -> str:
@@ -231,7 +262,14 @@ class HttpGateway:
         gateway_id = dig(values, fields.id) if fields.id else None
         return InboundText(sender=str(sender), recipient=str(recipient),
                            body=str(dig(values, fields.text) or ""),
-                           gateway_id=None if gateway_id in (None, "") else str(gateway_id))
+                           gateway_id=None if gateway_id in (None, "") else str(gateway_id),
+                           media=() if fields.media is None else _media(values, fields.media))
+
+    def media_access(self) -> MediaAccess | None:
+        """The hosts `inbound.media` names; the provider's links need no credentials."""
+        if self._s.inbound is None or self._s.inbound.media is None:
+            return None
+        return MediaAccess(self.name, tuple(self._s.inbound.media.hosts))
 
     def _read_status(self, request: WebhookRequest) -> Event:
         fields = self._s.status

@@ -43,6 +43,23 @@ def _base_url(value: str) -> str:
     return _http_url(value)
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]+\]$")
+
+# The hosts each provider serves inbound media from (docs/gateways.md): Twilio's MediaUrl is on
+# its API host and answers with a redirect to its media host.
+TWILIO_MEDIA_HOSTS = ["api.twilio.com", "mms.twiliocdn.com", "media.twiliocdn.com"]
+TELNYX_MEDIA_HOSTS = ["media.telnyx.com"]
+
+
+def _media_hosts(value: list[str]) -> list[str]:
+    """Host names (no scheme, port or path), lower case."""
+    for host in value:
+        if not _HOST.match(host):
+            raise ValueError(f"{host!r} is not a host name (give the name only: no scheme, port "
+                             f"or path)")
+    return [host.lower() for host in value]
+
+
 def _senders(value: dict[str, str]) -> dict[str, str]:
     """Keys are business numbers, reduced to canonical E.164 so they match however they were written."""
     canonical = {}
@@ -94,11 +111,18 @@ class TwilioSettings(Strict):
     senders: dict[str, Sender] = Field(default_factory=dict)  # business number -> sender
     status_callback: bool = True
     timeout_seconds: float = Field(15.0, gt=0, le=120)
+    # Where inbound photos may be fetched from; nothing else is ever asked (media.hosts).
+    media_hosts: list[str] = Field(default_factory=lambda: list(TWILIO_MEDIA_HOSTS))
 
     @field_validator("api_base_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _base_url(value)
+
+    @field_validator("media_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return _media_hosts(value)
 
     @field_validator("senders")
     @classmethod
@@ -135,11 +159,17 @@ class TelnyxSettings(Strict):
     status_callback: bool = True
     replay_window_seconds: int = Field(300, ge=30, le=900)
     timeout_seconds: float = Field(15.0, gt=0, le=120)
+    media_hosts: list[str] = Field(default_factory=lambda: list(TELNYX_MEDIA_HOSTS))
 
     @field_validator("api_base_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _base_url(value)
+
+    @field_validator("media_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return _media_hosts(value)
 
     @field_validator("senders")
     @classmethod
@@ -235,6 +265,34 @@ class HttpResponse(Strict):
         return self
 
 
+class HttpInboundMedia(Strict):
+    """Where a provider's inbound webhook lists media, and the hosts it serves them from.
+
+    Either `list_path` is the dotted path of a JSON list of objects, each with `url`, `type` and
+    `size` fields; or, without `list_path`, `url` and `type` name numbered fields with {n}
+    ("MediaUrl{n}"), counted from `first` until one is missing.
+    """
+
+    list_path: str | None = None
+    url: str = "url"
+    type: str = "content_type"
+    size: str | None = None
+    first: int = Field(0, ge=0, le=1)
+    max_items: int = Field(10, ge=1, le=20)
+    hosts: list[str] = Field(min_length=1)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return _media_hosts(value)
+
+    @model_validator(mode="after")
+    def _numbered(self) -> "HttpInboundMedia":
+        if self.list_path is None and ("{n}" not in self.url or "{n}" not in self.type):
+            raise ValueError("without 'list_path', 'url' and 'type' are numbered field names with {n}")
+        return self
+
+
 class HttpInbound(Strict):
     """Field names (dotted paths for JSON) of the provider's inbound-text webhook."""
 
@@ -244,6 +302,7 @@ class HttpInbound(Strict):
     text: str = "text"
     id: str | None = "id"
     reply: str = "ok"  # VoIP.ms wants the body "ok"
+    media: HttpInboundMedia | None = None  # photos: where their links are in the webhook
 
 
 class HttpStatus(Strict):

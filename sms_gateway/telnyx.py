@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import SecretStr
 
 from sms_gateway import json_limits
-from sms_gateway.base import InboundText, OutgoingText, SendResult
+from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, dig, failure
+from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TelnyxSettings
 from sms_gateway.webhooks import DeliveryState, DeliveryStatus, Endpoint, Event, Refused, WebhookRequest
 
@@ -37,6 +38,26 @@ STATUSES: dict[str, DeliveryState] = {
     "queued": "queued", "sending": "queued", "sent": "sent", "delivered": "delivered",
     "delivery_unconfirmed": "sent", "delivery_failed": "undelivered", "sending_failed": "failed",
 }
+
+
+MAX_MEDIA = 10
+
+
+def _media(listed: Any) -> tuple[InboundMedia, ...]:
+    """data.payload.media: [{url, content_type, size, hash_sha256}, ...]."""
+    if listed in (None, []):
+        return ()
+    if not isinstance(listed, list) or len(listed) > MAX_MEDIA:
+        raise ValueError(f"payload.media is not a list of at most {MAX_MEDIA} items")
+    items = []
+    for entry in listed:
+        url = dig(entry, "url")
+        if not isinstance(url, str) or not url:
+            raise ValueError("a payload.media item has no url")
+        size = dig(entry, "size")
+        items.append(InboundMedia(url, str(dig(entry, "content_type") or ""),
+                                  size if isinstance(size, int) and size >= 0 else None))
+    return tuple(items)
 
 
 class TelnyxGateway:
@@ -95,6 +116,10 @@ class TelnyxGateway:
     async def close(self) -> None:
         await self._client.close()
 
+    def media_access(self) -> MediaAccess:
+        """Telnyx's media host; its links need no credentials and cannot be deleted by API."""
+        return MediaAccess(self.name, tuple(self._s.media_hosts))
+
     def webhook_endpoints(self) -> list[Endpoint]:
         return [Endpoint("", self._read)]
 
@@ -124,7 +149,8 @@ class TelnyxGateway:
             if not sender or not recipient or not message_id:
                 raise ValueError("message.received without from, to or id")
             return InboundText(sender=str(sender), recipient=str(recipient),
-                               body=str(dig(payload, "text") or ""), gateway_id=str(message_id))
+                               body=str(dig(payload, "text") or ""), gateway_id=str(message_id),
+                               media=_media(dig(payload, "media")))
         if kind in ("message.sent", "message.finalized") and message_id:
             status = STATUSES.get(str(dig(payload, "to.0.status")))
             if status is None:

@@ -33,8 +33,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from sms_gateway.base import InboundText, OutgoingText, SendResult
+from sms_gateway import json_limits
+from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, basic_auth, dig, failure
+from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TwilioSettings
 from sms_gateway.webhooks import (DeliveryState, DeliveryStatus, Endpoint, Event, NotConfigured,
                                   Refused, WebhookRequest)
@@ -48,6 +50,7 @@ STATUSES: dict[str, DeliveryState] = {
     "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
 }
 DEFAULT_PORTS = {"https": 443, "http": 80}
+MAX_MEDIA = 10  # Twilio's limit of media items in one message
 
 # The signature joins keys and values without separators, so moving characters across a
 # boundary ("MessageSid=SM…NumMedia0" for "MessageSid=SM…", "NumMedia=0") keeps it valid.
@@ -117,7 +120,7 @@ def _url_variants(url: str) -> list[str]:
 
 def _json_fields(body: bytes) -> list[tuple[str, str]]:
     """A JSON webhook's top-level fields as the form's (name, text) pairs; ValueError otherwise."""
-    data = json.loads(body)
+    data = json_limits.loads(body)
     if not isinstance(data, dict):
         raise ValueError("the JSON body is not an object")
     fields = []
@@ -127,6 +130,20 @@ def _json_fields(body: bytes) -> list[tuple[str, str]]:
         fields.append((str(name), "" if value is None else
                        json.dumps(value) if isinstance(value, bool) else str(value)))
     return fields
+
+
+def _media(form: Mapping[str, str]) -> tuple[InboundMedia, ...]:
+    """NumMedia items, MediaUrl{N} with MediaContentType{N}; Twilio gives no sizes."""
+    count = int(form.get("NumMedia") or 0)
+    if count > MAX_MEDIA:
+        raise ValueError(f"NumMedia {count} is more than Twilio's {MAX_MEDIA}")
+    items = []
+    for n in range(count):
+        url, declared = form.get(f"MediaUrl{n}"), form.get(f"MediaContentType{n}", "")
+        if not url:
+            raise ValueError(f"NumMedia is {count} but MediaUrl{n} is missing")
+        items.append(InboundMedia(url, declared))
+    return tuple(items)
 
 
 class TwilioGateway:
@@ -184,6 +201,12 @@ class TwilioGateway:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def media_access(self) -> MediaAccess:
+        """Twilio's media hosts (its API, then the media host it redirects to); the account's
+        credentials go to the API host only, and a fetched item may be deleted there."""
+        return MediaAccess(self.name, tuple(self._s.media_hosts), auth_hosts=(
+            urlsplit(self._s.api_base_url).hostname or "",), auth=self._auth(), deletable=True)
 
     def webhook_endpoints(self) -> list[Endpoint]:
         return [Endpoint("/inbound", self._read_inbound, reply_body=EMPTY_TWIML,
@@ -259,7 +282,7 @@ class TwilioGateway:
         if not form.get("From") or not form.get("To") or not form.get("MessageSid"):
             raise ValueError("no From, To or MessageSid")
         return InboundText(sender=form["From"], recipient=form["To"], body=form.get("Body", ""),
-                           gateway_id=form["MessageSid"])
+                           gateway_id=form["MessageSid"], media=_media(form))
 
     def _read_status(self, request: WebhookRequest) -> Event:
         form = self._verified(request)

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from lab.history import BUSINESS_NUMBERS, build_history
-from textback.store import CallRow, Notice, PlannedText, Store
+from textback.store import CallRow, NewMedia, Notice, PlannedText, Store
 
 # Tables that grow with the history. (waiting_texts holds one row per conversation whose
 # latest homeowner text is unanswered: reading it all is the point of waiting_replies.)
@@ -151,6 +151,25 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.claim_mail("notices", notice_id, now)
     await store.retry_mail("notices", notice_id, now, "relay down")
     await store.recover_interrupted_mail()
+    # Inbound media: the fetch worker's claims, retries, results, the waiting alert and the
+    # owner's notice; the thread, the API and the CRM read a message's media.
+    photo = await store.record_inbound(caller, number, "", "twilio", "MMplan", "dana",
+                                       media=[NewMedia("https://api.twilio.com/m/1", "image/jpeg"),
+                                              NewMedia("https://api.twilio.com/m/2", "image/png")])
+    await store.next_media_retry()
+    first, second = await store.claim_media(now, 4)
+    await store.message_media_bytes(photo.message_id)
+    await store.media_unsettled(photo.message_id)
+    await store.retry_media(first["id"], now, "HTTP 503")
+    await store.keep_media(second["id"], "ab" * 32, "image/png", True, 100)
+    await store.fail_media(first["id"], "refused: not a media host")
+    await store.untold_media_failures()
+    await store.mark_media_told(photo.message_id)
+    await store.media_of([photo.message_id, inbound.message_id])
+    await store.media_item(second["id"])
+    await store.recover_interrupted_media()
+    alert = await store.claim_mail("alerts", photo.alert_id, now)
+    await store.defer_alert(alert["id"], now + 60)
     # Escalation and the digest.
     await store.record_escalation(known["message_id"], 1, "boss",
                                   Notice("Boss", "boss@example.com", "Unanswered", "body"))

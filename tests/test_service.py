@@ -67,6 +67,12 @@ def test_a_database_outside_the_state_directory_is_refused(tmp_path):
     assert "storage.path" in result.output and "/var/lib/textback" in result.output
 
 
+def test_a_media_directory_outside_the_state_directory_is_refused(tmp_path):
+    result, unit = install(tmp_path, **{"media.directory": str(tmp_path / "photos")})
+    assert result.exit_code == 2 and not unit.exists()
+    assert "media.directory" in result.output and "/var/lib/textback" in result.output
+
+
 def test_an_interpreter_in_a_home_directory_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.executable", "/home/pat/venv/bin/python")
     result, unit = install(tmp_path)

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from zoneinfo import ZoneInfo
 
+from textback.media import EMPTY_TEXT
 from textback.numbers import national
 
 SUBJECT_WORDS = 8
@@ -39,6 +40,17 @@ class ReplyAlert:
     business_number: str
     reply: str
     entries: tuple[ThreadEntry, ...]
+    # What the text carried besides words ("sent 2 photos"), from textback.media.sent_line.
+    media_line: str = ""
+    attachments: tuple[tuple[str, bytes], ...] = ()  # (filename, JPEG) of its photos
+    media_left_out: str = ""  # what of them is not attached, and where to see it
+
+    @property
+    def shown_reply(self) -> str:
+        """The words, else what the text carried, else "(empty text)": never a blank line."""
+        if self.reply.strip():
+            return self.reply
+        return self.media_line.capitalize() if self.media_line else EMPTY_TEXT
 
 
 def one_line(value: str, limit: int = 80) -> str:
@@ -52,7 +64,7 @@ def _when(at: float, timezone: str) -> str:
 
 
 def subject_for(alert: ReplyAlert) -> str:
-    words = " ".join(one_line(alert.reply, 200).split()[:SUBJECT_WORDS])
+    words = " ".join(one_line(alert.shown_reply, 200).split()[:SUBJECT_WORDS])
     who = national(alert.caller)
     return one_line(f"Text from {who}: {words}", 120)
 
@@ -88,13 +100,19 @@ def _plain_lines(alert: ReplyAlert, replyable: bool, inbox_link: str | None,
     lines = [
         f"{_who(alert)} replied to {alert.business_name}'s text on {national(alert.business_number)}:",
         "",
-        *("    " + line for line in alert.reply.splitlines() or [""]),
+        *("    " + line for line in alert.shown_reply.splitlines()),
+        *([f"    ({alert.media_line})"] if alert.media_line and alert.reply.strip() else []),
         "",
         "The conversation so far:",
     ]
     for entry in alert.entries:
         label = _LABELS.get(entry.kind, entry.kind)
         lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
+    if alert.attachments:
+        lines += ["", f"{len(alert.attachments)} photo(s) attached."]
+    if alert.media_left_out:
+        lines += ["", alert.media_left_out + (f" {inbox_link}" if inbox_link else
+                                              " (`textback thread` lists them)")]
     lines += ["", f"Call or text them back at {caller}."]
     if replyable:
         lines += ["Reply to this email to text them: only your new words are sent.",
@@ -155,11 +173,18 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     body = (
         "<!doctype html><html><body style=\"font-family:sans-serif\">"
         f"<p><b>{esc(who)}</b> replied to {esc(alert.business_name)}'s text on {esc(dialled)}:</p>"
-        f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.reply)}</blockquote>"
-        f"<p>The conversation so far:</p><table>{rows}</table>"
+        f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.shown_reply)}</blockquote>"
+        + (f"<p>({esc(alert.media_line)})</p>" if alert.media_line and alert.reply.strip()
+           else "")
+        + (f"<p>{esc(alert.media_left_out)}"
+           + (f" <a href=\"{esc(inbox_link)}\">Open the thread</a>" if inbox_link else "")
+           + "</p>" if alert.media_left_out else "")
+        + f"<p>The conversation so far:</p><table>{rows}</table>"
         f"<p>Call or text them back at <a href=\"tel:{esc(alert.caller)}\">{esc(caller)}</a>.</p>"
         + (f"<p><a href=\"{esc(inbox_link)}\">Open the conversation in the inbox</a>"
            " (the link signs you in once).</p>" if inbox_link else "")
         + "</body></html>")
     msg.add_alternative(body, subtype="html")
+    for filename, data in alert.attachments:
+        msg.add_attachment(data, maintype="image", subtype="jpeg", filename=filename)
     return msg

@@ -17,7 +17,9 @@ import click
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
 from textback import redact, service
 from textback.gateway_errors import described
+from textback.media import summary
 from textback.numbers import to_e164
+from textback.store_media import shown_items
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
 
@@ -182,11 +184,29 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         elif row["kind"] == "alert":
             detail = f"{row['status']} to {row['detail'] or row['extra']}: {row['body']}"
         else:
+            items = row.get("media", [])
             body = row["body"].replace("\n", " / ")
+            if row["kind"] == "text_in":
+                body = summary(body, shown_items(items))
             detail = f"[{row['status']}] {body}"
             if row["kind"] == "text_out" and row["detail"]:
                 detail += f"  ({described(row['gateway'], row['detail'])})"
         click.echo(f"{when}  {kind:<11}  {visible(detail)}")
+        for item in row.get("media", []):
+            click.echo(f"{'':>{len(when)}}  {'':<11}  + {visible(media_line(item))}")
+
+
+def media_line(item: dict) -> str:
+    """One media item of a text, for `textback thread`: type, size, and what became of it."""
+    kind = item["content_type"] or item["declared_type"] or "no type given"
+    size = f"{item['size'] / 1024:.0f} KB" if item["size"] is not None else "size unknown"
+    if item["state"] == "kept":
+        state = "shown" if item["shown"] else f"kept as an attachment, not shown: {item['note']}"
+    elif item["state"] == "failed":
+        state = f"not fetched: {item['note']}"
+    else:
+        state = "being fetched"
+    return f"{item['declared_type'] or kind}, {size}: {state}"
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

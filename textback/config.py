@@ -378,6 +378,47 @@ class RetentionConfig(Strict):
     months: int | None = Field(None, ge=1, le=1200)
 
 
+MMS_MESSAGE_BYTES = 5 * 1024 * 1024  # Twilio's documented limit for one MMS, all media together
+
+
+class MediaConfig(Strict):
+    """Photos, video and files homeowners text (MMS): fetched from the provider, kept on disk.
+
+    Every item is fetched only from the gateway's own media hosts (its `media_hosts`), over
+    HTTPS, within these caps; see docs/gateways.md.
+    """
+
+    # Where files are kept, by SHA-256; by default `media/` next to the database.
+    directory: Path | None = None
+    # Failed fetches are retried with backoff until this long after the text; then the item
+    # is shown as not fetched and its owner emailed.
+    deadline_hours: float = Field(24.0, gt=0, le=24 * 7)
+    max_item_bytes: int = Field(MMS_MESSAGE_BYTES, ge=1024, le=100 * 1024 * 1024)
+    max_message_bytes: int = Field(MMS_MESSAGE_BYTES, ge=1024, le=200 * 1024 * 1024)
+    # One fetch, redirects and every byte included: a server that trickles is cut off.
+    timeout_seconds: float = Field(60.0, gt=0, le=600)
+    concurrent_fetches: int = Field(4, ge=1, le=32)
+    # An owner's alert for a text with photos waits this long for them to be fetched, so the
+    # email carries them; it goes at once when the last is kept or given up.
+    alert_wait_seconds: float = Field(60.0, ge=0, le=900)
+    # Photos attached to an alert (as JPEGs at most 1280 px) stop at this many bytes in all;
+    # the email says what is left out and links to the thread.
+    alert_attachment_bytes: int = Field(4 * 1024 * 1024, ge=0, le=20 * 1024 * 1024)
+    # How long a signed link to a photo (in the JSON API, webhooks, CRM notes) works.
+    link_hours: float = Field(72.0, gt=0, le=24 * 90)
+    # Delete the provider's copy once textback has it (Twilio's Media resource). Off by
+    # default: the provider's copy is personal data it keeps until you delete it.
+    delete_at_provider: bool = False
+    # TESTS ONLY: let media be fetched over plain HTTP from a loopback address (a stand-in).
+    insecure_loopback_for_tests: bool = False
+
+    @model_validator(mode="after")
+    def _caps(self) -> "MediaConfig":
+        if self.max_item_bytes > self.max_message_bytes:
+            raise ValueError("max_item_bytes is more than max_message_bytes")
+        return self
+
+
 class AsteriskGatewayConfig(Strict):
     """SIP MESSAGE through Asterisk's own AMI MessageSend.
 
@@ -735,6 +776,7 @@ class Config(Strict):
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
     retention: RetentionConfig = RetentionConfig()
+    media: MediaConfig = MediaConfig()
     web: WebConfig | None = None
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()

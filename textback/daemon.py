@@ -16,13 +16,14 @@ import logging
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
-from sms_gateway.base import Gateway, InboundText
+from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.http import HttpGateway
+from sms_gateway.media import MediaFetcher
 from sms_gateway.kannel import KannelGateway
 from sms_gateway.log import LogGateway
 from sms_gateway.plugins import load_gateway
@@ -49,10 +50,12 @@ from textback.routing import write_routing_table
 from textback.scorecard import parse_amount
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                             render_for)
-from textback.store import CallRow, OutboxItem, PlannedText, Store
+from textback.mediafiles import MediaStore
+from textback.store import CallRow, NewMedia, OutboxItem, PlannedText, Store
 from textback.supervisor import ItemFailures, Supervisor
 from textback.tracker import CallFinished, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
+from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMailWorkers
 from textback.workers.ops import OpsWorkers, Watch
@@ -60,6 +63,7 @@ from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.inbox import inbox_routes
+from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
 
@@ -108,6 +112,11 @@ def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gatew
     return LogGateway()
 
 
+def media_directory(config: Config) -> Path:
+    """Where media files are kept: `media.directory`, else `media/` beside the database."""
+    return config.media.directory or config.storage.path.parent / "media"
+
+
 class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, RetentionWorker):
     """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations,
     self-test and retention workers in textback/workers/, each a part of this one object."""
@@ -132,6 +141,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self._accepted_commit: asyncio.Future | None = None
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
+        self._media_wake = asyncio.Event()
+        self.media_files = MediaStore(media_directory(self.config))
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
         self.workers = Supervisor()
@@ -227,6 +238,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
                                   self._tell_admin)
             workers.start("webhooks", hooks.run)
+            media = MediaWorker(c.media, self._media_fetchers(), self.media_files, self.store,
+                                self.clock, self._media_wake, self._tell_media_owner,
+                                c.business.timezone, self._alerts_wake)
+            workers.start("media", media.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -261,6 +276,25 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             client = CrmClient(entry, self.secrets.crm[entry.name], self.store, self._masked)
             routes.append(Route(f"crm:{entry.name}", client.events, client))
         return routes
+
+    def _media_fetchers(self) -> dict[str, MediaFetcher]:
+        """The gateway's media hosts and credentials, if it carries media (MMS)."""
+        access = getattr(self.gateway, "media_access", lambda: None)()
+        if access is None:
+            return {}
+        m = self.config.media
+        if m.insecure_loopback_for_tests:
+            log.warning("media.insecure_loopback_for_tests is set: media may be fetched over plain "
+                        "HTTP from loopback addresses. It is for the test suite only; remove it")
+        return {access.gateway: MediaFetcher(access, m.timeout_seconds,
+                                             m.insecure_loopback_for_tests)}
+
+    async def _tell_media_owner(self, owner_id: str, selftest: bool, subject: str,
+                                text: str) -> None:
+        if selftest:
+            await self._tell_admin(subject, text)
+        else:
+            await self._notify(self.config.owner(owner_id), subject, text)
 
     async def _tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
         """A notice for whoever runs the installation: admin_email, else the first owner."""
@@ -583,15 +617,42 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         owner_id, owner_reason = await self._choose_owner(number)
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
-            display_name=caller_name(address.display_name, sender))
+            display_name=caller_name(address.display_name, sender),
+            media=[await self._new_media(item) for item in text.media],
+            media_link=await self.media_linker())
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
             return
-        timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
-                      one_line(text.body, 200))
+        timeline.info("homeowner replied: %s to %s: %s%s", sender, number.number,
+                      one_line(text.body, 200),
+                      f" (+{len(text.media)} media)" if text.media else "")
         self._alerts_wake.set()
+        if text.media:
+            self._media_wake.set()
         await self._keyword(classify(text.body), record.conversation_id, number, sender)
+
+    async def media_linker(self) -> Callable[[int, float], str] | None:
+        """Signed links to media under web.public_url, valid media.link_hours from a moment;
+        None without a `web:` listener to serve them."""
+        web = self.config.web
+        if web is None:
+            return None
+        key = await self.store.web_key(MEDIA_LINK_KEY)
+        hours = self.config.media.link_hours
+        return lambda media_id, at: media_link(key, web.public_url, media_id,
+                                               int(at + hours * 3600))
+
+    async def _new_media(self, item: InboundMedia) -> NewMedia:
+        """A media row for the store: to fetch later, or (bytes that came with the text, as a
+        SIP MESSAGE's non-text body) checked and kept now."""
+        if item.content is None:
+            return NewMedia(item.url, item.declared_type, item.declared_size)
+        kept = await asyncio.to_thread(keep_media, self.media_files, item.content,
+                                       item.declared_type)
+        return NewMedia(item.url, item.declared_type, item.declared_size, kept.sha256,
+                        kept.content_type, kept.shown, kept.size, kept.note,
+                        kept.rendition_sha256)
 
     async def _keyword(self, keyword: Keyword | None, conversation_id: int,
                        number: NumberConfig, sender: str) -> None:

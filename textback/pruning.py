@@ -1,6 +1,7 @@
 """Retention at work: each month before the horizon summed up into its scorecard, then its
-calls, messages and alerts deleted in short batches (textback/retention.py decides the steps),
-and the reply tokens of those months cleared of the lines their alert showed.
+calls, messages, alerts and media (rows, then the files no row names) deleted in short batches
+(textback/retention.py decides the steps), and the reply tokens of those months cleared of the
+lines their alert showed.
 
 Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
 their outcomes; a text or an email still in flight waits for a later run.
@@ -14,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from textback import retention
+from textback.mediafiles import MediaStore
 from textback.store import Store
 
 log = logging.getLogger("textback")
@@ -27,8 +29,9 @@ class Pruned:
 
     horizon: float
     months_kept: list[str] = field(default_factory=list)  # summed up into scorecard rows
-    deleted: dict[str, int] = field(default_factory=lambda: {"calls": 0, "messages": 0, "alerts": 0,
-                                                             "quotes": 0})
+    deleted: dict[str, int] = field(default_factory=lambda: {
+        "calls": 0, "messages": 0, "alerts": 0, "media": 0, "media_bytes": 0, "quotes": 0})
+    files_removed: int = 0  # media files no row names any more, removed from disk
     batch_seconds: list[float] = field(default_factory=list)  # how long each held the write lock
 
     @property
@@ -36,8 +39,12 @@ class Pruned:
         return max(self.batch_seconds, default=0.0)
 
 
+# A media file is written just before its row is committed: never remove a younger one.
+FILE_GRACE_SECONDS = 3600.0
+
+
 async def prune(store: Store, months: int, timezone: str, now: float | None = None,
-                dry_run: bool = False) -> Pruned:
+                dry_run: bool = False, files: MediaStore | None = None) -> Pruned:
     now = time.time() if now is None else now
     horizon = retention.horizon(now, months, timezone)
     result = Pruned(horizon)
@@ -68,6 +75,10 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
         size = retention.next_batch(size, seconds)
         await asyncio.sleep(0)  # the daemon's own writes go between batches
     await store.note_progress(PRUNED_BEFORE, horizon)
-    log.info("retention: pruned %(calls)d calls, %(messages)d messages and %(alerts)d alerts "
-             "from before the horizon", result.deleted)
+    if files is not None:
+        result.files_removed = (await asyncio.to_thread(
+            files.remove_unreferenced, await store.media_digests(),
+            time.time() - FILE_GRACE_SECONDS))[0]
+    log.info("retention: pruned %(calls)d calls, %(messages)d messages, %(alerts)d alerts and "
+             "%(media)d media items from before the horizon", result.deleted)
     return result

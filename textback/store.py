@@ -31,16 +31,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import aiosqlite
 
 from sms_gateway.segments import count_segments
 from textback.hooks import events
 from textback.hooks.events import Event
+from textback.media import Shown, kind_of, summary
 from textback.numbers import to_e164
 from textback.scorecard import build as build_scorecard
 from textback.selftest import Report
+from textback.store_media import MediaRows, NewMedia, shown_items
 from textback.store_web import NEXT_VERSION, WebStore
 
 MIGRATIONS: list[str] = [
@@ -546,6 +548,36 @@ MIGRATIONS: list[str] = [
     ALTER TABLE web_sessions ADD COLUMN ended_why TEXT;
     CREATE INDEX web_sessions_owner ON web_sessions (owner_id, ended_at)
     """,
+    # Inbound media (MMS): each photo, video or file a text carried, committed with the text;
+    # fetched later by the media worker, the file kept under its SHA-256 (textback/store_media.py)
+    """
+    CREATE TABLE media (
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        position INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        declared_type TEXT NOT NULL,
+        declared_size INTEGER,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'fetching', 'kept', 'failed')),
+        shown INTEGER NOT NULL DEFAULT 0,
+        content_type TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        sha256 TEXT,
+        rendition_sha256 TEXT,
+        note TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_at REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        fetched_at REAL,
+        owner_told INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (message_id, position)
+    );
+    CREATE INDEX media_due ON media (retry_at) WHERE state = 'pending';
+    CREATE INDEX media_failed ON media (message_id) WHERE state = 'failed' AND owner_told = 0;
+    CREATE INDEX media_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
+    CREATE INDEX media_rendition ON media (rendition_sha256) WHERE rendition_sha256 IS NOT NULL
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -679,7 +711,7 @@ def _segments(body: str) -> int:
     return count_segments(body).segments
 
 
-class Store(WebStore):
+class Store(WebStore, MediaRows):
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
     def __init__(self, db: aiosqlite.Connection):
@@ -1250,7 +1282,10 @@ class Store(WebStore):
             " CROSS JOIN messages m ON m.id = w.message_id"
             f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0{below}",
             (older_than,))
-        return [dict(r) for r in rows]
+        media = await self.media_of(r["message_id"] for r in rows)
+        # `listed`: the text as a list shows it, "2 photos" or "(empty text)" when it has no words
+        return [dict(r) | {"listed": summary(r["body"], shown_items(media[r["message_id"]]))}
+                for r in rows]
 
     async def record_escalation(self, message_id: int, level: int, owner_id: str,
                                 notice: Notice) -> int | None:
@@ -1390,7 +1425,10 @@ class Store(WebStore):
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
                              owner_for_new: str, owner_reason: str = "fixed owner",
-                             display_name: str = "") -> InboundRecord:
+                             display_name: str = "",
+                             media: Sequence[NewMedia] = (),
+                             media_link: Callable[[int, float], str | None] | None = None
+                             ) -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -1400,7 +1438,9 @@ class Store(WebStore):
         this gateway also had none, has the same words, and came at most
         REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts). The display
         name the sender's address carried becomes the contact name if the
-        conversation has none yet.
+        conversation has none yet. The text's media rows are inserted in the same
+        transaction (a photo-only text has an empty body and its media); `media_link` makes
+        the signed link its reply.received event gives for each.
         """
         _canonical(caller)
         now = time.time()
@@ -1437,7 +1477,10 @@ class Store(WebStore):
                 " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
             message_id = cursor.lastrowid
-            await self._summarise_message(conversation_id, message_id, "in", "", body, now)
+            await self._insert_media(db, message_id, media, now)
+            listed = summary(body, [Shown(None if item.sha256 and not item.shown
+                                          else kind_of(item.declared_type)) for item in media])
+            await self._summarise_message(conversation_id, message_id, "in", "", listed, now)
             await db.execute(
                 "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"
                 " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id,"
@@ -1450,10 +1493,16 @@ class Store(WebStore):
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
             contact = await self._one("SELECT contact_name FROM conversations WHERE id = ?",
                                       (conversation_id,))
+            listed_media = [
+                {"id": row["id"], "content_type": row["declared_type"],
+                 "size": row["declared_size"],
+                 "url": media_link(row["id"], now) if media_link else None}
+                for row in await self._all("SELECT id, declared_type, declared_size FROM media"
+                                           " WHERE message_id = ? ORDER BY position", (message_id,))]
             await self._emit(events.reply_received(
                 message_id=message_id, conversation_id=conversation_id, caller=caller,
                 business_number=business_number, body=body, contact_name=contact["contact_name"],
-                owner_id=owner["owner_id"], at=now))
+                owner_id=owner["owner_id"], at=now, media=listed_media))
             return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,
@@ -1756,22 +1805,31 @@ class Store(WebStore):
         return dict(row) if row else None
 
     async def timeline(self, caller: str) -> list[dict[str, Any]]:
-        """Everything that happened with one caller, oldest first: calls, texts, alerts."""
+        """Everything that happened with one caller, oldest first: calls, texts, alerts; a
+        homeowner's text lists its media (type, size, state)."""
         rows = await self._all(
             "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
-            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway FROM calls"
-            "  WHERE caller = ?"
+            "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway,"
+            "  NULL AS message_id FROM calls WHERE caller = ?"
             " UNION ALL"
             " SELECT CASE m.direction WHEN 'in' THEN 'text_in' ELSE 'text_out' END,"
             "  COALESCE(m.sent_at, m.created_at), c.business_number, m.status, m.error,"
-            "  m.body, COALESCE(m.gateway_id, ''), m.gateway FROM messages m"
+            "  m.body, COALESCE(m.gateway_id, ''), m.gateway, m.id FROM messages m"
             "  JOIN conversations c ON c.id = m.conversation_id WHERE c.caller = ?"
             " UNION ALL"
             " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
-            "  a.recipient, a.subject, a.owner_id, '' FROM alerts a"
+            "  a.recipient, a.subject, a.owner_id, '', NULL FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
-        return [dict(r) for r in rows]
+        timeline = [dict(r) for r in rows]
+        media = await self.media_of(r["message_id"] for r in timeline if r["kind"] == "text_in")
+        for row in timeline:
+            message_id = row.pop("message_id")
+            if row["kind"] == "text_in":
+                row["media"] = [{key: item[key] for key in (
+                    "id", "declared_type", "content_type", "size", "state", "shown", "note")}
+                    for item in media[message_id]]
+        return timeline
 
     async def call_decision(self, linkedid: str) -> str | None:
         """The decision stored with a call (the rules' reason, or why the store withheld its text)."""
@@ -1904,29 +1962,39 @@ class Store(WebStore):
                                     for card in cards])
 
     async def prunable(self, cutoff: float) -> dict[str, int]:
-        """How many calls, messages and alerts `prune_batch` would delete before `cutoff`."""
+        """How many calls, messages, alerts and media items (and their bytes) `prune_batch` would
+        delete before `cutoff`."""
         calls = await self._one("SELECT COUNT(*) AS n FROM calls WHERE started_at < ?", (cutoff,))
         messages = await self._one(
             f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
             f" AS alerts FROM messages m WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
         quotes = await self._one("SELECT COUNT(*) AS n FROM reply_tokens"
                                  " WHERE quoted <> '[]' AND created_at < ?", (cutoff,))
+        media = await self._one(
+            f"SELECT COUNT(*) AS n, COALESCE(SUM(d.size), 0) AS bytes FROM media d"
+            f" JOIN messages m ON m.id = d.message_id WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
         return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0,
-                "quotes": quotes["n"]}
+                "media": media["n"], "media_bytes": media["bytes"], "quotes": quotes["n"]}
 
     async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
-        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows and
-        escalations) from before `cutoff`, and forget what up to `limit` reply tokens' alerts
-        quoted, in one short transaction. A text or an email still being sent is never pruned."""
+        """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows,
+        escalations and media rows) from before `cutoff`, and forget what up to `limit` reply
+        tokens' alerts quoted, in one short transaction; the media files their rows named are
+        removed afterwards (pruning.remove_unreferenced_files). A text or an email still being
+        sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
                 f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
                 (cutoff, limit))]
             marks = ",".join("?" * len(ids))
-            alerts = 0
+            alerts = media = media_bytes = 0
             if ids:
                 alerts = (await db.execute(f"DELETE FROM alerts WHERE message_id IN ({marks})",
                                            ids)).rowcount
+                row = await self._one(f"SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes"
+                                      f" FROM media WHERE message_id IN ({marks})", tuple(ids))
+                media, media_bytes = row["n"], row["bytes"]
+                await db.execute(f"DELETE FROM media WHERE message_id IN ({marks})", ids)
                 for table in ("outbox", "escalations", "waiting_texts"):
                     await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
                 # A message's row in the search index has its id (the conversation's own is -id).
@@ -1939,7 +2007,8 @@ class Store(WebStore):
                 "UPDATE reply_tokens SET quoted = '[]' WHERE token IN (SELECT token FROM"
                 " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?)",
                 (cutoff, limit))).rowcount
-        return {"calls": calls, "messages": len(ids), "alerts": alerts, "quotes": quotes}
+        return {"calls": calls, "messages": len(ids), "alerts": alerts, "media": media,
+                "media_bytes": media_bytes, "quotes": quotes}
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")

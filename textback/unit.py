@@ -32,6 +32,8 @@ def privileged_ports(config: Config) -> list[tuple[str, int]]:
 def paths_outside_state(config: Config) -> list[tuple[str, Path]]:
     """Configured files the daemon writes that the sandbox would make read-only."""
     written = [("storage.path", config.storage.path), ("agi.routing_file", config.agi.routing_file)]
+    if config.media.directory is not None:  # by default beside the database
+        written.append(("media.directory", config.media.directory))
     return [(key, path) for key, path in written
             if not PurePosixPath(path).is_relative_to(STATE_DIRECTORY)]
 

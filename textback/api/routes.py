@@ -227,9 +227,16 @@ class Api:
     async def thread(self, request: web.Request, token) -> web.Response:
         conversation = await self._conversation(request)
         history = await self.store.conversation_history(conversation["id"])
+        media = await self.store.media_of(m["id"] for m in history["messages"]
+                                          if m["direction"] == "in")
+        linker, now = await self.daemon.media_linker(), time.time()
+        link = ((lambda media_id: (linker(media_id, now),
+                                   int(now + self.config.media.link_hours * 3600)))
+                if linker else None)
         return _json(200, {"conversation": conversation_view(conversation),
                            "calls": [call_view(c) for c in history["calls"]],
-                           "messages": [message_view(m) for m in history["messages"]]},
+                           "messages": [message_view(m, media.get(m["id"], []), link)
+                                        for m in history["messages"]]},
                      ETag=entity_tag(conversation))
 
     async def calls(self, request: web.Request, token) -> web.Response:

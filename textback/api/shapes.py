@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from jsonschema import Draft202012Validator
@@ -244,12 +244,24 @@ def call_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def message_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def message_view(row: Mapping[str, Any], media: list[dict[str, Any]] = (),
+                 link: Callable[[int], tuple[str, float]] | None = None) -> dict[str, Any]:
+    """A message; `media` its rows, `link` a signed link (and its expiry) for a kept one."""
     return {
         "id": row["id"], "direction": row["direction"], "kind": row["kind"], "body": row["body"],
         "status": row["status"], "created_at": rfc3339(row["created_at"]),
         "sent_at": rfc3339(row["sent_at"]), "error": row["error"],
+        "media": [media_view(item, link) for item in media],
     }
+
+
+def media_view(item: Mapping[str, Any],
+               link: Callable[[int], tuple[str, float]] | None) -> dict[str, Any]:
+    url, expires = link(item["id"]) if link and item["state"] == "kept" else (None, None)
+    return {"id": item["id"], "content_type": item["declared_type"],
+            "size": item["size"] if item["size"] is not None else item["declared_size"],
+            "state": item["state"], "shown": bool(item["shown"]), "note": item["note"],
+            "url": url, "url_expires_at": rfc3339(expires)}
 
 
 def error_view(code: str, message: str, field: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from textback.cli import _load, _with_store, config_option, main
 def prune(config_path: str | None, dry_run: bool) -> None:
     """Delete calls, texts and alerts older than retention.months (whole months), keeping each
     month's scorecard first. Opt-outs are never pruned. The daemon may keep running."""
+    from textback.daemon import media_directory
+    from textback.mediafiles import MediaStore
     from textback.pruning import prune as run_prune
 
     loaded = _load(config_path)
@@ -25,13 +27,16 @@ def prune(config_path: str | None, dry_run: bool) -> None:
         click.echo("retention.months is not set: everything is kept, nothing to prune.")
         return
     tz = loaded.config.business.timezone
-    result = asyncio.run(_with_store(loaded, lambda store: run_prune(store, months, tz,
-                                                                     dry_run=dry_run)))
+    files = MediaStore(media_directory(loaded.config))
+    result = asyncio.run(_with_store(loaded, lambda store: run_prune(
+        store, months, tz, dry_run=dry_run, files=files)))
     horizon = datetime.fromtimestamp(result.horizon, ZoneInfo(tz)).strftime("%Y-%m-%d")
     verb = "would be" if dry_run else "were"
     counts = result.deleted
     click.echo(f"Before {horizon} ({months} months kept): {counts['calls']} call(s), "
-               f"{counts['messages']} message(s) and {counts['alerts']} alert(s) {verb} deleted.")
+               f"{counts['messages']} message(s) and {counts['alerts']} alert(s) {verb} deleted, "
+               f"with {counts['media']} photo(s) or file(s) "
+               f"({counts['media_bytes'] / 1024 / 1024:.1f} MB).")
     if counts["quotes"]:
         click.echo(f"{counts['quotes']} reply address(es) {verb} cleared of what their alert "
                    "email showed.")

@@ -38,6 +38,8 @@ class CrmClient:
         thread = []
         if conversation is not None:
             thread = (await self._store.conversation_history(conversation))["messages"]
+            media = await self._store.media_of(m["id"] for m in thread if m["direction"] == "in")
+            thread = [m | {"media": media.get(m["id"], [])} for m in thread]
         try:
             await self.adapter.handle(event, thread)
         except CrmRetry as exc:

@@ -34,6 +34,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from sms_gateway.segments import count_segments
+from textback import media
 from textback.alerts import one_line
 from textback.config import OwnerConfig
 from textback.contact_classes import CLASSES, configured_class
@@ -44,6 +45,7 @@ from textback.signin import (LinkClaim, account_key, address_key, client_address
                              read_link_token, retry_after, session_expired)
 from textback.store_web import INBOX_VIEWS, StaleState
 from textback.web import views
+from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
 from textback.web.server import PRIVATE
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("textback.web")
 timeline = logging.getLogger("textback.timeline")
+# A homeowner's file is never a page: no script, no plugin, no request of its own.
+MEDIA_POLICY = "sandbox; default-src 'none'"
 
 SESSION_COOKIE = "textback_session"
 FORM_COOKIE = "textback_form"  # the CSRF token of the sign-in forms, before there is a session
@@ -110,6 +114,8 @@ class Inbox:
         r.add_get("/", self.page(self.inbox))
         r.add_get(r"/c/{id:\d{1,12}}", self.page(self.thread))
         r.add_post(r"/c/{id:\d{1,12}}/{action:[a-z]{1,12}}", self.page(self.act))
+        r.add_get(r"/c/{id:\d{1,12}}/media/{media:\d{1,12}}", self.page(self.media_file))
+        r.add_get(r"/media/{media:\d{1,12}}", self.linked_media_file)
         r.add_get("/events", self.page(self.events, api=True))
         r.add_get("/settings", self.page(self.settings))
         r.add_post("/settings/end-others", self.page(self.end_other_sessions))
@@ -359,6 +365,8 @@ class Inbox:
 
     async def _thread_context(self, conversation: dict) -> dict:
         history = await self.store.thread(conversation["id"])
+        history["media"] = await self.store.media_of(
+            m["id"] for m in history["messages"] if m["direction"] == "in")
         calls = history["calls"]
         name = views.contact_name(self.config, conversation | {
             "caller_name": next((c["caller_name"] for c in reversed(calls) if c["caller_name"]), "")})
@@ -379,6 +387,51 @@ class Inbox:
                     "state_version": conversation["state_version"],
                     "seen": json.dumps(state, separators=(",", ":"))}
         return context
+
+    async def media_file(self, request: web.Request) -> web.StreamResponse:
+        """A kept photo, video or file of this conversation, to a signed-in user (whoever may
+        open the thread). Shown types go inline, anything else as a download; either way the
+        answer is sandboxed and never sniffed, so a file that is really HTML runs nothing."""
+        conversation = await self._conversation(request)
+        item = await self.store.media_item(int(request.match_info["media"]))
+        if item is None or item["conversation_id"] != conversation["id"]:
+            raise web.HTTPNotFound(text="No such file.")
+        return await self._serve_media(request, item)
+
+    async def linked_media_file(self, request: web.Request) -> web.StreamResponse:
+        """A file by a signed link (the API, a webhook, a CRM note): no session, the link's
+        signature and expiry instead (textback.web.medialinks)."""
+        media_id = int(request.match_info["media"])
+        if not medialinks.valid(await self.store.web_key(medialinks.MEDIA_LINK_KEY), media_id,
+                                request.query.get("expires", ""), request.query.get("sig", ""),
+                                time.time()):
+            raise web.HTTPForbidden(text="This link is not valid or has expired.")
+        item = await self.store.media_item(media_id)
+        if item is None:
+            raise web.HTTPNotFound(text="No such file.")
+        return await self._serve_media(request, item)
+
+    async def _serve_media(self, request: web.Request, item: dict) -> web.StreamResponse:
+        if item["state"] in ("pending", "fetching"):
+            raise web.HTTPServiceUnavailable(text="Not fetched yet; try again in a minute.",
+                                             headers={"Retry-After": "60"})
+        if item["state"] != "kept":
+            raise web.HTTPNotFound(text="This file could not be fetched from the provider.")
+        digest, content_type = item["sha256"], item["content_type"]
+        if not item["shown"]:
+            content_type = media.ATTACHMENT_TYPE
+        elif request.query.get("v") == "jpeg" and item["rendition_sha256"]:
+            digest, content_type = item["rendition_sha256"], "image/jpeg"
+        try:
+            data = await asyncio.to_thread(self.daemon.media_files.read, digest)
+        except FileNotFoundError:
+            raise web.HTTPNotFound(text="The file is no longer kept.") from None
+        name = f"{'photo' if item['shown'] else 'attachment'}-{item['id']}.{media.extension(content_type)}"
+        return web.Response(body=data, headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'{"inline" if item["shown"] else "attachment"}; filename="{name}"',
+            "Content-Security-Policy": MEDIA_POLICY, "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600"})
 
     def _max_segments(self) -> int:
         return self.config.reply_mail.max_segments if self.config.reply_mail else 3

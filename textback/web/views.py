@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from textback import media
 from textback.config import Config
 from textback.gateway_errors import described
 from textback.hours import Hours
 from textback.incidents import TITLES
 from textback.numbers import national
 from textback.rules import hours_of
+from textback.store_media import shown_items
 from textback.workers.owner_mail import minutes_waited
 
 OUTCOMES = ("booked", "qualified", "won", "lost", "spam")
@@ -185,6 +187,37 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
 
 
 @dataclass(frozen=True)
+class MediaView:
+    """One photo, video or file of a homeowner's text, as the thread shows it."""
+
+    kind: str  # image, video, file (download only), missing (failed), pending
+    label: str
+    url: str = ""  # the file, served to signed-in users only (/c/<id>/media/<id>)
+    thumb: str = ""  # what an <img> shows: the file, or the JPEG of a HEIC photo
+
+
+def media_views(conversation_id: int, items: list[dict]) -> tuple[MediaView, ...]:
+    views = []
+    for item in items:
+        url = f"/c/{conversation_id}/media/{item['id']}"
+        declared = item["declared_type"] or "a file of no given type"
+        if item["state"] == "failed":
+            views.append(MediaView("missing", f"Not fetched ({declared}): {item['note']}"))
+        elif item["state"] != "kept":
+            views.append(MediaView("pending", f"Being fetched ({declared})"))
+        elif not item["shown"]:
+            views.append(MediaView("file", f"Attachment {item['id']} ({declared}, "
+                                           f"{(item['size'] or 0) / 1024:.0f} KB, not shown: "
+                                           f"{item['note']})", url))
+        else:
+            kind = media.kind_of(item["content_type"]) or "file"
+            label = f"{media.media_phrase([media.Shown(kind)])} ({(item['size'] or 0) / 1024:.0f} KB)"
+            thumb = url + ("?v=jpeg" if item["rendition_sha256"] else "")
+            views.append(MediaView("file" if kind == "document" else kind, label, url, thumb))
+    return tuple(views)
+
+
+@dataclass(frozen=True)
 class Entry:
     at: float
     when: str
@@ -192,6 +225,7 @@ class Entry:
     title: str
     body: str = ""
     detail: str = ""
+    media: tuple[MediaView, ...] = ()
 
 
 def first_name(config: Config, owner_id: str) -> str:
@@ -240,10 +274,15 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
     for m in thread["messages"]:
         at = m["created_at"] if m["direction"] == "in" else (m["sent_at"] or m["created_at"])
         if m["direction"] == "in":
+            items = thread.get("media", {}).get(m["id"], [])
+            body = m["body"] if (m["body"].strip() or items) else media.EMPTY_TEXT
+            title = "They wrote" if m["body"].strip() or not items else (
+                "They sent " + media.media_phrase(shown_items(items)))
             alerted = [a for a in alerts_of.get(m["id"], []) if a["state"] != "failed"]
             detail = "; ".join(("alerted " if a["state"] == "sent" else "alerting ")
                                + _alerted(config, a) for a in alerted)
-            entries.append(Entry(at, when(at, tz), "text_in", "They wrote", m["body"], detail))
+            entries.append(Entry(at, when(at, tz), "text_in", title, body, detail,
+                                 media=media_views(m["conversation_id"], items)))
             continue
         who = {"owner": f"{first_name(config, m['author'])} replied" if m["author"] else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")

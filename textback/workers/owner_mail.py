@@ -16,9 +16,12 @@ from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_re
                              quoted_lines)
 from textback.config import OwnerConfig
 from textback.hours import Hours
+from textback.media import sent_line, summary
 from textback.scorecard import render_text
 from textback.rules import hours_of
 from textback.store import Notice
+from textback.mediafiles import alert_attachments
+from textback.store_media import shown_items
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
 
@@ -169,7 +172,7 @@ class OwnerMailWorkers:
             backup.name, backup.email, f"{what}: text from {waiting['caller']} ({minutes:.0f} min)",
             f"{waiting['caller']} texted {waiting['business_number']} {minutes:.0f} minutes ago "
             f"and nobody has answered yet. The conversation belongs to "
-            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['body'], 500)}\n\n"
+            f"{waiting['owner_id']}.\n\nTheir text:\n    {one_line(waiting['listed'], 500)}\n\n"
             f"Answer with: textback reply {waiting['caller']} \"...\"  or call them back."
             + "\n".join(await self._inbox_link_lines(backup.id, waiting["conversation_id"])))
         # The escalation's row and its notice are one commit: never one without the other.
@@ -198,7 +201,7 @@ class OwnerMailWorkers:
             lines = [f"{len(rows)} homeowner text(s) still wait for an answer:", ""]
             for row in sorted(rows, key=lambda r: r["created_at"]):
                 when = datetime.fromtimestamp(row["created_at"], zone).strftime("%a %d %b %H:%M")
-                lines.append(f"  {when}  {row['caller']}: {one_line(row['body'], 120)}")
+                lines.append(f"  {when}  {row['caller']}: {one_line(row['listed'], 120)}")
             lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
             try:
                 lines += await self._inbox_link_lines(owner_id, None)
@@ -231,10 +234,26 @@ class OwnerMailWorkers:
         alert = await self.store.claim_mail("alerts", alert_id, time.time())
         if alert is None:
             return  # another worker has it, or it waits for its retry time
+        if await self._waits_for_media(alert):
+            return
         try:
             await self._send_alert(alert)
         except Exception as exc:  # noqa: BLE001 - any mail failure is retried
             await self._mail_failed("alerts", alert, f"{type(exc).__name__}: {exc}")
+
+    async def _waits_for_media(self, alert: dict[str, Any]) -> bool:
+        """An alert for a text whose photos are still being fetched waits for them, at most
+        media.alert_wait_seconds after the text: the owner gets the photos in the email, and a
+        provider that is slow to serve them never holds a lead back for long. The media worker
+        brings the alert forward as soon as the last one is kept or given up."""
+        waiting = await self.store.media_unsettled(alert["message_id"])
+        if not waiting:
+            return False
+        until = waiting["created_at"] + self.config.media.alert_wait_seconds
+        if time.time() >= until:
+            return False
+        await self.store.defer_alert(alert["id"], until)
+        return True
 
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])
@@ -244,9 +263,13 @@ class OwnerMailWorkers:
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
         entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
                    for c in history["calls"]]
+        shown = await self.store.media_of(m["id"] for m in history["messages"]
+                                          if m["direction"] == "in")
         entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
                                 (m["sent_at"] or m["created_at"]),
-                                "text_in" if m["direction"] == "in" else "text_out", m["body"])
+                                "text_in" if m["direction"] == "in" else "text_out",
+                                summary(m["body"], shown_items(shown.get(m["id"], ())))
+                                if m["direction"] == "in" else m["body"])
                     for m in history["messages"] if m["created_at"] <= reply["created_at"]]
         entries.sort(key=lambda e: e.at)
         contact = self.config.contact(conversation["caller"])
@@ -256,12 +279,16 @@ class OwnerMailWorkers:
         link = (await sign_in_link(self.store, self.config.web, owner.id, conversation["id"])
                 if self.config.web is not None else None)
         link_text = link_line(link, self.config.web) if link else ""
+        attached = await asyncio.to_thread(alert_attachments, self.media_files,
+                                           shown[reply["id"]],
+                                           self.config.media.alert_attachment_bytes)
         facts = ReplyAlert(
             business_name=self.config.business.name, timezone=self.config.business.timezone,
             owner_name=owner.name, owner_email=owner.email, sender=self.mailer.sender,
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
-            entries=tuple(entries))
+            entries=tuple(entries), media_line=sent_line(shown_items(shown[reply["id"]])),
+            attachments=attached.files, media_left_out=attached.left_out)
         reply_to = None
         if self.config.reply_mail is not None and not selftest:  # a self-test has nobody to answer
             settings = self.config.reply_mail

@@ -17,7 +17,7 @@ class RetentionWorker:
     async def _retention_worker(self) -> None:
         while True:
             result = await prune(self.store, self.config.retention.months,
-                                 self.config.business.timezone)
+                                 self.config.business.timezone, files=self.media_files)
             if result.batch_seconds:
                 log.info("retention: %d batch(es), the longest held the write lock %.0f ms",
                          len(result.batch_seconds), result.longest_batch * 1000)
