@@ -434,7 +434,7 @@ def reply(config_path: str | None, number: str, text: str) -> None:
         if await store.is_suppressed(conversation["caller"]):
             raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
         await store.queue_reply(conversation["id"], conversation["business_number"],
-                                conversation["caller"], text, "owner")
+                                conversation["caller"], text, "owner", channel="cli")
         return conversation["caller"]
 
     click.echo(f"Queued for {asyncio.run(_with_store(loaded, work))}; the daemon sends it.")

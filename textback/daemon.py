@@ -41,7 +41,7 @@ from textback.hooks.sender import EndpointClient
 from textback.hooks.worker import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
-from textback.optout import Keyword, classify
+from textback.optout import Keyword, classify, keyword_name
 from textback.ownership import choose_owner
 from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
@@ -571,9 +571,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             return
         sender = address.number
         owner_id, owner_reason = await self._choose_owner(number)
+        keyword = classify(text.body)
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
-            display_name=caller_name(address.display_name, sender))
+            display_name=caller_name(address.display_name, sender),
+            keyword=keyword_name(keyword, text.body))
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -581,19 +583,19 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         timeline.info("homeowner replied: %s to %s: %s", sender, number.number,
                       one_line(text.body, 200))
         self._alerts_wake.set()
-        await self._keyword(classify(text.body), record.conversation_id, number, sender)
+        await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def _keyword(self, keyword: Keyword | None, conversation_id: int,
                        number: NumberConfig, sender: str) -> None:
         """STOP suppresses at once with one confirmation; START lifts it; HELP gets the help text."""
         compliance = self.config.compliance
         if keyword is Keyword.STOP:
-            if not await self.store.suppress(sender, "sms"):
+            if not await self.store.suppress(sender, "sms", number.number):
                 return  # already opted out: no second confirmation
             timeline.info("opted out: %s; no path will text it again", sender)
             template, kind = compliance.stop_confirmation, OPTOUT_CONFIRMATION
         elif keyword is Keyword.START:
-            if not await self.store.unsuppress(sender):
+            if not await self.store.unsuppress(sender, "sms", number.number):
                 return  # "yes" from someone never opted out is an ordinary reply
             timeline.info("opted back in: %s", sender)
             template, kind = compliance.start_confirmation, "optin_confirmation"
@@ -602,7 +604,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         else:
             return
         body = render_for(self.config, template, number, sender)
-        await self.store.queue_reply(conversation_id, number.number, sender, body, kind)
+        await self.store.queue_reply(conversation_id, number.number, sender, body, kind,
+                                     channel="sms")
         self._outbox_wake.set()
 
     # -- owners' email replies ------------------------------------------------------
@@ -637,7 +640,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                                f"sent. Call them instead, or wait until they text START.")
         else:
             await self.store.queue_reply(conversation_id, binding["business_number"], caller,
-                                         verdict.text, OWNER_REPLY)
+                                         verdict.text, OWNER_REPLY, channel=f"email:{owner.id}")
             timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
                           one_line(verdict.text, 200))
             self._outbox_wake.set()

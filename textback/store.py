@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from typing import Any, AsyncIterator
 import aiosqlite
 
 from sms_gateway.segments import count_segments
+from textback import consent
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.numbers import to_e164
@@ -495,6 +497,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET segments = text_segments(body)
     """,
+    # The consent ledger (textback/consent.py): one row per fact, appended in the transaction of
+    # the change it records, never changed or deleted (the triggers refuse), never pruned.
+    """
+    CREATE TABLE consent_ledger (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        fact TEXT NOT NULL,
+        number TEXT NOT NULL,
+        business_number TEXT NOT NULL DEFAULT '',
+        channel TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX consent_ledger_number ON consent_ledger (number, at);
+    CREATE TRIGGER consent_ledger_no_update BEFORE UPDATE ON consent_ledger
+    BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+    CREATE TRIGGER consent_ledger_no_delete BEFORE DELETE ON consent_ledger
+    BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -515,6 +537,10 @@ _PRUNABLE_MESSAGE = (
     "m.created_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"
     " AND o.state IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM alerts a"
     " WHERE a.message_id = m.id AND a.state IN ('pending', 'sending'))")
+
+# The path a text of each kind takes when its writer names none (owner replies always name one).
+_QUEUED_BY = {"auto": "automatic", SELFTEST_KIND: "selftest", "help": "sms",
+              "optout_confirmation": "sms", "optin_confirmation": "sms"}
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -609,6 +635,21 @@ def _connect(path: Path) -> aiosqlite.Connection:
     return connection
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements: split at semicolons, but a trigger's body (BEGIN ...; END) kept
+    whole, which sqlite3.complete_statement recognises."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending)
+    return statements
+
+
 def _segments(body: str) -> int:
     return count_segments(body).segments
 
@@ -673,6 +714,17 @@ class Store(WebStore):
             (event.id, event.type, event.order_key, event.body, event.at))
         self._emitted = True
 
+    async def _ledger(self, fact: consent.Fact) -> None:
+        """Append a consent fact to the transaction under way: it commits, or not, with the change."""
+        await self._db.execute(
+            f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            fact.row())
+
+    async def consent_record(self, number: str) -> list[dict[str, Any]]:
+        """One number's consent ledger, in time order."""
+        return [dict(r) for r in await self._all(
+            "SELECT * FROM consent_ledger WHERE number = ? ORDER BY at, id", (number,))]
+
     async def _migrate(self) -> None:
         async with self._transaction() as db:
             version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
@@ -681,7 +733,7 @@ class Store(WebStore):
                     f"database schema version {version} is newer than this textback "
                     f"({len(MIGRATIONS)}); upgrade textback")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
             if 0 < version < len(MIGRATIONS):
@@ -741,6 +793,7 @@ class Store(WebStore):
                     conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
                     template=text.template)
             await self._insert_call(call, conversation_id, message_id)
+            await self._ledger_call(call, now)
             if conversation_id is not None:
                 await self._summarise_call(conversation_id, call.outcome, call.caller_name)
             owner = conversation_id and await self._one(
@@ -754,6 +807,21 @@ class Store(WebStore):
                 owner_id=owner["owner_id"] if owner else None,
                 text_queued=message_id is not None, at=now))
             return outbox_id
+
+    async def _ledger_call(self, call: CallRow, now: float) -> None:
+        """The call in the caller's consent record; a text withheld because they opted out too."""
+        if not call.caller:
+            return  # no number: nothing was or could be texted
+        await self._ledger(consent.Fact(
+            consent.CALL, call.caller, call.ended_at, call.business_number,
+            "cdr" if call.recovered else "ami", detail={
+                "linkedid": call.linkedid, "caller_raw": call.caller_raw,
+                "started_at": call.started_at, "outcome": call.outcome, "reason": call.reason,
+                "decision": call.decision}))
+        if call.decision == "opted_out":
+            await self._ledger(consent.Fact(
+                consent.TEXT_REFUSED, call.caller, now, call.business_number, "", "auto",
+                detail={"linkedid": call.linkedid, "why": "the number opted out"}))
 
     async def _insert_call(self, call: CallRow, conversation_id: int | None,
                            message_id: int | None) -> None:
@@ -917,8 +985,9 @@ class Store(WebStore):
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
                      due_at: float, now: float, kind: str = "auto",
-                     template: str = "", author: str = "") -> tuple[int, int]:
-        """A queued outbound message and its outbox row; returns (message id, outbox id)."""
+                     template: str = "", author: str = "", channel: str = "") -> tuple[int, int]:
+        """A queued outbound message and its outbox row, and its fact in the consent ledger
+        (`channel`: the path that wrote it); returns (message id, outbox id)."""
         _canonical(recipient)
         cursor = await self._db.execute(
             "INSERT INTO messages (conversation_id, direction, kind, template, body, segments,"
@@ -933,6 +1002,10 @@ class Store(WebStore):
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",
             (message_id, sender, recipient, due_at, due_at, uuid.uuid4().hex, now))
+        await self._ledger(consent.Fact(
+            consent.TEXT_QUEUED, recipient, now, sender, channel or _QUEUED_BY.get(kind, ""), kind,
+            body, {"message_id": message_id, "outbox_id": cursor.lastrowid, "template": template,
+                   "author": author, "due_at": due_at}))
         return message_id, cursor.lastrowid
 
     # -- the outbox --------------------------------------------------------------
@@ -1034,8 +1107,11 @@ class Store(WebStore):
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
                 " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
                                   for item, gateway_id in sent])
-            for item, _ in sent:
+            for item, gateway_id in sent:
                 await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
+                await self._ledger(consent.Fact(
+                    consent.TEXT_SENT, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "gateway_id": gateway_id}))
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
@@ -1054,6 +1130,10 @@ class Store(WebStore):
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
             await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
+            if state == "blocked":  # refused at the moment of sending: the number opted out
+                await self._ledger(consent.Fact(
+                    consent.TEXT_REFUSED, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "why": error}))
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
                               error_code: str | None) -> int | None:
@@ -1258,8 +1338,10 @@ class Store(WebStore):
     async def is_suppressed(self, number: str) -> bool:
         return await self._one("SELECT 1 FROM suppressions WHERE number = ?", (number,)) is not None
 
-    async def suppress(self, number: str, source: str) -> bool:
-        """Put a number on the suppression list; False if it already was."""
+    async def suppress(self, number: str, source: str, business_number: str = "") -> bool:
+        """Put a number on the suppression list, for every business number and every kind of
+        text (revoke-all); False if it already was. `source` is the channel the request came
+        through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger."""
         _canonical(number)
         now = time.time()
         async with self._transaction() as db:
@@ -1270,17 +1352,22 @@ class Store(WebStore):
                 return False
             await self._emit(events.optout_changed(number=number, opted_out=True, source=source,
                                                    at=now))
+            await self._ledger(consent.Fact(consent.OPTED_OUT, number, now, business_number,
+                                            source))
             return True
 
-    async def unsuppress(self, number: str, source: str = "sms") -> bool:
+    async def unsuppress(self, number: str, source: str, business_number: str = "") -> bool:
         """Take a number off the suppression list; False if it was not on it."""
         _canonical(number)
+        now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
             if cursor.rowcount != 1:
                 return False
             await self._emit(events.optout_changed(number=number, opted_out=False, source=source,
-                                                   at=time.time()))
+                                                   at=now))
+            await self._ledger(consent.Fact(consent.OPTED_IN, number, now, business_number,
+                                            source))
             return True
 
     async def suppressions(self) -> list[dict[str, Any]]:
@@ -1294,17 +1381,18 @@ class Store(WebStore):
             conversation_id = await self._conversation(recipient, business_number, owner_id, now,
                                                        "test text")
             _, outbox_id = await self._queue(conversation_id, business_number, recipient, body, now,
-                                             now, kind="test")
+                                             now, kind="test", channel="cli")
             return outbox_id
 
     async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
-                          kind: str, author: str = "") -> int:
+                          kind: str, author: str = "", channel: str = "") -> int:
         """Queue a text in an existing conversation, due now (confirmations, help, owner replies);
-        `author` is the signed-in owner who wrote it in the web inbox."""
+        `author` is the signed-in owner who wrote it in the web inbox; `channel` the path it
+        came by (email:OWNER, web:USER, api:TOKEN, cli), kept in the consent ledger."""
         now = time.time()
         async with self._transaction():
             _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
-                                             kind, author=author)
+                                             kind, author=author, channel=channel)
             return outbox_id
 
     # -- inbound texts and owner alerts ------------------------------------------
@@ -1312,7 +1400,7 @@ class Store(WebStore):
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
                              owner_for_new: str, owner_reason: str = "fixed owner",
-                             display_name: str = "") -> InboundRecord:
+                             display_name: str = "", keyword: str = "") -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -1322,7 +1410,8 @@ class Store(WebStore):
         this gateway also had none, has the same words, and came at most
         REPEAT_WITHOUT_ID_SECONDS ago (STOP, START, STOP is three texts). The display
         name the sender's address carried becomes the contact name if the
-        conversation has none yet.
+        conversation has none yet. A `keyword` the text carries (STOP, START, HELP, STOP as
+        free text) goes into the consent ledger with it.
         """
         _canonical(caller)
         now = time.time()
@@ -1359,6 +1448,10 @@ class Store(WebStore):
                 " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
             message_id = cursor.lastrowid
+            if keyword:
+                await self._ledger(consent.Fact(consent.KEYWORD, caller, now, business_number,
+                                                "sms", keyword, body, {"message_id": message_id,
+                                                                       "gateway": gateway}))
             await self._summarise_message(conversation_id, message_id, "in", "", body, now)
             await db.execute(
                 "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"

@@ -202,7 +202,8 @@ class Api:
         if await self.store.is_suppressed(conversation["caller"]):
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
         outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
-                                                 conversation["caller"], text, "owner")
+                                                 conversation["caller"], text, "owner",
+                                                 channel=f"api:{token['name']}")
         self.daemon._outbox_wake.set()
         log.info("API token %s queued a reply to conversation %d", token["name"], conversation["id"])
         return _json(202, {"status": "queued", "outbox_id": outbox_id,

@@ -347,7 +347,7 @@ class Inbox:
         if await self.store.is_suppressed(caller):
             return "opted_out"
         await self.store.queue_reply(conversation["id"], conversation["business_number"], caller,
-                                     text, OWNER_REPLY, author=user.id)
+                                     text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
         timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
                       one_line(text, 200))
         self.daemon._outbox_wake.set()

@@ -134,7 +134,8 @@ class Reports:
             said = "optout_added" if await self.store.suppress(number, f"web:{user.id}") \
                 else "optout_already"
         elif form.get("action") == "remove":
-            said = "optout_removed" if await self.store.unsuppress(number) else "optout_absent"
+            said = "optout_removed" if await self.store.unsuppress(number, f"web:{user.id}") \
+                else "optout_absent"
         else:
             raise web.HTTPBadRequest(text="Bad request: add or remove")
         timeline.info("opt-out list (web, %s): %s %s", user.id, said, number)
