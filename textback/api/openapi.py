@@ -75,6 +75,12 @@ SCHEMAS: dict[str, Any] = {
     "ReplyQueued": _object({"status": {"const": "queued"}, "outbox_id": {"type": "integer"},
                             "conversation_id": {"type": "integer"}}),
     "AssignmentRequest": _object({"owner": {"type": "string", "description": "an owner id"}}),
+    "OptOutRequest": _object({"number": {"type": "string", "minLength": 1, "maxLength": 200,
+                                         "description": "any form of the number: E.164, "
+                                                        "national, a tel: or sip: URI"}}),
+    "OptedOut": _object({"number": E164, "opted_out": {"const": True},
+                         "already": {"type": "boolean",
+                                     "description": "it was suppressed before this request"}}),
     "OutcomeRequest": _object({
         "stage": {"enum": list(STAGES)},
         "value": _nullable({"type": "number", "minimum": 0, "maximum": MAX_JOB_VALUE,
@@ -168,6 +174,14 @@ def document() -> dict[str, Any]:
             "/conversations/{id}/outcome": _write(
                 "Record booked, qualified, won (with its value), lost or spam", "OutcomeRequest",
                 _answer("200", "the conversation", "OneConversation")),
+            "/optouts": {"post": {
+                "summary": "Suppress a number: no text of any kind, from any business number, "
+                           "goes to it again (revoke-all); the channel is kept in the consent "
+                           "ledger as api:<token name>",
+                "parameters": [IDEMPOTENCY],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("OptOutRequest")}}},
+                "responses": {**_answer("200", "suppressed", "OptedOut"), **ERRORS_WRITE}}},
             "/conversations/{id}/contact": _write(
                 "Name or class the caller", "ContactRequest",
                 _answer("200", "the conversation", "OneConversation")),

@@ -22,9 +22,11 @@ from aiohttp import web
 from sms_gateway.segments import count_segments
 from textback.api import openapi
 from textback.api.ratelimit import RateLimiter
-from textback.api.shapes import (AssignmentBody, BadRequest, ContactBody, OutcomeBody, ReplyBody,
-                                 call_view, calls_query, conversation_filter, conversation_view,
-                                 error_view, message_view, parse_body, scorecard_period)
+from textback.api.shapes import (AssignmentBody, BadRequest, ContactBody, OptOutBody, OutcomeBody,
+                                 ReplyBody, call_view, calls_query, conversation_filter,
+                                 conversation_view, error_view, message_view, parse_body,
+                                 scorecard_period)
+from textback.numbers import parse_address
 from textback.scorecard import build
 from textback.web.server import RouteProvider
 
@@ -83,6 +85,7 @@ class Api:
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/assignment", write(self.assignment))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/outcome", write(self.outcome))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/contact", write(self.contact))
+        app.router.add_post(f"{PREFIX}/optouts", write(self.optout))
 
     # -- the guard every route but the OpenAPI document passes ---------------------------
 
@@ -231,6 +234,18 @@ class Api:
         await self.store.set_contact(conversation["id"], contact.name, contact.kind,
                                      f"api:{token['name']}")
         return await self._updated(conversation["id"])
+
+    async def optout(self, request: web.Request, token, body: bytes) -> web.Response:
+        """A CRM heard "do not text me": the same suppression as STOP, at once, for every kind
+        of text and every business number."""
+        number = parse_address(parse_body(OptOutBody, body).number,
+                               self.config.numbers[0].region).number
+        if number is None:
+            raise BadRequest("number", "is not a valid phone number")
+        added = await self.store.suppress(number, f"api:{token['name']}")
+        log.info("API token %s: %s %s", token["name"], number,
+                 "suppressed" if added else "was already suppressed")
+        return _json(200, {"number": number, "opted_out": True, "already": not added})
 
     async def _updated(self, conversation_id: int) -> web.Response:
         conversation = await self.store.conversation(conversation_id)

@@ -39,6 +39,10 @@ class ReplyBody(_Body):
     text: str = Field(min_length=1, max_length=1600)
 
 
+class OptOutBody(_Body):
+    number: str = Field(min_length=1, max_length=200)
+
+
 class AssignmentBody(_Body):
     owner: str = Field(min_length=1, max_length=64)
 

@@ -353,6 +353,15 @@ class Inbox:
         self.daemon._outbox_wake.set()
         return "queued"
 
+    async def _do_donottext(self, conversation: dict, form, user: OwnerConfig) -> str:
+        """The homeowner asked the owner (by phone, in person) not to be texted: the same
+        suppression as STOP, for every kind of text and every business number, at once."""
+        caller = conversation["caller"]
+        if not await self.store.suppress(caller, f"web:{user.id}", conversation["business_number"]):
+            return "optout_already"
+        timeline.info("opted out: %s, marked do-not-text by %s in the web inbox", caller, user.id)
+        return "optout_added"
+
     async def _do_claim(self, conversation: dict, form, user: OwnerConfig) -> str:
         await self.store.assign(conversation["id"], user.id, f"claimed by {user.id} (web)")
         return "claimed"
