@@ -473,6 +473,7 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
 @click.option("--number", "dialled", help="The business number dialled (default: the first).")
 def explain(config_path: str | None, caller: str, when: str | None, dialled: str | None) -> None:
     """What would happen to a missed call: number, hours, caller class, template, text or why not."""
+    from textback.quiet_hours import HOLD, judge
     from textback.routing import ring_plan, route_id
     from textback.rules import decide, hours_of, match_number
     from textback.tracker import CallFinished
@@ -519,6 +520,11 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
         click.echo(f"text       yes, at {due:%H:%M:%S} ({decision.reason}); opt-outs and the dedupe "
                    f"window are checked when the call is recorded")
         click.echo(f"body       {decision.body}")
+        policy = config.compliance.homeowner_hours.policy_for("auto")
+        quiet = judge(decision.caller, decision.due_at, config.business.timezone)
+        click.echo(f"quiet hrs  {policy}: " + (quiet.explain() if policy == HOLD or quiet.allowed
+                                               else f"sent anyway (missed_call: send), though "
+                                                    f"held if `hold`: {quiet.explain()}"))
     else:
         click.echo(f"text       no: {decision.reason}")
 

@@ -349,6 +349,22 @@ def _checked_template(value: str) -> str:
     return value
 
 
+class HomeownerHoursConfig(Strict):
+    """Per kind of text: `send` at once, or `hold` it until the homeowner's own quiet hours
+    end (textback/quiet_hours.py). The missed-call text answers a call the homeowner has just
+    made, so it is sent by default. Answers to STOP, START and HELP always go at once (the
+    confirmation is due within 5 minutes); escalation and digest mail are internal."""
+
+    missed_call: Literal["send", "hold"] = "send"
+    owner_reply: Literal["send", "hold"] = "send"
+    test_text: Literal["send", "hold"] = "send"
+
+    def policy_for(self, kind: str) -> str:
+        """`send` or `hold` for a text of this kind (messages.kind)."""
+        return {"auto": self.missed_call, "owner": self.owner_reply,
+                "test": self.test_text}.get(kind, "send")
+
+
 class ComplianceConfig(Strict):
     """Answers to STOP, START and HELP. Each names the business (CTIA)."""
 
@@ -357,6 +373,7 @@ class ComplianceConfig(Strict):
     start_confirmation: str = "{business_name}: texts are back on. Reply STOP to opt out."
     help_text: str = ("{business_name}: reply here to reach our team, or call "
                       "{business_number}. Reply STOP to opt out.")
+    homeowner_hours: HomeownerHoursConfig = HomeownerHoursConfig()
 
     @field_validator("stop_confirmation", "start_confirmation", "help_text")
     @classmethod

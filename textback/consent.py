@@ -80,7 +80,7 @@ def describe(row: dict[str, Any]) -> str:
     if fact == TEXT_REFUSED:
         return f"{kind} text not sent: {detail.get('why', '')}"
     if fact == TEXT_HELD:
-        return f"{kind} text held until {detail.get('until_local', '')}: {detail.get('rule', '')}"
+        return f"{kind} text held: {detail.get('why', '')}"
     if fact == KEYWORD:
         return f"{kind} received by {channel}: {row['body']}"
     if fact == OPTED_OUT:

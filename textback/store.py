@@ -498,7 +498,8 @@ MIGRATIONS: list[str] = [
     UPDATE messages SET segments = text_segments(body)
     """,
     # The consent ledger (textback/consent.py): one row per fact, appended in the transaction of
-    # the change it records, never changed or deleted (the triggers refuse), never pruned.
+    # the change it records, never changed or deleted (the triggers refuse), never pruned; and
+    # when a text held for the homeowner's quiet hours may go (textback/quiet_hours.py).
     """
     CREATE TABLE consent_ledger (
         id INTEGER PRIMARY KEY,
@@ -512,6 +513,7 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX consent_ledger_number ON consent_ledger (number, at);
+    ALTER TABLE outbox ADD COLUMN held_until REAL;
     CREATE TRIGGER consent_ledger_no_update BEFORE UPDATE ON consent_ledger
     BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
     CREATE TRIGGER consent_ledger_no_delete BEFORE DELETE ON consent_ledger
@@ -1104,14 +1106,33 @@ class Store(WebStore):
             await db.executemany("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
                                  [(now, item.id) for item, _ in sent])
             await db.executemany(
-                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
-                " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
+                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
+                " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
                                   for item, gateway_id in sent])
             for item, gateway_id in sent:
                 await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
                 await self._ledger(consent.Fact(
                     consent.TEXT_SENT, item.recipient, now, item.sender, gateway, item.kind,
                     item.body, {"message_id": item.message_id, "gateway_id": gateway_id}))
+
+    async def hold(self, item: OutboxItem, until: float, why: str) -> bool:
+        """A claimed text the homeowner's quiet hours hold: pending again, due (and first due,
+        so its deadline counts from then) at `until`; the message shows `held` and why. False if
+        the row was not this claim's."""
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'pending', due_at = ?, first_due_at = ?, held_until = ?,"
+                " attempts = attempts - 1, updated_at = ? WHERE id = ? AND state = 'sending'",
+                (until, until, until, now, item.id))
+            if cursor.rowcount != 1:
+                return False
+            await db.execute("UPDATE messages SET status = 'held', error = ? WHERE id = ?",
+                             (why, item.message_id))
+            await self._ledger(consent.Fact(
+                consent.TEXT_HELD, item.recipient, now, item.sender, "", item.kind, item.body,
+                {"message_id": item.message_id, "until": until, "why": why}))
+            return True
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
