@@ -319,5 +319,6 @@ async def test_an_opt_out_through_the_api_stops_every_text_and_names_its_token(a
     status, body, _ = await call("POST", "/conversations/{id}/reply", tokens["crm"],
                                  json={"text": "Still there?"}, id=conversation)
     assert status == 409
-    [fact] = [r for r in await daemon.store.consent_record(HOMEOWNER) if r["fact"] == "opted_out"]
-    assert fact["channel"] == "api:crm"
+    record = await daemon.store.consent_record(HOMEOWNER)
+    assert [(r["fact"], r["channel"], r["body"]) for r in record if r["channel"] == "api:crm"] \
+        == [("opted_out", "api:crm", ""), ("text_refused", "api:crm", "Still there?")]

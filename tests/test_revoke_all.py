@@ -68,9 +68,10 @@ async def test_do_not_text_in_the_inbox_and_the_admins_consent_export(tmp_path):
         status, _, response = await browser.post(f"/c/{cid}/reply", {
             "csrf": await browser.csrf(f"/c/{cid}"), "body": "Just checking"})
         assert response.headers["Location"].endswith("said=opted_out")
-        [fact] = [r for r in await daemon.store.consent_record(HOMEOWNER)
-                  if r["fact"] == "opted_out"]
-        assert (fact["channel"], fact["business_number"]) == ("web:sam", BUSINESS_NUMBER)
+        record = await daemon.store.consent_record(HOMEOWNER)
+        assert [(r["fact"], r["channel"], r["body"]) for r in record] == [
+            ("opted_out", "web:sam", ""), ("text_refused", "web:sam", "Just checking")]
+        assert record[0]["business_number"] == BUSINESS_NUMBER
 
         # The export is the admin's: an owner gets 403, the admin a CSV of the record.
         assert (await browser.get("/admin/consent.csv?number=2125550123"))[0] == 403
@@ -82,5 +83,5 @@ async def test_do_not_text_in_the_inbox_and_the_admins_consent_export(tmp_path):
             assert "attachment" in response.headers["Content-Disposition"]
             table = list(csv.DictReader(io.StringIO(body)))
             assert [(r["fact"], r["channel"], r["number"]) for r in table] == [
-                ("opted_out", "web:sam", HOMEOWNER)]
+                ("opted_out", "web:sam", HOMEOWNER), ("text_refused", "web:sam", HOMEOWNER)]
             assert (await admin.get("/admin/consent.csv?number=nobody"))[0] == 400

@@ -385,6 +385,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
 
     async def work(store):
         if await store.is_suppressed(recipient):
+            await store.refuse_text(recipient, business.number, "test", body, "cli")
             raise click.ClickException(f"{recipient} opted out; nothing was sent.")
         return await store.queue_test_text(recipient, business.number, business.owner, body)
 
@@ -432,6 +433,8 @@ def reply(config_path: str | None, number: str, text: str) -> None:
     async def work(store):
         conversation = await _conversation(loaded, store, number)
         if await store.is_suppressed(conversation["caller"]):
+            await store.refuse_text(conversation["caller"], conversation["business_number"],
+                                    "owner", text, "cli")
             raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
         await store.queue_reply(conversation["id"], conversation["business_number"],
                                 conversation["caller"], text, "owner", channel="cli")

@@ -635,6 +635,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
         elif await self.store.is_suppressed(caller):
+            await self.store.refuse_text(caller, binding["business_number"], OWNER_REPLY,
+                                         verdict.text, f"email:{owner.id}")
             await self._notify(owner, f"Not sent to {caller}: they opted out",
                                f"{caller} asked not to be texted (STOP), so your reply was not "
                                f"sent. Call them instead, or wait until they text START.")

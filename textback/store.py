@@ -557,6 +557,7 @@ def _canonical(number: str) -> str:
     if not number or to_e164(number, None) != number:
         raise NotANumber(f"not a canonical E.164 number: {number!r}")
     return number
+    return number
 
 
 @dataclass(frozen=True)
@@ -1390,6 +1391,15 @@ class Store(WebStore):
             await self._ledger(consent.Fact(consent.OPTED_IN, number, now, business_number,
                                             source))
             return True
+
+    async def refuse_text(self, recipient: str, business_number: str, kind: str, body: str,
+                          channel: str, why: str = "the number opted out") -> None:
+        """Keep in the consent ledger a text refused before it was queued (a reply written to a
+        number that opted out, through the inbox, the API, email or the CLI)."""
+        async with self._transaction():
+            await self._ledger(consent.Fact(consent.TEXT_REFUSED, _canonical(recipient),
+                                            time.time(), business_number, channel, kind, body,
+                                            {"why": why}))
 
     async def suppressions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]

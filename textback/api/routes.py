@@ -203,6 +203,8 @@ class Api:
                                      f"{limit}. Nothing was sent.")
         conversation = await self._conversation(request)
         if await self.store.is_suppressed(conversation["caller"]):
+            await self.store.refuse_text(conversation["caller"], conversation["business_number"],
+                                         "owner", text, f"api:{token['name']}")
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
         outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
                                                  conversation["caller"], text, "owner",

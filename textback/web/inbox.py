@@ -345,6 +345,8 @@ class Inbox:
             return "too_long"
         caller = conversation["caller"]
         if await self.store.is_suppressed(caller):
+            await self.store.refuse_text(caller, conversation["business_number"], OWNER_REPLY,
+                                         text, f"web:{user.id}")
             return "opted_out"
         await self.store.queue_reply(conversation["id"], conversation["business_number"], caller,
                                      text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
