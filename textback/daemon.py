@@ -59,6 +59,7 @@ from textback.workers.ops import OpsWorkers, Watch
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
+from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
 from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
@@ -269,7 +270,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return [ops_routes(self), inbox_routes(self), api_routes(self)]
+        return [ops_routes(self), inbox_routes(self), api_routes(self), consent_routes(self)]
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
