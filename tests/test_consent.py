@@ -146,9 +146,11 @@ def test_the_record_renders_in_time_order_in_each_format():
     parsed = list(csv.reader(io.StringIO(consent.render(rows, "csv", "UTC"))))
     assert parsed[0][:3] == ["time", "at", "fact"]
     assert [r[2] for r in parsed[1:]] == ["keyword", "opted_out"]
-    assert parsed[1][7] == "=STOP,\n"  # the exact words, quoted by the CSV writer
+    assert parsed[1][7] == "'=STOP,\n"  # quoted by the CSV writer, never a formula
+    assert parsed[1][3] == HOMEOWNER
     as_json = json.loads(consent.render(rows, "json", "UTC"))
     assert [r["fact"] for r in as_json] == ["keyword", "opted_out"]
+    assert as_json[0]["body"] == "=STOP,\n"  # the exact words
     with pytest.raises(ValueError):
         consent.render(rows, "xml", "UTC")
     with pytest.raises(ValueError):

@@ -99,6 +99,12 @@ def _local(at: float, timezone: str) -> str:
     return datetime.fromtimestamp(at, ZoneInfo(timezone)).isoformat(timespec="seconds")
 
 
+def _cell(text: str) -> str:
+    """A homeowner's words for a spreadsheet: one that starts like a formula (=, +, -, @) gets
+    a leading apostrophe, so opening the export never runs it (the JSON keeps the words bare)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def render(rows: Iterable[dict[str, Any]], form: str, timezone: str) -> str:
     """One number's record as `table` (for people), `csv` (for a spreadsheet or a lawyer) or
     `json` (for a program); times in the business's zone with their UTC offset."""
@@ -111,7 +117,7 @@ def render(rows: Iterable[dict[str, Any]], form: str, timezone: str) -> str:
         writer.writerow(("time", *COLUMNS))
         for r in facts:
             writer.writerow((_local(r["at"], timezone), r["at"], r["fact"], r["number"],
-                             r["business_number"], r["channel"], r["kind"], r["body"],
+                             r["business_number"], r["channel"], r["kind"], _cell(r["body"]),
                              json.dumps(r["detail"], sort_keys=True)))
         return out.getvalue()
     if form != "table":
