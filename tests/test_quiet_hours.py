@@ -13,6 +13,7 @@ from lab.configs import BUSINESS_NUMBER
 from sms_gateway.log import LogGateway
 from textback.quiet_hours import RULES, judge, locate, rules_for
 from textback.store import CallRow, PlannedText
+from textback.web.views import timeline
 from textback.workers.common import SystemClock
 
 EASTERN, CENTRAL, MOUNTAIN = (ZoneInfo("America/New_York"), ZoneInfo("America/Chicago"),
@@ -129,6 +130,10 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
         == ("pending", morning, morning, morning, 0)
     assert row["status"] == "held" and row["error"].startswith("until Tue 2026-12-08 08:00 EST")
     assert "Florida" in row["error"]
+    conversation = (await daemon.store.conversation_for(MIAMI, BUSINESS_NUMBER))["id"]
+    [shown] = [e for e in timeline(daemon.config, await daemon.store.thread(conversation))
+               if e.kind == "text_out"]  # the inbox's thread page
+    assert shown.detail.startswith("held: until Tue 2026-12-08 08:00 EST")
     assert await daemon.store.due(morning - 1) == []
     daemon.clock.moment = morning
     [item] = await daemon.store.due(morning)
