@@ -482,3 +482,23 @@ async def test_each_token_is_rate_limited_on_its_own(limited, smtp_sink):
     assert limited_answer[2]["Retry-After"] == "1"
     assert limited_answer[1]["error"]["code"] == "rate_limited"
     assert other[0] == 200
+
+
+async def test_an_opt_out_through_the_api_stops_every_text_and_names_its_token(api, tokens):
+    daemon, call = api
+    conversation = await seed(daemon)
+    status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": "(212) 555-0123"})
+    assert (status, body) == (200, {"number": HOMEOWNER, "opted_out": True, "already": False})
+    status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": HOMEOWNER})
+    assert (status, body["already"]) == (200, True)
+    assert (await call("POST", "/optouts", tokens["dash"], json={"number": HOMEOWNER}))[0] == 403
+    status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": "anonymous"})
+    assert (status, body["error"]["field"], body["error"]["code"]) == (422, "number", "not_a_number")
+    status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": ""})
+    assert (status, body["error"]["field"]) == (400, "number")  # the schema's minLength
+    status, body, _ = await call("POST", "/conversations/{id}/reply", tokens["crm"],
+                                 json={"text": "Still there?"}, id=conversation)
+    assert status == 409
+    record = await daemon.store.consent_record(HOMEOWNER)
+    assert [(r["fact"], r["channel"], r["body"]) for r in record if r["channel"] == "api:crm"] \
+        == [("opted_out", "api:crm", ""), ("text_refused", "api:crm", "Still there?")]

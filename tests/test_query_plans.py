@@ -135,7 +135,7 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.update_delivery("log", "gw-plan", "delivered", None)
     await store.record_unroutable("ACME", number, "promo", "log", None)
     await store.suppress("+12125550124", "sms")
-    await store.unsuppress("+12125550124")
+    await store.unsuppress("+12125550124", "sms")
     # The mail workers: alerts and notices.
     for table in ("alerts", "notices"):
         await store.due_mail(table, now)

@@ -8,6 +8,7 @@ import time
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
 from sms_gateway.segments import count_segments
+from textback.campaign import template_warnings
 from textback.cdr import CdrError, build_source
 from textback.config import Config, Loaded
 from textback.daemon import build_gateway
@@ -41,6 +42,7 @@ def template_report(config: Config) -> list[str]:
                          f"(70 characters a segment instead of 160)")
         if count.segments > 2:
             lines.append(f"      warning: {count.segments} segments; keep a first text to 2 or fewer")
+    lines += [f"warning: {warning}" for warning in template_warnings(config)]
     return lines
 
 

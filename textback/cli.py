@@ -402,6 +402,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
 
     async def work(store):
         if await store.is_suppressed(recipient):
+            await store.refuse_text(recipient, business.number, "test", body, "cli")
             raise click.ClickException(f"{recipient} opted out; nothing was sent.")
         return await store.queue_test_text(recipient, business.number, business.owner, body)
 
@@ -449,9 +450,11 @@ def reply(config_path: str | None, number: str, text: str) -> None:
     async def work(store):
         conversation = await _conversation(loaded, store, number)
         if await store.is_suppressed(conversation["caller"]):
+            await store.refuse_text(conversation["caller"], conversation["business_number"],
+                                    "owner", text, "cli")
             raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
         await store.queue_reply(conversation["id"], conversation["business_number"],
-                                conversation["caller"], text, "owner")
+                                conversation["caller"], text, "owner", channel="cli")
         return conversation["caller"]
 
     click.echo(f"Queued for {asyncio.run(_with_store(loaded, work))}; the daemon sends it.")
@@ -490,6 +493,7 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
 @click.option("--number", "dialled", help="The business number dialled (default: the first).")
 def explain(config_path: str | None, caller: str, when: str | None, dialled: str | None) -> None:
     """What would happen to a missed call: number, hours, caller class, template, text or why not."""
+    from textback.quiet_hours import HOLD, judge
     from textback.routing import ring_plan, route_id
     from textback.rules import decide, hours_of, match_number
     from textback.tracker import CallFinished
@@ -536,6 +540,11 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
         click.echo(f"text       yes, at {due:%H:%M:%S} ({decision.reason}); opt-outs and the dedupe "
                    f"window are checked when the call is recorded")
         click.echo(f"body       {decision.body}")
+        policy = config.compliance.homeowner_hours.policy_for("auto")
+        quiet = judge(decision.caller, decision.due_at, config.business.timezone)
+        click.echo(f"quiet hrs  {policy}: " + (quiet.explain() if policy == HOLD or quiet.allowed
+                                               else f"sent anyway (missed_call: send), though "
+                                                    f"held if `hold`: {quiet.explain()}"))
     else:
         click.echo(f"text       no: {decision.reason}")
 

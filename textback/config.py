@@ -349,6 +349,41 @@ def _checked_template(value: str) -> str:
     return value
 
 
+class HomeownerHoursConfig(Strict):
+    """Per kind of text: `send` at once, or `hold` it until the homeowner's own quiet hours
+    end (textback/quiet_hours.py). The missed-call text answers a call the homeowner has just
+    made, so it is sent by default. Answers to STOP, START and HELP always go at once (the
+    confirmation is due within 5 minutes); escalation and digest mail are internal."""
+
+    missed_call: Literal["send", "hold"] = "send"
+    owner_reply: Literal["send", "hold"] = "send"
+    test_text: Literal["send", "hold"] = "send"
+
+    def policy_for(self, kind: str) -> str:
+        """`send` or `hold` for a text of this kind (messages.kind)."""
+        return {"auto": self.missed_call, "owner": self.owner_reply,
+                "test": self.test_text}.get(kind, "send")
+
+
+class CampaignConfig(Strict):
+    """What the 10DLC campaign form asks that the rest of the config does not say
+    (`textback compliance 10dlc` prints the whole form; /consent shows the disclosure)."""
+
+    use_case: str = Field("Customer Care", min_length=1, max_length=80)
+    description: str | None = Field(None, max_length=1000)  # default: written from the config
+    privacy_statement: str = ("{business_name} does not sell, rent or share mobile numbers or "
+                              "text-messaging consent with third parties or affiliates for "
+                              "their marketing.")
+    # The sample messages as registered with the carrier; `textback check` warns when a
+    # template is longer than the longest of them.
+    registered_samples: list[str] = Field(default_factory=list)
+
+    @field_validator("privacy_statement")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        return _checked_template(value)
+
+
 class ComplianceConfig(Strict):
     """Answers to STOP, START and HELP. Each names the business (CTIA)."""
 
@@ -357,6 +392,8 @@ class ComplianceConfig(Strict):
     start_confirmation: str = "{business_name}: texts are back on. Reply STOP to opt out."
     help_text: str = ("{business_name}: reply here to reach our team, or call "
                       "{business_number}. Reply STOP to opt out.")
+    homeowner_hours: HomeownerHoursConfig = HomeownerHoursConfig()
+    campaign: CampaignConfig = CampaignConfig()
 
     @field_validator("stop_confirmation", "start_confirmation", "help_text")
     @classmethod

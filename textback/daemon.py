@@ -42,7 +42,7 @@ from textback.hooks.sender import EndpointClient
 from textback.hooks.worker import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
-from textback.optout import Keyword, classify
+from textback.optout import Keyword, classify, keyword_name
 from textback.ownership import choose_owner
 from textback.recovery import CdrRecord, recover_calls
 from textback.replies import Verdict
@@ -62,6 +62,7 @@ from textback.workers.ops import OpsWorkers, Watch
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
+from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.retention import RetentionWorker
@@ -306,7 +307,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return [ops_routes(self), inbox_routes(self), api_routes(self)]
+        return [ops_routes(self), inbox_routes(self), api_routes(self), consent_routes(self)]
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
@@ -615,11 +616,13 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             return
         sender = address.number
         owner_id, owner_reason = await self._choose_owner(number)
+        keyword = classify(text.body)
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
-            media_link=await self.media_linker())
+            media_link=await self.media_linker(),
+            keyword=keyword_name(keyword, text.body))
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -630,7 +633,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self._alerts_wake.set()
         if text.media:
             self._media_wake.set()
-        await self._keyword(classify(text.body), record.conversation_id, number, sender)
+        await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def media_linker(self) -> Callable[[int, float], str] | None:
         """Signed links to media under web.public_url, valid media.link_hours from a moment;
@@ -659,12 +662,12 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         """STOP suppresses at once with one confirmation; START lifts it; HELP gets the help text."""
         compliance = self.config.compliance
         if keyword is Keyword.STOP:
-            if not await self.store.suppress(sender, "sms"):
+            if not await self.store.suppress(sender, "sms", number.number):
                 return  # already opted out: no second confirmation
             timeline.info("opted out: %s; no path will text it again", sender)
             template, kind = compliance.stop_confirmation, OPTOUT_CONFIRMATION
         elif keyword is Keyword.START:
-            if not await self.store.unsuppress(sender):
+            if not await self.store.unsuppress(sender, "sms", number.number):
                 return  # "yes" from someone never opted out is an ordinary reply
             timeline.info("opted back in: %s", sender)
             template, kind = compliance.start_confirmation, "optin_confirmation"
@@ -673,7 +676,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         else:
             return
         body = render_for(self.config, template, number, sender)
-        await self.store.queue_reply(conversation_id, number.number, sender, body, kind)
+        await self.store.queue_reply(conversation_id, number.number, sender, body, kind,
+                                     channel="sms")
         self._outbox_wake.set()
 
     # -- owners' email replies ------------------------------------------------------
@@ -703,12 +707,14 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
         elif await self.store.is_suppressed(caller):
+            await self.store.refuse_text(caller, binding["business_number"], OWNER_REPLY,
+                                         verdict.text, f"email:{owner.id}")
             await self._notify(owner, f"Not sent to {caller}: they opted out",
                                f"{caller} asked not to be texted (STOP), so your reply was not "
                                f"sent. Call them instead, or wait until they text START.")
         else:
             await self.store.queue_reply(conversation_id, binding["business_number"], caller,
-                                         verdict.text, OWNER_REPLY)
+                                         verdict.text, OWNER_REPLY, channel=f"email:{owner.id}")
             timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
                           one_line(verdict.text, 200))
             self._outbox_wake.set()

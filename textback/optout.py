@@ -48,11 +48,16 @@ def _normalise(body: str) -> str:
     return " ".join(words.split())
 
 
+def _is_stop_word(text: str) -> bool:
+    """A normalised text that is one of the opt-out keywords, whatever its dots and spaces."""
+    squeezed = text.replace(".", "").replace("'", "")
+    return text in STOP_WORDS or squeezed in STOP_WORDS or squeezed.replace(" ", "") in STOP_WORDS
+
+
 def classify(body: str) -> Keyword | None:
     """The keyword an inbound text carries, or None for an ordinary reply."""
     text = _normalise(body)
-    squeezed = text.replace(".", "").replace("'", "")
-    if text in STOP_WORDS or squeezed in STOP_WORDS or squeezed.replace(" ", "") in STOP_WORDS:
+    if _is_stop_word(text):
         return Keyword.STOP
     if text in START_WORDS:
         return Keyword.START
@@ -61,3 +66,13 @@ def classify(body: str) -> Keyword | None:
     if _FREE_TEXT_STOP_RE.search(text):
         return Keyword.STOP
     return None
+
+
+def keyword_name(keyword: Keyword | None, body: str) -> str:
+    """How the consent ledger names what a text carried: STOP, START, HELP, or "STOP (free
+    text)" for a request in the homeowner's own words; "" for an ordinary reply."""
+    if keyword is None:
+        return ""
+    if keyword is Keyword.STOP and not _is_stop_word(_normalise(body)):
+        return "STOP (free text)"
+    return keyword.name

@@ -36,6 +36,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 import aiosqlite
 
 from sms_gateway.segments import count_segments
+from textback import consent
 from textback.hooks import events
 from textback.hooks.events import Event
 from textback.media import Shown, kind_of, summary
@@ -578,6 +579,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX media_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
     CREATE INDEX media_rendition ON media (rendition_sha256) WHERE rendition_sha256 IS NOT NULL
     """,
+    # The consent ledger (textback/consent.py): one row per fact, appended in the transaction of
+    # the change it records, never changed or deleted (the triggers refuse), never pruned; and
+    # when a text held for the homeowner's quiet hours may go (textback/quiet_hours.py).
+    """
+    CREATE TABLE consent_ledger (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        fact TEXT NOT NULL,
+        number TEXT NOT NULL,
+        business_number TEXT NOT NULL DEFAULT '',
+        channel TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX consent_ledger_number ON consent_ledger (number, at);
+    ALTER TABLE outbox ADD COLUMN held_until REAL;
+    CREATE TRIGGER consent_ledger_no_update BEFORE UPDATE ON consent_ledger
+    BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+    CREATE TRIGGER consent_ledger_no_delete BEFORE DELETE ON consent_ledger
+    BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -598,6 +621,10 @@ _PRUNABLE_MESSAGE = (
     "m.created_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"
     " AND o.state IN ('pending', 'sending')) AND NOT EXISTS (SELECT 1 FROM alerts a"
     " WHERE a.message_id = m.id AND a.state IN ('pending', 'sending'))")
+
+# The path a text of each kind takes when its writer names none (owner replies always name one).
+_QUEUED_BY = {"auto": "automatic", SELFTEST_KIND: "selftest", "help": "sms",
+              "optout_confirmation": "sms", "optin_confirmation": "sms"}
 
 # Emails the daemon sends, each a row claimed before it is mailed (see Store.claim_mail).
 MAIL_TABLES = ("alerts", "notices")
@@ -626,6 +653,7 @@ def _canonical(number: str) -> str:
     """Refuse anything but canonical E.164, so no text or opt-out is ever keyed by a raw string."""
     if not number or to_e164(number, None) != number:
         raise NotANumber(f"not a canonical E.164 number: {number!r}")
+    return number
     return number
 
 
@@ -771,6 +799,17 @@ class Store(WebStore, MediaRows):
             (event.id, event.type, event.order_key, event.body, event.at))
         self._emitted = True
 
+    async def _ledger(self, fact: consent.Fact) -> None:
+        """Append a consent fact to the transaction under way: it commits, or not, with the change."""
+        await self._db.execute(
+            f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
+            fact.row())
+
+    async def consent_record(self, number: str) -> list[dict[str, Any]]:
+        """One number's consent ledger, in time order."""
+        return [dict(r) for r in await self._all(
+            "SELECT * FROM consent_ledger WHERE number = ? ORDER BY at, id", (number,))]
+
     async def _migrate(self) -> None:
         async with self._transaction() as db:
             version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
@@ -839,6 +878,7 @@ class Store(WebStore, MediaRows):
                     conversation_id, call.business_number, call.caller, text.body, text.due_at, now,
                     template=text.template)
             await self._insert_call(call, conversation_id, message_id)
+            await self._ledger_call(call, now)
             if conversation_id is not None:
                 await self._summarise_call(conversation_id, call.outcome, call.caller_name)
             owner = conversation_id and await self._one(
@@ -852,6 +892,21 @@ class Store(WebStore, MediaRows):
                 owner_id=owner["owner_id"] if owner else None,
                 text_queued=message_id is not None, at=now))
             return outbox_id
+
+    async def _ledger_call(self, call: CallRow, now: float) -> None:
+        """The call in the caller's consent record; a text withheld because they opted out too."""
+        if not call.caller:
+            return  # no number: nothing was or could be texted
+        await self._ledger(consent.Fact(
+            consent.CALL, call.caller, call.ended_at, call.business_number,
+            "cdr" if call.recovered else "ami", detail={
+                "linkedid": call.linkedid, "caller_raw": call.caller_raw,
+                "started_at": call.started_at, "outcome": call.outcome, "reason": call.reason,
+                "decision": call.decision}))
+        if call.decision == "opted_out":
+            await self._ledger(consent.Fact(
+                consent.TEXT_REFUSED, call.caller, now, call.business_number, "", "auto",
+                detail={"linkedid": call.linkedid, "why": "the number opted out"}))
 
     async def _insert_call(self, call: CallRow, conversation_id: int | None,
                            message_id: int | None) -> None:
@@ -1015,8 +1070,9 @@ class Store(WebStore, MediaRows):
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
                      due_at: float, now: float, kind: str = "auto",
-                     template: str = "", author: str = "") -> tuple[int, int]:
-        """A queued outbound message and its outbox row; returns (message id, outbox id)."""
+                     template: str = "", author: str = "", channel: str = "") -> tuple[int, int]:
+        """A queued outbound message and its outbox row, and its fact in the consent ledger
+        (`channel`: the path that wrote it); returns (message id, outbox id)."""
         _canonical(recipient)
         cursor = await self._db.execute(
             "INSERT INTO messages (conversation_id, direction, kind, template, body, segments,"
@@ -1031,6 +1087,10 @@ class Store(WebStore, MediaRows):
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",
             (message_id, sender, recipient, due_at, due_at, uuid.uuid4().hex, now))
+        await self._ledger(consent.Fact(
+            consent.TEXT_QUEUED, recipient, now, sender, channel or _QUEUED_BY.get(kind, ""), kind,
+            body, {"message_id": message_id, "outbox_id": cursor.lastrowid, "template": template,
+                   "author": author, "due_at": due_at}))
         return message_id, cursor.lastrowid
 
     # -- the outbox --------------------------------------------------------------
@@ -1129,11 +1189,33 @@ class Store(WebStore, MediaRows):
             await db.executemany("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
                                  [(now, item.id) for item, _ in sent])
             await db.executemany(
-                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?"
-                " WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
+                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
+                " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
                                   for item, gateway_id in sent])
-            for item, _ in sent:
+            for item, gateway_id in sent:
                 await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
+                await self._ledger(consent.Fact(
+                    consent.TEXT_SENT, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "gateway_id": gateway_id}))
+
+    async def hold(self, item: OutboxItem, until: float, why: str) -> bool:
+        """A claimed text the homeowner's quiet hours hold: pending again, due (and first due,
+        so its deadline counts from then) at `until`; the message shows `held` and why. False if
+        the row was not this claim's."""
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'pending', due_at = ?, first_due_at = ?, held_until = ?,"
+                " attempts = attempts - 1, updated_at = ? WHERE id = ? AND state = 'sending'",
+                (until, until, until, now, item.id))
+            if cursor.rowcount != 1:
+                return False
+            await db.execute("UPDATE messages SET status = 'held', error = ? WHERE id = ?",
+                             (why, item.message_id))
+            await self._ledger(consent.Fact(
+                consent.TEXT_HELD, item.recipient, now, item.sender, "", item.kind, item.body,
+                {"message_id": item.message_id, "until": until, "why": why}))
+            return True
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
@@ -1152,6 +1234,10 @@ class Store(WebStore, MediaRows):
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
             await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
+            if state == "blocked":  # refused at the moment of sending: the number opted out
+                await self._ledger(consent.Fact(
+                    consent.TEXT_REFUSED, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "why": error}))
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
                               error_code: str | None) -> int | None:
@@ -1371,8 +1457,10 @@ class Store(WebStore, MediaRows):
     async def is_suppressed(self, number: str) -> bool:
         return await self._one("SELECT 1 FROM suppressions WHERE number = ?", (number,)) is not None
 
-    async def suppress(self, number: str, source: str) -> bool:
-        """Put a number on the suppression list; False if it already was."""
+    async def suppress(self, number: str, source: str, business_number: str = "") -> bool:
+        """Put a number on the suppression list, for every business number and every kind of
+        text (revoke-all); False if it already was. `source` is the channel the request came
+        through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger."""
         _canonical(number)
         now = time.time()
         async with self._transaction() as db:
@@ -1383,18 +1471,32 @@ class Store(WebStore, MediaRows):
                 return False
             await self._emit(events.optout_changed(number=number, opted_out=True, source=source,
                                                    at=now))
+            await self._ledger(consent.Fact(consent.OPTED_OUT, number, now, business_number,
+                                            source))
             return True
 
-    async def unsuppress(self, number: str, source: str = "sms") -> bool:
+    async def unsuppress(self, number: str, source: str, business_number: str = "") -> bool:
         """Take a number off the suppression list; False if it was not on it."""
         _canonical(number)
+        now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
             if cursor.rowcount != 1:
                 return False
             await self._emit(events.optout_changed(number=number, opted_out=False, source=source,
-                                                   at=time.time()))
+                                                   at=now))
+            await self._ledger(consent.Fact(consent.OPTED_IN, number, now, business_number,
+                                            source))
             return True
+
+    async def refuse_text(self, recipient: str, business_number: str, kind: str, body: str,
+                          channel: str, why: str = "the number opted out") -> None:
+        """Keep in the consent ledger a text refused before it was queued (a reply written to a
+        number that opted out, through the inbox, the API, email or the CLI)."""
+        async with self._transaction():
+            await self._ledger(consent.Fact(consent.TEXT_REFUSED, _canonical(recipient),
+                                            time.time(), business_number, channel, kind, body,
+                                            {"why": why}))
 
     async def suppressions(self) -> list[dict[str, Any]]:
         return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]
@@ -1407,17 +1509,18 @@ class Store(WebStore, MediaRows):
             conversation_id = await self._conversation(recipient, business_number, owner_id, now,
                                                        "test text")
             _, outbox_id = await self._queue(conversation_id, business_number, recipient, body, now,
-                                             now, kind="test")
+                                             now, kind="test", channel="cli")
             return outbox_id
 
     async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
-                          kind: str, author: str = "") -> int:
+                          kind: str, author: str = "", channel: str = "") -> int:
         """Queue a text in an existing conversation, due now (confirmations, help, owner replies);
-        `author` is the signed-in owner who wrote it in the web inbox."""
+        `author` is the signed-in owner who wrote it in the web inbox; `channel` the path it
+        came by (email:OWNER, web:USER, api:TOKEN, cli), kept in the consent ledger."""
         now = time.time()
         async with self._transaction():
             _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
-                                             kind, author=author)
+                                             kind, author=author, channel=channel)
             return outbox_id
 
     # -- inbound texts and owner alerts ------------------------------------------
@@ -1425,7 +1528,7 @@ class Store(WebStore, MediaRows):
     async def record_inbound(self, caller: str, business_number: str, body: str,
                              gateway: str, gateway_id: str | None,
                              owner_for_new: str, owner_reason: str = "fixed owner",
-                             display_name: str = "",
+                             display_name: str = "", keyword: str = "",
                              media: Sequence[NewMedia] = (),
                              media_link: Callable[[int, float], str | None] | None = None
                              ) -> InboundRecord:
@@ -1440,7 +1543,8 @@ class Store(WebStore, MediaRows):
         name the sender's address carried becomes the contact name if the
         conversation has none yet. The text's media rows are inserted in the same
         transaction (a photo-only text has an empty body and its media); `media_link` makes
-        the signed link its reply.received event gives for each.
+        the signed link its reply.received event gives for each. A `keyword` the text carries
+        (STOP, START, HELP, STOP as free text) goes into the consent ledger with it.
         """
         _canonical(caller)
         now = time.time()
@@ -1478,6 +1582,10 @@ class Store(WebStore, MediaRows):
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
             message_id = cursor.lastrowid
             await self._insert_media(db, message_id, media, now)
+            if keyword:
+                await self._ledger(consent.Fact(consent.KEYWORD, caller, now, business_number,
+                                                "sms", keyword, body, {"message_id": message_id,
+                                                                       "gateway": gateway}))
             listed = summary(body, [Shown(None if item.sha256 and not item.shown
                                           else kind_of(item.declared_type)) for item in media])
             await self._summarise_message(conversation_id, message_id, "in", "", listed, now)

@@ -115,6 +115,13 @@ SCHEMAS: dict[str, Any] = {
                             "conversation_id": {"type": "integer"}}),
     "AssignmentRequest": _object({"owner": {
         **OWNER_ID, "description": "an owner id from the config (another is 422)"}}),
+    "OptOutRequest": _object({"number": {"type": "string", "minLength": 1, "maxLength": 200,
+                                         "description": "any form of the number: E.164, "
+                                                        "national, a tel: or sip: URI (one that "
+                                                        "holds no valid number is 422)"}}),
+    "OptedOut": _object({"number": E164, "opted_out": {"const": True},
+                         "already": {"type": "boolean",
+                                     "description": "it was suppressed before this request"}}),
     "OutcomeRequest": {**_object({
         "stage": {"enum": list(STAGES)},
         "value": _nullable({"type": "number", "minimum": 0, "maximum": MAX_JOB_VALUE,
@@ -261,6 +268,16 @@ def document() -> dict[str, Any]:
             "/conversations/{id}/outcome": _write(
                 "Record booked, qualified, won (with its value), lost or spam", "OutcomeRequest",
                 _tagged(_answer("200", "the conversation", "OneConversation"))),
+            "/optouts": {"post": {
+                "summary": "Suppress a number: no text of any kind, from any business number, "
+                           "goes to it again (revoke-all); the channel is kept in the consent "
+                           "ledger as api:<token name>",
+                "parameters": [IDEMPOTENCY],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("OptOutRequest")}}},
+                "responses": {**_answer("200", "suppressed", "OptedOut"), **ERRORS_WRITE,
+                              **_unprocessable("no valid phone number in it (not_a_number)",
+                                               REUSED_KEY)}}},
             "/conversations/{id}/contact": _write(
                 "Name or class the caller", "ContactRequest",
                 _tagged(_answer("200", "the conversation", "OneConversation"))),

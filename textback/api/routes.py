@@ -31,6 +31,7 @@ from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_que
                                  checked_header, conversation_filter, conversation_view,
                                  error_view, known_owner, message_view, parse_body,
                                  scorecard_period)
+from textback.numbers import parse_address
 from textback.store_web import StaleState
 from textback.web.server import RouteProvider
 
@@ -110,6 +111,7 @@ class Api:
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/assignment", write(self.assignment))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/outcome", write(self.outcome))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/contact", write(self.contact))
+        app.router.add_post(f"{PREFIX}/optouts", write(self.optout))
 
     # -- the guard every route but the OpenAPI document passes ---------------------------
 
@@ -261,9 +263,12 @@ class Api:
         conversation = await self._conversation(request)
         self._expected_state(request, conversation)  # a reply sets no state: checked, not held
         if await self.store.is_suppressed(conversation["caller"]):
+            await self.store.refuse_text(conversation["caller"], conversation["business_number"],
+                                         "owner", text, f"api:{token['name']}")
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
         outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
-                                                 conversation["caller"], text, "owner")
+                                                 conversation["caller"], text, "owner",
+                                                 channel=f"api:{token['name']}")
         self.daemon._outbox_wake.set()
         log.info("API token %s queued a reply to conversation %d", token["name"], conversation["id"])
         return _json(202, {"status": "queued", "outbox_id": outbox_id,
@@ -304,6 +309,18 @@ class Api:
             await write
         except StaleState:
             raise ChangedSinceRead(conversation) from None
+
+    async def optout(self, request: web.Request, token, body: bytes) -> web.Response:
+        """A CRM heard "do not text me": the same suppression as STOP, at once, for every kind
+        of text and every business number."""
+        number = parse_address(parse_body("OptOutRequest", body)["number"],
+                               self.config.numbers[0].region).number
+        if number is None:
+            raise Unprocessable("number", "holds no valid phone number", "not_a_number")
+        added = await self.store.suppress(number, f"api:{token['name']}")
+        log.info("API token %s: %s %s", token["name"], number,
+                 "suppressed" if added else "was already suppressed")
+        return _json(200, {"number": number, "opted_out": True, "already": not added})
 
     async def _updated(self, conversation_id: int) -> web.Response:
         conversation = await self.store.conversation(conversation_id)

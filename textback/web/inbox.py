@@ -65,10 +65,11 @@ MAX_USER_AGENT_CHARS = 300
 EVENT_POLL_SECONDS = 1.0
 MAX_NOTE_CHARS = 4000
 MAX_NAME_CHARS = 80
-# Actions that add to a thread and cannot undo anyone's change: a page's age does not matter
-# to them (a new text arriving must not throw away a reply being typed). Every other action
-# sets state, and carries the state_version its page was made from.
-ADDITIONS = ("reply", "note")
+# Actions that add to a thread, or stop all texts to its caller, and so cannot undo anyone's
+# change: a page's age does not matter to them (a new text arriving must not throw away a
+# reply being typed). Every other action sets state, and carries the state_version its page
+# was made from.
+ADDITIONS = ("reply", "note", "donottext")
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
 hasher = PasswordHasher()
@@ -481,13 +482,25 @@ class Inbox:
             return "too_long"
         caller = conversation["caller"]
         if await self.store.is_suppressed(caller):
+            await self.store.refuse_text(caller, conversation["business_number"], OWNER_REPLY,
+                                         text, f"web:{user.id}")
             return "opted_out"
         await self.store.queue_reply(conversation["id"], conversation["business_number"], caller,
-                                     text, OWNER_REPLY, author=user.id)
+                                     text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
         timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
                       one_line(text, 200))
         self.daemon._outbox_wake.set()
         return "queued"
+
+    async def _do_donottext(self, conversation: dict, form, user: OwnerConfig,
+                            expected: int | None) -> str:
+        """The homeowner asked the owner (by phone, in person) not to be texted: the same
+        suppression as STOP, for every kind of text and every business number, at once."""
+        caller = conversation["caller"]
+        if not await self.store.suppress(caller, f"web:{user.id}", conversation["business_number"]):
+            return "optout_already"
+        timeline.info("opted out: %s, marked do-not-text by %s in the web inbox", caller, user.id)
+        return "optout_added"
 
     async def _do_claim(self, conversation: dict, form, user: OwnerConfig,
                         expected: int | None) -> str:

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from textback.numbers import national, to_e164
+from textback import consent
+from textback.numbers import national, parse_address, to_e164
 from textback.scorecard import csv_table
 from textback.store_web import CALL_FILTERS
 from textback.web import views
@@ -44,6 +45,7 @@ class Reports:
         app.router.add_get("/scorecard.csv", page(self.scorecard_csv))
         app.router.add_get("/admin", page(self.admin, admin=True))
         app.router.add_post("/admin/optout", page(self.optout, admin=True))
+        app.router.add_get("/admin/consent.csv", page(self.consent_csv, admin=True))
 
     @property
     def store(self):
@@ -124,6 +126,17 @@ class Reports:
             "deliveries": views.delivery_rows(await self.store.delivery_log(RECENT_DELIVERIES), tz),
             "said": views.SAID.get(request.query.get("said", ""), "")})
 
+    async def consent_csv(self, request: web.Request) -> web.StreamResponse:
+        """One number's consent ledger as a CSV download, as `textback consent --format csv`."""
+        number = parse_address(request.query.get("number", "")[:MAX_FILTER_CHARS * 2],
+                               self.config.numbers[0].region).number
+        if number is None:
+            raise web.HTTPBadRequest(text="Bad request: that is not a valid phone number")
+        rows = await self.store.consent_record(number)
+        body = consent.render(rows, "csv", self.config.business.timezone)
+        return web.Response(text=body, content_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="textback-consent-{number[1:]}.csv"'})
+
     async def optout(self, request: web.Request) -> web.StreamResponse:
         """Add or lift a suppression with the rules of `textback optout`."""
         form = request["form"]
@@ -135,7 +148,8 @@ class Reports:
             said = "optout_added" if await self.store.suppress(number, f"web:{user.id}") \
                 else "optout_already"
         elif form.get("action") == "remove":
-            said = "optout_removed" if await self.store.unsuppress(number) else "optout_absent"
+            said = "optout_removed" if await self.store.unsuppress(number, f"web:{user.id}") \
+                else "optout_absent"
         else:
             raise web.HTTPBadRequest(text="Bad request: add or remove")
         timeline.info("opt-out list (web, %s): %s %s", user.id, said, number)

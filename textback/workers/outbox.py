@@ -14,6 +14,7 @@ from sms_gateway.base import OutgoingText, SendResult
 from textback.alerts import one_line
 from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
                                OWNER_REPLY, Undelivered, deadline, undelivered_notice)
+from textback.quiet_hours import HOLD, judge
 from textback.store import SELFTEST_KIND, OutboxItem
 from textback.workers.common import IDLE_POLL_SECONDS, log_failure, retry_delay
 
@@ -91,6 +92,8 @@ class OutboxWorker:
             if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
                 await self._report_undelivered(item, "blocked", "recipient opted out")
             return
+        if await self._held_for_quiet_hours(item):
+            return
         try:
             result = await self.gateway.send(OutgoingText(
                 item.sender, item.recipient, item.body,
@@ -130,6 +133,19 @@ class OutboxWorker:
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
             await self._report_undelivered(item, state, result.error)
+
+    async def _held_for_quiet_hours(self, item: OutboxItem) -> bool:
+        """A text of a kind the config holds, due in the homeowner's quiet hours: back to
+        pending until their window opens (the outbox sends it then, checking again)."""
+        if self.config.compliance.homeowner_hours.policy_for(item.kind) != HOLD:
+            return False
+        verdict = judge(item.recipient, self.clock.now(), self.config.business.timezone)
+        if verdict.allowed:
+            return False
+        why = verdict.explain()
+        if await self.store.hold(item, verdict.until, why):
+            timeline.info("text to %s held: %s", item.recipient, why)
+        return True
 
     async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
         """Mark a text sent; texts accepted at the same moment share one commit."""
