@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ami_listener.connection import AmiConnection, AmiError
+from ami_listener.connection import AmiConnection, AmiError, event_fields
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
 from sms_gateway.base import Gateway, InboundText
 from sms_gateway.http import HttpGateway
@@ -357,7 +357,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             log.warning("could not list channels after login (%s); calls in progress may be missed",
                         exc)
         else:
-            channels = [dict(e.items()) for e in listing if e.get("Event") == "CoreShowChannel"]
+            channels = [event_fields(e) for e in listing if e.get("Event") == "CoreShowChannel"]
             self._handle(self.tracker.reconcile(channels, time.time()))
         if seen_until is None:
             log.info("no earlier AMI session in the database: no calls to recover")

@@ -90,25 +90,40 @@ class _Connections:
 
     Nodes are 'u:<uniqueid>', 'b:<bridge id>' and 'l:<Local pair name>'. A
     bridge is never forgotten when a channel leaves it, so the answer does
-    not depend on the order AMI delivers the enters and leaves.
+    not depend on the order AMI delivers the enters and leaves. The find is
+    iterative, with path compression, and the union by size: a page group
+    of thousands of Local channels in one bridge keeps every tree shallow
+    and never nears Python's recursion limit.
     """
 
     def __init__(self) -> None:
         self._parent: dict[str, str] = {}
+        self._size: dict[str, int] = {}  # root -> nodes in its component
         self._device: dict[str, str] = {}  # root -> a device channel in that component
 
     def _root(self, node: str) -> str:
         parent = self._parent.setdefault(node, node)
-        if parent != node:
-            parent = self._parent[node] = self._root(parent)
-        return parent
+        if parent == node:
+            return node
+        root = parent
+        while (up := self._parent[root]) != root:
+            root = up
+        while node != root:  # compress: every node on the path now points at the root
+            self._parent[node], node = root, self._parent[node]
+        return root
 
     def join(self, a: str, b: str) -> None:
         root_a, root_b = self._root(a), self._root(b)
-        if root_a != root_b:
-            self._parent[root_b] = root_a
-            if root_b in self._device:
-                self._device.setdefault(root_a, self._device.pop(root_b))
+        if root_a == root_b:
+            return
+        size_a, size_b = self._size.get(root_a, 1), self._size.get(root_b, 1)
+        if size_a < size_b:
+            root_a, root_b = root_b, root_a
+        self._parent[root_b] = root_a
+        self._size[root_a] = size_a + size_b
+        self._size.pop(root_b, None)
+        if root_b in self._device:
+            self._device.setdefault(root_a, self._device.pop(root_b))
 
     def add_device(self, node: str, channel: str) -> None:
         self._device.setdefault(self._root(node), channel)

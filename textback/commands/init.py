@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from pydantic import SecretStr
 
-from ami_listener.connection import AmiError, one_shot
+from ami_listener.connection import AmiError, event_fields, one_shot
 from textback.cli import main
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
@@ -121,7 +121,7 @@ def _permit_for(host: str, port: int) -> str:
 def _list_endpoints(host: str, port: int, user: str, secret_file: Path) -> list[tuple[str, str, str]]:
     secret = SecretStr(secret_file.read_text(encoding="utf-8").strip())
     _, answer = asyncio.run(one_shot(host, port, user, secret, {"Action": "PJSIPShowEndpoints"}))
-    return endpoint_rows([dict(message.items()) for message in answer])
+    return endpoint_rows([event_fields(message) for message in answer])
 
 
 def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str, str]] | None) -> str | None:
