@@ -21,7 +21,7 @@ import click
 from pydantic import SecretStr
 
 from ami_listener.connection import AmiError, event_fields, one_shot
-from textback.cli import main
+from textback.cli import PORT, main
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
@@ -163,7 +163,7 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
               help='An owner: dana@example.com or "Dana Reyes <dana@example.com>" (repeat).')
 @click.option("--admin-email", help="Incidents and self-test reports (default: the first owner).")
 @click.option("--ami-host", help="Where Asterisk's AMI listens (without input: 127.0.0.1).")
-@click.option("--ami-port", type=int, default=5038, show_default=True)
+@click.option("--ami-port", type=PORT, default=5038, show_default=True)
 @click.option("--ami-username", default="textback", show_default=True)
 @click.option("--trunk", help="The PJSIP endpoint of the SIP trunk (checked against the PBX's "
                               "endpoints when --list-as can log in).")
@@ -172,7 +172,7 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
 @click.option("--list-secret-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The secret of the --list-as user.")
 @click.option("--smtp-host", default="localhost", show_default=True)
-@click.option("--smtp-port", type=int, default=25, show_default=True)
+@click.option("--smtp-port", type=PORT, default=25, show_default=True)
 @click.option("--database", default="/var/lib/textback/textback.db", show_default=True)
 @click.option("--routing-file", default="/var/lib/textback/routing.json", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
