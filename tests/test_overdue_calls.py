@@ -8,8 +8,13 @@ call id. A real store, the SMTP sink, no AMI.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+from pydantic import SecretStr
+
+import textback.daemon as daemon_module
+from ami_listener.connection import AmiConnection
 from tests.cdr_rows import as_csv, load_fields, moved
 from tests.replay import load_trace
 from tests.test_recovery_daemon import recovery_config
@@ -126,3 +131,56 @@ async def test_without_a_cdr_the_call_is_recorded_as_seen_without_a_text(offline
         LINKEDID, CALLER, "missed", "no_hangup_seen")
     assert await daemon.store.due(time.time() + 10 * LIMIT) == []
     assert daemon.overdue.pending == []
+
+
+async def test_a_failed_channel_listing_after_login_is_tried_again_until_it_works(
+        offline_daemon, monkeypatch):
+    """The AMI peer refuses CoreShowChannels twice (as Asterisk does for a user without the
+    `reporting` right), then answers with the lab's recorded listing of a ringing call."""
+    monkeypatch.setattr(daemon_module, "LISTING_RETRY_FIRST_SECONDS", 0.05)
+    listing = [e for e in load_trace("mid_call_ringing") if e["Event"].startswith("CoreShowChannel")]
+    ringing = listing[0]["Linkedid"]
+    asked = []
+
+    def frame(fields: dict) -> bytes:
+        return "".join(f"{k}: {v}\r\n" for k, v in fields.items()
+                       if k not in ("_t", "content")).encode() + b"\r\n"
+
+    async def peer(reader, writer):
+        writer.write(b"Asterisk Call Manager/9.0.0\r\n")
+        while True:
+            block = (await reader.readuntil(b"\r\n\r\n")).decode()
+            fields = dict(line.split(": ", 1) for line in block.strip().split("\r\n"))
+            action_id = fields.get("ActionID", "")
+            if fields["Action"] == "CoreShowChannels":
+                asked.append(action_id)
+                if len(asked) <= 2:
+                    writer.write(frame({"Response": "Error", "ActionID": action_id,
+                                        "Message": "Permission denied"}))
+                else:
+                    writer.write(frame({"Response": "Success", "ActionID": action_id,
+                                        "EventList": "start", "Message": "Channels will follow"}))
+                    for event in listing:
+                        writer.write(frame({**event, "ActionID": action_id}))
+            else:
+                writer.write(frame({"Response": "Success", "ActionID": action_id}))
+            await writer.drain()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    daemon = await offline_daemon()
+    daemon.ami = AmiConnection("127.0.0.1", server.sockets[0].getsockname()[1], "u", SecretStr("s"),
+                               on_event=daemon.on_event, on_login=daemon._logged_in)
+    try:
+        daemon.ami.start()
+        for _ in range(200):
+            if daemon.tracker.is_tracking(ringing):
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.tracker.is_tracking(ringing) and len(asked) == 3
+    finally:
+        if daemon._listing_retry is not None:
+            daemon._listing_retry.cancel()
+        if daemon._expiry is not None:
+            daemon._expiry.cancel()
+        await daemon.ami.close()
+        server.close()
