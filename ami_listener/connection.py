@@ -116,14 +116,44 @@ def unescaped_names(fields: dict[str, Any]) -> dict[str, Any]:
     """
     if fields.get("Event") in _RAW_NAME_EVENTS:
         return fields
-    for name, value in fields.items():
-        if name.endswith(("CallerIDName", "ConnectedLineName")):
-            if name != "EffectiveConnectedLineName" and value.__class__ is str and "\\" in value:
-                fields[name] = _unescape_c(value)
-        elif name.endswith("ChanVariable"):
-            fields[name] = ([_unescape_variable(v) for v in value] if value.__class__ is list
-                            else _unescape_variable(value))
+    keys = fields.keys()
+    names, variables = _escaped_names & keys, _escaped_variables & keys
+    if not _classified.issuperset(keys):
+        new_names, new_variables = _classify(keys - _classified)
+        names |= new_names
+        variables |= new_variables
+    for name in names:
+        value = fields[name]
+        if value.__class__ is str and "\\" in value:
+            fields[name] = _unescape_c(value)
+    for name in variables:
+        value = fields[name]
+        if value.__class__ is list:
+            fields[name] = [_unescape_variable(v) if "\\" in v else v for v in value]
+        elif "\\" in value:
+            fields[name] = _unescape_variable(value)
     return fields
+
+
+# Header names sorted once each into escaped names, escaped variables, or neither: set
+# operations in C per event rather than a Python test per header. A peer inventing header
+# names cannot grow these past _CLASSIFIED_MAX; later names are sorted every time.
+_classified: set[str] = set()
+_escaped_names: set[str] = set()
+_escaped_variables: set[str] = set()
+_CLASSIFIED_MAX = 4096
+
+
+def _classify(names: set[str]) -> tuple[set[str], set[str]]:
+    """(escaped names, escaped variables) among `names`, remembered while there is room."""
+    escaped_names = {name for name in names if name.endswith(("CallerIDName", "ConnectedLineName"))
+                     and name != "EffectiveConnectedLineName"}
+    escaped_variables = {name for name in names if name.endswith("ChanVariable")}
+    if len(_classified) + len(names) <= _CLASSIFIED_MAX:
+        _classified.update(names)
+        _escaped_names.update(escaped_names)
+        _escaped_variables.update(escaped_variables)
+    return escaped_names, escaped_variables
 
 
 def _unescape_c(text: str) -> str:
@@ -132,8 +162,6 @@ def _unescape_c(text: str) -> str:
 
 def _unescape_variable(item: str) -> str:
     """'NAME=value' with its value unescaped (Asterisk writes the name as it is)."""
-    if "\\" not in item:
-        return item
     name, equals, value = item.partition("=")
     return name + equals + _unescape_c(value)
 
@@ -148,8 +176,9 @@ def _settle_repeats(message: Message) -> tuple[list[str], list[str]]:
     pairs = message._store  # lower-cased name -> (name as written, value), as in event_fields()
     ids: list[str] = []
     kept_first: list[str] = []
-    for key, (name, value) in pairs.items():
-        if value.__class__ is not list or key.endswith(LIST_VALUED_SUFFIX):
+    for key in [key for key, (_, value) in pairs.items() if value.__class__ is list]:
+        name, value = pairs[key]
+        if key.endswith(LIST_VALUED_SUFFIX):
             continue
         if key in SINGLE_VALUED:
             ids.append(name)
