@@ -30,10 +30,13 @@ from textback.store import Store
 
 # Recorded calls with an inbound caller, one of each way a call ends.
 CALLS = ["noanswer", "busy", "voicemail", "caller_hung_up", "ivr_abandoned", "queue_abandoned",
-         "unavailable", "answered", "freepbx_ringgroup_answered", "agi_routed_closed"]
+         "unavailable", "answered", "freepbx_ringgroup_answered", "agi_routed_closed", "named_caller"]
 ROW = ("caller", "caller_raw", "caller_name", "business_number", "outcome", "reason", "decision", "route")
 SKIPPED = {"_t", "content"}  # the trace's time, and panoramisk's body of a Response: Follows
-VALUE = st.text(st.characters(blacklist_characters="\r\n", codec="utf-8"), max_size=40)
+# A value never ends in white space: at the end of a message it would be stripped with the
+# message's own, and "Name:" without its space is no header at all (so no repeat).
+VALUE = st.text(st.characters(blacklist_characters="\r\n", codec="utf-8"), max_size=40).map(
+    lambda v: v.rstrip() or "x")
 _runs = itertools.count()
 
 
