@@ -114,7 +114,8 @@ def unescaped_names(fields: dict[str, Any]) -> dict[str, Any]:
     few events write a name raw (_RAW_NAME_EVENTS; the Status event's
     EffectiveConnectedLineName). Takes a recorded trace's raw event too.
     """
-    if fields.get("Event") in _RAW_NAME_EVENTS:
+    event = fields.get("Event")
+    if event.__class__ is str and event in _RAW_NAME_EVENTS:
         return fields
     keys = fields.keys()
     names, variables = _escaped_names & keys, _escaped_variables & keys

@@ -273,3 +273,17 @@ def test_names_asterisk_writes_raw_are_left_as_they_came():
                             "ConnectedLineName": raw}) == {
         "Event": "Status", "EffectiveConnectedLineName": raw, "ConnectedLineName": "Pat O'Brien"}
     assert unescaped_names({"Event": "Newchannel", "CallerIDName": "C:\\dir"})["CallerIDName"] == "C:\\dir"
+
+
+def test_a_repeated_event_name_in_a_one_shot_answer_is_no_crash():
+    """one_shot (textback init's endpoint listing) keeps a repeated id as a list: it matches no
+    ActionID and no event name, and reading its fields does not fail."""
+    from panoramisk.message import Message
+
+    from ami_listener.connection import _settle_repeats, event_fields
+
+    message = Message.from_line("Event: EndpointList\r\nEvent: X\r\nObjectName: a\r\nObjectName: b\r\n"
+                                "CallerIDName: O\\'Brien")
+    assert _settle_repeats(message) == (["Event"], ["ObjectName"])
+    assert event_fields(message) == {"Event": ["EndpointList", "X"], "ObjectName": "a",
+                                     "CallerIDName": "O'Brien", "content": ""}
