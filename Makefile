@@ -30,7 +30,7 @@ unit: setup test-deps
 
 # The property tests of hostile input (AMI, reply mail, webhooks, config, CLI) with 20x the budget.
 fuzz: setup test-deps
-	TEXTBACK_FUZZ_FACTOR=20 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_ami.py \
+	TEXTBACK_FUZZ_FACTOR=20 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_ami.py tests/test_fuzz_ami_repeats.py \
 		tests/test_fuzz_config.py tests/test_fuzz_webhooks.py tests/test_reply_auth.py \
 		tests/test_addresses.py tests/test_cli_hostile.py tests/test_tracker.py
 

@@ -12,10 +12,20 @@ closes its gaps:
   that accepts TCP but sends no banner or no Login answer within
   `login_timeout` is dropped and retried with backoff (panoramisk would wait
   forever).
-* One bad message never loses the rest of a read. panoramisk turns a
-  repeated header into a list, and a list where an id belongs (a repeated
-  Event or ActionID) raises inside its read handler, losing every message
-  after it in that TCP chunk. Such a message is dropped with one log line.
+* One bad message never loses the rest of a read, and a repeated header is
+  never a list. panoramisk turns a repeated header into a list, and a list
+  where an id belongs (a repeated Event or ActionID) raises inside its read
+  handler, losing every message after it in that TCP chunk. A message that
+  repeats a header naming one thing (an id: SINGLE_VALUED) is dropped with
+  one log line. Any other repeated header keeps its first value, with one
+  log line: Asterisk writes its own fields before any free text (AppData, a
+  UserEvent's fields), so a line a value smuggled in always comes after the
+  genuine one. Only the channel variables (`ChanVariable`, `DestChanVariable`,
+  ...: one line per variable) stay lists.
+* Names as the caller sent them. Asterisk C-escapes (ast_escape_c) the
+  caller and connected-line names and the channel variables' values in every
+  channel snapshot of an event (main/manager_channels.c): `O'Brien` arrives
+  as `O\\'Brien`. event_fields() undoes exactly that, once, in those fields.
 * No silent re-sends. panoramisk queues unanswered actions and re-sends
   them after a reconnect (on FullyBooted). A re-sent MessageSend would be a
   second text, so pending actions fail at once with AmiDisconnected instead.
@@ -33,6 +43,7 @@ import asyncio
 import codecs
 import json
 import logging
+import re
 import ssl
 import time
 from pathlib import Path
@@ -52,6 +63,18 @@ MAX_BUFFER = 1 << 20
 # Headers that name one thing: a message carrying one of them twice is not trusted.
 SINGLE_VALUED = frozenset({"event", "response", "actionid", "uniqueid", "linkedid", "destuniqueid",
                            "destlinkedid", "channel", "destchannel", "userevent"})
+# The one header Asterisk repeats: a channel's variables (manager.conf channelvars), one line
+# each, for every channel snapshot in an event ("DestChanVariable", "LocalOneChanVariable", ...).
+LIST_VALUED_SUFFIX = "chanvariable"
+
+# ast_escape_c's escapes (main/utils.c escape_sequences), undone. A backslash followed by
+# anything else is left as it came: ast_escape_c never writes one, so it was not escaped.
+_C_ESCAPE = re.compile(r"\\([abfnrtv\\'\"?])")
+_C_UNESCAPED = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+                "\\": "\\", "'": "'", '"': '"', "?": "?"}
+# Events that carry CallerIDName or ConnectedLineName written raw, not from a channel snapshot
+# (main/manager.c OriginateResponse, apps/app_meetme.c MeetmeList, apps/app_queue.c QueueEntry).
+_RAW_NAME_EVENTS = frozenset({"OriginateResponse", "MeetmeList", "QueueEntry"})
 
 
 class AmiError(Exception):
@@ -71,20 +94,99 @@ class LoginRefused(AmiError):
 
 
 def event_fields(message: Message) -> dict[str, Any]:
-    """A panoramisk Message as a plain dict, keys as Asterisk wrote them.
+    """A panoramisk Message as a plain dict, keys as Asterisk wrote them, names unescaped.
 
     Read from the (key, value) pairs the Message keeps by lower-cased key: its
     Mapping interface (items()) costs a Python call per header, which was a
     third of the cost of an event (tests/test_ami_wire.py checks the two agree).
     """
-    return dict(message._store.values())
+    return unescaped_names(dict(message._store.values()))
 
 
-def _repeated_ids(message: Message) -> list[str]:
-    """The headers that name one thing but came more than once (panoramisk made them lists)."""
+def unescaped_names(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with Asterisk's C-escaping undone, once, where Asterisk applies it.
+
+    ast_manager_build_channel_state_string_prefix (main/manager_channels.c)
+    escapes with ast_escape_c_alloc the caller ID name, the connected line
+    name and each channel variable's value of every channel snapshot it
+    writes, under any prefix ("CallerIDName", "DestConnectedLineName",
+    "LocalOneChanVariable"...). Nothing else in an event is escaped, and a
+    few events write a name raw (_RAW_NAME_EVENTS; the Status event's
+    EffectiveConnectedLineName). Takes a recorded trace's raw event too.
+    """
+    event = fields.get("Event")
+    if event.__class__ is str and event in _RAW_NAME_EVENTS:
+        return fields
+    keys = fields.keys()
+    names, variables = _escaped_names & keys, _escaped_variables & keys
+    if not _classified.issuperset(keys):
+        new_names, new_variables = _classify(keys - _classified)
+        names |= new_names
+        variables |= new_variables
+    for name in names:
+        value = fields[name]
+        if value.__class__ is str and "\\" in value:
+            fields[name] = _unescape_c(value)
+    for name in variables:
+        value = fields[name]
+        if value.__class__ is list:
+            fields[name] = [_unescape_variable(v) if "\\" in v else v for v in value]
+        elif "\\" in value:
+            fields[name] = _unescape_variable(value)
+    return fields
+
+
+# Header names sorted once each into escaped names, escaped variables, or neither: set
+# operations in C per event rather than a Python test per header. A peer inventing header
+# names cannot grow these past _CLASSIFIED_MAX; later names are sorted every time.
+_classified: set[str] = set()
+_escaped_names: set[str] = set()
+_escaped_variables: set[str] = set()
+_CLASSIFIED_MAX = 4096
+
+
+def _classify(names: set[str]) -> tuple[set[str], set[str]]:
+    """(escaped names, escaped variables) among `names`, remembered while there is room."""
+    escaped_names = {name for name in names if name.endswith(("CallerIDName", "ConnectedLineName"))
+                     and name != "EffectiveConnectedLineName"}
+    escaped_variables = {name for name in names if name.endswith("ChanVariable")}
+    if len(_classified) + len(names) <= _CLASSIFIED_MAX:
+        _classified.update(names)
+        _escaped_names.update(escaped_names)
+        _escaped_variables.update(escaped_variables)
+    return escaped_names, escaped_variables
+
+
+def _unescape_c(text: str) -> str:
+    return _C_ESCAPE.sub(lambda match: _C_UNESCAPED[match.group(1)], text)
+
+
+def _unescape_variable(item: str) -> str:
+    """'NAME=value' with its value unescaped (Asterisk writes the name as it is)."""
+    name, equals, value = item.partition("=")
+    return name + equals + _unescape_c(value)
+
+
+def _settle_repeats(message: Message) -> tuple[list[str], list[str]]:
+    """Make every repeated header one value, in place: (repeated ids, headers kept first).
+
+    panoramisk made each repeated header a list. A repeated id (SINGLE_VALUED)
+    is left for the caller to drop the message; the channel variables stay
+    lists; any other header keeps its first value.
+    """
     pairs = message._store  # lower-cased name -> (name as written, value), as in event_fields()
-    return sorted(pairs[name][0] for name in SINGLE_VALUED.intersection(pairs)
-                  if isinstance(pairs[name][1], list))
+    ids: list[str] = []
+    kept_first: list[str] = []
+    for key in [key for key, (_, value) in pairs.items() if value.__class__ is list]:
+        name, value = pairs[key]
+        if key.endswith(LIST_VALUED_SUFFIX):
+            continue
+        if key in SINGLE_VALUED:
+            ids.append(name)
+        else:
+            pairs[key] = (name, value[0])
+            kept_first.append(name)
+    return sorted(ids), sorted(kept_first)
 
 
 class _Protocol(AMIProtocol):
@@ -115,10 +217,12 @@ class _Protocol(AMIProtocol):
             if message is None:
                 self.factory.malformed(block, "no Event or Response")
                 continue
-            repeated = _repeated_ids(message)
+            repeated, kept_first = _settle_repeats(message)
             if repeated:
                 self.factory.malformed(block, f"repeated {', '.join(repeated)}")
                 continue
+            if kept_first:
+                self.factory.repeated(message, kept_first)
             try:
                 self.handle_message(message)
             except Exception as exc:  # noqa: BLE001 - one bad message must not lose the rest
@@ -169,6 +273,12 @@ class _Manager(Manager):
         self._owner.malformed += 1
         log.warning("ignored a malformed AMI message (%d bytes, %s)", len(block), why)
 
+    def repeated(self, message: Message, names: list[str]) -> None:
+        self._owner.repeated += 1
+        log.warning("AMI %s event repeated %s; kept the first value of each",
+                    _printable(message._store.get("event", ("", "?"))[1]),
+                    ", ".join(_printable(name) for name in names))
+
 
 EventHandler = Callable[[dict[str, Any]], None]
 LoginHandler = Callable[[], Awaitable[None] | None]
@@ -195,6 +305,7 @@ class AmiConnection:
         self._record = record_to.open("a", encoding="utf-8") if record_to else None
         self._record_start = time.monotonic()
         self.malformed = 0
+        self.repeated = 0  # messages that repeated a header not an id: the first value kept
         self.logins = 0
         self.last_login_error: str | None = None
         self._logged_in = asyncio.Event()
@@ -256,7 +367,7 @@ class AmiConnection:
             raise AmiError(first.get("Message") or first.get("Response") or "error")
         if isinstance(response, list):
             for event in response[1:]:  # e.g. the CoreShowChannels listing a replay must reconcile
-                self._write_record(event_fields(event))
+                self._write_record(dict(event._store.values()))
         return response
 
     # -- panoramisk callbacks ------------------------------------------------------
@@ -323,8 +434,8 @@ class AmiConnection:
             log.exception("the AMI state handler failed")
 
     def _dispatch(self, manager: Manager, message: Message) -> None:
+        self._write_record(dict(message._store.values()))  # as Asterisk wrote it: replays unescape
         event = event_fields(message)
-        self._write_record(event)
         try:
             self._on_event(event)
         except Exception:
@@ -388,7 +499,10 @@ async def one_shot(host: str, port: int, username: str, secret: SecretStr,
 
     async def read_message() -> Message | None:
         raw = await asyncio.wait_for(reader.readuntil(EOM.encode()), timeout)
-        return Message.from_line(raw.decode("utf-8", "replace").strip())
+        message = Message.from_line(raw.decode("utf-8", "replace").strip())
+        if message is not None:
+            _settle_repeats(message)  # a repeated id stays a list, matching no ActionID
+        return message
 
     try:
         banner = (await asyncio.wait_for(reader.readline(), timeout)).decode("utf-8", "replace")
@@ -423,6 +537,11 @@ async def one_shot(host: str, port: int, username: str, secret: SecretStr,
                        f"without a line end); not an Asterisk manager port?") from None
     finally:
         writer.close()
+
+
+def _printable(text: Any) -> str:
+    """A peer-written name for a log line: quoted, control characters escaped, cut short."""
+    return repr(str(text)[:60])
 
 
 def _tls_context(use_tls: bool, verify: bool) -> ssl.SSLContext | bool:

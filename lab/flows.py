@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from lab.configs import AGI_ROUTED_NUMBER, write_agi_routing_table
-from lab.pbx import LabPBX, SippActor
+from lab.pbx import CARRIER_IP, LabPBX, SippActor
 
 # The lab's DIDs (lab/asterisk/extensions.conf).
 OFFICE1_6S = "+12125550100"
@@ -63,6 +63,15 @@ def no_answer(lab: LabPBX, caller: str = "+16465550101", did: str = OFFICE1,
     """The phone rings until the Dial timeout."""
     ringing = lab.phone(phone, "noanswer")
     _play(lab.call(caller, did), ringing)
+    return [caller]
+
+
+def named_caller(lab: LabPBX, caller: str = "+16465550175",
+                 display: str = '"Pat O\'Brien & Zoë \\ Sons"') -> list[str]:
+    """No answer, from a caller whose From header carries a name with an apostrophe, a backslash
+    and non-ASCII letters (the display name as the carrier sends it; PJSIP keeps it verbatim)."""
+    ringing = lab.phone("office1", "noanswer")
+    _play(lab.call(caller, OFFICE1_6S, from_header=f"{display} <sip:{caller}@{CARRIER_IP}>"), ringing)
     return [caller]
 
 

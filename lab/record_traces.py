@@ -35,6 +35,7 @@ MidCallFlow = Callable[[LabPBX, Callable[[], None]], list[str]]
 # Trace name -> the flow it records.
 TRACES: dict[str, Flow] = {
     "noanswer": lambda lab: flows.no_answer(lab, "+12125550123", flows.OFFICE1_6S),
+    "named_caller": flows.named_caller,
     "answered": lambda lab: flows.answered(lab, "+12125550123"),
     "ringgroup": lambda lab: flows.ring_group_answered(lab, "+12125550124", flows.RING_GROUP_6S),
     "caller_hung_up": flows.caller_hangs_up,

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from ami_listener.connection import unescaped_names
 from textback.tracker import CallFinished, CallTracker
 
 TRACES = Path(__file__).parent / "traces"
@@ -19,8 +20,10 @@ def trace_names() -> list[str]:
 
 
 def load_trace(name: str) -> list[dict]:
+    """A trace's events as the AMI edge hands them on: a trace keeps what Asterisk wrote, so
+    its escaped names are unescaped here, as event_fields() does live."""
     with open(TRACES / f"{name}.jsonl", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
+        return [unescaped_names(json.loads(line)) for line in handle]
 
 
 def replay(events: list[dict], tracker: CallTracker | None = None,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 
 import pytest
+from hypothesis import given, strategies as st
 from pydantic import SecretStr
 
 from ami_listener.connection import AmiConnection, AmiError, LoginRefused, try_login
@@ -239,3 +240,50 @@ async def test_every_event_reaches_the_handler_and_fullybooted_reaches_panoramis
     assert [e["Event"] for e in events] == ["FullyBooted", "Newchannel"]
     assert [m["Event"] for m in booted] == ["FullyBooted"]
     await connection.close()
+
+
+def ast_escape_c(text: str) -> str:
+    """Asterisk's ast_escape_c (main/utils.c), as the model the edge's unescaping must invert."""
+    table = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+             "\v": "\\v", "\\": "\\\\", "'": "\\'", '"': '\\"', "?": "\\?"}
+    return "".join(table.get(ch, ch) for ch in text)
+
+
+@given(st.text(st.characters(blacklist_characters="\x00"), max_size=40))
+def test_escaped_names_and_channel_variables_come_back_as_they_were_set(name):
+    from ami_listener.connection import unescaped_names
+
+    escaped = ast_escape_c(name)
+    fields = unescaped_names({"Event": "BridgeEnter", "CallerIDName": escaped, "ConnectedLineName": escaped,
+                              "DestCallerIDName": escaped, "LocalTwoConnectedLineName": escaped,
+                              "ChanVariable": [f"A={escaped}", "B=plain"], "DestChanVariable": f"C={escaped}",
+                              "AppData": escaped, "Exten": escaped})
+    assert fields == {"Event": "BridgeEnter", "CallerIDName": name, "ConnectedLineName": name,
+                      "DestCallerIDName": name, "LocalTwoConnectedLineName": name,
+                      "ChanVariable": [f"A={name}", "B=plain"], "DestChanVariable": f"C={name}",
+                      "AppData": escaped, "Exten": escaped}  # written raw: left as they came
+
+
+def test_names_asterisk_writes_raw_are_left_as_they_came():
+    from ami_listener.connection import unescaped_names
+
+    raw = "Pat O\\'Brien"
+    assert unescaped_names({"Event": "OriginateResponse", "CallerIDName": raw})["CallerIDName"] == raw
+    assert unescaped_names({"Event": "Status", "EffectiveConnectedLineName": raw,
+                            "ConnectedLineName": raw}) == {
+        "Event": "Status", "EffectiveConnectedLineName": raw, "ConnectedLineName": "Pat O'Brien"}
+    assert unescaped_names({"Event": "Newchannel", "CallerIDName": "C:\\dir"})["CallerIDName"] == "C:\\dir"
+
+
+def test_a_repeated_event_name_in_a_one_shot_answer_is_no_crash():
+    """one_shot (textback init's endpoint listing) keeps a repeated id as a list: it matches no
+    ActionID and no event name, and reading its fields does not fail."""
+    from panoramisk.message import Message
+
+    from ami_listener.connection import _settle_repeats, event_fields
+
+    message = Message.from_line("Event: EndpointList\r\nEvent: X\r\nObjectName: a\r\nObjectName: b\r\n"
+                                "CallerIDName: O\\'Brien")
+    assert _settle_repeats(message) == (["Event"], ["ObjectName"])
+    assert event_fields(message) == {"Event": ["EndpointList", "X"], "ObjectName": "a",
+                                     "CallerIDName": "O'Brien", "content": ""}

@@ -40,6 +40,9 @@ class Factory:
     def malformed(self, block: str, why: str) -> None:
         self.malformed_count += 1
 
+    def repeated(self, message, names: list[str]) -> None:
+        pass  # a repeated header that is not an id: tests/test_fuzz_ami_repeats.py
+
     def connection_lost(self, exc) -> None:
         pass
 

@@ -100,3 +100,18 @@ def test_flows_in_one_file_are_recovered_as_if_alone(names):
     together = [record for name in names for record in load_records(name)]
     alone = [call for name in names for call in recovered(load_records(name))]
     assert sorted(recovered(together)) == sorted(alone)
+
+
+def ast_escape_quoted(name: str) -> str:
+    """Asterisk's ast_escape_quoted (main/utils.c), the model of what a CDR's clid holds."""
+    def allowed(ch: str) -> bool:
+        return ch in "\t\v !" or "#" <= ch <= "[" or "]" <= ch <= "~" or ord(ch) > 0x7f
+
+    return "".join(ch if allowed(ch) else "\\" + ch for ch in name)
+
+
+@given(st.text(st.characters(blacklist_characters="\x00\r\n"), max_size=40).map(str.strip))
+def test_the_clid_name_is_unquoted_as_asterisk_quoted_it(name):
+    from textback.recovery import _split_clid
+
+    assert _split_clid(f'"{ast_escape_quoted(name)}" <+12125550123>') == (name, "+12125550123")

@@ -6,15 +6,17 @@ lab/record_traces.py as the product's AMI user saw it.
 
 from __future__ import annotations
 
+import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tests.replay import load_trace, replay, trace_names
+from tests.replay import TRACES, load_trace, replay, trace_names
 from textback.tracker import CallTracker
 
 # trace -> every inbound call in it: (caller ID, DID, outcome, reason)
 EXPECTED = {
     "noanswer": [("+12125550123", "+12125550100", "missed", "no_answer")],
+    "named_caller": [("+16465550175", "+12125550100", "missed", "no_answer")],
     "answered": [("+12125550123", "+12125550100", "answered", "answered")],
     "ringgroup": [("+12125550124", "+12125550101", "answered", "answered")],
     "caller_hung_up": [("+16465550102", "+12125550100", "missed", "caller_hung_up")],
@@ -61,6 +63,16 @@ def test_outcome_and_reason(name):
     got = sorted((c.caller_id, c.did, c.outcome, c.reason) for c in calls)
     assert got == sorted(EXPECTED[name])
     assert len({c.call_id for c in calls}) == len(calls)  # each call is its own record
+
+
+def test_the_callers_name_is_unescaped_once_as_asterisk_escaped_it():
+    """Asterisk C-escapes CallerIDName in AMI (the trace keeps what it wrote); the edge, and the
+    replay that stands in for it, undo that once."""
+    with open(TRACES / "named_caller.jsonl", encoding="utf-8") as trace:
+        written = {json.loads(line).get("CallerIDName") for line in trace}
+    assert "Pat O\\'Brien & Zoë \\\\ Sons" in written
+    [call] = replay(load_trace("named_caller"))
+    assert call.caller_name == "Pat O'Brien & Zoë \\ Sons"
 
 
 def test_the_route_the_dialplan_named_is_kept_on_the_call():

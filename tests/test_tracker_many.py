@@ -48,3 +48,26 @@ def test_the_next_deadline_is_the_soonest_hangup_plus_grace():
     assert tracker.expire(hangups[0] + 0.4) == []
     [first] = tracker.expire(hangups[0] + 0.5)
     assert first.ended_at == hangups[0] and tracker.active_calls == 2
+
+
+def test_thousands_of_channels_in_the_callers_bridge_keep_every_event_working():
+    """A page group of Local channels: 5,000 enter the caller's bridge, then the call goes on.
+
+    The channels are copies of the recorded ring group's own Local half entering that
+    bridge, each with its own uniqueid and channel name; a recursive union-find raised
+    RecursionError on every event after about a thousand of them.
+    """
+    events = load_trace("freepbx_ringgroup_answered")
+    [alone] = replay(events)
+    [enter] = [e for e in events if e.get("Event") == "BridgeEnter"
+               and e.get("Channel", "").startswith("Local/202@") and e["Channel"].endswith(";1")]
+    [hangup] = [e for e in events if e.get("Event") == "Hangup" and e.get("Channel") == enter["Channel"]]
+    page = [dict(enter, Uniqueid=f"{enter['Uniqueid']}-p{i}",
+                 Channel=enter["Channel"].replace("-0000000", f"-p{i}-0000000")) for i in range(5000)]
+    at = events.index(enter) + 1
+    paged = events[:at] + [dict(e, _t=enter["_t"]) for e in page] + events[at:]
+    paged[-1:-1] = [dict(hangup, Uniqueid=e["Uniqueid"], Channel=e["Channel"]) for e in page]
+    tracker = CallTracker(trunks=["carrier"], contexts=[], grace=0.5)
+    [call] = replay(paged, tracker)
+    assert (call.outcome, call.reason, call.answered_by) == (alone.outcome, alone.reason, alone.answered_by)
+    assert (tracker.active_calls, tracker.tracked_channels) == (0, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -37,6 +38,25 @@ def _load(path: str | None) -> Loaded:
 
 config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                              help=CONFIG_HELP)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds within bounds; also refuses nan, which passes FloatRange's bounds
+    (it compares false with both)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
+# Every numeric option has a range, so a value out of it is a usage error (exit 2), never an
+# OverflowError from the store or a socket (tests/test_cli_hostile.py checks every option).
+ROW_LIMIT = click.IntRange(1, 10_000)
+PORT = click.IntRange(1, 65_535)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -141,7 +161,8 @@ async def _read(loaded: Loaded, query: str, *args: object) -> object:
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--limit", default=50, show_default=True, help="At most this many conversations.")
+@click.option("--limit", default=50, show_default=True, type=ROW_LIMIT,
+              help="At most this many conversations.")
 def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
     """Open conversations, newest first."""
     loaded = _load(config_path)

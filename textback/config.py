@@ -113,6 +113,9 @@ class InboundConfig(Strict):
     trunks: list[str] = Field(default_factory=list)
     contexts: list[str] = Field(default_factory=list)
     grace_seconds: float = Field(0.5, ge=0, le=10)
+    # A call with no Hangup seen this long after it began (the link dropped mid-call and the
+    # channel listing after the login failed) is let go by the tracker and decided by the CDR.
+    max_call_hours: float = Field(4.0, ge=0.25, le=48)
 
     @model_validator(mode="after")
     def _something_to_match(self) -> "InboundConfig":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from ami_listener.connection import AmiConnection, AmiError
+from ami_listener.connection import AmiConnection, AmiError, event_fields
 from sms_gateway.asterisk import AsteriskGateway, parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.http import HttpGateway
@@ -53,7 +53,7 @@ from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_n
 from textback.mediafiles import MediaStore
 from textback.store import CallRow, NewMedia, OutboxItem, PlannedText, Store
 from textback.supervisor import ItemFailures, Supervisor
-from textback.tracker import CallFinished, CallStarted, CallTracker
+from textback.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, log_failure
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -65,6 +65,7 @@ from textback.ops.web import ops_routes
 from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
+from textback.workers.overdue import OverdueCalls
 from textback.workers.retention import RetentionWorker
 from textback.web.server import RouteProvider, WebServer
 
@@ -84,10 +85,17 @@ PROGRESS_SAVE_SECONDS = 5.0
 RECOVERY_OVERLAP_SECONDS = 15.0
 # A second look at the CDR after a login: Asterisk writes a call's CDR as its last channel goes.
 CDR_SETTLE_SECONDS = 5.0
+# A CoreShowChannels listing that failed after a login (a timeout, or no `reporting` right) is
+# tried again after this, doubling up to the maximum, while that login lasts.
+LISTING_RETRY_FIRST_SECONDS = 2.0
+LISTING_RETRY_MAX_SECONDS = 300.0
 # At most one email in this many seconds says that the CDR could not be read (the log has each).
 RECOVERY_ALERT_INTERVAL = 3600.0
 # The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
 TOO_OLD_TO_TEXT = "recovered_too_old"
+# The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
+# it: recorded as the AMI events showed it, never texted hours late.
+NO_HANGUP_SEEN = "no_hangup_seen"
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
@@ -129,7 +137,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self.secrets = loaded.secrets
         self._record_ami = record_ami
         inbound = self.config.inbound
-        self.tracker = CallTracker(inbound.trunks, inbound.contexts, inbound.grace_seconds)
+        self.tracker = CallTracker(inbound.trunks, inbound.contexts, inbound.grace_seconds,
+                                   inbound.max_call_hours * 3600)
         self.mailer = Mailer(self.config.smtp, self.secrets.smtp_password)
         self.store: Store | None = None
         self.ami: AmiConnection | None = None
@@ -155,6 +164,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
+        self._listing_retry: asyncio.Task | None = None  # a failed channel listing, tried again
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
@@ -163,6 +173,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self._mail_server: asyncio.AbstractServer | None = None
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
+        self.overdue = OverdueCalls(self.recover, self._decided, self._record_as_seen, self.clock)
 
     @property
     def last_ami_event_at(self) -> float | None:
@@ -224,6 +235,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             workers.start("routing", self._routing_worker)
             workers.start("progress", self._progress_worker)
             workers.start("incidents", self._incident_worker)
+            if self._cdr is not None:
+                workers.start("overdue-calls", self.overdue.run)
             if service.watchdog_interval() is not None:
                 workers.start("watchdog", self._watchdog_worker)
             if c.escalation is not None:
@@ -251,6 +264,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         finally:
             log.info("textback stopping")
             service.notify("STOPPING=1")
+            if self._listing_retry is not None:
+                self._listing_retry.cancel()
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
@@ -396,14 +411,11 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         began and ended while AMI was not logged in."""
         if self.gateway is not None and self.gateway.name == "asterisk":
             await self._link_back("AMI logged in")
-        try:
-            listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
-        except AmiError as exc:
-            log.warning("could not list channels after login (%s); calls in progress may be missed",
-                        exc)
-        else:
-            channels = [dict(e.items()) for e in listing if e.get("Event") == "CoreShowChannel"]
-            self._handle(self.tracker.reconcile(channels, time.time()))
+        if not await self._list_channels(self._logins, first_try=True):
+            if self._listing_retry is not None:
+                self._listing_retry.cancel()
+            self._listing_retry = asyncio.create_task(self._list_channels_again(self._logins))
+            self._listing_retry.add_done_callback(log_failure)
         if seen_until is None:
             log.info("no earlier AMI session in the database: no calls to recover")
             return
@@ -414,6 +426,37 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS):
             await asyncio.sleep(CDR_SETTLE_SECONDS)
             await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
+
+    async def _list_channels(self, login: int, first_try: bool = False) -> bool:
+        """Reconcile the tracker with CoreShowChannels; False when the listing failed."""
+        try:
+            listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
+        except AmiError as exc:
+            if first_try:
+                log.warning("could not list channels after login (%s); trying again, with backoff: "
+                            "until then calls in progress may be missed, and a call whose hangup "
+                            "was missed stays open up to inbound.max_call_hours", exc)
+            else:
+                log.info("still cannot list channels (%s)", exc)
+            return False
+        if login != self._logins:
+            return True  # a newer login lists the channels itself
+        channels = [event_fields(e) for e in listing if e.get("Event") == "CoreShowChannel"]
+        self._handle(self.tracker.reconcile(channels, time.time()))
+        if not first_try:
+            log.info("listed the channels after login")
+        return True
+
+    async def _list_channels_again(self, login: int) -> None:
+        """Retry a failed listing with backoff while the login it followed lasts."""
+        delay = LISTING_RETRY_FIRST_SECONDS
+        while True:
+            await asyncio.sleep(delay)
+            if login != self._logins or not self.ami.logged_in:
+                return  # the next login lists the channels afresh
+            if await self._list_channels(login):
+                return
+            delay = min(delay * 2, LISTING_RETRY_MAX_SECONDS)
 
     async def recover(self, since: float) -> bool:
         """Run the calls the CDR shows ended after `since`, and nobody recorded, through the rules.
@@ -490,14 +533,37 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             await self.store.note_progress(LAST_AMI_EVENT, self._events_seen_at)
             self._saved_seen_at = self._events_seen_at
 
-    def _handle(self, happenings: list[CallStarted | CallFinished]) -> None:
+    def _handle(self, happenings: list[CallStarted | CallFinished | CallOverdue]) -> None:
         for happening in happenings:
             if isinstance(happening, CallStarted):
                 timeline.info("call started: %s calling %s", one_line(happening.caller_id),
                               one_line(happening.did))
+            elif isinstance(happening, CallOverdue):
+                self._spawn(self._overdue(happening))
             else:
                 self._spawn(self._finished(happening))
         self._schedule_expiry()
+
+    async def _overdue(self, overdue: CallOverdue) -> None:
+        """A call open for inbound.max_call_hours with no Hangup seen: the CDR decides it, or,
+        with no CDR to read, it is recorded as the events showed it, without a text."""
+        call = overdue.as_seen
+        hours = f"{self.config.inbound.max_call_hours:g}"
+        if self._cdr is None:
+            log.warning("call %s from %s has been open %s h with no hangup seen; recorded as the AMI "
+                        "events showed it, without a text (configure `recovery` so Asterisk's CDR "
+                        "decides such calls)", call.call_id, one_line(call.caller_id), hours)
+            await self._record_as_seen(call)
+            return
+        log.warning("call %s from %s has been open %s h with no hangup seen; Asterisk's CDR will "
+                    "decide it", call.call_id, one_line(call.caller_id), hours)
+        self.overdue.add(overdue)
+
+    async def _decided(self, call_id: str) -> bool:
+        return await self.store.call_decision(call_id) is not None
+
+    async def _record_as_seen(self, call: CallFinished) -> Decision:
+        return await self._finished(call, may_text=False, withheld=NO_HANGUP_SEEN)
 
     def _schedule_expiry(self) -> None:
         if self._expiry:
@@ -515,8 +581,9 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         task.add_done_callback(log_failure)
 
     async def _finished(self, call: CallFinished, recovered: bool = False,
-                        may_text: bool = True) -> Decision:
-        """Decide, record and queue a finished call; `may_text` False withholds its text as too old."""
+                        may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
+        """Decide, record and queue a finished call; `may_text` False withholds its text, giving
+        `withheld` as the decision (too old, by default)."""
         if call.selftest:
             return await self._selftest_finished(call)
         call = apply_policy(self.config, call)
@@ -540,7 +607,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                             f"{recent.same_prefix_last_hour} to {prefix_of(caller)}… in the last hour")
             log.warning("%s", fraud_report)
         if decision.send and not may_text:
-            decision = decision.withheld(TOO_OLD_TO_TEXT)
+            decision = decision.withheld(withheld)
         if decision.send and await self.store.is_suppressed(decision.caller):
             decision = decision.withheld("opted_out")
         row = CallRow(

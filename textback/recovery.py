@@ -20,6 +20,7 @@ tracker's order, read from the last application and disposition of each leg.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
@@ -166,11 +167,23 @@ def _call_of(call_id: str, first: CdrRecord, rows: list[CdrRecord]) -> CallFinis
 
 
 def _split_clid(clid: str) -> tuple[str, str]:
-    """'"Jane Doe" <+12125550123>' -> ('Jane Doe', '+12125550123')."""
+    """'"Jane Doe" <+12125550123>' -> ('Jane Doe', '+12125550123').
+
+    Asterisk writes the clid with ast_callerid_merge (main/callerid.c), which
+    quotes the name with ast_escape_quoted: a backslash before each `"`, `\\`
+    and control character. That is undone once here, so `"Pat O\\"B\\" Sons"`
+    is the name the caller sent, as the AMI edge gives it.
+    """
     name, _, rest = clid.rpartition("<")
     if not rest.endswith(">"):
         return "", clid.strip()
-    return name.strip().strip('"').strip(), rest[:-1]
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = _QUOTED_PAIR.sub(r"\1", name[1:-1])
+    return name.strip(), rest[:-1]
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _answered(caller_channel: str, caller_rows: list[CdrRecord],

@@ -85,30 +85,60 @@ class CallFinished:
     selftest: bool = False  # the self-test's own call (see CallTracker.expect_selftest)
 
 
+@dataclass(frozen=True)
+class CallOverdue:
+    """A call open longer than the limit with no Hangup seen: the tracker has let it go.
+
+    Its Hangup fell into a gap the channel listing could not close (AMI
+    dropped mid-call and CoreShowChannels failed), or the call is really that
+    long. The CDR decides it; `as_seen` is the decision from the events the
+    tracker had, for when no CDR can.
+    """
+
+    call_id: str
+    started_at: float
+    as_seen: CallFinished
+
+
 class _Connections:
     """Which channels are joined to which, through bridges and Local pairs (union-find).
 
     Nodes are 'u:<uniqueid>', 'b:<bridge id>' and 'l:<Local pair name>'. A
     bridge is never forgotten when a channel leaves it, so the answer does
-    not depend on the order AMI delivers the enters and leaves.
+    not depend on the order AMI delivers the enters and leaves. The find is
+    iterative, with path compression, and the union by size: a page group
+    of thousands of Local channels in one bridge keeps every tree shallow
+    and never nears Python's recursion limit.
     """
 
     def __init__(self) -> None:
         self._parent: dict[str, str] = {}
+        self._size: dict[str, int] = {}  # root -> nodes in its component
         self._device: dict[str, str] = {}  # root -> a device channel in that component
 
     def _root(self, node: str) -> str:
         parent = self._parent.setdefault(node, node)
-        if parent != node:
-            parent = self._parent[node] = self._root(parent)
-        return parent
+        if parent == node:
+            return node
+        root = parent
+        while (up := self._parent[root]) != root:
+            root = up
+        while node != root:  # compress: every node on the path now points at the root
+            self._parent[node], node = root, self._parent[node]
+        return root
 
     def join(self, a: str, b: str) -> None:
         root_a, root_b = self._root(a), self._root(b)
-        if root_a != root_b:
-            self._parent[root_b] = root_a
-            if root_b in self._device:
-                self._device.setdefault(root_a, self._device.pop(root_b))
+        if root_a == root_b:
+            return
+        size_a, size_b = self._size.get(root_a, 1), self._size.get(root_b, 1)
+        if size_a < size_b:
+            root_a, root_b = root_b, root_a
+        self._parent[root_b] = root_a
+        self._size[root_a] = size_a + size_b
+        self._size.pop(root_b, None)
+        if root_b in self._device:
+            self._device.setdefault(root_a, self._device.pop(root_b))
 
     def add_device(self, node: str, channel: str) -> None:
         self._device.setdefault(self._root(node), channel)
@@ -159,10 +189,12 @@ def is_local(channel: str) -> bool:
 class CallTracker:
     """Sans-I/O state machine; feed it events and the time they arrived."""
 
-    def __init__(self, trunks: list[str], contexts: list[str], grace: float = 0.5):
+    def __init__(self, trunks: list[str], contexts: list[str], grace: float = 0.5,
+                 max_open: float = 4 * 3600):
         self._trunks = {t.split("/", 1)[-1] for t in trunks}
         self._contexts = set(contexts)
         self._grace = grace
+        self._max_open = max_open
         self._calls: dict[str, _Call] = {}
         self._by_uniqueid: dict[str, str] = {}
         self._by_linkedid: dict[str, str] = {}
@@ -170,6 +202,9 @@ class CallTracker:
         # (decide_at, opened, call id) of every call in its grace period, soonest first; an
         # entry whose call has gone or been given another deadline is dropped when reached.
         self._deadlines: list[tuple[float, int, str]] = []
+        # (started_at + max_open, opened, call id) of every open call, soonest first: when a
+        # call with no Hangup seen is let go. An entry whose call has gone is dropped when reached.
+        self._time_limits: list[tuple[float, int, str]] = []
         self._opened = itertools.count()
 
     def expect_selftest(self, uniqueid: str) -> None:
@@ -199,12 +234,15 @@ class CallTracker:
         return call_id in self._calls
 
     def next_deadline(self) -> float | None:
+        """When expire() next has something to do: a grace period or a time limit running out."""
         self._drop_stale_deadlines()
-        return self._deadlines[0][0] if self._deadlines else None
+        self._drop_stale_time_limits()
+        soonest = [queue[0][0] for queue in (self._deadlines, self._time_limits) if queue]
+        return min(soonest) if soonest else None
 
-    def feed(self, event: Event, now: float) -> list[CallStarted | CallFinished]:
+    def feed(self, event: Event, now: float) -> list[CallStarted | CallFinished | CallOverdue]:
         """Apply one event; return what it started, plus every call whose grace has run out."""
-        out: list[CallStarted | CallFinished] = []
+        out: list[CallStarted | CallFinished | CallOverdue] = []
         name = event.get("Event", "")
         if name == "Newchannel":
             started = self._maybe_open(event, now)
@@ -224,18 +262,33 @@ class CallTracker:
         out.extend(self.expire(now))
         return out
 
-    def expire(self, now: float) -> list[CallFinished]:
-        """Finish every call whose trunk hung up more than `grace` seconds ago."""
-        finished = []
+    def expire(self, now: float) -> list[CallFinished | CallOverdue]:
+        """Finish every call whose trunk hung up more than `grace` seconds ago, and let go of
+        every call open longer than `max_open` with no Hangup seen."""
+        finished: list[CallFinished | CallOverdue] = []
         self._drop_stale_deadlines()
         while self._deadlines and self._deadlines[0][0] <= now:
             finished.append(self._finish(self._calls[heapq.heappop(self._deadlines)[2]]))
             self._drop_stale_deadlines()
+        self._drop_stale_time_limits()
+        while self._time_limits and self._time_limits[0][0] <= now:
+            call = self._calls[heapq.heappop(self._time_limits)[2]]
+            call.ended_at = now
+            finished.append(CallOverdue(call.call_id, call.started_at, self._finish(call)))
+            self._drop_stale_time_limits()
         return finished
 
     def _decide_at(self, call: _Call, at: float) -> None:
         call.decide_at = at
         heapq.heappush(self._deadlines, (at, call.opened, call.call_id))
+
+    def _drop_stale_time_limits(self) -> None:
+        """Drop limits of calls that finished, or are in their grace period and will."""
+        while self._time_limits:
+            call = self._calls.get(self._time_limits[0][2])
+            if call is not None and call.decide_at is None:
+                return
+            heapq.heappop(self._time_limits)
 
     def _drop_stale_deadlines(self) -> None:
         while self._deadlines:
@@ -245,7 +298,7 @@ class CallTracker:
                 return
             heapq.heappop(self._deadlines)
 
-    def reconcile(self, channels: list[Event], now: float) -> list[CallStarted | CallFinished]:
+    def reconcile(self, channels: list[Event], now: float) -> list[CallStarted | CallFinished | CallOverdue]:
         """Align with a CoreShowChannels listing taken after (re)connecting.
 
         Inbound calls already in progress are opened (the listener started
@@ -254,7 +307,7 @@ class CallTracker:
         channel is gone are closed: their Hangup fell into the gap while AMI
         was down.
         """
-        out: list[CallStarted | CallFinished] = []
+        out: list[CallStarted | CallFinished | CallOverdue] = []
         present = {c.get("Uniqueid", "") for c in channels}
         for call in self._calls.values():
             if call.decide_at is None and call.trunk_uniqueid not in present:
@@ -312,6 +365,7 @@ class CallTracker:
             opened=next(self._opened),
         )
         self._calls[call.call_id] = call
+        heapq.heappush(self._time_limits, (now + self._max_open, call.opened, call.call_id))
         self._learn(call, self._by_uniqueid, uniqueid)
         self._learn(call, self._by_linkedid, linkedid)
         return CallStarted(call.call_id, call.did, call.caller_id, call.caller_name, now)

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from textback.cli import _as_table, _load, _when, _with_store, config_option, main, visible
+from textback.cli import ROW_LIMIT, _as_table, _load, _when, _with_store, config_option, main, visible
 
 
 @main.group()
@@ -21,7 +21,7 @@ def webhooks() -> None:
 @webhooks.command("log")
 @config_option
 @click.option("--endpoint", help="Only this endpoint's deliveries.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--limit", default=50, show_default=True, type=ROW_LIMIT)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def webhooks_log(config_path: str | None, endpoint: str | None, limit: int, as_json: bool) -> None:
     """Deliveries, newest first: endpoint, event, state, tries, last HTTP status and error."""

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from pydantic import SecretStr
 
-from ami_listener.connection import AmiError, one_shot
-from textback.cli import main
+from ami_listener.connection import AmiError, event_fields, one_shot
+from textback.cli import PORT, main
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
@@ -121,7 +121,7 @@ def _permit_for(host: str, port: int) -> str:
 def _list_endpoints(host: str, port: int, user: str, secret_file: Path) -> list[tuple[str, str, str]]:
     secret = SecretStr(secret_file.read_text(encoding="utf-8").strip())
     _, answer = asyncio.run(one_shot(host, port, user, secret, {"Action": "PJSIPShowEndpoints"}))
-    return endpoint_rows([dict(message.items()) for message in answer])
+    return endpoint_rows([event_fields(message) for message in answer])
 
 
 def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str, str]] | None) -> str | None:
@@ -163,7 +163,7 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
               help='An owner: dana@example.com or "Dana Reyes <dana@example.com>" (repeat).')
 @click.option("--admin-email", help="Incidents and self-test reports (default: the first owner).")
 @click.option("--ami-host", help="Where Asterisk's AMI listens (without input: 127.0.0.1).")
-@click.option("--ami-port", type=int, default=5038, show_default=True)
+@click.option("--ami-port", type=PORT, default=5038, show_default=True)
 @click.option("--ami-username", default="textback", show_default=True)
 @click.option("--trunk", help="The PJSIP endpoint of the SIP trunk (checked against the PBX's "
                               "endpoints when --list-as can log in).")
@@ -172,7 +172,7 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
 @click.option("--list-secret-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The secret of the --list-as user.")
 @click.option("--smtp-host", default="localhost", show_default=True)
-@click.option("--smtp-port", type=int, default=25, show_default=True)
+@click.option("--smtp-port", type=PORT, default=25, show_default=True)
 @click.option("--database", default="/var/lib/textback/textback.db", show_default=True)
 @click.option("--routing-file", default="/var/lib/textback/routing.json", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),

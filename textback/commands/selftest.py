@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback import runlock
-from textback.cli import _load, _with_store, config_option, main
+from textback.cli import Seconds, _load, _with_store, config_option, main
 from textback.selftest import Report
 
 # Beyond the ring and gateway times: logins, the tracker's grace, the store.
@@ -25,7 +25,7 @@ MARGIN_SECONDS = 60.0
 
 @main.command()
 @config_option
-@click.option("--timeout", type=float, default=None,
+@click.option("--timeout", type=Seconds(1, 86_400), default=None,
               help="Seconds to wait for the result (default: the ring and gateway times plus a minute).")
 def selftest(config_path: str | None, timeout: float | None) -> None:
     """Run the self-test in the running daemon: a test call, its text, the report.
