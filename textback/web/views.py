@@ -68,6 +68,7 @@ CALL_DECISIONS = {
     "caller_is_vendor": "Not texted: a vendor.", "caller_is_staff": "Not texted: staff.",
     "caller_is_blocked": "Not texted: blocked.",
     "deduplicated": "Not texted: the same call was already counted.",
+    "no_hangup_seen": "Not texted: we never saw the call end, and the call records did not say.",
 }
 
 
