@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lab test-deps demo test unit fuzz bench clean
+.PHONY: setup lab test-deps demo test unit fuzz bench clean deb
 
 setup: $(VENV)/.installed
 
@@ -43,5 +43,9 @@ bench: setup lab
 	$(PY) bench/pipeline.py
 	$(PY) bench/scaling.py
 
+# The Debian package (dh-virtualenv) in dist/, built from what git would commit; cached by tree.
+deb:
+	tools/build-deb.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis dist
