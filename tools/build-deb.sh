@@ -21,6 +21,9 @@ cd "$repo"
 rev=${1:-}
 OUT=${TEXTBACK_DEB_OUT:-$repo/dist}
 CACHE=${TEXTBACK_DEB_CACHE:-/var/cache/textback-deb}
+# What the package is built from: a change elsewhere (tests, lab, bench) needs no new build.
+PACKAGED=(pyproject.toml README.md config.example.yaml docs debian textback ami_listener
+          sms_gateway agi_scripts dialplan)
 BUILD_DEPS=(dh-virtualenv debhelper lintian python3-venv build-essential fakeroot git)
 
 install_build_deps() {
@@ -58,7 +61,11 @@ else
     commit=$(git rev-parse HEAD)
     tree=$(working_tree)
     dirty=""
-    [[ $tree == "$(git rev-parse HEAD^{tree})" ]] || dirty=".dirty${tree:0:8}"
+fi
+source_id() { git ls-tree -r "$1" -- "${PACKAGED[@]}" | sha256sum | cut -c1-16; }
+source=$(source_id "$tree")
+if [[ -z $rev && $source != "$(source_id "$commit^{tree}")" ]]; then
+    dirty=".dirty${source:0:8}"
 fi
 packaging=$(working_tree)  # this checkout's debian/ and textback/unit.py
 packaging_debian=$(git rev-parse "$packaging:debian")
@@ -73,7 +80,7 @@ else
 fi
 arch=$(dpkg --print-architecture)
 name="textback_${version}_${arch}.deb"
-key=$(printf '%s\n' "$tree" "$packaging_debian" "$packaging_unit" "$version" \
+key=$(printf '%s\n' "$source" "$packaging_debian" "$packaging_unit" "$version" \
       "$(sha256sum "$0" | cut -c1-64)" | sha256sum | cut -c1-16)
 cached="$CACHE/$key/$name"
 
@@ -82,11 +89,12 @@ exec 9>"$CACHE/.lock"
 flock 9
 
 if [[ ! -e $cached ]]; then
-    log "building $name from ${rev:-the working tree} (tree $tree)"
+    log "building $name from ${rev:-the working tree} (source $source)"
     work=$(mktemp -d)
     trap 'rm -rf --one-file-system "$work"' EXIT
     mkdir "$work/textback"
-    git archive "$tree" | tar -x -C "$work/textback"
+    mapfile -t present < <(git ls-tree --name-only "$tree" -- "${PACKAGED[@]}")
+    git archive "$tree" -- "${present[@]}" | tar -x -C "$work/textback"
     rm -rf "$work/textback/debian"
     git archive "$packaging" debian | tar -x -C "$work/textback"
     PYTHONPATH=$repo python3 -m textback.unit >"$work/textback/debian/textback.service"

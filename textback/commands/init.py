@@ -9,6 +9,7 @@ picks one itself. The texts it writes are in textback.initconfig.
 from __future__ import annotations
 
 import asyncio
+import grp
 import ipaddress
 import os
 import secrets
@@ -26,6 +27,7 @@ from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
 from textback.numbers import to_e164
+from textback.unit import SERVICE_USER
 
 SECRET_NAME, SELFTEST_SECRET_NAME = "ami.secret", "ami-selftest.secret"
 CONFIG_NAME, SNIPPET_NAME = "config.yaml", "manager-textback.conf"
@@ -234,11 +236,30 @@ def init(business_name, timezone, numbers, owners, admin_email, ami_host, ami_po
     except ConfigError as exc:
         raise click.ClickException(f"the config written would not load:\n{exc}") from None
     paths["config"].write_text(text, encoding="utf-8")
+    service_group = _share_with_service(paths["config"], paths["secret"], paths["selftest"])
+    if service_group:
+        click.echo(f"Made the config and secrets readable by group {service_group} (mode 0640), "
+                   f"whose service reads them.")
     click.echo(f"Wrote {paths['config']}\n      {paths['secret']} (mode 0600)\n"
                f"      {paths['snippet']} (mode 0600: it holds the secret)\n"
                f"Next: paste {paths['snippet'].name} into manager.conf, "
                f"`asterisk -rx \"manager reload\"`, choose an SMS gateway in the config, then "
                f"`textback check -c {paths['config']}`.")
+
+
+def _share_with_service(*paths: Path) -> str | None:
+    """Let the service user's group read what the daemon needs, when that user exists (the
+    Debian package creates it) and we may give files to it; the snippet stays root's."""
+    try:
+        gid = grp.getgrnam(SERVICE_USER).gr_gid
+    except KeyError:
+        return None
+    if os.geteuid() != 0:
+        return None
+    for path in paths:
+        os.chown(path, 0, gid)
+        path.chmod(0o640)
+    return SERVICE_USER
 
 
 def _write_private(path: Path, content: str) -> None:
