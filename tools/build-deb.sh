@@ -24,6 +24,8 @@ CACHE=${TEXTBACK_DEB_CACHE:-/var/cache/textback-deb}
 # What the package is built from: a change elsewhere (tests, lab, bench) needs no new build.
 PACKAGED=(pyproject.toml README.md config.example.yaml docs debian textback ami_listener
           sms_gateway agi_scripts dialplan)
+# Bump when the way the package is built changes without the inputs in the cache key changing.
+RECIPE_VERSION=1
 BUILD_DEPS=(dh-virtualenv debhelper lintian python3-venv build-essential fakeroot git)
 
 install_build_deps() {
@@ -71,17 +73,20 @@ packaging=$(working_tree)  # this checkout's debian/ and textback/unit.py
 packaging_debian=$(git rev-parse "$packaging:debian")
 packaging_unit=$(git rev-parse "$packaging:textback/unit.py")
 
-base=$(git show "$commit:pyproject.toml" | sed -n 's/^version = "\(.*\)"$/\1/p' | head -1)
-[[ -n $base ]] || die "no version in pyproject.toml at $commit"
+# The version names the last commit that changed what is packaged: a commit to the tests alone
+# keeps the version, and so the cached build.
+changed=$(git rev-list -1 "$commit" -- "${PACKAGED[@]}")
+base=$(git show "$changed:pyproject.toml" | sed -n 's/^version = "\(.*\)"$/\1/p' | head -1)
+[[ -n $base ]] || die "no version in pyproject.toml at $changed"
 if tag=$(git describe --tags --exact-match "$commit" 2>/dev/null) && [[ -z $dirty ]]; then
     version=${tag#v}
 else
-    version="$base+git$(git rev-list --count "$commit").g${commit:0:7}$dirty"
+    version="$base+git$(git rev-list --count "$changed").g${changed:0:7}$dirty"
 fi
 arch=$(dpkg --print-architecture)
 name="textback_${version}_${arch}.deb"
-key=$(printf '%s\n' "$source" "$packaging_debian" "$packaging_unit" "$version" \
-      "$(sha256sum "$0" | cut -c1-64)" | sha256sum | cut -c1-16)
+key=$(printf '%s\n' "v$RECIPE_VERSION" "$source" "$packaging_debian" "$packaging_unit" "$version" \
+      | sha256sum | cut -c1-16)
 cached="$CACHE/$key/$name"
 
 mkdir -p "$CACHE" "$OUT"
@@ -99,14 +104,14 @@ if [[ ! -e $cached ]]; then
     git archive "$packaging" debian | tar -x -C "$work/textback"
     PYTHONPATH=$repo python3 -m textback.unit >"$work/textback/debian/textback.service"
     # The commit's author maintains the package built from it.
-    maintainer=$(git log -1 --format='%an <%ae>' "$commit")
+    maintainer=$(git log -1 --format='%an <%ae>' "$changed")
     sed -i "s|@MAINTAINER@|$maintainer|" "$work/textback/debian/control"
-    subject=$(git log -1 --format=%s "$commit")
-    date=$(git log -1 --format=%aD "$commit")
+    subject=$(git log -1 --format=%s "$changed")
+    date=$(git log -1 --format=%aD "$changed")
     cat >"$work/textback/debian/changelog" <<CHANGELOG
 textback ($version) unstable; urgency=medium
 
-  * Built from git commit ${commit:0:12}${dirty:+ with uncommitted changes}:
+  * Built from git commit ${changed:0:12}${dirty:+ with uncommitted changes}:
     ${subject:0:66}
 
  -- $maintainer  $date
