@@ -44,10 +44,13 @@ bench: setup lab
 	$(PY) bench/scaling.py
 
 # What tests/test_debian_package.py installs and boots, made while the network is there:
-# the clean Debian 12 root (cached by recipe) and this tree's package (cached by source).
+# the clean Debian 12 root (cached by recipe), this tree's package and that of the release it
+# upgrades from (each cached by source).
+UPGRADE_FROM ?= 75583df
 package-lab:
 	lab/build-bookworm-root.sh >/dev/null
 	tools/build-deb.sh >/dev/null
+	tools/build-deb.sh $(UPGRADE_FROM) >/dev/null
 
 # The Debian package (dh-virtualenv) in dist/, built from what git would commit; cached by tree.
 deb:

@@ -25,7 +25,7 @@ CACHE=${TEXTBACK_DEB_CACHE:-/var/cache/textback-deb}
 PACKAGED=(pyproject.toml README.md config.example.yaml docs debian textback ami_listener
           sms_gateway agi_scripts dialplan)
 # Bump when the way the package is built changes without the inputs in the cache key changing.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 BUILD_DEPS=(dh-virtualenv debhelper lintian python3-venv build-essential fakeroot git)
 
 install_build_deps() {
@@ -103,6 +103,9 @@ if [[ ! -e $cached ]]; then
     rm -rf "$work/textback/debian"
     git archive "$packaging" debian | tar -x -C "$work/textback"
     PYTHONPATH=$repo python3 -m textback.unit >"$work/textback/debian/textback.service"
+    # The Python package carries the same version (a valid PEP 440 local version), so
+    # `textback --version`, `textback status` and the store's written_by name the build.
+    sed -i "s/^version = \".*\"$/version = \"$version\"/" "$work/textback/pyproject.toml"
     # The commit's author maintains the package built from it.
     maintainer=$(git log -1 --format='%an <%ae>' "$changed")
     sed -i "s|@MAINTAINER@|$maintainer|" "$work/textback/debian/control"
