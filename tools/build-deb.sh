@@ -90,8 +90,11 @@ key=$(printf '%s\n' "v$RECIPE_VERSION" "$source" "$packaging_debian" "$packaging
 cached="$CACHE/$key/$name"
 
 mkdir -p "$CACHE" "$OUT"
-exec 9>"$CACHE/.lock"
-flock 9
+# A cached package is complete (renamed into place): no need to wait for another build.
+if [[ ! -e $cached ]]; then
+    exec 9>"$CACHE/.lock"
+    flock 9
+fi
 
 if [[ ! -e $cached ]]; then
     log "building $name from ${rev:-the working tree} (source $source)"
