@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import sqlite3
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +29,7 @@ import yaml
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from lab.harness import SMTP_SINK_PORT, SmtpSink, start_smtp_sink, wait_until
 from lab.machine import Machine, bookworm_root, debian_package
+from textback.store import MIGRATIONS
 from textback.unit import packaged_unit
 
 pytestmark = pytest.mark.lab
@@ -37,6 +39,9 @@ WEB_PORT = 18088
 CONFIG = "/etc/textback/config.yaml"
 CDR = "/var/log/asterisk/cdr-csv"
 CALLER_DUE, CALLER_DOWN = "+12125550145", "+12125550167"
+CALLER_BEFORE, CALLER_DURING = "+12125550178", "+12125550189"
+# main before the package existed: the release an installed PBX upgrades from (Makefile too).
+UPGRADE_FROM = "75583df"
 PASSWORD = "correct horse battery staple"
 TEXT = ("Hi, this is Acme Remodeling. Sorry we missed your call! How can we help?"
         " Reply STOP to opt out.")
@@ -51,7 +56,7 @@ class Installed:
     mail: SmtpSink
 
 
-def _configure_for_the_lab(machine: Machine, lab_pbx) -> None:
+def _configure_for_the_lab(machine: Machine, lab_pbx, web_port: int = WEB_PORT) -> None:
     """What an installer edits after `textback init`: the lab's AMI secret, its SIP trunk as
     the gateway, the mail relay, and the web inbox."""
     machine.path("/etc/textback/ami.secret").write_text(lab_pbx.ami_secret_file.read_text())
@@ -64,8 +69,8 @@ def _configure_for_the_lab(machine: Machine, lab_pbx) -> None:
     config["smtp"].update(host="127.0.0.1", port=SMTP_SINK_PORT)
     config["recovery"] = {"max_age_minutes": 30,
                           "cdr": {"type": "csv", "csv": {"path": f"{CDR}/Master.csv"}}}
-    config["web"] = {"listen_host": "127.0.0.1", "port": WEB_PORT,
-                     "public_url": f"http://127.0.0.1:{WEB_PORT}"}
+    config["web"] = {"listen_host": "127.0.0.1", "port": web_port,
+                     "public_url": f"http://127.0.0.1:{web_port}"}
     path.write_text(yaml.safe_dump(config, sort_keys=False))  # keeps its owner and mode
 
 
@@ -81,10 +86,7 @@ def installed(lab_pbx, tmp_path_factory):
         started = time.monotonic()
         machine.run("sh", "-c", f"cd /root && apt install -y ./{deb.name}")
         install_seconds = time.monotonic() - started
-        machine.run("textback", "init", "--no-input", "--business-name", "Acme Remodeling",
-                    "--timezone", "America/New_York", "--number", BUSINESS_NUMBER,
-                    "--owner", "Dana Reyes <dana@example.com>", "--ami-port", str(lab_pbx.ami_port),
-                    "--trunk", "carrier")
+        _init(machine, lab_pbx)
         _configure_for_the_lab(machine, lab_pbx)
         started = time.monotonic()
         machine.run("systemctl", "enable", "--now", "textback")  # Type=notify: returns at READY
@@ -98,6 +100,13 @@ def installed(lab_pbx, tmp_path_factory):
             (machine.log_path.parent / "textback.journal").write_text(journal)
         machine.remove()
         controller.stop()
+
+
+def _init(machine: Machine, lab_pbx) -> None:
+    machine.run("textback", "init", "--no-input", "--business-name", "Acme Remodeling",
+                "--timezone", "America/New_York", "--number", BUSINESS_NUMBER,
+                "--owner", "Dana Reyes <dana@example.com>", "--ami-port", str(lab_pbx.ami_port),
+                "--trunk", "carrier")
 
 
 def journal(machine: Machine, *args: str) -> str:
@@ -221,3 +230,84 @@ def test_the_journal_holds_one_line_per_event_with_its_priority(installed):
     assert not any(re.match(r"\d{4}-\d\d-\d\d ", line) for line in ours)  # journald stamps it
     warnings = journal(m, "-o", "cat", "-p", "warning", "_COMM=textback").splitlines()
     assert all(not line.startswith("INFO") for line in warnings)
+
+
+# -- upgrade from the previous release, remove, purge: a second machine ----------------------
+
+@dataclass
+class Upgrade:
+    machine: Machine
+    old: Path
+    new: Path
+
+
+@pytest.fixture(scope="module")
+def upgrade(installed, lab_pbx, tmp_path_factory):
+    """The previous release installed and running, with one call texted; the first machine's
+    service stopped, so only this one answers the lab's calls."""
+    installed.machine.run("systemctl", "stop", "textback")
+    old, new = debian_package(UPGRADE_FROM), debian_package()
+    machine = Machine(tmp_path_factory.mktemp("upgrade"), "textback-upgrade")
+    try:
+        machine.boot(bookworm_root(), read_only={lab_pbx.cdr_csv.parent: CDR})
+        for deb in (old, new):
+            machine.put(deb, f"/root/{deb.name}")
+        machine.run("sh", "-c", f"cd /root && apt install -y ./{old.name}")
+        _init(machine, lab_pbx)
+        # What that release's `textback install --systemd` told the installer to do.
+        machine.run("chgrp", "textback", CONFIG, "/etc/textback/ami.secret")
+        machine.run("chmod", "0640", CONFIG, "/etc/textback/ami.secret")
+        _configure_for_the_lab(machine, lab_pbx, web_port=WEB_PORT + 1)
+        machine.run("systemctl", "enable", "--now", "textback")
+        yield Upgrade(machine, old, new)
+    finally:
+        if machine.leader:
+            (machine.log_path.parent / "textback.journal").write_text(
+                machine.run("journalctl", "--no-pager", "-u", "textback", check=False).stdout)
+        machine.remove()
+
+
+def test_an_upgrade_migrates_keeps_the_config_restarts_once_and_loses_no_call(upgrade, lab_pbx,
+                                                                               sink):
+    m = upgrade.machine
+    miss_a_call(lab_pbx, CALLER_BEFORE)
+    wait_until(lambda: texts_to(sink, CALLER_BEFORE), DELAY + 10, "the old release's text")
+    config = m.path(CONFIG).read_bytes()
+    starts = journal(m, "-o", "cat").count("Started textback.service")
+    before = m.show("textback", "InvocationID")["InvocationID"]
+
+    phone = lab_pbx.phone("office1", "noanswer")
+    ringing = lab_pbx.call(CALLER_DURING, BUSINESS_NUMBER)  # rings through the upgrade
+    upgraded = m.run("sh", "-c", f"cd /root && apt install -y ./{upgrade.new.name}")
+    ringing.wait(30)
+    phone.kill()
+
+    assert m.path(CONFIG).read_bytes() == config
+    assert m.show("textback", "InvocationID")["InvocationID"] != before
+    assert journal(m, "-o", "cat").count("Started textback.service") == starts + 1, upgraded.stdout
+    version = m.run("dpkg-query", "-W", "-f=${Version}", "textback").stdout
+    assert version in upgrade.new.name
+    with sqlite3.connect(f"file:{m.path('/var/lib/textback/textback.db')}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("SELECT textback_version FROM written_by WHERE schema_version = ?",
+                          (len(MIGRATIONS),)).fetchone() == (version,)
+    for caller in (CALLER_BEFORE, CALLER_DURING):
+        wait_until(lambda: texts_to(sink, caller), DELAY + 20, f"the text to {caller}")
+    time.sleep(DELAY)
+    assert len(texts_to(sink, CALLER_BEFORE)) == len(texts_to(sink, CALLER_DURING)) == 1
+
+
+def test_remove_keeps_config_and_data_and_purge_removes_only_the_config(upgrade):
+    m = upgrade.machine
+    removed = m.run("apt", "remove", "-y", "textback")
+    assert "/etc/textback and /var/lib/textback are kept" in removed.stderr + removed.stdout
+    assert not m.path("/opt/textback/bin/textback").exists()
+    assert m.path(CONFIG).is_file() and m.path("/var/lib/textback/textback.db").is_file()
+
+    purged = m.run("apt", "purge", "-y", "textback")
+    said = purged.stdout + purged.stderr
+    assert "/etc/textback (config and secrets) removed" in said
+    assert "Kept: /var/lib/textback" in said
+    assert not m.path("/etc/textback").exists()
+    assert m.path("/var/lib/textback/textback.db").is_file()
+    assert m.run("getent", "passwd", "textback").stdout.startswith("textback:")
