@@ -194,6 +194,34 @@ def test_the_web_inbox_signs_in_with_argon2_inside_the_sandbox(installed):
     assert "web: dana signed in" in journal(m, "-o", "cat")
 
 
+# Not sandbox settings: how the service starts and restarts.
+NOT_SANDBOX = {"Type", "NotifyAccess", "WatchdogSec", "TimeoutStartSec", "ExecStart", "Restart",
+               "RestartSec"}
+COMPILED = """
+import argon2, lxml.html, inscriptis, cryptography.fernet, pydantic, yaml, aiohttp, pymysql
+import textback.daemon
+assert argon2.PasswordHasher().verify(argon2.PasswordHasher().hash("pw"), "pw")
+assert inscriptis.get_text("<p>Kitchen<br>remodel</p>").split() == ["Kitchen", "remodel"]
+assert lxml.html.fromstring("<b>ok</b>").text == "ok"
+cryptography.fernet.Fernet(cryptography.fernet.Fernet.generate_key()).encrypt(b"x")
+print("compiled code ok")
+"""
+
+
+def test_the_compiled_libraries_run_under_the_units_exact_sandbox(installed):
+    """Reply mail (inscriptis, lxml), sign-in (argon2), secrets (cryptography), the CDR reader
+    (pymysql): each library with compiled code, run by systemd under every sandbox line of the
+    shipped unit, MemoryDenyWriteExecute and the system-call filter among them."""
+    section = packaged_unit().split("[Service]")[1].split("[Install]")[0]
+    settings = [line for line in section.splitlines()
+                if "=" in line and not line.startswith("#") and line.split("=")[0] not in NOT_SANDBOX]
+    assert "MemoryDenyWriteExecute=yes" in settings and "SystemCallFilter=@system-service" in settings
+    done = installed.machine.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", *(f"--property={s}" for s in settings),
+        "/opt/textback/bin/python", "-c", COMPILED, check=False, timeout=120)
+    assert done.returncode == 0 and "compiled code ok" in done.stdout, done.stdout + done.stderr
+
+
 def test_status_inside_the_machine_reports_the_running_daemon(installed):
     done = installed.machine.run("textback", "status", "-c", CONFIG, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
