@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup lab test-deps demo test unit fuzz bench clean
+.PHONY: setup lab test-deps demo test unit fuzz bench clean deb package-lab
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ test-deps:
 demo: setup lab
 	$(PY) -m lab.demo
 
-test: setup lab test-deps
+test: setup lab test-deps package-lab
 	$(PY) -m pytest
 
 unit: setup test-deps
@@ -43,5 +43,18 @@ bench: setup lab
 	$(PY) bench/pipeline.py
 	$(PY) bench/scaling.py
 
+# What tests/test_debian_package.py installs and boots, made while the network is there:
+# the clean Debian 12 root (cached by recipe), this tree's package and that of the release it
+# upgrades from (each cached by source).
+UPGRADE_FROM ?= 75583df
+package-lab:
+	lab/build-bookworm-root.sh >/dev/null
+	tools/build-deb.sh >/dev/null
+	tools/build-deb.sh $(UPGRADE_FROM) >/dev/null
+
+# The Debian package (dh-virtualenv) in dist/, built from what git would commit; cached by tree.
+deb:
+	tools/build-deb.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis dist

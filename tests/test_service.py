@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import subprocess
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from lab.configs import base_config, write_config
 from textback import service
 from textback.cli import main
+from textback.unit import packaged_unit
 
 IN_STATE = {"storage.path": "/var/lib/textback/textback.db",
             "agi.routing_file": "/var/lib/textback/routing.json"}
@@ -145,3 +147,27 @@ def test_one_event_is_one_line_even_with_a_traceback():
         import sys
         line = service.OneLineFormatter(journal=True).format(record("failed", sys.exc_info()))
     assert "\n" not in line and "Traceback" in line and "ValueError: bad\\nthing" in line
+
+
+@pytest.mark.parametrize("made_by", ["package", "install --systemd"])
+def test_the_unit_scores_an_exposure_of_2_or_less(tmp_path, made_by):
+    if made_by == "package":
+        unit = tmp_path / "textback.service"
+        unit.write_text(packaged_unit())
+    else:
+        result, unit = install(tmp_path)
+        assert result.exit_code == 0, result.output
+    done = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    score = re.search(r"Overall exposure level for textback\.service: (\d+\.\d+)", done.stdout)
+    assert score, done.stdout + done.stderr
+    assert float(score.group(1)) <= 2.0, done.stdout
+
+
+def test_the_packaged_unit_waits_for_asterisk_without_needing_it():
+    s = {key: value for key, value in (line.split("=", 1) for line in packaged_unit().splitlines()
+                                        if "=" in line)}
+    assert "asterisk.service" in s["After"].split()
+    assert "Requires" not in s and "asterisk" not in s.get("Wants", "")
+    assert s["ExecStart"] == "/opt/textback/bin/textback run -c /etc/textback/config.yaml"
+    assert s["ConditionPathExists"] == "/etc/textback/config.yaml"

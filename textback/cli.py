@@ -83,6 +83,7 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
     redact.install(loaded.secrets.redactor())
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning
+    from textback.store import StoreTooNew
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -93,7 +94,7 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
 
     try:
         asyncio.run(serve())
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, StoreTooNew) as exc:
         click.echo(f"textback: {exc}", err=True)
         sys.exit(1)
 
@@ -134,9 +135,12 @@ def _age(at: float | None) -> str:
 
 async def _with_store(loaded: Loaded, work) -> object:
     """Open the store, run `work(store)`, and close it again."""
-    from textback.store import Store
+    from textback.store import Store, StoreTooNew
 
-    store = await Store.open(loaded.config.storage.path)
+    try:
+        store = await Store.open(loaded.config.storage.path)
+    except StoreTooNew as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         return await work(store)
     finally:

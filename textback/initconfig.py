@@ -45,6 +45,7 @@ class Answers:
     smtp_port: int
     database: str
     routing_file: str
+    cdr_secret_file: str | None = None  # FreePBX: recovery reads asteriskcdrdb as this user
 
     @property
     def selftest_username(self) -> str:
@@ -141,7 +142,7 @@ smtp:
 
 agi:
   routing_file: {_q(a.routing_file)}
-
+{_recovery(a)}
 storage:
   path: {_q(a.database)}
 
@@ -153,6 +154,27 @@ storage:
 #  ami:
 #    username: {a.selftest_username}
 #    secret: {{file: {_q(a.selftest_secret_file)}}}
+"""
+
+
+def _recovery(a: Answers) -> str:
+    """FreePBX's CDR database, for the calls that end while textback is not logged in."""
+    if a.cdr_secret_file is None:
+        return ""
+    return f"""
+# Calls that end while textback is not logged in to AMI (a restart, an upgrade)
+# are recovered from FreePBX's CDR database, read by a user that may only SELECT
+# (`textback init` printed the CREATE USER and GRANT to run).
+recovery:
+  max_age_minutes: 30
+  cdr:
+    type: mysql
+    mysql:
+      host: 127.0.0.1
+      port: 3306
+      database: asteriskcdrdb
+      user: {_q(a.ami_username)}
+      secret: {{file: {_q(a.cdr_secret_file)}}}
 """
 
 

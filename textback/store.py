@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import secrets
 import sqlite3
@@ -601,6 +602,15 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER consent_ledger_no_delete BEFORE DELETE ON consent_ledger
     BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END
     """,
+    # Which textback migrated the store to each schema version: an older textback that finds
+    # a newer schema names the release to install again (Store.open refuses it).
+    """
+    CREATE TABLE written_by (
+        schema_version INTEGER PRIMARY KEY,
+        textback_version TEXT NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
@@ -739,6 +749,36 @@ def _segments(body: str) -> int:
     return count_segments(body).segments
 
 
+class StoreTooNew(RuntimeError):
+    """The store's schema is newer than this textback knows: a downgrade, refused."""
+
+
+def textback_version() -> str:
+    try:
+        return importlib.metadata.version("textback")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+async def _refuse_newer_schema(db: aiosqlite.Connection, path: Path) -> None:
+    """Raise StoreTooNew, naming this textback and the one that wrote the store, when the
+    store's schema is newer than MIGRATIONS. Reads only."""
+    version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
+    if version <= len(MIGRATIONS):
+        return
+    try:
+        row = await (await db.execute("SELECT textback_version FROM written_by "
+                                       "WHERE schema_version = ?", (version,))).fetchone()
+    except aiosqlite.OperationalError:
+        row = None
+    writer = f"textback {row[0]}" if row else "a newer textback"
+    raise StoreTooNew(
+        f"{path} has schema {version}, written by {writer}; this is textback "
+        f"{textback_version()}, which knows schema {len(MIGRATIONS)} at most. Nothing was "
+        f"written. Install {writer.removeprefix('a ').replace('newer', 'the newer')} again: "
+        f"a downgrade is not supported.")
+
+
 class Store(WebStore, MediaRows):
     """One aiosqlite connection; writes are serialised by a lock and run as IMMEDIATE transactions."""
 
@@ -757,6 +797,11 @@ class Store(WebStore, MediaRows):
         # First: journal_mode takes a lock, and a CLI command opening the database while the
         # daemon writes must wait for it rather than fail with "database is locked".
         await db.execute("PRAGMA busy_timeout=5000")
+        try:  # before journal_mode or a migration: a store this textback cannot read is left as is
+            await _refuse_newer_schema(db, path)
+        except BaseException:
+            await db.close()
+            raise
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
         await db.execute("PRAGMA foreign_keys=ON")
@@ -813,14 +858,15 @@ class Store(WebStore, MediaRows):
     async def _migrate(self) -> None:
         async with self._transaction() as db:
             version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-            if version > len(MIGRATIONS):
-                raise RuntimeError(
-                    f"database schema version {version} is newer than this textback "
-                    f"({len(MIGRATIONS)}); upgrade textback")
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in statements(script):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {number}")
+            recorded = await (await db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'written_by'")).fetchone()
+            if version < len(MIGRATIONS) and recorded:  # absent only below its own migration
+                await db.execute("INSERT OR REPLACE INTO written_by VALUES (?, ?, ?)",
+                                 (len(MIGRATIONS), textback_version(), time.time()))
             if 0 < version < len(MIGRATIONS):
                 # A store that already holds rows gets statistics for its new indexes at once:
                 # without them the planner may prefer a scan (a new store gets them at close).

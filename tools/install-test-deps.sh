@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite runs for real, when missing:
 # Kannel (bearerbox, smsbox, fakesmsc) for the kannel gateway tests, and
 # MariaDB's server for the FreePBX CDR tests, systemd-analyze (package systemd)
-# to verify the unit `textback install --systemd` writes, and Chromium, the browser the
+# to verify the unit `textback install --systemd` writes, mmdebstrap, systemd-container
+# and pipx for the Debian package's tests, and Chromium, the browser the
 # inbox's browser tests drive (Playwright uses it; it never downloads one). The tests start their own
 # instances, so the packaged services are stopped and disabled. And axe-core, the accessibility
 # engine the browser tests run over every page: from the npm registry, at a pinned version, into
@@ -21,14 +22,18 @@ command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [[ -x /usr/bin/chromium ]] || need+=(chromium fonts-dejavu-core)
 command -v npm >/dev/null || need+=(npm)
+# The Debian package's tests: a clean Debian 12 root booted with systemd-nspawn, and pipx.
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+[[ -x /usr/bin/pipx ]] || need+=(pipx)
 if ((${#need[@]})); then
     echo "install-test-deps.sh: installing ${need[*]}" >&2
     # policy-rc.d 101: the packages' own services must not start during the install.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    apt-get update -qq || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+    apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
         || die "apt-get install ${need[*]} failed"
 fi
 for service in kannel mariadb; do

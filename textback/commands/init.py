@@ -9,6 +9,8 @@ picks one itself. The texts it writes are in textback.initconfig.
 from __future__ import annotations
 
 import asyncio
+import grp
+import importlib.resources
 import ipaddress
 import os
 import secrets
@@ -21,13 +23,16 @@ import click
 from pydantic import SecretStr
 
 from ami_listener.connection import AmiError, event_fields, one_shot
+from textback import freepbx
 from textback.cli import PORT, main
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
 from textback.numbers import to_e164
+from textback.unit import SERVICE_USER
 
 SECRET_NAME, SELFTEST_SECRET_NAME = "ami.secret", "ami-selftest.secret"
+CDR_SECRET_NAME = "cdrdb.secret"
 CONFIG_NAME, SNIPPET_NAME = "config.yaml", "manager-textback.conf"
 
 
@@ -177,11 +182,19 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
 @click.option("--routing-file", default="/var/lib/textback/routing.json", show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/etc/textback"), show_default=True, help="Where the files are written.")
+@click.option("--freepbx/--no-freepbx", "on_freepbx", default=None,
+              help="Write the AMI user into manager_custom.conf and the SMS dialplan into "
+                   "extensions_custom.conf, and read the CDR from asteriskcdrdb (default: when "
+                   "/etc/freepbx.conf or fwconsole is found).")
+@click.option("--asterisk-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/etc/asterisk"), show_default=True,
+              help="Where the _custom files are (with --freepbx).")
 @click.option("--force", is_flag=True, help="Replace files that already exist.")
 @click.option("--no-input", is_flag=True, help="Never prompt: a value without its flag is an error.")
 def init(business_name, timezone, numbers, owners, admin_email, ami_host, ami_port, ami_username,
          trunk, list_user, list_secret_file, smtp_host, smtp_port, database, routing_file,
-         directory: Path, force: bool, no_input: bool) -> None:
+         on_freepbx: bool | None, asterisk_dir: Path, directory: Path, force: bool,
+         no_input: bool) -> None:
     """Write a first config, a random AMI secret and the manager.conf snippet to paste.
 
     Asks for what its flags do not give. Exits 2 when a value is missing
@@ -209,10 +222,14 @@ def init(business_name, timezone, numbers, owners, admin_email, ami_host, ami_po
     if asker.missing:
         click.echo(f"textback: --no-input needs {', '.join(asker.missing)}", err=True)
         sys.exit(2)
+    if on_freepbx is None:
+        on_freepbx = freepbx.detected()
     directory = directory.resolve()
     paths = {key: directory / file for key, file in (
         ("config", CONFIG_NAME), ("secret", SECRET_NAME), ("selftest", SELFTEST_SECRET_NAME),
         ("snippet", SNIPPET_NAME))}
+    if on_freepbx:
+        paths["cdr"] = directory / CDR_SECRET_NAME
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not force:
         click.echo(f"textback: {', '.join(existing)} already exist(s); --force replaces them", err=True)
@@ -222,23 +239,73 @@ def init(business_name, timezone, numbers, owners, admin_email, ami_host, ami_po
         admin_email=admin_email or people[0].email, ami_host=host, ami_port=ami_port,
         ami_username=ami_username, trunk=chosen, permit=_permit_for(host, ami_port),
         secret_file=str(paths["secret"]), selftest_secret_file=str(paths["selftest"]),
-        smtp_host=smtp_host, smtp_port=smtp_port, database=database, routing_file=routing_file)
+        smtp_host=smtp_host, smtp_port=smtp_port, database=database, routing_file=routing_file,
+        cdr_secret_file=str(paths["cdr"]) if on_freepbx else None)
     secret, selftest_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     text = config_text(answers)
     directory.mkdir(parents=True, exist_ok=True)
+    snippet = manager_snippet(answers, secret, selftest_secret)
+    cdr_secret = secrets.token_urlsafe(32)
     for key, content in (("secret", secret + "\n"), ("selftest", selftest_secret + "\n"),
-                         ("snippet", manager_snippet(answers, secret, selftest_secret))):
-        _write_private(paths[key], content)
+                         ("snippet", snippet), ("cdr", cdr_secret + "\n")):
+        if key in paths:
+            _write_private(paths[key], content)
     try:  # what `textback check` reads first; a failure here is a bug in this command
         parse(text, source=str(paths["config"]), base=directory)
     except ConfigError as exc:
         raise click.ClickException(f"the config written would not load:\n{exc}") from None
     paths["config"].write_text(text, encoding="utf-8")
+    service_group = _share_with_service(*(paths[key] for key in ("config", "secret", "selftest", "cdr")
+                                          if key in paths))
+    if service_group:
+        click.echo(f"Made the config and secrets readable by group {service_group} (mode 0640), "
+                   f"whose service reads them.")
+    if on_freepbx:
+        _write_freepbx_files(asterisk_dir, snippet, answers.ami_username, cdr_secret)
+        return
     click.echo(f"Wrote {paths['config']}\n      {paths['secret']} (mode 0600)\n"
                f"      {paths['snippet']} (mode 0600: it holds the secret)\n"
                f"Next: paste {paths['snippet'].name} into manager.conf, "
                f"`asterisk -rx \"manager reload\"`, choose an SMS gateway in the config, then "
                f"`textback check -c {paths['config']}`.")
+
+
+def _write_freepbx_files(asterisk_dir: Path, snippet: str, user: str, cdr_secret: str) -> None:
+    """textback's block in FreePBX's _custom files (never in the files FreePBX generates), then
+    what the installer runs: the CDR user's SQL and `fwconsole reload`."""
+    dialplan = (importlib.resources.files("dialplan") / "textback.conf").read_text(encoding="utf-8")
+    for name, content in ((freepbx.MANAGER_CUSTOM, snippet), (freepbx.EXTENSIONS_CUSTOM, dialplan)):
+        path = asterisk_dir / name
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        if name == freepbx.MANAGER_CUSTOM and not path.exists():
+            # It holds the secret: readable by Asterisk's user (the directory's owner) alone.
+            _write_private(path, freepbx.with_block(existing, content))
+            owner = asterisk_dir.stat()
+            if os.geteuid() == 0:
+                os.chown(path, owner.st_uid, owner.st_gid)
+        else:  # an existing file keeps its owner and mode
+            path.write_text(freepbx.with_block(existing, content), encoding="utf-8")
+        click.echo(f"Wrote textback's block in {path}")
+    click.echo(f"FreePBX: {', '.join(freepbx.GENERATED)} are FreePBX's and were not touched.\n"
+               f"Recovery reads the CDR database {freepbx.CDR_DATABASE}; as MariaDB's root, run:\n"
+               f"  {freepbx.cdr_grants(user, cdr_secret).replace(chr(10), chr(10) + '  ')}\n"
+               f"Next: `fwconsole reload` (it loads the AMI user and the dialplan), choose an SMS "
+               f"gateway in the config, then `systemctl enable --now textback`.")
+
+
+def _share_with_service(*paths: Path) -> str | None:
+    """Let the service user's group read what the daemon needs, when that user exists (the
+    Debian package creates it) and we may give files to it; the snippet stays root's."""
+    try:
+        gid = grp.getgrnam(SERVICE_USER).gr_gid
+    except KeyError:
+        return None
+    if os.geteuid() != 0:
+        return None
+    for path in paths:
+        os.chown(path, 0, gid)
+        path.chmod(0o640)
+    return SERVICE_USER
 
 
 def _write_private(path: Path, content: str) -> None:

@@ -1,0 +1,341 @@
+"""The Debian package on a clean Debian 12, booted with systemd as PID 1.
+
+One machine for the module (lab.machine): the cached bookworm root is copied,
+booted with `systemd-nspawn --boot`, and textback is installed the way the
+README's "Install on your own PBX" says, command for command:
+
+    apt install ./textback_<version>_amd64.deb
+    textback init ...
+    systemctl enable --now textback
+
+It then runs against the lab PBX, which it reaches over the shared loopback.
+The tests run in file order on that one machine, each leaving the service up.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import sqlite3
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.configs import BUSINESS_NUMBER, HOMEOWNER
+from lab.harness import SMTP_SINK_PORT, SmtpSink, start_smtp_sink, wait_until
+from lab.machine import Machine, bookworm_root, debian_package
+from textback.store import MIGRATIONS
+from textback.unit import packaged_unit
+
+pytestmark = pytest.mark.lab
+
+DELAY = 5.0  # long enough for a restart to come between the call and its text
+WEB_PORT = 18088
+CONFIG = "/etc/textback/config.yaml"
+CDR = "/var/log/asterisk/cdr-csv"
+CALLER_DUE, CALLER_DOWN = "+12125550145", "+12125550167"
+CALLER_BEFORE, CALLER_DURING = "+12125550178", "+12125550189"
+# main before the package existed: the release an installed PBX upgrades from (Makefile too).
+UPGRADE_FROM = "75583df"
+PASSWORD = "correct horse battery staple"
+TEXT = ("Hi, this is Acme Remodeling. Sorry we missed your call! How can we help?"
+        " Reply STOP to opt out.")
+
+
+@dataclass
+class Installed:
+    machine: Machine
+    deb: Path
+    install_seconds: float
+    ready_seconds: float
+    mail: SmtpSink
+
+
+def _configure_for_the_lab(machine: Machine, lab_pbx, web_port: int = WEB_PORT) -> None:
+    """What an installer edits after `textback init`: the lab's AMI secret, its SIP trunk as
+    the gateway, the mail relay, and the web inbox."""
+    machine.path("/etc/textback/ami.secret").write_text(lab_pbx.ami_secret_file.read_text())
+    path = machine.path(CONFIG)
+    config = yaml.safe_load(path.read_text())
+    config["text"]["delay_seconds"] = DELAY
+    config["ami"].update(ping_interval=2, ping_timeout=2)
+    config["gateway"] = {"type": "asterisk", "asterisk": {
+        "destination": "pjsip:carrier/sip:{to}@127.0.0.3:5060", "from_uri": "sip:{sender}@127.0.0.1"}}
+    config["smtp"].update(host="127.0.0.1", port=SMTP_SINK_PORT)
+    config["recovery"] = {"max_age_minutes": 30,
+                          "cdr": {"type": "csv", "csv": {"path": f"{CDR}/Master.csv"}}}
+    config["web"] = {"listen_host": "127.0.0.1", "port": web_port,
+                     "public_url": f"http://127.0.0.1:{web_port}"}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # keeps its owner and mode
+
+
+@pytest.fixture(scope="module")
+def installed(lab_pbx, tmp_path_factory):
+    deb = debian_package()
+    machine = Machine(tmp_path_factory.mktemp("bookworm"), "textback-deb")
+    mail, controller = start_smtp_sink()
+    try:
+        lab_pbx.cdr_csv.parent.mkdir(parents=True, exist_ok=True)
+        machine.boot(bookworm_root(), read_only={lab_pbx.cdr_csv.parent: CDR})
+        machine.put(deb, f"/root/{deb.name}")
+        started = time.monotonic()
+        machine.run("sh", "-c", f"cd /root && apt install -y ./{deb.name}")
+        install_seconds = time.monotonic() - started
+        _init(machine, lab_pbx)
+        _configure_for_the_lab(machine, lab_pbx)
+        started = time.monotonic()
+        machine.run("systemctl", "enable", "--now", "textback")  # Type=notify: returns at READY
+        ready_seconds = time.monotonic() - started
+        print(f"\n.deb {deb.stat().st_size / 1e6:.1f} MB; apt install {install_seconds:.1f} s; "
+              f"systemctl start -> READY {ready_seconds:.2f} s")
+        yield Installed(machine, deb, install_seconds, ready_seconds, mail)
+    finally:
+        if machine.leader:
+            journal = machine.run("journalctl", "--no-pager", "-u", "textback", check=False).stdout
+            (machine.log_path.parent / "textback.journal").write_text(journal)
+        machine.remove()
+        controller.stop()
+
+
+def _init(machine: Machine, lab_pbx) -> None:
+    machine.run("textback", "init", "--no-input", "--business-name", "Acme Remodeling",
+                "--timezone", "America/New_York", "--number", BUSINESS_NUMBER,
+                "--owner", "Dana Reyes <dana@example.com>", "--ami-port", str(lab_pbx.ami_port),
+                "--trunk", "carrier")
+
+
+def journal(machine: Machine, *args: str) -> str:
+    return machine.run("journalctl", "--no-pager", "-u", "textback", *args).stdout
+
+
+def texts_to(sink, number: str = HOMEOWNER) -> list[dict]:
+    return [m for m in sink.messages() if number in m["to"]]
+
+
+def miss_a_call(lab_pbx, caller: str = HOMEOWNER) -> None:
+    phone = lab_pbx.phone("office1", "noanswer")
+    lab_pbx.call(caller, BUSINESS_NUMBER).wait(30)
+    phone.kill()
+
+
+def test_the_package_installs_the_program_its_user_and_the_shipped_unit(installed):
+    m = installed.machine
+    assert re.fullmatch(r"textback_[0-9][0-9A-Za-z.+~]*_amd64\.deb", installed.deb.name)
+    assert m.run("readlink", "/usr/bin/textback").stdout.strip() == "/opt/textback/bin/textback"
+    assert m.run("readlink", "-f", "/opt/textback/bin/python").stdout.strip() == "/usr/bin/python3.11"
+    assert m.path("/usr/share/doc/textback/config.example.yaml").is_file()
+    assert m.path("/lib/systemd/system/textback.service").read_text() == packaged_unit()
+    assert m.run("stat", "-c", "%U:%G %a", "/var/lib/textback").stdout.split() == ["textback:textback", "755"]
+    assert m.run("stat", "-c", "%U:%G %a", CONFIG, "/etc/textback/ami.secret").stdout.split("\n")[:2] \
+        == ["root:textback 640", "root:textback 640"]
+    # The package never writes Asterisk's files: they come only from `textback install`.
+    owned = m.run("dpkg", "-L", "textback").stdout.splitlines()
+    assert not [p for p in owned if p.startswith(("/etc/asterisk", "/usr/share/asterisk", "/var/lib/asterisk"))]
+    assert installed.install_seconds < 120
+
+
+def test_the_service_is_ready_only_after_its_ami_login(installed):
+    m = installed.machine
+    state = m.show("textback", "ActiveState", "SubState", "Type", "NRestarts", "User")
+    assert state == {"ActiveState": "active", "SubState": "running", "Type": "notify",
+                     "NRestarts": "0", "User": "textback"}
+    lines = journal(m, "-o", "cat").splitlines()
+    logged_in = next(i for i, line in enumerate(lines) if "AMI logged in" in line)
+    started = next(i for i, line in enumerate(lines) if line.startswith("Started textback.service"))
+    assert logged_in < started, "\n".join(lines)
+
+
+def test_a_missed_call_is_texted(installed, lab_pbx, sink):
+    miss_a_call(lab_pbx)
+    [text] = wait_until(lambda: texts_to(sink), DELAY + 10, "the text at the carrier")
+    assert text["body"] == TEXT and BUSINESS_NUMBER in text["from"]
+
+
+def test_a_restart_loses_neither_a_due_text_nor_a_call_missed_while_stopped(installed, lab_pbx,
+                                                                           sink):
+    m = installed.machine
+    miss_a_call(lab_pbx, CALLER_DUE)
+    wait_until(lambda: "text due at" in journal(m).split(f"call missed: {CALLER_DUE}")[-1], 15,
+               "the text to be due")
+    before = m.show("textback", "MainPID")["MainPID"]
+    m.run("systemctl", "restart", "textback")  # before the text is sent
+    assert m.show("textback", "MainPID")["MainPID"] != before
+
+    m.run("systemctl", "stop", "textback")
+    miss_a_call(lab_pbx, CALLER_DOWN)  # nobody listens to AMI: only the CDR will know
+    m.run("systemctl", "start", "textback")
+
+    for caller in (CALLER_DUE, CALLER_DOWN):
+        [text] = wait_until(lambda: texts_to(sink, caller), DELAY + 20, f"the text to {caller}")
+        assert text["body"] == TEXT
+    time.sleep(DELAY)
+    assert len(texts_to(sink, CALLER_DUE)) == len(texts_to(sink, CALLER_DOWN)) == 1
+    assert f"call recovered from the CDR: {CALLER_DOWN} calling" in journal(m, "-o", "cat")
+
+
+def test_the_web_inbox_signs_in_with_argon2_inside_the_sandbox(installed):
+    m = installed.machine
+    m.path("/root/password").write_text(PASSWORD + "\n")
+    m.run("textback", "passwd", "-c", CONFIG, "dana", "--password-file", "/root/password")
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = browser.open(f"http://127.0.0.1:{WEB_PORT}/signin", timeout=10).read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    form = urllib.parse.urlencode({"account": "dana@example.com", "password": PASSWORD,
+                                   "csrf": csrf, "next": "/"}).encode()
+    inbox = browser.open(f"http://127.0.0.1:{WEB_PORT}/signin", data=form, timeout=30)
+    assert inbox.geturl() == f"http://127.0.0.1:{WEB_PORT}/"
+    assert "(212) 555-0123" in inbox.read().decode()  # the homeowner's conversation
+    assert "web: dana signed in" in journal(m, "-o", "cat")
+
+
+# Not sandbox settings: how the service starts and restarts.
+NOT_SANDBOX = {"Type", "NotifyAccess", "WatchdogSec", "TimeoutStartSec", "ExecStart", "Restart",
+               "RestartSec"}
+COMPILED = """
+import argon2, lxml.html, inscriptis, cryptography.fernet, pydantic, yaml, aiohttp, pymysql
+import textback.daemon
+assert argon2.PasswordHasher().verify(argon2.PasswordHasher().hash("pw"), "pw")
+assert inscriptis.get_text("<p>Kitchen<br>remodel</p>").split() == ["Kitchen", "remodel"]
+assert lxml.html.fromstring("<b>ok</b>").text == "ok"
+cryptography.fernet.Fernet(cryptography.fernet.Fernet.generate_key()).encrypt(b"x")
+print("compiled code ok")
+"""
+
+
+def test_the_compiled_libraries_run_under_the_units_exact_sandbox(installed):
+    """Reply mail (inscriptis, lxml), sign-in (argon2), secrets (cryptography), the CDR reader
+    (pymysql): each library with compiled code, run by systemd under every sandbox line of the
+    shipped unit, MemoryDenyWriteExecute and the system-call filter among them."""
+    section = packaged_unit().split("[Service]")[1].split("[Install]")[0]
+    settings = [line for line in section.splitlines()
+                if "=" in line and not line.startswith("#") and line.split("=")[0] not in NOT_SANDBOX]
+    assert "MemoryDenyWriteExecute=yes" in settings and "SystemCallFilter=@system-service" in settings
+    done = installed.machine.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", *(f"--property={s}" for s in settings),
+        "/opt/textback/bin/python", "-c", COMPILED, check=False, timeout=120)
+    assert done.returncode == 0 and "compiled code ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_status_inside_the_machine_reports_the_running_daemon(installed):
+    done = installed.machine.run("textback", "status", "-c", CONFIG, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in done.stdout.splitlines()
+                if re.match(r"\S", line))
+    pid = installed.machine.show("textback", "MainPID")["MainPID"]
+    assert rows["daemon"].startswith(f"up (pid {pid} ")
+    assert rows["AMI"].startswith("logged in")
+    assert rows["outbox"].startswith("0 text(s) waiting")
+    assert rows["version"] == installed.machine.run(
+        "/opt/textback/bin/python", "-c",
+        "import importlib.metadata as m; print(m.version('textback'))").stdout.strip()
+
+
+def test_kill_9_of_the_main_process_is_restarted_by_systemd(installed):
+    m = installed.machine
+    before = m.show("textback", "MainPID", "NRestarts")
+    m.run("sh", "-c", f"kill -9 {before['MainPID']}")  # an admin's kill, not systemd's
+
+    def restarted() -> bool:
+        now = m.show("textback", "ActiveState", "MainPID", "NRestarts")
+        return (now["ActiveState"] == "active" and now["MainPID"] not in ("0", before["MainPID"])
+                and now["NRestarts"] == str(int(before["NRestarts"]) + 1))
+
+    wait_until(restarted, 30, "the service restarted after SIGKILL")
+    assert "status=9/KILL" in journal(m, "-o", "cat")
+
+
+def test_the_journal_holds_one_line_per_event_with_its_priority(installed):
+    m = installed.machine
+    ours = journal(m, "-o", "cat", "_COMM=textback").splitlines()
+    assert ours and all(re.match(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+: ", line)
+                        for line in ours), ours
+    assert not any(re.match(r"\d{4}-\d\d-\d\d ", line) for line in ours)  # journald stamps it
+    warnings = journal(m, "-o", "cat", "-p", "warning", "_COMM=textback").splitlines()
+    assert all(not line.startswith("INFO") for line in warnings)
+
+
+# -- upgrade from the previous release, remove, purge: a second machine ----------------------
+
+@dataclass
+class Upgrade:
+    machine: Machine
+    old: Path
+    new: Path
+
+
+@pytest.fixture(scope="module")
+def upgrade(installed, lab_pbx, tmp_path_factory):
+    """The previous release installed and running, with one call texted; the first machine's
+    service stopped, so only this one answers the lab's calls."""
+    installed.machine.run("systemctl", "stop", "textback")
+    old, new = debian_package(UPGRADE_FROM), debian_package()
+    machine = Machine(tmp_path_factory.mktemp("upgrade"), "textback-upgrade")
+    try:
+        machine.boot(bookworm_root(), read_only={lab_pbx.cdr_csv.parent: CDR})
+        for deb in (old, new):
+            machine.put(deb, f"/root/{deb.name}")
+        machine.run("sh", "-c", f"cd /root && apt install -y ./{old.name}")
+        _init(machine, lab_pbx)
+        # What that release's `textback install --systemd` told the installer to do.
+        machine.run("chgrp", "textback", CONFIG, "/etc/textback/ami.secret")
+        machine.run("chmod", "0640", CONFIG, "/etc/textback/ami.secret")
+        _configure_for_the_lab(machine, lab_pbx, web_port=WEB_PORT + 1)
+        machine.run("systemctl", "enable", "--now", "textback")
+        yield Upgrade(machine, old, new)
+    finally:
+        if machine.leader:
+            (machine.log_path.parent / "textback.journal").write_text(
+                machine.run("journalctl", "--no-pager", "-u", "textback", check=False).stdout)
+        machine.remove()
+
+
+def test_an_upgrade_migrates_keeps_the_config_restarts_once_and_loses_no_call(upgrade, lab_pbx,
+                                                                               sink):
+    m = upgrade.machine
+    miss_a_call(lab_pbx, CALLER_BEFORE)
+    wait_until(lambda: texts_to(sink, CALLER_BEFORE), DELAY + 10, "the old release's text")
+    config = m.path(CONFIG).read_bytes()
+    starts = journal(m, "-o", "cat").count("Started textback.service")
+    before = m.show("textback", "InvocationID")["InvocationID"]
+
+    phone = lab_pbx.phone("office1", "noanswer")
+    ringing = lab_pbx.call(CALLER_DURING, BUSINESS_NUMBER)  # rings through the upgrade
+    upgraded = m.run("sh", "-c", f"cd /root && apt install -y ./{upgrade.new.name}")
+    ringing.wait(30)
+    phone.kill()
+
+    assert m.path(CONFIG).read_bytes() == config
+    assert m.show("textback", "InvocationID")["InvocationID"] != before
+    assert journal(m, "-o", "cat").count("Started textback.service") == starts + 1, upgraded.stdout
+    version = m.run("dpkg-query", "-W", "-f=${Version}", "textback").stdout
+    assert version in upgrade.new.name
+    with sqlite3.connect(f"file:{m.path('/var/lib/textback/textback.db')}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("SELECT textback_version FROM written_by WHERE schema_version = ?",
+                          (len(MIGRATIONS),)).fetchone() == (version,)
+    for caller in (CALLER_BEFORE, CALLER_DURING):
+        wait_until(lambda: texts_to(sink, caller), DELAY + 20, f"the text to {caller}")
+    time.sleep(DELAY)
+    assert len(texts_to(sink, CALLER_BEFORE)) == len(texts_to(sink, CALLER_DURING)) == 1
+
+
+def test_remove_keeps_config_and_data_and_purge_removes_only_the_config(upgrade):
+    m = upgrade.machine
+    removed = m.run("apt", "remove", "-y", "textback")
+    assert "/etc/textback and /var/lib/textback are kept" in removed.stderr + removed.stdout
+    assert not m.path("/opt/textback/bin/textback").exists()
+    assert m.path(CONFIG).is_file() and m.path("/var/lib/textback/textback.db").is_file()
+
+    purged = m.run("apt", "purge", "-y", "textback")
+    said = purged.stdout + purged.stderr
+    assert "/etc/textback (config and secrets) removed" in said
+    assert "Kept: /var/lib/textback" in said
+    assert not m.path("/etc/textback").exists()
+    assert m.path("/var/lib/textback/textback.db").is_file()
+    assert m.run("getent", "passwd", "textback").stdout.startswith("textback:")

@@ -1,0 +1,123 @@
+"""`textback init` on FreePBX 17: its additions go only into the _custom files FreePBX keeps.
+
+tests/freepbx/ holds the shape of the manager.conf and extensions.conf that
+FreePBX generates (and rewrites on every reload); textback must leave them
+byte for byte as they were. The lab test loads the result into the lab's
+Asterisk and logs the new AMI user in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from pydantic import SecretStr
+
+from ami_listener.connection import one_shot
+from textback import freepbx
+from textback.cli import main
+from textback.config import load
+
+LAYOUT = Path(__file__).parent / "freepbx"
+
+
+def init(tmp_path, asterisk_dir, *more: str):
+    return CliRunner().invoke(main, [
+        "init", "--no-input", "--freepbx", "--asterisk-dir", str(asterisk_dir),
+        "--dir", str(tmp_path / "etc"), "--business-name", "Acme Remodeling",
+        "--timezone", "America/New_York", "--number", "+12125550100", "--owner", "dana@example.com",
+        "--trunk", "voipms", "--database", str(tmp_path / "textback.db"),
+        "--routing-file", str(tmp_path / "routing.json"), *more])
+
+
+def freepbx_layout(directory: Path) -> dict[str, bytes]:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in freepbx.GENERATED:
+        shutil.copy(LAYOUT / name, directory / name)
+    (directory / freepbx.MANAGER_CUSTOM).write_text("; the site's own\n[crm]\nsecret = x\n")
+    return {name: (directory / name).read_bytes() for name in freepbx.GENERATED}
+
+
+def test_freepbx_is_detected_by_its_config_or_its_cli(tmp_path):
+    assert freepbx.detected(tmp_path / "nothing", which=lambda name: None) is False
+    (tmp_path / "freepbx.conf").write_text("<?php\n")
+    assert freepbx.detected(tmp_path / "freepbx.conf", which=lambda name: None) is True
+    assert freepbx.detected(tmp_path / "nothing", which=lambda name: "/usr/sbin/fwconsole") is True
+
+
+def test_init_writes_only_the_custom_files_and_says_what_to_run(tmp_path):
+    asterisk = tmp_path / "asterisk"
+    generated = freepbx_layout(asterisk)
+    result = init(tmp_path, asterisk)
+    assert result.exit_code == 0, result.output
+
+    assert {name: (asterisk / name).read_bytes() for name in freepbx.GENERATED} == generated
+    manager = (asterisk / freepbx.MANAGER_CUSTOM).read_text()
+    assert manager.startswith("; the site's own\n[crm]\nsecret = x\n")  # kept, not replaced
+    secret = (tmp_path / "etc" / "ami.secret").read_text().strip()
+    assert f"[textback]\nsecret = {secret}\n" in manager
+    extensions = (asterisk / freepbx.EXTENSIONS_CUSTOM).read_text()
+    assert extensions.startswith(freepbx.BEGIN) and "[textback-sms-in]" in extensions
+
+    assert "fwconsole reload" in result.output
+    cdr_secret = (tmp_path / "etc" / "cdrdb.secret").read_text().strip()
+    assert f"CREATE USER 'textback'@'localhost' IDENTIFIED BY '{cdr_secret}';" in result.output
+    assert "GRANT SELECT ON asteriskcdrdb.cdr TO 'textback'@'localhost';" in result.output
+    config = load(tmp_path / "etc" / "config.yaml").config
+    assert config.recovery.cdr.type == "mysql"
+    assert config.recovery.cdr.mysql.database == "asteriskcdrdb"
+    assert config.recovery.cdr.mysql.user == "textback"
+
+
+def test_running_init_again_replaces_its_block_instead_of_adding_one(tmp_path):
+    asterisk = tmp_path / "asterisk"
+    freepbx_layout(asterisk)
+    assert init(tmp_path, asterisk).exit_code == 0
+    result = init(tmp_path, asterisk, "--force")
+    assert result.exit_code == 0, result.output
+    for name in (freepbx.MANAGER_CUSTOM, freepbx.EXTENSIONS_CUSTOM):
+        text = (asterisk / name).read_text()
+        assert text.count(freepbx.BEGIN) == text.count(freepbx.END) == 1
+    secret = (tmp_path / "etc" / "ami.secret").read_text().strip()
+    assert f"secret = {secret}\n" in (asterisk / freepbx.MANAGER_CUSTOM).read_text()
+
+
+def test_without_freepbx_nothing_of_asterisk_is_written(tmp_path):
+    asterisk = tmp_path / "asterisk"
+    generated = freepbx_layout(asterisk)
+    before = sorted(p.name for p in asterisk.iterdir())
+    result = init(tmp_path, asterisk, "--no-freepbx")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in asterisk.iterdir()) == before
+    assert {name: (asterisk / name).read_bytes() for name in freepbx.GENERATED} == generated
+    assert "recovery" not in yaml.safe_load((tmp_path / "etc" / "config.yaml").read_text())
+
+
+@pytest.mark.lab
+def test_the_lab_asterisk_loads_the_freepbx_layout_and_logs_the_user_in(tmp_path, lab_pbx):
+    """The lab's manager.conf, ended the way FreePBX ends its own, with init's block in
+    manager_custom.conf: after `manager reload` the new user logs in."""
+    etc = lab_pbx.instance_dir / "etc"
+    original = (etc / "manager.conf").read_text()
+    try:
+        (etc / "manager.conf").write_text(
+            original + "\n#include manager_additional.conf\n#include manager_custom.conf\n")
+        (etc / "manager_additional.conf").write_text("")
+        result = init(tmp_path, etc, "--ami-username", "textback-fpbx",
+                      "--ami-port", str(lab_pbx.ami_port))
+        assert result.exit_code == 0, result.output
+        lab_pbx.cli("manager reload")
+        assert "textback-fpbx" in lab_pbx.cli("manager show users")
+        secret = SecretStr((tmp_path / "etc" / "ami.secret").read_text().strip())
+        _, answer = asyncio.run(one_shot("127.0.0.1", lab_pbx.ami_port, "textback-fpbx", secret,
+                                         {"Action": "Ping"}))
+        assert any(dict(m.items()).get("Response") == "Success" for m in answer)
+    finally:
+        (etc / "manager.conf").write_text(original)
+        for name in ("manager_additional.conf", freepbx.MANAGER_CUSTOM, freepbx.EXTENSIONS_CUSTOM):
+            (etc / name).unlink(missing_ok=True)
+        lab_pbx.cli("manager reload")
