@@ -353,7 +353,7 @@ async def the_calls_page_speaks_plainly(page) -> None:
 
 def test_owner_alerts_fold_into_their_text_and_only_a_failed_one_is_a_row(tmp_path):
     config = load(three_owners(tmp_path)).config
-    text = {"id": 7, "direction": "in", "body": "Hello?", "created_at": 100.0, "sent_at": None}
+    text = {"id": 7, "conversation_id": 1, "direction": "in", "body": "Hello?", "created_at": 100.0, "sent_at": None}
     alert = {"message_id": 7, "owner_id": "dana", "recipient": "dana@example.com",
              "created_at": 101.0, "sent_at": 102.0, "last_error": ""}
     thread = {"calls": [], "messages": [text], "assignments": [], "outcomes": [], "notes": [],
