@@ -1,9 +1,11 @@
 """`textback init` on FreePBX 17: its additions go only into the _custom files FreePBX keeps.
 
-tests/freepbx/ holds the shape of the manager.conf and extensions.conf that
-FreePBX generates (and rewrites on every reload); textback must leave them
-byte for byte as they were. The lab test loads the result into the lab's
-Asterisk and logs the new AMI user in.
+tests/freepbx/ holds FreePBX's own manager.conf (FreePBX/framework) and the
+header of its extensions.conf (FreePBX/core, release/17.0), each naming its
+source and commit: the files FreePBX owns and rewrites, which textback must
+leave byte for byte as they were. The lab tests load them, with what init
+wrote, into the lab's Asterisk: the new AMI user logs in, and the dialplan
+Asterisk runs is FreePBX's extensions.conf with textback's contexts in it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from textback.cli import main
 from textback.config import load
 
 LAYOUT = Path(__file__).parent / "freepbx"
+# Empty on a fresh FreePBX 17: its installer creates them (`touch`) before FreePBX fills them.
+FREEPBX_OWN_INCLUDES = ("extensions_override_freepbx.conf", "extensions_additional.conf",
+                        "manager_additional.conf")
 
 
 def init(tmp_path, asterisk_dir, *more: str):
@@ -40,6 +45,16 @@ def freepbx_layout(directory: Path) -> dict[str, bytes]:
         shutil.copy(LAYOUT / name, directory / name)
     (directory / freepbx.MANAGER_CUSTOM).write_text("; the site's own\n[crm]\nsecret = x\n")
     return {name: (directory / name).read_bytes() for name in freepbx.GENERATED}
+
+
+def include_lines(name: str) -> list[str]:
+    """The `#include` lines of FreePBX's own file `name`, as tests/freepbx/ has it."""
+    return [line for line in (LAYOUT / name).read_text().splitlines() if line.startswith("#include")]
+
+
+def test_freepbxs_files_include_the_custom_files_textback_writes():
+    assert "#include manager_custom.conf" in include_lines("manager.conf")
+    assert "#include extensions_custom.conf" in include_lines("extensions.conf")
 
 
 def test_freepbx_is_detected_by_its_config_or_its_cli(tmp_path):
@@ -99,13 +114,13 @@ def test_without_freepbx_nothing_of_asterisk_is_written(tmp_path):
 
 @pytest.mark.lab
 def test_the_lab_asterisk_loads_the_freepbx_layout_and_logs_the_user_in(tmp_path, lab_pbx):
-    """The lab's manager.conf, ended the way FreePBX ends its own, with init's block in
-    manager_custom.conf: after `manager reload` the new user logs in."""
+    """The lab's manager.conf, ended by the `#include` lines of FreePBX's own (its [general]
+    would move the lab's port), with init's block in manager_custom.conf: after
+    `manager reload` the new user logs in."""
     etc = lab_pbx.instance_dir / "etc"
     original = (etc / "manager.conf").read_text()
     try:
-        (etc / "manager.conf").write_text(
-            original + "\n#include manager_additional.conf\n#include manager_custom.conf\n")
+        (etc / "manager.conf").write_text(original + "\n" + "\n".join(include_lines("manager.conf")) + "\n")
         (etc / "manager_additional.conf").write_text("")
         result = init(tmp_path, etc, "--ami-username", "textback-fpbx",
                       "--ami-port", str(lab_pbx.ami_port))
@@ -121,3 +136,40 @@ def test_the_lab_asterisk_loads_the_freepbx_layout_and_logs_the_user_in(tmp_path
         for name in ("manager_additional.conf", freepbx.MANAGER_CUSTOM, freepbx.EXTENSIONS_CUSTOM):
             (etc / name).unlink(missing_ok=True)
         lab_pbx.cli("manager reload")
+
+
+def context_shown(lab_pbx, context: str) -> bool:
+    """Whether the running dialplan has `context`, by the CLI's `dialplan show`."""
+    output = lab_pbx.cli(f"dialplan show {context}")
+    if f"There is no existence of '{context}' context" in output:
+        return False
+    assert f"[ Context '{context}' created by 'pbx_config' ]" in output, output
+    return True
+
+
+@pytest.mark.lab
+def test_the_lab_asterisk_runs_freepbxs_extensions_conf_with_textbacks_contexts(tmp_path, lab_pbx):
+    """The lab's extensions.conf replaced by FreePBX 17's (its header, with its three
+    `#include`s), and init's block in extensions_custom.conf: after `dialplan reload` the
+    dialplan is FreePBX's, the lab's own contexts are gone, and textback's are there."""
+    etc = lab_pbx.instance_dir / "etc"
+    original = (etc / "extensions.conf").read_text()
+    assert context_shown(lab_pbx, "from-carrier")  # the lab's own dialplan, before
+    try:
+        shutil.copy(LAYOUT / "extensions.conf", etc / "extensions.conf")
+        for name in FREEPBX_OWN_INCLUDES:
+            (etc / name).write_text("")
+        result = init(tmp_path, etc, "--ami-port", str(lab_pbx.ami_port))
+        assert result.exit_code == 0, result.output
+        assert (etc / "extensions.conf").read_bytes() == (LAYOUT / "extensions.conf").read_bytes()
+
+        lab_pbx.cli("dialplan reload")
+        assert not context_shown(lab_pbx, "from-carrier")  # the lab's file is no longer loaded
+        assert context_shown(lab_pbx, "textback-sms-in")
+        assert context_shown(lab_pbx, "textback-inbound")
+    finally:
+        (etc / "extensions.conf").write_text(original)
+        for name in (*FREEPBX_OWN_INCLUDES, freepbx.MANAGER_CUSTOM, freepbx.EXTENSIONS_CUSTOM):
+            (etc / name).unlink(missing_ok=True)
+        lab_pbx.cli("dialplan reload")
+    assert context_shown(lab_pbx, "from-carrier")  # and the lab's dialplan is back for the next test
