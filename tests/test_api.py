@@ -389,7 +389,7 @@ async def test_a_vendor_classed_through_the_api_gets_no_automatic_text(api, toke
                               json={"class": "vendor"}, id=conversation)
     assert status == 200
     now = time.time()
-    decisions = [await daemon._finished(CallFinished(
+    decisions = [await daemon.finish_call(CallFinished(
         call_id=f"c-later-{caller}", did=BUSINESS_NUMBER, caller_id=caller, caller_name="",
         trunk_channel="PJSIP/carrier-1", started_at=now - 30, ended_at=now - 1, outcome="missed",
         reason="no_answer")) for caller in (HOMEOWNER, "+12125550124")]

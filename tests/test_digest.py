@@ -43,7 +43,7 @@ async def test_digest_lists_waiting_texts_and_the_first_brings_the_scorecard(dae
     await daemon.store.record_outcome(record.conversation_id, "booked", None, "test")
     next_month = datetime.now(NY).replace(day=28) + timedelta(days=7)
     first = next_month.replace(day=1, hour=7, minute=30).timestamp()  # the report covers this month
-    await daemon.send_digest(first)
+    await daemon.mail.send_digest(first)
     mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
     by_recipient = {m.recipients[0]: m.message for m in mails}
     digest = by_recipient["dana@example.com"]

@@ -101,9 +101,8 @@ async def outbox(tmp_path, smtp_sink):
             "gateway": {"type": "http", "http": {"url": f"{url}/send", "timeout_seconds": 5}},
             **overrides})
         daemon = Daemon(load(write_config(tmp_path, config)), clock=provider.clock)
-        daemon.store = await Store.open(daemon.config.storage.path)
-        daemon.gateway = build_gateway(daemon.config, None, daemon.secrets)
-        started.append((daemon, asyncio.create_task(daemon._outbox_worker()) if run_worker else None))
+        daemon.attach(await Store.open(daemon.config.storage.path), build_gateway(daemon.config, None, daemon.secrets))
+        started.append((daemon, asyncio.create_task(daemon.outbox.run()) if run_worker else None))
         return daemon
 
     yield start
@@ -184,7 +183,7 @@ async def test_texts_go_out_in_parallel_up_to_the_configured_limit(outbox):
         began = time.monotonic()
         for index in range(12):
             await missed_call(daemon.store, f"+1212555{300 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         while len(provider.taken) < 12 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
         took = time.monotonic() - began
@@ -204,7 +203,7 @@ async def test_a_retry_after_holds_every_send_on_the_gateway(outbox, form):
         daemon = await outbox(provider, url, **{"gateway.max_concurrent_sends": 1})
         for index in range(4):
             await missed_call(daemon.store, f"+1212555{400 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         began = time.monotonic()
         while len(provider.taken) < 4 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
@@ -220,7 +219,7 @@ async def test_the_rate_limit_spaces_sends_out(outbox):
         daemon = await outbox(provider, url, **{"gateway.max_sends_per_second": 10})
         for index in range(6):
             await missed_call(daemon.store, f"+1212555{500 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         began = time.monotonic()
         while len(provider.taken) < 6 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
@@ -234,7 +233,7 @@ async def test_stopping_lets_the_sends_under_way_finish_and_be_recorded(outbox):
     async with serving(provider.app()) as url:
         daemon = await outbox(provider, url, run_worker=False)
         await missed_call(daemon.store, "+12125550600", time.time())
-        worker = asyncio.create_task(daemon._outbox_worker())
+        worker = asyncio.create_task(daemon.outbox.run())
         while provider.in_flight == 0:
             await asyncio.sleep(0.01)
         worker.cancel()

@@ -194,7 +194,7 @@ async def test_an_idle_session_expires(tmp_path):
 async def test_the_digest_carries_a_sign_in_link_to_the_inbox(offline_daemon, tmp_path, smtp_sink):
     daemon = await offline_daemon(web={"public_url": "https://inbox.acme.example"}, digest={})
     await homeowner_writes(daemon, "Still waiting")
-    await daemon.send_digest(time.time() + 3600)
+    await daemon.mail.send_digest(time.time() + 3600)
     await eventually(lambda: _sent(daemon), 10, "the digest mailed")
     [notice] = [n for n in await daemon.store.notices() if "waiting" in n["subject"]]
     assert "https://inbox.acme.example/link/" in notice["body"]

@@ -51,7 +51,7 @@ from textback.web.reports import Reports
 from textback.web.server import PRIVATE
 
 if TYPE_CHECKING:
-    from textback.daemon import Daemon
+    from textback.web.context import HttpContext
 
 log = logging.getLogger("textback.web")
 timeline = logging.getLogger("textback.timeline")
@@ -77,10 +77,10 @@ hasher = PasswordHasher()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def inbox_routes(daemon: "Daemon") -> Callable[[web.Application], None]:
+def inbox_routes(context: "HttpContext") -> Callable[[web.Application], None]:
     """The RouteProvider of the shared inbox."""
     def provide(app: web.Application) -> None:
-        Inbox(daemon, app)
+        Inbox(context, app)
     return provide
 
 
@@ -97,10 +97,10 @@ def bad_request(why: str) -> web.HTTPBadRequest:
 
 
 class Inbox:
-    def __init__(self, daemon: "Daemon", app: web.Application):
-        self.daemon = daemon
-        self.config = daemon.config
-        self.web = daemon.config.web
+    def __init__(self, context: "HttpContext", app: web.Application):
+        self.context = context
+        self.config = context.config
+        self.web = context.config.web
         env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         # aiosqlite's debug log prints statement parameters: password hashes, session digests.
         logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
@@ -129,7 +129,7 @@ class Inbox:
 
     @property
     def store(self):
-        return self.daemon.store
+        return self.context.store
 
     def render(self, template: str, request: web.Request, context: dict) -> web.Response:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
@@ -424,7 +424,7 @@ class Inbox:
         elif request.query.get("v") == "jpeg" and item["rendition_sha256"]:
             digest, content_type = item["rendition_sha256"], "image/jpeg"
         try:
-            data = await asyncio.to_thread(self.daemon.media_files.read, digest)
+            data = await asyncio.to_thread(self.context.media_files.read, digest)
         except FileNotFoundError:
             raise web.HTTPNotFound(text="The file is no longer kept.") from None
         name = f"{'photo' if item['shown'] else 'attachment'}-{item['id']}.{media.extension(content_type)}"
@@ -489,7 +489,7 @@ class Inbox:
                                      text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
         timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
                       one_line(text, 200))
-        self.daemon._outbox_wake.set()
+        self.context.wake_outbox()
         return "queued"
 
     async def _do_donottext(self, conversation: dict, form, user: OwnerConfig,
