@@ -20,7 +20,8 @@ from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT
 from tests.providers.common import serving
 from textback.config import load
-from textback.daemon import Daemon, build_gateway
+from textback.daemon import Daemon
+from textback.gateways import build_gateway
 from textback.workers.common import SystemClock
 from textback.store import CallRow, PlannedText, Store
 

@@ -20,21 +20,15 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
-from sms_gateway.asterisk import AsteriskGateway, parse_user_event
+from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
-from sms_gateway.http import HttpGateway
 from sms_gateway.media import MediaFetcher
-from sms_gateway.kannel import KannelGateway
-from sms_gateway.log import LogGateway
-from sms_gateway.plugins import load_gateway
-from sms_gateway.telnyx import TelnyxGateway
-from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
 from textback.alerts import one_line
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
-from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.config import Loaded, NumberConfig, OwnerConfig
 from textback.contact_classes import with_class
 from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY)
 from textback.crm.client import CrmClient
@@ -50,7 +44,8 @@ from textback.routing import write_routing_table
 from textback.scorecard import parse_amount
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                             render_for)
-from textback.mediafiles import MediaStore
+from textback.gateways import build_gateway
+from textback.mediafiles import MediaStore, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
 from textback.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
@@ -58,7 +53,7 @@ from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
-from textback.workers.ops import IncidentWorker, Watch, watchdog
+from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
@@ -76,10 +71,8 @@ timeline = logging.getLogger("textback.timeline")
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 ROUTING_TABLE_RETRY_SECONDS = 60.0  # while the table cannot be written
 REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
-# Until when AMI events are known to have arrived: the last event, or the last Ping answered
-# (events come in order, so none sent before it is missing). Saved at most this often, so a
-# busy PBX costs no write per event.
-LAST_AMI_EVENT = "last_ami_event_at"
+# When AMI events are known to have arrived until (LAST_AMI_EVENT) is saved at most this
+# often, so a busy PBX costs no write per event.
 PROGRESS_SAVE_SECONDS = 5.0
 # A login recovers the calls that ended since then, less this margin: it covers the save
 # interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
@@ -100,31 +93,6 @@ NO_HANGUP_SEEN = "no_hangup_seen"
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
-
-
-def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
-    """The configured SMS backend. A new built-in backend is added here."""
-    g = config.gateway
-    public = g.webhooks.public_base_url if g.webhooks else None
-    if g.type == "asterisk":
-        a = g.asterisk
-        return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds)
-    if g.type == "twilio":
-        return TwilioGateway(g.twilio, secrets.gateway, public)
-    if g.type == "telnyx":
-        return TelnyxGateway(g.telnyx, secrets.gateway, public)
-    if g.type == "kannel":
-        return KannelGateway(g.kannel, secrets.gateway, public)
-    if g.type == "http":
-        return HttpGateway(g.http, secrets.gateway)
-    if g.type == "plugin":
-        return load_gateway(g.plugin.name, g.plugin.options)
-    return LogGateway()
-
-
-def media_directory(config: Config) -> Path:
-    """Where media files are kept: `media.directory`, else `media/` beside the database."""
-    return config.media.directory or config.storage.path.parent / "media"
 
 
 class Daemon:

@@ -79,7 +79,7 @@ async def last_selftest(store, tz: str) -> str:
 
 
 async def _status_facts(loaded: Loaded) -> dict:
-    from textback.daemon import LAST_AMI_EVENT
+    from textback.workers.ops import LAST_AMI_EVENT
 
     async def read(store) -> dict:
         now = time.time()

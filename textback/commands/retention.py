@@ -17,7 +17,7 @@ from textback.commands.common import config_option, load_config, with_store
 def prune(config_path: str | None, dry_run: bool) -> None:
     """Delete calls, texts and alerts older than retention.months (whole months), keeping each
     month's scorecard first. Opt-outs are never pruned. The daemon may keep running."""
-    from textback.daemon import media_directory
+    from textback.mediafiles import media_directory
     from textback.mediafiles import MediaStore
     from textback.pruning import prune as run_prune
 

@@ -24,6 +24,10 @@ from textback.store import Store
 log = logging.getLogger("textback")
 
 INCIDENT_CHECK_SECONDS = 10.0
+# Until when AMI events are known to have arrived: the last event, or the last Ping answered
+# (events come in order, so none sent before it is missing). The daemon saves it at most every
+# few seconds; the next start recovers the calls after it, and `textback status` shows it.
+LAST_AMI_EVENT = "last_ami_event_at"
 # What `textback status` reads to tell the AMI state of a running daemon.
 AMI_LOGGED_IN = "ami_logged_in"
 AMI_STATE_SINCE = "ami_state_since"
