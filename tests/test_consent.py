@@ -32,7 +32,7 @@ def missed(linkedid: str, caller: str = HOMEOWNER, did: str = BUSINESS_NUMBER) -
 
 async def send_due(daemon) -> None:
     for item in await daemon.store.due(time.time() + 3600):  # the automatic text waits a little
-        if await daemon.store.claim(item.id):
+        if await daemon.store.claim_all([item]):
             await daemon.outbox.send(item)
 
 

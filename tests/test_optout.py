@@ -53,7 +53,7 @@ async def daemon(tmp_path):
 
 async def send_due(d: Daemon) -> None:
     for item in await d.store.due(time.time() + 1):
-        if await d.store.claim(item.id):
+        if await d.store.claim_all([item]):
             await d.outbox.send(item)
 
 

@@ -24,6 +24,7 @@ from textback.daemon import Daemon
 from textback.gateways import build_gateway
 from textback.workers.common import SystemClock
 from textback.store import CallRow, PlannedText, Store
+from tests.store_helpers import outbox_states
 
 MINUTE = 60.0
 
@@ -161,7 +162,7 @@ async def test_an_hour_long_outage_sends_each_text_once_after_it_or_tells_the_ow
     for minute in (10, 30, 50, 64):  # within about one retry interval of the provider's return
         assert taken_at[callers[minute]] - back_at < 1.5 * MINUTE, f"minute {minute}"
     assert taken_at[callers[70]] - (t0 + 70 * MINUTE) < 0.5 * MINUTE  # due after it: at once
-    assert await store.outbox_counts() == {"sent": 5, "expired": 4}
+    assert await outbox_states(store) == {"sent": 5, "expired": 4}
 
     mails = {m.message["Subject"]: m for m in smtp_sink.wait_for(4, 10)}
     assert sorted(mails) == sorted([
@@ -211,7 +212,7 @@ async def test_a_retry_after_holds_every_send_on_the_gateway(outbox, form):
     assert len({caller for caller, _ in provider.taken}) == 4 == len(provider.taken)
     refused_at, *later = provider.arrivals
     assert later[0] - refused_at >= wait - 0.3  # nothing, not even another text, went sooner
-    assert await daemon.store.outbox_counts() == {"sent": 4}
+    assert await outbox_states(daemon.store) == {"sent": 4}
 
 
 async def test_the_rate_limit_spaces_sends_out(outbox):
@@ -239,5 +240,5 @@ async def test_stopping_lets_the_sends_under_way_finish_and_be_recorded(outbox):
             await asyncio.sleep(0.01)
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
-        assert await daemon.store.outbox_counts() == {"sent": 1}
+        assert await outbox_states(daemon.store) == {"sent": 1}
     assert len(provider.taken) == 1

@@ -121,7 +121,7 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
         CallRow("q.1", BUSINESS_NUMBER, MIAMI, MIAMI, "", now, None, now, "missed", "no_answer",
                 "missed_call_text"), PlannedText("dana", "Sorry we missed you", now))
     [item] = await daemon.store.due(now + 1)
-    assert await daemon.store.claim(item.id)
+    assert await daemon.store.claim_all([item])
     await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT o.state, o.due_at, o.first_due_at, o.held_until,"
                                     " o.attempts, m.status, m.error FROM outbox o"
@@ -137,7 +137,7 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     assert await daemon.store.due(morning - 1) == []
     daemon.clock.moment = morning
     [item] = await daemon.store.due(morning)
-    assert await daemon.store.claim(item.id)
+    assert await daemon.store.claim_all([item])
     await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT status, error, gateway FROM messages")
     assert (row["status"], row["error"], row["gateway"]) == ("sent", "", "log")
@@ -163,7 +163,7 @@ async def test_send_is_the_default_and_replies_to_keywords_always_go(offline_dae
     await daemon.store.queue_reply(conversation, BUSINESS_NUMBER, MIAMI, "Hi", "owner",
                                    channel="cli")
     for item in await daemon.store.due(now + 1):
-        assert await daemon.store.claim(item.id)
+        assert await daemon.store.claim_all([item])
         await daemon.outbox.send(item)
     statuses = await daemon.store._all("SELECT kind, status FROM messages ORDER BY id")
     assert [(r["kind"], r["status"]) for r in statuses] == [("help", "sent"), ("owner", "held")]

@@ -17,7 +17,7 @@ SECOND_NUMBER = "+12125550109"
 
 async def send_due(daemon) -> None:
     for item in await daemon.store.due(time.time() + 3600):
-        if await daemon.store.claim(item.id):
+        if await daemon.store.claim_all([item]):
             await daemon.outbox.send(item)
 
 

@@ -7,7 +7,7 @@ import time
 
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
-from sms_gateway.segments import count_segments
+from textback.segments import count_segments
 from textback.campaign import template_warnings
 from textback.cdr import CdrError, build_source
 from textback.config import Config, Loaded

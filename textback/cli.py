@@ -21,7 +21,7 @@ from textback import redact, service
 from textback.gateway_errors import described
 from textback.media import summary
 from textback.numbers import to_e164
-from textback.store_media import shown_items
+from textback.media import shown_items
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="textback")
@@ -369,25 +369,21 @@ def assign(config_path: str | None, number: str, owner: str) -> None:
 @click.argument("text")
 def reply(config_path: str | None, number: str, text: str) -> None:
     """Text NUMBER through the running daemon's outbox (same rules: opt-outs, length)."""
-    from sms_gateway.segments import count_segments
+    from textback.replies import measure, segment_limit
 
     loaded = load_config(config_path)
     if not text.strip():
         raise click.BadParameter("the text is empty; nothing was sent", param_hint="TEXT")
-    limit = loaded.config.reply_mail.max_segments if loaded.config.reply_mail else 3
-    count = count_segments(text)
-    if count.segments > limit:
-        raise click.ClickException(f"{count.segments} segments ({count.encoding}); the limit is "
-                                   f"{limit}. Shorten it; nothing was sent.")
+    length = measure(text, segment_limit(loaded.config.reply_mail))
+    if length.too_long:
+        raise click.ClickException(f"{length.segments} segments ({length.encoding}); the limit is "
+                                   f"{length.limit}. Shorten it; nothing was sent.")
 
     async def work(store):
         conversation = await _conversation(loaded, store, number)
-        if await store.is_suppressed(conversation["caller"]):
-            await store.refuse_text(conversation["caller"], conversation["business_number"],
-                                    "owner", text, "cli")
+        if await store.queue_owner_reply(conversation["id"], conversation["business_number"],
+                                         conversation["caller"], text, "cli") is None:
             raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
-        await store.queue_reply(conversation["id"], conversation["business_number"],
-                                conversation["caller"], text, "owner", channel="cli")
         return conversation["caller"]
 
     click.echo(f"Queued for {asyncio.run(with_store(loaded, work))}; the daemon sends it.")

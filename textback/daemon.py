@@ -30,10 +30,10 @@ from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Loaded, NumberConfig, OwnerConfig
 from textback.contact_classes import with_class
-from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY)
+from textback.delivery import OPTOUT_CONFIRMATION
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
-from textback.hooks.worker import Route, WebhookWorker
+from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify, keyword_name
@@ -513,7 +513,7 @@ class Daemon:
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")
         for owner_id in sorted({n.owner for n in self.config.numbers}):
             await self.mail.notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text,
-                               unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
+                                   unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
 
     async def _progress_worker(self) -> None:
         while True:
@@ -773,30 +773,27 @@ class Daemon:
             await self._command(conversation_id, caller, owner, verdict)
         elif verdict.action == "too_long":
             await self.mail.notify(owner, f"Not sent to {caller}: too long",
-                               f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
-                               f"Please shorten it and reply again. Nothing was cut or sent.")
+                                   f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
+                                   f"Please shorten it and reply again. Nothing was cut or sent.")
         elif verdict.action == "nothing_to_send":
             files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
             await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
-                               f"Your email reply to {caller} was not sent: {verdict.reason}."
-                               + (f"\n\nIts attachments:{files}" if files else "")
-                               + "\n\nWrite your answer above the quoted message and reply "
-                                 "again. Pictures and files are never texted.")
+                                   f"Your email reply to {caller} was not sent: {verdict.reason}."
+                                   + (f"\n\nIts attachments:{files}" if files else "")
+                                   + "\n\nWrite your answer above the quoted message and reply "
+                                   "again. Pictures and files are never texted.")
         elif verdict.action == "unreadable":
             await self.mail.notify(owner, f"Not sent to {caller}: your reply could not be read",
-                               f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
-                               f"Please reply again with a short plain message, or call them.")
+                                   f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
+                                   f"Please reply again with a short plain message, or call them.")
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
-        elif await self.store.is_suppressed(caller):
-            await self.store.refuse_text(caller, binding["business_number"], OWNER_REPLY,
-                                         verdict.text, f"email:{owner.id}")
+        elif await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
+                                                verdict.text, f"email:{owner.id}") is None:
             await self.mail.notify(owner, f"Not sent to {caller}: they opted out",
-                               f"{caller} asked not to be texted (STOP), so your reply was not "
-                               f"sent. Call them instead, or wait until they text START.")
+                                   f"{caller} asked not to be texted (STOP), so your reply was not "
+                                   f"sent. Call them instead, or wait until they text START.")
         else:
-            await self.store.queue_reply(conversation_id, binding["business_number"], caller,
-                                         verdict.text, OWNER_REPLY, channel=f"email:{owner.id}")
             timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
                           one_line(verdict.text, 200))
             self.wake_outbox()
@@ -808,7 +805,7 @@ class Daemon:
             if target is None:
                 known = ", ".join(o.id for o in self.config.owners)
                 await self.mail.notify(owner, f"#assign {verdict.argument}: no such owner",
-                                   f"There is no owner {verdict.argument!r}. Owners: {known}.")
+                                       f"There is no owner {verdict.argument!r}. Owners: {known}.")
                 return
             await self.store.assign(conversation_id, target.id, f"#assign by {owner.id}")
             timeline.info("conversation with %s assigned to %s by %s", caller, target.id, owner.id)
@@ -818,7 +815,7 @@ class Daemon:
             value = parse_amount(verdict.argument)
             if value is None:
                 await self.mail.notify(owner, f"#won {verdict.argument}: not an amount",
-                                   "Write the job value as a number, e.g. #won 82000.")
+                                       "Write the job value as a number, e.g. #won 82000.")
                 return
         await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
         timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,

@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
 from textback import media
-from textback.store_media import shown_items
+from textback.media import shown_items
 
 if TYPE_CHECKING:
     from textback.config import Config

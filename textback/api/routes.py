@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from sms_gateway.segments import count_segments
 from textback.api import openapi
 from textback.api.ratelimit import RateLimiter
 from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_query,
@@ -32,7 +31,8 @@ from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_que
                                  error_view, known_owner, message_view, parse_body,
                                  scorecard_period)
 from textback.numbers import parse_address
-from textback.store_web import StaleState
+from textback.replies import measure, segment_limit
+from textback.store.web import StaleState
 from textback.web.server import RouteProvider
 
 if TYPE_CHECKING:
@@ -258,20 +258,17 @@ class Api:
 
     async def reply(self, request: web.Request, token, body: bytes) -> web.Response:
         text = parse_body("ReplyRequest", body)["text"]
-        limit = self.config.reply_mail.max_segments if self.config.reply_mail else 3
-        count = count_segments(text)
-        if count.segments > limit:
-            raise Unprocessable("text", f"{count.segments} segments ({count.encoding}); the limit "
-                                        f"is {limit}. Nothing was sent.", "too_long")
+        length = measure(text, segment_limit(self.config.reply_mail))
+        if length.too_long:
+            raise Unprocessable("text", f"{length.segments} segments ({length.encoding}); the "
+                                        f"limit is {length.limit}. Nothing was sent.", "too_long")
         conversation = await self._conversation(request)
         self._expected_state(request, conversation)  # a reply sets no state: checked, not held
-        if await self.store.is_suppressed(conversation["caller"]):
-            await self.store.refuse_text(conversation["caller"], conversation["business_number"],
-                                         "owner", text, f"api:{token['name']}")
+        outbox_id = await self.store.queue_owner_reply(
+            conversation["id"], conversation["business_number"], conversation["caller"], text,
+            f"api:{token['name']}")
+        if outbox_id is None:
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
-        outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
-                                                 conversation["caller"], text, "owner",
-                                                 channel=f"api:{token['name']}")
         self.context.wake_outbox()
         log.info("API token %s queued a reply to conversation %d", token["name"], conversation["id"])
         return _json(202, {"status": "queued", "outbox_id": outbox_id,

@@ -18,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from textback.ops.health import problems
-from textback.web.server import RouteProvider
 
 if TYPE_CHECKING:
+    from textback.web.server import RouteProvider
     from textback.web.context import HttpContext
 
 STORE_TIMEOUT_SECONDS = 2.0

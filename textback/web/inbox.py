@@ -33,17 +33,16 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sms_gateway.segments import count_segments
 from textback import media
 from textback.alerts import one_line
 from textback.config import OwnerConfig
 from textback.contact_classes import CLASSES, configured_class
-from textback.delivery import OWNER_REPLY
 from textback.numbers import national
+from textback.replies import measure, segment_limit
 from textback.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import (LinkClaim, account_key, address_key, client_address, digest,
                              read_link_token, retry_after, session_expired)
-from textback.store_web import INBOX_VIEWS, StaleState
+from textback.store.web import INBOX_VIEWS, StaleState
 from textback.web import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
@@ -377,7 +376,8 @@ class Inbox:
             "number_label": views.number_label(self.config, conversation["business_number"]),
             "owner": views.owner_name(self.config, conversation["owner_id"]),
             "entries": views.timeline(self.config, history), "outcomes": views.OUTCOMES,
-            "max_segments": self._max_segments(), "version": conversation["version"],
+            "max_segments": segment_limit(self.config.reply_mail),
+            "version": conversation["version"],
             "snoozed": (conversation["snoozed_until"] or 0) > now,
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
@@ -434,9 +434,6 @@ class Inbox:
             "Content-Security-Policy": MEDIA_POLICY, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, max-age=3600"})
 
-    def _max_segments(self) -> int:
-        return self.config.reply_mail.max_segments if self.config.reply_mail else 3
-
     # -- actions -------------------------------------------------------------------------
 
     async def act(self, request: web.Request) -> web.StreamResponse:
@@ -478,15 +475,12 @@ class Inbox:
         text = str(form.get("body", "")).replace("\r\n", "\n").strip()
         if not text:
             return "empty"
-        if count_segments(text).segments > self._max_segments():
+        if measure(text, segment_limit(self.config.reply_mail)).too_long:
             return "too_long"
         caller = conversation["caller"]
-        if await self.store.is_suppressed(caller):
-            await self.store.refuse_text(caller, conversation["business_number"], OWNER_REPLY,
-                                         text, f"web:{user.id}")
+        if await self.store.queue_owner_reply(conversation["id"], conversation["business_number"],
+                                              caller, text, f"web:{user.id}", author=user.id) is None:
             return "opted_out"
-        await self.store.queue_reply(conversation["id"], conversation["business_number"], caller,
-                                     text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
         timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
                       one_line(text, 200))
         self.context.wake_outbox()

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
                              quoted_lines)
 from textback.config import Config, OwnerConfig
-from textback.hours import Hours
+from textback.hours import minutes_waited
 from textback.media import sent_line, summary
 from textback.scorecard import render_text
 from textback.rules import hours_of
@@ -25,7 +25,7 @@ from textback.store import Notice, Store
 from textback.mailer import Mailer
 from textback.mediafiles import MediaStore, alert_attachments
 from textback.ops.metrics import Metrics
-from textback.store_media import shown_items
+from textback.media import shown_items
 from textback.supervisor import ItemFailures
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
@@ -48,11 +48,6 @@ def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
     return candidate.timestamp()
 
 
-def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
-    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
-    if business_hours is None:
-        return (now - since) / 60
-    return business_hours.open_seconds_between(since, now) / 60
 
 
 def selftest_admin(config: Config) -> OwnerConfig:
