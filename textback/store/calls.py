@@ -10,6 +10,7 @@ from typing import Any
 from textback import consent
 from textback.hooks import events
 from textback.store.connection import Connection
+from textback.store.states import OUTBOX
 from textback.store.values import (_canonical, _QUEUED_BY, _segments, CallRow, PlannedText,
                                    SELFTEST_KIND)
 
@@ -146,8 +147,8 @@ class CallRows(Connection):
         """End a text still waiting (pending) as failed, e.g. a self-test's after its run."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE outbox SET state = 'failed', last_error = ?, updated_at = ?"
-                " WHERE id = ? AND state = 'pending' RETURNING message_id",
+                f"UPDATE outbox SET state = '{OUTBOX.target('cancel')}', last_error = ?,"
+                f" updated_at = ? WHERE id = ? AND {OUTBOX.guard('cancel')} RETURNING message_id",
                 (why, time.time(), outbox_id))
             row = await cursor.fetchone()
             if row is not None:

@@ -1,10 +1,11 @@
 """The outbox: due texts claimed, sent, retried, held, expired.
 
-The outbox is a state machine in the database:
+The outbox is a state machine in the database, its transitions one table
+(textback/store/states.py, `OUTBOX`) that the SQL here takes its states from:
 
-    pending --claim--> sending --> sent | failed | unknown
+    pending --claim--> sending --> sent | failed | unknown | blocked
      |  ^                 |
-     |  +---- retry ------+          (sending at start-up --> unknown)
+     |  +-- retry, hold --+          (sending at start-up --> unknown)
      +--past its deadline--> expired
 
 A row is claimed with a conditional UPDATE before the gateway is called, so
@@ -24,6 +25,7 @@ from typing import Any
 from textback import consent
 from textback.hooks import events
 from textback.store.connection import Connection
+from textback.store.states import OUTBOX
 from textback.store.values import _text_event, OutboxItem
 
 
@@ -33,10 +35,11 @@ class OutboxRows(Connection):
     async def recover_interrupted(self) -> list[int]:
         """Rows a crash left in `sending`: mark them `unknown` rather than risk a second text."""
         async with self._transaction() as db:
-            rows = await self._all("SELECT id, message_id FROM outbox WHERE state = 'sending'")
+            rows = await self._all("SELECT id, message_id FROM outbox WHERE"
+                                   f" {OUTBOX.guard('interrupted')}")
             for row in rows:
                 await db.execute(
-                    "UPDATE outbox SET state = 'unknown', updated_at = ?,"
+                    f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
                     " last_error = 'interrupted while sending; not re-sent' WHERE id = ?",
                     (time.time(), row["id"]))
                 await db.execute("UPDATE messages SET status = 'unknown' WHERE id = ?",
@@ -76,7 +79,8 @@ class OutboxRows(Connection):
         """pending -> expired; False if the row was claimed (or ended) meanwhile."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE outbox SET state = 'expired', updated_at = ? WHERE id = ? AND state = 'pending'",
+                f"UPDATE outbox SET state = '{OUTBOX.target('expire')}', updated_at = ?"
+                f" WHERE id = ? AND {OUTBOX.guard('expire')}",
                 (time.time(), item.id))
             if cursor.rowcount != 1:
                 return False
@@ -107,15 +111,17 @@ class OutboxRows(Connection):
         marks = ",".join("?" * len(ids))
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?"
-                f" WHERE id IN ({marks}) AND state = 'pending' RETURNING id", (time.time(), *ids))
+                f"UPDATE outbox SET state = '{OUTBOX.target('claim')}', attempts = attempts + 1,"
+                f" updated_at = ? WHERE id IN ({marks}) AND {OUTBOX.guard('claim')} RETURNING id",
+                (time.time(), *ids))
             return {row[0] for row in await cursor.fetchall()}
 
     async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
         """Texts the gateway accepted, with its id for each, in one transaction."""
         now = time.time()
         async with self._transaction() as db:
-            await db.executemany("UPDATE outbox SET state = 'sent', updated_at = ? WHERE id = ?",
+            await db.executemany(f"UPDATE outbox SET state = '{OUTBOX.target('accepted')}',"
+                                 " updated_at = ? WHERE id = ?",
                                  [(now, item.id) for item, _ in sent])
             await db.executemany(
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
@@ -134,8 +140,9 @@ class OutboxRows(Connection):
         now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE outbox SET state = 'pending', due_at = ?, first_due_at = ?, held_until = ?,"
-                " attempts = attempts - 1, updated_at = ? WHERE id = ? AND state = 'sending'",
+                f"UPDATE outbox SET state = '{OUTBOX.target('hold')}', due_at = ?, first_due_at = ?,"
+                " held_until = ?, attempts = attempts - 1, updated_at = ?"
+                f" WHERE id = ? AND {OUTBOX.guard('hold')}",
                 (until, until, until, now, item.id))
             if cursor.rowcount != 1:
                 return False
@@ -149,7 +156,8 @@ class OutboxRows(Connection):
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE outbox SET state = 'pending', due_at = ?, last_error = ?, updated_at = ?"
+                f"UPDATE outbox SET state = '{OUTBOX.target('retry')}', due_at = ?, last_error = ?,"
+                " updated_at = ?"
                 " WHERE id = ?", (due_at, error, time.time(), item.id))
 
     async def mark_final(self, item: OutboxItem, state: str, gateway: str, error: str) -> None:
@@ -158,7 +166,7 @@ class OutboxRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE outbox SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (state, error, now, item.id))
+                (OUTBOX.target("end", state), error, now, item.id))
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
