@@ -5,7 +5,7 @@ texts sent, replies and their alerts, owners' answers, outcomes, opt-outs,
 digests; 100 calls a day, so a bigger store is a longer history, not a
 busier day). Then, on the store as the daemon opens it:
 
-* the daemon path per missed call (Daemon._finished: policy, owner, recent
+* the daemon path per missed call (Daemon.finish_call: policy, owner, recent
   texts, opt-out, the commit of call, message and outbox row), from new
   callers, as the median of 5 windows of 200 calls;
 * each listing and report query (median of 5 runs): the inbox, waiting
@@ -61,7 +61,7 @@ async def per_call(daemon: Daemon, windows: int, calls: int, first: int) -> list
         for i in range(calls):
             index = first + window * calls + i
             now = time.time()
-            await daemon._finished(CallFinished(
+            await daemon.finish_call(CallFinished(
                 call_id=f"bench-{index}", did=BUSINESS_NUMBERS[index % 2],
                 caller_id=caller_number(index), caller_name="", trunk_channel="PJSIP/carrier-1",
                 started_at=now - 20, ended_at=now, outcome="missed", reason="no_answer"))
@@ -92,7 +92,8 @@ async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, 
                    {"id": "eli", "name": "Eli Park", "email": "eli@example.com"}],
         **NO_FRAUD_LIMITS})
     daemon = Daemon(load(write_config(work, config, f"config-{size}.yaml")))
-    daemon.store = store = await Store.open(path)
+    store = await Store.open(path)
+    daemon.attach(store)
     try:
         [waiting, *_] = await store.waiting_replies(time.time()) or [None]
         caller = waiting["caller"] if waiting else caller_number(0)

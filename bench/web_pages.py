@@ -29,7 +29,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from lab.configs import base_config, write_config  # noqa: E402
-from textback import store as store_module  # noqa: E402
+from textback.store import migrations as store_module  # noqa: E402
 from textback.config import load  # noqa: E402
 from textback.daemon import Daemon  # noqa: E402
 from textback.store import Store  # noqa: E402

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from textback.numbers import to_e164
-from textback.schema import SecretRef, Strict
+from textback.config_schema import SecretRef, Strict
 
 Url = str  # checked by _http_url
 Sender = str  # an E.164 number, a Twilio Messaging Service SID or an alphanumeric sender id

@@ -68,7 +68,7 @@ async def offline_daemon(tmp_path):
     async def make(**overrides) -> Daemon:
         config = base_config(tmp_path, **{"smtp.port": SMTP_SINK_PORT, **overrides})
         daemon = Daemon(load(write_config(tmp_path, config)))
-        daemon.store = await Store.open(daemon.config.storage.path)
+        daemon.attach(await Store.open(daemon.config.storage.path))
         made.append(daemon)
         return daemon
 

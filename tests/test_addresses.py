@@ -123,7 +123,7 @@ async def test_a_stop_from_a_name_addr_suppresses_the_number_for_every_shape(off
     [confirmation] = await daemon.store.due(time.time() + 1)
     assert confirmation.recipient == HOMEOWNER
     for linkedid, shape in enumerate(["2125550123", "+1 212 555 0123", "sip:12125550123@carrier"]):
-        await daemon._finished(missed_from(shape, f"9.{linkedid}"))
+        await daemon.finish_call(missed_from(shape, f"9.{linkedid}"))
         assert await daemon.store.call_decision(f"9.{linkedid}") == "opted_out"
 
 

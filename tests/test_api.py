@@ -125,8 +125,8 @@ async def seed(daemon: Daemon) -> int:
             outcome="missed", reason="no_answer", decision="missed_call_text"),
             PlannedText(owner, "Sorry we missed you", now - 40), owner_id=owner)
     for item in await store.due(now):  # without AMI the gateway waits: the seed sends them
-        assert await store.claim(item.id)
-        await store.mark_sent(item, "asterisk", f"sent-{item.id}")
+        assert await store.claim_all([item])
+        await store.mark_all_sent([(item, f"sent-{item.id}")], "asterisk")
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Kitchen remodel, Tue?", "m1"),
                               "log")
     # The owner's alert is mailed before the test goes on: a daemon stopped mid-SMTP waits on it.
@@ -389,7 +389,7 @@ async def test_a_vendor_classed_through_the_api_gets_no_automatic_text(api, toke
                               json={"class": "vendor"}, id=conversation)
     assert status == 200
     now = time.time()
-    decisions = [await daemon._finished(CallFinished(
+    decisions = [await daemon.finish_call(CallFinished(
         call_id=f"c-later-{caller}", did=BUSINESS_NUMBER, caller_id=caller, caller_name="",
         trunk_channel="PJSIP/carrier-1", started_at=now - 30, ended_at=now - 1, outcome="missed",
         reason="no_answer")) for caller in (HOMEOWNER, "+12125550124")]

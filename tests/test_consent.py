@@ -32,8 +32,8 @@ def missed(linkedid: str, caller: str = HOMEOWNER, did: str = BUSINESS_NUMBER) -
 
 async def send_due(daemon) -> None:
     for item in await daemon.store.due(time.time() + 3600):  # the automatic text waits a little
-        if await daemon.store.claim(item.id):
-            await daemon._send(item)
+        if await daemon.store.claim_all([item]):
+            await daemon.outbox.send(item)
 
 
 def facts(record: list[dict]) -> list[tuple[str, str, str]]:
@@ -70,8 +70,8 @@ async def test_a_fact_is_lost_with_the_change_it_records(store):
 async def test_one_lead_from_the_call_through_stop_and_start(offline_daemon):
     daemon = await offline_daemon(**{"numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
                                                  {"number": SECOND_NUMBER, "owner": "dana"}]})
-    daemon.gateway = LogGateway()
-    await daemon._finished(missed("1.1"))
+    daemon.attach(daemon.store, LogGateway())
+    await daemon.finish_call(missed("1.1"))
     await send_due(daemon)
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "please stop texting me"),
                               "log")
@@ -80,7 +80,7 @@ async def test_one_lead_from_the_call_through_stop_and_start(offline_daemon):
     conversation = (await daemon.store.conversation_for(HOMEOWNER, BUSINESS_NUMBER))["id"]
     await daemon.store.queue_reply(conversation, BUSINESS_NUMBER, HOMEOWNER, "Still there?",
                                    "owner", channel="email:dana")
-    await daemon._finished(missed("1.2", did=SECOND_NUMBER))
+    await daemon.finish_call(missed("1.2", did=SECOND_NUMBER))
     await send_due(daemon)
     await daemon.receive_text(InboundText(HOMEOWNER, SECOND_NUMBER, "START"), "log")
     await send_due(daemon)

@@ -24,7 +24,7 @@ async def test_round_robin_texts_name_each_conversations_owner(offline_daemon):
         "numbers": [{"number": BUSINESS_NUMBER, "owner": "dana", "assignment": "round_robin",
                      "owners": ["sam", "dana"]}]})
     for linkedid, caller in (("1.1", "+12125550171"), ("1.2", "+12125550172"), ("1.3", "+12125550171")):
-        await daemon._finished(missed_from(caller, linkedid))
+        await daemon.finish_call(missed_from(caller, linkedid))
     due = await daemon.store.due(time.time() + 60)
     bodies = [(item.recipient, item.body.split(" at ")[0]) for item in due]
     # The third call is the first caller again: their conversation, and its owner, stay.

@@ -48,7 +48,7 @@ async def test_twilio_round_trip_through_the_daemon(tmp_path, smtp_sink):
                 CallRow("7.1", BUSINESS_NUMBER, HOMEOWNER, HOMEOWNER, "", now - 20, None, now,
                         "missed", "no_answer", "missed_call_text"),
                 PlannedText("dana", "Hi, this is Acme Remodeling.", now))
-            daemon._outbox_wake.set()
+            daemon.wake_outbox()
             await eventually(lambda: asyncio.sleep(0, twilio.accepted), 5, "the text at Twilio")
             [sent] = twilio.accepted
             assert (sent["From"], sent["To"]) == (BUSINESS_NUMBER, HOMEOWNER)

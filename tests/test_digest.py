@@ -36,14 +36,14 @@ async def test_digest_lists_waiting_texts_and_the_first_brings_the_scorecard(dae
                                     None, now - 50, "missed", "no_answer", "missed_call_text"),
                             PlannedText("dana", "Sorry we missed you", now - 50))
     [item] = await store.due(now + 1)
-    await store.claim(item.id)
-    await store.mark_sent(item, "log", "sid-1")
+    await store.claim_all([item])
+    await store.mark_all_sent([(item, "sid-1")], "log")
     record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Still interested!",
                                                "log", None, "dana")
     await daemon.store.record_outcome(record.conversation_id, "booked", None, "test")
     next_month = datetime.now(NY).replace(day=28) + timedelta(days=7)
     first = next_month.replace(day=1, hour=7, minute=30).timestamp()  # the report covers this month
-    await daemon.send_digest(first)
+    await daemon.mail.send_digest(first)
     mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
     by_recipient = {m.recipients[0]: m.message for m in mails}
     digest = by_recipient["dana@example.com"]

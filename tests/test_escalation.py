@@ -20,11 +20,11 @@ async def test_escalates_once_then_reminds_then_stops(daemon, smtp_sink):
     record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Anyone there?", "log",
                                                None, "dana")
     start = time.time()
-    await daemon.escalate(start + 5 * 60)          # too early
-    await daemon.escalate(start + 11 * 60)         # first escalation
-    await daemon.escalate(start + 12 * 60)         # not again
-    await daemon.escalate(start + 45 * 60)         # the reminder
-    await daemon.escalate(start + 120 * 60)        # nothing more
+    await daemon.mail.escalate(start + 5 * 60)          # too early
+    await daemon.mail.escalate(start + 11 * 60)         # first escalation
+    await daemon.mail.escalate(start + 12 * 60)         # not again
+    await daemon.mail.escalate(start + 45 * 60)         # the reminder
+    await daemon.mail.escalate(start + 120 * 60)        # nothing more
     mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
     await asyncio.sleep(0.3)
     assert len(smtp_sink.received) == 2
@@ -38,7 +38,7 @@ async def test_an_owner_answer_stops_escalation(daemon, smtp_sink):
     record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Hello?", "log", None,
                                                "dana")
     await daemon.store.queue_reply(record.conversation_id, BUSINESS_NUMBER, HOMEOWNER, "Hi!", "owner")
-    await daemon.escalate(time.time() + 3600)
+    await daemon.mail.escalate(time.time() + 3600)
     await asyncio.sleep(0.3)
     assert smtp_sink.received == []
 
@@ -68,9 +68,9 @@ async def test_nothing_escalates_after_hours(offline_daemon, smtp_sink):
     # pretend the text came in Friday 16:55: move its timestamp
     friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
     await d.store._db.execute("UPDATE messages SET created_at = ?", (friday_1655,))
-    await d.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
+    await d.mail.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
     await asyncio.sleep(0.2)
     assert smtp_sink.received == []
-    await d.escalate(datetime(2026, 11, 23, 8, 11, tzinfo=ny).timestamp())  # Monday 8:11
+    await d.mail.escalate(datetime(2026, 11, 23, 8, 11, tzinfo=ny).timestamp())  # Monday 8:11
     [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
     assert mail.recipients == ["boss@example.com"]

@@ -27,7 +27,7 @@ def missed_from(caller: str, linkedid: str) -> CallFinished:
 
 async def test_a_prefix_burst_is_stopped_recorded_and_emailed_once(daemon, smtp_sink, caplog):
     for index, caller in enumerate(PUMPED):
-        await daemon._finished(missed_from(caller, f"1.{index}"))
+        await daemon.finish_call(missed_from(caller, f"1.{index}"))
     decisions = [row["decision"] for row in sorted(await daemon.store.calls(since=0),
                                                    key=lambda r: r["linkedid"])]
     assert decisions == ["missed_call_text"] * 2 + ["fraud_prefix_burst"] * 4
@@ -43,7 +43,7 @@ async def test_a_prefix_burst_is_stopped_recorded_and_emailed_once(daemon, smtp_
 async def test_no_admin_address_means_no_email(offline_daemon, smtp_sink):
     d = await offline_daemon(fraud={"max_per_prefix_per_hour": 1})
     for index, caller in enumerate(PUMPED[:3]):
-        await d._finished(missed_from(caller, f"2.{index}"))
+        await d.finish_call(missed_from(caller, f"2.{index}"))
     assert [r["decision"] for r in await d.store.calls(since=0)].count("fraud_prefix_burst") == 2
     await asyncio.sleep(0.3)
     assert smtp_sink.received == []

@@ -72,7 +72,7 @@ async def through_the_daemon(workdir, events: list[dict],
     return the calls the store holds afterwards and how many messages repeated a header."""
     workdir.mkdir()
     daemon = Daemon(load(write_config(workdir, base_config(workdir))))
-    daemon.store = await Store.open(daemon.config.storage.path)
+    daemon.attach(await Store.open(daemon.config.storage.path))
     try:
         connection = AmiConnection("127.0.0.1", 1, "u", SecretStr("x"), on_event=daemon.on_event)
         manager = connection._manager
@@ -96,15 +96,13 @@ async def through_the_daemon(workdir, events: list[dict],
         assert len(seen) == len(events), "the edge lost events"
         assert all(isinstance(v, str) for e in seen for k, v in e.items()
                    if not k.lower().endswith(LIST_VALUED_SUFFIX))
-        daemon._handle(daemon.tracker.expire(time.time() + 3600))
-        while daemon._writes:
-            await asyncio.gather(*daemon._writes)
+        daemon.expire_calls(time.time() + 3600)
+        await daemon.settle()
         assert daemon.tracker.active_calls == 0
         rows = await daemon.store.calls(0)
         return [{key: row[key] for key in ("linkedid", *ROW)} for row in rows], connection.repeated
     finally:
-        if daemon._expiry:
-            daemon._expiry.cancel()
+        await daemon.settle()
         await daemon.store.close()
 
 

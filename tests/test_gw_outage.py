@@ -20,6 +20,7 @@ from tests.providers.common import serving
 from tests.providers.telnyx import FakeTelnyx
 from tests.providers.twilio import FakeTwilio
 from textback.store import CallRow, PlannedText, Store
+from tests.store_helpers import outbox_states
 
 BUSINESS = "+12125550100"
 CALLERS = ["+12125550123", "+12125550124", "+12125550125"]
@@ -46,11 +47,11 @@ async def outbox_rounds(store: Store, gateway: Gateway, rounds: int | None = Non
         if await store.next_due() is None:
             break
         for item in await store.due(time.time()):
-            assert await store.claim(item.id)
+            assert await store.claim_all([item])
             result = await gateway.send(OutgoingText(item.sender, item.recipient, item.body))
             results.append(result.status)
             if result.status == "accepted":
-                await store.mark_sent(item, gateway.name, result.gateway_id)
+                await store.mark_all_sent([(item, result.gateway_id)], gateway.name)
             elif result.status == "retryable":
                 delay = result.retry_after if result.retry_after is not None else 0.02
                 await store.mark_retry(item, time.time() + delay, result.error)
@@ -84,7 +85,7 @@ async def test_a_5xx_outage_then_recovery_sends_each_text_once(tmp_path):
         assert results.count("retryable") == 7 and results.count("accepted") == 3
         assert sorted(m["To"] for m in twilio.accepted) == CALLERS
         assert twilio.attempts == 10
-        assert await store.outbox_counts() == {"sent": 3}
+        assert await outbox_states(store) == {"sent": 3}
         assert await sent_ids(store) == {m["To"]: m["sid"] for m in twilio.accepted}
     finally:
         await store.close()
@@ -100,7 +101,7 @@ async def test_a_provider_that_is_down_then_back_gets_each_text_once(tmp_path):
         await queue_texts(store)
         down = await outbox_rounds(store, gw, rounds=3)
         assert set(down) == {"retryable"} and len(down) >= 3
-        assert await store.outbox_counts() == {"pending": 3}
+        assert await outbox_states(store) == {"pending": 3}
         async with serving(telnyx.app(), port=TELNYX_PORT):
             back = await outbox_rounds(store, gw)
         await gw.close()
@@ -125,6 +126,6 @@ async def test_a_429_puts_the_text_back_for_the_time_the_provider_asked(tmp_path
             rest = await outbox_rounds(store, gw)
             await gw.close()
         assert rest == ["accepted"] and len(twilio.accepted) == 3
-        assert await store.outbox_counts() == {"sent": 3}
+        assert await outbox_states(store) == {"sent": 3}
     finally:
         await store.close()

@@ -221,12 +221,12 @@ async def test_the_daemon_opens_an_incident_and_recovers_once_twilio_signs_as_co
         await asyncio.sleep(0.2)
         rotated = "key=webhooks_shared_key_rotated,algorithm=HMAC_SHA256"
         assert await post(local, "/twilio/inbound", form=inbound(), settings=rotated) == 403
-        await daemon.check_incidents(time.time())
+        await daemon.incidents.check_incidents(time.time())
         [incident] = await daemon.store.open_incidents()
         assert incident["kind"] == "webhook_signing"
         assert "'webhooks_shared_key_rotated', not the configured" in incident["summary"]
         assert await post(local, "/twilio/inbound", form=inbound("Still there?")) == 200
-        await daemon.check_incidents(time.time())
+        await daemon.incidents.check_incidents(time.time())
         assert await daemon.store.open_incidents() == []
         mails = await asyncio.to_thread(smtp_sink.wait_for, 3, 10)  # the alert, and the admin's two
         subjects = sorted(" ".join(str(m.message["Subject"]).split()) for m in mails

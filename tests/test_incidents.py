@@ -73,10 +73,10 @@ async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline
     blocked.write_text("")
     daemon = await offline_daemon(admin_email="it@acme.example",
                                   **{"agi.routing_file": str(blocked / "routing.json")})
-    daemon._write_routing_table()  # the parent is a file: ENOTDIR, as real as it gets
+    daemon.write_routing_table()  # the parent is a file: ENOTDIR, as real as it gets
     daemon.watch.ami_down_since = None  # only the routing table is wrong
-    await daemon.check_incidents(time.time())
-    await daemon.check_incidents(time.time())  # still broken: no second email
+    await daemon.incidents.check_incidents(time.time())
+    await daemon.incidents.check_incidents(time.time())  # still broken: no second email
     [opened] = await admin_mails(smtp_sink, 1)
     assert opened.recipients == ["it@acme.example"]
     assert opened.message["Subject"] == "textback incident: the routing table cannot be written"
@@ -86,12 +86,12 @@ async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline
 
     blocked.unlink()
     blocked.mkdir()
-    daemon._write_routing_table()
-    await daemon.check_incidents(time.time())
+    daemon.write_routing_table()
+    await daemon.incidents.check_incidents(time.time())
     _, recovered = await admin_mails(smtp_sink, 2)
     assert recovered.message["Subject"] == "textback recovered: the routing table cannot be written"
     assert await daemon.store.open_incidents() == []
-    await daemon.check_incidents(time.time())
+    await daemon.incidents.check_incidents(time.time())
     assert len(smtp_sink.received) == 2
 
 
@@ -100,7 +100,7 @@ async def test_ami_down_and_no_calls_in_business_hours_open_incidents(offline_da
                                   incidents={"ami_down_minutes": 1, "no_calls_hours": 1})
     now = time.time()
     daemon.watch.started_at = daemon.watch.ami_down_since = now - 2 * 3600
-    await daemon.check_incidents(now)
+    await daemon.incidents.check_incidents(now)
     subjects = sorted(m.message["Subject"] for m in await admin_mails(smtp_sink, 2))
     assert subjects == ["textback incident: no calls seen during business hours",
                         "textback incident: textback is not connected to Asterisk"]
@@ -117,7 +117,7 @@ async def test_a_relay_that_refuses_mail_is_an_incident_that_never_stops_the_dae
                                                                       "ami.port": 15097})
     daemon = Daemon(load(write_config(tmp_path, config)))
     async with in_process(daemon):
-        await daemon._mail_notice("Dana", "dana@example.com", "Hello", "A notice")
+        await daemon.mail.mail_notice("Dana", "dana@example.com", "Hello", "A notice")
         await eventually(lambda: _open_kinds(daemon, "mail_refused"), 10, "the incident")
         assert daemon.metrics.mail_failed.labels("notices")._value.get() >= 1
         sink, controller = start_smtp_sink()
@@ -185,7 +185,7 @@ async def test_a_failing_gateway_and_an_expired_text_open_incidents_until_a_send
         daemon.watch.ami_down_since = None  # no AMI here, and the clock is a fast one
         await missed_call(daemon.store, "+12125550201", clock.now())
         await clock.until(clock.now() + 7 * MINUTE)
-        await daemon.check_incidents(clock.now())
+        await daemon.incidents.check_incidents(clock.now())
         assert {row["kind"] for row in await daemon.store.open_incidents()} == {
             "gateway_failing", "texts_expiring"}
         assert daemon.metrics.texts.labels("retryable", "http")._value.get() >= 3
@@ -193,7 +193,7 @@ async def test_a_failing_gateway_and_an_expired_text_open_incidents_until_a_send
         up = True
         await missed_call(daemon.store, "+12125550202", clock.now())
         await clock.until(clock.now() + 1 * MINUTE)
-        await daemon.check_incidents(clock.now())
+        await daemon.incidents.check_incidents(clock.now())
         assert await daemon.store.open_incidents() == []
     admin = [m.message["Subject"] for m in smtp_sink.received if m.recipients == ["it@acme.example"]]
     assert sorted(admin) == sorted(f"textback {what}: {title}" for what in ("incident", "recovered")

@@ -34,7 +34,7 @@ async def test_two_daemons_on_one_database_mail_each_alert_and_notice_once(offli
                                          f"Reply number {n}", "log", f"id-{n}", "dana")
         await first.store.queue_notice("Pat Boss", "boss@example.com", f"Notice {n}", "Body")
     workers = [asyncio.create_task(worker()) for daemon in (first, second)
-               for worker in (daemon._alert_worker, daemon._notice_worker)]
+               for worker in (daemon.mail.run_alerts, daemon.mail.run_notices)]
     try:
         await asyncio.to_thread(smtp_sink.wait_for, 2 * ROWS, 20)
         await asyncio.sleep(1.0)  # room for any second copy to arrive
@@ -54,7 +54,7 @@ async def test_two_daemons_on_one_database_mail_each_alert_and_notice_once(offli
 async def test_a_notice_is_committed_first_retried_and_mailed_when_the_relay_is_back(
         offline_daemon, caplog):
     daemon = await offline_daemon(owners=DANA_AND_BOSS)  # the relay at the sink port is down
-    assert await daemon._mail_notice("Dana Reyes", "dana@example.com", "Not sent", "Why") is True
+    assert await daemon.mail.mail_notice("Dana Reyes", "dana@example.com", "Not sent", "Why") is True
     [notice] = await daemon.store.notices()
     assert (notice["state"], notice["attempts"]) == ("pending", 1)
     assert notice["retry_at"] > time.time() + 3  # backoff: about 5 s for the first retry
@@ -62,7 +62,7 @@ async def test_a_notice_is_committed_first_retried_and_mailed_when_the_relay_is_
                for r in caplog.records)
 
     sink, controller = start_smtp_sink()
-    worker = asyncio.create_task(daemon._notice_worker())
+    worker = asyncio.create_task(daemon.mail.run_notices())
     try:
         await asyncio.sleep(0.5)
         assert sink.received == []  # not before its retry time
@@ -81,7 +81,7 @@ async def test_a_notice_that_fails_for_good_is_logged_as_an_error(offline_daemon
     daemon = await offline_daemon(owners=DANA_AND_BOSS)  # no relay
     notice_id = await daemon.store.queue_notice("Dana Reyes", "dana@example.com", "Lost?", "Body")
     await daemon.store._db.execute("UPDATE notices SET attempts = ?", (MAX_ALERT_ATTEMPTS - 1,))
-    await daemon._deliver_notice(notice_id)
+    await daemon.mail.deliver_notice(notice_id)
     [notice] = await daemon.store.notices()
     assert notice["state"] == "failed" and notice["last_error"]
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -144,8 +144,8 @@ async def test_two_daemons_escalating_at_once_email_the_backup_once_per_level(of
                                      "dana")
     start = time.time()
     for minutes in (11, 45, 120):  # the escalation, the reminder, then nothing more
-        await asyncio.gather(first.escalate(start + minutes * 60),
-                             second.escalate(start + minutes * 60))
+        await asyncio.gather(first.mail.escalate(start + minutes * 60),
+                             second.mail.escalate(start + minutes * 60))
     mails = await asyncio.to_thread(smtp_sink.wait_for, 2, 5)
     await asyncio.sleep(0.5)
     assert len(smtp_sink.received) == 2
@@ -159,14 +159,14 @@ async def test_a_fraud_guard_emails_once_an_hour_across_daemons_and_restarts(off
     settings = {"fraud": {"max_per_prefix_per_hour": 2, "alert_email": "it@acme.example"}}
     first, second = await offline_daemon(**settings), await offline_daemon(**settings)
     now = time.time()
-    await asyncio.gather(first._report_fraud("fraud_prefix_burst", "report", now),
-                         second._report_fraud("fraud_prefix_burst", "report", now))
+    await asyncio.gather(first.mail.report_fraud("fraud_prefix_burst", "report", now),
+                         second.mail.report_fraud("fraud_prefix_burst", "report", now))
     restarted = await offline_daemon(**settings)  # a fresh daemon remembers the hour too
-    await restarted._report_fraud("fraud_prefix_burst", "report", now + 60)
+    await restarted.mail.report_fraud("fraud_prefix_burst", "report", now + 60)
     await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
     await asyncio.sleep(0.5)
     assert len(smtp_sink.received) == 1
-    await restarted._report_fraud("fraud_prefix_burst", "report", time.time() + 3601)
+    await restarted.mail.report_fraud("fraud_prefix_burst", "report", time.time() + 3601)
     await asyncio.to_thread(smtp_sink.wait_for, 2, 5)  # the next hour gets its email
 
 

@@ -78,6 +78,6 @@ async def test_the_digest_lists_a_photo_only_text_as_what_it_carried(offline_dae
     daemon = await offline_daemon(digest={"daily_at": "07:30"})
     files = MediaStore(daemon.config.storage.path.parent / "media")
     await text_with(daemon.store, files, jpeg(), "image/jpeg")
-    await daemon.send_digest(time.time() + 60)
+    await daemon.mail.send_digest(time.time() + 60)
     [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
     assert f"{HOMEOWNER}: A photo" in mail.message.get_content()

@@ -46,16 +46,15 @@ def test_ordinary_replies_are_not_keywords(body):
 async def daemon(tmp_path):
     loaded = load(write_config(tmp_path, base_config(tmp_path)))
     d = Daemon(loaded)
-    d.store = await Store.open(loaded.config.storage.path)
-    d.gateway = LogGateway()
+    d.attach(await Store.open(loaded.config.storage.path), LogGateway())
     yield d
     await d.store.close()
 
 
 async def send_due(d: Daemon) -> None:
     for item in await d.store.due(time.time() + 1):
-        if await d.store.claim(item.id):
-            await d._send(item)
+        if await d.store.claim_all([item]):
+            await d.outbox.send(item)
 
 
 async def texts(d: Daemon) -> list[tuple[str, str, str]]:

@@ -20,9 +20,11 @@ from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT
 from tests.providers.common import serving
 from textback.config import load
-from textback.daemon import Daemon, build_gateway
+from textback.daemon import Daemon
+from textback.gateways import build_gateway
 from textback.workers.common import SystemClock
 from textback.store import CallRow, PlannedText, Store
+from tests.store_helpers import outbox_states
 
 MINUTE = 60.0
 
@@ -101,9 +103,8 @@ async def outbox(tmp_path, smtp_sink):
             "gateway": {"type": "http", "http": {"url": f"{url}/send", "timeout_seconds": 5}},
             **overrides})
         daemon = Daemon(load(write_config(tmp_path, config)), clock=provider.clock)
-        daemon.store = await Store.open(daemon.config.storage.path)
-        daemon.gateway = build_gateway(daemon.config, None, daemon.secrets)
-        started.append((daemon, asyncio.create_task(daemon._outbox_worker()) if run_worker else None))
+        daemon.attach(await Store.open(daemon.config.storage.path), build_gateway(daemon.config, None, daemon.secrets))
+        started.append((daemon, asyncio.create_task(daemon.outbox.run()) if run_worker else None))
         return daemon
 
     yield start
@@ -161,7 +162,7 @@ async def test_an_hour_long_outage_sends_each_text_once_after_it_or_tells_the_ow
     for minute in (10, 30, 50, 64):  # within about one retry interval of the provider's return
         assert taken_at[callers[minute]] - back_at < 1.5 * MINUTE, f"minute {minute}"
     assert taken_at[callers[70]] - (t0 + 70 * MINUTE) < 0.5 * MINUTE  # due after it: at once
-    assert await store.outbox_counts() == {"sent": 5, "expired": 4}
+    assert await outbox_states(store) == {"sent": 5, "expired": 4}
 
     mails = {m.message["Subject"]: m for m in smtp_sink.wait_for(4, 10)}
     assert sorted(mails) == sorted([
@@ -184,7 +185,7 @@ async def test_texts_go_out_in_parallel_up_to_the_configured_limit(outbox):
         began = time.monotonic()
         for index in range(12):
             await missed_call(daemon.store, f"+1212555{300 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         while len(provider.taken) < 12 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
         took = time.monotonic() - began
@@ -204,14 +205,14 @@ async def test_a_retry_after_holds_every_send_on_the_gateway(outbox, form):
         daemon = await outbox(provider, url, **{"gateway.max_concurrent_sends": 1})
         for index in range(4):
             await missed_call(daemon.store, f"+1212555{400 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         began = time.monotonic()
         while len(provider.taken) < 4 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
     assert len({caller for caller, _ in provider.taken}) == 4 == len(provider.taken)
     refused_at, *later = provider.arrivals
     assert later[0] - refused_at >= wait - 0.3  # nothing, not even another text, went sooner
-    assert await daemon.store.outbox_counts() == {"sent": 4}
+    assert await outbox_states(daemon.store) == {"sent": 4}
 
 
 async def test_the_rate_limit_spaces_sends_out(outbox):
@@ -220,7 +221,7 @@ async def test_the_rate_limit_spaces_sends_out(outbox):
         daemon = await outbox(provider, url, **{"gateway.max_sends_per_second": 10})
         for index in range(6):
             await missed_call(daemon.store, f"+1212555{500 + index:04d}", time.time())
-        daemon._outbox_wake.set()
+        daemon.wake_outbox()
         began = time.monotonic()
         while len(provider.taken) < 6 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
@@ -234,10 +235,10 @@ async def test_stopping_lets_the_sends_under_way_finish_and_be_recorded(outbox):
     async with serving(provider.app()) as url:
         daemon = await outbox(provider, url, run_worker=False)
         await missed_call(daemon.store, "+12125550600", time.time())
-        worker = asyncio.create_task(daemon._outbox_worker())
+        worker = asyncio.create_task(daemon.outbox.run())
         while provider.in_flight == 0:
             await asyncio.sleep(0.01)
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
-        assert await daemon.store.outbox_counts() == {"sent": 1}
+        assert await outbox_states(daemon.store) == {"sent": 1}
     assert len(provider.taken) == 1

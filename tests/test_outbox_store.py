@@ -8,6 +8,7 @@ import time
 
 from tests.test_store import call
 from textback.store import MIGRATIONS, PlannedText, Store
+from tests.store_helpers import outbox_states
 
 
 async def test_due_texts_come_oldest_first_by_when_they_were_first_due(store):
@@ -16,7 +17,7 @@ async def test_due_texts_come_oldest_first_by_when_they_were_first_due(store):
         await store.record_call(call(f"1700000000.{index}", f"+1212555010{index}"),
                                 PlannedText("dana", "Hi", first_due))
     [oldest, *_] = await store.due(now)
-    assert await store.claim(oldest.id)
+    assert await store.claim_all([oldest])
     await store.mark_retry(oldest, now - 1, "HTTP 503")  # due again before the others: still first
     assert [item.recipient for item in await store.due(now)] == [
         "+12125550101", "+12125550102", "+12125550100"]
@@ -28,7 +29,7 @@ async def test_the_link_coming_back_makes_only_retries_due_now(store):
     await store.record_call(call("1.1", "+12125550101"), PlannedText("dana", "Hi", now))
     await store.record_call(call("1.2", "+12125550102"), PlannedText("dana", "Later", now + 600))
     [failed] = await store.due(now)
-    assert await store.claim(failed.id)
+    assert await store.claim_all([failed])
     await store.mark_retry(failed, now + 40, "not logged in to AMI")
     assert await store.bring_forward(now + 1) == 1
     assert [item.recipient for item in await store.due(now + 1)] == ["+12125550101"]  # not "Later"
@@ -40,10 +41,10 @@ async def test_an_expired_text_can_no_longer_be_claimed_nor_a_claimed_one_expire
     await store.record_call(call("2.2", "+12125550102"), PlannedText("dana", "Hi", now))
     first, second = await store.due(now)
     assert await store.expire(first, "http")
-    assert not await store.claim(first.id)
-    assert await store.claim(second.id)
+    assert not await store.claim_all([first])
+    assert await store.claim_all([second])
     assert not await store.expire(second, "http")
-    assert await store.outbox_counts() == {"expired": 1, "sending": 1}
+    assert await outbox_states(store) == {"expired": 1, "sending": 1}
     facts = await store.text_facts(first.message_id)
     assert (facts["caller"], facts["owner_id"], facts["call_reason"]) == ("+12125550101", "dana",
                                                                           "no_answer")

@@ -69,11 +69,8 @@ def feed_the_cut_call(daemon) -> None:
 
 
 async def pass_the_limit(daemon) -> None:
-    daemon._handle(daemon.tracker.expire(time.time() + LIMIT + 60))
-    while daemon._writes:
-        await daemon._writes.pop()
-    if daemon._expiry is not None:
-        daemon._expiry.cancel()
+    daemon.expire_calls(time.time() + LIMIT + 60)
+    await daemon.settle()
     assert not daemon.tracker.is_tracking(LINKEDID)
 
 
@@ -169,7 +166,7 @@ async def test_a_failed_channel_listing_after_login_is_tried_again_until_it_work
     server = await asyncio.start_server(peer, "127.0.0.1", 0)
     daemon = await offline_daemon()
     daemon.ami = AmiConnection("127.0.0.1", server.sockets[0].getsockname()[1], "u", SecretStr("s"),
-                               on_event=daemon.on_event, on_login=daemon._logged_in)
+                               on_event=daemon.on_event, on_login=daemon.on_login)
     try:
         daemon.ami.start()
         for _ in range(200):
@@ -178,9 +175,6 @@ async def test_a_failed_channel_listing_after_login_is_tried_again_until_it_work
             await asyncio.sleep(0.05)
         assert daemon.tracker.is_tracking(ringing) and len(asked) == 3
     finally:
-        if daemon._listing_retry is not None:
-            daemon._listing_retry.cancel()
-        if daemon._expiry is not None:
-            daemon._expiry.cancel()
+        await daemon.settle()
         await daemon.ami.close()
         server.close()

@@ -112,17 +112,17 @@ def test_dst_changes_keep_the_local_hours():
 
 async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     daemon = await offline_daemon(**{"compliance.homeowner_hours": {"missed_call": "hold"}})
-    daemon.gateway = LogGateway()
     evening = at(EASTERN, 2026, 12, 7, 21, 30)
     morning = at(EASTERN, 2026, 12, 8, 8, 0)
     daemon.clock = SetClock(evening)  # the outbox's clock reads 9:30 pm in Miami
+    daemon.attach(daemon.store, LogGateway())
     now = time.time()
     await daemon.store.record_call(
         CallRow("q.1", BUSINESS_NUMBER, MIAMI, MIAMI, "", now, None, now, "missed", "no_answer",
                 "missed_call_text"), PlannedText("dana", "Sorry we missed you", now))
     [item] = await daemon.store.due(now + 1)
-    assert await daemon.store.claim(item.id)
-    await daemon._send(item)
+    assert await daemon.store.claim_all([item])
+    await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT o.state, o.due_at, o.first_due_at, o.held_until,"
                                     " o.attempts, m.status, m.error FROM outbox o"
                                     " JOIN messages m ON m.id = o.message_id")
@@ -137,8 +137,8 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     assert await daemon.store.due(morning - 1) == []
     daemon.clock.moment = morning
     [item] = await daemon.store.due(morning)
-    assert await daemon.store.claim(item.id)
-    await daemon._send(item)
+    assert await daemon.store.claim_all([item])
+    await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT status, error, gateway FROM messages")
     assert (row["status"], row["error"], row["gateway"]) == ("sent", "", "log")
     facts = [(r["fact"], r["kind"]) for r in await daemon.store.consent_record(MIAMI)]
@@ -149,8 +149,8 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
 async def test_send_is_the_default_and_replies_to_keywords_always_go(offline_daemon):
     daemon = await offline_daemon(**{"compliance.homeowner_hours": {"missed_call": "hold",
                                                                     "owner_reply": "hold"}})
-    daemon.gateway = LogGateway()
     daemon.clock = SetClock(at(EASTERN, 2026, 12, 7, 23, 0))
+    daemon.attach(daemon.store, LogGateway())
     assert daemon.config.compliance.homeowner_hours.policy_for("help") == "send"
     default = (await offline_daemon()).config.compliance.homeowner_hours
     assert default.policy_for("auto") == "send" and default.policy_for("owner") == "send"
@@ -163,8 +163,8 @@ async def test_send_is_the_default_and_replies_to_keywords_always_go(offline_dae
     await daemon.store.queue_reply(conversation, BUSINESS_NUMBER, MIAMI, "Hi", "owner",
                                    channel="cli")
     for item in await daemon.store.due(now + 1):
-        assert await daemon.store.claim(item.id)
-        await daemon._send(item)
+        assert await daemon.store.claim_all([item])
+        await daemon.outbox.send(item)
     statuses = await daemon.store._all("SELECT kind, status FROM messages ORDER BY id")
     assert [(r["kind"], r["status"]) for r in statuses] == [("help", "sent"), ("owner", "held")]
 

@@ -70,7 +70,7 @@ async def test_a_second_pass_and_a_call_seen_live_are_not_recorded_twice(
     [seen_live] = [call for call in recover_calls(
         [from_csv_fields(row, CsvLayout(), None) for row in moved("noanswer", now - 60)],
         ["carrier"], [], 0.0)]
-    await daemon._finished(seen_live)
+    await daemon.finish_call(seen_live)
     await daemon.recover(now - 3 * 3600)
     await daemon.recover(now - 3 * 3600)
 

@@ -17,14 +17,14 @@ SECOND_NUMBER = "+12125550109"
 
 async def send_due(daemon) -> None:
     for item in await daemon.store.due(time.time() + 3600):
-        if await daemon.store.claim(item.id):
-            await daemon._send(item)
+        if await daemon.store.claim_all([item]):
+            await daemon.outbox.send(item)
 
 
 async def test_every_kind_of_text_from_every_number_stops_after_one_opt_out(offline_daemon):
     daemon = await offline_daemon(**{"numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
                                                  {"number": SECOND_NUMBER, "owner": "dana"}]})
-    daemon.gateway = LogGateway()
+    daemon.attach(daemon.store, LogGateway())
     now = time.time()
     # Queued before the opt-out, on both business numbers, of every kind a path can write.
     await daemon.store.record_call(

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
-from sms_gateway.segments import count_segments
-from textback import store as store_module
+from textback.segments import count_segments
+from textback.store import migrations as store_module
 from textback.cli import main
 from textback.scorecard import build, csv_table, funnel, render_text
 from textback.web.reports import month_period
@@ -108,8 +108,8 @@ async def test_one_missed_call_and_many_texts_add_up_everywhere_and_self_tests_n
         await store.queue_reply(inbound.conversation_id, BUSINESS_NUMBER, caller, f"Answer {n}",
                                 "owner")
     for i, item in enumerate(await store.due(now + 1)):
-        await store.claim(item.id)
-        await store.mark_sent(item, "log", f"id{i}")
+        await store.claim_all([item])
+        await store.mark_all_sent([(item, f"id{i}")], "log")
     await store.record_outcome(inbound.conversation_id, "won", 82000, "test")
     month = datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m")
     begin, end = month_period(month, "America/New_York")
@@ -147,8 +147,8 @@ async def test_report_command_on_a_seeded_database(tmp_path):
                       "missed", "no_answer", "missed_call_text")
         outbox_id = await store.record_call(row, PlannedText("dana", "Hi", now))
         [item] = [x for x in await store.due(now + 1) if x.id == outbox_id]
-        await store.claim(item.id)
-        await store.mark_sent(item, "log", f"id{i}")
+        await store.claim_all([item])
+        await store.mark_all_sent([(item, f"id{i}")], "log")
     inbound = await store.record_inbound("+12125550111", BUSINESS_NUMBER, "Yes", "log", None, "dana")
     await store.record_outcome(inbound.conversation_id, "won", 82000, "test")
     await store.close()
@@ -240,8 +240,8 @@ async def test_report_is_unchanged_for_texts_written_before_and_after_the_segmen
         await store.queue_reply(inbound.conversation_id, BUSINESS_NUMBER, caller, "€" * 100,
                                 "owner")  # 200 septets: 2
         for i, item in enumerate(await store.due(time.time() + 1)):
-            await store.claim(item.id)
-            await store.mark_sent(item, "log", f"new{i}")
+            await store.claim_all([item])
+            await store.mark_all_sent([(item, f"new{i}")], "log")
         label = "2000-01-01 to 2100-01-01"
         begin, end = datetime(2000, 1, 1).timestamp() - 86400, datetime(2100, 1, 1).timestamp()
         before_json, before_csv = await old_report(store, begin, end, label)

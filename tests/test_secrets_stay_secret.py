@@ -129,10 +129,10 @@ async def test_the_daemon_masks_gateway_errors_before_it_stores_or_logs_them(off
         "type": "kannel", "webhooks": {"public_base_url": "https://textback.example"},
         "kannel": {"sendsms_url": "http://127.0.0.1:9/cgi-bin/sendsms", "username": "textback",
                    "password": {"env": "KANNEL_PASSWORD"}, "webhook_token": {"env": "KANNEL_TOKEN"}}})
-    daemon.gateway = QuotingGateway()
+    daemon.attach(daemon.store, QuotingGateway())
     await daemon.store.queue_test_text("+12125550123", BUSINESS_NUMBER, "dana", "test")
     for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):
-        await daemon._send(item)
+        await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT o.state, o.last_error, m.error FROM outbox o"
                                     " JOIN messages m ON m.id = o.message_id")
     assert row["state"] == "failed" and row["last_error"] == "refused: http://smsc.example/sendsms?…"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from textback.store import REPEAT_WITHOUT_ID_SECONDS, CallRow, PlannedText, Store
+from tests.store_helpers import outbox_states
 
 
 def call(linkedid="1700000000.1", caller="+12125550123", outcome="missed") -> CallRow:
@@ -38,8 +39,8 @@ async def test_the_same_call_twice_queues_nothing_more(store):
 async def test_a_row_can_be_claimed_only_once(store):
     await store.record_call(call(), PlannedText("dana", "Hi", 0))
     [item] = await store.due(time.time())
-    assert await store.claim(item.id) is True
-    assert await store.claim(item.id) is False
+    assert await store.claim_all([item]) == [item]
+    assert await store.claim_all([item]) == []
     assert await store.due(time.time()) == []
 
 
@@ -47,26 +48,26 @@ async def test_a_row_interrupted_while_sending_is_never_resent(tmp_path):
     s = await Store.open(tmp_path / "t.db")
     await s.record_call(call(), PlannedText("dana", "Hi", 0))
     [item] = await s.due(time.time())
-    await s.claim(item.id)
+    await s.claim_all([item])
     await s.close()  # the process dies here, before the gateway answered
     s = await Store.open(tmp_path / "t.db")
     assert await s.recover_interrupted() == [item.id]
     assert await s.due(time.time() + 3600) == []
-    assert await s.outbox_counts() == {"unknown": 1}
+    assert await outbox_states(s) == {"unknown": 1}
     await s.close()
 
 
 async def test_retry_puts_the_row_back_and_sent_is_final(store):
     await store.record_call(call(), PlannedText("dana", "Hi", 0))
     [item] = await store.due(time.time())
-    await store.claim(item.id)
+    await store.claim_all([item])
     await store.mark_retry(item, time.time() - 1, "503")
     [again] = await store.due(time.time())
     assert again.attempts == 1
-    await store.claim(again.id)
-    await store.mark_sent(again, "log", "abc")
-    assert await store.outbox_counts() == {"sent": 1}
-    assert await store.claim(again.id) is False
+    await store.claim_all([again])
+    await store.mark_all_sent([(again, "abc")], "log")
+    assert await outbox_states(store) == {"sent": 1}
+    assert await store.claim_all([again]) == []
 
 
 async def test_inbound_text_is_stored_with_its_alert_and_deduplicated(store):

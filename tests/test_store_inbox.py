@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
-from textback import store as store_module
+from textback.store import migrations as store_module
 from textback.cli import main
 from textback.store import CallRow, PlannedText, Store
-from textback.store_web import StaleState
+from textback.store.web import StaleState
 
 CALLER = "+12125550123"
 OTHER = "+12125550177"

@@ -51,8 +51,8 @@ async def test_one_poisoned_text_does_not_stop_the_others_escalating(offline_dae
 
     monkeypatch.setattr(owner_mail, "hours_of", hours_of)
     later = time.time() + 11 * 60
-    await daemon.escalate(later)
-    await daemon.escalate(later + 1)
+    await daemon.mail.escalate(later)
+    await daemon.mail.escalate(later + 1)
     [mail] = await asyncio.to_thread(smtp_sink.wait_for, 1, 5)
     assert mail.message["Subject"].startswith(f"Unanswered: text from {HOMEOWNER}")
     failures = [r for r in caplog.records if "escalation worker" in r.getMessage()]
@@ -77,11 +77,11 @@ class FlakyPlugin:
 
 async def test_a_plugin_that_raises_leaves_that_text_unknown_reported_and_the_rest_flowing(offline_daemon):
     daemon = await offline_daemon()
-    daemon.gateway = FlakyPlugin(broken_for="+12125550161")
+    daemon.attach(daemon.store, FlakyPlugin(broken_for="+12125550161"))
     for caller in ("+12125550161", "+12125550162"):
         await daemon.store.queue_test_text(caller, BUSINESS_NUMBER, "dana", "test")
     for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):
-        await daemon._send(item)
+        await daemon.outbox.send(item)
     states = dict(await daemon.store._all("SELECT recipient, state FROM outbox"))
     assert states == {"+12125550161": "unknown", "+12125550162": "sent"}
     [notice] = await daemon.store._all("SELECT subject FROM notices")

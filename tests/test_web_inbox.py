@@ -165,16 +165,16 @@ async def test_the_class_set_in_the_contact_panel_applies_from_the_next_call(tmp
         {"number": "+12125550123", "name": "Jane", "class": "client"}]})
     await set_passwords(path)
     async with web_daemon(path) as daemon, client() as browser:
-        first = await daemon._finished(missed_from("+12125550123", "c.1"))
+        first = await daemon.finish_call(missed_from("+12125550123", "c.1"))
         assert first.send  # a client from the config is texted
         [row] = await daemon.store.inbox()
         await signed_in(browser)
         assert 'selected>client<' in (await browser.get(f"/c/{row['id']}"))[1]
         await act(browser, row["id"], "contact", name="Jane's Plumbing", **{"class": "vendor"})
-        second = await daemon._finished(missed_from("+12125550123", "c.2"))
+        second = await daemon.finish_call(missed_from("+12125550123", "c.2"))
         assert (second.send, second.reason) == (False, "caller_is_vendor")
         await act(browser, row["id"], "contact", name="Jane's Plumbing", **{"class": "lead"})
-        third = await daemon._finished(missed_from("+12125550123", "c.3"))
+        third = await daemon.finish_call(missed_from("+12125550123", "c.3"))
         assert third.send and third.reason == "missed_call_text"  # an ordinary caller again
         assert (await act(browser, row["id"], "contact", name="x", **{"class": "boss"}))[0] == 400
         assert (await daemon.store.conversation(row["id"]))["contact_name"] == "Jane's Plumbing"

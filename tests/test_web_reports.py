@@ -35,8 +35,8 @@ async def test_the_scorecard_page_and_csv_show_what_textback_report_prints(tmp_p
     async with web_daemon(path) as daemon, client() as browser:
         await daemon.store.record_call(missed("1.1", "+12125550123"), PlannedText("dana", "Sorry", 0))
         [item] = await daemon.store.due(time.time())
-        assert await daemon.store.claim(item.id)  # no AMI: the gateway waits, the test sends it
-        await daemon.store.mark_sent(item, "asterisk", "1-1")
+        assert await daemon.store.claim_all([item])  # no AMI: the gateway waits, the test sends it
+        await daemon.store.mark_all_sent([(item, "1-1")], "asterisk")
         await homeowner_writes(daemon, "Kitchen please")
         [row] = await daemon.store.inbox()
         await signed_in(browser)

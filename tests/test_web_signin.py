@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from lab.harness import eventually
-from textback.cli import _with_store
+from textback.commands.common import with_store
 from textback.config import load
 from textback.signin import LinkClaim, digest, make_link_token
 from textback.store import Store
@@ -36,7 +36,7 @@ def test_passwd_keeps_an_argon2_hash_from_stdin_or_a_file_and_refuses_a_short_on
 
     async def read(store):
         return {o: await store.password_hash(o) for o in ("dana", "sam")}
-    hashes = asyncio.run(_with_store(load(tmp_path / "config.yaml"), read))
+    hashes = asyncio.run(with_store(load(tmp_path / "config.yaml"), read))
     for owner, stored in hashes.items():
         assert stored.startswith("$argon2id$") and PASSWORDS[owner] not in stored
     assert PASSWORDS["dana"] not in result.output
@@ -194,7 +194,7 @@ async def test_an_idle_session_expires(tmp_path):
 async def test_the_digest_carries_a_sign_in_link_to_the_inbox(offline_daemon, tmp_path, smtp_sink):
     daemon = await offline_daemon(web={"public_url": "https://inbox.acme.example"}, digest={})
     await homeowner_writes(daemon, "Still waiting")
-    await daemon.send_digest(time.time() + 3600)
+    await daemon.mail.send_digest(time.time() + 3600)
     await eventually(lambda: _sent(daemon), 10, "the digest mailed")
     [notice] = [n for n in await daemon.store.notices() if "waiting" in n["subject"]]
     assert "https://inbox.acme.example/link/" in notice["body"]

@@ -65,7 +65,7 @@ async def test_every_event_type_is_delivered_signed_and_matches_its_published_sc
                                                   "sms-1"), "log")
             conversation = (await store.conversation_for(HOMEOWNER, BUSINESS_NUMBER))["id"]
             await store.queue_reply(conversation, BUSINESS_NUMBER, HOMEOWNER, "Yes, 10am.", "owner")
-            daemon._outbox_wake.set()
+            daemon.wake_outbox()
             sent = await eventually(lambda: _first(crm, events.TEXT_SENT), 10, "text.sent")
             gateway_id = (await store.conversation_history(conversation))["messages"][-1]["gateway_id"]
             assert await store.update_delivery("log", gateway_id, "delivered", None)
@@ -73,7 +73,7 @@ async def test_every_event_type_is_delivered_signed_and_matches_its_published_sc
             await store.record_outcome(conversation, "won", 82000.0, "cli")
             await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "STOP", "sms-2"), "log")
             await store.queue_reply(conversation, BUSINESS_NUMBER, HOMEOWNER, "One more?", "owner")
-            daemon._outbox_wake.set()
+            daemon.wake_outbox()
             await eventually(lambda: _first(crm, events.TEXT_FAILED), 10, "text.failed")
             await eventually(lambda: _first(answered_only, events.CALL_ANSWERED), 10, "answered")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
 from textback.media import EMPTY_TEXT
@@ -79,7 +79,6 @@ def _addressed(sender: str, business_name: str, owner_name: str, owner_email: st
     msg["From"] = Address(display_name=one_line(business_name, 60) + " textback", addr_spec=sender)
     msg["To"] = Address(display_name=one_line(owner_name, 60), addr_spec=owner_email)
     msg["Subject"] = one_line(subject, 120)
-    msg["Date"] = format_datetime(datetime.now().astimezone())
     msg["Message-ID"] = make_msgid(domain=message_domain)
     msg["Auto-Submitted"] = "auto-generated"
     return msg

@@ -7,11 +7,11 @@ import time
 
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
-from sms_gateway.segments import count_segments
+from textback.segments import count_segments
 from textback.campaign import template_warnings
 from textback.cdr import CdrError, build_source
 from textback.config import Config, Loaded
-from textback.daemon import build_gateway
+from textback.gateways import build_gateway
 from textback.mailer import Mailer
 from textback.rules import render_for
 

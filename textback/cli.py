@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import os
 import re
 import signal
 import sys
@@ -15,49 +13,15 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
+from textback.commands import COMMANDS
+from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option, load_config,
+                                      local_time, read_store, visible, with_store)
+from textback.config import Loaded
 from textback import redact, service
 from textback.gateway_errors import described
 from textback.media import summary
 from textback.numbers import to_e164
-from textback.store_media import shown_items
-
-CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
-
-
-def _load(path: str | None) -> Loaded:
-    chosen = Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH)
-    try:
-        return load(chosen)
-    except ConfigError as exc:
-        click.echo(f"textback: configuration has {len(exc.problems)} problem(s):", err=True)
-        for where, message in exc.problems:
-            click.echo(f"  {where}: {message}", err=True)
-        sys.exit(2)
-
-
-config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-                             help=CONFIG_HELP)
-
-
-class Seconds(click.FloatRange):
-    """A number of seconds within bounds; also refuses nan, which passes FloatRange's bounds
-    (it compares false with both)."""
-
-    name = "seconds"
-
-    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
-        seconds = super().convert(value, param, ctx)
-        if math.isnan(seconds):
-            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
-        return seconds
-
-
-# Every numeric option has a range, so a value out of it is a usage error (exit 2), never an
-# OverflowError from the store or a socket (tests/test_cli_hostile.py checks every option).
-ROW_LIMIT = click.IntRange(1, 10_000)
-PORT = click.IntRange(1, 65_535)
-
+from textback.media import shown_items
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="textback")
@@ -78,7 +42,7 @@ def main() -> None:
               help="Append every AMI event received to this file as JSON lines (for traces).")
 def run(config_path: str | None, record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     service.configure_logging(loaded.config.logging.level)
     redact.install(loaded.secrets.redactor())
     from textback.daemon import Daemon
@@ -103,7 +67,7 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
 @config_option
 def check(config_path: str | None) -> None:
     """Check the config, AMI, the SMS gateway and SMTP: one line each."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     click.echo(f"ok    config: {loaded.source} ({len(loaded.config.numbers)} business number(s), "
                f"{len(loaded.config.owners)} owner(s))")
     from textback.checks import run_checks, template_report
@@ -117,51 +81,6 @@ def check(config_path: str | None) -> None:
     sys.exit(0 if all(ok for _, ok, _ in results) else 1)
 
 
-def _when(at: float | None, tz: str) -> str:
-    if at is None:
-        return "-"
-    return datetime.fromtimestamp(at, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _age(at: float | None) -> str:
-    if at is None:
-        return "-"
-    seconds = max(0, int(datetime.now().timestamp() - at))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-async def _with_store(loaded: Loaded, work) -> object:
-    """Open the store, run `work(store)`, and close it again."""
-    from textback.store import Store, StoreTooNew
-
-    try:
-        store = await Store.open(loaded.config.storage.path)
-    except StoreTooNew as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
-def _as_table(rows: list, as_json: bool, empty: str) -> bool:
-    """Print rows as JSON, or say there are none; True when a table should follow."""
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return False
-    if not rows:
-        click.echo(empty)
-        return False
-    return True
-
-
-async def _read(loaded: Loaded, query: str, *args: object) -> object:
-    return await _with_store(loaded, lambda store: getattr(store, query)(*args))
-
-
 @main.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -169,9 +88,9 @@ async def _read(loaded: Loaded, query: str, *args: object) -> object:
               help="At most this many conversations.")
 def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
     """Open conversations, newest first."""
-    loaded = _load(config_path)
-    rows = asyncio.run(_read(loaded, "inbox", limit))
-    if not _as_table(rows, as_json, "No open conversations."):
+    loaded = load_config(config_path)
+    rows = asyncio.run(read_store(loaded, "inbox", limit))
+    if not as_table(rows, as_json, "No open conversations."):
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'':<2}{'CALLER':<16} {'DIALLED':<16} {'OWNER':<10} {'CALLS':>5} "
@@ -180,7 +99,7 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
         reply = visible((row["last_reply"] or "").replace("\n", " "))
         flag = "! " if row["unanswered"] else "  "
         click.echo(f"{flag}{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
-                   f"{row['missed_calls']:>5} {_age(row['last_reply_at']):>9}  "
+                   f"{row['missed_calls']:>5} {age_of(row['last_reply_at']):>9}  "
                    f"{reply[:60] or '(no reply yet)'}")
     click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
@@ -195,14 +114,14 @@ _KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def thread(config_path: str | None, number: str, as_json: bool) -> None:
     """One caller's calls, texts, replies and alerts, in order."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     caller = _number_argument(loaded, number)
-    rows = asyncio.run(_read(loaded, "timeline", caller))
-    if not _as_table(rows, as_json, f"Nothing recorded for {caller}."):
+    rows = asyncio.run(read_store(loaded, "timeline", caller))
+    if not as_table(rows, as_json, f"Nothing recorded for {caller}."):
         return
     tz = loaded.config.business.timezone
     for row in rows:
-        when = _when(row["at"], tz)
+        when = local_time(row["at"], tz)
         kind = _KIND[row["kind"]]
         if row["kind"] == "call":
             detail = f"{row['status']} ({row['detail']}) on {row['business_number']}"
@@ -245,16 +164,6 @@ def _since(value: str) -> float:
     return datetime.now().timestamp() - int(match.group(1)) * _SPAN[match.group(2)]
 
 
-def visible(text: str) -> str:
-    """Caller-written text for a terminal: control and format characters shown, never obeyed.
-
-    A homeowner's text may carry escape sequences (window titles, hyperlinks),
-    CR or backspace to overwrite a line, or bidi overrides; each is printed as
-    its escape (\\x1b, \\r, \\u202e) instead.
-    """
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
 @main.command()
 @config_option
 @click.option("--since", "since", default="1d", show_default=True,
@@ -262,9 +171,9 @@ def visible(text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def calls(config_path: str | None, since: str, as_json: bool) -> None:
     """Recent inbound calls: outcome, reason, and whether a text went out and why."""
-    loaded = _load(config_path)
-    rows = asyncio.run(_read(loaded, "calls", _since(since)))
-    if not _as_table(rows, as_json, f"No inbound calls in the last {since}."):
+    loaded = load_config(config_path)
+    rows = asyncio.run(read_store(loaded, "calls", _since(since)))
+    if not as_table(rows, as_json, f"No inbound calls in the last {since}."):
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
@@ -277,7 +186,7 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
         if row["selftest"]:  # placed by `textback selftest`: no owner, not in the scorecard
             text = f"self-test, {text}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
-        click.echo(f"{_when(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
+        click.echo(f"{local_time(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
                    f"{row['outcome']:<8} {row['reason']:<15} {seen:<4} {text}")
 
 
@@ -291,12 +200,12 @@ def optout() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def optout_list(config_path: str | None, as_json: bool) -> None:
     """Every suppressed number, oldest first."""
-    loaded = _load(config_path)
-    rows = asyncio.run(_read(loaded, "suppressions"))
-    if not _as_table(rows, as_json, "No suppressed numbers."):
+    loaded = load_config(config_path)
+    rows = asyncio.run(read_store(loaded, "suppressions"))
+    if not as_table(rows, as_json, "No suppressed numbers."):
         return
     for row in rows:
-        click.echo(f"{row['number']:<16} since {_when(row['since'], loaded.config.business.timezone)}"
+        click.echo(f"{row['number']:<16} since {local_time(row['since'], loaded.config.business.timezone)}"
                    f"  ({row['source']})")
     click.echo(f"{len(rows)} suppressed number(s).")
 
@@ -313,9 +222,9 @@ def _number_argument(loaded: Loaded, number: str) -> str:
 @click.argument("number")
 def optout_add(config_path: str | None, number: str) -> None:
     """Suppress NUMBER now (e.g. after a phone call asking not to be texted)."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     e164 = _number_argument(loaded, number)
-    added = asyncio.run(_read(loaded, "suppress", e164, "cli"))
+    added = asyncio.run(read_store(loaded, "suppress", e164, "cli"))
     click.echo(f"{e164} {'suppressed' if added else 'was already suppressed'}.")
 
 
@@ -324,9 +233,9 @@ def optout_add(config_path: str | None, number: str) -> None:
 @click.argument("number")
 def optout_remove(config_path: str | None, number: str) -> None:
     """Lift the suppression of NUMBER (only with the person's consent)."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     e164 = _number_argument(loaded, number)
-    removed = asyncio.run(_read(loaded, "unsuppress", e164, "cli"))
+    removed = asyncio.run(read_store(loaded, "unsuppress", e164, "cli"))
     click.echo(f"{e164} {'may be texted again' if removed else 'was not suppressed'}.")
 
 
@@ -359,12 +268,12 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
     from textback.scorecard import render_text
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     tz = loaded.config.business.timezone
     if not (month or start or end):
         month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
     begin, stop, label = _period(month, start, end, tz)
-    cards = asyncio.run(_with_store(loaded, lambda store: _scorecard(store, month, begin, stop, tz)))
+    cards = asyncio.run(with_store(loaded, lambda store: _scorecard(store, month, begin, stop, tz)))
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
@@ -417,7 +326,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
     """
     from textback.rules import match_number, render_for
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     config = loaded.config
     recipient = _number_argument(loaded, number)
     business = match_number(config, dialled) if dialled else config.numbers[0]
@@ -431,7 +340,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
             raise click.ClickException(f"{recipient} opted out; nothing was sent.")
         return await store.queue_test_text(recipient, business.number, business.owner, body)
 
-    asyncio.run(_with_store(loaded, work))
+    asyncio.run(with_store(loaded, work))
     click.echo(f"Queued a test text from {business.number} to {recipient}; the running daemon "
                f"sends it. See `textback thread {recipient}`.")
 
@@ -442,7 +351,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
 @click.argument("owner")
 def assign(config_path: str | None, number: str, owner: str) -> None:
     """Give the conversation with NUMBER to OWNER (an owner id from the config)."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     ids = [o.id for o in loaded.config.owners]
     if owner not in ids:
         raise click.BadParameter(f"no owner {owner!r}; owners: {', '.join(ids)}", param_hint="OWNER")
@@ -452,7 +361,7 @@ def assign(config_path: str | None, number: str, owner: str) -> None:
         await store.assign(conversation["id"], owner, "cli")
         return conversation["caller"]
 
-    click.echo(f"{asyncio.run(_with_store(loaded, work))} now belongs to {owner}.")
+    click.echo(f"{asyncio.run(with_store(loaded, work))} now belongs to {owner}.")
 
 
 @main.command()
@@ -461,28 +370,24 @@ def assign(config_path: str | None, number: str, owner: str) -> None:
 @click.argument("text")
 def reply(config_path: str | None, number: str, text: str) -> None:
     """Text NUMBER through the running daemon's outbox (same rules: opt-outs, length)."""
-    from sms_gateway.segments import count_segments
+    from textback.replies import measure, segment_limit
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     if not text.strip():
         raise click.BadParameter("the text is empty; nothing was sent", param_hint="TEXT")
-    limit = loaded.config.reply_mail.max_segments if loaded.config.reply_mail else 3
-    count = count_segments(text)
-    if count.segments > limit:
-        raise click.ClickException(f"{count.segments} segments ({count.encoding}); the limit is "
-                                   f"{limit}. Shorten it; nothing was sent.")
+    length = measure(text, segment_limit(loaded.config.reply_mail))
+    if length.too_long:
+        raise click.ClickException(f"{length.segments} segments ({length.encoding}); the limit is "
+                                   f"{length.limit}. Shorten it; nothing was sent.")
 
     async def work(store):
         conversation = await _conversation(loaded, store, number)
-        if await store.is_suppressed(conversation["caller"]):
-            await store.refuse_text(conversation["caller"], conversation["business_number"],
-                                    "owner", text, "cli")
+        if await store.queue_owner_reply(conversation["id"], conversation["business_number"],
+                                         conversation["caller"], text, "cli") is None:
             raise click.ClickException(f"{conversation['caller']} opted out; nothing was sent.")
-        await store.queue_reply(conversation["id"], conversation["business_number"],
-                                conversation["caller"], text, "owner", channel="cli")
         return conversation["caller"]
 
-    click.echo(f"Queued for {asyncio.run(_with_store(loaded, work))}; the daemon sends it.")
+    click.echo(f"Queued for {asyncio.run(with_store(loaded, work))}; the daemon sends it.")
 
 
 @main.command()
@@ -494,7 +399,7 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
     """Record how the lead with NUMBER turned out (won takes an optional job VALUE)."""
     from textback.scorecard import MAX_JOB_VALUE, parse_amount
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     amount = None
     if value is not None:
         amount = parse_amount(value)
@@ -507,7 +412,7 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
         await store.record_outcome(conversation["id"], stage, amount, "cli")
         return conversation["caller"]
 
-    caller = asyncio.run(_with_store(loaded, work))
+    caller = asyncio.run(with_store(loaded, work))
     click.echo(f"{caller}: {stage}" + (f" ({amount:,.0f})" if amount else "") + ".")
 
 
@@ -523,7 +428,7 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
     from textback.rules import decide, hours_of, match_number
     from textback.tracker import CallFinished
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     config = loaded.config
     zone = ZoneInfo(config.business.timezone)
     try:
@@ -596,7 +501,7 @@ def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: b
 
     from textback.routing import write_routing_table
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     if systemd:
         from textback.commands.ops import install_service
 
@@ -628,4 +533,5 @@ def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: b
                "  asterisk -rx 'dialplan reload'")
 
 
-import textback.commands  # noqa: E402,F401  (each room's module registers its own subcommands)
+for command in COMMANDS:
+    main.add_command(command)

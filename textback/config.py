@@ -38,7 +38,7 @@ from textback.hooks.addresses import literal_host_refusal
 from textback.numbers import to_e164
 from textback import yamlread
 from textback.redact import Redactor
-from textback.schema import SecretRef, Strict
+from textback.config_schema import SecretRef, Strict
 from textback.selftest import parse_schedule
 from textback.templates import TemplateError, check_template
 

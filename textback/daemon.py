@@ -20,26 +20,20 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
-from sms_gateway.asterisk import AsteriskGateway, parse_user_event
+from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
-from sms_gateway.http import HttpGateway
 from sms_gateway.media import MediaFetcher
-from sms_gateway.kannel import KannelGateway
-from sms_gateway.log import LogGateway
-from sms_gateway.plugins import load_gateway
-from sms_gateway.telnyx import TelnyxGateway
-from sms_gateway.twilio import TwilioGateway
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
 from textback.alerts import one_line
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
-from textback.config import Config, Loaded, NumberConfig, OwnerConfig, Secrets
+from textback.config import Loaded, NumberConfig, OwnerConfig
 from textback.contact_classes import with_class
-from textback.delivery import (OPTOUT_CONFIRMATION, OWNER_REPLY, Pacer)
+from textback.delivery import OPTOUT_CONFIRMATION
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
-from textback.hooks.worker import Route, WebhookWorker
+from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
 from textback.numbers import caller_name, parse_address, to_e164
 from textback.optout import Keyword, classify, keyword_name
@@ -50,15 +44,16 @@ from textback.routing import write_routing_table
 from textback.scorecard import parse_amount
 from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                             render_for)
-from textback.mediafiles import MediaStore
-from textback.store import CallRow, NewMedia, OutboxItem, PlannedText, Store
-from textback.supervisor import ItemFailures, Supervisor
+from textback.gateways import build_gateway
+from textback.mediafiles import MediaStore, media_directory
+from textback.store import CallRow, NewMedia, PlannedText, Store
+from textback.supervisor import Supervisor
 from textback.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
-from textback.workers.common import SystemClock, log_failure
+from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
-from textback.workers.owner_mail import OwnerMailWorkers
-from textback.workers.ops import OpsWorkers, Watch
+from textback.workers.owner_mail import OwnerMail
+from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
@@ -67,6 +62,7 @@ from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
 from textback.workers.retention import RetentionWorker
+from textback.web.context import HttpContext
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -75,10 +71,8 @@ timeline = logging.getLogger("textback.timeline")
 ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
 ROUTING_TABLE_RETRY_SECONDS = 60.0  # while the table cannot be written
 REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
-# Until when AMI events are known to have arrived: the last event, or the last Ping answered
-# (events come in order, so none sent before it is missing). Saved at most this often, so a
-# busy PBX costs no write per event.
-LAST_AMI_EVENT = "last_ami_event_at"
+# When AMI events are known to have arrived until (LAST_AMI_EVENT) is saved at most this
+# often, so a busy PBX costs no write per event.
 PROGRESS_SAVE_SECONDS = 5.0
 # A login recovers the calls that ended since then, less this margin: it covers the save
 # interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
@@ -101,34 +95,10 @@ NO_HANGUP_SEEN = "no_hangup_seen"
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 
 
-def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
-    """The configured SMS backend. A new built-in backend is added here."""
-    g = config.gateway
-    public = g.webhooks.public_base_url if g.webhooks else None
-    if g.type == "asterisk":
-        a = g.asterisk
-        return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds)
-    if g.type == "twilio":
-        return TwilioGateway(g.twilio, secrets.gateway, public)
-    if g.type == "telnyx":
-        return TelnyxGateway(g.telnyx, secrets.gateway, public)
-    if g.type == "kannel":
-        return KannelGateway(g.kannel, secrets.gateway, public)
-    if g.type == "http":
-        return HttpGateway(g.http, secrets.gateway)
-    if g.type == "plugin":
-        return load_gateway(g.plugin.name, g.plugin.options)
-    return LogGateway()
-
-
-def media_directory(config: Config) -> Path:
-    """Where media files are kept: `media.directory`, else `media/` beside the database."""
-    return config.media.directory or config.storage.path.parent / "media"
-
-
-class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, RetentionWorker):
+class Daemon:
     """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations,
-    self-test and retention workers in textback/workers/, each a part of this one object."""
+    self-test and retention workers are objects from textback/workers/, composed by `attach`
+    on the open store and the gateway, each holding its own state."""
 
     def __init__(self, loaded: Loaded, record_ami: Path | None = None,
                  clock: SystemClock | None = None):
@@ -145,10 +115,6 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self.gateway: Gateway | None = None
         self.serving = asyncio.Event()  # set once every listener is bound and every worker started
         self._outbox_wake = asyncio.Event()
-        self._pacer = Pacer(self.config.gateway.max_sends_per_second)
-        self._link_failing = False  # a send failed for want of the gateway since the last success
-        self._accepted: list[tuple[OutboxItem, str | None]] = []  # sent, not yet committed
-        self._accepted_commit: asyncio.Future | None = None
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
         self._media_wake = asyncio.Event()
@@ -157,9 +123,6 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self._writes: set[asyncio.Task] = set()
         self.workers = Supervisor()
         self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
-        self._escalation_failures = ItemFailures("escalation")
-        self._digest_failures = ItemFailures("digest")
-        self._mail_failures = ItemFailures("mail")
         self._events_seen_at: float | None = None  # the last AMI event of a logged-in connection
         self._saved_seen_at: float | None = None
         self._cdr: CdrSource | None = None
@@ -168,12 +131,40 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
-        self._ami_state_lock = asyncio.Lock()  # one write of the AMI state at a time
         self._logins = 0
         self._mail_server: asyncio.AbstractServer | None = None
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
         self.overdue = OverdueCalls(self.recover, self._decided, self._record_as_seen, self.clock)
+        # The workers, built by `attach` once the store is open and the gateway built.
+        self.mail: OwnerMail | None = None
+        self.outbox: OutboxWorker | None = None
+        self.incidents: IncidentWorker | None = None
+        self.selftests: SelftestRunner | None = None
+        self.retention: RetentionWorker | None = None
+
+    def attach(self, store: Store, gateway: Gateway | None = None) -> None:
+        """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
+        `run` does this itself, and a test that runs no daemon calls it to reach the workers."""
+        self.store, self.gateway = store, gateway
+        c = self.config
+        self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
+                              self._alerts_wake, self._notices_wake)
+        self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
+                                   self.watch, self.mail.notify, self._masked)
+        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_logged_in,
+                                        self.mail.mail_admin)
+        self.selftests = SelftestRunner(
+            c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
+            self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
+        self.retention = RetentionWorker(c, store, self.clock, self.media_files)
+
+    def wake_outbox(self) -> None:
+        """A text was queued: the outbox worker looks for due texts now."""
+        self._outbox_wake.set()
+
+    def _ami_logged_in(self) -> bool:
+        return self.ami is not None and self.ami.logged_in
 
     @property
     def last_ami_event_at(self) -> float | None:
@@ -181,7 +172,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         return self._events_seen_at
 
     def _clock(self, at: float) -> str:
-        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone)).strftime("%H:%M:%S %Z")
+        return clock_text(at, self.config.business.timezone)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; raises runlock.AlreadyRunning if a daemon has the database."""
@@ -193,9 +184,10 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
 
     async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
-        self.store = await Store.open(c.storage.path)
+        store = await Store.open(c.storage.path)
+        self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
-        self._write_routing_table()
+        self.write_routing_table()
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
@@ -205,14 +197,14 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                             "(one may arrive twice, none is lost)", table, ids)
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self._logged_in, on_state=self._ami_state_changed,
+            on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
             use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
         webhooks = web_server = None
         workers = self.workers
         try:
-            self.gateway = build_gateway(c, self.ami, self.secrets)
+            self.attach(store, build_gateway(c, self.ami, self.secrets))
             if c.gateway.webhooks is not None:
                 w = c.gateway.webhooks
                 webhooks = WebhookServer(
@@ -229,28 +221,28 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                 web_server = WebServer(c.web, self.web_routes())
                 await web_server.start()
             self.ami.start()
-            workers.start("outbox", self._outbox_worker)
-            workers.start("alerts", self._alert_worker)
-            workers.start("notices", self._notice_worker)
+            workers.start("outbox", self.outbox.run)
+            workers.start("alerts", self.mail.run_alerts)
+            workers.start("notices", self.mail.run_notices)
             workers.start("routing", self._routing_worker)
             workers.start("progress", self._progress_worker)
-            workers.start("incidents", self._incident_worker)
+            workers.start("incidents", self.incidents.run)
             if self._cdr is not None:
                 workers.start("overdue-calls", self.overdue.run)
             if service.watchdog_interval() is not None:
-                workers.start("watchdog", self._watchdog_worker)
+                workers.start("watchdog", watchdog)
             if c.escalation is not None:
-                workers.start("escalation", self._escalation_worker)
+                workers.start("escalation", self.mail.run_escalation)
             if c.digest is not None:
-                workers.start("digest", self._digest_worker)
+                workers.start("digest", self.mail.run_digest)
             if c.selftest is not None:
-                workers.start("selftest", self._selftest_worker)
+                workers.start("selftest", self.selftests.run)
             if c.retention.months is not None:
-                workers.start("retention", self._retention_worker)
+                workers.start("retention", self.retention.run)
             # Always: with no endpoint configured it still forgets old events.
             max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
             hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
-                                  self._tell_admin)
+                                  self.mail.tell_admin)
             workers.start("webhooks", hooks.run)
             media = MediaWorker(c.media, self._media_fetchers(), self.media_files, self.store,
                                 self.clock, self._media_wake, self._tell_media_owner,
@@ -308,21 +300,24 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
     async def _tell_media_owner(self, owner_id: str, selftest: bool, subject: str,
                                 text: str) -> None:
         if selftest:
-            await self._tell_admin(subject, text)
+            await self.mail.tell_admin(subject, text)
         else:
-            await self._notify(self.config.owner(owner_id), subject, text)
+            await self.mail.notify(self.config.owner(owner_id), subject, text)
 
-    async def _tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
-        """A notice for whoever runs the installation: admin_email, else the first owner."""
-        if self.config.admin_email is not None:
-            await self._mail_notice("textback admin", self.config.admin_email, subject, text,
-                                    unless_since)
-        else:
-            await self._notify(self.config.owners[0], subject, text, unless_since)
+    def http_context(self) -> HttpContext:
+        """What the HTTP rooms may use of the daemon (the store is open by now)."""
+        return HttpContext(
+            config=self.config, secrets=self.secrets, store=self.store, metrics=self.metrics,
+            media_files=self.media_files, wake_outbox=self.wake_outbox,
+            media_linker=self.media_linker,
+            ami_logged_in=self._ami_logged_in,
+            last_ami_event_at=lambda: self.last_ami_event_at)
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
-        return [ops_routes(self), inbox_routes(self), api_routes(self), consent_routes(self)]
+        context = self.http_context()
+        return [ops_routes(context), inbox_routes(context), api_routes(context),
+                consent_routes(context)]
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
@@ -345,6 +340,12 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             if await self._serve_reply_mail():
                 return
 
+    def _ami_state_changed(self, logged_in: bool) -> None:
+        """The AMI connection logged in or lost its link: `textback status` reads it at once
+        (runs on the loop, as the connection's callback: the write is a task)."""
+        if self.incidents is not None:
+            self._spawn(self.incidents.note_ami_state())
+
     def _count_reply_mail(self, verdict: str) -> None:
         self.metrics.reply_mail.labels(verdict).inc()
 
@@ -358,7 +359,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         fixes the configuration before the provider gives up retrying the replies."""
         self.watch.webhook_signing_error = f"{gateway}: {why}"
 
-    def _write_routing_table(self) -> None:
+    def write_routing_table(self) -> None:
         file = self.config.agi.routing_file
         try:
             path = write_routing_table(self.config, date.today())
@@ -380,7 +381,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         while True:
             await asyncio.sleep(ROUTING_TABLE_RETRY_SECONDS if self.watch.routing_error
                                 else ROUTING_TABLE_REFRESH_SECONDS)
-            self._write_routing_table()
+            self.write_routing_table()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
 
@@ -395,7 +396,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             return
         self._handle(self.tracker.feed(event, time.time()))
 
-    def _logged_in(self) -> Any:
+    def on_login(self) -> Any:
         """Runs as the login succeeds, before any event of the new connection counts as seen."""
         seen_until, self._events_seen_at = self._events_seen_at, time.time()
         self._logins += 1
@@ -410,7 +411,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         ringing, close calls whose hangup we missed, and recover from the CDR the calls that
         began and ended while AMI was not logged in."""
         if self.gateway is not None and self.gateway.name == "asterisk":
-            await self._link_back("AMI logged in")
+            await self.outbox.link_back("AMI logged in")
         if not await self._list_channels(self._logins, first_try=True):
             if self._listing_retry is not None:
                 self._listing_retry.cancel()
@@ -485,7 +486,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                 continue  # seen live: the tracker decides it, or already did
             timeline.info("call recovered from the CDR: %s calling %s, ended %s", one_line(call.caller_id),
                           one_line(call.did), self._clock(call.ended_at))
-            decision = await self._finished(call, recovered=True,
+            decision = await self.finish_call(call, recovered=True,
                                             may_text=time.time() - call.ended_at <= max_age)
             if decision.reason == TOO_OLD_TO_TEXT:
                 ring_back.setdefault(decision.owner_id, []).append((call.ended_at, decision))
@@ -501,7 +502,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         for ended_at, decision in sorted(missed, key=lambda item: item[0]):
             when = datetime.fromtimestamp(ended_at, zone).strftime("%a %d %b %H:%M")
             lines.append(f"  {when}  {decision.caller} (called {decision.business_number})")
-        await self._notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
+        await self.mail.notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
 
     async def _recovery_failed(self, since: float, error: str) -> None:
         """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour
@@ -511,8 +512,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
                 f"since {started:%a %d %b %H:%M} while it was not connected to Asterisk may be neither "
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")
         for owner_id in sorted({n.owner for n in self.config.numbers}):
-            await self._notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text,
-                               unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
+            await self.mail.notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text,
+                                   unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
 
     async def _progress_worker(self) -> None:
         while True:
@@ -541,7 +542,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             elif isinstance(happening, CallOverdue):
                 self._spawn(self._overdue(happening))
             else:
-                self._spawn(self._finished(happening))
+                self._spawn(self.finish_call(happening))
         self._schedule_expiry()
 
     async def _overdue(self, overdue: CallOverdue) -> None:
@@ -563,7 +564,21 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         return await self.store.call_decision(call_id) is not None
 
     async def _record_as_seen(self, call: CallFinished) -> Decision:
-        return await self._finished(call, may_text=False, withheld=NO_HANGUP_SEEN)
+        return await self.finish_call(call, may_text=False, withheld=NO_HANGUP_SEEN)
+
+    def expire_calls(self, now: float) -> None:
+        """Close the calls whose deadline is past at `now`, as the expiry timer does."""
+        self._handle(self.tracker.expire(now))
+
+    async def settle(self) -> None:
+        """Wait until the calls and texts handed on so far are written, then stop the timers (the
+        call expiry, a channel listing's retry): for a daemon driven without `run`."""
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._listing_retry is not None:
+            self._listing_retry.cancel()
 
     def _schedule_expiry(self) -> None:
         if self._expiry:
@@ -580,12 +595,12 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         task.add_done_callback(self._writes.discard)
         task.add_done_callback(log_failure)
 
-    async def _finished(self, call: CallFinished, recovered: bool = False,
+    async def finish_call(self, call: CallFinished, recovered: bool = False,
                         may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
         """Decide, record and queue a finished call; `may_text` False withholds its text, giving
         `withheld` as the decision (too old, by default)."""
         if call.selftest:
-            return await self._selftest_finished(call)
+            return await self.selftests.call_finished(call)
         call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
         self.metrics.calls.labels(call.outcome, call.reason,
@@ -623,7 +638,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
                                                  dedupe_since=dedupe_since, owner_reason=owner_reason)
         if fraud_report is not None:
-            await self._report_fraud(decision.reason, fraud_report, time.time())
+            await self.mail.report_fraud(decision.reason, fraud_report, time.time())
         # The canonical number when the caller ID holds one, else what the trunk sent, escaped.
         who = decision.caller or one_line(call.caller_id)
         if call.outcome == "answered":
@@ -642,7 +657,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             timeline.info("no text for %s: %s", who, reason)
             return decision
         timeline.info("text due at %s to %s", self._clock(decision.due_at), decision.caller)
-        self._outbox_wake.set()
+        self.wake_outbox()
         return decision
 
     async def _owner_for(self, number: NumberConfig, caller: str) -> tuple[str, str]:
@@ -745,7 +760,7 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         body = render_for(self.config, template, number, sender)
         await self.store.queue_reply(conversation_id, number.number, sender, body, kind,
                                      channel="sms")
-        self._outbox_wake.set()
+        self.wake_outbox()
 
     # -- owners' email replies ------------------------------------------------------
 
@@ -757,34 +772,31 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if verdict.action == "command":
             await self._command(conversation_id, caller, owner, verdict)
         elif verdict.action == "too_long":
-            await self._notify(owner, f"Not sent to {caller}: too long",
-                               f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
-                               f"Please shorten it and reply again. Nothing was cut or sent.")
+            await self.mail.notify(owner, f"Not sent to {caller}: too long",
+                                   f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
+                                   f"Please shorten it and reply again. Nothing was cut or sent.")
         elif verdict.action == "nothing_to_send":
             files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
-            await self._notify(owner, f"Not sent to {caller}: nothing to send",
-                               f"Your email reply to {caller} was not sent: {verdict.reason}."
-                               + (f"\n\nIts attachments:{files}" if files else "")
-                               + "\n\nWrite your answer above the quoted message and reply "
-                                 "again. Pictures and files are never texted.")
+            await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
+                                   f"Your email reply to {caller} was not sent: {verdict.reason}."
+                                   + (f"\n\nIts attachments:{files}" if files else "")
+                                   + "\n\nWrite your answer above the quoted message and reply "
+                                   "again. Pictures and files are never texted.")
         elif verdict.action == "unreadable":
-            await self._notify(owner, f"Not sent to {caller}: your reply could not be read",
-                               f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
-                               f"Please reply again with a short plain message, or call them.")
+            await self.mail.notify(owner, f"Not sent to {caller}: your reply could not be read",
+                                   f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
+                                   f"Please reply again with a short plain message, or call them.")
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
-        elif await self.store.is_suppressed(caller):
-            await self.store.refuse_text(caller, binding["business_number"], OWNER_REPLY,
-                                         verdict.text, f"email:{owner.id}")
-            await self._notify(owner, f"Not sent to {caller}: they opted out",
-                               f"{caller} asked not to be texted (STOP), so your reply was not "
-                               f"sent. Call them instead, or wait until they text START.")
+        elif await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
+                                                verdict.text, f"email:{owner.id}") is None:
+            await self.mail.notify(owner, f"Not sent to {caller}: they opted out",
+                                   f"{caller} asked not to be texted (STOP), so your reply was not "
+                                   f"sent. Call them instead, or wait until they text START.")
         else:
-            await self.store.queue_reply(conversation_id, binding["business_number"], caller,
-                                         verdict.text, OWNER_REPLY, channel=f"email:{owner.id}")
             timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
                           one_line(verdict.text, 200))
-            self._outbox_wake.set()
+            self.wake_outbox()
 
     async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
                        verdict: Verdict) -> None:
@@ -792,8 +804,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
             target = next((o for o in self.config.owners if o.id == verdict.argument.lower()), None)
             if target is None:
                 known = ", ".join(o.id for o in self.config.owners)
-                await self._notify(owner, f"#assign {verdict.argument}: no such owner",
-                                   f"There is no owner {verdict.argument!r}. Owners: {known}.")
+                await self.mail.notify(owner, f"#assign {verdict.argument}: no such owner",
+                                       f"There is no owner {verdict.argument!r}. Owners: {known}.")
                 return
             await self.store.assign(conversation_id, target.id, f"#assign by {owner.id}")
             timeline.info("conversation with %s assigned to %s by %s", caller, target.id, owner.id)
@@ -802,8 +814,8 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if verdict.command == "won" and verdict.argument:
             value = parse_amount(verdict.argument)
             if value is None:
-                await self._notify(owner, f"#won {verdict.argument}: not an amount",
-                                   "Write the job value as a number, e.g. #won 82000.")
+                await self.mail.notify(owner, f"#won {verdict.argument}: not an amount",
+                                       "Write the job value as a number, e.g. #won 82000.")
                 return
         await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
         timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
@@ -820,4 +832,4 @@ class Daemon(OutboxWorker, OwnerMailWorkers, OpsWorkers, SelftestRunner, Retenti
         if status.status in ("failed", "undelivered"):  # the text failed for good after it was sent
             item = await self.store.sent_text(message_id)
             if item is not None and item.kind != OPTOUT_CONFIRMATION:
-                await self._report_undelivered(item, "undelivered", item.last_error)
+                await self.outbox.report_undelivered(item, "undelivered", item.last_error)

@@ -1,6 +1,6 @@
 """When a queued text is still worth sending, and how fast a gateway may be called.
 
-Pure: values in, decisions out; the outbox worker (textback/daemon.py) owns
+Pure: values in, decisions out; the outbox worker (textback/workers/outbox.py) owns
 the clock and the sockets.
 
 * A text is retried until its deadline, not a number of times: a "sorry we

@@ -102,3 +102,10 @@ class Hours:
 def _clock(value: str) -> time:
     hour, minute = (int(part) for part in value.split(":"))
     return time(hour, minute)
+
+
+def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
+    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
+    if business_hours is None:
+        return (now - since) / 60
+    return business_hours.open_seconds_between(since, now) / 60

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.message import EmailMessage
+from email.utils import format_datetime
 
 import aiosmtplib
 from pydantic import SecretStr
@@ -33,7 +35,10 @@ class Mailer:
         )
 
     async def send(self, message: EmailMessage) -> None:
-        """Send one message; raises aiosmtplib.SMTPException or OSError on failure."""
+        """Send one message, dated now if the core left it undated (it reads no clock);
+        raises aiosmtplib.SMTPException or OSError on failure."""
+        if "Date" not in message:
+            message["Date"] = format_datetime(datetime.now().astimezone())
         client = self._client()
         async with client:
             await client.send_message(message)

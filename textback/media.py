@@ -16,7 +16,7 @@ module decides, from values only:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 Kind = Literal["image", "video", "document"]
 
@@ -162,3 +162,13 @@ def sent_line(items: Iterable[Shown]) -> str:
         tail = (" (it could not be fetched)" if len(items) == 1
                 else f" ({failed} could not be fetched)")
     return f"sent {phrase}{tail}"
+
+
+def shown_items(rows: Iterable[Any]) -> list[Shown]:
+    """Media rows as the counting functions of textback.media want them."""
+    out = []
+    for row in rows:
+        kind = kind_of(row["content_type"] or row["declared_type"]) if (
+            row["state"] != "kept" or row["shown"]) else None
+        out.append(Shown(kind, failed=row["state"] == "failed"))
+    return out

@@ -23,13 +23,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
 from textback import media
-from textback.store_media import shown_items
+from textback.media import shown_items
+
+if TYPE_CHECKING:
+    from textback.config import Config
 
 register_heif_opener()
 
@@ -187,3 +190,8 @@ def alert_attachments(files: "MediaStore", rows: list[dict[str, Any]], cap_bytes
         left_out = (f"{phrase[0].upper() + phrase[1:]} {'is' if len(not_attached) == 1 else 'are'}"
                     f" not attached (too large for one email, or not a photo): see the thread.")
     return Attached(tuple(attached), left_out)
+
+
+def media_directory(config: "Config") -> Path:
+    """Where media files are kept: `media.directory`, else `media/` beside the database."""
+    return config.media.directory or config.storage.path.parent / "media"

@@ -13,10 +13,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textback import retention
 from textback.mediafiles import MediaStore
-from textback.store import Store
+
+if TYPE_CHECKING:
+    from textback.store import Store
 
 log = logging.getLogger("textback")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from email.headerregistry import Address
 from email.message import EmailMessage
 
 import authres
 from mailparser_reply import EmailReplyParser
 
-from sms_gateway.segments import count_segments
+from textback.segments import count_segments
 from textback.htmlmail import new_words
 
 TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
@@ -287,6 +288,35 @@ def attachment_names(message: EmailMessage) -> tuple[str, ...]:
                  and part.get_content_type() not in ("text/plain", "text/html"))
 
 
+# An owner's reply may take this many SMS segments when no `reply_mail:` section sets
+# reply_mail.max_segments (its own default is the same).
+DEFAULT_MAX_SEGMENTS = 3
+
+
+def segment_limit(reply_mail: Any) -> int:
+    """How many segments an owner's reply may take, by email, the CLI, the web inbox or the API
+    alike: reply_mail.max_segments, else DEFAULT_MAX_SEGMENTS."""
+    return reply_mail.max_segments if reply_mail is not None else DEFAULT_MAX_SEGMENTS
+
+
+@dataclass(frozen=True)
+class ReplyLength:
+    """An owner's reply measured against the limit: every path refuses it whole when too long."""
+
+    segments: int
+    encoding: str
+    limit: int
+
+    @property
+    def too_long(self) -> bool:
+        return self.segments > self.limit
+
+
+def measure(text: str, limit: int) -> ReplyLength:
+    count = count_segments(text)
+    return ReplyLength(count.segments, count.encoding, limit)
+
+
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
           team: frozenset[str], authserv_id: str | None, max_segments: int,
           owner_name: str = "", quoted: tuple[str, ...] = ()) -> Verdict:
@@ -309,7 +339,8 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
     command = COMMAND.match(text.splitlines()[0].strip())
     if command:
         return Verdict("command", command=command.group(1).lower(), argument=command.group(2).strip())
-    if count_segments(text).segments > max_segments:
-        return Verdict("too_long", f"{count_segments(text).segments} segments; the limit is "
-                                   f"{max_segments}", text=text)
+    length = measure(text, max_segments)
+    if length.too_long:
+        return Verdict("too_long", f"{length.segments} segments; the limit is {max_segments}",
+                       text=text)
     return Verdict("text", text=text)

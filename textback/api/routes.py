@@ -20,11 +20,10 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from sms_gateway.segments import count_segments
 from textback.api import openapi
 from textback.api.ratelimit import RateLimiter
 from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_query,
@@ -32,8 +31,12 @@ from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_que
                                  error_view, known_owner, message_view, parse_body,
                                  scorecard_period)
 from textback.numbers import parse_address
-from textback.store_web import StaleState
+from textback.replies import measure, segment_limit
+from textback.store.web import StaleState
 from textback.web.server import RouteProvider
+
+if TYPE_CHECKING:
+    from textback.web.context import HttpContext
 
 log = logging.getLogger("textback.api")
 
@@ -83,22 +86,22 @@ def if_match_holds(header: str | None, tag: str) -> bool:
 
 
 class Api:
-    """The handlers; `daemon` gives the store, the config and the outbox's wake-up."""
+    """The handlers; `context` gives the store, the config and the outbox's wake-up."""
 
-    def __init__(self, daemon: Any):
-        self.daemon = daemon
-        settings = daemon.config.api
+    def __init__(self, context: HttpContext):
+        self.context = context
+        settings = context.config.api
         self._limits = RateLimiter(settings.requests_per_minute, settings.burst)
         self._max_body = settings.max_body_bytes
         self._keys: dict[tuple[int, str], asyncio.Lock] = {}
 
     @property
     def store(self):
-        return self.daemon.store
+        return self.context.store
 
     @property
     def config(self):
-        return self.daemon.config
+        return self.context.config
 
     def add_routes(self, app: web.Application) -> None:
         read, write = self._guard("read"), self._guard("write")
@@ -231,7 +234,7 @@ class Api:
         history = await self.store.conversation_history(conversation["id"])
         media = await self.store.media_of(m["id"] for m in history["messages"]
                                           if m["direction"] == "in")
-        linker, now = await self.daemon.media_linker(), time.time()
+        linker, now = await self.context.media_linker(), time.time()
         link = ((lambda media_id: (linker(media_id, now),
                                    int(now + self.config.media.link_hours * 3600)))
                 if linker else None)
@@ -255,21 +258,18 @@ class Api:
 
     async def reply(self, request: web.Request, token, body: bytes) -> web.Response:
         text = parse_body("ReplyRequest", body)["text"]
-        limit = self.config.reply_mail.max_segments if self.config.reply_mail else 3
-        count = count_segments(text)
-        if count.segments > limit:
-            raise Unprocessable("text", f"{count.segments} segments ({count.encoding}); the limit "
-                                        f"is {limit}. Nothing was sent.", "too_long")
+        length = measure(text, segment_limit(self.config.reply_mail))
+        if length.too_long:
+            raise Unprocessable("text", f"{length.segments} segments ({length.encoding}); the "
+                                        f"limit is {length.limit}. Nothing was sent.", "too_long")
         conversation = await self._conversation(request)
         self._expected_state(request, conversation)  # a reply sets no state: checked, not held
-        if await self.store.is_suppressed(conversation["caller"]):
-            await self.store.refuse_text(conversation["caller"], conversation["business_number"],
-                                         "owner", text, f"api:{token['name']}")
+        outbox_id = await self.store.queue_owner_reply(
+            conversation["id"], conversation["business_number"], conversation["caller"], text,
+            f"api:{token['name']}")
+        if outbox_id is None:
             return _error(409, "opted_out", f"{conversation['caller']} opted out; nothing was sent")
-        outbox_id = await self.store.queue_reply(conversation["id"], conversation["business_number"],
-                                                 conversation["caller"], text, "owner",
-                                                 channel=f"api:{token['name']}")
-        self.daemon._outbox_wake.set()
+        self.context.wake_outbox()
         log.info("API token %s queued a reply to conversation %d", token["name"], conversation["id"])
         return _json(202, {"status": "queued", "outbox_id": outbox_id,
                            "conversation_id": conversation["id"]})
@@ -328,6 +328,6 @@ class Api:
                      ETag=entity_tag(conversation))
 
 
-def api_routes(daemon: Any) -> RouteProvider:
-    """The RouteProvider of the JSON API, bound to a daemon (its store is opened by then)."""
-    return Api(daemon).add_routes
+def api_routes(context: HttpContext) -> RouteProvider:
+    """The RouteProvider of the JSON API, bound to the running daemon's HTTP context."""
+    return Api(context).add_routes

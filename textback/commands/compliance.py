@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from textback.cli import _load, config_option, main
+from textback.commands.common import config_option, load_config
 
 
-@main.group()
+@click.group()
 def compliance() -> None:
     """What carriers and regulators ask of a business that texts."""
 
@@ -20,7 +20,7 @@ def ten_dlc(config_path: str | None) -> None:
     provider's form. Warnings follow for anything the vetting would refuse."""
     from textback.campaign import form, template_warnings
 
-    config = _load(config_path).config
+    config = load_config(config_path).config
     for field, value in form(config):
         click.echo(f"{field}:")
         click.echo(f"    {value}\n")

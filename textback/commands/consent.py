@@ -6,10 +6,10 @@ import asyncio
 
 import click
 
-from textback.cli import _load, _read, config_option, main, visible
+from textback.commands.common import config_option, load_config, read_store, visible
 
 
-@main.command()
+@click.command()
 @config_option
 @click.option("--format", "form", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="table for reading, csv for a spreadsheet, json for a program.")
@@ -20,12 +20,12 @@ def consent(config_path: str | None, form: str, number: str) -> None:
     from textback import consent as ledger
     from textback.numbers import parse_address
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     e164 = parse_address(number, loaded.config.numbers[0].region).number
     if e164 is None:
         raise click.BadParameter(f"{visible(number)!r} is not a valid phone number",
                                  param_hint="NUMBER")
-    rows = asyncio.run(_read(loaded, "consent_record", e164))
+    rows = asyncio.run(read_store(loaded, "consent_record", e164))
     if form == "table":  # a homeowner's words never drive the terminal
         rows = [{**row, "body": visible(row["body"])} for row in rows]
     click.echo(ledger.render(rows, form, loaded.config.business.timezone), nl=False)

@@ -10,10 +10,11 @@ import time
 
 import click
 
-from textback.cli import ROW_LIMIT, _as_table, _load, _when, _with_store, config_option, main, visible
+from textback.commands.common import (ROW_LIMIT, as_table, config_option, load_config, local_time,
+                                      visible, with_store)
 
 
-@main.group()
+@click.group()
 def webhooks() -> None:
     """Outbound webhooks: what was delivered to each endpoint, and tests."""
 
@@ -25,14 +26,14 @@ def webhooks() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def webhooks_log(config_path: str | None, endpoint: str | None, limit: int, as_json: bool) -> None:
     """Deliveries, newest first: endpoint, event, state, tries, last HTTP status and error."""
-    loaded = _load(config_path)
-    rows = asyncio.run(_with_store(loaded, lambda store: store.delivery_log(limit, endpoint)))
-    if not _as_table(rows, as_json, "No webhook deliveries."):
+    loaded = load_config(config_path)
+    rows = asyncio.run(with_store(loaded, lambda store: store.delivery_log(limit, endpoint)))
+    if not as_table(rows, as_json, "No webhook deliveries."):
         return
     tz = loaded.config.business.timezone
     for row in rows:
         status = row["last_status"] if row["last_status"] is not None else "-"
-        click.echo(f"{_when(row['created_at'], tz)}  {row['endpoint']:<12} {row['type']:<22} "
+        click.echo(f"{local_time(row['created_at'], tz)}  {row['endpoint']:<12} {row['type']:<22} "
                    f"{row['event_id']}  {row['state']:<9} tries {row['attempts']:<3} "
                    f"HTTP {status}  {visible(row['last_error'])}")
 
@@ -45,7 +46,7 @@ def webhooks_test(config_path: str | None, name: str) -> None:
     from textback.hooks.events import probe_event
     from textback.hooks.sender import EndpointClient
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     hooks = loaded.config.webhooks
     endpoint = hooks.endpoint(name) if hooks else None
     if endpoint is None:
@@ -64,7 +65,7 @@ def webhooks_test(config_path: str | None, name: str) -> None:
                                          attempt.delivered)
         return attempt
 
-    attempt = asyncio.run(_with_store(loaded, work))
+    attempt = asyncio.run(with_store(loaded, work))
     if attempt.delivered:
         click.echo(f"{name}: delivered {event.id} (HTTP {attempt.status}).")
         return

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from ami_listener.connection import AmiError, event_fields, one_shot
 from textback import freepbx
-from textback.cli import PORT, main
+from textback.commands.common import PORT
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
@@ -160,7 +160,7 @@ def _pick_trunk(asker: Asker, given: str | None, endpoints: list[tuple[str, str,
     return asker.ask(None, "--trunk", question, check)
 
 
-@main.command()
+@click.command()
 @click.option("--business-name", help="The business's name, as texts will say it.")
 @click.option("--timezone", help="IANA time zone, e.g. America/New_York.")
 @click.option("--number", "numbers", multiple=True, help="A business number (repeat, or comma-separated).")

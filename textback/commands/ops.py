@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from textback import runlock
-from textback.cli import _age, _load, _when, _with_store, config_option, main
+from textback.commands.common import age_of, config_option, load_config, local_time, with_store
 from textback.config import Loaded
 from textback.incidents import TITLES
 from textback.selftest import Report
@@ -75,11 +75,11 @@ async def last_selftest(store, tz: str) -> str:
     report = Report.from_row(row)
     failed = report.failed_step
     verdict = "passed" if failed is None else f"FAILED at {failed.name}"
-    return f"{verdict}, {_when(report.started_at, tz)} ({row['trigger']})"
+    return f"{verdict}, {local_time(report.started_at, tz)} ({row['trigger']})"
 
 
 async def _status_facts(loaded: Loaded) -> dict:
-    from textback.daemon import LAST_AMI_EVENT
+    from textback.workers.ops import LAST_AMI_EVENT
 
     async def read(store) -> dict:
         now = time.time()
@@ -91,14 +91,14 @@ async def _status_facts(loaded: Loaded) -> dict:
                 "incidents": await store.open_incidents(),
                 "selftest": await last_selftest(store, loaded.config.business.timezone)}
 
-    return await _with_store(loaded, read)
+    return await with_store(loaded, read)
 
 
-@main.command()
+@click.command()
 @config_option
 def status(config_path: str | None) -> None:
     """One screen for the installer: daemon, AMI, outbox, incidents, self-test, version."""
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     tz = loaded.config.business.timezone
     database = loaded.config.storage.path
     if not database.exists():  # never create one: status only reads
@@ -110,22 +110,22 @@ def status(config_path: str | None) -> None:
         daemon = "down (no `textback run` holds the database)"
     else:
         daemon = f"up (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
-                 f"since {_when(holder.get('since'), tz)})"
+                 f"since {local_time(holder.get('since'), tz)})"
     if holder is None:
         ami = "-"
     elif facts["ami_logged_in"] is None:
         ami = "not yet known"
     else:
         state = "logged in" if facts["ami_logged_in"] else "NOT logged in"
-        ami = f"{state} for {_age(facts['ami_since'])}"
-    oldest = (f"due {_age(facts['oldest'])} ago" if facts["oldest"] is not None
+        ami = f"{state} for {age_of(facts['ami_since'])}"
+    oldest = (f"due {age_of(facts['oldest'])} ago" if facts["oldest"] is not None
               else "none due")
     lines = [("daemon", daemon), ("AMI", ami),
-             ("last AMI event", f"{_age(facts['last_event'])} ago" if facts["last_event"] else "-"),
+             ("last AMI event", f"{age_of(facts['last_event'])} ago" if facts["last_event"] else "-"),
              ("outbox", f"{facts['pending']} text(s) waiting; oldest {oldest}"),
              ("incidents", f"{len(facts['incidents'])} open" if facts["incidents"] else "none open")]
     for row in facts["incidents"]:
-        lines.append(("", f"since {_when(row['opened_at'], tz)}: {TITLES.get(row['kind'], row['kind'])}"
+        lines.append(("", f"since {local_time(row['opened_at'], tz)}: {TITLES.get(row['kind'], row['kind'])}"
                           f" ({row['summary']})"))
     lines += [("last self-test", facts["selftest"]),
               ("version", importlib.metadata.version("textback"))]

@@ -8,27 +8,27 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from textback.cli import _load, _with_store, config_option, main
+from textback.commands.common import config_option, load_config, with_store
 
 
-@main.command()
+@click.command()
 @config_option
 @click.option("--dry-run", is_flag=True, help="Say what would go; change nothing.")
 def prune(config_path: str | None, dry_run: bool) -> None:
     """Delete calls, texts and alerts older than retention.months (whole months), keeping each
     month's scorecard first. Opt-outs are never pruned. The daemon may keep running."""
-    from textback.daemon import media_directory
+    from textback.mediafiles import media_directory
     from textback.mediafiles import MediaStore
     from textback.pruning import prune as run_prune
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     months = loaded.config.retention.months
     if months is None:
         click.echo("retention.months is not set: everything is kept, nothing to prune.")
         return
     tz = loaded.config.business.timezone
     files = MediaStore(media_directory(loaded.config))
-    result = asyncio.run(_with_store(loaded, lambda store: run_prune(
+    result = asyncio.run(with_store(loaded, lambda store: run_prune(
         store, months, tz, dry_run=dry_run, files=files)))
     horizon = datetime.fromtimestamp(result.horizon, ZoneInfo(tz)).strftime("%Y-%m-%d")
     verb = "would be" if dry_run else "were"

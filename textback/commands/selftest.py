@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback import runlock
-from textback.cli import Seconds, _load, _with_store, config_option, main
+from textback.commands.common import Seconds, config_option, load_config, with_store
 from textback.selftest import Report
 
 # Beyond the ring and gateway times: logins, the tracker's grace, the store.
 MARGIN_SECONDS = 60.0
 
 
-@main.command()
+@click.command()
 @config_option
 @click.option("--timeout", type=Seconds(1, 86_400), default=None,
               help="Seconds to wait for the result (default: the ring and gateway times plus a minute).")
@@ -34,7 +34,7 @@ def selftest(config_path: str | None, timeout: float | None) -> None:
     or no daemon runs, 2 when the configuration is wrong or has no
     `selftest` section. The admin gets the same report by email.
     """
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     config = loaded.config
     settings = config.selftest
     if settings is None:
@@ -62,7 +62,7 @@ def selftest(config_path: str | None, timeout: float | None) -> None:
             await asyncio.sleep(0.2)
         return None
 
-    row = asyncio.run(_with_store(loaded, work))
+    row = asyncio.run(with_store(loaded, work))
     if row is None:
         click.echo(f"FAIL  the daemon did not finish the self-test within {wait:g} s; see its log",
                    err=True)

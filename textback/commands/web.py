@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from textback.cli import _load, _with_store, config_option, main
+from textback.commands.common import config_option, load_config, with_store
 
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
@@ -24,7 +24,7 @@ def _read_password(password_file: Path | None) -> str:
     return click.prompt("New password", hide_input=True, confirmation_prompt=True)
 
 
-@main.command()
+@click.command()
 @config_option
 @click.argument("owner")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -33,7 +33,7 @@ def passwd(config_path: str | None, owner: str, password_file: Path | None) -> N
     """Set the web inbox password of OWNER (an owner id); signs out their sessions."""
     from argon2 import PasswordHasher
 
-    loaded = _load(config_path)
+    loaded = load_config(config_path)
     ids = [o.id for o in loaded.config.owners]
     if owner not in ids:
         raise click.BadParameter(f"no owner {owner!r}; owners: {', '.join(ids)}", param_hint="OWNER")
@@ -42,5 +42,5 @@ def passwd(config_path: str | None, owner: str, password_file: Path | None) -> N
         raise click.ClickException(f"a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} "
                                    f"characters; nothing was changed.")
     password_hash = PasswordHasher().hash(password)
-    asyncio.run(_with_store(loaded, lambda store: store.set_password_hash(owner, password_hash)))
+    asyncio.run(with_store(loaded, lambda store: store.set_password_hash(owner, password_hash)))
     click.echo(f"Password set for {owner}; their other sessions are signed out.")

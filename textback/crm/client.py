@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import aiohttp
 from pydantic import SecretStr
 
-from textback.config import CrmConfig
 from textback.crm import Adapter, CrmRetry, adapter_class
 from textback.hooks.sender import Attempt
-from textback.store import Store
+
+if TYPE_CHECKING:
+    from textback.config import CrmConfig
+    from textback.store import Store
 
 log = logging.getLogger("textback.crm")
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from textback.media import Shown, kind_of, media_phrase, summary
-from textback.store_media import shown_items
+from textback.media import shown_items
 
 MAX_NOTE_CHARS = 60_000  # under HubSpot's 65,536; GoHighLevel documents no lower limit
 

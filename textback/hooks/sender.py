@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urljoin
 
 import aiohttp
@@ -25,9 +25,11 @@ from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
 from textback.alerts import one_line
-from textback.config import WebhookEndpointConfig
 from textback.delivery import parse_retry_after
 from textback.hooks.addresses import literal_host_refusal, refusal, same_origin
+
+if TYPE_CHECKING:
+    from textback.config import WebhookEndpointConfig
 
 MAX_REDIRECTS = 3
 USER_AGENT = "textback-webhooks/1"

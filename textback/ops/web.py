@@ -18,10 +18,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from textback.ops.health import problems
-from textback.web.server import RouteProvider
 
 if TYPE_CHECKING:
-    from textback.daemon import Daemon
+    from textback.web.server import RouteProvider
+    from textback.web.context import HttpContext
 
 STORE_TIMEOUT_SECONDS = 2.0
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
@@ -44,35 +44,35 @@ def allowed(request: web.Request, token: str | None) -> None:
         raise web.HTTPForbidden(text="only from this machine, or set metrics.token\n")
 
 
-def ops_routes(daemon: "Daemon") -> RouteProvider:
-    secret = daemon.secrets.metrics_token
+def ops_routes(context: "HttpContext") -> RouteProvider:
+    secret = context.secrets.metrics_token
     token = secret.get_secret_value() if secret is not None else None
 
     async def backlog() -> tuple[int, float | None, str | None]:
         """Pending texts, the age of the oldest due one, and why the store did not answer."""
         now = time.time()
         try:
-            pending, oldest = await asyncio.wait_for(daemon.store.outbox_backlog(now),
+            pending, oldest = await asyncio.wait_for(context.store.outbox_backlog(now),
                                                      STORE_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - a health check reports, it never fails
             return 0, None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return pending, None if oldest is None else max(0.0, now - oldest), None
 
     def ami_state() -> bool:
-        m = daemon.metrics
-        logged_in = daemon.ami is not None and daemon.ami.logged_in
+        m = context.metrics
+        logged_in = context.ami_logged_in()
         m.ami_connected.set(1 if logged_in else 0)
-        seen = daemon.last_ami_event_at
+        seen = context.last_ami_event_at()
         m.ami_event_age.set(max(0.0, time.time() - seen) if seen is not None else float("nan"))
         return logged_in
 
     async def metrics(request: web.Request) -> web.Response:
         allowed(request, token)
         pending, oldest_age, _ = await backlog()
-        daemon.metrics.outbox_pending.set(pending)
-        daemon.metrics.oldest_due_age.set(oldest_age or 0.0)
+        context.metrics.outbox_pending.set(pending)
+        context.metrics.oldest_due_age.set(oldest_age or 0.0)
         ami_state()
-        response = web.Response(body=daemon.metrics.exposition())
+        response = web.Response(body=context.metrics.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
@@ -80,7 +80,7 @@ def ops_routes(daemon: "Daemon") -> RouteProvider:
         allowed(request, token)
         _, oldest_age, store_error = await backlog()
         found = problems(ami_state(), store_error, oldest_age,
-                         daemon.config.metrics.max_due_age_minutes * 60)
+                         context.config.metrics.max_due_age_minutes * 60)
         if found:
             return web.Response(status=503, text="".join(f"{line}\n" for line in found))
         return web.Response(text="ok\n")

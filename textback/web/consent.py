@@ -8,7 +8,7 @@ No sign-in, no script, no personal data: only what the config says of the busine
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
@@ -16,10 +16,13 @@ from aiohttp import web
 from textback import campaign
 from textback.optout import STOP_WORDS
 
+if TYPE_CHECKING:
+    from textback.web.context import HttpContext
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def consent_routes(daemon: Any):
+def consent_routes(context: "HttpContext"):
     """The RouteProvider of the public consent page; the page is rendered once, from the config."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 
@@ -36,7 +39,7 @@ def consent_routes(daemon: Any):
             privacy=campaign.privacy_statement(config))
 
     def provide(app: web.Application) -> None:
-        body = page(daemon.config)
+        body = page(context.config)
 
         async def consent(request: web.Request) -> web.Response:
             return web.Response(text=body, content_type="text/html", charset="utf-8",

@@ -33,17 +33,16 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sms_gateway.segments import count_segments
 from textback import media
 from textback.alerts import one_line
 from textback.config import OwnerConfig
 from textback.contact_classes import CLASSES, configured_class
-from textback.delivery import OWNER_REPLY
 from textback.numbers import national
+from textback.replies import measure, segment_limit
 from textback.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import (LinkClaim, account_key, address_key, client_address, digest,
                              read_link_token, retry_after, session_expired)
-from textback.store_web import INBOX_VIEWS, StaleState
+from textback.store.web import INBOX_VIEWS, StaleState
 from textback.web import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
@@ -51,7 +50,7 @@ from textback.web.reports import Reports
 from textback.web.server import PRIVATE
 
 if TYPE_CHECKING:
-    from textback.daemon import Daemon
+    from textback.web.context import HttpContext
 
 log = logging.getLogger("textback.web")
 timeline = logging.getLogger("textback.timeline")
@@ -77,10 +76,10 @@ hasher = PasswordHasher()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def inbox_routes(daemon: "Daemon") -> Callable[[web.Application], None]:
+def inbox_routes(context: "HttpContext") -> Callable[[web.Application], None]:
     """The RouteProvider of the shared inbox."""
     def provide(app: web.Application) -> None:
-        Inbox(daemon, app)
+        Inbox(context, app)
     return provide
 
 
@@ -97,10 +96,10 @@ def bad_request(why: str) -> web.HTTPBadRequest:
 
 
 class Inbox:
-    def __init__(self, daemon: "Daemon", app: web.Application):
-        self.daemon = daemon
-        self.config = daemon.config
-        self.web = daemon.config.web
+    def __init__(self, context: "HttpContext", app: web.Application):
+        self.context = context
+        self.config = context.config
+        self.web = context.config.web
         env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         # aiosqlite's debug log prints statement parameters: password hashes, session digests.
         logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
@@ -129,7 +128,7 @@ class Inbox:
 
     @property
     def store(self):
-        return self.daemon.store
+        return self.context.store
 
     def render(self, template: str, request: web.Request, context: dict) -> web.Response:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
@@ -377,7 +376,8 @@ class Inbox:
             "number_label": views.number_label(self.config, conversation["business_number"]),
             "owner": views.owner_name(self.config, conversation["owner_id"]),
             "entries": views.timeline(self.config, history), "outcomes": views.OUTCOMES,
-            "max_segments": self._max_segments(), "version": conversation["version"],
+            "max_segments": segment_limit(self.config.reply_mail),
+            "version": conversation["version"],
             "snoozed": (conversation["snoozed_until"] or 0) > now,
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
@@ -424,7 +424,7 @@ class Inbox:
         elif request.query.get("v") == "jpeg" and item["rendition_sha256"]:
             digest, content_type = item["rendition_sha256"], "image/jpeg"
         try:
-            data = await asyncio.to_thread(self.daemon.media_files.read, digest)
+            data = await asyncio.to_thread(self.context.media_files.read, digest)
         except FileNotFoundError:
             raise web.HTTPNotFound(text="The file is no longer kept.") from None
         name = f"{'photo' if item['shown'] else 'attachment'}-{item['id']}.{media.extension(content_type)}"
@@ -433,9 +433,6 @@ class Inbox:
             "Content-Disposition": f'{"inline" if item["shown"] else "attachment"}; filename="{name}"',
             "Content-Security-Policy": MEDIA_POLICY, "X-Content-Type-Options": "nosniff",
             "Cache-Control": "private, max-age=3600"})
-
-    def _max_segments(self) -> int:
-        return self.config.reply_mail.max_segments if self.config.reply_mail else 3
 
     # -- actions -------------------------------------------------------------------------
 
@@ -478,18 +475,15 @@ class Inbox:
         text = str(form.get("body", "")).replace("\r\n", "\n").strip()
         if not text:
             return "empty"
-        if count_segments(text).segments > self._max_segments():
+        if measure(text, segment_limit(self.config.reply_mail)).too_long:
             return "too_long"
         caller = conversation["caller"]
-        if await self.store.is_suppressed(caller):
-            await self.store.refuse_text(caller, conversation["business_number"], OWNER_REPLY,
-                                         text, f"web:{user.id}")
+        if await self.store.queue_owner_reply(conversation["id"], conversation["business_number"],
+                                              caller, text, f"web:{user.id}", author=user.id) is None:
             return "opted_out"
-        await self.store.queue_reply(conversation["id"], conversation["business_number"], caller,
-                                     text, OWNER_REPLY, author=user.id, channel=f"web:{user.id}")
         timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
                       one_line(text, 200))
-        self.daemon._outbox_wake.set()
+        self.context.wake_outbox()
         return "queued"
 
     async def _do_donottext(self, conversation: dict, form, user: OwnerConfig,

@@ -14,7 +14,7 @@ from aiohttp import web
 from textback import consent
 from textback.numbers import national, parse_address, to_e164
 from textback.scorecard import csv_table
-from textback.store_web import CALL_FILTERS
+from textback.store.web import CALL_FILTERS
 from textback.web import views
 from textback.web.chart import funnels
 

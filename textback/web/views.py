@@ -15,12 +15,10 @@ from zoneinfo import ZoneInfo
 from textback import media
 from textback.config import Config
 from textback.gateway_errors import described
-from textback.hours import Hours
+from textback.hours import Hours, minutes_waited
 from textback.incidents import TITLES
 from textback.numbers import national
 from textback.rules import hours_of
-from textback.store_media import shown_items
-from textback.workers.owner_mail import minutes_waited
 
 OUTCOMES = ("booked", "qualified", "won", "lost", "spam")
 VIEW_TITLES = {"mine": "Mine", "unassigned": "Unassigned", "all": "All",
@@ -278,7 +276,7 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
             items = thread.get("media", {}).get(m["id"], [])
             body = m["body"] if (m["body"].strip() or items) else media.EMPTY_TEXT
             title = "They wrote" if m["body"].strip() or not items else (
-                "They sent " + media.media_phrase(shown_items(items)))
+                "They sent " + media.media_phrase(media.shown_items(items)))
             alerted = [a for a in alerts_of.get(m["id"], []) if a["state"] != "failed"]
             detail = "; ".join(("alerted " if a["state"] == "sent" else "alerting ")
                                + _alerted(config, a) for a in alerted)

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import random
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 log = logging.getLogger("textback")
 
@@ -15,6 +17,11 @@ IDLE_POLL_SECONDS = 5.0  # texts queued by `textback reply` go out within this
 def retry_delay(attempts: int, cap: float = 900.0) -> float:
     """Exponential backoff with jitter: about 5 s, 10 s, 20 s ... capped at `cap` (15 minutes)."""
     return min(5.0 * 2 ** (attempts - 1), cap) * random.uniform(0.8, 1.2)
+
+
+def clock_text(at: float, zone: str) -> str:
+    """A moment as the log shows it: the local time of day and the zone."""
+    return datetime.fromtimestamp(at, ZoneInfo(zone)).strftime("%H:%M:%S %Z")
 
 
 class SystemClock:

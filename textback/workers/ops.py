@@ -1,10 +1,10 @@
 """The operations workers: systemd's watchdog, and incidents mailed to the admin.
 
-Part of the Daemon (a mixin): it uses the daemon's store, AMI connection,
-config, metrics and `_mail_notice`. The daemon's other parts report what
-goes wrong into `self.watch`; the incident worker turns that into incidents
-(textback.incidents decides), stores them, and mails the admin once when one
-opens and once when it recovers.
+The incident worker is an object with explicit dependencies: the store, the
+metrics, the `Watch` the daemon's other parts report what goes wrong into,
+whether AMI is logged in, and a way to mail the admin. It turns the watch
+into incidents (textback.incidents decides), stores them, and mails the
+admin once when one opens and once when it recovers.
 """
 
 from __future__ import annotations
@@ -13,13 +13,21 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 from textback import incidents, service
+from textback.config import Config
+from textback.ops.metrics import Metrics
 from textback.rules import hours_of
+from textback.store import Store
 
 log = logging.getLogger("textback")
 
 INCIDENT_CHECK_SECONDS = 10.0
+# Until when AMI events are known to have arrived: the last event, or the last Ping answered
+# (events come in order, so none sent before it is missing). The daemon saves it at most every
+# few seconds; the next start recovers the calls after it, and `textback status` shows it.
+LAST_AMI_EVENT = "last_ami_event_at"
 # What `textback status` reads to tell the AMI state of a running daemon.
 AMI_LOGGED_IN = "ami_logged_in"
 AMI_STATE_SINCE = "ami_state_since"
@@ -49,24 +57,37 @@ class Watch:
         self.expired = None
 
 
-class OpsWorkers:
-    async def _watchdog_worker(self) -> None:
-        """WATCHDOG=1 from the event loop itself: a loop stuck longer than WatchdogSec= is
-        killed and restarted by systemd."""
-        interval = service.watchdog_interval()
-        while True:
-            service.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
+async def watchdog() -> None:
+    """WATCHDOG=1 from the event loop itself: a loop stuck longer than WatchdogSec= is
+    killed and restarted by systemd."""
+    interval = service.watchdog_interval()
+    while True:
+        service.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
 
-    async def _incident_worker(self) -> None:
+
+class IncidentWorker:
+    """Incidents from the watch, and the AMI state `textback status` reads, kept in the store."""
+
+    def __init__(self, config: Config, store: Store, metrics: Metrics, watch: Watch,
+                 ami_logged_in: Callable[[], bool],
+                 mail_admin: Callable[[str, str], Awaitable[None]]):
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.watch = watch
+        self._ami_logged_in = ami_logged_in
+        self._mail_admin = mail_admin
+        self._ami_state_lock = asyncio.Lock()  # one write of the AMI state at a time
+
+    async def run(self) -> None:
         while True:
             await self.check_incidents(time.time())
             await asyncio.sleep(INCIDENT_CHECK_SECONDS)
 
     def _observed(self, now: float) -> incidents.Observed:
         w = self.watch
-        logged_in = self.ami is not None and self.ami.logged_in
-        if logged_in:
+        if self._ami_logged_in():
             w.ami_down_since = None
         elif w.ami_down_since is None:
             w.ami_down_since = now
@@ -84,7 +105,7 @@ class OpsWorkers:
     async def check_incidents(self, now: float) -> None:
         """Open the incidents that began and close those that ended, mailing the admin each time."""
         seen = self._observed(now)
-        await self._note_ami_state()  # a write that failed when the state changed is made good
+        await self.note_ami_state()  # a write that failed when the state changed is made good
         under_way = incidents.active(seen, self.config.incidents)
         known = {row["kind"]: row for row in await self.store.open_incidents()}
         zone = self.config.business.timezone
@@ -102,26 +123,14 @@ class OpsWorkers:
                                                              row["opened_at"], now, zone))
         self.metrics.incidents_open.set(len(under_way))
 
-    def _ami_state_changed(self, logged_in: bool) -> None:
-        """The AMI connection logged in or lost its link: `textback status` reads it at once
-        (runs on the loop, as the connection's callback: the write is a task)."""
-        self._spawn(self._note_ami_state())
-
-    async def _note_ami_state(self) -> None:
+    async def note_ami_state(self) -> None:
         """Keep the AMI state in the store for `textback status`, written only when it changes.
 
         The state is read as the write begins, under a lock, so writes racing a quick
         login-and-loss leave the latest one in the store.
         """
         async with self._ami_state_lock:
-            logged_in = float(self.ami is not None and self.ami.logged_in)
+            logged_in = float(self._ami_logged_in())
             if await self.store.progress(AMI_LOGGED_IN) != logged_in:
                 await self.store.note_progress(AMI_LOGGED_IN, logged_in)
                 await self.store.note_progress(AMI_STATE_SINCE, time.time())
-
-    async def _mail_admin(self, subject: str, text: str) -> None:
-        admin = self.config.admin_email
-        if admin is None:
-            log.warning("no admin_email in the configuration: nobody is emailed about %r", subject)
-            return
-        await self._mail_notice("textback admin", admin, subject, text)

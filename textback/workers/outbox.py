@@ -1,7 +1,7 @@
 """The outbox worker: due texts to the gateway, in parallel, until each is sent or reported.
 
-Part of the Daemon (a mixin): it uses the daemon's store, gateway, config, clock, pacer
-and `_notify`.
+An object with explicit dependencies: the store, the gateway, a clock, its wake event, the
+pacer, the metrics and watch it reports into, and `notify` to tell an owner what did not go.
 """
 
 from __future__ import annotations
@@ -9,14 +9,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Awaitable, Callable
 
-from sms_gateway.base import OutgoingText, SendResult
+from sms_gateway.base import Gateway, OutgoingText, SendResult
 from textback.alerts import one_line
+from textback.config import Config, OwnerConfig
 from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
-                               OWNER_REPLY, Undelivered, deadline, undelivered_notice)
+                               OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
+from textback.ops.metrics import Metrics
 from textback.quiet_hours import HOLD, judge
-from textback.store import SELFTEST_KIND, OutboxItem
-from textback.workers.common import IDLE_POLL_SECONDS, log_failure, retry_delay
+from textback.store import SELFTEST_KIND, OutboxItem, Store
+from textback.workers.common import (IDLE_POLL_SECONDS, SystemClock, clock_text, log_failure,
+                                     retry_delay)
+from textback.workers.ops import Watch
 
 log = logging.getLogger("textback")
 
@@ -27,10 +32,31 @@ EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
 SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 
 
+# (owner, subject, text): a notice to an owner, committed and then mailed.
+Notify = Callable[[OwnerConfig, str, str], Awaitable[None]]
+
+
 class OutboxWorker:
     """Hands due texts to the gateway; expires the overdue; tells the owner what did not go."""
 
-    async def _outbox_worker(self) -> None:
+    def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
+                 wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
+                 masked: Callable[[str], str]):
+        self.config = config
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.metrics = metrics
+        self.watch = watch
+        self._outbox_wake = wake  # a text queued, or a send that ended
+        self._notify = notify
+        self._masked = masked  # gateway errors go to the store and the log without secrets
+        self._pacer = Pacer(config.gateway.max_sends_per_second)
+        self._link_failing = False  # a send failed for want of the gateway since the last success
+        self._accepted: list[tuple[OutboxItem, str | None]] = []  # sent, not yet committed
+        self._accepted_commit: asyncio.Future | None = None
+
+    async def run(self) -> None:
         """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
 
         Each is claimed (pending -> sending) just before its send starts, after the
@@ -77,20 +103,20 @@ class OutboxWorker:
         """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
         until it ends (which wakes the worker)."""
         for item in await self.store.claim_all(items):
-            task = asyncio.create_task(self._send(item))
+            task = asyncio.create_task(self.send(item))
             sending.add(task)
             task.add_done_callback(sending.discard)
             task.add_done_callback(log_failure)
             task.add_done_callback(lambda _: self._outbox_wake.set())
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name
         if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             self.metrics.texts.labels("blocked", name).inc()
             timeline.info("text to %s blocked: the number opted out", item.recipient)
             if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
-                await self._report_undelivered(item, "blocked", "recipient opted out")
+                await self.report_undelivered(item, "blocked", "recipient opted out")
             return
         if await self._held_for_quiet_hours(item):
             return
@@ -114,7 +140,7 @@ class OutboxWorker:
             timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
                           one_line(item.body, 200))
             if self._link_failing:
-                await self._link_back(f"{name} accepted a text again")
+                await self.link_back(f"{name} accepted a text again")
         elif result.status == "retryable":
             self.watch.send_failed(result.error)
             self._link_failing = True
@@ -124,7 +150,7 @@ class OutboxWorker:
             await self.store.mark_retry(item, now + delay, result.error)
             log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
                         item.recipient, result.error, item.attempts + 1, delay,
-                        self._clock(self._deadline(item)))
+                        clock_text(self._deadline(item), self.config.business.timezone))
         else:
             self.watch.send_failed(result.error)
             state = "unknown" if result.status == "unknown" else "failed"
@@ -132,7 +158,7 @@ class OutboxWorker:
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
-            await self._report_undelivered(item, state, result.error)
+            await self.report_undelivered(item, state, result.error)
 
     async def _held_for_quiet_hours(self, item: OutboxItem) -> bool:
         """A text of a kind the config holds, due in the homeowner's quiet hours: back to
@@ -162,7 +188,7 @@ class OutboxWorker:
     def _deadline(self, item: OutboxItem) -> float:
         return deadline(item.kind, item.first_due_at, self.config.text.max_age_minutes * 60)
 
-    async def _link_back(self, why: str) -> None:
+    async def link_back(self, why: str) -> None:
         """The gateway works again: everything waiting out a retry delay is due now."""
         self._link_failing = False
         count = await self.store.bring_forward(self.clock.now())
@@ -183,9 +209,9 @@ class OutboxWorker:
             log.error("%s", late)
             self.metrics.texts.labels("expired", self.gateway.name).inc()
             self.watch.expired = late
-            await self._report_undelivered(item, "expired", item.last_error)
+            await self.report_undelivered(item, "expired", item.last_error)
 
-    async def _report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
+    async def report_undelivered(self, item: OutboxItem, state: str, error: str) -> None:
         """Email the conversation's owner about a text that did not (or may not) reach the caller."""
         if item.kind == SELFTEST_KIND:
             return  # it has no owner: the self-test's report to the admin names the failure

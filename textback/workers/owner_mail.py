@@ -1,6 +1,8 @@
 """Email to people: alerts, notices, escalations, digests; each a row claimed before it is mailed.
 
-Part of the Daemon (a mixin): it uses the daemon's store, mailer and config.
+An object with explicit dependencies (the store, the mailer, the metrics, the watch it reports
+mail failures into, the media files and its two wake events); the daemon composes it, and the
+other workers mail people through its `notify`, `tell_admin` and `mail_notice`.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from zoneinfo import ZoneInfo
 
 from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
                              quoted_lines)
-from textback.config import OwnerConfig
-from textback.hours import Hours
+from textback.config import Config, OwnerConfig
+from textback.hours import minutes_waited
 from textback.media import sent_line, summary
 from textback.scorecard import render_text
 from textback.rules import hours_of
-from textback.store import Notice
-from textback.mediafiles import alert_attachments
-from textback.store_media import shown_items
+from textback.store import Notice, Store
+from textback.mailer import Mailer
+from textback.mediafiles import MediaStore, alert_attachments
+from textback.ops.metrics import Metrics
+from textback.media import shown_items
+from textback.supervisor import ItemFailures
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event
+from textback.workers.ops import Watch
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
@@ -42,22 +48,54 @@ def next_daily(now: float, clock: str, zone: ZoneInfo) -> float:
     return candidate.timestamp()
 
 
-def minutes_waited(business_hours: Hours | None, since: float, now: float) -> float:
-    """Minutes from `since` to `now` that count: open minutes of `business_hours`, or all of them."""
-    if business_hours is None:
-        return (now - since) / 60
-    return business_hours.open_seconds_between(since, now) / 60
 
 
-class OwnerMailWorkers:
+def selftest_admin(config: Config) -> OwnerConfig:
+    """Who gets the alert of a reply to a self-test text: the admin, as no owner has it."""
+    return OwnerConfig(id="admin", name="textback admin",
+                       email=config.admin_email or config.owners[0].email)
+
+
+class OwnerMail:
     """The alert, notice, escalation and digest workers, and the notices the daemon sends."""
 
-    async def _notify(self, owner: OwnerConfig, subject: str, text: str,
+    def __init__(self, config: Config, store: Store, mailer: Mailer, metrics: Metrics,
+                 watch: Watch, media_files: MediaStore, alerts_wake: asyncio.Event,
+                 notices_wake: asyncio.Event):
+        self.config = config
+        self.store = store
+        self.mailer = mailer
+        self.metrics = metrics
+        self.watch = watch
+        self.media_files = media_files
+        self._alerts_wake = alerts_wake  # a committed inbound text's alert
+        self._notices_wake = notices_wake
+        self._escalation_failures = ItemFailures("escalation")
+        self._digest_failures = ItemFailures("digest")
+        self._mail_failures = ItemFailures("mail")
+
+    async def notify(self, owner: OwnerConfig, subject: str, text: str,
                       unless_since: float | None = None) -> None:
-        if await self._mail_notice(owner.name, owner.email, subject, text, unless_since):
+        if await self.mail_notice(owner.name, owner.email, subject, text, unless_since):
             timeline.info("owner notice queued: %s, %r", owner.email, subject)
 
-    async def _report_fraud(self, guard: str, report: str, now: float) -> None:
+    async def tell_admin(self, subject: str, text: str, unless_since: float | None = None) -> None:
+        """A notice for whoever runs the installation: admin_email, else the first owner."""
+        if self.config.admin_email is not None:
+            await self.mail_notice("textback admin", self.config.admin_email, subject, text,
+                                   unless_since)
+        else:
+            await self.notify(self.config.owners[0], subject, text, unless_since)
+
+    async def mail_admin(self, subject: str, text: str) -> None:
+        """A notice to admin_email; with none configured, only a warning in the log."""
+        admin = self.config.admin_email
+        if admin is None:
+            log.warning("no admin_email in the configuration: nobody is emailed about %r", subject)
+            return
+        await self.mail_notice("textback admin", admin, subject, text)
+
+    async def report_fraud(self, guard: str, report: str, now: float) -> None:
         """Email the admin that a guard tripped, at most once per guard per hour (the log has every
         trip). The notices table is the memory of that hour, so a restart does not reset it."""
         admin = self.config.fraud.alert_email
@@ -66,11 +104,11 @@ class OwnerMailWorkers:
         text = (f"{report}.\n\nNo automatic text goes out while the guard holds. If this is real "
                 f"traffic, raise the limits under `fraud` in the configuration. This is the only "
                 f"email about {guard} for the next hour; textback's log lists every call it stopped.")
-        if await self._mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text,
+        if await self.mail_notice("textback admin", admin, f"Fraud guard tripped: {guard}", text,
                                    unless_since=now - FRAUD_ALERT_INTERVAL):
             timeline.info("admin notice queued: %s tripped", guard)
 
-    async def _mail_notice(self, name: str, address: str, subject: str, text: str,
+    async def mail_notice(self, name: str, address: str, subject: str, text: str,
                            unless_since: float | None = None) -> bool:
         """Commit a short plain-text notice, then try to mail it at once; the notice worker
         retries it with backoff. True once it is queued (committed); False when `unless_since`
@@ -78,14 +116,14 @@ class OwnerMailWorkers:
         notice_id = await self.store.queue_notice(name, address, subject, text, unless_since)
         if notice_id is None:
             return False
-        await self._deliver_notice(notice_id)
+        await self.deliver_notice(notice_id)
         self._notices_wake.set()  # after a failed first try, the worker re-reads the next retry time
         return True
 
-    async def _notice_worker(self) -> None:
-        await self._mail_worker("notices", self._notices_wake, self._deliver_notice)
+    async def run_notices(self) -> None:
+        await self._mail_worker("notices", self._notices_wake, self.deliver_notice)
 
-    async def _deliver_notice(self, notice_id: int) -> None:
+    async def deliver_notice(self, notice_id: int) -> None:
         notice = await self.store.claim_mail("notices", notice_id, time.time())
         if notice is None:
             return  # another worker has it, or it waits for its retry time
@@ -137,7 +175,7 @@ class OwnerMailWorkers:
             wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - time.time()
             await wait_event(wake, min(max(0.1, wait), IDLE_POLL_SECONDS))
 
-    async def _escalation_worker(self) -> None:
+    async def run_escalation(self) -> None:
         """Email the backup owner about homeowner texts nobody has answered in time."""
         while True:
             await self.escalate(time.time())
@@ -180,11 +218,11 @@ class OwnerMailWorkers:
                                                        backup.id, notice)
         if notice_id is None:
             return  # another worker escalated it first
-        await self._deliver_notice(notice_id)
+        await self.deliver_notice(notice_id)
         timeline.info("escalated the text from %s to %s (level %d)", waiting["caller"],
                       backup.id, level)
 
-    async def _digest_worker(self) -> None:
+    async def run_digest(self) -> None:
         zone = ZoneInfo(self.config.business.timezone)
         while True:
             now = time.time()
@@ -205,7 +243,7 @@ class OwnerMailWorkers:
             lines += ["", "Answer by replying to their alert email, or: textback reply NUMBER \"...\""]
             try:
                 lines += await self._inbox_link_lines(owner_id, None)
-                await self._notify(self.config.owner(owner_id),
+                await self.notify(self.config.owner(owner_id),
                                    f"{len(rows)} text(s) waiting for an answer", "\n".join(lines))
             except Exception:  # noqa: BLE001 - one owner's digest must not stop the others'
                 self._digest_failures.failed(owner_id, f"the digest for {owner_id}")
@@ -218,7 +256,7 @@ class OwnerMailWorkers:
             cards = await self.store.scorecard(start.timestamp(), end.timestamp(), label)
             text = render_text(cards, label, self.config.business.timezone)
             for owner_id in recipients:
-                await self._notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
+                await self.notify(self.config.owner(owner_id), f"textback scorecard {label}", text)
 
     async def _inbox_link_lines(self, owner_id: str, conversation_id: int | None) -> list[str]:
         """With a `web:` section: the lines of an email that sign its owner in to the inbox."""
@@ -227,7 +265,7 @@ class OwnerMailWorkers:
         link = await sign_in_link(self.store, self.config.web, owner_id, conversation_id)
         return ["", link_line(link, self.config.web)]
 
-    async def _alert_worker(self) -> None:
+    async def run_alerts(self) -> None:
         await self._mail_worker("alerts", self._alerts_wake, self._deliver_alert)
 
     async def _deliver_alert(self, alert_id: int) -> None:
@@ -259,7 +297,7 @@ class OwnerMailWorkers:
         conversation = await self.store.conversation(alert["conversation_id"])
         history = await self.store.conversation_history(alert["conversation_id"])
         selftest = bool(conversation["selftest"])
-        owner = self._selftest_admin() if selftest else self.config.owner(conversation["owner_id"])
+        owner = selftest_admin(self.config) if selftest else self.config.owner(conversation["owner_id"])
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
         entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
                    for c in history["calls"]]

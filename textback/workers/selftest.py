@@ -1,9 +1,9 @@
 """The self-test runner: each step of textback.selftest performed for real, on a schedule or
 when `textback selftest` asks (a `selftests` row the worker picks up).
 
-Part of the Daemon (a mixin): the test call goes through the daemon's own AMI
-events, tracker, rules, store, outbox and gateway, so a pass means the path a
-real missed call takes works now. Only the Originate uses a connection of its
+An object with explicit dependencies: the test call goes through the daemon's
+own AMI connection, tracker, rules, store, outbox and gateway (handed in), so a
+pass means the path a real missed call takes works now. Only the Originate uses a connection of its
 own, as the optional `selftest.ami` user (write = originate), so the main AMI
 user never needs that right.
 """
@@ -24,15 +24,17 @@ from zoneinfo import ZoneInfo
 
 import aiosmtplib
 
-from ami_listener.connection import AmiError, one_shot
+from ami_listener.connection import AmiConnection, AmiError, one_shot
+from sms_gateway.base import Gateway
 from textback.alerts import one_line
-from textback.config import OwnerConfig
+from textback.config import Config, Secrets
 from textback.numbers import caller_name, to_e164
 from textback.rules import Decision, apply_policy, choose_template, decide, match_number
 from textback.selftest import (FAIL, PASS, SKIPPED, STEPS, Report, StepResult, complete,
                                expected_reason, parse_schedule)
-from textback.store import CallRow, PlannedText
-from textback.tracker import CallFinished
+from textback.store import CallRow, PlannedText, Store
+from textback.tracker import CallFinished, CallTracker
+from textback.workers.common import SystemClock, clock_text
 
 log = logging.getLogger("textback.selftest")
 timeline = logging.getLogger("textback.timeline")
@@ -74,9 +76,28 @@ class _Run:
 class SelftestRunner:
     """`selftest.schedule` and the runs `textback selftest` requests, one at a time."""
 
-    _selftest_run: _Run | None = None
+    def __init__(self, config: Config, secrets: Secrets, store: Store, gateway: Gateway,
+                 ami: AmiConnection, tracker: CallTracker, clock: SystemClock,
+                 wake_outbox: Callable[[], None],
+                 mail_notice: Callable[[str, str, str, str], Awaitable[bool]],
+                 masked: Callable[[str], str], last_ami_event_at: Callable[[], float | None]):
+        self.config = config
+        self.secrets = secrets
+        self.store = store
+        self.gateway = gateway
+        self.ami = ami
+        self.tracker = tracker
+        self.clock = clock
+        self._wake_outbox = wake_outbox
+        self._mail_notice = mail_notice
+        self._masked = masked
+        self._last_ami_event_at = last_ami_event_at
+        self._selftest_run: _Run | None = None
 
-    async def _selftest_worker(self) -> None:
+    def _clock(self, at: float) -> str:
+        return clock_text(at, self.config.business.timezone)
+
+    async def run(self) -> None:
         interrupted = await self.store.abandon_selftests(
             abandoned_steps("textback stopped while this self-test ran"))
         if interrupted:
@@ -157,7 +178,7 @@ class SelftestRunner:
             await self.ami.action({"Action": "Ping"}, timeout=LOGIN_SECONDS)
         except AmiError as exc:
             raise StepFailed(f"logged in, but Ping got no answer: {exc}") from None
-        seen = self._events_seen_at
+        seen = self._last_ami_event_at()
         age = f"; last event {time.time() - seen:.0f} s ago" if seen else ""
         return PASS, (f"logged in to {c.host}:{c.port} as {c.username}; Ping answered in "
                       f"{(time.monotonic() - asked) * 1000:.0f} ms{age}")
@@ -249,7 +270,7 @@ class SelftestRunner:
         settings = self.config.selftest
         if run.outbox_id is None:
             raise StepFailed("no text was queued")
-        self._outbox_wake.set()
+        self._wake_outbox()
         began = time.monotonic()
         while True:
             row = await self.store.outbox_row(run.outbox_id)
@@ -342,12 +363,7 @@ class SelftestRunner:
 
     # -- the daemon hands the self-test's call here instead of the usual rules ---------
 
-    def _selftest_admin(self) -> OwnerConfig:
-        """Who gets the alert of a reply to a self-test text: the admin, as no owner has it."""
-        return OwnerConfig(id="admin", name="textback admin",
-                           email=self.config.admin_email or self.config.owners[0].email)
-
-    async def _selftest_finished(self, call: CallFinished) -> Decision:
+    async def call_finished(self, call: CallFinished) -> Decision:
         """Decide the self-test's call like any other, but text the recipient at once, with no
         owner, no dedupe and no fraud counting; then hand the result to the waiting run."""
         settings = self.config.selftest
@@ -375,7 +391,7 @@ class SelftestRunner:
             run.decided.set_result((call, decision, outbox_id))
         elif outbox_id is not None:  # its run is over: nobody waits for this text
             await self.store.cancel_text(outbox_id, "the self-test ended before its call did")
-        self._outbox_wake.set()
+        self._wake_outbox()
         return decision
 
 

@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from textback import media
-from textback.store_web import NEXT_VERSION
+from textback.store.web import NEXT_VERSION
 
 MEDIA_COLUMNS = (
     "id, message_id, position, url, declared_type, declared_size, state, shown, content_type,"
@@ -41,14 +40,6 @@ class NewMedia:
     rendition_sha256: str | None = None
 
 
-def shown_items(rows: Iterable[Any]) -> list[media.Shown]:
-    """Media rows as the counting functions of textback.media want them."""
-    out = []
-    for row in rows:
-        kind = media.kind_of(row["content_type"] or row["declared_type"]) if (
-            row["state"] != "kept" or row["shown"]) else None
-        out.append(media.Shown(kind, failed=row["state"] == "failed"))
-    return out
 
 
 class MediaRows:

@@ -1,4 +1,6 @@
-"""Shared pieces of the configuration schema, used by textback.config and the gateway settings."""
+"""Shared pieces of the configuration's schema (pydantic models: strict keys, secret references),
+used by textback.config and the gateway settings. Not the database's schema: that is
+textback/store/migrations.py."""
 
 from __future__ import annotations
 

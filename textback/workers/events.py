@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from textback.store import Store
 from textback.workers.common import SystemClock, log_failure, retry_delay
+
+if TYPE_CHECKING:
+    from textback.store import Store
 
 log = logging.getLogger("textback.webhooks")
 

@@ -1,0 +1,111 @@
+"""What the command modules share: the config option and its loading, the store opened for one
+command, row limits, times and tables for a terminal.
+
+It imports no command module and not textback.cli, so every command module (and cli.py, which
+adds their commands to `main`) depends on it and nothing depends back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
+
+CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
+
+
+def load_config(path: str | None) -> Loaded:
+    chosen = Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        return load(chosen)
+    except ConfigError as exc:
+        click.echo(f"textback: configuration has {len(exc.problems)} problem(s):", err=True)
+        for where, message in exc.problems:
+            click.echo(f"  {where}: {message}", err=True)
+        sys.exit(2)
+
+
+config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                             help=CONFIG_HELP)
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds within bounds; also refuses nan, which passes FloatRange's bounds
+    (it compares false with both)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
+# Every numeric option has a range, so a value out of it is a usage error (exit 2), never an
+# OverflowError from the store or a socket (tests/test_cli_hostile.py checks every option).
+ROW_LIMIT = click.IntRange(1, 10_000)
+PORT = click.IntRange(1, 65_535)
+
+
+def local_time(at: float | None, tz: str) -> str:
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age_of(at: float | None) -> str:
+    if at is None:
+        return "-"
+    seconds = max(0, int(datetime.now().timestamp() - at))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+async def with_store(loaded: Loaded, work) -> object:
+    """Open the store, run `work(store)`, and close it again."""
+    from textback.store import Store, StoreTooNew
+
+    try:
+        store = await Store.open(loaded.config.storage.path)
+    except StoreTooNew as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def as_table(rows: list, as_json: bool, empty: str) -> bool:
+    """Print rows as JSON, or say there are none; True when a table should follow."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return False
+    if not rows:
+        click.echo(empty)
+        return False
+    return True
+
+
+async def read_store(loaded: Loaded, query: str, *args: object) -> object:
+    return await with_store(loaded, lambda store: getattr(store, query)(*args))
+
+
+def visible(text: str) -> str:
+    """Caller-written text for a terminal: control and format characters shown, never obeyed.
+
+    A homeowner's text may carry escape sequences (window titles, hyperlinks),
+    CR or backspace to overwrite a line, or bidi overrides; each is printed as
+    its escape (\\x1b, \\r, \\u202e) instead.
+    """
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

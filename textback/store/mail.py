@@ -1,0 +1,96 @@
+"""Emails to people (owner alerts and notices), each a row claimed before it is mailed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textback.store.connection import Connection
+from textback.store.values import _mail_table, MAIL_TABLES, Notice
+
+
+class MailRows(Connection):
+    """Emails to people (owner alerts and notices), each a row claimed before it is mailed."""
+
+    #
+    #   pending --claim--> sending --> sent | failed
+    #      ^                  |
+    #      +---- retry_at ----+          (sending at start-up --> pending: mailed again)
+    #
+    # A row left in `sending` by a crash is mailed again rather than marked unknown as a
+    # text would be: a second copy of an email to the business's own people costs a glance,
+    # a missing one can cost the lead, and a relay that never answered 250 has not taken it.
+
+    async def queue_notice(self, name: str, address: str, subject: str, body: str,
+                           unless_since: float | None = None) -> int | None:
+        """Commit a notice to mail; the caller then tries it (claim_mail) or the worker does.
+
+        With `unless_since`, nothing is queued (None) if the same address already had a notice
+        with the same subject queued since then: checked and inserted in one transaction, so
+        it holds across workers and restarts.
+        """
+        async with self._transaction():
+            if unless_since is not None and await self._one(
+                    "SELECT 1 FROM notices WHERE address = ? AND subject = ? AND created_at >= ?",
+                    (address, subject, unless_since)):
+                return None
+            return await self._insert_notice(Notice(name, address, subject, body))
+
+    async def _insert_notice(self, notice: Notice) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO notices (name, address, subject, body, created_at) VALUES (?,?,?,?,?)",
+            (notice.name, notice.address, notice.subject, notice.body, time.time()))
+        return cursor.lastrowid
+
+    async def due_mail(self, table: str, now: float, limit: int = 20) -> list[int]:
+        """Ids of the rows of `table` waiting to be mailed whose retry time has come."""
+        rows = await self._all(f"SELECT id FROM {_mail_table(table)} WHERE state = 'pending'"
+                               " AND retry_at <= ? ORDER BY id LIMIT ?", (now, limit))
+        return [row["id"] for row in rows]
+
+    async def next_mail_retry(self, table: str) -> float | None:
+        row = await self._one(f"SELECT MIN(retry_at) AS at FROM {_mail_table(table)}"
+                              " WHERE state = 'pending'")
+        return row["at"] if row else None
+
+    async def claim_mail(self, table: str, row_id: int, now: float) -> dict[str, Any] | None:
+        """pending -> sending, counting the attempt; the row, or None if another worker has it
+        (or it is not due). Only the claimant mails it, so no email goes out twice."""
+        table = _mail_table(table)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE {table} SET state = 'sending', attempts = attempts + 1"
+                " WHERE id = ? AND state = 'pending' AND retry_at <= ?", (row_id, now))
+            if cursor.rowcount != 1:
+                return None
+            return dict(await self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,)))
+
+    async def retry_mail(self, table: str, row_id: int, retry_at: float, error: str) -> None:
+        """A claimed row that could not be mailed: pending again from `retry_at`."""
+        async with self._transaction() as db:
+            await db.execute(
+                f"UPDATE {_mail_table(table)} SET state = 'pending', retry_at = ?, last_error = ?"
+                " WHERE id = ? AND state = 'sending'", (retry_at, error, row_id))
+
+    async def mark_notice(self, notice_id: int, state: str, error: str = "") -> None:
+        """End a claimed notice: `sent`, or `failed` for good."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE notices SET state = ?, last_error = ?,"
+                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
+                (state, error, state, time.time(), notice_id))
+
+    async def recover_interrupted_mail(self) -> dict[str, list[int]]:
+        """Rows a crash left in `sending`, per table: pending again, to be mailed again."""
+        recovered = {}
+        async with self._transaction() as db:
+            for table in MAIL_TABLES:
+                rows = await self._all(f"SELECT id FROM {table} WHERE state = 'sending'")
+                await db.execute(
+                    f"UPDATE {table} SET state = 'pending', retry_at = 0,"
+                    " last_error = 'interrupted while mailing; mailed again' WHERE state = 'sending'")
+                recovered[table] = [row["id"] for row in rows]
+        return recovered
+
+    async def notices(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM notices ORDER BY id")]

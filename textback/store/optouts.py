@@ -1,0 +1,96 @@
+"""Opt-outs, and the replies and test texts queued past them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textback import consent
+from textback.delivery import OWNER_REPLY
+from textback.hooks import events
+from textback.store.connection import Connection
+from textback.store.values import _canonical
+
+
+class OptOutRows(Connection):
+    """Opt-outs, and the replies and test texts queued past them."""
+
+    async def is_suppressed(self, number: str) -> bool:
+        return await self._one("SELECT 1 FROM suppressions WHERE number = ?", (number,)) is not None
+
+    async def suppress(self, number: str, source: str, business_number: str = "") -> bool:
+        """Put a number on the suppression list, for every business number and every kind of
+        text (revoke-all); False if it already was. `source` is the channel the request came
+        through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger."""
+        _canonical(number)
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
+                (number, now, source))
+            if cursor.rowcount != 1:
+                return False
+            await self._emit(events.optout_changed(number=number, opted_out=True, source=source,
+                                                   at=now))
+            await self._ledger(consent.Fact(consent.OPTED_OUT, number, now, business_number,
+                                            source))
+            return True
+
+    async def unsuppress(self, number: str, source: str, business_number: str = "") -> bool:
+        """Take a number off the suppression list; False if it was not on it."""
+        _canonical(number)
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
+            if cursor.rowcount != 1:
+                return False
+            await self._emit(events.optout_changed(number=number, opted_out=False, source=source,
+                                                   at=now))
+            await self._ledger(consent.Fact(consent.OPTED_IN, number, now, business_number,
+                                            source))
+            return True
+
+    async def refuse_text(self, recipient: str, business_number: str, kind: str, body: str,
+                          channel: str, why: str = "the number opted out") -> None:
+        """Keep in the consent ledger a text refused before it was queued (a reply written to a
+        number that opted out, through the inbox, the API, email or the CLI)."""
+        async with self._transaction():
+            await self._ledger(consent.Fact(consent.TEXT_REFUSED, _canonical(recipient),
+                                            time.time(), business_number, channel, kind, body,
+                                            {"why": why}))
+
+    async def suppressions(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM suppressions ORDER BY since")]
+
+    async def queue_test_text(self, recipient: str, business_number: str, owner_id: str,
+                              body: str) -> int:
+        """Queue a test text (`textback test-text`) in the recipient's conversation, due now."""
+        now = time.time()
+        async with self._transaction():
+            conversation_id = await self._conversation(recipient, business_number, owner_id, now,
+                                                       "test text")
+            _, outbox_id = await self._queue(conversation_id, business_number, recipient, body, now,
+                                             now, kind="test", channel="cli")
+            return outbox_id
+
+    async def queue_owner_reply(self, conversation_id: int, business_number: str, caller: str,
+                                text: str, channel: str, author: str = "") -> int | None:
+        """An owner's reply by any path (email, CLI, web, API): when the caller opted out, the
+        refusal is kept in the consent ledger and None returned; else it is queued, due now,
+        and its outbox id returned. The outbox checks the opt-out again as it sends."""
+        if await self.is_suppressed(caller):
+            await self.refuse_text(caller, business_number, OWNER_REPLY, text, channel)
+            return None
+        return await self.queue_reply(conversation_id, business_number, caller, text, OWNER_REPLY,
+                                      author=author, channel=channel)
+
+    async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
+                          kind: str, author: str = "", channel: str = "") -> int:
+        """Queue a text in an existing conversation, due now (confirmations, help, owner replies);
+        `author` is the signed-in owner who wrote it in the web inbox; `channel` the path it
+        came by (email:OWNER, web:USER, api:TOKEN, cli), kept in the consent ledger."""
+        now = time.time()
+        async with self._transaction():
+            _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
+                                             kind, author=author, channel=channel)
+            return outbox_id

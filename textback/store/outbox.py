@@ -1,0 +1,215 @@
+"""The outbox: due texts claimed, sent, retried, held, expired.
+
+The outbox is a state machine in the database, its transitions one table
+(textback/store/states.py, `OUTBOX`) that the SQL here takes its states from:
+
+    pending --claim--> sending --> sent | failed | unknown | blocked
+     |  ^                 |
+     |  +-- retry, hold --+          (sending at start-up --> unknown)
+     +--past its deadline--> expired
+
+A row is claimed with a conditional UPDATE before the gateway is called, so
+two workers, or a worker after a restart, can never send it twice. A row
+left in `sending` by a crash may or may not have reached the gateway; it
+becomes `unknown` and is reported, never re-sent blindly. A row still
+pending at its deadline (`first_due_at` plus text.max_age_minutes; five
+minutes for an opt-out confirmation) becomes `expired`, with the same kind of
+conditional UPDATE, and its owner is emailed instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textback import consent
+from textback.hooks import events
+from textback.store.connection import Connection
+from textback.store.states import OUTBOX
+from textback.store.values import _text_event, OutboxItem
+
+
+class OutboxRows(Connection):
+    """The outbox: due texts claimed, sent, retried, held, expired."""
+
+    async def recover_interrupted(self) -> list[int]:
+        """Rows a crash left in `sending`: mark them `unknown` rather than risk a second text."""
+        async with self._transaction() as db:
+            rows = await self._all("SELECT id, message_id FROM outbox WHERE"
+                                   f" {OUTBOX.guard('interrupted')}")
+            for row in rows:
+                await db.execute(
+                    f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
+                    " last_error = 'interrupted while sending; not re-sent' WHERE id = ?",
+                    (time.time(), row["id"]))
+                await db.execute("UPDATE messages SET status = 'unknown' WHERE id = ?",
+                                 (row["message_id"],))
+        return [row["id"] for row in rows]
+
+    async def next_due(self) -> float | None:
+        row = await self._one("SELECT MIN(due_at) AS due FROM outbox WHERE state = 'pending'")
+        return row["due"] if row else None
+
+    async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
+        """Pending texts due by `now`, oldest first (by when they were first due)."""
+        return await self._pending("o.due_at <= ? ORDER BY o.first_due_at, o.id LIMIT ?",
+                                   (now, limit))
+
+    async def first_due_before(self, cutoff: float) -> list[OutboxItem]:
+        """Pending texts first due before `cutoff`: the ones that may be past their deadline."""
+        return await self._pending("o.first_due_at < ? ORDER BY o.first_due_at, o.id", (cutoff,))
+
+    async def _pending(self, where: str, args: tuple) -> list[OutboxItem]:
+        rows = await self._all(
+            "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
+            " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at, o.last_error"
+            " FROM outbox o JOIN messages m ON m.id = o.message_id"
+            f" WHERE o.state = 'pending' AND {where}", args)
+        return [OutboxItem(**dict(row)) for row in rows]
+
+    async def bring_forward(self, now: float) -> int:
+        """Make every text waiting out a retry delay due now (the link is back); returns how many."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET due_at = ?, updated_at = ?"
+                " WHERE state = 'pending' AND attempts > 0 AND due_at > ?", (now, time.time(), now))
+            return cursor.rowcount
+
+    async def expire(self, item: OutboxItem, gateway: str) -> bool:
+        """pending -> expired; False if the row was claimed (or ended) meanwhile."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE outbox SET state = '{OUTBOX.target('expire')}', updated_at = ?"
+                f" WHERE id = ? AND {OUTBOX.guard('expire')}",
+                (time.time(), item.id))
+            if cursor.rowcount != 1:
+                return False
+            await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
+                             " WHERE id = ?", (gateway, item.last_error, item.message_id))
+            await self._emit(_text_event(events.TEXT_FAILED, item, "expired", item.last_error))
+            return True
+
+    async def text_facts(self, message_id: int) -> dict[str, Any]:
+        """Who a queued text was for, whose conversation it is, and the missed call it answered."""
+        row = await self._one(
+            "SELECT c.caller, c.business_number, c.owner_id, m.gateway, k.started_at AS call_at,"
+            " k.ended_at AS call_ended_at,"
+            " COALESCE(k.reason, '') AS call_reason, COALESCE(("
+            "   SELECT caller_name FROM calls WHERE conversation_id = c.id AND caller_name != ''"
+            "   ORDER BY started_at DESC LIMIT 1), '') AS caller_name"
+            " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+            " LEFT JOIN calls k ON k.message_id = m.id WHERE m.id = ?", (message_id,))
+        return dict(row)
+
+    async def claim_all(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """pending -> sending for `items`, in one transaction; returns the ones this call took
+        (not those another worker, or an earlier run, already took)."""
+        taken = await self._claim_ids([item.id for item in items]) if items else set()
+        return [item for item in items if item.id in taken]
+
+    async def _claim_ids(self, ids: list[int]) -> set[int]:
+        marks = ",".join("?" * len(ids))
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE outbox SET state = '{OUTBOX.target('claim')}', attempts = attempts + 1,"
+                f" updated_at = ? WHERE id IN ({marks}) AND {OUTBOX.guard('claim')} RETURNING id",
+                (time.time(), *ids))
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
+        """Texts the gateway accepted, with its id for each, in one transaction."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.executemany(f"UPDATE outbox SET state = '{OUTBOX.target('accepted')}',"
+                                 " updated_at = ? WHERE id = ?",
+                                 [(now, item.id) for item, _ in sent])
+            await db.executemany(
+                "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
+                " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
+                                  for item, gateway_id in sent])
+            for item, gateway_id in sent:
+                await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
+                await self._ledger(consent.Fact(
+                    consent.TEXT_SENT, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "gateway_id": gateway_id}))
+
+    async def hold(self, item: OutboxItem, until: float, why: str) -> bool:
+        """A claimed text the homeowner's quiet hours hold: pending again, due (and first due,
+        so its deadline counts from then) at `until`; the message shows `held` and why. False if
+        the row was not this claim's."""
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE outbox SET state = '{OUTBOX.target('hold')}', due_at = ?, first_due_at = ?,"
+                " held_until = ?, attempts = attempts - 1, updated_at = ?"
+                f" WHERE id = ? AND {OUTBOX.guard('hold')}",
+                (until, until, until, now, item.id))
+            if cursor.rowcount != 1:
+                return False
+            await db.execute("UPDATE messages SET status = 'held', error = ? WHERE id = ?",
+                             (why, item.message_id))
+            await self._ledger(consent.Fact(
+                consent.TEXT_HELD, item.recipient, now, item.sender, "", item.kind, item.body,
+                {"message_id": item.message_id, "until": until, "why": why}))
+            return True
+
+    async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"UPDATE outbox SET state = '{OUTBOX.target('retry')}', due_at = ?, last_error = ?,"
+                " updated_at = ?"
+                " WHERE id = ?", (due_at, error, time.time(), item.id))
+
+    async def mark_final(self, item: OutboxItem, state: str, gateway: str, error: str) -> None:
+        """End a row that must not be retried: `failed`, or `unknown` (may have been sent)."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (OUTBOX.target("end", state), error, now, item.id))
+            await db.execute(
+                "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
+                (state, gateway, error, item.message_id))
+            await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
+            if state == "blocked":  # refused at the moment of sending: the number opted out
+                await self._ledger(consent.Fact(
+                    consent.TEXT_REFUSED, item.recipient, now, item.sender, gateway, item.kind,
+                    item.body, {"message_id": item.message_id, "why": error}))
+
+    async def update_delivery(self, gateway: str, gateway_id: str, status: str,
+                              error_code: str | None) -> int | None:
+        """Apply a delivery report; only ever moves forward (queued < sent < final).
+
+        Returns the message's id, or None for an unknown message or a report older than
+        what is stored.
+        """
+        rank = {"queued": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+        async with self._transaction() as db:
+            row = await self._one(
+                "SELECT m.id, m.status, m.conversation_id, m.body, m.kind, o.sender, o.recipient"
+                " FROM messages m JOIN outbox o ON o.message_id = m.id"
+                " WHERE m.gateway = ? AND m.gateway_id = ? AND m.direction = 'out'",
+                (gateway, gateway_id))
+            if row is None or rank.get(status, 0) <= rank.get(row["status"], 0):
+                return None
+            error = f"provider error {error_code}" if error_code else None
+            await db.execute(
+                "UPDATE messages SET status = ?, error = COALESCE(?, error) WHERE id = ?",
+                (status, error, row["id"]))
+            kind = {"delivered": events.TEXT_DELIVERED, "undelivered": events.TEXT_FAILED,
+                    "failed": events.TEXT_FAILED}.get(status)
+            if kind is not None:
+                await self._emit(events.text_event(
+                    kind, message_id=row["id"], conversation_id=row["conversation_id"],
+                    sender=row["sender"], recipient=row["recipient"], body=row["body"],
+                    text_kind=row["kind"], status=status, error=error or "", at=time.time()))
+            return row["id"]
+
+    async def sent_text(self, message_id: int) -> OutboxItem | None:
+        """A text the gateway took, as its outbox row, with the error its delivery report gave."""
+        row = await self._one(
+            "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
+            " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at,"
+            " m.error AS last_error FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " WHERE o.message_id = ?", (message_id,))
+        return OutboxItem(**dict(row)) if row else None

@@ -1,0 +1,69 @@
+"""Self-test runs: requested, claimed, finished or abandoned."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textback.hooks import events
+from textback.selftest import Report
+from textback.store.connection import Connection
+
+
+class SelftestRows(Connection):
+    """Self-test runs: requested, claimed, finished or abandoned."""
+
+    async def request_selftest(self, trigger: str) -> int:
+        """A run for the daemon to pick up; `textback selftest` then waits for its result."""
+        async with self._transaction() as db:
+            cursor = await db.execute("INSERT INTO selftests (trigger, requested_at) VALUES (?,?)",
+                                      (trigger, time.time()))
+            return cursor.lastrowid
+
+    async def claim_selftest(self) -> int | None:
+        """The oldest requested run, now running; None when none waits."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE selftests SET state = 'running', started_at = ? WHERE id = ("
+                " SELECT id FROM selftests WHERE state = 'requested' ORDER BY requested_at LIMIT 1)"
+                " RETURNING id", (time.time(),))
+            row = await cursor.fetchone()
+            return row[0] if row else None
+
+    async def finish_selftest(self, run_id: int, started_at: float, finished_at: float,
+                              passed: bool, steps_json: str) -> None:
+        """The run's result, and its selftest.finished event, in one commit."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE selftests SET state = 'done', started_at = ?, finished_at = ?, passed = ?,"
+                " steps = ? WHERE id = ? RETURNING id, trigger, started_at, finished_at, steps",
+                (started_at, finished_at, int(passed), steps_json, run_id))
+            for row in await cursor.fetchall():
+                await self._emit_selftest_finished(row)
+
+    async def selftest_run(self, run_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM selftests WHERE id = ?", (run_id,))
+        return dict(row) if row else None
+
+    async def last_selftest(self) -> dict[str, Any] | None:
+        """The latest finished self-test (started, finished, passed, steps as JSON), or None."""
+        row = await self._one("SELECT * FROM selftests WHERE state = 'done'"
+                              " ORDER BY finished_at DESC, id DESC LIMIT 1")
+        return dict(row) if row else None
+
+    async def abandon_selftests(self, why_json: str) -> list[int]:
+        """Runs a stop interrupted (`running` at start-up) end as failed: none is left hanging."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE selftests SET state = 'done', passed = 0, finished_at = ?, steps = ?"
+                " WHERE state = 'running' RETURNING id, trigger, started_at, finished_at, steps",
+                (time.time(), why_json))
+            rows = await cursor.fetchall()
+            for row in rows:
+                await self._emit_selftest_finished(row)
+            return [row["id"] for row in rows]
+
+    async def _emit_selftest_finished(self, row) -> None:
+        report = Report.from_row(dict(row))
+        await self._emit(events.selftest_finished(run_id=row["id"], trigger=row["trigger"],
+                                                  report=report, at=report.finished_at))
