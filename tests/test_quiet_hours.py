@@ -45,7 +45,7 @@ def test_the_rules_table_names_its_sources():
     assert set(table) == {"federal", "Florida", "Oklahoma", "Texas"}
     assert table["federal"].describe() == "federal: every day 08:00-21:00 (47 CFR 64.1200(c)(1))"
     assert table["Florida"].describe() == "Florida: every day 08:00-20:00 (Fla. Stat. 501.616(6)(a))"
-    assert table["Oklahoma"].describe() == "Oklahoma: every day 08:00-20:00 (15 Okla. Stat. 775C.4)"
+    assert table["Oklahoma"].describe() == "Oklahoma: every day 08:00-20:00 (15 Okla. Stat. 775C.1 ff.)"
     assert table["Texas"].describe() == ("Texas: Mon-Sat 09:00-21:00; Sun 12:00-21:00 "
                                          "(Tex. Bus. & Com. Code 301.051)")
     assert [r.name for r in rules_for(locate(MANHATTAN, "UTC"))] == ["federal"]

@@ -6,7 +6,7 @@ The law counts hours "at the called party's location", not the business's:
 |---|---|---|
 | federal | 8 am to 9 pm, every day | 47 CFR 64.1200(c)(1) |
 | Florida | 8 am to 8 pm, every day | Fla. Stat. 501.616(6)(a) (SB 1120, 2021) |
-| Oklahoma | 8 am to 8 pm, every day | 15 Okla. Stat. 775C.4 (Telephone Solicitation Act, 2022) |
+| Oklahoma | 8 am to 8 pm, every day | 15 Okla. Stat. 775C.1 ff. (Telephone Solicitation Act of 2022) |
 | Texas | 9 am to 9 pm Monday to Saturday, noon to 9 pm Sunday | Tex. Bus. & Com. Code 301.051 (texts since SB 140, 2025-09-01) |
 
 These bind solicitations; a reply to a call the homeowner has just made is
@@ -84,7 +84,7 @@ RULES: tuple[Rule, ...] = (
     Rule("Florida", frozenset({"FL"}), (Window(ALL_DAYS, 8 * 60, 20 * 60),),
          "Fla. Stat. 501.616(6)(a)"),
     Rule("Oklahoma", frozenset({"OK"}), (Window(ALL_DAYS, 8 * 60, 20 * 60),),
-         "15 Okla. Stat. 775C.4"),
+         "15 Okla. Stat. 775C.1 ff."),
     Rule("Texas", frozenset({"TX"}), (Window(MONDAY_TO_SATURDAY, 9 * 60, 21 * 60),
                                       Window(SUNDAY, 12 * 60, 21 * 60)),
          "Tex. Bus. & Com. Code 301.051"),
