@@ -72,3 +72,56 @@ async def test_rows_queued_before_the_upgrade_keep_their_due_time_as_first_due(t
         assert await store.expire(item, "asterisk")
     finally:
         await store.close()
+
+
+async def _held_summary(store, caller: str) -> tuple[float | None, int]:
+    row = await store._one("SELECT held_until, version FROM conversations WHERE caller = ?", (caller,))
+    return row["held_until"], row["version"]
+
+
+async def test_the_conversation_says_a_text_is_held_until_it_is_sent_failed_or_expired(store):
+    now = time.time()
+    until = now + 36000
+    for index, caller in enumerate(("+12125550101", "+12125550102", "+12125550103")):
+        await store.record_call(call(f"3.{index}", caller), PlannedText("dana", "Hi", now))
+    sent, failed, expired = await store.due(now)
+    assert await store.claim_all([sent, failed, expired])
+    for item in (sent, failed, expired):
+        _, before = await _held_summary(store, item.recipient)
+        assert await store.hold(item, until, "until tomorrow 8:00, their quiet hours")
+        held, after = await _held_summary(store, item.recipient)
+        assert held == until and after > before  # an open inbox page refreshes the row
+    assert await store.inbox_page("all", now) != []
+    assert {row["held_until"] for row in await store.inbox_page("all", now)} == {until}
+    [sent, failed, expired] = await store.due(until)
+    assert await store.claim_all([sent, failed])
+
+    _, before = await _held_summary(store, sent.recipient)
+    await store.mark_all_sent([(sent, "gw-1")], "http")
+    held, after = await _held_summary(store, sent.recipient)
+    assert held is None and after > before
+
+    await store.mark_final(failed, "failed", "http", "HTTP 400")
+    assert (await _held_summary(store, failed.recipient))[0] is None
+
+    assert await store.expire(expired, "http")
+    assert (await _held_summary(store, expired.recipient))[0] is None
+    assert [row["held_until"] for row in await store.inbox(10)] == [None, None, None]
+
+
+async def test_a_conversation_stays_held_while_another_of_its_texts_is(store):
+    now = time.time()
+    until = now + 36000
+    await store.record_call(call("4.1", "+12125550101"), PlannedText("dana", "Hi", now))
+    await store.record_call(call("4.2", "+12125550101"), PlannedText("dana", "Hi again", now))
+    first, second = await store.due(now)
+    assert await store.claim_all([first, second])
+    assert await store.hold(first, until, "quiet hours")
+    assert await store.hold(second, until, "quiet hours")
+    first, second = await store.due(until)
+    assert await store.claim_all([first])
+    await store.mark_final(first, "blocked", "http", "opted out")
+    assert (await _held_summary(store, "+12125550101"))[0] == until
+    assert await store.claim_all([second])
+    await store.mark_all_sent([(second, None)], "http")
+    assert (await _held_summary(store, "+12125550101"))[0] is None

@@ -126,6 +126,10 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.first_due_before(now)
     taken = await store.claim_all(due)
     await store.text_facts(taken[0].message_id)
+    # Held for the homeowner's quiet hours, then claimed again when the window opens.
+    assert await store.hold(taken[0], now, "their quiet hours")
+    taken = [item for item in await store.due(now + 1) if item.id == taken[0].id]
+    assert await store.claim_all(taken) == taken
     await store.mark_all_sent([(taken[0], "gw-plan")], "log")
     await store.bring_forward(now)
     await store.recover_interrupted()

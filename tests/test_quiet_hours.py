@@ -13,7 +13,7 @@ from lab.configs import BUSINESS_NUMBER
 from sms_gateway.log import LogGateway
 from textback.quiet_hours import RULES, judge, locate, rules_for
 from textback.store import CallRow, PlannedText
-from textback.web.views import timeline
+from textback.web.views import inbox_rows, timeline, when
 from textback.workers.common import SystemClock
 
 EASTERN, CENTRAL, MOUNTAIN = (ZoneInfo("America/New_York"), ZoneInfo("America/Chicago"),
@@ -134,6 +134,8 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     [shown] = [e for e in timeline(daemon.config, await daemon.store.thread(conversation))
                if e.kind == "text_out"]  # the inbox's thread page
     assert shown.detail.startswith("held: until Tue 2026-12-08 08:00 EST")
+    [listed] = inbox_rows(daemon.config, await daemon.store.inbox_page("all", now), now)
+    assert listed.held_until == when(morning, daemon.config.business.timezone)
     assert await daemon.store.due(morning - 1) == []
     daemon.clock.moment = morning
     [item] = await daemon.store.due(morning)
@@ -141,6 +143,8 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT status, error, gateway FROM messages")
     assert (row["status"], row["error"], row["gateway"]) == ("sent", "", "log")
+    [listed] = inbox_rows(daemon.config, await daemon.store.inbox_page("all", now), now)
+    assert listed.held_until == ""
     facts = [(r["fact"], r["kind"]) for r in await daemon.store.consent_record(MIAMI)]
     assert facts == [("call", ""), ("text_queued", "auto"), ("text_held", "auto"),
                      ("text_sent", "auto")]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from lab.configs import BUSINESS_NUMBER
 from textback.store import CallRow, PlannedText
@@ -201,3 +204,28 @@ async def test_an_undelivered_text_shows_its_gateway_error_in_plain_words_as_tex
     plain = "it is a landline, or their carrier cannot receive texts [provider error 30006]"
     assert f"({plain})" in cli.output
     assert f'<span class="detail">undelivered: {plain}</span>' in html
+
+
+async def test_a_text_held_for_quiet_hours_shows_in_the_inbox_row_and_textback_inbox(tmp_path):
+    path = web_config(tmp_path)
+    await set_passwords(path)
+    opens = datetime(2030, 1, 8, 8, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    async with web_daemon(path) as daemon, client() as browser:
+        now = time.time()
+        call = CallRow("1.1", BUSINESS_NUMBER, "+13055550123", "+13055550123", "", now - 60, None,
+                       now - 40, "missed", "no_answer", "missed_call_text")
+        later = now + 3600  # not due yet: the daemon's outbox leaves it to this test
+        await daemon.store.record_call(call, PlannedText("dana", "Sorry we missed you", later))
+        (item,) = await daemon.store.due(later)
+        await daemon.store.claim_all([item])
+        assert await daemon.store.hold(item, opens, "until Tue 2030-01-08 08:00 EST, quiet hours")
+        await signed_in(browser, "dana")
+        status, html, _ = await browser.get("/?view=all")
+        listed = await asyncio.to_thread(run_cli, "inbox", "--json", "-c", str(path))
+        table = await asyncio.to_thread(run_cli, "inbox", "-c", str(path))
+    assert status == 200 and listed.exit_code == 0 and table.exit_code == 0, listed.output
+    assert ('<span class="held">text held until Tue 08 Jan 08:00 (their quiet hours)</span>'
+            in html)
+    [row] = json.loads(listed.output)
+    assert row["held_until"] == opens
+    assert "text held until 2030-01-08 08:00:00 (their quiet hours)" in table.output

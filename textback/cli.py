@@ -101,6 +101,9 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
         click.echo(f"{flag}{row['caller']:<16} {row['business_number']:<16} {row['owner_id']:<10} "
                    f"{row['missed_calls']:>5} {age_of(row['last_reply_at']):>9}  "
                    f"{reply[:60] or '(no reply yet)'}")
+        if row["held_until"] is not None:
+            click.echo(f"{'':<18}text held until {local_time(row['held_until'], tz)}"
+                       " (their quiet hours)")
     click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
 

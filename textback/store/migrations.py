@@ -568,6 +568,11 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     )
     """,
+    # When the text the homeowner's quiet hours hold will go: the inbox row says so without a
+    # join (set with the hold, cleared when no held text of the conversation remains).
+    """
+    ALTER TABLE conversations ADD COLUMN held_until REAL
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

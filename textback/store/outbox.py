@@ -27,6 +27,7 @@ from textback.hooks import events
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
 from textback.store.values import _text_event, OutboxItem
+from textback.store.web import NEXT_VERSION
 
 
 class OutboxRows(Connection):
@@ -86,6 +87,7 @@ class OutboxRows(Connection):
                 return False
             await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
                              " WHERE id = ?", (gateway, item.last_error, item.message_id))
+            await self._release_held(item.conversation_id)
             await self._emit(_text_event(events.TEXT_FAILED, item, "expired", item.last_error))
             return True
 
@@ -127,6 +129,8 @@ class OutboxRows(Connection):
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
                 " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
                                   for item, gateway_id in sent])
+            for conversation_id in sorted({item.conversation_id for item, _ in sent}):
+                await self._release_held(conversation_id)
             for item, gateway_id in sent:
                 await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
                 await self._ledger(consent.Fact(
@@ -148,10 +152,20 @@ class OutboxRows(Connection):
                 return False
             await db.execute("UPDATE messages SET status = 'held', error = ? WHERE id = ?",
                              (why, item.message_id))
+            await db.execute(f"UPDATE conversations SET held_until = ?, version = {NEXT_VERSION}"
+                             " WHERE id = ?", (until, item.conversation_id))
             await self._ledger(consent.Fact(
                 consent.TEXT_HELD, item.recipient, now, item.sender, "", item.kind, item.body,
                 {"message_id": item.message_id, "until": until, "why": why}))
             return True
+
+    async def _release_held(self, conversation_id: int) -> None:
+        """Inside a write transaction, after a text of the conversation left `held` (sent,
+        failed, blocked, expired): the inbox row stops saying a text is held once none is."""
+        await self._db.execute(
+            f"UPDATE conversations SET held_until = NULL, version = {NEXT_VERSION}"
+            " WHERE id = ? AND held_until IS NOT NULL AND NOT EXISTS (SELECT 1 FROM messages"
+            "   WHERE conversation_id = ? AND status = 'held')", (conversation_id, conversation_id))
 
     async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
         async with self._transaction() as db:
@@ -170,6 +184,7 @@ class OutboxRows(Connection):
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
+            await self._release_held(item.conversation_id)
             await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
             if state == "blocked":  # refused at the moment of sending: the number opted out
                 await self._ledger(consent.Fact(

@@ -154,6 +154,7 @@ class InboxRow:
     done: bool
     last_call: str  # the latest call's outcome and reason in words, e.g. "missed call: nobody picked up"
     last_message_at: float  # when its latest text was stored: a live page tells new texts by it
+    held_until: str = ""  # when a text the homeowner's quiet hours hold goes, "" when none is held
 
 
 def _last_call(summary: str) -> str:
@@ -181,7 +182,8 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
             last_at=when(row["last_message_at"] or row["updated_at"], tz),
             snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
             done=row["status"] == "closed", last_call=_last_call(row["last_call"] or ""),
-            last_message_at=row["last_message_at"] or 0.0))
+            last_message_at=row["last_message_at"] or 0.0,
+            held_until=when(row["held_until"], tz)))
     return made
 
 
