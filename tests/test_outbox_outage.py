@@ -209,6 +209,9 @@ async def test_a_retry_after_holds_every_send_on_the_gateway(outbox, form):
         began = time.monotonic()
         while len(provider.taken) < 4 and time.monotonic() - began < 10:
             await asyncio.sleep(0.01)
+        # The provider has the last text before the worker has its answer and commits it.
+        while await outbox_states(daemon.store) != {"sent": 4} and time.monotonic() - began < 15:
+            await asyncio.sleep(0.01)
     assert len({caller for caller, _ in provider.taken}) == 4 == len(provider.taken)
     refused_at, *later = provider.arrivals
     assert later[0] - refused_at >= wait - 0.3  # nothing, not even another text, went sooner
