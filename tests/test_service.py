@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -147,6 +148,19 @@ def test_one_event_is_one_line_even_with_a_traceback():
         import sys
         line = service.OneLineFormatter(journal=True).format(record("failed", sys.exc_info()))
     assert "\n" not in line and "Traceback" in line and "ValueError: bad\\nthing" in line
+
+
+def test_a_warning_from_python_is_one_formatted_line_too():
+    """aiohttp's deprecation warnings, say, would reach the journal raw and over two lines."""
+    code = ("import warnings\n"
+            "from textback.service import configure_logging\n"
+            "configure_logging('INFO', {'JOURNAL_STREAM': '8:1'})\n"
+            "warnings.warn('a library says\\nsomething', DeprecationWarning)\n")
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("<4>WARNING py.warnings: "), done.stderr
+    assert "DeprecationWarning: a library says\\nsomething" in lines[0]
 
 
 @pytest.mark.parametrize("made_by", ["package", "install --systemd"])

@@ -43,9 +43,12 @@ class OneLineFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, environ: Mapping[str, str] = os.environ) -> None:
+    """Every line on stderr is one formatted event: Python's warnings (a library's
+    deprecation, say) too, which would otherwise be written raw, over two lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter(under_systemd(environ)))
     logging.basicConfig(level=level, handlers=[handler])
+    logging.captureWarnings(True)
 
 
 def notify(state: str, environ: Mapping[str, str] = os.environ) -> bool:
