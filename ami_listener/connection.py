@@ -26,6 +26,12 @@ closes its gaps:
   caller and connected-line names and the channel variables' values in every
   channel snapshot of an event (main/manager_channels.c): `O'Brien` arrives
   as `O\\'Brien`. event_fields() undoes exactly that, once, in those fields.
+* Ready is more than logged in. AMI answers logins while Asterisk is still
+  loading its modules; a MessageSend then fails with "Message technology
+  not found". `ready` waits for the FullyBooted event, which Asterisk sends
+  right after the login when it has finished starting, or to every session
+  once it does (only to a user that reads `system` events). Without one
+  within `boot_wait` seconds of the login, it is assumed, with a warning.
 * No silent re-sends. panoramisk queues unanswered actions and re-sends
   them after a reconnect (on FullyBooted). A re-sent MessageSend would be a
   second text, so pending actions fail at once with AmiDisconnected instead.
@@ -282,20 +288,27 @@ class _Manager(Manager):
 
 EventHandler = Callable[[dict[str, Any]], None]
 LoginHandler = Callable[[], Awaitable[None] | None]
+ReadyHandler = Callable[[], Awaitable[None] | None]
 StateHandler = Callable[[bool], None]
 
 
 class AmiConnection:
     def __init__(self, host: str, port: int, username: str, secret: SecretStr, *,
                  on_event: EventHandler, on_login: LoginHandler | None = None,
-                 on_state: StateHandler | None = None, use_tls: bool = False, tls_verify: bool = True,
+                 on_state: StateHandler | None = None, on_ready: ReadyHandler | None = None,
+                 use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
                  login_timeout: float = 10.0, reconnect_max: float = 60.0,
-                 record_to: Path | None = None):
+                 boot_wait: float = 15.0, record_to: Path | None = None):
         self.host, self.port, self.username = host, port, username
         self._on_event = on_event
         self._on_login = on_login
         self._on_state = on_state  # told True at each login, False when a logged-in link is lost
+        self._on_ready = on_ready  # once per login, when Asterisk has finished starting
+        self._boot_wait = boot_wait
+        self._boot_timer: asyncio.TimerHandle | None = None
+        self._booted = False  # FullyBooted seen on this TCP connection (it may precede the login's answer)
+        self._ready = asyncio.Event()
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._login_timeout = login_timeout
@@ -325,6 +338,11 @@ class AmiConnection:
     def logged_in(self) -> bool:
         return self._logged_in.is_set()
 
+    @property
+    def ready(self) -> bool:
+        """Logged in, and Asterisk has finished loading its modules (FullyBooted)."""
+        return self._ready.is_set()
+
     def start(self) -> None:
         self._manager.connect()
         self._keepalive = asyncio.create_task(self._keep_alive(), name="ami-keepalive")
@@ -334,8 +352,9 @@ class AmiConnection:
 
     async def close(self) -> None:
         self._closed = True
-        if self._login_timer is not None:
-            self._login_timer.cancel()
+        for timer in (self._login_timer, self._boot_timer):
+            if timer is not None:
+                timer.cancel()
         if self._keepalive:
             self._keepalive.cancel()
         self._manager.connection_lost = lambda exc: None  # no reconnect after an orderly close
@@ -382,6 +401,7 @@ class AmiConnection:
         return delay
 
     def _connected(self, manager: Manager) -> None:
+        self._booted = False
         future = manager.authenticated_future
         if future is not None:
             future.add_done_callback(self._login_answered)
@@ -412,15 +432,44 @@ class AmiConnection:
             log.info("AMI logged in to %s:%d as %s", self.host, self.port, self.username)
             self._tell_state(True)
             if self._on_login:
-                result = self._on_login()
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                _run_handler(self._on_login())
+            if self._booted:
+                self._become_ready()
+            else:
+                self._boot_timer = asyncio.get_running_loop().call_later(
+                    self._boot_wait, self._boot_overdue)
         else:
             self.last_login_error = response.get("Message") or "login refused"
             log.error("AMI login as %r refused by %s:%d: %s",
                       self.username, self.host, self.port, self.last_login_error)
 
+    def _booted_now(self) -> None:
+        self._booted = True
+        if self.logged_in and not self.ready:
+            self._become_ready()
+
+    def _boot_overdue(self) -> None:
+        self._boot_timer = None
+        if self.logged_in and not self.ready:
+            log.warning("AMI: no FullyBooted within %.0f s of the login; sending anyway. Either "
+                        "Asterisk is still starting, or the AMI user %r lacks `read = system` "
+                        "(textback init's manager.conf block has it)", self._boot_wait, self.username)
+            self._become_ready()
+
+    def _become_ready(self) -> None:
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
+        self._ready.set()
+        if self._on_ready:
+            _run_handler(self._on_ready())
+
     def _disconnected(self, manager: Manager, exc: Exception | None) -> None:
+        self._booted = False
+        self._ready.clear()
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
         if self.logged_in:
             self._logged_in.clear()
             self._tell_state(False)
@@ -436,6 +485,8 @@ class AmiConnection:
     def _dispatch(self, manager: Manager, message: Message) -> None:
         self._write_record(dict(message._store.values()))  # as Asterisk wrote it: replays unescape
         event = event_fields(message)
+        if event.get("Event") == "FullyBooted":
+            self._booted_now()
         try:
             self._on_event(event)
         except Exception:
@@ -463,6 +514,12 @@ class AmiConnection:
                     protocol.transport.abort()
             except AmiError as exc:
                 log.debug("keepalive: %s", exc)
+
+
+def _run_handler(result: Awaitable[None] | None) -> None:
+    """A callback may be plain or a coroutine; a coroutine runs as its own task."""
+    if asyncio.iscoroutine(result):
+        asyncio.ensure_future(result)
 
 
 async def try_login(host: str, port: int, username: str, secret: SecretStr, *,

@@ -30,6 +30,7 @@ from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
 log = logging.getLogger("textback.gateway.asterisk")
 
 USER_EVENT = "TextbackSmsIn"
+NO_MESSAGE_TECH = "Message technology not found"  # manager.c: no loaded module takes the URI's tech
 
 
 class AsteriskGateway:
@@ -47,6 +48,8 @@ class AsteriskGateway:
         return template.format(to=text.recipient, sender=text.sender, **self._fields)
 
     async def send(self, text: OutgoingText) -> SendResult:
+        if self._ami.logged_in and not self._ami.ready:
+            return SendResult.retryable("Asterisk is still starting (no FullyBooted since the login)")
         action = {
             "Action": "MessageSend",
             "Destination": self._fill(self._destination, text),
@@ -60,6 +63,9 @@ class AsteriskGateway:
         except AmiTimeout as exc:
             return SendResult.unknown(str(exc))
         except AmiError as exc:
+            if str(exc).startswith(NO_MESSAGE_TECH):  # res_pjsip_messaging not loaded (yet): a reload, a boot
+                return SendResult.retryable(f"MessageSend refused: {exc} (Asterisk has not loaded "
+                                            "its messaging module; it may be starting or reloading)")
             return SendResult.permanent(f"MessageSend refused: {exc}")
         return SendResult.accepted(response.get("ActionID"))
 

@@ -287,3 +287,72 @@ def test_a_repeated_event_name_in_a_one_shot_answer_is_no_crash():
     assert _settle_repeats(message) == (["Event"], ["ObjectName"])
     assert event_fields(message) == {"Event": ["EndpointList", "X"], "ObjectName": "a",
                                      "CallerIDName": "O'Brien", "content": ""}
+
+
+async def test_ready_waits_for_fullybooted_even_when_it_shares_the_logins_packet():
+    """A booting Asterisk answers the login before FullyBooted; a booted one sends it with the
+    login's answer, in the same packet. Either way `ready` follows the event, once per login."""
+    readies = []
+
+    async def booting(reader, writer):
+        await asyncio.sleep(0.3)
+        writer.write(b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server, port = await serve(booting)
+    ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=lambda e: None,
+                        on_ready=lambda: readies.append("ready"), boot_wait=5)
+    ami.start()
+    try:
+        await ami.wait_logged_in(3)
+        assert ami.logged_in and not ami.ready and readies == []
+        for _ in range(100):
+            if ami.ready:
+                break
+            await asyncio.sleep(0.02)
+        assert ami.ready and readies == ["ready"]
+    finally:
+        await ami.close()
+        server.close()
+
+    async def handle(reader, writer):  # the login's answer and FullyBooted in one write
+        writer.write(BANNER)
+        login = await reader.readuntil(b"\r\n\r\n")
+        action_id = next(line.split(b": ", 1)[1] for line in login.split(b"\r\n")
+                         if line.lower().startswith(b"actionid"))
+        writer.write(b"Response: Success\r\nActionID: " + action_id + b"\r\nMessage: Authentication"
+                     b" accepted\r\n\r\nEvent: FullyBooted\r\nStatus: Fully Booted\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    readies.clear()
+    ami = AmiConnection("127.0.0.1", server.sockets[0].getsockname()[1], "u", SecretStr("s"),
+                        on_event=lambda e: None, on_ready=lambda: readies.append("ready"), boot_wait=5)
+    ami.start()
+    try:
+        await ami.wait_logged_in(3)
+        await asyncio.sleep(0.1)
+        assert ami.ready and readies == ["ready"]
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_without_fullybooted_ready_comes_after_boot_wait_with_a_warning(caplog):
+    """A user without `read = system` never hears FullyBooted: texts still go, after boot_wait."""
+    server, port = await serve(lambda reader, writer: asyncio.sleep(5))
+    ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=lambda e: None,
+                        boot_wait=0.4)
+    ami.start()
+    try:
+        await ami.wait_logged_in(3)
+        assert not ami.ready
+        await asyncio.sleep(0.6)
+        assert ami.ready
+        assert "no FullyBooted within" in caplog.text
+        assert "lacks `read = system`" in caplog.text
+    finally:
+        await ami.close()
+        server.close()

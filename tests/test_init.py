@@ -41,7 +41,7 @@ def test_the_flag_form_writes_a_config_that_loads_a_private_secret_and_the_snipp
         assert stat.S_IMODE((etc / name).stat().st_mode) == 0o600, name
     snippet = (etc / "manager-textback.conf").read_text()
     assert f"[textback]\nsecret = {secret}\n" in snippet
-    assert "read = call,user,dialplan\nwrite = message,reporting\n" in snippet
+    assert "read = system,call,user,dialplan\nwrite = message,reporting\n" in snippet
     assert "permit = 127.0.0.1/255.255.255.255" in snippet
     assert ";write = originate" in snippet  # the self-test user, commented out
     assert (etc / "config.yaml").read_text().count("\n#") > 10  # commented

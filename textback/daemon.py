@@ -198,6 +198,7 @@ class Daemon:
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
+            on_ready=self.on_asterisk_ready,
             use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
@@ -406,12 +407,16 @@ class Daemon:
             self.metrics.ami_reconnects.inc()
         return self._reconcile(seen_until)
 
+    async def on_asterisk_ready(self) -> None:
+        """Asterisk has finished starting (FullyBooted) after a login: the texts that waited for
+        it go out now. Sent before, a MessageSend fails until res_pjsip_messaging is loaded."""
+        if self.gateway is not None and self.gateway.name == "asterisk":
+            await self.outbox.link_back("Asterisk is ready")
+
     async def _reconcile(self, seen_until: float | None) -> None:
         """After every login: send the texts that waited for Asterisk, pick up calls already
         ringing, close calls whose hangup we missed, and recover from the CDR the calls that
         began and ended while AMI was not logged in."""
-        if self.gateway is not None and self.gateway.name == "asterisk":
-            await self.outbox.link_back("AMI logged in")
         if not await self._list_channels(self._logins, first_try=True):
             if self._listing_retry is not None:
                 self._listing_retry.cancel()

@@ -16,7 +16,7 @@ from typing import Any
 from textback.config import EMAIL_PATTERN
 
 # What the daemon reads and does over AMI, and why (the snippet's comments say the same).
-AMI_READ = "call,user,dialplan"  # channel events; the inbound-SMS UserEvent; VarSet and Newexten
+AMI_READ = "system,call,user,dialplan"  # FullyBooted; channel events; the inbound-SMS UserEvent; VarSet and Newexten
 AMI_WRITE = "message,reporting"  # MessageSend; CoreShowChannels and Getvar (the self-test's trunk)
 
 
@@ -183,7 +183,8 @@ def manager_snippet(a: Answers, secret: str, selftest_secret: str) -> str:
     return f"""\
 ; textback's AMI user, written by `textback init`. Paste into manager.conf (or
 ; manager_custom.conf on FreePBX), then: asterisk -rx "manager reload"
-;   read  call       channel events: the call tracker
+;   read  system     FullyBooted: texts wait until Asterisk has loaded its modules
+;         call       channel events: the call tracker
 ;         user       UserEvent: inbound SMS from dialplan/textback.conf
 ;         dialplan   VarSet and Newexten: voicemail, IVR, queue and route variables
 ;   write message    MessageSend: texts through the asterisk gateway
