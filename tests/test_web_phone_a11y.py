@@ -9,7 +9,7 @@ import time
 
 from lab.configs import BUSINESS_NUMBER
 from lab.harness import eventually
-from textback.delivery import OWNER_REPLY
+from textback.core.delivery import OWNER_REPLY
 from textback.config import load
 from textback.store import CallRow, PlannedText
 from textback.web import views

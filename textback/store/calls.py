@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from textback import consent
+from textback.core import consent
 from textback.hooks import events
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX

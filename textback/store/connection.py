@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Self
 
 import aiosqlite
 
-from textback import consent
+from textback.core import consent
 from textback.hooks.events import Event
 from textback.store import migrations
 from textback.store.migrations import ANALYSIS_LIMIT, statements

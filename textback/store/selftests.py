@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from textback.hooks import events
-from textback.selftest import Report
+from textback.core.selftest import Report
 from textback.store.connection import Connection
 
 
