@@ -33,7 +33,7 @@ from sms_gateway.settings import (
 )
 
 from textback.crm import adapter_class
-from textback.hooks import events as hook_events
+from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
 from textback import yamlread

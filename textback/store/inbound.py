@@ -6,7 +6,7 @@ import time
 from typing import Callable, Sequence
 
 from textback.core import consent
-from textback.hooks import events
+from textback.core import events
 from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia

@@ -7,7 +7,7 @@ from typing import Any
 
 from textback.core import consent
 from textback.core.delivery import OWNER_REPLY
-from textback.hooks import events
+from textback.core import events
 from textback.store.connection import Connection
 from textback.store.values import _canonical
 

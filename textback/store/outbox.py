@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from textback.core import consent
-from textback.hooks import events
+from textback.core import events
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
 from textback.store.values import _text_event, OutboxItem

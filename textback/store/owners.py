@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any
 
-from textback.hooks import events
+from textback.core import events
 from textback.core.media import summary
 from textback.store.connection import Connection
 from textback.core.media import shown_items

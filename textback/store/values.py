@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 
 from textback.core.segments import count_segments
-from textback.hooks import events
-from textback.hooks.events import Event
+from textback.core import events
+from textback.core.events import Event
 from textback.core.numbers import to_e164
 
 

@@ -42,7 +42,7 @@ from textback.core.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import (LinkClaim, account_key, address_key, client_address, digest,
                              read_link_token, retry_after, session_expired)
 from textback.store.web import INBOX_VIEWS, StaleState
-from textback.web import views
+from textback.core import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
