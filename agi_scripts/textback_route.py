@@ -34,7 +34,7 @@ def route_variables(table: dict[str, Any] | None, did: str, now: float,
     route = table["routes"].get(did) or table["routes"].get("+" + did.lstrip("+"))
     if route is None:
         return fallback
-    from textback.hours import Hours, Window  # the same rules as the daemon's
+    from textback.core.hours import Hours, Window  # the same rules as the daemon's
 
     spec = route.get("hours") or table  # the number's own hours, else the business's
     hours = Hours(table["timezone"],

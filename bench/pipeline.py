@@ -39,8 +39,8 @@ from lab.history import caller_number  # noqa: E402
 from sms_gateway.asterisk import parse_user_event  # noqa: E402
 from tests.replay import load_trace, renamed, trace_names  # noqa: E402
 from textback.config import parse  # noqa: E402
-from textback.rules import RecentTexts, apply_policy, decide, match_number  # noqa: E402
-from textback.tracker import CallFinished, CallTracker  # noqa: E402
+from textback.core.rules import RecentTexts, apply_policy, decide, match_number  # noqa: E402
+from textback.core.tracker import CallFinished, CallTracker  # noqa: E402
 
 READ_SIZE = 16 * 1024
 SLICE = 16  # reads per turn of each pipeline

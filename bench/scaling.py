@@ -33,9 +33,9 @@ from lab.configs import base_config, write_config  # noqa: E402
 from lab.history import BUSINESS_NUMBERS, build_history, caller_number  # noqa: E402
 from textback.config import load  # noqa: E402
 from textback.daemon import Daemon  # noqa: E402
-from textback.scorecard import build as scorecard  # noqa: E402
+from textback.core.scorecard import build as scorecard  # noqa: E402
 from textback.store import Store  # noqa: E402
-from textback.tracker import CallFinished  # noqa: E402
+from textback.core.tracker import CallFinished  # noqa: E402
 
 # The bench's own callers, far from the history's, and guards that never withhold its texts.
 FIRST_BENCH_CALLER = 5_000_000

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, lab_config
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from lab.harness import DaemonProcess, start_smtp_sink, wait_until
 from lab.pbx import LabPBX
 

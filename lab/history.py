@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import time_machine
 
-from textback.numbers import to_e164
+from textback.core.numbers import to_e164
 from textback.store import CallRow, PlannedText, Store
 
 BUSINESS_NUMBERS = ("+12125550100", "+12125550101")

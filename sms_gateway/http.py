@@ -34,7 +34,7 @@ from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import HttpInboundMedia, HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
-from textback.delivery import parse_retry_after
+from textback.core.delivery import parse_retry_after
 
 log = logging.getLogger("textback.gateway.http")
 

@@ -1,7 +1,7 @@
 """The `kannel` gateway: a Kannel smsbox in front of an SMSC, modem or SMPP link.
 
 Send: GET {sendsms_url}?username&password&from&to&text&charset=UTF-8&coding,
-with coding 2 (UCS-2) only when a character is outside GSM-7 (textback/segments.py).
+with coding 2 (UCS-2) only when a character is outside GSM-7 (textback/core/segments.py).
 smsbox answers 202 "0: Accepted for delivery" and gives no message id, so
 the gateway makes one, puts it in the dlr-url, and Kannel hands it back with
 each delivery report (dlr-mask). Kannel has no idempotency key either.
@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, failure
-from textback.segments import count_segments
+from textback.core.segments import count_segments
 from sms_gateway.settings import KannelSettings
 from sms_gateway.webhooks import (DeliveryState, DeliveryStatus, Endpoint, Event, WebhookRequest,
                                   check_token)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from textback.numbers import to_e164
+from textback.core.numbers import to_e164
 from textback.config_schema import SecretRef, Strict
 
 Url = str  # checked by _http_url

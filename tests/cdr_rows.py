@@ -11,7 +11,7 @@ import io
 from datetime import datetime
 from pathlib import Path
 
-from textback.recovery import CSV_TIME_FORMAT, CsvLayout
+from textback.core.recovery import CSV_TIME_FORMAT, CsvLayout
 
 CDR_DIR = Path(__file__).parent / "cdr"
 COLUMNS = CsvLayout().columns()

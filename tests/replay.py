@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ami_listener.connection import unescaped_names
-from textback.tracker import CallFinished, CallTracker
+from textback.core.tracker import CallFinished, CallTracker
 
 TRACES = Path(__file__).parent / "traces"
 

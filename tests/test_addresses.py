@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from lab.configs import BUSINESS_NUMBER
 from sms_gateway.base import InboundText
-from textback.numbers import Address, parse_address, to_e164
+from textback.core.numbers import Address, parse_address, to_e164
 from textback.store import NotANumber
-from textback.tracker import CallFinished
+from textback.core.tracker import CallFinished
 from tests.budget import examples
 
 HOMEOWNER = "+12125550123"

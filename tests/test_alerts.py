@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 
-from textback.alerts import ReplyAlert, ThreadEntry, compose_reply_alert
+from textback.core.alerts import ReplyAlert, ThreadEntry, compose_reply_alert
 
 HOSTILE_NAME = 'Bob\r\nBcc: victim@example.com <script>alert(1)</script>'
 HOSTILE_REPLY = "Yes please\r\nBcc: evil@example.com\n<img src=x onerror=alert(1)> & more"

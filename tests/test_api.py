@@ -27,7 +27,7 @@ from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import CallRow, PlannedText
-from textback.tracker import CallFinished
+from textback.core.tracker import CallFinished
 from tests.budget import examples
 
 PORT = 18188

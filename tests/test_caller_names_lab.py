@@ -20,7 +20,7 @@ import pytest
 from lab.configs import BUSINESS_NUMBER
 from lab.pbx import CARRIER_IP
 from lab.harness import wait_until
-from textback.recovery import CsvLayout, from_csv_fields, recover_calls
+from textback.core.recovery import CsvLayout, from_csv_fields, recover_calls
 
 pytestmark = pytest.mark.lab
 

@@ -8,7 +8,7 @@ import time
 from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
-from textback import campaign
+from textback.core import campaign
 from textback.checks import template_report
 from textback.cli import main
 from textback.config import load

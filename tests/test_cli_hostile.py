@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from textback.cli import main
 from textback.commands.common import visible
-from textback.scorecard import parse_amount
+from textback.core.scorecard import parse_amount
 from textback.store import Store
 from tests.budget import examples
 

@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from sms_gateway.base import InboundText
 from sms_gateway.log import LogGateway
-from textback import consent
+from textback.core import consent
 from textback.cli import main
 from textback.pruning import prune
 from textback.store import CallRow, PlannedText
-from textback.tracker import CallFinished
+from textback.core.tracker import CallFinished
 
 SECOND_NUMBER = "+12125550109"
 

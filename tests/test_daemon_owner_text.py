@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from lab.configs import BUSINESS_NUMBER
-from textback.tracker import CallFinished
+from textback.core.tracker import CallFinished
 
 OWNERS = [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
           {"id": "sam", "name": "Sam Ortiz", "email": "sam@example.com"}]

@@ -1,4 +1,4 @@
-"""textback.delivery: deadlines, Retry-After, pacing and the owner's notice (pure)."""
+"""textback.core.delivery: deadlines, Retry-After, pacing and the owner's notice (pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import calendar
 
 import pytest
 
-from textback.delivery import (Pacer, Undelivered, deadline, parse_retry_after,
-                               undelivered_notice)
+from textback.core.delivery import (Pacer, Undelivered, deadline, parse_retry_after,
+                                    undelivered_notice)
 
 NOW = calendar.timegm((2015, 10, 21, 7, 0, 0))  # Wed, 21 Oct 2015 07:00:00 GMT
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lab.configs import BUSINESS_NUMBER, DANA_AND_BOSS, HOMEOWNER
-from textback.scorecard import render_text
+from textback.core.scorecard import render_text
 from textback.store import CallRow, PlannedText
 from textback.web.reports import month_period
 from textback.workers.owner_mail import next_daily

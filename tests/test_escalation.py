@@ -47,7 +47,7 @@ def test_business_minutes_only_count_while_open():
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from textback.hours import Hours, Window
+    from textback.core.hours import Hours, Window
 
     ny = ZoneInfo("America/New_York")
     hours = Hours("America/New_York", (Window(("mon", "tue", "wed", "thu", "fri"), "08:00", "17:00"),))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lab.configs import BUSINESS_NUMBER
-from textback.tracker import CallFinished
+from textback.core.tracker import CallFinished
 
 # Same country code and first six digits: the per-prefix burst limit counts them together.
 PUMPED = [f"+1212555{n:04d}" for n in range(140, 146)]

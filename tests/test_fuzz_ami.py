@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 from ami_listener.connection import _Protocol
 from tests.budget import examples
 from tests.replay import load_trace, trace_names
-from textback.tracker import CallTracker
+from textback.core.tracker import CallTracker
 
 NAMES = ["Event", "Uniqueid", "Linkedid", "Channel", "ActionID", "ChanVariable", "CallerIDNum",
          "Context", "Exten", "DialStatus", "Cause", "BridgeUniqueid", "DestChannel", "Response",

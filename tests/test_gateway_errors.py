@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from sms_gateway.webhooks import DeliveryStatus
 from textback.cli import main
-from textback.gateway_errors import described, explain
+from textback.core.gateway_errors import described, explain
 from textback.store import CallRow, PlannedText
 
 

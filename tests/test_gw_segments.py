@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textback.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentCount, count_segments
+from textback.core.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentCount, count_segments
 
 
 @pytest.mark.parametrize("text, expected", [

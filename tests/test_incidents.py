@@ -15,7 +15,7 @@ from lab.harness import SMTP_SINK_PORT, eventually, in_process, start_smtp_sink
 from textback import daemon as daemon_module
 from textback.config import ConfigError, IncidentsConfig, load
 from textback.daemon import Daemon
-from textback.incidents import Observed, active
+from textback.core.incidents import Observed, active
 
 NOW = 1_800_000_000.0
 CALM = Observed(now=NOW, ami_down_since=None, quiet_open_hours=0.5, gateway_failures_in_row=0,

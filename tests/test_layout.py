@@ -38,3 +38,22 @@ def test_the_daemon_composes_its_workers_and_inherits_none():
     assert daemon.Daemon.__bases__ == (object,)
     assert not any(name.endswith("Worker") or name.endswith("Runner")
                    for klass in inspect.getmro(daemon.Daemon) for name in [klass.__name__])
+
+
+CLOCKS_AND_FILES = {("datetime", "now"), ("datetime", "utcnow"), ("date", "today"), ("time", "time"),
+                    ("time", "monotonic"), ("time", "sleep"), ("asyncio", "sleep"), ("os", "environ"),
+                    ("os", "getenv")}
+
+
+def test_the_core_reads_no_clock_no_file_and_no_environment():
+    """The core takes the time and the facts as arguments, so that a test can replay any moment."""
+    found = []
+    for path in sorted((ROOT / "textback" / "core").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and (node.value.id, node.attr) in CLOCKS_AND_FILES:
+                found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+                found.append(f"{path.name}:{node.lineno} open()")
+    assert found == []
+    assert len(list((ROOT / "textback" / "core").glob("*.py"))) > 20  # the folder is the core

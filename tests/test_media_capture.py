@@ -1,4 +1,4 @@
-"""What each gateway reads of a text's media, and what textback.media makes of types and bytes.
+"""What each gateway reads of a text's media, and what textback.core.media makes of types and bytes.
 
 Through the real webhook server: Twilio's NumMedia/MediaUrlN/MediaContentTypeN,
 Telnyx's media[] (url, content_type, size), the generic gateway's configured
@@ -24,7 +24,8 @@ from sms_gateway.media import MediaAccess, MediaFetcher, Refused
 from sms_gateway.settings import HttpSettings, TelnyxSettings, TwilioSettings
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
-from textback import media, mediafiles
+from textback import mediafiles
+from textback.core import media
 from tests.providers.common import webhook_server
 from tests.providers.generic import call
 from tests.providers.media import SVG_WITH_SCRIPT, heic, jpeg, mp4, png, png_bomb

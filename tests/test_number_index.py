@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from lab.configs import base_config
 from textback.config import parse
-from textback.numbers import to_e164
-from textback.rules import match_number
+from textback.core.numbers import to_e164
+from textback.core.rules import match_number
 
 US_NUMBERS = [f"+1212555{i:04d}" for i in range(100, 200)]
 ABROAD = ["+442071838750", "+33142685300", "+16135550123"]  # London, Paris, Ottawa

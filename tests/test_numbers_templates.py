@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from textback.numbers import is_textable, national, to_e164
-from textback.templates import TemplateError, check_template, render
+from textback.core.numbers import is_textable, national, to_e164
+from textback.core.templates import TemplateError, check_template, render
 
 
 @pytest.mark.parametrize("raw", [
@@ -79,5 +79,5 @@ def test_literal_braces_are_allowed():
     ("  Jane   Doe ", "+12125550123", "Jane Doe"),
 ])
 def test_caller_names_worth_showing(name, number, shown):
-    from textback.numbers import caller_name
+    from textback.core.numbers import caller_name
     assert caller_name(name, number) == shown

@@ -11,7 +11,7 @@ from sms_gateway.base import InboundText
 from sms_gateway.log import LogGateway
 from textback.config import load
 from textback.daemon import Daemon
-from textback.optout import Keyword, classify
+from textback.core.optout import Keyword, classify
 from textback.store import CallRow, PlannedText, Store
 
 

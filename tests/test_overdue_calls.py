@@ -18,8 +18,8 @@ from ami_listener.connection import AmiConnection
 from tests.cdr_rows import as_csv, load_fields, moved
 from tests.replay import load_trace
 from tests.test_recovery_daemon import recovery_config
-from textback.recovery import CsvLayout
-from textback.tracker import CallOverdue, CallTracker
+from textback.core.recovery import CsvLayout
+from textback.core.tracker import CallOverdue, CallTracker
 
 LIMIT = 4 * 3600  # the default inbound.max_call_hours
 CALLER = "+12125550123"

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from textback.config import NumberConfig
-from textback.ownership import choose_owner
+from textback.core.ownership import choose_owner
 
 NY = ZoneInfo("America/New_York")
 MONDAY_9 = datetime(2026, 11, 23, 9, 0, tzinfo=NY)

@@ -8,7 +8,7 @@ import yaml
 from lab.configs import FLOW_NUMBERS, base_config
 from tests.replay import load_trace, replay
 from textback.config import ConfigError, PolicyConfig, parse
-from textback.rules import apply_policy, decide
+from textback.core.rules import apply_policy, decide
 
 
 def config(tmp_path, **policy):

@@ -11,9 +11,9 @@ import pytest
 
 from lab.configs import BUSINESS_NUMBER
 from sms_gateway.log import LogGateway
-from textback.quiet_hours import RULES, judge, locate, rules_for
+from textback.core.quiet_hours import RULES, judge, locate, rules_for
 from textback.store import CallRow, PlannedText
-from textback.web.views import inbox_rows, timeline, when
+from textback.core.views import inbox_rows, timeline, when
 from textback.workers.common import SystemClock
 
 EASTERN, CENTRAL, MOUNTAIN = (ZoneInfo("America/New_York"), ZoneInfo("America/Chicago"),

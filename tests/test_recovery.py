@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from tests.cdr_rows import CDR_DIR, load_fields
 from tests.test_tracker import EXPECTED
-from textback.recovery import CdrRecord, CsvLayout, from_csv_fields, recover_calls
+from textback.core.recovery import CdrRecord, CsvLayout, from_csv_fields, recover_calls
 
 LAYOUT = CsvLayout()  # the lab's cdr.conf: loguniqueid, loguserfield, newcdrcolumns
 # Where the CSV CDR cannot know the DID: its dst is where the caller's channel ended up.
@@ -112,6 +112,6 @@ def ast_escape_quoted(name: str) -> str:
 
 @given(st.text(st.characters(blacklist_characters="\x00\r\n"), max_size=40).map(str.strip))
 def test_the_clid_name_is_unquoted_as_asterisk_quoted_it(name):
-    from textback.recovery import _split_clid
+    from textback.core.recovery import _split_clid
 
     assert _split_clid(f'"{ast_escape_quoted(name)}" <+12125550123>') == (name, "+12125550123")

@@ -18,7 +18,7 @@ from textback.checks import _check_cdr
 from textback.config import load
 from textback import cdr
 from textback.cdr import CsvCdr
-from textback.recovery import CsvLayout, from_csv_fields, recover_calls
+from textback.core.recovery import CsvLayout, from_csv_fields, recover_calls
 
 CALLER_FRESH = "+12125550123"  # noanswer.csv
 CALLER_OLD = "+16465550102"  # caller_hung_up.csv, to +12125550100 as well

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from textback.replies import authenticated, judge
+from textback.core.replies import authenticated, judge
 from tests.budget import examples
 
 TRUSTED = "mx.acme.example"

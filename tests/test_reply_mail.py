@@ -17,7 +17,7 @@ from lab.harness import in_process
 from sms_gateway.base import InboundText
 from textback.config import load
 from textback.daemon import Daemon
-from textback.replies import new_text
+from textback.core.replies import new_text
 from tests.providers.common import serving
 from tests.providers.twilio import FakeTwilio
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from lab.history import OWNERS, Shape, build_history
-from textback import retention
+from textback.core import retention
 from textback.cli import main
 from textback.pruning import prune
 from textback.store import PlannedText, Store, CallRow

@@ -10,9 +10,9 @@ import pytest
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config
 from textback.config import ConfigError, parse
-from textback.hours import Hours, Window
-from textback.rules import RecentTexts, decide
-from textback.tracker import CallFinished
+from textback.core.hours import Hours, Window
+from textback.core.rules import RecentTexts, decide
+from textback.core.tracker import CallFinished
 
 import yaml
 

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
-from textback.segments import count_segments
+from textback.core.segments import count_segments
 from textback.store import migrations as store_module
 from textback.cli import main
-from textback.scorecard import build, csv_table, funnel, render_text
+from textback.core.scorecard import build, csv_table, funnel, render_text
 from textback.web.reports import month_period
 from textback.store import CallRow, PlannedText, Store
 

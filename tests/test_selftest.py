@@ -10,8 +10,8 @@ import pytest
 
 from lab.configs import base_config, write_config
 from textback.config import ConfigError, load
-from textback.selftest import (FAIL, NOT_RUN, PASS, SKIPPED, Report, StepResult, complete,
-                               expected_reason, parse_schedule)
+from textback.core.selftest import (FAIL, NOT_RUN, PASS, SKIPPED, Report, StepResult, complete,
+                                    expected_reason, parse_schedule)
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -20,7 +20,7 @@ from tests.providers.common import serving
 from textback.cli import main
 from textback.config import load
 from textback.daemon import Daemon
-from textback.hooks.events import rfc3339
+from textback.core.events import rfc3339
 from textback.store import Store
 from textback.workers.common import SystemClock
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from textback import runlock
 from textback.cli import main
-from textback.selftest import FAIL, PASS, StepResult, complete
+from textback.core.selftest import FAIL, PASS, StepResult, complete
 from textback.store import CallRow, PlannedText, Store
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tests.replay import TRACES, load_trace, replay, trace_names
-from textback.tracker import CallTracker
+from textback.core.tracker import CallTracker
 
 # trace -> every inbound call in it: (caller ID, DID, outcome, reason)
 EXPECTED = {

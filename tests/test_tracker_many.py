@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.replay import load_trace, renamed, replay
-from textback.tracker import CallFinished, CallTracker
+from textback.core.tracker import CallFinished, CallTracker
 
 CALLS = 300
 

@@ -156,7 +156,7 @@ async def test_the_event_stream_catches_up_after_a_drop_from_last_event_id(tmp_p
 
 
 def missed_from(caller: str, linkedid: str):
-    from textback.tracker import CallFinished
+    from textback.core.tracker import CallFinished
 
     now = time.time()
     return CallFinished(linkedid, BUSINESS_NUMBER, caller, "", "PJSIP/carrier-1", now - 20, now,

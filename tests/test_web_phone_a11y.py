@@ -9,10 +9,10 @@ import time
 
 from lab.configs import BUSINESS_NUMBER
 from lab.harness import eventually
-from textback.delivery import OWNER_REPLY
+from textback.core.delivery import OWNER_REPLY
 from textback.config import load
 from textback.store import CallRow, PlannedText
-from textback.web import views
+from textback.core import views
 from tests.browser import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, PHONE, axe_violations, chromium,
                            contact_sheet, page_of, screenshot, sign_in)
 from tests.web_helpers import (BASE, OWNERS, PASSWORDS, homeowner_writes, set_passwords, web_config,

@@ -18,7 +18,7 @@ from lab.harness import eventually
 from tests.hooks_receiver import Receiver, endpoint, new_secret
 from tests.providers.common import serving
 from textback.store import CallRow, PlannedText, Store
-from textback.web import views
+from textback.core import views
 from tests.test_web_inbox import act, signed_in
 from tests.web_helpers import client, form_value, homeowner_writes, run_cli, set_passwords, web_config, web_daemon
 

@@ -22,7 +22,7 @@ from tests.providers.common import serving
 from tests.test_outbox_outage import MINUTE, FastClock
 from textback.config import load
 from textback.daemon import Daemon
-from textback.hooks import events
+from textback.core import events
 from textback.store import CallRow
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"

@@ -13,7 +13,7 @@ from tests.hooks_receiver import Receiver, endpoint, new_secret
 from tests.providers.common import serving
 from textback.config import ConfigError, WebhookEndpointConfig, load
 from textback.hooks.addresses import refusal
-from textback.hooks.events import probe_event
+from textback.core.events import probe_event
 from textback.hooks.sender import EndpointClient
 from pydantic import SecretStr
 

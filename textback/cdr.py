@@ -1,4 +1,4 @@
-"""Read Asterisk's CDR for textback.recovery: cdr_csv's Master.csv, or FreePBX's asteriskcdrdb.cdr.
+"""Read Asterisk's CDR for textback.core.recovery: cdr_csv's Master.csv, or FreePBX's asteriskcdrdb.cdr.
 
 Master.csv grows for as long as the PBX runs, so it is read from its end
 backwards, one block at a time, only as far back as the rows that matter.
@@ -19,9 +19,9 @@ import aiomysql
 import pymysql
 from pydantic import SecretStr
 
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.config import RecoveryConfig, Secrets
-from textback.recovery import CdrRecord, CsvLayout, from_csv_fields, from_freepbx_row
+from textback.core.recovery import CdrRecord, CsvLayout, from_csv_fields, from_freepbx_row
 
 log = logging.getLogger("textback.cdr")
 

@@ -7,13 +7,13 @@ import time
 
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
-from textback.segments import count_segments
-from textback.campaign import template_warnings
+from textback.core.segments import count_segments
+from textback.core.campaign import template_warnings
 from textback.cdr import CdrError, build_source
 from textback.config import Config, Loaded
 from textback.gateways import build_gateway
 from textback.mailer import Mailer
-from textback.rules import render_for
+from textback.core.rules import render_for
 
 # What the daemon needs of its AMI user, by action (write class in brackets).
 NEEDED_ACTIONS = {"asterisk": ["MessageSend"]}

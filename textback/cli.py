@@ -18,10 +18,10 @@ from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option
                                       local_time, read_store, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
-from textback.gateway_errors import described
-from textback.media import summary
-from textback.numbers import to_e164
-from textback.media import shown_items
+from textback.core.gateway_errors import described
+from textback.core.media import summary
+from textback.core.numbers import to_e164
+from textback.core.media import shown_items
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="textback")
@@ -269,7 +269,7 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.scorecard import render_text
+    from textback.core.scorecard import render_text
 
     loaded = load_config(config_path)
     tz = loaded.config.business.timezone
@@ -283,7 +283,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
     if fmt == "csv":
         import csv
 
-        from textback.scorecard import csv_table
+        from textback.core.scorecard import csv_table
 
         csv.writer(sys.stdout).writerows(csv_table(cards, label))
         return
@@ -327,7 +327,7 @@ def test_text(config_path: str | None, number: str, dialled: str | None) -> None
     A reply to it reaches the owner by email like any homeowner's, so one
     command tests sending, receiving and the owner alert. Opt-outs apply.
     """
-    from textback.rules import match_number, render_for
+    from textback.core.rules import match_number, render_for
 
     loaded = load_config(config_path)
     config = loaded.config
@@ -373,7 +373,7 @@ def assign(config_path: str | None, number: str, owner: str) -> None:
 @click.argument("text")
 def reply(config_path: str | None, number: str, text: str) -> None:
     """Text NUMBER through the running daemon's outbox (same rules: opt-outs, length)."""
-    from textback.replies import measure, segment_limit
+    from textback.core.replies import measure, segment_limit
 
     loaded = load_config(config_path)
     if not text.strip():
@@ -400,7 +400,7 @@ def reply(config_path: str | None, number: str, text: str) -> None:
 @click.argument("value", required=False)
 def outcome(config_path: str | None, number: str, stage: str, value: str | None) -> None:
     """Record how the lead with NUMBER turned out (won takes an optional job VALUE)."""
-    from textback.scorecard import MAX_JOB_VALUE, parse_amount
+    from textback.core.scorecard import MAX_JOB_VALUE, parse_amount
 
     loaded = load_config(config_path)
     amount = None
@@ -426,10 +426,10 @@ def outcome(config_path: str | None, number: str, stage: str, value: str | None)
 @click.option("--number", "dialled", help="The business number dialled (default: the first).")
 def explain(config_path: str | None, caller: str, when: str | None, dialled: str | None) -> None:
     """What would happen to a missed call: number, hours, caller class, template, text or why not."""
-    from textback.quiet_hours import HOLD, judge
+    from textback.core.quiet_hours import HOLD, judge
     from textback.routing import ring_plan, route_id
-    from textback.rules import decide, hours_of, match_number
-    from textback.tracker import CallFinished
+    from textback.core.rules import decide, hours_of, match_number
+    from textback.core.tracker import CallFinished
 
     loaded = load_config(config_path)
     config = loaded.config

@@ -33,14 +33,14 @@ from sms_gateway.settings import (
 )
 
 from textback.crm import adapter_class
-from textback.hooks import events as hook_events
+from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
-from textback.numbers import to_e164
+from textback.core.numbers import to_e164
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
-from textback.selftest import parse_schedule
-from textback.templates import TemplateError, check_template
+from textback.core.selftest import parse_schedule
+from textback.core.templates import TemplateError, check_template
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
@@ -184,6 +184,10 @@ class HoursConfig(Strict):
             except NotImplementedError:
                 raise ValueError(f"no public-holiday calendar {value!r} in the holidays package") from None
         return value
+
+
+# A caller's class: "lead" is the ordinary caller, the others are the kinds a `contacts` entry names.
+CONTACT_CLASSES = ("lead", "client", "vendor", "staff", "blocked")
 
 
 class ContactConfig(Strict):
@@ -354,7 +358,7 @@ def _checked_template(value: str) -> str:
 
 class HomeownerHoursConfig(Strict):
     """Per kind of text: `send` at once, or `hold` it until the homeowner's own quiet hours
-    end (textback/quiet_hours.py). The missed-call text answers a call the homeowner has just
+    end (textback/core/quiet_hours.py). The missed-call text answers a call the homeowner has just
     made, so it is sent by default. Answers to STOP, START and HELP always go at once (the
     confirmation is due within 5 minutes); escalation and digest mail are internal."""
 
@@ -910,6 +914,29 @@ class Config(Strict):
 
     def contact(self, e164: str | None) -> ContactConfig | None:
         return self._contacts.get(e164) if e164 else None
+
+    def contact_class(self, e164: str) -> str:
+        """The caller's class as the config's `contacts` and `contacts_csv` give it ("lead" if none)."""
+        contact = self.contact(e164)
+        return contact.kind if contact is not None else "lead"
+
+    def with_contact_class(self, e164: str, kind: str) -> Config:
+        """This config with `e164`'s contact entry replaced by one of class `kind` (none for a lead).
+
+        A class set in the inbox or through the API wins over the file's entry, which stays as it
+        is on disk; the rules see this copy for that one caller.
+        """
+        existing = self.contact(e164)
+        contacts = [c for c in self.contacts if c.number != e164]
+        if kind != "lead":
+            contacts.insert(0, ContactConfig.model_validate(
+                {"number": e164, "name": existing.name if existing else "", "class": kind}))
+        return self.model_copy(update={"contacts": contacts})
+
+    @staticmethod
+    def policy_of(number: NumberConfig | None) -> PolicyConfig:
+        """The business number's call policy; the defaults for a DID that no entry matches."""
+        return number.policy if number is not None else PolicyConfig()
 
     def allowed_countries(self) -> frozenset[str]:
         return self._allowed

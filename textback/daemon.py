@@ -25,30 +25,29 @@ from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Loaded, NumberConfig, OwnerConfig
-from textback.contact_classes import with_class
-from textback.delivery import OPTOUT_CONFIRMATION
+from textback.core.delivery import OPTOUT_CONFIRMATION
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
-from textback.numbers import caller_name, parse_address, to_e164
-from textback.optout import Keyword, classify, keyword_name
-from textback.ownership import choose_owner
-from textback.recovery import CdrRecord, recover_calls
-from textback.replies import Verdict
+from textback.core.numbers import caller_name, parse_address, to_e164
+from textback.core.optout import Keyword, classify, keyword_name
+from textback.core.ownership import choose_owner
+from textback.core.recovery import CdrRecord, recover_calls
+from textback.core.replies import Verdict
 from textback.routing import write_routing_table
-from textback.scorecard import parse_amount
-from textback.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
-                            render_for)
+from textback.core.scorecard import parse_amount
+from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
+                                 render_for)
 from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
-from textback.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
+from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -618,7 +617,7 @@ class Daemon:
         config = self.config
         kind = await self.store.contact_class(caller) if caller else None
         if kind is not None:  # set in the inbox's contact panel: it wins over the config's
-            config = with_class(config, caller, kind)
+            config = config.with_contact_class(caller, kind)
         decision = decide(config, call, recent, owner_id)
         fraud_report = None
         if decision.reason.startswith("fraud_"):

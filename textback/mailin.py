@@ -2,7 +2,7 @@
 
 It runs on the daemon's event loop, so a reply is committed to the store
 before the SMTP 250 goes back. Unknown recipients are refused at RCPT time;
-everything else is decided by textback.replies.judge. A 250 means the reply
+everything else is decided by textback.core.replies.judge. A 250 means the reply
 was handed to the daemon (`on_reply`), which texts it or emails the owner
 why not; the one exception is an automatic reply (RFC 3834), which is only
 logged, so that no responder is ever answered.
@@ -25,13 +25,13 @@ from typing import Any, Awaitable, Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.config import Config
-from textback.replies import Verdict, from_address, judge, token_of
+from textback.core.replies import Verdict, from_address, judge, token_of
 from textback.store import Store
 
 log = logging.getLogger("textback.mailin")
-# How long reading one reply may take; its input is bounded too (textback.replies).
+# How long reading one reply may take; its input is bounded too (textback.core.replies).
 READ_SECONDS = 10.0
 
 OnReply = Callable[[dict[str, Any], Verdict], Awaitable[None]]

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
-from textback import media
-from textback.media import shown_items
+from textback.core import media
+from textback.core.media import shown_items
 
 if TYPE_CHECKING:
     from textback.config import Config

@@ -1,6 +1,6 @@
 """Retention at work: each month before the horizon summed up into its scorecard, then its
 calls, messages, alerts and media (rows, then the files no row names) deleted in short batches
-(textback/retention.py decides the steps), and the reply tokens of those months cleared of the
+(textback/core/retention.py decides the steps), and the reply tokens of those months cleared of the
 lines their alert showed.
 
 Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from textback import retention
+from textback.core import retention
 from textback.mediafiles import MediaStore
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textback.scorecard import MAX_JOB_VALUE
+from textback.core.scorecard import MAX_JOB_VALUE
+from textback.config import CONTACT_CLASSES
 
 STAGES = ("booked", "qualified", "won", "lost", "spam")
-CONTACT_CLASSES = ("lead", "client", "vendor", "staff", "blocked")
 MAX_LIST = 500
 MAX_REPLY_CHARS = 1600
 

@@ -30,8 +30,8 @@ from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_que
                                  checked_header, conversation_filter, conversation_view,
                                  error_view, known_owner, message_view, parse_body,
                                  scorecard_period)
-from textback.numbers import parse_address
-from textback.replies import measure, segment_limit
+from textback.core.numbers import parse_address
+from textback.core.replies import measure, segment_limit
 from textback.store.web import StaleState
 from textback.web.server import RouteProvider
 

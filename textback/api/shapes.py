@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from sms_gateway import json_limits
 from textback.api import openapi
-from textback.hooks.events import rfc3339
+from textback.core.events import rfc3339
 
 
 class BadRequest(ValueError):

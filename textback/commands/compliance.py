@@ -18,7 +18,7 @@ def ten_dlc(config_path: str | None) -> None:
     """Print what a 10DLC campaign registration asks (use case, message flow, sample messages,
     keywords and their replies, privacy statement), filled in from the config, to copy into the
     provider's form. Warnings follow for anything the vetting would refuse."""
-    from textback.campaign import form, template_warnings
+    from textback.core.campaign import form, template_warnings
 
     config = load_config(config_path).config
     for field, value in form(config):

@@ -17,8 +17,8 @@ from textback.commands.common import config_option, load_config, read_store, vis
 def consent(config_path: str | None, form: str, number: str) -> None:
     """Every fact the consent ledger holds for NUMBER, in time order: its calls, each text and
     its words, each keyword and when it was honoured, each opt-out and its channel."""
-    from textback import consent as ledger
-    from textback.numbers import parse_address
+    from textback.core import consent as ledger
+    from textback.core.numbers import parse_address
 
     loaded = load_config(config_path)
     e164 = parse_address(number, loaded.config.numbers[0].region).number

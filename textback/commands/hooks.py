@@ -43,7 +43,7 @@ def webhooks_log(config_path: str | None, endpoint: str | None, limit: int, as_j
 @click.argument("name")
 def webhooks_test(config_path: str | None, name: str) -> None:
     """Send a signed webhook.test event to endpoint NAME now, and say how it went."""
-    from textback.hooks.events import probe_event
+    from textback.core.events import probe_event
     from textback.hooks.sender import EndpointClient
 
     loaded = load_config(config_path)

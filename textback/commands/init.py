@@ -28,7 +28,7 @@ from textback.commands.common import PORT
 from textback.config import ConfigError, parse
 from textback.initconfig import (Answers, Owner, config_text, endpoint_rows, manager_snippet,
                                  parse_owner)
-from textback.numbers import to_e164
+from textback.core.numbers import to_e164
 from textback.unit import SERVICE_USER
 
 SECRET_NAME, SELFTEST_SECRET_NAME = "ami.secret", "ami-selftest.secret"

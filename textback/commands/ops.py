@@ -15,8 +15,8 @@ import click
 from textback import runlock
 from textback.commands.common import age_of, config_option, load_config, local_time, with_store
 from textback.config import Loaded
-from textback.incidents import TITLES
-from textback.selftest import Report
+from textback.core.incidents import TITLES
+from textback.core.selftest import Report
 from textback.unit import (SERVICE_USER, STATE_DIRECTORY, hidden_by_protect_home,
                            paths_outside_state, privileged_ports, render_unit)
 from textback.workers.ops import AMI_LOGGED_IN, AMI_STATE_SINCE

@@ -17,7 +17,7 @@ import click
 
 from textback import runlock
 from textback.commands.common import Seconds, config_option, load_config, with_store
-from textback.selftest import Report
+from textback.core.selftest import Report
 
 # Beyond the ring and gateway times: logins, the tracker's grace, the store.
 MARGIN_SECONDS = 60.0

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.crm import CrmRetry
-from textback.delivery import parse_retry_after
+from textback.core.delivery import parse_retry_after
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from textback.media import Shown, kind_of, media_phrase, summary
-from textback.media import shown_items
+from textback.core.media import Shown, kind_of, media_phrase, summary
+from textback.core.media import shown_items
 
 MAX_NOTE_CHARS = 60_000  # under HubSpot's 65,536; GoHighLevel documents no lower limit
 

@@ -24,8 +24,8 @@ from aiohttp.resolver import DefaultResolver
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
 
-from textback.alerts import one_line
-from textback.delivery import parse_retry_after
+from textback.core.alerts import one_line
+from textback.core.delivery import parse_retry_after
 from textback.hooks.addresses import literal_host_refusal, refusal, same_origin
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from textback import consent
-from textback.hooks import events
+from textback.core import consent
+from textback.core import events
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
 from textback.store.values import (_canonical, _QUEUED_BY, _segments, CallRow, PlannedText,

@@ -13,8 +13,8 @@ from typing import Any, AsyncIterator, Self
 
 import aiosqlite
 
-from textback import consent
-from textback.hooks.events import Event
+from textback.core import consent
+from textback.core.events import Event
 from textback.store import migrations
 from textback.store.migrations import ANALYSIS_LIMIT, statements
 from textback.store.values import _segments

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from textback.hooks.events import Event
+from textback.core.events import Event
 from textback.store.connection import Connection
 
 

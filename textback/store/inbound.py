@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-from textback import consent
-from textback.hooks import events
-from textback.media import kind_of, Shown, summary
+from textback.core import consent
+from textback.core import events
+from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
 from textback.store.values import _canonical, _segments, InboundRecord, REPEAT_WITHOUT_ID_SECONDS

@@ -453,7 +453,7 @@ MIGRATIONS: list[str] = [
     """,
     # Each text's cost in SMS segments, kept when it is written, so a scorecard sums a column
     # instead of reading and counting every body of its period (text_segments, registered in
-    # Store.open, is textback.segments.count_segments).
+    # Store.open, is textback.core.segments.count_segments).
     """
     ALTER TABLE messages ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET segments = text_segments(body)
@@ -485,7 +485,7 @@ MIGRATIONS: list[str] = [
             WHERE caller = NEW.number; END
     """,
     # What the alert email that gave out a reply token showed its owner (JSON list of lines),
-    # so a reply to it is stripped of anything it quotes back (textback.replies.strip_repeats).
+    # so a reply to it is stripped of anything it quotes back (textback.core.replies.strip_repeats).
     # Retention forgets them with the month they quote (reply_tokens_quoting).
     """
     ALTER TABLE reply_tokens ADD COLUMN quoted TEXT NOT NULL DEFAULT '[]';
@@ -537,9 +537,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX media_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
     CREATE INDEX media_rendition ON media (rendition_sha256) WHERE rendition_sha256 IS NOT NULL
     """,
-    # The consent ledger (textback/consent.py): one row per fact, appended in the transaction of
+    # The consent ledger (textback/core/consent.py): one row per fact, appended in the transaction of
     # the change it records, never changed or deleted (the triggers refuse), never pruned; and
-    # when a text held for the homeowner's quiet hours may go (textback/quiet_hours.py).
+    # when a text held for the homeowner's quiet hours may go (textback/core/quiet_hours.py).
     """
     CREATE TABLE consent_ledger (
         id INTEGER PRIMARY KEY,

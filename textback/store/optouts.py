@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from textback import consent
-from textback.delivery import OWNER_REPLY
-from textback.hooks import events
+from textback.core import consent
+from textback.core.delivery import OWNER_REPLY
+from textback.core import events
 from textback.store.connection import Connection
 from textback.store.values import _canonical
 

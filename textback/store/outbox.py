@@ -22,8 +22,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from textback import consent
-from textback.hooks import events
+from textback.core import consent
+from textback.core import events
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
 from textback.store.values import _text_event, OutboxItem

@@ -8,10 +8,10 @@ import secrets
 import time
 from typing import Any
 
-from textback.hooks import events
-from textback.media import summary
+from textback.core import events
+from textback.core.media import summary
 from textback.store.connection import Connection
-from textback.media import shown_items
+from textback.core.media import shown_items
 from textback.store.values import Notice
 from textback.store.web import NEXT_VERSION
 

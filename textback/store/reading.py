@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from textback.scorecard import build as build_scorecard
+from textback.core.scorecard import build as build_scorecard
 from textback.store.connection import Connection
 from textback.store.values import CLI_INBOX_COLUMNS
 
@@ -106,7 +106,7 @@ class ReadingRows(Connection):
         return [dict(r) for r in rows]
 
     async def report_rows(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
-        """The raw rows of a scorecard period, for textback.scorecard.build (which says what
+        """The raw rows of a scorecard period, for textback.core.scorecard.build (which says what
         each holds). The funnel follows the conversations with a missed call in the period
         past its end: their replies and outcomes count whenever they came. Self-tests never count."""
         calls = await self._all(

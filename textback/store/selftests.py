@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from textback.hooks import events
-from textback.selftest import Report
+from textback.core import events
+from textback.core.selftest import Report
 from textback.store.connection import Connection
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from textback.segments import count_segments
-from textback.hooks import events
-from textback.hooks.events import Event
-from textback.numbers import to_e164
+from textback.core.segments import count_segments
+from textback.core import events
+from textback.core.events import Event
+from textback.core.numbers import to_e164
 
 
 # An inbound text without a gateway id that repeats the caller's latest one within this many

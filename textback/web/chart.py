@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textback.scorecard import FUNNEL, funnel
+from textback.core.scorecard import FUNNEL, funnel
 
 # In SVG units; the chart is drawn about as wide as a phone's card (360), so a unit is ~1 px.
 # Right of each bar: its count, then (right-aligned at the edge) the share of the stage before.
@@ -43,7 +43,7 @@ class Funnel:
 
 
 def funnels(cards: list[dict[str, Any]], labels: dict[str, str]) -> list[Funnel]:
-    """One funnel per business number (textback.scorecard.funnel: conversations at each stage);
+    """One funnel per business number (textback.core.scorecard.funnel: conversations at each stage);
     `labels` names the numbers as people know them."""
     made = []
     room = WIDTH - LABEL_WIDTH - VALUE_ROOM

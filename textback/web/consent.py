@@ -2,7 +2,7 @@
 to stop it, and the privacy statement, for a 10DLC campaign's "proof of consent" field.
 
 No sign-in, no script, no personal data: only what the config says of the business
-(textback/campaign.py). The web server adds the strict CSP to it like every page.
+(textback/core/campaign.py). The web server adds the strict CSP to it like every page.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import jinja2
 from aiohttp import web
 
-from textback import campaign
-from textback.optout import STOP_WORDS
+from textback.core import campaign
+from textback.core.optout import STOP_WORDS
 
 if TYPE_CHECKING:
     from textback.web.context import HttpContext

@@ -33,17 +33,16 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from textback import media
-from textback.alerts import one_line
-from textback.config import OwnerConfig
-from textback.contact_classes import CLASSES, configured_class
-from textback.numbers import national
-from textback.replies import measure, segment_limit
-from textback.scorecard import MAX_JOB_VALUE, parse_amount
+from textback.core import media
+from textback.core.alerts import one_line
+from textback.config import CONTACT_CLASSES, OwnerConfig
+from textback.core.numbers import national
+from textback.core.replies import measure, segment_limit
+from textback.core.scorecard import MAX_JOB_VALUE, parse_amount
 from textback.signin import (LinkClaim, account_key, address_key, client_address, digest,
                              read_link_token, retry_after, session_expired)
 from textback.store.web import INBOX_VIEWS, StaleState
-from textback.web import views
+from textback.core import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
@@ -359,7 +358,7 @@ class Inbox:
     async def _state(self, conversation: dict) -> dict:
         """What the thread page shows of the conversation's state (see views.shown_state)."""
         kind = await self.store.contact_class(conversation["caller"]) \
-            or configured_class(self.config, conversation["caller"])
+            or self.config.contact_class(conversation["caller"])
         return views.shown_state(self.config, conversation,
                                  await self.store.latest_outcome(conversation["id"]), kind, time.time())
 
@@ -381,7 +380,7 @@ class Inbox:
             "snoozed": (conversation["snoozed_until"] or 0) > now,
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
-            "max_job_value": MAX_JOB_VALUE, "classes": CLASSES,
+            "max_job_value": MAX_JOB_VALUE, "classes": CONTACT_CLASSES,
         }
         state = await self._state(conversation)
         context |= {"contact_class": state["class"], "outcome": state["outcome"],
@@ -569,11 +568,11 @@ class Inbox:
         if len(name) > MAX_NAME_CHARS:
             raise bad_request(f"a name has at most {MAX_NAME_CHARS} characters")
         kind = str(form.get("class", ""))
-        if kind not in CLASSES:
+        if kind not in CONTACT_CLASSES:
             raise bad_request("no such class")
         await self.store.set_contact_name(conversation["id"], name, expected)
         caller = conversation["caller"]
-        if kind != (await self.store.contact_class(caller) or configured_class(self.config, caller)):
+        if kind != (await self.store.contact_class(caller) or self.config.contact_class(caller)):
             await self.store.set_contact_class(caller, kind, user.id)
             timeline.info("contact %s is now a %s (set by %s in the web inbox)", caller, kind, user.id)
         return "contact"

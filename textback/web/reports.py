@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from textback import consent
-from textback.numbers import national, parse_address, to_e164
-from textback.scorecard import csv_table
+from textback.core import consent
+from textback.core.numbers import national, parse_address, to_e164
+from textback.core.scorecard import csv_table
 from textback.store.web import CALL_FILTERS
-from textback.web import views
+from textback.core import views
 from textback.web.chart import funnels
 
 if TYPE_CHECKING:

@@ -25,14 +25,14 @@ from zoneinfo import ZoneInfo
 
 from sms_gateway.media import MediaFetcher, Refused, Retry
 from textback import mediafiles
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.config import MediaConfig
-from textback.media import normalise_type
-from textback.numbers import national
+from textback.core.media import normalise_type
+from textback.core.numbers import national
 from textback.store import Store
 from textback.workers.common import SystemClock, log_failure, retry_delay
 
-log = logging.getLogger("textback.media")
+log = logging.getLogger("textback.core.media")
 
 IDLE_POLL_SECONDS = 5.0  # media committed by another process, and retries, are seen within this
 MAX_RETRY_SECONDS = 900.0

@@ -3,7 +3,7 @@
 The incident worker is an object with explicit dependencies: the store, the
 metrics, the `Watch` the daemon's other parts report what goes wrong into,
 whether AMI is logged in, and a way to mail the admin. It turns the watch
-into incidents (textback.incidents decides), stores them, and mails the
+into incidents (textback.core.incidents decides), stores them, and mails the
 admin once when one opens and once when it recovers.
 """
 
@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from textback import incidents, service
+from textback import service
+
+from textback.core import incidents
 from textback.config import Config
 from textback.ops.metrics import Metrics
-from textback.rules import hours_of
+from textback.core.rules import hours_of
 from textback.store import Store
 
 log = logging.getLogger("textback")

@@ -12,12 +12,12 @@ import logging
 from typing import Awaitable, Callable
 
 from sms_gateway.base import Gateway, OutgoingText, SendResult
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.config import Config, OwnerConfig
-from textback.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
-                               OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
+from textback.core.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
+                                    OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.ops.metrics import Metrics
-from textback.quiet_hours import HOLD, judge
+from textback.core.quiet_hours import HOLD, judge
 from textback.store import SELFTEST_KIND, OutboxItem, Store
 from textback.workers.common import (IDLE_POLL_SECONDS, SystemClock, clock_text, log_failure,
                                      retry_delay)

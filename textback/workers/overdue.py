@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
-from textback.tracker import CallFinished, CallOverdue
+from textback.core.tracker import CallFinished, CallOverdue
 from textback.workers.common import SystemClock
 
 log = logging.getLogger("textback")

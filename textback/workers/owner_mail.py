@@ -14,18 +14,18 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
-from textback.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
-                             quoted_lines)
+from textback.core.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
+                                  quoted_lines)
 from textback.config import Config, OwnerConfig
-from textback.hours import minutes_waited
-from textback.media import sent_line, summary
-from textback.scorecard import render_text
-from textback.rules import hours_of
+from textback.core.hours import minutes_waited
+from textback.core.media import sent_line, summary
+from textback.core.scorecard import render_text
+from textback.core.rules import hours_of
 from textback.store import Notice, Store
 from textback.mailer import Mailer
 from textback.mediafiles import MediaStore, alert_attachments
 from textback.ops.metrics import Metrics
-from textback.media import shown_items
+from textback.core.media import shown_items
 from textback.supervisor import ItemFailures
 from textback.web.links import link_line, sign_in_link
 from textback.workers.common import IDLE_POLL_SECONDS, retry_delay, wait_event

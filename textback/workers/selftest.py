@@ -1,4 +1,4 @@
-"""The self-test runner: each step of textback.selftest performed for real, on a schedule or
+"""The self-test runner: each step of textback.core.selftest performed for real, on a schedule or
 when `textback selftest` asks (a `selftests` row the worker picks up).
 
 An object with explicit dependencies: the test call goes through the daemon's
@@ -26,17 +26,17 @@ import aiosmtplib
 
 from ami_listener.connection import AmiConnection, AmiError, one_shot
 from sms_gateway.base import Gateway
-from textback.alerts import one_line
+from textback.core.alerts import one_line
 from textback.config import Config, Secrets
-from textback.numbers import caller_name, to_e164
-from textback.rules import Decision, apply_policy, choose_template, decide, match_number
-from textback.selftest import (FAIL, PASS, SKIPPED, STEPS, Report, StepResult, complete,
-                               expected_reason, parse_schedule)
+from textback.core.numbers import caller_name, to_e164
+from textback.core.rules import Decision, apply_policy, choose_template, decide, match_number
+from textback.core.selftest import (FAIL, PASS, SKIPPED, STEPS, Report, StepResult, complete,
+                                    expected_reason, parse_schedule)
 from textback.store import CallRow, PlannedText, Store
-from textback.tracker import CallFinished, CallTracker
+from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text
 
-log = logging.getLogger("textback.selftest")
+log = logging.getLogger("textback.core.selftest")
 timeline = logging.getLogger("textback.timeline")
 
 # How often the worker looks for a run `textback selftest` asked for.

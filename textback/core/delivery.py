@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
-from textback.alerts import one_line
-from textback.gateway_errors import explain
-from textback.numbers import national
+from textback.core.alerts import one_line
+from textback.core.gateway_errors import explain
+from textback.core.numbers import national
 
 # 47 CFR 64.1200(a)(12): the one confirmation of an opt-out is allowed within five minutes
 # of the request; later it is itself a text the person asked not to get.

@@ -26,9 +26,9 @@ from datetime import datetime
 from typing import Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from textback.tracker import (ANSWERED, BUSY, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, NO_ANSWER,
-                              NOT_DIALLED, QUEUE_ABANDONED, QUEUE_TIMEOUT, UNAVAILABLE, VOICEMAIL,
-                              CallFinished, channel_endpoint, is_local)
+from textback.core.tracker import (ANSWERED, BUSY, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, NO_ANSWER,
+                                   NOT_DIALLED, QUEUE_ABANDONED, QUEUE_TIMEOUT, UNAVAILABLE, VOICEMAIL,
+                                   CallFinished, channel_endpoint, is_local)
 
 # cdr_csv's columns (cdr/cdr_csv.c, Asterisk 22): always these 16, then uniqueid with
 # loguniqueid, userfield with loguserfield, and peeraccount, linkedid, sequence with newcdrcolumns.

@@ -18,7 +18,7 @@ this order: voicemail, a queue (the caller gave up, or the queue did), a
 phone that rang out, was busy or unavailable, the caller hanging up while
 phones rang, an IVR menu, and finally not_dialled. The tracker reports what
 happened; per-number policy (voicemail counts as answered, short rings)
-is applied afterwards by `textback.rules`.
+is applied afterwards by `textback.core.rules`.
 """
 
 from __future__ import annotations

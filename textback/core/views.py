@@ -10,15 +10,18 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from textback import media
-from textback.config import Config
-from textback.gateway_errors import described
-from textback.hours import Hours, minutes_waited
-from textback.incidents import TITLES
-from textback.numbers import national
-from textback.rules import hours_of
+from textback.core import media
+from textback.core.gateway_errors import described
+from textback.core.hours import Hours, minutes_waited
+from textback.core.incidents import TITLES
+from textback.core.numbers import national
+from textback.core.rules import hours_of
+
+if TYPE_CHECKING:  # the core reads config values; it never builds them
+    from textback.config import Config
 
 OUTCOMES = ("booked", "qualified", "won", "lost", "spam")
 VIEW_TITLES = {"mine": "Mine", "unassigned": "Unassigned", "all": "All",

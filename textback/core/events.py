@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from textback.selftest import Report
+from textback.core.selftest import Report
 
 # The body's layout; a change that removes or renames a field is a new version.
 PAYLOAD_VERSION = 1

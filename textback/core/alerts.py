@@ -15,8 +15,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from zoneinfo import ZoneInfo
 
-from textback.media import EMPTY_TEXT
-from textback.numbers import national
+from textback.core.media import EMPTY_TEXT
+from textback.core.numbers import national
 
 SUBJECT_WORDS = 8
 
@@ -40,7 +40,7 @@ class ReplyAlert:
     business_number: str
     reply: str
     entries: tuple[ThreadEntry, ...]
-    # What the text carried besides words ("sent 2 photos"), from textback.media.sent_line.
+    # What the text carried besides words ("sent 2 photos"), from textback.core.media.sent_line.
     media_line: str = ""
     attachments: tuple[tuple[str, bytes], ...] = ()  # (filename, JPEG) of its photos
     media_left_out: str = ""  # what of them is not attached, and where to see it
@@ -135,7 +135,7 @@ def quoted_lines(alert: ReplyAlert, inbox_link: str | None = None,
     The plain part's lines, the full text of every message (the HTML part shows them
     unshortened), the HTML part's own wording and the headers a forward repeats. The
     reply judge strips whatever repeats these, so a quote never reaches the homeowner,
-    whatever markup the owner's mail client gave it (textback.replies.strip_repeats).
+    whatever markup the owner's mail client gave it (textback.core.replies.strip_repeats).
     """
     sender = Address(display_name=one_line(alert.business_name, 60) + " textback",
                      addr_spec=alert.sender)

@@ -19,10 +19,13 @@ Pure: config in, text out; no I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from textback.config import Config
-from textback.optout import HELP_WORDS, START_WORDS, STOP_WORDS
-from textback.rules import render_for
+from textback.core.optout import HELP_WORDS, START_WORDS, STOP_WORDS
+from textback.core.rules import render_for
+
+if TYPE_CHECKING:  # the core reads config values; it never builds them
+    from textback.config import Config
 
 STOP_FOOTER = " Reply STOP to opt out."
 # The caller the samples are rendered for: a reserved fictional number (NANPA 555-01xx).

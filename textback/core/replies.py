@@ -17,8 +17,8 @@ from email.message import EmailMessage
 import authres
 from mailparser_reply import EmailReplyParser
 
-from textback.segments import count_segments
-from textback.htmlmail import new_words
+from textback.core.segments import count_segments
+from textback.core.htmlmail import new_words
 
 TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
 COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam)\b\s*(.*)$", re.IGNORECASE)
@@ -137,7 +137,7 @@ def new_text(message: EmailMessage, owner_name: str = "", quoted: tuple[str, ...
     send HTML only). The library removes quotes and signature blocks; a bare
     sign-off with the owner's own name ("Dana") above a signature is dropped
     here, since the homeowner already sees who writes. `quoted` is every line
-    the alert showed (textback.alerts.quoted_lines): whatever repeats it is cut,
+    the alert showed (textback.core.alerts.quoted_lines): whatever repeats it is cut,
     however the owner's mail client marked it up (strip_repeats).
     """
     part = message.get_body(("plain", "html"))

@@ -126,7 +126,7 @@ def build(calls: Iterable[dict], messages: Iterable[dict], outcomes: Iterable[di
     calls: the period's calls: business_number, outcome, reason, conversation_id, started_at,
            and its automatic text's text_status, text_at and text_template (None without one)
     messages: the period's messages: conversation_id, business_number, direction, kind, status,
-              created_at, template, segments (what the text costs, as textback.segments counts it)
+              created_at, template, segments (what the text costs, as textback.core.segments counts it)
     outcomes: the outcomes of the conversations with a missed call in the period, recorded since
               the period began: conversation_id, stage, value, at
     opt_outs: business_number (one row per opted-out conversation)

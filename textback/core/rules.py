@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
 import phonenumbers
 
-from textback.config import Config, NumberConfig, OwnerConfig, PolicyConfig
-from textback.hours import WEEKDAYS, Hours, Window
-from textback.numbers import is_textable, national, to_e164
-from textback.templates import render
-from textback.tracker import (ANSWERED, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, QUEUE_ABANDONED,
-                              VOICEMAIL, CallFinished)
+from textback.core.hours import WEEKDAYS, Hours, Window
+from textback.core.numbers import is_textable, national, to_e164
+from textback.core.templates import render
+from textback.core.tracker import (ANSWERED, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, QUEUE_ABANDONED,
+                                   VOICEMAIL, CallFinished)
+
+if TYPE_CHECKING:  # the core reads config values; it never builds them
+    from textback.config import Config, NumberConfig, OwnerConfig
 
 TOO_SHORT = "too_short"
 # Reasons where the caller gave up; min_ring_seconds applies to these.
@@ -51,7 +54,7 @@ def apply_policy(config: Config, call: CallFinished) -> CallFinished:
     if call.outcome != MISSED:
         return call
     number = match_number(config, call.did)
-    policy = number.policy if number is not None else PolicyConfig()
+    policy = config.policy_of(number)
     if call.reason == VOICEMAIL and policy.voicemail_counts_as_answered:
         return replace(call, outcome=ANSWERED)
     if call.reason == IVR_ABANDONED and not policy.ivr_abandon_counts_as_missed:

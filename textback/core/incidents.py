@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-from textback.alerts import one_line
-from textback.config import IncidentsConfig
+from textback.core.alerts import one_line
+
+if TYPE_CHECKING:  # the core reads config values; it never builds them
+    from textback.config import IncidentsConfig
 
 TITLES = {
     "ami_down": "textback is not connected to Asterisk",

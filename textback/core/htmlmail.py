@@ -2,7 +2,7 @@
 
 Some phones and mail clients send a reply as HTML only. Their quoted history
 and signature are elements, not "> " lines, so they are cut from the tree
-here (lxml) before inscriptis lays the rest out as text; textback.replies
+here (lxml) before inscriptis lays the rest out as text; textback.core.replies
 then strips whatever plain-text quote or signature is left, as for a text/plain
 reply.
 """

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from textback.config import NumberConfig
+if TYPE_CHECKING:  # the core reads config values; it never builds them
+    from textback.config import NumberConfig
+
 
 _WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 

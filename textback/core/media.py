@@ -165,7 +165,7 @@ def sent_line(items: Iterable[Shown]) -> str:
 
 
 def shown_items(rows: Iterable[Any]) -> list[Shown]:
-    """Media rows as the counting functions of textback.media want them."""
+    """Media rows as the counting functions of textback.core.media want them."""
     out = []
     for row in rows:
         kind = kind_of(row["content_type"] or row["declared_type"]) if (
