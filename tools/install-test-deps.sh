@@ -12,6 +12,8 @@
 set -euo pipefail
 
 die() { echo "install-test-deps.sh: error: $*" >&2; exit 1; }
+# shellcheck source=tools/apt.sh
+source "$(dirname "$0")/apt.sh"
 [[ $EUID -eq 0 ]] || die "must run as root (apt-get)"
 
 export DEBIAN_FRONTEND=noninteractive
@@ -32,9 +34,7 @@ if ((${#need[@]})); then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
-        || die "apt-get install ${need[*]} failed"
+    apt_install "${need[@]}"
 fi
 for service in kannel mariadb; do
     if [[ -e /etc/init.d/$service ]]; then
