@@ -19,6 +19,8 @@ source "$(dirname "$0")/apt.sh"
 export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v make >/dev/null || need+=(make)
+# tools/run-tests.sh brings up the lab half's own loopback with ip.
+command -v ip >/dev/null || need+=(iproute2)
 [[ -x /usr/sbin/bearerbox && -x /usr/lib/kannel/test/fakesmsc ]] || need+=(kannel kannel-extras)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
