@@ -584,7 +584,8 @@ MIGRATIONS: list[str] = [
         conversation_id INTEGER NOT NULL REFERENCES conversations(id),
         created_at REAL NOT NULL
     );
-    CREATE INDEX owner_alert_texts_owner ON owner_alert_texts (owner_id, created_at)
+    CREATE INDEX owner_alert_texts_owner ON owner_alert_texts (owner_id, created_at);
+    CREATE INDEX owner_alert_texts_conversation ON owner_alert_texts (conversation_id)
     """,
 ]
 

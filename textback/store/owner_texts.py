@@ -100,9 +100,9 @@ class OwnerTextRows(Connection):
                 (code, owner_id, owner_id))
         return dict(row) if row else None
 
-    async def owner_help_since(self, owner_id: str, template: str, since: float) -> bool:
-        """Whether a text of `template` went to (or waits for) this owner's mobile since `since`."""
+    async def owner_notice_since(self, mobile: str, template: str, since: float) -> bool:
+        """Whether a notice of `template` went to (or waits for) this owner's mobile since `since`."""
         return await self._one(
-            "SELECT 1 FROM conversations c JOIN messages m ON m.conversation_id = c.id"
-            " WHERE c.owner_line = 1 AND c.owner_id = ? AND m.kind = ? AND m.template = ?"
-            " AND m.created_at >= ? LIMIT 1", (owner_id, OWNER_NOTICE, template, since)) is not None
+            "SELECT 1 FROM conversations c CROSS JOIN messages m ON m.conversation_id = c.id"
+            " WHERE c.caller = ? AND c.owner_line = 1 AND m.created_at >= ? AND m.kind = ?"
+            " AND m.template = ? LIMIT 1", (mobile, since, OWNER_NOTICE, template)) is not None

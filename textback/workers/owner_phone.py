@@ -146,8 +146,8 @@ class OwnerPhone:
     async def _help(self, owner: OwnerConfig, business_number: str, rate_limited: bool) -> None:
         """The short help reply; for texts that match nothing, at most one per
         HELP_INTERVAL_SECONDS, so an auto-reply and the help never answer each other."""
-        if rate_limited and await self.store.owner_help_since(
-                owner.id, OWNER_HELP, time.time() - HELP_INTERVAL_SECONDS):
+        if rate_limited and await self.store.owner_notice_since(
+                owner.alerts.sms, OWNER_HELP, time.time() - HELP_INTERVAL_SECONDS):
             timeline.info("text from %s's mobile matched no conversation; help sent recently",
                           owner.id)
             return
