@@ -69,7 +69,7 @@ def main() -> None:
     started: dict[str, float] = {}
     try:
         config = lab_config(work, lab, **{"owners": OWNERS, **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start()
+        daemon = DaemonProcess(config, work / "textback.log").start(ready_timeout=60)
         sink = lab.message_sink()
         callers = [f"+1212555{3000 + i:04d}" for i in range(args.n)]
         for i, caller in enumerate(callers):
