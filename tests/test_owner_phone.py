@@ -230,3 +230,30 @@ async def test_the_owners_quiet_hours_hold_alert_texts_never_the_homeowners(offl
     await daemon.outbox.send(item)
     [row] = await daemon.store._all("SELECT status FROM messages WHERE kind = 'owner_alert'")
     assert row["status"] == "sent"
+
+
+async def test_an_answer_that_fails_later_is_told_by_text(offline_daemon):
+    daemon = await daemon_with(offline_daemon)
+    await text_in(daemon, HOMEOWNER, "Hi")
+    await send_due(daemon)
+    await text_in(daemon, MOBILE, "On my way")
+    await daemon.store.suppress(HOMEOWNER, "sms", BUSINESS_NUMBER)  # their STOP, before the send
+    assert await send_due(daemon) == [("owner", BUSINESS_NUMBER, HOMEOWNER, "On my way")]
+    assert await send_due(daemon) == [
+        ("owner_notice", BUSINESS_NUMBER, MOBILE,
+         "textback: your answer to (212) 555-0123 was not sent: they texted STOP, so nothing "
+         "more is texted to them. Call them instead.")]
+    assert await daemon.store._all("SELECT 1 FROM notices") == []  # by text, not by email
+    [row] = await daemon.store._all("SELECT status, author FROM messages WHERE kind = 'owner'")
+    assert (row["status"], row["author"]) == ("blocked", "dana")  # threaded as Dana's reply
+
+    # The same failure of a reply written another way (here the CLI's) is emailed, as ever.
+    await daemon.store.unsuppress(HOMEOWNER, "sms", BUSINESS_NUMBER)
+    conversation = await conversation_id(daemon, HOMEOWNER)
+    await daemon.store.queue_owner_reply(conversation, BUSINESS_NUMBER, HOMEOWNER, "From the CLI",
+                                         "cli")
+    await daemon.store.suppress(HOMEOWNER, "sms", BUSINESS_NUMBER)
+    await send_due(daemon)
+    assert await send_due(daemon) == []
+    [notice] = await daemon.store._all("SELECT subject FROM notices")
+    assert notice["subject"] == f"Not sent to {HOMEOWNER}: your reply"

@@ -13,7 +13,7 @@ from lab.configs import BUSINESS_NUMBER, RING_GROUP_NUMBER, base_config, write_c
 from textback.cli import main
 from textback.config import ConfigError, load
 from textback.core.relay import (ALERT_MAX_SEGMENTS, OWNER_MOBILE, Answer, alert_text,
-                                 parse_answer, parse_window)
+                                 failure_reason, not_sent, parse_answer, parse_window)
 from textback.core.replies import parse_command
 from textback.core.rules import decide
 from textback.core.segments import count_segments
@@ -67,6 +67,15 @@ def test_email_and_texts_share_one_command_parser():
     assert parse_command("#Booked") == ("booked", "")
     assert parse_command("#won 82,000") == ("won", "82,000")
     assert parse_command("#bookedx") is None
+
+
+def test_why_an_answer_did_not_go_in_a_few_words():
+    assert not_sent("+12125550123", failure_reason("failed", "twilio", "HTTP 400: code 30007")) == (
+        "textback: your answer to (212) 555-0123 was not sent: their carrier filtered the message.")
+    assert failure_reason("failed", "asterisk", "MessageSend: Error").startswith(
+        "the SMS gateway refused it")
+    assert failure_reason("expired", "twilio", "30007") == (
+        "it could not be sent in time. Call them instead.")
 
 
 def at(*when: int) -> float:

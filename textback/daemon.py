@@ -154,15 +154,16 @@ class Daemon:
         c = self.config
         self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
                               self._alerts_wake, self._notices_wake)
+        self.owner_phone = OwnerPhone(c, store, self.wake_outbox, self.mail.notify, self._command)
         self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
-                                   self.watch, self.mail.notify, self._masked)
+                                   self.watch, self.mail.notify, self._masked,
+                                   self.owner_phone.answer_failed)
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_logged_in,
                                         self.mail.mail_admin)
         self.selftests = SelftestRunner(
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
             self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
         self.retention = RetentionWorker(c, store, self.clock, self.media_files)
-        self.owner_phone = OwnerPhone(c, store, self.wake_outbox, self.mail.notify, self._command)
 
     def wake_outbox(self) -> None:
         """A text was queued: the outbox worker looks for due texts now."""

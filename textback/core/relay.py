@@ -17,6 +17,7 @@ from datetime import datetime, time as clock, timedelta
 from zoneinfo import ZoneInfo
 
 from textback.core.alerts import one_line
+from textback.core.gateway_errors import explain
 from textback.core.numbers import national
 from textback.core.replies import parse_command
 from textback.core.segments import count_segments
@@ -99,6 +100,18 @@ HELP_TEXT = ("textback: to answer a customer, reply to their alert, or start wit
              "STOP turns alert texts off.")
 STOP_TEXT = "textback: alert texts to this phone are off. Text START to turn them back on."
 START_TEXT = "textback: alert texts to this phone are on again."
+
+
+def failure_reason(state: str, gateway: str, error: str) -> str:
+    """Why an answer the outbox took did not reach the homeowner, in a few words for a text."""
+    plain = explain(gateway, error) if state in ("failed", "undelivered") else None
+    if plain is not None:
+        return f"{plain.sentence}."
+    return {"expired": "it could not be sent in time. Call them instead.",
+            "failed": "the SMS gateway refused it. Call them instead.",
+            "unknown": "the SMS gateway did not answer, so it may or may not have reached them.",
+            "blocked": "they texted STOP, so nothing more is texted to them. Call them instead.",
+            "undelivered": "their carrier reported it undeliverable. Call them instead."}[state]
 
 
 def not_sent(caller: str, why: str) -> str:

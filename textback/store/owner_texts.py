@@ -100,6 +100,18 @@ class OwnerTextRows(Connection):
                 (code, owner_id, owner_id))
         return dict(row) if row else None
 
+    async def note_owner_answer(self, outbox_id: int, owner_id: str) -> None:
+        """The text of `outbox_id` is an answer `owner_id` sent from their mobile."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO owner_answers (message_id, owner_id)"
+                             " SELECT message_id, ? FROM outbox WHERE id = ?", (owner_id, outbox_id))
+
+    async def owner_answer_by(self, message_id: int) -> str | None:
+        """The owner whose mobile sent this answer, or None for one written another way."""
+        row = await self._one("SELECT owner_id FROM owner_answers WHERE message_id = ?",
+                              (message_id,))
+        return row["owner_id"] if row else None
+
     async def owner_notice_since(self, mobile: str, template: str, since: float) -> bool:
         """Whether a notice of `template` went to (or waits for) this owner's mobile since `since`."""
         return await self._one(

@@ -35,6 +35,9 @@ SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 
 # (owner, subject, text): a notice to an owner, committed and then mailed.
 Notify = Callable[[OwnerConfig, str, str], Awaitable[None]]
+# (message id, caller, business number, state, gateway, error): an owner's answer from their
+# mobile did not go; True when its owner was told by text (OwnerPhone.answer_failed).
+AnswerFailed = Callable[[int, str, str, str, str, str], Awaitable[bool]]
 
 
 class OutboxWorker:
@@ -42,7 +45,7 @@ class OutboxWorker:
 
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
-                 masked: Callable[[str], str]):
+                 masked: Callable[[str], str], answer_failed: AnswerFailed | None = None):
         self.config = config
         self.store = store
         self.gateway = gateway
@@ -51,6 +54,7 @@ class OutboxWorker:
         self.watch = watch
         self._outbox_wake = wake  # a text queued, or a send that ended
         self._notify = notify
+        self._answer_failed = answer_failed
         self._masked = masked  # gateway errors go to the store and the log without secrets
         self._pacer = Pacer(config.gateway.max_sends_per_second)
         self._link_failing = False  # a send failed for want of the gateway since the last success
@@ -233,6 +237,10 @@ class OutboxWorker:
         if item.kind == SELFTEST_KIND:
             return  # it has no owner: the self-test's report to the admin names the failure
         facts = await self.store.text_facts(item.message_id)
+        if item.kind == OWNER_REPLY and self._answer_failed is not None and await self._answer_failed(
+                item.message_id, facts["caller"], facts["business_number"], state,
+                facts["gateway"] or self.gateway.name, error):
+            return  # the owner answered by text: told by text
         subject, text = undelivered_notice(Undelivered(
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
             business_number=facts["business_number"], body=item.body, error=error,

@@ -20,7 +20,8 @@ from textback.core.alerts import one_line
 from textback.core.numbers import national
 from textback.core.optout import Keyword, classify
 from textback.core.relay import (HELP_INTERVAL_SECONDS, HELP_TEXT, OWNER_STOP_CONFIRMATION,
-                                 START_TEXT, STOP_TEXT, alert_text, not_sent, parse_answer)
+                                 START_TEXT, STOP_TEXT, alert_text, failure_reason, not_sent,
+                                 parse_answer)
 from textback.core.replies import measure, segment_limit
 from textback.store import Store
 
@@ -134,14 +135,30 @@ class OwnerPhone:
                 caller, f"it is {length.segments} segments; the limit is {length.limit}. "
                         f"Shorten it and send again."))
             return
-        if await self.store.queue_owner_reply(conversation["id"], conversation["business_number"],
-                                              caller, text, f"sms:{owner.id}") is None:
+        outbox_id = await self.store.queue_owner_reply(
+            conversation["id"], conversation["business_number"], caller, text, f"sms:{owner.id}",
+            author=owner.id)
+        if outbox_id is None:
             await tell(f"Not sent to {caller}: they opted out", not_sent(
                 caller, "they texted STOP, so nothing more is texted to them. Call them instead."))
             return
+        await self.store.note_owner_answer(outbox_id, owner.id)
         timeline.info("owner %s answered by text; texting %s: %s", owner.id, caller,
                       one_line(text, 200))
         self._wake_outbox()
+
+    async def answer_failed(self, message_id: int, caller: str, business_number: str,
+                            state: str, gateway: str, error: str) -> bool:
+        """The outbox could not get an answer to the homeowner: when it came from an owner's
+        mobile, tell them by text (by email after STOP) and say True; else False."""
+        owner_id = await self.store.owner_answer_by(message_id)
+        owner = next((o for o in self.config.owners if o.id == owner_id), None)
+        if owner is None or owner.alerts.sms is None:
+            return False
+        await self._tell(owner, owner.alerts.sms_from or business_number,
+                         f"Not sent to {caller}", not_sent(caller, failure_reason(state, gateway,
+                                                                                   error)))
+        return True
 
     async def _help(self, owner: OwnerConfig, business_number: str, rate_limited: bool) -> None:
         """The short help reply; for texts that match nothing, at most one per
