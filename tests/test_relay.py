@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from lab.configs import BUSINESS_NUMBER, RING_GROUP_NUMBER, base_config, write_config
 from textback.cli import main
 from textback.config import ConfigError, load
-from textback.core.relay import (ALERT_MAX_SEGMENTS, OWNER_MOBILE, Answer, alert_text,
+from textback.core.relay import (ALERT_MAX_SEGMENTS, HELP_TEXT, OWNER_MOBILE, START_TEXT,
+                                 STOP_TEXT, Answer, alert_text,
                                  failure_reason, not_sent, parse_answer, parse_window)
 from textback.core.replies import parse_command
 from textback.core.rules import decide
@@ -61,6 +62,11 @@ def test_the_callers_name_and_words_never_carry_a_control_character():
 ])
 def test_what_an_answer_means(body, answer):
     assert parse_answer(body) == answer
+
+
+def test_what_textback_texts_the_owner_itself_takes_one_segment():
+    for text in (HELP_TEXT, STOP_TEXT, START_TEXT):
+        assert count_segments(text).segments == 1, text
 
 
 def test_email_and_texts_share_one_command_parser():

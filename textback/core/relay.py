@@ -95,9 +95,8 @@ def parse_answer(body: str) -> Answer:
     return Answer(code, text=rest)
 
 
-HELP_TEXT = ("textback: to answer a customer, reply to their alert, or start with its code "
-             "(#12 Sure, Tuesday works). #booked #won 82000 #lost #assign sam record the job. "
-             "STOP turns alert texts off.")
+HELP_TEXT = ("textback: reply to an alert to answer it, or start with its code: #12 Sure. "
+             "#booked #won 82000 #lost #assign sam record the job. STOP ends alert texts.")
 STOP_TEXT = "textback: alert texts to this phone are off. Text START to turn them back on."
 START_TEXT = "textback: alert texts to this phone are on again."
 
