@@ -45,7 +45,7 @@ class OutboxWorker:
 
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
-                 masked: Callable[[str], str], answer_failed: AnswerFailed | None = None):
+                 masked: Callable[[str], str], answer_failed: AnswerFailed):
         self.config = config
         self.store = store
         self.gateway = gateway
@@ -237,7 +237,7 @@ class OutboxWorker:
         if item.kind == SELFTEST_KIND:
             return  # it has no owner: the self-test's report to the admin names the failure
         facts = await self.store.text_facts(item.message_id)
-        if item.kind == OWNER_REPLY and self._answer_failed is not None and await self._answer_failed(
+        if item.kind == OWNER_REPLY and await self._answer_failed(
                 item.message_id, facts["caller"], facts["business_number"], state,
                 facts["gateway"] or self.gateway.name, error):
             return  # the owner answered by text: told by text
