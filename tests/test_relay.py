@@ -19,6 +19,7 @@ from textback.core.replies import parse_command
 from textback.core.rules import decide
 from textback.core.segments import count_segments
 from textback.core.tracker import CallFinished
+from textback.core.views import call_title
 
 EASTERN = ZoneInfo("America/New_York")
 MOBILE = "+19175550188"
@@ -173,3 +174,5 @@ def test_a_call_from_an_owners_mobile_is_never_a_lead(tmp_path):
                         ended_at=at(2026, 12, 7, 10, 1), outcome="missed", reason="no_answer")
     decision = decide(config, call)
     assert (decision.send, decision.reason, decision.owner_id) == (False, OWNER_MOBILE, None)
+    assert call_title("missed", "no_answer", decision.reason) == (
+        "Missed call: nobody picked up. Not texted: an owner's own mobile.")
