@@ -36,6 +36,7 @@ from textback.crm import adapter_class
 from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
+from textback.core.relay import QuietWindow, parse_window
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
@@ -127,6 +128,47 @@ class InboundConfig(Strict):
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
 
 
+class OwnerAlertsConfig(Strict):
+    """How an owner hears of a homeowner's reply: by email (always), and with `sms` in
+    `channels`, by a text to their own mobile `sms`, sent from the business number `sms_from`
+    (by default the number the homeowner texted). The owner answers by texting back.
+    Alert texts due within `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends."""
+
+    channels: list[Literal["email", "sms"]] = Field(default_factory=lambda: ["email"], min_length=1)
+    sms: E164 | None = None
+    sms_from: E164 | None = None
+    quiet_hours: str | None = None
+
+    @field_validator("sms", "sms_from")
+    @classmethod
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _is_e164(value, (info.context or {}).get("region"))
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_window(value))
+
+    @model_validator(mode="after")
+    def _complete(self) -> "OwnerAlertsConfig":
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: a channel is listed twice")
+        if "email" not in self.channels:
+            raise ValueError("channels: email alerts cannot be turned off; list email, and sms "
+                             "to add alert texts")
+        if "sms" in self.channels and self.sms is None:
+            raise ValueError("channels lists sms: set `sms`, the owner's mobile number")
+        return self
+
+    @property
+    def texts(self) -> bool:
+        """Whether this owner's alerts are texted to their mobile too."""
+        return "sms" in self.channels and self.sms is not None
+
+    def quiet_window(self) -> QuietWindow | None:
+        return parse_window(self.quiet_hours) if self.quiet_hours else None
+
+
 class OwnerConfig(Strict):
     id: Identifier
     name: str = Field(min_length=1)
@@ -134,6 +176,7 @@ class OwnerConfig(Strict):
     # In the web inbox: every owner sees and acts on every conversation; an admin also manages
     # the opt-out list and sees the fraud-guard events and the users.
     role: Literal["owner", "admin"] = "owner"
+    alerts: OwnerAlertsConfig = OwnerAlertsConfig()
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -964,6 +1007,11 @@ class Config(Strict):
     def owner(self, owner_id: str) -> OwnerConfig:
         return next(o for o in self.owners if o.id == owner_id)
 
+    def owner_by_mobile(self, e164: str | None) -> OwnerConfig | None:
+        """The owner whose alert texts go to `e164` (owners[].alerts.sms), or None: that number
+        is never a lead, never auto-texted and never counted."""
+        return next((o for o in self.owners if e164 and o.alerts.sms == e164), None)
+
 
 @dataclass(frozen=True)
 class Secrets:
@@ -1051,6 +1099,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             problems.append((where, "not a Standard Webhooks secret: whsec_ and then Base64 of "
                                     "24 to 64 random bytes (e.g. from `textback webhooks secret`)"))
         webhook_secrets[endpoint.name] = secret
+    _check_owner_alerts(config, problems)
     crm_tokens = {entry.name: _resolve(entry.token, base, f"crm[{index}].token", problems)
                   for index, entry in enumerate(config.crm)}
     for index, entry in enumerate(config.crm):
@@ -1067,6 +1116,24 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   metrics_token=metrics_token,
                                   webhooks=webhook_secrets, crm=crm_tokens),
                   source=Path(source))
+
+
+def _check_owner_alerts(config: Config, problems: list[tuple[str, str]]) -> None:
+    """An owner's mobile is theirs alone and no business number; alert texts go from one."""
+    seen: dict[str, int] = {}
+    for index, owner in enumerate(config.owners):
+        alerts = owner.alerts
+        where = f"owners[{index}].alerts"
+        if alerts.sms is not None:
+            if config.number(alerts.sms) is not None:
+                problems.append((f"{where}.sms", f"{alerts.sms} is one of the business `numbers`; "
+                                                 "give the owner's own mobile"))
+            if alerts.sms in seen:
+                problems.append((f"{where}.sms", f"{alerts.sms} is also owners[{seen[alerts.sms]}]'s "
+                                                 "mobile: answers from it could not be told apart"))
+            seen.setdefault(alerts.sms, index)
+        if alerts.sms_from is not None and config.number(alerts.sms_from) is None:
+            problems.append((f"{where}.sms_from", f"{alerts.sms_from} is not one of `numbers`"))
 
 
 WEBHOOK_SECRET_PREFIX = "whsec_"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from sms_gateway.media import MediaFetcher
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
 from textback.core.alerts import one_line
+from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Loaded, NumberConfig, OwnerConfig
@@ -38,6 +40,7 @@ from textback.core.numbers import caller_name, parse_address, to_e164
 from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
 from textback.core.recovery import CdrRecord, recover_calls
+from textback.core.relay import OWNER_MOBILE
 from textback.core.replies import Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
@@ -60,6 +63,7 @@ from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
+from textback.workers.owner_phone import OwnerPhone, Tell
 from textback.workers.retention import RetentionWorker
 from textback.web.context import HttpContext
 from textback.web.server import RouteProvider, WebServer
@@ -141,6 +145,7 @@ class Daemon:
         self.incidents: IncidentWorker | None = None
         self.selftests: SelftestRunner | None = None
         self.retention: RetentionWorker | None = None
+        self.owner_phone: OwnerPhone | None = None
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
@@ -149,8 +154,10 @@ class Daemon:
         c = self.config
         self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
                               self._alerts_wake, self._notices_wake)
+        self.owner_phone = OwnerPhone(c, store, self.wake_outbox, self.mail.notify, self._command)
         self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
-                                   self.watch, self.mail.notify, self._masked)
+                                   self.watch, self.mail.notify, self._masked,
+                                   self.owner_phone.answer_failed)
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_logged_in,
                                         self.mail.mail_admin)
         self.selftests = SelftestRunner(
@@ -619,6 +626,8 @@ class Daemon:
         if kind is not None:  # set in the inbox's contact panel: it wins over the config's
             config = config.with_contact_class(caller, kind)
         decision = decide(config, call, recent, owner_id)
+        if decision.reason == OWNER_MOBILE:
+            owner_id = None  # an owner's own phone: recorded, never a lead's conversation
         fraud_report = None
         if decision.reason.startswith("fraud_"):
             fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
@@ -701,6 +710,11 @@ class Daemon:
                             one_line(text.sender))
             return
         sender = address.number
+        owner = self.config.owner_by_mobile(sender)
+        if owner is not None:  # an owner's own phone: an answer, never a lead's text
+            await self.owner_phone.answer(owner, number, text.body, len(text.media), gateway,
+                                          text.gateway_id)
+            return
         owner_id, owner_reason = await self._choose_owner(number)
         keyword = classify(text.body)
         record = await self.store.record_inbound(
@@ -719,6 +733,8 @@ class Daemon:
         self._alerts_wake.set()
         if text.media:
             self._media_wake.set()
+        await self.owner_phone.alert(record.conversation_id, number, sender, summary(
+            text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
         await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def media_linker(self) -> Callable[[int, float], str] | None:
@@ -774,7 +790,8 @@ class Daemon:
         conversation_id, caller = binding["conversation_id"], binding["caller"]
         owner = self.config.owner(binding["owner_id"])
         if verdict.action == "command":
-            await self._command(conversation_id, caller, owner, verdict)
+            await self._command(conversation_id, caller, owner, verdict.command, verdict.argument,
+                                f"email:{owner.id}", partial(self.mail.notify, owner))
         elif verdict.action == "too_long":
             await self.mail.notify(owner, f"Not sent to {caller}: too long",
                                    f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
@@ -802,27 +819,29 @@ class Daemon:
                           one_line(verdict.text, 200))
             self.wake_outbox()
 
-    async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
-                       verdict: Verdict) -> None:
-        if verdict.command == "assign":
-            target = next((o for o in self.config.owners if o.id == verdict.argument.lower()), None)
+    async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig, command: str,
+                       argument: str, source: str, tell: Tell) -> None:
+        """A bookkeeping command an owner sent by email or from their mobile (`source`);
+        `tell` (subject, text) answers only a command that could not be done."""
+        if command == "assign":
+            target = next((o for o in self.config.owners if o.id == argument.lower()), None)
             if target is None:
                 known = ", ".join(o.id for o in self.config.owners)
-                await self.mail.notify(owner, f"#assign {verdict.argument}: no such owner",
-                                       f"There is no owner {verdict.argument!r}. Owners: {known}.")
+                await tell(f"#assign {argument}: no such owner",
+                           f"There is no owner {argument!r}. Owners: {known}.")
                 return
             await self.store.assign(conversation_id, target.id, f"#assign by {owner.id}")
             timeline.info("conversation with %s assigned to %s by %s", caller, target.id, owner.id)
             return
         value = None
-        if verdict.command == "won" and verdict.argument:
-            value = parse_amount(verdict.argument)
+        if command == "won" and argument:
+            value = parse_amount(argument)
             if value is None:
-                await self.mail.notify(owner, f"#won {verdict.argument}: not an amount",
-                                       "Write the job value as a number, e.g. #won 82000.")
+                await tell(f"#won {argument}: not an amount",
+                           "Write the job value as a number, e.g. #won 82000.")
                 return
-        await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
-        timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
+        await self.store.record_outcome(conversation_id, command, value, source)
+        timeline.info("conversation with %s marked %s%s by %s", caller, command,
                       f" ({value:,.0f})" if value else "", owner.id)
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:

@@ -317,6 +317,16 @@ def measure(text: str, limit: int) -> ReplyLength:
     return ReplyLength(count.segments, count.encoding, limit)
 
 
+def parse_command(line: str) -> tuple[str, str] | None:
+    """A bookkeeping command on a reply's first line (`#won 82000` -> ("won", "82000")), or None.
+
+    The one parser of every path an owner answers by: email here, a text from the owner's own
+    phone in textback.core.relay.
+    """
+    match = COMMAND.match(line.strip())
+    return (match.group(1).lower(), match.group(2).strip()) if match else None
+
+
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
           team: frozenset[str], authserv_id: str | None, max_segments: int,
           owner_name: str = "", quoted: tuple[str, ...] = ()) -> Verdict:
@@ -336,9 +346,9 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
             return Verdict("nothing_to_send", "it had only attachments, and a text carries "
                                               "words only", attachments=attachments)
         return Verdict("nothing_to_send", "it had no new words above the quoted message")
-    command = COMMAND.match(text.splitlines()[0].strip())
-    if command:
-        return Verdict("command", command=command.group(1).lower(), argument=command.group(2).strip())
+    command = parse_command(text.splitlines()[0])
+    if command is not None:
+        return Verdict("command", command=command[0], argument=command[1])
     length = measure(text, max_segments)
     if length.too_long:
         return Verdict("too_long", f"{length.segments} segments; the limit is {max_segments}",

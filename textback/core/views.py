@@ -68,6 +68,7 @@ CALL_DECISIONS = {
     "recovered_too_old": "Not texted: found in the call records too late.",
     "caller_is_vendor": "Not texted: a vendor.", "caller_is_staff": "Not texted: staff.",
     "caller_is_blocked": "Not texted: blocked.",
+    "owner_mobile": "Not texted: an owner's own mobile.",
     "deduplicated": "Not texted: the same call was already counted.",
     "no_hangup_seen": "Not texted: we never saw the call end, and the call records did not say.",
 }

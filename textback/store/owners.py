@@ -106,7 +106,8 @@ class OwnerRows(Connection):
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
             " FROM waiting_texts w CROSS JOIN conversations c ON c.id = w.conversation_id"
             " CROSS JOIN messages m ON m.id = w.message_id"
-            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0{below}",
+            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0"
+            f" AND c.owner_line = 0{below}",
             (older_than,))
         media = await self.media_of(r["message_id"] for r in rows)
         # `listed`: the text as a list shows it, "2 photos" or "(empty text)" when it has no words

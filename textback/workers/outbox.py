@@ -18,6 +18,7 @@ from textback.core.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECON
                                     OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.ops.metrics import Metrics
 from textback.core.quiet_hours import HOLD, judge
+from textback.core.relay import OWNER_ALERT, OWNER_KINDS, OWNER_STOP_CONFIRMATION
 from textback.store import SELFTEST_KIND, OutboxItem, Store
 from textback.workers.common import (IDLE_POLL_SECONDS, SystemClock, clock_text, log_failure,
                                      retry_delay)
@@ -34,6 +35,9 @@ SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 
 # (owner, subject, text): a notice to an owner, committed and then mailed.
 Notify = Callable[[OwnerConfig, str, str], Awaitable[None]]
+# (message id, caller, business number, state, gateway, error): an owner's answer from their
+# mobile did not go; True when its owner was told by text (OwnerPhone.answer_failed).
+AnswerFailed = Callable[[int, str, str, str, str, str], Awaitable[bool]]
 
 
 class OutboxWorker:
@@ -41,7 +45,7 @@ class OutboxWorker:
 
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
-                 masked: Callable[[str], str]):
+                 masked: Callable[[str], str], answer_failed: AnswerFailed):
         self.config = config
         self.store = store
         self.gateway = gateway
@@ -50,6 +54,7 @@ class OutboxWorker:
         self.watch = watch
         self._outbox_wake = wake  # a text queued, or a send that ended
         self._notify = notify
+        self._answer_failed = answer_failed
         self._masked = masked  # gateway errors go to the store and the log without secrets
         self._pacer = Pacer(config.gateway.max_sends_per_second)
         self._link_failing = False  # a send failed for want of the gateway since the last success
@@ -111,7 +116,8 @@ class OutboxWorker:
 
     async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name
-        if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
+        if (item.kind not in (OPTOUT_CONFIRMATION, OWNER_STOP_CONFIRMATION)
+                and await self.store.is_suppressed(item.recipient)):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             self.metrics.texts.labels("blocked", name).inc()
             timeline.info("text to %s blocked: the number opted out", item.recipient)
@@ -162,7 +168,11 @@ class OutboxWorker:
 
     async def _held_for_quiet_hours(self, item: OutboxItem) -> bool:
         """A text of a kind the config holds, due in the homeowner's quiet hours: back to
-        pending until their window opens (the outbox sends it then, checking again)."""
+        pending until their window opens (the outbox sends it then, checking again). An alert
+        text to an owner's mobile waits out that owner's own quiet hours instead; the other
+        texts to it answer what the owner just did, and go at once."""
+        if item.kind in OWNER_KINDS:
+            return item.kind == OWNER_ALERT and await self._held_for_owner(item)
         if self.config.compliance.homeowner_hours.policy_for(item.kind) != HOLD:
             return False
         verdict = judge(item.recipient, self.clock.now(), self.config.business.timezone)
@@ -171,6 +181,17 @@ class OutboxWorker:
         why = verdict.explain()
         if await self.store.hold(item, verdict.until, why):
             timeline.info("text to %s held: %s", item.recipient, why)
+        return True
+
+    async def _held_for_owner(self, item: OutboxItem) -> bool:
+        owner = self.config.owner_by_mobile(item.recipient)
+        window = owner.alerts.quiet_window() if owner is not None else None
+        until = window.held_until(self.clock.now(), self.config.business.timezone) if window else None
+        if until is None:
+            return False
+        why = f"{owner.id}'s quiet hours for alert texts ({window})"
+        if await self.store.hold(item, until, why):
+            timeline.info("alert text to %s held: %s", owner.id, why)
         return True
 
     async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
@@ -216,6 +237,10 @@ class OutboxWorker:
         if item.kind == SELFTEST_KIND:
             return  # it has no owner: the self-test's report to the admin names the failure
         facts = await self.store.text_facts(item.message_id)
+        if item.kind == OWNER_REPLY and await self._answer_failed(
+                item.message_id, facts["caller"], facts["business_number"], state,
+                facts["gateway"] or self.gateway.name, error):
+            return  # the owner answered by text: told by text
         subject, text = undelivered_notice(Undelivered(
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
             business_number=facts["business_number"], body=item.body, error=error,
