@@ -127,6 +127,8 @@ class Daemon:
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
         self._listing_retry: asyncio.Task | None = None  # a failed channel listing, tried again
+        self._relisting: asyncio.Task | None = None  # a listing after a dropped AMI message
+        self._relist_again = False  # another message was dropped while that listing ran
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
@@ -197,7 +199,7 @@ class Daemon:
         self.ami = AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
-            on_ready=self.on_asterisk_ready,
+            on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
             use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
@@ -256,8 +258,9 @@ class Daemon:
         finally:
             log.info("textback stopping")
             service.notify("STOPPING=1")
-            if self._listing_retry is not None:
-                self._listing_retry.cancel()
+            for listing in (self._listing_retry, self._relisting):
+                if listing is not None:
+                    listing.cancel()
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
@@ -405,6 +408,29 @@ class Daemon:
         else:
             self.metrics.ami_reconnects.inc()
         return self._reconcile(seen_until)
+
+    def on_ami_dropped(self, why: str) -> None:
+        """The AMI edge dropped a message of this login (a repeated id, unreadable framing): it
+        may have been a call's Newchannel or Hangup. List the channels at once, as after a
+        login, so the tracker picks the call up (or lets it go) now rather than at the next
+        login's CDR recovery. Drops during a listing ask for one more listing after it."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+        log.info("an AMI message was dropped (%s); listing the channels to catch up", why)
+        self._relisting = asyncio.create_task(self._relist_after_drops(self._logins))
+        self._relisting.add_done_callback(log_failure)
+
+    async def _relist_after_drops(self, login: int) -> None:
+        while True:
+            self._relist_again = False
+            if not await self._list_channels(login):
+                if self._listing_retry is None or self._listing_retry.done():
+                    self._listing_retry = asyncio.create_task(self._list_channels_again(login))
+                    self._listing_retry.add_done_callback(log_failure)
+                return
+            if not self._relist_again:
+                return
 
     async def on_asterisk_ready(self) -> None:
         """Asterisk has finished starting (FullyBooted) after a login: the texts that waited for
@@ -581,8 +607,9 @@ class Daemon:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._expiry is not None:
             self._expiry.cancel()
-        if self._listing_retry is not None:
-            self._listing_retry.cancel()
+        for listing in (self._listing_retry, self._relisting):
+            if listing is not None:
+                listing.cancel()
 
     def _schedule_expiry(self) -> None:
         if self._expiry:
