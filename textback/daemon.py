@@ -34,6 +34,7 @@ from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
+from textback.core.media import not_sent_lines
 from textback.core.numbers import caller_name, parse_address, to_e164
 from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
@@ -44,7 +45,7 @@ from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                                  render_for)
 from textback.gateways import build_gateway
-from textback.mediafiles import MediaStore, media_directory
+from textback.mediafiles import MediaStore, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
@@ -89,6 +90,10 @@ TOO_OLD_TO_TEXT = "recovered_too_old"
 # The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
 # it: recorded as the AMI events showed it, never texted hours late.
 NO_HANGUP_SEEN = "no_hangup_seen"
+# How long the link an MMS provider fetches an owner's photo from works: the provider fetches
+# it as it takes the message (Telnyx at send time), so an hour is ample, and a link that leaks
+# from a provider's log soon stops working.
+OUTBOUND_LINK_SECONDS = 3600.0
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
@@ -152,7 +157,8 @@ class Daemon:
         self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
                               self._alerts_wake, self._notices_wake)
         self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
-                                   self.watch, self.mail.notify, self._masked)
+                                   self.watch, self.mail.notify, self._masked,
+                                   media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_logged_in,
                                         self.mail.mail_admin)
         self.selftests = SelftestRunner(
@@ -748,16 +754,16 @@ class Daemon:
             self._media_wake.set()
         await self._keyword(keyword, record.conversation_id, number, sender)
 
-    async def media_linker(self) -> Callable[[int, float], str] | None:
-        """Signed links to media under web.public_url, valid media.link_hours from a moment;
-        None without a `web:` listener to serve them."""
+    async def media_linker(self, seconds: float | None = None
+                           ) -> Callable[[int, float], str] | None:
+        """Signed links to media under web.public_url, valid `seconds` (else media.link_hours)
+        from a moment; None without a `web:` listener to serve them."""
         web = self.config.web
         if web is None:
             return None
         key = await self.store.web_key(MEDIA_LINK_KEY)
-        hours = self.config.media.link_hours
-        return lambda media_id, at: media_link(key, web.public_url, media_id,
-                                               int(at + hours * 3600))
+        valid = self.config.media.link_hours * 3600 if seconds is None else seconds
+        return lambda media_id, at: media_link(key, web.public_url, media_id, int(at + valid))
 
     async def _new_media(self, item: InboundMedia) -> NewMedia:
         """A media row for the store: to fetch later, or (bytes that came with the text, as a
@@ -819,15 +825,43 @@ class Daemon:
                                    f"Please reply again with a short plain message, or call them.")
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
-        elif await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
-                                                verdict.text, f"email:{owner.id}") is None:
+        else:
+            await self._text_owner_reply(binding, owner, verdict)
+
+    async def _text_owner_reply(self, binding: dict[str, Any], owner: OwnerConfig,
+                                verdict: Verdict) -> None:
+        """Queue an email reply's words and the photos it may carry (checked and on disk, with
+        their rows in the reply's commit, before the 250); whatever is not texted, the owner
+        is told of by name."""
+        conversation_id, caller = binding["conversation_id"], binding["caller"]
+        web = self.config.web
+        prepared = await accept_outbound(self.media_files, self.gateway,
+                                         web.public_url if web else None, verdict.files)
+        left_out = [*prepared.refused, *((name, "a picture inside the email's text is not "
+                                                "texted; attach the photo as a file")
+                                         for name in verdict.in_body)]
+        if not verdict.text and not prepared.files:
+            await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
+                                   f"Your email reply to {caller} was not sent: it had no words, "
+                                   f"and none of its files can be texted:"
+                                   f"{not_sent_lines(left_out)}\n\nWrite your answer above the "
+                                   f"quoted message and reply again.")
+            return
+        if await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
+                                              verdict.text, f"email:{owner.id}",
+                                              media=prepared.rows()) is None:
             await self.mail.notify(owner, f"Not sent to {caller}: they opted out",
                                    f"{caller} asked not to be texted (STOP), so your reply was not "
                                    f"sent. Call them instead, or wait until they text START.")
-        else:
-            timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
-                          one_line(verdict.text, 200))
-            self.wake_outbox()
+            return
+        timeline.info("owner %s replied by email; texting %s: %s%s", owner.id, caller,
+                      one_line(verdict.text, 200),
+                      f" (+{len(prepared.files)} photos)" if prepared.files else "")
+        self.wake_outbox()
+        if left_out:
+            await self.mail.notify(owner, f"Sent to {caller} without some files",
+                                   f"Your reply to {caller} was texted, but not these files:"
+                                   f"{not_sent_lines(left_out)}")
 
     async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
                        verdict: Verdict) -> None:
