@@ -21,7 +21,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import aiohttp
 import pytest
@@ -34,6 +34,7 @@ from textback.core import media
 from textback.daemon import Daemon
 from textback.web import medialinks
 from tests.providers.common import serving
+from tests.providers.generic import Recorder
 from tests.providers.media import heic, jpeg, mp4
 from tests.providers.telnyx import FakeTelnyx
 from tests.providers.twilio import FakeTwilio
@@ -250,3 +251,28 @@ async def test_the_stand_ins_refuse_what_the_providers_document_as_refused(gatew
     else:
         assert answers == [(400, "40305")] * 3
     assert fake.accepted == []
+
+
+async def test_the_http_gateway_sends_photos_only_when_its_mms_is_configured(tmp_path, smtp_sink):
+    """`http.mms` with numbered fields and an MMS method (VoIP.ms's sendMMS shape): the links
+    go as media1.., the constants switch the method, and each link serves the photo."""
+    provider = Recorder()
+    photo = jpeg(320, 240)
+    async with serving(provider.app()) as api:
+        gateway = {"type": "http", "http": {
+            "url": f"{api}/send", "body": "form", "constants": {"method": "sendSMS"},
+            "mms": {"field": "media{n}", "style": "numbered", "max_items": 3,
+                    "constants": {"method": "sendMMS"}}}}
+        daemon = Daemon(load(config_for(tmp_path, gateway)))
+        async with in_process(daemon), aiohttp.ClientSession() as http:
+            to = await reply_address(daemon, smtp_sink, "http")
+            await asyncio.to_thread(send, reply(to, "The sample", ("s.jpg", "image/jpeg", photo)))
+            await sent_reply(daemon)
+            [request] = provider.requests
+            form = dict(parse_qsl(request["body"].decode()))
+            async with http.get(form["media1"]) as resp:
+                served = (resp.status, await resp.read())
+
+    assert (form["method"], form["text"]) == ("sendMMS", "The sample")
+    assert "media2" not in form and served == (200, photo)
+    assert len(smtp_sink.received) == 1  # the alert only: everything went

@@ -16,7 +16,7 @@ import logging
 import time
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
@@ -34,7 +34,7 @@ from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
-from textback.core.media import not_sent_lines
+from textback.core.media import Attachment, not_sent_lines
 from textback.core.numbers import caller_name, parse_address, to_e164
 from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
@@ -45,7 +45,7 @@ from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                                  render_for)
 from textback.gateways import build_gateway
-from textback.mediafiles import MediaStore, accept_outbound, media_directory
+from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
@@ -320,7 +320,15 @@ class Daemon:
             media_files=self.media_files, wake_outbox=self.wake_outbox,
             media_linker=self.media_linker,
             ami_logged_in=self._ami_logged_in,
-            last_ami_event_at=lambda: self.last_ami_event_at)
+            last_ami_event_at=lambda: self.last_ami_event_at,
+            outbound_media=self.outbound_media)
+
+    async def outbound_media(self, attachments: Sequence[Attachment]) -> Outbound:
+        """An owner's attachments to a reply (email or web inbox), checked for this gateway's
+        MMS and stored, or each refused saying why."""
+        web = self.config.web
+        return await accept_outbound(self.media_files, self.gateway,
+                                     web.public_url if web else None, attachments)
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
@@ -834,9 +842,7 @@ class Daemon:
         their rows in the reply's commit, before the 250); whatever is not texted, the owner
         is told of by name."""
         conversation_id, caller = binding["conversation_id"], binding["caller"]
-        web = self.config.web
-        prepared = await accept_outbound(self.media_files, self.gateway,
-                                         web.public_url if web else None, verdict.files)
+        prepared = await self.outbound_media(verdict.files)
         left_out = [*prepared.refused, *((name, "a picture inside the email's text is not "
                                                 "texted; attach the photo as a file")
                                          for name in verdict.in_body)]
