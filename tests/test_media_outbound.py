@@ -29,13 +29,16 @@ import pytest
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT, eventually, in_process
 from sms_gateway.base import InboundText
+from sms_gateway.log import LogGateway
 from textback.config import load
 from textback.core import media
+from textback.core.replies import attachments_of
 from textback.daemon import Daemon
+from textback.store import NewMedia, Store
 from textback.web import medialinks
 from tests.providers.common import serving
 from tests.providers.generic import Recorder
-from tests.providers.media import heic, jpeg, mp4
+from tests.providers.media import heic, jpeg, mp4, png
 from tests.providers.telnyx import FakeTelnyx
 from tests.providers.twilio import FakeTwilio
 
@@ -276,3 +279,63 @@ async def test_the_http_gateway_sends_photos_only_when_its_mms_is_configured(tmp
     assert (form["method"], form["text"]) == ("sendMMS", "The sample")
     assert "media2" not in form and served == (200, photo)
     assert len(smtp_sink.received) == 1  # the alert only: everything went
+
+
+async def _queued_with_a_photo(daemon: Daemon, words: str) -> None:
+    """An owner's reply with a kept photo, as if accepted while the gateway still sent MMS."""
+    record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Kitchen?", "log",
+                                               "SM-1", "dana")
+    digest = daemon.media_files.put(jpeg())
+    await daemon.store.queue_owner_reply(
+        record.conversation_id, BUSINESS_NUMBER, HOMEOWNER, words, "web:dana", media=[
+            NewMedia("", "image/jpeg", sha256=digest, content_type="image/jpeg", shown=True,
+                     size=1)])
+
+
+async def _send_due(daemon: Daemon) -> dict:
+    [item] = await daemon.store.claim_all(await daemon.store.due(time.time() + 1))
+    await daemon.outbox.send(item)
+    return dict(await daemon.store._one("SELECT status, error, body FROM messages"
+                                        " WHERE id = ?", (item.message_id,)))
+
+
+@pytest.mark.parametrize("words", ["Tuesday at 10?", ""])
+async def test_a_reply_whose_gateway_lost_mms_before_sending_sends_the_words_and_tells_the_owner(
+        tmp_path, words):
+    """The gateway was changed to one without MMS between the reply and its sending: the outbox
+    sends the words and emails the owner; a photo-only reply fails and is reported."""
+    daemon = Daemon(load(config_for(tmp_path, None)))  # the log gateway
+    daemon.attach(await Store.open(daemon.config.storage.path), LogGateway())
+    try:
+        await _queued_with_a_photo(daemon, words)
+        sent = await _send_due(daemon)
+        notices = [dict(r) for r in await daemon.store._all("SELECT subject, body FROM notices")]
+    finally:
+        await daemon.store.close()
+
+    if words:
+        assert (sent["status"], sent["body"]) == ("sent", words)
+        [notice] = notices
+        assert notice["subject"] == "Your photo to +12125550123 was not sent"
+        assert "texted without its photos: the log gateway texts words only" in notice["body"]
+    else:
+        assert sent["status"] == "failed"
+        assert sent["error"] == "its photos could not be sent: the log gateway texts words only"
+        [notice] = notices
+        assert "the log gateway texts words only" in notice["body"]
+
+
+def test_pictures_inside_the_html_body_are_named_not_texted_and_attachments_are_files():
+    """A signature's logo (inline, `<img src="cid:...">` in a multipart/related, as Outlook
+    writes it) is part of the email's text, not something the owner chose to send; an
+    attached photo is."""
+    message = EmailMessage()
+    message["From"] = "dana@acme.example"
+    message.set_content("Here it is")
+    message.add_alternative('<p>Here it is</p><img src="cid:logo@acme">', subtype="html")
+    message.get_payload()[1].add_related(png(), maintype="image", subtype="png", cid="<logo@acme>",
+                                         disposition="inline", filename="logo.png")
+    message.add_attachment(jpeg(), maintype="image", subtype="jpeg", filename="tile.jpg")
+    files, in_body = attachments_of(message)
+    assert [(f.name, f.declared_type) for f in files] == [("tile.jpg", "image/jpeg")]
+    assert files[0].data == jpeg() and in_body == ("logo.png",)
