@@ -186,6 +186,7 @@ async def test_a_photo_only_reply_by_telnyx_sends_a_jpeg_of_an_iphone_heic(tmp_p
             message = await sent_reply(daemon)
             [row] = (await daemon.store.media_of([message["id"]]))[message["id"]]
             kept = daemon.media_files.read(row["sha256"])
+            [listed] = [r for r in await daemon.store.timeline(HOMEOWNER) if r["kind"] == "text_out"]
             await asyncio.sleep(0.3)
 
     [accepted] = telnyx.accepted
@@ -196,6 +197,8 @@ async def test_a_photo_only_reply_by_telnyx_sends_a_jpeg_of_an_iphone_heic(tmp_p
     assert (status, content_type) == (200, "image/jpeg")
     assert media.sniff(data[:64]) == "image/jpeg" and len(data) <= 1_000_000
     assert kept == photo  # the original is kept; the provider gets the rendition
+    assert [(m["declared_type"], m["state"], m["shown"]) for m in listed["media"]] == [
+        ("image/heic", "kept", 1)]  # `textback thread` lists the owner's photo
     assert len(smtp_sink.received) == 1  # the alert only: nothing to tell the owner
 
 
