@@ -34,6 +34,7 @@ from textback.config import load
 from textback.core import media
 from textback.core.replies import attachments_of
 from textback.daemon import Daemon
+from textback.gateways import build_gateway
 from textback.store import NewMedia, Store
 from textback.web import medialinks
 from tests.providers.common import serving
@@ -158,7 +159,8 @@ async def test_a_photo_in_an_email_reply_goes_as_mms_through_a_signed_link_and_h
     assert accepted["Body"] == "Here is the tile we talked about."
     assert link.startswith(f"{PUBLIC}/media/{rows[0]['id']}?expires=")
     expires = int(query["expires"][0])
-    assert time.time() < expires <= time.time() + 3600  # a short-lived link
+    # a short-lived link: an hour past the reply's deadline (text.max_age_minutes, 60)
+    assert time.time() + 3600 < expires <= time.time() + 2 * 3600
     [(fetched_url, status, content_type, data)] = twilio.fetched
     assert (fetched_url, status, content_type, data) == (link, 200, "image/jpeg", photo)
     assert served_headers["X-Content-Type-Options"] == "nosniff"
@@ -342,3 +344,32 @@ def test_pictures_inside_the_html_body_are_named_not_texted_and_attachments_are_
     files, in_body = attachments_of(message)
     assert [(f.name, f.declared_type) for f in files] == [("tile.jpg", "image/jpeg")]
     assert files[0].data == jpeg() and in_body == ("logo.png",)
+
+
+async def test_a_retried_mms_sends_the_same_links_so_the_providers_idempotency_holds(tmp_path):
+    """Telnyx took the MMS but the answer was a 503 (a proxy timing out): the retry carries the
+    same Idempotency-Key and the same body (the same signed links), so Telnyx replays its
+    first answer instead of refusing a changed request (422) or sending it twice."""
+    telnyx = FakeTelnyx("KEY-retry", script=[("5xx", 503)], fail_after_processing=True)
+    async with serving(telnyx.app()) as api:
+        daemon = Daemon(load(config_for(tmp_path, telnyx_gateway(tmp_path, telnyx, api))))
+        daemon.attach(await Store.open(daemon.config.storage.path),
+                      build_gateway(daemon.config, None, daemon.secrets))
+        try:
+            record = await daemon.store.record_inbound(HOMEOWNER, BUSINESS_NUMBER, "Kitchen?",
+                                                       "telnyx", "in-1", "dana")
+            prepared = await daemon.outbound_media([media.Attachment("t.jpg", "image/jpeg",
+                                                                     jpeg())])
+            await daemon.store.queue_owner_reply(record.conversation_id, BUSINESS_NUMBER,
+                                                 HOMEOWNER, "The tile", "web:dana",
+                                                 media=prepared.rows())
+            first = await _send_due(daemon)
+            await daemon.store.bring_forward(time.time())
+            await asyncio.sleep(1.1)  # a later second: a link made from the clock would differ
+            second = await _send_due(daemon)
+        finally:
+            await daemon.gateway.close()
+            await daemon.store.close()
+
+    assert first["status"] == "queued" and second["status"] == "sent"
+    assert telnyx.attempts == 2 and len(telnyx.accepted) == 1  # sent once, answered twice

@@ -90,9 +90,10 @@ TOO_OLD_TO_TEXT = "recovered_too_old"
 # The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
 # it: recorded as the AMI events showed it, never texted hours late.
 NO_HANGUP_SEEN = "no_hangup_seen"
-# How long the link an MMS provider fetches an owner's photo from works: the provider fetches
-# it as it takes the message (Telnyx at send time), so an hour is ample, and a link that leaks
-# from a provider's log soon stops working.
+# How long past a reply's deadline (text.max_age_minutes after it was due) the link an MMS
+# provider fetches an owner's photo from works: the provider fetches it as it takes the
+# message (Telnyx at send time), so an hour is ample, and a link that leaks from a provider's
+# log soon stops working.
 OUTBOUND_LINK_SECONDS = 3600.0
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.

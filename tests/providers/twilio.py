@@ -33,10 +33,14 @@ E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 async def fetch_media(url: str) -> tuple[str, int, str, bytes]:
-    """GET one media URL as a provider does when it sends an MMS: no cookies, no credentials."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(url, allow_redirects=False) as resp:
-            return url, resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+    """GET one media URL as a provider does when it sends an MMS: no cookies, no credentials.
+    A URL it cannot reach is status 0 (the provider would report the MMS failed later)."""
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, allow_redirects=False) as resp:
+                return url, resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+    except aiohttp.ClientError:
+        return url, 0, "", b""
 
 
 def twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None

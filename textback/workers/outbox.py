@@ -191,8 +191,10 @@ class OutboxWorker:
         link = await self._media_links() if self._media_links else None
         if link is None:
             return (), "no `web:` listener (web.public_url) serves them to the provider"
-        now = self.clock.now()
-        return tuple(link(row["id"], now) + ("&v=jpeg" if row["rendition_sha256"] else "")
+        # Each link works until an hour past the text's own deadline: the same links on every
+        # retry, so a provider that deduplicates by idempotency key sees the same request.
+        until = self._deadline(item)
+        return tuple(link(row["id"], until) + ("&v=jpeg" if row["rendition_sha256"] else "")
                      for row in rows[:limits.max_items]), ""
 
     async def _tell_photos_not_sent(self, item: OutboxItem, why: str) -> None:
