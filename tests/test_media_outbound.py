@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import smtplib
 import time
 from email import policy
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT, eventually, in_process
@@ -35,11 +37,12 @@ from textback.core import media
 from textback.core.replies import attachments_of
 from textback.daemon import Daemon
 from textback.gateways import build_gateway
+from textback.mediafiles import MediaStore, prepare_outbound
 from textback.store import NewMedia, Store
 from textback.web import medialinks
 from tests.providers.common import serving
 from tests.providers.generic import Recorder
-from tests.providers.media import heic, jpeg, mp4, png
+from tests.providers.media import heic, jpeg, mp4, png, png_bomb
 from tests.providers.telnyx import FakeTelnyx
 from tests.providers.twilio import FakeTwilio
 
@@ -373,3 +376,25 @@ async def test_a_retried_mms_sends_the_same_links_so_the_providers_idempotency_h
 
     assert first["status"] == "queued" and second["status"] == "sent"
     assert telnyx.attempts == 2 and len(telnyx.accepted) == 1  # sent once, answered twice
+
+
+def test_an_owners_files_are_checked_as_inbound_media_is_and_kept_within_the_limits(tmp_path):
+    """A decompression bomb is refused before it is decoded, files past the provider's count
+    are refused without being read, a large photo goes as a JPEG, and only what goes is stored."""
+    files = MediaStore(tmp_path / "media")
+    noisy = io.BytesIO()  # a photo's worth of detail: a JPEG well over 600 KB
+    Image.effect_noise((2400, 1800), 80).convert("RGB").save(noisy, "JPEG", quality=95)
+    big = noisy.getvalue()
+    prepared = prepare_outbound(files, [
+        media.Attachment("bomb.png", "image/png", png_bomb()),
+        media.Attachment("big.jpg", "image/jpeg", big),
+        media.Attachment("card.vcf", "text/vcard", b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Acme\r\nEND:VCARD\r\n"),
+        media.Attachment("third.jpg", "image/jpeg", jpeg())], max_items=2, max_bytes=1_000_000)
+    assert [(f.name, f.content_type) for f in prepared.files] == [
+        ("big.jpg", "image/jpeg"), ("card.vcf", "text/vcard")]
+    [photo, _] = prepared.files
+    assert photo.rendition_sha256 and photo.sent_bytes < len(big) and photo.size == len(big)
+    assert files.read(photo.sha256) == big  # the original kept; the rendition is what goes
+    assert dict(prepared.refused)["third.jpg"] == "an MMS carries at most 2 files"
+    assert "decompression bomb" in dict(prepared.refused)["bomb.png"]
+    assert len(list((tmp_path / "media").glob("??/??/*"))) == 3  # big, its rendition, the card

@@ -265,6 +265,9 @@ def prepare_outbound(files: MediaStore, attachments: list[media.Attachment],
     total = 0
     for attachment in attachments:
         name, data = attachment.name, attachment.data
+        if len(kept) >= max_items:  # before any decoding: a hundred files cost nothing
+            refused.append((name, f"an MMS carries at most {max_items} files"))
+            continue
         if len(data) > OUTBOUND_READ_BYTES:
             refused.append((name, f"{len(data) / 1e6:.1f} MB is more than any MMS carries"))
             continue
@@ -276,9 +279,6 @@ def prepare_outbound(files: MediaStore, attachments: list[media.Attachment],
         if media.needs_mms_rendition(checked.content_type, len(data)):
             rendition = jpeg_rendition(data, MMS_MAX_SIDE)
         sent = len(rendition) if rendition is not None else len(data)
-        if len(kept) >= max_items:
-            refused.append((name, f"an MMS carries at most {max_items} files"))
-            continue
         if total + sent > max_bytes:
             refused.append((name, f"{sent / 1e6:.1f} MB would make the MMS more than "
                                   f"{max_bytes / 1e6:.1f} MB, the provider's limit"))

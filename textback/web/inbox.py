@@ -67,6 +67,7 @@ MAX_NAME_CHARS = 80
 # A reply box's POST with its photos, all parts together: above the largest MMS (Twilio's 5 MB)
 # with room for photos that go as smaller JPEGs. A reverse proxy in front must allow it too.
 UPLOAD_BYTES = 12 * 1024 * 1024
+UPLOAD_PARTS = 40  # its fields and files: a few fields, and more files than any MMS carries
 # Actions that add to a thread, or stop all texts to its caller, and so cannot undo anyone's
 # change: a page's age does not matter to them (a new text arriving must not throw away a
 # reply being typed). Every other action sets state, and carries the state_version its page
@@ -192,9 +193,11 @@ class Inbox:
         fields: MultiDict = MultiDict()
         total = 0
         reader = await request.multipart()
+        parts = 0
         while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise bad_request("a nested multipart body")
+            parts += 1
+            if not isinstance(part, BodyPartReader) or parts > UPLOAD_PARTS:
+                raise bad_request(f"a reply form has at most {UPLOAD_PARTS} flat parts")
             chunks = []
             while chunk := await part.read_chunk(65536):
                 total += len(chunk)
