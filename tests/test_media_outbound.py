@@ -398,3 +398,26 @@ def test_an_owners_files_are_checked_as_inbound_media_is_and_kept_within_the_lim
     assert dict(prepared.refused)["third.jpg"] == "an MMS carries at most 2 files"
     assert "decompression bomb" in dict(prepared.refused)["bomb.png"]
     assert len(list((tmp_path / "media").glob("??/??/*"))) == 3  # big, its rendition, the card
+
+
+async def test_a_reply_of_only_a_pasted_picture_is_not_sent_and_the_owner_is_told_how(
+        tmp_path, smtp_sink):
+    twilio = FakeTwilio("AC" + "4" * 32, "twilio-token")
+    async with serving(twilio.app()) as api:
+        daemon = Daemon(load(config_for(tmp_path, twilio_gateway(tmp_path, twilio, api))))
+        async with in_process(daemon):
+            to = await reply_address(daemon, smtp_sink, "twilio")
+            message = reply(to, "")
+            message.add_alternative('<img src="cid:paste-1">', subtype="html")
+            message.get_payload()[1].add_related(jpeg(), maintype="image", subtype="jpeg",
+                                                 cid="<paste-1>", disposition="inline",
+                                                 filename="image0.jpeg")
+            await asyncio.to_thread(send, message)
+            [told] = await notices(smtp_sink, 1)
+
+    assert told["Subject"] == "Not sent to +12125550123: nothing to send"
+    assert told.get_content().startswith(
+        "Your email reply to +12125550123 was not sent: it had only pictures inside the email's "
+        "text.\n\nIts pictures:\n    image0.jpeg\n\nWrite your answer above the quoted message "
+        "and reply again. A photo is texted only when attached as a file")
+    assert twilio.accepted == []

@@ -264,8 +264,8 @@ async def test_a_reply_with_only_the_quote_is_not_sent_and_the_owner_is_told(run
     assert told["Subject"] == NOTHING_TO_SEND
     assert told.get_content() == (
         "Your email reply to +12125550123 was not sent: it had no new words above the quoted "
-        "message.\n\nWrite your answer above the quoted message and reply again. Pictures and "
-        "files are never texted.\n")
+        "message.\n\nWrite your answer above the quoted message and reply again. A photo is "
+        "texted only when attached as a file, on a gateway that sends MMS.\n")
     assert await sent_texts(daemon) == []
 
 

@@ -825,9 +825,10 @@ class Daemon:
             files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
             await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
                                    f"Your email reply to {caller} was not sent: {verdict.reason}."
-                                   + (f"\n\nIts attachments:{files}" if files else "")
+                                   + (f"\n\nIts pictures:{files}" if files else "")
                                    + "\n\nWrite your answer above the quoted message and reply "
-                                   "again. Pictures and files are never texted.")
+                                   "again. A photo is texted only when attached as a file, on a "
+                                   "gateway that sends MMS.")
         elif verdict.action == "unreadable":
             await self.mail.notify(owner, f"Not sent to {caller}: your reply could not be read",
                                    f"Your email reply to {caller} was not sent: {verdict.reason}.\n"

@@ -286,11 +286,6 @@ def _bounded(body: str) -> str:
     return "\n".join(body[:MAX_PARSED_CHARS].split("\n")[:MAX_PARSED_LINES])
 
 
-def attachment_names(message: EmailMessage) -> tuple[str, ...]:
-    """The file name (or, lacking one, the type) of every part that is not a text body."""
-    return tuple(_part_name(part) for part in _file_parts(message))
-
-
 def _file_parts(message: EmailMessage) -> list[EmailMessage]:
     return [part for part in message.walk() if not part.is_multipart()
             and part.get_content_type() not in ("text/plain", "text/html")]
