@@ -593,7 +593,9 @@ class ReplyMailConfig(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(2526, ge=1, le=65535)
     token_days: float = Field(30, gt=0, le=365)
-    max_bytes: int = Field(262144, ge=4096, le=10 * 1024 * 1024)
+    # One reply email, attachments included: an owner's photo (texted as MMS) must fit, and a
+    # phone's photo is a few MB before Base64 adds a third.
+    max_bytes: int = Field(10 * 1024 * 1024, ge=4096, le=10 * 1024 * 1024)
     max_segments: int = Field(3, ge=1, le=10)
     # Addresses besides the conversation's owner that may answer (an office manager).
     team_senders: list[str] = Field(default_factory=list)

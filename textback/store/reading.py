@@ -80,10 +80,11 @@ class ReadingRows(Connection):
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
         timeline = [dict(r) for r in rows]
-        media = await self.media_of(r["message_id"] for r in timeline if r["kind"] == "text_in")
+        media = await self.media_of(r["message_id"] for r in timeline
+                                    if r["kind"] in ("text_in", "text_out"))
         for row in timeline:
             message_id = row.pop("message_id")
-            if row["kind"] == "text_in":
+            if row["kind"] in ("text_in", "text_out"):  # a homeowner's photos, or an owner's
                 row["media"] = [{key: item[key] for key in (
                     "id", "declared_type", "content_type", "size", "state", "shown", "note")}
                     for item in media[message_id]]

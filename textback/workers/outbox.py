@@ -1,7 +1,8 @@
 """The outbox worker: due texts to the gateway, in parallel, until each is sent or reported.
 
 An object with explicit dependencies: the store, the gateway, a clock, its wake event, the
-pacer, the metrics and watch it reports into, and `notify` to tell an owner what did not go.
+pacer, the metrics and watch it reports into, `notify` to tell an owner what did not go, and
+`media_links` to sign the links an MMS provider fetches an owner's photos from.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable
 
-from sms_gateway.base import Gateway, OutgoingText, SendResult
+from sms_gateway.base import Gateway, OutgoingText, SendResult, mms_limits
 from textback.core.alerts import one_line
 from textback.config import Config, OwnerConfig
 from textback.core.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
@@ -38,6 +39,9 @@ Notify = Callable[[OwnerConfig, str, str], Awaitable[None]]
 # (message id, caller, business number, state, gateway, error): an owner's answer from their
 # mobile did not go; True when its owner was told by text (OwnerPhone.answer_failed).
 AnswerFailed = Callable[[int, str, str, str, str, str], Awaitable[bool]]
+# A signer of links to media files under web.public_url: (media id, now) -> URL; None when no
+# `web:` listener serves them.
+MediaLinks = Callable[[], Awaitable[Callable[[int, float], str] | None]]
 
 
 class OutboxWorker:
@@ -45,8 +49,10 @@ class OutboxWorker:
 
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
-                 masked: Callable[[str], str], answer_failed: AnswerFailed):
+                 masked: Callable[[str], str], answer_failed: AnswerFailed,
+                 media_links: MediaLinks | None = None):
         self.config = config
+        self._media_links = media_links
         self.store = store
         self.gateway = gateway
         self.clock = clock
@@ -126,10 +132,17 @@ class OutboxWorker:
             return
         if await self._held_for_quiet_hours(item):
             return
+        media_urls, photos_not_sent = await self._mms(item)
+        if photos_not_sent and not item.body.strip():
+            error = f"its photos could not be sent: {photos_not_sent}"
+            await self.store.mark_final(item, "failed", name, error)
+            self.metrics.texts.labels("failed", name).inc()
+            await self.report_undelivered(item, "failed", error)
+            return
         try:
             result = await self.gateway.send(OutgoingText(
                 item.sender, item.recipient, item.body,
-                idempotency_key=f"textback-{item.idempotency_key}"))
+                idempotency_key=f"textback-{item.idempotency_key}", media_urls=media_urls))
         except Exception as exc:  # noqa: BLE001 - a plugin's bug must not leave the text in limbo
             log.exception("the %s gateway raised while sending to %s", name, item.recipient)
             result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
@@ -143,8 +156,11 @@ class OutboxWorker:
                 ended = (await self.store.text_facts(item.message_id))["call_ended_at"]
                 if ended is not None:
                     self.metrics.hangup_to_accepted.observe(max(0.0, now - ended))
-            timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
-                          one_line(item.body, 200))
+            timeline.info("text sent to %s from %s: %s%s", item.recipient, item.sender,
+                          one_line(item.body, 200),
+                          f" (+{len(media_urls)} media)" if media_urls else "")
+            if photos_not_sent:
+                await self._tell_photos_not_sent(item, photos_not_sent)
             if self._link_failing:
                 await self.link_back(f"{name} accepted a text again")
         elif result.status == "retryable":
@@ -165,6 +181,38 @@ class OutboxWorker:
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
             await self.report_undelivered(item, state, result.error)
+
+    async def _mms(self, item: OutboxItem) -> tuple[tuple[str, ...], str]:
+        """An owner's reply with photos: the signed links the provider fetches them from, or
+        why they cannot go ('' when they all go, or there are none). The photos were checked
+        against this gateway's limits when the reply was accepted; a gateway changed since,
+        or a `web:` section removed, is the reason they would not go now."""
+        if item.kind != OWNER_REPLY:
+            return (), ""
+        rows = (await self.store.media_of([item.message_id]))[item.message_id]
+        if not rows:
+            return (), ""
+        limits = mms_limits(self.gateway)
+        if limits is None:
+            return (), f"the {self.gateway.name} gateway texts words only"
+        link = await self._media_links() if self._media_links else None
+        if link is None:
+            return (), "no `web:` listener (web.public_url) serves them to the provider"
+        # Each link works until an hour past the text's own deadline: the same links on every
+        # retry, so a provider that deduplicates by idempotency key sees the same request.
+        until = self._deadline(item)
+        return tuple(link(row["id"], until) + ("&v=jpeg" if row["rendition_sha256"] else "")
+                     for row in rows[:limits.max_items]), ""
+
+    async def _tell_photos_not_sent(self, item: OutboxItem, why: str) -> None:
+        """The words of a reply went, its photos did not: its owner hears so."""
+        facts = await self.store.text_facts(item.message_id)
+        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]),
+                     self.config.owners[0])
+        log.warning("reply to %s sent without its photos: %s", item.recipient, why)
+        await self._notify(owner, f"Your photo to {facts['caller']} was not sent",
+                           f"Your reply to {facts['caller']} was texted without its photos: "
+                           f"{why}.\n\nThe words went:\n    {one_line(item.body, 400)}")
 
     async def _held_for_quiet_hours(self, item: OutboxItem) -> bool:
         """A text of a kind the config holds, due in the homeowner's quiet hours: back to
