@@ -36,6 +36,7 @@ from textback.crm import adapter_class
 from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
+from textback.core.push import contact_problem
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
@@ -127,6 +128,10 @@ class InboundConfig(Strict):
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
 
 
+AlertChannel = Literal["email", "push"]
+ALERT_CHANNELS: tuple[str, ...] = ("email", "push")
+
+
 class OwnerConfig(Strict):
     id: Identifier
     name: str = Field(min_length=1)
@@ -134,6 +139,21 @@ class OwnerConfig(Strict):
     # In the web inbox: every owner sees and acts on every conversation; an admin also manages
     # the opt-out list and sees the fraud-guard events and the users.
     role: Literal["owner", "admin"] = "owner"
+    # Where this owner's alerts (a homeowner's reply, an assignment, an escalation) go by
+    # default; the owner may change it on the inbox's settings page. Email always goes;
+    # `push` reaches the devices the owner turned notifications on for (see `push:`).
+    alert_channels: list[AlertChannel] = Field(default_factory=lambda: ["email", "push"],
+                                               max_length=2)
+
+    @field_validator("alert_channels")
+    @classmethod
+    def _channels_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a channel is listed twice")
+        if "email" not in value:
+            raise ValueError("email cannot be left out: it is the channel that reaches an owner "
+                             "whose phone is off; list the others beside it")
+        return value
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -791,6 +811,33 @@ class ApiConfig(Strict):
     max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
 
 
+class PushConfig(Strict):
+    """Web Push to the owners' phones and browsers (the inbox as an installed app); served
+    with the `web:` listener. VAPID (RFC 8292) keys are made at `textback init` or the first
+    start and kept in `key_file` (0600)."""
+
+    enabled: bool = True
+    # The VAPID `sub` claim, how a push service reaches whoever runs this installation: a
+    # mailto: URI (Apple refuses anything else). By default admin_email, else the first owner's.
+    contact: str | None = None
+    # By default `vapid-private.pem` beside the database.
+    key_file: Path | None = None
+    # A push not taken by the push service this long after the change it tells of is given
+    # up (retries back off meanwhile): news that old is in the email and the inbox.
+    deadline_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # TESTS ONLY: accept subscriptions whose endpoint is plain HTTP on 127.0.0.1 or ::1 and
+    # send to them (a stand-in push service). Never set it in production.
+    insecure_loopback_for_tests: bool = False
+
+    @field_validator("contact")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and (problem := contact_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -822,6 +869,7 @@ class Config(Strict):
     retention: RetentionConfig = RetentionConfig()
     media: MediaConfig = MediaConfig()
     web: WebConfig | None = None
+    push: PushConfig = PushConfig()
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
@@ -885,6 +933,10 @@ class Config(Strict):
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         if self.selftest is not None:
             self._check_selftest(self.selftest)
+        if self.pushes() and self.push.contact is None and (
+                problem := contact_problem(self.push_contact())):
+            raise ValueError(f"push: the VAPID contact taken from the admin's email is refused "
+                             f"({problem}); set push.contact, or push.enabled: false")
         return self
 
     def _check_selftest(self, selftest: SelftestConfig) -> None:
@@ -895,6 +947,17 @@ class Config(Strict):
                              "whose context it is (inbound.trunks lists none)")
         if self.admin_email is None:
             raise ValueError("selftest: set admin_email, where the self-test report is mailed")
+
+    def push_contact(self) -> str:
+        """The VAPID `sub` claim: push.contact, else admin_email, else the first owner's."""
+        return self.push.contact or f"mailto:{self.admin_email or self.owners[0].email}"
+
+    def push_key_file(self) -> Path:
+        return self.push.key_file or self.storage.path.parent / "vapid-private.pem"
+
+    def pushes(self) -> bool:
+        """Is Web Push on: a `web:` listener to subscribe through, and push.enabled."""
+        return self.web is not None and self.push.enabled
 
     def selftest_number(self) -> NumberConfig:
         """The business number the self-test calls."""
