@@ -179,8 +179,10 @@ class PushWorker:
     async def _queue(self, kind: push.PushKind, ref: str, owner_ids: list[str],
                      conversation: dict[str, Any], words: str, happened_at: float,
                      minutes: float = 0.0) -> list[QueuedPush]:
-        owners = await self._pushing_owners(owner_ids)
         deadline = happened_at + self.config.push.deadline_minutes * 60
+        if deadline <= self.clock.now():
+            return []  # old news (textback was stopped): the email and the inbox have it
+        owners = await self._pushing_owners(owner_ids)
         queued = []
         for device in await self.store.push_subscriptions_of(owners):
             # Each device its own single-use link: tapping on one phone does not spend another's.
