@@ -2,7 +2,8 @@
 
 Runs a real daemon in-process with its `web:` listener and the push worker, and the test
 suite's push service (tests/push_service.py), which checks each push's VAPID token and
-decrypts it before answering 201. Each of N homeowners (default 100) texts in turn; a text
+decrypts it before answering 201, and an SMTP sink takes the owners' alert emails, which go
+out at the same time as in production. Each of N homeowners (default 100) texts in turn; a text
 "reaches textback" when the gateway's webhook handler hands it over (`Daemon.receive_text`,
 the call every gateway makes once it has parsed a webhook), and ends when the push service
 has the decrypted push. The time covers the commit of the text, the push worker waking on
@@ -27,12 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.latency import percentile  # noqa: E402
 from lab.configs import BUSINESS_NUMBER  # noqa: E402
+from lab.harness import start_smtp_sink  # noqa: E402
 from sms_gateway.base import InboundText  # noqa: E402
 from tests.push_service import PushService  # noqa: E402
 from tests.web_helpers import OWNERS, PASSWORDS, client, set_passwords, web_config, web_daemon  # noqa: E402
 
 
 async def measure(texts: int) -> list[float]:
+    _, mail_relay = start_smtp_sink()
+    try:
+        return await _measure(texts)
+    finally:
+        mail_relay.stop()
+
+
+async def _measure(texts: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = web_config(Path(tmp), owners=OWNERS, push={"insecure_loopback_for_tests": True})
         await set_passwords(path)

@@ -120,6 +120,7 @@ class Daemon:
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
         self._media_wake = asyncio.Event()
+        self._push_wake = asyncio.Event()
         self.media_files = MediaStore(media_directory(self.config))
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -164,7 +165,7 @@ class Daemon:
         self.push = None
         if c.pushes():
             self.push = PushWorker(c, store, self.metrics, pushkeys.load_or_create(c.push_key_file()),
-                                   self._push_link, self.clock)
+                                   self._push_link, self._push_wake, self.clock)
 
     async def _push_link(self, owner_id: str, conversation_id: int) -> str:
         """A push's link: it signs the owner in once and opens the thread, like an alert email's."""
@@ -734,6 +735,7 @@ class Daemon:
                       one_line(text.body, 200),
                       f" (+{len(text.media)} media)" if text.media else "")
         self._alerts_wake.set()
+        self._push_wake.set()
         if text.media:
             self._media_wake.set()
         await self._keyword(keyword, record.conversation_id, number, sender)

@@ -607,6 +607,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX push_messages_due ON push_messages (retry_at) WHERE state = 'pending';
     CREATE INDEX push_messages_subscription ON push_messages (subscription_id);
+    CREATE INDEX escalations_at ON escalations (at);
     CREATE TABLE owner_alert_channels (
         owner_id TEXT PRIMARY KEY,
         channels TEXT NOT NULL,

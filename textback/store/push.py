@@ -82,8 +82,8 @@ class PushRows(Connection):
             return []
         marks = ",".join("?" * len(ids))
         rows = await self._all(f"SELECT id, owner_id FROM push_subscriptions WHERE owner_id IN"
-                               f" ({marks}) ORDER BY id", tuple(ids))
-        return [dict(r) for r in rows]
+                               f" ({marks})", tuple(ids))
+        return sorted((dict(r) for r in rows), key=lambda r: r["id"])
 
     # -- what to push: committed changes read from a cursor ----------------------------------
 
@@ -114,13 +114,16 @@ class PushRows(Connection):
 
     async def push_escalations_after(self, at: float, limit: int = 200) -> list[dict[str, Any]]:
         """Escalations noted after `at` (oldest first) with their text and conversation."""
+        # The newest escalations first by their own index (a subquery with a LIMIT is planned
+        # on its own), then each one's text and conversation by primary key.
         rows = await self._all(
             "SELECT s.message_id, s.level, s.owner_id, s.at, m.body, m.created_at,"
-            " m.conversation_id, c.caller, c.contact_name, c.selftest FROM escalations s"
+            " m.conversation_id, c.caller, c.contact_name, c.selftest FROM"
+            " (SELECT message_id, level, owner_id, at FROM escalations WHERE at > ?"
+            "  ORDER BY at LIMIT ?) s"
             " JOIN messages m ON m.id = s.message_id"
-            " JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE s.at > ? ORDER BY s.at LIMIT ?", (at, limit))
-        return [dict(r) for r in rows]
+            " JOIN conversations c ON c.id = m.conversation_id", (at, limit))
+        return sorted((dict(r) for r in rows), key=lambda r: r["at"])
 
     async def push_conversation(self, conversation_id: int) -> dict[str, Any] | None:
         """What a push about a conversation needs of it: caller, name, owner, whether a person

@@ -54,7 +54,7 @@ LinkMaker = Callable[[str, int], Awaitable[str | None]]
 
 class PushWorker:
     def __init__(self, config: "Config", store: "Store", metrics: "Metrics", key: Vapid02,
-                 links: LinkMaker, clock: SystemClock | None = None):
+                 links: LinkMaker, wake: asyncio.Event, clock: SystemClock | None = None):
         self.config = config
         self.store = store
         self.metrics = metrics
@@ -63,7 +63,10 @@ class PushWorker:
         self.clock = clock or SystemClock()
         self._failures = ItemFailures("push")
         self._session: aiohttp.ClientSession | None = None
-        self._wake = store.events_added  # a commit with events; the webhook worker clears it
+        self._wake = wake  # a homeowner's text was committed: push now
+        # Any commit with events (an assignment, say); the webhook worker clears it, so it may
+        # be missed while this worker is busy: then the idle poll finds the change.
+        self._events = store.events_added
 
     @property
     def _loopback(self) -> bool:
@@ -92,13 +95,27 @@ class PushWorker:
         await self.store.start_push_cursors()
         try:
             while True:
+                self._wake.clear()
                 await self.step()
                 next_retry = await self.store.next_push_retry()
                 wait = IDLE_POLL_SECONDS if next_retry is None else next_retry - self.clock.now()
-                await asyncio.sleep(0.02)  # the wake event may still be set: never spin
-                await wait_event(self._wake, min(max(0.05, wait), IDLE_POLL_SECONDS))
+                await self._woken(min(max(0.05, wait), IDLE_POLL_SECONDS))
         finally:
             await self.close()
+
+    async def _woken(self, seconds: float) -> None:
+        """Until this worker's wake is set, a commit with events, or `seconds` have passed."""
+        if self._events.is_set():
+            # Set since the webhook worker last cleared it: seen already; wait for ours alone
+            # (never spin on an event another worker clears).
+            await wait_event(self._wake, seconds)
+            return
+        waiters = [asyncio.ensure_future(event.wait()) for event in (self._wake, self._events)]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def step(self) -> None:
         """Queue the pushes of what changed, then send every due one."""
