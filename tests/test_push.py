@@ -267,3 +267,28 @@ async def test_devices_are_listed_and_removed_and_push_can_be_turned_off(tmp_pat
         status, _, _ = await browser.post(f"/settings/devices/{device['id']}/remove", {"csrf": csrf})
         assert status == 303
         assert await daemon.store.push_devices("dana") == []
+
+
+async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_path):
+    from textback.store import QueuedPush, Store
+    store = await Store.open(tmp_path / "textback.db")
+    try:
+        await store.start_push_cursors()
+        device = await store.save_push_subscription("dana", "https://fcm.googleapis.com/fcm/send/a",
+                                                    "key", "auth", "phone")
+        push_row = QueuedPush(device, "reply", "evt_1", '{"tag":"c1"}', time.time(), time.time() + 60)
+        assert await store.queue_pushes([push_row], 5, 0) == 1
+        assert await store.queue_pushes([push_row], 5, 0) == 0  # the same change, once per device
+        assert await store.push_cursors() == (5, 0)
+        [push_id] = await store.due_pushes(time.time())
+        assert (await store.claim_push(push_id, time.time()))["endpoint"].endswith("/send/a")
+        assert await store.claim_push(push_id, time.time()) is None  # claimed: nobody else sends it
+        assert await store.recover_interrupted_pushes() == 1
+        claimed = await store.claim_push(push_id, time.time())
+        assert claimed["attempts"] == 2
+        # The same browser signed in as Sam: the device is Sam's now, never both owners'.
+        await store.save_push_subscription("sam", "https://fcm.googleapis.com/fcm/send/a", "k2", "a2", "phone")
+        assert await store.push_devices("dana") == []
+        assert [d["id"] for d in await store.push_devices("sam")] == [device]
+    finally:
+        await store.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import io
 import json
 import logging
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from textback.web.context import HttpContext
     from textback.web.inbox import Inbox
 
-log = logging.getLogger("textback.web")
 timeline = logging.getLogger("textback.timeline")
 
 STATIC = Path(__file__).parent / "static"
@@ -127,7 +127,7 @@ class PushRoom:
 
     async def offline_page(self, request: web.Request) -> web.StreamResponse:
         """What the installed app shows when the phone has no connection (the worker caches it)."""
-        return web.Response(text=OFFLINE_PAGE.replace("{business}", _escape(self.config.business.name)),
+        return web.Response(text=OFFLINE_PAGE.replace("{business}", html.escape(self.config.business.name)),
                             content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     async def icon(self, request: web.Request) -> web.Response:
@@ -198,11 +198,6 @@ class PushRoom:
         timeline.info("web: %s's alert channels are now: %s", request["user"].id,
                       ", ".join(chosen) or "none")
         raise web.HTTPSeeOther("/settings?said=channels_saved")
-
-
-def _escape(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
 
 
 # The offline shell: no session, no data, nothing inline (the CSP forbids it); the stylesheet
