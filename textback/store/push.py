@@ -109,9 +109,6 @@ class PushRows(Connection):
             (event_id, REPLY_RECEIVED, CONVERSATION_ASSIGNED, limit))
         return [dict(r) for r in rows]
 
-    async def last_event_id(self) -> int:
-        return (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
-
     async def push_escalations_after(self, at: float, limit: int = 200) -> list[dict[str, Any]]:
         """Escalations noted after `at` (oldest first) with their text and conversation."""
         # The newest escalations first by their own index (a subquery with a LIMIT is planned
@@ -206,7 +203,7 @@ class PushRows(Connection):
             return cursor.rowcount
 
     async def pushes(self) -> list[dict[str, Any]]:
-        """Every push row, oldest first (for the CLI and tests)."""
+        """Every push row, oldest first (what was pushed, to inspect and to test)."""
         return [dict(r) for r in await self._all("SELECT * FROM push_messages ORDER BY id")]
 
     # -- each owner's alert channels ------------------------------------------------------------
