@@ -115,7 +115,7 @@ def contact_problem(contact: str) -> str | None:
     if not contact.startswith("mailto:"):
         return "push.contact must be a mailto: address, e.g. mailto:admin@example.com"
     address = contact[len("mailto:"):]
-    if not re.fullmatch(r"[^@\s<>,;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", address):
+    if not re.fullmatch(r"[^@\s<>,;\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", address):
         return f"push.contact {contact!r} is not a mailto: with one email address"
     return None
 
