@@ -292,3 +292,30 @@ async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_
         assert [d["id"] for d in await store.push_devices("sam")] == [device]
     finally:
         await store.close()
+
+
+async def test_a_stored_endpoint_on_a_private_address_is_never_posted_to(tmp_path):
+    """A subscription that reached the store some other way (an older release, a hand edit) is
+    checked again when sent: only HTTPS to a push-service name, never a private address."""
+    from textback.ops.metrics import Metrics
+    from textback.store import QueuedPush, Store
+    from textback.workers.push import PushWorker
+    config = load(web_config(tmp_path, owners=OWNERS)).config
+    store = await Store.open(tmp_path / "textback.db")
+    try:
+        metrics = Metrics({})
+        worker = PushWorker(config, store, metrics, load_or_create(tmp_path / "vapid.pem"),
+                            lambda owner, conversation: asyncio.sleep(0, "link"), asyncio.Event())
+        for endpoint in ("https://10.0.0.7/push/x", "http://127.0.0.1:18095/wpush/v2/x",
+                         "https://[fd00:ec2::254]/x"):
+            device = await store.save_push_subscription("dana", endpoint, "key", "auth", "phone")
+            await store.queue_pushes([QueuedPush(device, "reply", endpoint, '{"tag":"c1"}',
+                                                 time.time(), time.time() + 60)], 0, 0)
+        for push_id in await store.due_pushes(time.time()):
+            await worker.deliver(push_id)
+        ended = await store.pushes()
+        assert [p["state"] for p in ended] == ["failed"] * 3
+        assert all(p["last_error"].startswith("endpoint refused") for p in ended)
+        assert metrics.pushes.labels("failed")._value.get() == 3
+    finally:
+        await store.close()
