@@ -208,6 +208,16 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.prunable(end - 10 * 86400)
     await store.prune_batch(end - 10 * 86400, 10)
     await store.monthly_scorecard("2020-01")
+    # The push worker, every second: what changed after its cursors, then its due pushes.
+    await store.start_push_cursors()
+    events_after, escalations_after = await store.push_cursors()
+    await store.push_events_after(events_after)
+    await store.push_escalations_after(escalations_after)
+    await store.push_conversation(inbound.conversation_id)
+    await store.push_subscriptions_of(["dana", "sam"])
+    await store.alert_channels("dana")
+    await store.due_pushes(now)
+    await store.next_push_retry()
 
 
 async def test_no_hot_query_scans_the_history_or_sorts_it(history_db):

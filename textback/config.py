@@ -37,6 +37,7 @@ from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
 from textback.core.relay import QuietWindow, parse_window
+from textback.core.push import contact_problem
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
@@ -128,13 +129,20 @@ class InboundConfig(Strict):
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
 
 
-class OwnerAlertsConfig(Strict):
-    """How an owner hears of a homeowner's reply: by email (always), and with `sms` in
-    `channels`, by a text to their own mobile `sms`, sent from the business number `sms_from`
-    (by default the number the homeowner texted). The owner answers by texting back.
-    Alert texts due within `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends."""
+AlertChannel = Literal["email", "sms", "push"]
+ALERT_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
 
-    channels: list[Literal["email", "sms"]] = Field(default_factory=lambda: ["email"], min_length=1)
+
+class OwnerAlertsConfig(Strict):
+    """How an owner hears of a homeowner's reply, an assignment or an escalation: by email
+    (always: the one channel that reaches an owner whose phone is off); with `push`, on the
+    devices the owner turned notifications on for (see `push:`); with `sms`, by a text to their
+    own mobile `sms`, sent from the business number `sms_from` (by default the number the
+    homeowner texted), which the owner answers by texting back. Alert texts due within
+    `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends. The owner may change
+    the channels on the inbox's settings page; this is the default."""
+
+    channels: list[AlertChannel] = Field(default_factory=lambda: ["email", "push"], min_length=1)
     sms: E164 | None = None
     sms_from: E164 | None = None
     quiet_hours: str | None = None
@@ -154,16 +162,19 @@ class OwnerAlertsConfig(Strict):
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels: a channel is listed twice")
         if "email" not in self.channels:
-            raise ValueError("channels: email alerts cannot be turned off; list email, and sms "
-                             "to add alert texts")
+            raise ValueError("channels: email alerts cannot be turned off (email reaches an owner "
+                             "whose phone is off); list email, then push or sms beside it")
         if "sms" in self.channels and self.sms is None:
             raise ValueError("channels lists sms: set `sms`, the owner's mobile number")
         return self
 
-    @property
-    def texts(self) -> bool:
-        """Whether this owner's alerts are texted to their mobile too."""
-        return "sms" in self.channels and self.sms is not None
+    def chosen(self, stored: list[str] | None) -> frozenset[str]:
+        """The channels in effect: the owner's own choice on the settings page (`stored`), else
+        this default. Email always; sms only with a mobile number to text."""
+        channels = set(self.channels if stored is None else stored) | {"email"}
+        if self.sms is None:
+            channels.discard("sms")
+        return frozenset(channels)
 
     def quiet_window(self) -> QuietWindow | None:
         return parse_window(self.quiet_hours) if self.quiet_hours else None
@@ -836,6 +847,33 @@ class ApiConfig(Strict):
     max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
 
 
+class PushConfig(Strict):
+    """Web Push to the owners' phones and browsers (the inbox as an installed app); served
+    with the `web:` listener. VAPID (RFC 8292) keys are made at `textback init` or the first
+    start and kept in `key_file` (0600)."""
+
+    enabled: bool = True
+    # The VAPID `sub` claim, how a push service reaches whoever runs this installation: a
+    # mailto: URI (Apple refuses anything else). By default admin_email, else the first owner's.
+    contact: str | None = None
+    # By default `vapid-private.pem` beside the database.
+    key_file: Path | None = None
+    # A push not taken by the push service this long after the change it tells of is given
+    # up (retries back off meanwhile): news that old is in the email and the inbox.
+    deadline_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # TESTS ONLY: accept subscriptions whose endpoint is plain HTTP on 127.0.0.1 or ::1 and
+    # send to them (a stand-in push service). Never set it in production.
+    insecure_loopback_for_tests: bool = False
+
+    @field_validator("contact")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and (problem := contact_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -867,6 +905,7 @@ class Config(Strict):
     retention: RetentionConfig = RetentionConfig()
     media: MediaConfig = MediaConfig()
     web: WebConfig | None = None
+    push: PushConfig = PushConfig()
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
@@ -930,6 +969,10 @@ class Config(Strict):
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         if self.selftest is not None:
             self._check_selftest(self.selftest)
+        if self.pushes() and self.push.contact is None and (
+                problem := contact_problem(self.push_contact())):
+            raise ValueError(f"push: the VAPID contact taken from the admin's email is refused "
+                             f"({problem}); set push.contact, or push.enabled: false")
         return self
 
     def _check_selftest(self, selftest: SelftestConfig) -> None:
@@ -940,6 +983,17 @@ class Config(Strict):
                              "whose context it is (inbound.trunks lists none)")
         if self.admin_email is None:
             raise ValueError("selftest: set admin_email, where the self-test report is mailed")
+
+    def push_contact(self) -> str:
+        """The VAPID `sub` claim: push.contact, else admin_email, else the first owner's."""
+        return self.push.contact or f"mailto:{self.admin_email or self.owners[0].email}"
+
+    def push_key_file(self) -> Path:
+        return self.push.key_file or self.storage.path.parent / "vapid-private.pem"
+
+    def pushes(self) -> bool:
+        """Is Web Push on: a `web:` listener to subscribe through, and push.enabled."""
+        return self.web is not None and self.push.enabled
 
     def selftest_number(self) -> NumberConfig:
         """The business number the self-test calls."""

@@ -25,7 +25,7 @@ from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback import mailin, runlock, service
+from textback import mailin, pushkeys, runlock, service
 from textback.core.alerts import one_line
 from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
@@ -56,12 +56,15 @@ from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
+from textback.workers.push import PushWorker
 from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
+from textback.web.links import sign_in_link
+from textback.web.push import push_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
 from textback.workers.owner_phone import OwnerPhone, Tell
@@ -127,6 +130,7 @@ class Daemon:
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
         self._media_wake = asyncio.Event()
+        self._push_wake = asyncio.Event()
         self.media_files = MediaStore(media_directory(self.config))
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -154,6 +158,7 @@ class Daemon:
         self.selftests: SelftestRunner | None = None
         self.retention: RetentionWorker | None = None
         self.owner_phone: OwnerPhone | None = None
+        self.push: PushWorker | None = None  # with `web:` and push.enabled
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
@@ -173,6 +178,14 @@ class Daemon:
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
             self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
         self.retention = RetentionWorker(c, store, self.clock, self.media_files)
+        self.push = None
+        if c.pushes():
+            self.push = PushWorker(c, store, self.metrics, pushkeys.load_or_create(c.push_key_file()),
+                                   self._push_link, self._push_wake, self.clock)
+
+    async def _push_link(self, owner_id: str, conversation_id: int) -> str:
+        """A push's link: it signs the owner in once and opens the thread, like an alert email's."""
+        return await sign_in_link(self.store, self.config.web, owner_id, conversation_id)
 
     def wake_outbox(self) -> None:
         """A text was queued: the outbox worker looks for due texts now."""
@@ -264,6 +277,8 @@ class Daemon:
                                 self.clock, self._media_wake, self._tell_media_owner,
                                 c.business.timezone, self._alerts_wake)
             workers.start("media", media.run)
+            if self.push is not None:
+                workers.start("push", self.push.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.path)
@@ -341,8 +356,11 @@ class Daemon:
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
         context = self.http_context()
-        return [ops_routes(context), inbox_routes(context), api_routes(context),
-                consent_routes(context)]
+        routes = [ops_routes(context), inbox_routes(context), api_routes(context),
+                  consent_routes(context)]
+        if self.config.pushes():
+            routes.append(push_routes(context))
+        return routes
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
@@ -773,6 +791,7 @@ class Daemon:
                       one_line(text.body, 200),
                       f" (+{len(text.media)} media)" if text.media else "")
         self._alerts_wake.set()
+        self._push_wake.set()
         if text.media:
             self._media_wake.set()
         await self.owner_phone.alert(record.conversation_id, number, sender, summary(

@@ -46,6 +46,8 @@ SAID = {
     "optout_removed": "Suppression lifted: it may be texted again.",
     "optout_absent": "That number was not suppressed.",
     "others_ended": "Signed out everywhere else: only this browser is signed in now.",
+    "device_removed": "Device removed: it gets no more notifications.",
+    "channels_saved": "Alert channels saved.",
 }
 # Why a call was missed and what textback did about it, in the words of the people who read it.
 CALL_REASONS = {

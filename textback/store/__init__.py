@@ -19,6 +19,7 @@ working on the shared `Connection` (its transactions, events and consent facts):
     reading      reads for the CLI, the inbox, the reports and the health check
     retention    monthly scorecards kept, old rows deleted in batches
     web, media   the web inbox's users, sessions, links and notes; media rows
+    push         owners' push subscriptions, the pushes to them, their alert channels
     migrations   the schema, appended to at the end
 """
 
@@ -36,6 +37,7 @@ from textback.store.outbox import OutboxRows
 from textback.store.owner_texts import OwnerTextRows
 from textback.store.owners import OwnerRows
 from textback.store.progress import ProgressRows
+from textback.store.push import PushRows, QueuedPush
 from textback.store.reading import ReadingRows
 from textback.store.retention import RetentionRows
 from textback.store.selftests import SelftestRows
@@ -47,11 +49,11 @@ from textback.store.web import StaleState, WebStore
 
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "REPEAT_WITHOUT_ID_SECONDS", "SELFTEST_KIND", "CallRow", "InboundRecord", "NewMedia",
-           "NotANumber", "Notice", "OutboxItem", "PlannedText", "StaleState", "Store",
+           "NotANumber", "Notice", "OutboxItem", "PlannedText", "QueuedPush", "StaleState", "Store",
            "StoreTooNew", "statements", "textback_version"]
 
 
 class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
             OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            OwnerTextRows):
+            OwnerTextRows, PushRows):
     """The port: every aggregate's public methods on one connection (`Store.open(path)`)."""

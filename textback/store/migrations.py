@@ -592,6 +592,47 @@ MIGRATIONS: list[str] = [
         owner_id TEXT NOT NULL
     )
     """,
+    # Web Push: each owner's subscribed browsers, the pushes to them (claimed before sending,
+    # one per device and change), and the alert channels each owner chose.
+    """
+    CREATE TABLE push_subscriptions (
+        id INTEGER PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        device TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        last_sent_at REAL,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX push_subscriptions_owner ON push_subscriptions (owner_id);
+    CREATE TABLE push_messages (
+        id INTEGER PRIMARY KEY,
+        subscription_id INTEGER NOT NULL REFERENCES push_subscriptions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('reply', 'assigned', 'escalation')),
+        ref TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_at REAL NOT NULL DEFAULT 0,
+        happened_at REAL NOT NULL,
+        deadline REAL NOT NULL,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (subscription_id, kind, ref)
+    );
+    CREATE INDEX push_messages_due ON push_messages (retry_at) WHERE state = 'pending';
+    CREATE INDEX push_messages_subscription ON push_messages (subscription_id);
+    CREATE INDEX escalations_at ON escalations (at);
+    CREATE TABLE owner_alert_channels (
+        owner_id TEXT PRIMARY KEY,
+        channels TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

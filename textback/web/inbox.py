@@ -80,6 +80,12 @@ hasher = PasswordHasher()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The app's Inbox, for rooms listed after it that serve signed-in pages with its sessions.
+INBOX = web.AppKey("inbox", "Inbox")
+# A part of the settings page another room adds: request -> what its template section reads.
+SettingsPart = Callable[[web.Request], Awaitable[dict]]
+
+
 def inbox_routes(context: "HttpContext") -> Callable[[web.Application], None]:
     """The RouteProvider of the shared inbox."""
     def provide(app: web.Application) -> None:
@@ -124,6 +130,8 @@ class Inbox:
         r.add_get("/settings", self.page(self.settings))
         r.add_post("/settings/end-others", self.page(self.end_other_sessions))
         Reports(self, app)
+        self.settings_parts: list[SettingsPart] = []
+        app[INBOX] = self
         # What an unknown account's password is checked against, so that refusing it takes
         # the time of a real check (a hash of a random password nobody knows).
         self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
@@ -138,7 +146,7 @@ class Inbox:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
         base = {"user": request.get("user"), "csrf": request.get("csrf", ""),
                 "business": self.config.business.name, "owners": self.config.owners,
-                "title_count": request.get("unread", 0)}
+                "title_count": request.get("unread", 0), "app_shell": self.config.pushes()}
         return aiohttp_jinja2.render_template(template, request, base | context)
 
     # -- sessions and CSRF ----------------------------------------------------------
@@ -349,8 +357,10 @@ class Inbox:
         sessions = views.session_rows(await self.store.live_sessions(user.id),
                                       request["session"]["token_digest"],
                                       self.config.business.timezone)
-        return self.render("settings.html", request, {
-            "sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")})
+        context = {"sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")}
+        for part in self.settings_parts:
+            context |= await part(request)
+        return self.render("settings.html", request, context)
 
     async def end_other_sessions(self, request: web.Request) -> web.StreamResponse:
         user = request["user"]
