@@ -12,7 +12,7 @@ import base64
 import csv
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +41,8 @@ from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
 from textback.core.selftest import parse_schedule
 from textback.core.templates import TemplateError, check_template
+from textback.core.intake import (Fact, Intake, ServiceArea, Vocabulary, corrections, extract,
+                                  zip_place)
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
@@ -791,6 +793,45 @@ class ApiConfig(Strict):
     max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
 
 
+class ServiceAreaConfig(Strict):
+    """Where the company works (`service_area:`): ZIP codes, ZIP prefixes, or a radius around
+    the office's ZIP (centroids from the `zipcodes` package's own data, nothing downloaded).
+    A homeowner's ZIP that matches any of them is in the area; one that matches none is out."""
+
+    zips: list[Annotated[str, Field(pattern=r"^\d{5}$")]] = Field(default_factory=list)
+    zip_prefixes: list[Annotated[str, Field(pattern=r"^\d{1,4}$")]] = Field(default_factory=list)
+    office_zip: str | None = Field(None, pattern=r"^\d{5}$")
+    radius_miles: float | None = Field(None, gt=0, le=500)
+
+    @model_validator(mode="after")
+    def _radius(self) -> "ServiceAreaConfig":
+        if (self.office_zip is None) != (self.radius_miles is None):
+            raise ValueError("office_zip and radius_miles go together")
+        if self.office_zip is not None and zip_place(self.office_zip) is None:
+            raise ValueError(f"office_zip {self.office_zip} has no known centroid")
+        return self
+
+    def area(self) -> ServiceArea:
+        return ServiceArea(frozenset(self.zips), tuple(self.zip_prefixes), self.office_zip,
+                           self.radius_miles)
+
+
+class IntakeConfig(Strict):
+    """The intake facts read from homeowners' texts (`intake:`): the project vocabulary adds
+    words (or new types) to the shipped one, or replaces it."""
+
+    projects: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
+                   list[Annotated[str, Field(min_length=2, max_length=60)]]] = Field(
+        default_factory=dict)
+    replace_default_projects: bool = False
+    _vocabulary: Vocabulary | None = PrivateAttr(None)
+
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.build(self.projects, self.replace_default_projects)
+        return self._vocabulary
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -828,6 +869,8 @@ class Config(Strict):
     webhooks: WebhooksConfig | None = None
     crm: list[CrmConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    service_area: ServiceAreaConfig = ServiceAreaConfig()
+    intake: IntakeConfig = IntakeConfig()
     logging: LoggingConfig = LoggingConfig()
     # Lookups every call makes, built once from the lists above (see _index).
     _numbers: dict[str, NumberConfig] = PrivateAttr(default_factory=dict)
@@ -911,6 +954,17 @@ class Config(Strict):
                 refs += [(f"numbers[{n}].hours.windows[{i}].template", w.template)
                          for i, w in enumerate(number.hours.windows)]
         return [(key, name) for key, name in refs if name]
+
+    def extract_intake(self, text: str, at: float, caller: str | None = None) -> Intake:
+        """The intake facts of a homeowner's text, read at `at` in the business's zone with
+        this config's vocabulary and service area."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return extract(text, now, self.intake.vocabulary(), self.service_area.area(), caller)
+
+    def intake_corrections(self, name: str, raw: str, at: float) -> list[Fact]:
+        """A person's value for an intake field, checked (ValueError says what is wrong)."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return corrections(name, raw, self.service_area.area(), self.intake.vocabulary(), now)
 
     def contact(self, e164: str | None) -> ContactConfig | None:
         return self._contacts.get(e164) if e164 else None

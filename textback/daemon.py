@@ -38,7 +38,7 @@ from textback.core.numbers import caller_name, parse_address, to_e164
 from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
 from textback.core.recovery import CdrRecord, recover_calls
-from textback.core.replies import Verdict
+from textback.core.replies import INTAKE_COMMANDS, Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
@@ -703,12 +703,15 @@ class Daemon:
         sender = address.number
         owner_id, owner_reason = await self._choose_owner(number)
         keyword = classify(text.body)
+        # Read off the loop: dateparser's first call loads its languages.
+        intake = await asyncio.to_thread(self.config.extract_intake, text.body, time.time(),
+                                         sender) if text.body.strip() else None
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
             media_link=await self.media_linker(),
-            keyword=keyword_name(keyword, text.body))
+            keyword=keyword_name(keyword, text.body), intake=intake)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -804,6 +807,9 @@ class Daemon:
 
     async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
                        verdict: Verdict) -> None:
+        if verdict.command in INTAKE_COMMANDS:
+            await self._correct_intake(conversation_id, caller, owner, verdict)
+            return
         if verdict.command == "assign":
             target = next((o for o in self.config.owners if o.id == verdict.argument.lower()), None)
             if target is None:
@@ -824,6 +830,22 @@ class Daemon:
         await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
         timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
                       f" ({value:,.0f})" if value else "", owner.id)
+
+    async def _correct_intake(self, conversation_id: int, caller: str, owner: OwnerConfig,
+                              verdict: Verdict) -> None:
+        """"#budget 80k": the owner's value, committed with the command's words; one that
+        cannot be read is answered by email, saying why."""
+        command = f"#{verdict.command} {verdict.argument}".strip()
+        try:
+            facts = self.config.intake_corrections(INTAKE_COMMANDS[verdict.command],
+                                                   verdict.argument, time.time())
+        except ValueError as error:
+            await self.mail.notify(owner, f"{one_line(command, 60)}: not changed",
+                                   f"Nothing was changed for {caller}: {error}.")
+            return
+        await self.store.correct_intake(conversation_id, facts, f"email:{owner.id}", command)
+        timeline.info("intake of the conversation with %s set by %s: %s", caller, owner.id,
+                      ", ".join(f"{fact.name} {fact.label}" for fact in facts))
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""

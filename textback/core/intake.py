@@ -797,15 +797,25 @@ def extract(text: str, now: datetime, vocabulary: Vocabulary = DEFAULT_VOCABULAR
 
 def merge(layers: Iterable[Fact]) -> Intake:
     """A thread's facts from its extractions and corrections, oldest first: a person's value
-    wins over an extracted one whatever their order; otherwise the newest wins. A suggestion
-    (an optional model's) shows only where nothing else speaks."""
+    wins over an extracted one whatever their order; otherwise the newest wins, except that
+    the caller's area code never displaces a written place. A suggestion (an optional
+    model's) shows only where nothing else speaks."""
     rank = {SUGGESTED: 0, EXTRACTED: 1, PERSON: 2}
+
+    def weight(fact: Fact) -> tuple[int, bool]:
+        # The caller's area code yields to any written place, whichever came later.
+        return rank.get(fact.source, 0), not is_area_code_hint(fact)
+
     best: dict[str, Fact] = {}
     for fact in layers:
         held = best.get(fact.name)
-        if held is None or rank[fact.source] >= rank[held.source]:
+        if held is None or weight(fact) >= weight(held):
             best[fact.name] = fact
     return Intake(best)
+
+
+def is_area_code_hint(fact: Fact) -> bool:
+    return fact.name == LOCATION and fact.value.startswith("area code ")
 
 
 def correction(name: str, raw: str, area: ServiceArea = ServiceArea(),
@@ -874,3 +884,18 @@ def correction(name: str, raw: str, area: ServiceArea = ServiceArea(),
         return Fact(SERVICE_AREA, "in" if inside else "out", "in area" if inside else
                     "out of area", raw, "set by a person", PERSON)
     raise ValueError(f"{name!r} is not an intake field (fields: {', '.join(FIELDS)})")
+
+
+def corrections(name: str, raw: str, area: ServiceArea = ServiceArea(),
+                vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+                now: datetime | None = None) -> list[Fact]:
+    """A person's value for a field, and what follows from it: a ZIP a person sets decides
+    the service area too (when one is configured), as that person's value."""
+    fact = correction(name, raw, area, vocabulary, now)
+    facts = [fact]
+    if name == LOCATION:
+        judged = judge_area(fact, area)
+        if judged is not None:
+            facts.append(replace(judged, evidence=raw, source=PERSON,
+                                 why=f"{judged.why} (the ZIP a person set)"))
+    return facts

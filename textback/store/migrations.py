@@ -573,6 +573,29 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE conversations ADD COLUMN held_until REAL
     """,
+    # Intake facts (textback/core/intake.py): each extraction from a homeowner's text and each
+    # person's correction, with the words that caused it; the conversation keeps their merge
+    # (a person's value wins) for the inbox's labels and filters.
+    """
+    CREATE TABLE intake_facts (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        label TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        why TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('extracted', 'suggested', 'person')),
+        author TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX intake_facts_conversation ON intake_facts (conversation_id, at);
+    ALTER TABLE conversations ADD COLUMN intake_project TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_area TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

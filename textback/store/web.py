@@ -35,7 +35,8 @@ INBOX_COLUMNS = (
     "c.id, c.caller, c.business_number, c.owner_id, c.status, c.created_at, c.updated_at,"
     " c.contact_name, c.last_reply, c.last_reply_at, c.last_answer_at, c.missed_calls,"
     " c.last_body, c.last_message_at, c.unanswered, c.unread, c.waiting_since, c.snoozed_until,"
-    " c.claimed, c.version, c.external_ref, c.held_until, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
+    " c.claimed, c.version, c.external_ref, c.held_until, c.intake_project, c.intake_area,"
+    " c.intake_labels, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
     "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name,"
     " (SELECT outcome || ': ' || reason FROM calls WHERE conversation_id = c.id"
     "   ORDER BY started_at DESC LIMIT 1) AS last_call")
