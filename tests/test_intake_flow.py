@@ -13,7 +13,10 @@ import jsonschema
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from sms_gateway.base import InboundText
 from tests.hooks_receiver import schemas
-from tests.test_reply_mail import QUOTED, mail, notice, running, send, sent_texts  # noqa: F401
+from tests import test_reply_mail
+from tests.test_reply_mail import QUOTED, mail, notice, send, sent_texts
+
+running = test_reply_mail.running  # the daemon with reply mail, after "Yes please, kitchen remodel"
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
 

@@ -104,11 +104,14 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
         if row["held_until"] is not None:
             click.echo(f"{'':<18}text held until {local_time(row['held_until'], tz)}"
                        " (their quiet hours)")
+        if row["intake_labels"]:
+            click.echo(f"{'':<18}{visible(row['intake_labels'])}")
     click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
 
 
-_KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "owner alert"}
+_KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "owner alert",
+         "intake": "intake"}
 
 
 @main.command()
@@ -130,6 +133,11 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
             detail = f"{row['status']} ({row['detail']}) on {row['business_number']}"
         elif row["kind"] == "alert":
             detail = f"{row['status']} to {row['detail'] or row['extra']}: {row['body']}"
+        elif row["kind"] == "intake":
+            detail = (f"{row['detail']}: {row['body']} "
+                      + ("(read from the reply)" if row["status"] == "extracted"
+                         else f"(set by {row['extra']})" if row["status"] == "person"
+                         else "(suggested, not confirmed)"))
         else:
             items = row.get("media", [])
             body = row["body"].replace("\n", " / ")
