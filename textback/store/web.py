@@ -129,8 +129,11 @@ class WebStore:
     # -- the inbox ---------------------------------------------------------------------
 
     async def inbox_page(self, view: str, now: float, owner_id: str = "", search: str = "",
-                         limit: int = 50) -> list[dict[str, Any]]:
-        """One page of a view (see INBOX_VIEWS), or of a search over every conversation.
+                         limit: int = 50, project: str = "", area: str = ""
+                         ) -> list[dict[str, Any]]:
+        """One page of a view (see INBOX_VIEWS), or of a search over every conversation;
+        `project` and `area` keep those whose intake facts name that project type or say
+        in / out of the service area.
 
         Replies nobody has answered come first, the longest waiting first; then the most
         recently active. Each part is one range of an index, read no further than `limit`.
@@ -139,7 +142,12 @@ class WebStore:
             return await self._search(search, limit)
         where, waiting_first = _VIEW_FILTERS[view]
         where += " AND selftest = 0"  # a self-test's conversation is nobody's to answer
-        args = {"now": now, "owner": owner_id, "limit": limit}
+        if project:
+            where += " AND (',' || intake_project || ',') LIKE :project"
+        if area:
+            where += " AND intake_area = :area"
+        args = {"now": now, "owner": owner_id, "limit": limit,
+                "project": f"%,{project.replace('%', '').replace('_', '')},%", "area": area}
         rows: list[Any] = []
         if waiting_first:
             rows = await self._all(
