@@ -277,14 +277,18 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.core.scorecard import render_text
+    from textback.core.scorecard import render_intake_views, render_text
 
     loaded = load_config(config_path)
     tz = loaded.config.business.timezone
     if not (month or start or end):
         month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
     begin, stop, label = _period(month, start, end, tz)
-    cards = asyncio.run(with_store(loaded, lambda store: _scorecard(store, month, begin, stop, tz)))
+    async def read(store):
+        return (await _scorecard(store, month, begin, stop, tz),
+                await store.scorecard_by_intake(begin, stop) if fmt == "table" else {})
+
+    cards, intake_views = asyncio.run(with_store(loaded, read))
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
@@ -295,7 +299,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
 
         csv.writer(sys.stdout).writerows(csv_table(cards, label))
         return
-    click.echo(render_text(cards, label, tz))
+    click.echo(render_text(cards, label, tz) + "\n" + render_intake_views(intake_views))
 
 
 async def _scorecard(store, month: str | None, begin: float, stop: float, tz: str) -> list[dict]:

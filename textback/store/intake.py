@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from textback.core.intake import Fact, Intake, PROJECT, SERVICE_AREA, merge
+from textback.core.scorecard import by_intake
 from textback.store.connection import Connection
 from textback.store.web import NEXT_VERSION
 
@@ -71,6 +72,19 @@ class IntakeRows(Connection):
     async def intake(self, conversation_id: int) -> Intake:
         """The conversation's facts: a person's value over an extracted one, else the newest."""
         return merge(await self._facts(conversation_id))
+
+    async def scorecard_by_intake(self, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
+        """The period's funnel by project type and by service area (scorecard.by_intake)."""
+        rows = await self.report_rows(start, end)
+        ids = sorted({r["conversation_id"] for r in rows["calls"]} - {None})
+        intake: dict[int, tuple[str | None, str | None]] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk:chunk + 500]
+            found = await self._all(
+                "SELECT id, intake_project, intake_area FROM conversations WHERE id IN"
+                f" ({','.join('?' * len(part))})", tuple(part))
+            intake |= {r["id"]: (r["intake_project"], r["intake_area"]) for r in found}
+        return by_intake(rows, intake)
 
     async def intake_history(self, conversation_id: int) -> list[dict[str, Any]]:
         """Every extraction and correction, oldest first, with what caused it."""
