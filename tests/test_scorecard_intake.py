@@ -93,6 +93,6 @@ async def test_the_views_on_the_scorecard_page(tmp_path):
         assert status == 200
         text = html.unescape(page)
         assert 'id="by-project"' in page and 'id="by-area"' in page
-        assert ("<tr><th>kitchen</th><td>2</td><td>2</td><td>2</td><td>1</td><td>1</td>"
-                "<td>1</td><td>$82,000</td></tr>") in text
-        assert "<tr><th>in area</th><td>1</td>" in text
+        assert ("<tr><th>kitchen</th> <td>2</td> <td>2</td> <td>1</td> <td>1</td> "
+                "<td>$82,000</td></tr>") in text
+        assert "<tr><th>in area</th> <td>1</td>" in text

@@ -816,10 +816,23 @@ class ServiceAreaConfig(Strict):
                            self.radius_miles)
 
 
+class IntakeModelConfig(Strict):
+    """An optional extractor from the `textback.intake` entry-point group (`intake.model:`),
+    e.g. `openai` for an OpenAI-compatible endpoint the company runs. It SENDS EACH HOMEOWNER'S
+    TEXT TO THAT ENDPOINT; its values are suggestions until a person confirms them, and it
+    runs after the owner's alert is committed, so it never delays one."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")
+    options: dict[str, Any] = Field(default_factory=dict)  # the extractor's own: base_url, model
+    token: SecretRef | None = None  # an API key, if the endpoint wants one
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
 class IntakeConfig(Strict):
     """The intake facts read from homeowners' texts (`intake:`): the project vocabulary adds
-    words (or new types) to the shipped one, or replaces it."""
+    words (or new types) to the shipped one, or replaces it; `model` is off unless set."""
 
+    model: IntakeModelConfig | None = None
     projects: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
                    list[Annotated[str, Field(min_length=2, max_length=60)]]] = Field(
         default_factory=dict)
@@ -1031,12 +1044,13 @@ class Secrets:
     metrics_token: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
     crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
+    intake_model: SecretStr | None = None  # the optional intake extractor's API key
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
                   self.metrics_token, *self.gateway.values(),
-                  *self.webhooks.values(), *self.crm.values(),
+                  *self.webhooks.values(), *self.crm.values(), self.intake_model,
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
@@ -1112,6 +1126,17 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             adapter_class(entry.type)
         except LookupError as exc:
             problems.append((f"crm[{index}].type", str(exc)))
+    intake_model = None
+    if config.intake.model is not None:
+        from textback.intake_model import model_class
+
+        try:
+            model_class(config.intake.model.type)
+        except LookupError as exc:
+            problems.append(("intake.model.type", str(exc)))
+        if config.intake.model.token is not None:
+            intake_model = _resolve(config.intake.model.token, base, "intake.model.token",
+                                    problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
@@ -1119,7 +1144,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   gateway=gateway_secrets, cdr_database=cdr_database,
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
-                                  webhooks=webhook_secrets, crm=crm_tokens),
+                                  webhooks=webhook_secrets, crm=crm_tokens,
+                                  intake_model=intake_model),
                   source=Path(source))
 
 

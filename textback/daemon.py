@@ -49,6 +49,7 @@ from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
+from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
@@ -157,6 +158,10 @@ class Daemon:
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
             self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
         self.retention = RetentionWorker(c, store, self.clock, self.media_files)
+        model = c.intake.model
+        self.intake_suggester = (IntakeSuggester(
+            c, model, self.secrets.intake_model.get_secret_value()
+            if self.secrets.intake_model else None, store) if model is not None else None)
 
     def wake_outbox(self) -> None:
         """A text was queued: the outbox worker looks for due texts now."""
@@ -269,6 +274,8 @@ class Daemon:
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
+            if self.intake_suggester is not None:
+                await self.intake_suggester.close()
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
             await self._save_progress()
@@ -722,6 +729,9 @@ class Daemon:
         self._alerts_wake.set()
         if text.media:
             self._media_wake.set()
+        if self.intake_suggester is not None and keyword is None and text.body.strip():
+            # After the commit and the alert's wake-up: the extractor never delays an alert.
+            self.intake_suggester.submit(record.conversation_id, record.message_id, text.body)
         await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def media_linker(self) -> Callable[[int, float], str] | None:

@@ -860,12 +860,11 @@ def correction(name: str, raw: str, area: ServiceArea = ServiceArea(),
     if name == TIMING:
         if now is None:
             raise ValueError("timing: no moment to read it against")
+        stored = _stored_timing(raw)
+        if stored is not None:
+            return Fact(TIMING, raw, stored, raw, "set by a person", PERSON)
         found = find_timing(raw, raw, now)
         if found is None:
-            day = re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw)
-            if day:
-                parsed = date.fromisoformat(raw)
-                return Fact(TIMING, raw, f"{parsed:%b %-d}", raw, "set by a person", PERSON)
             raise ValueError(f"timing: {raw!r} is not a time (say asap, next month, Tuesday, "
                              "2027-03-15, this spring)")
         return replace(found, evidence=raw, why="set by a person", source=PERSON)
@@ -884,6 +883,25 @@ def correction(name: str, raw: str, area: ServiceArea = ServiceArea(),
         return Fact(SERVICE_AREA, "in" if inside else "out", "in area" if inside else
                     "out of area", raw, "set by a person", PERSON)
     raise ValueError(f"{name!r} is not an intake field (fields: {', '.join(FIELDS)})")
+
+
+def _stored_timing(value: str) -> str | None:
+    """The label of a timing as it is stored (a date, a month, a year, a start/end span), so
+    a value shown can be confirmed as it is; None for anything else."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return f"{date.fromisoformat(value):%b %-d}"
+        if re.fullmatch(r"\d{4}-\d{2}", value):
+            return f"{date.fromisoformat(value + '-01'):%b %Y}"
+        if re.fullmatch(r"\d{4}", value):
+            return value
+        span = re.fullmatch(r"(\d{4}-\d{2}-\d{2})/(\d{4}-\d{2}-\d{2})", value)
+        if span:
+            start, end = date.fromisoformat(span[1]), date.fromisoformat(span[2])
+            return f"{start:%b %-d}–{end:%b %-d %Y}" if start <= end else None
+    except ValueError:
+        return None
+    return None
 
 
 def corrections(name: str, raw: str, area: ServiceArea = ServiceArea(),

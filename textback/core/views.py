@@ -205,6 +205,8 @@ class IntakeLine:
     title: str
     label: str  # "" when nothing is known
     whose: str  # "read from their text: “around $75k”", "set by dana", "suggested"
+    value: str = ""  # the stored value: what a Confirm button of a suggestion sets
+    suggested: bool = False
 
 
 def intake_panel(merged: Intake) -> list[IntakeLine]:
@@ -217,7 +219,8 @@ def intake_panel(merged: Intake) -> list[IntakeLine]:
         elif fact.source == PERSON:
             lines.append(IntakeLine(name, title, fact.label, "set by a person"))
         elif fact.source == SUGGESTED:
-            lines.append(IntakeLine(name, title, fact.label, f"suggested, not confirmed: {fact.why}"))
+            lines.append(IntakeLine(name, title, fact.label,
+                                    f"suggested, not confirmed ({fact.why})", fact.value, True))
         else:
             lines.append(IntakeLine(name, title, fact.label,
                                     f"read from their text: {fact.evidence}"))

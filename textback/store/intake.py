@@ -69,6 +69,18 @@ class IntakeRows(Connection):
                 await self._insert_fact(conversation_id, None, fact, author, cause, now)
             return await self._remerge(conversation_id)
 
+    async def suggest_intake(self, conversation_id: int, message_id: int, facts: list[Fact],
+                             author: str, cause: str) -> Intake:
+        """Commit an optional extractor's values (`suggested`) for one text: shown until a
+        person confirms them, and never over a fact the rules read or a person set."""
+        if not facts or any(fact.source != "suggested" for fact in facts):
+            raise ValueError("a suggestion is an extractor's value")
+        async with self._transaction():
+            now = time.time()
+            for fact in facts:
+                await self._insert_fact(conversation_id, message_id, fact, author, cause, now)
+            return await self._remerge(conversation_id)
+
     async def intake(self, conversation_id: int) -> Intake:
         """The conversation's facts: a person's value over an extracted one, else the newest."""
         return merge(await self._facts(conversation_id))
