@@ -575,12 +575,13 @@ MIGRATIONS: list[str] = [
     """,
     # Intake facts (textback/core/intake.py): each extraction from a homeowner's text and each
     # person's correction, with the words that caused it; the conversation keeps their merge
-    # (a person's value wins) for the inbox's labels and filters.
+    # (a person's value wins) for the inbox's labels and filters. What was read from a text
+    # (its evidence and cause are the homeowner's words) goes when retention prunes the text.
     """
     CREATE TABLE intake_facts (
         id INTEGER PRIMARY KEY,
         conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
         field TEXT NOT NULL,
         value TEXT NOT NULL,
         label TEXT NOT NULL,
