@@ -10,6 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from bench.intake import PARTS, evaluate, load
 from textback.core.intake import (BUDGET, EXTRACTED, LOCATION, PERSON, PROJECT, SERVICE_AREA,
@@ -177,3 +178,21 @@ def test_hostile_and_huge_text_stays_quick():
     text = ("9" * 5000 + " kitchen $" * 300 + " 555-555-5555" * 200)
     intake = extract(text, NOW)
     assert intake.value(PROJECT) in (None, "kitchen")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gives_facts_or_nothing_and_never_raises(text):
+    intake = extract(text, NOW, area=BROOKLYN, caller="+17185550100")
+    for fact in intake:
+        assert fact.value and fact.label and fact.why
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(*(st.from_regex(form, fullmatch=True) for form in (
+    r"\([2-9]\d{2}\) ?\d{3}-\d{4}", r"[2-9]\d{2}[ .-]\d{3}[ .-]\d{4}", r"[2-9]\d{5}[.-]\d{4}",
+    r"[2-9]\d{9}", r"\+1[2-9]\d{9}", r"1-[2-9]\d{2}-\d{3}-\d{4}"))),
+       st.sampled_from(["call me at {}", "my cell is {} thanks", "{} kitchen", "text {} re: bath",
+                        "budget? call {}", "around {}"]))
+def test_a_phone_number_anywhere_is_never_a_budget(phone, template):
+    assert extract(template.format(phone), NOW).get(BUDGET) is None
