@@ -99,6 +99,13 @@ async def test_in_a_browser_the_labels_filter_and_panel_work_and_run_no_script(t
         assert "your value wins" in await page.inner_text("#said")
         assert await page.inner_text("#intake dd[data-field=project]") == \
             "Kitchen + Bath set by a person"
+        # A new text changes the panel live, without a reload; the person's value stands.
+        await homeowner_writes(daemon, "Actually we're at 12 Elm St, 11217. And just the bath.",
+                               sender="+12125550123")
+        await page.wait_for_selector("#intake dd[data-field=location] >> text=11217",
+                                     timeout=10000)
+        assert await page.inner_text("#intake dd[data-field=project]") == \
+            "Kitchen + Bath set by a person"
         await page.goto(f"{BASE}/?view=all")
         assert (await page.locator(".row", has_text="(212) 555-0125").inner_text()).count(
             "<script>") == 1
