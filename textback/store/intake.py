@@ -50,7 +50,7 @@ class IntakeRows(Connection):
 
     async def _facts(self, conversation_id: int) -> list[Fact]:
         rows = await self._all("SELECT field, value, label, evidence, why, source FROM intake_facts"
-                               " WHERE conversation_id = ? ORDER BY at, id", (conversation_id,))
+                               " WHERE conversation_id = ? ORDER BY id", (conversation_id,))
         return [Fact(r["field"], r["value"], r["label"], r["evidence"], r["why"], r["source"])
                 for r in rows]
 
@@ -102,5 +102,5 @@ class IntakeRows(Connection):
         """Every extraction and correction, oldest first, with what caused it."""
         rows = await self._all(
             "SELECT id, message_id, field, value, label, evidence, why, source, author, cause, at"
-            " FROM intake_facts WHERE conversation_id = ? ORDER BY at, id", (conversation_id,))
+            " FROM intake_facts WHERE conversation_id = ? ORDER BY id", (conversation_id,))
         return [dict(r) for r in rows]

@@ -592,7 +592,7 @@ MIGRATIONS: list[str] = [
         cause TEXT NOT NULL,
         at REAL NOT NULL
     );
-    CREATE INDEX intake_facts_conversation ON intake_facts (conversation_id, at);
+    CREATE INDEX intake_facts_conversation ON intake_facts (conversation_id);
     ALTER TABLE conversations ADD COLUMN intake_project TEXT;
     ALTER TABLE conversations ADD COLUMN intake_area TEXT;
     ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT ''

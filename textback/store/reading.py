@@ -79,9 +79,10 @@ class ReadingRows(Connection):
             "  a.recipient, a.subject, a.owner_id, '', NULL FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " UNION ALL"
-            " SELECT 'intake', i.at, c.business_number, i.source, i.field, i.label, i.author, '',"
-            "  NULL FROM intake_facts i JOIN conversations c ON c.id = i.conversation_id"
-            "  WHERE c.caller = ?"
+            " SELECT 'intake', i.at, (SELECT business_number FROM conversations"
+            "  WHERE id = i.conversation_id), i.source, i.field, i.label, i.author, '', NULL"
+            "  FROM intake_facts i WHERE i.conversation_id IN"
+            "  (SELECT id FROM conversations WHERE caller = ?)"
             " ORDER BY at", (caller, caller, caller, caller))
         timeline = [dict(r) for r in rows]
         media = await self.media_of(r["message_id"] for r in timeline if r["kind"] == "text_in")
