@@ -12,7 +12,7 @@ import base64
 import csv
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +43,8 @@ from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
 from textback.core.selftest import parse_schedule
 from textback.core.templates import TemplateError, check_template
+from textback.core.intake import (Fact, Intake, ServiceArea, Vocabulary, corrections, extract,
+                                  zip_place)
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
@@ -872,6 +874,56 @@ class PushConfig(Strict):
         if value is not None and (problem := contact_problem(value)):
             raise ValueError(problem)
         return value
+class ServiceAreaConfig(Strict):
+    """Where the company works (`service_area:`): ZIP codes, ZIP prefixes, or a radius around
+    the office's ZIP (centroids from the `zipcodes` package's own data, nothing downloaded).
+    A homeowner's ZIP that matches any of them is in the area; one that matches none is out."""
+
+    zips: list[Annotated[str, Field(pattern=r"^\d{5}$")]] = Field(default_factory=list)
+    zip_prefixes: list[Annotated[str, Field(pattern=r"^\d{1,4}$")]] = Field(default_factory=list)
+    office_zip: str | None = Field(None, pattern=r"^\d{5}$")
+    radius_miles: float | None = Field(None, gt=0, le=500)
+
+    @model_validator(mode="after")
+    def _radius(self) -> "ServiceAreaConfig":
+        if (self.office_zip is None) != (self.radius_miles is None):
+            raise ValueError("office_zip and radius_miles go together")
+        if self.office_zip is not None and zip_place(self.office_zip) is None:
+            raise ValueError(f"office_zip {self.office_zip} has no known centroid")
+        return self
+
+    def area(self) -> ServiceArea:
+        return ServiceArea(frozenset(self.zips), tuple(self.zip_prefixes), self.office_zip,
+                           self.radius_miles)
+
+
+class IntakeModelConfig(Strict):
+    """An optional extractor from the `textback.intake` entry-point group (`intake.model:`),
+    e.g. `openai` for an OpenAI-compatible endpoint the company runs. It SENDS EACH HOMEOWNER'S
+    TEXT TO THAT ENDPOINT; its values are suggestions until a person confirms them, and it
+    runs after the owner's alert is committed, so it never delays one."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")
+    options: dict[str, Any] = Field(default_factory=dict)  # the extractor's own: base_url, model
+    token: SecretRef | None = None  # an API key, if the endpoint wants one
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class IntakeConfig(Strict):
+    """The intake facts read from homeowners' texts (`intake:`): the project vocabulary adds
+    words (or new types) to the shipped one, or replaces it; `model` is off unless set."""
+
+    model: IntakeModelConfig | None = None
+    projects: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
+                   list[Annotated[str, Field(min_length=2, max_length=60)]]] = Field(
+        default_factory=dict)
+    replace_default_projects: bool = False
+    _vocabulary: Vocabulary | None = PrivateAttr(None)
+
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.build(self.projects, self.replace_default_projects)
+        return self._vocabulary
 
 
 class LoggingConfig(Strict):
@@ -912,6 +964,8 @@ class Config(Strict):
     webhooks: WebhooksConfig | None = None
     crm: list[CrmConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    service_area: ServiceAreaConfig = ServiceAreaConfig()
+    intake: IntakeConfig = IntakeConfig()
     logging: LoggingConfig = LoggingConfig()
     # Lookups every call makes, built once from the lists above (see _index).
     _numbers: dict[str, NumberConfig] = PrivateAttr(default_factory=dict)
@@ -1011,6 +1065,17 @@ class Config(Strict):
                          for i, w in enumerate(number.hours.windows)]
         return [(key, name) for key, name in refs if name]
 
+    def extract_intake(self, text: str, at: float, caller: str | None = None) -> Intake:
+        """The intake facts of a homeowner's text, read at `at` in the business's zone with
+        this config's vocabulary and service area."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return extract(text, now, self.intake.vocabulary(), self.service_area.area(), caller)
+
+    def intake_corrections(self, name: str, raw: str, at: float) -> list[Fact]:
+        """A person's value for an intake field, checked (ValueError says what is wrong)."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return corrections(name, raw, self.service_area.area(), self.intake.vocabulary(), now)
+
     def contact(self, e164: str | None) -> ContactConfig | None:
         return self._contacts.get(e164) if e164 else None
 
@@ -1081,12 +1146,13 @@ class Secrets:
     metrics_token: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
     crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
+    intake_model: SecretStr | None = None  # the optional intake extractor's API key
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
                   self.metrics_token, *self.gateway.values(),
-                  *self.webhooks.values(), *self.crm.values(),
+                  *self.webhooks.values(), *self.crm.values(), self.intake_model,
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
@@ -1163,6 +1229,17 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             adapter_class(entry.type)
         except LookupError as exc:
             problems.append((f"crm[{index}].type", str(exc)))
+    intake_model = None
+    if config.intake.model is not None:
+        from textback.intake_model import model_class
+
+        try:
+            model_class(config.intake.model.type)
+        except LookupError as exc:
+            problems.append(("intake.model.type", str(exc)))
+        if config.intake.model.token is not None:
+            intake_model = _resolve(config.intake.model.token, base, "intake.model.token",
+                                    problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
@@ -1170,7 +1247,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   gateway=gateway_secrets, cdr_database=cdr_database,
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
-                                  webhooks=webhook_secrets, crm=crm_tokens),
+                                  webhooks=webhook_secrets, crm=crm_tokens,
+                                  intake_model=intake_model),
                   source=Path(source))
 
 

@@ -42,7 +42,7 @@ from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
 from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.relay import OWNER_MOBILE
-from textback.core.replies import Verdict
+from textback.core.replies import INTAKE_COMMANDS, Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
@@ -53,6 +53,7 @@ from textback.store import CallRow, NewMedia, PlannedText, Store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
+from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
@@ -183,6 +184,11 @@ class Daemon:
             self.push = PushWorker(c, store, self.metrics, pushkeys.load_or_create(c.push_key_file()),
                                    self._push_link, self._push_wake, self.clock)
 
+        model = c.intake.model
+        self.intake_suggester = (IntakeSuggester(
+            c, model, self.secrets.intake_model.get_secret_value()
+            if self.secrets.intake_model else None, store) if model is not None else None)
+
     async def _push_link(self, owner_id: str, conversation_id: int) -> str:
         """A push's link: it signs the owner in once and opens the thread, like an alert email's."""
         return await sign_in_link(self.store, self.config.web, owner_id, conversation_id)
@@ -301,6 +307,8 @@ class Daemon:
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
+            if self.intake_suggester is not None:
+                await self.intake_suggester.close()
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
             await self._save_progress()
@@ -777,12 +785,15 @@ class Daemon:
             return
         owner_id, owner_reason = await self._choose_owner(number)
         keyword = classify(text.body)
+        # Read off the loop: dateparser's first call loads its languages.
+        intake = await asyncio.to_thread(self.config.extract_intake, text.body, time.time(),
+                                         sender) if text.body.strip() else None
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
             media_link=await self.media_linker(),
-            keyword=keyword_name(keyword, text.body))
+            keyword=keyword_name(keyword, text.body), intake=intake)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -796,6 +807,9 @@ class Daemon:
             self._media_wake.set()
         await self.owner_phone.alert(record.conversation_id, number, sender, summary(
             text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
+        if self.intake_suggester is not None and keyword is None and text.body.strip():
+            # After the commit and the alert's wake-up: the extractor never delays an alert.
+            self.intake_suggester.submit(record.conversation_id, record.message_id, text.body)
         await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def media_linker(self, seconds: float | None = None
@@ -911,6 +925,10 @@ class Daemon:
                        argument: str, source: str, tell: Tell) -> None:
         """A bookkeeping command an owner sent by email or from their mobile (`source`);
         `tell` (subject, text) answers only a command that could not be done."""
+        if command in INTAKE_COMMANDS:
+            await self._correct_intake(conversation_id, caller, owner, command, argument, source,
+                                       tell)
+            return
         if command == "assign":
             target = next((o for o in self.config.owners if o.id == argument.lower()), None)
             if target is None:
@@ -931,6 +949,21 @@ class Daemon:
         await self.store.record_outcome(conversation_id, command, value, source)
         timeline.info("conversation with %s marked %s%s by %s", caller, command,
                       f" ({value:,.0f})" if value else "", owner.id)
+
+    async def _correct_intake(self, conversation_id: int, caller: str, owner: OwnerConfig,
+                              command: str, argument: str, source: str, tell: Tell) -> None:
+        """"#budget 80k": the owner's value, committed with the command's words; one that
+        cannot be read is answered (by email, or by text to the owner's mobile), saying why."""
+        words = f"#{command} {argument}".strip()
+        try:
+            facts = self.config.intake_corrections(INTAKE_COMMANDS[command], argument, time.time())
+        except ValueError as error:
+            await tell(f"{one_line(words, 60)}: not changed",
+                       f"Nothing was changed for {caller}: {error}.")
+            return
+        await self.store.correct_intake(conversation_id, facts, source, words)
+        timeline.info("intake of the conversation with %s set by %s: %s", caller, owner.id,
+                      ", ".join(f"{fact.name} {fact.label}" for fact in facts))
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""

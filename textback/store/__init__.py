@@ -20,6 +20,7 @@ working on the shared `Connection` (its transactions, events and consent facts):
     retention    monthly scorecards kept, old rows deleted in batches
     web, media   the web inbox's users, sessions, links and notes; media rows
     push         owners' push subscriptions, the pushes to them, their alert channels
+    intake       intake facts: each extraction and correction, and their merge
     migrations   the schema, appended to at the end
 """
 
@@ -29,6 +30,7 @@ from textback.store.calls import CallRows
 from textback.store.connection import StoreTooNew, textback_version
 from textback.store.deliveries import DeliveryRows
 from textback.store.inbound import InboundRows
+from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
 from textback.store.media import MediaRows, NewMedia
 from textback.store.migrations import ANALYSIS_LIMIT, MIGRATIONS, statements
@@ -55,5 +57,5 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
 
 class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
             OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            OwnerTextRows, PushRows):
+            OwnerTextRows, PushRows, IntakeRows):
     """The port: every aggregate's public methods on one connection (`Store.open(path)`)."""

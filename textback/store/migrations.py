@@ -633,6 +633,30 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     )
     """,
+    # Intake facts (textback/core/intake.py): each extraction from a homeowner's text and each
+    # person's correction, with the words that caused it; the conversation keeps their merge
+    # (a person's value wins) for the inbox's labels and filters. What was read from a text
+    # (its evidence and cause are the homeowner's words) goes when retention prunes the text.
+    """
+    CREATE TABLE intake_facts (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        label TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        why TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('extracted', 'suggested', 'person')),
+        author TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX intake_facts_conversation ON intake_facts (conversation_id);
+    ALTER TABLE conversations ADD COLUMN intake_project TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_area TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.
