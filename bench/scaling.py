@@ -108,8 +108,8 @@ async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, 
             "thread (one caller)": lambda: store.timeline(caller),
             "conversation history": lambda: store.conversation_history(conversation),
             "report (last 31 days, with the scorecard)": lambda: report(store, *month),
-            "recent_auto_texts": lambda: store.recent_auto_texts(now, "+1212555"),
-            "conversations_started": lambda: store.conversations_started(BUSINESS_NUMBERS[0]),
+            "call facts (owner, turn, fraud counts, class, opt-out)":
+                lambda: store.call_facts(caller, BUSINESS_NUMBERS[0], now),
         }
         result = {"build": built}
         for name, query in queries.items():

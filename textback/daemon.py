@@ -28,21 +28,20 @@ from textback import mailin, runlock, service
 from textback.core.alerts import one_line
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
-from textback.config import Loaded, NumberConfig, OwnerConfig
+from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
-from textback.core.numbers import caller_name, parse_address, to_e164
-from textback.core.optout import Keyword, classify, keyword_name
-from textback.core.ownership import choose_owner
+from textback.core.inbound import plan_text
+from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT, callback_number, judge_call
+from textback.core.numbers import caller_name, parse_address
 from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.replies import Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
-from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
-                                 render_for)
+from textback.core.rules import Decision, match_number
 from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store
@@ -84,11 +83,6 @@ LISTING_RETRY_FIRST_SECONDS = 2.0
 LISTING_RETRY_MAX_SECONDS = 300.0
 # At most one email in this many seconds says that the CDR could not be read (the log has each).
 RECOVERY_ALERT_INTERVAL = 3600.0
-# The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
-TOO_OLD_TO_TEXT = "recovered_too_old"
-# The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
-# it: recorded as the AMI events showed it, never texted hours late.
-NO_HANGUP_SEEN = "no_hangup_seen"
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
@@ -600,35 +594,23 @@ class Daemon:
         task.add_done_callback(log_failure)
 
     async def finish_call(self, call: CallFinished, recovered: bool = False,
-                        may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
-        """Decide, record and queue a finished call; `may_text` False withholds its text, giving
-        `withheld` as the decision (too old, by default)."""
+                          may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
+        """Decide, record and queue a finished call: its facts read in one store call, the
+        whole decision made purely (`missed_call.judge_call`), then committed in one;
+        `may_text` False withholds its text, giving `withheld` as the decision (too old, by
+        default)."""
         if call.selftest:
             return await self.selftests.call_finished(call)
-        call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
+        now = time.time()
+        facts = await self.store.call_facts(callback_number(self.config, call),
+                                            dialled.number if dialled else None, now)
+        judged = judge_call(self.config, call, facts, self._local(now), may_text, withheld)
+        call, decision = judged.call, judged.decision
         self.metrics.calls.labels(call.outcome, call.reason,
                                   dialled.number if dialled else "other").inc()
-        caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
-        owner_id, owner_reason = None, "fixed owner"
-        if dialled is not None:
-            owner_id, owner_reason = await self._owner_for(dialled, caller)
-        recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
-        config = self.config
-        kind = await self.store.contact_class(caller) if caller else None
-        if kind is not None:  # set in the inbox's contact panel: it wins over the config's
-            config = config.with_contact_class(caller, kind)
-        decision = decide(config, call, recent, owner_id)
-        fraud_report = None
-        if decision.reason.startswith("fraud_"):
-            fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
-                            f"{recent.last_hour} texts in the last hour, {recent.last_day} today, "
-                            f"{recent.same_prefix_last_hour} to {prefix_of(caller)}… in the last hour")
-            log.warning("%s", fraud_report)
-        if decision.send and not may_text:
-            decision = decision.withheld(withheld)
-        if decision.send and await self.store.is_suppressed(decision.caller):
-            decision = decision.withheld("opted_out")
+        if judged.fraud_report is not None:
+            log.warning("%s", judged.fraud_report)
         row = CallRow(
             linkedid=call.call_id, business_number=decision.business_number,
             caller_raw=call.caller_id, caller=decision.caller,
@@ -636,13 +618,14 @@ class Daemon:
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route,
             recovered=recovered)
-        planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
+        planned = (PlannedText(decision.owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
-        outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
-                                                 dedupe_since=dedupe_since, owner_reason=owner_reason)
-        if fraud_report is not None:
-            await self.mail.report_fraud(decision.reason, fraud_report, time.time())
+        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id,
+                                                 dedupe_since=dedupe_since,
+                                                 owner_reason=judged.owner_reason)
+        if judged.fraud_report is not None:
+            await self.mail.report_fraud(decision.reason, judged.fraud_report, time.time())
         # The canonical number when the caller ID holds one, else what the trunk sent, escaped.
         who = decision.caller or one_line(call.caller_id)
         if call.outcome == "answered":
@@ -664,25 +647,16 @@ class Daemon:
         self.wake_outbox()
         return decision
 
-    async def _owner_for(self, number: NumberConfig, caller: str) -> tuple[str, str]:
-        """Who owns the caller's conversation on `number`: its owner if it exists, else the one
-        a new conversation would get now (and why), so the first text can name them."""
-        existing = await self.store.conversation_for(caller, number.number) if caller else None
-        if existing is not None and existing["owner_id"] in {o.id for o in self.config.owners}:
-            return existing["owner_id"], "existing conversation"
-        return await self._choose_owner(number)
-
-    async def _choose_owner(self, number: NumberConfig) -> tuple[str, str]:
-        """The owner a new conversation on `number` would get now (kept if it already exists)."""
-        local_now = datetime.now(ZoneInfo(self.config.business.timezone))
-        turn = await self.store.conversations_started(number.number)
-        return choose_owner(number, local_now, turn)
-
+    def _local(self, at: float) -> datetime:
+        """The business's local time at `at`: what ownership schedules are written in."""
+        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone))
 
     # -- inbound texts and owner alerts -------------------------------------------
 
     async def receive_text(self, text: InboundText, gateway: str) -> None:
-        """Commit an inbound text and its owner alert; the gateway acknowledges after this returns."""
+        """Commit an inbound text, its owner alert and its keyword's answer; the gateway
+        acknowledges after this returns. The sender's facts are read in one store call, the
+        decision made purely (`inbound.plan_text`), then committed in one."""
         number = match_number(self.config, text.recipient)
         if number is None:
             if await self.store.record_unroutable(text.sender, text.recipient, text.body, gateway,
@@ -701,14 +675,13 @@ class Daemon:
                             one_line(text.sender))
             return
         sender = address.number
-        owner_id, owner_reason = await self._choose_owner(number)
-        keyword = classify(text.body)
+        facts = await self.store.sender_facts(sender, number.number)
+        plan = plan_text(self.config, number, sender, text.body, facts, self._local(time.time()))
         record = await self.store.record_inbound(
-            sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
-            display_name=caller_name(address.display_name, sender),
+            sender, number.number, text.body, gateway, text.gateway_id, plan.owner_id,
+            plan.owner_reason, display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
-            media_link=await self.media_linker(),
-            keyword=keyword_name(keyword, text.body))
+            media_link=await self.media_linker(), keyword=plan.keyword, answer=plan.answer)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -719,7 +692,13 @@ class Daemon:
         self._alerts_wake.set()
         if text.media:
             self._media_wake.set()
-        await self._keyword(keyword, record.conversation_id, number, sender)
+        if record.answered is None:
+            return
+        if plan.answer.opt == "out":
+            timeline.info("opted out: %s; no path will text it again", sender)
+        elif plan.answer.opt == "in":
+            timeline.info("opted back in: %s", sender)
+        self.wake_outbox()
 
     async def media_linker(self) -> Callable[[int, float], str] | None:
         """Signed links to media under web.public_url, valid media.link_hours from a moment;
@@ -742,29 +721,6 @@ class Daemon:
         return NewMedia(item.url, item.declared_type, item.declared_size, kept.sha256,
                         kept.content_type, kept.shown, kept.size, kept.note,
                         kept.rendition_sha256)
-
-    async def _keyword(self, keyword: Keyword | None, conversation_id: int,
-                       number: NumberConfig, sender: str) -> None:
-        """STOP suppresses at once with one confirmation; START lifts it; HELP gets the help text."""
-        compliance = self.config.compliance
-        if keyword is Keyword.STOP:
-            if not await self.store.suppress(sender, "sms", number.number):
-                return  # already opted out: no second confirmation
-            timeline.info("opted out: %s; no path will text it again", sender)
-            template, kind = compliance.stop_confirmation, OPTOUT_CONFIRMATION
-        elif keyword is Keyword.START:
-            if not await self.store.unsuppress(sender, "sms", number.number):
-                return  # "yes" from someone never opted out is an ordinary reply
-            timeline.info("opted back in: %s", sender)
-            template, kind = compliance.start_confirmation, "optin_confirmation"
-        elif keyword is Keyword.HELP:
-            template, kind = compliance.help_text, "help"
-        else:
-            return
-        body = render_for(self.config, template, number, sender)
-        await self.store.queue_reply(conversation_id, number.number, sender, body, kind,
-                                     channel="sms")
-        self.wake_outbox()
 
     # -- owners' email replies ------------------------------------------------------
 
