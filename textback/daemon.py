@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -39,7 +39,6 @@ from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT, callback_
 from textback.core.numbers import caller_name, parse_address
 from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.replies import Verdict
-from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
 from textback.core.rules import Decision, match_number
 from textback.gateways import build_gateway
@@ -60,14 +59,13 @@ from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
 from textback.workers.retention import RetentionWorker
+from textback.workers.routing import RoutingTableWorker
 from textback.web.context import HttpContext
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
-ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
-ROUTING_TABLE_RETRY_SECONDS = 60.0  # while the table cannot be written
 REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
 # When AMI events are known to have arrived until (LAST_AMI_EVENT) is saved at most this
 # often, so a busy PBX costs no write per event.
@@ -129,6 +127,7 @@ class Daemon:
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
         self.overdue = OverdueCalls(self.recover, self._decided, self._record_as_seen, self.clock)
+        self.routing = RoutingTableWorker(self.config, self.watch, self.clock)
         # The workers, built by `attach` once the store is open and the gateway built.
         self.mail: OwnerMail | None = None
         self.outbox: OutboxWorker | None = None
@@ -180,7 +179,7 @@ class Daemon:
         store = await Store.open(c.storage.path)
         self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
-        self.write_routing_table()
+        self.routing.write()
         for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
@@ -218,7 +217,7 @@ class Daemon:
             workers.start("outbox", self.outbox.run)
             workers.start("alerts", self.mail.run_alerts)
             workers.start("notices", self.mail.run_notices)
-            workers.start("routing", self._routing_worker)
+            workers.start("routing", self.routing.run)
             workers.start("progress", self._progress_worker)
             workers.start("incidents", self.incidents.run)
             if self._cdr is not None:
@@ -352,30 +351,6 @@ class Daemon:
         """A webhook signed with a key or algorithm not configured: an incident, so a person
         fixes the configuration before the provider gives up retrying the replies."""
         self.watch.webhook_signing_error = f"{gateway}: {why}"
-
-    def write_routing_table(self) -> None:
-        file = self.config.agi.routing_file
-        try:
-            path = write_routing_table(self.config, date.today())
-        except OSError as exc:
-            self.watch.routing_error = f"cannot write {file}: {exc.strerror or exc}"
-            log.error("cannot write the routing table %s (%s); the AGI script will use its "
-                      "fallback ring targets", file, exc.strerror)
-            return
-        except Exception as exc:  # noqa: BLE001 - the table of yesterday stays; the AGI can fall back
-            self.watch.routing_error = f"could not build {file}: {type(exc).__name__}: {exc}"
-            log.exception("could not build the routing table; the one written before stays")
-            return
-        self.watch.routing_error = None
-        log.info("routing table for the AGI script: %s", path)
-
-    async def _routing_worker(self) -> None:
-        """Rewrite the routing table daily: it lists calendar holidays for this year and the next
-        only. While it cannot be written, try again every minute."""
-        while True:
-            await asyncio.sleep(ROUTING_TABLE_RETRY_SECONDS if self.watch.routing_error
-                                else ROUTING_TABLE_REFRESH_SECONDS)
-            self.write_routing_table()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
 
