@@ -23,7 +23,7 @@ from ami_listener.connection import AmiConnection, AmiError, event_fields
 from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
-from sms_gateway.webhooks import DeliveryStatus, WebhookServer
+from sms_gateway.callbacks import CallbackServer, DeliveryStatus
 from textback import mailin, runlock, service
 from textback.core.alerts import one_line
 from textback.api.routes import api_routes
@@ -32,7 +32,7 @@ from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
-from textback.workers.events import Route, WebhookWorker
+from textback.workers.events import Destination, EventWorker
 from textback.mailer import Mailer
 from textback.core.inbound import plan_text
 from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT, callback_number, judge_call
@@ -194,20 +194,20 @@ class Daemon:
             use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
-        webhooks = web_server = None
+        callbacks = web_server = None
         workers = self.workers
         try:
             self.attach(store, build_gateway(c, self.ami, self.secrets))
-            if c.gateway.webhooks is not None:
-                w = c.gateway.webhooks
-                webhooks = WebhookServer(
+            if c.gateway.callbacks is not None:
+                w = c.gateway.callbacks
+                callbacks = CallbackServer(
                     [self.gateway], self.receive_text, self.report_delivery,
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
                     header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
-                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook,
-                    on_not_configured=self._webhook_not_configured)
-                await webhooks.start()
+                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_callback,
+                    on_not_configured=self._callback_not_configured)
+                await callbacks.start()
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
             if c.web is not None:
@@ -234,8 +234,8 @@ class Daemon:
                 workers.start("retention", self.retention.run)
             # Always: with no endpoint configured it still forgets old events.
             max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
-            hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
-                                  self.mail.tell_admin)
+            hooks = EventWorker(self._event_destinations(), max_age, self.store, self.clock,
+                                self.mail.tell_admin)
             workers.start("webhooks", hooks.run)
             media = MediaWorker(c.media, self._media_fetchers(), self.media_files, self.store,
                                 self.clock, self._media_wake, self._tell_media_owner,
@@ -254,8 +254,8 @@ class Daemon:
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
-            if webhooks is not None:
-                await webhooks.stop()  # waits for in-flight commits
+            if callbacks is not None:
+                await callbacks.stop()  # waits for in-flight commits
             if self._mail_server is not None:
                 self._mail_server.close()
                 await self._mail_server.wait_closed()
@@ -267,16 +267,17 @@ class Daemon:
             await self._save_progress()
             await self.store.close()
 
-    def _event_routes(self) -> list[Route]:
+    def _event_destinations(self) -> list[Destination]:
         """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
         c = self.config
-        routes = [Route(e.name, tuple(e.events), EndpointClient(e, self.secrets.webhooks[e.name],
-                                                               self._masked))
-                  for e in (c.webhooks.endpoints if c.webhooks else ())]
+        destinations = [
+            Destination(e.name, tuple(e.events),
+                        EndpointClient(e, self.secrets.webhooks[e.name], self._masked))
+            for e in (c.webhooks.endpoints if c.webhooks else ())]
         for entry in c.crm:
             client = CrmClient(entry, self.secrets.crm[entry.name], self.store, self._masked)
-            routes.append(Route(f"crm:{entry.name}", client.events, client))
-        return routes
+            destinations.append(Destination(f"crm:{entry.name}", client.events, client))
+        return destinations
 
     def _media_fetchers(self) -> dict[str, MediaFetcher]:
         """The gateway's media hosts and credentials, if it carries media (MMS)."""
@@ -342,12 +343,12 @@ class Daemon:
     def _count_reply_mail(self, verdict: str) -> None:
         self.metrics.reply_mail.labels(verdict).inc()
 
-    def _count_webhook(self, gateway: str, result: str) -> None:
-        self.metrics.webhooks.labels(gateway, result).inc()
+    def _count_callback(self, gateway: str, result: str) -> None:
+        self.metrics.callbacks.labels(gateway, result).inc()
         if result == "accepted":
             self.watch.webhook_signing_error = None  # the provider's signatures check out again
 
-    def _webhook_not_configured(self, gateway: str, why: str) -> None:
+    def _callback_not_configured(self, gateway: str, why: str) -> None:
         """A webhook signed with a key or algorithm not configured: an incident, so a person
         fixes the configuration before the provider gives up retrying the replies."""
         self.watch.webhook_signing_error = f"{gateway}: {why}"
