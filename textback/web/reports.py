@@ -17,6 +17,7 @@ from textback.core.scorecard import csv_table
 from textback.store.web import CALL_FILTERS
 from textback.core import views
 from textback.web.chart import funnels
+from textback.web.request_keys import FORM, USER
 
 if TYPE_CHECKING:
     from textback.web.inbox import Inbox
@@ -139,11 +140,11 @@ class Reports:
 
     async def optout(self, request: web.Request) -> web.StreamResponse:
         """Add or lift a suppression with the rules of `textback optout`."""
-        form = request["form"]
+        form = request[FORM]
         number = to_e164(str(form.get("number", ""))[:40], self.config.numbers[0].region)
         if number is None:
             raise web.HTTPBadRequest(text="Bad request: that is not a valid phone number")
-        user = request["user"]
+        user = request[USER]
         if form.get("action") == "add":
             said = "optout_added" if await self.store.suppress(number, f"web:{user.id}") \
                 else "optout_already"
