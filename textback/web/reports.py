@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from textback.core import consent
+from textback.core.call_words import CALL_DECISIONS, CALL_REASONS, call_title
 from textback.core.numbers import national, parse_address, to_e164
 from textback.core.scorecard import csv_table
 from textback.store.web import CALL_FILTERS
@@ -79,12 +80,12 @@ class Reports:
         calls = [{**row, "when": views.when(row["started_at"], tz),
                   "who": national(row["caller"]) if row["caller"] else row["caller_raw"],
                   "number_label": views.number_label(self.config, row["business_number"]),
-                  "title": views.call_title(row["outcome"], row["reason"], row["decision"] or "")}
+                  "title": call_title(row["outcome"], row["reason"], row["decision"] or "")}
                  for row in rows]
         return self.inbox.render("calls.html", request, {
             "calls": calls, "filters": equal, "from": f"{start:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}",
             "numbers": self.config.numbers, "outcomes": OUTCOMES,
-            "reasons": views.CALL_REASONS, "decisions": views.CALL_DECISIONS})
+            "reasons": CALL_REASONS, "decisions": CALL_DECISIONS})
 
     async def _cards(self, request: web.Request) -> tuple[str, list[dict]]:
         """The month asked for (default this one) and its scorecard: what `textback report` prints."""
