@@ -1,8 +1,10 @@
 """The daemon: wires the edges (AMI, store, gateway, SMTP) around the pure core.
 
-    AMI events -> CallTracker -> rules.decide -> Store (call + outbox, one commit)
+    AMI events -> CallTracker -> Store.call_facts -> missed_call.judge_call
+        -> Store (call + outbox, one commit)
     outbox worker -> gateway.send -> Store
-    inbound text -> Store (message + alert, one commit) -> alert worker -> SMTP
+    inbound text -> Store.sender_facts -> inbound.plan_text
+        -> Store (message + alert + keyword's answer, one commit) -> alert worker -> SMTP
     notice to an owner or the admin -> Store -> SMTP (retried by the notice worker)
 
 Every decision is written to the "textback.timeline" log in plain words, so
