@@ -5,6 +5,7 @@ Everything the system accepts is committed here before it is acted on or acknowl
 what a second SQL backend implements with its own SQL. Each aggregate is a small module
 working on the shared `Connection` (its transactions, events and consent facts):
 
+    facts        a finished call's or an inbound text's facts, read in one statement
     calls        calls and conversations; a call and its automatic text in one commit
     outbox       due texts claimed, sent, retried, held, expired (its state machine there)
     inbound      inbound texts and their owner alerts
@@ -29,6 +30,7 @@ from __future__ import annotations
 from textback.store.calls import CallRows
 from textback.store.connection import StoreTooNew, textback_version
 from textback.store.deliveries import DeliveryRows
+from textback.store.facts import FactRows
 from textback.store.inbound import InboundRows
 from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
@@ -55,7 +57,7 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "StoreTooNew", "statements", "textback_version"]
 
 
-class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
-            OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            OwnerTextRows, PushRows, IntakeRows):
+class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,
+            OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore,
+            MediaRows, OwnerTextRows, PushRows, IntakeRows):
     """The port: every aggregate's public methods on one connection (`Store.open(path)`)."""
