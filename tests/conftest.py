@@ -15,6 +15,7 @@ from lab.harness import SMTP_SINK_PORT, DaemonProcess, start_smtp_sink
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import Store
+from tests.postgres import PostgresServer
 
 pytest_plugins = ["lab.fixture"]
 
@@ -46,6 +47,23 @@ def smtp_sink():
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL 15 for the session (tests/postgres.py), stopped at the end."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL: its URL."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture
