@@ -37,6 +37,7 @@ from textback.store.progress import ProgressRows
 from textback.store.reading import ReadingRows
 from textback.store.retention import RetentionRows
 from textback.store.selftests import SelftestRows
+from textback.store.sqlite import SqliteConnection
 from textback.store.tokens import TokenRows
 from textback.store.values import (CLI_INBOX_COLUMNS, MAIL_TABLES, REPEAT_WITHOUT_ID_SECONDS,
                                    SELFTEST_KIND, CallRow, InboundRecord, Notice, NotANumber,
@@ -50,5 +51,7 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
 
 
 class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
-            OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows):
-    """The port: every aggregate's public methods on one connection (`Store.open(path)`)."""
+            OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
+            SqliteConnection):
+    """The port on SQLite: every aggregate's public methods on one connection
+    (`Store.open(path)`)."""

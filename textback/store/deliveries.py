@@ -37,10 +37,10 @@ class DeliveryRows(Connection):
                 if cursor is None or cursor < last:
                     marks = ",".join("?" * len(types))
                     inserted = await db.execute(
-                        "INSERT OR IGNORE INTO event_deliveries (event, endpoint, order_key,"
+                        "INSERT INTO event_deliveries (event, endpoint, order_key,"
                         " updated_at) SELECT id, ?, order_key, ? FROM events"
                         f" WHERE id > ? AND id <= ? AND type IN ({marks}) AND created_at >= ?"
-                        " ORDER BY id",
+                        " ORDER BY id ON CONFLICT DO NOTHING",
                         (name, now, cursor or 0, last, *types, since if cursor is None else 0))
                     created += inserted.rowcount
                     await db.execute(
@@ -115,13 +115,13 @@ class DeliveryRows(Connection):
                                    error: str, delivered: bool) -> None:
         """Keep a test event's one try in the delivery log (it is never queued or retried)."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            event_row = await self._insert(
                 "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
                 (event.id, event.type, event.order_key, event.body, event.at))
             await db.execute(
                 "INSERT INTO event_deliveries (event, endpoint, order_key, state, attempts,"
                 " last_status, last_error, updated_at) VALUES (?,?,?,?,1,?,?,?)",
-                (cursor.lastrowid, endpoint, event.order_key,
+                (event_row, endpoint, event.order_key,
                  "delivered" if delivered else "failed", status, error, time.time()))
 
     async def delivery_log(self, limit: int = 50, endpoint: str | None = None,

@@ -67,11 +67,10 @@ class InboundRows(Connection):
                                           (display_name, conversation_id))
                 if cursor.rowcount:
                     await self._index_contact(conversation_id)
-            cursor = await db.execute(
+            message_id = await self._insert(
                 "INSERT INTO messages (conversation_id, direction, body, segments, status, gateway,"
                 " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
-            message_id = cursor.lastrowid
             await self._insert_media(db, message_id, media, now)
             if keyword:
                 await self._ledger(consent.Fact(consent.KEYWORD, caller, now, business_number,
@@ -87,7 +86,7 @@ class InboundRows(Connection):
                 (conversation_id, message_id))
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
-            cursor = await db.execute(
+            alert_id = await self._insert(
                 "INSERT INTO alerts (conversation_id, message_id, owner_id, created_at)"
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
             contact = await self._one("SELECT contact_name FROM conversations WHERE id = ?",
@@ -102,7 +101,7 @@ class InboundRows(Connection):
                 message_id=message_id, conversation_id=conversation_id, caller=caller,
                 business_number=business_number, body=body, contact_name=contact["contact_name"],
                 owner_id=owner["owner_id"], at=now, media=listed_media))
-            return InboundRecord(conversation_id, message_id, cursor.lastrowid, False)
+            return InboundRecord(conversation_id, message_id, alert_id, False)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,
                                 gateway: str, gateway_id: str | None) -> bool:
@@ -116,8 +115,8 @@ class InboundRows(Connection):
             seen = await self._one("SELECT 1 FROM unroutable_texts WHERE sender_raw = ? LIMIT 1",
                                    (sender_raw,))
             await db.execute(
-                "INSERT OR IGNORE INTO unroutable_texts (sender_raw, recipient, body, gateway,"
-                " gateway_id, received_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO unroutable_texts (sender_raw, recipient, body, gateway,"
+                " gateway_id, received_at) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (sender_raw, recipient, body, gateway, gateway_id, time.time()))
             return seen is None
 

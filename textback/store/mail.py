@@ -37,10 +37,9 @@ class MailRows(Connection):
             return await self._insert_notice(Notice(name, address, subject, body))
 
     async def _insert_notice(self, notice: Notice) -> int:
-        cursor = await self._db.execute(
+        return await self._insert(
             "INSERT INTO notices (name, address, subject, body, created_at) VALUES (?,?,?,?,?)",
             (notice.name, notice.address, notice.subject, notice.body, time.time()))
-        return cursor.lastrowid
 
     async def due_mail(self, table: str, now: float, limit: int = 20) -> list[int]:
         """Ids of the rows of `table` waiting to be mailed whose retry time has come."""

@@ -26,7 +26,8 @@ class OptOutRows(Connection):
         now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
+                "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (number, now, source))
             if cursor.rowcount != 1:
                 return False

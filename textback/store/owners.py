@@ -122,7 +122,8 @@ class OwnerRows(Connection):
         """
         async with self._transaction() as db:
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)",
+                "INSERT INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (message_id, level, owner_id, time.time()))
             if cursor.rowcount != 1:
                 return None

@@ -37,8 +37,9 @@ class ReadingRows(Connection):
     async def recent_auto_texts(self, now: float, prefix: str) -> tuple[int, int, int]:
         """Automatic texts queued in the last hour, the last day, and the last hour to `prefix`."""
         row = await self._one(
-            "SELECT SUM(m.created_at >= ?) AS hour, COUNT(*) AS day,"
-            " SUM(m.created_at >= ? AND o.recipient LIKE ? || '%') AS prefix"
+            "SELECT SUM(CASE WHEN m.created_at >= ? THEN 1 ELSE 0 END) AS hour, COUNT(*) AS day,"
+            " SUM(CASE WHEN m.created_at >= ? AND o.recipient LIKE ? || '%' THEN 1 ELSE 0 END)"
+            " AS prefix"
             " FROM messages m JOIN outbox o ON o.message_id = m.id"
             " WHERE m.kind = 'auto' AND m.created_at >= ?",
             (now - 3600, now - 3600, prefix, now - 86400))

@@ -32,8 +32,8 @@ class RetentionRows(Connection):
         """Keep a month's scorecard; one kept earlier stays (its month may be partly pruned)."""
         async with self._transaction() as db:
             await db.executemany(
-                "INSERT OR IGNORE INTO monthly_scorecards (month, business_number, card)"
-                " VALUES (?,?,?)", [(month, card["business_number"], json.dumps(card))
+                "INSERT INTO monthly_scorecards (month, business_number, card)"
+                " VALUES (?,?,?) ON CONFLICT DO NOTHING", [(month, card["business_number"], json.dumps(card))
                                     for card in cards])
 
     async def prunable(self, cutoff: float) -> dict[str, int]:

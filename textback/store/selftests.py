@@ -15,10 +15,9 @@ class SelftestRows(Connection):
 
     async def request_selftest(self, trigger: str) -> int:
         """A run for the daemon to pick up; `textback selftest` then waits for its result."""
-        async with self._transaction() as db:
-            cursor = await db.execute("INSERT INTO selftests (trigger, requested_at) VALUES (?,?)",
+        async with self._transaction():
+            return await self._insert("INSERT INTO selftests (trigger, requested_at) VALUES (?,?)",
                                       (trigger, time.time()))
-            return cursor.lastrowid
 
     async def claim_selftest(self) -> int | None:
         """The oldest requested run, now running; None when none waits."""

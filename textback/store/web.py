@@ -110,7 +110,8 @@ class WebStore:
     async def _summarise_call(self, conversation_id: int, outcome: str, caller_name: str) -> None:
         await self._db.execute(
             "UPDATE conversations SET missed_calls = missed_calls + 1,"
-            f" unread = unread OR ? != 'answered', version = {NEXT_VERSION} WHERE id = ?",
+            " unread = CASE WHEN ? != 'answered' THEN 1 ELSE unread END,"
+            f" version = {NEXT_VERSION} WHERE id = ?",
             (outcome, conversation_id))
         if caller_name:
             await self._index_contact(conversation_id)
@@ -247,7 +248,7 @@ class WebStore:
         if row is not None:
             return row["value"]
         async with self._transaction() as db:
-            await db.execute("INSERT OR IGNORE INTO web_keys (name, value) VALUES (?, ?)",
+            await db.execute("INSERT INTO web_keys (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
                              (name, secrets.token_bytes(32)))
         return (await self._one("SELECT value FROM web_keys WHERE name = ?", (name,)))["value"]
 
@@ -354,8 +355,8 @@ class WebStore:
         async with self._transaction() as db:
             await db.execute("DELETE FROM used_links WHERE expires_at < ?", (now,))
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
-                " VALUES (?,?,?,?)", (nonce_digest, owner_id, now, expires_at))
+                "INSERT INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
+                " VALUES (?,?,?,?) ON CONFLICT DO NOTHING", (nonce_digest, owner_id, now, expires_at))
             return cursor.rowcount == 1
 
     # -- the calls, admin pages ----------------------------------------------------------
