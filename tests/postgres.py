@@ -75,9 +75,10 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(sql)
 
-    def new_database(self, template: str = "template0") -> str:
-        """A fresh database, copied from `template`; returns its URL."""
-        name = f"t{os.getpid()}_{next(self._names)}"
+    def new_database(self, template: str = "template0", name: str | None = None) -> str:
+        """A fresh database (named `name`, or the next free name), copied from `template`;
+        returns its URL."""
+        name = name or f"t{os.getpid()}_{next(self._names)}"
         self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
 

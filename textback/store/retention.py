@@ -19,7 +19,7 @@ class RetentionRows(Connection):
     async def oldest_activity(self) -> float | None:
         """When the oldest call or message that is still kept happened."""
         row = await self._one("SELECT MIN(at) AS at FROM (SELECT MIN(started_at) AS at FROM calls"
-                              " UNION ALL SELECT MIN(created_at) FROM messages)")
+                              " UNION ALL SELECT MIN(created_at) FROM messages) AS oldest")
         return row["at"]
 
     async def monthly_scorecard(self, month: str) -> list[dict[str, Any]] | None:

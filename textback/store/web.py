@@ -45,14 +45,18 @@ MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters o
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
 
 
-def search_phrase(query: str) -> str | None:
-    """What to look for in the trigram index: a number's digits, or the words as one phrase."""
+def search_text(query: str) -> str | None:
+    """What to look for in the trigram index: a number's digits, or the words as they are."""
     text = " ".join(query.split())
     if PHONE_LIKE.match(text):
         text = re.sub(r"\D", "", text)
-    if len(text) < MIN_SEARCH_CHARS:
-        return None
-    return '"' + text.replace('"', '""') + '"'
+    return text if len(text) >= MIN_SEARCH_CHARS else None
+
+
+def search_phrase(query: str) -> str | None:
+    """The search as one FTS5 phrase (SQLite's trigram index)."""
+    text = search_text(query)
+    return None if text is None else '"' + text.replace('"', '""') + '"'
 
 
 class StaleState(Exception):
