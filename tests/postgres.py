@@ -20,6 +20,9 @@ from pathlib import Path
 
 PG_BIN = Path(os.environ.get("TEXTBACK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "textback"
+# A role that must give its password (scram-sha-256), as a daemon's role does in production;
+# the superuser connects without one (trust), over the socket only this user can reach.
+PASSWORD_ROLE = "textback_app"
 TEMPLATE = "textback_template"
 
 
@@ -58,6 +61,8 @@ class PostgresServer:
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
         # The socket in our own directory, no TCP at all; fsync off: a test cluster is
         # thrown away, and durability is the server's job, not what these tests measure.
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
@@ -65,9 +70,21 @@ class PostgresServer:
                         " -c synchronous_commit=off -c full_page_writes=off"
                         " -c max_connections=200", "start")
 
-    def url(self, database: str = "postgres") -> str:
+    def url(self, database: str = "postgres", user: str = SUPERUSER) -> str:
         """A libpq URL for `database` over the Unix socket (its directory as the host)."""
-        return f"postgresql://{SUPERUSER}@/{database}?host={self.root}"
+        return f"postgresql://{user}@/{database}?host={self.root}"
+
+    def password_role(self, password: str) -> str:
+        """Give PASSWORD_ROLE `password` (creating it the first time); returns its name."""
+        from psycopg import sql
+        import psycopg
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                        (PASSWORD_ROLE,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            connection.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(PASSWORD_ROLE), sql.Literal(password)))
+        return PASSWORD_ROLE
 
     def admin(self, sql: str) -> None:
         """Run one statement as the superuser on the `postgres` database (autocommit)."""

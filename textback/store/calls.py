@@ -107,7 +107,7 @@ class CallRows(Connection):
         """
         now = time.time()
         call = dataclasses.replace(call, selftest=True)
-        async with self._transaction() as db:
+        async with self._transaction():
             conversation_id = message_id = outbox_id = None
             if text is not None and recipient is not None:
                 row = await self._one("SELECT id FROM conversations WHERE caller = ? AND"

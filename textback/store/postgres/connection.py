@@ -144,10 +144,15 @@ class PgConnection(Connection):
         async def configure(connection: psycopg.AsyncConnection) -> None:
             connection.adapters.register_loader("numeric", _Number)
 
+        secret = {"password": password} if password else {}
+        try:  # once, alone: a refusal is said at once and plainly, not retried by the pool
+            await (await psycopg.AsyncConnection.connect(url, connect_timeout=10, **secret)).close()
+        except psycopg.OperationalError as exc:
+            raise ConnectionError(f"cannot connect to PostgreSQL at {redacted(url)}: "
+                                  f"{str(exc).strip()}") from None
         pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, configure=configure,
-            kwargs={"autocommit": True, "row_factory": _rows,
-                    **({"password": password} if password else {})})
+            kwargs={"autocommit": True, "row_factory": _rows, **secret})
         try:
             await pool.open(wait=True, timeout=30)
         except psycopg_pool.PoolTimeout as exc:
@@ -220,3 +225,29 @@ class PgConnection(Connection):
                     "INSERT INTO written_by VALUES (?, ?, ?) ON CONFLICT (schema_version)"
                     " DO UPDATE SET textback_version = excluded.textback_version, at = excluded.at",
                     (len(migrations.MIGRATIONS), textback_version(), time.time()))
+
+
+async def describe_database(url: str, password: str | None = None) -> str:
+    """One line on the database at `url` for `textback check`: server, schema, pg_trgm.
+    Reads only; raises what connecting raised."""
+    async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=10,
+            **({"password": password} if password else {})) as connection:
+        server = (await (await connection.execute("SHOW server_version")).fetchone())[0]
+        known = len(migrations.MIGRATIONS)
+        version = 0
+        if (await (await connection.execute(
+                "SELECT to_regclass('schema_version')")).fetchone())[0] is not None:
+            version = (await (await connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version")).fetchone())[0]
+        trigram = (await (await connection.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")).fetchone()) is not None
+    if version > known:
+        raise downgrade_refused(redacted(url), version, None, known)
+    if not trigram:
+        raise RuntimeError(f"PostgreSQL {server} at {redacted(url)} lacks pg_trgm "
+                           "(Debian: postgresql-contrib)")
+    schema = (f"schema {version}" if version == known else
+              f"schema {version}, `textback run` brings it to {known}" if version else
+              f"empty, `textback run` creates schema {known}")
+    return f"PostgreSQL {server} at {redacted(url)}, {schema}"
