@@ -59,6 +59,11 @@ class Connection:
             f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             fact.row())
 
+    def _skip_locked(self, table: str) -> str:
+        """What a claim's SELECT ends with so that rows another daemon's claim holds are
+        skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
+        return ""
+
     async def _insert(self, sql: str, args: tuple = ()) -> int | None:
         """Run an INSERT in the transaction under way; the new row's id (None: nothing was
         inserted, e.g. ON CONFLICT DO NOTHING). RETURNING works alike on both backends."""
