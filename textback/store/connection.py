@@ -42,6 +42,10 @@ def downgrade_refused(where: str, version: int, writer_version: str | None,
 class Connection:
     """The aggregates' base: events and consent facts join the transaction under way."""
 
+    # SQLite's CROSS JOIN keeps the tables in the order written (the planner starts from the
+    # first, not from a range of all messages); PostgreSQL's planner needs no such hint.
+    _JOIN_IN_ORDER = "CROSS JOIN"
+
     def __init__(self) -> None:
         self.events_added = asyncio.Event()  # set when a commit carried webhook events
         self._emitted = False

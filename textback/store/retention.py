@@ -71,7 +71,8 @@ class RetentionRows(Connection):
                                       f" FROM media WHERE message_id IN ({marks})", tuple(ids))
                 media, media_bytes = row["n"], row["bytes"]
                 await db.execute(f"DELETE FROM media WHERE message_id IN ({marks})", ids)
-                for table in ("outbox", "escalations", "waiting_texts"):
+                for table in ("outbox", "escalations", "waiting_texts", "owner_alert_texts",
+                              "owner_answers"):
                     await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
                 # A message's row in the search index has its id (the conversation's own is -id).
                 await db.execute(f"DELETE FROM conversation_search WHERE rowid IN ({marks})", ids)

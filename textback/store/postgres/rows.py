@@ -44,7 +44,7 @@ class PostgresRows:
         rows = await self._all(
             f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE c.id IN ("
             "  SELECT conversation_id FROM conversation_search WHERE text ILIKE ?"
-            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0"
+            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0 AND c.owner_line = 0"
             " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (_like_pattern(text), limit))
         return [dict(r) for r in rows]
 
