@@ -32,7 +32,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 [[ -x /usr/bin/pipx ]] || need+=(pipx)
 # PostgreSQL 15 (and pg_trgm, in contrib) for the store's second backend: the tests run
-# initdb and pg_ctl into a temporary directory themselves (tests/postgres.py).
+# initdb and pg_ctl into a temporary directory themselves (lab/postgres.py).
 [[ -x /usr/lib/postgresql/15/bin/pg_ctl ]] || need+=(postgresql postgresql-contrib)
 [[ -e /usr/share/postgresql/15/extension/pg_trgm.control ]] || need+=(postgresql-contrib)
 if ((${#need[@]})); then
