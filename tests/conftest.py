@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import faulthandler
 import os
 import signal
@@ -15,6 +17,8 @@ from lab.harness import SMTP_SINK_PORT, DaemonProcess, start_smtp_sink
 from textback.config import load
 from textback.daemon import Daemon
 from textback.store import Store
+from textback.store.postgres import PostgresStore
+from lab.postgres import TEMPLATE, PostgresServer
 
 pytest_plugins = ["lab.fixture"]
 
@@ -48,10 +52,65 @@ def smtp_sink():
         controller.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL 15 for the session (lab/postgres.py), stopped at the end."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def store(tmp_path):
-    """A fresh store on disk, migrated to the current schema."""
+def postgres_database(postgres_server):
+    """A fresh, empty database on the session's PostgreSQL: its URL."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server):
+    """A database migrated to the current schema once, which fresh stores are copied from."""
+    url = postgres_server.new_database(name=TEMPLATE)
+
+    async def migrate():
+        await (await PostgresStore.open(url)).close()  # closed: a template must have no sessions
+
+    # In a thread of its own: a test's event loop may be running when this is first asked for.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
+    return TEMPLATE
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request, tmp_path):
+    """Where a fresh store is: a SQLite file, or a new PostgreSQL database at the current schema."""
+    if request.param == "sqlite":
+        return tmp_path / "t.db"
+    server = request.getfixturevalue("postgres_server")
+    return server.new_database(template=request.getfixturevalue("postgres_template"))
+
+
+async def open_store_at(location):
+    """The store at a `store_location`: SQLite's for a path, PostgreSQL's for a URL."""
+    if isinstance(location, str):
+        return await PostgresStore.open(location)
+    return await Store.open(location)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path):
+    """A fresh SQLite store, for what only SQLite has (its query plans, its file)."""
     opened = await Store.open(tmp_path / "t.db")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def store(store_location):
+    """A fresh store migrated to the current schema, on each backend in turn."""
+    opened = await open_store_at(store_location)
     yield opened
     await opened.close()
 

@@ -8,7 +8,6 @@ import io
 import json
 import time
 
-import aiosqlite
 import pytest
 from click.testing import CliRunner
 
@@ -20,6 +19,7 @@ from textback.cli import main
 from textback.pruning import prune
 from textback.store import CallRow, PlannedText
 from textback.core.tracker import CallFinished
+from tests.store_helpers import REFUSED, execute, refuse_inserts
 
 SECOND_NUMBER = "+12125550109"
 
@@ -44,8 +44,8 @@ async def test_update_and_delete_of_the_ledger_are_refused(store):
     await store.suppress(HOMEOWNER, "cli")
     for statement in ("UPDATE consent_ledger SET channel = 'sms'", "DELETE FROM consent_ledger",
                       "UPDATE consent_ledger SET at = 0 WHERE fact = 'opted_out'"):
-        with pytest.raises(aiosqlite.IntegrityError, match="append-only"):
-            await store._db.execute(statement)
+        with pytest.raises(REFUSED, match="append-only"):
+            await execute(store, statement)
     [row] = await store.consent_record(HOMEOWNER)
     assert (row["fact"], row["channel"]) == ("opted_out", "cli")
 
@@ -57,10 +57,9 @@ async def test_a_fact_is_lost_with_the_change_it_records(store):
                    "no_answer", "missed_call_text")
     await store.record_call(call, PlannedText("dana", "Hi", now))
     before = await store.consent_record(HOMEOWNER)
-    with pytest.raises(Exception):
-        # an outbox that refuses the row fails the transaction after the message and its fact
-        await store._db.execute("CREATE TRIGGER no_outbox BEFORE INSERT ON outbox"
-                                " BEGIN SELECT RAISE(ABORT, 'outbox refused'); END")
+    # an outbox that refuses the row fails the transaction after the message and its fact
+    await refuse_inserts(store, "outbox", "outbox refused")
+    with pytest.raises(Exception, match="outbox refused"):
         await store.record_call(CallRow("7.2", BUSINESS_NUMBER, HOMEOWNER, HOMEOWNER, "", now,
                                         None, now, "missed", "no_answer", "missed_call_text"),
                                 PlannedText("dana", "Hi again", now))
@@ -124,8 +123,8 @@ async def test_retention_never_prunes_the_ledger(store):
     call = CallRow("3.1", BUSINESS_NUMBER, HOMEOWNER, HOMEOWNER, "", old, None, old, "missed",
                    "no_answer", "missed_call_text")
     await store.record_call(call, PlannedText("dana", "Hi from long ago", old))
-    await store._db.execute("UPDATE messages SET created_at = ?", (old,))
-    await store._db.execute("UPDATE outbox SET state = 'sent'")
+    await execute(store, "UPDATE messages SET created_at = ?", (old,))
+    await execute(store, "UPDATE outbox SET state = 'sent'")
     pruned = await prune(store, 12, "America/New_York")
     assert pruned.deleted["calls"] == 1 and pruned.deleted["messages"] == 1
     assert facts(await store.consent_record(HOMEOWNER)) == [("call", "", "ami"),

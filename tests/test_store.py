@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from textback.store import REPEAT_WITHOUT_ID_SECONDS, CallRow, PlannedText, Store
-from tests.store_helpers import outbox_states
+from tests.store_helpers import execute, outbox_states
 
 
 def call(linkedid="1700000000.1", caller="+12125550123", outcome="missed") -> CallRow:
@@ -91,7 +91,7 @@ async def test_a_text_without_an_id_repeated_at_once_is_stored_once(store):
         assert not (await store.record_inbound(caller, number, body, "asterisk", None,
                                                "dana")).duplicate
     # ... and so are the same words once REPEAT_WITHOUT_ID_SECONDS have passed
-    await store._db.execute("UPDATE messages SET created_at = created_at - ?",
+    await execute(store, "UPDATE messages SET created_at = created_at - ?",
                             (REPEAT_WITHOUT_ID_SECONDS + 1,))
     assert not (await store.record_inbound(caller, number, "STOP", "asterisk", None,
                                            "dana")).duplicate
@@ -146,7 +146,7 @@ async def test_a_first_version_database_is_upgraded_in_place(tmp_path):
 
 async def test_the_dedupe_window_includes_its_first_instant(store):
     assert await store.record_call(call("4.1"), PlannedText("dana", "Hi", 0), dedupe_since=0)
-    [(texted_at,)] = await (await store._db.execute("SELECT created_at FROM messages")).fetchall()
+    [(texted_at,)] = await store._all("SELECT created_at FROM messages")
     # A window that starts exactly when the last text was queued still holds it...
     assert await store.record_call(call("4.2"), PlannedText("dana", "Hi", 0), dedupe_since=texted_at) is None
     # ...and one that starts a microsecond later does not.

@@ -112,7 +112,9 @@ async def test_search_finds_a_number_however_written_a_name_and_words(store):
     assert await found("ab") == []  # too short for the trigram index: nothing, not everything
 
 
-async def test_an_inbox_page_reads_one_index_range_not_the_history(store, monkeypatch):
+async def test_an_inbox_page_reads_one_index_range_not_the_history(sqlite_store, monkeypatch):
+    """SQLite's plans (PostgreSQL's: tests/test_query_plans_postgres.py)."""
+    store = sqlite_store
     seen: list[str] = []
     run = store._all
 

@@ -93,11 +93,26 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
         results.append(("smtp", True, f"reached {detail}"))
     except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
         results.append(("smtp", False, f"{c.smtp.host}:{c.smtp.port}: {type(exc).__name__}: {exc}"))
+    if c.storage.backend == "postgresql":
+        results.append(await _check_postgresql(loaded))
     if c.recovery is not None:
         results.append(await _check_cdr(loaded))
     if c.selftest is not None and c.selftest.ami is not None:
         results.append(await _check_selftest_login(loaded))
     return results
+
+
+async def _check_postgresql(loaded: Loaded) -> tuple[str, bool, str]:
+    """The PostgreSQL database storage.url names: reached, its server, its schema (read only:
+    `textback run` migrates it)."""
+    from textback.store.postgres.connection import describe_database
+    password = loaded.secrets.storage_password
+    try:
+        detail = await describe_database(loaded.config.storage.url,
+                                         password.get_secret_value() if password else None)
+        return "database", True, detail
+    except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
+        return "database", False, f"{loaded.config.storage.url}: {type(exc).__name__}: {exc}"
 
 
 async def _check_selftest_login(loaded: Loaded) -> tuple[str, bool, str]:

@@ -12,6 +12,7 @@ import base64
 import csv
 import logging
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -468,7 +469,49 @@ class ComplianceConfig(Strict):
 
 
 class StorageConfig(Strict):
+    """Where the store is: SQLite's file (`path`, or `url: sqlite:///...`), the default, or a
+    PostgreSQL database (`url: postgresql://user@host/db`) whose password comes from a file or
+    the environment (`password`), never from the URL or the config itself.
+
+    With PostgreSQL, `path` still names this host's run lock and media's default directory.
+    """
+
     path: Path = Path("/var/lib/textback/textback.db")
+    url: str | None = None
+    password: SecretRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_url(cls, data: Any) -> Any:
+        """`url: sqlite:///var/lib/x.db` is `path: /var/lib/x.db`."""
+        if isinstance(data, dict) and str(data.get("url") or "").startswith("sqlite:"):
+            if "path" in data:
+                raise ValueError("give 'path' or a sqlite: 'url', not both")
+            url = data["url"]
+            if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+                raise ValueError("a SQLite url is sqlite:///path/to/file.db")
+            data = {key: value for key, value in data.items() if key != "url"}
+            data["path"] = url.removeprefix("sqlite://")
+        return data
+
+    @model_validator(mode="after")
+    def _postgresql_url(self) -> "StorageConfig":
+        if self.url is None:
+            if self.password is not None:
+                raise ValueError("'password' is for a postgresql:// url")
+            return self
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme not in ("postgresql", "postgres"):
+            raise ValueError("url must be postgresql://user@host/database or sqlite:///path")
+        if parsed.password is not None:
+            raise ValueError("no password in the url: give it as 'password' (file or env)")
+        if not parsed.path.strip("/"):
+            raise ValueError("url must name the database: postgresql://user@host/database")
+        return self
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url is None else "postgresql"
 
 
 class RetentionConfig(Strict):
@@ -1166,11 +1209,12 @@ class Secrets:
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
     crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
     intake_model: SecretStr | None = None  # the optional intake extractor's API key
+    storage_password: SecretStr | None = None  # PostgreSQL's, for storage.url
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
-                  self.metrics_token, *self.gateway.values(),
+                  self.metrics_token, self.storage_password, *self.gateway.values(),
                   *self.webhooks.values(), *self.crm.values(), self.intake_model,
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
@@ -1229,6 +1273,9 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     selftest_ami = None
     if config.selftest is not None and config.selftest.ami is not None:
         selftest_ami = _resolve(config.selftest.ami.secret, base, "selftest.ami.secret", problems)
+    storage_password = None
+    if config.storage.password is not None:
+        storage_password = _resolve(config.storage.password, base, "storage.password", problems)
     metrics_token = None
     if config.metrics.token is not None:
         metrics_token = _resolve(config.metrics.token, base, "metrics.token", problems)
@@ -1267,7 +1314,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
                                   webhooks=webhook_secrets, crm=crm_tokens,
-                                  intake_model=intake_model),
+                                  intake_model=intake_model,
+                                  storage_password=storage_password),
                   source=Path(source))
 
 

@@ -48,7 +48,7 @@ from textback.core.scorecard import parse_amount
 from textback.core.rules import Decision, match_number
 from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
-from textback.store import CallRow, NewMedia, PlannedText, Store
+from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
@@ -212,7 +212,7 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
-        store = await Store.open(c.storage.path)
+        store = await open_store(c.storage, self.secrets.storage_password)
         self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
         self.routing.write()
@@ -281,7 +281,7 @@ class Daemon:
                 workers.start("push", self.push.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
-                     self.gateway.name, c.storage.path)
+                     self.gateway.name, c.storage.url or c.storage.path)  # a url holds no password
             self.serving.set()
             await stop.wait()
         finally:

@@ -3,7 +3,8 @@
 # Kannel (bearerbox, smsbox, fakesmsc) for the kannel gateway tests, and
 # MariaDB's server for the FreePBX CDR tests, systemd-analyze (package systemd)
 # to verify the unit `textback install --systemd` writes, mmdebstrap, systemd-container
-# and pipx for the Debian package's tests, and Chromium, the browser the
+# and pipx for the Debian package's tests, PostgreSQL 15 with pg_trgm for the store's
+# PostgreSQL backend, and Chromium, the browser the
 # inbox's browser tests drive (Playwright uses it; it never downloads one). The tests start their own
 # instances, so the packaged services are stopped and disabled. And axe-core, the accessibility
 # engine the browser tests run over every page: from the npm registry, at a pinned version, into
@@ -30,6 +31,10 @@ command -v npm >/dev/null || need+=(npm)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 [[ -x /usr/bin/pipx ]] || need+=(pipx)
+# PostgreSQL 15 (and pg_trgm, in contrib) for the store's second backend: the tests run
+# initdb and pg_ctl into a temporary directory themselves (lab/postgres.py).
+[[ -x /usr/lib/postgresql/15/bin/pg_ctl ]] || need+=(postgresql postgresql-contrib)
+[[ -e /usr/share/postgresql/15/extension/pg_trgm.control ]] || need+=(postgresql-contrib)
 if ((${#need[@]})); then
     echo "install-test-deps.sh: installing ${need[*]}" >&2
     # policy-rc.d 101: the packages' own services must not start during the install.
@@ -38,7 +43,7 @@ if ((${#need[@]})); then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     apt_install "${need[@]}"
 fi
-for service in kannel mariadb; do
+for service in kannel mariadb postgresql; do
     if [[ -e /etc/init.d/$service ]]; then
         update-rc.d "$service" disable >/dev/null 2>&1 || true
         service "$service" stop >/dev/null 2>&1 || true

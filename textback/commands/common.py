@@ -74,11 +74,11 @@ def age_of(at: float | None) -> str:
 
 async def with_store(loaded: Loaded, work) -> object:
     """Open the store, run `work(store)`, and close it again."""
-    from textback.store import Store, StoreTooNew
+    from textback.store import StoreTooNew, open_store
 
     try:
-        store = await Store.open(loaded.config.storage.path)
-    except StoreTooNew as exc:
+        store = await open_store(loaded.config.storage, loaded.secrets.storage_password)
+    except (StoreTooNew, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         return await work(store)

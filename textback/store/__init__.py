@@ -1,9 +1,11 @@
-"""The store: SQLite (WAL) on one aiosqlite connection, one module per aggregate.
+"""The store: one module per aggregate, on SQLite (the default) or PostgreSQL.
 
 Everything the system accepts is committed here before it is acted on or acknowledged.
-`Store` is the port the rest of textback uses: its public methods, and nothing else, are
-what a second SQL backend implements with its own SQL. Each aggregate is a small module
-working on the shared `Connection` (its transactions, events and consent facts):
+`StorePort` (port.py) lists the public methods the rest of textback uses; `Store` is it on
+SQLite (WAL, one aiosqlite connection: sqlite.py), `PostgresStore` on PostgreSQL (postgres/);
+`open_store(config.storage)` picks one. The aggregates' SQL is the standard SQL both run;
+where the dialects differ each backend has its own. Each aggregate is a small module working
+on the shared `Connection` (its transactions, events and consent facts):
 
     facts        a finished call's or an inbound text's facts, read in one statement
     calls        calls and conversations; a call and its automatic text in one commit
@@ -22,10 +24,13 @@ working on the shared `Connection` (its transactions, events and consent facts):
     web, media   the web inbox's users, sessions, links and notes; media rows
     push         owners' push subscriptions, the pushes to them, their alert channels
     intake       intake facts: each extraction and correction, and their merge
-    migrations   the schema, appended to at the end
+    migrations   the schema, appended to at the end (PostgreSQL's: postgres/migrations.py)
+    states       each claim's state machine, one transition table both backends follow
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from textback.store.calls import CallRows
 from textback.store.connection import StoreTooNew, textback_version
@@ -45,19 +50,37 @@ from textback.store.push import PushRows, QueuedPush
 from textback.store.reading import ReadingRows
 from textback.store.retention import RetentionRows
 from textback.store.selftests import SelftestRows
+from textback.store.sqlite import SqliteConnection
 from textback.store.tokens import TokenRows
 from textback.store.values import (CLI_INBOX_COLUMNS, MAIL_TABLES, REPEAT_WITHOUT_ID_SECONDS,
                                    SELFTEST_KIND, CallRow, InboundRecord, Notice, NotANumber,
                                    OutboxItem, PlannedText)
 from textback.store.web import StaleState, WebStore
 
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from textback.config import StorageConfig
+    from textback.store.postgres import PostgresStore
+
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "REPEAT_WITHOUT_ID_SECONDS", "SELFTEST_KIND", "CallRow", "InboundRecord", "NewMedia",
            "NotANumber", "Notice", "OutboxItem", "PlannedText", "QueuedPush", "StaleState", "Store",
-           "StoreTooNew", "statements", "textback_version"]
+           "StoreTooNew", "open_store", "statements", "textback_version"]
 
 
 class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,
             OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore,
-            MediaRows, OwnerTextRows, PushRows, IntakeRows):
-    """The port: every aggregate's public methods on one connection (`Store.open(path)`)."""
+            MediaRows, OwnerTextRows, PushRows, IntakeRows, SqliteConnection):
+    """The port on SQLite: every aggregate's public methods on one connection
+    (`Store.open(path)`)."""
+
+
+async def open_store(storage: StorageConfig, password: SecretStr | None = None
+                     ) -> Store | PostgresStore:
+    """The store `storage` names: SQLite's file by default, PostgreSQL's database for a
+    postgresql:// url (`password`: storage.password, resolved with the config's secrets)."""
+    if storage.backend == "sqlite":
+        return await Store.open(storage.path)
+    from textback.store.postgres import PostgresStore  # psycopg only when it is used
+    return await PostgresStore.open(storage.url, password.get_secret_value() if password else None)

@@ -107,17 +107,16 @@ class CallRows(Connection):
         """
         now = time.time()
         call = dataclasses.replace(call, selftest=True)
-        async with self._transaction() as db:
+        async with self._transaction():
             conversation_id = message_id = outbox_id = None
             if text is not None and recipient is not None:
                 row = await self._one("SELECT id FROM conversations WHERE caller = ? AND"
                                       " business_number = ?", (recipient, call.business_number))
                 if row is None:
-                    cursor = await db.execute(
+                    conversation_id = await self._insert(
                         "INSERT INTO conversations (caller, business_number, owner_id, created_at,"
                         " updated_at, selftest) VALUES (?,?,'',?,?,1)",
                         (_canonical(recipient), call.business_number, now, now))
-                    conversation_id = cursor.lastrowid
                 else:
                     conversation_id = row["id"]
                 message_id, outbox_id = await self._queue(
@@ -177,17 +176,17 @@ class CallRows(Connection):
                 "UPDATE conversations SET updated_at = ?, status = 'open', snoozed_until = NULL"
                 " WHERE id = ?", (now, row["id"]))
             return row["id"]
-        cursor = await self._db.execute(
+        conversation_id = await self._insert(
             "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at)"
             " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
         await self._db.execute(
             "INSERT INTO conversation_turns (business_number, started) VALUES (?, 1)"
-            " ON CONFLICT (business_number) DO UPDATE SET started = started + 1", (business_number,))
+            " ON CONFLICT (business_number) DO UPDATE SET started = conversation_turns.started + 1", (business_number,))
         await self._db.execute(
             "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
-            (cursor.lastrowid, owner_id, now, owner_reason))
-        await self._index_contact(cursor.lastrowid)
-        return cursor.lastrowid
+            (conversation_id, owner_id, now, owner_reason))
+        await self._index_contact(conversation_id)
+        return conversation_id
 
     async def _queue(self, conversation_id: int, sender: str, recipient: str, body: str,
                      due_at: float, now: float, kind: str = "auto",
@@ -195,21 +194,20 @@ class CallRows(Connection):
         """A queued outbound message and its outbox row, and its fact in the consent ledger
         (`channel`: the path that wrote it); returns (message id, outbox id)."""
         _canonical(recipient)
-        cursor = await self._db.execute(
+        message_id = await self._insert(
             "INSERT INTO messages (conversation_id, direction, kind, template, body, segments,"
             " status, created_at, author) VALUES (?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
             (conversation_id, kind, template, body, _segments(body), now, author))
-        message_id = cursor.lastrowid
         await self._summarise_message(conversation_id, message_id, "out", kind, body, now)
         if kind == "owner":  # a person answered: the homeowner's texts so far wait no more
             await self._db.execute("DELETE FROM waiting_texts WHERE conversation_id = ?",
                                    (conversation_id,))
-        cursor = await self._db.execute(
+        outbox_id = await self._insert(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",
             (message_id, sender, recipient, due_at, due_at, uuid.uuid4().hex, now))
         await self._ledger(consent.Fact(
             consent.TEXT_QUEUED, recipient, now, sender, channel or _QUEUED_BY.get(kind, ""), kind,
-            body, {"message_id": message_id, "outbox_id": cursor.lastrowid, "template": template,
+            body, {"message_id": message_id, "outbox_id": outbox_id, "template": template,
                    "author": author, "due_at": due_at}))
-        return message_id, cursor.lastrowid
+        return message_id, outbox_id

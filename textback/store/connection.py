@@ -1,39 +1,20 @@
-"""The store's connection: opening (migrations applied), transactions, reads, and the
-events and consent facts every write may append."""
+"""What every aggregate works on, whatever the backend: a transaction, reads, and the events
+and consent facts every write may append.
+
+`Connection` is the aggregates' base; a backend (`textback/store/sqlite.py`,
+`textback/store/postgres/`) supplies `_transaction`, `_one`, `_all` and `_db`, the connection
+of the transaction under way, whose `execute(sql, args)` takes `?` (or `:name`) placeholders
+and returns a cursor with `rowcount`, `fetchone()` and `fetchall()`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
-import threading
-import time
-from pathlib import Path
-from typing import Any, AsyncIterator, Self
-
-import aiosqlite
+from typing import Any
 
 from textback.core import consent
 from textback.core.events import Event
-from textback.store import migrations
-from textback.store.migrations import ANALYSIS_LIMIT, statements
-from textback.store.values import _segments
-
-
-def _connect(path: Path) -> aiosqlite.Connection:
-    """aiosqlite's connection, whose worker thread cannot keep the process alive.
-
-    Since aiosqlite 0.22 that thread is not a daemon, so a store left open by
-    a crash kept the interpreter from exiting, forever. Every commit is
-    awaited before anything is acknowledged, and SQLite rolls back whatever
-    was not committed, so nothing is lost by not waiting for the thread.
-    """
-    connection = aiosqlite.connect(path, isolation_level=None)
-    # The thread starts when the connection is awaited; before 0.22 the connection was the thread.
-    worker = getattr(connection, "_thread", connection)
-    if isinstance(worker, threading.Thread):
-        worker.daemon = True
-    return connection
 
 
 class StoreTooNew(RuntimeError):
@@ -47,82 +28,27 @@ def textback_version() -> str:
         return "(not installed)"
 
 
-async def _refuse_newer_schema(db: aiosqlite.Connection, path: Path) -> None:
-    """Raise StoreTooNew, naming this textback and the one that wrote the store, when the
-    store's schema is newer than MIGRATIONS. Reads only."""
-    version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-    if version <= len(migrations.MIGRATIONS):
-        return
-    try:
-        row = await (await db.execute("SELECT textback_version FROM written_by "
-                                       "WHERE schema_version = ?", (version,))).fetchone()
-    except aiosqlite.OperationalError:
-        row = None
-    writer = f"textback {row[0]}" if row else "a newer textback"
-    raise StoreTooNew(
-        f"{path} has schema {version}, written by {writer}; this is textback "
-        f"{textback_version()}, which knows schema {len(migrations.MIGRATIONS)} at most. Nothing "
+def downgrade_refused(where: str, version: int, writer_version: str | None,
+                      known: int) -> StoreTooNew:
+    """The error for a store whose schema `version` is newer than the `known` one."""
+    writer = f"textback {writer_version}" if writer_version else "a newer textback"
+    return StoreTooNew(
+        f"{where} has schema {version}, written by {writer}; this is textback "
+        f"{textback_version()}, which knows schema {known} at most. Nothing "
         f"was written. Install {writer.removeprefix('a ').replace('newer', 'the newer')} again: "
         f"a downgrade is not supported.")
 
-class Connection:
-    """The one aiosqlite connection every aggregate works on: writes serialised by a lock
-    and run as IMMEDIATE transactions; events and consent facts join the transaction under way."""
 
-    def __init__(self, db: aiosqlite.Connection):
-        self._db = db
-        self._lock = asyncio.Lock()
+class Connection:
+    """The aggregates' base: events and consent facts join the transaction under way."""
+
+    # SQLite's CROSS JOIN keeps the tables in the order written (the planner starts from the
+    # first, not from a range of all messages); PostgreSQL's planner needs no such hint.
+    _JOIN_IN_ORDER = "CROSS JOIN"
+
+    def __init__(self) -> None:
         self.events_added = asyncio.Event()  # set when a commit carried webhook events
         self._emitted = False
-
-    @classmethod
-    async def open(cls, path: Path) -> Self:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await _connect(path)
-        db.row_factory = aiosqlite.Row
-        # First: journal_mode takes a lock, and a CLI command opening the database while the
-        # daemon writes must wait for it rather than fail with "database is locked".
-        await db.execute("PRAGMA busy_timeout=5000")
-        try:  # before journal_mode or a migration: a store this textback cannot read is left as is
-            await _refuse_newer_schema(db, path)
-        except BaseException:
-            await db.close()
-            raise
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.create_function("text_segments", 1, _segments, deterministic=True)  # migrations
-        store = cls(db)
-        try:
-            await store._migrate()
-        except BaseException:
-            await db.close()
-            raise
-        return store
-
-    async def close(self) -> None:
-        """Close, refreshing the planner's statistics first where they have gone stale."""
-        with contextlib.suppress(aiosqlite.Error):
-            await self._db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
-            await self._db.execute("PRAGMA optimize")
-        await self._db.close()
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            else:
-                await self._db.execute("COMMIT")
-                if self._emitted:
-                    self.events_added.set()
-            finally:
-                self._emitted = False
 
     async def _emit(self, event: Event) -> None:
         """Add a webhook event to the transaction under way: it commits, or not, with the change."""
@@ -137,36 +63,23 @@ class Connection:
             f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             fact.row())
 
+    def _skip_locked(self, table: str) -> str:
+        """What a claim's SELECT ends with so that rows another daemon's claim holds are
+        skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
+        return ""
+
+    async def _insert(self, sql: str, args: tuple = ()) -> int | None:
+        """Run an INSERT in the transaction under way; the new row's id (None: nothing was
+        inserted, e.g. ON CONFLICT DO NOTHING). RETURNING works alike on both backends."""
+        row = await (await self._db.execute(f"{sql} RETURNING id", args)).fetchone()
+        return row[0] if row else None
+
+    def _committed(self) -> None:
+        """After a commit: wake the event deliveries if it carried events."""
+        if self._emitted:
+            self.events_added.set()
+
     async def consent_record(self, number: str) -> list[dict[str, Any]]:
         """One number's consent ledger, in time order."""
         return [dict(r) for r in await self._all(
             "SELECT * FROM consent_ledger WHERE number = ? ORDER BY at, id", (number,))]
-
-    async def _migrate(self) -> None:
-        async with self._transaction() as db:
-            version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
-            for number, script in enumerate(migrations.MIGRATIONS[version:], start=version + 1):
-                for statement in statements(script):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
-            recorded = await (await db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'written_by'")).fetchone()
-            if version < len(migrations.MIGRATIONS) and recorded:  # absent only below its own migration
-                await db.execute("INSERT OR REPLACE INTO written_by VALUES (?, ?, ?)",
-                                 (len(migrations.MIGRATIONS), textback_version(), time.time()))
-            if 0 < version < len(migrations.MIGRATIONS):
-                # A store that already holds rows gets statistics for its new indexes at once:
-                # without them the planner may prefer a scan (a new store gets them at close).
-                await db.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
-                await db.execute("ANALYZE")
-
-    # A read runs to its end in one call to the connection's thread: a statement left open
-    # between calls would pin an old snapshot, and a transaction another task begins on this
-    # connection meanwhile could then not write ("database is locked" at once, no busy wait).
-
-    async def _one(self, sql: str, args: tuple = ()) -> aiosqlite.Row | None:
-        rows = await self._db.execute_fetchall(sql, args)
-        return rows[0] if rows else None
-
-    async def _all(self, sql: str, args: tuple = ()) -> list[aiosqlite.Row]:
-        return list(await self._db.execute_fetchall(sql, args))

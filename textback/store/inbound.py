@@ -12,6 +12,7 @@ from textback.core.inbound import KeywordAnswer
 from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
+from textback.store.states import MAIL
 from textback.store.values import _canonical, _segments, InboundRecord, REPEAT_WITHOUT_ID_SECONDS
 
 
@@ -74,11 +75,10 @@ class InboundRows(Connection):
                                           (display_name, conversation_id))
                 if cursor.rowcount:
                     await self._index_contact(conversation_id)
-            cursor = await db.execute(
+            message_id = await self._insert(
                 "INSERT INTO messages (conversation_id, direction, body, segments, status, gateway,"
                 " gateway_id, created_at) VALUES (?, 'in', ?, ?, 'received', ?, ?, ?)",
                 (conversation_id, body, _segments(body), gateway, gateway_id, now))
-            message_id = cursor.lastrowid
             await self._insert_media(db, message_id, media, now)
             if keyword:
                 await self._ledger(consent.Fact(consent.KEYWORD, caller, now, business_number,
@@ -94,10 +94,9 @@ class InboundRows(Connection):
                 (conversation_id, message_id))
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
-            cursor = await db.execute(
+            alert_id = await self._insert(
                 "INSERT INTO alerts (conversation_id, message_id, owner_id, created_at)"
                 " VALUES (?,?,?,?)", (conversation_id, message_id, owner["owner_id"], now))
-            alert_id = cursor.lastrowid
             contact = await self._one("SELECT contact_name FROM conversations WHERE id = ?",
                                       (conversation_id,))
             listed_media = [
@@ -132,8 +131,8 @@ class InboundRows(Connection):
             seen = await self._one("SELECT 1 FROM unroutable_texts WHERE sender_raw = ? LIMIT 1",
                                    (sender_raw,))
             await db.execute(
-                "INSERT OR IGNORE INTO unroutable_texts (sender_raw, recipient, body, gateway,"
-                " gateway_id, received_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO unroutable_texts (sender_raw, recipient, body, gateway,"
+                " gateway_id, received_at) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (sender_raw, recipient, body, gateway, gateway_id, time.time()))
             return seen is None
 
@@ -143,5 +142,5 @@ class InboundRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE alerts SET state = ?, recipient = ?, subject = ?, last_error = ?,"
-                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
-                (state, recipient, subject, error, state, time.time(), alert_id))
+                f" sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND {MAIL.guard('end')}",
+                (MAIL.target("end", state), recipient, subject, error, state, time.time(), alert_id))

@@ -40,7 +40,8 @@ class OptOutRows(Connection):
         event and consent fact; False when the list already was so."""
         if opted_out:
             cursor = await self._db.execute(
-                "INSERT OR IGNORE INTO suppressions (number, since, source) VALUES (?,?,?)",
+                "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (number, now, source))
         else:
             cursor = await self._db.execute("DELETE FROM suppressions WHERE number = ?", (number,))

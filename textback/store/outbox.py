@@ -122,7 +122,9 @@ class OutboxRows(Connection):
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE outbox SET state = '{OUTBOX.target('claim')}', attempts = attempts + 1,"
-                f" updated_at = ? WHERE id IN ({marks}) AND {OUTBOX.guard('claim')} RETURNING id",
+                f" updated_at = ? WHERE id IN (SELECT id FROM outbox WHERE id IN ({marks})"
+                f" AND {OUTBOX.guard('claim')}{self._skip_locked('outbox')})"
+                f" AND {OUTBOX.guard('claim')} RETURNING id",
                 (time.time(), *ids))
             return {row[0] for row in await cursor.fetchall()}
 

@@ -35,10 +35,9 @@ class OwnerTextRows(Connection):
                 await self._db.execute("UPDATE conversations SET owner_line = 1, owner_id = ?"
                                        " WHERE id = ?", (owner_id, row["id"]))
             return row["id"]
-        cursor = await self._db.execute(
+        return await self._insert(
             "INSERT INTO conversations (caller, business_number, owner_id, created_at, updated_at,"
             " owner_line) VALUES (?,?,?,?,?,1)", (mobile, business_number, owner_id, now, now))
-        return cursor.lastrowid
 
     async def queue_owner_alert(self, owner_id: str, mobile: str, sender: str,
                                 conversation_id: int, body: str) -> int:
@@ -71,17 +70,16 @@ class OwnerTextRows(Connection):
         """Commit a text from an owner's mobile on their line before it is acted on; its id, or
         None when the gateway delivered this one (same gateway id) before."""
         now = time.time()
-        async with self._transaction() as db:
+        async with self._transaction():
             if gateway_id and await self._one(
                     "SELECT 1 FROM messages WHERE gateway = ? AND gateway_id = ?"
                     " AND direction = 'in'", (gateway, gateway_id)):
                 return None
             line = await self._owner_line(owner_id, mobile, business_number, now)
-            cursor = await db.execute(
+            return await self._insert(
                 "INSERT INTO messages (conversation_id, direction, kind, body, segments, status,"
                 " gateway, gateway_id, created_at) VALUES (?, 'in', ?, ?, ?, 'received',"
                 " ?, ?, ?)", (line, OWNER_ANSWER, body, _segments(body), gateway, gateway_id, now))
-            return cursor.lastrowid
 
     async def alerted_conversation(self, owner_id: str, code: int | None) -> dict[str, Any] | None:
         """The homeowner's conversation an owner's answer goes to: the one its code names (if
@@ -115,6 +113,7 @@ class OwnerTextRows(Connection):
     async def owner_notice_since(self, mobile: str, template: str, since: float) -> bool:
         """Whether a notice of `template` went to (or waits for) this owner's mobile since `since`."""
         return await self._one(
-            "SELECT 1 FROM conversations c CROSS JOIN messages m ON m.conversation_id = c.id"
+            f"SELECT 1 FROM conversations c {self._JOIN_IN_ORDER} messages m"
+            " ON m.conversation_id = c.id"
             " WHERE c.caller = ? AND c.owner_line = 1 AND m.created_at >= ? AND m.kind = ?"
             " AND m.template = ? LIMIT 1", (mobile, since, OWNER_NOTICE, template)) is not None

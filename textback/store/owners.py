@@ -104,8 +104,8 @@ class OwnerRows(Connection):
             "SELECT c.id AS conversation_id, c.caller, c.business_number, c.owner_id,"
             " m.id AS message_id, m.created_at, m.body, w.escalations AS escalated,"
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
-            " FROM waiting_texts w CROSS JOIN conversations c ON c.id = w.conversation_id"
-            " CROSS JOIN messages m ON m.id = w.message_id"
+            f" FROM waiting_texts w {self._JOIN_IN_ORDER} conversations c ON c.id = w.conversation_id"
+            f" {self._JOIN_IN_ORDER} messages m ON m.id = w.message_id"
             f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0"
             f" AND c.owner_line = 0{below}",
             (older_than,))
@@ -123,7 +123,8 @@ class OwnerRows(Connection):
         """
         async with self._transaction() as db:
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)",
+                "INSERT INTO escalations (message_id, level, owner_id, at) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (message_id, level, owner_id, time.time()))
             if cursor.rowcount != 1:
                 return None

@@ -22,11 +22,10 @@ class ProgressRows(Connection):
 
     async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
         """Record that an incident of `kind` began; None when one is already open."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
+        async with self._transaction():
+            return await self._insert(
                 "INSERT INTO incidents (kind, summary, opened_at) VALUES (?, ?, ?)"
                 " ON CONFLICT DO NOTHING", (kind, summary, at))
-            return cursor.lastrowid if cursor.rowcount else None
 
     async def close_incident(self, incident_id: int, at: float) -> bool:
         async with self._transaction() as db:

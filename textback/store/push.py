@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from textback.core.events import CONVERSATION_ASSIGNED, REPLY_RECEIVED
 from textback.store.connection import Connection
+from textback.store.states import PUSH
 
 PUSH_EVENT_CURSOR = "push.cursor.events"  # the last event (id) the push worker has read
 PUSH_ESCALATION_CURSOR = "push.cursor.escalations"  # the last escalation (its time) read
@@ -166,8 +167,10 @@ class PushRows(Connection):
         None if another worker has it or it is not due."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE push_messages SET state = 'sending', attempts = attempts + 1"
-                " WHERE id = ? AND state = 'pending' AND retry_at <= ?", (push_id, now))
+                f"UPDATE push_messages SET state = '{PUSH.target('claim')}', attempts = attempts + 1"
+                f" WHERE id IN (SELECT id FROM push_messages WHERE id = ? AND {PUSH.guard('claim')}"
+                f" AND retry_at <= ?{self._skip_locked('push_messages')}) AND {PUSH.guard('claim')}",
+                (push_id, now))
             if cursor.rowcount != 1:
                 return None
             row = await self._one(
@@ -177,8 +180,8 @@ class PushRows(Connection):
 
     async def retry_push(self, push_id: int, retry_at: float, error: str) -> None:
         async with self._transaction() as db:
-            await db.execute("UPDATE push_messages SET state = 'pending', retry_at = ?,"
-                             " last_error = ? WHERE id = ? AND state = 'sending'",
+            await db.execute(f"UPDATE push_messages SET state = '{PUSH.target('retry')}',"
+                             f" retry_at = ?, last_error = ? WHERE id = ? AND {PUSH.guard('retry')}",
                              (retry_at, error, push_id))
 
     async def end_push(self, push_id: int, state: str, error: str = "") -> None:
@@ -187,8 +190,8 @@ class PushRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE push_messages SET state = ?, last_error = ?,"
-                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
-                (state, error, state, now, push_id))
+                f" sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND {PUSH.guard('end')}",
+                (PUSH.target("end", state), error, state, now, push_id))
             await db.execute(
                 "UPDATE push_subscriptions SET"
                 " last_sent_at = CASE WHEN ? = 'sent' THEN ? ELSE last_sent_at END,"
@@ -198,8 +201,9 @@ class PushRows(Connection):
     async def recover_interrupted_pushes(self) -> int:
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE push_messages SET state = 'pending', retry_at = 0,"
-                " last_error = 'interrupted while sending; sent again' WHERE state = 'sending'")
+                f"UPDATE push_messages SET state = '{PUSH.target('interrupted')}', retry_at = 0,"
+                " last_error = 'interrupted while sending; sent again'"
+                f" WHERE {PUSH.guard('interrupted')}")
             return cursor.rowcount
 
     async def pushes(self) -> list[dict[str, Any]]:

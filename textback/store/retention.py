@@ -19,7 +19,7 @@ class RetentionRows(Connection):
     async def oldest_activity(self) -> float | None:
         """When the oldest call or message that is still kept happened."""
         row = await self._one("SELECT MIN(at) AS at FROM (SELECT MIN(started_at) AS at FROM calls"
-                              " UNION ALL SELECT MIN(created_at) FROM messages)")
+                              " UNION ALL SELECT MIN(created_at) FROM messages) AS oldest")
         return row["at"]
 
     async def monthly_scorecard(self, month: str) -> list[dict[str, Any]] | None:
@@ -32,8 +32,8 @@ class RetentionRows(Connection):
         """Keep a month's scorecard; one kept earlier stays (its month may be partly pruned)."""
         async with self._transaction() as db:
             await db.executemany(
-                "INSERT OR IGNORE INTO monthly_scorecards (month, business_number, card)"
-                " VALUES (?,?,?)", [(month, card["business_number"], json.dumps(card))
+                "INSERT INTO monthly_scorecards (month, business_number, card)"
+                " VALUES (?,?,?) ON CONFLICT DO NOTHING", [(month, card["business_number"], json.dumps(card))
                                     for card in cards])
 
     async def prunable(self, cutoff: float) -> dict[str, int]:
@@ -59,7 +59,8 @@ class RetentionRows(Connection):
         sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
-                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
+                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?"
+                f"{self._skip_locked('m')}",
                 (cutoff, limit))]
             marks = ",".join("?" * len(ids))
             alerts = media = media_bytes = 0
@@ -78,10 +79,12 @@ class RetentionRows(Connection):
                 await db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             calls = (await db.execute(
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
-                " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
+                f" ORDER BY started_at LIMIT ?{self._skip_locked('calls')})",
+                (cutoff, limit))).rowcount
             quotes = (await db.execute(
                 "UPDATE reply_tokens SET quoted = '[]' WHERE token IN (SELECT token FROM"
-                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?)",
+                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?"
+                f"{self._skip_locked('reply_tokens')})",
                 (cutoff, limit))).rowcount
         return {"calls": calls, "messages": len(ids), "alerts": alerts, "media": media,
                 "media_bytes": media_bytes, "quotes": quotes}

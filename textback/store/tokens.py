@@ -12,11 +12,10 @@ class TokenRows(Connection):
     """API tokens and idempotent writes."""
 
     async def add_token(self, name: str, scope: str, token_hash: str, prefix: str) -> int:
-        async with self._transaction() as db:
-            cursor = await db.execute(
+        async with self._transaction():
+            return await self._insert(
                 "INSERT INTO api_tokens (name, scope, hash, prefix, created_at) VALUES (?,?,?,?,?)",
                 (name, scope, token_hash, prefix, time.time()))
-            return cursor.lastrowid
 
     async def api_tokens(self) -> list[dict[str, Any]]:
         """Every token, without its hash: name, scope, prefix, created, revoked."""
@@ -45,6 +44,6 @@ class TokenRows(Connection):
                                      status: int, response: str) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT OR IGNORE INTO api_idempotency (token_id, key, fingerprint, status,"
-                " response, created_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO api_idempotency (token_id, key, fingerprint, status,"
+                " response, created_at) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (token_id, key, fingerprint, status, response, time.time()))

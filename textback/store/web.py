@@ -46,14 +46,18 @@ MIN_SEARCH_CHARS = 3  # the trigram index finds substrings of three characters o
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
 
 
-def search_phrase(query: str) -> str | None:
-    """What to look for in the trigram index: a number's digits, or the words as one phrase."""
+def search_text(query: str) -> str | None:
+    """What to look for in the trigram index: a number's digits, or the words as they are."""
     text = " ".join(query.split())
     if PHONE_LIKE.match(text):
         text = re.sub(r"\D", "", text)
-    if len(text) < MIN_SEARCH_CHARS:
-        return None
-    return '"' + text.replace('"', '""') + '"'
+    return text if len(text) >= MIN_SEARCH_CHARS else None
+
+
+def search_phrase(query: str) -> str | None:
+    """The search as one FTS5 phrase (SQLite's trigram index)."""
+    text = search_text(query)
+    return None if text is None else '"' + text.replace('"', '""') + '"'
 
 
 class StaleState(Exception):
@@ -111,7 +115,8 @@ class WebStore:
     async def _summarise_call(self, conversation_id: int, outcome: str, caller_name: str) -> None:
         await self._db.execute(
             "UPDATE conversations SET missed_calls = missed_calls + 1,"
-            f" unread = unread OR ? != 'answered', version = {NEXT_VERSION} WHERE id = ?",
+            " unread = CASE WHEN ? != 'answered' THEN 1 ELSE unread END,"
+            f" version = {NEXT_VERSION} WHERE id = ?",
             (outcome, conversation_id))
         if caller_name:
             await self._index_contact(conversation_id)
@@ -258,7 +263,7 @@ class WebStore:
         if row is not None:
             return row["value"]
         async with self._transaction() as db:
-            await db.execute("INSERT OR IGNORE INTO web_keys (name, value) VALUES (?, ?)",
+            await db.execute("INSERT INTO web_keys (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
                              (name, secrets.token_bytes(32)))
         return (await self._one("SELECT value FROM web_keys WHERE name = ?", (name,)))["value"]
 
@@ -365,8 +370,8 @@ class WebStore:
         async with self._transaction() as db:
             await db.execute("DELETE FROM used_links WHERE expires_at < ?", (now,))
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
-                " VALUES (?,?,?,?)", (nonce_digest, owner_id, now, expires_at))
+                "INSERT INTO used_links (nonce_digest, owner_id, used_at, expires_at)"
+                " VALUES (?,?,?,?) ON CONFLICT DO NOTHING", (nonce_digest, owner_id, now, expires_at))
             return cursor.rowcount == 1
 
     # -- the calls, admin pages ----------------------------------------------------------
