@@ -20,10 +20,12 @@ from lab.configs import FLOW_NUMBERS, lab_config
 from lab.flows import OFFLINE_PHONE
 from lab.harness import DaemonProcess, wait_until
 from textback.core.fleet import pbx_lock_key
+from tests.hooks_receiver import Receiver, ReceiverThread, endpoint, new_secret
 
 pytestmark = pytest.mark.lab
 
 TAKEOVER_SECONDS = 5.0
+RECEIVER_PORT = 18293
 HOLDING = "holding the AMI lease"
 STANDING_BY = "standing by"
 
@@ -35,7 +37,7 @@ class Fleet:
         self.root, self.lab_pbx, self.url = root, lab_pbx, url
         self.daemons: dict[str, DaemonProcess] = {}
 
-    def start(self, name: str, ready: str) -> DaemonProcess:
+    def start(self, name: str, ready: str, **overrides) -> DaemonProcess:
         workdir = self.root / name
         workdir.mkdir()
         config = lab_config(workdir, self.lab_pbx, **{
@@ -46,6 +48,7 @@ class Fleet:
             "fraud": {"max_per_prefix_per_hour": 1000, "max_texts_per_hour": 1000},
             "recovery": {"max_age_minutes": 30,
                          "cdr": {"type": "csv", "csv": {"path": str(self.lab_pbx.cdr_csv)}}},
+            **overrides,
         })
         daemon = DaemonProcess(config, workdir / "textback.log").start(ready_timeout=30,
                                                                        ready=ready)
@@ -154,3 +157,39 @@ def test_a_holder_whose_database_session_is_cut_stops_listening_and_another_take
     callers = [f"+1646555{300 + i:04d}" for i in range(5)]
     burst(lab_pbx, callers, rate=5).join(60)
     assert_each_texted_once(sink, callers, within=30)
+
+
+def test_three_daemons_through_a_burst_text_mail_and_deliver_each_thing_once(
+        fleet, lab_pbx, sink, smtp_sink):
+    """Every daemon runs the alert, notice and delivery workers on the shared rows; the claims
+    hold: each text, alert and webhook delivery goes out once."""
+    hooks = Receiver(new_secret())
+    with ReceiverThread(hooks, RECEIVER_PORT) as receiver:
+        crm = endpoint(fleet.root, "crm", receiver.url, hooks.secret)
+        crm["secret"] = {"file": str(fleet.root / "crm.whsec")}  # one file for the three
+        for name, ready in (("a", "AMI logged in"), ("b", STANDING_BY), ("c", STANDING_BY)):
+            fleet.start(name, ready, **{"webhooks": {"endpoints": [crm]}})
+        callers = [f"+1646555{400 + i:04d}" for i in range(20)]
+        burst(lab_pbx, callers, rate=5).join(60)
+        assert_each_texted_once(sink, callers, within=60)
+        replies = {caller: f"reply {index} from the burst" for index, caller in enumerate(callers)}
+        for caller, body in replies.items():
+            assert lab_pbx.send_sms(caller, OFFLINE_PHONE, body) == 202
+
+        def alerts() -> Counter:
+            mailed = Counter()
+            for received in smtp_sink.received:
+                text = received.message.get_body(("plain",)).get_content()
+                for body in replies.values():
+                    if body in text:
+                        mailed[body] += 1
+            return mailed
+
+        wait_until(lambda: len(alerts()) == len(replies), 60, "an alert for each reply")
+        expected = {"call.missed": 20, "text.sent": 20, "reply.received": 20}
+        wait_until(lambda: all(len(hooks.of_type(k)) >= n for k, n in expected.items()), 60,
+                   "every event at the webhook receiver")
+        time.sleep(5)  # a second alert or delivery would come now, if any did
+        assert all(n == 1 for n in alerts().values()), alerts()
+        assert len(hooks.deliveries) == len(hooks.ids())  # no event delivered twice
+        assert {k: len(hooks.of_type(k)) for k in expected} == expected
