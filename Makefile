@@ -22,8 +22,9 @@ test-deps:
 demo: setup lab
 	$(PY) -m lab.demo
 
+# The lab half and the rest at once, in separate network namespaces (tools/run-tests.sh).
 test: setup lab test-deps package-lab
-	$(PY) -m pytest
+	PY=$(PY) tools/run-tests.sh
 
 unit: setup test-deps
 	$(PY) -m pytest -m 'not lab'

@@ -21,7 +21,9 @@ closes its gaps:
   log line: Asterisk writes its own fields before any free text (AppData, a
   UserEvent's fields), so a line a value smuggled in always comes after the
   genuine one. Only the channel variables (`ChanVariable`, `DestChanVariable`,
-  ...: one line per variable) stay lists.
+  ...: one line per variable) stay lists. A dropped message of a logged-in
+  link is told to `on_dropped`: it may have been a call's Newchannel or
+  Hangup, so the daemon lists the channels again, as after a login.
 * Names as the caller sent them. Asterisk C-escapes (ast_escape_c) the
   caller and connected-line names and the channel variables' values in every
   channel snapshot of an event (main/manager_channels.c): `O'Brien` arrives
@@ -278,6 +280,7 @@ class _Manager(Manager):
     def malformed(self, block: str, why: str) -> None:
         self._owner.malformed += 1
         log.warning("ignored a malformed AMI message (%d bytes, %s)", len(block), why)
+        self._owner._tell_dropped(why)
 
     def repeated(self, message: Message, names: list[str]) -> None:
         self._owner.repeated += 1
@@ -287,6 +290,7 @@ class _Manager(Manager):
 
 
 EventHandler = Callable[[dict[str, Any]], None]
+DroppedHandler = Callable[[str], None]
 LoginHandler = Callable[[], Awaitable[None] | None]
 ReadyHandler = Callable[[], Awaitable[None] | None]
 StateHandler = Callable[[bool], None]
@@ -296,6 +300,7 @@ class AmiConnection:
     def __init__(self, host: str, port: int, username: str, secret: SecretStr, *,
                  on_event: EventHandler, on_login: LoginHandler | None = None,
                  on_state: StateHandler | None = None, on_ready: ReadyHandler | None = None,
+                 on_dropped: DroppedHandler | None = None,
                  use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
                  login_timeout: float = 10.0, reconnect_max: float = 60.0,
@@ -305,6 +310,9 @@ class AmiConnection:
         self._on_login = on_login
         self._on_state = on_state  # told True at each login, False when a logged-in link is lost
         self._on_ready = on_ready  # once per login, when Asterisk has finished starting
+        # told why, each time a message of a logged-in link is dropped: the event it was may
+        # have been a call's, so the caller lists the channels again (as after a login)
+        self._on_dropped = on_dropped
         self._boot_wait = boot_wait
         self._boot_timer: asyncio.TimerHandle | None = None
         self._booted = False  # FullyBooted seen on this TCP connection (it may precede the login's answer)
@@ -473,6 +481,14 @@ class AmiConnection:
         if self.logged_in:
             self._logged_in.clear()
             self._tell_state(False)
+
+    def _tell_dropped(self, why: str) -> None:
+        if self._on_dropped is None or not self.logged_in:
+            return  # before the login, the login's own listing covers whatever was lost
+        try:
+            self._on_dropped(why)
+        except Exception:  # noqa: BLE001 - the connection must carry on whatever the handler does
+            log.exception("the AMI dropped-message handler failed")
 
     def _tell_state(self, logged_in: bool) -> None:
         if self._on_state is None:

@@ -16,6 +16,8 @@
 
 die() { echo "$NAME: error: $*" >&2; exit 1; }
 log() { echo "$NAME: $*" >&2; }
+# shellcheck source=tools/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tools/apt.sh"
 
 # install_host_tools COMMAND:PACKAGE ...: apt-get installs the package of each missing command.
 install_host_tools() {
@@ -25,10 +27,7 @@ install_host_tools() {
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "installing host tools: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -q >&2 || die "apt-get update failed"
-    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2 \
-        || die "apt-get install ${missing[*]} failed"
+    apt_install "${missing[@]}"
 }
 
 # build_cached_root: prints the root's path, building it first when the cache lacks it.

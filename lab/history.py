@@ -53,7 +53,8 @@ async def build_history(store: Store, calls: int, end: float, shape: Shape = Sha
                         seed: int = 1) -> dict[str, int]:
     """Add `calls` calls, at `shape.calls_per_day`, ending at `end`; returns what was added."""
     rng = random.Random(seed)
-    await store._db.execute("PRAGMA synchronous=OFF")
+    if isinstance(store, Store):  # SQLite's file; a PostgreSQL test server runs without fsync
+        await store._db.execute("PRAGMA synchronous=OFF")
     spacing = 86400 / shape.calls_per_day
     start = end - calls * spacing
     counts = {"calls": 0, "texts": 0, "replies": 0, "answers": 0, "outcomes": 0, "opt_outs": 0,

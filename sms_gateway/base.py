@@ -17,8 +17,27 @@ from typing import Awaitable, Callable, Literal, Protocol
 class OutgoingText:
     sender: str  # E.164 business number the caller dialled
     recipient: str  # E.164 caller
-    body: str
+    body: str  # may be empty when `media_urls` carries the message
     idempotency_key: str | None = None  # stable across retries of the same text
+    # An MMS: signed links the provider fetches the photos from (only a gateway with `mms`).
+    media_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MmsLimits:
+    """What one outgoing MMS may carry on a gateway whose provider fetches media by URL.
+
+    A gateway that sends photos says so with a class attribute `mms`; one without it (SIP
+    MESSAGE, Kannel's SMS, the generic HTTP API) carries words only."""
+
+    max_items: int
+    max_bytes: int  # every item together, as the provider fetches them
+
+
+def mms_limits(gateway: object) -> MmsLimits | None:
+    """The gateway's MMS limits, or None: it texts words only (plugins too, unless they say)."""
+    limits = getattr(gateway, "mms", None)
+    return limits if isinstance(limits, MmsLimits) else None
 
 
 @dataclass(frozen=True)

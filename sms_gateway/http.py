@@ -30,7 +30,7 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway import json_limits
-from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
+from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText, SendResult
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import HttpInboundMedia, HttpSettings
 from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
@@ -174,8 +174,11 @@ class HttpGateway:
         self._s = settings
         self._secrets = secrets
         self._client = Client(settings.timeout_seconds)
+        # MMS only when configured (`http.mms`): see sms_gateway.base.mms_limits.
+        self.mms = (MmsLimits(settings.mms.max_items, settings.mms.max_bytes)
+                    if settings.mms is not None else None)
 
-    def _fields(self, text: OutgoingText) -> dict[str, str]:
+    def _fields(self, text: OutgoingText) -> dict[str, Any]:
         s = self._s
         sender = s.senders.get(text.sender, text.sender)
         fields = dict(s.constants)
@@ -185,6 +188,13 @@ class HttpGateway:
         fields[s.fields.sender] = (format_number(sender, s.number_format)
                                    if sender.startswith("+") else sender)
         fields[s.fields.text] = text.body
+        if text.media_urls and s.mms is not None:
+            fields.update(s.mms.constants)
+            if s.mms.style == "list":
+                fields[s.mms.field] = list(text.media_urls)
+            else:
+                fields.update({s.mms.field.replace("{n}", str(n)): url
+                               for n, url in enumerate(text.media_urls, start=1)})
         return fields
 
     def _headers(self) -> dict[str, str]:

@@ -250,6 +250,27 @@ class HttpFields(Strict):
     text: str = "text"
 
 
+class HttpMms(Strict):
+    """Sending an owner's photos as MMS, for a provider whose API fetches media by URL.
+
+    `field` names where the links go: one JSON list (`style: list`, body json only), or one
+    field per link (`style: numbered`, `field` holding `{n}` from 1: media{n}). `constants`
+    are sent, over the gateway's own, with a text that carries photos (VoIP.ms:
+    `method: sendMMS`). The limits are the provider's for one MMS."""
+
+    field: str = Field(pattern=r"^[A-Za-z0-9_.{}\[\]-]{1,64}$")
+    style: Literal["list", "numbered"] = "list"
+    max_items: int = Field(10, ge=1, le=10)
+    max_bytes: int = Field(1_000_000, ge=10_000, le=5_000_000)
+    constants: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _numbered(self) -> "HttpMms":
+        if (self.style == "numbered") != ("{n}" in self.field):
+            raise ValueError("a numbered field holds {n} (media{n}); a list field does not")
+        return self
+
+
 class HttpResponse(Strict):
     """How to read the provider's answer to a send (dotted paths into its JSON)."""
 
@@ -333,6 +354,8 @@ class HttpSettings(Strict):
     response: HttpResponse = HttpResponse()
     inbound: HttpInbound | None = None
     status: HttpStatus | None = None
+    # An owner's photos as MMS; without it this gateway texts words only.
+    mms: HttpMms | None = None
     timeout_seconds: float = Field(15.0, gt=0, le=120)
 
     @field_validator("url")
@@ -351,6 +374,8 @@ class HttpSettings(Strict):
             raise ValueError("method GET sends its fields in the query: set body: query")
         if self.content_type and self.body != "json":
             raise ValueError("content_type only applies to body: json")
+        if self.mms is not None and self.mms.style == "list" and self.body != "json":
+            raise ValueError("mms style list sends a JSON list: set body: json, or style: numbered")
         clash = set(self.constants) & set(self.secret_fields)
         if clash:
             raise ValueError(f"{', '.join(sorted(clash))} given in both constants and secret_fields")

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import SecretStr
 
 from sms_gateway import json_limits
-from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
+from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText, SendResult
 from sms_gateway.http import Client, dig, failure
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TelnyxSettings
@@ -62,6 +62,10 @@ def _media(listed: Any) -> tuple[InboundMedia, ...]:
 
 class TelnyxGateway:
     name = "telnyx"
+    # POST /v2/messages takes up to 10 `media_urls`, fetched by Telnyx at send time; without
+    # the profile's mms_transcoding, the carriers' own limit applies: 1 MB is the smallest for
+    # a long code (AT&T), per developers.telnyx.com's MMS media and transcoding guide.
+    mms = MmsLimits(MAX_MEDIA, 1_000_000)
 
     def __init__(self, settings: TelnyxSettings, secrets: Mapping[str, SecretStr],
                  public_base_url: str | None = None,
@@ -80,7 +84,11 @@ class TelnyxGateway:
 
     async def send(self, text: OutgoingText) -> SendResult:
         body: dict[str, Any] = {"from": self._s.senders.get(text.sender, text.sender),
-                                "to": text.recipient, "text": text.body}
+                                "to": text.recipient}
+        if text.body or not text.media_urls:  # an MMS may be photos only
+            body["text"] = text.body
+        if text.media_urls:
+            body["media_urls"] = list(text.media_urls)
         if self._s.messaging_profile_id:
             body["messaging_profile_id"] = self._s.messaging_profile_id
         if self._webhook_url:

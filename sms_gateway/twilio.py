@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from sms_gateway import json_limits
-from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
+from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText, SendResult
 from sms_gateway.http import Client, basic_auth, dig, failure
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TwilioSettings
@@ -148,6 +148,9 @@ def _media(form: Mapping[str, str]) -> tuple[InboundMedia, ...]:
 
 class TwilioGateway:
     name = "twilio"
+    # Messages resource: up to 10 MediaUrl, all media together at most 5 MB (twilio.com/docs/
+    # messaging/api/media-resource); Twilio fetches each URL itself.
+    mms = MmsLimits(MAX_MEDIA, 5_000_000)
 
     def __init__(self, settings: TwilioSettings, secrets: Mapping[str, SecretStr],
                  public_base_url: str | None = None):
@@ -170,9 +173,12 @@ class TwilioGateway:
         return {"From": sender}
 
     async def send(self, text: OutgoingText) -> SendResult:
-        form = {"To": text.recipient, "Body": text.body, **self._sender_fields(text.sender)}
+        fields = {"To": text.recipient, **self._sender_fields(text.sender)}
+        if text.body or not text.media_urls:  # an MMS may be photos only
+            fields["Body"] = text.body
         if self._status_url:
-            form["StatusCallback"] = self._status_url
+            fields["StatusCallback"] = self._status_url
+        form = [*fields.items(), *(("MediaUrl", url) for url in text.media_urls)]
         reply = await self._client.request("POST", self._messages_url, data=form, headers=self._auth())
         if isinstance(reply, SendResult):
             return reply

@@ -17,7 +17,7 @@ from textback.config import load
 from textback.daemon import Daemon
 from textback.store import Store
 from textback.store.postgres import PostgresStore
-from tests.postgres import TEMPLATE, PostgresServer
+from lab.postgres import TEMPLATE, PostgresServer
 
 pytest_plugins = ["lab.fixture"]
 
@@ -53,7 +53,7 @@ def smtp_sink():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """One real PostgreSQL 15 for the session (tests/postgres.py), stopped at the end."""
+    """One real PostgreSQL 15 for the session (lab/postgres.py), stopped at the end."""
     server = PostgresServer()
     try:
         server.start()

@@ -15,6 +15,7 @@ from hypothesis import given, strategies as st
 from pydantic import SecretStr
 
 from ami_listener.connection import AmiConnection, AmiError, LoginRefused, try_login
+from tests.replay import load_trace
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -355,4 +356,104 @@ async def test_without_fullybooted_ready_comes_after_boot_wait_with_a_warning(ca
         assert "lacks `read = system`" in caplog.text
     finally:
         await ami.close()
+        server.close()
+
+
+def _frame(fields: dict) -> bytes:
+    """One AMI message as Asterisk writes it; a list is one line per value (ChanVariable)."""
+    lines = []
+    for name, value in fields.items():
+        if name in ("_t", "content"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{name}: {item}\r\n")
+    return "".join(lines).encode() + b"\r\n"
+
+
+def _recorded_newchannel_with_its_uniqueid_twice(uniqueid: str) -> bytes:
+    """The lab's recorded Newchannel of a ringing call, given `uniqueid` and a second Uniqueid
+    line (what a buggy peer or a broken proxy sends): the edge must drop it."""
+    newchannel = next(e for e in load_trace("noanswer") if e["Event"] == "Newchannel")
+    newchannel = {**newchannel, "Uniqueid": uniqueid, "Linkedid": uniqueid}
+    block = _frame(newchannel)
+    return block.replace(b"Linkedid:", f"Uniqueid: {uniqueid}\r\nLinkedid:".encode(), 1)
+
+
+async def test_a_dropped_message_of_a_logged_in_link_is_told_to_on_dropped():
+    """Dropped before the login: nobody told (the login's listing covers it); after: told why."""
+    async def peer(reader, writer):
+        writer.write(BANNER + b"Event: Newchannel\r\nUniqueid: 0\r\nUniqueid: 9\r\n\r\n")
+        login = await reader.readuntil(b"\r\n\r\n")
+        action_id = next(line.split(b": ", 1)[1] for line in login.split(b"\r\n")
+                         if line.lower().startswith(b"actionid"))
+        writer.write(b"Response: Success\r\nActionID: " + action_id + b"\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(_recorded_newchannel_with_its_uniqueid_twice("1795721260.0"))
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    dropped: list[str] = []
+    ami = AmiConnection("127.0.0.1", server.sockets[0].getsockname()[1], "u", SecretStr("s"),
+                        on_event=lambda e: None, on_dropped=dropped.append)
+    try:
+        ami.start()
+        await ami.wait_logged_in(3)
+        for _ in range(100):
+            if dropped:
+                break
+            await asyncio.sleep(0.02)
+        assert ami.malformed == 2
+        assert dropped == ["repeated Uniqueid"]
+    finally:
+        await ami.close()
+        server.close()
+
+
+async def test_a_dropped_newchannel_makes_the_daemon_list_the_channels_at_once(offline_daemon):
+    """The call's Newchannel arrives with its Uniqueid twice and is dropped. The daemon asks
+    CoreShowChannels again at once (the login's listing was empty: the call had not begun) and
+    tracks the call from the lab's recorded listing, without waiting for the next login."""
+    listing = [e for e in load_trace("mid_call_ringing") if e["Event"].startswith("CoreShowChannel")]
+    ringing = listing[0]["Linkedid"]
+    asked: list[str] = []
+
+    async def peer(reader, writer):
+        writer.write(BANNER)
+        while True:
+            block = (await reader.readuntil(b"\r\n\r\n")).decode()
+            fields = dict(line.split(": ", 1) for line in block.strip().split("\r\n"))
+            action_id = fields.get("ActionID", "")
+            if fields["Action"] != "CoreShowChannels":
+                writer.write(_frame({"Response": "Success", "ActionID": action_id}))
+            else:
+                asked.append(action_id)
+                writer.write(_frame({"Response": "Success", "ActionID": action_id,
+                                     "EventList": "start", "Message": "Channels will follow"}))
+                if len(asked) == 1:  # the login's listing: no call yet; then the call begins
+                    writer.write(_frame({"Event": "CoreShowChannelsComplete", "ActionID": action_id,
+                                         "EventList": "Complete", "ListItems": "0"}))
+                    writer.write(_recorded_newchannel_with_its_uniqueid_twice(ringing))
+                else:
+                    for event in listing:
+                        writer.write(_frame({**event, "ActionID": action_id}))
+            await writer.drain()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    daemon = await offline_daemon()
+    daemon.ami = AmiConnection("127.0.0.1", server.sockets[0].getsockname()[1], "u", SecretStr("s"),
+                               on_event=daemon.on_event, on_login=daemon.on_login,
+                               on_dropped=daemon.on_ami_dropped)
+    try:
+        daemon.ami.start()
+        for _ in range(100):
+            if daemon.tracker.is_tracking(ringing):
+                break
+            await asyncio.sleep(0.02)
+        assert len(asked) == 2 and daemon.ami.logins == 1
+        assert daemon.tracker.is_tracking(ringing)
+    finally:
+        await daemon.settle()
+        await daemon.ami.close()
         server.close()

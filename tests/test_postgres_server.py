@@ -1,4 +1,4 @@
-"""The test PostgreSQL (tests/postgres.py) is a real server: Debian's 15, with pg_trgm, a fresh
+"""The test PostgreSQL (lab/postgres.py) is a real server: Debian's 15, with pg_trgm, a fresh
 database per test, and other tests' databases out of sight."""
 
 from __future__ import annotations

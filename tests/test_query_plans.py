@@ -183,6 +183,13 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.queue_reply(inbound.conversation_id, number, caller, "Calling you", "owner")
     await store.assign(inbound.conversation_id, "eli", "cli")
     await store.record_outcome(inbound.conversation_id, "booked", None, "cli")
+    # An owner's own mobile: the alert text, an answer, its conversation, the help's limit.
+    await store.queue_owner_alert("dana", "+19175550188", number, inbound.conversation_id, "alert")
+    await store.record_owner_text("dana", "+19175550188", number, "Calling", "log", "plan-own-1")
+    await store.alerted_conversation("dana", None)
+    await store.alerted_conversation("dana", inbound.conversation_id)
+    await store.queue_owner_notice("dana", "+19175550188", number, "help", template="owner_help")
+    await store.owner_notice_since("+19175550188", "owner_help", now - 600)
     # The CLI listings.
     await store.conversation_for(known["caller"])
     await store.timeline(known["caller"])

@@ -264,8 +264,8 @@ async def test_a_reply_with_only_the_quote_is_not_sent_and_the_owner_is_told(run
     assert told["Subject"] == NOTHING_TO_SEND
     assert told.get_content() == (
         "Your email reply to +12125550123 was not sent: it had no new words above the quoted "
-        "message.\n\nWrite your answer above the quoted message and reply again. Pictures and "
-        "files are never texted.\n")
+        "message.\n\nWrite your answer above the quoted message and reply again. A photo is "
+        "texted only when attached as a file, on a gateway that sends MMS.\n")
     assert await sent_texts(daemon) == []
 
 
@@ -280,9 +280,10 @@ async def test_an_attachment_only_reply_is_not_sent_and_the_owner_is_told(runnin
     await asyncio.to_thread(send, message)
     told = await notice(sink)
     assert told["Subject"] == NOTHING_TO_SEND
-    assert told.get_content().startswith(
-        "Your email reply to +12125550123 was not sent: it had only attachments, and a text "
-        "carries words only.\n\nIts attachments:\n    IMG_0042.JPG\n\n")
+    assert told.get_content() == (
+        "Your email reply to +12125550123 was not sent: it had no words, and none of its files "
+        "can be texted:\n    IMG_0042.JPG: not sent: the log gateway texts words only\n\n"
+        "Write your answer above the quoted message and reply again.\n")
     assert await sent_texts(daemon) == []
 
 
@@ -301,7 +302,8 @@ async def test_a_hostile_attachment_name_never_reaches_a_header_of_the_notice(ru
     await asyncio.to_thread(raw_session)
     told = await notice(sink)
     assert told["Bcc"] is None and told["Subject"] == NOTHING_TO_SEND
-    assert "\n    plan Bcc: victim@evil.example body.pdf\n" in told.get_content()
+    assert ("\n    plan Bcc: victim@evil.example body.pdf: not sent: the log gateway texts "
+            "words only\n") in told.get_content()
     [recipients] = [r.recipients for r in sink.received[1:]]
     assert recipients == ["dana@acme.example"]
 

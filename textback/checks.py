@@ -46,9 +46,38 @@ def template_report(config: Config) -> list[str]:
     return lines
 
 
+def media_paths(config: Config) -> str:
+    """What happens to photos on this gateway, both ways, in one line for `textback check`.
+    Nothing is probed: a SIP MESSAGE with a photo is refused by Asterisk (415, in
+    res_pjsip_messaging) before the dialplan, so no event ever reaches textback to detect."""
+    kind, web = config.gateway.type, config.web
+    if kind in ("twilio", "telnyx"):
+        out = (f"an owner's photo goes as MMS through signed links under {web.public_url}/media/"
+               " (the provider must reach them)" if web is not None else
+               "an owner's photo is NOT texted (the owner is told): MMS needs a `web:` listener "
+               "whose public_url the provider can reach")
+        return f"homeowners' photos come in through {kind}'s webhook; {out}"
+    if kind == "asterisk":
+        return ("none either way. Asterisk answers a SIP MESSAGE with a photo (not text/plain) "
+                "with 415 before the dialplan runs: the homeowner's carrier is told, but "
+                "textback never sees it and cannot tell the owner. An owner's photo is not "
+                "texted (the owner is told). For photos, use twilio or telnyx")
+    if kind == "kannel":
+        return "none either way: Kannel carries SMS only; an owner's photo is not texted (told)"
+    if kind == "http":
+        http = config.gateway.http
+        got = ("come in through the webhook (inbound.media)" if http and http.inbound
+               and http.inbound.media else "are not read (no inbound.media)")
+        out = (f"an owner's photo goes as MMS ({http.mms.field}) through signed links under "
+               f"{web.public_url}/media/" if http and http.mms and web is not None else
+               "an owner's photo is not texted (the owner is told)")
+        return f"homeowners' photos {got}; {out}"
+    return "an owner's photo is texted only if the plugin declares MMS (`mms` limits)"
+
+
 async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
     c = loaded.config
-    results: list[tuple[str, bool, str]] = []
+    results: list[tuple[str, bool, str]] = [("photos", True, media_paths(c))]
     try:
         version = await try_login(c.ami.host, c.ami.port, c.ami.username, loaded.secrets.ami,
                                   use_tls=c.ami.tls, tls_verify=c.ami.tls_verify)

@@ -133,8 +133,7 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         else:
             items = row.get("media", [])
             body = row["body"].replace("\n", " / ")
-            if row["kind"] == "text_in":
-                body = summary(body, shown_items(items))
+            body = summary(body, shown_items(items))  # a photo-only text: "A photo"
             detail = f"[{row['status']}] {body}"
             if row["kind"] == "text_out" and row["detail"]:
                 detail += f"  ({described(row['gateway'], row['detail'])})"

@@ -37,6 +37,7 @@ from textback.crm import adapter_class
 from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
+from textback.core.relay import QuietWindow, parse_window
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
@@ -128,6 +129,47 @@ class InboundConfig(Strict):
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
 
 
+class OwnerAlertsConfig(Strict):
+    """How an owner hears of a homeowner's reply: by email (always), and with `sms` in
+    `channels`, by a text to their own mobile `sms`, sent from the business number `sms_from`
+    (by default the number the homeowner texted). The owner answers by texting back.
+    Alert texts due within `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends."""
+
+    channels: list[Literal["email", "sms"]] = Field(default_factory=lambda: ["email"], min_length=1)
+    sms: E164 | None = None
+    sms_from: E164 | None = None
+    quiet_hours: str | None = None
+
+    @field_validator("sms", "sms_from")
+    @classmethod
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _is_e164(value, (info.context or {}).get("region"))
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        return None if value is None else str(parse_window(value))
+
+    @model_validator(mode="after")
+    def _complete(self) -> "OwnerAlertsConfig":
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: a channel is listed twice")
+        if "email" not in self.channels:
+            raise ValueError("channels: email alerts cannot be turned off; list email, and sms "
+                             "to add alert texts")
+        if "sms" in self.channels and self.sms is None:
+            raise ValueError("channels lists sms: set `sms`, the owner's mobile number")
+        return self
+
+    @property
+    def texts(self) -> bool:
+        """Whether this owner's alerts are texted to their mobile too."""
+        return "sms" in self.channels and self.sms is not None
+
+    def quiet_window(self) -> QuietWindow | None:
+        return parse_window(self.quiet_hours) if self.quiet_hours else None
+
+
 class OwnerConfig(Strict):
     id: Identifier
     name: str = Field(min_length=1)
@@ -135,6 +177,7 @@ class OwnerConfig(Strict):
     # In the web inbox: every owner sees and acts on every conversation; an admin also manages
     # the opt-out list and sees the fraud-guard events and the users.
     role: Literal["owner", "admin"] = "owner"
+    alerts: OwnerAlertsConfig = OwnerAlertsConfig()
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -593,7 +636,9 @@ class ReplyMailConfig(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(2526, ge=1, le=65535)
     token_days: float = Field(30, gt=0, le=365)
-    max_bytes: int = Field(262144, ge=4096, le=10 * 1024 * 1024)
+    # One reply email, attachments included: an owner's photo (texted as MMS) must fit, and a
+    # phone's photo is a few MB before Base64 adds a third.
+    max_bytes: int = Field(10 * 1024 * 1024, ge=4096, le=10 * 1024 * 1024)
     max_segments: int = Field(3, ge=1, le=10)
     # Addresses besides the conversation's owner that may answer (an office manager).
     team_senders: list[str] = Field(default_factory=list)
@@ -1007,6 +1052,11 @@ class Config(Strict):
     def owner(self, owner_id: str) -> OwnerConfig:
         return next(o for o in self.owners if o.id == owner_id)
 
+    def owner_by_mobile(self, e164: str | None) -> OwnerConfig | None:
+        """The owner whose alert texts go to `e164` (owners[].alerts.sms), or None: that number
+        is never a lead, never auto-texted and never counted."""
+        return next((o for o in self.owners if e164 and o.alerts.sms == e164), None)
+
 
 @dataclass(frozen=True)
 class Secrets:
@@ -1098,6 +1148,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             problems.append((where, "not a Standard Webhooks secret: whsec_ and then Base64 of "
                                     "24 to 64 random bytes (e.g. from `textback webhooks secret`)"))
         webhook_secrets[endpoint.name] = secret
+    _check_owner_alerts(config, problems)
     crm_tokens = {entry.name: _resolve(entry.token, base, f"crm[{index}].token", problems)
                   for index, entry in enumerate(config.crm)}
     for index, entry in enumerate(config.crm):
@@ -1115,6 +1166,24 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   webhooks=webhook_secrets, crm=crm_tokens,
                                   storage_password=storage_password),
                   source=Path(source))
+
+
+def _check_owner_alerts(config: Config, problems: list[tuple[str, str]]) -> None:
+    """An owner's mobile is theirs alone and no business number; alert texts go from one."""
+    seen: dict[str, int] = {}
+    for index, owner in enumerate(config.owners):
+        alerts = owner.alerts
+        where = f"owners[{index}].alerts"
+        if alerts.sms is not None:
+            if config.number(alerts.sms) is not None:
+                problems.append((f"{where}.sms", f"{alerts.sms} is one of the business `numbers`; "
+                                                 "give the owner's own mobile"))
+            if alerts.sms in seen:
+                problems.append((f"{where}.sms", f"{alerts.sms} is also owners[{seen[alerts.sms]}]'s "
+                                                 "mobile: answers from it could not be told apart"))
+            seen.setdefault(alerts.sms, index)
+        if alerts.sms_from is not None and config.number(alerts.sms_from) is None:
+            problems.append((f"{where}.sms_from", f"{alerts.sms_from} is not one of `numbers`"))
 
 
 WEBHOOK_SECRET_PREFIX = "whsec_"

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
@@ -26,6 +27,7 @@ from sms_gateway.media import MediaFetcher
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
 from textback import mailin, runlock, service
 from textback.core.alerts import one_line
+from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Loaded, NumberConfig, OwnerConfig
@@ -35,17 +37,19 @@ from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Route, WebhookWorker
 from textback.mailer import Mailer
+from textback.core.media import Attachment, not_sent_lines
 from textback.core.numbers import caller_name, parse_address, to_e164
 from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
 from textback.core.recovery import CdrRecord, recover_calls
+from textback.core.relay import OWNER_MOBILE
 from textback.core.replies import Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
                                  render_for)
 from textback.gateways import build_gateway
-from textback.mediafiles import MediaStore, media_directory
+from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
@@ -63,6 +67,7 @@ from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
+from textback.workers.owner_phone import OwnerPhone, Tell
 from textback.workers.retention import RetentionWorker
 from textback.web.context import HttpContext
 from textback.web.server import RouteProvider, WebServer
@@ -92,6 +97,11 @@ TOO_OLD_TO_TEXT = "recovered_too_old"
 # The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
 # it: recorded as the AMI events showed it, never texted hours late.
 NO_HANGUP_SEEN = "no_hangup_seen"
+# How long past a reply's deadline (text.max_age_minutes after it was due) the link an MMS
+# provider fetches an owner's photo from works: the provider fetches it as it takes the
+# message (Telnyx at send time), so an hour is ample, and a link that leaks from a provider's
+# log soon stops working.
+OUTBOUND_LINK_SECONDS = 3600.0
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
@@ -143,6 +153,8 @@ class Daemon:
         self._cdr: CdrSource | None = None
         self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
         self._listing_retry: asyncio.Task | None = None  # a failed channel listing, tried again
+        self._relisting: asyncio.Task | None = None  # a listing after a dropped AMI message
+        self._relist_again = False  # another message was dropped while that listing ran
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
@@ -160,6 +172,7 @@ class Daemon:
         # On PostgreSQL, a fleet: the PBX's AMI is listened to by the daemon holding its lease.
         self.ami_lease: AmiLease | None = None
         self._ami_started = False
+        self.owner_phone: OwnerPhone | None = None
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
@@ -168,8 +181,11 @@ class Daemon:
         c = self.config
         self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
                               self._alerts_wake, self._notices_wake)
+        self.owner_phone = OwnerPhone(c, store, self.wake_outbox, self.mail.notify, self._command)
         self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
-                                   self.watch, self.mail.notify, self._masked)
+                                   self.watch, self.mail.notify, self._masked,
+                                   self.owner_phone.answer_failed,
+                                   media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
                                         self.mail.mail_admin)
         self.selftests = SelftestRunner(
@@ -287,8 +303,9 @@ class Daemon:
         finally:
             log.info("textback stopping")
             service.notify("STOPPING=1")
-            if self._listing_retry is not None:
-                self._listing_retry.cancel()
+            for listing in (self._listing_retry, self._relisting):
+                if listing is not None:
+                    listing.cancel()
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
@@ -310,7 +327,7 @@ class Daemon:
         return AmiConnection(
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
-            on_ready=self.on_asterisk_ready,
+            on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
             use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
@@ -411,7 +428,15 @@ class Daemon:
             media_files=self.media_files, wake_outbox=self.wake_outbox,
             media_linker=self.media_linker,
             ami_logged_in=self._ami_answering,
-            last_ami_event_at=lambda: self.last_ami_event_at)
+            last_ami_event_at=lambda: self.last_ami_event_at,
+            outbound_media=self.outbound_media)
+
+    async def outbound_media(self, attachments: Sequence[Attachment]) -> Outbound:
+        """An owner's attachments to a reply (email or web inbox), checked for this gateway's
+        MMS and stored, or each refused saying why."""
+        web = self.config.web
+        return await accept_outbound(self.media_files, self.gateway,
+                                     web.public_url if web else None, attachments)
 
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
@@ -505,6 +530,29 @@ class Daemon:
         else:
             self.metrics.ami_reconnects.inc()
         return self._reconcile(seen_until)
+
+    def on_ami_dropped(self, why: str) -> None:
+        """The AMI edge dropped a message of this login (a repeated id, unreadable framing): it
+        may have been a call's Newchannel or Hangup. List the channels at once, as after a
+        login, so the tracker picks the call up (or lets it go) now rather than at the next
+        login's CDR recovery. Drops during a listing ask for one more listing after it."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+        log.info("an AMI message was dropped (%s); listing the channels to catch up", why)
+        self._relisting = asyncio.create_task(self._relist_after_drops(self._logins))
+        self._relisting.add_done_callback(log_failure)
+
+    async def _relist_after_drops(self, login: int) -> None:
+        while True:
+            self._relist_again = False
+            if not await self._list_channels(login):
+                if self._listing_retry is None or self._listing_retry.done():
+                    self._listing_retry = asyncio.create_task(self._list_channels_again(login))
+                    self._listing_retry.add_done_callback(log_failure)
+                return
+            if not self._relist_again:
+                return
 
     async def on_asterisk_ready(self) -> None:
         """Asterisk has finished starting (FullyBooted) after a login: the texts that waited for
@@ -684,8 +732,9 @@ class Daemon:
             await asyncio.gather(*self._writes, return_exceptions=True)
         if self._expiry is not None:
             self._expiry.cancel()
-        if self._listing_retry is not None:
-            self._listing_retry.cancel()
+        for listing in (self._listing_retry, self._relisting):
+            if listing is not None:
+                listing.cancel()
 
     def _schedule_expiry(self) -> None:
         if self._expiry:
@@ -722,6 +771,8 @@ class Daemon:
         if kind is not None:  # set in the inbox's contact panel: it wins over the config's
             config = config.with_contact_class(caller, kind)
         decision = decide(config, call, recent, owner_id)
+        if decision.reason == OWNER_MOBILE:
+            owner_id = None  # an owner's own phone: recorded, never a lead's conversation
         fraud_report = None
         if decision.reason.startswith("fraud_"):
             fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
@@ -804,6 +855,11 @@ class Daemon:
                             one_line(text.sender))
             return
         sender = address.number
+        owner = self.config.owner_by_mobile(sender)
+        if owner is not None:  # an owner's own phone: an answer, never a lead's text
+            await self.owner_phone.answer(owner, number, text.body, len(text.media), gateway,
+                                          text.gateway_id)
+            return
         owner_id, owner_reason = await self._choose_owner(number)
         keyword = classify(text.body)
         record = await self.store.record_inbound(
@@ -822,18 +878,20 @@ class Daemon:
         self._alerts_wake.set()
         if text.media:
             self._media_wake.set()
+        await self.owner_phone.alert(record.conversation_id, number, sender, summary(
+            text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
         await self._keyword(keyword, record.conversation_id, number, sender)
 
-    async def media_linker(self) -> Callable[[int, float], str] | None:
-        """Signed links to media under web.public_url, valid media.link_hours from a moment;
-        None without a `web:` listener to serve them."""
+    async def media_linker(self, seconds: float | None = None
+                           ) -> Callable[[int, float], str] | None:
+        """Signed links to media under web.public_url, valid `seconds` (else media.link_hours)
+        from a moment; None without a `web:` listener to serve them."""
         web = self.config.web
         if web is None:
             return None
         key = await self.store.web_key(MEDIA_LINK_KEY)
-        hours = self.config.media.link_hours
-        return lambda media_id, at: media_link(key, web.public_url, media_id,
-                                               int(at + hours * 3600))
+        valid = self.config.media.link_hours * 3600 if seconds is None else seconds
+        return lambda media_id, at: media_link(key, web.public_url, media_id, int(at + valid))
 
     async def _new_media(self, item: InboundMedia) -> NewMedia:
         """A media row for the store: to fetch later, or (bytes that came with the text, as a
@@ -877,7 +935,8 @@ class Daemon:
         conversation_id, caller = binding["conversation_id"], binding["caller"]
         owner = self.config.owner(binding["owner_id"])
         if verdict.action == "command":
-            await self._command(conversation_id, caller, owner, verdict)
+            await self._command(conversation_id, caller, owner, verdict.command, verdict.argument,
+                                f"email:{owner.id}", partial(self.mail.notify, owner))
         elif verdict.action == "too_long":
             await self.mail.notify(owner, f"Not sent to {caller}: too long",
                                    f"Your reply to {caller} was not sent: it is {verdict.reason}.\n"
@@ -886,46 +945,75 @@ class Daemon:
             files = "".join(f"\n    {one_line(name, 80)}" for name in verdict.attachments)
             await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
                                    f"Your email reply to {caller} was not sent: {verdict.reason}."
-                                   + (f"\n\nIts attachments:{files}" if files else "")
+                                   + (f"\n\nIts pictures:{files}" if files else "")
                                    + "\n\nWrite your answer above the quoted message and reply "
-                                   "again. Pictures and files are never texted.")
+                                   "again. A photo is texted only when attached as a file, on a "
+                                   "gateway that sends MMS.")
         elif verdict.action == "unreadable":
             await self.mail.notify(owner, f"Not sent to {caller}: your reply could not be read",
                                    f"Your email reply to {caller} was not sent: {verdict.reason}.\n"
                                    f"Please reply again with a short plain message, or call them.")
         elif verdict.action != "text":
             raise ValueError(f"no handling for a reply verdict {verdict.action!r}")
-        elif await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
-                                                verdict.text, f"email:{owner.id}") is None:
+        else:
+            await self._text_owner_reply(binding, owner, verdict)
+
+    async def _text_owner_reply(self, binding: dict[str, Any], owner: OwnerConfig,
+                                verdict: Verdict) -> None:
+        """Queue an email reply's words and the photos it may carry (checked and on disk, with
+        their rows in the reply's commit, before the 250); whatever is not texted, the owner
+        is told of by name."""
+        conversation_id, caller = binding["conversation_id"], binding["caller"]
+        prepared = await self.outbound_media(verdict.files)
+        left_out = [*prepared.refused, *((name, "a picture inside the email's text is not "
+                                                "texted; attach the photo as a file")
+                                         for name in verdict.in_body)]
+        if not verdict.text and not prepared.files:
+            await self.mail.notify(owner, f"Not sent to {caller}: nothing to send",
+                                   f"Your email reply to {caller} was not sent: it had no words, "
+                                   f"and none of its files can be texted:"
+                                   f"{not_sent_lines(left_out)}\n\nWrite your answer above the "
+                                   f"quoted message and reply again.")
+            return
+        if await self.store.queue_owner_reply(conversation_id, binding["business_number"], caller,
+                                              verdict.text, f"email:{owner.id}",
+                                              media=prepared.rows()) is None:
             await self.mail.notify(owner, f"Not sent to {caller}: they opted out",
                                    f"{caller} asked not to be texted (STOP), so your reply was not "
                                    f"sent. Call them instead, or wait until they text START.")
-        else:
-            timeline.info("owner %s replied by email; texting %s: %s", owner.id, caller,
-                          one_line(verdict.text, 200))
-            self.wake_outbox()
+            return
+        timeline.info("owner %s replied by email; texting %s: %s%s", owner.id, caller,
+                      one_line(verdict.text, 200),
+                      f" (+{len(prepared.files)} photos)" if prepared.files else "")
+        self.wake_outbox()
+        if left_out:
+            await self.mail.notify(owner, f"Sent to {caller} without some files",
+                                   f"Your reply to {caller} was texted, but not these files:"
+                                   f"{not_sent_lines(left_out)}")
 
-    async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig,
-                       verdict: Verdict) -> None:
-        if verdict.command == "assign":
-            target = next((o for o in self.config.owners if o.id == verdict.argument.lower()), None)
+    async def _command(self, conversation_id: int, caller: str, owner: OwnerConfig, command: str,
+                       argument: str, source: str, tell: Tell) -> None:
+        """A bookkeeping command an owner sent by email or from their mobile (`source`);
+        `tell` (subject, text) answers only a command that could not be done."""
+        if command == "assign":
+            target = next((o for o in self.config.owners if o.id == argument.lower()), None)
             if target is None:
                 known = ", ".join(o.id for o in self.config.owners)
-                await self.mail.notify(owner, f"#assign {verdict.argument}: no such owner",
-                                       f"There is no owner {verdict.argument!r}. Owners: {known}.")
+                await tell(f"#assign {argument}: no such owner",
+                           f"There is no owner {argument!r}. Owners: {known}.")
                 return
             await self.store.assign(conversation_id, target.id, f"#assign by {owner.id}")
             timeline.info("conversation with %s assigned to %s by %s", caller, target.id, owner.id)
             return
         value = None
-        if verdict.command == "won" and verdict.argument:
-            value = parse_amount(verdict.argument)
+        if command == "won" and argument:
+            value = parse_amount(argument)
             if value is None:
-                await self.mail.notify(owner, f"#won {verdict.argument}: not an amount",
-                                       "Write the job value as a number, e.g. #won 82000.")
+                await tell(f"#won {argument}: not an amount",
+                           "Write the job value as a number, e.g. #won 82000.")
                 return
-        await self.store.record_outcome(conversation_id, verdict.command, value, f"email:{owner.id}")
-        timeline.info("conversation with %s marked %s%s by %s", caller, verdict.command,
+        await self.store.record_outcome(conversation_id, command, value, source)
+        timeline.info("conversation with %s marked %s%s by %s", caller, command,
                       f" ({value:,.0f})" if value else "", owner.id)
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:

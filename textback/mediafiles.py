@@ -12,24 +12,29 @@ under MAX_PIXELS: a decompression bomb is an error, never a warning).
 Anything else is kept as a named attachment, served only for download.
 HEIC/HEIF photos get a JPEG rendition for browsers and email; the original is
 kept. An owner's alert attaches the photos as smaller JPEGs, up to a total
-(`alert_attachments`). All of this is CPU work: callers run it in a thread.
+(`alert_attachments`). An owner's attachments to a reply pass the same checks
+(`prepare_outbound`) before they are texted as MMS. All of this is CPU work:
+callers run it in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image, ImageOps
 from pillow_heif import register_heif_opener
 
+from sms_gateway.base import mms_limits
 from textback.core import media
 from textback.core.media import shown_items
+from textback.store.media import NewMedia
 
 if TYPE_CHECKING:
     from textback.config import Config
@@ -195,3 +200,91 @@ def alert_attachments(files: "MediaStore", rows: list[dict[str, Any]], cap_bytes
 def media_directory(config: "Config") -> Path:
     """Where media files are kept: `media.directory`, else `media/` beside the database."""
     return config.media.directory or config.storage.path.parent / "media"
+
+
+MMS_MAX_SIDE = EMAIL_MAX_SIDE  # a photo an owner texts, when it goes as a JPEG rendition
+# An attachment larger than this is refused before Pillow reads it: no MMS carries it.
+OUTBOUND_READ_BYTES = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OutboundFile:
+    """An owner's attachment, checked and on disk: the original (`sha256`) and, when it goes
+    as a JPEG, the rendition the provider fetches (`rendition_sha256`)."""
+
+    name: str
+    declared_type: str
+    content_type: str
+    size: int
+    sha256: str
+    rendition_sha256: str | None
+    sent_bytes: int  # what the provider fetches: the rendition's size, else the original's
+
+    def row(self) -> NewMedia:
+        """Its media row, committed with the reply (kept: the file is already on disk)."""
+        return NewMedia(url="", declared_type=self.declared_type, sha256=self.sha256,
+                        content_type=self.content_type, shown=True, size=self.size,
+                        rendition_sha256=self.rendition_sha256)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What of an owner's attachments goes as MMS, and (name, why) for each that does not."""
+
+    files: tuple[OutboundFile, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+
+    def rows(self) -> list[NewMedia]:
+        return [file.row() for file in self.files]
+
+
+async def accept_outbound(files: MediaStore, gateway: object, public_url: str | None,
+                          attachments: Sequence[media.Attachment]) -> Outbound:
+    """An owner's attachments to a reply (email or web inbox), as the reply is accepted: on a
+    gateway that sends MMS with a `web:` listener to serve them, checked and stored
+    (prepare_outbound, in a thread); else each refused, saying why, and the words go alone."""
+    if not attachments:
+        return Outbound()
+    limits = mms_limits(gateway)
+    if limits is None or public_url is None:
+        why = (f"the {getattr(gateway, 'name', '?')} gateway texts words only" if limits is None
+               else "no `web:` listener (web.public_url) serves photos to the provider")
+        return Outbound(refused=tuple((a.name, f"not sent: {why}") for a in attachments))
+    return await asyncio.to_thread(prepare_outbound, files, list(attachments),
+                                   limits.max_items, limits.max_bytes)
+
+
+def prepare_outbound(files: MediaStore, attachments: list[media.Attachment],
+                     max_items: int, max_bytes: int) -> Outbound:
+    """Check an owner's attachments as inbound media is checked (the type allowlist, bytes
+    that match it, Pillow's pixel cap: SVG, HTML or a disguised file is refused), make JPEG
+    renditions where needed, keep the MMS within the gateway's limits, and store what goes.
+    CPU and disk work: run in a thread, before the reply's commit."""
+    kept: list[OutboundFile] = []
+    refused: list[tuple[str, str]] = []
+    total = 0
+    for attachment in attachments:
+        name, data = attachment.name, attachment.data
+        if len(kept) >= max_items:  # before any decoding: a hundred files cost nothing
+            refused.append((name, f"an MMS carries at most {max_items} files"))
+            continue
+        if len(data) > OUTBOUND_READ_BYTES:
+            refused.append((name, f"{len(data) / 1e6:.1f} MB is more than any MMS carries"))
+            continue
+        checked = inspect(data, attachment.declared_type)
+        if not checked.shown:
+            refused.append((name, f"not sent: {checked.note}"))
+            continue
+        rendition = None
+        if media.needs_mms_rendition(checked.content_type, len(data)):
+            rendition = jpeg_rendition(data, MMS_MAX_SIDE)
+        sent = len(rendition) if rendition is not None else len(data)
+        if total + sent > max_bytes:
+            refused.append((name, f"{sent / 1e6:.1f} MB would make the MMS more than "
+                                  f"{max_bytes / 1e6:.1f} MB, the provider's limit"))
+            continue
+        total += sent
+        kept.append(OutboundFile(name, attachment.declared_type, checked.content_type, len(data),
+                                 files.put(data), files.put(rendition) if rendition else None,
+                                 sent))
+    return Outbound(tuple(kept), tuple(refused))

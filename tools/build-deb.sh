@@ -18,6 +18,8 @@ log() { echo "build-deb.sh: $*" >&2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+# shellcheck source=tools/apt.sh
+source "$repo/tools/apt.sh"
 rev=${1:-}
 OUT=${TEXTBACK_DEB_OUT:-$repo/dist}
 CACHE=${TEXTBACK_DEB_CACHE:-/var/cache/textback-deb}
@@ -37,10 +39,7 @@ install_build_deps() {
     ((${#missing[@]})) || return 0
     [[ $EUID -eq 0 ]] || die "missing ${missing[*]}; install them or run as root"
     log "installing build dependencies: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "apt-get update failed"
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-        || die "apt-get install ${missing[*]} failed"
+    apt_install "${missing[@]}"
 }
 
 # The tree git would commit now, without touching the real index.

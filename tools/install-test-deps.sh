@@ -13,11 +13,15 @@
 set -euo pipefail
 
 die() { echo "install-test-deps.sh: error: $*" >&2; exit 1; }
+# shellcheck source=tools/apt.sh
+source "$(dirname "$0")/apt.sh"
 [[ $EUID -eq 0 ]] || die "must run as root (apt-get)"
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v make >/dev/null || need+=(make)
+# tools/run-tests.sh brings up the lab half's own loopback with ip.
+command -v ip >/dev/null || need+=(iproute2)
 [[ -x /usr/sbin/bearerbox && -x /usr/lib/kannel/test/fakesmsc ]] || need+=(kannel kannel-extras)
 command -v mariadbd >/dev/null || need+=(mariadb-server)
 command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -28,7 +32,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 [[ -x /usr/bin/pipx ]] || need+=(pipx)
 # PostgreSQL 15 (and pg_trgm, in contrib) for the store's second backend: the tests run
-# initdb and pg_ctl into a temporary directory themselves (tests/postgres.py).
+# initdb and pg_ctl into a temporary directory themselves (lab/postgres.py).
 [[ -x /usr/lib/postgresql/15/bin/pg_ctl ]] || need+=(postgresql postgresql-contrib)
 [[ -e /usr/share/postgresql/15/extension/pg_trgm.control ]] || need+=(postgresql-contrib)
 if ((${#need[@]})); then
@@ -37,9 +41,7 @@ if ((${#need[@]})); then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-    apt-get -o DPkg::Lock::Timeout=600 update -qq || die "apt-get update failed"
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
-        || die "apt-get install ${need[*]} failed"
+    apt_install "${need[@]}"
 fi
 for service in kannel mariadb postgresql; do
     if [[ -e /etc/init.d/$service ]]; then

@@ -4,6 +4,9 @@
   webhook_url?}; 200 {"data": {"id", "to": [{"phone_number", "status"}], ...}}
   or {"errors": [{"code", "title", "detail"}]}: 10009 (401), 40310 invalid to
   (400), 40300 blocked by STOP (400). 429 with Retry-After, 5xx by script.
+- MMS: `media_urls`, a list of at most 10 absolute http(s) URLs Telnyx fetches at send time
+  (developers.telnyx.com: Send & Receive MMS); `text` may then be left out. The fetch is a
+  real GET before answering, kept in `fetched`; the answer's type is "MMS".
 - Idempotency-Key: a key already used for a successful request replays that
   response for the same body and answers 422 for a different one; failures
   are not remembered (developers.telnyx.com, API fundamentals: Idempotency).
@@ -20,12 +23,15 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.providers.twilio import fetch_media
 
 
 def telnyx_error(status: int, code: str, title: str, headers: dict[str, str] | None = None
@@ -43,6 +49,7 @@ class FakeTelnyx:
     script: list[tuple[str, object]] = field(default_factory=list)  # ("429", secs) | ("5xx", status)
     # The script answer comes after processing, as a gateway timing out behind a proxy would.
     fail_after_processing: bool = False
+    fetched: list[tuple[str, int, str, bytes]] = field(default_factory=list)  # see FakeTwilio
     _key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     _idempotent: dict[str, tuple[bytes, dict[str, Any]]] = field(default_factory=dict)
 
@@ -79,7 +86,14 @@ class FakeTelnyx:
         if self.script and not self.fail_after_processing:
             return self._scripted()
         body = json.loads(raw)
-        if not body.get("text"):
+        media = body.get("media_urls", [])
+        if not isinstance(media, list) or len(media) > 10 or not all(
+                isinstance(url, str) and urlsplit(url).scheme in ("http", "https")
+                and urlsplit(url).hostname for url in media):
+            return telnyx_error(400, "40305", "Invalid 'media_urls'")
+        if not body.get("text") and not media:
+            return telnyx_error(400, "40305", "Invalid 'text'")
+        if "text" in body and not isinstance(body["text"], str):
             return telnyx_error(400, "40305", "Invalid 'text'")
         if not body.get("from") and not body.get("messaging_profile_id"):
             return telnyx_error(400, "40305", "Invalid 'from' address")
@@ -89,10 +103,13 @@ class FakeTelnyx:
             return telnyx_error(400, "40300", "Blocked due to STOP message")
         message_id = str(uuid.uuid4())
         self.accepted.append({**body, "id": message_id})
+        for url in media:
+            self.fetched.append(await fetch_media(url))
         answer = {"data": {"record_type": "message", "id": message_id, "direction": "outbound",
-                           "type": "SMS", "from": {"phone_number": body.get("from")},
+                           "type": "MMS" if media else "SMS", "from": {"phone_number": body.get("from")},
                            "to": [{"phone_number": body["to"], "status": "queued"}],
-                           "text": body["text"], "webhook_url": body.get("webhook_url")}}
+                           "text": body.get("text", ""), "media": [{"url": url} for url in media],
+                           "webhook_url": body.get("webhook_url")}}
         if key:
             self._idempotent[key] = (raw, answer)
         if self.script:

@@ -5,6 +5,10 @@
   with the Message resource (sid "SM..."), or an error body
   {"code", "message", "more_info", "status"}: 20003 (401), 21211 invalid To,
   21610 opted out (400), 20429 too many requests (429 + Retry-After).
+- MMS: MediaUrl, repeated, up to 10 (21623), each an absolute http(s) URL (21620); Body may
+  then be left out, but not both (21619). Twilio fetches each URL itself; here the fetch is a
+  real GET before answering, kept in `fetched` (all media at most 5 MB: twilio.com/docs/
+  messaging/api/media-resource).
 - GET /2010-04-01/Accounts/{AccountSid}.json: the Account resource.
 - Webhooks it sends: form-encoded, X-Twilio-Signature = base64(HMAC-SHA1(
   AuthToken, URL + sorted key/value pairs)) (twilio.com/docs/usage/webhooks/webhooks-security).
@@ -20,11 +24,23 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+async def fetch_media(url: str) -> tuple[str, int, str, bytes]:
+    """GET one media URL as a provider does when it sends an MMS: no cookies, no credentials.
+    A URL it cannot reach is status 0 (the provider would report the MMS failed later)."""
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, allow_redirects=False) as resp:
+                return url, resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+    except aiohttp.ClientError:
+        return url, 0, "", b""
 
 
 def twilio_error(status: int, code: int, message: str, headers: dict[str, str] | None = None
@@ -43,6 +59,9 @@ class FakeTwilio:
     opted_out: set[str] = field(default_factory=set)
     # Answers to give before behaving normally: ("5xx", status) or ("429", retry_after).
     script: list[tuple[str, object]] = field(default_factory=list)
+    # Each media URL of an accepted MMS as Twilio fetched it: (url, HTTP status, Content-Type,
+    # bytes).
+    fetched: list[tuple[str, int, str, bytes]] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -72,9 +91,16 @@ class FakeTwilio:
                 return twilio_error(429, 20429, "Too Many Requests",
                                     headers={"Retry-After": str(value)})
             return web.Response(status=int(value), text="upstream unavailable")
-        form = dict(await request.post())
-        if not form.get("Body"):
-            return twilio_error(400, 21602, "Message body is required.")
+        posted = await request.post()
+        media = [str(url) for url in posted.getall("MediaUrl", [])]
+        form = {key: str(value) for key, value in posted.items() if key != "MediaUrl"}
+        if not form.get("Body") and not media:
+            return twilio_error(400, 21619, "A text message body or media URL must be specified.")
+        if len(media) > 10:
+            return twilio_error(400, 21623, "Number of media files exceeds allowed limit")
+        if any(urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname
+               for url in media):
+            return twilio_error(400, 21620, "Invalid media URL(s)")
         if not form.get("From") and not form.get("MessagingServiceSid"):
             return twilio_error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required")
         if not E164.match(form.get("To", "")):
@@ -82,9 +108,12 @@ class FakeTwilio:
         if form["To"] in self.opted_out:
             return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
         sid = "SM" + uuid.uuid4().hex
-        self.accepted.append({**form, "sid": sid})
+        self.accepted.append({**form, "sid": sid, **({"MediaUrl": media} if media else {})})
+        for url in media:
+            self.fetched.append(await fetch_media(url))
         return web.json_response({"sid": sid, "account_sid": self.account_sid, "status": "queued",
-                                  "to": form["To"], "from": form.get("From"), "body": form["Body"],
+                                  "to": form["To"], "from": form.get("From"),
+                                  "body": form.get("Body", ""), "num_media": str(len(media)),
                                   "messaging_service_sid": form.get("MessagingServiceSid")},
                                  status=201)
 

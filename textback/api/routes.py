@@ -232,8 +232,7 @@ class Api:
     async def thread(self, request: web.Request, token) -> web.Response:
         conversation = await self._conversation(request)
         history = await self.store.conversation_history(conversation["id"])
-        media = await self.store.media_of(m["id"] for m in history["messages"]
-                                          if m["direction"] == "in")
+        media = await self.store.media_of(m["id"] for m in history["messages"])
         linker, now = await self.context.media_linker(), time.time()
         link = ((lambda media_id: (linker(media_id, now),
                                    int(now + self.config.media.link_hours * 3600)))

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from textback.core.alerts import one_line
 from textback.core.gateway_errors import explain
 from textback.core.numbers import national
+from textback.core.relay import OWNER_KINDS, OWNER_STOP_CONFIRMATION
 
 # 47 CFR 64.1200(a)(12): the one confirmation of an opt-out is allowed within five minutes
 # of the request; later it is itself a text the person asked not to get.
@@ -34,7 +35,7 @@ MAX_RETRY_SECONDS = 60.0
 
 def deadline(kind: str, first_due_at: float, max_age_seconds: float) -> float:
     """The moment after which a queued text of `kind`, first due at `first_due_at`, is not sent."""
-    if kind == OPTOUT_CONFIRMATION:
+    if kind in (OPTOUT_CONFIRMATION, OWNER_STOP_CONFIRMATION):
         return first_due_at + min(CONFIRMATION_WINDOW_SECONDS, max_age_seconds)
     return first_due_at + max_age_seconds
 
@@ -114,7 +115,11 @@ def undelivered_notice(text: Undelivered, zone: str) -> tuple[str, str]:
             "undelivered": "was not delivered: their carrier reported it undeliverable"}[text.state]
     plain = explain(text.gateway, text.error) if text.state in ("failed", "undelivered") else None
     lines = []
-    if text.kind == OPTOUT_CONFIRMATION:
+    if text.kind in OWNER_KINDS:
+        subject = f"A text to your phone {who} was not sent"
+        lines += [f"textback's text to your phone {who} {fate}.",
+                  "Email alerts go on as before; the inbox has every conversation."]
+    elif text.kind == OPTOUT_CONFIRMATION:
         subject = f"{who} opted out; no confirmation was texted"
         lines += [f"{named} asked not to be texted (STOP). The confirmation text {fate}.",
                   "A confirmation more than five minutes late is not allowed, so none will be sent.",

@@ -10,7 +10,9 @@ module decides, from values only:
 - whether the bytes are what was declared (their magic numbers), so a
   "photo" that is in fact HTML or SVG is not served as one;
 - how a text reads where it is listed: "sent 2 photos", "(empty text)",
-  never a blank line.
+  never a blank line;
+- for an owner's reply with photos (an MMS), which photos go as they are and which as a
+  JPEG rendition.
 """
 
 from __future__ import annotations
@@ -172,3 +174,37 @@ def shown_items(rows: Iterable[Any]) -> list[Shown]:
             row["state"] != "kept" or row["shown"]) else None
         out.append(Shown(kind, failed=row["state"] == "failed"))
     return out
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file an owner attached to a reply (an email's part, a web upload), to text as MMS.
+    `name` is the sender's, shown back to the owner only; never a path."""
+
+    name: str
+    declared_type: str
+    data: bytes
+
+
+# Photos an MMS carries as they are when small; a larger one, or a HEIC or WebP photo (which
+# many phones cannot show), goes as a JPEG of at most 1280 px (textback.mediafiles).
+MMS_PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
+MMS_PHOTO_BYTES = 600_000
+
+
+def needs_mms_rendition(content_type: str, size: int) -> bool:
+    """Does a checked photo go as a JPEG rendition rather than as it is? A GIF never does (it
+    may be animated): one too large for the MMS is refused instead."""
+    content_type = normalise_type(content_type)
+    if kind_of(content_type) != "image" or content_type == "image/gif":
+        return False
+    return content_type not in MMS_PHOTO_TYPES or size > MMS_PHOTO_BYTES
+
+
+def not_sent_lines(refused: Iterable[tuple[str, str]]) -> str:
+    """'    IMG_1.svg: not sent: image/svg+xml is never shown' lines for an owner's notice; a
+    sender's file name is one printable line of at most 80 characters (never a header)."""
+    def shown(name: str) -> str:
+        cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())
+        return cleaned if len(cleaned) <= 80 else cleaned[:79] + "…"
+    return "".join(f"\n    {shown(name) or 'an unnamed file'}: {why}" for name, why in refused)

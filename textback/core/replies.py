@@ -17,6 +17,7 @@ from email.message import EmailMessage
 import authres
 from mailparser_reply import EmailReplyParser
 
+from textback.core.media import Attachment
 from textback.core.segments import count_segments
 from textback.core.htmlmail import new_words
 
@@ -39,7 +40,9 @@ class Verdict:
     automatic reply: accepted, logged, nobody answered), command, text,
     too_long, nothing_to_send or unreadable (the owner is emailed why). `reason` is
     textback's own wording, never the sender's; `attachments` are the names
-    of the files a reply carried, as the sender wrote them.
+    of the files a reply carried, as the sender wrote them. A `text` may have no
+    words when it carries `files`: the daemon sends them as MMS, or tells the
+    owner why it cannot.
     """
 
     action: str
@@ -48,6 +51,8 @@ class Verdict:
     command: str = ""
     argument: str = ""
     attachments: tuple[str, ...] = ()
+    files: tuple[Attachment, ...] = ()  # a text's files, to go as MMS where the gateway can
+    in_body: tuple[str, ...] = ()  # pictures in the HTML body (cid:), not texted; named back
 
 
 def token_of(recipient: str, domain: str) -> str | None:
@@ -281,11 +286,44 @@ def _bounded(body: str) -> str:
     return "\n".join(body[:MAX_PARSED_CHARS].split("\n")[:MAX_PARSED_LINES])
 
 
-def attachment_names(message: EmailMessage) -> tuple[str, ...]:
-    """The file name (or, lacking one, the type) of every part that is not a text body."""
-    return tuple(part.get_filename() or part.get_content_type() for part in message.walk()
-                 if not part.is_multipart()
-                 and part.get_content_type() not in ("text/plain", "text/html"))
+def _file_parts(message: EmailMessage) -> list[EmailMessage]:
+    return [part for part in message.walk() if not part.is_multipart()
+            and part.get_content_type() not in ("text/plain", "text/html")]
+
+
+def _part_name(part: EmailMessage) -> str:
+    return part.get_filename() or part.get_content_type()
+
+
+_CID = re.compile(r"""\bsrc\s*=\s*["']?cid:([^"'\s>]+)""", re.IGNORECASE)
+
+
+def attachments_of(message: EmailMessage) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
+    """A reply's files to text as MMS, and the names of the pictures left out because they are
+    part of the email's HTML body (an `<img src="cid:...">`: a signature's logo, a picture
+    pasted into the text), which the owner is told about rather than texting them unasked.
+
+    A file's type is as the email declared it: the MMS edge checks the bytes against it."""
+    referenced: set[str] = set()
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            try:
+                html = part.get_content()
+            except (LookupError, ValueError):
+                continue
+            referenced |= {cid.strip().lower() for cid in _CID.findall(html)}
+    files: list[Attachment] = []
+    in_body: list[str] = []
+    for part in _file_parts(message):
+        cid = (part.get("Content-ID") or "").strip().strip("<>").lower()
+        if cid and cid in referenced and part.get_content_disposition() != "attachment":
+            in_body.append(_part_name(part))
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            data = b""
+        files.append(Attachment(part.get_filename() or "", part.get_content_type(), data))
+    return tuple(files), tuple(in_body)
 
 
 # An owner's reply may take this many SMS segments when no `reply_mail:` section sets
@@ -317,6 +355,16 @@ def measure(text: str, limit: int) -> ReplyLength:
     return ReplyLength(count.segments, count.encoding, limit)
 
 
+def parse_command(line: str) -> tuple[str, str] | None:
+    """A bookkeeping command on a reply's first line (`#won 82000` -> ("won", "82000")), or None.
+
+    The one parser of every path an owner answers by: email here, a text from the owner's own
+    phone in textback.core.relay.
+    """
+    match = COMMAND.match(line.strip())
+    return (match.group(1).lower(), match.group(2).strip()) if match else None
+
+
 def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
           team: frozenset[str], authserv_id: str | None, max_segments: int,
           owner_name: str = "", quoted: tuple[str, ...] = ()) -> Verdict:
@@ -330,17 +378,19 @@ def judge(message: EmailMessage, envelope_sender: str | None, owner_email: str,
     if not authenticated(message, authserv_id, sender):
         return Verdict("refuse", "no aligned DMARC, DKIM or SPF pass from the trusted authserv-id")
     text = new_text(message, owner_name, quoted)
+    files, in_body = attachments_of(message)
     if not text:
-        attachments = attachment_names(message)
-        if attachments:
-            return Verdict("nothing_to_send", "it had only attachments, and a text carries "
-                                              "words only", attachments=attachments)
+        if files:  # photos only: an MMS, if the gateway sends them (the daemon decides)
+            return Verdict("text", files=files, in_body=in_body)
+        if in_body:
+            return Verdict("nothing_to_send", "it had only pictures inside the email's text",
+                           attachments=in_body)
         return Verdict("nothing_to_send", "it had no new words above the quoted message")
-    command = COMMAND.match(text.splitlines()[0].strip())
-    if command:
-        return Verdict("command", command=command.group(1).lower(), argument=command.group(2).strip())
+    command = parse_command(text.splitlines()[0])
+    if command is not None:
+        return Verdict("command", command=command[0], argument=command[1])
     length = measure(text, max_segments)
     if length.too_long:
         return Verdict("too_long", f"{length.segments} segments; the limit is {max_segments}",
                        text=text)
-    return Verdict("text", text=text)
+    return Verdict("text", text=text, files=files, in_body=in_body)

@@ -11,6 +11,7 @@ import phonenumbers
 
 from textback.core.hours import WEEKDAYS, Hours, Window
 from textback.core.numbers import is_textable, national, to_e164
+from textback.core.relay import OWNER_MOBILE
 from textback.core.templates import render
 from textback.core.tracker import (ANSWERED, CALLER_HUNG_UP, IVR_ABANDONED, MISSED, QUEUE_ABANDONED,
                                    VOICEMAIL, CallFinished)
@@ -94,6 +95,8 @@ def decide(config: Config, call: CallFinished, recent: RecentTexts = RecentTexts
         return Decision(call.did, None, None, False, "not_a_business_number")
     caller = to_e164(call.caller_id, number.region)
     owner = config.owner(owner_id or number.owner)
+    if config.owner_by_mobile(caller) is not None:  # an owner's own phone: never a lead
+        return Decision(number.number, caller, None, False, OWNER_MOBILE)
     if call.outcome == ANSWERED:
         return Decision(number.number, caller, owner.id, False, "answered")
     if call.reason == TOO_SHORT:

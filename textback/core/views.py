@@ -32,6 +32,8 @@ SAID = {
     "opted_out": "Not sent: they opted out (STOP). Call them instead.",
     "too_long": "Not sent: too long. Shorten it; nothing was sent.",
     "empty": "Not sent: the reply is empty.",
+    "queued_without_files": "Queued, without some of its files: the note in the thread says why.",
+    "files_not_sent": "Not sent: none of its files can be texted; the note in the thread says why.",
     "claimed": "It is yours now.",
     "assigned": "Assigned.",
     "snoozed": "Snoozed: it comes back then, or when they write again.",
@@ -68,6 +70,7 @@ CALL_DECISIONS = {
     "recovered_too_old": "Not texted: found in the call records too late.",
     "caller_is_vendor": "Not texted: a vendor.", "caller_is_staff": "Not texted: staff.",
     "caller_is_blocked": "Not texted: blocked.",
+    "owner_mobile": "Not texted: an owner's own mobile.",
     "deduplicated": "Not texted: the same call was already counted.",
     "no_hangup_seen": "Not texted: we never saw the call end, and the call records did not say.",
 }
@@ -291,7 +294,11 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
         who = {"owner": f"{first_name(config, m['author'])} replied" if m["author"] else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
         status = m["status"] + (f": {described(m['gateway'], m['error'])}" if m["error"] else "")
-        entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status))
+        items = thread.get("media", {}).get(m["id"], [])  # an owner's photos, sent as MMS
+        if items and not m["body"].strip():
+            who += " with " + media.media_phrase(media.shown_items(items))
+        entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status,
+                             media=media_views(m["conversation_id"], items)))
     for index, a in enumerate(thread["assignments"]):
         by = _by_whom(config, a["reason"])
         to = owner_name(config, a["owner_id"])

@@ -15,6 +15,7 @@ on the shared `Connection` (its transactions, events and consent facts):
     selftests    self-test runs
     owners       reply tokens, assignment, outcomes, escalations, contacts
     optouts      opt-outs, and the replies and test texts queued past them
+    owner_texts  an owner's own mobile: alert texts to it, its answers, the conversation each names
     tokens       API tokens and idempotent writes
     progress     progress marks and incidents
     reading      reads for the CLI, the inbox, the reports and the health check
@@ -37,6 +38,7 @@ from textback.store.media import MediaRows, NewMedia
 from textback.store.migrations import ANALYSIS_LIMIT, MIGRATIONS, statements
 from textback.store.optouts import OptOutRows
 from textback.store.outbox import OutboxRows
+from textback.store.owner_texts import OwnerTextRows
 from textback.store.owners import OwnerRows
 from textback.store.progress import ProgressRows
 from textback.store.reading import ReadingRows
@@ -63,7 +65,7 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
 
 class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
             OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            SqliteConnection):
+            OwnerTextRows, SqliteConnection):
     """The port on SQLite: every aggregate's public methods on one connection
     (`Store.open(path)`)."""
 

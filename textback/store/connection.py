@@ -42,6 +42,10 @@ def downgrade_refused(where: str, version: int, writer_version: str | None,
 class Connection:
     """The aggregates' base: events and consent facts join the transaction under way."""
 
+    # SQLite's CROSS JOIN keeps the tables in the order written (the planner starts from the
+    # first, not from a range of all messages); PostgreSQL's planner needs no such hint.
+    _JOIN_IN_ORDER = "CROSS JOIN"
+
     def __init__(self) -> None:
         self.events_added = asyncio.Event()  # set when a commit carried webhook events
         self._emitted = False
@@ -58,6 +62,11 @@ class Connection:
         await self._db.execute(
             f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             fact.row())
+
+    def _skip_locked(self, table: str) -> str:
+        """What a claim's SELECT ends with so that rows another daemon's claim holds are
+        skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
+        return ""
 
     async def _insert(self, sql: str, args: tuple = ()) -> int | None:
         """Run an INSERT in the transaction under way; the new row's id (None: nothing was

@@ -7,6 +7,7 @@ from typing import Any
 
 from textback.core.events import Event
 from textback.store.connection import Connection
+from textback.store.states import DELIVERY
 
 
 class DeliveryRows(Connection):
@@ -61,8 +62,9 @@ class DeliveryRows(Connection):
         """Deliveries a crash left in `sending`: pending again, to be sent again (same id)."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE event_deliveries SET state = 'pending', retry_at = 0, updated_at = ?,"
-                " last_error = 'interrupted while sending; sent again' WHERE state = 'sending'",
+                f"UPDATE event_deliveries SET state = '{DELIVERY.target('interrupted')}',"
+                " retry_at = 0, updated_at = ?, last_error = 'interrupted while sending; sent again'"
+                f" WHERE {DELIVERY.guard('interrupted')}",
                 (time.time(),))
             return cursor.rowcount
 
@@ -87,8 +89,11 @@ class DeliveryRows(Connection):
         """pending -> sending, counting the try; False if it is not pending any more."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE event_deliveries SET state = 'sending', attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ? AND state = 'pending'", (time.time(), delivery_id))
+                f"UPDATE event_deliveries SET state = '{DELIVERY.target('claim')}',"
+                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT id FROM"
+                f" event_deliveries WHERE id = ? AND {DELIVERY.guard('claim')}"
+                f"{self._skip_locked('event_deliveries')}) AND {DELIVERY.guard('claim')}",
+                (time.time(), delivery_id))
             return cursor.rowcount == 1
 
     async def end_delivery(self, delivery_id: int, status: int | None, error: str,
@@ -97,16 +102,18 @@ class DeliveryRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE event_deliveries SET state = ?, retry_at = COALESCE(?, retry_at),"
-                " last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND state = 'sending'",
-                ("delivered" if retry_at is None else "pending", retry_at, status, error,
+                f" last_status = ?, last_error = ?, updated_at = ? WHERE id = ?"
+                f" AND {DELIVERY.guard('end')}",
+                (DELIVERY.target("end", "delivered" if retry_at is None else "pending"), retry_at,
+                 status, error,
                  time.time(), delivery_id))
 
     async def expire_deliveries(self, created_before: float) -> list[dict[str, Any]]:
         """Pending deliveries of events older than `created_before` become `expired`; those rows."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE event_deliveries SET state = 'expired', updated_at = ?"
-                " WHERE state = 'pending' AND event IN (SELECT id FROM events WHERE created_at < ?)"
+                f"UPDATE event_deliveries SET state = '{DELIVERY.target('expire')}', updated_at = ?"
+                f" WHERE {DELIVERY.guard('expire')} AND event IN (SELECT id FROM events WHERE created_at < ?)"
                 " RETURNING id", (time.time(), created_before))
             ids = [row[0] for row in await cursor.fetchall()]
         return await self.delivery_log(ids=ids) if ids else []

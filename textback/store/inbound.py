@@ -10,6 +10,7 @@ from textback.core import events
 from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
+from textback.store.states import MAIL
 from textback.store.values import _canonical, _segments, InboundRecord, REPEAT_WITHOUT_ID_SECONDS
 
 
@@ -126,5 +127,5 @@ class InboundRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE alerts SET state = ?, recipient = ?, subject = ?, last_error = ?,"
-                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
-                (state, recipient, subject, error, state, time.time(), alert_id))
+                f" sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND {MAIL.guard('end')}",
+                (MAIL.target("end", state), recipient, subject, error, state, time.time(), alert_id))

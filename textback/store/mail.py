@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from textback.store.connection import Connection
+from textback.store.states import MAIL
 from textback.store.values import _mail_table, MAIL_TABLES, Notice
 
 
@@ -58,8 +59,10 @@ class MailRows(Connection):
         table = _mail_table(table)
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"UPDATE {table} SET state = 'sending', attempts = attempts + 1"
-                " WHERE id = ? AND state = 'pending' AND retry_at <= ?", (row_id, now))
+                f"UPDATE {table} SET state = '{MAIL.target('claim')}', attempts = attempts + 1"
+                f" WHERE id IN (SELECT id FROM {table} WHERE id = ? AND {MAIL.guard('claim')}"
+                f" AND retry_at <= ?{self._skip_locked(table)}) AND {MAIL.guard('claim')}",
+                (row_id, now))
             if cursor.rowcount != 1:
                 return None
             return dict(await self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,)))
@@ -68,26 +71,27 @@ class MailRows(Connection):
         """A claimed row that could not be mailed: pending again from `retry_at`."""
         async with self._transaction() as db:
             await db.execute(
-                f"UPDATE {_mail_table(table)} SET state = 'pending', retry_at = ?, last_error = ?"
-                " WHERE id = ? AND state = 'sending'", (retry_at, error, row_id))
+                f"UPDATE {_mail_table(table)} SET state = '{MAIL.target('retry')}', retry_at = ?,"
+                f" last_error = ? WHERE id = ? AND {MAIL.guard('retry')}", (retry_at, error, row_id))
 
     async def mark_notice(self, notice_id: int, state: str, error: str = "") -> None:
         """End a claimed notice: `sent`, or `failed` for good."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE notices SET state = ?, last_error = ?,"
-                " sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND state = 'sending'",
-                (state, error, state, time.time(), notice_id))
+                f" sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND {MAIL.guard('end')}",
+                (MAIL.target("end", state), error, state, time.time(), notice_id))
 
     async def recover_interrupted_mail(self) -> dict[str, list[int]]:
         """Rows a crash left in `sending`, per table: pending again, to be mailed again."""
         recovered = {}
         async with self._transaction() as db:
             for table in MAIL_TABLES:
-                rows = await self._all(f"SELECT id FROM {table} WHERE state = 'sending'")
+                rows = await self._all(f"SELECT id FROM {table} WHERE {MAIL.guard('interrupted')}")
                 await db.execute(
-                    f"UPDATE {table} SET state = 'pending', retry_at = 0,"
-                    " last_error = 'interrupted while mailing; mailed again' WHERE state = 'sending'")
+                    f"UPDATE {table} SET state = '{MAIL.target('interrupted')}', retry_at = 0,"
+                    " last_error = 'interrupted while mailing; mailed again'"
+                    f" WHERE {MAIL.guard('interrupted')}")
                 recovered[table] = [row["id"] for row in rows]
         return recovered
 

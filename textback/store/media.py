@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from textback.store.states import MEDIA
 from textback.store.web import NEXT_VERSION
 
 MEDIA_COLUMNS = (
@@ -62,13 +63,13 @@ class MediaRows:
             rows = await self._all(
                 "SELECT d.id, d.message_id, d.url, d.declared_type, d.declared_size, d.attempts,"
                 " d.created_at, m.gateway FROM media d JOIN messages m ON m.id = d.message_id"
-                " WHERE d.state = 'pending' AND d.retry_at <= ? ORDER BY d.retry_at, d.id LIMIT ?",
-                (now, limit))
+                f" WHERE d.{MEDIA.guard('claim')} AND d.retry_at <= ? ORDER BY d.retry_at, d.id"
+                f" LIMIT ?{self._skip_locked('d')}", (now, limit))
             claimed = []
             for row in rows:
-                cursor = await db.execute("UPDATE media SET state = 'fetching', attempts ="
-                                          " attempts + 1 WHERE id = ? AND state = 'pending'",
-                                          (row["id"],))
+                cursor = await db.execute(
+                    f"UPDATE media SET state = '{MEDIA.target('claim')}', attempts = attempts + 1"
+                    f" WHERE id = ? AND {MEDIA.guard('claim')}", (row["id"],))
                 if cursor.rowcount:
                     claimed.append(dict(row))
             return claimed
@@ -82,7 +83,7 @@ class MediaRows:
                          size: int, note: str = "", rendition_sha256: str | None = None) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE media SET state = 'kept', sha256 = ?, content_type = ?, shown = ?,"
+                f"UPDATE media SET state = '{MEDIA.target('keep')}', sha256 = ?, content_type = ?, shown = ?,"
                 " size = ?, note = ?, rendition_sha256 = ?, fetched_at = ? WHERE id = ?",
                 (sha256, content_type, int(shown), size, note, rendition_sha256, time.time(),
                  media_id))
@@ -91,12 +92,13 @@ class MediaRows:
 
     async def retry_media(self, media_id: int, retry_at: float, note: str) -> None:
         async with self._transaction() as db:
-            await db.execute("UPDATE media SET state = 'pending', retry_at = ?, note = ?"
-                             " WHERE id = ?", (retry_at, note, media_id))
+            await db.execute(f"UPDATE media SET state = '{MEDIA.target('retry')}', retry_at = ?,"
+                             " note = ? WHERE id = ?", (retry_at, note, media_id))
 
     async def fail_media(self, media_id: int, note: str) -> None:
         async with self._transaction() as db:
-            await db.execute("UPDATE media SET state = 'failed', note = ? WHERE id = ?",
+            await db.execute(f"UPDATE media SET state = '{MEDIA.target('fail')}', note = ?"
+                             " WHERE id = ?",
                              (note, media_id))
             await self._bump_for_media(db, media_id)
             await self._alert_now_if_settled(db, media_id)
@@ -111,7 +113,8 @@ class MediaRows:
     async def recover_interrupted_media(self) -> int:
         """Rows left `fetching` by a stop go back to pending: a fetch has no side effect."""
         async with self._transaction() as db:
-            cursor = await db.execute("UPDATE media SET state = 'pending' WHERE state = 'fetching'")
+            cursor = await db.execute(f"UPDATE media SET state = '{MEDIA.target('interrupted')}'"
+                                      f" WHERE {MEDIA.guard('interrupted')}")
             return cursor.rowcount
 
     async def next_media_retry(self) -> float | None:

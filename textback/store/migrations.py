@@ -573,6 +573,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE conversations ADD COLUMN held_until REAL
     """,
+    # An owner's own mobile: its texts with textback (alerts out, answers in) are one
+    # conversation per business number, marked, so it is never a lead, listed or counted; each
+    # alert text remembers which homeowner's conversation it showed (its code, #12); each answer
+    # relayed from the mobile, whose owner is told by text if it fails later.
+    """
+    ALTER TABLE conversations ADD COLUMN owner_line INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE owner_alert_texts (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id),
+        owner_id TEXT NOT NULL,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX owner_alert_texts_owner ON owner_alert_texts (owner_id, created_at);
+    CREATE INDEX owner_alert_texts_conversation ON owner_alert_texts (conversation_id);
+    CREATE TABLE owner_answers (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id),
+        owner_id TEXT NOT NULL
+    )
+    """,
     # PostgreSQL only: the fleet's wake-up triggers (NOTIFY). SQLite has one daemon, whose
     # workers its own writes wake; the version number stays the same on both backends.
     """

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from textback.core import consent
 from textback.core.delivery import OWNER_REPLY
 from textback.core import events
 from textback.store.connection import Connection
+from textback.store.media import NewMedia
 from textback.store.values import _canonical
 
 
@@ -75,23 +76,30 @@ class OptOutRows(Connection):
             return outbox_id
 
     async def queue_owner_reply(self, conversation_id: int, business_number: str, caller: str,
-                                text: str, channel: str, author: str = "") -> int | None:
+                                text: str, channel: str, author: str = "",
+                                media: Sequence[NewMedia] = ()) -> int | None:
         """An owner's reply by any path (email, CLI, web, API): when the caller opted out, the
         refusal is kept in the consent ledger and None returned; else it is queued, due now,
-        and its outbox id returned. The outbox checks the opt-out again as it sends."""
+        and its outbox id returned. The outbox checks the opt-out again as it sends. `media`:
+        the photos it texts as MMS, already on disk, committed with it."""
         if await self.is_suppressed(caller):
             await self.refuse_text(caller, business_number, OWNER_REPLY, text, channel)
             return None
         return await self.queue_reply(conversation_id, business_number, caller, text, OWNER_REPLY,
-                                      author=author, channel=channel)
+                                      author=author, channel=channel, media=media)
 
     async def queue_reply(self, conversation_id: int, sender: str, recipient: str, body: str,
-                          kind: str, author: str = "", channel: str = "") -> int:
+                          kind: str, author: str = "", channel: str = "",
+                          media: Sequence[NewMedia] = ()) -> int:
         """Queue a text in an existing conversation, due now (confirmations, help, owner replies);
         `author` is the signed-in owner who wrote it in the web inbox; `channel` the path it
-        came by (email:OWNER, web:USER, api:TOKEN, cli), kept in the consent ledger."""
+        came by (email:OWNER, web:USER, api:TOKEN, cli), kept in the consent ledger; `media`
+        its photos' rows (kept files), in the same commit."""
         now = time.time()
-        async with self._transaction():
-            _, outbox_id = await self._queue(conversation_id, sender, recipient, body, now, now,
-                                             kind, author=author, channel=channel)
+        async with self._transaction() as db:
+            message_id, outbox_id = await self._queue(conversation_id, sender, recipient, body,
+                                                      now, now, kind, author=author,
+                                                      channel=channel)
+            if media:
+                await self._insert_media(db, message_id, media, now)
             return outbox_id

@@ -24,6 +24,7 @@ from typing import Any
 
 from textback.core import consent
 from textback.core import events
+from textback.core.relay import OWNER_KINDS
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
 from textback.store.values import _text_event, OutboxItem
@@ -32,6 +33,13 @@ from textback.store.web import NEXT_VERSION
 
 class OutboxRows(Connection):
     """The outbox: due texts claimed, sent, retried, held, expired."""
+
+    async def _emit_text(self, kind: str, item: OutboxItem, status: str, error: str,
+                         at: float | None = None) -> None:
+        """A text's event, unless the text went to an owner's own mobile: those are textback
+        talking to the business, not to a lead, and no webhook or CRM hears of them."""
+        if item.kind not in OWNER_KINDS:
+            await self._emit(_text_event(kind, item, status, error, at))
 
     async def recover_interrupted(self) -> list[int]:
         """Rows a crash left in `sending`: mark them `unknown` rather than risk a second text."""
@@ -88,7 +96,7 @@ class OutboxRows(Connection):
             await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
                              " WHERE id = ?", (gateway, item.last_error, item.message_id))
             await self._release_held(item.conversation_id)
-            await self._emit(_text_event(events.TEXT_FAILED, item, "expired", item.last_error))
+            await self._emit_text(events.TEXT_FAILED, item, "expired", item.last_error)
             return True
 
     async def text_facts(self, message_id: int) -> dict[str, Any]:
@@ -114,7 +122,9 @@ class OutboxRows(Connection):
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE outbox SET state = '{OUTBOX.target('claim')}', attempts = attempts + 1,"
-                f" updated_at = ? WHERE id IN ({marks}) AND {OUTBOX.guard('claim')} RETURNING id",
+                f" updated_at = ? WHERE id IN (SELECT id FROM outbox WHERE id IN ({marks})"
+                f" AND {OUTBOX.guard('claim')}{self._skip_locked('outbox')})"
+                f" AND {OUTBOX.guard('claim')} RETURNING id",
                 (time.time(), *ids))
             return {row[0] for row in await cursor.fetchall()}
 
@@ -132,7 +142,7 @@ class OutboxRows(Connection):
             for conversation_id in sorted({item.conversation_id for item, _ in sent}):
                 await self._release_held(conversation_id)
             for item, gateway_id in sent:
-                await self._emit(_text_event(events.TEXT_SENT, item, "sent", "", now))
+                await self._emit_text(events.TEXT_SENT, item, "sent", "", now)
                 await self._ledger(consent.Fact(
                     consent.TEXT_SENT, item.recipient, now, item.sender, gateway, item.kind,
                     item.body, {"message_id": item.message_id, "gateway_id": gateway_id}))
@@ -185,7 +195,7 @@ class OutboxRows(Connection):
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
             await self._release_held(item.conversation_id)
-            await self._emit(_text_event(events.TEXT_FAILED, item, state, error, now))
+            await self._emit_text(events.TEXT_FAILED, item, state, error, now)
             if state == "blocked":  # refused at the moment of sending: the number opted out
                 await self._ledger(consent.Fact(
                     consent.TEXT_REFUSED, item.recipient, now, item.sender, gateway, item.kind,
@@ -213,7 +223,7 @@ class OutboxRows(Connection):
                 (status, error, row["id"]))
             kind = {"delivered": events.TEXT_DELIVERED, "undelivered": events.TEXT_FAILED,
                     "failed": events.TEXT_FAILED}.get(status)
-            if kind is not None:
+            if kind is not None and row["kind"] not in OWNER_KINDS:
                 await self._emit(events.text_event(
                     kind, message_id=row["id"], conversation_id=row["conversation_id"],
                     sender=row["sender"], recipient=row["recipient"], body=row["body"],

@@ -19,10 +19,6 @@ from textback.store.web import NEXT_VERSION
 class OwnerRows(Connection):
     """Owners' side of a conversation: reply tokens, assignment, outcomes, escalations, contacts."""
 
-    # SQLite's CROSS JOIN keeps the tables in the order written (the planner starts from the
-    # texts waiting, not a range of all messages); PostgreSQL's planner needs no such hint.
-    _JOIN_IN_ORDER = "CROSS JOIN"
-
     async def reply_token(self, conversation_id: int, owner_id: str, ttl: float,
                           quoted: tuple[str, ...] = ()) -> str:
         """A new unguessable token for reply+TOKEN@domain, bound to one conversation and owner,
@@ -110,7 +106,8 @@ class OwnerRows(Connection):
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
             f" FROM waiting_texts w {self._JOIN_IN_ORDER} conversations c ON c.id = w.conversation_id"
             f" {self._JOIN_IN_ORDER} messages m ON m.id = w.message_id"
-            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0{below}",
+            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0"
+            f" AND c.owner_line = 0{below}",
             (older_than,))
         media = await self.media_of(r["message_id"] for r in rows)
         # `listed`: the text as a list shows it, "2 photos" or "(empty text)" when it has no words

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from textback.core.relay import OWNER_MOBILE
 from textback.core.scorecard import build as build_scorecard
 from textback.store.connection import Connection
 from textback.store.values import CLI_INBOX_COLUMNS
@@ -80,10 +81,11 @@ class ReadingRows(Connection):
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
             " ORDER BY at", (caller, caller, caller))
         timeline = [dict(r) for r in rows]
-        media = await self.media_of(r["message_id"] for r in timeline if r["kind"] == "text_in")
+        media = await self.media_of(r["message_id"] for r in timeline
+                                    if r["kind"] in ("text_in", "text_out"))
         for row in timeline:
             message_id = row.pop("message_id")
-            if row["kind"] == "text_in":
+            if row["kind"] in ("text_in", "text_out"):  # a homeowner's photos, or an owner's
                 row["media"] = [{key: item[key] for key in (
                     "id", "declared_type", "content_type", "size", "state", "shown", "note")}
                     for item in media[message_id]]
@@ -115,13 +117,14 @@ class ReadingRows(Connection):
             " t.status AS text_status, COALESCE(t.sent_at, t.created_at) AS text_at,"
             " t.template AS text_template FROM calls k"
             " LEFT JOIN messages t ON t.id = k.message_id AND t.direction = 'out'"
-            " AND t.kind = 'auto' WHERE k.started_at >= ? AND k.started_at < ? AND k.selftest = 0",
+            " AND t.kind = 'auto' WHERE k.started_at >= ? AND k.started_at < ? AND k.selftest = 0"
+            f" AND k.decision != '{OWNER_MOBILE}'",
             (start, end))
         messages = await self._all(
             "SELECT m.id, m.conversation_id, c.business_number, m.direction, m.kind, m.status,"
             " m.created_at, m.template, m.segments FROM messages m JOIN conversations c"
             " ON c.id = m.conversation_id WHERE m.created_at >= ? AND m.created_at < ?"
-            " AND c.selftest = 0", (start, end))
+            " AND c.selftest = 0 AND c.owner_line = 0", (start, end))
         missed = ("SELECT conversation_id FROM calls WHERE started_at >= ? AND started_at < ?"
                   " AND outcome = 'missed' AND selftest = 0 AND conversation_id IS NOT NULL")
         outcomes = await self._all(
@@ -133,7 +136,8 @@ class ReadingRows(Connection):
             (start, end, start))
         opt_outs = await self._all(
             "SELECT c.business_number FROM suppressions s JOIN conversations c"
-            " ON c.caller = s.number WHERE s.since >= ? AND s.since < ? AND c.selftest = 0",
+            " ON c.caller = s.number WHERE s.since >= ? AND s.since < ? AND c.selftest = 0"
+            " AND c.owner_line = 0",
             (start, end))
         return {name: [dict(r) for r in rows] for name, rows in (
             ("calls", calls), ("messages", messages), ("outcomes", outcomes),

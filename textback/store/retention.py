@@ -59,7 +59,8 @@ class RetentionRows(Connection):
         sent is never pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
-                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?",
+                f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?"
+                f"{self._skip_locked('m')}",
                 (cutoff, limit))]
             marks = ",".join("?" * len(ids))
             alerts = media = media_bytes = 0
@@ -70,17 +71,20 @@ class RetentionRows(Connection):
                                       f" FROM media WHERE message_id IN ({marks})", tuple(ids))
                 media, media_bytes = row["n"], row["bytes"]
                 await db.execute(f"DELETE FROM media WHERE message_id IN ({marks})", ids)
-                for table in ("outbox", "escalations", "waiting_texts"):
+                for table in ("outbox", "escalations", "waiting_texts", "owner_alert_texts",
+                              "owner_answers"):
                     await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
                 # A message's row in the search index has its id (the conversation's own is -id).
                 await db.execute(f"DELETE FROM conversation_search WHERE rowid IN ({marks})", ids)
                 await db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             calls = (await db.execute(
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE started_at < ?"
-                " ORDER BY started_at LIMIT ?)", (cutoff, limit))).rowcount
+                f" ORDER BY started_at LIMIT ?{self._skip_locked('calls')})",
+                (cutoff, limit))).rowcount
             quotes = (await db.execute(
                 "UPDATE reply_tokens SET quoted = '[]' WHERE token IN (SELECT token FROM"
-                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?)",
+                " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?"
+                f"{self._skip_locked('reply_tokens')})",
                 (cutoff, limit))).rowcount
         return {"calls": calls, "messages": len(ids), "alerts": alerts, "media": media,
                 "media_bytes": media_bytes, "quotes": quotes}

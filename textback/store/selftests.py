@@ -8,6 +8,7 @@ from typing import Any
 from textback.core import events
 from textback.core.selftest import Report
 from textback.store.connection import Connection
+from textback.store.states import SELFTEST
 
 
 class SelftestRows(Connection):
@@ -23,9 +24,10 @@ class SelftestRows(Connection):
         """The oldest requested run, now running; None when none waits."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE selftests SET state = 'running', started_at = ? WHERE id = ("
-                " SELECT id FROM selftests WHERE state = 'requested' ORDER BY requested_at LIMIT 1)"
-                " RETURNING id", (time.time(),))
+                f"UPDATE selftests SET state = '{SELFTEST.target('claim')}', started_at = ?"
+                f" WHERE id = (SELECT id FROM selftests WHERE {SELFTEST.guard('claim')}"
+                f" ORDER BY requested_at LIMIT 1{self._skip_locked('selftests')})"
+                f" AND {SELFTEST.guard('claim')} RETURNING id", (time.time(),))
             row = await cursor.fetchone()
             return row[0] if row else None
 
@@ -34,7 +36,8 @@ class SelftestRows(Connection):
         """The run's result, and its selftest.finished event, in one commit."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE selftests SET state = 'done', started_at = ?, finished_at = ?, passed = ?,"
+                f"UPDATE selftests SET state = '{SELFTEST.target('finish')}', started_at = ?,"
+                " finished_at = ?, passed = ?,"
                 " steps = ? WHERE id = ? RETURNING id, trigger, started_at, finished_at, steps",
                 (started_at, finished_at, int(passed), steps_json, run_id))
             for row in await cursor.fetchall():
@@ -54,8 +57,8 @@ class SelftestRows(Connection):
         """Runs a stop interrupted (`running` at start-up) end as failed: none is left hanging."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE selftests SET state = 'done', passed = 0, finished_at = ?, steps = ?"
-                " WHERE state = 'running' RETURNING id, trigger, started_at, finished_at, steps",
+                f"UPDATE selftests SET state = '{SELFTEST.target('abandon')}', passed = 0,"
+                f" finished_at = ?, steps = ? WHERE {SELFTEST.guard('abandon')} RETURNING id, trigger, started_at, finished_at, steps",
                 (time.time(), why_json))
             rows = await cursor.fetchall()
             for row in rows:

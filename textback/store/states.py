@@ -1,6 +1,13 @@
-"""The outbox's state machine as one table, in the manner of h11's `_state.py`: every transition
-a row can take is here, and the store's SQL takes its states from it (`OUTBOX.target`,
-`OUTBOX.guard`), so a second backend reads what to implement from one place.
+"""Each claim's state machine as one table, in the manner of h11's `_state.py`: every transition
+a row can take is here, and the store's SQL on both backends takes its states from it
+(`OUTBOX.target`, `OUTBOX.guard`): the outbox, owner mail (alerts and notices), event
+deliveries (webhooks and CRM adapters), self-test runs and media fetches.
+
+A claim moves a row out of its waiting state in one conditional UPDATE, so only one worker,
+of one daemon or of several, ever holds it; on PostgreSQL the rows a claim reads are locked
+and rows another daemon holds are skipped (`FOR UPDATE SKIP LOCKED`).
+
+The outbox:
 
     pending --claim--> sending --accepted--> sent
        ^                  |----end-------> failed | unknown | blocked
@@ -56,4 +63,39 @@ OUTBOX = Machine({
     "expire": Transition(("pending",), ("expired",)),
     "cancel": Transition(("pending",), ("failed",)),  # a self-test's text after its run
     "interrupted": Transition(("sending",), ("unknown",)),  # found at start-up: never re-sent
+})
+
+
+# Alerts and notices to owners: pending --claim--> sending --> sent | failed, or pending again
+# (retry); a stop while mailing leaves it to be mailed again.
+MAIL = Machine({
+    "claim": Transition(("pending",), ("sending",)),
+    "retry": Transition(("sending",), ("pending",)),
+    "end": Transition(("sending",), ("sent", "failed")),
+    "interrupted": Transition(("sending",), ("pending",)),
+})
+
+# Events to a webhook endpoint or a CRM adapter: each try is claimed; a delivery too old expires.
+DELIVERY = Machine({
+    "claim": Transition(("pending",), ("sending",)),
+    "end": Transition(("sending",), ("delivered", "pending")),  # pending: tried again later
+    "expire": Transition(("pending",), ("expired",)),
+    "interrupted": Transition(("sending",), ("pending",)),
+})
+
+# Self-test runs: the oldest requested run is claimed; a stop mid-run ends it as failed.
+SELFTEST = Machine({
+    "claim": Transition(("requested",), ("running",)),
+    "finish": Transition(("running", "requested"), ("done",)),  # the run's own id: no guard
+    "abandon": Transition(("running",), ("done",)),
+})
+
+# Media a homeowner sent: fetched once claimed; a fetch has no side effect, so a stop mid-fetch
+# puts the row back.
+MEDIA = Machine({
+    "claim": Transition(("pending",), ("fetching",)),
+    "keep": Transition(("fetching",), ("kept",)),
+    "retry": Transition(("fetching",), ("pending",)),
+    "fail": Transition(("pending", "fetching"), ("failed",)),
+    "interrupted": Transition(("fetching",), ("pending",)),
 })

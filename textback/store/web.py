@@ -142,7 +142,8 @@ class WebStore:
         if search:
             return await self._search(search, limit)
         where, waiting_first = _VIEW_FILTERS[view]
-        where += " AND selftest = 0"  # a self-test's conversation is nobody's to answer
+        # A self-test's conversation is nobody's to answer; an owner's own phone is no lead.
+        where += " AND selftest = 0 AND owner_line = 0"
         args = {"now": now, "owner": owner_id, "limit": limit}
         rows: list[Any] = []
         if waiting_first:
@@ -164,19 +165,20 @@ class WebStore:
         rows = await self._all(
             f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE c.id IN ("
             "  SELECT conversation_id FROM conversation_search WHERE conversation_search MATCH ?"
-            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0"
+            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0 AND c.owner_line = 0"
             " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (phrase, limit))
         return [dict(r) for r in rows]
 
     async def unread_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM conversations"
-                              " WHERE status = 'open' AND unread = 1 AND selftest = 0")
+                              " WHERE status = 'open' AND unread = 1 AND selftest = 0"
+                              " AND owner_line = 0")
         return row["n"]
 
     async def changes_since(self, version: int, limit: int = 100) -> list[dict[str, Any]]:
         """Conversations changed after `version`, in the order of their changes."""
         rows = await self._all("SELECT id, version FROM conversations WHERE version > ?"
-                               " ORDER BY version LIMIT ?", (version, limit))
+                               " AND owner_line = 0 ORDER BY version LIMIT ?", (version, limit))
         return [dict(r) for r in rows]
 
     async def latest_version(self) -> int:

@@ -29,9 +29,10 @@ from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from multidict import MultiDict, MultiDictProxy
 
 from textback.core import media
 from textback.core.alerts import one_line
@@ -63,6 +64,10 @@ MAX_USER_AGENT_CHARS = 300
 EVENT_POLL_SECONDS = 1.0
 MAX_NOTE_CHARS = 4000
 MAX_NAME_CHARS = 80
+# A reply box's POST with its photos, all parts together: above the largest MMS (Twilio's 5 MB)
+# with room for photos that go as smaller JPEGs. A reverse proxy in front must allow it too.
+UPLOAD_BYTES = 12 * 1024 * 1024
+UPLOAD_PARTS = 40  # its fields and files: a few fields, and more files than any MMS carries
 # Actions that add to a thread, or stop all texts to its caller, and so cannot undo anyone's
 # change: a page's age does not matter to them (a new text arriving must not throw away a
 # reply being typed). Every other action sets state, and carries the state_version its page
@@ -163,7 +168,7 @@ class Inbox:
                 why = f"&why={why}" if why in views.SIGN_IN_WHY else ""
                 raise web.HTTPSeeOther(f"/signin?next={quote(local_path(request.path_qs))}{why}")
             if request.method == "POST":
-                form = await request.post()
+                form = await self._posted(request)
                 if not hmac.compare_digest(str(form.get("csrf", "")), session["csrf"]):
                     raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this "
                                                  "site. Reload the page and try again.")
@@ -177,6 +182,35 @@ class Inbox:
             request["unread"] = await self.store.unread_count()
             return await handler(request)
         return checked
+
+    async def _posted(self, request: web.Request) -> MultiDictProxy:
+        """A signed-in POST's form. The reply box alone is multipart, for its photos: read here
+        part by part within UPLOAD_BYTES (the listener's max_body_bytes is sized for words),
+        each file an Attachment under its field's name; any other POST as aiohttp reads it."""
+        if (request.content_type != "multipart/form-data"
+                or request.match_info.get("action") != "reply"):
+            return await request.post()
+        fields: MultiDict = MultiDict()
+        total = 0
+        reader = await request.multipart()
+        parts = 0
+        while (part := await reader.next()) is not None:
+            parts += 1
+            if not isinstance(part, BodyPartReader) or parts > UPLOAD_PARTS:
+                raise bad_request(f"a reply form has at most {UPLOAD_PARTS} flat parts")
+            chunks = []
+            while chunk := await part.read_chunk(65536):
+                total += len(chunk)
+                if total > UPLOAD_BYTES:
+                    raise web.HTTPRequestEntityTooLarge(max_size=UPLOAD_BYTES, actual_size=total)
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            if part.filename is None:
+                fields.add(part.name or "", data.decode("utf-8", "replace"))
+            elif data:  # a file input left empty sends a part with no name and no bytes
+                fields.add(part.name or "", media.Attachment(
+                    part.filename, part.headers.get("Content-Type", ""), data))
+        return MultiDictProxy(fields)
 
     def _cookie_args(self) -> dict:
         return {"httponly": True, "samesite": "Lax", "secure": self.web.secure, "path": "/"}
@@ -364,8 +398,7 @@ class Inbox:
 
     async def _thread_context(self, conversation: dict) -> dict:
         history = await self.store.thread(conversation["id"])
-        history["media"] = await self.store.media_of(
-            m["id"] for m in history["messages"] if m["direction"] == "in")
+        history["media"] = await self.store.media_of(m["id"] for m in history["messages"])
         calls = history["calls"]
         name = views.contact_name(self.config, conversation | {
             "caller_name": next((c["caller_name"] for c in reversed(calls) if c["caller_name"]), "")})
@@ -470,19 +503,33 @@ class Inbox:
 
     async def _do_reply(self, conversation: dict, form, user: OwnerConfig,
                         expected: int | None) -> str:
-        """The same rules as an email reply: opt-outs (checked again at sending), the length."""
+        """The same rules as an email reply: opt-outs (checked again at sending), the length,
+        and the photos it carries checked for the gateway's MMS, stored and committed with it;
+        a file not texted is named, with why, in a note in the thread."""
         text = str(form.get("body", "")).replace("\r\n", "\n").strip()
-        if not text:
+        attachments = [f for f in form.getall("photo", []) if isinstance(f, media.Attachment)]
+        if not text and not attachments:
             return "empty"
-        if measure(text, segment_limit(self.config.reply_mail)).too_long:
+        if text and measure(text, segment_limit(self.config.reply_mail)).too_long:
             return "too_long"
+        prepared = await self.context.outbound_media(attachments)
+        if not text and not prepared.files:
+            await self.store.add_note(conversation["id"], user.id, "Not texted, and nothing else "
+                                      "was sent:" + media.not_sent_lines(prepared.refused))
+            return "files_not_sent"
         caller = conversation["caller"]
         if await self.store.queue_owner_reply(conversation["id"], conversation["business_number"],
-                                              caller, text, f"web:{user.id}", author=user.id) is None:
+                                              caller, text, f"web:{user.id}", author=user.id,
+                                              media=prepared.rows()) is None:
             return "opted_out"
-        timeline.info("owner %s replied in the web inbox; texting %s: %s", user.id, caller,
-                      one_line(text, 200))
+        timeline.info("owner %s replied in the web inbox; texting %s: %s%s", user.id, caller,
+                      one_line(text, 200),
+                      f" (+{len(prepared.files)} photos)" if prepared.files else "")
         self.context.wake_outbox()
+        if prepared.refused:
+            await self.store.add_note(conversation["id"], user.id, "Texted without these files:"
+                                      + media.not_sent_lines(prepared.refused))
+            return "queued_without_files"
         return "queued"
 
     async def _do_donottext(self, conversation: dict, form, user: OwnerConfig,

@@ -1,7 +1,8 @@
 """The outbox worker: due texts to the gateway, in parallel, until each is sent or reported.
 
 An object with explicit dependencies: the store, the gateway, a clock, its wake event, the
-pacer, the metrics and watch it reports into, and `notify` to tell an owner what did not go.
+pacer, the metrics and watch it reports into, `notify` to tell an owner what did not go, and
+`media_links` to sign the links an MMS provider fetches an owner's photos from.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import dataclasses
 import logging
 from typing import Awaitable, Callable
 
-from sms_gateway.base import Gateway, OutgoingText, SendResult
+from sms_gateway.base import Gateway, OutgoingText, SendResult, mms_limits
 from textback.core.alerts import one_line
 from textback.config import Config, OwnerConfig
 from textback.core.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
                                     OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.ops.metrics import Metrics
 from textback.core.quiet_hours import HOLD, judge
+from textback.core.relay import OWNER_ALERT, OWNER_KINDS, OWNER_STOP_CONFIRMATION
 from textback.store import SELFTEST_KIND, OutboxItem, Store
 from textback.workers.common import (IDLE_POLL_SECONDS, SystemClock, clock_text, log_failure,
                                      retry_delay)
@@ -34,6 +36,12 @@ SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 
 # (owner, subject, text): a notice to an owner, committed and then mailed.
 Notify = Callable[[OwnerConfig, str, str], Awaitable[None]]
+# (message id, caller, business number, state, gateway, error): an owner's answer from their
+# mobile did not go; True when its owner was told by text (OwnerPhone.answer_failed).
+AnswerFailed = Callable[[int, str, str, str, str, str], Awaitable[bool]]
+# A signer of links to media files under web.public_url: (media id, now) -> URL; None when no
+# `web:` listener serves them.
+MediaLinks = Callable[[], Awaitable[Callable[[int, float], str] | None]]
 
 
 class OutboxWorker:
@@ -41,8 +49,10 @@ class OutboxWorker:
 
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
-                 masked: Callable[[str], str]):
+                 masked: Callable[[str], str], answer_failed: AnswerFailed,
+                 media_links: MediaLinks | None = None):
         self.config = config
+        self._media_links = media_links
         self.store = store
         self.gateway = gateway
         self.clock = clock
@@ -50,6 +60,7 @@ class OutboxWorker:
         self.watch = watch
         self._outbox_wake = wake  # a text queued, or a send that ended
         self._notify = notify
+        self._answer_failed = answer_failed
         self._masked = masked  # gateway errors go to the store and the log without secrets
         self._pacer = Pacer(config.gateway.max_sends_per_second)
         self._link_failing = False  # a send failed for want of the gateway since the last success
@@ -111,7 +122,8 @@ class OutboxWorker:
 
     async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name
-        if item.kind != OPTOUT_CONFIRMATION and await self.store.is_suppressed(item.recipient):
+        if (item.kind not in (OPTOUT_CONFIRMATION, OWNER_STOP_CONFIRMATION)
+                and await self.store.is_suppressed(item.recipient)):
             await self.store.mark_final(item, "blocked", name, "recipient opted out")
             self.metrics.texts.labels("blocked", name).inc()
             timeline.info("text to %s blocked: the number opted out", item.recipient)
@@ -120,10 +132,17 @@ class OutboxWorker:
             return
         if await self._held_for_quiet_hours(item):
             return
+        media_urls, photos_not_sent = await self._mms(item)
+        if photos_not_sent and not item.body.strip():
+            error = f"its photos could not be sent: {photos_not_sent}"
+            await self.store.mark_final(item, "failed", name, error)
+            self.metrics.texts.labels("failed", name).inc()
+            await self.report_undelivered(item, "failed", error)
+            return
         try:
             result = await self.gateway.send(OutgoingText(
                 item.sender, item.recipient, item.body,
-                idempotency_key=f"textback-{item.idempotency_key}"))
+                idempotency_key=f"textback-{item.idempotency_key}", media_urls=media_urls))
         except Exception as exc:  # noqa: BLE001 - a plugin's bug must not leave the text in limbo
             log.exception("the %s gateway raised while sending to %s", name, item.recipient)
             result = SendResult.unknown(f"{type(exc).__name__} from the gateway: {exc}")
@@ -137,8 +156,11 @@ class OutboxWorker:
                 ended = (await self.store.text_facts(item.message_id))["call_ended_at"]
                 if ended is not None:
                     self.metrics.hangup_to_accepted.observe(max(0.0, now - ended))
-            timeline.info("text sent to %s from %s: %s", item.recipient, item.sender,
-                          one_line(item.body, 200))
+            timeline.info("text sent to %s from %s: %s%s", item.recipient, item.sender,
+                          one_line(item.body, 200),
+                          f" (+{len(media_urls)} media)" if media_urls else "")
+            if photos_not_sent:
+                await self._tell_photos_not_sent(item, photos_not_sent)
             if self._link_failing:
                 await self.link_back(f"{name} accepted a text again")
         elif result.status == "retryable":
@@ -160,9 +182,45 @@ class OutboxWorker:
                       result.error)
             await self.report_undelivered(item, state, result.error)
 
+    async def _mms(self, item: OutboxItem) -> tuple[tuple[str, ...], str]:
+        """An owner's reply with photos: the signed links the provider fetches them from, or
+        why they cannot go ('' when they all go, or there are none). The photos were checked
+        against this gateway's limits when the reply was accepted; a gateway changed since,
+        or a `web:` section removed, is the reason they would not go now."""
+        if item.kind != OWNER_REPLY:
+            return (), ""
+        rows = (await self.store.media_of([item.message_id]))[item.message_id]
+        if not rows:
+            return (), ""
+        limits = mms_limits(self.gateway)
+        if limits is None:
+            return (), f"the {self.gateway.name} gateway texts words only"
+        link = await self._media_links() if self._media_links else None
+        if link is None:
+            return (), "no `web:` listener (web.public_url) serves them to the provider"
+        # Each link works until an hour past the text's own deadline: the same links on every
+        # retry, so a provider that deduplicates by idempotency key sees the same request.
+        until = self._deadline(item)
+        return tuple(link(row["id"], until) + ("&v=jpeg" if row["rendition_sha256"] else "")
+                     for row in rows[:limits.max_items]), ""
+
+    async def _tell_photos_not_sent(self, item: OutboxItem, why: str) -> None:
+        """The words of a reply went, its photos did not: its owner hears so."""
+        facts = await self.store.text_facts(item.message_id)
+        owner = next((o for o in self.config.owners if o.id == facts["owner_id"]),
+                     self.config.owners[0])
+        log.warning("reply to %s sent without its photos: %s", item.recipient, why)
+        await self._notify(owner, f"Your photo to {facts['caller']} was not sent",
+                           f"Your reply to {facts['caller']} was texted without its photos: "
+                           f"{why}.\n\nThe words went:\n    {one_line(item.body, 400)}")
+
     async def _held_for_quiet_hours(self, item: OutboxItem) -> bool:
         """A text of a kind the config holds, due in the homeowner's quiet hours: back to
-        pending until their window opens (the outbox sends it then, checking again)."""
+        pending until their window opens (the outbox sends it then, checking again). An alert
+        text to an owner's mobile waits out that owner's own quiet hours instead; the other
+        texts to it answer what the owner just did, and go at once."""
+        if item.kind in OWNER_KINDS:
+            return item.kind == OWNER_ALERT and await self._held_for_owner(item)
         if self.config.compliance.homeowner_hours.policy_for(item.kind) != HOLD:
             return False
         verdict = judge(item.recipient, self.clock.now(), self.config.business.timezone)
@@ -171,6 +229,17 @@ class OutboxWorker:
         why = verdict.explain()
         if await self.store.hold(item, verdict.until, why):
             timeline.info("text to %s held: %s", item.recipient, why)
+        return True
+
+    async def _held_for_owner(self, item: OutboxItem) -> bool:
+        owner = self.config.owner_by_mobile(item.recipient)
+        window = owner.alerts.quiet_window() if owner is not None else None
+        until = window.held_until(self.clock.now(), self.config.business.timezone) if window else None
+        if until is None:
+            return False
+        why = f"{owner.id}'s quiet hours for alert texts ({window})"
+        if await self.store.hold(item, until, why):
+            timeline.info("alert text to %s held: %s", owner.id, why)
         return True
 
     async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
@@ -216,6 +285,10 @@ class OutboxWorker:
         if item.kind == SELFTEST_KIND:
             return  # it has no owner: the self-test's report to the admin names the failure
         facts = await self.store.text_facts(item.message_id)
+        if item.kind == OWNER_REPLY and await self._answer_failed(
+                item.message_id, facts["caller"], facts["business_number"], state,
+                facts["gateway"] or self.gateway.name, error):
+            return  # the owner answered by text: told by text
         subject, text = undelivered_notice(Undelivered(
             kind=item.kind, state=state, caller=facts["caller"], caller_name=facts["caller_name"],
             business_number=facts["business_number"], body=item.body, error=error,

@@ -13,6 +13,7 @@ from textback.store.mail import MailRows
 from textback.store.media import MediaRows
 from textback.store.optouts import OptOutRows
 from textback.store.outbox import OutboxRows
+from textback.store.owner_texts import OwnerTextRows
 from textback.store.owners import OwnerRows
 from textback.store.postgres.connection import PgConnection
 from textback.store.postgres.rows import PostgresRows
@@ -28,5 +29,5 @@ __all__ = ["PostgresStore"]
 
 class PostgresStore(PostgresRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
                     SelftestRows, OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows,
-                    RetentionRows, WebStore, MediaRows, PgConnection):
+                    RetentionRows, WebStore, MediaRows, OwnerTextRows, PgConnection):
     """The port on PostgreSQL: every aggregate's public methods, PostgreSQL's SQL first."""

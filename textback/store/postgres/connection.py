@@ -96,7 +96,8 @@ def _value(value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value  # flags are integers, as on SQLite
 
 
-def _query(sql: str, args: Any) -> tuple[str, Any]:
+def to_psycopg(sql: str, args: Any) -> tuple[str, Any]:
+    """A statement and its arguments as psycopg takes them."""
     if isinstance(args, dict):
         return pg_sql(sql, True), {key: _value(v) for key, v in args.items()}
     if not args:
@@ -112,7 +113,7 @@ class Session:
 
     async def execute(self, sql: str, args: Any = ()) -> psycopg.AsyncCursor:
         cursor = self.connection.cursor()
-        await cursor.execute(*_query(sql, args))
+        await cursor.execute(*to_psycopg(sql, args))
         return cursor
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> psycopg.AsyncCursor:

@@ -446,4 +446,25 @@ CREATE TRIGGER {table}_wake AFTER INSERT ON {table}
     FOR EACH ROW EXECUTE FUNCTION textback_wake();
 """ for table in ("outbox", "alerts", "notices", "events", "media"))
 
-MIGRATIONS: list[str] = [*("" for _ in range(FIRST_VERSION - 1)), BASELINE, WAKE_TRIGGERS]
+MIGRATIONS: list[str] = [
+    *("" for _ in range(FIRST_VERSION - 1)),
+    BASELINE,
+    # 24: an owner's own mobile (see SQLite's 24)
+    """
+    ALTER TABLE conversations ADD COLUMN owner_line INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE owner_alert_texts (
+        message_id BIGINT PRIMARY KEY REFERENCES messages(id),
+        owner_id TEXT NOT NULL,
+        conversation_id BIGINT NOT NULL REFERENCES conversations(id),
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX owner_alert_texts_owner ON owner_alert_texts (owner_id, created_at);
+    CREATE INDEX owner_alert_texts_conversation ON owner_alert_texts (conversation_id);
+    CREATE TABLE owner_answers (
+        message_id BIGINT PRIMARY KEY REFERENCES messages(id),
+        owner_id TEXT NOT NULL
+    );
+    """,
+    # 25: the fleet's wake-ups (PostgreSQL only; SQLite's 25 does nothing)
+    WAKE_TRIGGERS,
+]

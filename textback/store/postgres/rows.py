@@ -21,6 +21,11 @@ class PostgresRows:
 
     _JOIN_IN_ORDER = "JOIN"  # a plain join: PostgreSQL has no CROSS JOIN ... ON
 
+    def _skip_locked(self, table: str) -> str:
+        """Lock the rows a claim reads (of `table`, by name or alias) and skip those another
+        daemon's claim has locked: each row is claimed by one daemon, none waits."""
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
+
     async def _index_contact(self, conversation_id: int) -> None:
         """The searchable number and names of a conversation: one index row, rowid -id."""
         await self._db.execute("DELETE FROM conversation_search WHERE rowid = ?", (-conversation_id,))
@@ -39,7 +44,7 @@ class PostgresRows:
         rows = await self._all(
             f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE c.id IN ("
             "  SELECT conversation_id FROM conversation_search WHERE text ILIKE ?"
-            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0"
+            "  ORDER BY rowid DESC LIMIT 1000) AND c.selftest = 0 AND c.owner_line = 0"
             " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (_like_pattern(text), limit))
         return [dict(r) for r in rows]
 

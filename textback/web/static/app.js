@@ -130,7 +130,7 @@ function updateForm(form, fresh) {
     if (!el.name) continue;
     const mine = Array.from(form.elements).find((m) => m.name === el.name && m.type === el.type &&
                                                   (m.type !== "submit" || m.value === el.value));
-    if (!mine || el.type === "submit") continue;
+    if (!mine || el.type === "submit" || el.type === "file") continue;  // a chosen file stays
     if (el.tagName === "SELECT") {
       Array.from(mine.options).forEach((o, i) => {
         o.defaultSelected = el.options[i] ? el.options[i].defaultSelected : false;

@@ -1,5 +1,6 @@
-"""A real PostgreSQL for the tests: Debian's server, `initdb` into a temporary directory and
-`pg_ctl start` listening only on a Unix socket in that directory (no port to collide on).
+"""A real PostgreSQL for the tests and benchmarks: Debian's server, `initdb` into a temporary
+directory and `pg_ctl start` listening only on a Unix socket in that directory (no port to
+collide on).
 
 PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
 unprivileged `nobody` (through `setpriv`), owning its data directory. A database is made
@@ -85,6 +86,11 @@ class PostgresServer:
             connection.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
                 sql.Identifier(PASSWORD_ROLE), sql.Literal(password)))
         return PASSWORD_ROLE
+
+    def version(self) -> str:
+        import psycopg
+        with psycopg.connect(self.url()) as connection:
+            return connection.execute("SHOW server_version").fetchone()[0]
 
     def admin(self, sql: str) -> None:
         """Run one statement as the superuser on the `postgres` database (autocommit)."""

@@ -1,0 +1,83 @@
+"""Several daemons on one PostgreSQL: each claims with its own pool, at the same time as the
+others, and every text, notice, event delivery and self-test run is claimed exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from lab.configs import BUSINESS_NUMBER
+from textback.core import events
+from textback.store import CallRow, PlannedText
+from textback.store.postgres import PostgresStore
+
+DAEMONS = 4
+TEXTS, NOTICES, RUNS = 60, 30, 12
+
+
+async def seed(store: PostgresStore, now: float) -> None:
+    for n in range(TEXTS):
+        caller = f"+1212555{n:04d}"
+        await store.record_call(CallRow(f"9.{n}", BUSINESS_NUMBER, caller, caller, "", now - 60,
+                                        None, now - 30, "missed", "no_answer", "missed_call_text"),
+                                PlannedText("dana", f"Hi {n}", now - 1))
+    for n in range(NOTICES):
+        await store.queue_notice("digest", f"owner{n}@acme.example", "Daily digest", "body")
+    for _ in range(RUNS):
+        await store.request_selftest("schedule")
+    assert await store.fan_out({"crm": (events.CALL_MISSED,)}, since=0) == TEXTS
+
+
+async def claim_texts(store: PostgresStore) -> list[int]:
+    taken = []
+    while due := await store.due(time.time(), limit=7):
+        taken += [item.id for item in await store.claim_all(due)]
+    return taken
+
+
+async def claim_notices(store: PostgresStore) -> list[int]:
+    taken = []
+    while due := await store.due_mail("notices", time.time(), limit=5):
+        for notice_id in due:
+            if await store.claim_mail("notices", notice_id, time.time()):
+                taken.append(notice_id)
+                await store.mark_notice(notice_id, "sent")
+    return taken
+
+
+async def claim_deliveries(store: PostgresStore) -> list[int]:
+    taken = []
+    while due := await store.due_deliveries("crm", time.time(), limit=5):
+        for delivery in due:
+            if await store.claim_delivery(delivery["id"]):
+                taken.append(delivery["id"])
+                await store.end_delivery(delivery["id"], 200, "", None)
+    return taken
+
+
+async def claim_runs(store: PostgresStore) -> list[int]:
+    taken = []
+    while (run_id := await store.claim_selftest()) is not None:
+        taken.append(run_id)
+    return taken
+
+
+async def test_claims_hold_exactly_once_across_daemons(postgres_server, postgres_template):
+    url = postgres_server.new_database(template=postgres_template)
+    daemons = [await PostgresStore.open(url) for _ in range(DAEMONS)]
+    try:
+        await seed(daemons[0], time.time())
+        for claim, total in ((claim_texts, TEXTS), (claim_notices, NOTICES),
+                             (claim_deliveries, TEXTS), (claim_runs, RUNS)):
+            taken = await asyncio.gather(*(claim(store) for store in daemons))
+            every = Counter(row for rows in taken for row in rows)
+            assert len(every) == total, claim.__name__  # none left unclaimed ...
+            assert set(every.values()) == {1}, claim.__name__  # ... and none claimed twice
+            assert sum(1 for rows in taken if rows) >= 2, claim.__name__  # they did compete
+        states = {row["state"]: row["n"] for row in await daemons[0]._all(
+            "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")}
+        assert states == {"sending": TEXTS}
+    finally:
+        for store in daemons:
+            await store.close()

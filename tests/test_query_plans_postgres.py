@@ -1,0 +1,87 @@
+"""On PostgreSQL too, every query on a hot path has an index to use: none needs a sequential
+scan of a table that grows with the history.
+
+The same workload as SQLite's (tests/test_query_plans.py: the daemon's per-call and per-reply
+path, the workers, the CLI listings, the web inbox, retention) runs on a PostgreSQL store with
+a history; every statement it sends is caught, and EXPLAINed with its own arguments with
+sequential scans priced out (`enable_seqscan = off`): on a table this small the planner would
+rightly prefer one, so what is checked is that an index *can* serve. A Seq Scan that remains
+means none can.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from lab.history import build_history
+from textback.store.postgres import PostgresStore
+from textback.store.postgres.connection import Session, to_psycopg
+from tests.test_query_plans import HISTORY_TABLES, _hot_paths
+
+
+def seq_scans(plan: dict) -> list[str]:
+    """The history tables a plan (EXPLAIN's JSON) reads with a sequential scan."""
+    found = []
+    if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") in HISTORY_TABLES:
+        found.append(f"Seq Scan on {plan['Relation Name']}"
+                     + (f" (filter {plan['Filter']})" if "Filter" in plan else ""))
+    for child in plan.get("Plans", ()):
+        found += seq_scans(child)
+    return found
+
+
+@pytest.fixture(scope="module")
+def history_url(postgres_server, postgres_template):
+    """A PostgreSQL store with 1,500 calls and what followed them, analysed; and its end."""
+    import asyncio
+    url = postgres_server.new_database(template=postgres_template)
+    end = time.time() - 3600
+
+    async def build():
+        store = await PostgresStore.open(url)
+        try:
+            await build_history(store, 1500, end)
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("ANALYZE")
+    return url, end
+
+
+async def test_no_hot_query_needs_a_sequential_scan_of_the_history(history_url, monkeypatch):
+    url, end = history_url
+    statements: list[tuple[str, object]] = []
+    execute = Session.execute
+
+    async def caught(self, sql, args=()):
+        statements.append((sql, args))
+        return await execute(self, sql, args)
+
+    monkeypatch.setattr(Session, "execute", caught)
+    store = await PostgresStore.open(url)
+    try:
+        await _hot_paths(store, end)
+    finally:
+        await store.close()
+    monkeypatch.undo()
+    queries = {}
+    for sql, args in statements:
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH", "INSERT")):
+            queries.setdefault(sql, args)
+    assert len(queries) > 40  # the workload ran
+    problems = {}
+    with psycopg.connect(url) as db:  # one transaction, rolled back: EXPLAIN runs nothing
+        db.execute("SET LOCAL enable_seqscan = off")
+        for sql, args in sorted(queries.items()):
+            statement, params = to_psycopg(sql, args)
+            [[plan]] = db.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
+            if found := seq_scans(plan["Plan"]):
+                problems[sql] = found
+        db.rollback()
+    assert not problems, "\n\n".join(f"{sql}\n  " + "\n  ".join(found)
+                                     for sql, found in problems.items())
