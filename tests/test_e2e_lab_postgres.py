@@ -1,5 +1,6 @@
 """`textback run` on PostgreSQL against the real lab PBX: a missed call is recorded in the
-database and texted, as on SQLite; `textback check` reports the database it runs on."""
+database and texted, as on SQLite; `textback check` reports the database it runs on, and
+`textback status` the daemon."""
 
 from __future__ import annotations
 
@@ -53,4 +54,7 @@ def test_a_missed_call_is_texted_with_the_store_on_postgresql(
     [line] = [line for line in checked.stdout.splitlines() if "database:" in line]
     assert line.startswith("ok    database: PostgreSQL 15.") and ", schema " in line
     assert password not in checked.stdout + checked.stderr
+    status = subprocess.run([sys.executable, "-m", "textback", "status", "-c",
+                             str(textback.config_path)], capture_output=True, text=True, timeout=120)
+    assert "daemon          up (pid" in status.stdout, status.stdout + status.stderr
     assert password not in (tmp_path / "textback.log").read_text()

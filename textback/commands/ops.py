@@ -100,8 +100,8 @@ def status(config_path: str | None) -> None:
     """One screen for the installer: daemon, AMI, outbox, incidents, self-test, version."""
     loaded = load_config(config_path)
     tz = loaded.config.business.timezone
-    database = loaded.config.storage.path
-    if not database.exists():  # never create one: status only reads
+    database = loaded.config.storage.path  # SQLite's file, or this host's run lock's name
+    if loaded.config.storage.backend == "sqlite" and not database.exists():  # status only reads
         click.echo(f"daemon          never run: no database at {database}")
         sys.exit(1)
     holder = runlock.holder(database)
