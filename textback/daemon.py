@@ -299,6 +299,9 @@ class Daemon:
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.url or c.storage.path)  # a url holds no password
             self.serving.set()
+            if fleet:  # a standby is ready too: systemd must not wait for an AMI login
+                service.notify("READY=1\nSTATUS=serving; listening to the PBX while holding "
+                               "its AMI lease")
             await stop.wait()
         finally:
             log.info("textback stopping")
