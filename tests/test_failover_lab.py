@@ -8,6 +8,7 @@ the texts go out through the PBX (the asterisk gateway) to the lab's carrier sin
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -193,3 +194,21 @@ def test_three_daemons_through_a_burst_text_mail_and_deliver_each_thing_once(
         assert all(n == 1 for n in alerts().values()), alerts()
         assert len(hooks.deliveries) == len(hooks.ids())  # no event delivered twice
         assert {k: len(hooks.of_type(k)) for k in expected} == expected
+
+
+def test_a_standby_tells_systemd_it_is_ready_without_an_ami_login(
+        fleet, tmp_path, monkeypatch):
+    """Under `Type=notify`, a standby that waited for an AMI login would be killed by systemd
+    at TimeoutStartSec: it is ready once it serves, and says so."""
+    fleet.start("a", ready="AMI logged in")
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(address)
+        notify.settimeout(20)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        standby = fleet.start("b", ready=STANDING_BY)
+        datagrams = []
+        while not any(d.startswith(b"READY=1") for d in datagrams):
+            datagrams.append(notify.recv(4096))
+    assert "AMI logged in" not in standby.log()
+    assert fleet.holder() == "a"
