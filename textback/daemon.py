@@ -17,7 +17,7 @@ import time
 from functools import partial
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
@@ -105,7 +105,7 @@ OUTBOUND_LINK_SECONDS = 3600.0
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
-# In a fleet with the asterisk gateway, the outbox follows the AMI lease: checked this often.
+# In a fleet, what needs the PBX's AMI follows the lease: checked this often.
 HOLDING_POLL_SECONDS = 0.2
 
 
@@ -171,7 +171,6 @@ class Daemon:
         self.retention: RetentionWorker | None = None
         # On PostgreSQL, a fleet: the PBX's AMI is listened to by the daemon holding its lease.
         self.ami_lease: AmiLease | None = None
-        self._ami_started = False
         self.owner_phone: OwnerPhone | None = None
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
@@ -282,8 +281,9 @@ class Daemon:
                 workers.start("escalation", self.mail.run_escalation)
             if c.digest is not None:
                 workers.start("digest", self.mail.run_digest)
-            if c.selftest is not None:
-                workers.start("selftest", self.selftests.run)
+            if c.selftest is not None:  # in a fleet, by the holder: its calls go through AMI
+                workers.start("selftest", (lambda: self._while_holding(self.selftests.run))
+                              if fleet else self.selftests.run)
             if c.retention.months is not None:
                 workers.start("retention", self.retention.run)
             # Always: with no endpoint configured it still forgets old events.
@@ -355,31 +355,36 @@ class Daemon:
     async def _listen_to_ami(self) -> None:
         """The lease is ours: log in to AMI. The login recovers from the CDR the calls since
         the moment the last holder saved, whichever daemon it was."""
-        if self._ami_started:  # a lease held before and lost: a fresh connection
-            self._use_ami(self._new_ami())
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
-        self._ami_started = True
-        self.ami.start()
+        self.ami.start()  # never started before: the one built at start, or after a lost lease
 
     async def _outbox_while_holding(self) -> None:
         """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
         the holder alone runs the outbox. Rows a former holder left being sent are marked
         unknown (not sent again), as at a start: only a holder sends, and it is gone."""
-        while True:
-            while not self.ami_lease.holding:
-                await asyncio.sleep(HOLDING_POLL_SECONDS)
+        async def send() -> None:
             for outbox_id in await self.store.recover_interrupted():
                 log.warning("outbox row %d was being sent by the former holder of the AMI "
                             "lease; marked unknown, not re-sent", outbox_id)
-            sending = asyncio.create_task(self.outbox.run(), name="outbox")
+            await self.outbox.run()
+
+        await self._while_holding(send)
+
+    async def _while_holding(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` while this daemon holds the AMI lease, cancelled when it loses it: for
+        what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
+        while True:
+            while not self.ami_lease.holding:
+                await asyncio.sleep(HOLDING_POLL_SECONDS)
+            running = asyncio.create_task(work())
             try:
-                while self.ami_lease.holding and not sending.done():
+                while self.ami_lease.holding and not running.done():
                     await asyncio.sleep(HOLDING_POLL_SECONDS)
             finally:
-                sending.cancel()
-                await asyncio.gather(sending, return_exceptions=True)
-            if not sending.cancelled() and sending.exception() is not None:
-                raise sending.exception()  # the supervisor logs it and restarts this worker
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+            if not running.cancelled() and running.exception() is not None:
+                raise running.exception()  # the supervisor logs it and restarts this worker
 
     async def _stop_listening_to_ami(self) -> None:
         """The lease is lost: close the AMI connection before anything else, so this daemon
