@@ -272,3 +272,33 @@ async def test_the_notification_carries_the_ids_only_and_follows_the_commit(data
         await asyncio.wait_for(collect(), 2)
     await store.close()
     assert payloads == [f"notices:{notice_id}"]
+
+
+async def test_a_lost_listening_connection_comes_back_and_wakes_every_worker(database):
+    """Notifications sent while the listener was away are lost: on its return every worker
+    looks once, and later rows wake them again."""
+    store = await PostgresStore.open(database)
+    wakes = {table: asyncio.Event() for table in ("outbox", "alerts", "notices", "events", "media")}
+    listener = WakeListener(WakeConnection(database, None, WAKE_CHANNEL), wakes,
+                            reconnect_seconds=0.2)
+    task = asyncio.create_task(listener.run())
+    try:
+        await wait_for(lambda: all(w.is_set() for w in wakes.values()), 5, "the first listen")
+        for wake in wakes.values():
+            wake.clear()
+        with psycopg.connect(database, autocommit=True) as admin:
+            [pid] = [row[0] for row in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%%'"
+                " AND pid <> pg_backend_pid()")]
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        await wait_for(lambda: all(w.is_set() for w in wakes.values()), 5,
+                       "every worker woken on the listener's return")
+        for wake in wakes.values():
+            wake.clear()
+        await store.queue_notice("Dana", "dana@example.com", "Subject", "body")
+        await wait_for(lambda: wakes["notices"].is_set(), 2, "the notice's wake-up")
+        assert not wakes["outbox"].is_set()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
