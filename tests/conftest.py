@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import faulthandler
 import os
 import signal
@@ -76,7 +77,9 @@ def postgres_template(postgres_server):
     async def migrate():
         await (await PostgresStore.open(url)).close()  # closed: a template must have no sessions
 
-    asyncio.run(migrate())
+    # In a thread of its own: a test's event loop may be running when this is first asked for.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
     return TEMPLATE
 
 
