@@ -137,6 +137,7 @@ def test_the_holder_killed_mid_burst_another_takes_over_and_every_call_is_texted
     # The calls that ended while nobody listened (one to two seconds of the burst) came back
     # from the CDR at b's login.
     assert "call recovered from the CDR" in fleet.daemons["b"].log()
+    assert "text sent to" in fleet.daemons["a"].log()  # the burst's first texts were a's
 
 
 def test_a_holder_whose_database_session_is_cut_stops_listening_and_another_takes_over(
