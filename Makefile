@@ -43,6 +43,7 @@ bench: setup lab
 	$(PY) bench/web_pages.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/scaling.py
+	$(PY) bench/push_latency.py
 
 # What tests/test_debian_package.py installs and boots, made while the network is there:
 # the clean Debian 12 root (cached by recipe), this tree's package and that of the release it

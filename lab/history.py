@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import time_machine
 
+from datetime import datetime, timezone
+
+from textback.core.intake import extract
 from textback.core.numbers import to_e164
 from textback.store import CallRow, PlannedText, Store
 
@@ -47,6 +50,11 @@ def caller_number(index: int) -> str:
     if to_e164(number, None) != number:
         raise ValueError(f"generated caller {number} is not a valid number")
     return number
+
+
+REPLY = "Hi, can you call me back about the kitchen?"
+# What textback reads from that reply (a project, kept with each reply as the daemon does).
+REPLY_INTAKE = extract(REPLY, datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc))
 
 
 async def build_history(store: Store, calls: int, end: float, shape: Shape = Shape(),
@@ -98,8 +106,8 @@ async def build_history(store: Store, calls: int, end: float, shape: Shape = Sha
             clock.move_to(ended + rng.uniform(60, 3600))
             stop = rng.random() < shape.opt_outs
             inbound = await store.record_inbound(
-                caller, number, "STOP" if stop else "Hi, can you call me back about the kitchen?",
-                "log", f"in-{seed}-{i}", owner)
+                caller, number, "STOP" if stop else REPLY, "log", f"in-{seed}-{i}", owner,
+                intake=None if stop else REPLY_INTAKE)
             await _mail_alert(store, inbound.alert_id)
             counts["replies"] += 1
             if stop:

@@ -32,6 +32,14 @@ OWNERS = [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
 E164 = {"type": "string", "pattern": r"^\+[1-9][0-9]{6,14}$"}
 
 
+# The custom properties / custom field ids a portal or sub-account made for the intake facts.
+HUBSPOT_INTAKE = {"project": "textback_project", "budget": "textback_budget",
+                  "timing": "textback_timing", "location": "textback_zip",
+                  "service_area": "textback_service_area"}
+GHL_INTAKE = {"project": "BcdrFyN3qY8Vn2Wm6ePp", "budget": "Hk2LrT9sVx4Qa7Zc1NmD",
+              "location": "Qw8ErT5yUi2OpA6sDfGh"}
+
+
 def strict(properties: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties,
             "required": [k for k in properties if k not in optional]}
@@ -123,8 +131,13 @@ def hubspot() -> Vendor:
                 "properties": {"type": "array", "items": {"type": "string"}},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 200}}), search),
             ("POST", "/crm/v3/objects/contacts", strict({"properties": contact_properties}), create),
-            ("PATCH", r"/crm/v3/objects/contacts/([0-9]+)", strict({"properties": strict(
-                {"hubspot_owner_id": {"type": "string"}})}), update),
+            # The owner, or the custom properties a portal made for intake facts (text ones).
+            ("PATCH", r"/crm/v3/objects/contacts/([0-9]+)", strict({"properties": {
+                **strict({"hubspot_owner_id": {"type": "string"},
+                          **{name: {"type": "string", "maxLength": 65536}
+                             for name in HUBSPOT_INTAKE.values()}},
+                         optional=("hubspot_owner_id", *HUBSPOT_INTAKE.values())),
+                "minProperties": 1}}), update),
             ("POST", "/crm/v3/objects/notes", strict({
                 "properties": strict({
                     "hs_timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"},
@@ -162,7 +175,12 @@ def gohighlevel() -> Vendor:
             ("POST", "/contacts/upsert", strict({
                 "locationId": {"const": "ve9EPM428h8vShlRW1KT"}, "phone": E164,
                 "name": {"type": "string"}, "assignedTo": {"type": "string"},
-                "source": {"type": "string"}}, optional=("name", "assignedTo", "source")), upsert),
+                "source": {"type": "string"},
+                # customFieldsInputStringSchema: the field's id (or key) and a string value.
+                "customFields": {"type": "array", "items": strict({
+                    "id": {"type": "string", "minLength": 1},
+                    "field_value": {"type": "string"}})}},
+                optional=("name", "assignedTo", "source", "customFields")), upsert),
             ("POST", r"/contacts/(ghl[0-9]{4})/notes", strict({
                 "body": {"type": "string"}, "userId": {"type": "string"}}, optional=("userId",)),
              note),
@@ -291,3 +309,46 @@ def test_an_unknown_adapter_type_is_a_configuration_error(tmp_path):
     (where, message), = caught.value.problems
     assert where.startswith("crm[0].type")
     assert "no CRM adapter 'salesforce'" in message and "gohighlevel, hubspot" in message
+
+
+@pytest.mark.parametrize("kind", ["hubspot", "gohighlevel"])
+async def test_a_replys_intake_facts_go_to_the_mapped_crm_fields(tmp_path, smtp_sink, kind):
+    vendor = STAND_INS[kind]()
+    mapping = ({"intake_properties": HUBSPOT_INTAKE} if kind == "hubspot"
+               else {"intake_fields": GHL_INTAKE})
+    async with serving(vendor.app()) as url:
+        (tmp_path / "crm.token").write_text(TOKEN)
+        config = base_config(tmp_path, owners=OWNERS, **{
+            "smtp.port": SMTP_SINK_PORT, "service_area": {"zip_prefixes": ["112"]},
+            "crm": [{"name": kind, "type": kind, "token": {"file": "crm.token"},
+                     "options": {**OPTIONS[kind], **mapping, "base_url": url}}]})
+        daemon = Daemon(load(write_config(tmp_path, config)))
+        async with in_process(daemon):
+            await daemon.receive_text(InboundText(
+                HOMEOWNER, BUSINESS_NUMBER, "Kitchen and bath, around $75k, we're in 11215",
+                "m1"), "log")
+            await eventually(lambda: _count(vendor, "notes" if kind == "gohighlevel"
+                                            else "contacts/5", 1), 10, "the intake written")
+    assert vendor.refused == []
+    if kind == "hubspot":
+        [patch] = [body for method, _, body in vendor.requests if method == "PATCH"]
+        assert patch == {"properties": {"textback_project": "kitchen,bath",
+                                        "textback_budget": "~75000", "textback_zip": "11215",
+                                        "textback_service_area": "in"}}
+    else:
+        upsert = next(body for _, path, body in vendor.requests if path == "/contacts/upsert")
+        assert sorted(upsert["customFields"], key=lambda f: f["id"]) == sorted([
+            {"id": GHL_INTAKE["project"], "field_value": "kitchen,bath"},
+            {"id": GHL_INTAKE["budget"], "field_value": "~75000"},
+            {"id": GHL_INTAKE["location"], "field_value": "11215"}], key=lambda f: f["id"])
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("hubspot", {"intake_properties": {"colour": "x"}}),
+    ("gohighlevel", {"location_id": "ve9EPM428h8vShlRW1KT", "intake_fields": {"zip": "x"}}),
+])
+def test_a_mapping_of_something_that_is_not_an_intake_field_is_refused(kind, options):
+    from textback.crm import adapter_class
+
+    with pytest.raises(ValueError, match="the intake fields are project, budget"):
+        adapter_class(kind)(options, TOKEN, None)

@@ -231,7 +231,8 @@ async def test_a_holder_whose_database_stops_answering_stops_listening_at_once(
 async def test_a_row_another_daemon_inserts_wakes_this_ones_worker(database):
     store = await PostgresStore.open(database)
     wakes = {table: asyncio.Event() for table in ("outbox", "alerts", "notices", "events", "media")}
-    listener = WakeListener(WakeConnection(database, None, WAKE_CHANNEL), wakes)
+    listening = {table: [wake] for table, wake in wakes.items()}
+    listener = WakeListener(WakeConnection(database, None, WAKE_CHANNEL), listening)
     task = asyncio.create_task(listener.run())
     try:
         await wait_for(lambda: all(w.is_set() for w in wakes.values()), 5,
@@ -279,7 +280,8 @@ async def test_a_lost_listening_connection_comes_back_and_wakes_every_worker(dat
     looks once, and later rows wake them again."""
     store = await PostgresStore.open(database)
     wakes = {table: asyncio.Event() for table in ("outbox", "alerts", "notices", "events", "media")}
-    listener = WakeListener(WakeConnection(database, None, WAKE_CHANNEL), wakes,
+    listening = {table: [wake] for table, wake in wakes.items()}
+    listener = WakeListener(WakeConnection(database, None, WAKE_CHANNEL), listening,
                             reconnect_seconds=0.2)
     task = asyncio.create_task(listener.run())
     try:

@@ -17,16 +17,18 @@ import re
 import shutil
 import sqlite3
 import time
+from datetime import datetime, timezone
 
 import pytest
 
 from lab.history import BUSINESS_NUMBERS, build_history
+from textback.core.intake import correction, extract
 from textback.store import CallRow, NewMedia, Notice, PlannedText, Store
 
 # Tables that grow with the history. (waiting_texts holds one row per conversation whose
 # latest homeowner text is unanswered: reading it all is the point of waiting_replies.)
 HISTORY_TABLES = {"calls", "messages", "conversations", "outbox", "alerts", "notices",
-                  "outcomes", "assignments", "escalations", "reply_tokens"}
+                  "outcomes", "assignments", "escalations", "reply_tokens", "intake_facts"}
 
 # ORDER BY sorts that an index cannot serve, and why their cost does not follow the history.
 SORTS_ALLOWED = {
@@ -136,6 +138,12 @@ async def _hot_paths(store: Store, end: float) -> None:
     # An inbound text, with and without a provider id; a delivery report; an opt-out.
     inbound = await store.record_inbound(caller, number, "Yes please", "log", "plan-in-1", "dana")
     await store.record_inbound(caller, number, "Hello?", "log", None, "dana")
+    # Its intake facts (read, then corrected), and the inbox filtered on them.
+    await store.record_inbound(caller, number, "kitchen, 40k, 11215", "log", "plan-in-2", "dana",
+                               intake=extract("kitchen, 40k, 11215", datetime.now(timezone.utc)))
+    await store.correct_intake(inbound.conversation_id, [correction("budget", "50k")],
+                               "web:dana", "50k")
+    await store.inbox_page("all", now, project="kitchen", area="in")
     await store.update_delivery("log", "gw-plan", "delivered", None)
     await store.record_unroutable("ACME", number, "promo", "log", None)
     await store.suppress("+12125550124", "sms")
@@ -208,6 +216,16 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.prunable(end - 10 * 86400)
     await store.prune_batch(end - 10 * 86400, 10)
     await store.monthly_scorecard("2020-01")
+    # The push worker, every second: what changed after its cursors, then its due pushes.
+    await store.start_push_cursors()
+    events_after, escalations_after = await store.push_cursors()
+    await store.push_events_after(events_after)
+    await store.push_escalations_after(escalations_after)
+    await store.push_conversation(inbound.conversation_id)
+    await store.push_subscriptions_of(["dana", "sam"])
+    await store.alert_channels("dana")
+    await store.due_pushes(now)
+    await store.next_push_retry()
 
 
 async def test_no_hot_query_scans_the_history_or_sorts_it(history_db):

@@ -131,16 +131,17 @@ def test_owner_alerts_load_with_their_defaults(tmp_path):
                                     "quiet_hours": "21:00-07:00"}, {})
     loaded = load(write_config(tmp_path, config)).config
     texting, mailing = loaded.owners
-    assert texting.alerts.sms == MOBILE and texting.alerts.texts
+    assert texting.alerts.sms == MOBILE and texting.alerts.chosen(None) == {"email", "sms"}
     assert str(texting.alerts.quiet_window()) == "21:00-07:00"
-    assert mailing.alerts.channels == ["email"] and not mailing.alerts.texts
+    assert mailing.alerts.channels == ["email", "push"] and "sms" not in mailing.alerts.chosen(None)
+    assert texting.alerts.chosen(["email"]) == {"email"}  # the owner turned texts off in Settings
     assert loaded.owner_by_mobile(MOBILE) is texting and loaded.owner_by_mobile(None) is None
 
 
 @pytest.mark.parametrize("alerts, key, words", [
     ({"channels": ["email", "sms"]}, "owners[0].alerts", "set `sms`"),
     ({"channels": ["sms"], "sms": MOBILE}, "owners[0].alerts", "cannot be turned off"),
-    ({"channels": ["email", "fax"]}, "owners[0].alerts.channels[1]", "'email' or 'sms'"),
+    ({"channels": ["email", "fax"]}, "owners[0].alerts.channels[1]", "'email', 'sms' or 'push'"),
     ({"sms": "not a number"}, "owners[0].alerts.sms", "not a valid phone number"),
     ({"quiet_hours": "late"}, "owners[0].alerts.quiet_hours", "HH:MM-HH:MM"),
     ({"sms": MOBILE, "sms_from": RING_GROUP_NUMBER}, "owners[0].alerts.sms_from",

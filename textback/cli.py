@@ -104,11 +104,14 @@ def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
         if row["held_until"] is not None:
             click.echo(f"{'':<18}text held until {local_time(row['held_until'], tz)}"
                        " (their quiet hours)")
+        if row["intake_labels"]:
+            click.echo(f"{'':<18}{visible(row['intake_labels'])}")
     click.echo("\n! = the homeowner's last text has no answer yet.")
     click.echo(f"\n{len(rows)} conversation(s); times in {tz}.")
 
 
-_KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "owner alert"}
+_KIND = {"call": "call", "text_out": "text sent", "text_in": "reply", "alert": "owner alert",
+         "intake": "intake"}
 
 
 @main.command()
@@ -130,6 +133,11 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
             detail = f"{row['status']} ({row['detail']}) on {row['business_number']}"
         elif row["kind"] == "alert":
             detail = f"{row['status']} to {row['detail'] or row['extra']}: {row['body']}"
+        elif row["kind"] == "intake":
+            detail = (f"{row['detail']}: {row['body']} "
+                      + ("(read from the reply)" if row["status"] == "extracted"
+                         else f"(set by {row['extra']})" if row["status"] == "person"
+                         else "(suggested, not confirmed)"))
         else:
             items = row.get("media", [])
             body = row["body"].replace("\n", " / ")
@@ -268,14 +276,18 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.core.scorecard import render_text
+    from textback.core.scorecard import render_intake_views, render_text
 
     loaded = load_config(config_path)
     tz = loaded.config.business.timezone
     if not (month or start or end):
         month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
     begin, stop, label = _period(month, start, end, tz)
-    cards = asyncio.run(with_store(loaded, lambda store: _scorecard(store, month, begin, stop, tz)))
+    async def read(store):
+        return (await _scorecard(store, month, begin, stop, tz),
+                await store.scorecard_by_intake(begin, stop) if fmt == "table" else {})
+
+    cards, intake_views = asyncio.run(with_store(loaded, read))
     if fmt == "json":
         click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
         return
@@ -286,7 +298,7 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
 
         csv.writer(sys.stdout).writerows(csv_table(cards, label))
         return
-    click.echo(render_text(cards, label, tz))
+    click.echo(render_text(cards, label, tz) + "\n" + render_intake_views(intake_views))
 
 
 async def _scorecard(store, month: str | None, begin: float, stop: float, tz: str) -> list[dict]:

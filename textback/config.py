@@ -13,7 +13,7 @@ import csv
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,11 +38,14 @@ from textback.core import events as hook_events
 from textback.hooks.addresses import literal_host_refusal
 from textback.core.numbers import to_e164
 from textback.core.relay import QuietWindow, parse_window
+from textback.core.push import contact_problem
 from textback import yamlread
 from textback.redact import Redactor
 from textback.config_schema import SecretRef, Strict
 from textback.core.selftest import parse_schedule
 from textback.core.templates import TemplateError, check_template
+from textback.core.intake import (Fact, Intake, ServiceArea, Vocabulary, corrections, extract,
+                                  zip_place)
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
@@ -129,13 +132,20 @@ class InboundConfig(Strict):
 EMAIL_PATTERN = r"^[^@\s<>\"]+@[^@\s<>\"]+$"
 
 
-class OwnerAlertsConfig(Strict):
-    """How an owner hears of a homeowner's reply: by email (always), and with `sms` in
-    `channels`, by a text to their own mobile `sms`, sent from the business number `sms_from`
-    (by default the number the homeowner texted). The owner answers by texting back.
-    Alert texts due within `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends."""
+AlertChannel = Literal["email", "sms", "push"]
+ALERT_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
 
-    channels: list[Literal["email", "sms"]] = Field(default_factory=lambda: ["email"], min_length=1)
+
+class OwnerAlertsConfig(Strict):
+    """How an owner hears of a homeowner's reply, an assignment or an escalation: by email
+    (always: the one channel that reaches an owner whose phone is off); with `push`, on the
+    devices the owner turned notifications on for (see `push:`); with `sms`, by a text to their
+    own mobile `sms`, sent from the business number `sms_from` (by default the number the
+    homeowner texted), which the owner answers by texting back. Alert texts due within
+    `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends. The owner may change
+    the channels on the inbox's settings page; this is the default."""
+
+    channels: list[AlertChannel] = Field(default_factory=lambda: ["email", "push"], min_length=1)
     sms: E164 | None = None
     sms_from: E164 | None = None
     quiet_hours: str | None = None
@@ -155,16 +165,19 @@ class OwnerAlertsConfig(Strict):
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels: a channel is listed twice")
         if "email" not in self.channels:
-            raise ValueError("channels: email alerts cannot be turned off; list email, and sms "
-                             "to add alert texts")
+            raise ValueError("channels: email alerts cannot be turned off (email reaches an owner "
+                             "whose phone is off); list email, then push or sms beside it")
         if "sms" in self.channels and self.sms is None:
             raise ValueError("channels lists sms: set `sms`, the owner's mobile number")
         return self
 
-    @property
-    def texts(self) -> bool:
-        """Whether this owner's alerts are texted to their mobile too."""
-        return "sms" in self.channels and self.sms is not None
+    def chosen(self, stored: list[str] | None) -> frozenset[str]:
+        """The channels in effect: the owner's own choice on the settings page (`stored`), else
+        this default. Email always; sms only with a mobile number to text."""
+        channels = set(self.channels if stored is None else stored) | {"email"}
+        if self.sms is None:
+            channels.discard("sms")
+        return frozenset(channels)
 
     def quiet_window(self) -> QuietWindow | None:
         return parse_window(self.quiet_hours) if self.quiet_hours else None
@@ -879,6 +892,83 @@ class ApiConfig(Strict):
     max_body_bytes: int = Field(16384, ge=256, le=1_048_576)  # a larger write is answered 413
 
 
+class PushConfig(Strict):
+    """Web Push to the owners' phones and browsers (the inbox as an installed app); served
+    with the `web:` listener. VAPID (RFC 8292) keys are made at `textback init` or the first
+    start and kept in `key_file` (0600)."""
+
+    enabled: bool = True
+    # The VAPID `sub` claim, how a push service reaches whoever runs this installation: a
+    # mailto: URI (Apple refuses anything else). By default admin_email, else the first owner's.
+    contact: str | None = None
+    # By default `vapid-private.pem` beside the database.
+    key_file: Path | None = None
+    # A push not taken by the push service this long after the change it tells of is given
+    # up (retries back off meanwhile): news that old is in the email and the inbox.
+    deadline_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # TESTS ONLY: accept subscriptions whose endpoint is plain HTTP on 127.0.0.1 or ::1 and
+    # send to them (a stand-in push service). Never set it in production.
+    insecure_loopback_for_tests: bool = False
+
+    @field_validator("contact")
+    @classmethod
+    def _mailto(cls, value: str | None) -> str | None:
+        if value is not None and (problem := contact_problem(value)):
+            raise ValueError(problem)
+        return value
+class ServiceAreaConfig(Strict):
+    """Where the company works (`service_area:`): ZIP codes, ZIP prefixes, or a radius around
+    the office's ZIP (centroids from the `zipcodes` package's own data, nothing downloaded).
+    A homeowner's ZIP that matches any of them is in the area; one that matches none is out."""
+
+    zips: list[Annotated[str, Field(pattern=r"^\d{5}$")]] = Field(default_factory=list)
+    zip_prefixes: list[Annotated[str, Field(pattern=r"^\d{1,4}$")]] = Field(default_factory=list)
+    office_zip: str | None = Field(None, pattern=r"^\d{5}$")
+    radius_miles: float | None = Field(None, gt=0, le=500)
+
+    @model_validator(mode="after")
+    def _radius(self) -> "ServiceAreaConfig":
+        if (self.office_zip is None) != (self.radius_miles is None):
+            raise ValueError("office_zip and radius_miles go together")
+        if self.office_zip is not None and zip_place(self.office_zip) is None:
+            raise ValueError(f"office_zip {self.office_zip} has no known centroid")
+        return self
+
+    def area(self) -> ServiceArea:
+        return ServiceArea(frozenset(self.zips), tuple(self.zip_prefixes), self.office_zip,
+                           self.radius_miles)
+
+
+class IntakeModelConfig(Strict):
+    """An optional extractor from the `textback.intake` entry-point group (`intake.model:`),
+    e.g. `openai` for an OpenAI-compatible endpoint the company runs. It SENDS EACH HOMEOWNER'S
+    TEXT TO THAT ENDPOINT; its values are suggestions until a person confirms them, and it
+    runs after the owner's alert is committed, so it never delays one."""
+
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")
+    options: dict[str, Any] = Field(default_factory=dict)  # the extractor's own: base_url, model
+    token: SecretRef | None = None  # an API key, if the endpoint wants one
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class IntakeConfig(Strict):
+    """The intake facts read from homeowners' texts (`intake:`): the project vocabulary adds
+    words (or new types) to the shipped one, or replaces it; `model` is off unless set."""
+
+    model: IntakeModelConfig | None = None
+    projects: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")],
+                   list[Annotated[str, Field(min_length=2, max_length=60)]]] = Field(
+        default_factory=dict)
+    replace_default_projects: bool = False
+    _vocabulary: Vocabulary | None = PrivateAttr(None)
+
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.build(self.projects, self.replace_default_projects)
+        return self._vocabulary
+
+
 class LoggingConfig(Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -910,12 +1000,15 @@ class Config(Strict):
     retention: RetentionConfig = RetentionConfig()
     media: MediaConfig = MediaConfig()
     web: WebConfig | None = None
+    push: PushConfig = PushConfig()
     selftest: SelftestConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     webhooks: WebhooksConfig | None = None
     crm: list[CrmConfig] = Field(default_factory=list)
     api: ApiConfig = ApiConfig()
+    service_area: ServiceAreaConfig = ServiceAreaConfig()
+    intake: IntakeConfig = IntakeConfig()
     logging: LoggingConfig = LoggingConfig()
     # Lookups every call makes, built once from the lists above (see _index).
     _numbers: dict[str, NumberConfig] = PrivateAttr(default_factory=dict)
@@ -973,6 +1066,10 @@ class Config(Strict):
                 raise ValueError(f"numbers[{index}]: no owner with id {', '.join(unknown)}")
         if self.selftest is not None:
             self._check_selftest(self.selftest)
+        if self.pushes() and self.push.contact is None and (
+                problem := contact_problem(self.push_contact())):
+            raise ValueError(f"push: the VAPID contact taken from the admin's email is refused "
+                             f"({problem}); set push.contact, or push.enabled: false")
         return self
 
     def _check_selftest(self, selftest: SelftestConfig) -> None:
@@ -983,6 +1080,17 @@ class Config(Strict):
                              "whose context it is (inbound.trunks lists none)")
         if self.admin_email is None:
             raise ValueError("selftest: set admin_email, where the self-test report is mailed")
+
+    def push_contact(self) -> str:
+        """The VAPID `sub` claim: push.contact, else admin_email, else the first owner's."""
+        return self.push.contact or f"mailto:{self.admin_email or self.owners[0].email}"
+
+    def push_key_file(self) -> Path:
+        return self.push.key_file or self.storage.path.parent / "vapid-private.pem"
+
+    def pushes(self) -> bool:
+        """Is Web Push on: a `web:` listener to subscribe through, and push.enabled."""
+        return self.web is not None and self.push.enabled
 
     def selftest_number(self) -> NumberConfig:
         """The business number the self-test calls."""
@@ -999,6 +1107,17 @@ class Config(Strict):
                 refs += [(f"numbers[{n}].hours.windows[{i}].template", w.template)
                          for i, w in enumerate(number.hours.windows)]
         return [(key, name) for key, name in refs if name]
+
+    def extract_intake(self, text: str, at: float, caller: str | None = None) -> Intake:
+        """The intake facts of a homeowner's text, read at `at` in the business's zone with
+        this config's vocabulary and service area."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return extract(text, now, self.intake.vocabulary(), self.service_area.area(), caller)
+
+    def intake_corrections(self, name: str, raw: str, at: float) -> list[Fact]:
+        """A person's value for an intake field, checked (ValueError says what is wrong)."""
+        now = datetime.fromtimestamp(at, ZoneInfo(self.business.timezone))
+        return corrections(name, raw, self.service_area.area(), self.intake.vocabulary(), now)
 
     def contact(self, e164: str | None) -> ContactConfig | None:
         return self._contacts.get(e164) if e164 else None
@@ -1070,13 +1189,14 @@ class Secrets:
     metrics_token: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
     crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
+    intake_model: SecretStr | None = None  # the optional intake extractor's API key
     storage_password: SecretStr | None = None  # PostgreSQL's, for storage.url
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
         values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
                   self.metrics_token, self.storage_password, *self.gateway.values(),
-                  *self.webhooks.values(), *self.crm.values(),
+                  *self.webhooks.values(), *self.crm.values(), self.intake_model,
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
@@ -1156,6 +1276,17 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             adapter_class(entry.type)
         except LookupError as exc:
             problems.append((f"crm[{index}].type", str(exc)))
+    intake_model = None
+    if config.intake.model is not None:
+        from textback.intake_model import model_class
+
+        try:
+            model_class(config.intake.model.type)
+        except LookupError as exc:
+            problems.append(("intake.model.type", str(exc)))
+        if config.intake.model.token is not None:
+            intake_model = _resolve(config.intake.model.token, base, "intake.model.token",
+                                    problems)
     if problems:
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
@@ -1164,6 +1295,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
                                   webhooks=webhook_secrets, crm=crm_tokens,
+                                  intake_model=intake_model,
                                   storage_password=storage_password),
                   source=Path(source))
 

@@ -25,7 +25,7 @@ from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
 from sms_gateway.webhooks import DeliveryStatus, WebhookServer
-from textback import mailin, runlock, service
+from textback import mailin, pushkeys, runlock, service
 from textback.core.alerts import one_line
 from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
@@ -43,7 +43,7 @@ from textback.core.optout import Keyword, classify, keyword_name
 from textback.core.ownership import choose_owner
 from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.relay import OWNER_MOBILE
-from textback.core.replies import Verdict
+from textback.core.replies import INTAKE_COMMANDS, Verdict
 from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
 from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
@@ -55,9 +55,11 @@ from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
+from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
+from textback.workers.push import PushWorker
 from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
 from textback.workers.wakeups import WakeListener
@@ -65,6 +67,8 @@ from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.consent import consent_routes
 from textback.web.inbox import inbox_routes
+from textback.web.links import sign_in_link
+from textback.web.push import push_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
 from textback.workers.owner_phone import OwnerPhone, Tell
@@ -143,6 +147,7 @@ class Daemon:
         self._alerts_wake = asyncio.Event()
         self._notices_wake = asyncio.Event()
         self._media_wake = asyncio.Event()
+        self._push_wake = asyncio.Event()
         self.media_files = MediaStore(media_directory(self.config))
         self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
@@ -172,6 +177,7 @@ class Daemon:
         # On PostgreSQL, a fleet: the PBX's AMI is listened to by the daemon holding its lease.
         self.ami_lease: AmiLease | None = None
         self.owner_phone: OwnerPhone | None = None
+        self.push: PushWorker | None = None  # with `web:` and push.enabled
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
@@ -191,6 +197,19 @@ class Daemon:
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
             self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
         self.retention = RetentionWorker(c, store, self.clock, self.media_files)
+        self.push = None
+        if c.pushes():
+            self.push = PushWorker(c, store, self.metrics, pushkeys.load_or_create(c.push_key_file()),
+                                   self._push_link, self._push_wake, self.clock)
+
+        model = c.intake.model
+        self.intake_suggester = (IntakeSuggester(
+            c, model, self.secrets.intake_model.get_secret_value()
+            if self.secrets.intake_model else None, store) if model is not None else None)
+
+    async def _push_link(self, owner_id: str, conversation_id: int) -> str:
+        """A push's link: it signs the owner in once and opens the thread, like an alert email's."""
+        return await sign_in_link(self.store, self.config.web, owner_id, conversation_id)
 
     def wake_outbox(self) -> None:
         """A text was queued: the outbox worker looks for due texts now."""
@@ -295,6 +314,8 @@ class Daemon:
                                 self.clock, self._media_wake, self._tell_media_owner,
                                 c.business.timezone, self._alerts_wake)
             workers.start("media", media.run)
+            if self.push is not None:
+                workers.start("push", self.push.run)
             log.info("textback running for %s (%s); gateway %s; database %s",
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.url or c.storage.path)  # a url holds no password
@@ -320,6 +341,8 @@ class Daemon:
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
             await self.ami.close()
+            if self.intake_suggester is not None:
+                await self.intake_suggester.close()
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
             await self._save_progress()
@@ -346,9 +369,10 @@ class Daemon:
         self.ami_lease = AmiLease(lease, f"{c.ami.host}:{c.ami.port}", self._listen_to_ami,
                                   self._stop_listening_to_ami)
         self.workers.start("ami-lease", self.ami_lease.run)
-        wakes = {"outbox": self._outbox_wake, "alerts": self._alerts_wake,
-                 "notices": self._notices_wake, "events": store.events_added,
-                 "media": self._media_wake}
+        wakes = {"outbox": [self._outbox_wake],
+                 "alerts": [self._alerts_wake, self._push_wake],  # a homeowner's text
+                 "notices": [self._notices_wake], "events": [store.events_added],
+                 "media": [self._media_wake]}
         listener = WakeListener(WakeConnection(c.storage.url, password, WAKE_CHANNEL), wakes)
         self.workers.start("wake-ups", listener.run)
 
@@ -449,8 +473,11 @@ class Daemon:
     def web_routes(self) -> list[RouteProvider]:
         """What the `web:` listener serves; each HTTP room adds its own routes."""
         context = self.http_context()
-        return [ops_routes(context), inbox_routes(context), api_routes(context),
-                consent_routes(context)]
+        routes = [ops_routes(context), inbox_routes(context), api_routes(context),
+                  consent_routes(context)]
+        if self.config.pushes():
+            routes.append(push_routes(context))
+        return routes
 
     async def _serve_reply_mail(self) -> bool:
         """Start the reply-mail listener; False (an incident, retried) when its port is taken."""
@@ -870,12 +897,15 @@ class Daemon:
             return
         owner_id, owner_reason = await self._choose_owner(number)
         keyword = classify(text.body)
+        # Read off the loop: dateparser's first call loads its languages.
+        intake = await asyncio.to_thread(self.config.extract_intake, text.body, time.time(),
+                                         sender) if text.body.strip() else None
         record = await self.store.record_inbound(
             sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
             display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
             media_link=await self.media_linker(),
-            keyword=keyword_name(keyword, text.body))
+            keyword=keyword_name(keyword, text.body), intake=intake)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -884,10 +914,14 @@ class Daemon:
                       one_line(text.body, 200),
                       f" (+{len(text.media)} media)" if text.media else "")
         self._alerts_wake.set()
+        self._push_wake.set()
         if text.media:
             self._media_wake.set()
         await self.owner_phone.alert(record.conversation_id, number, sender, summary(
             text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
+        if self.intake_suggester is not None and keyword is None and text.body.strip():
+            # After the commit and the alert's wake-up: the extractor never delays an alert.
+            self.intake_suggester.submit(record.conversation_id, record.message_id, text.body)
         await self._keyword(keyword, record.conversation_id, number, sender)
 
     async def media_linker(self, seconds: float | None = None
@@ -1003,6 +1037,10 @@ class Daemon:
                        argument: str, source: str, tell: Tell) -> None:
         """A bookkeeping command an owner sent by email or from their mobile (`source`);
         `tell` (subject, text) answers only a command that could not be done."""
+        if command in INTAKE_COMMANDS:
+            await self._correct_intake(conversation_id, caller, owner, command, argument, source,
+                                       tell)
+            return
         if command == "assign":
             target = next((o for o in self.config.owners if o.id == argument.lower()), None)
             if target is None:
@@ -1023,6 +1061,21 @@ class Daemon:
         await self.store.record_outcome(conversation_id, command, value, source)
         timeline.info("conversation with %s marked %s%s by %s", caller, command,
                       f" ({value:,.0f})" if value else "", owner.id)
+
+    async def _correct_intake(self, conversation_id: int, caller: str, owner: OwnerConfig,
+                              command: str, argument: str, source: str, tell: Tell) -> None:
+        """"#budget 80k": the owner's value, committed with the command's words; one that
+        cannot be read is answered (by email, or by text to the owner's mobile), saying why."""
+        words = f"#{command} {argument}".strip()
+        try:
+            facts = self.config.intake_corrections(INTAKE_COMMANDS[command], argument, time.time())
+        except ValueError as error:
+            await tell(f"{one_line(words, 60)}: not changed",
+                       f"Nothing was changed for {caller}: {error}.")
+            return
+        await self.store.correct_intake(conversation_id, facts, source, words)
+        timeline.info("intake of the conversation with %s set by %s: %s", caller, owner.id,
+                      ", ".join(f"{fact.name} {fact.label}" for fact in facts))
 
     async def report_delivery(self, status: DeliveryStatus, gateway: str) -> None:
         """A provider's delivery report; reports repeat and arrive out of order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textback.core.intake import FIELDS as INTAKE_FIELDS
 from textback.core.scorecard import MAX_JOB_VALUE
 from textback.config import CONTACT_CLASSES
 
@@ -56,7 +57,43 @@ SCHEMAS: dict[str, Any] = {
         "unanswered": {"type": "boolean", "description": "inbox rows: the last reply has no answer"},
         "last_reply": _nullable({"type": "string"}), "last_reply_at": _nullable(TIME),
         "missed_calls": {"type": "integer"},
+        "intake_labels": {"type": "string", "description": "the intake facts as the inbox "
+                                                           "labels them (\"Kitchen · ~$75k · "
+                                                           "11215 (in area) · Tue\")"},
+        "intake_project": _nullable({"type": "string", "description": "project type(s), "
+                                                                       "comma-separated"}),
+        "intake_area": _nullable({"enum": ["in", "out"]}),
     }, optional=("unanswered", "last_reply", "last_reply_at", "missed_calls")),
+    "IntakeFact": _object({
+        "value": {"type": "string", "description": "canonical: a project type (several joined "
+                  "by commas); a budget 75000, ~75000, 50000-60000, <30000 or >100000; a timing "
+                  "asap, flexible, a date, YYYY-MM, YYYY or start/end; a ZIP, a street line or "
+                  "'area code NNN'; in or out"},
+        "label": {"type": "string"}, "evidence": {"type": "string",
+                                                  "description": "the words it came from"},
+        "why": {"type": "string"},
+        "source": {"enum": ["extracted", "suggested", "person"],
+                   "description": "a person's value always wins over the others"},
+    }),
+    "Intake": _object({name: _ref("IntakeFact") for name in INTAKE_FIELDS},
+                      optional=INTAKE_FIELDS),
+    "IntakeEntry": _object({
+        "field": {"enum": list(INTAKE_FIELDS)}, "value": {"type": "string"},
+        "label": {"type": "string"}, "evidence": {"type": "string"}, "why": {"type": "string"},
+        "source": {"enum": ["extracted", "suggested", "person"]},
+        "author": {"type": "string", "description": "textback, or who set it (email:dana, "
+                                                    "web:dana, api:<token name>)"},
+        "cause": {"type": "string", "description": "the text that caused it: the homeowner's "
+                                                   "text, or the words a person wrote"},
+        "message_id": _nullable({"type": "integer"}), "at": TIME,
+    }),
+    "IntakeRequest": _object({
+        "field": {"enum": list(INTAKE_FIELDS)},
+        "value": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S",
+                  "description": "as a person writes it: kitchen; 80k, $50k-60k, under 30k; asap, "
+                                 "next month, 2027-03-15; 11215 or a street address; in or out. "
+                                 "One that cannot be read is 422"}}),
+    "IntakeAnswer": _object({"conversation_id": {"type": "integer"}, "intake": _ref("Intake")}),
     "Call": _object({
         "call_id": {"type": "string"}, "conversation_id": _nullable({"type": "integer"}),
         "business_number": E164, "caller": _nullable(E164), "caller_name": {"type": "string"},
@@ -87,7 +124,11 @@ SCHEMAS: dict[str, Any] = {
     "OneConversation": _object({"conversation": _ref("Conversation")}),
     "Thread": _object({"conversation": _ref("Conversation"),
                        "calls": {"type": "array", "items": _ref("Call")},
-                       "messages": {"type": "array", "items": _ref("Message")}}),
+                       "messages": {"type": "array", "items": _ref("Message")},
+                       "intake": _ref("Intake"),
+                       "intake_history": {"type": "array", "items": _ref("IntakeEntry"),
+                                          "description": "each extraction and correction, "
+                                                         "oldest first"}}),
     "CallList": _object({"calls": {"type": "array", "items": _ref("Call")}}),
     "Scorecard": _object({"period": {"type": "string"}, "numbers": {"type": "array", "items": _object({
         "business_number": E164, "missed_calls": {"type": "integer"},
@@ -225,7 +266,11 @@ def document() -> dict[str, Any]:
                 "parameters": [_query("owner", "only this owner's (an owner id from the config)",
                                       OWNER_ID),
                                _query("unanswered", "only those waiting for an answer (true) or not",
-                                      {"enum": ["true", "false"]}), limit],
+                                      {"enum": ["true", "false"]}),
+                               _query("project", "only those whose intake names this project "
+                                      "type", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,39}$"}),
+                               _query("area", "only those in (or out of) the service area",
+                                      {"enum": ["in", "out"]}), limit],
                 "responses": {**_answer("200", "the conversations", "ConversationList"),
                               **ERRORS_READ,
                               **_unprocessable("no owner by that id (unknown_owner)")}}},
@@ -278,6 +323,10 @@ def document() -> dict[str, Any]:
                 "responses": {**_answer("200", "suppressed", "OptedOut"), **ERRORS_WRITE,
                               **_unprocessable("no valid phone number in it (not_a_number)",
                                                REUSED_KEY)}}},
+            "/conversations/{id}/intake": _write(
+                "Set an intake fact as a person's value (it wins over what was read)",
+                "IntakeRequest", _answer("200", "the conversation's intake facts", "IntakeAnswer"),
+                "a value that cannot be read for its field (not_understood)"),
             "/conversations/{id}/contact": _write(
                 "Name or class the caller", "ContactRequest",
                 _tagged(_answer("200", "the conversation", "OneConversation"))),

@@ -28,8 +28,8 @@ from textback.api import openapi
 from textback.api.ratelimit import RateLimiter
 from textback.api.shapes import (BadRequest, Unprocessable, call_view, calls_query,
                                  checked_header, conversation_filter, conversation_view,
-                                 error_view, known_owner, message_view, parse_body,
-                                 scorecard_period)
+                                 error_view, intake_entry_view, known_owner, message_view,
+                                 parse_body, scorecard_period)
 from textback.core.numbers import parse_address
 from textback.core.replies import measure, segment_limit
 from textback.store.web import StaleState
@@ -114,6 +114,7 @@ class Api:
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/assignment", write(self.assignment))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/outcome", write(self.outcome))
         app.router.add_post(f"{PREFIX}/conversations/{{id}}/contact", write(self.contact))
+        app.router.add_post(f"{PREFIX}/conversations/{{id}}/intake", write(self.intake))
         app.router.add_post(f"{PREFIX}/optouts", write(self.optout))
 
     # -- the guard every route but the OpenAPI document passes ---------------------------
@@ -225,7 +226,7 @@ class Api:
         # Unanswered ones come first in a view, so only "answered ones only" reads past the page.
         page = chosen.limit if chosen.unanswered is not False else 10_000
         rows = await self.store.inbox_page(chosen.view(), now=time.time(), owner_id=chosen.owner or "",
-                                           limit=page)
+                                           limit=page, project=chosen.project, area=chosen.area)
         rows = [r for r in rows if chosen.keep(r)][:chosen.limit]
         return _json(200, {"conversations": [conversation_view(r) for r in rows]})
 
@@ -240,7 +241,10 @@ class Api:
         return _json(200, {"conversation": conversation_view(conversation),
                            "calls": [call_view(c) for c in history["calls"]],
                            "messages": [message_view(m, media.get(m["id"], []), link)
-                                        for m in history["messages"]]},
+                                        for m in history["messages"]],
+                           "intake": (await self.store.intake(conversation["id"])).as_dict(),
+                           "intake_history": [intake_entry_view(r) for r in
+                                              await self.store.intake_history(conversation["id"])]},
                      ETag=entity_tag(conversation))
 
     async def calls(self, request: web.Request, token) -> web.Response:
@@ -299,6 +303,21 @@ class Api:
             conversation["id"], contact.get("name"), contact.get("class"), f"api:{token['name']}",
             expected_state=self._expected_state(request, conversation)), conversation)
         return await self._updated(conversation["id"])
+
+    async def intake(self, request: web.Request, token, body: bytes) -> web.Response:
+        """A person's value for one intake fact, with the words they wrote as its cause."""
+        wanted = parse_body("IntakeRequest", body)
+        try:
+            facts = self.config.intake_corrections(wanted["field"], wanted["value"], time.time())
+        except ValueError as exc:
+            raise Unprocessable("value", str(exc), "not_understood") from None
+        conversation = await self._conversation(request)
+        self._expected_state(request, conversation)  # a fact is not state: checked, not held
+        merged = await self.store.correct_intake(conversation["id"], facts,
+                                                 f"api:{token['name']}", wanted["value"])
+        log.info("API token %s set %s of conversation %d", token["name"], wanted["field"],
+                 conversation["id"])
+        return _json(200, {"conversation_id": conversation["id"], "intake": merged.as_dict()})
 
     @staticmethod
     async def _stale_refused(write: Awaitable[None], conversation: dict[str, Any]) -> None:

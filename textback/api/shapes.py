@@ -143,6 +143,8 @@ class ConversationFilter:
     owner: str | None = None
     unanswered: bool | None = None
     limit: int = 50
+    project: str = ""
+    area: str = ""
 
     def view(self) -> str:
         """The inbox view (Store.inbox_page) that serves this filter; `keep` narrows it."""
@@ -169,7 +171,8 @@ def conversation_filter(query: Mapping[str, str], owners: set[str]) -> Conversat
         known_owner(owner, owners)
     unanswered = values.get("unanswered")
     return ConversationFilter(owner, None if unanswered is None else unanswered == "true",
-                              values.get("limit", 50))
+                              values.get("limit", 50), values.get("project", ""),
+                              values.get("area", ""))
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -226,11 +229,20 @@ def conversation_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "owner_id": row["owner_id"], "status": row["status"], "contact_name": row["contact_name"],
         "external_ref": row["external_ref"], "created_at": rfc3339(row["created_at"]),
         "updated_at": rfc3339(row["updated_at"]),
+        "intake_labels": row["intake_labels"], "intake_project": row["intake_project"],
+        "intake_area": row["intake_area"],
     }
     if "unanswered" in row:  # an inbox row
         view.update(unanswered=bool(row["unanswered"]), last_reply=row["last_reply"],
                     last_reply_at=rfc3339(row["last_reply_at"]), missed_calls=row["missed_calls"])
     return view
+
+
+def intake_entry_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"field": row["field"], "value": row["value"], "label": row["label"],
+            "evidence": row["evidence"], "why": row["why"], "source": row["source"],
+            "author": row["author"], "cause": row["cause"], "message_id": row["message_id"],
+            "at": rfc3339(row["at"])}
 
 
 def call_view(row: Mapping[str, Any]) -> dict[str, Any]:

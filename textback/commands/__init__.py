@@ -1,7 +1,8 @@
 """`textback` subcommands that belong to one room each. They import only
 textback.commands.common, never textback.cli; cli.py adds each of COMMANDS to its group."""
 
-from textback.commands import compliance, consent, hooks, init, ops, retention, selftest, tokens, web
+from textback.commands import (compliance, consent, hooks, init, intake, ops, retention, selftest,
+                               tokens, web)
 
-COMMANDS = (compliance.compliance, consent.consent, hooks.webhooks, init.init, ops.status,
-            retention.prune, selftest.selftest, tokens.token, web.passwd)
+COMMANDS = (compliance.compliance, consent.consent, hooks.webhooks, init.init, intake.intake,
+            ops.status, retention.prune, selftest.selftest, tokens.token, web.passwd)

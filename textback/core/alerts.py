@@ -44,6 +44,9 @@ class ReplyAlert:
     media_line: str = ""
     attachments: tuple[tuple[str, bytes], ...] = ()  # (filename, JPEG) of its photos
     media_left_out: str = ""  # what of them is not attached, and where to see it
+    # The conversation's intake facts as the inbox labels them ("Kitchen · ~$75k · Tue"):
+    # the alert leads with them, so the owner sees whom to call first.
+    intake_labels: str = ""
 
     @property
     def shown_reply(self) -> str:
@@ -97,6 +100,7 @@ def _plain_lines(alert: ReplyAlert, replyable: bool, inbox_link: str | None,
     """The lines of the alert's plain-text part."""
     caller = national(alert.caller)
     lines = [
+        *([one_line(alert.intake_labels, 200), ""] if alert.intake_labels else []),
         f"{_who(alert)} replied to {alert.business_name}'s text on {national(alert.business_number)}:",
         "",
         *("    " + line for line in alert.shown_reply.splitlines()),
@@ -116,7 +120,8 @@ def _plain_lines(alert: ReplyAlert, replyable: bool, inbox_link: str | None,
     if replyable:
         lines += ["Reply to this email to text them: only your new words are sent.",
                   "Or reply with one command: #booked, #qualified, #won 82000, #lost, #spam,"
-                  " #assign <owner id>."]
+                  " #assign <owner id>; or correct what was read: #project kitchen,"
+                  " #budget 80k, #when next month, #zip 11215, #area in."]
     if inbox_link:
         lines += ["", link_text or inbox_link]
     return lines
@@ -171,7 +176,9 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
         for e in alert.entries)
     body = (
         "<!doctype html><html><body style=\"font-family:sans-serif\">"
-        f"<p><b>{esc(who)}</b> replied to {esc(alert.business_name)}'s text on {esc(dialled)}:</p>"
+        + (f"<p><b>{esc(one_line(alert.intake_labels, 200))}</b></p>" if alert.intake_labels
+           else "")
+        + f"<p><b>{esc(who)}</b> replied to {esc(alert.business_name)}'s text on {esc(dialled)}:</p>"
         f"<blockquote style=\"white-space:pre-wrap\">{esc(alert.shown_reply)}</blockquote>"
         + (f"<p>({esc(alert.media_line)})</p>" if alert.media_line and alert.reply.strip()
            else "")

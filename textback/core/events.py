@@ -101,14 +101,17 @@ def text_event(kind: str, *, message_id: int, conversation_id: int, sender: str,
 
 def reply_received(*, message_id: int, conversation_id: int, caller: str,
                    business_number: str, body: str, contact_name: str, owner_id: str,
-                   at: float, media: list[dict[str, Any]] | None = None) -> Event:
+                   at: float, media: list[dict[str, Any]] | None = None,
+                   intake: dict[str, dict[str, str]] | None = None) -> Event:
     """`media`: each item's id, declared content_type and size, and its signed link (None
-    without a `web:` listener); the link serves the file once textback has fetched it."""
+    without a `web:` listener); the link serves the file once textback has fetched it.
+    `intake`: the conversation's facts after this text (project, budget, timing, location,
+    service_area; each value, label, evidence, why and source), a person's value winning."""
     return new_event(REPLY_RECEIVED, conversation_key(conversation_id, ""), {
         "message_id": message_id, "conversation_id": conversation_id,
         "from": caller, "to": business_number, "body": body,
         "contact_name": contact_name, "owner_id": owner_id, "received_at": rfc3339(at),
-        "media": media or [],
+        "media": media or [], "intake": intake or {},
     }, at)
 
 

@@ -18,12 +18,18 @@ import authres
 from mailparser_reply import EmailReplyParser
 
 from textback.core.media import Attachment
+from textback.core.intake import BUDGET, LOCATION, PROJECT, SERVICE_AREA, TIMING
 from textback.core.segments import count_segments
 from textback.core.htmlmail import new_words
 
 TOKEN_LOCAL = re.compile(r"^reply\+([a-z2-7]{24})$")
-COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam)\b\s*(.*)$", re.IGNORECASE)
+COMMAND = re.compile(r"^#(assign|booked|qualified|won|lost|spam|project|budget|timing|when|"
+                     r"location|zip|area)\b\s*(.*)$", re.IGNORECASE)
 STAGES = ("booked", "qualified", "won", "lost", "spam")
+# Commands that correct an intake fact (textback/core/intake.py), and the field each sets:
+# "#project kitchen", "#budget 80k", "#when next month", "#zip 11215", "#area out".
+INTAKE_COMMANDS = {"project": PROJECT, "budget": BUDGET, "timing": TIMING, "when": TIMING,
+                   "location": LOCATION, "zip": LOCATION, "area": SERVICE_AREA}
 RFC3834_KEYWORDS = ("auto-generated", "auto-replied", "auto-notified")
 # What the quote parser reads at most: its regexes cost more than linearly in the line count,
 # and an owner's new words are at the top. Runs of blank lines count as one.

@@ -262,3 +262,64 @@ def render_text(cards: list[dict[str, Any]], label: str, timezone: str) -> str:
         lines += [f"  template {template!r}: reply rate {r:.0%}"
                   for template, r in card["reply_rate_by_template"].items()]
     return "\n".join(lines)
+
+
+# The scorecard's two intake views (textback/core/intake.py): the funnel by project type, and
+# in the service area against out of it. A conversation naming two projects counts in both.
+NOT_KNOWN = "(not known)"
+GROUP_COLUMNS = ("missed", "texted", "replies", "booked", "qualified", "won", "won_value")
+
+
+def by_intake(rows: dict[str, list[dict]],
+              intake: dict[int, tuple[str | None, str | None]]) -> dict[str, list[dict[str, Any]]]:
+    """The funnel of `rows` (Store.report_rows) per project type and per service area.
+
+    `intake`: each conversation's merged project (types joined by commas) and area (in, out),
+    None when not known. Each group's figures are `build`'s, summed over the business numbers,
+    so a group's funnel reads like the whole one; groups come largest first.
+    """
+    conversations = {r["conversation_id"] for r in rows["calls"]} - {None}
+
+    def groups(pick) -> dict[str, set[int | None]]:
+        found: dict[str, set[int | None]] = {}
+        for conversation in conversations:
+            for name in pick(*intake.get(conversation, (None, None))):
+                found.setdefault(name, set()).add(conversation)
+        if any(r["conversation_id"] is None and r["outcome"] == "missed" for r in rows["calls"]):
+            found.setdefault(NOT_KNOWN, set()).add(None)  # a withheld number said nothing
+        return found
+
+    def summed(members: set[int | None], name: str) -> dict[str, Any]:
+        kept = {key: [r for r in rows[key] if r["conversation_id"] in members]
+                for key in ("calls", "messages", "outcomes", "replies")}
+        cards = [card.as_dict() for card in build(**kept, opt_outs=[])]
+        total: dict[str, Any] = {"group": name}
+        for column in GROUP_COLUMNS:
+            total[column] = sum(card[column] for card in cards)
+        total["reply_rate"] = total["replies"] / total["texted"] if total["texted"] else None
+        return total
+
+    views = {
+        "project": groups(lambda project, _: (project or NOT_KNOWN).split(",")),
+        "area": groups(lambda _, area: ({"in": "in area", "out": "out of area"}.get(area or "",
+                                                                                   NOT_KNOWN),)),
+    }
+    return {view: sorted((summed(members, name) for name, members in found.items()),
+                         key=lambda g: (-g["missed"], g["group"]))
+            for view, found in views.items()}
+
+
+def render_intake_views(views: dict[str, list[dict[str, Any]]]) -> str:
+    """The two intake views as plain text, below the scorecard."""
+    lines = []
+    for view, title in (("project", "By project type"), ("area", "In and out of the area")):
+        lines += ["", f"{title} (conversations with a missed call)",
+                  f"  {'':<16} {'missed':>6} {'texted':>6} {'replied':>7} {'booked':>6} "
+                  f"{'won':>4}  value"]
+        for group in views.get(view, []):
+            lines.append(f"  {group['group']:<16} {group['missed']:>6} {group['texted']:>6} "
+                         f"{group['replies']:>7} {group['booked']:>6} {group['won']:>4}  "
+                         f"{group['won_value']:,.0f}")
+        if not views.get(view):
+            lines.append("  none")
+    return "\n".join(lines)

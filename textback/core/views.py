@@ -17,6 +17,7 @@ from textback.core import media
 from textback.core.gateway_errors import described
 from textback.core.hours import Hours, minutes_waited
 from textback.core.incidents import TITLES
+from textback.core.intake import EXTRACTED, PERSON, SUGGESTED, Intake
 from textback.core.numbers import national
 from textback.core.rules import hours_of
 
@@ -41,11 +42,14 @@ SAID = {
     "outcome": "Outcome recorded.",
     "note": "Note added (never texted).",
     "contact": "Contact saved.",
+    "intake": "Saved: your value wins over what was read from their texts.",
     "optout_added": "Number suppressed: nothing is texted to it any more.",
     "optout_already": "That number was already suppressed.",
     "optout_removed": "Suppression lifted: it may be texted again.",
     "optout_absent": "That number was not suppressed.",
     "others_ended": "Signed out everywhere else: only this browser is signed in now.",
+    "device_removed": "Device removed: it gets no more notifications.",
+    "channels_saved": "Alert channels saved.",
 }
 # Why a call was missed and what textback did about it, in the words of the people who read it.
 CALL_REASONS = {
@@ -161,6 +165,7 @@ class InboxRow:
     last_call: str  # the latest call's outcome and reason in words, e.g. "missed call: nobody picked up"
     last_message_at: float  # when its latest text was stored: a live page tells new texts by it
     held_until: str = ""  # when a text the homeowner's quiet hours hold goes, "" when none is held
+    intake: str = ""  # the intake facts' labels: "Kitchen · ~$75k · 11215 (in area) · Tue"
 
 
 def _last_call(summary: str) -> str:
@@ -189,7 +194,54 @@ def inbox_rows(config: Config, rows: list[dict], now: float) -> list[InboxRow]:
             snoozed_until=when(row["snoozed_until"], tz) if (row["snoozed_until"] or 0) > now else "",
             done=row["status"] == "closed", last_call=_last_call(row["last_call"] or ""),
             last_message_at=row["last_message_at"] or 0.0,
-            held_until=when(row["held_until"], tz)))
+            held_until=when(row["held_until"], tz), intake=row.get("intake_labels") or ""))
+    return made
+
+
+INTAKE_TITLES = {"project": "Project", "budget": "Budget", "timing": "When",
+                 "location": "Where", "service_area": "Service area"}
+
+
+@dataclass(frozen=True)
+class IntakeLine:
+    """One intake fact as the thread's panel shows it: its value, and whose it is."""
+
+    field: str
+    title: str
+    label: str  # "" when nothing is known
+    whose: str  # "read from their text: “around $75k”", "set by dana", "suggested"
+    value: str = ""  # the stored value: what a Confirm button of a suggestion sets
+    suggested: bool = False
+
+
+def intake_panel(merged: Intake) -> list[IntakeLine]:
+    """Every intake field, known or not, saying which value a person set and which was read."""
+    lines = []
+    for name, title in INTAKE_TITLES.items():
+        fact = merged.get(name)
+        if fact is None:
+            lines.append(IntakeLine(name, title, "", ""))
+        elif fact.source == PERSON:
+            lines.append(IntakeLine(name, title, fact.label, "set by a person"))
+        elif fact.source == SUGGESTED:
+            lines.append(IntakeLine(name, title, fact.label,
+                                    f"suggested, not confirmed ({fact.why})", fact.value, True))
+        else:
+            lines.append(IntakeLine(name, title, fact.label,
+                                    f"read from their text: {fact.evidence}"))
+    return lines
+
+
+def intake_history_lines(config: Config, rows: list[dict]) -> list[str]:
+    """Each extraction and correction, oldest first, in words, with the text that caused it."""
+    tz = config.business.timezone
+    made = []
+    for row in rows:
+        title = INTAKE_TITLES.get(row["field"], row["field"])
+        who = ("read by textback" if row["source"] == EXTRACTED else
+               f"set by {row['author']}" if row["source"] == PERSON else "suggested")
+        cause = " ".join(row["cause"].split())[:200]
+        made.append(f"{when(row['at'], tz)} · {title}: {row['label']} ({who}, from “{cause}”)")
     return made
 
 

@@ -56,6 +56,27 @@ def lead_of(event: dict[str, Any]) -> Lead | None:
                 data.get("owner_id") or "")
 
 
+def intake_mapping(options: dict[str, Any], key: str) -> dict[str, str]:
+    """An adapter's map of intake fields to the CRM's names (`options[key]`); a field that is
+    not an intake field is refused when the adapter is built, never ignored."""
+    from textback.core.intake import FIELDS
+
+    mapping = {str(k): str(v) for k, v in (options.get(key) or {}).items()}
+    unknown = sorted(set(mapping) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"options.{key} names {', '.join(unknown)}: the intake fields are "
+                         f"{', '.join(FIELDS)}")
+    return mapping
+
+
+def intake_values(event: dict[str, Any], mapping: dict[str, str]) -> dict[str, str]:
+    """A reply.received event's intake facts under the CRM's own field names: `mapping` (an
+    adapter's option) names, for each intake field, the property or custom field that holds
+    it; each gets the fact's canonical value (a person's value, when one was set)."""
+    facts = event["data"].get("intake") or {} if event["type"] == "reply.received" else {}
+    return {target: facts[name]["value"] for name, target in mapping.items() if name in facts}
+
+
 def adapter_class(kind: str) -> type:
     """The adapter registered as `kind` in the textback.crm group; LookupError naming the known."""
     found = {ep.name: ep for ep in entry_points(group=GROUP)}

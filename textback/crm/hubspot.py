@@ -6,7 +6,9 @@ PATCH /crm/v3/objects/contacts/{id}), search (POST
 /crm/v3/objects/contacts/search with filterGroups; contacts dedupe on email,
 so phone is searched first), notes (POST /crm/v3/objects/notes with
 hs_timestamp, hs_note_body, hubspot_owner_id and an association of type 202,
-note to contact, HUBSPOT_DEFINED). See docs/crm.md.
+note to contact, HUBSPOT_DEFINED). A reply's intake facts go into the contact
+properties `options.intake_properties` maps them to (PATCH the contact, each a
+single-line text property the portal has). See docs/crm.md.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from textback.crm import lead_of
+from textback.crm import intake_mapping, intake_values, lead_of
 from textback.crm.http import call
 from textback.crm.notes import note_text
 
@@ -29,6 +31,8 @@ class HubSpot:
     def __init__(self, options: dict[str, Any], token: str, http: aiohttp.ClientSession):
         self._base = options.get("base_url", BASE_URL).rstrip("/")
         self._owners: dict[str, str] = {k: str(v) for k, v in options.get("owners", {}).items()}
+        # intake field (project, budget, timing, location, service_area) -> contact property
+        self._intake = intake_mapping(options, "intake_properties")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._http = http
 
@@ -50,6 +54,10 @@ class HubSpot:
             "properties": properties,
             "associations": [{"to": {"id": contact}, "types": [
                 {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}]})
+        intake = intake_values(event, self._intake)
+        if intake:
+            await self._request("PATCH", f"/crm/v3/objects/contacts/{contact}",
+                                {"properties": intake})
 
     async def _contact(self, phone: str, name: str | None, owner: str | None) -> str:
         found = await self._request("POST", "/crm/v3/objects/contacts/search", {

@@ -49,6 +49,14 @@ class Metrics:
             "textback_reply_to_alert_seconds",
             "From a homeowner's text arriving to its owner alert being mailed",
             buckets=ALERT_BUCKETS, registry=r)
+        self.pushes = Counter("textback_pushes_total",
+                              "Web Push messages to owners' devices, by result (sent, retry, "
+                              "gone: the subscription was removed, failed, expired)",
+                              ["result"], registry=r)
+        self.reply_to_push = Histogram(
+            "textback_reply_to_push_seconds",
+            "From a homeowner's text arriving to a push service taking its push",
+            buckets=ALERT_BUCKETS, registry=r)
         self.outbox_pending = Gauge("textback_outbox_pending", "Texts waiting to be sent",
                                     registry=r)
         self.oldest_due_age = Gauge("textback_outbox_oldest_due_age_seconds",

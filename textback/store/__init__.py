@@ -21,6 +21,8 @@ on the shared `Connection` (its transactions, events and consent facts):
     reading      reads for the CLI, the inbox, the reports and the health check
     retention    monthly scorecards kept, old rows deleted in batches
     web, media   the web inbox's users, sessions, links and notes; media rows
+    push         owners' push subscriptions, the pushes to them, their alert channels
+    intake       intake facts: each extraction and correction, and their merge
     migrations   the schema, appended to at the end (PostgreSQL's: postgres/migrations.py)
     states       each claim's state machine, one transition table both backends follow
 """
@@ -33,6 +35,7 @@ from textback.store.calls import CallRows
 from textback.store.connection import StoreTooNew, textback_version
 from textback.store.deliveries import DeliveryRows
 from textback.store.inbound import InboundRows
+from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
 from textback.store.media import MediaRows, NewMedia
 from textback.store.migrations import ANALYSIS_LIMIT, MIGRATIONS, statements
@@ -41,6 +44,7 @@ from textback.store.outbox import OutboxRows
 from textback.store.owner_texts import OwnerTextRows
 from textback.store.owners import OwnerRows
 from textback.store.progress import ProgressRows
+from textback.store.push import PushRows, QueuedPush
 from textback.store.reading import ReadingRows
 from textback.store.retention import RetentionRows
 from textback.store.selftests import SelftestRows
@@ -59,13 +63,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "REPEAT_WITHOUT_ID_SECONDS", "SELFTEST_KIND", "CallRow", "InboundRecord", "NewMedia",
-           "NotANumber", "Notice", "OutboxItem", "PlannedText", "StaleState", "Store",
+           "NotANumber", "Notice", "OutboxItem", "PlannedText", "QueuedPush", "StaleState", "Store",
            "StoreTooNew", "open_store", "statements", "textback_version"]
 
 
 class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
             OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            OwnerTextRows, SqliteConnection):
+            OwnerTextRows, PushRows, IntakeRows, SqliteConnection):
     """The port on SQLite: every aggregate's public methods on one connection
     (`Store.open(path)`)."""
 

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 from textback.core import consent
 from textback.core import events
+from textback.core.intake import Intake, merge
 from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
@@ -22,8 +23,8 @@ class InboundRows(Connection):
                              owner_for_new: str, owner_reason: str = "fixed owner",
                              display_name: str = "", keyword: str = "",
                              media: Sequence[NewMedia] = (),
-                             media_link: Callable[[int, float], str | None] | None = None
-                             ) -> InboundRecord:
+                             media_link: Callable[[int, float], str | None] | None = None,
+                             intake: Intake | None = None) -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -36,7 +37,9 @@ class InboundRows(Connection):
         conversation has none yet. The text's media rows are inserted in the same
         transaction (a photo-only text has an empty body and its media); `media_link` makes
         the signed link its reply.received event gives for each. A `keyword` the text carries
-        (STOP, START, HELP, STOP as free text) goes into the consent ledger with it.
+        (STOP, START, HELP, STOP as free text) goes into the consent ledger with it. The
+        `intake` facts read from the text are committed with it (IntakeRows), and the event
+        carries the conversation's merged facts.
         """
         _canonical(caller)
         now = time.time()
@@ -98,10 +101,14 @@ class InboundRows(Connection):
                  "url": media_link(row["id"], now) if media_link else None}
                 for row in await self._all("SELECT id, declared_type, declared_size FROM media"
                                            " WHERE message_id = ? ORDER BY position", (message_id,))]
+            if intake:
+                await self._record_extraction(conversation_id, message_id, intake, body, now)
+            merged = merge(await self._facts(conversation_id))
             await self._emit(events.reply_received(
                 message_id=message_id, conversation_id=conversation_id, caller=caller,
                 business_number=business_number, body=body, contact_name=contact["contact_name"],
-                owner_id=owner["owner_id"], at=now, media=listed_media))
+                owner_id=owner["owner_id"], at=now, media=listed_media,
+                intake=merged.as_dict()))
             return InboundRecord(conversation_id, message_id, alert_id, False)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,

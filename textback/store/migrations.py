@@ -592,6 +592,71 @@ MIGRATIONS: list[str] = [
         owner_id TEXT NOT NULL
     )
     """,
+    # Web Push: each owner's subscribed browsers, the pushes to them (claimed before sending,
+    # one per device and change), and the alert channels each owner chose.
+    """
+    CREATE TABLE push_subscriptions (
+        id INTEGER PRIMARY KEY,
+        owner_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh TEXT NOT NULL,
+        auth TEXT NOT NULL,
+        device TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        last_sent_at REAL,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX push_subscriptions_owner ON push_subscriptions (owner_id);
+    CREATE TABLE push_messages (
+        id INTEGER PRIMARY KEY,
+        subscription_id INTEGER NOT NULL REFERENCES push_subscriptions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('reply', 'assigned', 'escalation')),
+        ref TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'expired')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        retry_at REAL NOT NULL DEFAULT 0,
+        happened_at REAL NOT NULL,
+        deadline REAL NOT NULL,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (subscription_id, kind, ref)
+    );
+    CREATE INDEX push_messages_due ON push_messages (retry_at) WHERE state = 'pending';
+    CREATE INDEX push_messages_subscription ON push_messages (subscription_id);
+    CREATE INDEX escalations_at ON escalations (at);
+    CREATE TABLE owner_alert_channels (
+        owner_id TEXT PRIMARY KEY,
+        channels TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
+    # Intake facts (textback/core/intake.py): each extraction from a homeowner's text and each
+    # person's correction, with the words that caused it; the conversation keeps their merge
+    # (a person's value wins) for the inbox's labels and filters. What was read from a text
+    # (its evidence and cause are the homeowner's words) goes when retention prunes the text.
+    """
+    CREATE TABLE intake_facts (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        label TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        why TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('extracted', 'suggested', 'person')),
+        author TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX intake_facts_conversation ON intake_facts (conversation_id);
+    ALTER TABLE conversations ADD COLUMN intake_project TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_area TEXT;
+    ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT ''
+    """,
     # PostgreSQL only: the fleet's wake-up triggers (NOTIFY). SQLite has one daemon, whose
     # workers its own writes wake; the version number stays the same on both backends.
     """

@@ -64,8 +64,9 @@ class ReadingRows(Connection):
         return dict(row) if row else None
 
     async def timeline(self, caller: str) -> list[dict[str, Any]]:
-        """Everything that happened with one caller, oldest first: calls, texts, alerts; a
-        homeowner's text lists its media (type, size, state)."""
+        """Everything that happened with one caller, oldest first: calls, texts, alerts, intake
+        facts (status: extracted, suggested or person; detail: the field; body: its label;
+        extra: who set it); a homeowner's text lists its media (type, size, state)."""
         rows = await self._all(
             "SELECT 'call' AS kind, started_at AS at, business_number, outcome AS status,"
             "  reason AS detail, '' AS body, caller_name AS extra, '' AS gateway,"
@@ -79,7 +80,12 @@ class ReadingRows(Connection):
             " SELECT 'alert', COALESCE(a.sent_at, a.created_at), c.business_number, a.state,"
             "  a.recipient, a.subject, a.owner_id, '', NULL FROM alerts a"
             "  JOIN conversations c ON c.id = a.conversation_id WHERE c.caller = ?"
-            " ORDER BY at", (caller, caller, caller))
+            " UNION ALL"
+            " SELECT 'intake', i.at, (SELECT business_number FROM conversations"
+            "  WHERE id = i.conversation_id), i.source, i.field, i.label, i.author, '', NULL"
+            "  FROM intake_facts i WHERE i.conversation_id IN"
+            "  (SELECT id FROM conversations WHERE caller = ?)"
+            " ORDER BY at", (caller, caller, caller, caller))
         timeline = [dict(r) for r in rows]
         media = await self.media_of(r["message_id"] for r in timeline
                                     if r["kind"] in ("text_in", "text_out"))

@@ -1,7 +1,7 @@
 """Each claim's state machine as one table, in the manner of h11's `_state.py`: every transition
 a row can take is here, and the store's SQL on both backends takes its states from it
 (`OUTBOX.target`, `OUTBOX.guard`): the outbox, owner mail (alerts and notices), event
-deliveries (webhooks and CRM adapters), self-test runs and media fetches.
+deliveries (webhooks and CRM adapters), self-test runs, media fetches and Web Push messages.
 
 A claim moves a row out of its waiting state in one conditional UPDATE, so only one worker,
 of one daemon or of several, ever holds it; on PostgreSQL the rows a claim reads are locked
@@ -98,4 +98,12 @@ MEDIA = Machine({
     "retry": Transition(("fetching",), ("pending",)),
     "fail": Transition(("pending", "fetching"), ("failed",)),
     "interrupted": Transition(("fetching",), ("pending",)),
+})
+
+# Web Push messages to an owner's browsers: sent once claimed; a stop mid-send sends again.
+PUSH = Machine({
+    "claim": Transition(("pending",), ("sending",)),
+    "retry": Transition(("sending",), ("pending",)),
+    "end": Transition(("sending",), ("sent", "failed", "expired")),
+    "interrupted": Transition(("sending",), ("pending",)),
 })

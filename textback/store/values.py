@@ -21,7 +21,8 @@ SELFTEST_KIND = "selftest"
 # What `textback inbox --json` shows of a conversation, in its order.
 CLI_INBOX_COLUMNS = ("id", "caller", "business_number", "owner_id", "status", "created_at",
                      "updated_at", "contact_name", "last_reply", "last_reply_at", "last_answer_at",
-                     "missed_calls", "held_until")
+                     "missed_calls", "held_until", "intake_labels", "intake_project",
+                     "intake_area")
 # A message retention may delete: before the cutoff, and neither its text nor its alert in flight.
 _PRUNABLE_MESSAGE = (
     "m.created_at < ? AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id"

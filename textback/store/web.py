@@ -35,7 +35,8 @@ INBOX_COLUMNS = (
     "c.id, c.caller, c.business_number, c.owner_id, c.status, c.created_at, c.updated_at,"
     " c.contact_name, c.last_reply, c.last_reply_at, c.last_answer_at, c.missed_calls,"
     " c.last_body, c.last_message_at, c.unanswered, c.unread, c.waiting_since, c.snoozed_until,"
-    " c.claimed, c.version, c.external_ref, c.held_until, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
+    " c.claimed, c.version, c.external_ref, c.held_until, c.intake_project, c.intake_area,"
+    " c.intake_labels, COALESCE((SELECT caller_name FROM calls WHERE conversation_id = c.id"
     "   AND caller_name != '' ORDER BY started_at DESC LIMIT 1), '') AS caller_name,"
     " (SELECT outcome || ': ' || reason FROM calls WHERE conversation_id = c.id"
     "   ORDER BY started_at DESC LIMIT 1) AS last_call")
@@ -133,8 +134,11 @@ class WebStore:
     # -- the inbox ---------------------------------------------------------------------
 
     async def inbox_page(self, view: str, now: float, owner_id: str = "", search: str = "",
-                         limit: int = 50) -> list[dict[str, Any]]:
-        """One page of a view (see INBOX_VIEWS), or of a search over every conversation.
+                         limit: int = 50, project: str = "", area: str = ""
+                         ) -> list[dict[str, Any]]:
+        """One page of a view (see INBOX_VIEWS), or of a search over every conversation;
+        `project` and `area` keep those whose intake facts name that project type or say
+        in / out of the service area.
 
         Replies nobody has answered come first, the longest waiting first; then the most
         recently active. Each part is one range of an index, read no further than `limit`.
@@ -144,7 +148,12 @@ class WebStore:
         where, waiting_first = _VIEW_FILTERS[view]
         # A self-test's conversation is nobody's to answer; an owner's own phone is no lead.
         where += " AND selftest = 0 AND owner_line = 0"
-        args = {"now": now, "owner": owner_id, "limit": limit}
+        if project:
+            where += " AND (',' || intake_project || ',') LIKE :project"
+        if area:
+            where += " AND intake_area = :area"
+        args = {"now": now, "owner": owner_id, "limit": limit,
+                "project": f"%,{project.replace('%', '').replace('_', '')},%", "area": area}
         rows: list[Any] = []
         if waiting_first:
             rows = await self._all(

@@ -72,12 +72,18 @@ UPLOAD_PARTS = 40  # its fields and files: a few fields, and more files than any
 # change: a page's age does not matter to them (a new text arriving must not throw away a
 # reply being typed). Every other action sets state, and carries the state_version its page
 # was made from.
-ADDITIONS = ("reply", "note", "donottext")
+ADDITIONS = ("reply", "note", "donottext", "intake")
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
 hasher = PasswordHasher()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# The app's Inbox, for rooms listed after it that serve signed-in pages with its sessions.
+INBOX = web.AppKey("inbox", "Inbox")
+# A part of the settings page another room adds: request -> what its template section reads.
+SettingsPart = Callable[[web.Request], Awaitable[dict]]
 
 
 def inbox_routes(context: "HttpContext") -> Callable[[web.Application], None]:
@@ -124,6 +130,8 @@ class Inbox:
         r.add_get("/settings", self.page(self.settings))
         r.add_post("/settings/end-others", self.page(self.end_other_sessions))
         Reports(self, app)
+        self.settings_parts: list[SettingsPart] = []
+        app[INBOX] = self
         # What an unknown account's password is checked against, so that refusing it takes
         # the time of a real check (a hash of a random password nobody knows).
         self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
@@ -138,7 +146,7 @@ class Inbox:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
         base = {"user": request.get("user"), "csrf": request.get("csrf", ""),
                 "business": self.config.business.name, "owners": self.config.owners,
-                "title_count": request.get("unread", 0)}
+                "title_count": request.get("unread", 0), "app_shell": self.config.pushes()}
         return aiohttp_jinja2.render_template(template, request, base | context)
 
     # -- sessions and CSRF ----------------------------------------------------------
@@ -349,8 +357,10 @@ class Inbox:
         sessions = views.session_rows(await self.store.live_sessions(user.id),
                                       request["session"]["token_digest"],
                                       self.config.business.timezone)
-        return self.render("settings.html", request, {
-            "sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")})
+        context = {"sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")}
+        for part in self.settings_parts:
+            context |= await part(request)
+        return self.render("settings.html", request, context)
 
     async def end_other_sessions(self, request: web.Request) -> web.StreamResponse:
         user = request["user"]
@@ -369,10 +379,17 @@ class Inbox:
             limit = min(500, max(1, int(request.query.get("limit", "50"))))
         except ValueError:
             raise bad_request("limit must be a number") from None
+        projects = tuple(self.config.intake.vocabulary().projects)
+        project, area = request.query.get("project", ""), request.query.get("area", "")
+        if project and project not in projects:
+            raise bad_request("no such project type")
+        if area not in ("", "in", "out"):
+            raise bad_request("area is in or out")
         now = time.time()
         rows = await self.store.inbox_page(view, now, owner_id=request["user"].id, search=search,
-                                           limit=limit)
+                                           limit=limit, project=project, area=area)
         context = {"view": view, "views": views.VIEW_TITLES, "search": search, "limit": limit,
+                   "projects": projects, "project": project, "area": area,
                    "rows": views.inbox_rows(self.config, rows, now), "more": len(rows) == limit,
                    "version": await self.store.latest_version()}
         return self.render("inbox.html", request, context)
@@ -414,6 +431,9 @@ class Inbox:
             "snoozed_until": views.when(conversation["snoozed_until"], self.config.business.timezone),
             "opted_out": await self.store.is_suppressed(conversation["caller"]),
             "max_job_value": MAX_JOB_VALUE, "classes": CONTACT_CLASSES,
+            "intake": views.intake_panel(await self.store.intake(conversation["id"])),
+            "intake_history": views.intake_history_lines(
+                self.config, await self.store.intake_history(conversation["id"])),
         }
         state = await self._state(conversation)
         context |= {"contact_class": state["class"], "outcome": state["outcome"],
@@ -607,6 +627,24 @@ class Inbox:
             raise bad_request(f"a note has 1 to {MAX_NOTE_CHARS} characters")
         await self.store.add_note(conversation["id"], user.id, body)
         return "note"
+
+    async def _do_intake(self, conversation: dict, form, user: OwnerConfig,
+                         expected: int | None) -> str:
+        """A person's value for one intake fact; it wins over whatever is read later."""
+        name = str(form.get("field", ""))
+        if name not in views.INTAKE_TITLES:
+            raise bad_request("no such intake field")
+        value = one_line(str(form.get("value", "")), 201)
+        if len(value) > 200:
+            raise bad_request("a value has at most 200 characters")
+        try:
+            facts = self.config.intake_corrections(name, value, time.time())
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        await self.store.correct_intake(conversation["id"], facts, f"web:{user.id}", value)
+        timeline.info("intake of the conversation with %s: %s set to %s by %s (web)",
+                      conversation["caller"], name, facts[0].label, user.id)
+        return "intake"
 
     async def _do_contact(self, conversation: dict, form, user: OwnerConfig,
                           expected: int | None) -> str:

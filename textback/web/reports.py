@@ -96,9 +96,11 @@ class Reports:
 
     async def scorecard(self, request: web.Request) -> web.StreamResponse:
         month, cards = await self._cards(request)
+        start, end = month_period(month, self.config.business.timezone)
         labels = {n.number: views.number_label(self.config, n.number) for n in self.config.numbers}
         return self.inbox.render("scorecard.html", request, {
-            "month": month, "cards": cards, "funnels": funnels(cards, labels), "labels": labels})
+            "month": month, "cards": cards, "funnels": funnels(cards, labels), "labels": labels,
+            "by_intake": await self.store.scorecard_by_intake(start, end)})
 
     async def scorecard_csv(self, request: web.Request) -> web.StreamResponse:
         month, cards = await self._cards(request)

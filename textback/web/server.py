@@ -21,7 +21,7 @@ log = logging.getLogger("textback.web")
 
 # Scripts and styles only from our own static files; nothing inline, nothing framed.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                           "media-src 'self'; "
+                           "media-src 'self'; manifest-src 'self'; "
                            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
                            "base-uri 'none'")
 SECURITY_HEADERS = {

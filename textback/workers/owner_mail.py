@@ -326,7 +326,8 @@ class OwnerMail:
             caller=conversation["caller"], caller_name=caller_name,
             business_number=conversation["business_number"], reply=reply["body"],
             entries=tuple(entries), media_line=sent_line(shown_items(shown[reply["id"]])),
-            attachments=attached.files, media_left_out=attached.left_out)
+            attachments=attached.files, media_left_out=attached.left_out,
+            intake_labels=conversation["intake_labels"])
         reply_to = None
         if self.config.reply_mail is not None and not selftest:  # a self-test has nobody to answer
             settings = self.config.reply_mail

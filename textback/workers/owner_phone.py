@@ -56,7 +56,7 @@ class OwnerPhone:
         if conversation is None or conversation["selftest"] or conversation["owner_line"]:
             return
         owner = next((o for o in self.config.owners if o.id == conversation["owner_id"]), None)
-        if owner is None or not owner.alerts.texts:
+        if owner is None or "sms" not in owner.alerts.chosen(await self.store.alert_channels(owner.id)):
             return
         if await self.store.is_suppressed(owner.alerts.sms):
             timeline.info("no alert text to %s: they turned alert texts off (STOP)", owner.id)

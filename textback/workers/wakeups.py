@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Mapping, Protocol
+from typing import AsyncIterator, Mapping, Protocol, Sequence
 
 from textback.core.fleet import parse_wake
 
@@ -29,9 +29,10 @@ class Listening(Protocol):
 
 
 class WakeListener:
-    """Notifications → the wake events of `wakes` (table name → event)."""
+    """Notifications → the wake events of `wakes` (table name → the events of the workers
+    waiting for its rows)."""
 
-    def __init__(self, connection: Listening, wakes: Mapping[str, asyncio.Event],
+    def __init__(self, connection: Listening, wakes: Mapping[str, Sequence[asyncio.Event]],
                  reconnect_seconds: float = RECONNECT_SECONDS):
         self._connection = connection
         self._wakes = wakes
@@ -46,8 +47,9 @@ class WakeListener:
                 if down_said:
                     log.info("listening for wake-ups again")
                     down_said = False
-                for wake in self._wakes.values():
-                    wake.set()  # rows written while not listening
+                for events in self._wakes.values():
+                    for wake in events:
+                        wake.set()  # rows written while not listening
                 async for payload in self._connection.notifications():
                     self._wake(payload)
             except asyncio.CancelledError:
@@ -65,7 +67,8 @@ class WakeListener:
         parsed = parse_wake(payload)
         if parsed is None:
             return
-        wake = self._wakes.get(parsed[0])
-        if wake is not None:
+        events = self._wakes.get(parsed[0], ())
+        for wake in events:
             wake.set()
+        if events:
             self.received += 1

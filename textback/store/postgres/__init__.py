@@ -9,6 +9,7 @@ from __future__ import annotations
 from textback.store.calls import CallRows
 from textback.store.deliveries import DeliveryRows
 from textback.store.inbound import InboundRows
+from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
 from textback.store.media import MediaRows
 from textback.store.optouts import OptOutRows
@@ -18,6 +19,7 @@ from textback.store.owners import OwnerRows
 from textback.store.postgres.connection import PgConnection
 from textback.store.postgres.rows import PostgresRows
 from textback.store.progress import ProgressRows
+from textback.store.push import PushRows
 from textback.store.reading import ReadingRows
 from textback.store.retention import RetentionRows
 from textback.store.selftests import SelftestRows
@@ -29,5 +31,6 @@ __all__ = ["PostgresStore"]
 
 class PostgresStore(PostgresRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
                     SelftestRows, OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows,
-                    RetentionRows, WebStore, MediaRows, OwnerTextRows, PgConnection):
+                    RetentionRows, WebStore, MediaRows, OwnerTextRows, PushRows, IntakeRows,
+                    PgConnection):
     """The port on PostgreSQL: every aggregate's public methods, PostgreSQL's SQL first."""

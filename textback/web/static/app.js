@@ -156,6 +156,11 @@ async function refreshThread() {
     if (state.dataset.owner !== newState.dataset.owner) news.push(`The owner is now ${newState.dataset.owner}.`);
     state.replaceWith(document.importNode(newState, true));
   }
+  // The intake facts a new text (or someone else's correction) changed.
+  const facts = document.getElementById("intake-facts"), newFacts = fresh.getElementById("intake-facts");
+  if (facts && newFacts && facts.innerHTML !== newFacts.innerHTML) {
+    facts.replaceWith(document.importNode(newFacts, true));
+  }
   if (timeline && newTimeline) {
     const count = timeline.querySelectorAll(".text_in").length;
     const texts = newTimeline.querySelectorAll(".text_in");
