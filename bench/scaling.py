@@ -5,13 +5,14 @@ texts sent, replies and their alerts, owners' answers, outcomes, opt-outs,
 digests; 100 calls a day, so a bigger store is a longer history, not a
 busier day). Then, on the store as the daemon opens it:
 
-* the daemon path per missed call (Daemon.finish_call: policy, owner, recent
-  texts, opt-out, the commit of call, message and outbox row), from new
+* the daemon path per missed call (Daemon.finish_call: its facts in one read,
+  the decision, the commit of call, message and outbox row), from new
   callers, as the median of 5 windows of 200 calls;
 * each listing and report query (median of 5 runs): the inbox, waiting
   replies (for the digest: all; for escalation: the texts it may still
   escalate), calls --since 1d, one caller's thread, one conversation's history
-  (the alert email), the last 31 days' report with its scorecard;
+  (the alert email), the last 31 days' report with its scorecard, one call's
+  facts (owner, turn, fraud counts, class, opt-out);
 * the database's size on disk.
 
 Usage: python bench/scaling.py [--sizes 1000,10000,100000] [--windows 5] [--calls 200]
@@ -108,8 +109,8 @@ async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, 
             "thread (one caller)": lambda: store.timeline(caller),
             "conversation history": lambda: store.conversation_history(conversation),
             "report (last 31 days, with the scorecard)": lambda: report(store, *month),
-            "recent_auto_texts": lambda: store.recent_auto_texts(now, "+1212555"),
-            "conversations_started": lambda: store.conversations_started(BUSINESS_NUMBERS[0]),
+            "call facts (owner, turn, fraud counts, class, opt-out)":
+                lambda: store.call_facts(caller, BUSINESS_NUMBERS[0], now),
         }
         result = {"build": built}
         for name, query in queries.items():

@@ -18,7 +18,7 @@ from typing import Callable
 
 from aiohttp import web
 
-log = logging.getLogger("textback.webhooks")
+log = logging.getLogger("textback.callbacks")
 
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 

@@ -33,7 +33,7 @@ from sms_gateway import json_limits
 from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText, SendResult
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import HttpInboundMedia, HttpSettings
-from sms_gateway.webhooks import DeliveryStatus, Endpoint, Event, WebhookRequest, check_token
+from sms_gateway.callbacks import DeliveryStatus, Endpoint, Event, CallbackRequest, check_token
 from textback.core.delivery import parse_retry_after
 
 log = logging.getLogger("textback.gateway.http")
@@ -241,7 +241,7 @@ class HttpGateway:
     async def close(self) -> None:
         await self._client.close()
 
-    def webhook_endpoints(self) -> list[Endpoint]:
+    def callback_endpoints(self) -> list[Endpoint]:
         if self._s.inbound is None:
             return []
         endpoints = [Endpoint("/inbound", self._read_inbound, methods=("GET", "POST"),
@@ -250,7 +250,7 @@ class HttpGateway:
             endpoints.append(Endpoint("/status", self._read_status, methods=("GET", "POST")))
         return endpoints
 
-    def _values(self, request: WebhookRequest) -> Mapping[str, Any]:
+    def _values(self, request: CallbackRequest) -> Mapping[str, Any]:
         check_token(request, self._secrets["inbound.token"])
         values: dict[str, Any] = dict(request.query)
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -263,7 +263,7 @@ class HttpGateway:
             values.update(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
         return values
 
-    def _read_inbound(self, request: WebhookRequest) -> Event:
+    def _read_inbound(self, request: CallbackRequest) -> Event:
         fields = self._s.inbound
         values = self._values(request)
         sender, recipient = dig(values, fields.sender), dig(values, fields.recipient)
@@ -281,7 +281,7 @@ class HttpGateway:
             return None
         return MediaAccess(self.name, tuple(self._s.inbound.media.hosts))
 
-    def _read_status(self, request: WebhookRequest) -> Event:
+    def _read_status(self, request: CallbackRequest) -> Event:
         fields = self._s.status
         values = self._values(request)
         gateway_id = dig(values, fields.id)

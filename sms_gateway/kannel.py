@@ -26,7 +26,7 @@ from sms_gateway.base import InboundText, OutgoingText, SendResult
 from sms_gateway.http import Client, failure
 from textback.core.segments import count_segments
 from sms_gateway.settings import KannelSettings
-from sms_gateway.webhooks import (DeliveryState, DeliveryStatus, Endpoint, Event, WebhookRequest,
+from sms_gateway.callbacks import (DeliveryState, DeliveryStatus, Endpoint, Event, CallbackRequest,
                                   check_token)
 
 # Kannel's DLR types (the %d escape).
@@ -102,11 +102,11 @@ class KannelGateway:
     async def close(self) -> None:
         await self._client.close()
 
-    def webhook_endpoints(self) -> list[Endpoint]:
+    def callback_endpoints(self) -> list[Endpoint]:
         return [Endpoint("/inbound", self._read_inbound, methods=("GET",)),
                 Endpoint("/status", self._read_status, methods=("GET",))]
 
-    def _read_inbound(self, request: WebhookRequest) -> Event:
+    def _read_inbound(self, request: CallbackRequest) -> Event:
         check_token(request, self._token)
         params = raw_params(request.raw_query)
         sender = params.get("from", b"").decode("utf-8", "replace")
@@ -118,7 +118,7 @@ class KannelGateway:
         return InboundText(sender=sender, recipient=recipient,
                            body=decode_text(params.get("text", b""), charset), gateway_id=gateway_id)
 
-    def _read_status(self, request: WebhookRequest) -> Event:
+    def _read_status(self, request: CallbackRequest) -> Event:
         check_token(request, self._token)
         message_id, kind = request.query.get("id"), request.query.get("type", "")
         status = DLR_TYPES.get(kind)

@@ -9,7 +9,7 @@ A plugin package declares, in its pyproject.toml:
 YAML file as it is (the plugin validates it, raising ValueError with a
 readable message) and returns an object with the Gateway interface: `name`,
 `async send(text)`, `async check()`; optionally `async close()`, and
-`webhook_endpoints()` to receive webhooks (sms_gateway.webhooks.Endpoint).
+`callback_endpoints()` to receive webhooks (sms_gateway.callbacks.Endpoint).
 examples/textback-gateway-example is a complete one.
 """
 

@@ -73,7 +73,7 @@ def _senders(value: dict[str, str]) -> dict[str, str]:
     return canonical
 
 
-class WebhookSettings(Strict):
+class CallbackSettings(Strict):
     """Where providers reach textback. Put it behind a TLS reverse proxy for Twilio and Telnyx."""
 
     listen_host: str = "127.0.0.1"

@@ -30,7 +30,7 @@ from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText,
 from sms_gateway.http import Client, dig, failure
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TelnyxSettings
-from sms_gateway.webhooks import DeliveryState, DeliveryStatus, Endpoint, Event, Refused, WebhookRequest
+from sms_gateway.callbacks import DeliveryState, DeliveryStatus, Endpoint, Event, Refused, CallbackRequest
 
 OPTED_OUT = "40300"  # "Blocked due to STOP message"
 
@@ -128,10 +128,10 @@ class TelnyxGateway:
         """Telnyx's media host; its links need no credentials and cannot be deleted by API."""
         return MediaAccess(self.name, tuple(self._s.media_hosts))
 
-    def webhook_endpoints(self) -> list[Endpoint]:
+    def callback_endpoints(self) -> list[Endpoint]:
         return [Endpoint("", self._read)]
 
-    def _verified(self, request: WebhookRequest) -> Any:
+    def _verified(self, request: CallbackRequest) -> Any:
         signature = request.headers.get("telnyx-signature-ed25519")
         timestamp = request.headers.get("telnyx-timestamp")
         if not signature or not timestamp:
@@ -147,7 +147,7 @@ class TelnyxGateway:
             raise Refused("telnyx-signature-ed25519 does not match") from None
         return json_limits.loads(request.body)
 
-    def _read(self, request: WebhookRequest) -> Event:
+    def _read(self, request: CallbackRequest) -> Event:
         event = self._verified(request)
         kind = dig(event, "data.event_type")
         payload = dig(event, "data.payload") or {}

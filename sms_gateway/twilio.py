@@ -38,8 +38,8 @@ from sms_gateway.base import InboundMedia, InboundText, MmsLimits, OutgoingText,
 from sms_gateway.http import Client, basic_auth, dig, failure
 from sms_gateway.media import MediaAccess
 from sms_gateway.settings import TwilioSettings
-from sms_gateway.webhooks import (DeliveryState, DeliveryStatus, Endpoint, Event, NotConfigured,
-                                  Refused, WebhookRequest)
+from sms_gateway.callbacks import (DeliveryState, DeliveryStatus, Endpoint, Event, NotConfigured,
+                                  Refused, CallbackRequest)
 
 OPTED_OUT = 21610  # the recipient replied STOP
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -214,12 +214,12 @@ class TwilioGateway:
         return MediaAccess(self.name, tuple(self._s.media_hosts), auth_hosts=(
             urlsplit(self._s.api_base_url).hostname or "",), auth=self._auth(), deletable=True)
 
-    def webhook_endpoints(self) -> list[Endpoint]:
+    def callback_endpoints(self) -> list[Endpoint]:
         return [Endpoint("/inbound", self._read_inbound, reply_body=EMPTY_TWIML,
                          reply_type="text/xml"),
                 Endpoint("/status", self._read_status)]
 
-    def _signing(self, request: WebhookRequest) -> tuple[str, str]:
+    def _signing(self, request: CallbackRequest) -> tuple[str, str]:
         """The key and algorithm the request must be signed with: the AuthToken and HMAC-SHA1,
         or the configured SharedKey when the Signature-Settings header names it."""
         announced = request.headers.get(SIGNATURE_SETTINGS)
@@ -241,7 +241,7 @@ class TwilioGateway:
                                 f"twilio.shared_key_algorithm {self._s.shared_key_algorithm}")
         return self._shared_key.get_secret_value(), algorithm
 
-    def _verified(self, request: WebhookRequest) -> dict[str, str]:
+    def _verified(self, request: CallbackRequest) -> dict[str, str]:
         given = request.headers.get("X-Twilio-Signature")
         if not given:
             raise Refused("no X-Twilio-Signature")
@@ -283,14 +283,14 @@ class TwilioGateway:
             raise Refused("the message sids disagree")
         return form
 
-    def _read_inbound(self, request: WebhookRequest) -> Event:
+    def _read_inbound(self, request: CallbackRequest) -> Event:
         form = self._verified(request)
         if not form.get("From") or not form.get("To") or not form.get("MessageSid"):
             raise ValueError("no From, To or MessageSid")
         return InboundText(sender=form["From"], recipient=form["To"], body=form.get("Body", ""),
                            gateway_id=form["MessageSid"], media=_media(form))
 
-    def _read_status(self, request: WebhookRequest) -> Event:
+    def _read_status(self, request: CallbackRequest) -> Event:
         form = self._verified(request)
         status = STATUSES.get(form.get("MessageStatus", ""))
         sid = form.get("MessageSid") or form.get("SmsSid")

@@ -120,14 +120,15 @@ async def offline_daemon(tmp_path):
     """Make a Daemon with a real store, mailing the SMTP sink, but never started: no AMI.
 
     For driving its parts (escalation, digest, call handling) directly;
-    `offline_daemon(**overrides)` takes base_config overrides.
+    `offline_daemon(clock=None, send_with=None, **overrides)` takes the workers' clock, the
+    gateway its outbox sends with (None: nothing is sent) and base_config overrides.
     """
     made: list[Daemon] = []
 
-    async def make(**overrides) -> Daemon:
+    async def make(clock=None, send_with=None, **overrides) -> Daemon:
         config = base_config(tmp_path, **{"smtp.port": SMTP_SINK_PORT, **overrides})
-        daemon = Daemon(load(write_config(tmp_path, config)))
-        daemon.attach(await Store.open(daemon.config.storage.path))
+        daemon = Daemon(load(write_config(tmp_path, config)), clock=clock)
+        daemon.attach(await Store.open(daemon.config.storage.path), send_with)
         made.append(daemon)
         return daemon
 

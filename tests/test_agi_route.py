@@ -127,19 +127,20 @@ def test_install_puts_everything_where_asterisk_finds_it(tmp_path):
     assert 'SET VARIABLE "TEXTBACK_ROUTE" "r1-12125550100"' in commands
 
 
-async def test_the_daemon_rewrites_the_table_every_day(tmp_path, monkeypatch):
+async def test_the_routing_table_is_rewritten_every_day(tmp_path):
     """Calendar holidays cover this year and the next, so a daemon that runs for years keeps them current."""
     import asyncio
 
-    from textback import daemon as daemon_module
     from textback.config import load
-    from textback.daemon import Daemon
+    from textback.workers.common import SystemClock
+    from textback.workers.ops import Watch
+    from textback.workers.routing import RoutingTableWorker
 
-    monkeypatch.setattr(daemon_module, "ROUTING_TABLE_REFRESH_SECONDS", 0.05)
     raw = base_config(tmp_path, **{"agi": {"routing_file": str(tmp_path / "routing.json")}})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
-    worker = asyncio.create_task(Daemon(load(path))._routing_worker())
+    routing = RoutingTableWorker(load(path).config, Watch(0.0), SystemClock(), refresh_seconds=0.05)
+    worker = asyncio.create_task(routing.run())
     try:
         await asyncio.sleep(0.2)
         assert (tmp_path / "routing.json").exists()

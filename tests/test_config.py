@@ -191,3 +191,42 @@ def test_a_mysql_cdr_needs_its_section_and_its_secret(tmp_path):
     assert where.startswith("recovery.cdr.mysql.secret") and "cdrdb.secret" in message
     (tmp_path / "cdrdb.secret").write_text("s3cret\n")
     assert load(write_config(tmp_path, config)).secrets.cdr_database.get_secret_value() == "s3cret"
+
+
+KANNEL = {"sendsms_url": "http://127.0.0.1:13013/cgi-bin/sendsms", "username": "textback",
+          "password": {"env": "KANNEL_PASSWORD"}, "webhook_token": {"env": "KANNEL_TOKEN"}}
+
+
+def test_the_old_name_of_gateway_callbacks_is_read_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KANNEL_PASSWORD", "p" * 12)
+    monkeypatch.setenv("KANNEL_TOKEN", "t" * 24)
+    old = base_config(tmp_path, gateway={"type": "kannel", "kannel": KANNEL, "webhooks": {
+        "listen_port": 8781, "public_base_url": "https://textback.example/hooks"}})
+    callbacks = load(write_config(tmp_path, old)).config.gateway.callbacks
+    assert (callbacks.listen_port, callbacks.public_base_url) == (
+        8781, "https://textback.example/hooks")
+    assert any("gateway.webhooks is now called gateway.callbacks" in r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    new = base_config(tmp_path, gateway={"type": "kannel", "kannel": KANNEL, "callbacks": {
+        "public_base_url": "https://textback.example/hooks"}})
+    assert load(write_config(tmp_path, new)).config.gateway.callbacks.listen_port == 8780
+    assert not any("gateway.webhooks" in r.getMessage() for r in caplog.records)
+
+
+def test_both_names_of_gateway_callbacks_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KANNEL_PASSWORD", "p" * 12)
+    monkeypatch.setenv("KANNEL_TOKEN", "t" * 24)
+    hooks = {"public_base_url": "https://textback.example/hooks"}
+    both = base_config(tmp_path, gateway={"type": "kannel", "kannel": KANNEL, "webhooks": hooks,
+                                          "callbacks": hooks})
+    [(where, message)] = problems_of(tmp_path, both)
+    assert where.startswith("gateway") and "'webhooks' is its old name" in message
+
+
+def test_a_gateway_that_receives_texts_needs_its_callbacks_section(tmp_path, monkeypatch):
+    monkeypatch.setenv("KANNEL_PASSWORD", "p" * 12)
+    monkeypatch.setenv("KANNEL_TOKEN", "t" * 24)
+    [(_, message)] = problems_of(tmp_path, base_config(tmp_path, gateway={
+        "type": "kannel", "kannel": KANNEL}))
+    assert "add a 'callbacks:' section" in message

@@ -68,8 +68,8 @@ async def test_a_fact_is_lost_with_the_change_it_records(store):
 
 async def test_one_lead_from_the_call_through_stop_and_start(offline_daemon):
     daemon = await offline_daemon(**{"numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
-                                                 {"number": SECOND_NUMBER, "owner": "dana"}]})
-    daemon.attach(daemon.store, LogGateway())
+                                                 {"number": SECOND_NUMBER, "owner": "dana"}]},
+                                  send_with=LogGateway())
     await daemon.finish_call(missed("1.1"))
     await send_due(daemon)
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "please stop texting me"),

@@ -34,7 +34,7 @@ async def test_twilio_round_trip_through_the_daemon(tmp_path, smtp_sink):
             "gateway": {"type": "twilio",
                         "twilio": {"account_sid": SID, "auth_token": {"file": "twilio.token"},
                                    "api_base_url": api},
-                        "webhooks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
+                        "callbacks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
             "smtp.port": 15025,
         })
         daemon = Daemon(load(write_config(tmp_path, config)))

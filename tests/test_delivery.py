@@ -59,8 +59,7 @@ def test_the_owner_is_told_who_called_when_and_why_nothing_was_texted():
     subject, body = undelivered_notice(undelivered(), "America/New_York")
     assert subject == "Call back +12125550123: the text to them was not sent"
     assert body.splitlines()[:3] == [
-        "+12125550123 (Jane Doe) called +12125550100 on Wed 21 Oct 02:59 EDT and nobody "
-        "answered (no_answer).",
+        "+12125550123 (Jane Doe) called +12125550100 on Wed 21 Oct 02:59 EDT: nobody picked up.",
         "The text to them could not be sent in time (due Wed 21 Oct 03:00 EDT).",
         "Please call them back."]
     assert "Last error: HTTP 503" in body

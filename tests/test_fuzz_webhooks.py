@@ -3,7 +3,7 @@
 Each gateway's reader gets requests that pass its signature or token check,
 so the parsing behind the check is what is fuzzed, and requests that do not,
 which must be refused. The server maps a refusal to 403 and the unreadable
-kinds to 400 (sms_gateway/webhooks.py). `make fuzz` raises the budget.
+kinds to 400 (sms_gateway/callbacks.py). `make fuzz` raises the budget.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sms_gateway.kannel import KannelGateway
 from sms_gateway.settings import HttpSettings, KannelSettings, TelnyxSettings, TwilioSettings
 from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
-from sms_gateway.webhooks import UNREADABLE, DeliveryStatus, Refused, WebhookRequest
+from sms_gateway.callbacks import UNREADABLE, DeliveryStatus, Refused, CallbackRequest
 from tests.budget import examples
 from tests.providers.telnyx import FakeTelnyx
 from tests.providers.twilio import FakeTwilio
@@ -49,9 +49,9 @@ bodies = st.one_of(st.binary(max_size=300), fields.map(lambda f: urlencode(f).en
                                     b'{"text": "\\udc00"}']))
 
 
-def request(path: str, query: dict[str, str], body: bytes, headers: dict[str, str]) -> WebhookRequest:
+def request(path: str, query: dict[str, str], body: bytes, headers: dict[str, str]) -> CallbackRequest:
     raw_query = "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items())
-    return WebhookRequest("POST", path, MultiDictProxy(MultiDict(query)), raw_query,
+    return CallbackRequest("POST", path, MultiDictProxy(MultiDict(query)), raw_query,
                           CIMultiDictProxy(CIMultiDict(headers)), body, PUBLIC + path)
 
 
@@ -69,7 +69,7 @@ def gateways():
                            {"auth_token": SecretStr(TWILIO_TOKEN)}, public_base_url=PUBLIC)
     telnyx = TelnyxGateway(TelnyxSettings(api_key={"env": "UNUSED"}, public_key=TELNYX.public_key),
                            {"api_key": SecretStr("k")}, public_base_url=PUBLIC)
-    return [(g, e) for g in (http, kannel, twilio, telnyx) for e in g.webhook_endpoints()]
+    return [(g, e) for g in (http, kannel, twilio, telnyx) for e in g.callback_endpoints()]
 
 
 ENDPOINTS = gateways()
@@ -89,7 +89,7 @@ def authentic(gateway, path: str, query: dict[str, str], body: bytes) -> tuple[d
                          "telnyx-signature-ed25519": TELNYX.sign(stamp, body)}
 
 
-def verdict(read, incoming: WebhookRequest) -> str:
+def verdict(read, incoming: CallbackRequest) -> str:
     try:
         event = read(incoming)
     except Refused:

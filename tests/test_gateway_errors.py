@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
-from sms_gateway.webhooks import DeliveryStatus
+from sms_gateway.callbacks import DeliveryStatus
 from textback.cli import main
 from textback.core.gateway_errors import described, explain
 from textback.store import CallRow, PlannedText

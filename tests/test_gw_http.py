@@ -14,8 +14,8 @@ from pydantic import SecretStr, ValidationError
 from sms_gateway.base import InboundText, OutgoingText
 from sms_gateway.http import HttpGateway, retry_after
 from sms_gateway.settings import HttpSettings
-from sms_gateway.webhooks import DeliveryStatus
-from tests.providers.common import serving, webhook_server
+from sms_gateway.callbacks import DeliveryStatus
+from tests.providers.common import serving, callback_server
 from tests.providers.generic import FakeFlowroute, FakeVoipMs, Recorder, call
 
 BUSINESS = "+12125550100"
@@ -81,7 +81,7 @@ async def test_voipms_failure_words_in_a_200_answer_are_permanent():
 
 async def test_voipms_callback_with_the_token_is_delivered_and_answered_ok():
     gw = voipms("http://unused.invalid")
-    async with webhook_server([gw]) as (local, sinks):
+    async with callback_server([gw]) as (local, sinks):
         status, body = await call(f"{local}/http/inbound", params={
             "token": WEBHOOK_TOKEN, "from": "2125550123", "to": "2125550100",
             "message": "Yes please", "id": "9911"})
@@ -124,7 +124,7 @@ async def test_flowroute_outage_and_auth_errors_are_sorted():
 
 async def test_flowroute_inbound_and_delivery_reports_by_json_paths():
     gw = flowroute("http://unused.invalid")
-    async with webhook_server([gw]) as (local, sinks):
+    async with callback_server([gw]) as (local, sinks):
         headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         inbound = await call(f"{local}/http/inbound", "POST", headers=headers,
                              json=FakeFlowroute.inbound("12125550123", "12125550100", "Yes", "mdr2-a"))

@@ -12,9 +12,9 @@ from pydantic import SecretStr
 from sms_gateway.base import OutgoingText
 from sms_gateway.kannel import KannelGateway
 from sms_gateway.settings import KannelSettings
-from sms_gateway.webhooks import DeliveryStatus
+from sms_gateway.callbacks import DeliveryStatus
 from tests.kannel.fixture import WEBHOOK_PORT, Kannel, kannel_fixture  # noqa: F401 - the fixture
-from tests.providers.common import webhook_server
+from tests.providers.common import callback_server
 from tests.providers.generic import call
 
 BUSINESS = "+12125550100"
@@ -38,7 +38,7 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
 async def test_a_text_sent_by_the_gateway_comes_out_of_the_smsc_with_delivery_reports(kannel):
     gw = gateway(kannel)
     before = len(kannel.mt)
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (_, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (_, sinks):
         result = await gw.send(OutgoingText(BUSINESS, CALLER, "Sorry we missed your call!"))
         [*_, text] = await kannel.wait_mt(before + 1)
         await wait_for(lambda: len(sinks.statuses) >= 2)
@@ -62,7 +62,7 @@ async def test_a_text_outside_gsm7_goes_as_ucs2_and_arrives_intact(kannel):
 
 async def test_an_mo_text_reaches_the_webhook_server_and_the_deliver_callback(kannel):
     gw = gateway(kannel)
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (_, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (_, sinks):
         kannel.inject(CALLER, BUSINESS, "Yes  please, call me at 5pm")
         await wait_for(lambda: sinks.texts)
     [(text, name)] = sinks.texts
@@ -73,7 +73,7 @@ async def test_an_mo_text_reaches_the_webhook_server_and_the_deliver_callback(ka
 
 async def test_an_mo_text_that_could_not_be_committed_is_sent_again_by_kannel(kannel):
     gw = gateway(kannel)
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (_, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (_, sinks):
         sinks.failures_left = 1  # the first commit fails: we answer 500
         kannel.inject(CALLER, BUSINESS, "second try")
         await wait_for(lambda: sinks.texts)
@@ -83,7 +83,7 @@ async def test_an_mo_text_that_could_not_be_committed_is_sent_again_by_kannel(ka
 
 async def test_webhooks_without_the_token_are_refused(kannel):
     gw = gateway(kannel)
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (local, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (local, sinks):
         params = {"from": CALLER, "to": BUSINESS, "text": "forged", "id": "x"}
         answers = [await call(f"{local}/kannel/inbound", params=params),
                    await call(f"{local}/kannel/inbound", params={**params, "token": "guess"}),
@@ -117,7 +117,7 @@ def test_kannel_logged_no_panic(kannel):
 async def test_a_ucs2_mo_text_arrives_intact(kannel):
     gw = gateway(kannel)
     body = "请尽快给我回电话, 关于厨房改造 😀"
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (_, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (_, sinks):
         kannel.inject(CALLER, BUSINESS, body, ucs2=True)
         await wait_for(lambda: sinks.texts)
     [(text, _)] = sinks.texts
@@ -136,7 +136,7 @@ async def test_a_long_mo_text_over_the_default_request_line_limit_arrives_whole(
              f"&text={quote(body.encode('utf-8'))}&charset=UTF-8&coding=2"
              f"&id=0b5e7c1e-2f7a-4c8e-9a61-3b1f0e5d9c42")
     assert len(query) > 14000
-    async with webhook_server([gw], port=WEBHOOK_PORT) as (local, sinks):
+    async with callback_server([gw], port=WEBHOOK_PORT) as (local, sinks):
         status, _ = await call(f"{local}/kannel/inbound?{query}")
     assert status == 200
     [(text, _)] = sinks.texts

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from sms_gateway.settings import (HttpSettings, KannelSettings, PluginSettings, TelnyxSettings,
-                                  TwilioSettings, WebhookSettings, resolve_secrets)
+                                  TwilioSettings, CallbackSettings, resolve_secrets)
 
 DOCS = Path(__file__).parents[1] / "docs" / "gateways.md"
 SECTIONS = {"twilio": TwilioSettings, "telnyx": TelnyxSettings, "kannel": KannelSettings,
@@ -28,8 +28,8 @@ def test_every_yaml_example_in_the_docs_is_a_valid_section():
     assert {e["type"] for e in examples} == set(SECTIONS)
     for example in examples:
         SECTIONS[example["type"]].model_validate(example[example["type"]])
-        if "webhooks" in example:
-            WebhookSettings.model_validate(example["webhooks"])
+        if "callbacks" in example:
+            CallbackSettings.model_validate(example["callbacks"])
 
 
 @pytest.mark.parametrize("section, message", [
@@ -54,12 +54,12 @@ def test_a_telnyx_public_key_must_be_an_ed25519_key():
 
 
 def test_webhook_public_url_is_normalised_and_checked():
-    assert WebhookSettings(public_base_url="https://x.example/hooks/").public_base_url == \
+    assert CallbackSettings(public_base_url="https://x.example/hooks/").public_base_url == \
         "https://x.example/hooks"
     with pytest.raises(ValidationError, match="not an http"):
-        WebhookSettings(public_base_url="x.example")
+        CallbackSettings(public_base_url="x.example")
     with pytest.raises(ValidationError, match="no query string"):
-        WebhookSettings(public_base_url="https://x.example/?a=1")
+        CallbackSettings(public_base_url="https://x.example/?a=1")
 
 
 def test_secrets_resolve_relative_to_the_config_folder_and_problems_name_their_key(tmp_path,

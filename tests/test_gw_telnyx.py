@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText, OutgoingText
 from sms_gateway.settings import TelnyxSettings
 from sms_gateway.telnyx import TelnyxGateway
-from sms_gateway.webhooks import DeliveryStatus
-from tests.providers.common import serving, webhook_server
+from sms_gateway.callbacks import DeliveryStatus
+from tests.providers.common import serving, callback_server
 from tests.providers.telnyx import FakeTelnyx
 
 KEY = "KEY0123456789ABCDEF_test"
@@ -101,7 +101,7 @@ async def test_the_idempotency_key_makes_a_retry_after_a_lost_success_harmless()
 
 async def test_a_signed_inbound_text_is_delivered_with_the_telnyx_message_id():
     telnyx = FakeTelnyx(KEY)
-    async with webhook_server([gateway(telnyx)]) as (local, sinks):
+    async with callback_server([gateway(telnyx)]) as (local, sinks):
         body = telnyx.received(CALLER, BUSINESS, "Yes, Tuesday works", "msg-1")
         assert await telnyx.call(f"{local}/telnyx", body) == 200
     assert sinks.texts == [(InboundText(CALLER, BUSINESS, "Yes, Tuesday works", "msg-1"), "telnyx")]
@@ -110,7 +110,7 @@ async def test_a_signed_inbound_text_is_delivered_with_the_telnyx_message_id():
 async def test_wrong_missing_replayed_or_tampered_signatures_are_refused():
     telnyx = FakeTelnyx(KEY)
     impostor = FakeTelnyx(KEY)  # same shape, different private key
-    async with webhook_server([gateway(telnyx)]) as (local, sinks):
+    async with callback_server([gateway(telnyx)]) as (local, sinks):
         url = f"{local}/telnyx"
         body = telnyx.received(CALLER, BUSINESS, "hello", "msg-2")
         old = int(time.time()) - 301
@@ -132,7 +132,7 @@ async def test_wrong_missing_replayed_or_tampered_signatures_are_refused():
 
 async def test_delivery_events_are_reported_in_the_common_shape_and_others_ignored():
     telnyx = FakeTelnyx(KEY)
-    async with webhook_server([gateway(telnyx)]) as (local, sinks):
+    async with callback_server([gateway(telnyx)]) as (local, sinks):
         url = f"{local}/telnyx"
         sent = telnyx.event("message.sent", {"id": "out-1", "to": [
             {"phone_number": CALLER, "status": "sent"}], "errors": []})

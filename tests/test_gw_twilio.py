@@ -8,8 +8,8 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText, OutgoingText
 from sms_gateway.settings import TwilioSettings
 from sms_gateway.twilio import TwilioGateway
-from sms_gateway.webhooks import DeliveryStatus
-from tests.providers.common import serving, webhook_server
+from sms_gateway.callbacks import DeliveryStatus
+from tests.providers.common import serving, callback_server
 from tests.providers.twilio import FakeTwilio
 
 SID = "AC" + "1" * 32
@@ -123,7 +123,7 @@ async def test_an_unreachable_api_is_retryable(unused_tcp_port):
 async def test_a_signed_inbound_text_is_delivered_with_its_message_sid():
     twilio = FakeTwilio(SID, TOKEN)
     gw = gateway("http://unused.invalid")
-    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+    async with callback_server([gw], public_base_url=PUBLIC) as (local, sinks):
         params = twilio.inbound_params(CALLER, BUSINESS, "Yes please call me back")
         params["NewParameterTwilioAddedLater"] = "x"
         status = await twilio.call(f"{local}/twilio/inbound", f"{PUBLIC}/twilio/inbound", params)
@@ -135,7 +135,7 @@ async def test_a_signed_inbound_text_is_delivered_with_its_message_sid():
 async def test_wrong_missing_or_misaddressed_signatures_are_refused_and_nothing_is_delivered():
     twilio = FakeTwilio(SID, TOKEN)
     gw = gateway("http://unused.invalid")
-    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+    async with callback_server([gw], public_base_url=PUBLIC) as (local, sinks):
         params = twilio.inbound_params(CALLER, BUSINESS, "hello")
         url = f"{local}/twilio/inbound"
         wrong = await twilio.call(url, f"{PUBLIC}/twilio/inbound", params, signature="AAAA")
@@ -152,7 +152,7 @@ async def test_wrong_missing_or_misaddressed_signatures_are_refused_and_nothing_
 async def test_a_signature_over_the_url_with_its_default_port_is_accepted():
     twilio = FakeTwilio(SID, TOKEN)
     gw = gateway("http://unused.invalid")
-    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+    async with callback_server([gw], public_base_url=PUBLIC) as (local, sinks):
         params = twilio.inbound_params(CALLER, BUSINESS, "hi")
         status = await twilio.call(f"{local}/twilio/inbound",
                                    "https://textback.example.com:443/hooks/twilio/inbound", params)
@@ -163,7 +163,7 @@ async def test_status_callbacks_report_delivery_and_errors_in_the_common_shape()
     twilio = FakeTwilio(SID, TOKEN)
     gw = gateway("http://unused.invalid")
     signed = f"{PUBLIC}/twilio/status"
-    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+    async with callback_server([gw], public_base_url=PUBLIC) as (local, sinks):
         for status, error in (("queued", None), ("sent", None), ("delivered", None),
                               ("undelivered", "30003"), ("failed", "30008")):
             params = {"MessageSid": "SM" + "9" * 32, "MessageStatus": status, "AccountSid": SID,
@@ -212,7 +212,7 @@ async def test_a_captured_webhook_replayed_with_shifted_fields_is_refused():
     replays = shifted_replays(params)
     assert any(r.get("MessageSid") not in (None, params["MessageSid"]) for r in replays)  # it exists
     signature = twilio.sign(signed, params)
-    async with webhook_server([gw], public_base_url=PUBLIC) as (local, sinks):
+    async with callback_server([gw], public_base_url=PUBLIC) as (local, sinks):
         assert await twilio.call(f"{local}/twilio/inbound", signed, params) == 200
         for replay in replays:
             assert twilio.sign(signed, replay) == signature

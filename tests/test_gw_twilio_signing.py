@@ -33,7 +33,7 @@ from lab.harness import eventually
 from sms_gateway.base import InboundText
 from sms_gateway.settings import TwilioSettings
 from sms_gateway.twilio import TwilioGateway
-from sms_gateway.webhooks import DeliveryStatus, WebhookServer
+from sms_gateway.callbacks import DeliveryStatus, CallbackServer
 from tests.providers.common import Sinks
 from textback.config import load
 from textback.daemon import Daemon
@@ -98,9 +98,9 @@ class Served:
     def __init__(self, gw: TwilioGateway):
         self.sinks = Sinks()
         self.not_configured: list[tuple[str, str]] = []
-        self.server = WebhookServer([gw], self.sinks.deliver, self.sinks.report, port=0,
-                                    public_base_url=PUBLIC,
-                                    on_not_configured=lambda *told: self.not_configured.append(told))
+        self.server = CallbackServer([gw], self.sinks.deliver, self.sinks.report, port=0,
+                                     public_base_url=PUBLIC,
+                                     on_not_configured=lambda *told: self.not_configured.append(told))
 
     async def __aenter__(self) -> "Served":
         await self.server.start()
@@ -163,7 +163,7 @@ async def test_forgeries_under_the_shared_key_header_are_refused_quietly():
         "control-characters"])
 async def test_a_key_or_algorithm_not_configured_is_refused_with_an_error_and_reported(
         settings, shared, why, caplog):
-    caplog.set_level(logging.WARNING, "textback.webhooks")
+    caplog.set_level(logging.WARNING, "textback.callbacks")
     async with Served(gateway(shared=shared)) as served:
         status = await post(served.local, "/twilio/inbound", form=inbound(), settings=settings)
     assert status == 403 and served.sinks.texts == []
@@ -210,7 +210,7 @@ async def test_the_daemon_opens_an_incident_and_recovers_once_twilio_signs_as_co
                                "api_base_url": "http://127.0.0.1:9",
                                "shared_key": {"env": "TEXTBACK_TEST_TWILIO_SHARED_KEY"},
                                "shared_key_id": KEY_ID},
-                    "webhooks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
+                    "callbacks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
     })
     daemon = Daemon(load(write_config(tmp_path, config)))
     stop = asyncio.Event()

@@ -73,7 +73,7 @@ async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline
     blocked.write_text("")
     daemon = await offline_daemon(admin_email="it@acme.example",
                                   **{"agi.routing_file": str(blocked / "routing.json")})
-    daemon.write_routing_table()  # the parent is a file: ENOTDIR, as real as it gets
+    daemon.routing.write()  # the parent is a file: ENOTDIR, as real as it gets
     daemon.watch.ami_down_since = None  # only the routing table is wrong
     await daemon.incidents.check_incidents(time.time())
     await daemon.incidents.check_incidents(time.time())  # still broken: no second email
@@ -86,7 +86,7 @@ async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline
 
     blocked.unlink()
     blocked.mkdir()
-    daemon.write_routing_table()
+    daemon.routing.write()
     await daemon.incidents.check_incidents(time.time())
     _, recovered = await admin_mails(smtp_sink, 2)
     assert recovered.message["Subject"] == "textback recovered: the routing table cannot be written"

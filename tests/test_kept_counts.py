@@ -44,7 +44,7 @@ async def test_kept_rows_follow_every_text_answer_and_escalation(tmp_path):
         waiting = await store.waiting_replies(time.time())
         to_escalate = {w["message_id"] for w in await store.waiting_replies(time.time(), 1)}
         to_remind = {w["message_id"] for w in await store.waiting_replies(time.time(), 2)}
-        turns = [await store.conversations_started(n) for n in BUSINESS_NUMBERS]
+        turns = [(await store.sender_facts("+12125550123", n)).turn for n in BUSINESS_NUMBERS]
     finally:
         await store.close()
     db = sqlite3.connect(tmp_path / "t.db")

@@ -26,7 +26,7 @@ from sms_gateway.telnyx import TelnyxGateway
 from sms_gateway.twilio import TwilioGateway
 from textback import mediafiles
 from textback.core import media
-from tests.providers.common import webhook_server
+from tests.providers.common import callback_server
 from tests.providers.generic import call
 from tests.providers.media import SVG_WITH_SCRIPT, heic, jpeg, mp4, png, png_bomb
 from tests.providers.telnyx import FakeTelnyx
@@ -49,7 +49,7 @@ async def test_twilio_media_fields_become_media_items():
     broken = twilio.inbound_params(CALLER, BUSINESS, "")
     broken.update({"NumMedia": "2", "MediaUrl0": TWILIO_MEDIA + "1",
                    "MediaContentType0": "image/jpeg"})
-    async with webhook_server([gw], PUBLIC) as (local, sinks):
+    async with callback_server([gw], PUBLIC) as (local, sinks):
         ok = await twilio.call(f"{local}/twilio/inbound", f"{PUBLIC}/twilio/inbound", params)
         missing = await twilio.call(f"{local}/twilio/inbound", f"{PUBLIC}/twilio/inbound", broken)
     assert (ok, missing) == (200, 400)
@@ -72,7 +72,7 @@ async def test_telnyx_media_list_becomes_media_items():
         {"url": "https://media.telnyx.com/a.jpg", "content_type": "image/jpeg", "size": 12345,
          "hash_sha256": "00" * 32},
         {"url": "https://media.telnyx.com/b.3gp", "content_type": "video/3gpp"}]
-    async with webhook_server([gw], PUBLIC) as (local, sinks):
+    async with callback_server([gw], PUBLIC) as (local, sinks):
         assert await telnyx.call(f"{local}/telnyx", json.dumps(body).encode()) == 200
     [(text, _)] = sinks.texts
     assert text.body == "see photos" and text.media == (
@@ -93,13 +93,13 @@ async def test_the_generic_gateway_reads_media_by_the_configured_field_names():
     listed = generic({"list_path": "data.files", "url": "link", "type": "mime", "size": "bytes",
                       "hosts": ["files.example.net"]})
     numbered = generic({"url": "MediaUrl{n}", "type": "MediaType{n}", "hosts": ["mms.example.net"]})
-    async with webhook_server([listed], PUBLIC) as (local, sinks):
+    async with callback_server([listed], PUBLIC) as (local, sinks):
         status, _ = await call(f"{local}/http/inbound?token=tok", "POST", json={
             "from": CALLER, "to": BUSINESS, "text": "",
             "data": {"files": [{"link": "https://files.example.net/1", "mime": "image/png",
                                 "bytes": 99}]}})
         assert status == 200
-    async with webhook_server([numbered], PUBLIC) as (local, numbered_sinks):
+    async with callback_server([numbered], PUBLIC) as (local, numbered_sinks):
         status, _ = await call(f"{local}/http/inbound?token=tok", "POST", data={
             "from": CALLER, "to": BUSINESS, "text": "hi",
             "MediaUrl0": "https://mms.example.net/a", "MediaType0": "image/jpeg",

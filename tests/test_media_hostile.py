@@ -58,7 +58,7 @@ async def test_honest_media_is_kept_and_hostile_media_is_never_shown(tmp_path, s
                         "telnyx": {"api_key": {"file": "telnyx.key"},
                                    "public_key": telnyx.public_key,
                                    "media_hosts": [MEDIA_HOST, PRIVATE]},
-                        "webhooks": {"listen_port": WEBHOOK_PORT,
+                        "callbacks": {"listen_port": WEBHOOK_PORT,
                                      "public_base_url": "https://textback.example.com/hooks"}},
             "media": {"insecure_loopback_for_tests": True, "max_item_bytes": CAP,
                       "max_message_bytes": 8 * CAP, "timeout_seconds": 3.0,
@@ -140,7 +140,7 @@ async def test_a_host_that_is_down_for_a_moment_is_asked_again_before_the_deadli
             "gateway": {"type": "telnyx",
                         "telnyx": {"api_key": {"file": "telnyx.key"},
                                    "public_key": telnyx.public_key, "media_hosts": [MEDIA_HOST]},
-                        "webhooks": {"listen_port": WEBHOOK_PORT,
+                        "callbacks": {"listen_port": WEBHOOK_PORT,
                                      "public_base_url": "https://textback.example.com/hooks"}},
             "media": {"insecure_loopback_for_tests": True},
         }) as daemon:

@@ -61,8 +61,8 @@ def twilio_gateway(tmp_path: Path, twilio: FakeTwilio, api: str) -> dict:
     return {"type": "twilio",
             "twilio": {"account_sid": twilio.account_sid, "auth_token": {"file": "twilio.token"},
                        "api_base_url": api},
-            "webhooks": {"listen_port": WEBHOOK_PORT,
-                         "public_base_url": "https://textback.example.com/hooks"}}
+            "callbacks": {"listen_port": WEBHOOK_PORT,
+                          "public_base_url": "https://textback.example.com/hooks"}}
 
 
 def telnyx_gateway(tmp_path: Path, telnyx: FakeTelnyx, api: str) -> dict:
@@ -70,8 +70,8 @@ def telnyx_gateway(tmp_path: Path, telnyx: FakeTelnyx, api: str) -> dict:
     return {"type": "telnyx",
             "telnyx": {"api_key": {"file": "telnyx.key"}, "public_key": telnyx.public_key,
                        "api_base_url": api},
-            "webhooks": {"listen_port": WEBHOOK_PORT,
-                         "public_base_url": "https://textback.example.com/hooks"}}
+            "callbacks": {"listen_port": WEBHOOK_PORT,
+                          "public_base_url": "https://textback.example.com/hooks"}}
 
 
 def config_for(tmp_path: Path, gateway: dict | None, web: bool = True) -> Path:

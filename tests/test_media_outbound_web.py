@@ -29,7 +29,7 @@ def twilio_config(tmp_path, twilio: FakeTwilio, api: str):
         "type": "twilio",
         "twilio": {"account_sid": twilio.account_sid, "auth_token": {"file": "twilio.token"},
                    "api_base_url": api},
-        "webhooks": {"listen_port": 15187, "public_base_url": "https://textback.example.com/hooks"}})
+        "callbacks": {"listen_port": 15187, "public_base_url": "https://textback.example.com/hooks"}})
 
 
 async def conversation_of(daemon) -> int:

@@ -58,7 +58,7 @@ async def test_two_photos_and_no_words_reach_the_store_the_disk_and_the_alert(tm
                             "twilio": {"account_sid": SID, "auth_token": {"file": "twilio.token"},
                                        "api_base_url": api_base,
                                        "media_hosts": [API_HOST, MEDIA_HOST]},
-                            "webhooks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
+                            "callbacks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
                 "media": {"insecure_loopback_for_tests": True, "delete_at_provider": True},
             }) as daemon:
                 message_sid = "MM" + uuid.uuid4().hex
@@ -126,7 +126,7 @@ async def test_words_and_a_photo_over_the_attachment_cap_and_a_text_of_nothing(t
                             "twilio": {"account_sid": SID, "auth_token": {"file": "twilio.token"},
                                        "api_base_url": api_base,
                                        "media_hosts": [API_HOST, MEDIA_HOST]},
-                            "webhooks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
+                            "callbacks": {"listen_port": WEBHOOK_PORT, "public_base_url": PUBLIC}},
                 "media": {"insecure_loopback_for_tests": True, "alert_attachment_bytes": 1000},
             }) as daemon:
                 local = f"http://127.0.0.1:{WEBHOOK_PORT}"

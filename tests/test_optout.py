@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-from lab.configs import BUSINESS_NUMBER, HOMEOWNER, base_config, write_config
+from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from sms_gateway.base import InboundText
 from sms_gateway.log import LogGateway
-from textback.config import load
 from textback.daemon import Daemon
 from textback.core.optout import Keyword, classify
-from textback.store import CallRow, PlannedText, Store
+from textback.store import CallRow, PlannedText
 
 
 @pytest.mark.parametrize("body", [
@@ -43,12 +42,8 @@ def test_ordinary_replies_are_not_keywords(body):
 
 
 @pytest.fixture
-async def daemon(tmp_path):
-    loaded = load(write_config(tmp_path, base_config(tmp_path)))
-    d = Daemon(loaded)
-    d.attach(await Store.open(loaded.config.storage.path), LogGateway())
-    yield d
-    await d.store.close()
+async def daemon(offline_daemon):
+    return await offline_daemon(send_with=LogGateway())
 
 
 async def send_due(d: Daemon) -> None:

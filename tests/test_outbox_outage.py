@@ -174,7 +174,7 @@ async def test_an_hour_long_outage_sends_each_text_once_after_it_or_tells_the_ow
     assert first.recipients == ["dana@example.com"]
     body = first.message.get_content()
     assert f"{callers[0]} (Jo Bcc: x) called {BUSINESS_NUMBER} on " in body
-    assert "nobody answered (no_answer)" in body and "HTTP 503" in body
+    assert f"{BUSINESS_NUMBER} on " in body and ": nobody picked up." in body and "HTTP 503" in body
     assert "five minutes" in mails[f"{stopped} opted out; no confirmation was texted"].message.get_content()
 
 

@@ -20,6 +20,7 @@ from tests.replay import load_trace
 from tests.test_recovery_daemon import recovery_config
 from textback.core.recovery import CsvLayout
 from textback.core.tracker import CallOverdue, CallTracker
+from textback.workers.common import SystemClock
 
 LIMIT = 4 * 3600  # the default inbound.max_call_hours
 CALLER = "+12125550123"
@@ -96,7 +97,9 @@ async def test_the_cdr_decides_a_call_whose_hangup_was_missed(offline_daemon, tm
     assert daemon.overdue.pending == []
 
 
-class Clock:
+class Clock(SystemClock):
+    """The workers' clock, set by the test: a day passes at once."""
+
     def __init__(self, at: float):
         self.at = at
 
@@ -105,9 +108,9 @@ class Clock:
 
 
 async def test_a_call_the_cdr_never_shows_is_recorded_as_seen_after_a_day(offline_daemon, tmp_path):
-    daemon = await offline_daemon(**recovery_config(tmp_path))
+    clock = Clock(time.time())
+    daemon = await offline_daemon(clock=clock, **recovery_config(tmp_path))
     (tmp_path / "Master.csv").write_text("")
-    clock = daemon.overdue._clock = Clock(time.time())
     await feed_and_pass_the_limit(daemon)
     await daemon.overdue.check()
     assert daemon.overdue.pending == [LINKEDID] and await daemon.store.calls(0) == []

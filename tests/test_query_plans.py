@@ -112,10 +112,10 @@ async def _hot_paths(store: Store, end: float) -> None:
     caller, number = "+12125550123", BUSINESS_NUMBERS[0]
     waiting = await store.waiting_replies(now)
     known = waiting[0]
-    # A missed call: owner, turn, fraud counts, opt-out, the commit itself.
-    await store.conversation_for(known["caller"], known["business_number"])
-    await store.conversations_started(number)
-    await store.recent_auto_texts(now, caller[:8])
+    # A missed call: its facts (owner, turn, fraud counts, class, opt-out), the commit itself.
+    await store.call_facts(known["caller"], known["business_number"], now)
+    await store.call_facts(caller, number, now)
+    await store.call_facts("", None, now)
     await store.is_suppressed(caller)
     await store.record_call(
         CallRow("plan-1", number, caller, caller, "", now - 30, None, now, "missed", "no_answer",
@@ -136,6 +136,7 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.bring_forward(now)
     await store.recover_interrupted()
     # An inbound text, with and without a provider id; a delivery report; an opt-out.
+    await store.sender_facts(caller, number)
     inbound = await store.record_inbound(caller, number, "Yes please", "log", "plan-in-1", "dana")
     await store.record_inbound(caller, number, "Hello?", "log", None, "dana")
     # Its intake facts (read, then corrected), and the inbox filtered on them.

@@ -111,11 +111,11 @@ def test_dst_changes_keep_the_local_hours():
 
 
 async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
-    daemon = await offline_daemon(**{"compliance.homeowner_hours": {"missed_call": "hold"}})
     evening = at(EASTERN, 2026, 12, 7, 21, 30)
     morning = at(EASTERN, 2026, 12, 8, 8, 0)
-    daemon.clock = SetClock(evening)  # the outbox's clock reads 9:30 pm in Miami
-    daemon.attach(daemon.store, LogGateway())
+    clock = SetClock(evening)  # the outbox's clock reads 9:30 pm in Miami
+    daemon = await offline_daemon(clock=clock, send_with=LogGateway(),
+                                  **{"compliance.homeowner_hours": {"missed_call": "hold"}})
     now = time.time()
     await daemon.store.record_call(
         CallRow("q.1", BUSINESS_NUMBER, MIAMI, MIAMI, "", now, None, now, "missed", "no_answer",
@@ -137,7 +137,7 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
     [listed] = inbox_rows(daemon.config, await daemon.store.inbox_page("all", now), now)
     assert listed.held_until == when(morning, daemon.config.business.timezone)
     assert await daemon.store.due(morning - 1) == []
-    daemon.clock.moment = morning
+    clock.moment = morning
     [item] = await daemon.store.due(morning)
     assert await daemon.store.claim_all([item])
     await daemon.outbox.send(item)
@@ -151,10 +151,10 @@ async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
 
 
 async def test_send_is_the_default_and_replies_to_keywords_always_go(offline_daemon):
-    daemon = await offline_daemon(**{"compliance.homeowner_hours": {"missed_call": "hold",
+    daemon = await offline_daemon(clock=SetClock(at(EASTERN, 2026, 12, 7, 23, 0)),
+                                  send_with=LogGateway(),
+                                  **{"compliance.homeowner_hours": {"missed_call": "hold",
                                                                     "owner_reply": "hold"}})
-    daemon.clock = SetClock(at(EASTERN, 2026, 12, 7, 23, 0))
-    daemon.attach(daemon.store, LogGateway())
     assert daemon.config.compliance.homeowner_hours.policy_for("help") == "send"
     default = (await offline_daemon()).config.compliance.homeowner_hours
     assert default.policy_for("auto") == "send" and default.policy_for("owner") == "send"

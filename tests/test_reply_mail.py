@@ -319,7 +319,7 @@ async def test_a_reply_the_gateway_refuses_after_the_250_is_reported_to_the_owne
             "gateway": {"type": "twilio",
                         "twilio": {"account_sid": twilio.account_sid,
                                    "auth_token": {"file": "twilio.token"}, "api_base_url": api},
-                        "webhooks": {"listen_port": 15181,
+                        "callbacks": {"listen_port": 15181,
                                      "public_base_url": "https://textback.example.com/hooks"}},
             "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@acme.example"}],
             "reply_mail": {"domain": DOMAIN, "listen_port": REPLY_PORT},

@@ -23,8 +23,8 @@ async def send_due(daemon) -> None:
 
 async def test_every_kind_of_text_from_every_number_stops_after_one_opt_out(offline_daemon):
     daemon = await offline_daemon(**{"numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
-                                                 {"number": SECOND_NUMBER, "owner": "dana"}]})
-    daemon.attach(daemon.store, LogGateway())
+                                                 {"number": SECOND_NUMBER, "owner": "dana"}]},
+                                  send_with=LogGateway())
     now = time.time()
     # Queued before the opt-out, on both business numbers, of every kind a path can write.
     await daemon.store.record_call(

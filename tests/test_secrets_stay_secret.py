@@ -126,10 +126,10 @@ async def test_the_daemon_masks_gateway_errors_before_it_stores_or_logs_them(off
     monkeypatch.setenv("KANNEL_PASSWORD", SECRETS["kannel"])
     monkeypatch.setenv("KANNEL_TOKEN", SECRETS["token"])
     daemon = await offline_daemon(gateway={
-        "type": "kannel", "webhooks": {"public_base_url": "https://textback.example"},
+        "type": "kannel", "callbacks": {"public_base_url": "https://textback.example"},
         "kannel": {"sendsms_url": "http://127.0.0.1:9/cgi-bin/sendsms", "username": "textback",
-                   "password": {"env": "KANNEL_PASSWORD"}, "webhook_token": {"env": "KANNEL_TOKEN"}}})
-    daemon.attach(daemon.store, QuotingGateway())
+                   "password": {"env": "KANNEL_PASSWORD"}, "webhook_token": {"env": "KANNEL_TOKEN"}}},
+        send_with=QuotingGateway())
     await daemon.store.queue_test_text("+12125550123", BUSINESS_NUMBER, "dana", "test")
     for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):
         await daemon.outbox.send(item)

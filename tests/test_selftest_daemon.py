@@ -109,7 +109,7 @@ async def test_a_selftest_call_and_its_reply_count_nowhere(store):
     assert (conversation["selftest"], conversation["owner_id"]) == (1, "")
     assert await store.waiting_replies(now + 3600) == []  # no escalation, no digest
     assert await store.inbox() == []
-    assert await store.conversations_started("+12125550100") == 0  # no round-robin turn
+    assert (await store.sender_facts("+12125550123", "+12125550100")).turn == 0  # no round-robin turn
     rows = await store.report_rows(0, now + 3600)
     assert rows["calls"] == [] and rows["messages"] == []
     assert [r["body"] for r in await store.replies_since(record.conversation_id, now - 1)] == ["Got it"]

@@ -76,8 +76,7 @@ class FlakyPlugin:
 
 
 async def test_a_plugin_that_raises_leaves_that_text_unknown_reported_and_the_rest_flowing(offline_daemon):
-    daemon = await offline_daemon()
-    daemon.attach(daemon.store, FlakyPlugin(broken_for="+12125550161"))
+    daemon = await offline_daemon(send_with=FlakyPlugin(broken_for="+12125550161"))
     for caller in ("+12125550161", "+12125550162"):
         await daemon.store.queue_test_text(caller, BUSINESS_NUMBER, "dana", "test")
     for item in await daemon.store.claim_all(await daemon.store.due(time.time() + 1)):

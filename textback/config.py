@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import logging
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -24,12 +25,12 @@ from pydantic import (Field, IPvAnyNetwork, PrivateAttr, SecretStr, ValidationEr
                       ValidationInfo, field_validator, model_validator)
 
 from sms_gateway.settings import (
+    CallbackSettings,
     HttpSettings,
     KannelSettings,
     PluginSettings,
     TelnyxSettings,
     TwilioSettings,
-    WebhookSettings,
     resolve_secrets,
 )
 
@@ -46,6 +47,8 @@ from textback.core.selftest import parse_schedule
 from textback.core.templates import TemplateError, check_template
 from textback.core.intake import (Fact, Intake, ServiceArea, Vocabulary, corrections, extract,
                                   zip_place)
+
+log = logging.getLogger("textback")
 
 DEFAULT_CONFIG_PATH = Path("/etc/textback/config.yaml")
 
@@ -598,17 +601,33 @@ class GatewayConfig(Strict):
     kannel: KannelSettings | None = None
     http: HttpSettings | None = None
     plugin: PluginSettings | None = None
-    webhooks: WebhookSettings | None = None
+    # Where the provider's callbacks (inbound texts, delivery reports) reach textback; its old
+    # name `webhooks` is still read, with a warning: outbound events are the top-level `webhooks`.
+    callbacks: CallbackSettings | None = None
     # Texts handed to the gateway at the same time, and at most this many a second (None: no limit).
     max_concurrent_sends: int = Field(8, ge=1, le=100)
     max_sends_per_second: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_callbacks_key(cls, data: Any) -> Any:
+        """Read `gateway.webhooks`, the section's old name, as `gateway.callbacks`."""
+        if isinstance(data, dict) and "webhooks" in data:
+            if "callbacks" in data:
+                raise ValueError("give 'callbacks' only: 'webhooks' is its old name")
+            log.warning("config: gateway.webhooks is now called gateway.callbacks (the "
+                        "provider's callbacks to textback); please rename it")
+            data = {("callbacks" if key == "webhooks" else key): value
+                    for key, value in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _section_present(self) -> "GatewayConfig":
         if self.type != "log" and getattr(self, self.type) is None:
             raise ValueError(f"type '{self.type}' needs a '{self.type}:' section")
-        if self.needs_webhooks and self.webhooks is None:
-            raise ValueError(f"type '{self.type}' receives texts by webhook: add a 'webhooks:' section")
+        if self.needs_callbacks and self.callbacks is None:
+            raise ValueError(f"type '{self.type}' receives texts by callback: add a 'callbacks:' "
+                             f"section")
         return self
 
     @property
@@ -616,7 +635,7 @@ class GatewayConfig(Strict):
         return getattr(self, self.type, None)
 
     @property
-    def needs_webhooks(self) -> bool:
+    def needs_callbacks(self) -> bool:
         if self.type in ("twilio", "telnyx", "kannel"):
             return True
         return self.type == "http" and self.http is not None and self.http.inbound is not None

@@ -1,8 +1,10 @@
 """The daemon: wires the edges (AMI, store, gateway, SMTP) around the pure core.
 
-    AMI events -> CallTracker -> rules.decide -> Store (call + outbox, one commit)
+    AMI events -> CallTracker -> Store.call_facts -> missed_call.judge_call
+        -> Store (call + outbox, one commit)
     outbox worker -> gateway.send -> Store
-    inbound text -> Store (message + alert, one commit) -> alert worker -> SMTP
+    inbound text -> Store.sender_facts -> inbound.plan_text
+        -> Store (message + alert + keyword's answer, one commit) -> alert worker -> SMTP
     notice to an owner or the admin -> Store -> SMTP (retried by the notice worker)
 
 Every decision is written to the "textback.timeline" log in plain words, so
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import time
 from functools import partial
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -24,30 +26,27 @@ from ami_listener.connection import AmiConnection, AmiError, event_fields
 from sms_gateway.asterisk import parse_user_event
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
-from sms_gateway.webhooks import DeliveryStatus, WebhookServer
+from sms_gateway.callbacks import CallbackServer, DeliveryStatus
 from textback import mailin, pushkeys, runlock, service
 from textback.core.alerts import one_line
 from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
-from textback.config import Loaded, NumberConfig, OwnerConfig
+from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
 from textback.core.fleet import WAKE_CHANNEL, pbx_lock_key
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
-from textback.workers.events import Route, WebhookWorker
+from textback.workers.events import Destination, EventWorker
 from textback.mailer import Mailer
+from textback.core.inbound import plan_text
 from textback.core.media import Attachment, not_sent_lines
-from textback.core.numbers import caller_name, parse_address, to_e164
-from textback.core.optout import Keyword, classify, keyword_name
-from textback.core.ownership import choose_owner
+from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT, callback_number, judge_call
+from textback.core.numbers import caller_name, parse_address
 from textback.core.recovery import CdrRecord, recover_calls
-from textback.core.relay import OWNER_MOBILE
 from textback.core.replies import INTAKE_COMMANDS, Verdict
-from textback.routing import write_routing_table
 from textback.core.scorecard import parse_amount
-from textback.core.rules import (Decision, RecentTexts, apply_policy, decide, match_number, prefix_of,
-                                 render_for)
+from textback.core.rules import Decision, match_number
 from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
@@ -73,14 +72,13 @@ from textback.web.medialinks import MEDIA_LINK_KEY, media_link
 from textback.workers.overdue import OverdueCalls
 from textback.workers.owner_phone import OwnerPhone, Tell
 from textback.workers.retention import RetentionWorker
+from textback.workers.routing import RoutingTableWorker
 from textback.web.context import HttpContext
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
-ROUTING_TABLE_REFRESH_SECONDS = 24 * 3600.0
-ROUTING_TABLE_RETRY_SECONDS = 60.0  # while the table cannot be written
 REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
 # When AMI events are known to have arrived until (LAST_AMI_EVENT) is saved at most this
 # often, so a busy PBX costs no write per event.
@@ -96,11 +94,6 @@ LISTING_RETRY_FIRST_SECONDS = 2.0
 LISTING_RETRY_MAX_SECONDS = 300.0
 # At most one email in this many seconds says that the CDR could not be read (the log has each).
 RECOVERY_ALERT_INTERVAL = 3600.0
-# The decision of a missed call recovered too late for a text: the owner gets a ring-back list.
-TOO_OLD_TO_TEXT = "recovered_too_old"
-# The decision of a call open for inbound.max_call_hours with no Hangup seen, and no CDR row for
-# it: recorded as the AMI events showed it, never texted hours late.
-NO_HANGUP_SEEN = "no_hangup_seen"
 # How long past a reply's deadline (text.max_age_minutes after it was due) the link an MMS
 # provider fetches an owner's photo from works: the provider fetches it as it takes the
 # message (Telnyx at send time), so an hour is ample, and a link that leaks from a provider's
@@ -168,6 +161,7 @@ class Daemon:
         if self.config.recovery is not None:
             self._cdr = build_source(self.config.recovery, self.secrets)
         self.overdue = OverdueCalls(self.recover, self._decided, self._record_as_seen, self.clock)
+        self.routing = RoutingTableWorker(self.config, self.watch, self.clock)
         # The workers, built by `attach` once the store is open and the gateway built.
         self.mail: OwnerMail | None = None
         self.outbox: OutboxWorker | None = None
@@ -244,7 +238,7 @@ class Daemon:
         store = await open_store(c.storage, self.secrets.storage_password)
         self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
-        self.write_routing_table()
+        self.routing.write()
         fleet = c.storage.backend == "postgresql"
         # A fleet with the asterisk gateway: the texts being sent are the lease holder's, which
         # is running; they are looked at when this daemon takes the lease.
@@ -257,23 +251,23 @@ class Daemon:
                 log.warning("%s %s were being mailed when textback stopped; mailing them again "
                             "(one may arrive twice, none is lost)", table, ids)
         self.ami = self._new_ami()
-        webhooks = web_server = None
+        callbacks = web_server = None
         workers = self.workers
         try:
             # In a fleet the AMI connection is replaced as the lease comes and goes: the
             # asterisk gateway sends through whichever this daemon has now.
             self.attach(store, build_gateway(c, _CurrentAmi(self) if fleet else self.ami,
                                              self.secrets))
-            if c.gateway.webhooks is not None:
-                w = c.gateway.webhooks
-                webhooks = WebhookServer(
+            if c.gateway.callbacks is not None:
+                w = c.gateway.callbacks
+                callbacks = CallbackServer(
                     [self.gateway], self.receive_text, self.report_delivery,
                     host=w.listen_host, port=w.listen_port, public_base_url=w.public_base_url,
                     max_body_bytes=w.max_body_bytes, max_connections=w.max_connections,
                     header_seconds=w.header_timeout_seconds, body_seconds=w.body_timeout_seconds,
-                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_webhook,
-                    on_not_configured=self._webhook_not_configured)
-                await webhooks.start()
+                    keepalive_seconds=w.keepalive_seconds, on_result=self._count_callback,
+                    on_not_configured=self._callback_not_configured)
+                await callbacks.start()
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
             if c.web is not None:
@@ -289,7 +283,7 @@ class Daemon:
                 workers.start("outbox", self.outbox.run)
             workers.start("alerts", self.mail.run_alerts)
             workers.start("notices", self.mail.run_notices)
-            workers.start("routing", self._routing_worker)
+            workers.start("routing", self.routing.run)
             workers.start("progress", self._progress_worker)
             workers.start("incidents", self.incidents.run)
             if self._cdr is not None:
@@ -307,8 +301,8 @@ class Daemon:
                 workers.start("retention", self.retention.run)
             # Always: with no endpoint configured it still forgets old events.
             max_age = c.webhooks.max_age_hours if c.webhooks else DEFAULT_EVENT_MAX_AGE_HOURS
-            hooks = WebhookWorker(self._event_routes(), max_age, self.store, self.clock,
-                                  self.mail.tell_admin)
+            hooks = EventWorker(self._event_destinations(), max_age, self.store, self.clock,
+                                self.mail.tell_admin)
             workers.start("webhooks", hooks.run)
             media = MediaWorker(c.media, self._media_fetchers(), self.media_files, self.store,
                                 self.clock, self._media_wake, self._tell_media_owner,
@@ -333,8 +327,8 @@ class Daemon:
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
-            if webhooks is not None:
-                await webhooks.stop()  # waits for in-flight commits
+            if callbacks is not None:
+                await callbacks.stop()  # waits for in-flight commits
             if self._mail_server is not None:
                 self._mail_server.close()
                 await self._mail_server.wait_closed()
@@ -423,16 +417,17 @@ class Daemon:
         if self.selftests is not None:
             self.selftests.ami = connection
 
-    def _event_routes(self) -> list[Route]:
+    def _event_destinations(self) -> list[Destination]:
         """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
         c = self.config
-        routes = [Route(e.name, tuple(e.events), EndpointClient(e, self.secrets.webhooks[e.name],
-                                                               self._masked))
-                  for e in (c.webhooks.endpoints if c.webhooks else ())]
+        destinations = [
+            Destination(e.name, tuple(e.events),
+                        EndpointClient(e, self.secrets.webhooks[e.name], self._masked))
+            for e in (c.webhooks.endpoints if c.webhooks else ())]
         for entry in c.crm:
             client = CrmClient(entry, self.secrets.crm[entry.name], self.store, self._masked)
-            routes.append(Route(f"crm:{entry.name}", client.events, client))
-        return routes
+            destinations.append(Destination(f"crm:{entry.name}", client.events, client))
+        return destinations
 
     def _media_fetchers(self) -> dict[str, MediaFetcher]:
         """The gateway's media hosts and credentials, if it carries media (MMS)."""
@@ -509,39 +504,15 @@ class Daemon:
     def _count_reply_mail(self, verdict: str) -> None:
         self.metrics.reply_mail.labels(verdict).inc()
 
-    def _count_webhook(self, gateway: str, result: str) -> None:
-        self.metrics.webhooks.labels(gateway, result).inc()
+    def _count_callback(self, gateway: str, result: str) -> None:
+        self.metrics.callbacks.labels(gateway, result).inc()
         if result == "accepted":
             self.watch.webhook_signing_error = None  # the provider's signatures check out again
 
-    def _webhook_not_configured(self, gateway: str, why: str) -> None:
+    def _callback_not_configured(self, gateway: str, why: str) -> None:
         """A webhook signed with a key or algorithm not configured: an incident, so a person
         fixes the configuration before the provider gives up retrying the replies."""
         self.watch.webhook_signing_error = f"{gateway}: {why}"
-
-    def write_routing_table(self) -> None:
-        file = self.config.agi.routing_file
-        try:
-            path = write_routing_table(self.config, date.today())
-        except OSError as exc:
-            self.watch.routing_error = f"cannot write {file}: {exc.strerror or exc}"
-            log.error("cannot write the routing table %s (%s); the AGI script will use its "
-                      "fallback ring targets", file, exc.strerror)
-            return
-        except Exception as exc:  # noqa: BLE001 - the table of yesterday stays; the AGI can fall back
-            self.watch.routing_error = f"could not build {file}: {type(exc).__name__}: {exc}"
-            log.exception("could not build the routing table; the one written before stays")
-            return
-        self.watch.routing_error = None
-        log.info("routing table for the AGI script: %s", path)
-
-    async def _routing_worker(self) -> None:
-        """Rewrite the routing table daily: it lists calendar holidays for this year and the next
-        only. While it cannot be written, try again every minute."""
-        while True:
-            await asyncio.sleep(ROUTING_TABLE_RETRY_SECONDS if self.watch.routing_error
-                                else ROUTING_TABLE_REFRESH_SECONDS)
-            self.write_routing_table()
 
     # -- AMI events (runs on the event loop: must never block) ------------------
 
@@ -787,37 +758,23 @@ class Daemon:
         task.add_done_callback(log_failure)
 
     async def finish_call(self, call: CallFinished, recovered: bool = False,
-                        may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
-        """Decide, record and queue a finished call; `may_text` False withholds its text, giving
-        `withheld` as the decision (too old, by default)."""
+                          may_text: bool = True, withheld: str = TOO_OLD_TO_TEXT) -> Decision:
+        """Decide, record and queue a finished call: its facts read in one store call, the
+        whole decision made purely (`missed_call.judge_call`), then committed in one;
+        `may_text` False withholds its text, giving `withheld` as the decision (too old, by
+        default)."""
         if call.selftest:
             return await self.selftests.call_finished(call)
-        call = apply_policy(self.config, call)
         dialled = match_number(self.config, call.did)
+        now = time.time()
+        facts = await self.store.call_facts(callback_number(self.config, call),
+                                            dialled.number if dialled else None, now)
+        judged = judge_call(self.config, call, facts, self._local(now), may_text, withheld)
+        call, decision = judged.call, judged.decision
         self.metrics.calls.labels(call.outcome, call.reason,
                                   dialled.number if dialled else "other").inc()
-        caller = to_e164(call.caller_id, dialled.region if dialled else "US") or ""
-        owner_id, owner_reason = None, "fixed owner"
-        if dialled is not None:
-            owner_id, owner_reason = await self._owner_for(dialled, caller)
-        recent = RecentTexts(*await self.store.recent_auto_texts(time.time(), prefix_of(caller)))
-        config = self.config
-        kind = await self.store.contact_class(caller) if caller else None
-        if kind is not None:  # set in the inbox's contact panel: it wins over the config's
-            config = config.with_contact_class(caller, kind)
-        decision = decide(config, call, recent, owner_id)
-        if decision.reason == OWNER_MOBILE:
-            owner_id = None  # an owner's own phone: recorded, never a lead's conversation
-        fraud_report = None
-        if decision.reason.startswith("fraud_"):
-            fraud_report = (f"fraud guard ({decision.reason}): no text to {decision.caller}; "
-                            f"{recent.last_hour} texts in the last hour, {recent.last_day} today, "
-                            f"{recent.same_prefix_last_hour} to {prefix_of(caller)}… in the last hour")
-            log.warning("%s", fraud_report)
-        if decision.send and not may_text:
-            decision = decision.withheld(withheld)
-        if decision.send and await self.store.is_suppressed(decision.caller):
-            decision = decision.withheld("opted_out")
+        if judged.fraud_report is not None:
+            log.warning("%s", judged.fraud_report)
         row = CallRow(
             linkedid=call.call_id, business_number=decision.business_number,
             caller_raw=call.caller_id, caller=decision.caller,
@@ -825,13 +782,14 @@ class Daemon:
             started_at=call.started_at, answered_at=call.answered_at, ended_at=call.ended_at,
             outcome=call.outcome, reason=call.reason, decision=decision.reason, route=call.route,
             recovered=recovered)
-        planned = (PlannedText(owner_id, decision.body, decision.due_at, decision.template)
+        planned = (PlannedText(decision.owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
-        outbox_id = await self.store.record_call(row, planned, owner_id=owner_id,
-                                                 dedupe_since=dedupe_since, owner_reason=owner_reason)
-        if fraud_report is not None:
-            await self.mail.report_fraud(decision.reason, fraud_report, time.time())
+        outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id,
+                                                 dedupe_since=dedupe_since,
+                                                 owner_reason=judged.owner_reason)
+        if judged.fraud_report is not None:
+            await self.mail.report_fraud(decision.reason, judged.fraud_report, time.time())
         # The canonical number when the caller ID holds one, else what the trunk sent, escaped.
         who = decision.caller or one_line(call.caller_id)
         if call.outcome == "answered":
@@ -853,25 +811,16 @@ class Daemon:
         self.wake_outbox()
         return decision
 
-    async def _owner_for(self, number: NumberConfig, caller: str) -> tuple[str, str]:
-        """Who owns the caller's conversation on `number`: its owner if it exists, else the one
-        a new conversation would get now (and why), so the first text can name them."""
-        existing = await self.store.conversation_for(caller, number.number) if caller else None
-        if existing is not None and existing["owner_id"] in {o.id for o in self.config.owners}:
-            return existing["owner_id"], "existing conversation"
-        return await self._choose_owner(number)
-
-    async def _choose_owner(self, number: NumberConfig) -> tuple[str, str]:
-        """The owner a new conversation on `number` would get now (kept if it already exists)."""
-        local_now = datetime.now(ZoneInfo(self.config.business.timezone))
-        turn = await self.store.conversations_started(number.number)
-        return choose_owner(number, local_now, turn)
-
+    def _local(self, at: float) -> datetime:
+        """The business's local time at `at`: what ownership schedules are written in."""
+        return datetime.fromtimestamp(at, ZoneInfo(self.config.business.timezone))
 
     # -- inbound texts and owner alerts -------------------------------------------
 
     async def receive_text(self, text: InboundText, gateway: str) -> None:
-        """Commit an inbound text and its owner alert; the gateway acknowledges after this returns."""
+        """Commit an inbound text, its owner alert and its keyword's answer; the gateway
+        acknowledges after this returns. The sender's facts are read in one store call, the
+        decision made purely (`inbound.plan_text`), then committed in one."""
         number = match_number(self.config, text.recipient)
         if number is None:
             if await self.store.record_unroutable(text.sender, text.recipient, text.body, gateway,
@@ -895,17 +844,17 @@ class Daemon:
             await self.owner_phone.answer(owner, number, text.body, len(text.media), gateway,
                                           text.gateway_id)
             return
-        owner_id, owner_reason = await self._choose_owner(number)
-        keyword = classify(text.body)
+        facts = await self.store.sender_facts(sender, number.number)
+        plan = plan_text(self.config, number, sender, text.body, facts, self._local(time.time()))
         # Read off the loop: dateparser's first call loads its languages.
         intake = await asyncio.to_thread(self.config.extract_intake, text.body, time.time(),
                                          sender) if text.body.strip() else None
         record = await self.store.record_inbound(
-            sender, number.number, text.body, gateway, text.gateway_id, owner_id, owner_reason,
-            display_name=caller_name(address.display_name, sender),
+            sender, number.number, text.body, gateway, text.gateway_id, plan.owner_id,
+            plan.owner_reason, display_name=caller_name(address.display_name, sender),
             media=[await self._new_media(item) for item in text.media],
-            media_link=await self.media_linker(),
-            keyword=keyword_name(keyword, text.body), intake=intake)
+            media_link=await self.media_linker(), keyword=plan.keyword, answer=plan.answer,
+            intake=intake)
         if record.duplicate:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
@@ -919,10 +868,16 @@ class Daemon:
             self._media_wake.set()
         await self.owner_phone.alert(record.conversation_id, number, sender, summary(
             text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
-        if self.intake_suggester is not None and keyword is None and text.body.strip():
+        if self.intake_suggester is not None and not plan.keyword and text.body.strip():
             # After the commit and the alert's wake-up: the extractor never delays an alert.
             self.intake_suggester.submit(record.conversation_id, record.message_id, text.body)
-        await self._keyword(keyword, record.conversation_id, number, sender)
+        if record.answered is None:
+            return
+        if plan.answer.opt == "out":
+            timeline.info("opted out: %s; no path will text it again", sender)
+        elif plan.answer.opt == "in":
+            timeline.info("opted back in: %s", sender)
+        self.wake_outbox()
 
     async def media_linker(self, seconds: float | None = None
                            ) -> Callable[[int, float], str] | None:
@@ -945,29 +900,6 @@ class Daemon:
         return NewMedia(item.url, item.declared_type, item.declared_size, kept.sha256,
                         kept.content_type, kept.shown, kept.size, kept.note,
                         kept.rendition_sha256)
-
-    async def _keyword(self, keyword: Keyword | None, conversation_id: int,
-                       number: NumberConfig, sender: str) -> None:
-        """STOP suppresses at once with one confirmation; START lifts it; HELP gets the help text."""
-        compliance = self.config.compliance
-        if keyword is Keyword.STOP:
-            if not await self.store.suppress(sender, "sms", number.number):
-                return  # already opted out: no second confirmation
-            timeline.info("opted out: %s; no path will text it again", sender)
-            template, kind = compliance.stop_confirmation, OPTOUT_CONFIRMATION
-        elif keyword is Keyword.START:
-            if not await self.store.unsuppress(sender, "sms", number.number):
-                return  # "yes" from someone never opted out is an ordinary reply
-            timeline.info("opted back in: %s", sender)
-            template, kind = compliance.start_confirmation, "optin_confirmation"
-        elif keyword is Keyword.HELP:
-            template, kind = compliance.help_text, "help"
-        else:
-            return
-        body = render_for(self.config, template, number, sender)
-        await self.store.queue_reply(conversation_id, number.number, sender, body, kind,
-                                     channel="sms")
-        self.wake_outbox()
 
     # -- owners' email replies ------------------------------------------------------
 

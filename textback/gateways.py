@@ -17,7 +17,7 @@ from textback.config import Config, Secrets
 def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
     """The configured SMS backend. A new built-in backend is added here."""
     g = config.gateway
-    public = g.webhooks.public_base_url if g.webhooks else None
+    public = g.callbacks.public_base_url if g.callbacks else None
     if g.type == "asterisk":
         a = g.asterisk
         return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds)

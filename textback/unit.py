@@ -29,8 +29,8 @@ def privileged_ports(config: Config) -> list[tuple[str, int]]:
         ports.append(("reply_mail.listen_port", config.reply_mail.listen_port))
     if config.web is not None:
         ports.append(("web.port", config.web.port))
-    if config.gateway.webhooks is not None:
-        ports.append(("gateway.webhooks.listen_port", config.gateway.webhooks.listen_port))
+    if config.gateway.callbacks is not None:
+        ports.append(("gateway.callbacks.listen_port", config.gateway.callbacks.listen_port))
     return [(key, port) for key, port in ports if 0 < port < 1024]
 
 

@@ -9,7 +9,7 @@ from typing import AsyncIterator, Sequence
 from aiohttp import web
 
 from sms_gateway.base import InboundText
-from sms_gateway.webhooks import DeliveryStatus, WebhookServer
+from sms_gateway.callbacks import DeliveryStatus, CallbackServer
 
 
 @contextlib.asynccontextmanager
@@ -44,18 +44,18 @@ class Sinks:
 
 
 @contextlib.asynccontextmanager
-async def webhook_server(gateways: Sequence[object], public_base_url: str | None = None,
+async def callback_server(gateways: Sequence[object], public_base_url: str | None = None,
                          port: int = 0, max_body_bytes: int = 65536,
                          refusal_log_interval: float = 60.0, sinks: Sinks | None = None,
                          **limits: float) -> AsyncIterator[tuple[str, Sinks]]:
-    """The real webhook server on loopback; yields its local base URL and the sinks.
+    """The real callback server on loopback; yields its local base URL and the sinks.
 
     `limits`: the server's connection limits (max_connections, header_seconds, ...).
     """
     sinks = sinks or Sinks()
-    server = WebhookServer(gateways, sinks.deliver, sinks.report, host="127.0.0.1", port=port,
-                           public_base_url=public_base_url, max_body_bytes=max_body_bytes,
-                           refusal_log_interval=refusal_log_interval, **limits)
+    server = CallbackServer(gateways, sinks.deliver, sinks.report, host="127.0.0.1", port=port,
+                            public_base_url=public_base_url, max_body_bytes=max_body_bytes,
+                            refusal_log_interval=refusal_log_interval, **limits)
     await server.start()
     try:
         yield f"http://127.0.0.1:{server.port}", sinks

@@ -26,6 +26,7 @@ class ThreadEntry:
     at: float
     kind: str  # "call", "text_out", "text_in"
     text: str
+    label: str = ""  # what the entry is called, when not its kind's ("Answered call")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,16 @@ def subject_for(alert: ReplyAlert) -> str:
 _LABELS = {"call": "Missed call", "text_out": "We texted", "text_in": "They replied"}
 
 
+def _label(entry: ThreadEntry) -> str:
+    return entry.label or _LABELS.get(entry.kind, entry.kind)
+
+
+def _entry_line(entry: ThreadEntry) -> str:
+    """'Missed call: nobody picked up. We texted them.', 'Answered call', 'We texted: Hi…'."""
+    text = one_line(entry.text, 500)
+    return f"{_label(entry)}: {text}" if text else _label(entry)
+
+
 def _addressed(sender: str, business_name: str, owner_name: str, owner_email: str,
                subject: str, message_domain: str) -> EmailMessage:
     """A new message from textback to one owner; names and subject reduced to one line."""
@@ -109,8 +120,7 @@ def _plain_lines(alert: ReplyAlert, replyable: bool, inbox_link: str | None,
         "The conversation so far:",
     ]
     for entry in alert.entries:
-        label = _LABELS.get(entry.kind, entry.kind)
-        lines.append(f"  {_when(entry.at, alert.timezone)}  {label}: {one_line(entry.text, 500)}")
+        lines.append(f"  {_when(entry.at, alert.timezone)}  {_entry_line(entry)}")
     if alert.attachments:
         lines += ["", f"{len(alert.attachments)} photo(s) attached."]
     if alert.media_left_out:
@@ -172,7 +182,7 @@ def compose_reply_alert(alert: ReplyAlert, message_domain: str,
     caller, who, dialled = national(alert.caller), _who(alert), national(alert.business_number)
     rows = "".join(
         f"<tr><td style=\"color:#666;padding-right:1em\">{esc(_when(e.at, alert.timezone))}</td>"
-        f"<td><b>{esc(_LABELS.get(e.kind, e.kind))}</b></td><td>{esc(e.text)}</td></tr>"
+        f"<td><b>{esc(_label(e))}</b></td><td>{esc(e.text)}</td></tr>"
         for e in alert.entries)
     body = (
         "<!doctype html><html><body style=\"font-family:sans-serif\">"

@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 from textback.core.alerts import one_line
+from textback.core.call_words import missed_because
 from textback.core.gateway_errors import explain
 from textback.core.numbers import national
 from textback.core.relay import OWNER_KINDS, OWNER_STOP_CONFIRMATION
@@ -134,8 +135,8 @@ def undelivered_notice(text: Undelivered, zone: str) -> tuple[str, str]:
         subject = (f"Call back {who}: the text to them may not have been sent"
                    if text.state == "unknown" else f"Call back {who}: the text to them was not sent")
         if text.call_at is not None:
-            lines.append(f"{named} called {text.business_number} on {when(text.call_at)} "
-                         f"and nobody answered ({text.call_reason}).")
+            lines.append(f"{named} called {text.business_number} on {when(text.call_at)}: "
+                         f"{missed_because(text.call_reason)}.")
         if plain is not None:
             lines.append(f"We could not text {national(text.caller)}: {plain.sentence}. "
                          f"Call them back.")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from textback.core import media
+from textback.core.call_words import call_title, missed_because
 from textback.core.gateway_errors import described
 from textback.core.hours import Hours, minutes_waited
 from textback.core.incidents import TITLES
@@ -51,44 +52,6 @@ SAID = {
     "device_removed": "Device removed: it gets no more notifications.",
     "channels_saved": "Alert channels saved.",
 }
-# Why a call was missed and what textback did about it, in the words of the people who read it.
-CALL_REASONS = {
-    "no_answer": "nobody picked up", "busy": "the line was busy",
-    "unavailable": "no phone could ring", "voicemail": "it went to voicemail",
-    "queue_abandoned": "they hung up while waiting in the queue",
-    "queue_timeout": "nobody in the queue answered in time",
-    "caller_hung_up": "they hung up while it rang", "ivr_abandoned": "they hung up in the menu",
-    "not_dialled": "it never rang a phone", "too_short": "they hung up at once",
-}
-CALL_DECISIONS = {
-    "missed_call_text": "We texted them.", "after_hours_text": "We texted them (after hours).",
-    "client_text": "We texted them (a client).",
-    "opted_out": "Not texted: they opted out (STOP).",
-    "open_conversation": "Not texted: you are already talking with them.",
-    "not_textable": "Not texted: the number cannot get texts.",
-    "country_not_allowed": "Not texted: a country we do not text.",
-    "no_callback_number": "Not texted: no number to text back.",
-    "too_short": "Not texted: the call was too short.",
-    "fraud_rate_cap": "Not texted: too many texts lately (fraud guard).",
-    "fraud_prefix_burst": "Not texted: many calls from one number range (fraud guard).",
-    "recovered_too_old": "Not texted: found in the call records too late.",
-    "caller_is_vendor": "Not texted: a vendor.", "caller_is_staff": "Not texted: staff.",
-    "caller_is_blocked": "Not texted: blocked.",
-    "owner_mobile": "Not texted: an owner's own mobile.",
-    "deduplicated": "Not texted: the same call was already counted.",
-    "no_hangup_seen": "Not texted: we never saw the call end, and the call records did not say.",
-}
-
-
-def call_title(outcome: str, reason: str, decision: str) -> str:
-    """'Missed call: nobody picked up. We texted them.' (unknown codes are shown as they are)."""
-    if outcome == "answered":
-        return "Answered call."
-    why = CALL_REASONS.get(reason, reason.replace("_", " ") or "no reason recorded")
-    return f"Missed call: {why}. " + CALL_DECISIONS.get(
-        decision, f"Not texted: {decision.replace('_', ' ')}." if decision else "Not texted.")
-
-
 SIGN_IN_WHY = {
     "used": "That sign-in link was already used: each link works once. Sign in with your "
             "password, or use the link in a newer email.",
@@ -172,7 +135,7 @@ def _last_call(summary: str) -> str:
     """The inbox's "missed: no_answer" (outcome: reason) as "missed call: nobody picked up"."""
     outcome, _, reason = summary.partition(": ")
     if outcome == "missed":
-        return "missed call: " + CALL_REASONS.get(reason, reason.replace("_", " "))
+        return "missed call: " + missed_because(reason)
     return f"{outcome} call" if outcome else ""
 
 

@@ -77,9 +77,10 @@ class Metrics:
         self.reply_mail = Counter("textback_reply_mail_verdicts_total",
                                   "Owners' email replies, by what became of them", ["verdict"],
                                   registry=r)
-        self.webhooks = Counter("textback_webhook_requests_total",
-                                "Gateway webhook requests, by result", ["gateway", "result"],
-                                registry=r)
+        # The provider's callbacks (the metric keeps its name and help, for existing dashboards).
+        self.callbacks = Counter("textback_webhook_requests_total",
+                                 "Gateway webhook requests, by result", ["gateway", "result"],
+                                 registry=r)
         self.incidents_open = Gauge("textback_incidents_open", "Incidents not yet recovered",
                                     registry=r)
         r.register(_Restarts(worker_restarts))

@@ -7,6 +7,7 @@ SQLite (WAL, one aiosqlite connection: sqlite.py), `PostgresStore` on PostgreSQL
 where the dialects differ each backend has its own. Each aggregate is a small module working
 on the shared `Connection` (its transactions, events and consent facts):
 
+    facts        a finished call's or an inbound text's facts, read in one statement
     calls        calls and conversations; a call and its automatic text in one commit
     outbox       due texts claimed, sent, retried, held, expired (its state machine there)
     inbound      inbound texts and their owner alerts
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 from textback.store.calls import CallRows
 from textback.store.connection import StoreTooNew, textback_version
 from textback.store.deliveries import DeliveryRows
+from textback.store.facts import FactRows
 from textback.store.inbound import InboundRows
 from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
@@ -67,9 +69,9 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "StoreTooNew", "open_store", "statements", "textback_version"]
 
 
-class Store(CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows, OwnerRows,
-            OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore, MediaRows,
-            OwnerTextRows, PushRows, IntakeRows, SqliteConnection):
+class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,
+            OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore,
+            MediaRows, OwnerTextRows, PushRows, IntakeRows, SqliteConnection):
     """The port on SQLite: every aggregate's public methods on one connection
     (`Store.open(path)`)."""
 

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 from textback.core import consent
 from textback.core import events
 from textback.core.intake import Intake, merge
+from textback.core.inbound import KeywordAnswer
 from textback.core.media import kind_of, Shown, summary
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
@@ -24,7 +25,8 @@ class InboundRows(Connection):
                              display_name: str = "", keyword: str = "",
                              media: Sequence[NewMedia] = (),
                              media_link: Callable[[int, float], str | None] | None = None,
-                             intake: Intake | None = None) -> InboundRecord:
+                             intake: Intake | None = None,
+                             answer: KeywordAnswer | None = None) -> InboundRecord:
         """Commit a homeowner's text and the owner alert it needs, in one transaction.
 
         A message whose gateway id was already stored (a provider retrying a
@@ -37,9 +39,11 @@ class InboundRows(Connection):
         conversation has none yet. The text's media rows are inserted in the same
         transaction (a photo-only text has an empty body and its media); `media_link` makes
         the signed link its reply.received event gives for each. A `keyword` the text carries
-        (STOP, START, HELP, STOP as free text) goes into the consent ledger with it. The
-        `intake` facts read from the text are committed with it (IntakeRows), and the event
-        carries the conversation's merged facts.
+        (STOP, START, HELP, STOP as free text) goes into the consent ledger with it, and its
+        `answer` (an opt-out or opt-in and its confirmation, or the help text) is applied in
+        the same transaction; the record holds the answer's outbox id, None when the list
+        already was as the keyword asks. The `intake` facts read from the text are committed
+        with it (IntakeRows), and the event carries the conversation's merged facts.
         """
         _canonical(caller)
         now = time.time()
@@ -109,7 +113,11 @@ class InboundRows(Connection):
                 business_number=business_number, body=body, contact_name=contact["contact_name"],
                 owner_id=owner["owner_id"], at=now, media=listed_media,
                 intake=merged.as_dict()))
-            return InboundRecord(conversation_id, message_id, alert_id, False)
+            answered = None
+            if answer is not None:
+                answered = await self._answer_keyword(conversation_id, business_number, caller,
+                                                      answer, now)
+            return InboundRecord(conversation_id, message_id, alert_id, False, answered)
 
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str,
                                 gateway: str, gateway_id: str | None) -> bool:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from textback.core import consent
 from textback.core.delivery import OWNER_REPLY
+from textback.core.inbound import KeywordAnswer
 from textback.core import events
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
@@ -24,33 +25,44 @@ class OptOutRows(Connection):
         text (revoke-all); False if it already was. `source` is the channel the request came
         through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger."""
         _canonical(number)
-        now = time.time()
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
-                " ON CONFLICT DO NOTHING",
-                (number, now, source))
-            if cursor.rowcount != 1:
-                return False
-            await self._emit(events.optout_changed(number=number, opted_out=True, source=source,
-                                                   at=now))
-            await self._ledger(consent.Fact(consent.OPTED_OUT, number, now, business_number,
-                                            source))
-            return True
+        async with self._transaction():
+            return await self._set_opted_out(number, True, source, business_number, time.time())
 
     async def unsuppress(self, number: str, source: str, business_number: str = "") -> bool:
         """Take a number off the suppression list; False if it was not on it."""
         _canonical(number)
-        now = time.time()
-        async with self._transaction() as db:
-            cursor = await db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
-            if cursor.rowcount != 1:
-                return False
-            await self._emit(events.optout_changed(number=number, opted_out=False, source=source,
-                                                   at=now))
-            await self._ledger(consent.Fact(consent.OPTED_IN, number, now, business_number,
-                                            source))
-            return True
+        async with self._transaction():
+            return await self._set_opted_out(number, False, source, business_number, time.time())
+
+    async def _set_opted_out(self, number: str, opted_out: bool, source: str,
+                             business_number: str, now: float) -> bool:
+        """Inside a transaction: put `number` on the suppression list (or take it off), with its
+        event and consent fact; False when the list already was so."""
+        if opted_out:
+            cursor = await self._db.execute(
+                "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
+                " ON CONFLICT DO NOTHING",
+                (number, now, source))
+        else:
+            cursor = await self._db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
+        if cursor.rowcount != 1:
+            return False
+        await self._emit(events.optout_changed(number=number, opted_out=opted_out, source=source,
+                                               at=now))
+        await self._ledger(consent.Fact(consent.OPTED_OUT if opted_out else consent.OPTED_IN,
+                                        number, now, business_number, source))
+        return True
+
+    async def _answer_keyword(self, conversation_id: int, business_number: str, caller: str,
+                              answer: KeywordAnswer, now: float) -> int | None:
+        """Inside a transaction: apply a keyword's opt-out or opt-in if the list still needs it,
+        then queue its answer; the answer's outbox id, or None when nothing changed."""
+        if answer.opt and not await self._set_opted_out(caller, answer.opt == "out", "sms",
+                                                        business_number, now):
+            return None  # already as the keyword asks: no second confirmation
+        _, outbox_id = await self._queue(conversation_id, business_number, caller, answer.body,
+                                         now, now, answer.kind, channel="sms")
+        return outbox_id
 
     async def refuse_text(self, recipient: str, business_number: str, kind: str, body: str,
                           channel: str, why: str = "the number opted out") -> None:

@@ -12,7 +12,9 @@ import asyncio
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from textback.core.events import Event
+from textback.core.inbound import KeywordAnswer, SenderFacts
 from textback.core.intake import Fact, Intake
+from textback.core.missed_call import CallFacts
 from textback.core.relay import OWNER_NOTICE
 from textback.store.media import NewMedia
 from textback.store.push import QueuedPush
@@ -25,6 +27,11 @@ class StorePort(Protocol):
     events_added: asyncio.Event  # set when a commit carried webhook events
 
     async def close(self) -> None: ...
+
+    # facts
+    async def call_facts(self, caller: str, business_number: str | None, now: float
+                         ) -> CallFacts: ...
+    async def sender_facts(self, sender: str, business_number: str) -> SenderFacts: ...
 
     # calls
     async def record_call(self, call: CallRow, text: PlannedText | None = None,
@@ -61,7 +68,8 @@ class StorePort(Protocol):
                              owner_reason: str = 'fixed owner', display_name: str = '',
                              keyword: str = '', media: Sequence[NewMedia] = (),
                              media_link: Callable[[int, float], str | None] | None = None,
-                             intake: Intake | None = None) -> InboundRecord: ...
+                             intake: Intake | None = None, answer: KeywordAnswer | None = None
+                             ) -> InboundRecord: ...
     async def record_unroutable(self, sender_raw: str, recipient: str, body: str, gateway: str,
                                 gateway_id: str | None) -> bool: ...
     async def mark_alert(self, alert_id: int, state: str, recipient: str = '', subject: str = '',
@@ -157,8 +165,6 @@ class StorePort(Protocol):
     async def conversation_history(self, conversation_id: int
         ) -> dict[str, list[dict[str, Any]]]: ...
     async def inbox(self, limit: int = 50) -> list[dict[str, Any]]: ...
-    async def recent_auto_texts(self, now: float, prefix: str) -> tuple[int, int, int]: ...
-    async def conversations_started(self, business_number: str) -> int: ...
     async def conversation_for(self, caller: str, business_number: str | None = None
         ) -> dict[str, Any] | None: ...
     async def timeline(self, caller: str) -> list[dict[str, Any]]: ...

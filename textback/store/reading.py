@@ -35,23 +35,6 @@ class ReadingRows(Connection):
         return [{key: row[key] for key in CLI_INBOX_COLUMNS} | {"unanswered": bool(row["unanswered"])}
                 for row in rows]
 
-    async def recent_auto_texts(self, now: float, prefix: str) -> tuple[int, int, int]:
-        """Automatic texts queued in the last hour, the last day, and the last hour to `prefix`."""
-        row = await self._one(
-            "SELECT SUM(CASE WHEN m.created_at >= ? THEN 1 ELSE 0 END) AS hour, COUNT(*) AS day,"
-            " SUM(CASE WHEN m.created_at >= ? AND o.recipient LIKE ? || '%' THEN 1 ELSE 0 END)"
-            " AS prefix"
-            " FROM messages m JOIN outbox o ON o.message_id = m.id"
-            " WHERE m.kind = 'auto' AND m.created_at >= ?",
-            (now - 3600, now - 3600, prefix, now - 86400))
-        return row["hour"] or 0, row["day"] or 0, row["prefix"] or 0
-
-    async def conversations_started(self, business_number: str) -> int:
-        """How many conversations this number has had: the turn for round-robin assignment."""
-        row = await self._one("SELECT started FROM conversation_turns WHERE business_number = ?",
-                              (business_number,))
-        return row["started"] if row else 0
-
     async def conversation_for(self, caller: str, business_number: str | None = None
                                ) -> dict[str, Any] | None:
         """A caller's most recently active conversation (on one business number, if given)."""

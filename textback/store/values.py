@@ -111,6 +111,7 @@ class InboundRecord:
     message_id: int
     alert_id: int
     duplicate: bool
+    answered: int | None = None  # the outbox id of a keyword's answer (a confirmation, help)
 
 
 

@@ -47,6 +47,7 @@ from textback.core import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
+from textback.web.request_keys import CSRF, FORM, SESSION, UNREAD, USER
 from textback.web.server import PRIVATE
 
 if TYPE_CHECKING:
@@ -144,9 +145,9 @@ class Inbox:
 
     def render(self, template: str, request: web.Request, context: dict) -> web.Response:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
-        base = {"user": request.get("user"), "csrf": request.get("csrf", ""),
+        base = {"user": request.get(USER), "csrf": request.get(CSRF, ""),
                 "business": self.config.business.name, "owners": self.config.owners,
-                "title_count": request.get("unread", 0), "app_shell": self.config.pushes()}
+                "title_count": request.get(UNREAD, 0), "app_shell": self.config.pushes()}
         return aiohttp_jinja2.render_template(template, request, base | context)
 
     # -- sessions and CSRF ----------------------------------------------------------
@@ -180,14 +181,14 @@ class Inbox:
                 if not hmac.compare_digest(str(form.get("csrf", "")), session["csrf"]):
                     raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this "
                                                  "site. Reload the page and try again.")
-                request["form"] = form
+                request[FORM] = form
             if admin and user.role != "admin":
                 raise web.HTTPForbidden(text="Forbidden: this page is for admins.")
             if now - session["seen_at"] > TOUCH_SECONDS:
                 await self.store.touch_session(digest(token), now)
-            request["user"], request["csrf"] = user, session["csrf"]
-            request["session"] = session
-            request["unread"] = await self.store.unread_count()
+            request[USER], request[CSRF] = user, session["csrf"]
+            request[SESSION] = session
+            request[UNREAD] = await self.store.unread_count()
             return await handler(request)
         return checked
 
@@ -307,7 +308,7 @@ class Inbox:
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         await self.store.end_session(digest(request.cookies.get(SESSION_COOKIE, "")), "signed_out")
-        timeline.info("web: %s signed out", request["user"].id)
+        timeline.info("web: %s signed out", request[USER].id)
         response = web.HTTPSeeOther("/signin?why=signed_out")
         response.del_cookie(SESSION_COOKIE, path="/")
         raise response
@@ -353,9 +354,9 @@ class Inbox:
 
     async def settings(self, request: web.Request) -> web.StreamResponse:
         """Where this owner is signed in (browser, address, last seen), to end the others."""
-        user = request["user"]
+        user = request[USER]
         sessions = views.session_rows(await self.store.live_sessions(user.id),
-                                      request["session"]["token_digest"],
+                                      request[SESSION]["token_digest"],
                                       self.config.business.timezone)
         context = {"sessions": sessions, "said": views.SAID.get(request.query.get("said", ""), "")}
         for part in self.settings_parts:
@@ -363,8 +364,8 @@ class Inbox:
         return self.render("settings.html", request, context)
 
     async def end_other_sessions(self, request: web.Request) -> web.StreamResponse:
-        user = request["user"]
-        ended = await self.store.end_other_sessions(user.id, request["session"]["token_digest"])
+        user = request[USER]
+        ended = await self.store.end_other_sessions(user.id, request[SESSION]["token_digest"])
         timeline.info("web: %s signed out %d other session(s)", user.id, ended)
         raise web.HTTPSeeOther("/settings?said=others_ended")
 
@@ -386,7 +387,7 @@ class Inbox:
         if area not in ("", "in", "out"):
             raise bad_request("area is in or out")
         now = time.time()
-        rows = await self.store.inbox_page(view, now, owner_id=request["user"].id, search=search,
+        rows = await self.store.inbox_page(view, now, owner_id=request[USER].id, search=search,
                                            limit=limit, project=project, area=area)
         context = {"view": view, "views": views.VIEW_TITLES, "search": search, "limit": limit,
                    "projects": projects, "project": project, "area": area,
@@ -494,7 +495,7 @@ class Inbox:
         if handler is None:
             raise web.HTTPNotFound(text="No such action.")
         conversation = await self._conversation(request)
-        form = request["form"]
+        form = request[FORM]
         expected = None
         if action not in ADDITIONS:
             try:
@@ -504,7 +505,7 @@ class Inbox:
         try:
             if expected is not None and expected != conversation["state_version"]:
                 raise StaleState(conversation["id"])
-            said = await handler(conversation, form, request["user"], expected)
+            said = await handler(conversation, form, request[USER], expected)
         except StaleState:
             return await self._stale(request, views.read_seen(str(form.get("seen", ""))))
         raise web.HTTPSeeOther(f"/c/{conversation['id']}?said={said}")
@@ -515,7 +516,7 @@ class Inbox:
         conversation = await self._conversation(request)
         context = await self._thread_context(conversation)
         context["said"] = views.what_changed(self.config, seen, await self._state(conversation))
-        log.info("web: %s's %s on conversation %d refused: the page was stale", request["user"].id,
+        log.info("web: %s's %s on conversation %d refused: the page was stale", request[USER].id,
                  request.match_info["action"], conversation["id"])
         response = self.render("thread.html", request, context)
         response.set_status(409)

@@ -28,6 +28,7 @@ from textback.core import views
 from textback.core.alerts import one_line
 from textback.core.push import endpoint_problem
 from textback.web.inbox import INBOX, MAX_USER_AGENT_CHARS, bad_request
+from textback.web.request_keys import FORM, USER
 
 if TYPE_CHECKING:
     from textback.web.context import HttpContext
@@ -141,11 +142,11 @@ class PushRoom:
         subscription (its endpoint, as a query) is known for the signed-in owner."""
         endpoint = request.query.get("endpoint", "")
         mine = endpoint and any(d["endpoint"] == endpoint
-                                for d in await self.store.push_devices(request["user"].id))
+                                for d in await self.store.push_devices(request[USER].id))
         return web.json_response({"key": self.key, "subscribed": bool(mine)})
 
     async def subscribe(self, request: web.Request) -> web.Response:
-        form = request["form"]
+        form = request[FORM]
         endpoint = str(form.get("endpoint", ""))
         p256dh, auth = str(form.get("p256dh", "")), str(form.get("auth", ""))
         problem = endpoint_problem(endpoint, self.config.push.insecure_loopback_for_tests)
@@ -153,7 +154,7 @@ class PushRoom:
             raise bad_request(problem)
         if not valid_key(p256dh, 65) or not valid_key(auth, 16):
             raise bad_request("the subscription's keys are not a P-256 key and a 16-byte secret")
-        user = request["user"]
+        user = request[USER]
         devices = await self.store.push_devices(user.id)
         if len(devices) >= MAX_DEVICES and not any(d["endpoint"] == endpoint for d in devices):
             raise bad_request(f"at most {MAX_DEVICES} devices; remove one on the settings page")
@@ -164,14 +165,14 @@ class PushRoom:
         return web.json_response({"subscribed": True})
 
     async def unsubscribe(self, request: web.Request) -> web.Response:
-        endpoint = str(request["form"].get("endpoint", ""))
-        removed = await self.store.remove_push_device(request["user"].id, endpoint=endpoint)
+        endpoint = str(request[FORM].get("endpoint", ""))
+        removed = await self.store.remove_push_device(request[USER].id, endpoint=endpoint)
         return web.json_response({"removed": removed})
 
     # -- the settings page: devices and alert channels -------------------------------------------
 
     async def settings_part(self, request: web.Request) -> dict:
-        user = request["user"]
+        user = request[USER]
         chosen = await self.store.alert_channels(user.id)
         devices = [{"id": d["id"], "device": d["device"],
                     "added": views.when(d["created_at"], self.config.business.timezone),
@@ -184,7 +185,7 @@ class PushRoom:
                          "from_config": chosen is None}}
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
-        user = request["user"]
+        user = request[USER]
         if not await self.store.remove_push_device(user.id, device_id=int(request.match_info["id"])):
             raise web.HTTPNotFound(text="No such device.")
         timeline.info("web: %s removed a device from notifications", user.id)
@@ -194,9 +195,9 @@ class PushRoom:
         # Email always goes (the one channel that reaches an owner whose phone is off or whose
         # subscription lapsed); the form sets the others.
         chosen = ["email"] + [c for c in ALERT_CHANNELS
-                              if c != "email" and request["form"].get(c) == "on"]
-        await self.store.set_alert_channels(request["user"].id, chosen)
-        timeline.info("web: %s's alert channels are now: %s", request["user"].id,
+                              if c != "email" and request[FORM].get(c) == "on"]
+        await self.store.set_alert_channels(request[USER].id, chosen)
+        timeline.info("web: %s's alert channels are now: %s", request[USER].id,
                       ", ".join(chosen) or "none")
         raise web.HTTPSeeOther("/settings?said=channels_saved")
 

@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from textback.core import consent
+from textback.core.call_words import CALL_DECISIONS, CALL_REASONS, call_title
 from textback.core.numbers import national, parse_address, to_e164
 from textback.core.scorecard import csv_table
 from textback.store.web import CALL_FILTERS
 from textback.core import views
 from textback.web.chart import funnels
+from textback.web.request_keys import FORM, USER
 
 if TYPE_CHECKING:
     from textback.web.inbox import Inbox
@@ -78,12 +80,12 @@ class Reports:
         calls = [{**row, "when": views.when(row["started_at"], tz),
                   "who": national(row["caller"]) if row["caller"] else row["caller_raw"],
                   "number_label": views.number_label(self.config, row["business_number"]),
-                  "title": views.call_title(row["outcome"], row["reason"], row["decision"] or "")}
+                  "title": call_title(row["outcome"], row["reason"], row["decision"] or "")}
                  for row in rows]
         return self.inbox.render("calls.html", request, {
             "calls": calls, "filters": equal, "from": f"{start:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}",
             "numbers": self.config.numbers, "outcomes": OUTCOMES,
-            "reasons": views.CALL_REASONS, "decisions": views.CALL_DECISIONS})
+            "reasons": CALL_REASONS, "decisions": CALL_DECISIONS})
 
     async def _cards(self, request: web.Request) -> tuple[str, list[dict]]:
         """The month asked for (default this one) and its scorecard: what `textback report` prints."""
@@ -141,11 +143,11 @@ class Reports:
 
     async def optout(self, request: web.Request) -> web.StreamResponse:
         """Add or lift a suppression with the rules of `textback optout`."""
-        form = request["form"]
+        form = request[FORM]
         number = to_e164(str(form.get("number", ""))[:40], self.config.numbers[0].region)
         if number is None:
             raise web.HTTPBadRequest(text="Bad request: that is not a valid phone number")
-        user = request["user"]
+        user = request[USER]
         if form.get("action") == "add":
             said = "optout_added" if await self.store.suppress(number, f"web:{user.id}") \
                 else "optout_already"

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 
 # A request a route marks with this key answers what one session may see: never stored by a
 # browser or a shared cache (so Back after signing out shows nothing), and varying by cookie.
-PRIVATE = "textback.private"
+PRIVATE = web.RequestKey("private", bool)
 
 RouteProvider = Callable[[web.Application], None]
 

@@ -37,7 +37,7 @@ Notify = Callable[[str, str, float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Route:
+class Destination:
     """Where events go: a webhook endpoint or a CRM adapter, by name, and the types it takes.
     `client.deliver(event_id, body)` tries one event and answers with an `Attempt`."""
 
@@ -46,15 +46,15 @@ class Route:
     client: Any
 
 
-class WebhookWorker:
-    def __init__(self, routes: list[Route], max_age_hours: float, store: Store,
+class EventWorker:
+    def __init__(self, destinations: list[Destination], max_age_hours: float, store: Store,
                  clock: SystemClock, notify: Notify):
         self.max_age_hours = max_age_hours
         self.store = store
         self.clock = clock
         self._notify = notify
-        self._routes = {r.name: r for r in routes}
-        self._in_flight: dict[str, set[asyncio.Task]] = {r.name: set() for r in routes}
+        self._destinations = {d.name: d for d in destinations}
+        self._in_flight: dict[str, set[asyncio.Task]] = {d.name: set() for d in destinations}
         self._wake = store.events_added  # a commit with events, or a try that ended
 
     @property
@@ -71,10 +71,10 @@ class WebhookWorker:
             while True:
                 self._wake.clear()
                 now = self.clock.now()
-                await self.store.fan_out({r.name: r.events for r in self._routes.values()},
+                await self.store.fan_out({d.name: d.events for d in self._destinations.values()},
                                          since=now - self.max_age)
                 await self._expire(now)
-                for name in self._routes:
+                for name in self._destinations:
                     await self._start(name, now)
                 if now - pruned_at >= PRUNE_EVERY_SECONDS:
                     await self.store.prune_events(now - self.max_age - LOG_KEPT_SECONDS)
@@ -85,8 +85,8 @@ class WebhookWorker:
             for task in tasks:
                 task.cancel()  # its row stays `sending`: sent again at the next start
             await asyncio.gather(*tasks, return_exceptions=True)
-            for route in self._routes.values():
-                await route.client.close()
+            for destination in self._destinations.values():
+                await destination.client.close()
 
     async def _idle(self) -> None:
         next_retry = await self.store.next_delivery_retry()
@@ -110,7 +110,7 @@ class WebhookWorker:
             task.add_done_callback(lambda _: self._wake.set())
 
     async def _deliver(self, name: str, delivery: dict) -> None:
-        attempt = await self._routes[name].client.deliver(delivery["event_id"], delivery["body"])
+        attempt = await self._destinations[name].client.deliver(delivery["event_id"], delivery["body"])
         tries = delivery["attempts"] + 1
         if attempt.delivered:
             await self.store.end_delivery(delivery["id"], attempt.status, "", None)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from textback.core.alerts import (ReplyAlert, ThreadEntry, compose_notice, compose_reply_alert, one_line,
                                   quoted_lines)
 from textback.config import Config, OwnerConfig
+from textback.core.call_words import call_headline
 from textback.core.hours import minutes_waited
 from textback.core.media import sent_line, summary
 from textback.core.scorecard import render_text
@@ -299,8 +300,7 @@ class OwnerMail:
         selftest = bool(conversation["selftest"])
         owner = selftest_admin(self.config) if selftest else self.config.owner(conversation["owner_id"])
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
-        entries = [ThreadEntry(c["started_at"], "call", f"{c['outcome']} ({c['reason']})")
-                   for c in history["calls"]]
+        entries = [_call_entry(call) for call in history["calls"]]
         shown = await self.store.media_of(m["id"] for m in history["messages"]
                                           if m["direction"] == "in")
         entries += [ThreadEntry(m["created_at"] if m["direction"] == "in" else
@@ -341,3 +341,9 @@ class OwnerMail:
         self.metrics.reply_to_alert.observe(max(0.0, time.time() - reply["created_at"]))
         await self.store.mark_alert(alert["id"], "sent", owner.email, message["Subject"])
         timeline.info("owner emailed: %s, subject %r", owner.email, message["Subject"])
+
+
+def _call_entry(call: dict[str, Any]) -> ThreadEntry:
+    """A call in an alert's thread, in the words the inbox uses for it."""
+    headline, detail = call_headline(call["outcome"], call["reason"], call["decision"] or "")
+    return ThreadEntry(call["started_at"], "call", detail, headline)

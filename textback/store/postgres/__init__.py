@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from textback.store.calls import CallRows
 from textback.store.deliveries import DeliveryRows
+from textback.store.facts import FactRows
 from textback.store.inbound import InboundRows
 from textback.store.intake import IntakeRows
 from textback.store.mail import MailRows
@@ -29,7 +30,7 @@ from textback.store.web import WebStore
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(PostgresRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
+class PostgresStore(PostgresRows, FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
                     SelftestRows, OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows,
                     RetentionRows, WebStore, MediaRows, OwnerTextRows, PushRows, IntakeRows,
                     PgConnection):

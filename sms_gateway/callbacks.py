@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from sms_gateway.base import InboundText
 from sms_gateway.connection_limits import ConnectionLimits, RateLimitedLog, tracking
 
-log = logging.getLogger("textback.webhooks")
+log = logging.getLogger("textback.callbacks")
 
 DeliveryState = Literal["queued", "sent", "delivered", "undelivered", "failed"]
 # Kannel GETs an inbound text in the query string: 1,600 CJK characters in UTF-16 take ~10 KB.
@@ -55,7 +55,7 @@ class DeliveryStatus:
 
 
 @dataclass(frozen=True)
-class WebhookRequest:
+class CallbackRequest:
     """What a provider sent, read within the size limit and not yet trusted."""
 
     method: str
@@ -89,24 +89,37 @@ class Endpoint:
     """
 
     path: str
-    read: Callable[[WebhookRequest], Event]
+    read: Callable[[CallbackRequest], Event]
     methods: tuple[str, ...] = ("POST",)
     reply_body: str = ""
     reply_type: str = "text/plain"
 
 
 @runtime_checkable
-class HasWebhooks(Protocol):
+class HasCallbacks(Protocol):
     name: str
 
-    def webhook_endpoints(self) -> Sequence[Endpoint]: ...
+    def callback_endpoints(self) -> Sequence[Endpoint]: ...
+
+
+def _endpoints_of(gateway: object) -> Sequence[Endpoint]:
+    """A gateway's callback endpoints. A plugin written before the method was renamed still
+    calls it `webhook_endpoints`: it is read, with a warning, rather than its texts lost."""
+    if isinstance(gateway, HasCallbacks):
+        return gateway.callback_endpoints()
+    old = getattr(gateway, "webhook_endpoints", None)
+    if old is None:
+        return ()
+    log.warning("gateway %s names its callback endpoints webhook_endpoints(); please rename the "
+                "method callback_endpoints()", getattr(gateway, "name", "?"))
+    return old()
 
 
 DeliverText = Callable[[InboundText, str], Awaitable[None]]
 ReportStatus = Callable[[DeliveryStatus, str], Awaitable[None]]
 
 
-def check_token(request: WebhookRequest, token: SecretStr) -> None:
+def check_token(request: CallbackRequest, token: SecretStr) -> None:
     """Shared-secret check for providers that cannot sign: `?token=` or `Authorization: Bearer`."""
     given = request.query.get("token")
     if given is None:
@@ -130,7 +143,7 @@ class _QuietAccessLog(AbstractAccessLogger):
                           duration * 1000)
 
 
-class WebhookServer:
+class CallbackServer:
     def __init__(self, gateways: Sequence[object], deliver: DeliverText, report: ReportStatus,
                  host: str = "127.0.0.1", port: int = 8780, public_base_url: str | None = None,
                  max_body_bytes: int = 65536, refusal_log_interval: float = 60.0,
@@ -158,9 +171,7 @@ class WebhookServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.paths: dict[str, str] = {}  # path -> gateway name
         for gateway in gateways:
-            if not isinstance(gateway, HasWebhooks):
-                continue
-            for endpoint in gateway.webhook_endpoints():
+            for endpoint in _endpoints_of(gateway):
                 path = f"/{gateway.name}{endpoint.path}"
                 self.paths[path] = gateway.name
                 for method in endpoint.methods:
@@ -175,7 +186,7 @@ class WebhookServer:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log_class=_QuietAccessLog,
-                                     access_log=logging.getLogger("textback.webhooks.access"),
+                                     access_log=logging.getLogger("textback.callbacks.access"),
                                      keepalive_timeout=self._keepalive_seconds,
                                      max_line_size=MAX_REQUEST_LINE, max_field_size=16384)
         await self._runner.setup()
@@ -224,7 +235,7 @@ class WebhookServer:
             except asyncio.TimeoutError:
                 self._limits.note(f"gave up on a webhook body after {self._body_seconds:g} s")
                 raise web.HTTPRequestTimeout(text="too slow") from None
-            incoming = WebhookRequest(
+            incoming = CallbackRequest(
                 method=request.method, path=request.path, query=request.query,
                 raw_query=request.rel_url.raw_query_string, headers=request.headers,
                 body=body, public_url=self._public_url(request))
