@@ -20,6 +20,9 @@ SQLITE_ONLY_TABLES = re.compile(r"conversation_search_(data|idx|content|docsize|
 POSTGRES_ONLY_TABLES = {"schema_version"}
 POSTGRES_ONLY_INDEXES = {"conversation_search_text"}
 POSTGRES_ONLY_TRIGGERS = {"consent_ledger_no_truncate"}  # SQLite has no TRUNCATE
+# A fleet's wake-ups (LISTEN/NOTIFY): SQLite has one daemon and no NOTIFY.
+POSTGRES_ONLY_TRIGGERS |= {f"{table}_wake" for table in ("outbox", "alerts", "notices", "events",
+                                                          "media")}
 
 
 def condition(text: str | None) -> str:

@@ -19,7 +19,7 @@ import time
 from functools import partial
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from ami_listener.connection import AmiConnection, AmiError, event_fields
@@ -34,6 +34,7 @@ from textback.api.routes import api_routes
 from textback.cdr import CdrError, CdrSource, build_source
 from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
+from textback.core.fleet import WAKE_CHANNEL, pbx_lock_key
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Destination, EventWorker
@@ -52,6 +53,7 @@ from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
 from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
+from textback.workers.ami_lease import AmiLease
 from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -59,6 +61,7 @@ from textback.workers.owner_mail import OwnerMail
 from textback.workers.push import PushWorker
 from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
+from textback.workers.wakeups import WakeListener
 from textback.ops.metrics import Metrics
 from textback.ops.web import ops_routes
 from textback.web.consent import consent_routes
@@ -99,6 +102,19 @@ OUTBOUND_LINK_SECONDS = 3600.0
 # How long events wait for a CRM adapter, and are kept, when no `webhooks:` section sets
 # max_age_hours.
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
+# In a fleet, what needs the PBX's AMI follows the lease: checked this often.
+HOLDING_POLL_SECONDS = 0.2
+
+
+class _CurrentAmi:
+    """The daemon's AMI connection of the moment, for what keeps one for its life (the asterisk
+    gateway): in a fleet a new connection stands in each time the lease is taken again."""
+
+    def __init__(self, daemon: "Daemon"):
+        self._daemon = daemon
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._daemon.ami, name)
 
 
 class Daemon:
@@ -152,6 +168,8 @@ class Daemon:
         self.incidents: IncidentWorker | None = None
         self.selftests: SelftestRunner | None = None
         self.retention: RetentionWorker | None = None
+        # On PostgreSQL, a fleet: the PBX's AMI is listened to by the daemon holding its lease.
+        self.ami_lease: AmiLease | None = None
         self.owner_phone: OwnerPhone | None = None
         self.push: PushWorker | None = None  # with `web:` and push.enabled
 
@@ -167,7 +185,7 @@ class Daemon:
                                    self.watch, self.mail.notify, self._masked,
                                    self.owner_phone.answer_failed,
                                    media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
-        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_logged_in,
+        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
                                         self.mail.mail_admin)
         self.selftests = SelftestRunner(
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
@@ -194,6 +212,11 @@ class Daemon:
     def _ami_logged_in(self) -> bool:
         return self.ami is not None and self.ami.logged_in
 
+    def _ami_answering(self) -> bool:
+        """The PBX is listened to: by this daemon, or (a fleet on PostgreSQL) by the daemon that
+        holds its lease while this one stands by, which is no incident."""
+        return self._ami_logged_in() or (self.ami_lease is not None and self.ami_lease.standing_by)
+
     @property
     def last_ami_event_at(self) -> float | None:
         """When an AMI event last arrived (or a Ping was answered) on a logged-in connection."""
@@ -216,24 +239,25 @@ class Daemon:
         self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
         self.routing.write()
-        for outbox_id in await self.store.recover_interrupted():
+        fleet = c.storage.backend == "postgresql"
+        # A fleet with the asterisk gateway: the texts being sent are the lease holder's, which
+        # is running; they are looked at when this daemon takes the lease.
+        sends_only_holding = fleet and c.gateway.type == "asterisk"
+        for outbox_id in [] if sends_only_holding else await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
         for table, ids in (await self.store.recover_interrupted_mail()).items():
             if ids:
                 log.warning("%s %s were being mailed when textback stopped; mailing them again "
                             "(one may arrive twice, none is lost)", table, ids)
-        self.ami = AmiConnection(
-            c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
-            on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
-            use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
-            ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
-            reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
+        self.ami = self._new_ami()
         callbacks = web_server = None
         workers = self.workers
         try:
-            self.attach(store, build_gateway(c, self.ami, self.secrets))
+            # In a fleet the AMI connection is replaced as the lease comes and goes: the
+            # asterisk gateway sends through whichever this daemon has now.
+            self.attach(store, build_gateway(c, _CurrentAmi(self) if fleet else self.ami,
+                                             self.secrets))
             if c.gateway.callbacks is not None:
                 w = c.gateway.callbacks
                 callbacks = CallbackServer(
@@ -249,8 +273,14 @@ class Daemon:
             if c.web is not None:
                 web_server = WebServer(c.web, self.web_routes())
                 await web_server.start()
-            self.ami.start()
-            workers.start("outbox", self.outbox.run)
+            if fleet:
+                self._start_fleet_workers(store)
+            else:
+                self.ami.start()  # SQLite: one daemon (the run lock), always the listener
+            if sends_only_holding:
+                workers.start("outbox", self._outbox_while_holding)
+            else:
+                workers.start("outbox", self.outbox.run)
             workers.start("alerts", self.mail.run_alerts)
             workers.start("notices", self.mail.run_notices)
             workers.start("routing", self.routing.run)
@@ -264,8 +294,9 @@ class Daemon:
                 workers.start("escalation", self.mail.run_escalation)
             if c.digest is not None:
                 workers.start("digest", self.mail.run_digest)
-            if c.selftest is not None:
-                workers.start("selftest", self.selftests.run)
+            if c.selftest is not None:  # in a fleet, by the holder: its calls go through AMI
+                workers.start("selftest", (lambda: self._while_holding(self.selftests.run))
+                              if fleet else self.selftests.run)
             if c.retention.months is not None:
                 workers.start("retention", self.retention.run)
             # Always: with no endpoint configured it still forgets old events.
@@ -283,6 +314,9 @@ class Daemon:
                      c.business.name, ", ".join(n.number for n in c.numbers),
                      self.gateway.name, c.storage.url or c.storage.path)  # a url holds no password
             self.serving.set()
+            if fleet:  # a standby is ready too: systemd must not wait for an AMI login
+                service.notify("READY=1\nSTATUS=serving; listening to the PBX while holding "
+                               "its AMI lease")
             await stop.wait()
         finally:
             log.info("textback stopping")
@@ -307,6 +341,81 @@ class Daemon:
                 await self.gateway.close()
             await self._save_progress()
             await self.store.close()
+
+    def _new_ami(self) -> AmiConnection:
+        c = self.config
+        return AmiConnection(
+            c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
+            on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
+            on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
+            use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
+            reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
+
+    def _start_fleet_workers(self, store: Store) -> None:
+        """PostgreSQL: the PBX's AMI lease (listen only while holding it) and the wake-ups
+        other daemons' writes send (LISTEN/NOTIFY), each on a connection of its own."""
+        from textback.store.postgres.fleet import AdvisoryLease, WakeConnection
+        c = self.config
+        password = (self.secrets.storage_password.get_secret_value()
+                    if self.secrets.storage_password else None)
+        lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(c.ami.host, c.ami.port))
+        self.ami_lease = AmiLease(lease, f"{c.ami.host}:{c.ami.port}", self._listen_to_ami,
+                                  self._stop_listening_to_ami)
+        self.workers.start("ami-lease", self.ami_lease.run)
+        wakes = {"outbox": [self._outbox_wake],
+                 "alerts": [self._alerts_wake, self._push_wake],  # a homeowner's text
+                 "notices": [self._notices_wake], "events": [store.events_added],
+                 "media": [self._media_wake]}
+        listener = WakeListener(WakeConnection(c.storage.url, password, WAKE_CHANNEL), wakes)
+        self.workers.start("wake-ups", listener.run)
+
+    async def _listen_to_ami(self) -> None:
+        """The lease is ours: log in to AMI. The login recovers from the CDR the calls since
+        the moment the last holder saved, whichever daemon it was."""
+        self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
+        self.ami.start()  # never started before: the one built at start, or after a lost lease
+
+    async def _outbox_while_holding(self) -> None:
+        """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
+        the holder alone runs the outbox. Rows a former holder left being sent are marked
+        unknown (not sent again), as at a start: only a holder sends, and it is gone."""
+        async def send() -> None:
+            for outbox_id in await self.store.recover_interrupted():
+                log.warning("outbox row %d was being sent by the former holder of the AMI "
+                            "lease; marked unknown, not re-sent", outbox_id)
+            await self.outbox.run()
+
+        await self._while_holding(send)
+
+    async def _while_holding(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` while this daemon holds the AMI lease, cancelled when it loses it: for
+        what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
+        while True:
+            while not self.ami_lease.holding:
+                await asyncio.sleep(HOLDING_POLL_SECONDS)
+            running = asyncio.create_task(work())
+            try:
+                while self.ami_lease.holding and not running.done():
+                    await asyncio.sleep(HOLDING_POLL_SECONDS)
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+            if not running.cancelled() and running.exception() is not None:
+                raise running.exception()  # the supervisor logs it and restarts this worker
+
+    async def _stop_listening_to_ami(self) -> None:
+        """The lease is lost: close the AMI connection before anything else, so this daemon
+        acts on no call the next holder also sees; then an idle one stands in its place."""
+        listening = self.ami
+        await listening.close()
+        self._use_ami(self._new_ami())
+        self._ami_state_changed(False)
+
+    def _use_ami(self, connection: AmiConnection) -> None:
+        self.ami = connection
+        if self.selftests is not None:
+            self.selftests.ami = connection
 
     def _event_destinations(self) -> list[Destination]:
         """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
@@ -345,7 +454,7 @@ class Daemon:
             config=self.config, secrets=self.secrets, store=self.store, metrics=self.metrics,
             media_files=self.media_files, wake_outbox=self.wake_outbox,
             media_linker=self.media_linker,
-            ami_logged_in=self._ami_logged_in,
+            ami_logged_in=self._ami_answering,
             last_ami_event_at=lambda: self.last_ami_event_at,
             outbound_media=self.outbound_media)
 
@@ -578,7 +687,10 @@ class Daemon:
             await self._save_progress()
 
     async def _save_progress(self) -> None:
-        """Keep when the last AMI event arrived: the next start recovers the calls after it."""
+        """Keep when the last AMI event arrived: the next start recovers the calls after it.
+        In a fleet, only the lease's holder keeps it (a former holder's moment is older)."""
+        if self.ami_lease is not None and not self.ami_lease.holding:
+            return
         if self._events_seen_at is not None and self._events_seen_at != self._saved_seen_at:
             await self.store.note_progress(LAST_AMI_EVENT, self._events_seen_at)
             self._saved_seen_at = self._events_seen_at

@@ -657,6 +657,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN intake_area TEXT;
     ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT ''
     """,
+    # PostgreSQL only: the fleet's wake-up triggers (NOTIFY). SQLite has one daemon, whose
+    # workers its own writes wake; the version number stays the same on both backends.
+    """
+    -- nothing to do on SQLite
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

@@ -432,6 +432,20 @@ CREATE TABLE written_by (
 );
 """
 
+# A fleet's wake-ups: each row a worker waits for notifies the daemons' listeners (ids only)
+# in the transaction that inserts it, so they hear of it once it is committed
+# (textback/workers/wakeups.py; channel and tables: textback/core/fleet.py).
+WAKE_TRIGGERS = """
+CREATE FUNCTION textback_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('textback_wake', TG_TABLE_NAME || ':' || NEW.id);
+    RETURN NULL;
+END $$;
+""" + "".join(f"""
+CREATE TRIGGER {table}_wake AFTER INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION textback_wake();
+""" for table in ("outbox", "alerts", "notices", "events", "media"))
+
 MIGRATIONS: list[str] = [
     *("" for _ in range(FIRST_VERSION - 1)),
     BASELINE,
@@ -512,4 +526,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE conversations ADD COLUMN intake_area TEXT;
     ALTER TABLE conversations ADD COLUMN intake_labels TEXT NOT NULL DEFAULT '';
     """,
+    # 27: the fleet's wake-ups (PostgreSQL only; SQLite's 27 does nothing)
+    WAKE_TRIGGERS,
 ]

@@ -1,0 +1,33 @@
+"""What the daemons of a fleet on one PostgreSQL agree on without talking: which advisory lock
+stands for a PBX, and what a wake-up notification says.
+
+Pure values: the lock key of a PBX is derived from its AMI address alone, so every daemon
+configured for that PBX computes the same key, whatever its host, start time or config file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# The NOTIFY channel every daemon LISTENs on; payloads are "<table>:<id>" (ids only: the
+# listener reads the row itself, from the store, as its worker would anyway).
+WAKE_CHANNEL = "textback_wake"
+# The tables whose new rows a worker is waiting for, as the trigger names them.
+WAKE_TABLES = ("outbox", "alerts", "notices", "events", "media")
+
+
+def pbx_lock_key(host: str, port: int) -> int:
+    """The advisory lock key of the PBX whose AMI listens at `host`:`port`: a signed 64-bit
+    integer (PostgreSQL's bigint), the first 8 bytes of a SHA-256 of the address, so that two
+    PBXs collide only by a 2^-64 chance. The host is compared case-blind, as DNS compares it."""
+    address = f"textback-ami:{host.strip().lower()}:{int(port)}".encode()
+    return int.from_bytes(hashlib.sha256(address).digest()[:8], "big", signed=True)
+
+
+def parse_wake(payload: str) -> tuple[str, int] | None:
+    """A notification's payload → (table, row id), or None for anything else (a payload from a
+    newer textback, or from someone else on the channel), which the listener ignores."""
+    table, _, row_id = payload.partition(":")
+    if table not in WAKE_TABLES or not row_id.isdigit():
+        return None
+    return table, int(row_id)
