@@ -65,7 +65,8 @@ async def test_a_reply_is_texted_to_the_owner_and_the_answer_goes_back(offline_d
     daemon = await daemon_with(offline_daemon)
     await text_in(daemon, HOMEOWNER, "We need a kitchen quote, can you come?")
     code = await conversation_id(daemon, HOMEOWNER)
-    alert = alert_text(HOMEOWNER, "", "We need a kitchen quote, can you come?", code)
+    alert = alert_text(HOMEOWNER, "", "We need a kitchen quote, can you come?", code, "Kitchen")
+    assert alert.startswith("Kitchen. (212)")  # the intake facts read from the reply lead
     assert await send_due(daemon) == [("owner_alert", BUSINESS_NUMBER, MOBILE, alert)]
     assert alert.endswith(f"Reply to answer. #{code}") and "STOP" not in alert  # no footer
 
@@ -129,7 +130,8 @@ async def test_no_answer_is_sent_that_the_owner_is_not_told_of(offline_daemon):
     await text_in(daemon, MOBILE, "#99999 Hello")
     handed = await send_due(daemon)
     await text_in(daemon, HOMEOWNER, "STOP")
-    assert [kind for kind, *_ in await send_due(daemon)] == ["owner_alert", "optout_confirmation"]
+    # The confirmation is queued with the STOP itself, the owner's alert of it just after.
+    assert [kind for kind, *_ in await send_due(daemon)] == ["optout_confirmation", "owner_alert"]
     await text_in(daemon, MOBILE, "Are you sure?")
     handed += await send_due(daemon)
     assert [(kind, to) for kind, _, to, _ in handed] == [("owner_notice", MOBILE)] * 4

@@ -67,6 +67,23 @@ def test_a_notification_shows_the_caller_and_first_words_as_one_plain_line():
     assert len(note.payload()) < push.MAX_PAYLOAD_BYTES
 
 
+def test_the_intake_labels_lead_the_body_when_there_are_any():
+    note = push.compose("reply", "(212) 555-0123", "", "We need a kitchen quote", 12, None,
+                        labels="Kitchen · ~$75k · 11215 (in area)")
+    assert note.body == "Kitchen · ~$75k · 11215 (in area) — We need a kitchen quote"
+    hostile = push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                           labels="Bath\u202e\r\nX: 1 · " + "Tue " * 40)
+    assert "\n" not in hostile.body and "\u202e" not in hostile.body
+    assert hostile.body.endswith("… — Hi")
+    assert len(hostile.body) <= push.MAX_LABELS_CHARS + len(" — Hi")
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None, labels="").body == "Hi"
+    # The caller's bare area code is in the title's number already; a ZIP's place is not.
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                        labels="area 212").body == "Hi"
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                        labels="Bath · area 212 · Tue").body == "Bath · Tue — Hi"
+
+
 def test_who_hears_of_a_reply_and_of_an_assignment():
     from textback.config import OwnerConfig
     owners = [OwnerConfig(id="dana", name="D", email="d@x.example"),
@@ -128,7 +145,10 @@ async def test_a_reply_is_pushed_encrypted_signed_and_opens_its_thread(tmp_path)
         payload = got.payload
         assert payload["kind"] == "reply"
         assert payload["title"] == "(212) 555-0123 replied"
-        assert payload["body"] == "We need a kitchen quote, can you come by Tuesday?"
+        # The intake facts read from the reply lead the body, as they lead the alert email
+        # (less the caller's area code, which the title's number says).
+        assert row["intake_labels"] == "Kitchen · Tue · area 212"
+        assert payload["body"] == "Kitchen · Tue — We need a kitchen quote, can you come by Tuesday?"
         assert payload["thread"] == f"/c/{row['id']}"
         # The link signs Dana in once and opens the thread, in a browser with no session.
         assert payload["link"].startswith("http://127.0.0.1:18088/link/")

@@ -48,6 +48,27 @@ def test_the_callers_name_and_words_never_carry_a_control_character():
     assert alert_text("+12125550123", "Bob", "", 3).endswith('"(empty text)" Reply to answer. #3')
 
 
+def test_the_intake_labels_lead_the_alert_in_gsm_7_and_it_still_fits():
+    labels = "Kitchen · ~$75k · 11215 (in area)"
+    text = alert_text("+12125550123", "Bob", "We need a kitchen quote", 12, labels)
+    assert text == ('Kitchen, ~$75k, 11215 (in area). (212) 555-0123 Bob: "We need a kitchen quote"'
+                    ' Reply to answer. #12')
+    assert count_segments(text).encoding == "GSM-7"
+    words = "We need a kitchen quote, can you come out this week? " * 10
+    long = alert_text("+12125550123", "Bob", words, 12, labels)
+    assert long.startswith('Kitchen, ~$75k, 11215 (in area). (212) 555-0123 Bob: "We need a')
+    assert long.endswith('…" Reply to answer. #12')
+    assert count_segments(long).segments == ALERT_MAX_SEGMENTS
+    hostile = alert_text("+12125550123", "", "Hi", 3, "Kitchen\r\nX-Evil: 1 · " + "Tue " * 40)
+    assert all(ch.isprintable() for ch in hostile) and count_segments(hostile).segments <= 2
+    assert hostile.startswith("Kitchen X-Evil: 1, Tue") and hostile.endswith('"Hi" Reply to answer. #3')
+    assert alert_text("+12125550123", "", "Hi", 7, "") == '(212) 555-0123: "Hi" Reply to answer. #7'
+    # The caller's bare area code is what the number says; it takes no room.
+    assert alert_text("+12125550123", "", "Hi", 7, "area 212") == alert_text(
+        "+12125550123", "", "Hi", 7)
+    assert alert_text("+12125550123", "", "Hi", 7, "Roof · area 212").startswith("Roof. (212)")
+
+
 @pytest.mark.parametrize("body, answer", [
     ("Tuesday at 10 works", Answer(None, text="Tuesday at 10 works")),
     ("#12 Tuesday at 10 works", Answer(12, text="Tuesday at 10 works")),

@@ -115,7 +115,7 @@ class PushRows(Connection):
         # on its own), then each one's text and conversation by primary key.
         rows = await self._all(
             "SELECT s.message_id, s.level, s.owner_id, s.at, m.body, m.created_at,"
-            " m.conversation_id, c.caller, c.contact_name, c.selftest FROM"
+            " m.conversation_id, c.caller, c.contact_name, c.selftest, c.intake_labels FROM"
             " (SELECT message_id, level, owner_id, at FROM escalations WHERE at > ?"
             "  ORDER BY at LIMIT ?) s"
             " JOIN messages m ON m.id = s.message_id"
@@ -124,9 +124,10 @@ class PushRows(Connection):
 
     async def push_conversation(self, conversation_id: int) -> dict[str, Any] | None:
         """What a push about a conversation needs of it: caller, name, owner, whether a person
-        has claimed it, whether it is a self-test's, and its homeowner's last words."""
+        has claimed it, whether it is a self-test's, its homeowner's last words and its intake
+        labels."""
         row = await self._one(
-            "SELECT id, caller, contact_name, owner_id, claimed, selftest, last_reply"
+            "SELECT id, caller, contact_name, owner_id, claimed, selftest, last_reply, intake_labels"
             " FROM conversations WHERE id = ?", (conversation_id,))
         return dict(row) if row else None
 

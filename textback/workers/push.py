@@ -186,7 +186,8 @@ class PushWorker:
             return []
         minutes = (escalation["at"] - escalation["created_at"]) / 60
         conversation = {"id": escalation["conversation_id"], "caller": escalation["caller"],
-                        "contact_name": escalation["contact_name"]}
+                        "contact_name": escalation["contact_name"],
+                        "intake_labels": escalation["intake_labels"]}
         ref = f"{escalation['message_id']}:{escalation['level']}"
         owner_ids = [escalation["owner_id"]] if any(
             o.id == escalation["owner_id"] for o in self.config.owners) else []
@@ -205,7 +206,8 @@ class PushWorker:
             # Each device its own single-use link: tapping on one phone does not spend another's.
             link = await self._links(device["owner_id"], conversation["id"])
             note = push.compose(kind, national(conversation["caller"]), conversation["contact_name"],
-                                words, conversation["id"], link, minutes)
+                                words, conversation["id"], link, minutes,
+                                conversation["intake_labels"])
             queued.append(QueuedPush(device["id"], kind, ref, note.payload().decode(),
                                      happened_at, deadline))
         return queued
