@@ -271,7 +271,7 @@ async def test_devices_are_listed_and_removed_and_push_can_be_turned_off(tmp_pat
         status, html, _ = await browser.get("/settings")
         assert "dana&#39;s phone" in html and "Notifications on my devices" in html
         csrf = await browser.csrf("/settings")
-        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf})
+        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, "email": "on"})
         assert (status, response.headers["Location"]) == (303, "/settings?said=channels_saved")
         assert await daemon.store.alert_channels("dana") == ["email"]
         await homeowner_writes(daemon, "Nobody is told by push now")
@@ -287,6 +287,65 @@ async def test_devices_are_listed_and_removed_and_push_can_be_turned_off(tmp_pat
         status, _, _ = await browser.post(f"/settings/devices/{device['id']}/remove", {"csrf": csrf})
         assert status == 303
         assert await daemon.store.push_devices("dana") == []
+
+
+async def test_the_settings_take_any_mix_of_channels_but_never_none(tmp_path):
+    path = push_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await browser.sign_in("dana", PASSWORDS["dana"])
+        status, html, _ = await browser.get("/settings")
+        assert 'name="email" value="on" checked' in html  # the config's default: email, push
+        assert "No device has notifications on" in html  # push is chosen, no device yet
+        assert 'name="sms"' not in html  # no mobile number in the config: not offered
+        csrf = await browser.csrf("/settings")
+        for form in ({}, {"sms": "on"}):  # nothing, or only texts to a mobile there is none of
+            status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, **form})
+            assert (status, response.headers["Location"]) == (
+                303, "/settings?said=channels_none#alerts")
+        assert await daemon.store.alert_channels("dana") is None  # nothing was saved
+        status, html, _ = await browser.get("/settings?said=channels_none")
+        assert "Not saved: choose at least one way to be told" in html
+        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, "push": "on"})
+        assert response.headers["Location"] == "/settings?said=channels_saved"
+        assert await daemon.store.alert_channels("dana") == ["push"]
+        status, html, _ = await browser.get("/settings")
+        assert 'name="email" value="on">' in html and "No device has notifications on" in html
+        await browser.post("/settings/alerts", {"csrf": csrf, "email": "on"})
+        status, html, _ = await browser.get("/settings")
+        assert "No device has notifications on" not in html  # push is off: nothing to warn of
+
+
+async def test_an_owner_who_chose_no_alert_email_gets_none_and_the_lead_still_escalates(tmp_path):
+    path = push_config(tmp_path, escalation={"backup_owner": "sam", "after_minutes": 15})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        csrf = await browser.csrf("/settings")
+        await browser.post("/settings/alerts", {"csrf": csrf, "push": "on"})
+        assert await daemon.store.alert_channels("dana") == ["push"]
+        await homeowner_writes(daemon, "Is anyone there?")
+        [got] = await received(service, 1)
+        assert got.payload["body"] == "Is anyone there?"
+
+        async def skipped() -> bool:
+            rows = await daemon.store._all("SELECT state FROM alerts")
+            return [r["state"] for r in rows] == ["skipped"]
+        await eventually(skipped, 10, "the alert ended as skipped")
+        [alert] = await daemon.store._all("SELECT * FROM alerts")
+        assert alert["owner_id"] == "dana" and alert["sent_at"] is None
+        assert alert["last_error"] == "not emailed: dana chose no alert emails"
+        # Still a lead waiting: unread and unanswered in the inbox, and escalated by email.
+        conversation = await daemon.store.conversation(alert["conversation_id"])
+        assert (conversation["unread"], conversation["unanswered"]) == (1, 1)
+        status, page, _ = await browser.get(f"/c/{conversation['id']}")
+        assert status == 200 and "not emailed to Dana (their choice)" in page
+        await daemon.mail.escalate(time.time() + 16 * 60)
+        escalations = await daemon.store._all("SELECT owner_id, level FROM escalations")
+        assert [(e["owner_id"], e["level"]) for e in escalations] == [("sam", 1)]
+        notices = await daemon.store._all("SELECT address, subject FROM notices")
+        assert [(n["address"], n["subject"][:11]) for n in notices] == [
+            ("sam@example.com", "Unanswered:")]
 
 
 async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_path):

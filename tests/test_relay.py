@@ -159,9 +159,20 @@ def test_owner_alerts_load_with_their_defaults(tmp_path):
     assert loaded.owner_by_mobile(MOBILE) is texting and loaded.owner_by_mobile(None) is None
 
 
+def test_any_mix_of_channels_and_never_none(tmp_path):
+    config = with_alerts(tmp_path, {"channels": ["sms"], "sms": MOBILE}, {"channels": ["push"]})
+    texting, pushing = load(write_config(tmp_path, config)).config.owners
+    assert texting.alerts.chosen(None) == {"sms"} and pushing.alerts.chosen(None) == {"push"}
+    assert texting.alerts.chosen(["push", "sms"]) == {"push", "sms"}
+    # A stored choice of texts only, and the config no longer has a mobile to text: email.
+    assert pushing.alerts.chosen(["sms"]) == {"email"}
+
+
 @pytest.mark.parametrize("alerts, key, words", [
     ({"channels": ["email", "sms"]}, "owners[0].alerts", "set `sms`"),
-    ({"channels": ["sms"], "sms": MOBILE}, "owners[0].alerts", "cannot be turned off"),
+    ({"channels": ["sms"]}, "owners[0].alerts", "set `sms`"),
+    ({"channels": []}, "owners[0].alerts.channels", "at least 1 item"),
+    ({"channels": ["push", "push"]}, "owners[0].alerts", "listed twice"),
     ({"channels": ["email", "fax"]}, "owners[0].alerts.channels[1]", "'email', 'sms' or 'push'"),
     ({"sms": "not a number"}, "owners[0].alerts.sms", "not a valid phone number"),
     ({"quiet_hours": "late"}, "owners[0].alerts.quiet_hours", "HH:MM-HH:MM"),

@@ -180,9 +180,10 @@ class PushRoom:
                     "last_error": d["last_error"]}
                    for d in await self.store.push_devices(user.id)]
         offered = [c for c in ALERT_CHANNELS if c != "sms" or user.alerts.sms is not None]
-        return {"push": {"devices": devices, "channels": offered,
-                         "chosen": sorted(user.alerts.chosen(chosen)),
-                         "from_config": chosen is None}}
+        in_effect = user.alerts.chosen(chosen)
+        return {"push": {"devices": devices, "channels": offered, "chosen": sorted(in_effect),
+                         "from_config": chosen is None,
+                         "no_device": "push" in in_effect and not devices}}
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
         user = request[USER]
@@ -192,13 +193,16 @@ class PushRoom:
         raise web.HTTPSeeOther("/settings?said=device_removed")
 
     async def set_channels(self, request: web.Request) -> web.StreamResponse:
-        # Email always goes (the one channel that reaches an owner whose phone is off or whose
-        # subscription lapsed); the form sets the others.
-        chosen = ["email"] + [c for c in ALERT_CHANNELS
-                              if c != "email" and request[FORM].get(c) == "on"]
-        await self.store.set_alert_channels(request[USER].id, chosen)
-        timeline.info("web: %s's alert channels are now: %s", request[USER].id,
-                      ", ".join(chosen) or "none")
+        """Any mix of email, push and sms, at least one that can reach the owner: sms counts
+        only with a mobile number in the config. Push with no device yet is allowed (the page
+        warns of it): the owner may be about to turn notifications on."""
+        user = request[USER]
+        chosen = [c for c in ALERT_CHANNELS if request[FORM].get(c) == "on"
+                  and (c != "sms" or user.alerts.sms is not None)]
+        if not chosen:
+            raise web.HTTPSeeOther("/settings?said=channels_none#alerts")
+        await self.store.set_alert_channels(user.id, chosen)
+        timeline.info("web: %s's alert channels are now: %s", user.id, ", ".join(chosen))
         raise web.HTTPSeeOther("/settings?said=channels_saved")
 
 
