@@ -8,6 +8,8 @@ import asyncio
 import os
 import stat
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -346,6 +348,31 @@ async def test_an_owner_who_chose_no_alert_email_gets_none_and_the_lead_still_es
         notices = await daemon.store._all("SELECT address, subject FROM notices")
         assert [(n["address"], n["subject"][:11]) for n in notices] == [
             ("sam@example.com", "Unanswered:")]
+
+
+def quiet_now() -> str:
+    """Quiet hours from an hour ago to an hour from now, business time (America/New_York)."""
+    local = datetime.now(ZoneInfo("America/New_York"))
+    return f"{local - timedelta(hours=1):%H:%M}-{local + timedelta(hours=1):%H:%M}"
+
+
+@pytest.mark.parametrize("deadline_minutes, state", [(180, "pending"), (30, "expired")])
+async def test_the_owners_quiet_hours_hold_a_push_or_drop_it_past_its_deadline(
+        tmp_path, deadline_minutes, state):
+    owners = [{**OWNERS[0], "alerts": {"quiet_hours": quiet_now()}}, OWNERS[1]]
+    path = push_config(tmp_path, owners=owners,
+                       push={**PUSH, "deadline_minutes": deadline_minutes})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        await homeowner_writes(daemon, "Late question")
+        [row] = await settled(daemon, [state])
+        assert row["last_error"].startswith(f"{'held: ' if state == 'pending' else ''}"
+                                            "dana's quiet hours for alerts (")
+        if state == "pending":  # it goes when the window ends, an hour from now
+            assert 3500 < row["retry_at"] - time.time() < 3700
+        await asyncio.sleep(1)
+        assert service.received == []
 
 
 async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_path):

@@ -144,8 +144,8 @@ class OwnerAlertsConfig(Strict):
     owner turned notifications on for (see `push:`); with `sms`, by a text to their own mobile
     `sms`, sent from the business number `sms_from` (by default the number the homeowner
     texted), which the owner answers by texting back. Escalations, digests and notices go by
-    email whatever the choice. Alert texts due within `quiet_hours` (HH:MM-HH:MM, business time
-    zone) wait until it ends. The owner may change the channels on the inbox's settings page;
+    email whatever the choice. Alert texts and pushes due within `quiet_hours` (HH:MM-HH:MM,
+    business time zone) wait until it ends (a push then past its deadline is dropped). The owner may change the channels on the inbox's settings page;
     this is the default."""
 
     channels: list[AlertChannel] = Field(default_factory=lambda: ["email", "push"], min_length=1)

@@ -222,6 +222,8 @@ class PushWorker:
         if now >= row["deadline"]:
             await self._end(row, "expired", "not taken by the push service before its deadline")
             return
+        if await self._held_for_quiet_hours(row, now):
+            return
         problem = (push.endpoint_problem(row["endpoint"], self._loopback)
                    or literal_host_refusal(row["endpoint"], self._loopback))
         if problem:
@@ -264,6 +266,23 @@ class PushWorker:
                                        allow_redirects=False) as response:
             answer = push.plain((await response.content.read(300)).decode("utf-8", "replace"), 200)
             return response.status, answer
+
+    async def _held_for_quiet_hours(self, row: dict[str, Any], now: float) -> bool:
+        """Within the owner's quiet hours (owners[].alerts.quiet_hours) a push waits until they
+        end, as an alert text does; one whose news will be past its deadline by then is
+        dropped as expired, as a push the service did not take in time is."""
+        owner = next((o for o in self.config.owners if o.id == row["owner_id"]), None)
+        window = owner.alerts.quiet_window() if owner is not None else None
+        until = window.held_until(now, self.config.business.timezone) if window else None
+        if until is None:
+            return False
+        why = f"{row['owner_id']}'s quiet hours for alerts ({window})"
+        if until >= row["deadline"]:
+            await self._end(row, "expired", f"{why}: past its deadline when they end")
+        else:
+            await self.store.retry_push(row["id"], until, f"held: {why}")
+            timeline.info("push %s to %s held: %s", row["kind"], row["owner_id"], why)
+        return True
 
     async def _retry(self, row: dict[str, Any], error: str) -> None:
         delay = min(retry_delay(row["attempts"]), MAX_RETRY_SECONDS)
