@@ -375,6 +375,33 @@ async def test_the_owners_quiet_hours_hold_a_push_or_drop_it_past_its_deadline(
         assert service.received == []
 
 
+async def test_the_owner_sets_quiet_hours_on_the_settings_page(tmp_path):
+    path = push_config(tmp_path, push={**PUSH, "deadline_minutes": 180})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        status, html, _ = await browser.get("/settings")
+        assert 'name="quiet_hours" value=""' in html  # none in the config
+        csrf = await browser.csrf("/settings")
+        status, _, response = await browser.post("/settings/alerts", {
+            "csrf": csrf, "push": "on", "quiet_hours": "late<script>"})
+        assert response.headers["Location"] == "/settings?said=quiet_hours_bad#alerts"
+        assert await daemon.store.alert_quiet_hours("dana") is None  # nothing was saved
+        status, _, response = await browser.post("/settings/alerts", {
+            "csrf": csrf, "push": "on", "quiet_hours": f" {quiet_now()} "})
+        assert response.headers["Location"] == "/settings?said=channels_saved"
+        assert await daemon.store.alert_quiet_hours("dana") == quiet_now()
+        status, html, _ = await browser.get("/settings")
+        assert f'name="quiet_hours" value="{quiet_now()}"' in html
+        await homeowner_writes(daemon, "Late question")
+        [row] = await settled(daemon, ["pending"])
+        assert row["last_error"].startswith("held: dana's quiet hours for alerts (")
+        await browser.post("/settings/alerts", {"csrf": csrf, "push": "on", "quiet_hours": ""})
+        assert await daemon.store.alert_quiet_hours("dana") == ""  # none, whatever the config says
+        await homeowner_writes(daemon, "Second question")
+        await received(service, 1)
+
+
 async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_path):
     from textback.store import QueuedPush, Store
     store = await Store.open(tmp_path / "textback.db")

@@ -181,8 +181,11 @@ class OwnerAlertsConfig(Strict):
             channels.discard("sms")
         return frozenset(channels or {"email"})
 
-    def quiet_window(self) -> QuietWindow | None:
-        return parse_window(self.quiet_hours) if self.quiet_hours else None
+    def quiet_window(self, stored: str | None = None) -> QuietWindow | None:
+        """The quiet hours in effect: the owner's own from the settings page (`stored`, ''
+        for none), else this default."""
+        value = self.quiet_hours if stored is None else stored
+        return parse_window(value) if value else None
 
 
 class OwnerConfig(Strict):

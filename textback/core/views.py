@@ -51,6 +51,8 @@ SAID = {
     "others_ended": "Signed out everywhere else: only this browser is signed in now.",
     "device_removed": "Device removed: it gets no more notifications.",
     "channels_saved": "Alert channels saved.",
+    "quiet_hours_bad": "Not saved: quiet hours are two times, HH:MM-HH:MM (e.g. 21:00-07:00), "
+                       "or empty for none.",
     "channels_none": "Not saved: choose at least one way to be told (email, notifications or "
                      "texts).",
 }

@@ -687,6 +687,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX alerts_message ON alerts (message_id);
     CREATE INDEX alerts_pending ON alerts (id, retry_at) WHERE state = 'pending'
     """,
+    # The owner's own quiet hours for their alerts, set on the settings page beside the
+    # channels: NULL keeps the config's (owners[].alerts.quiet_hours), '' is none.
+    """
+    ALTER TABLE owner_alert_channels ADD COLUMN quiet_hours TEXT
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

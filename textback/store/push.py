@@ -215,9 +215,21 @@ class PushRows(Connection):
                               (owner_id,))
         return None if row is None else [c for c in row["channels"].split(",") if c]
 
-    async def set_alert_channels(self, owner_id: str, channels: list[str]) -> None:
+    async def alert_quiet_hours(self, owner_id: str) -> str | None:
+        """The quiet hours the owner set on the settings page ('' for none), or None (the
+        config's default)."""
+        row = await self._one("SELECT quiet_hours FROM owner_alert_channels WHERE owner_id = ?",
+                              (owner_id,))
+        return None if row is None else row["quiet_hours"]
+
+    async def set_alert_channels(self, owner_id: str, channels: list[str],
+                                 quiet_hours: str | None = None) -> None:
+        """The owner's choice from the settings page: channels, and quiet hours ('' for none;
+        None keeps the config's)."""
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO owner_alert_channels (owner_id, channels, updated_at) VALUES (?,?,?)"
-                " ON CONFLICT (owner_id) DO UPDATE SET channels = excluded.channels,"
-                " updated_at = excluded.updated_at", (owner_id, ",".join(channels), time.time()))
+                "INSERT INTO owner_alert_channels (owner_id, channels, quiet_hours, updated_at)"
+                " VALUES (?,?,?,?) ON CONFLICT (owner_id) DO UPDATE SET"
+                " channels = excluded.channels, quiet_hours = excluded.quiet_hours,"
+                " updated_at = excluded.updated_at",
+                (owner_id, ",".join(channels), quiet_hours, time.time()))

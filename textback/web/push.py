@@ -27,6 +27,7 @@ from textback.config import ALERT_CHANNELS
 from textback.core import views
 from textback.core.alerts import one_line
 from textback.core.push import endpoint_problem
+from textback.core.relay import parse_window
 from textback.web.inbox import INBOX, MAX_USER_AGENT_CHARS, bad_request
 from textback.web.request_keys import FORM, USER
 
@@ -181,8 +182,9 @@ class PushRoom:
                    for d in await self.store.push_devices(user.id)]
         offered = [c for c in ALERT_CHANNELS if c != "sms" or user.alerts.sms is not None]
         in_effect = user.alerts.chosen(chosen)
+        quiet = user.alerts.quiet_window(await self.store.alert_quiet_hours(user.id))
         return {"push": {"devices": devices, "channels": offered, "chosen": sorted(in_effect),
-                         "from_config": chosen is None,
+                         "from_config": chosen is None, "quiet_hours": str(quiet) if quiet else "",
                          "no_device": "push" in in_effect and not devices}}
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
@@ -201,7 +203,13 @@ class PushRoom:
                   and (c != "sms" or user.alerts.sms is not None)]
         if not chosen:
             raise web.HTTPSeeOther("/settings?said=channels_none#alerts")
-        await self.store.set_alert_channels(user.id, chosen)
+        quiet = str(request[FORM].get("quiet_hours", "")).strip()
+        if quiet:
+            try:
+                quiet = str(parse_window(quiet))
+            except ValueError:
+                raise web.HTTPSeeOther("/settings?said=quiet_hours_bad#alerts") from None
+        await self.store.set_alert_channels(user.id, chosen, quiet)
         timeline.info("web: %s's alert channels are now: %s", user.id, ", ".join(chosen))
         raise web.HTTPSeeOther("/settings?said=channels_saved")
 

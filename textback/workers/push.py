@@ -272,7 +272,8 @@ class PushWorker:
         end, as an alert text does; one whose news will be past its deadline by then is
         dropped as expired, as a push the service did not take in time is."""
         owner = next((o for o in self.config.owners if o.id == row["owner_id"]), None)
-        window = owner.alerts.quiet_window() if owner is not None else None
+        window = (owner.alerts.quiet_window(await self.store.alert_quiet_hours(owner.id))
+                  if owner is not None else None)
         until = window.held_until(now, self.config.business.timezone) if window else None
         if until is None:
             return False
