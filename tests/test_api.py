@@ -154,6 +154,10 @@ async def test_reads_filtered_like_the_inbox(api, tokens):
     assert body["calls"] == []
     status, body, _ = await call("GET", "/scorecard", tokens["dash"])
     assert status == 200 and body["numbers"][0]["missed_calls"] == 2
+    # The scorecard's intake views: the kitchen reply, and the caller who said nothing.
+    assert {g["group"]: (g["missed"], g["replies"]) for g in body["intake"]["project"]} == {
+        "kitchen": (1, 1), "(not known)": (1, 0)}
+    assert {g["group"]: g["missed"] for g in body["intake"]["area"]} == {"(not known)": 2}
 
 
 @pytest.mark.parametrize("template, query, field", [

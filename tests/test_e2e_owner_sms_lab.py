@@ -56,8 +56,9 @@ def test_the_alert_text_reaches_the_owner_and_the_answer_the_homeowner(lab_pbx, 
     wait_for_texts(sink, HOMEOWNER, 1, "the missed-call text")
     assert lab_pbx.send_sms(HOMEOWNER, BUSINESS_NUMBER, "We need a kitchen quote, can you come?") < 300
     [alert] = wait_for_texts(sink, MOBILE, 1, "the alert text at the owner's mobile")
-    assert alert["body"].startswith('(212) 555-0123: "We need a kitchen quote, can you come?" '
-                                    "Reply to answer. #")
+    # The intake facts read from the reply lead (the caller's area code is the number's own).
+    assert alert["body"].startswith('Kitchen. (212) 555-0123: "We need a kitchen quote, can you '
+                                    'come?" Reply to answer. #')
     assert RING_GROUP_NUMBER in alert["from"]  # alerts.sms_from
     assert smtp_sink.wait_for(1, 10)[0].recipients == ["dana@acme.example"]  # email as ever
 

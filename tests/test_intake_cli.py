@@ -88,3 +88,32 @@ async def test_thread_and_inbox_show_what_was_read_and_what_a_person_set(tmp_pat
     assert {(r["detail"], r["status"]) for r in rows if r["kind"] == "intake"} == {
         ("project", "extracted"), ("budget", "extracted"), ("location", "extracted"),
         ("service_area", "extracted"), ("budget", "person")}
+
+
+async def test_inbox_filters_by_project_type_and_area_as_the_web_inbox_does(tmp_path):
+    path = write_config(tmp_path, base_config(tmp_path, **AREA))
+    config = load(path).config
+    store = await Store.open(tmp_path / "textback.db")
+    for caller, text in (("+12125550101", "kitchen, we're in 11215"),
+                         ("+12125550102", "a new bathroom, we live in 90210"),
+                         ("+12125550103", "call me back please")):
+        await store.record_inbound(caller, BUSINESS_NUMBER, text, "log", None, "dana",
+                                   intake=config.extract_intake(text, time.time()))
+    await store.close()
+
+    async def callers(*options: str) -> set[str]:
+        result = await asyncio.to_thread(run, "inbox", "-c", str(path), "--json", *options)
+        assert result.exit_code == 0, result.output
+        return {row["caller"] for row in json.loads(result.output)}
+
+    assert await callers() == {"+12125550101", "+12125550102", "+12125550103"}
+    assert await callers("--project", "kitchen") == {"+12125550101"}
+    assert await callers("--project", "bath") == {"+12125550102"}
+    assert await callers("--area", "in") == {"+12125550101"}
+    assert await callers("--area", "out") == {"+12125550102"}
+    assert await callers("--project", "kitchen", "--area", "out") == set()
+    table = (await asyncio.to_thread(run, "inbox", "-c", str(path), "--area", "in")).output
+    assert "+12125550101" in table and "+12125550102" not in table
+    wrong = await asyncio.to_thread(run, "inbox", "-c", str(path), "--project", "spaceship")
+    assert wrong.exit_code == 2 and "no such project type" in wrong.output
+    assert (await asyncio.to_thread(run, "inbox", "-c", str(path), "--area", "near")).exit_code == 2

@@ -9,6 +9,8 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER, RING_GROUP_NUMBER
 from sms_gateway.base import InboundText
 from sms_gateway.log import LogGateway
@@ -65,7 +67,8 @@ async def test_a_reply_is_texted_to_the_owner_and_the_answer_goes_back(offline_d
     daemon = await daemon_with(offline_daemon)
     await text_in(daemon, HOMEOWNER, "We need a kitchen quote, can you come?")
     code = await conversation_id(daemon, HOMEOWNER)
-    alert = alert_text(HOMEOWNER, "", "We need a kitchen quote, can you come?", code)
+    alert = alert_text(HOMEOWNER, "", "We need a kitchen quote, can you come?", code, "Kitchen")
+    assert alert.startswith("Kitchen. (212)")  # the intake facts read from the reply lead
     assert await send_due(daemon) == [("owner_alert", BUSINESS_NUMBER, MOBILE, alert)]
     assert alert.endswith(f"Reply to answer. #{code}") and "STOP" not in alert  # no footer
 
@@ -205,8 +208,13 @@ def at(*when: int) -> float:
     return datetime(*when, tzinfo=EASTERN).timestamp()
 
 
-async def test_the_owners_quiet_hours_hold_alert_texts_never_the_homeowners(offline_daemon):
-    daemon = await daemon_with(offline_daemon, quiet_hours="21:00-07:00")
+@pytest.mark.parametrize("set_on", ["config", "settings page"])
+async def test_the_owners_quiet_hours_hold_alert_texts_never_the_homeowners(offline_daemon, set_on):
+    if set_on == "config":
+        daemon = await daemon_with(offline_daemon, quiet_hours="21:00-07:00")
+    else:  # stored from the settings page, over a config with none
+        daemon = await daemon_with(offline_daemon)
+        await daemon.store.set_alert_channels("dana", ["email", "sms"], "21:00-07:00")
     evening, morning = at(2026, 12, 7, 22, 30), at(2026, 12, 8, 7, 0)
     daemon.clock = SetClock(evening)
     daemon.attach(daemon.store, LogGateway())

@@ -8,6 +8,8 @@ import asyncio
 import os
 import stat
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -65,6 +67,23 @@ def test_a_notification_shows_the_caller_and_first_words_as_one_plain_line():
     assert note.body.endswith("…") and len(note.body) <= push.FIRST_WORDS_CHARS
     assert (note.thread, note.tag) == ("/c/12", "c12")
     assert len(note.payload()) < push.MAX_PAYLOAD_BYTES
+
+
+def test_the_intake_labels_lead_the_body_when_there_are_any():
+    note = push.compose("reply", "(212) 555-0123", "", "We need a kitchen quote", 12, None,
+                        labels="Kitchen · ~$75k · 11215 (in area)")
+    assert note.body == "Kitchen · ~$75k · 11215 (in area) — We need a kitchen quote"
+    hostile = push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                           labels="Bath\u202e\r\nX: 1 · " + "Tue " * 40)
+    assert "\n" not in hostile.body and "\u202e" not in hostile.body
+    assert hostile.body.endswith("… — Hi")
+    assert len(hostile.body) <= push.MAX_LABELS_CHARS + len(" — Hi")
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None, labels="").body == "Hi"
+    # The caller's bare area code is in the title's number already; a ZIP's place is not.
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                        labels="area 212").body == "Hi"
+    assert push.compose("reply", "(212) 555-0123", "", "Hi", 12, None,
+                        labels="Bath · area 212 · Tue").body == "Bath · Tue — Hi"
 
 
 def test_who_hears_of_a_reply_and_of_an_assignment():
@@ -128,7 +147,10 @@ async def test_a_reply_is_pushed_encrypted_signed_and_opens_its_thread(tmp_path)
         payload = got.payload
         assert payload["kind"] == "reply"
         assert payload["title"] == "(212) 555-0123 replied"
-        assert payload["body"] == "We need a kitchen quote, can you come by Tuesday?"
+        # The intake facts read from the reply lead the body, as they lead the alert email
+        # (less the caller's area code, which the title's number says).
+        assert row["intake_labels"] == "Kitchen · Tue · area 212"
+        assert payload["body"] == "Kitchen · Tue — We need a kitchen quote, can you come by Tuesday?"
         assert payload["thread"] == f"/c/{row['id']}"
         # The link signs Dana in once and opens the thread, in a browser with no session.
         assert payload["link"].startswith("http://127.0.0.1:18088/link/")
@@ -251,7 +273,7 @@ async def test_devices_are_listed_and_removed_and_push_can_be_turned_off(tmp_pat
         status, html, _ = await browser.get("/settings")
         assert "dana&#39;s phone" in html and "Notifications on my devices" in html
         csrf = await browser.csrf("/settings")
-        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf})
+        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, "email": "on"})
         assert (status, response.headers["Location"]) == (303, "/settings?said=channels_saved")
         assert await daemon.store.alert_channels("dana") == ["email"]
         await homeowner_writes(daemon, "Nobody is told by push now")
@@ -267,6 +289,117 @@ async def test_devices_are_listed_and_removed_and_push_can_be_turned_off(tmp_pat
         status, _, _ = await browser.post(f"/settings/devices/{device['id']}/remove", {"csrf": csrf})
         assert status == 303
         assert await daemon.store.push_devices("dana") == []
+
+
+async def test_the_settings_take_any_mix_of_channels_but_never_none(tmp_path):
+    path = push_config(tmp_path)
+    await set_passwords(path)
+    async with web_daemon(path) as daemon, client() as browser:
+        await browser.sign_in("dana", PASSWORDS["dana"])
+        status, html, _ = await browser.get("/settings")
+        assert 'name="email" value="on" checked' in html  # the config's default: email, push
+        assert "No device has notifications on" in html  # push is chosen, no device yet
+        assert 'name="sms"' not in html  # no mobile number in the config: not offered
+        csrf = await browser.csrf("/settings")
+        for form in ({}, {"sms": "on"}):  # nothing, or only texts to a mobile there is none of
+            status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, **form})
+            assert (status, response.headers["Location"]) == (
+                303, "/settings?said=channels_none#alerts")
+        assert await daemon.store.alert_channels("dana") is None  # nothing was saved
+        status, html, _ = await browser.get("/settings?said=channels_none")
+        assert "Not saved: choose at least one way to be told" in html
+        status, _, response = await browser.post("/settings/alerts", {"csrf": csrf, "push": "on"})
+        assert response.headers["Location"] == "/settings?said=channels_saved"
+        assert await daemon.store.alert_channels("dana") == ["push"]
+        status, html, _ = await browser.get("/settings")
+        assert 'name="email" value="on">' in html and "No device has notifications on" in html
+        await browser.post("/settings/alerts", {"csrf": csrf, "email": "on"})
+        status, html, _ = await browser.get("/settings")
+        assert "No device has notifications on" not in html  # push is off: nothing to warn of
+
+
+async def test_an_owner_who_chose_no_alert_email_gets_none_and_the_lead_still_escalates(tmp_path):
+    path = push_config(tmp_path, escalation={"backup_owner": "sam", "after_minutes": 15})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        csrf = await browser.csrf("/settings")
+        await browser.post("/settings/alerts", {"csrf": csrf, "push": "on"})
+        assert await daemon.store.alert_channels("dana") == ["push"]
+        await homeowner_writes(daemon, "Is anyone there?")
+        [got] = await received(service, 1)
+        assert got.payload["body"] == "Is anyone there?"
+
+        async def skipped() -> bool:
+            rows = await daemon.store._all("SELECT state FROM alerts")
+            return [r["state"] for r in rows] == ["skipped"]
+        await eventually(skipped, 10, "the alert ended as skipped")
+        [alert] = await daemon.store._all("SELECT * FROM alerts")
+        assert alert["owner_id"] == "dana" and alert["sent_at"] is None
+        assert alert["last_error"] == "not emailed: dana chose no alert emails"
+        # Still a lead waiting: unread and unanswered in the inbox, and escalated by email.
+        conversation = await daemon.store.conversation(alert["conversation_id"])
+        assert (conversation["unread"], conversation["unanswered"]) == (1, 1)
+        status, page, _ = await browser.get(f"/c/{conversation['id']}")
+        assert status == 200 and "not emailed to Dana (their choice)" in page
+        await daemon.mail.escalate(time.time() + 16 * 60)
+        escalations = await daemon.store._all("SELECT owner_id, level FROM escalations")
+        assert [(e["owner_id"], e["level"]) for e in escalations] == [("sam", 1)]
+        notices = await daemon.store._all("SELECT address, subject FROM notices")
+        assert [(n["address"], n["subject"][:11]) for n in notices] == [
+            ("sam@example.com", "Unanswered:")]
+
+
+def quiet_now() -> str:
+    """Quiet hours from an hour ago to an hour from now, business time (America/New_York)."""
+    local = datetime.now(ZoneInfo("America/New_York"))
+    return f"{local - timedelta(hours=1):%H:%M}-{local + timedelta(hours=1):%H:%M}"
+
+
+@pytest.mark.parametrize("deadline_minutes, state", [(180, "pending"), (30, "expired")])
+async def test_the_owners_quiet_hours_hold_a_push_or_drop_it_past_its_deadline(
+        tmp_path, deadline_minutes, state):
+    owners = [{**OWNERS[0], "alerts": {"quiet_hours": quiet_now()}}, OWNERS[1]]
+    path = push_config(tmp_path, owners=owners,
+                       push={**PUSH, "deadline_minutes": deadline_minutes})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        await homeowner_writes(daemon, "Late question")
+        [row] = await settled(daemon, [state])
+        assert row["last_error"].startswith(f"{'held: ' if state == 'pending' else ''}"
+                                            "dana's quiet hours for alerts (")
+        if state == "pending":  # it goes when the window ends, an hour from now
+            assert 3500 < row["retry_at"] - time.time() < 3700
+        await asyncio.sleep(1)
+        assert service.received == []
+
+
+async def test_the_owner_sets_quiet_hours_on_the_settings_page(tmp_path):
+    path = push_config(tmp_path, push={**PUSH, "deadline_minutes": 180})
+    await set_passwords(path)
+    async with PushService() as service, web_daemon(path) as daemon, client() as browser:
+        await subscribed(browser, "dana", service)
+        status, html, _ = await browser.get("/settings")
+        assert 'name="quiet_hours" value=""' in html  # none in the config
+        csrf = await browser.csrf("/settings")
+        status, _, response = await browser.post("/settings/alerts", {
+            "csrf": csrf, "push": "on", "quiet_hours": "late<script>"})
+        assert response.headers["Location"] == "/settings?said=quiet_hours_bad#alerts"
+        assert await daemon.store.alert_quiet_hours("dana") is None  # nothing was saved
+        status, _, response = await browser.post("/settings/alerts", {
+            "csrf": csrf, "push": "on", "quiet_hours": f" {quiet_now()} "})
+        assert response.headers["Location"] == "/settings?said=channels_saved"
+        assert await daemon.store.alert_quiet_hours("dana") == quiet_now()
+        status, html, _ = await browser.get("/settings")
+        assert f'name="quiet_hours" value="{quiet_now()}"' in html
+        await homeowner_writes(daemon, "Late question")
+        [row] = await settled(daemon, ["pending"])
+        assert row["last_error"].startswith("held: dana's quiet hours for alerts (")
+        await browser.post("/settings/alerts", {"csrf": csrf, "push": "on", "quiet_hours": ""})
+        assert await daemon.store.alert_quiet_hours("dana") == ""  # none, whatever the config says
+        await homeowner_writes(daemon, "Second question")
+        await received(service, 1)
 
 
 async def test_a_push_a_crash_left_in_sending_is_sent_again_and_queued_once(tmp_path):

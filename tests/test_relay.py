@@ -48,6 +48,27 @@ def test_the_callers_name_and_words_never_carry_a_control_character():
     assert alert_text("+12125550123", "Bob", "", 3).endswith('"(empty text)" Reply to answer. #3')
 
 
+def test_the_intake_labels_lead_the_alert_in_gsm_7_and_it_still_fits():
+    labels = "Kitchen · ~$75k · 11215 (in area)"
+    text = alert_text("+12125550123", "Bob", "We need a kitchen quote", 12, labels)
+    assert text == ('Kitchen, ~$75k, 11215 (in area). (212) 555-0123 Bob: "We need a kitchen quote"'
+                    ' Reply to answer. #12')
+    assert count_segments(text).encoding == "GSM-7"
+    words = "We need a kitchen quote, can you come out this week? " * 10
+    long = alert_text("+12125550123", "Bob", words, 12, labels)
+    assert long.startswith('Kitchen, ~$75k, 11215 (in area). (212) 555-0123 Bob: "We need a')
+    assert long.endswith('…" Reply to answer. #12')
+    assert count_segments(long).segments == ALERT_MAX_SEGMENTS
+    hostile = alert_text("+12125550123", "", "Hi", 3, "Kitchen\r\nX-Evil: 1 · " + "Tue " * 40)
+    assert all(ch.isprintable() for ch in hostile) and count_segments(hostile).segments <= 2
+    assert hostile.startswith("Kitchen X-Evil: 1, Tue") and hostile.endswith('"Hi" Reply to answer. #3')
+    assert alert_text("+12125550123", "", "Hi", 7, "") == '(212) 555-0123: "Hi" Reply to answer. #7'
+    # The caller's bare area code is what the number says; it takes no room.
+    assert alert_text("+12125550123", "", "Hi", 7, "area 212") == alert_text(
+        "+12125550123", "", "Hi", 7)
+    assert alert_text("+12125550123", "", "Hi", 7, "Roof · area 212").startswith("Roof. (212)")
+
+
 @pytest.mark.parametrize("body, answer", [
     ("Tuesday at 10 works", Answer(None, text="Tuesday at 10 works")),
     ("#12 Tuesday at 10 works", Answer(12, text="Tuesday at 10 works")),
@@ -138,9 +159,20 @@ def test_owner_alerts_load_with_their_defaults(tmp_path):
     assert loaded.owner_by_mobile(MOBILE) is texting and loaded.owner_by_mobile(None) is None
 
 
+def test_any_mix_of_channels_and_never_none(tmp_path):
+    config = with_alerts(tmp_path, {"channels": ["sms"], "sms": MOBILE}, {"channels": ["push"]})
+    texting, pushing = load(write_config(tmp_path, config)).config.owners
+    assert texting.alerts.chosen(None) == {"sms"} and pushing.alerts.chosen(None) == {"push"}
+    assert texting.alerts.chosen(["push", "sms"]) == {"push", "sms"}
+    # A stored choice of texts only, and the config no longer has a mobile to text: email.
+    assert pushing.alerts.chosen(["sms"]) == {"email"}
+
+
 @pytest.mark.parametrize("alerts, key, words", [
     ({"channels": ["email", "sms"]}, "owners[0].alerts", "set `sms`"),
-    ({"channels": ["sms"], "sms": MOBILE}, "owners[0].alerts", "cannot be turned off"),
+    ({"channels": ["sms"]}, "owners[0].alerts", "set `sms`"),
+    ({"channels": []}, "owners[0].alerts.channels", "at least 1 item"),
+    ({"channels": ["push", "push"]}, "owners[0].alerts", "listed twice"),
     ({"channels": ["email", "fax"]}, "owners[0].alerts.channels[1]", "'email', 'sms' or 'push'"),
     ({"sms": "not a number"}, "owners[0].alerts.sms", "not a valid phone number"),
     ({"quiet_hours": "late"}, "owners[0].alerts.quiet_hours", "HH:MM-HH:MM"),

@@ -17,7 +17,7 @@ from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from textback.core.segments import count_segments
 from textback.store import migrations as store_module
 from textback.cli import main
-from textback.core.scorecard import build, csv_table, funnel, render_text
+from textback.core.scorecard import build, csv_table, funnel, intake_csv_table, render_text
 from textback.web.reports import month_period
 from textback.store import CallRow, PlannedText, Store
 
@@ -133,7 +133,9 @@ async def test_one_missed_call_and_many_texts_add_up_everywhere_and_self_tests_n
     assert "  texted                1   100% of missed\n" in table
     assert "  won                   1   100% of qualified   value 82,000\n" in table
     assert "  cost                 15   texts sent, 15 segments\n" in table
-    [header, row] = list(csv.reader(io.StringIO((await invoke("--format", "csv")).output)))
+    [header, row, gap, *intake_rows] = list(csv.reader(io.StringIO(
+        (await invoke("--format", "csv")).output)))
+    assert gap == [] and intake_rows[0][:3] == ["period", "view", "group"]
     figures = dict(zip(header, row))
     assert [figures[k] for k in ("missed", "texted", "replies", "booked", "qualified", "won",
                                  "texted_of_missed", "won_of_qualified", "texts_sent")] == [
@@ -183,14 +185,17 @@ OLD_REPORT_MESSAGES = (
 
 
 async def old_report(store: Store, begin: float, end: float, label: str) -> tuple[str, str]:
-    """`textback report --format json` and `--format csv` as the body-counting code printed them."""
+    """`textback report --format json` and `--format csv` as the body-counting code printed them,
+    with the intake views (which count no segments) after the cards."""
     rows = await store.report_rows(begin, end)
     rows["messages"] = [dict(m, segments=count_segments(m["body"]).segments)
                         for m in map(dict, await store._all(OLD_REPORT_MESSAGES, (begin, end)))]
     cards = [card.as_dict() for card in build(**rows)]
+    views = await store.scorecard_by_intake(begin, end)
     out = io.StringIO()
-    csv.writer(out).writerows(csv_table(cards, label))
-    return json.dumps({"period": label, "numbers": cards}, indent=2) + "\n", out.getvalue()
+    csv.writer(out).writerows([*csv_table(cards, label), [], *intake_csv_table(views, label)])
+    return (json.dumps({"period": label, "numbers": cards, "intake": views}, indent=2) + "\n",
+            out.getvalue())
 
 
 async def test_report_is_unchanged_for_texts_written_before_and_after_the_segment_column(

@@ -4,7 +4,10 @@ from the store (known answers on seeded data), in `textback report` and on the w
 from __future__ import annotations
 
 import asyncio
+import csv
 import html
+import io
+import json
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -81,6 +84,31 @@ async def test_the_views_in_the_store_and_in_the_report(tmp_path):
     assert "By project type (conversations with a missed call)" in lines
     assert "  kitchen               2      2       2      1    1  82,000" in lines
     assert "  out of area           1      1       1      0    0  0" in lines
+
+    as_json = await asyncio.to_thread(CliRunner().invoke, main, [
+        "report", "-c", str(path), "--month", month, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.output)
+    assert data["numbers"][0]["missed"] == 4
+    assert {g["group"]: (g["missed"], g["won_value"]) for g in data["intake"]["project"]} == {
+        "kitchen": (2, 82000), "bath": (1, 0), NOT_KNOWN: (2, 0)}
+    assert {g["group"]: g["missed"] for g in data["intake"]["area"]} == {
+        "in area": 1, "out of area": 1, NOT_KNOWN: 2}
+
+    as_csv = await asyncio.to_thread(CliRunner().invoke, main, [
+        "report", "-c", str(path), "--month", month, "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.reader(io.StringIO(as_csv.output)))
+    gap = rows.index([])
+    assert rows[0][0] == "period" and len(rows[1:gap]) == 1  # the scorecard: one number
+    header, *groups = rows[gap + 1:]
+    assert header == ["period", "view", "group", "missed", "texted", "replies", "booked",
+                      "qualified", "won", "won_value", "reply_rate"]
+    by_group = {(row[1], row[2]): row for row in groups}
+    assert by_group[("project", "kitchen")][3:10] == ["2", "2", "2", "1", "1", "1", "82000.0"]
+    assert by_group[("area", "in area")][:4] == [month, "area", "in area", "1"]
+    assert set(by_group) == {("project", "kitchen"), ("project", "bath"), ("project", NOT_KNOWN),
+                             ("area", "in area"), ("area", "out of area"), ("area", NOT_KNOWN)}
 
 
 async def test_the_views_on_the_scorecard_page(tmp_path):

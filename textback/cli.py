@@ -86,10 +86,19 @@ def check(config_path: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=50, show_default=True, type=ROW_LIMIT,
               help="At most this many conversations.")
-def inbox(config_path: str | None, as_json: bool, limit: int) -> None:
-    """Open conversations, newest first."""
+@click.option("--project", default="", metavar="TYPE",
+              help="Only those whose intake names this project type (kitchen, bath, ...).")
+@click.option("--area", type=click.Choice(["in", "out"]),
+              help="Only those in (or out of) the service area.")
+def inbox(config_path: str | None, as_json: bool, limit: int, project: str,
+          area: str | None) -> None:
+    """Open conversations, newest first; filtered by intake facts as the web inbox is."""
     loaded = load_config(config_path)
-    rows = asyncio.run(read_store(loaded, "inbox", limit))
+    projects = loaded.config.intake.vocabulary().projects
+    if project and project not in projects:
+        raise click.BadParameter(f"no such project type; one of {', '.join(projects)}",
+                                 param_hint="--project")
+    rows = asyncio.run(read_store(loaded, "inbox", limit, project, area or ""))
     if not as_table(rows, as_json, "No open conversations."):
         return
     tz = loaded.config.business.timezone
@@ -285,18 +294,19 @@ def report(config_path: str | None, month: str | None, start: str | None, end: s
     begin, stop, label = _period(month, start, end, tz)
     async def read(store):
         return (await _scorecard(store, month, begin, stop, tz),
-                await store.scorecard_by_intake(begin, stop) if fmt == "table" else {})
+                await store.scorecard_by_intake(begin, stop))
 
     cards, intake_views = asyncio.run(with_store(loaded, read))
     if fmt == "json":
-        click.echo(json.dumps({"period": label, "numbers": cards}, indent=2))
+        click.echo(json.dumps({"period": label, "numbers": cards, "intake": intake_views},
+                              indent=2))
         return
     if fmt == "csv":
         import csv
 
-        from textback.core.scorecard import csv_table
+        from textback.core.scorecard import report_csv
 
-        csv.writer(sys.stdout).writerows(csv_table(cards, label))
+        csv.writer(sys.stdout).writerows(report_csv(cards, intake_views, label))
         return
     click.echo(render_text(cards, label, tz) + "\n" + render_intake_views(intake_views))
 

@@ -140,13 +140,14 @@ ALERT_CHANNELS: tuple[str, ...] = ("email", "sms", "push")
 
 
 class OwnerAlertsConfig(Strict):
-    """How an owner hears of a homeowner's reply, an assignment or an escalation: by email
-    (always: the one channel that reaches an owner whose phone is off); with `push`, on the
-    devices the owner turned notifications on for (see `push:`); with `sms`, by a text to their
-    own mobile `sms`, sent from the business number `sms_from` (by default the number the
-    homeowner texted), which the owner answers by texting back. Alert texts due within
-    `quiet_hours` (HH:MM-HH:MM, business time zone) wait until it ends. The owner may change
-    the channels on the inbox's settings page; this is the default."""
+    """How an owner hears of a homeowner's reply, an assignment or an escalation, any mix of at
+    least one: with `email`, the alert email for each reply; with `push`, on the devices the
+    owner turned notifications on for (see `push:`); with `sms`, by a text to their own mobile
+    `sms`, sent from the business number `sms_from` (by default the number the homeowner
+    texted), which the owner answers by texting back. Escalations, digests and notices go by
+    email whatever the choice. Alert texts and pushes due within `quiet_hours` (HH:MM-HH:MM,
+    business time zone) wait until it ends (a push then past its deadline is dropped). The owner may change the channels on the inbox's settings page;
+    this is the default."""
 
     channels: list[AlertChannel] = Field(default_factory=lambda: ["email", "push"], min_length=1)
     sms: E164 | None = None
@@ -167,23 +168,25 @@ class OwnerAlertsConfig(Strict):
     def _complete(self) -> "OwnerAlertsConfig":
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels: a channel is listed twice")
-        if "email" not in self.channels:
-            raise ValueError("channels: email alerts cannot be turned off (email reaches an owner "
-                             "whose phone is off); list email, then push or sms beside it")
         if "sms" in self.channels and self.sms is None:
             raise ValueError("channels lists sms: set `sms`, the owner's mobile number")
         return self
 
     def chosen(self, stored: list[str] | None) -> frozenset[str]:
         """The channels in effect: the owner's own choice on the settings page (`stored`), else
-        this default. Email always; sms only with a mobile number to text."""
-        channels = set(self.channels if stored is None else stored) | {"email"}
+        this default; sms only with a mobile number to text. A choice the config has since left
+        with nothing to reach (only sms, and the mobile number removed) falls back to email:
+        an owner is never left with no way to hear of a reply."""
+        channels = set(self.channels if stored is None else stored)
         if self.sms is None:
             channels.discard("sms")
-        return frozenset(channels)
+        return frozenset(channels or {"email"})
 
-    def quiet_window(self) -> QuietWindow | None:
-        return parse_window(self.quiet_hours) if self.quiet_hours else None
+    def quiet_window(self, stored: str | None = None) -> QuietWindow | None:
+        """The quiet hours in effect: the owner's own from the settings page (`stored`, ''
+        for none), else this default."""
+        value = self.quiet_hours if stored is None else stored
+        return parse_window(value) if value else None
 
 
 class OwnerConfig(Strict):

@@ -147,7 +147,18 @@ SCHEMAS: dict[str, Any] = {
         "conversions": {"type": "object", "description": "each funnel stage's share of the one "
                         "before, by its key (texted, replies, booked, qualified, won)",
                         "additionalProperties": _nullable({"type": "number"})},
-    }, optional=("missed", "texted", "conversions"))}}),
+    }, optional=("missed", "texted", "conversions"))},
+        "intake": _object({view: {"type": "array", "description": description,
+                                  "items": _ref("IntakeGroup")}
+                           for view, description in (
+                               ("project", "the funnel per project type (a conversation naming "
+                                           "two types counts in both; \"(not known)\" when none)"),
+                               ("area", "the funnel in area, out of area and \"(not known)\""))})}),
+    "IntakeGroup": _object({
+        "group": {"type": "string"}, "missed": {"type": "integer"}, "texted": {"type": "integer"},
+        "replies": {"type": "integer"}, "booked": {"type": "integer"},
+        "qualified": {"type": "integer"}, "won": {"type": "integer"},
+        "won_value": {"type": "number"}, "reply_rate": _nullable({"type": "number"})}),
     "ReplyRequest": _object({"text": {
         "type": "string", "minLength": 1, "maxLength": MAX_REPLY_CHARS, "pattern": "\\S",
         "description": "something besides white space; at most the configured number of SMS "

@@ -255,7 +255,8 @@ class Api:
         start, end, label = scorecard_period(request.query, self.config.business.timezone,
                                              time.time())
         month = None if "from" in request.query or "to" in request.query else label
-        return _json(200, {"period": label, "numbers": await self.store.scorecard(start, end, month)})
+        return _json(200, {"period": label, "numbers": await self.store.scorecard(start, end, month),
+                           "intake": await self.store.scorecard_by_intake(start, end)})
 
     # -- writes ------------------------------------------------------------------------
 

@@ -114,6 +114,17 @@ class Intake:
                             "why": fact.why, "source": fact.source} for fact in self}
 
 
+_AREA_CODE_LABEL = re.compile(r"^area \d{3}$")
+
+
+def beside_the_number(labels: str) -> str:
+    """Labels (Intake.labels) for an alert that shows the caller's number already (a push, an
+    alert text): without the bare area-code hint ("area 212"), which that number says. Where a
+    few characters are all there is, they go to what the homeowner wrote."""
+    return " · ".join(part for part in labels.split(" · ")
+                      if part and not _AREA_CODE_LABEL.match(part))
+
+
 @dataclass(frozen=True)
 class ServiceArea:
     """Where the company works: listed ZIP codes, ZIP prefixes, or a radius around the office

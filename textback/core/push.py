@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Sequence
 from urllib.parse import urlsplit
 
+from textback.core.intake import beside_the_number
+
 if TYPE_CHECKING:
     from textback.config import OwnerConfig
 
@@ -26,6 +28,7 @@ KINDS: tuple[PushKind, ...] = ("reply", "assigned", "escalation")
 MAX_PAYLOAD_BYTES = 3000
 FIRST_WORDS_CHARS = 90
 MAX_TITLE_CHARS = 80
+MAX_LABELS_CHARS = 60
 # How long a push service keeps a message for a phone that is off (the TTL header), seconds.
 TTL_SECONDS = 4 * 3600
 
@@ -77,8 +80,12 @@ def caller_label(caller_display: str, contact_name: str) -> str:
 
 
 def compose(kind: PushKind, caller_display: str, contact_name: str, words: str,
-            conversation_id: int, link: str | None, minutes_waiting: float = 0.0) -> Notification:
-    """The notification for one change of one conversation."""
+            conversation_id: int, link: str | None, minutes_waiting: float = 0.0,
+            labels: str = "") -> Notification:
+    """The notification for one change of one conversation. `labels` are its intake facts as
+    the inbox shows them ("Kitchen · ~$75k · 11215 (in area)"): when there are any besides the
+    caller's bare area code (the title's number says it), the body leads with them, then the
+    first words."""
     who = caller_label(caller_display, contact_name)
     if kind == "reply":
         title = f"{who} replied"
@@ -87,6 +94,9 @@ def compose(kind: PushKind, caller_display: str, contact_name: str, words: str,
     else:
         title = f"Unanswered {minutes_waiting:.0f} min: {who}"
     body = plain(words, FIRST_WORDS_CHARS) or "(no text)"
+    lead = plain(beside_the_number(labels), MAX_LABELS_CHARS)
+    if lead:
+        body = f"{lead} — {body}"
     return Notification(kind, plain(title, MAX_TITLE_CHARS), body, f"/c/{conversation_id}",
                         link, f"c{conversation_id}")
 

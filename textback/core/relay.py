@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from textback.core.alerts import one_line
 from textback.core.gateway_errors import explain
+from textback.core.intake import beside_the_number
 from textback.core.numbers import national
 from textback.core.replies import parse_command
 from textback.core.segments import count_segments
@@ -33,6 +34,9 @@ OWNER_KINDS = frozenset({OWNER_ALERT, OWNER_NOTICE, OWNER_STOP_CONFIRMATION})
 # An alert text fits in this many SMS segments: the caller's words are cut to fit.
 ALERT_MAX_SEGMENTS = 2
 ALERT_NAME_CHARS = 24
+# The intake labels that lead an alert text ("Kitchen · ~$75k · 11215 (in area)") are cut here,
+# so the homeowner's own words always keep most of the two segments.
+ALERT_LABELS_CHARS = 48
 # The decision of a call from an owner's own mobile: recorded, never texted, never counted.
 OWNER_MOBILE = "owner_mobile"
 # An owner's text that matches no conversation gets the help reply at most this often, so an
@@ -43,17 +47,26 @@ _CODE = re.compile(r"^\s*#(\d{1,12})\b[\s:,.-]*", re.ASCII)
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def alert_text(caller: str, name: str, words: str, code: int) -> str:
-    """`(212) 555-0123 Bob: "We need a kitchen quote, can…" Reply to answer. #12`.
+def alert_text(caller: str, name: str, words: str, code: int, labels: str = "") -> str:
+    """`Kitchen, ~$75k, 11215 (in area). (212) 555-0123 Bob: "We need a kitchen…" Reply to
+    answer. #12`.
 
-    `words` is the homeowner's text (or what it carried: "2 photos"), reduced to one
-    printable line and cut so the alert fits in ALERT_MAX_SEGMENTS; `name` is the contact
-    name, shortened. Both are the caller's own: no control character gets through.
+    `labels` are the conversation's intake facts as the inbox shows them (less the caller's
+    bare area code, which the number says); they lead, so the owner sees what the job is
+    before the words. `words` is the homeowner's text (or what it
+    carried: "2 photos"), reduced to one printable line and cut so the alert fits in
+    ALERT_MAX_SEGMENTS; `name` is the contact name, shortened. Both are the caller's own: no
+    control character gets through.
     """
     who = national(caller)
     short_name = one_line(name, ALERT_NAME_CHARS)
     if short_name:
         who = f"{who} {short_name}"
+    # The inbox's " · " is not in the GSM 7-bit alphabet: a text with it is sent as UCS-2, and
+    # its two segments hold 134 characters rather than 306. Commas keep the labels in GSM-7.
+    lead = one_line(beside_the_number(labels).replace(" · ", ", "), ALERT_LABELS_CHARS)
+    if lead:
+        who = f"{lead}. {who}"
     tail = f" Reply to answer. #{code}"
     quoted = one_line(words, 10_000) or "(empty text)"
     text = f'{who}: "{quoted}"{tail}'

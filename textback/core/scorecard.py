@@ -309,6 +309,24 @@ def by_intake(rows: dict[str, list[dict]],
             for view, found in views.items()}
 
 
+def intake_csv_table(views: dict[str, list[dict[str, Any]]], label: str) -> list[list[Any]]:
+    """The two intake views (by_intake) as CSV rows, header first: one row per group, `view`
+    saying which (project, area)."""
+    rows: list[list[Any]] = [["period", "view", "group", *GROUP_COLUMNS, "reply_rate"]]
+    for view in ("project", "area"):
+        for group in views.get(view, []):
+            rows.append([label, view, group["group"], *(group[c] for c in GROUP_COLUMNS),
+                         group["reply_rate"]])
+    return rows
+
+
+def report_csv(cards: list[dict[str, Any]], views: dict[str, list[dict[str, Any]]],
+               label: str) -> list[list[Any]]:
+    """`textback report --format csv` and the scorecard page's download: the scorecard's table,
+    a blank row, then the intake views' table (a spreadsheet shows them one under the other)."""
+    return [*csv_table(cards, label), [], *intake_csv_table(views, label)]
+
+
 def render_intake_views(views: dict[str, list[dict[str, Any]]]) -> str:
     """The two intake views as plain text, below the scorecard."""
     lines = []

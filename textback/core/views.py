@@ -51,6 +51,10 @@ SAID = {
     "others_ended": "Signed out everywhere else: only this browser is signed in now.",
     "device_removed": "Device removed: it gets no more notifications.",
     "channels_saved": "Alert channels saved.",
+    "quiet_hours_bad": "Not saved: quiet hours are two times, HH:MM-HH:MM (e.g. 21:00-07:00), "
+                       "or empty for none.",
+    "channels_none": "Not saved: choose at least one way to be told (email, notifications or "
+                     "texts).",
 }
 SIGN_IN_WHY = {
     "used": "That sign-in link was already used: each link works once. Sign in with your "
@@ -273,6 +277,14 @@ def _alerted(config: Config, alert: dict) -> str:
     return f"{first_name(config, alert['owner_id'])} {how}"
 
 
+def _alert_detail(config: Config, alert: dict) -> str:
+    """'alerted Dana by email', 'alerting …' while it is on its way, or, for an owner who chose
+    no alert emails, 'not emailed to Dana (their choice)'."""
+    if alert["state"] == "skipped":
+        return f"not emailed to {first_name(config, alert['owner_id'])} (their choice)"
+    return ("alerted " if alert["state"] == "sent" else "alerting ") + _alerted(config, alert)
+
+
 def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
     """One thread's calls, texts, assignments, outcomes and notes, oldest first, in plain words.
 
@@ -301,8 +313,7 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
             title = "They wrote" if m["body"].strip() or not items else (
                 "They sent " + media.media_phrase(media.shown_items(items)))
             alerted = [a for a in alerts_of.get(m["id"], []) if a["state"] != "failed"]
-            detail = "; ".join(("alerted " if a["state"] == "sent" else "alerting ")
-                               + _alerted(config, a) for a in alerted)
+            detail = "; ".join(_alert_detail(config, a) for a in alerted)
             entries.append(Entry(at, when(at, tz), "text_in", title, body, detail,
                                  media=media_views(m["conversation_id"], items)))
             continue

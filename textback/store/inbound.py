@@ -138,7 +138,8 @@ class InboundRows(Connection):
 
     async def mark_alert(self, alert_id: int, state: str, recipient: str = "",
                          subject: str = "", error: str = "") -> None:
-        """End a claimed alert: `sent` (to whom, with what subject) or `failed` for good."""
+        """End a claimed alert: `sent` (to whom, with what subject), `failed` for good, or
+        `skipped` (its owner chose no alert emails; `error` says so)."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE alerts SET state = ?, recipient = ?, subject = ?, last_error = ?,"

@@ -662,6 +662,41 @@ MIGRATIONS: list[str] = [
     """
     -- nothing to do on SQLite
     """,
+    # An owner may choose no alert emails (owners[].alerts.channels): their reply alerts end as
+    # 'skipped', kept so the thread says why no email went. SQLite cannot change a CHECK, so
+    # alerts is rebuilt (on PostgreSQL: drop and add the constraint).
+    """
+    CREATE TABLE alerts_skippable (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        message_id INTEGER NOT NULL REFERENCES messages(id),
+        owner_id TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        retry_at REAL NOT NULL DEFAULT 0
+    );
+    INSERT INTO alerts_skippable (id, conversation_id, message_id, owner_id, recipient, subject,
+        state, attempts, last_error, created_at, sent_at, retry_at)
+        SELECT id, conversation_id, message_id, owner_id, recipient, subject, state, attempts,
+        last_error, created_at, sent_at, retry_at FROM alerts;
+    DROP TABLE alerts;
+    ALTER TABLE alerts_skippable RENAME TO alerts;
+    CREATE INDEX alerts_state ON alerts (state, retry_at);
+    CREATE INDEX alerts_conversation ON alerts (conversation_id);
+    CREATE INDEX alerts_message ON alerts (message_id);
+    CREATE INDEX alerts_pending ON alerts (id, retry_at) WHERE state = 'pending'
+    """,
+    # The owner's own quiet hours for their alerts, set on the settings page beside the
+    # channels: NULL keeps the config's (owners[].alerts.quiet_hours), '' is none.
+    """
+    ALTER TABLE owner_alert_channels ADD COLUMN quiet_hours TEXT
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

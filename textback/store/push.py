@@ -116,7 +116,7 @@ class PushRows(Connection):
         # on its own), then each one's text and conversation by primary key.
         rows = await self._all(
             "SELECT s.message_id, s.level, s.owner_id, s.at, m.body, m.created_at,"
-            " m.conversation_id, c.caller, c.contact_name, c.selftest FROM"
+            " m.conversation_id, c.caller, c.contact_name, c.selftest, c.intake_labels FROM"
             " (SELECT message_id, level, owner_id, at FROM escalations WHERE at > ?"
             "  ORDER BY at LIMIT ?) s"
             " JOIN messages m ON m.id = s.message_id"
@@ -125,9 +125,10 @@ class PushRows(Connection):
 
     async def push_conversation(self, conversation_id: int) -> dict[str, Any] | None:
         """What a push about a conversation needs of it: caller, name, owner, whether a person
-        has claimed it, whether it is a self-test's, and its homeowner's last words."""
+        has claimed it, whether it is a self-test's, its homeowner's last words and its intake
+        labels."""
         row = await self._one(
-            "SELECT id, caller, contact_name, owner_id, claimed, selftest, last_reply"
+            "SELECT id, caller, contact_name, owner_id, claimed, selftest, last_reply, intake_labels"
             " FROM conversations WHERE id = ?", (conversation_id,))
         return dict(row) if row else None
 
@@ -218,9 +219,21 @@ class PushRows(Connection):
                               (owner_id,))
         return None if row is None else [c for c in row["channels"].split(",") if c]
 
-    async def set_alert_channels(self, owner_id: str, channels: list[str]) -> None:
+    async def alert_quiet_hours(self, owner_id: str) -> str | None:
+        """The quiet hours the owner set on the settings page ('' for none), or None (the
+        config's default)."""
+        row = await self._one("SELECT quiet_hours FROM owner_alert_channels WHERE owner_id = ?",
+                              (owner_id,))
+        return None if row is None else row["quiet_hours"]
+
+    async def set_alert_channels(self, owner_id: str, channels: list[str],
+                                 quiet_hours: str | None = None) -> None:
+        """The owner's choice from the settings page: channels, and quiet hours ('' for none;
+        None keeps the config's)."""
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO owner_alert_channels (owner_id, channels, updated_at) VALUES (?,?,?)"
-                " ON CONFLICT (owner_id) DO UPDATE SET channels = excluded.channels,"
-                " updated_at = excluded.updated_at", (owner_id, ",".join(channels), time.time()))
+                "INSERT INTO owner_alert_channels (owner_id, channels, quiet_hours, updated_at)"
+                " VALUES (?,?,?,?) ON CONFLICT (owner_id) DO UPDATE SET"
+                " channels = excluded.channels, quiet_hours = excluded.quiet_hours,"
+                " updated_at = excluded.updated_at",
+                (owner_id, ",".join(channels), quiet_hours, time.time()))

@@ -26,12 +26,15 @@ class ReadingRows(Connection):
             (conversation_id,))
         return {"calls": [dict(r) for r in calls], "messages": [dict(r) for r in messages]}
 
-    async def inbox(self, limit: int = 50) -> list[dict[str, Any]]:
+    async def inbox(self, limit: int = 50, project: str = "", area: str = ""
+                    ) -> list[dict[str, Any]]:
         """Open conversations: unanswered replies first (oldest waiting first), then the newest.
 
-        The web inbox's query (`inbox_page`, view "open"), with the columns `textback inbox` shows.
+        The web inbox's query (`inbox_page`, view "open", with its `project` and `area`
+        filters), with the columns `textback inbox` shows.
         """
-        rows = await self.inbox_page("open", now=time.time(), limit=limit)
+        rows = await self.inbox_page("open", now=time.time(), limit=limit, project=project,
+                                     area=area)
         return [{key: row[key] for key in CLI_INBOX_COLUMNS} | {"unanswered": bool(row["unanswered"])}
                 for row in rows]
 

@@ -27,6 +27,7 @@ from textback.config import ALERT_CHANNELS
 from textback.core import views
 from textback.core.alerts import one_line
 from textback.core.push import endpoint_problem
+from textback.core.relay import parse_window
 from textback.web.inbox import INBOX, MAX_USER_AGENT_CHARS, bad_request
 from textback.web.request_keys import FORM, USER
 
@@ -180,9 +181,11 @@ class PushRoom:
                     "last_error": d["last_error"]}
                    for d in await self.store.push_devices(user.id)]
         offered = [c for c in ALERT_CHANNELS if c != "sms" or user.alerts.sms is not None]
-        return {"push": {"devices": devices, "channels": offered,
-                         "chosen": sorted(user.alerts.chosen(chosen)),
-                         "from_config": chosen is None}}
+        in_effect = user.alerts.chosen(chosen)
+        quiet = user.alerts.quiet_window(await self.store.alert_quiet_hours(user.id))
+        return {"push": {"devices": devices, "channels": offered, "chosen": sorted(in_effect),
+                         "from_config": chosen is None, "quiet_hours": str(quiet) if quiet else "",
+                         "no_device": "push" in in_effect and not devices}}
 
     async def remove_device(self, request: web.Request) -> web.StreamResponse:
         user = request[USER]
@@ -192,13 +195,22 @@ class PushRoom:
         raise web.HTTPSeeOther("/settings?said=device_removed")
 
     async def set_channels(self, request: web.Request) -> web.StreamResponse:
-        # Email always goes (the one channel that reaches an owner whose phone is off or whose
-        # subscription lapsed); the form sets the others.
-        chosen = ["email"] + [c for c in ALERT_CHANNELS
-                              if c != "email" and request[FORM].get(c) == "on"]
-        await self.store.set_alert_channels(request[USER].id, chosen)
-        timeline.info("web: %s's alert channels are now: %s", request[USER].id,
-                      ", ".join(chosen) or "none")
+        """Any mix of email, push and sms, at least one that can reach the owner: sms counts
+        only with a mobile number in the config. Push with no device yet is allowed (the page
+        warns of it): the owner may be about to turn notifications on."""
+        user = request[USER]
+        chosen = [c for c in ALERT_CHANNELS if request[FORM].get(c) == "on"
+                  and (c != "sms" or user.alerts.sms is not None)]
+        if not chosen:
+            raise web.HTTPSeeOther("/settings?said=channels_none#alerts")
+        quiet = str(request[FORM].get("quiet_hours", "")).strip()
+        if quiet:
+            try:
+                quiet = str(parse_window(quiet))
+            except ValueError:
+                raise web.HTTPSeeOther("/settings?said=quiet_hours_bad#alerts") from None
+        await self.store.set_alert_channels(user.id, chosen, quiet)
+        timeline.info("web: %s's alert channels are now: %s", user.id, ", ".join(chosen))
         raise web.HTTPSeeOther("/settings?said=channels_saved")
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from textback.core import consent
 from textback.core.call_words import CALL_DECISIONS, CALL_REASONS, call_title
 from textback.core.numbers import national, parse_address, to_e164
-from textback.core.scorecard import csv_table
+from textback.core.scorecard import report_csv
 from textback.store.web import CALL_FILTERS
 from textback.core import views
 from textback.web.chart import funnels
@@ -106,8 +106,10 @@ class Reports:
 
     async def scorecard_csv(self, request: web.Request) -> web.StreamResponse:
         month, cards = await self._cards(request)
+        by_intake = await self.store.scorecard_by_intake(
+            *month_period(month, self.config.business.timezone))
         out = io.StringIO()
-        csv.writer(out).writerows(csv_table(cards, month))
+        csv.writer(out).writerows(report_csv(cards, by_intake, month))
         return web.Response(text=out.getvalue(), content_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="textback-scorecard-{month}.csv"'})
 

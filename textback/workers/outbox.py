@@ -233,7 +233,8 @@ class OutboxWorker:
 
     async def _held_for_owner(self, item: OutboxItem) -> bool:
         owner = self.config.owner_by_mobile(item.recipient)
-        window = owner.alerts.quiet_window() if owner is not None else None
+        window = (owner.alerts.quiet_window(await self.store.alert_quiet_hours(owner.id))
+                  if owner is not None else None)
         until = window.held_until(self.clock.now(), self.config.business.timezone) if window else None
         if until is None:
             return False

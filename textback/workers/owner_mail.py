@@ -296,9 +296,18 @@ class OwnerMail:
 
     async def _send_alert(self, alert: dict[str, Any]) -> None:
         conversation = await self.store.conversation(alert["conversation_id"])
-        history = await self.store.conversation_history(alert["conversation_id"])
         selftest = bool(conversation["selftest"])
         owner = selftest_admin(self.config) if selftest else self.config.owner(conversation["owner_id"])
+        if not selftest and "email" not in owner.alerts.chosen(
+                await self.store.alert_channels(owner.id)):
+            # The owner hears of replies by push or text only. The row ends as skipped, not
+            # sent: the thread says why no email went; the conversation stays unread and
+            # unanswered, so escalation and the digest (both by email) still find it.
+            await self.store.mark_alert(alert["id"], "skipped", owner.email,
+                                        error=f"not emailed: {owner.id} chose no alert emails")
+            timeline.info("no alert email to %s: they chose no alert emails", owner.id)
+            return
+        history = await self.store.conversation_history(alert["conversation_id"])
         reply = next(m for m in history["messages"] if m["id"] == alert["message_id"])
         entries = [_call_entry(call) for call in history["calls"]]
         shown = await self.store.media_of(m["id"] for m in history["messages"]

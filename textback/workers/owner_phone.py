@@ -63,7 +63,7 @@ class OwnerPhone:
             return
         contact = self.config.contact(caller)
         name = contact.name if contact and contact.name else conversation["contact_name"]
-        body = alert_text(caller, name, words, conversation_id)
+        body = alert_text(caller, name, words, conversation_id, conversation["intake_labels"])
         await self.store.queue_owner_alert(owner.id, owner.alerts.sms,
                                            owner.alerts.sms_from or number.number,
                                            conversation_id, body)

@@ -186,7 +186,8 @@ class PushWorker:
             return []
         minutes = (escalation["at"] - escalation["created_at"]) / 60
         conversation = {"id": escalation["conversation_id"], "caller": escalation["caller"],
-                        "contact_name": escalation["contact_name"]}
+                        "contact_name": escalation["contact_name"],
+                        "intake_labels": escalation["intake_labels"]}
         ref = f"{escalation['message_id']}:{escalation['level']}"
         owner_ids = [escalation["owner_id"]] if any(
             o.id == escalation["owner_id"] for o in self.config.owners) else []
@@ -205,7 +206,8 @@ class PushWorker:
             # Each device its own single-use link: tapping on one phone does not spend another's.
             link = await self._links(device["owner_id"], conversation["id"])
             note = push.compose(kind, national(conversation["caller"]), conversation["contact_name"],
-                                words, conversation["id"], link, minutes)
+                                words, conversation["id"], link, minutes,
+                                conversation["intake_labels"])
             queued.append(QueuedPush(device["id"], kind, ref, note.payload().decode(),
                                      happened_at, deadline))
         return queued
@@ -219,6 +221,8 @@ class PushWorker:
         now = self.clock.now()
         if now >= row["deadline"]:
             await self._end(row, "expired", "not taken by the push service before its deadline")
+            return
+        if await self._held_for_quiet_hours(row, now):
             return
         problem = (push.endpoint_problem(row["endpoint"], self._loopback)
                    or literal_host_refusal(row["endpoint"], self._loopback))
@@ -262,6 +266,24 @@ class PushWorker:
                                        allow_redirects=False) as response:
             answer = push.plain((await response.content.read(300)).decode("utf-8", "replace"), 200)
             return response.status, answer
+
+    async def _held_for_quiet_hours(self, row: dict[str, Any], now: float) -> bool:
+        """Within the owner's quiet hours (owners[].alerts.quiet_hours) a push waits until they
+        end, as an alert text does; one whose news will be past its deadline by then is
+        dropped as expired, as a push the service did not take in time is."""
+        owner = next((o for o in self.config.owners if o.id == row["owner_id"]), None)
+        window = (owner.alerts.quiet_window(await self.store.alert_quiet_hours(owner.id))
+                  if owner is not None else None)
+        until = window.held_until(now, self.config.business.timezone) if window else None
+        if until is None:
+            return False
+        why = f"{row['owner_id']}'s quiet hours for alerts ({window})"
+        if until >= row["deadline"]:
+            await self._end(row, "expired", f"{why}: past its deadline when they end")
+        else:
+            await self.store.retry_push(row["id"], until, f"held: {why}")
+            timeline.info("push %s to %s held: %s", row["kind"], row["owner_id"], why)
+        return True
 
     async def _retry(self, row: dict[str, Any], error: str) -> None:
         delay = min(retry_delay(row["attempts"]), MAX_RETRY_SECONDS)

@@ -528,4 +528,14 @@ MIGRATIONS: list[str] = [
     """,
     # 27: the fleet's wake-ups (PostgreSQL only; SQLite's 27 does nothing)
     WAKE_TRIGGERS,
+    # 28: an alert an owner chose not to be emailed ends 'skipped' (SQLite rebuilds the table)
+    """
+    ALTER TABLE alerts DROP CONSTRAINT alerts_state_check;
+    ALTER TABLE alerts ADD CONSTRAINT alerts_state_check
+        CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'skipped'));
+    """,
+    # 29: the owner's own quiet hours, set on the settings page (see SQLite's 29)
+    """
+    ALTER TABLE owner_alert_channels ADD COLUMN quiet_hours TEXT;
+    """,
 ]
