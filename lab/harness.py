@@ -102,6 +102,11 @@ def start_smtp_sink(port: int = SMTP_SINK_PORT) -> tuple[SmtpSink, Controller]:
     return sink, controller
 
 
+# How long `textback run` may take to be ready. It is not a figure of speed (bench/ has those):
+# a start on a loaded machine (make test runs two halves at once) takes several seconds.
+READY_SECONDS = 45.0
+
+
 class DaemonProcess:
     """`textback run` as a real process, so tests can SIGKILL it like a crash would."""
 
@@ -110,7 +115,8 @@ class DaemonProcess:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
-    def start(self, ready_timeout: float = 15.0, ready: str = "AMI logged in") -> "DaemonProcess":
+    def start(self, ready_timeout: float = READY_SECONDS,
+              ready: str = "AMI logged in") -> "DaemonProcess":
         """Launch and wait until the log shows `ready` (by default: logged in to AMI)."""
         return self.launch().wait_ready(ready_timeout, ready)
 
@@ -124,9 +130,16 @@ class DaemonProcess:
         log.close()
         return self
 
-    def wait_ready(self, timeout: float = 15.0, ready: str = "AMI logged in") -> "DaemonProcess":
-        wait_until(lambda: ready in self.log_since_start() or self._died(),
-                   timeout, f"the daemon to log {ready!r}")
+    def wait_ready(self, timeout: float = READY_SECONDS,
+                   ready: str = "AMI logged in") -> "DaemonProcess":
+        """Wait until the log shows `ready`. A daemon that is not ready in time is stopped
+        before the test fails: left running, it would take the next tests' calls and texts."""
+        try:
+            wait_until(lambda: ready in self.log_since_start() or self._died(),
+                       timeout, f"the daemon to log {ready!r}")
+        except AssertionError as exc:
+            self.stop()
+            raise AssertionError(f"{exc}; its log:\n{self.log_since_start()[-4000:]}") from None
         if self._died():
             raise AssertionError(f"textback run exited early:\n{self.log()}")
         return self
