@@ -71,9 +71,10 @@ def test_missed_call_is_texted_and_the_reply_reaches_the_owner(lab_pbx, daemon, 
     assert [kind for kind in kinds if kind != "intake"] == ["call", "text_out", "text_in", "alert"]
     assert "intake" in kinds  # "Kitchen remodel, about 75k": read and kept with the reply
     shown = textback("thread", "-c", str(textback_process.config_path), HOMEOWNER).stdout
-    lines = shown.splitlines()
+    lines = [line for line in shown.splitlines() if "  intake  " not in line]
     assert "missed (no_answer)" in lines[0] and "text sent" in lines[1]
     assert "reply" in lines[2] and "owner alert" in lines[3]
+    assert "project: Kitchen (read from the reply)" in shown
 
 
 def test_answered_call_is_not_texted(lab_pbx, daemon, sink):
