@@ -78,6 +78,9 @@ async def test_do_not_text_in_the_inbox_and_the_admins_consent_export(tmp_path):
             daemon, browser, cid):
         status, html, _ = await browser.get(f"/c/{cid}")
         assert "Do not text" in html
+        status, _, response = await browser.post(f"/c/{cid}/reply", {
+            "csrf": await browser.csrf(f"/c/{cid}"), "body": "Tuesday works"})
+        assert response.headers["Location"].endswith("said=queued")
         csrf = await browser.csrf(f"/c/{cid}")
         status, _, response = await browser.post(f"/c/{cid}/donottext", {"csrf": csrf})
         assert (status, response.headers["Location"]) == (303, f"/c/{cid}?said=optout_added")
@@ -87,10 +90,12 @@ async def test_do_not_text_in_the_inbox_and_the_admins_consent_export(tmp_path):
         status, _, response = await browser.post(f"/c/{cid}/reply", {
             "csrf": await browser.csrf(f"/c/{cid}"), "body": "Just checking"})
         assert response.headers["Location"].endswith("said=opted_out")
-        record = await daemon.store.consent_record(HOMEOWNER)
+        record = [r for r in await daemon.store.consent_record(HOMEOWNER)
+                  if r["channel"].startswith("web:")]  # the inbox's own
         assert [(r["fact"], r["channel"], r["body"]) for r in record] == [
-            ("opted_out", "web:sam", ""), ("text_refused", "web:sam", "Just checking")]
-        assert record[0]["business_number"] == BUSINESS_NUMBER
+            ("text_queued", "web:sam", "Tuesday works"), ("opted_out", "web:sam", ""),
+            ("text_refused", "web:sam", "Just checking")]
+        assert record[1]["business_number"] == BUSINESS_NUMBER
 
         # The export is the admin's: an owner gets 403, the admin a CSV of the record.
         assert (await browser.get("/admin/consent.csv?number=2125550123"))[0] == 403
@@ -101,8 +106,10 @@ async def test_do_not_text_in_the_inbox_and_the_admins_consent_export(tmp_path):
             assert status == 200 and response.content_type == "text/csv"
             assert "attachment" in response.headers["Content-Disposition"]
             table = list(csv.DictReader(io.StringIO(body)))
-            assert [(r["fact"], r["channel"], r["number"]) for r in table] == [
-                ("opted_out", "web:sam", HOMEOWNER), ("text_refused", "web:sam", HOMEOWNER)]
+            assert [(r["fact"], r["channel"], r["number"]) for r in table
+                    if r["channel"].startswith("web:")] == [
+                ("text_queued", "web:sam", HOMEOWNER), ("opted_out", "web:sam", HOMEOWNER),
+                ("text_refused", "web:sam", HOMEOWNER)]
             assert (await admin.get("/admin/consent.csv?number=nobody"))[0] == 400
 
 
