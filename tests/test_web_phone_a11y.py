@@ -119,6 +119,18 @@ async def test_a_stale_page_cannot_undo_another_owners_assignment(tmp_path):
         assert "Assigned." in await stale.inner_text("#said")
         assert (await daemon.store.conversation(row["id"]))["owner_id"] == "dana"
         await context.close()
+        # The rest of the live page follows too: the contact's name in the header and in the
+        # Contact form, a snooze, then done.
+        await daemon.store.set_contact_name(row["id"], "Pat O'Brien")
+        await daemon.store.snooze(row["id"], time.time() + 86400)
+        await dana.wait_for_function(
+            "() => document.querySelector('#state .meta').textContent.includes('snoozed until')",
+            timeout=10000)
+        assert "Pat O'Brien" in await dana.inner_text("#state h1")
+        assert await dana.input_value("form[data-form=contact] input[name=name]") == "Pat O'Brien"
+        await daemon.store.mark_done(row["id"])
+        await dana.wait_for_function(
+            "() => / · done/.test(document.querySelector('#state .meta').textContent)", timeout=10000)
 
 
 async def test_a_live_refresh_keeps_focus_and_scroll_and_announces_what_changed(tmp_path):
