@@ -179,10 +179,35 @@ async def test_a_live_refresh_keeps_focus_and_scroll_and_announces_what_changed(
         assert await dana.input_value("#note-body") == "Gate code is 1234"
 
 
-async def tab_to(page, selector: str, presses: int = 80) -> None:
-    """Press Tab until the focused element matches `selector` (fails if it never does)."""
+# Runs in the page: the focused element's ring, and its contrast against what is behind it
+# (the ring is drawn outside the element, over its nearest ancestor with a background).
+FOCUS_RING = """() => {
+  const channels = (css) => css.match(/[\\d.]+/g).map(Number);
+  const luminance = (css) => {
+    const [r, g, b] = channels(css).slice(0, 3).map((v) => {
+      v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;  // Tab went past the last control
+  let behind = el.parentElement;
+  while (behind && channels(getComputedStyle(behind).backgroundColor)[3] === 0)
+    behind = behind.parentElement;
+  const background = behind ? getComputedStyle(behind).backgroundColor : 'rgb(255, 255, 255)';
+  const ring = getComputedStyle(el);
+  const [x, y] = [luminance(ring.outlineColor), luminance(background)].sort((p, q) => q - p);
+  return { element: el.outerHTML.slice(0, 70), style: ring.outlineStyle,
+           width: parseFloat(ring.outlineWidth), contrast: (x + 0.05) / (y + 0.05) };
+}"""
+
+
+async def tab_to(page, selector: str, rings: list[dict], presses: int = 80) -> None:
+    """Press Tab until the focused element matches `selector` (fails if it never does), noting
+    the focus ring of every element on the way."""
     for _ in range(presses):
         await page.keyboard.press("Tab")
+        if ring := await page.evaluate(FOCUS_RING):
+            rings.append(ring)
         if await page.evaluate("(s) => document.activeElement.matches(s)", selector):
             return
     raise AssertionError(f"{selector} is not reachable with Tab")
@@ -194,37 +219,39 @@ async def test_reply_and_assign_with_the_keyboard_only(tmp_path):
     async with web_daemon(path) as daemon, chromium() as browser, page_of(browser) as page:
         await homeowner_writes(daemon, "Do you do decks?", sender=CALLER)
         [row] = await daemon.store.inbox()
+        rings: list[dict] = []
         await page.goto(f"{BASE}/signin")
-        await tab_to(page, "input[name=account]")
+        await tab_to(page, "input[name=account]", rings)
         await page.keyboard.type("dana")
         await page.keyboard.press("Tab")
         await page.keyboard.type(PASSWORDS["dana"])
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#rows")
-        await tab_to(page, f".row[data-id='{row['id']}'] a")
+        await tab_to(page, f".row[data-id='{row['id']}'] a", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#reply-body")
-        await tab_to(page, "#reply-body")
-        # The focus ring is explicit and strong, not the browser's default.
-        ring = await page.evaluate("() => { const s = getComputedStyle(document.activeElement);"
-                                   " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
-        assert ring[0] == "solid" and ring[1] >= 3
+        await tab_to(page, "#reply-body", rings)
         await page.keyboard.type("Yes, we build decks. Tuesday?")
-        await tab_to(page, "form.reply button[type=submit]")
+        await tab_to(page, "form.reply button[type=submit]", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#said")
         assert await page.evaluate("() => document.activeElement.id") == "said"
         assert "Queued" in await page.inner_text("#said")
-        await tab_to(page, "#assign-owner")
+        await tab_to(page, "#assign-owner", rings)
         await page.keyboard.press("ArrowDown")  # Dana -> Sam
         assert await page.input_value("#assign-owner") == "sam"
-        await tab_to(page, "form[data-form=assign] button")
+        await tab_to(page, "form[data-form=assign] button", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_function("() => document.activeElement.id === 'said'", timeout=5000)
         assert await page.inner_text("#said") == "Assigned."
         assert (await daemon.store.conversation(row["id"]))["owner_id"] == "sam"
         [reply] = [m for m in (await daemon.store.thread(row["id"]))["messages"] if m["kind"] == "owner"]
         assert reply["body"] == "Yes, we build decks. Tuesday?" and reply["author"] == "dana"
+        # Every control Tab reached on the way showed an explicit, strong focus ring, not the
+        # browser's default: solid, at least 3 px, 3:1 against what is behind it (WCAG 1.4.11).
+        assert len(rings) > 10
+        weak = [r for r in rings if r["style"] != "solid" or r["width"] < 3 or r["contrast"] < 3]
+        assert weak == [], weak
 
 
 # Runs in the page: the phone-specific measurements, beyond LAYOUT_PROBLEMS.
