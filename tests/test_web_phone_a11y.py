@@ -11,6 +11,8 @@ from lab.configs import BUSINESS_NUMBER
 from lab.harness import eventually
 from textback.core.delivery import OWNER_REPLY
 from textback.config import load
+from textback.signin import LinkClaim, make_link_token
+from textback.web.links import LINK_KEY
 from textback.store import CallRow, PlannedText
 from textback.core import views
 from tests.browser import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, PHONE, axe_violations, chromium,
@@ -20,8 +22,15 @@ from tests.web_helpers import (BASE, OWNERS, PASSWORDS, homeowner_writes, set_pa
 
 CAROL = {"id": "carol", "name": "Carol Diaz", "email": "carol@example.com"}
 CALLER = "+12125550123"
+# Every page a signed-in owner sees (the README's pictures are these), then the other inbox
+# views, and the pages anyone may open: sign-in, an alert's link, the consent page, offline.
 PAGES = (("inbox", "/?view=all"), ("thread", "/c/{id}"), ("calls", "/calls"),
-         ("scorecard", "/scorecard"), ("admin", "/admin"))
+         ("scorecard", "/scorecard"), ("admin", "/admin"), ("settings", "/settings"))
+MORE_VIEWS = (("inbox-mine", "/?view=mine"), ("inbox-unassigned", "/?view=unassigned"),
+              ("inbox-waiting", "/?view=waiting"), ("inbox-snoozed", "/?view=snoozed"),
+              ("inbox-done", "/?view=done"))
+PUBLIC_PAGES = (("signin", "/signin"), ("link", "/link/{token}"), ("consent", "/consent"),
+                ("offline", "/offline"))
 
 
 def three_owners(tmp_path):
@@ -314,33 +323,42 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
         await alerts_sent(daemon, cid, 17)
         widths = {}
         sheets: dict[str, dict[str, bytes]] = {"phone": {}, "desktop": {}}
+        link_key = await daemon.store.web_key(LINK_KEY)
+
+        async def check(page, name: str, size: str, url: str) -> None:
+            """The page at this size: axe finds nothing, one <h1>, field borders of 3:1, and on a
+            phone nothing wider than the screen, 44 px targets, one header row, whole words."""
+            await page.goto(BASE + url)
+            if name == "thread":  # it opens at the newest entry
+                await page.wait_for_function("() => window.scrollY > 0")
+            if name in dict(PAGES):
+                sheets[size][name] = await page.screenshot()
+            measured = await page.evaluate(PHONE_CHECKS)
+            assert await axe_violations(page) == [], (name, size)
+            assert measured["h1"] == 1, (name, size)
+            assert measured["weakBorders"] == [], (name, size)
+            await screenshot(page, f"{name}-{size}")
+            if size == "desktop":
+                return
+            widths[name] = measured["scrollWidth"]
+            assert await page.evaluate(LAYOUT_PROBLEMS) == [], name
+            assert measured["scrollWidth"] <= measured["innerWidth"] == 390, name
+            assert measured["headerHeight"] <= 50, (name, measured)  # one row
+            assert measured["tabsCut"] == [], name
+            assert measured["brokenWords"] == [], name
+            if name == "scorecard":
+                assert measured["smallestChartText"] >= 14, measured
+                assert measured["chartOverlaps"] == 0, measured
+
         for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
             async with page_of(browser, viewport) as page:
-                await page.goto(f"{BASE}/signin")
-                assert await axe_violations(page) == [], ("signin", size)
+                token = make_link_token(link_key, LinkClaim("dana", cid, time.time() + 600, size))
+                for name, url in PUBLIC_PAGES:
+                    await check(page, name, size, url.format(token=token))
                 await sign_in(page, BASE, "dana", PASSWORDS["dana"])
                 await page.wait_for_selector("#rows")
-                for name, url in PAGES:
-                    await page.goto(BASE + url.format(id=cid))
-                    if name == "thread":  # it opens at the newest entry
-                        await page.wait_for_function("() => window.scrollY > 0")
-                    sheets[size][name] = await page.screenshot()
-                    measured = await page.evaluate(PHONE_CHECKS)
-                    assert await axe_violations(page) == [], (name, size)
-                    assert measured["h1"] == 1, (name, size)
-                    assert measured["weakBorders"] == [], (name, size)
-                    await screenshot(page, f"{name}-{size}")
-                    if size == "desktop":
-                        continue
-                    widths[name] = measured["scrollWidth"]
-                    assert await page.evaluate(LAYOUT_PROBLEMS) == [], name
-                    assert measured["scrollWidth"] <= measured["innerWidth"] == 390, name
-                    assert measured["headerHeight"] <= 50, (name, measured)  # one row
-                    assert measured["tabsCut"] == [], name
-                    assert measured["brokenWords"] == [], name
-                    if name == "scorecard":
-                        assert measured["smallestChartText"] >= 14, measured
-                        assert measured["chartOverlaps"] == 0, measured
+                for name, url in PAGES + MORE_VIEWS:
+                    await check(page, name, size, url.format(id=cid))
                 if size == "phone":
                     await the_thread_on_a_phone(page, cid)
                     await the_calls_page_speaks_plainly(page)
@@ -348,9 +366,10 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
                 await page.evaluate("() => document.querySelector('main').append("
                                     "Object.assign(document.createElement('input'), {type: 'text'}))")
                 assert any(v.startswith("label ") for v in await axe_violations(page)), size
+        assert set(widths) == {name for name, _ in PUBLIC_PAGES + PAGES + MORE_VIEWS}
         (ARTIFACTS / "phone-widths.json").write_text(json.dumps(widths, indent=1) + "\n")
         await contact_sheet(browser, {f"{n} at 390 px": png for n, png in sheets["phone"].items()},
-                            "pages-phone", 234, 5)
+                            "pages-phone", 234, 6)
         await contact_sheet(browser, {f"{n} at 1280 px": png for n, png in sheets["desktop"].items()},
                             "pages-desktop", 400, 3)
 
