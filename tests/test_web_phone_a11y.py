@@ -293,8 +293,15 @@ PHONE_CHECKS = """() => {
   const boxes = Array.from(document.querySelectorAll('svg.chart text'), (t) => t.getBoundingClientRect());
   const overlaps = boxes.filter((a, i) => boxes.some((b, j) => j !== i && a.left < b.right &&
     b.left < a.right && a.top < b.bottom && b.top < a.bottom)).length;
+  // Header links and buttons whose words overflow their box or that overlap another.
+  const controls = Array.from(document.querySelectorAll('header.top a, header.top button'))
+    .filter((e) => e.getClientRects().length);
+  const places = controls.map((e) => e.getBoundingClientRect());
+  const crowded = controls.filter((e, i) => e.scrollWidth > e.clientWidth + 1 || places.some((b, j) =>
+    j !== i && places[i].left < b.right - 0.5 && b.left < places[i].right - 0.5 &&
+    places[i].top < b.bottom && b.top < places[i].bottom)).map((e) => e.textContent.trim());
   return {
-    chartOverlaps: overlaps, scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+    crowded, chartOverlaps: overlaps, scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
     headerHeight: header ? header.getBoundingClientRect().height : 0,
     h1: document.querySelectorAll('h1').length,
     weakBorders: fields.filter((f) => contrast(getComputedStyle(f).borderTopColor, 'rgb(255, 255, 255)') < 3)
@@ -337,6 +344,7 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
             assert await axe_violations(page) == [], (name, size)
             assert measured["h1"] == 1, (name, size)
             assert measured["weakBorders"] == [], (name, size)
+            assert measured["crowded"] == [], (name, size)
             await screenshot(page, f"{name}-{size}")
             if size == "desktop":
                 return
