@@ -310,6 +310,7 @@ class AmiConnection:
                  on_event: EventHandler, on_login: LoginHandler | None = None,
                  on_state: StateHandler | None = None, on_ready: ReadyHandler | None = None,
                  on_dropped: DroppedHandler | None = None,
+                 on_behind: Callable[[], None] | None = None,
                  use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
                  login_timeout: float = 10.0, reconnect_max: float = 60.0,
@@ -322,6 +323,7 @@ class AmiConnection:
         # told why, each time a message of a logged-in link is dropped: the event it was may
         # have been a call's, so the caller lists the channels again (as after a login)
         self._on_dropped = on_dropped
+        self._on_behind = on_behind  # told each time a Ping's answer waited behind events
         self._boot_wait = boot_wait
         self._boot_timer: asyncio.TimerHandle | None = None
         self._booted = False  # FullyBooted seen on this TCP connection (it may precede the login's answer)
@@ -541,6 +543,8 @@ class AmiConnection:
             except AmiTimeout:
                 if self.last_data_at > sent_at:
                     self.behind += 1
+                    if self._on_behind is not None:
+                        self._on_behind()
                     log.warning("AMI events arrive faster than textback reads them: the Ping's "
                                 "answer is still queued behind them after %.1f s; the link is "
                                 "kept and the events are read in order", self._ping_timeout)

@@ -112,15 +112,19 @@ async def test_a_peer_that_keeps_sending_is_kept_while_its_ping_answer_waits_beh
         await asyncio.sleep(30)  # then silent: a dead link, which must still be dropped
 
     server, port = await serve(busy)
-    events = []
-    ami = await connect(port, events)
+    events, told = [], []
+    ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=events.append,
+                        on_behind=lambda: told.append(1), ping_interval=0.2, ping_timeout=0.3,
+                        reconnect_max=0.5)
+    ami.start()
+    await ami.wait_logged_in(3)
     try:
         for _ in range(100):
             if len(events) >= 60:
                 break
             await asyncio.sleep(0.02)
         assert [e["N"] for e in events] == [str(n) for n in range(60)]
-        assert len(connections) == 1 and ami.behind >= 1
+        assert len(connections) == 1 and ami.behind >= 1 and len(told) == ami.behind
         for _ in range(200):
             if len(connections) >= 2:
                 break
