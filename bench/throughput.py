@@ -33,7 +33,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.concurrent_latency import cpu_seconds  # noqa: E402
 from bench.latency import NO_FRAUD_LIMITS, percentile  # noqa: E402
-from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
+from lab.bench import lab_daemon  # noqa: E402
+from lab.configs import BUSINESS_NUMBER  # noqa: E402
 from lab.flows import OFFLINE_PHONE  # noqa: E402
-from lab.harness import DaemonProcess, start_smtp_sink  # noqa: E402
+from lab.harness import DaemonProcess  # noqa: E402
 from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
 
 # Another full lab test run may hold the lab for a while: wait for it rather than fail.
@@ -195,34 +195,23 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
 
-    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
     package = use_textback_tree(args.textback.resolve()) if args.textback else None
-    lab = LabPBX(work / "lab")
-    lab.lock_timeout = LOCK_TIMEOUT_SECONDS
-    lab.start()
-    _, smtp = start_smtp_sink()
-    daemon = clock = None
+    numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"}, {"number": OFFLINE_PHONE, "owner": "dana"}]
     results = []
-    try:
-        numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"}, {"number": OFFLINE_PHONE, "owner": "dana"}]
-        config = lab_config(work, lab, **{"text.delay_seconds": 3600, "numbers": numbers, **AMI_PING,
-                                           **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start()
-        clock = HangupClock(lab)
-        idle_before, idle_began = cpu_seconds(daemon.process.pid), time.monotonic()
-        time.sleep(3)
-        idle = (cpu_seconds(daemon.process.pid) - idle_before) / (time.monotonic() - idle_began) * 100
-        first_caller = 2000000
-        for rate in rates:
-            results.append(one_rate(lab, clock, work / "textback.db", daemon, rate, args.seconds, first_caller))
-            first_caller += 100000
-    finally:
-        if clock is not None:
+    with lab_daemon({"text.delay_seconds": 3600, "numbers": numbers, **AMI_PING, **NO_FRAUD_LIMITS},
+                    lock_timeout=LOCK_TIMEOUT_SECONDS) as run:
+        daemon, work = run.daemon, run.work
+        clock = HangupClock(run.lab)
+        try:
+            idle_before, idle_began = cpu_seconds(daemon.process.pid), time.monotonic()
+            time.sleep(3)
+            idle = (cpu_seconds(daemon.process.pid) - idle_before) / (time.monotonic() - idle_began) * 100
+            first_caller = 2000000
+            for rate in rates:
+                results.append(one_rate(run.lab, clock, run.db, daemon, rate, args.seconds, first_caller))
+                first_caller += 100000
+        finally:
             clock.close()
-        if daemon is not None:
-            daemon.stop()
-        smtp.stop()
-        lab.stop()
     print(f"textback {package or 'of this checkout'}; {os.cpu_count()} CPUs; calls rejected at once "
           f"(offline phone), {args.seconds:g} s per rate, text.delay_seconds=3600, grace_seconds=0.5; "
           f"textback idle CPU {idle:.1f}%; work dir {work}")
