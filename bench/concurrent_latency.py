@@ -21,15 +21,15 @@ import math
 import os
 import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.latency import NO_FRAUD_LIMITS, percentile, require_texts  # noqa: E402
-from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
-from lab.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
+from lab.bench import lab_daemon  # noqa: E402
+from lab.configs import BUSINESS_NUMBER  # noqa: E402
+from lab.harness import wait_until  # noqa: E402
 from lab.pbx import LabPBX  # noqa: E402
 
 
@@ -76,27 +76,15 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
-    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
-    lab = LabPBX(work / "lab")
-    lab.start()
-    _, smtp = start_smtp_sink()
-    daemon = None
     results = []
-    try:
-        config = lab_config(work, lab, **{"text.delay_seconds": 0, **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start()
-        sink = lab.message_sink()
+    with lab_daemon({"text.delay_seconds": 0, **NO_FRAUD_LIMITS}) as run:
+        sink = run.lab.message_sink()
         first_caller = 5550000
         for level in levels:
-            latencies, load = one_level(lab, sink, work / "textback.db", daemon.process.pid, level,
+            latencies, load = one_level(run.lab, sink, run.db, run.daemon.process.pid, level,
                                         args.samples, first_caller)
             first_caller += 10000
             results.append((level, latencies, load))
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        smtp.stop()
-        lab.stop()
     print(f"hangup -> MessageSend accepted, delay_seconds=0, grace_seconds=0.5; {os.cpu_count()} CPUs")
     print("| calls in flight | texts | p50 | p99 | max | machine |")
     print("|---|---|---|---|---|---|")

@@ -22,14 +22,13 @@ import argparse
 import sqlite3
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.pbx import LabPBX  # noqa: E402
-from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
-from lab.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
+from lab.bench import lab_daemon  # noqa: E402
+from lab.configs import BUSINESS_NUMBER  # noqa: E402
+from lab.harness import wait_until  # noqa: E402
 
 # Far above any run, so the SMS-pumping guards never withhold a bench text.
 NO_FRAUD_LIMITS = {"fraud.max_texts_per_hour": 100000, "fraud.max_texts_per_day": 100000,
@@ -74,27 +73,15 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=30, help="missed calls to place")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
-    lab = LabPBX(work / "lab")
-    lab.start()
-    _, smtp = start_smtp_sink()
-    daemon = None
-    try:
-        config = lab_config(work, lab, **{"text.delay_seconds": 0, **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start()
-        sink = lab.message_sink()
-        lab.phone("office1", "noanswer")
+    with lab_daemon({"text.delay_seconds": 0, **NO_FRAUD_LIMITS}) as run:
+        sink = run.lab.message_sink()
+        run.lab.phone("office1", "noanswer")
         callers = [f"+1212555{1000 + i:04d}" for i in range(args.n)]
         for caller in callers:
-            lab.call(caller, BUSINESS_NUMBER).wait(60)
-            require_texts(work / "textback.db", [caller])
+            run.lab.call(caller, BUSINESS_NUMBER).wait(60)
+            require_texts(run.db, [caller])
         wait_until(lambda: len(sink.messages()) >= args.n, 30, f"{args.n} texts at the carrier")
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        smtp.stop()
-        lab.stop()  # also ends the SIPp phone and carrier
-    db = sqlite3.connect(work / "textback.db")
+    db = sqlite3.connect(run.db)
     rows = db.execute(
         "SELECT m.sent_at - c.ended_at FROM calls c JOIN messages m ON m.id = c.message_id"
         " WHERE m.status = 'sent'").fetchall()

@@ -22,16 +22,15 @@ import argparse
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.latency import NO_FRAUD_LIMITS, percentile  # noqa: E402
-from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
-from lab.harness import DaemonProcess, start_smtp_sink, wait_until  # noqa: E402
-from lab.pbx import LabPBX  # noqa: E402
+from lab.bench import lab_daemon  # noqa: E402
+from lab.configs import BUSINESS_NUMBER  # noqa: E402
+from lab.harness import wait_until  # noqa: E402
 
 MOBILE = "+19175550188"
 OWNERS = [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com",
@@ -61,32 +60,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=50, help="homeowners' texts to send")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
-    lab = LabPBX(work / "lab")
-    lab.start()
-    _, smtp = start_smtp_sink()
-    daemon = None
     started: dict[str, float] = {}
-    try:
-        config = lab_config(work, lab, **{"owners": OWNERS, **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start(ready_timeout=60)
-        sink = lab.message_sink()
+    with lab_daemon({"owners": OWNERS, **NO_FRAUD_LIMITS}, ready_timeout=60) as run:
+        sink = run.lab.message_sink()
         callers = [f"+1212555{3000 + i:04d}" for i in range(args.n)]
         for i, caller in enumerate(callers):
             started[caller] = time.time()
-            status = lab.send_sms(caller, BUSINESS_NUMBER, f"Quote for job {i}, please call back")
+            status = run.lab.send_sms(caller, BUSINESS_NUMBER, f"Quote for job {i}, please call back")
             if status >= 300:
                 raise SystemExit(f"bench: the lab refused the text from {caller} ({status})")
-            wait_until(lambda: alert_sent_at(work / "textback.db", caller), 30,
-                       f"the alert text for {caller}")
+            wait_until(lambda: alert_sent_at(run.db, caller), 30, f"the alert text for {caller}")
         wait_until(lambda: sum(MOBILE in m["to"] for m in sink.messages()) >= args.n, 30,
                    f"{args.n} alert texts at the carrier")
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        smtp.stop()
-        lab.stop()
-    db = sqlite3.connect(work / "textback.db")
+    db = sqlite3.connect(run.db)
     rows = db.execute(
         "SELECT c.caller, h.created_at, m.sent_at FROM owner_alert_texts a"
         " JOIN conversations c ON c.id = a.conversation_id"

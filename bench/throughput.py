@@ -39,7 +39,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -48,9 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.concurrent_latency import cpu_seconds  # noqa: E402
 from bench.latency import NO_FRAUD_LIMITS, percentile  # noqa: E402
+from lab.bench import lab_and_sink  # noqa: E402
 from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
 from lab.flows import OFFLINE_PHONE  # noqa: E402
-from lab.harness import DaemonProcess, start_smtp_sink  # noqa: E402
+from lab.harness import DaemonProcess  # noqa: E402
 from lab.postgres import PostgresServer  # noqa: E402
 from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
 
@@ -214,50 +214,48 @@ def main() -> None:
         parser.error("several daemons share a PostgreSQL store: give --backend postgresql")
     rates = [float(rate) for rate in args.rates.split(",")]
 
-    work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
     package = use_textback_tree(args.textback.resolve()) if args.textback else None
-    lab = LabPBX(work / "lab")
-    lab.lock_timeout = LOCK_TIMEOUT_SECONDS
-    lab.start()
-    _, smtp = start_smtp_sink()
-    postgres = clock = None
+    postgres = None
     daemons: list[DaemonProcess] = []
     results = []
-    try:
-        store, backend = str(work / "textback.db"), "SQLite"
-        if args.backend == "postgresql":
-            postgres = PostgresServer()
-            postgres.start(durable=True)
-            store = postgres.new_database()
-            backend = f"PostgreSQL {postgres.version()}"
-        numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"}, {"number": OFFLINE_PHONE, "owner": "dana"}]
-        for index in range(args.daemons):
-            home = work / f"daemon-{index + 1}"
-            home.mkdir()
-            where = ({"storage": {"url": store, "path": str(home / "textback.db")}}
-                     if postgres else {"storage.path": store})
-            config = lab_config(home, lab, **{"text.delay_seconds": 3600, "numbers": numbers,
-                                               **AMI_PING, **NO_FRAUD_LIMITS, **where})
-            daemon = DaemonProcess(config, home / "textback.log")
-            daemons.append(daemon.start(30, AMI_LOGIN) if index == 0 else daemon.start(30, "standing by"))
-        clock = HangupClock(lab)
-        pids = [daemon.process.pid for daemon in daemons]
-        idle_before, idle_began = cpu_of(pids), time.monotonic()
-        time.sleep(3)
-        idle = (cpu_of(pids) - idle_before) / (time.monotonic() - idle_began) * 100
-        first_caller = 2000000
-        for rate in rates:
-            results.append(one_rate(lab, clock, store, daemons, rate, args.seconds, first_caller))
-            first_caller += 100000
-    finally:
-        if clock is not None:
-            clock.close()
-        for daemon in daemons:
-            daemon.stop()
-        smtp.stop()
-        if postgres is not None:
-            postgres.stop()
-        lab.stop()
+    with lab_and_sink(LOCK_TIMEOUT_SECONDS) as (work, lab):
+        try:
+            store, backend = str(work / "textback.db"), "SQLite"
+            if args.backend == "postgresql":
+                postgres = PostgresServer()
+                postgres.start(durable=True)
+                store = postgres.new_database()
+                backend = f"PostgreSQL {postgres.version()}"
+            numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"},
+                       {"number": OFFLINE_PHONE, "owner": "dana"}]
+            for index in range(args.daemons):
+                home = work / f"daemon-{index + 1}"
+                home.mkdir()
+                where = ({"storage": {"url": store, "path": str(home / "textback.db")}}
+                         if postgres else {"storage.path": store})
+                config = lab_config(home, lab, **{"text.delay_seconds": 3600, "numbers": numbers,
+                                                   **AMI_PING, **NO_FRAUD_LIMITS, **where})
+                daemon = DaemonProcess(config, home / "textback.log")
+                daemons.append(daemon)
+                daemon.start(30, AMI_LOGIN if index == 0 else "standing by")
+            clock = HangupClock(lab)
+            try:
+                pids = [daemon.process.pid for daemon in daemons]
+                idle_before, idle_began = cpu_of(pids), time.monotonic()
+                time.sleep(3)
+                idle = (cpu_of(pids) - idle_before) / (time.monotonic() - idle_began) * 100
+                first_caller = 2000000
+                for rate in rates:
+                    results.append(one_rate(lab, clock, store, daemons, rate, args.seconds,
+                                            first_caller))
+                    first_caller += 100000
+            finally:
+                clock.close()
+        finally:
+            for daemon in daemons:
+                daemon.stop()
+            if postgres is not None:
+                postgres.stop()
     print(f"textback {package or 'of this checkout'}; {backend} store, {args.daemons} daemon(s); "
           f"{os.cpu_count()} CPUs; calls rejected at once "
           f"(offline phone), {args.seconds:g} s per rate, text.delay_seconds=3600, grace_seconds=0.5; "

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from textback.cli import main
-from textback.store import Store
+from textback.store import CallRow, Store
 
 ANSWERED, WAITING, QUIET = "+12125550131", "+12125550132", "+12125550133"
 
@@ -83,3 +83,21 @@ async def test_test_text_is_queued_from_the_business_number_unless_opted_out(tmp
         assert item.body.startswith("Acme Remodeling: this is a test text from textback.")
     finally:
         await store.close()
+
+
+async def test_thread_says_why_a_call_was_missed_in_the_inbox_words(tmp_path):
+    """`textback thread` names a missed call's reason as the inbox and the alert email do,
+    not by its code."""
+    path = write_config(tmp_path, base_config(tmp_path))
+    store = await Store.open(tmp_path / "textback.db")
+    now = time.time()
+    for n, (outcome, reason) in enumerate((("missed", "queue_abandoned"), ("answered", ""))):
+        await store.record_call(CallRow(f"4.{n}", BUSINESS_NUMBER, QUIET, QUIET, "", now + n,
+                                        now + n, now + n + 1, outcome, reason, "too_short"))
+    await store.close()
+    result = await cli("thread", "-c", str(path), QUIET)
+    assert result.exit_code == 0, result.output
+    missed, answered = result.output.splitlines()
+    assert missed.endswith(f"call         missed (they hung up while waiting in the queue) on"
+                           f" {BUSINESS_NUMBER}")
+    assert answered.endswith(f"call         answered on {BUSINESS_NUMBER}")

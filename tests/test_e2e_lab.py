@@ -72,7 +72,7 @@ def test_missed_call_is_texted_and_the_reply_reaches_the_owner(lab_pbx, daemon, 
     assert "intake" in kinds  # "Kitchen remodel, about 75k": read and kept with the reply
     shown = textback("thread", "-c", str(textback_process.config_path), HOMEOWNER).stdout
     lines = [line for line in shown.splitlines() if "  intake  " not in line]
-    assert "missed (no_answer)" in lines[0] and "text sent" in lines[1]
+    assert "missed (nobody picked up)" in lines[0] and "text sent" in lines[1]
     assert "reply" in lines[2] and "owner alert" in lines[3]
     assert "project: Kitchen (read from the reply)" in shown
 

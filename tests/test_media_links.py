@@ -23,6 +23,7 @@ from textback.cli import main
 from textback.config import load
 from textback.crm.notes import note_text
 from textback.daemon import Daemon
+from textback.store import Store
 from textback.web import medialinks
 from tests.hooks_receiver import Receiver, endpoint, new_secret, schemas
 from tests.providers.common import serving
@@ -96,3 +97,33 @@ async def test_photo_links_in_the_webhook_the_api_and_the_crm_note(tmp_path, smt
     note = note_text(event, [m | {"media": media[m["id"]]} for m in history])
     assert f"They sent a photo (links work for a few days):\n  image/jpeg: {item['url']}" in note
     assert "Caller: A photo" in note
+
+
+async def test_inbound_texts_read_the_media_link_key_from_the_store_once(tmp_path):
+    """The key that signs media links is read by the first inbound text, not by every one; the
+    links made after still verify under the store's key."""
+    config = base_config(tmp_path, **{"web": {"port": PORT, "public_url": PUBLIC}})
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    daemon.attach(await Store.open(daemon.config.storage.path))
+    read_key, reads = daemon.store.web_key, []
+
+    async def counted_read(name: str) -> bytes:
+        reads.append(name)
+        return await read_key(name)
+
+    daemon.store.web_key = counted_read
+    photo = jpeg()
+    try:
+        for n in range(3):
+            await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, f"photo {n}",
+                                                  f"sms-{n}", media=(InboundMedia(
+                                                      "", "image/jpeg", len(photo), photo),)),
+                                      "log")
+        link = (await daemon.media_linker())(7, 1_000)
+        key = await read_key(medialinks.MEDIA_LINK_KEY)
+    finally:
+        await daemon.store.close()
+
+    assert reads == [medialinks.MEDIA_LINK_KEY]
+    expires, sig = link.removeprefix(f"{PUBLIC}/media/7?expires=").split("&sig=")
+    assert medialinks.valid(key, 7, expires, sig, now=0)

@@ -179,6 +179,12 @@ async def test_the_owners_stop_turns_off_their_alert_texts_only(offline_daemon):
     assert await send_due(daemon) == [("owner_notice", BUSINESS_NUMBER, MOBILE, START_TEXT)]
     await text_in(daemon, HOMEOWNER, "Hello again")
     assert [kind for kind, *_ in await send_due(daemon)] == ["owner_alert"]
+    # The owner's STOP and START are in the consent ledger, but are no homeowner's opt-out:
+    # webhooks and CRMs are told of neither.
+    record = [fact["fact"] for fact in await daemon.store.consent_record(MOBILE)]
+    assert "opted_out" in record and "opted_in" in record
+    events = await daemon.store._all("SELECT type FROM events WHERE type = 'optout.changed'")
+    assert events == []
 
 
 async def test_a_text_that_matches_nothing_gets_one_help_reply(offline_daemon):

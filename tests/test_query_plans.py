@@ -214,8 +214,8 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.calls_page(now - 86400, now)
     # Retention (textback prune, and its dry run).
     await store.oldest_activity()
-    await store.prunable(end - 10 * 86400)
-    await store.prune_batch(end - 10 * 86400, 10)
+    await store.prunable(end - 10 * 86400, expired_before=end)
+    await store.prune_batch(end - 10 * 86400, 10, expired_before=end)
     await store.monthly_scorecard("2020-01")
     # The push worker, every second: what changed after its cursors, then its due pushes.
     await store.start_push_cursors()

@@ -164,3 +164,21 @@ async def test_retention_clears_what_old_reply_addresses_quoted_and_keeps_them_w
     assert result.deleted["quotes"] == 1
     assert (await store.token(old, now))["quoted"] == ()
     assert (await store.token(recent, now))["quoted"] == ("Bathroom",)
+
+
+async def test_retention_deletes_the_reply_tokens_that_expired_and_keeps_the_live_ones(store):
+    """An expired reply address takes no reply (it is refused as an unknown one is): its row is
+    deleted, whatever its month, even when no call or text is old enough to prune."""
+    now = time.time()
+    inbound = await store.record_inbound("+12125550123", BUSINESS_NUMBER, "Kitchen remodel", "log",
+                                         None, "dana")
+    expired = await store.reply_token(inbound.conversation_id, "dana", 60, ("Kitchen remodel",))
+    live = await store.reply_token(inbound.conversation_id, "dana", 30 * 86400)
+    later = now + 3600  # the first one's hour is up; nothing is months old
+    assert (await prune(store, 3, NY, later, dry_run=True)).deleted["reply_tokens"] == 1
+    assert await store._one("SELECT 1 FROM reply_tokens WHERE token = ?", (expired,))
+    result = await prune(store, 3, NY, later)
+    assert result.deleted["reply_tokens"] == 1 and result.deleted["messages"] == 0
+    assert await store._one("SELECT 1 FROM reply_tokens WHERE token = ?", (expired,)) is None
+    assert await store.token(live, later) is not None
+    assert (await prune(store, 3, NY, later)).deleted["reply_tokens"] == 0

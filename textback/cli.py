@@ -18,6 +18,7 @@ from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option
                                       local_time, read_store, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
+from textback.core.call_words import missed_because
 from textback.core.gateway_errors import described
 from textback.core.media import summary
 from textback.core.numbers import to_e164
@@ -139,7 +140,8 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         when = local_time(row["at"], tz)
         kind = _KIND[row["kind"]]
         if row["kind"] == "call":
-            detail = f"{row['status']} ({row['detail']}) on {row['business_number']}"
+            why = missed_because(row["detail"])  # the inbox's and the alert email's words
+            detail = f"{row['status']}{f' ({why})' if why else ''} on {row['business_number']}"
         elif row["kind"] == "alert":
             detail = f"{row['status']} to {row['detail'] or row['extra']}: {row['body']}"
         elif row["kind"] == "intake":

@@ -172,11 +172,13 @@ class Daemon:
         self.ami_lease: AmiLease | None = None
         self.owner_phone: OwnerPhone | None = None
         self.push: PushWorker | None = None  # with `web:` and push.enabled
+        self._media_link_key: bytes | None = None  # read from the store once (media_linker)
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
         `run` does this itself, and a test that runs no daemon calls it to reach the workers."""
         self.store, self.gateway = store, gateway
+        self._media_link_key = None  # this store's, read on first use
         c = self.config
         self.mail = OwnerMail(c, store, self.mailer, self.metrics, self.watch, self.media_files,
                               self._alerts_wake, self._notices_wake)
@@ -889,7 +891,11 @@ class Daemon:
         web = self.config.web
         if web is None:
             return None
-        key = await self.store.web_key(MEDIA_LINK_KEY)
+        if self._media_link_key is None:
+            # Read once, not on every inbound text: the store makes the key on first use and
+            # never changes it after, and every daemon of a fleet reads the same row.
+            self._media_link_key = await self.store.web_key(MEDIA_LINK_KEY)
+        key = self._media_link_key
         valid = self.config.media.link_hours * 3600 if seconds is None else seconds
         return lambda media_id, at: media_link(key, web.public_url, media_id, int(at + valid))
 

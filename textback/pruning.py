@@ -1,7 +1,7 @@
 """Retention at work: each month before the horizon summed up into its scorecard, then its
 calls, messages, alerts and media (rows, then the files no row names) deleted in short batches
 (textback/core/retention.py decides the steps), and the reply tokens of those months cleared of the
-lines their alert showed.
+lines their alert showed; reply tokens that have expired are deleted, whatever their month.
 
 Opt-outs are never pruned (they are not in any pruned table), nor are conversations and
 their outcomes; a text or an email still in flight waits for a later run.
@@ -33,7 +33,8 @@ class Pruned:
     horizon: float
     months_kept: list[str] = field(default_factory=list)  # summed up into scorecard rows
     deleted: dict[str, int] = field(default_factory=lambda: {
-        "calls": 0, "messages": 0, "alerts": 0, "media": 0, "media_bytes": 0, "quotes": 0})
+        "calls": 0, "messages": 0, "alerts": 0, "media": 0, "media_bytes": 0, "quotes": 0,
+        "reply_tokens": 0})
     files_removed: int = 0  # media files no row names any more, removed from disk
     batch_seconds: list[float] = field(default_factory=list)  # how long each held the write lock
 
@@ -52,9 +53,8 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
     horizon = retention.horizon(now, months, timezone)
     result = Pruned(horizon)
     oldest = await store.oldest_activity()
-    if oldest is None or oldest >= horizon:
-        return result
-    for month in retention.months_between(oldest, horizon, timezone):
+    history = oldest is not None and oldest < horizon  # else only expired reply tokens go
+    for month in retention.months_between(oldest, horizon, timezone) if history else ():
         if await store.monthly_scorecard(month.label) is not None:
             continue  # summed up by an earlier run, before any of it went
         cards = await store.scorecard(month.start, month.end)
@@ -63,12 +63,12 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
             if not dry_run:
                 await store.keep_monthly_scorecard(month.label, cards)
     if dry_run:
-        result.deleted = await store.prunable(horizon)
+        result.deleted = await store.prunable(horizon, expired_before=now)
         return result
     size = retention.FIRST_BATCH
     while True:
         began = time.perf_counter()
-        deleted = await store.prune_batch(horizon, size)
+        deleted = await store.prune_batch(horizon, size, expired_before=now)
         seconds = time.perf_counter() - began
         if not any(deleted.values()):
             break
@@ -77,6 +77,8 @@ async def prune(store: Store, months: int, timezone: str, now: float | None = No
             result.deleted[table] += count
         size = retention.next_batch(size, seconds)
         await asyncio.sleep(0)  # the daemon's own writes go between batches
+    if not history:
+        return result
     await store.note_progress(PRUNED_BEFORE, horizon)
     if files is not None:
         result.files_removed = (await asyncio.to_thread(

@@ -37,6 +37,8 @@ def prune(config_path: str | None, dry_run: bool) -> None:
                f"{counts['messages']} message(s) and {counts['alerts']} alert(s) {verb} deleted, "
                f"with {counts['media']} photo(s) or file(s) "
                f"({counts['media_bytes'] / 1024 / 1024:.1f} MB).")
+    if counts["reply_tokens"]:
+        click.echo(f"{counts['reply_tokens']} expired reply address(es) {verb} deleted.")
     if counts["quotes"]:
         click.echo(f"{counts['quotes']} reply address(es) {verb} cleared of what their alert "
                    "email showed.")

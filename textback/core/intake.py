@@ -28,7 +28,6 @@ from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
 import phonenumbers
-from phonenumbers import geocoder
 
 PROJECT, BUDGET, TIMING, LOCATION, SERVICE_AREA = (
     "project", "budget", "timing", "location", "service_area")
@@ -589,6 +588,9 @@ def find_location(text: str, masked: str, caller: str | None) -> Fact | None:
         if number.country_code != 1:
             return None
         area = str(number.national_number)[:3]
+        # Its place names (megabytes of tables) load on first use, not with the daemon.
+        from phonenumbers import geocoder
+
         place = geocoder.description_for_number(number, "en")
         return Fact(LOCATION, f"area code {area}", f"area {area}", caller,
                     f"only the caller's area code {area}"

@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from phonenumbers import geocoder, timezone as phone_zones
 
 ALL_DAYS = frozenset(range(7))  # Monday is 0, as datetime.weekday()
 MONDAY_TO_SATURDAY = frozenset(range(6))
@@ -148,6 +147,9 @@ def locate(number: str, fallback_zone: str) -> Place:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
         return Place(None, (fallback_zone,), "unknown")
+    # Their tables (megabytes) load on first use, not with the daemon.
+    from phonenumbers import geocoder, timezone as phone_zones
+
     description = geocoder.description_for_number(parsed, "en")
     zones = tuple(z for z in phone_zones.time_zones_for_number(parsed) if z != "Etc/Unknown")
     state, known = None, "area code"

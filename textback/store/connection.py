@@ -15,6 +15,7 @@ from typing import Any
 
 from textback.core import consent
 from textback.core.events import Event
+from textback.store.states import Machine
 
 
 class StoreTooNew(RuntimeError):
@@ -67,6 +68,25 @@ class Connection:
         """What a claim's SELECT ends with so that rows another daemon's claim holds are
         skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
         return ""
+
+    async def _claim(self, table: str, machine: Machine, which: str = "", args: tuple = (), *,
+                     then: str = "", sets: str = "", set_args: tuple = ()) -> list[int]:
+        """Claim, in the transaction under way, the rows of `table` that `which` picks (with
+        its `args`; `then`, an ORDER BY and LIMIT, picks among them): each moves from
+        `machine`'s claim source to its claim target, with `sets` (`, col = ...`, taking
+        `set_args`) written beside. Returns the ids this call took: a row another worker, or
+        another daemon, took first is not among them.
+
+        The rows are read in a subquery that locks them on PostgreSQL and skips those another
+        daemon's claim holds (`_skip_locked`), and the UPDATE checks the state again, so a
+        row is taken by one claim only, on either backend."""
+        guard = machine.guard("claim")
+        where = f"{which} AND {guard}" if which else guard
+        cursor = await self._db.execute(
+            f"UPDATE {table} SET state = '{machine.target('claim')}'{sets} WHERE id IN"
+            f" (SELECT id FROM {table} WHERE {where}{then}{self._skip_locked(table)})"
+            f" AND {guard} RETURNING id", (*set_args, *args))
+        return [row[0] for row in await cursor.fetchall()]
 
     async def _insert(self, sql: str, args: tuple = ()) -> int | None:
         """Run an INSERT in the transaction under way; the new row's id (None: nothing was

@@ -87,14 +87,10 @@ class DeliveryRows(Connection):
 
     async def claim_delivery(self, delivery_id: int) -> bool:
         """pending -> sending, counting the try; False if it is not pending any more."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE event_deliveries SET state = '{DELIVERY.target('claim')}',"
-                " attempts = attempts + 1, updated_at = ? WHERE id IN (SELECT id FROM"
-                f" event_deliveries WHERE id = ? AND {DELIVERY.guard('claim')}"
-                f"{self._skip_locked('event_deliveries')}) AND {DELIVERY.guard('claim')}",
-                (time.time(), delivery_id))
-            return cursor.rowcount == 1
+        async with self._transaction():
+            return bool(await self._claim("event_deliveries", DELIVERY, "id = ?", (delivery_id,),
+                                          sets=", attempts = attempts + 1, updated_at = ?",
+                                          set_args=(time.time(),)))
 
     async def end_delivery(self, delivery_id: int, status: int | None, error: str,
                            retry_at: float | None) -> None:

@@ -57,13 +57,9 @@ class MailRows(Connection):
         """pending -> sending, counting the attempt; the row, or None if another worker has it
         (or it is not due). Only the claimant mails it, so no email goes out twice."""
         table = _mail_table(table)
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE {table} SET state = '{MAIL.target('claim')}', attempts = attempts + 1"
-                f" WHERE id IN (SELECT id FROM {table} WHERE id = ? AND {MAIL.guard('claim')}"
-                f" AND retry_at <= ?{self._skip_locked(table)}) AND {MAIL.guard('claim')}",
-                (row_id, now))
-            if cursor.rowcount != 1:
+        async with self._transaction():
+            if not await self._claim(table, MAIL, "id = ? AND retry_at <= ?", (row_id, now),
+                                     sets=", attempts = attempts + 1"):
                 return None
             return dict(await self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,)))
 

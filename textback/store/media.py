@@ -59,20 +59,17 @@ class MediaRows:
     async def claim_media(self, now: float, limit: int) -> list[dict[str, Any]]:
         """Due pending rows, each claimed (pending -> fetching) in one commit, with its
         message's gateway and how many bytes its message has kept so far."""
-        async with self._transaction() as db:
+        async with self._transaction():
             rows = await self._all(
                 "SELECT d.id, d.message_id, d.url, d.declared_type, d.declared_size, d.attempts,"
                 " d.created_at, m.gateway FROM media d JOIN messages m ON m.id = d.message_id"
                 f" WHERE d.{MEDIA.guard('claim')} AND d.retry_at <= ? ORDER BY d.retry_at, d.id"
                 f" LIMIT ?{self._skip_locked('d')}", (now, limit))
-            claimed = []
-            for row in rows:
-                cursor = await db.execute(
-                    f"UPDATE media SET state = '{MEDIA.target('claim')}', attempts = attempts + 1"
-                    f" WHERE id = ? AND {MEDIA.guard('claim')}", (row["id"],))
-                if cursor.rowcount:
-                    claimed.append(dict(row))
-            return claimed
+            marks = ",".join("?" * len(rows))
+            taken = set(await self._claim("media", MEDIA, f"id IN ({marks})",
+                                          tuple(row["id"] for row in rows),
+                                          sets=", attempts = attempts + 1")) if rows else set()
+            return [dict(row) for row in rows if row["id"] in taken]
 
     async def message_media_bytes(self, message_id: int) -> int:
         row = await self._one("SELECT COALESCE(SUM(size), 0) AS n FROM media"

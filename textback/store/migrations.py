@@ -697,6 +697,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE owner_alert_channels ADD COLUMN quiet_hours TEXT
     """,
+    # Retention deletes the reply tokens that have expired (they take no reply any more).
+    """
+    CREATE INDEX reply_tokens_expiry ON reply_tokens (expires_at)
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

@@ -20,24 +20,31 @@ class OptOutRows(Connection):
     async def is_suppressed(self, number: str) -> bool:
         return await self._one("SELECT 1 FROM suppressions WHERE number = ?", (number,)) is not None
 
-    async def suppress(self, number: str, source: str, business_number: str = "") -> bool:
+    async def suppress(self, number: str, source: str, business_number: str = "", *,
+                       publish: bool = True) -> bool:
         """Put a number on the suppression list, for every business number and every kind of
         text (revoke-all); False if it already was. `source` is the channel the request came
-        through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger."""
+        through (sms, web:USER, api:TOKEN, cli), kept in the consent ledger. `publish=False`:
+        an owner's own mobile turning its alert texts off, kept in the ledger but no
+        homeowner's opt-out, so no `optout.changed` goes to webhooks and CRMs."""
         _canonical(number)
         async with self._transaction():
-            return await self._set_opted_out(number, True, source, business_number, time.time())
+            return await self._set_opted_out(number, True, source, business_number, time.time(),
+                                             publish)
 
-    async def unsuppress(self, number: str, source: str, business_number: str = "") -> bool:
-        """Take a number off the suppression list; False if it was not on it."""
+    async def unsuppress(self, number: str, source: str, business_number: str = "", *,
+                         publish: bool = True) -> bool:
+        """Take a number off the suppression list; False if it was not on it (`publish` as
+        for `suppress`)."""
         _canonical(number)
         async with self._transaction():
-            return await self._set_opted_out(number, False, source, business_number, time.time())
+            return await self._set_opted_out(number, False, source, business_number, time.time(),
+                                             publish)
 
     async def _set_opted_out(self, number: str, opted_out: bool, source: str,
-                             business_number: str, now: float) -> bool:
+                             business_number: str, now: float, publish: bool = True) -> bool:
         """Inside a transaction: put `number` on the suppression list (or take it off), with its
-        event and consent fact; False when the list already was so."""
+        consent fact and, when `publish`, its event; False when the list already was so."""
         if opted_out:
             cursor = await self._db.execute(
                 "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
@@ -47,8 +54,9 @@ class OptOutRows(Connection):
             cursor = await self._db.execute("DELETE FROM suppressions WHERE number = ?", (number,))
         if cursor.rowcount != 1:
             return False
-        await self._emit(events.optout_changed(number=number, opted_out=opted_out, source=source,
-                                               at=now))
+        if publish:
+            await self._emit(events.optout_changed(number=number, opted_out=opted_out,
+                                                   source=source, at=now))
         await self._ledger(consent.Fact(consent.OPTED_OUT if opted_out else consent.OPTED_IN,
                                         number, now, business_number, source))
         return True

@@ -119,14 +119,10 @@ class OutboxRows(Connection):
 
     async def _claim_ids(self, ids: list[int]) -> set[int]:
         marks = ",".join("?" * len(ids))
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE outbox SET state = '{OUTBOX.target('claim')}', attempts = attempts + 1,"
-                f" updated_at = ? WHERE id IN (SELECT id FROM outbox WHERE id IN ({marks})"
-                f" AND {OUTBOX.guard('claim')}{self._skip_locked('outbox')})"
-                f" AND {OUTBOX.guard('claim')} RETURNING id",
-                (time.time(), *ids))
-            return {row[0] for row in await cursor.fetchall()}
+        async with self._transaction():
+            return set(await self._claim("outbox", OUTBOX, f"id IN ({marks})", tuple(ids),
+                                         sets=", attempts = attempts + 1, updated_at = ?",
+                                         set_args=(time.time(),)))
 
     async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
         """Texts the gateway accepted, with its id for each, in one transaction."""

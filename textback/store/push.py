@@ -166,13 +166,9 @@ class PushRows(Connection):
     async def claim_push(self, push_id: int, now: float) -> dict[str, Any] | None:
         """pending -> sending, counting the attempt: the push and its subscription's keys, or
         None if another worker has it or it is not due."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE push_messages SET state = '{PUSH.target('claim')}', attempts = attempts + 1"
-                f" WHERE id IN (SELECT id FROM push_messages WHERE id = ? AND {PUSH.guard('claim')}"
-                f" AND retry_at <= ?{self._skip_locked('push_messages')}) AND {PUSH.guard('claim')}",
-                (push_id, now))
-            if cursor.rowcount != 1:
+        async with self._transaction():
+            if not await self._claim("push_messages", PUSH, "id = ? AND retry_at <= ?",
+                                     (push_id, now), sets=", attempts = attempts + 1"):
                 return None
             row = await self._one(
                 "SELECT p.*, s.owner_id, s.endpoint, s.p256dh, s.auth FROM push_messages p"

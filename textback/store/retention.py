@@ -36,9 +36,9 @@ class RetentionRows(Connection):
                 " VALUES (?,?,?) ON CONFLICT DO NOTHING", [(month, card["business_number"], json.dumps(card))
                                     for card in cards])
 
-    async def prunable(self, cutoff: float) -> dict[str, int]:
+    async def prunable(self, cutoff: float, expired_before: float = 0.0) -> dict[str, int]:
         """How many calls, messages, alerts and media items (and their bytes) `prune_batch` would
-        delete before `cutoff`."""
+        delete before `cutoff`, and how many reply tokens expired before `expired_before`."""
         calls = await self._one("SELECT COUNT(*) AS n FROM calls WHERE started_at < ?", (cutoff,))
         messages = await self._one(
             f"SELECT COUNT(*) AS n, SUM((SELECT COUNT(*) FROM alerts a WHERE a.message_id = m.id))"
@@ -48,15 +48,21 @@ class RetentionRows(Connection):
         media = await self._one(
             f"SELECT COUNT(*) AS n, COALESCE(SUM(d.size), 0) AS bytes FROM media d"
             f" JOIN messages m ON m.id = d.message_id WHERE {_PRUNABLE_MESSAGE}", (cutoff,))
+        expired = await self._one("SELECT COUNT(*) AS n FROM reply_tokens WHERE expires_at < ?",
+                                  (expired_before,))
         return {"calls": calls["n"], "messages": messages["n"], "alerts": messages["alerts"] or 0,
-                "media": media["n"], "media_bytes": media["bytes"], "quotes": quotes["n"]}
+                "media": media["n"], "media_bytes": media["bytes"], "quotes": quotes["n"],
+                "reply_tokens": expired["n"]}
 
-    async def prune_batch(self, cutoff: float, limit: int) -> dict[str, int]:
+    async def prune_batch(self, cutoff: float, limit: int,
+                          expired_before: float = 0.0) -> dict[str, int]:
         """Delete up to `limit` calls and `limit` messages (with their alerts, outbox rows,
-        escalations and media rows) from before `cutoff`, and forget what up to `limit` reply
-        tokens' alerts quoted, in one short transaction; the media files their rows named are
-        removed afterwards (pruning.remove_unreferenced_files). A text or an email still being
-        sent is never pruned."""
+        escalations and media rows) from before `cutoff`, forget what up to `limit` reply
+        tokens' alerts quoted, and delete up to `limit` reply tokens that expired before
+        `expired_before` (an expired one takes no reply: it is refused as an unknown one is),
+        in one short transaction; the media files their rows named are removed afterwards
+        (pruning.remove_unreferenced_files). A text or an email still being sent is never
+        pruned."""
         async with self._transaction() as db:
             ids = [row["id"] for row in await self._all(
                 f"SELECT id FROM messages m WHERE {_PRUNABLE_MESSAGE} ORDER BY created_at LIMIT ?"
@@ -86,5 +92,9 @@ class RetentionRows(Connection):
                 " reply_tokens WHERE quoted <> '[]' AND created_at < ? LIMIT ?"
                 f"{self._skip_locked('reply_tokens')})",
                 (cutoff, limit))).rowcount
+            expired = (await db.execute(
+                "DELETE FROM reply_tokens WHERE token IN (SELECT token FROM reply_tokens"
+                f" WHERE expires_at < ? LIMIT ?{self._skip_locked('reply_tokens')})",
+                (expired_before, limit))).rowcount
         return {"calls": calls, "messages": len(ids), "alerts": alerts, "media": media,
-                "media_bytes": media_bytes, "quotes": quotes}
+                "media_bytes": media_bytes, "quotes": quotes, "reply_tokens": expired}

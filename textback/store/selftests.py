@@ -22,14 +22,10 @@ class SelftestRows(Connection):
 
     async def claim_selftest(self) -> int | None:
         """The oldest requested run, now running; None when none waits."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE selftests SET state = '{SELFTEST.target('claim')}', started_at = ?"
-                f" WHERE id = (SELECT id FROM selftests WHERE {SELFTEST.guard('claim')}"
-                f" ORDER BY requested_at LIMIT 1{self._skip_locked('selftests')})"
-                f" AND {SELFTEST.guard('claim')} RETURNING id", (time.time(),))
-            row = await cursor.fetchone()
-            return row[0] if row else None
+        async with self._transaction():
+            taken = await self._claim("selftests", SELFTEST, then=" ORDER BY requested_at LIMIT 1",
+                                      sets=", started_at = ?", set_args=(time.time(),))
+            return taken[0] if taken else None
 
     async def finish_selftest(self, run_id: int, started_at: float, finished_at: float,
                               passed: bool, steps_json: str) -> None:

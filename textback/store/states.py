@@ -3,9 +3,10 @@ a row can take is here, and the store's SQL on both backends takes its states fr
 (`OUTBOX.target`, `OUTBOX.guard`): the outbox, owner mail (alerts and notices), event
 deliveries (webhooks and CRM adapters), self-test runs, media fetches and Web Push messages.
 
-A claim moves a row out of its waiting state in one conditional UPDATE, so only one worker,
-of one daemon or of several, ever holds it; on PostgreSQL the rows a claim reads are locked
-and rows another daemon holds are skipped (`FOR UPDATE SKIP LOCKED`).
+A claim moves a row out of its waiting state in one conditional UPDATE (`Connection._claim`,
+for every machine), so only one worker, of one daemon or of several, ever holds it; on
+PostgreSQL the rows a claim reads are locked and rows another daemon holds are skipped
+(`FOR UPDATE SKIP LOCKED`).
 
 The outbox:
 

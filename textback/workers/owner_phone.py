@@ -83,13 +83,15 @@ class OwnerPhone:
         tell = partial(self._tell, owner, number.number)
         keyword = classify(body)
         if keyword is Keyword.STOP:
-            if await self.store.suppress(mobile, "sms", number.number):
+            # The owner's own alert texts, no homeowner's opt-out: nothing to publish.
+            if await self.store.suppress(mobile, "sms", number.number, publish=False):
                 timeline.info("%s turned alert texts off (STOP); no homeowner is touched", owner.id)
                 await self.store.queue_owner_notice(owner.id, mobile, number.number, STOP_TEXT,
                                                     kind=OWNER_STOP_CONFIRMATION)
                 self._wake_outbox()
             return
-        if keyword is Keyword.START and await self.store.unsuppress(mobile, "sms", number.number):
+        if keyword is Keyword.START and await self.store.unsuppress(mobile, "sms", number.number,
+                                                                    publish=False):
             timeline.info("%s turned alert texts on again (START)", owner.id)
             await tell("alert texts on", START_TEXT)
             return

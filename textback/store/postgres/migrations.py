@@ -538,4 +538,8 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE owner_alert_channels ADD COLUMN quiet_hours TEXT;
     """,
+    # 30: retention deletes the reply tokens that have expired
+    """
+    CREATE INDEX reply_tokens_expiry ON reply_tokens (expires_at);
+    """,
 ]
