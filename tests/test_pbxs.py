@@ -303,3 +303,61 @@ async def test_status_prints_one_line_per_pbx(tmp_path):
     assert lines["PBX south"] == "127.0.0.1:15039: NOT logged in for 1m; last event -"
     assert "last AMI event" not in lines
     assert result.exit_code == 1
+
+
+# -- a fleet: one lease per PBX on a real PostgreSQL 15 ---------------------------------------
+
+@pytest.fixture
+def database(postgres_server, postgres_template):
+    return postgres_server.new_database(template=postgres_template)
+
+
+async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_different_ones(
+        tmp_path, smtp_sink, database):
+    """Another daemon holds the north PBX's lease (its own advisory lock): this one listens to
+    the south PBX alone, stands by for the north one, and takes it over once it is free."""
+    from textback.core.fleet import pbx_lock_key
+    from textback.store.postgres.fleet import AdvisoryLease
+
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, **{
+        "text.delay_seconds": 0, "storage.url": database})
+    other_daemon = AdvisoryLease(database, None, pbx_lock_key("127.0.0.1", north.port))
+    assert await other_daemon.take()
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await eventually(lambda: _true(len(daemon.pbxs) == 2 and daemon.pbxs[1].logged_in
+                                       and daemon.pbxs[0].lease is not None
+                                       and daemon.pbxs[0].lease.standing_by), 15,
+                         "south held, north stood by")
+        assert not daemon.pbxs[0].logged_in and not north.writers  # never connected to north
+        assert daemon._ami_answering()  # standing by is no incident
+        await south.play("busy", "s1")
+        await eventually(lambda: _calls_count(daemon, 1), 15, "south's call recorded")
+
+        await other_daemon.drop()  # the other daemon goes: this one takes the north PBX over
+        await eventually(lambda: _true(daemon.pbxs[0].logged_in), 15, "north taken over")
+        assert daemon.pbxs[1].logins == 1  # the south PBX was not touched by the takeover
+        await north.play("noanswer", "n1")
+        await eventually(lambda: _calls_count(daemon, 2), 15, "both calls recorded")
+        assert sorted(c["business_number"] for c in await daemon.store.calls(0)) == [
+            NORTH_NUMBER, SOUTH_NUMBER]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await other_daemon.drop()
+        await north.stop()
+        await south.stop()
+    from textback.store.postgres import PostgresStore
+    store = await PostgresStore.open(database)
+    try:  # each holder kept its PBX's moment as it stopped
+        for name in ("last_ami_event_at:north", "last_ami_event_at:south"):
+            assert await store.progress(name) is not None, name
+    finally:
+        await store.close()
+
+
+async def _calls_count(daemon: Daemon, count: int) -> bool:
+    return len(await daemon.store.calls(0)) == count

@@ -380,6 +380,10 @@ class Daemon:
             service.notify("STOPPING=1")
             for pbx in self.pbxs:
                 pbx.close_timers()
+                try:  # while a fleet's lease, which ends with its worker, still holds
+                    await pbx.save_progress()
+                except Exception:  # noqa: BLE001 - the database may be gone: the stop goes on
+                    log.exception("PBX %s: could not keep until when its events were seen", pbx.id)
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
