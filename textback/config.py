@@ -1318,7 +1318,6 @@ class Secrets:
     ami: SecretStr | None  # the single `ami:` form's; a `pbxs:` list's are in pbx_ami
     smtp_password: SecretStr | None
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
-    cdr_database: SecretStr | None = None
     selftest_ami: SecretStr | None = None  # the optional originate-only AMI user's
     metrics_token: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
@@ -1334,7 +1333,7 @@ class Secrets:
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
-        values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
+        values = [self.ami, self.smtp_password, self.selftest_ami,
                   self.metrics_token, self.storage_password, *self.gateway.values(),
                   *self.webhooks.values(), *self.crm.values(), self.intake_model,
                   *self.pbx_ami.values(), *self.pbx_cdr.values(),
@@ -1392,7 +1391,6 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     if hasattr(section, "secret_refs"):
         gateway_secrets, found = resolve_secrets(section, base)
         problems += [(f"gateway.{config.gateway.type}.{path}", message) for path, message in found]
-    cdr_database = pbx_cdr.get(SINGLE_PBX_ID) if not config.pbxs else None
     selftest_ami = None
     if config.selftest is not None and config.selftest.ami is not None:
         selftest_ami = _resolve(config.selftest.ami.secret, base, "selftest.ami.secret", problems)
@@ -1433,7 +1431,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
-                                  gateway=gateway_secrets, cdr_database=cdr_database,
+                                  gateway=gateway_secrets,
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
                                   webhooks=webhook_secrets, crm=crm_tokens,
