@@ -1111,8 +1111,10 @@ class Config(Strict):
         """The PBXs as a list whatever the form, and which one serves each business number."""
         self._pbx_list = list(self.pbxs)
         if not self.pbxs and self.ami is not None and self.inbound is not None:
-            single = PbxConfig(id=SINGLE_PBX_ID, ami=self.ami, inbound=self.inbound,
-                               recovery=self.recovery, numbers=[n.number for n in self.numbers])
+            # Built from sections already checked: no second validation on each model_copy.
+            single = PbxConfig.model_construct(
+                id=SINGLE_PBX_ID, ami=self.ami, inbound=self.inbound, recovery=self.recovery,
+                numbers=[n.number for n in self.numbers])
             single._single = True
             self._pbx_list = [single]
         self._pbx_of_number = {}
