@@ -104,7 +104,8 @@ class _CurrentAmi:
 
 
 class Daemon:
-    """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations,
+    """The wiring: one PbxListener per PBX (its AMI connection, tracker, CDR recovery), and
+    what their calls and inbound texts become here; the outbox, email, operations,
     self-test and retention workers are objects from textback/workers/, composed by `attach`
     on the open store and the gateway, each holding its own state."""
 
