@@ -302,7 +302,7 @@ class MessageSink(SippActor):
     def messages(self) -> list[dict]:
         """Texts received so far, in arrival order, retransmissions dropped.
 
-        Each is {"from", "to", "body", "request_uri"}; from/to are the header URIs.
+        Each is {"from", "to", "body", "request_uri", "via"}; from/to are the header URIs.
         """
         seen = set()
         texts = []
@@ -320,6 +320,7 @@ class MessageSink(SippActor):
                     "to": _uri_of(headers.get("to", "")),
                     "body": message["body"],
                     "request_uri": message["start_line"].split(" ")[1],
+                    "via": headers.get("via", ""),  # which PBX sent it: its SIP port
                 }
             )
         return texts
@@ -340,6 +341,7 @@ class LabPBX:
     start_timeout = 60.0
     # A second lab on the machine (another test run) waits this long for the first to stop.
     lock_timeout = 600.0
+    lock_file = LOCK_FILE
 
     def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
@@ -447,7 +449,7 @@ class LabPBX:
 
     def _acquire_lock(self) -> None:
         """One lab per machine: wait for another lab (e.g. a parallel test run) to stop."""
-        lock = open(LOCK_FILE, "a+")
+        lock = open(self.lock_file, "a+")
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -783,3 +785,14 @@ class LabPBX:
             if message["start_line"].startswith("SIP/2.0 ") and int(status[1]) >= 200:
                 return int(status[1])
         raise LabError(f"no final response to the MESSAGE\n{actor.diagnostics()}")
+
+
+class SecondLabPBX(LabPBX):
+    """A second Asterisk in the same root beside the lab PBX, on AMI and SIP ports of its own,
+    with its own instance tree (configs, CDR, logs) and lock: for a daemon that serves two
+    PBXs. The SIPp actors' addresses (the carrier, the phones, the message sink) are the
+    lab's own and shared: place one PBX's calls at a time."""
+
+    ami_port = 15039
+    sip_port = 15061
+    lock_file = Path("/run/textback-lab-second.lock")

@@ -22,7 +22,7 @@ import binascii
 import codecs
 import logging
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Callable
 
 from ami_listener.connection import AmiConnection, AmiDisconnected, AmiError, AmiTimeout
 from sms_gateway.base import InboundMedia, InboundText, OutgoingText, SendResult
@@ -37,8 +37,11 @@ class AsteriskGateway:
     name = "asterisk"
 
     def __init__(self, ami: AmiConnection, destination: str, from_uri: str,
-                 trunk: str = "", host: str = "", timeout: float = 5.0):
+                 trunk: str = "", host: str = "", timeout: float = 5.0,
+                 ami_for_sender: Callable[[str], AmiConnection] | None = None):
         self._ami = ami
+        # Several PBXs: a text goes through the AMI of the PBX serving its sender (a DID).
+        self._ami_for_sender = ami_for_sender or (lambda sender: ami)
         self._destination = destination
         self._from_uri = from_uri
         self._fields = {"trunk": trunk, "host": host}
@@ -48,7 +51,8 @@ class AsteriskGateway:
         return template.format(to=text.recipient, sender=text.sender, **self._fields)
 
     async def send(self, text: OutgoingText) -> SendResult:
-        if self._ami.logged_in and not self._ami.ready:
+        ami = self._ami_for_sender(text.sender)
+        if ami.logged_in and not ami.ready:
             return SendResult.retryable("Asterisk is still starting (no FullyBooted since the login)")
         action = {
             "Action": "MessageSend",
@@ -57,7 +61,7 @@ class AsteriskGateway:
             "Base64Body": base64.b64encode(text.body.encode("utf-8")).decode("ascii"),
         }
         try:
-            response = await self._ami.action(action, timeout=self._timeout)
+            response = await ami.action(action, timeout=self._timeout)
         except AmiDisconnected as exc:
             return SendResult.retryable(str(exc))
         except AmiTimeout as exc:

@@ -190,7 +190,7 @@ def test_a_mysql_cdr_needs_its_section_and_its_secret(tmp_path):
     [(where, message)] = problems_of(tmp_path, config)
     assert where.startswith("recovery.cdr.mysql.secret") and "cdrdb.secret" in message
     (tmp_path / "cdrdb.secret").write_text("s3cret\n")
-    assert load(write_config(tmp_path, config)).secrets.cdr_database.get_secret_value() == "s3cret"
+    assert load(write_config(tmp_path, config)).secrets.pbx_cdr["main"].get_secret_value() == "s3cret"
 
 
 KANNEL = {"sendsms_url": "http://127.0.0.1:13013/cgi-bin/sendsms", "username": "textback",

@@ -13,7 +13,7 @@ import time
 
 from pydantic import SecretStr
 
-import textback.daemon as daemon_module
+import textback.workers.pbx as pbx_module
 from ami_listener.connection import AmiConnection
 from tests.cdr_rows import as_csv, load_fields, moved
 from tests.replay import load_trace
@@ -89,12 +89,12 @@ async def test_the_cdr_decides_a_call_whose_hangup_was_missed(offline_daemon, tm
     assert await daemon.store.calls(0) == []  # the tracker still holds it: recovery skips it
 
     await pass_the_limit(daemon)
-    assert daemon.overdue.pending == [LINKEDID]
-    await daemon.overdue.check()
+    assert daemon.pbxs[0].overdue.pending == [LINKEDID]
+    await daemon.pbxs[0].overdue.check()
     [row] = await daemon.store.calls(0)
     assert (row["linkedid"], row["caller"], row["outcome"], row["reason"], row["recovered"]) == (
         LINKEDID, CALLER, "missed", "no_answer", 1)
-    assert daemon.overdue.pending == []
+    assert daemon.pbxs[0].overdue.pending == []
 
 
 class Clock(SystemClock):
@@ -112,15 +112,15 @@ async def test_a_call_the_cdr_never_shows_is_recorded_as_seen_after_a_day(offlin
     daemon = await offline_daemon(clock=clock, **recovery_config(tmp_path))
     (tmp_path / "Master.csv").write_text("")
     await feed_and_pass_the_limit(daemon)
-    await daemon.overdue.check()
-    assert daemon.overdue.pending == [LINKEDID] and await daemon.store.calls(0) == []
+    await daemon.pbxs[0].overdue.check()
+    assert daemon.pbxs[0].overdue.pending == [LINKEDID] and await daemon.store.calls(0) == []
     clock.at += LIMIT + 25 * 3600
-    await daemon.overdue.check()
+    await daemon.pbxs[0].overdue.check()
     [row] = await daemon.store.calls(0)
     assert (row["linkedid"], row["caller"], row["outcome"], row["decision"], row["recovered"]) == (
         LINKEDID, CALLER, "missed", "no_hangup_seen", 0)
     assert await daemon.store.due(time.time() + 10 * LIMIT) == []  # never texted hours late
-    assert daemon.overdue.pending == []
+    assert daemon.pbxs[0].overdue.pending == []
 
 
 async def test_without_a_cdr_the_call_is_recorded_as_seen_without_a_text(offline_daemon):
@@ -130,14 +130,14 @@ async def test_without_a_cdr_the_call_is_recorded_as_seen_without_a_text(offline
     assert (row["linkedid"], row["caller"], row["outcome"], row["decision"]) == (
         LINKEDID, CALLER, "missed", "no_hangup_seen")
     assert await daemon.store.due(time.time() + 10 * LIMIT) == []
-    assert daemon.overdue.pending == []
+    assert daemon.pbxs[0].overdue.pending == []
 
 
 async def test_a_failed_channel_listing_after_login_is_tried_again_until_it_works(
         offline_daemon, monkeypatch):
     """The AMI peer refuses CoreShowChannels twice (as Asterisk does for a user without the
     `reporting` right), then answers with the lab's recorded listing of a ringing call."""
-    monkeypatch.setattr(daemon_module, "LISTING_RETRY_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(pbx_module, "LISTING_RETRY_FIRST_SECONDS", 0.05)
     listing = [e for e in load_trace("mid_call_ringing") if e["Event"].startswith("CoreShowChannel")]
     ringing = listing[0]["Linkedid"]
     asked = []

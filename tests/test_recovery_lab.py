@@ -18,7 +18,7 @@ import pytest
 from lab import flows
 from lab.configs import BUSINESS_NUMBER
 from lab.harness import DaemonProcess, wait_until
-from textback.daemon import PROGRESS_SAVE_SECONDS, RECOVERY_OVERLAP_SECONDS
+from textback.workers.pbx import PROGRESS_SAVE_SECONDS, RECOVERY_OVERLAP_SECONDS
 
 pytestmark = pytest.mark.lab
 

@@ -20,7 +20,7 @@ import pymysql
 from pydantic import SecretStr
 
 from textback.core.alerts import one_line
-from textback.config import RecoveryConfig, Secrets
+from textback.config import RecoveryConfig
 from textback.core.recovery import CdrRecord, CsvLayout, from_csv_fields, from_freepbx_row
 
 log = logging.getLogger("textback.cdr")
@@ -45,12 +45,13 @@ class CdrSource(Protocol):
     async def records_since(self, since: float) -> list[CdrRecord]: ...
 
 
-def build_source(settings: RecoveryConfig, secrets: Secrets) -> CdrSource:
+def build_source(settings: RecoveryConfig, mysql_secret: SecretStr | None) -> CdrSource:
+    """The CDR one PBX's `recovery` names; `mysql_secret` is its CDR database's password."""
     cdr = settings.cdr
     if cdr.type == "mysql":
         m = cdr.mysql
         zone = ZoneInfo(m.timezone) if m.timezone else None
-        return FreePbxCdr(m.host, m.port, m.database, m.user, secrets.cdr_database, zone,
+        return FreePbxCdr(m.host, m.port, m.database, m.user, mysql_secret, zone,
                           m.timeout_seconds)
     c = cdr.csv
     layout = CsvLayout(c.loguniqueid, c.loguserfield, c.newcdrcolumns)

@@ -10,7 +10,7 @@ from sms_gateway.plugins import PluginError
 from textback.core.segments import count_segments
 from textback.core.campaign import template_warnings
 from textback.cdr import CdrError, build_source
-from textback.config import Config, Loaded
+from textback.config import Config, Loaded, PbxConfig
 from textback.gateways import build_gateway
 from textback.mailer import Mailer
 from textback.core.rules import render_for
@@ -78,16 +78,12 @@ def media_paths(config: Config) -> str:
 async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
     c = loaded.config
     results: list[tuple[str, bool, str]] = [("photos", True, media_paths(c))]
-    try:
-        version = await try_login(c.ami.host, c.ami.port, c.ami.username, loaded.secrets.ami,
-                                  use_tls=c.ami.tls, tls_verify=c.ami.tls_verify)
-        results.append(("ami", True, f"logged in to {c.ami.host}:{c.ami.port} as "
-                                     f"{c.ami.username} (AMI {version})"))
+    logins = [await _check_pbx_login(loaded, pbx) for pbx in c.pbx_list()]
+    results += logins
+    if c.gateway.type == "asterisk" and not all(ok for _, ok, _ in logins):
+        results.append(("gateway", False, f"{c.gateway.type}: not checked, AMI is unavailable"))
+    else:
         results.append(await _check_gateway(loaded))
-    except (AmiError, ValueError) as exc:
-        results.append(("ami", False, str(exc)))
-        results.append(("gateway", False, f"{c.gateway.type}: not checked, AMI is unavailable")
-                       if c.gateway.type == "asterisk" else await _check_gateway(loaded))
     try:
         detail = await Mailer(c.smtp, loaded.secrets.smtp_password).check()
         results.append(("smtp", True, f"reached {detail}"))
@@ -95,8 +91,9 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
         results.append(("smtp", False, f"{c.smtp.host}:{c.smtp.port}: {type(exc).__name__}: {exc}"))
     if c.storage.backend == "postgresql":
         results.append(await _check_postgresql(loaded))
-    if c.recovery is not None:
-        results.append(await _check_cdr(loaded))
+    for pbx in c.pbx_list():
+        if pbx.recovery is not None:
+            results.append(await _check_cdr(loaded, pbx))
     if c.selftest is not None and c.selftest.ami is not None:
         results.append(await _check_selftest_login(loaded))
     return results
@@ -115,33 +112,54 @@ async def _check_postgresql(loaded: Loaded) -> tuple[str, bool, str]:
         return "database", False, f"{loaded.config.storage.url}: {type(exc).__name__}: {exc}"
 
 
+def _pbx_label(config: Config, name: str, pbx: PbxConfig) -> str:
+    """A check's name: `ami`, or `ami branch` when the config lists several PBXs."""
+    return f"{name} {pbx.id}" if config.pbxs else name
+
+
+async def _check_pbx_login(loaded: Loaded, pbx: PbxConfig) -> tuple[str, bool, str]:
+    """One line per PBX: its AMI user logs in, or why not."""
+    a, label = pbx.ami, _pbx_label(loaded.config, "ami", pbx)
+    try:
+        version = await try_login(a.host, a.port, a.username, loaded.secrets.ami_of(pbx.id),
+                                  use_tls=a.tls, tls_verify=a.tls_verify)
+    except (AmiError, ValueError) as exc:
+        return (label, False, str(exc))
+    served = f"; serves {', '.join(pbx.numbers)}" if loaded.config.pbxs else ""
+    return (label, True, f"logged in to {a.host}:{a.port} as {a.username} (AMI {version}){served}")
+
+
 async def _check_selftest_login(loaded: Loaded) -> tuple[str, bool, str]:
     """The originate-only user the self-test places its call as: a wrong secret shows now,
     not at the next scheduled run."""
-    c, user = loaded.config, loaded.config.selftest.ami.username
+    a, user = loaded.config.selftest_pbx().ami, loaded.config.selftest.ami.username
     try:
-        await try_login(c.ami.host, c.ami.port, user, loaded.secrets.selftest_ami,
-                        use_tls=c.ami.tls, tls_verify=c.ami.tls_verify)
+        await try_login(a.host, a.port, user, loaded.secrets.selftest_ami,
+                        use_tls=a.tls, tls_verify=a.tls_verify)
     except (AmiError, ValueError) as exc:
         return ("selftest", False, f"AMI user {user!r}: {exc}")
     return ("selftest", True, f"AMI user {user!r} logs in (it needs write = originate)")
 
 
-async def _check_cdr(loaded: Loaded) -> tuple[str, bool, str]:
-    """The CDR that calls missed while AMI was down are recovered from: readable, in the expected layout."""
-    source = build_source(loaded.config.recovery, loaded.secrets)
+async def _check_cdr(loaded: Loaded, pbx: PbxConfig | None = None) -> tuple[str, bool, str]:
+    """The CDR that a PBX's calls missed while AMI was down are recovered from (default: the
+    first PBX's): readable, in the expected layout."""
+    pbx = pbx or loaded.config.pbx_list()[0]
+    label = _pbx_label(loaded.config, "cdr", pbx)
+    source = build_source(pbx.recovery, loaded.secrets.pbx_cdr.get(pbx.id))
     try:
         records = await source.records_since(time.time() - 86400)
     except CdrError as exc:
-        return ("cdr", False, str(exc))
-    return ("cdr", True, f"{source.description}: {len(records)} row(s) of the last day readable")
+        return (label, False, str(exc))
+    return (label, True, f"{source.description}: {len(records)} row(s) of the last day readable")
 
 
 async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:
     c = loaded.config
-    ami = AmiConnection(c.ami.host, c.ami.port, c.ami.username, loaded.secrets.ami,
-                        on_event=lambda event: None, use_tls=c.ami.tls,
-                        tls_verify=c.ami.tls_verify)
+    pbx = c.pbx_list()[0]  # the asterisk gateway's AMI rights, checked on the first PBX's user
+    a = pbx.ami
+    ami = AmiConnection(a.host, a.port, a.username, loaded.secrets.ami_of(pbx.id),
+                        on_event=lambda event: None, use_tls=a.tls, tls_verify=a.tls_verify)
     try:
         gateway = build_gateway(c, ami, loaded.secrets)
     except PluginError as exc:
@@ -154,7 +172,7 @@ async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:
             allowed = {key.lower() for key in listing}
             missing = [a for a in NEEDED_ACTIONS["asterisk"] if a.lower() not in allowed]
             if missing:
-                return ("gateway", False, f"AMI user {c.ami.username!r} may not use "
+                return ("gateway", False, f"AMI user {a.username!r} may not use "
                                           f"{', '.join(missing)}: add 'message' to its write= in manager.conf")
         return ("gateway", True, await gateway.check())
     except (AmiError, asyncio.TimeoutError, OSError) as exc:

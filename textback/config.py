@@ -768,6 +768,50 @@ class RecoveryConfig(Strict):
     cdr: CdrSourceConfig = CdrSourceConfig()
 
 
+# The PBX a config with the single `ami:` / `inbound:` / `recovery:` form describes.
+SINGLE_PBX_ID = "main"
+# The sections of the single-PBX form, which a `pbxs:` list replaces.
+SINGLE_PBX_KEYS = ("ami", "inbound", "recovery")
+
+
+class PbxConfig(Strict):
+    """One PBX: its AMI, how its inbound calls are told apart, its CDR, and the business
+    numbers (of `numbers`) it serves. A daemon listens to each PBX on its own connection."""
+
+    id: Identifier  # in the log, the metrics' `pbx` label and `textback status`
+    ami: AmiConfig
+    inbound: InboundConfig
+    recovery: RecoveryConfig | None = None
+    numbers: list[E164] = Field(default_factory=list)
+    # True for the PBX of the single `ami:` form: it keeps the progress names it always had.
+    _single: bool = PrivateAttr(False)
+
+    @field_validator("numbers")
+    @classmethod
+    def _e164(cls, value: list[str]) -> list[str]:
+        return [_is_e164(number) for number in value]
+
+    @property
+    def address(self) -> str:
+        """host:port of its AMI: what its fleet lease is derived from."""
+        return f"{self.ami.host}:{self.ami.port}"
+
+    def progress_name(self, name: str) -> str:
+        """The store's progress mark `name` (e.g. the last AMI event) for this PBX: the single
+        form's PBX keeps the plain name, so an existing install resumes where it stopped."""
+        return name if self._single else f"{name}:{self.id}"
+
+
+def pbx_form_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The PBXs are given either as a `pbxs:` list or by the single `ami:`/`inbound:` form,
+    never both: (key, message) for each key that mixes them, or that is missing."""
+    if "pbxs" in raw:
+        return [(key, f"`{key}:` and `pbxs:` are both given: with a `pbxs:` list, move "
+                      f"`{key}:` into each PBX's entry") for key in SINGLE_PBX_KEYS if key in raw]
+    return [(key, "required key is missing (or list the PBXs under `pbxs:`)")
+            for key in ("ami", "inbound") if key not in raw]
+
+
 class WebConfig(Strict):
     """The daemon's HTTP server: the shared inbox, metrics and the API.
 
@@ -997,8 +1041,10 @@ class LoggingConfig(Strict):
 
 class Config(Strict):
     business: BusinessConfig
-    ami: AmiConfig
-    inbound: InboundConfig
+    # One PBX (`ami:`, `inbound:`, `recovery:`), or a `pbxs:` list of them: see pbx_list().
+    ami: AmiConfig | None = None
+    inbound: InboundConfig | None = None
+    pbxs: list[PbxConfig] = Field(default_factory=list)
     owners: list[OwnerConfig] = Field(min_length=1)
     # The installer or IT contact: incidents, self-test reports and other operational mail.
     admin_email: str | None = Field(None, pattern=EMAIL_PATTERN)
@@ -1038,6 +1084,8 @@ class Config(Strict):
     _contacts: dict[str, ContactConfig] = PrivateAttr(default_factory=dict)
     _allowed: frozenset[str] = PrivateAttr(frozenset())
     _dids: dict[str, NumberConfig | None] = PrivateAttr(default_factory=dict)  # DID -> match
+    _pbx_list: list[PbxConfig] = PrivateAttr(default_factory=list)
+    _pbx_of_number: dict[str, PbxConfig] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:
         self._index()
@@ -1057,6 +1105,59 @@ class Config(Strict):
             self._contacts.setdefault(contact.number, contact)  # the first listed wins
         self._allowed = frozenset(self.fraud.allowed_countries or {n.region for n in self.numbers})
         self._dids = {}
+        self._index_pbxs()
+
+    def _index_pbxs(self) -> None:
+        """The PBXs as a list whatever the form, and which one serves each business number."""
+        self._pbx_list = list(self.pbxs)
+        if not self.pbxs and self.ami is not None and self.inbound is not None:
+            # Built from sections already checked: no second validation on each model_copy.
+            single = PbxConfig.model_construct(
+                id=SINGLE_PBX_ID, ami=self.ami, inbound=self.inbound, recovery=self.recovery,
+                numbers=[n.number for n in self.numbers])
+            single._single = True
+            self._pbx_list = [single]
+        self._pbx_of_number = {}
+        for pbx in self._pbx_list:
+            for number in pbx.numbers:
+                self._pbx_of_number.setdefault(number, pbx)
+
+    @model_validator(mode="after")
+    def _pbx_references(self) -> "Config":
+        """Each PBX named once, on its own AMI address (its fleet lease), serving numbers of
+        `numbers`, each number served by one PBX at most."""
+        problems = pbx_form_problems({key: True for key in ("pbxs", *SINGLE_PBX_KEYS)
+                                      if getattr(self, key) not in (None, [])})
+        if problems:
+            raise ValueError("; ".join(f"{key}: {message}" for key, message in problems))
+        ids: dict[str, int] = {}
+        addresses: dict[str, str] = {}
+        served: dict[str, str] = {}
+        for index, pbx in enumerate(self.pbxs):
+            if pbx.id in ids:
+                raise ValueError(f"pbxs[{index}].id: {pbx.id!r} is also pbxs[{ids[pbx.id]}]'s")
+            ids[pbx.id] = index
+            if pbx.address in addresses:
+                raise ValueError(f"pbxs[{index}].ami: {pbx.address} is also PBX "
+                                 f"{addresses[pbx.address]!r}'s AMI")
+            addresses[pbx.address] = pbx.id
+            for number in pbx.numbers:
+                if self.number(number) is None:
+                    raise ValueError(f"pbxs[{index}].numbers: {number} is not one of `numbers`")
+                if number in served:
+                    raise ValueError(f"pbxs[{index}].numbers: {number} is also served by PBX "
+                                     f"{served[number]!r}: a number belongs to one PBX")
+                served[number] = pbx.id
+        if self.pbxs and self.gateway.type == "asterisk":
+            unserved = [n.number for n in self.numbers if n.number not in served]
+            if unserved:
+                raise ValueError(f"pbxs: {', '.join(unserved)} served by no PBX: the asterisk "
+                                 f"gateway texts from a number through its PBX's AMI")
+            if len(self.pbxs) > 1 and self.storage.backend == "postgresql":
+                raise ValueError("pbxs: the asterisk gateway with several PBXs on PostgreSQL "
+                                 "(a fleet) is not supported yet: each text would need the "
+                                 "daemon holding its PBX's lease")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> "Config":
@@ -1097,7 +1198,8 @@ class Config(Strict):
     def _check_selftest(self, selftest: SelftestConfig) -> None:
         if selftest.number is not None and self.number(selftest.number) is None:
             raise ValueError(f"selftest.number: {selftest.number} is not one of `numbers`")
-        if selftest.context is None and selftest.trunk is None and not self.inbound.trunks:
+        if (selftest.context is None and selftest.trunk is None
+                and not self.selftest_pbx().inbound.trunks):
             raise ValueError("selftest: name the inbound `context` to call into, or a `trunk` "
                              "whose context it is (inbound.trunks lists none)")
         if self.admin_email is None:
@@ -1118,6 +1220,18 @@ class Config(Strict):
         """The business number the self-test calls."""
         chosen = self.selftest.number if self.selftest else None
         return self.number(chosen) if chosen else self.numbers[0]
+
+    def pbx_list(self) -> list[PbxConfig]:
+        """Every PBX, whichever form the file uses (the single form's has id `main`)."""
+        return self._pbx_list
+
+    def pbx_serving(self, number: str) -> PbxConfig | None:
+        """The PBX that serves business number `number` (E.164), if one does."""
+        return self._pbx_of_number.get(number)
+
+    def selftest_pbx(self) -> PbxConfig:
+        """The PBX the self-test calls through: the one serving its number, else the first."""
+        return self.pbx_serving(self.selftest_number().number) or self._pbx_list[0]
 
     def _template_references(self) -> list[tuple[str, str]]:
         """(config key, template name) for every place that names an entry of text.templates."""
@@ -1203,22 +1317,28 @@ class Config(Strict):
 class Secrets:
     """Secrets resolved at load time so a missing one fails `check`, not the first call."""
 
-    ami: SecretStr
+    ami: SecretStr | None  # the single `ami:` form's; a `pbxs:` list's are in pbx_ami
     smtp_password: SecretStr | None
     gateway: Mapping[str, SecretStr] = field(default_factory=dict)
-    cdr_database: SecretStr | None = None
     selftest_ami: SecretStr | None = None  # the optional originate-only AMI user's
     metrics_token: SecretStr | None = None
     webhooks: Mapping[str, SecretStr] = field(default_factory=dict)  # by endpoint name
     crm: Mapping[str, SecretStr] = field(default_factory=dict)  # by CRM name
     intake_model: SecretStr | None = None  # the optional intake extractor's API key
     storage_password: SecretStr | None = None  # PostgreSQL's, for storage.url
+    pbx_ami: Mapping[str, SecretStr] = field(default_factory=dict)  # by PBX id
+    pbx_cdr: Mapping[str, SecretStr] = field(default_factory=dict)  # a mysql CDR's, by PBX id
+
+    def ami_of(self, pbx_id: str) -> SecretStr:
+        """The AMI secret of PBX `pbx_id` (the single form's is `ami`)."""
+        return self.pbx_ami[pbx_id] if pbx_id in self.pbx_ami else self.ami
 
     def redactor(self) -> Redactor:
         """Masks every one of these secrets in text that leaves the process."""
-        values = [self.ami, self.smtp_password, self.cdr_database, self.selftest_ami,
+        values = [self.ami, self.smtp_password, self.selftest_ami,
                   self.metrics_token, self.storage_password, *self.gateway.values(),
                   *self.webhooks.values(), *self.crm.values(), self.intake_model,
+                  *self.pbx_ami.values(), *self.pbx_cdr.values(),
                   *(SecretStr(v.get_secret_value().removeprefix(WEBHOOK_SECRET_PREFIX))
                     for v in self.webhooks.values())]
         return Redactor(v.get_secret_value() for v in values if v is not None)
@@ -1253,6 +1373,9 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
         raise ConfigError(source, [(_where(exc.line), str(exc))]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top)", "the file must be a mapping of sections")])
+    form = pbx_form_problems(raw)
+    if form:
+        raise ConfigError(source, [(_with_line(key, lines), message) for key, message in form])
     try:
         config = Config.model_validate(raw, context={"region": _business_region(raw)})
     except ValidationError as exc:
@@ -1260,7 +1383,8 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     problems: list[tuple[str, str]] = []
     if config.contacts_csv is not None:
         config = _with_csv_contacts(config, base, problems)
-    ami_secret = _resolve(config.ami.secret, base, "ami.secret", problems)
+    pbx_ami, pbx_cdr = _pbx_secrets(config, base, problems)
+    ami_secret = pbx_ami.get(SINGLE_PBX_ID) if not config.pbxs else None
     smtp_password = None
     if config.smtp.password is not None:
         smtp_password = _resolve(config.smtp.password, base, "smtp.password", problems)
@@ -1269,10 +1393,6 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
     if hasattr(section, "secret_refs"):
         gateway_secrets, found = resolve_secrets(section, base)
         problems += [(f"gateway.{config.gateway.type}.{path}", message) for path, message in found]
-    cdr_database = None
-    if config.recovery is not None and config.recovery.cdr.type == "mysql":
-        cdr_database = _resolve(config.recovery.cdr.mysql.secret, base, "recovery.cdr.mysql.secret",
-                                problems)
     selftest_ami = None
     if config.selftest is not None and config.selftest.ami is not None:
         selftest_ami = _resolve(config.selftest.ami.secret, base, "selftest.ami.secret", problems)
@@ -1313,13 +1433,28 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
         raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
-                                  gateway=gateway_secrets, cdr_database=cdr_database,
+                                  gateway=gateway_secrets,
                                   selftest_ami=selftest_ami,
                                   metrics_token=metrics_token,
                                   webhooks=webhook_secrets, crm=crm_tokens,
                                   intake_model=intake_model,
-                                  storage_password=storage_password),
+                                  storage_password=storage_password,
+                                  pbx_ami=pbx_ami, pbx_cdr=pbx_cdr),
                   source=Path(source))
+
+
+def _pbx_secrets(config: Config, base: Path | None, problems: list[tuple[str, str]]
+                 ) -> tuple[dict[str, SecretStr], dict[str, SecretStr]]:
+    """Each PBX's AMI secret, and its CDR database's (a mysql CDR), by PBX id."""
+    ami: dict[str, SecretStr] = {}
+    cdr: dict[str, SecretStr] = {}
+    for index, pbx in enumerate(config.pbx_list()):
+        where = "" if config.ami is not None else f"pbxs[{index}]."
+        ami[pbx.id] = _resolve(pbx.ami.secret, base, f"{where}ami.secret", problems)
+        if pbx.recovery is not None and pbx.recovery.cdr.type == "mysql":
+            cdr[pbx.id] = _resolve(pbx.recovery.cdr.mysql.secret, base,
+                                   f"{where}recovery.cdr.mysql.secret", problems)
+    return ami, cdr
 
 
 def _check_owner_alerts(config: Config, problems: list[tuple[str, str]]) -> None:

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
 
-from ami_listener.connection import AmiConnection, AmiError, event_fields
-from sms_gateway.asterisk import parse_user_event
+from ami_listener.connection import AmiConnection
 from sms_gateway.base import Gateway, InboundMedia, InboundText
 from sms_gateway.media import MediaFetcher
 from sms_gateway.callbacks import CallbackServer, DeliveryStatus
@@ -31,7 +30,7 @@ from textback import mailin, pushkeys, runlock, service
 from textback.core.alerts import one_line
 from textback.core.media import Shown, kind_of, summary
 from textback.api.routes import api_routes
-from textback.cdr import CdrError, CdrSource, build_source
+from textback.cdr import build_source
 from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
 from textback.core.fleet import WAKE_CHANNEL, pbx_lock_key
@@ -41,9 +40,8 @@ from textback.workers.events import Destination, EventWorker
 from textback.mailer import Mailer
 from textback.core.inbound import plan_text
 from textback.core.media import Attachment, not_sent_lines
-from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT, callback_number, judge_call
+from textback.core.missed_call import TOO_OLD_TO_TEXT, callback_number, judge_call
 from textback.core.numbers import caller_name, parse_address
-from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.replies import INTAKE_COMMANDS, Verdict
 from textback.core.scorecard import parse_amount
 from textback.core.rules import Decision, match_number
@@ -51,7 +49,7 @@ from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
 from textback.supervisor import Supervisor
-from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
+from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
 from textback.workers.intake import IntakeSuggester
@@ -59,7 +57,7 @@ from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
 from textback.workers.owner_mail import OwnerMail
 from textback.workers.push import PushWorker
-from textback.workers.ops import LAST_AMI_EVENT, IncidentWorker, Watch, watchdog
+from textback.workers.ops import IncidentWorker, Watch, watchdog
 from textback.workers.selftest import SelftestRunner
 from textback.workers.wakeups import WakeListener
 from textback.ops.metrics import Metrics
@@ -69,7 +67,7 @@ from textback.web.inbox import inbox_routes
 from textback.web.links import sign_in_link
 from textback.web.push import push_routes
 from textback.web.medialinks import MEDIA_LINK_KEY, media_link
-from textback.workers.overdue import OverdueCalls
+from textback.workers.pbx import PbxListener, pbx_worker_name
 from textback.workers.owner_phone import OwnerPhone, Tell
 from textback.workers.retention import RetentionWorker
 from textback.workers.routing import RoutingTableWorker
@@ -80,18 +78,6 @@ log = logging.getLogger("textback")
 timeline = logging.getLogger("textback.timeline")
 
 REPLY_LISTENER_RETRY_SECONDS = 60.0  # while the reply-mail port cannot be bound
-# When AMI events are known to have arrived until (LAST_AMI_EVENT) is saved at most this
-# often, so a busy PBX costs no write per event.
-PROGRESS_SAVE_SECONDS = 5.0
-# A login recovers the calls that ended since then, less this margin: it covers the save
-# interval and the CDR's whole seconds; calls seen both ways are recorded once by call id.
-RECOVERY_OVERLAP_SECONDS = 15.0
-# A second look at the CDR after a login: Asterisk writes a call's CDR as its last channel goes.
-CDR_SETTLE_SECONDS = 5.0
-# A CoreShowChannels listing that failed after a login (a timeout, or no `reporting` right) is
-# tried again after this, doubling up to the maximum, while that login lasts.
-LISTING_RETRY_FIRST_SECONDS = 2.0
-LISTING_RETRY_MAX_SECONDS = 300.0
 # At most one email in this many seconds says that the CDR could not be read (the log has each).
 RECOVERY_ALERT_INTERVAL = 3600.0
 # How long past a reply's deadline (text.max_age_minutes after it was due) the link an MMS
@@ -107,18 +93,19 @@ HOLDING_POLL_SECONDS = 0.2
 
 
 class _CurrentAmi:
-    """The daemon's AMI connection of the moment, for what keeps one for its life (the asterisk
+    """A PBX's AMI connection of the moment, for what keeps one for its life (the asterisk
     gateway): in a fleet a new connection stands in each time the lease is taken again."""
 
-    def __init__(self, daemon: "Daemon"):
-        self._daemon = daemon
+    def __init__(self, pbx: PbxListener):
+        self._pbx = pbx
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._daemon.ami, name)
+        return getattr(self._pbx.ami, name)
 
 
 class Daemon:
-    """The wiring: AMI events, calls and inbound texts here; the outbox, email, operations,
+    """The wiring: one PbxListener per PBX (its AMI connection, tracker, CDR recovery), and
+    what their calls and inbound texts become here; the outbox, email, operations,
     self-test and retention workers are objects from textback/workers/, composed by `attach`
     on the open store and the gateway, each holding its own state."""
 
@@ -127,13 +114,8 @@ class Daemon:
         self.config = loaded.config
         self.clock = clock or SystemClock()
         self.secrets = loaded.secrets
-        self._record_ami = record_ami
-        inbound = self.config.inbound
-        self.tracker = CallTracker(inbound.trunks, inbound.contexts, inbound.grace_seconds,
-                                   inbound.max_call_hours * 3600)
         self.mailer = Mailer(self.config.smtp, self.secrets.smtp_password)
         self.store: Store | None = None
-        self.ami: AmiConnection | None = None
         self.gateway: Gateway | None = None
         self.serving = asyncio.Event()  # set once every listener is bound and every worker started
         self._outbox_wake = asyncio.Event()
@@ -142,25 +124,15 @@ class Daemon:
         self._media_wake = asyncio.Event()
         self._push_wake = asyncio.Event()
         self.media_files = MediaStore(media_directory(self.config))
-        self._expiry: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task] = set()
         self.workers = Supervisor()
         self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
-        self._events_seen_at: float | None = None  # the last AMI event of a logged-in connection
-        self._saved_seen_at: float | None = None
-        self._cdr: CdrSource | None = None
-        self._recovering = asyncio.Lock()  # logins in quick succession recover one after the other
-        self._listing_retry: asyncio.Task | None = None  # a failed channel listing, tried again
-        self._relisting: asyncio.Task | None = None  # a listing after a dropped AMI message
-        self._relist_again = False  # another message was dropped while that listing ran
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         self.watch = Watch(started, ami_down_since=started)
-        self._logins = 0
+        self._ready_said = False  # READY=1 told systemd at the first AMI login
         self._mail_server: asyncio.AbstractServer | None = None
-        if self.config.recovery is not None:
-            self._cdr = build_source(self.config.recovery, self.secrets)
-        self.overdue = OverdueCalls(self.recover, self._decided, self._record_as_seen, self.clock)
+        self.pbxs = self._pbx_listeners(record_ami)
         self.routing = RoutingTableWorker(self.config, self.watch, self.clock)
         # The workers, built by `attach` once the store is open and the gateway built.
         self.mail: OwnerMail | None = None
@@ -168,8 +140,6 @@ class Daemon:
         self.incidents: IncidentWorker | None = None
         self.selftests: SelftestRunner | None = None
         self.retention: RetentionWorker | None = None
-        # On PostgreSQL, a fleet: the PBX's AMI is listened to by the daemon holding its lease.
-        self.ami_lease: AmiLease | None = None
         self.owner_phone: OwnerPhone | None = None
         self.push: PushWorker | None = None  # with `web:` and push.enabled
         self._media_link_key: bytes | None = None  # read from the store once (media_linker)
@@ -189,9 +159,11 @@ class Daemon:
                                    media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
                                         self.mail.mail_admin)
+        tested = self._selftest_pbx()
         self.selftests = SelftestRunner(
-            c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
-            self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
+            c, self.secrets, store, gateway, tested.ami, tested.tracker, self.clock,
+            self.wake_outbox, self.mail.mail_notice, self._masked,
+            lambda: tested.events_seen_at)
         self.retention = RetentionWorker(c, store, self.clock, self.media_files)
         self.push = None
         if c.pushes():
@@ -211,18 +183,102 @@ class Daemon:
         """A text was queued: the outbox worker looks for due texts now."""
         self._outbox_wake.set()
 
+    # -- the PBXs: one PbxListener each (textback/workers/pbx.py) ---------------------
+
+    def _pbx_listeners(self, record_ami: Path | None) -> list[PbxListener]:
+        """One listener per PBX, each with its own connection, tracker, CDR and progress.
+        With several PBXs a recording of the AMI traffic goes to one file per PBX."""
+        pbxs = self.config.pbx_list()
+        listeners = []
+        for pbx in pbxs:
+            recording = record_ami
+            if record_ami is not None and len(pbxs) > 1:
+                recording = record_ami.with_name(f"{record_ami.stem}.{pbx.id}{record_ami.suffix}")
+            cdr = (build_source(pbx.recovery, self.secrets.pbx_cdr.get(pbx.id))
+                   if pbx.recovery is not None else None)
+            listeners.append(PbxListener(pbx, self.secrets.ami_of(pbx.id), cdr, self,
+                                         lambda: self.store, self.metrics, self.watch,
+                                         self.clock, self.config.business.timezone, recording))
+        return listeners
+
+    def _pbx_serving(self, number: str) -> PbxListener:
+        """The listener of the PBX serving business number `number` (else the first PBX's):
+        the asterisk gateway texts from a number through its own PBX."""
+        pbx = self.config.pbx_serving(number)
+        return next((p for p in self.pbxs if pbx is not None and p.id == pbx.id), self.pbxs[0])
+
+    def _selftest_pbx(self) -> PbxListener:
+        return next(p for p in self.pbxs if p.id == self.config.selftest_pbx().id)
+
+    # The first PBX (the only one of the single `ami:` form), as tests and tools drive it.
+    @property
+    def ami(self) -> AmiConnection:
+        return self.pbxs[0].ami
+
+    @ami.setter
+    def ami(self, connection: AmiConnection) -> None:
+        self.pbxs[0].ami = connection
+
+    @property
+    def tracker(self) -> CallTracker:
+        return self.pbxs[0].tracker
+
+    @property
+    def ami_lease(self) -> AmiLease | None:
+        return self.pbxs[0].lease
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        self.pbxs[0].on_event(event)
+
+    def on_login(self) -> Any:
+        return self.pbxs[0].on_login()
+
+    def on_ami_dropped(self, why: str) -> None:
+        self.pbxs[0].on_ami_dropped(why)
+
+    async def recover(self, since: float) -> bool:
+        return await self.pbxs[0].recover(since)
+
+    def expire_calls(self, now: float) -> None:
+        """Close the calls whose deadline is past at `now` on every PBX, as the timers do."""
+        for pbx in self.pbxs:
+            pbx.expire_calls(now)
+
     def _ami_logged_in(self) -> bool:
-        return self.ami is not None and self.ami.logged_in
+        return all(pbx.logged_in for pbx in self.pbxs)
 
     def _ami_answering(self) -> bool:
-        """The PBX is listened to: by this daemon, or (a fleet on PostgreSQL) by the daemon that
-        holds its lease while this one stands by, which is no incident."""
-        return self._ami_logged_in() or (self.ami_lease is not None and self.ami_lease.standing_by)
+        """Every PBX is listened to: by this daemon, or (a fleet on PostgreSQL) by the daemon
+        that holds its lease while this one stands by, which is no incident."""
+        return all(pbx.answering for pbx in self.pbxs)
 
     @property
     def last_ami_event_at(self) -> float | None:
-        """When an AMI event last arrived (or a Ping was answered) on a logged-in connection."""
-        return self._events_seen_at
+        """When an AMI event last arrived (or a Ping was answered) on a logged-in connection:
+        with several PBXs, the oldest of their moments (None while one has none)."""
+        moments = [pbx.events_seen_at for pbx in self.pbxs]
+        return None if None in moments else min(moments)
+
+    def pbx_logged_in(self, pbx: PbxListener) -> None:
+        """A PBX's login: the first of the daemon tells systemd it is ready."""
+        if not self._ready_said:  # the store is open before AMI starts: ready to take calls
+            self._ready_said = True
+            service.notify("READY=1\nSTATUS=logged in to AMI; taking calls")
+
+    def pbx_state_changed(self, pbx: PbxListener, logged_in: bool) -> None:
+        """A PBX's AMI connection logged in or lost its link (or was replaced, its lease lost):
+        `textback status` reads it at once (on the loop, as the connection's callback: the
+        write is a task)."""
+        if self.selftests is not None and pbx is self._selftest_pbx():
+            self.selftests.ami = pbx.ami
+        self._ami_state_changed(logged_in)
+
+    async def pbx_ready(self, pbx: PbxListener) -> None:
+        await self.on_asterisk_ready()
+
+    async def ring_back(self, owner_id: str, missed: list[tuple[float, Decision]],
+                        max_age_minutes: float) -> None:
+        await self._send_ring_back_list(self.config.owner(owner_id), missed, max_age_minutes)
 
     def _clock(self, at: float) -> str:
         return clock_text(at, self.config.business.timezone)
@@ -239,7 +295,8 @@ class Daemon:
         c = self.config
         store = await open_store(c.storage, self.secrets.storage_password)
         self.store = store
-        self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
+        for pbx in self.pbxs:
+            await pbx.load_progress()
         self.routing.write()
         fleet = c.storage.backend == "postgresql"
         # A fleet with the asterisk gateway: the texts being sent are the lease holder's, which
@@ -252,14 +309,15 @@ class Daemon:
             if ids:
                 log.warning("%s %s were being mailed when textback stopped; mailing them again "
                             "(one may arrive twice, none is lost)", table, ids)
-        self.ami = self._new_ami()
         callbacks = web_server = None
         workers = self.workers
         try:
-            # In a fleet the AMI connection is replaced as the lease comes and goes: the
-            # asterisk gateway sends through whichever this daemon has now.
-            self.attach(store, build_gateway(c, _CurrentAmi(self) if fleet else self.ami,
-                                             self.secrets))
+            # A PBX's AMI connection is replaced as its lease comes and goes (a fleet): the
+            # asterisk gateway sends through whichever this daemon has now, of the PBX that
+            # serves the number the text is sent from.
+            self.attach(store, build_gateway(
+                c, _CurrentAmi(self.pbxs[0]), self.secrets,
+                ami_for_sender=lambda number: _CurrentAmi(self._pbx_serving(number))))
             if c.gateway.callbacks is not None:
                 w = c.gateway.callbacks
                 callbacks = CallbackServer(
@@ -277,8 +335,9 @@ class Daemon:
                 await web_server.start()
             if fleet:
                 self._start_fleet_workers(store)
-            else:
-                self.ami.start()  # SQLite: one daemon (the run lock), always the listener
+            else:  # SQLite: one daemon (the run lock), always the listener
+                for pbx in self.pbxs:
+                    pbx.ami.start()
             if sends_only_holding:
                 workers.start("outbox", self._outbox_while_holding)
             else:
@@ -286,10 +345,8 @@ class Daemon:
             workers.start("alerts", self.mail.run_alerts)
             workers.start("notices", self.mail.run_notices)
             workers.start("routing", self.routing.run)
-            workers.start("progress", self._progress_worker)
+            self._start_pbx_workers()
             workers.start("incidents", self.incidents.run)
-            if self._cdr is not None:
-                workers.start("overdue-calls", self.overdue.run)
             if service.watchdog_interval() is not None:
                 workers.start("watchdog", watchdog)
             if c.escalation is not None:
@@ -297,7 +354,8 @@ class Daemon:
             if c.digest is not None:
                 workers.start("digest", self.mail.run_digest)
             if c.selftest is not None:  # in a fleet, by the holder: its calls go through AMI
-                workers.start("selftest", (lambda: self._while_holding(self.selftests.run))
+                tested = self._selftest_pbx()
+                workers.start("selftest", (lambda: self._while_holding(self.selftests.run, tested))
                               if fleet else self.selftests.run)
             if c.retention.months is not None:
                 workers.start("retention", self.retention.run)
@@ -317,15 +375,18 @@ class Daemon:
                      self.gateway.name, c.storage.url or c.storage.path)  # a url holds no password
             self.serving.set()
             if fleet:  # a standby is ready too: systemd must not wait for an AMI login
-                service.notify("READY=1\nSTATUS=serving; listening to the PBX while holding "
+                service.notify("READY=1\nSTATUS=serving; listening to each PBX while holding "
                                "its AMI lease")
             await stop.wait()
         finally:
             log.info("textback stopping")
             service.notify("STOPPING=1")
-            for listing in (self._listing_retry, self._relisting):
-                if listing is not None:
-                    listing.cancel()
+            for pbx in self.pbxs:
+                pbx.close_timers()
+                try:  # while a fleet's lease, which ends with its worker, still holds
+                    await pbx.save_progress()
+                except Exception:  # noqa: BLE001 - the database may be gone: the stop goes on
+                    log.exception("PBX %s: could not keep until when its events were seen", pbx.id)
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()
@@ -336,47 +397,45 @@ class Daemon:
                 await self._mail_server.wait_closed()
             if self._writes:
                 await asyncio.gather(*self._writes, return_exceptions=True)
-            await self.ami.close()
+            for pbx in self.pbxs:
+                await pbx.ami.close()
             if self.intake_suggester is not None:
                 await self.intake_suggester.close()
             if hasattr(self.gateway, "close"):
                 await self.gateway.close()
-            await self._save_progress()
+            for pbx in self.pbxs:
+                await pbx.save_progress()
             await self.store.close()
 
-    def _new_ami(self) -> AmiConnection:
-        c = self.config
-        return AmiConnection(
-            c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
-            on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
-            on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
-            on_behind=self._ami_behind, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
-            ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
-            reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
+    def _start_pbx_workers(self) -> None:
+        """Each PBX's own: its progress mark (with a Ping) and, with a CDR, its overdue calls."""
+        several = len(self.pbxs) > 1
+        for pbx in self.pbxs:
+            self.workers.start(pbx_worker_name("progress", pbx, several), pbx.run_progress)
+            if pbx.cdr is not None:
+                self.workers.start(pbx_worker_name("overdue-calls", pbx, several), pbx.overdue.run)
 
     def _start_fleet_workers(self, store: Store) -> None:
-        """PostgreSQL: the PBX's AMI lease (listen only while holding it) and the wake-ups
-        other daemons' writes send (LISTEN/NOTIFY), each on a connection of its own."""
+        """PostgreSQL: each PBX's AMI lease (listen to it only while holding it; different
+        daemons may hold different PBXs) and the wake-ups other daemons' writes send
+        (LISTEN/NOTIFY), each on a connection of its own."""
         from textback.store.postgres.fleet import AdvisoryLease, WakeConnection
         c = self.config
         password = (self.secrets.storage_password.get_secret_value()
                     if self.secrets.storage_password else None)
-        lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(c.ami.host, c.ami.port))
-        self.ami_lease = AmiLease(lease, f"{c.ami.host}:{c.ami.port}", self._listen_to_ami,
-                                  self._stop_listening_to_ami)
-        self.workers.start("ami-lease", self.ami_lease.run)
+        several = len(self.pbxs) > 1
+        for pbx in self.pbxs:
+            a = pbx.pbx.ami
+            lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(a.host, a.port))
+            name = pbx.pbx.address if not several else f"PBX {pbx.id} ({pbx.pbx.address})"
+            pbx.lease = AmiLease(lease, name, pbx.listen, pbx.stop_listening)
+            self.workers.start(pbx_worker_name("ami-lease", pbx, several), pbx.lease.run)
         wakes = {"outbox": [self._outbox_wake],
                  "alerts": [self._alerts_wake, self._push_wake],  # a homeowner's text
                  "notices": [self._notices_wake], "events": [store.events_added],
                  "media": [self._media_wake]}
         listener = WakeListener(WakeConnection(c.storage.url, password, WAKE_CHANNEL), wakes)
         self.workers.start("wake-ups", listener.run)
-
-    async def _listen_to_ami(self) -> None:
-        """The lease is ours: log in to AMI. The login recovers from the CDR the calls since
-        the moment the last holder saved, whichever daemon it was."""
-        self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
-        self.ami.start()  # never started before: the one built at start, or after a lost lease
 
     async def _outbox_while_holding(self) -> None:
         """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
@@ -388,36 +447,24 @@ class Daemon:
                             "lease; marked unknown, not re-sent", outbox_id)
             await self.outbox.run()
 
-        await self._while_holding(send)
+        await self._while_holding(send, self.pbxs[0])  # the one PBX (config.py refuses several)
 
-    async def _while_holding(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run `work` while this daemon holds the AMI lease, cancelled when it loses it: for
-        what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
+    async def _while_holding(self, work: Callable[[], Awaitable[None]],
+                             pbx: PbxListener) -> None:
+        """Run `work` while this daemon holds `pbx`'s AMI lease, cancelled when it loses it:
+        for what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
         while True:
-            while not self.ami_lease.holding:
+            while not pbx.lease.holding:
                 await asyncio.sleep(HOLDING_POLL_SECONDS)
             running = asyncio.create_task(work())
             try:
-                while self.ami_lease.holding and not running.done():
+                while pbx.lease.holding and not running.done():
                     await asyncio.sleep(HOLDING_POLL_SECONDS)
             finally:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
             if not running.cancelled() and running.exception() is not None:
                 raise running.exception()  # the supervisor logs it and restarts this worker
-
-    async def _stop_listening_to_ami(self) -> None:
-        """The lease is lost: close the AMI connection before anything else, so this daemon
-        acts on no call the next holder also sees; then an idle one stands in its place."""
-        listening = self.ami
-        await listening.close()
-        self._use_ami(self._new_ami())
-        self._ami_state_changed(False)
-
-    def _use_ami(self, connection: AmiConnection) -> None:
-        self.ami = connection
-        if self.selftests is not None:
-            self.selftests.ami = connection
 
     def _event_destinations(self) -> list[Destination]:
         """Every place events go: the webhook endpoints, then the CRM adapters (`crm:<name>`)."""
@@ -497,14 +544,11 @@ class Daemon:
             if await self._serve_reply_mail():
                 return
 
-    def _ami_behind(self) -> None:
-        self.watch.ami_behind_at = time.time()
-
     def _ami_state_changed(self, logged_in: bool) -> None:
         """The AMI connection logged in or lost its link: `textback status` reads it at once
         (runs on the loop, as the connection's callback: the write is a task)."""
         if self.incidents is not None:
-            self._spawn(self.incidents.note_ami_state())
+            self.spawn(self.incidents.note_ami_state())
 
     def _count_reply_mail(self, verdict: str) -> None:
         self.metrics.reply_mail.labels(verdict).inc()
@@ -519,146 +563,16 @@ class Daemon:
         fixes the configuration before the provider gives up retrying the replies."""
         self.watch.webhook_signing_error = f"{gateway}: {why}"
 
-    # -- AMI events (runs on the event loop: must never block) ------------------
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.ami is not None and self.ami.logged_in:  # not events that beat the login callback
-            self._events_seen_at = time.time()
-            if "Uniqueid" in event:  # about a channel: calls flow, not just Pings
-                self.watch.call_event_at = self._events_seen_at
-        inbound = parse_user_event(event)
-        if inbound is not None:
-            self._spawn(self.receive_text(inbound, "asterisk"))  # SIP MESSAGE via the dialplan
-            return
-        self._handle(self.tracker.feed(event, time.time()))
-
-    def on_login(self) -> Any:
-        """Runs as the login succeeds, before any event of the new connection counts as seen."""
-        seen_until, self._events_seen_at = self._events_seen_at, time.time()
-        self._logins += 1
-        if self._logins == 1:  # the store is open before AMI starts: ready to take calls
-            service.notify("READY=1\nSTATUS=logged in to AMI; taking calls")
-        else:
-            self.metrics.ami_reconnects.inc()
-        return self._reconcile(seen_until)
-
-    def on_ami_dropped(self, why: str) -> None:
-        """The AMI edge dropped a message of this login (a repeated id, unreadable framing): it
-        may have been a call's Newchannel or Hangup. List the channels at once, as after a
-        login, so the tracker picks the call up (or lets it go) now rather than at the next
-        login's CDR recovery. Drops during a listing ask for one more listing after it."""
-        if self._relisting is not None and not self._relisting.done():
-            self._relist_again = True
-            return
-        log.info("an AMI message was dropped (%s); listing the channels to catch up", why)
-        self._relisting = asyncio.create_task(self._relist_after_drops(self._logins))
-        self._relisting.add_done_callback(log_failure)
-
-    async def _relist_after_drops(self, login: int) -> None:
-        while True:
-            self._relist_again = False
-            if not await self._list_channels(login):
-                if self._listing_retry is None or self._listing_retry.done():
-                    self._listing_retry = asyncio.create_task(self._list_channels_again(login))
-                    self._listing_retry.add_done_callback(log_failure)
-                return
-            if not self._relist_again:
-                return
-
     async def on_asterisk_ready(self) -> None:
         """Asterisk has finished starting (FullyBooted) after a login: the texts that waited for
         it go out now. Sent before, a MessageSend fails until res_pjsip_messaging is loaded."""
         if self.gateway is not None and self.gateway.name == "asterisk":
             await self.outbox.link_back("Asterisk is ready")
 
-    async def _reconcile(self, seen_until: float | None) -> None:
-        """After every login: send the texts that waited for Asterisk, pick up calls already
-        ringing, close calls whose hangup we missed, and recover from the CDR the calls that
-        began and ended while AMI was not logged in."""
-        if not await self._list_channels(self._logins, first_try=True):
-            if self._listing_retry is not None:
-                self._listing_retry.cancel()
-            self._listing_retry = asyncio.create_task(self._list_channels_again(self._logins))
-            self._listing_retry.add_done_callback(log_failure)
-        if seen_until is None:
-            log.info("no earlier AMI session in the database: no calls to recover")
-            return
-        if self._cdr is None:
-            log.warning("calls that ended since %s, while AMI was not logged in, are not recovered: "
-                        "configure `recovery` to read them from Asterisk's CDR", self._clock(seen_until))
-            return
-        if await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS):
-            await asyncio.sleep(CDR_SETTLE_SECONDS)
-            await self.recover(seen_until - RECOVERY_OVERLAP_SECONDS)
-
-    async def _list_channels(self, login: int, first_try: bool = False) -> bool:
-        """Reconcile the tracker with CoreShowChannels; False when the listing failed."""
-        try:
-            listing = await self.ami.action({"Action": "CoreShowChannels"}, timeout=10)
-        except AmiError as exc:
-            if first_try:
-                log.warning("could not list channels after login (%s); trying again, with backoff: "
-                            "until then calls in progress may be missed, and a call whose hangup "
-                            "was missed stays open up to inbound.max_call_hours", exc)
-            else:
-                log.info("still cannot list channels (%s)", exc)
-            return False
-        if login != self._logins:
-            return True  # a newer login lists the channels itself
-        channels = [event_fields(e) for e in listing if e.get("Event") == "CoreShowChannel"]
-        self._handle(self.tracker.reconcile(channels, time.time()))
-        if not first_try:
-            log.info("listed the channels after login")
-        return True
-
-    async def _list_channels_again(self, login: int) -> None:
-        """Retry a failed listing with backoff while the login it followed lasts."""
-        delay = LISTING_RETRY_FIRST_SECONDS
-        while True:
-            await asyncio.sleep(delay)
-            if login != self._logins or not self.ami.logged_in:
-                return  # the next login lists the channels afresh
-            if await self._list_channels(login):
-                return
-            delay = min(delay * 2, LISTING_RETRY_MAX_SECONDS)
-
-    async def recover(self, since: float) -> bool:
-        """Run the calls the CDR shows ended after `since`, and nobody recorded, through the rules.
-
-        A call that ended within recovery.max_age_minutes is texted like a live
-        one; an older one is recorded, and its owner gets one email listing
-        the callers to ring back. False when the CDR could not be read.
-        """
-        async with self._recovering:
-            try:
-                records = await self._cdr.records_since(since)
-            except CdrError as exc:
-                log.error("could not recover the calls that ended while AMI was not logged in: %s", exc)
-                await self._recovery_failed(since, str(exc))
-                return False
-            await self._recover_from(records, since)
-            return True
-
-    async def _recover_from(self, records: list[CdrRecord], since: float) -> None:
-        inbound = self.config.inbound
-        max_age = self.config.recovery.max_age_minutes * 60
-        ring_back: dict[str, list[tuple[float, Decision]]] = {}
-        for call in recover_calls(records, inbound.trunks, inbound.contexts, since):
-            if (self.tracker.is_tracking(call.call_id)
-                    or await self.store.call_decision(call.call_id) is not None):
-                continue  # seen live: the tracker decides it, or already did
-            timeline.info("call recovered from the CDR: %s calling %s, ended %s", one_line(call.caller_id),
-                          one_line(call.did), self._clock(call.ended_at))
-            decision = await self.finish_call(call, recovered=True,
-                                            may_text=time.time() - call.ended_at <= max_age)
-            if decision.reason == TOO_OLD_TO_TEXT:
-                ring_back.setdefault(decision.owner_id, []).append((call.ended_at, decision))
-        for owner_id, missed in sorted(ring_back.items()):
-            await self._send_ring_back_list(self.config.owner(owner_id), missed)
-
-    async def _send_ring_back_list(self, owner: OwnerConfig, missed: list[tuple[float, Decision]]) -> None:
+    async def _send_ring_back_list(self, owner: OwnerConfig, missed: list[tuple[float, Decision]],
+                                   max_age_minutes: float) -> None:
         zone = ZoneInfo(self.config.business.timezone)
-        minutes = f"{self.config.recovery.max_age_minutes:g}"
+        minutes = f"{max_age_minutes:g}"
         lines = [f"textback was not connected to the phone system when these calls were missed, and "
                  f"found them more than {minutes} minutes later, too late for an automatic text. "
                  f"Please ring them back:", ""]
@@ -667,96 +581,28 @@ class Daemon:
             lines.append(f"  {when}  {decision.caller} (called {decision.business_number})")
         await self.mail.notify(owner, f"{len(missed)} missed call(s) to ring back", "\n".join(lines))
 
-    async def _recovery_failed(self, since: float, error: str) -> None:
-        """Tell the numbers' owners that missed calls may be unrecorded and untexted, once an hour
-        at most (the notices table remembers the hour, across restarts)."""
+    async def recovery_failed(self, since: float, error: str, numbers: list[str]) -> None:
+        """Tell the owners of a PBX's `numbers` that missed calls may be unrecorded and
+        untexted, once an hour at most (the notices table remembers the hour, across restarts)."""
         started = datetime.fromtimestamp(since, ZoneInfo(self.config.business.timezone))
         text = (f"textback could not read the phone system's call records ({error}), so calls missed "
                 f"since {started:%a %d %b %H:%M} while it was not connected to Asterisk may be neither "
                 f"recorded nor texted. Please check the phone system's call log for missed callers.")
-        for owner_id in sorted({n.owner for n in self.config.numbers}):
+        served = [n for n in self.config.numbers if n.number in numbers]
+        for owner_id in sorted({n.owner for n in served}):
             await self.mail.notify(self.config.owner(owner_id), "Missed calls may be unrecorded", text,
                                    unless_since=time.time() - RECOVERY_ALERT_INTERVAL)
-
-    async def _progress_worker(self) -> None:
-        while True:
-            await asyncio.sleep(PROGRESS_SAVE_SECONDS)
-            if self.ami.logged_in:
-                asked = time.time()
-                try:
-                    await self.ami.action({"Action": "Ping"}, timeout=PROGRESS_SAVE_SECONDS)
-                except AmiError:
-                    pass  # the keepalive reconnects; the moment stays at the last event
-                else:
-                    self._events_seen_at = max(self._events_seen_at or asked, asked)
-            await self._save_progress()
-
-    async def _save_progress(self) -> None:
-        """Keep when the last AMI event arrived: the next start recovers the calls after it.
-        In a fleet, only the lease's holder keeps it (a former holder's moment is older)."""
-        if self.ami_lease is not None and not self.ami_lease.holding:
-            return
-        if self._events_seen_at is not None and self._events_seen_at != self._saved_seen_at:
-            await self.store.note_progress(LAST_AMI_EVENT, self._events_seen_at)
-            self._saved_seen_at = self._events_seen_at
-
-    def _handle(self, happenings: list[CallStarted | CallFinished | CallOverdue]) -> None:
-        for happening in happenings:
-            if isinstance(happening, CallStarted):
-                timeline.info("call started: %s calling %s", one_line(happening.caller_id),
-                              one_line(happening.did))
-            elif isinstance(happening, CallOverdue):
-                self._spawn(self._overdue(happening))
-            else:
-                self._spawn(self.finish_call(happening))
-        self._schedule_expiry()
-
-    async def _overdue(self, overdue: CallOverdue) -> None:
-        """A call open for inbound.max_call_hours with no Hangup seen: the CDR decides it, or,
-        with no CDR to read, it is recorded as the events showed it, without a text."""
-        call = overdue.as_seen
-        hours = f"{self.config.inbound.max_call_hours:g}"
-        if self._cdr is None:
-            log.warning("call %s from %s has been open %s h with no hangup seen; recorded as the AMI "
-                        "events showed it, without a text (configure `recovery` so Asterisk's CDR "
-                        "decides such calls)", call.call_id, one_line(call.caller_id), hours)
-            await self._record_as_seen(call)
-            return
-        log.warning("call %s from %s has been open %s h with no hangup seen; Asterisk's CDR will "
-                    "decide it", call.call_id, one_line(call.caller_id), hours)
-        self.overdue.add(overdue)
-
-    async def _decided(self, call_id: str) -> bool:
-        return await self.store.call_decision(call_id) is not None
-
-    async def _record_as_seen(self, call: CallFinished) -> Decision:
-        return await self.finish_call(call, may_text=False, withheld=NO_HANGUP_SEEN)
-
-    def expire_calls(self, now: float) -> None:
-        """Close the calls whose deadline is past at `now`, as the expiry timer does."""
-        self._handle(self.tracker.expire(now))
 
     async def settle(self) -> None:
         """Wait until the calls and texts handed on so far are written, then stop the timers (the
         call expiry, a channel listing's retry): for a daemon driven without `run`."""
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        if self._expiry is not None:
-            self._expiry.cancel()
-        for listing in (self._listing_retry, self._relisting):
-            if listing is not None:
-                listing.cancel()
+        for pbx in self.pbxs:
+            pbx.close_timers()
 
-    def _schedule_expiry(self) -> None:
-        if self._expiry:
-            self._expiry.cancel()
-        deadline = self.tracker.next_deadline()
-        if deadline is not None:
-            loop = asyncio.get_running_loop()
-            self._expiry = loop.call_later(max(0.0, deadline - time.time()) + 0.01,
-                                           lambda: self._handle(self.tracker.expire(time.time())))
-
-    def _spawn(self, coroutine: Any) -> None:
+    def spawn(self, coroutine: Any) -> None:
+        """Run a write (a call's, a text's) as a task the daemon waits for when it stops."""
         task = asyncio.create_task(coroutine)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

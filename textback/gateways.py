@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ami_listener.connection import AmiConnection
 from sms_gateway.asterisk import AsteriskGateway
 from sms_gateway.base import Gateway
@@ -14,13 +16,17 @@ from sms_gateway.twilio import TwilioGateway
 from textback.config import Config, Secrets
 
 
-def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets) -> Gateway:
-    """The configured SMS backend. A new built-in backend is added here."""
+def build_gateway(config: Config, ami: AmiConnection, secrets: Secrets,
+                  ami_for_sender: Callable[[str], AmiConnection] | None = None) -> Gateway:
+    """The configured SMS backend. A new built-in backend is added here. The asterisk gateway
+    sends through `ami`, or, given `ami_for_sender`, through the AMI of the PBX serving the
+    business number a text goes from."""
     g = config.gateway
     public = g.callbacks.public_base_url if g.callbacks else None
     if g.type == "asterisk":
         a = g.asterisk
-        return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds)
+        return AsteriskGateway(ami, a.destination, a.from_uri, a.trunk, a.host, a.timeout_seconds,
+                               ami_for_sender=ami_for_sender)
     if g.type == "twilio":
         return TwilioGateway(g.twilio, secrets.gateway, public)
     if g.type == "telnyx":

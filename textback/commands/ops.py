@@ -89,9 +89,28 @@ async def _status_facts(loaded: Loaded) -> dict:
                 "ami_since": await store.progress(AMI_STATE_SINCE),
                 "last_event": await store.progress(LAST_AMI_EVENT),
                 "incidents": await store.open_incidents(),
+                "pbxs": [await _pbx_facts(store, pbx) for pbx in loaded.config.pbxs],
                 "selftest": await last_selftest(store, loaded.config.business.timezone)}
 
     return await with_store(loaded, read)
+
+
+async def _pbx_facts(store, pbx) -> dict:
+    """A PBX of `pbxs:`: its AMI state and last event, as its daemon keeps them."""
+    from textback.workers.ops import LAST_AMI_EVENT
+    return {"id": pbx.id, "address": pbx.address,
+            "ami_logged_in": await store.progress(pbx.progress_name(AMI_LOGGED_IN)),
+            "ami_since": await store.progress(pbx.progress_name(AMI_STATE_SINCE)),
+            "last_event": await store.progress(pbx.progress_name(LAST_AMI_EVENT))}
+
+
+def _ami_state(holder, facts: dict) -> str:
+    if holder is None:
+        return "-"
+    if facts["ami_logged_in"] is None:
+        return "not yet known"
+    state = "logged in" if facts["ami_logged_in"] else "NOT logged in"
+    return f"{state} for {age_of(facts['ami_since'])}"
 
 
 @click.command()
@@ -111,19 +130,21 @@ def status(config_path: str | None) -> None:
     else:
         daemon = f"up (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
                  f"since {local_time(holder.get('since'), tz)})"
-    if holder is None:
-        ami = "-"
-    elif facts["ami_logged_in"] is None:
-        ami = "not yet known"
-    else:
-        state = "logged in" if facts["ami_logged_in"] else "NOT logged in"
-        ami = f"{state} for {age_of(facts['ami_since'])}"
+    ami = _ami_state(holder, facts)
     oldest = (f"due {age_of(facts['oldest'])} ago" if facts["oldest"] is not None
               else "none due")
-    lines = [("daemon", daemon), ("AMI", ami),
-             ("last AMI event", f"{age_of(facts['last_event'])} ago" if facts["last_event"] else "-"),
-             ("outbox", f"{facts['pending']} text(s) waiting; oldest {oldest}"),
-             ("incidents", f"{len(facts['incidents'])} open" if facts["incidents"] else "none open")]
+    lines = [("daemon", daemon)]
+    if facts["pbxs"]:  # a `pbxs:` list: every PBX at once, then one line each
+        lines.append(("AMI", f"{ami} (every PBX)"))
+        for pbx in facts["pbxs"]:
+            seen = f"{age_of(pbx['last_event'])} ago" if pbx["last_event"] else "-"
+            lines.append((f"PBX {pbx['id']}", f"{pbx['address']}: {_ami_state(holder, pbx)}; "
+                                              f"last event {seen}"))
+    else:
+        lines += [("AMI", ami), ("last AMI event", f"{age_of(facts['last_event'])} ago"
+                                                   if facts["last_event"] else "-")]
+    lines += [("outbox", f"{facts['pending']} text(s) waiting; oldest {oldest}"),
+              ("incidents", f"{len(facts['incidents'])} open" if facts["incidents"] else "none open")]
     for row in facts["incidents"]:
         lines.append(("", f"since {local_time(row['opened_at'], tz)}: {TITLES.get(row['kind'], row['kind'])}"
                           f" ({row['summary']})"))

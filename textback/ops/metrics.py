@@ -64,6 +64,10 @@ class Metrics:
                                     registry=r)
         self.ami_connected = Gauge("textback_ami_connected", "1 while logged in to AMI",
                                    registry=r)
+        self.pbx_ami_connected = Gauge("textback_pbx_ami_connected",
+                                       "1 while the PBX's AMI is listened to (by this daemon, or "
+                                       "by the fleet's daemon holding its lease)", ["pbx"],
+                                       registry=r)
         self.ami_event_age = Gauge("textback_ami_last_event_age_seconds",
                                    "Seconds since the last AMI event or answered Ping",
                                    registry=r)

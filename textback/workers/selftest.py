@@ -169,7 +169,7 @@ class SelftestRunner:
     # -- the steps: each returns (status, detail) or raises StepFailed -----------------
 
     async def _step_ami(self, run: _Run) -> tuple[str, str]:
-        c = self.config.ami
+        c = self.config.selftest_pbx().ami
         if not self.ami.logged_in:
             why = self.ami.last_login_error or "not connected"
             raise StepFailed(f"not logged in to AMI at {c.host}:{c.port} as {c.username} ({why})")
@@ -188,7 +188,7 @@ class SelftestRunner:
         if settings.context:
             run.context = settings.context
             return PASS, f"calling into context {settings.context} (selftest.context)"
-        trunk = settings.trunk or self.config.inbound.trunks[0]
+        trunk = settings.trunk or self.config.selftest_pbx().inbound.trunks[0]
         try:
             answer = await self.ami.action({"Action": "Getvar",
                                             "Variable": f"PJSIP_ENDPOINT({trunk},context)"})
@@ -207,18 +207,19 @@ class SelftestRunner:
         caller = settings.caller or settings.recipient
         run.call_id = f"textback-selftest-{uuid.uuid4().hex[:16]}"
         run.caller_uniqueid = run.call_id + "-2"
-        user = settings.ami.username if settings.ami else c.ami.username
-        secret = self.secrets.selftest_ami if settings.ami else self.secrets.ami
+        pbx = c.selftest_pbx()
+        user = settings.ami.username if settings.ami else pbx.ami.username
+        secret = self.secrets.selftest_ami if settings.ami else self.secrets.ami_of(pbx.id)
         variables = "TEXTBACK_SELFTEST=1" + (",TEXTBACK_SELFTEST_RING=1" if settings.ring_phones else "")
         self.tracker.expect_selftest(run.caller_uniqueid)
         try:
-            await one_shot(c.ami.host, c.ami.port, user, secret, {
+            await one_shot(pbx.ami.host, pbx.ami.port, user, secret, {
                 "Action": "Originate", "Channel": f"Local/{number}@{run.context}/n",
                 "Application": "Wait", "Data": f"{settings.ring_seconds:g}",
                 "CallerID": f'"textback self-test" <{caller}>',
                 "Timeout": str(int(settings.ring_seconds * 1000)), "Variable": variables,
                 "ChannelId": run.call_id, "OtherChannelId": run.caller_uniqueid, "Async": "true"},
-                use_tls=c.ami.tls, tls_verify=c.ami.tls_verify, timeout=LOGIN_SECONDS)
+                use_tls=pbx.ami.tls, tls_verify=pbx.ami.tls_verify, timeout=LOGIN_SECONDS)
         except AmiError as exc:
             hint = (": give it `write = originate` in manager.conf (or set selftest.ami)"
                     if "denied" in str(exc).lower() else "")
