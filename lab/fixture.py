@@ -12,12 +12,16 @@ import pytest
 from lab.pbx import LabPBX
 
 
-@pytest.fixture(scope="session")
-def lab_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPBX]:
-    """A started LabPBX (Asterisk + SIPp actors), stopped after the session."""
-    pbx = LabPBX(tmp_path_factory.mktemp("lab-pbx"))
+def running(pbx: LabPBX) -> Iterator[LabPBX]:
+    """`pbx` started, and stopped when the fixture that yields from this ends."""
     try:
         pbx.start()
         yield pbx
     finally:
         pbx.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPBX]:
+    """A started LabPBX (Asterisk + SIPp actors), stopped after the session."""
+    yield from running(LabPBX(tmp_path_factory.mktemp("lab-pbx")))

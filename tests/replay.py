@@ -15,6 +15,18 @@ from textback.core.tracker import CallFinished, CallTracker
 TRACES = Path(__file__).parent / "traces"
 
 
+def frame(fields: dict) -> bytes:
+    """One AMI message as Asterisk writes it, from a recorded event (its `_t` and `content`
+    left out); a list is one line per value (ChanVariable)."""
+    lines = []
+    for name, value in fields.items():
+        if name in ("_t", "content"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{name}: {item}\r\n")
+    return "".join(lines).encode() + b"\r\n"
+
+
 def trace_names() -> list[str]:
     return sorted(path.stem for path in TRACES.glob("*.jsonl"))
 

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 from pydantic import SecretStr
 
 from ami_listener.connection import AmiConnection, AmiError, LoginRefused, try_login
-from tests.replay import load_trace
+from tests.replay import frame, load_trace
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -396,23 +396,12 @@ async def test_without_fullybooted_ready_comes_after_boot_wait_with_a_warning(ca
         server.close()
 
 
-def _frame(fields: dict) -> bytes:
-    """One AMI message as Asterisk writes it; a list is one line per value (ChanVariable)."""
-    lines = []
-    for name, value in fields.items():
-        if name in ("_t", "content"):
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{name}: {item}\r\n")
-    return "".join(lines).encode() + b"\r\n"
-
-
 def _recorded_newchannel_with_its_uniqueid_twice(uniqueid: str) -> bytes:
     """The lab's recorded Newchannel of a ringing call, given `uniqueid` and a second Uniqueid
     line (what a buggy peer or a broken proxy sends): the edge must drop it."""
     newchannel = next(e for e in load_trace("noanswer") if e["Event"] == "Newchannel")
     newchannel = {**newchannel, "Uniqueid": uniqueid, "Linkedid": uniqueid}
-    block = _frame(newchannel)
+    block = frame(newchannel)
     return block.replace(b"Linkedid:", f"Uniqueid: {uniqueid}\r\nLinkedid:".encode(), 1)
 
 
@@ -463,18 +452,18 @@ async def test_a_dropped_newchannel_makes_the_daemon_list_the_channels_at_once(o
             fields = dict(line.split(": ", 1) for line in block.strip().split("\r\n"))
             action_id = fields.get("ActionID", "")
             if fields["Action"] != "CoreShowChannels":
-                writer.write(_frame({"Response": "Success", "ActionID": action_id}))
+                writer.write(frame({"Response": "Success", "ActionID": action_id}))
             else:
                 asked.append(action_id)
-                writer.write(_frame({"Response": "Success", "ActionID": action_id,
+                writer.write(frame({"Response": "Success", "ActionID": action_id,
                                      "EventList": "start", "Message": "Channels will follow"}))
                 if len(asked) == 1:  # the login's listing: no call yet; then the call begins
-                    writer.write(_frame({"Event": "CoreShowChannelsComplete", "ActionID": action_id,
+                    writer.write(frame({"Event": "CoreShowChannelsComplete", "ActionID": action_id,
                                          "EventList": "Complete", "ListItems": "0"}))
                     writer.write(_recorded_newchannel_with_its_uniqueid_twice(ringing))
                 else:
                     for event in listing:
-                        writer.write(_frame({**event, "ActionID": action_id}))
+                        writer.write(frame({**event, "ActionID": action_id}))
             await writer.drain()
 
     server = await asyncio.start_server(peer, "127.0.0.1", 0)

@@ -20,7 +20,7 @@ from textback.cli import main
 from textback.config import ConfigError, load
 from textback.daemon import Daemon
 from textback.store import Store
-from tests.replay import load_trace, renamed
+from tests.replay import frame, load_trace, renamed
 
 NORTH_NUMBER = "+12125550100"  # the lab's recorded `noanswer` call dials it
 SOUTH_NUMBER = "+12125550102"  # the lab's recorded `busy` call dials it
@@ -129,17 +129,6 @@ ASTERISK_GATEWAY = {"type": "asterisk", "asterisk": {
     "destination": "pjsip:carrier/sip:{to}@127.0.0.3:5060", "from_uri": "sip:{sender}@127.0.0.1"}}
 
 
-def _frame(fields: dict) -> bytes:
-    """One AMI message as Asterisk writes it; a list is one line per value (ChanVariable)."""
-    lines = []
-    for name, value in fields.items():
-        if name in ("_t", "content"):
-            continue
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(f"{name}: {item}\r\n")
-    return "".join(lines).encode() + b"\r\n"
-
-
 class TracePbx:
     """An AMI peer on loopback that replays the lab's recorded calls on demand, answers every
     action (an empty channel listing, MessageSend accepted) and keeps what it was asked."""
@@ -171,7 +160,7 @@ class TracePbx:
         writer = self.writers[-1]
         for event in renamed(load_trace(trace), tag):
             if "ActionID" not in event:  # the recording's own listing answer is not replayed
-                writer.write(_frame(event))
+                writer.write(frame(event))
         await writer.drain()
 
     async def _handle(self, reader, writer) -> None:
@@ -185,17 +174,17 @@ class TracePbx:
                 self.actions.append(fields)
                 action_id = fields.get("ActionID", "")
                 if fields.get("Action") == "Login":
-                    writer.write(_frame({"Response": "Success", "ActionID": action_id,
+                    writer.write(frame({"Response": "Success", "ActionID": action_id,
                                          "Message": "Authentication accepted"}))
                     writer.write(b"Event: FullyBooted\r\nStatus: Fully Booted\r\n\r\n")
                 elif fields.get("Action") == "CoreShowChannels":
-                    writer.write(_frame({"Response": "Success", "ActionID": action_id,
+                    writer.write(frame({"Response": "Success", "ActionID": action_id,
                                          "EventList": "start", "Message": "Channels will follow"}))
-                    writer.write(_frame({"Event": "CoreShowChannelsComplete",
+                    writer.write(frame({"Event": "CoreShowChannelsComplete",
                                          "ActionID": action_id, "EventList": "Complete",
                                          "ListItems": "0"}))
                 else:
-                    writer.write(_frame({"Response": "Success", "ActionID": action_id}))
+                    writer.write(frame({"Response": "Success", "ActionID": action_id}))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

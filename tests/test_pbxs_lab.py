@@ -14,6 +14,7 @@ import pytest
 from lab import flows
 from lab.configs import lab_config
 from lab.harness import DaemonProcess, wait_until
+from lab.fixture import running
 from lab.pbx import SecondLabPBX
 
 pytestmark = pytest.mark.lab
@@ -24,12 +25,7 @@ SOUTH_NUMBER = flows.OFFICE1  # on the second PBX: office1, busy
 
 @pytest.fixture
 def second_pbx(tmp_path_factory):
-    pbx = SecondLabPBX(tmp_path_factory.mktemp("second-pbx"))
-    try:
-        pbx.start()
-        yield pbx
-    finally:
-        pbx.stop()
+    yield from running(SecondLabPBX(tmp_path_factory.mktemp("second-pbx")))
 
 
 def two_pbx_config(tmp_path, lab_pbx, second_pbx):
