@@ -94,7 +94,7 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
     except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
         results.append(("smtp", False, f"{c.smtp.host}:{c.smtp.port}: {type(exc).__name__}: {exc}"))
     if c.storage.backend == "postgresql":
-        results.append(await _check_postgresql(loaded))
+        results += await _check_postgresql(loaded)
     if c.recovery is not None:
         results.append(await _check_cdr(loaded))
     if c.selftest is not None and c.selftest.ami is not None:
@@ -102,17 +102,20 @@ async def run_checks(loaded: Loaded) -> list[tuple[str, bool, str]]:
     return results
 
 
-async def _check_postgresql(loaded: Loaded) -> tuple[str, bool, str]:
-    """The PostgreSQL database storage.url names: reached, its server, its schema (read only:
-    `textback run` migrates it)."""
+async def _check_postgresql(loaded: Loaded) -> list[tuple[str, bool, str]]:
+    """The PostgreSQL database storage.url names: reached, its server, its schema, the
+    company (read only: `textback run` migrates it and adds the company); and a warning line
+    when the role escapes row-level security, which keeps companies apart."""
     from textback.store.postgres.connection import describe_database
     password = loaded.secrets.storage_password
     try:
-        detail = await describe_database(loaded.config.storage.url,
-                                         password.get_secret_value() if password else None)
-        return "database", True, detail
+        detail, warning = await describe_database(
+            loaded.config.storage.url, password.get_secret_value() if password else None,
+            loaded.config.company.id)
     except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
-        return "database", False, f"{loaded.config.storage.url}: {type(exc).__name__}: {exc}"
+        return [("database", False, f"{loaded.config.storage.url}: {type(exc).__name__}: {exc}")]
+    return [("database", True, detail)] + ([("database", True, f"warning: {warning}")]
+                                          if warning else [])
 
 
 async def _check_selftest_login(loaded: Loaded) -> tuple[str, bool, str]:

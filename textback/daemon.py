@@ -235,7 +235,7 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
-        store = await open_store(c.storage, self.secrets.storage_password)
+        store = await open_store(c.storage, self.secrets.storage_password, c.company)
         self.store = store
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
         self.routing.write()
@@ -359,7 +359,8 @@ class Daemon:
         c = self.config
         password = (self.secrets.storage_password.get_secret_value()
                     if self.secrets.storage_password else None)
-        lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(c.ami.host, c.ami.port))
+        lease = AdvisoryLease(c.storage.url, password,
+                              pbx_lock_key(c.ami.host, c.ami.port, c.company.id))
         self.ami_lease = AmiLease(lease, f"{c.ami.host}:{c.ami.port}", self._listen_to_ami,
                                   self._stop_listening_to_ami)
         self.workers.start("ami-lease", self.ami_lease.run)

@@ -68,6 +68,11 @@ class Connection:
         skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
         return ""
 
+    def _company_key(self, columns: str) -> str:
+        """The columns of a unique key that is one company's (an ON CONFLICT's target):
+        on SQLite as they are, a file being one company's store."""
+        return columns
+
     async def _insert(self, sql: str, args: tuple = ()) -> int | None:
         """Run an INSERT in the transaction under way; the new row's id (None: nothing was
         inserted, e.g. ON CONFLICT DO NOTHING). RETURNING works alike on both backends."""
