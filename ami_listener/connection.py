@@ -5,7 +5,11 @@ closes its gaps:
 
 * Keepalive. panoramisk's ping is fire-and-forget and never notices a
   half-open TCP connection. Here a Ping must be answered within
-  `ping_timeout`, or the transport is aborted so panoramisk reconnects.
+  `ping_timeout`, or the transport is aborted so panoramisk reconnects;
+  unless bytes kept arriving meanwhile. Then the link is alive and the
+  answer waits behind the events still to be read (a burst of calls, a
+  busy host): aborting would throw those events away, so the reader is
+  told it is behind and the link is kept.
 * Backoff. Reconnect delays double up to `reconnect_max`, and reset after
   a successful login.
 * Login failures are reported (panoramisk only retries silently). A peer
@@ -206,6 +210,8 @@ class _Protocol(AMIProtocol):
         self._buffer = ""
 
     def data_received(self, data: bytes) -> None:
+        if self.factory is not None:  # set once panoramisk has the connection; the banner may come first
+            self.factory.data_arrived()
         self._buffer += self._decoder.decode(data)
         if self.version is None and self._buffer.startswith("Asterisk Call Manager/"):
             banner, _, self._buffer = self._buffer.partition("\r\n")
@@ -277,6 +283,9 @@ class _Manager(Manager):
             return super().dispatch(event)
         return []
 
+    def data_arrived(self) -> None:
+        self._owner.last_data_at = time.monotonic()
+
     def malformed(self, block: str, why: str) -> None:
         self._owner.malformed += 1
         log.warning("ignored a malformed AMI message (%d bytes, %s)", len(block), why)
@@ -301,6 +310,7 @@ class AmiConnection:
                  on_event: EventHandler, on_login: LoginHandler | None = None,
                  on_state: StateHandler | None = None, on_ready: ReadyHandler | None = None,
                  on_dropped: DroppedHandler | None = None,
+                 on_behind: Callable[[], None] | None = None,
                  use_tls: bool = False, tls_verify: bool = True,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0,
                  login_timeout: float = 10.0, reconnect_max: float = 60.0,
@@ -313,6 +323,7 @@ class AmiConnection:
         # told why, each time a message of a logged-in link is dropped: the event it was may
         # have been a call's, so the caller lists the channels again (as after a login)
         self._on_dropped = on_dropped
+        self._on_behind = on_behind  # told each time a Ping's answer waited behind events
         self._boot_wait = boot_wait
         self._boot_timer: asyncio.TimerHandle | None = None
         self._booted = False  # FullyBooted seen on this TCP connection (it may precede the login's answer)
@@ -328,6 +339,8 @@ class AmiConnection:
         self.malformed = 0
         self.repeated = 0  # messages that repeated a header not an id: the first value kept
         self.logins = 0
+        self.last_data_at = 0.0  # monotonic: the last bytes read from Asterisk
+        self.behind = 0  # Pings answered late while events kept arriving: the reader was behind
         self.last_login_error: str | None = None
         self._logged_in = asyncio.Event()
         self._keepalive: asyncio.Task | None = None
@@ -388,6 +401,8 @@ class AmiConnection:
         try:
             response = await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
+            # The answer may still come, or the link close (failing it): nobody waits now.
+            future.add_done_callback(_forget)
             raise AmiTimeout(f"no answer to {fields.get('Action')} within {timeout:g} s") from None
         first = response[0] if isinstance(response, list) else response
         if first.get("Response") != "Success":
@@ -516,20 +531,36 @@ class AmiConnection:
             self._record.flush()
 
     async def _keep_alive(self) -> None:
-        """Ping on a timer; a missing Pong means a dead link, so abort and reconnect."""
+        """Ping on a timer; a missing Pong on a silent link means a dead one, so abort and
+        reconnect. A link that kept delivering is alive: its Pong is queued behind them."""
         while True:
             await asyncio.sleep(self._ping_interval)
             if not self.logged_in:
                 continue
+            sent_at = time.monotonic()
             try:
                 await self.action({"Action": "Ping"}, timeout=self._ping_timeout)
             except AmiTimeout:
+                if self.last_data_at > sent_at:
+                    self.behind += 1
+                    if self._on_behind is not None:
+                        self._on_behind()
+                    log.warning("AMI events arrive faster than textback reads them: the Ping's "
+                                "answer is still queued behind them after %.1f s; the link is "
+                                "kept and the events are read in order", self._ping_timeout)
+                    continue
                 log.warning("AMI did not answer Ping within %.1f s; reconnecting", self._ping_timeout)
                 protocol = self._manager.protocol
                 if protocol is not None and protocol.transport is not None:
                     protocol.transport.abort()
             except AmiError as exc:
                 log.debug("keepalive: %s", exc)
+
+
+def _forget(future: asyncio.Future) -> None:
+    """Retrieve an abandoned action's outcome, so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _run_handler(result: Awaitable[None] | None) -> None:

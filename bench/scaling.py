@@ -15,7 +15,14 @@ busier day). Then, on the store as the daemon opens it:
   facts (owner, turn, fraud counts, class, opt-out);
 * the database's size on disk.
 
+With `--backends sqlite,postgresql` (the default) each size is measured on both stores in
+the same run, and a last table gives PostgreSQL's cost as a multiple of SQLite's. The
+PostgreSQL is Debian's server started here (lab/postgres.py) with its durable defaults
+(fsync and synchronous commit on, as SQLite's synchronous=FULL), on a Unix socket on this
+machine: a fleet's database across a network adds a round trip to each statement.
+
 Usage: python bench/scaling.py [--sizes 1000,10000,100000] [--windows 5] [--calls 200]
+                               [--backends sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.configs import base_config, write_config  # noqa: E402
 from lab.history import BUSINESS_NUMBERS, build_history, caller_number  # noqa: E402
+from lab.postgres import PostgresServer  # noqa: E402
 from textback.config import load  # noqa: E402
 from textback.daemon import Daemon  # noqa: E402
 from textback.core.scorecard import build as scorecard  # noqa: E402
-from textback.store import Store  # noqa: E402
+from textback.store import Store, open_store  # noqa: E402
 from textback.core.tracker import CallFinished  # noqa: E402
 
 # The bench's own callers, far from the history's, and guards that never withhold its texts.
@@ -44,8 +53,8 @@ NO_FRAUD_LIMITS = {"fraud.max_texts_per_hour": 10**9, "fraud.max_texts_per_day":
                    "fraud.max_per_prefix_per_hour": 10**9}
 
 
-async def build(path: Path, calls: int) -> float:
-    store = await Store.open(path)
+async def build(storage, calls: int) -> float:
+    store = await open_store(storage)
     began = time.perf_counter()
     try:
         await build_history(store, calls, time.time() - 3600)
@@ -84,16 +93,34 @@ async def timed(query, runs: int = 5) -> float:
     return statistics.median(times)
 
 
-async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, float]:
+async def size_on_disk(store, path: Path) -> float:
+    """Megabytes: SQLite's file with its WAL, or PostgreSQL's database."""
+    if isinstance(store, Store):
+        return sum(f.stat().st_size for f in path.parent.glob(path.name + "*")) / 1e6
+    return (await store._one("SELECT pg_database_size(current_database()) AS n"))["n"] / 1e6
+
+
+async def measure(work: Path, size: int, windows: int, calls: int,
+                  postgres: PostgresServer | None) -> dict[str, float]:
     path = work / f"history-{size}.db"
-    built = await build(path, size)
+    where = {"storage.path": str(path)}
+    if postgres is not None:  # the run lock still lives at storage.path
+        where["storage.url"] = postgres.new_database()
+        database = urllib.parse.urlsplit(where["storage.url"]).path.lstrip("/")
+        # The history is built without waiting for each commit's flush, as SQLite's is
+        # (lab/history.py); what is measured after runs on the server's durable default.
+        postgres.admin(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
     config = base_config(work, **{
-        "storage.path": str(path),
+        **where,
         "owners": [{"id": "dana", "name": "Dana Reyes", "email": "dana@example.com"},
                    {"id": "eli", "name": "Eli Park", "email": "eli@example.com"}],
         **NO_FRAUD_LIMITS})
-    daemon = Daemon(load(write_config(work, config, f"config-{size}.yaml")))
-    store = await Store.open(path)
+    loaded = load(write_config(work, config, f"config-{size}-{'pg' if postgres else 'sqlite'}.yaml"))
+    built = await build(loaded.config.storage, size)
+    if postgres is not None:
+        postgres.admin(f'ALTER DATABASE "{database}" RESET synchronous_commit')
+    daemon = Daemon(loaded)
+    store = await open_store(loaded.config.storage)
     daemon.attach(store)
     try:
         [waiting, *_] = await store.waiting_replies(time.time()) or [None]
@@ -117,18 +144,46 @@ async def measure(work: Path, size: int, windows: int, calls: int) -> dict[str, 
             result[name] = await timed(query) * 1000
         window_times = await per_call(daemon, windows, calls, FIRST_BENCH_CALLER + size)
         result["daemon path per call"] = statistics.median(window_times) * 1000
+        result["size on disk"] = await size_on_disk(store, path)
     finally:
         await store.close()
-    result["size on disk"] = sum(f.stat().st_size for f in path.parent.glob(path.name + "*")) / 1e6
     return result
 
 
-async def run(sizes: list[int], windows: int, calls: int) -> None:
+async def run(sizes: list[int], windows: int, calls: int, backends: list[str]) -> None:
+    """Each size on each backend in turn (sizes outermost), so that both backends of a size
+    are measured minutes apart, under the same load."""
     work = Path(tempfile.mkdtemp(prefix="textback-scaling-"))
-    results = {}
-    for size in sizes:
-        results[size] = await measure(work, size, windows, calls)
-        print(f"{size:,} calls: {results[size]}", file=sys.stderr, flush=True)
+    postgres = None
+    by_backend: dict[str, dict[int, dict[str, float]]] = {backend: {} for backend in backends}
+    try:
+        if "postgresql" in backends:
+            postgres = PostgresServer()
+            postgres.start(durable=True)
+        for size in sizes:
+            for backend in backends:
+                server = postgres if backend == "postgresql" else None
+                by_backend[backend][size] = result = await measure(work, size, windows, calls, server)
+                print(f"{backend}, {size:,} calls: {result}", file=sys.stderr, flush=True)
+        for backend, results in by_backend.items():
+            print(f"\n{backend}" + (f" {postgres.version()}" if backend == "postgresql" else ""))
+            table(results, sizes, windows, calls)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    if len(by_backend) == 2:
+        sqlite, pg = by_backend["sqlite"], by_backend["postgresql"]
+        print("\nPostgreSQL's cost as a multiple of SQLite's (same run, same history)")
+        print(f"\n| measure | {' | '.join(f'{s:,} calls' for s in sizes)} |")
+        print(f"|---|{'---|' * len(sizes)}")
+        for name in sqlite[sizes[0]]:
+            if name in ("build", "size on disk"):
+                continue
+            print(f"| {name} | " + " | ".join(f"{pg[s][name] / sqlite[s][name]:.2f}x" for s in sizes)
+                  + " |")
+
+
+def table(results: dict[int, dict[str, float]], sizes: list[int], windows: int, calls: int) -> None:
     names = list(next(iter(results.values())))
     print(f"\n| measure | {' | '.join(f'{s:,} calls' for s in sizes)} |")
     print(f"|---|{'---|' * len(sizes)}")
@@ -149,8 +204,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--backends", default="sqlite,postgresql",
+                        help="stores to measure, comma-separated: sqlite, postgresql")
     args = parser.parse_args()
-    asyncio.run(run([int(s) for s in args.sizes.split(",")], args.windows, args.calls))
+    backends = args.backends.split(",")
+    unknown = set(backends) - {"sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"unknown backend {', '.join(sorted(unknown))}: sqlite or postgresql")
+    asyncio.run(run([int(s) for s in args.sizes.split(",")], args.windows, args.calls, backends))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,16 @@ AMI backlog from decision and commit backlog. The ceiling is where
 recorded/s stops following offered/s and the lag grows past the grace period,
 or textback's CPU nears 100% of a core.
 
+With --backend postgresql the store is a PostgreSQL started here (lab/postgres.py, with
+its durable defaults: fsync and synchronous commit on, as SQLite's synchronous=FULL), and
+--daemons N runs N daemons on it: one holds the PBX's AMI lease and records the calls, the
+others stand by and share the other workers; textback's CPU is all of theirs.
+
 With --textback TREE, the daemon runs the textback package of another checkout
 (e.g. an older commit in a git worktree); the lab, SIPp and this script stay
 this checkout's. The load average is printed before and after each rate.
 Usage: python bench/throughput.py [--rates 25,50,100,150,200,250] [--seconds 15] [--textback TREE]
+                                  [--backend sqlite|postgresql] [--daemons N]
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from bench.latency import NO_FRAUD_LIMITS, percentile  # noqa: E402
 from lab.configs import BUSINESS_NUMBER, lab_config  # noqa: E402
 from lab.flows import OFFLINE_PHONE  # noqa: E402
 from lab.harness import DaemonProcess, start_smtp_sink  # noqa: E402
+from lab.postgres import PostgresServer  # noqa: E402
 from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
 
 # Another full lab test run may hold the lab for a while: wait for it rather than fail.
@@ -119,19 +126,27 @@ def cpu_of(pids: list[int]) -> float:
     return total
 
 
-def committed_since(db_path: Path, callers: list[str], after_id: int) -> list[tuple[int, str, float]]:
+COMMITTED = ("SELECT c.id, c.linkedid, c.ended_at FROM calls c WHERE c.id > {p} AND c.caller "
+             "BETWEEN {p} AND {p} AND c.message_id IS NOT NULL")
+
+
+def committed_since(store: str, callers: list[str], after_id: int) -> list[tuple[int, str, float]]:
     """(id, linkedid, ended_at) of each call from these callers committed with an id above after_id
-    (the callers are consecutive numbers of one length, so a range of the calls_caller index)."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    (the callers are consecutive numbers of one length, so a range of the calls_caller index);
+    `store` is SQLite's file or a postgresql:// URL."""
+    arguments = (after_id, callers[0], callers[-1])
+    if store.startswith("postgresql:"):
+        import psycopg
+        with psycopg.connect(store) as db:
+            return db.execute(COMMITTED.format(p="%s"), arguments).fetchall()
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
-        return db.execute(
-            "SELECT c.id, c.linkedid, c.ended_at FROM calls c WHERE c.id > ? AND c.caller BETWEEN ? AND ?"
-            " AND c.message_id IS NOT NULL", (after_id, callers[0], callers[-1])).fetchall()
+        return db.execute(COMMITTED.format(p="?"), arguments).fetchall()
     finally:
         db.close()
 
 
-def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProcess, rate: float,
+def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonProcess], rate: float,
              seconds: float, first_caller: int) -> dict:
     """Offer `rate` calls a second for `seconds`; wait until they are recorded (or stop coming).
 
@@ -139,11 +154,11 @@ def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProce
     time textback takes for its rows is when the transaction began, not when it committed.
     """
     callers = [f"+1212{first_caller + i:07d}" for i in range(round(rate * seconds))]
-    star, daemon_pid = asterisk_pids(lab), daemon.process.pid
-    logins_before = daemon.log_since_start().count(AMI_LOGIN)
+    star, daemon_pids = asterisk_pids(lab), [daemon.process.pid for daemon in daemons]
+    logins_before = sum(daemon.log_since_start().count(AMI_LOGIN) for daemon in daemons)
     load_before = os.getloadavg()[0]
     began, began_wall = time.monotonic(), time.time()
-    textback_before, asterisk_before = cpu_seconds(daemon_pid), cpu_of(star)
+    textback_before, asterisk_before = cpu_of(daemon_pids), cpu_of(star)
     sipp = lab.rejected_calls(callers, OFFLINE_PHONE, rate)
     sipp_cpu = offered_seconds = 0.0
     # CPU is read with each new row, so the wait for rows that never come is not counted.
@@ -156,12 +171,12 @@ def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProce
             sipp_cpu = max(sipp_cpu, cpu_of([sipp.pid]))  # read while it runs: once reaped it is gone
             offered_seconds = time.monotonic() - began
         time.sleep(POLL_SECONDS)
-        new = committed_since(db_path, callers, last_id)
+        new = committed_since(store, callers, last_id)
         if new:
             now = time.time()
             seen += [(linkedid, ended_at, now) for _, linkedid, ended_at in new]
             last_id, last_change = max(row[0] for row in new), time.monotonic()
-            textback_cpu = cpu_seconds(daemon_pid) - textback_before
+            textback_cpu = cpu_of(daemon_pids) - textback_before
             asterisk_cpu = cpu_of(star) - asterisk_before
     sipp.wait(30)
     busy = last_change - began
@@ -173,7 +188,7 @@ def one_rate(lab: LabPBX, clock: HangupClock, db_path: Path, daemon: DaemonProce
         "textback_cpu": textback_cpu / busy * 100, "ms_per_call": textback_cpu * 1000 / max(1, len(seen)),
         "asterisk_cpu": asterisk_cpu / busy * 100, "sipp_cpu": sipp_cpu / max(offered_seconds, 1e-9) * 100,
         "lags": lags, "ended_lags": [(at - ended_at) * 1000 for _, ended_at, at in seen],
-        "relogins": daemon.log_since_start().count(AMI_LOGIN) - logins_before,
+        "relogins": sum(daemon.log_since_start().count(AMI_LOGIN) for daemon in daemons) - logins_before,
         "load": f"{load_before:.2f} -> {os.getloadavg()[0]:.2f}",
     }
 
@@ -192,7 +207,11 @@ def main() -> None:
                         help="offered calls a second, comma-separated")
     parser.add_argument("--seconds", type=float, default=15, help="how long each rate is offered")
     parser.add_argument("--textback", type=Path, help="a checkout whose textback package the daemon runs")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--daemons", type=int, default=1, help="daemons on the store (postgresql)")
     args = parser.parse_args()
+    if args.daemons != 1 and args.backend != "postgresql":
+        parser.error("several daemons share a PostgreSQL store: give --backend postgresql")
     rates = [float(rate) for rate in args.rates.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="textback-bench-"))
@@ -201,29 +220,46 @@ def main() -> None:
     lab.lock_timeout = LOCK_TIMEOUT_SECONDS
     lab.start()
     _, smtp = start_smtp_sink()
-    daemon = clock = None
+    postgres = clock = None
+    daemons: list[DaemonProcess] = []
     results = []
     try:
+        store, backend = str(work / "textback.db"), "SQLite"
+        if args.backend == "postgresql":
+            postgres = PostgresServer()
+            postgres.start(durable=True)
+            store = postgres.new_database()
+            backend = f"PostgreSQL {postgres.version()}"
         numbers = [{"number": BUSINESS_NUMBER, "owner": "dana"}, {"number": OFFLINE_PHONE, "owner": "dana"}]
-        config = lab_config(work, lab, **{"text.delay_seconds": 3600, "numbers": numbers, **AMI_PING,
-                                           **NO_FRAUD_LIMITS})
-        daemon = DaemonProcess(config, work / "textback.log").start()
+        for index in range(args.daemons):
+            home = work / f"daemon-{index + 1}"
+            home.mkdir()
+            where = ({"storage": {"url": store, "path": str(home / "textback.db")}}
+                     if postgres else {"storage.path": store})
+            config = lab_config(home, lab, **{"text.delay_seconds": 3600, "numbers": numbers,
+                                               **AMI_PING, **NO_FRAUD_LIMITS, **where})
+            daemon = DaemonProcess(config, home / "textback.log")
+            daemons.append(daemon.start(30, AMI_LOGIN) if index == 0 else daemon.start(30, "standing by"))
         clock = HangupClock(lab)
-        idle_before, idle_began = cpu_seconds(daemon.process.pid), time.monotonic()
+        pids = [daemon.process.pid for daemon in daemons]
+        idle_before, idle_began = cpu_of(pids), time.monotonic()
         time.sleep(3)
-        idle = (cpu_seconds(daemon.process.pid) - idle_before) / (time.monotonic() - idle_began) * 100
+        idle = (cpu_of(pids) - idle_before) / (time.monotonic() - idle_began) * 100
         first_caller = 2000000
         for rate in rates:
-            results.append(one_rate(lab, clock, work / "textback.db", daemon, rate, args.seconds, first_caller))
+            results.append(one_rate(lab, clock, store, daemons, rate, args.seconds, first_caller))
             first_caller += 100000
     finally:
         if clock is not None:
             clock.close()
-        if daemon is not None:
+        for daemon in daemons:
             daemon.stop()
         smtp.stop()
+        if postgres is not None:
+            postgres.stop()
         lab.stop()
-    print(f"textback {package or 'of this checkout'}; {os.cpu_count()} CPUs; calls rejected at once "
+    print(f"textback {package or 'of this checkout'}; {backend} store, {args.daemons} daemon(s); "
+          f"{os.cpu_count()} CPUs; calls rejected at once "
           f"(offline phone), {args.seconds:g} s per rate, text.delay_seconds=3600, grace_seconds=0.5; "
           f"textback idle CPU {idle:.1f}%; work dir {work}")
     print("| offered/s | offered | SIPp achieved/s | recorded | recorded/s | textback CPU | CPU per call | "

@@ -63,16 +63,19 @@ class PostgresServer:
             raise PostgresError(f"{' '.join(argv)} failed ({done.returncode}):\n"
                                 f"{done.stdout}{done.stderr}{log}")
 
-    def start(self) -> None:
+    def start(self, durable: bool = False) -> None:
+        """Start the cluster; `durable` keeps PostgreSQL's defaults (fsync, synchronous commit,
+        full-page writes), for a benchmark that compares it with SQLite's synchronous=FULL."""
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
         hba = self.data / "pg_hba.conf"
         hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
         # The socket in our own directory, no TCP at all; fsync off: a test cluster is
         # thrown away, and durability is the server's job, not what these tests measure.
+        throwaway = ("" if durable else
+                     " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                  "-o", f"-k {self.root} -c listen_addresses='' -c fsync=off"
-                        " -c synchronous_commit=off -c full_page_writes=off"
+                  "-o", f"-k {self.root} -c listen_addresses=''{throwaway}"
                         " -c max_connections=200", "start")
 
     def url(self, database: str = "postgres", user: str = SUPERUSER) -> str:

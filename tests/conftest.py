@@ -16,7 +16,7 @@ from lab.configs import base_config, lab_config, write_config
 from lab.harness import SMTP_SINK_PORT, DaemonProcess, start_smtp_sink
 from textback.config import load
 from textback.daemon import Daemon
-from textback.store import Store
+from textback.store import Store, open_store
 from textback.store.postgres import PostgresStore
 from lab.postgres import TEMPLATE, PostgresServer
 
@@ -94,6 +94,14 @@ def store_location(request, tmp_path):
     return server.new_database(template=template, owner=server.daemon_role())
 
 
+@pytest.fixture
+def backend_storage(store_location) -> dict[str, str]:
+    """base_config overrides that put an offline daemon's store, and that of a CLI command run
+    with its config, on each backend in turn: nothing for SQLite's file, a fresh PostgreSQL
+    database's `storage.url` for PostgreSQL."""
+    return {"storage.url": store_location} if isinstance(store_location, str) else {}
+
+
 async def open_store_at(location):
     """The store at a `store_location`: SQLite's for a path, PostgreSQL's for a URL."""
     if isinstance(location, str):
@@ -123,14 +131,15 @@ async def offline_daemon(tmp_path):
 
     For driving its parts (escalation, digest, call handling) directly;
     `offline_daemon(clock=None, send_with=None, **overrides)` takes the workers' clock, the
-    gateway its outbox sends with (None: nothing is sent) and base_config overrides.
+    gateway its outbox sends with (None: nothing is sent) and base_config overrides; the store
+    is the config's (`storage.url` from `backend_storage` puts it on PostgreSQL).
     """
     made: list[Daemon] = []
 
     async def make(clock=None, send_with=None, **overrides) -> Daemon:
         config = base_config(tmp_path, **{"smtp.port": SMTP_SINK_PORT, **overrides})
         daemon = Daemon(load(write_config(tmp_path, config)), clock=clock)
-        daemon.attach(await Store.open(daemon.config.storage.path), send_with)
+        daemon.attach(await open_store(daemon.config.storage), send_with)
         made.append(daemon)
         return daemon
 

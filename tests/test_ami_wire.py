@@ -98,6 +98,43 @@ async def test_a_peer_that_stops_answering_is_dropped_and_reconnected():
         server.close()
 
 
+async def test_a_peer_that_keeps_sending_is_kept_while_its_ping_answer_waits_behind():
+    """A Ping unanswered in time on a link that kept delivering events is not a dead link:
+    the answer is queued behind them (a burst, a busy host). Aborting would lose them."""
+    connections = []
+
+    async def busy(reader, writer):
+        connections.append(writer)
+        for n in range(60):  # 1.2 s of events, never a Pong: 4 Pings of 0.3 s go unanswered
+            writer.write(f"Event: UserEvent\r\nUserEvent: Tick\r\nN: {n}\r\n\r\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(30)  # then silent: a dead link, which must still be dropped
+
+    server, port = await serve(busy)
+    events, told = [], []
+    ami = AmiConnection("127.0.0.1", port, "u", SecretStr("s"), on_event=events.append,
+                        on_behind=lambda: told.append(1), ping_interval=0.2, ping_timeout=0.3,
+                        reconnect_max=0.5)
+    ami.start()
+    await ami.wait_logged_in(3)
+    try:
+        for _ in range(100):
+            if len(events) >= 60:
+                break
+            await asyncio.sleep(0.02)
+        assert [e["N"] for e in events] == [str(n) for n in range(60)]
+        assert len(connections) == 1 and ami.behind >= 1 and len(told) == ami.behind
+        for _ in range(200):
+            if len(connections) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(connections) >= 2, "the link gone silent was never replaced"
+    finally:
+        await ami.close()
+        server.close()
+
+
 async def test_line_breaks_in_action_values_are_refused():
     async def idle(reader, writer):
         await asyncio.sleep(5)

@@ -491,6 +491,9 @@ async def test_each_token_is_rate_limited_on_its_own(limited, smtp_sink):
 async def test_an_opt_out_through_the_api_stops_every_text_and_names_its_token(api, tokens):
     daemon, call = api
     conversation = await seed(daemon)
+    status, _, _ = await call("POST", "/conversations/{id}/reply", tokens["crm"],
+                              json={"text": "Tuesday at 10?"}, id=conversation)
+    assert status == 202  # queued before the opt-out, and kept in the ledger as the API's
     status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": "(212) 555-0123"})
     assert (status, body) == (200, {"number": HOMEOWNER, "opted_out": True, "already": False})
     status, body, _ = await call("POST", "/optouts", tokens["crm"], json={"number": HOMEOWNER})
@@ -505,4 +508,5 @@ async def test_an_opt_out_through_the_api_stops_every_text_and_names_its_token(a
     assert status == 409
     record = await daemon.store.consent_record(HOMEOWNER)
     assert [(r["fact"], r["channel"], r["body"]) for r in record if r["channel"] == "api:crm"] \
-        == [("opted_out", "api:crm", ""), ("text_refused", "api:crm", "Still there?")]
+        == [("text_queued", "api:crm", "Tuesday at 10?"), ("opted_out", "api:crm", ""),
+            ("text_refused", "api:crm", "Still there?")]

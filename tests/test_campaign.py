@@ -65,6 +65,8 @@ def test_check_warns_of_what_the_vetting_would_refuse(tmp_path):
         "register it again"]
     report = template_report(config)
     assert all(f"warning: {w}" in report for w in warnings)
+    checked = CliRunner().invoke(main, ["check", "-c", str(tmp_path / "config.yaml")])
+    assert all(f"warning: {w}" in checked.output for w in warnings)  # `textback check` says so
     assert campaign.template_warnings(config_of(tmp_path)) == []
     no_web = CliRunner().invoke(main, ["compliance", "10dlc", "-c",
                                        str(write_config(tmp_path, base_config(tmp_path)))])

@@ -3,6 +3,7 @@ transaction, one number's record printed and exported, and never pruned."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -16,10 +17,11 @@ from sms_gateway.base import InboundText
 from sms_gateway.log import LogGateway
 from textback.core import consent
 from textback.cli import main
+from textback.core.replies import Verdict
 from textback.pruning import prune
 from textback.store import CallRow, PlannedText
 from textback.core.tracker import CallFinished
-from tests.store_helpers import REFUSED, execute, refuse_inserts
+from tests.store_helpers import REFUSED, execute, on_postgres, refuse_inserts
 
 SECOND_NUMBER = "+12125550109"
 
@@ -42,8 +44,11 @@ def facts(record: list[dict]) -> list[tuple[str, str, str]]:
 
 async def test_update_and_delete_of_the_ledger_are_refused(store):
     await store.suppress(HOMEOWNER, "cli")
-    for statement in ("UPDATE consent_ledger SET channel = 'sms'", "DELETE FROM consent_ledger",
-                      "UPDATE consent_ledger SET at = 0 WHERE fact = 'opted_out'"):
+    statements = ["UPDATE consent_ledger SET channel = 'sms'", "DELETE FROM consent_ledger",
+                  "UPDATE consent_ledger SET at = 0 WHERE fact = 'opted_out'"]
+    if on_postgres(store):  # SQLite has no TRUNCATE; PostgreSQL's skips the row triggers
+        statements.append("TRUNCATE consent_ledger")
+    for statement in statements:
         with pytest.raises(REFUSED, match="append-only"):
             await execute(store, statement)
     [row] = await store.consent_record(HOMEOWNER)
@@ -66,10 +71,11 @@ async def test_a_fact_is_lost_with_the_change_it_records(store):
     assert await store.consent_record(HOMEOWNER) == before
 
 
-async def test_one_lead_from_the_call_through_stop_and_start(offline_daemon):
+async def test_one_lead_from_the_call_through_stop_and_start(offline_daemon, backend_storage):
     daemon = await offline_daemon(**{"numbers": [{"number": BUSINESS_NUMBER, "owner": "dana"},
                                                  {"number": SECOND_NUMBER, "owner": "dana"}]},
-                                  send_with=LogGateway())
+                                  **backend_storage, send_with=LogGateway())
+    assert on_postgres(daemon.store) is bool(backend_storage)
     await daemon.finish_call(missed("1.1"))
     await send_due(daemon)
     await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "please stop texting me"),
@@ -172,3 +178,36 @@ def test_textback_consent_prints_one_numbers_record(tmp_path):
     assert [row[3] for row in csv.reader(io.StringIO(as_csv.output))][1:] == [HOMEOWNER]
     bad = runner.invoke(main, ["consent", "--config", str(path), "anonymous"])
     assert bad.exit_code != 0 and "not a valid phone number" in bad.output
+
+
+async def test_each_owner_path_is_named_with_the_words_it_queued(offline_daemon, backend_storage,
+                                                                 tmp_path):
+    """An owner's answers by email, the CLI and their own phone (the SMS relay) through each
+    path's own entry, each kept as queued by that path and then as sent (the inbox's and the
+    API's: tests/test_revoke_all.py and tests/test_api.py)."""
+    mobile = "+19175550188"
+    daemon = await offline_daemon(**{"owners": [
+        {"id": "dana", "name": "Dana Reyes", "email": "dana@example.com",
+         "alerts": {"channels": ["email", "sms"], "sms": mobile}}]}, **backend_storage,
+        send_with=LogGateway())
+    await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, "Deck quote?", "m1"), "log")
+    await send_due(daemon)  # the alert text to Dana's phone: the relay answers it
+    conversation = (await daemon.store.conversation_for(HOMEOWNER, BUSINESS_NUMBER))["id"]
+    await daemon.owner_reply({"conversation_id": conversation, "caller": HOMEOWNER,
+                              "owner_id": "dana", "business_number": BUSINESS_NUMBER},
+                             Verdict("text", text="By email: Tuesday?"))
+    replied = await asyncio.to_thread(CliRunner().invoke, main, [
+        "reply", "-c", str(tmp_path / "config.yaml"), "(212) 555-0123", "By the CLI: 10 am?"])
+    assert replied.exit_code == 0, replied.output
+    await daemon.receive_text(InboundText(mobile, BUSINESS_NUMBER, "From my phone: see you",
+                                          "m2"), "log")
+    await send_due(daemon)
+    owner_texts = [(r["fact"], r["channel"], r["body"]) for r in
+                   await daemon.store.consent_record(HOMEOWNER) if r["kind"] == "owner"]
+    assert owner_texts == [
+        ("text_queued", "email:dana", "By email: Tuesday?"),
+        ("text_queued", "cli", "By the CLI: 10 am?"),
+        ("text_queued", "sms:dana", "From my phone: see you"),
+        ("text_sent", "log", "By email: Tuesday?"),
+        ("text_sent", "log", "By the CLI: 10 am?"),
+        ("text_sent", "log", "From my phone: see you")]

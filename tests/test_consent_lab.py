@@ -88,9 +88,12 @@ async def test_a_florida_callers_text_at_930_pm_waits_for_8_am_only_when_held(
                               ("text_sent", "auto")]
 
 
-def test_the_ledger_of_one_lead_matches_what_the_carrier_received(lab_pbx, lab_daemon, sink,
-                                                                   smtp_sink):
-    process = lab_daemon(**{"text.delay_seconds": 1})
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_ledger_of_one_lead_matches_what_the_carrier_received(request, lab_pbx, lab_daemon,
+                                                                   sink, smtp_sink, backend):
+    storage = ({"storage.url": request.getfixturevalue("postgres_server").new_database()}
+               if backend == "postgresql" else {})
+    process = lab_daemon(**{"text.delay_seconds": 1, **storage})
     config = str(process.config_path)
     phone = lab_pbx.phone("office1", "noanswer")
     lab_pbx.call(HOMEOWNER, BUSINESS_NUMBER).wait_success(30)
@@ -132,3 +135,5 @@ def test_the_ledger_of_one_lead_matches_what_the_carrier_received(lab_pbx, lab_d
     assert ledger[3]["body"] == "STOP" and ledger[8]["body"] == "START"
     assert ledger[7]["body"] == "Are you still interested?"
     assert "Are you still interested?" not in [m["body"] for m in carrier]
+    # The daemon and the CLI read one store: PostgreSQL's when so configured, never SQLite's.
+    assert (process.config_path.parent / "textback.db").exists() is (backend == "sqlite")

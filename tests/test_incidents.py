@@ -40,10 +40,16 @@ def test_nothing_is_wrong_when_all_is_calm():
     ({"mail_error": "SMTPRecipientsRefused"}, "mail_refused", "SMTPRecipientsRefused"),
     ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
     ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
+    ({"ami_behind_at": NOW - 60}, "ami_behind", "calls are being recorded late"),
 ])
 def test_each_condition_opens_its_incident(changes, kind, summary):
     found = active(seen(**changes), IncidentsConfig())
     assert list(found) == [kind] and summary in found[kind]
+
+
+def test_falling_behind_ends_after_five_quiet_minutes():
+    assert active(seen(ami_behind_at=NOW - 299), IncidentsConfig())
+    assert active(seen(ami_behind_at=NOW - 301), IncidentsConfig()) == {}
 
 
 def test_thresholds_are_the_configured_ones():

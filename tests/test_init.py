@@ -4,6 +4,7 @@ and what it refuses. The endpoint listing is tested on the lab PBX (tests/test_i
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -41,7 +42,12 @@ def test_the_flag_form_writes_a_config_that_loads_a_private_secret_and_the_snipp
         assert stat.S_IMODE((etc / name).stat().st_mode) == 0o600, name
     snippet = (etc / "manager-textback.conf").read_text()
     assert f"[textback]\nsecret = {secret}\n" in snippet
-    assert "read = system,call,user,dialplan\nwrite = message,reporting\n" in snippet
+    assert ("read = system,call,user,dialplan\nwrite = message,reporting\n"
+            "writetimeout = 5000\n") in snippet
+    # The lab's user, whose session tests/test_overload_lab.py shows surviving a full socket,
+    # is the one init writes.
+    lab_user = (Path(__file__).parents[1] / "lab" / "asterisk" / "manager.conf").read_text()
+    assert "write = message,reporting\n" in lab_user and "\nwritetimeout = 5000\n" in lab_user
     assert "permit = 127.0.0.1/255.255.255.255" in snippet
     assert ";write = originate" in snippet  # the self-test user, commented out
     assert (etc / "config.yaml").read_text().count("\n#") > 10  # commented

@@ -110,11 +110,11 @@ def test_dst_changes_keep_the_local_hours():
     assert "quiet hours" in verdict.explain() and "47 CFR 64.1200(c)(1)" in verdict.explain()
 
 
-async def test_a_held_text_is_released_when_the_window_opens(offline_daemon):
+async def test_a_held_text_is_released_when_the_window_opens(offline_daemon, backend_storage):
     evening = at(EASTERN, 2026, 12, 7, 21, 30)
     morning = at(EASTERN, 2026, 12, 8, 8, 0)
     clock = SetClock(evening)  # the outbox's clock reads 9:30 pm in Miami
-    daemon = await offline_daemon(clock=clock, send_with=LogGateway(),
+    daemon = await offline_daemon(clock=clock, send_with=LogGateway(), **backend_storage,
                                   **{"compliance.homeowner_hours": {"missed_call": "hold"}})
     now = time.time()
     await daemon.store.record_call(

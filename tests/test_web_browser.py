@@ -106,3 +106,8 @@ async def test_the_settings_page_fits_a_phone_and_ends_the_other_sessions(tmp_pa
         assert desk.url.startswith(f"{BASE}/signin?next=")
         assert "signed out from another browser" in await desk.inner_text("#why")
         assert len(await daemon.store.live_sessions("dana")) == 1
+        # On a phone the header has room for the links alone: sign-out is here.
+        assert not await phone.is_visible("header form.signout button")
+        await phone.click("#signout-here button")
+        await phone.wait_for_url(f"{BASE}/signin?why=signed_out")
+        assert await daemon.store.live_sessions("dana") == []

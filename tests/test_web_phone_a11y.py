@@ -11,6 +11,8 @@ from lab.configs import BUSINESS_NUMBER
 from lab.harness import eventually
 from textback.core.delivery import OWNER_REPLY
 from textback.config import load
+from textback.signin import LinkClaim, make_link_token
+from textback.web.links import LINK_KEY
 from textback.store import CallRow, PlannedText
 from textback.core import views
 from tests.browser import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, PHONE, axe_violations, chromium,
@@ -20,8 +22,15 @@ from tests.web_helpers import (BASE, OWNERS, PASSWORDS, homeowner_writes, set_pa
 
 CAROL = {"id": "carol", "name": "Carol Diaz", "email": "carol@example.com"}
 CALLER = "+12125550123"
+# Every page a signed-in owner sees, then the other inbox views, and the pages anyone may open:
+# sign-in, an alert's link, the consent page, offline. The README's pictures are all but the views.
 PAGES = (("inbox", "/?view=all"), ("thread", "/c/{id}"), ("calls", "/calls"),
-         ("scorecard", "/scorecard"), ("admin", "/admin"))
+         ("scorecard", "/scorecard"), ("admin", "/admin"), ("settings", "/settings"))
+MORE_VIEWS = (("inbox-mine", "/?view=mine"), ("inbox-unassigned", "/?view=unassigned"),
+              ("inbox-waiting", "/?view=waiting"), ("inbox-snoozed", "/?view=snoozed"),
+              ("inbox-done", "/?view=done"))
+PUBLIC_PAGES = (("signin", "/signin"), ("link", "/link/{token}"), ("consent", "/consent"),
+                ("offline", "/offline"))
 
 
 def three_owners(tmp_path):
@@ -119,6 +128,18 @@ async def test_a_stale_page_cannot_undo_another_owners_assignment(tmp_path):
         assert "Assigned." in await stale.inner_text("#said")
         assert (await daemon.store.conversation(row["id"]))["owner_id"] == "dana"
         await context.close()
+        # The rest of the live page follows too: the contact's name in the header and in the
+        # Contact form, a snooze, then done.
+        await daemon.store.set_contact_name(row["id"], "Pat O'Brien")
+        await daemon.store.snooze(row["id"], time.time() + 86400)
+        await dana.wait_for_function(
+            "() => document.querySelector('#state .meta').textContent.includes('snoozed until')",
+            timeout=10000)
+        assert "Pat O'Brien" in await dana.inner_text("#state h1")
+        assert await dana.input_value("form[data-form=contact] input[name=name]") == "Pat O'Brien"
+        await daemon.store.mark_done(row["id"])
+        await dana.wait_for_function(
+            "() => / · done/.test(document.querySelector('#state .meta').textContent)", timeout=10000)
 
 
 async def test_a_live_refresh_keeps_focus_and_scroll_and_announces_what_changed(tmp_path):
@@ -167,10 +188,35 @@ async def test_a_live_refresh_keeps_focus_and_scroll_and_announces_what_changed(
         assert await dana.input_value("#note-body") == "Gate code is 1234"
 
 
-async def tab_to(page, selector: str, presses: int = 80) -> None:
-    """Press Tab until the focused element matches `selector` (fails if it never does)."""
+# Runs in the page: the focused element's ring, and its contrast against what is behind it
+# (the ring is drawn outside the element, over its nearest ancestor with a background).
+FOCUS_RING = """() => {
+  const channels = (css) => css.match(/[\\d.]+/g).map(Number);
+  const luminance = (css) => {
+    const [r, g, b] = channels(css).slice(0, 3).map((v) => {
+      v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;  // Tab went past the last control
+  let behind = el.parentElement;
+  while (behind && channels(getComputedStyle(behind).backgroundColor)[3] === 0)
+    behind = behind.parentElement;
+  const background = behind ? getComputedStyle(behind).backgroundColor : 'rgb(255, 255, 255)';
+  const ring = getComputedStyle(el);
+  const [x, y] = [luminance(ring.outlineColor), luminance(background)].sort((p, q) => q - p);
+  return { element: el.outerHTML.slice(0, 70), style: ring.outlineStyle,
+           width: parseFloat(ring.outlineWidth), contrast: (x + 0.05) / (y + 0.05) };
+}"""
+
+
+async def tab_to(page, selector: str, rings: list[dict], presses: int = 80) -> None:
+    """Press Tab until the focused element matches `selector` (fails if it never does), noting
+    the focus ring of every element on the way."""
     for _ in range(presses):
         await page.keyboard.press("Tab")
+        if ring := await page.evaluate(FOCUS_RING):
+            rings.append(ring)
         if await page.evaluate("(s) => document.activeElement.matches(s)", selector):
             return
     raise AssertionError(f"{selector} is not reachable with Tab")
@@ -182,37 +228,39 @@ async def test_reply_and_assign_with_the_keyboard_only(tmp_path):
     async with web_daemon(path) as daemon, chromium() as browser, page_of(browser) as page:
         await homeowner_writes(daemon, "Do you do decks?", sender=CALLER)
         [row] = await daemon.store.inbox()
+        rings: list[dict] = []
         await page.goto(f"{BASE}/signin")
-        await tab_to(page, "input[name=account]")
+        await tab_to(page, "input[name=account]", rings)
         await page.keyboard.type("dana")
         await page.keyboard.press("Tab")
         await page.keyboard.type(PASSWORDS["dana"])
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#rows")
-        await tab_to(page, f".row[data-id='{row['id']}'] a")
+        await tab_to(page, f".row[data-id='{row['id']}'] a", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#reply-body")
-        await tab_to(page, "#reply-body")
-        # The focus ring is explicit and strong, not the browser's default.
-        ring = await page.evaluate("() => { const s = getComputedStyle(document.activeElement);"
-                                   " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
-        assert ring[0] == "solid" and ring[1] >= 3
+        await tab_to(page, "#reply-body", rings)
         await page.keyboard.type("Yes, we build decks. Tuesday?")
-        await tab_to(page, "form.reply button[type=submit]")
+        await tab_to(page, "form.reply button[type=submit]", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_selector("#said")
         assert await page.evaluate("() => document.activeElement.id") == "said"
         assert "Queued" in await page.inner_text("#said")
-        await tab_to(page, "#assign-owner")
+        await tab_to(page, "#assign-owner", rings)
         await page.keyboard.press("ArrowDown")  # Dana -> Sam
         assert await page.input_value("#assign-owner") == "sam"
-        await tab_to(page, "form[data-form=assign] button")
+        await tab_to(page, "form[data-form=assign] button", rings)
         await page.keyboard.press("Enter")
         await page.wait_for_function("() => document.activeElement.id === 'said'", timeout=5000)
         assert await page.inner_text("#said") == "Assigned."
         assert (await daemon.store.conversation(row["id"]))["owner_id"] == "sam"
         [reply] = [m for m in (await daemon.store.thread(row["id"]))["messages"] if m["kind"] == "owner"]
         assert reply["body"] == "Yes, we build decks. Tuesday?" and reply["author"] == "dana"
+        # Every control Tab reached on the way showed an explicit, strong focus ring, not the
+        # browser's default: solid, at least 3 px, 3:1 against what is behind it (WCAG 1.4.11).
+        assert len(rings) > 10
+        weak = [r for r in rings if r["style"] != "solid" or r["width"] < 3 or r["contrast"] < 3]
+        assert weak == [], weak
 
 
 # Runs in the page: the phone-specific measurements, beyond LAYOUT_PROBLEMS.
@@ -245,8 +293,15 @@ PHONE_CHECKS = """() => {
   const boxes = Array.from(document.querySelectorAll('svg.chart text'), (t) => t.getBoundingClientRect());
   const overlaps = boxes.filter((a, i) => boxes.some((b, j) => j !== i && a.left < b.right &&
     b.left < a.right && a.top < b.bottom && b.top < a.bottom)).length;
+  // Header links and buttons whose words overflow their box or that overlap another.
+  const controls = Array.from(document.querySelectorAll('header.top a, header.top button'))
+    .filter((e) => e.getClientRects().length);
+  const places = controls.map((e) => e.getBoundingClientRect());
+  const crowded = controls.filter((e, i) => e.scrollWidth > e.clientWidth + 1 || places.some((b, j) =>
+    j !== i && places[i].left < b.right - 0.5 && b.left < places[i].right - 0.5 &&
+    places[i].top < b.bottom && b.top < places[i].bottom)).map((e) => e.textContent.trim());
   return {
-    chartOverlaps: overlaps, scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+    crowded, chartOverlaps: overlaps, scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
     headerHeight: header ? header.getBoundingClientRect().height : 0,
     h1: document.querySelectorAll('h1').length,
     weakBorders: fields.filter((f) => contrast(getComputedStyle(f).borderTopColor, 'rgb(255, 255, 255)') < 3)
@@ -275,33 +330,43 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
         await alerts_sent(daemon, cid, 17)
         widths = {}
         sheets: dict[str, dict[str, bytes]] = {"phone": {}, "desktop": {}}
+        link_key = await daemon.store.web_key(LINK_KEY)
+
+        async def check(page, name: str, size: str, url: str) -> None:
+            """The page at this size: axe finds nothing, one <h1>, field borders of 3:1, and on a
+            phone nothing wider than the screen, 44 px targets, one header row, whole words."""
+            await page.goto(BASE + url)
+            if name == "thread":  # it opens at the newest entry
+                await page.wait_for_function("() => window.scrollY > 0")
+            if name in dict(PUBLIC_PAGES + PAGES):
+                sheets[size][name] = await page.screenshot()
+            measured = await page.evaluate(PHONE_CHECKS)
+            assert await axe_violations(page) == [], (name, size)
+            assert measured["h1"] == 1, (name, size)
+            assert measured["weakBorders"] == [], (name, size)
+            assert measured["crowded"] == [], (name, size)
+            await screenshot(page, f"{name}-{size}")
+            if size == "desktop":
+                return
+            widths[name] = measured["scrollWidth"]
+            assert await page.evaluate(LAYOUT_PROBLEMS) == [], name
+            assert measured["scrollWidth"] <= measured["innerWidth"] == 390, name
+            assert measured["headerHeight"] <= 50, (name, measured)  # one row
+            assert measured["tabsCut"] == [], name
+            assert measured["brokenWords"] == [], name
+            if name == "scorecard":
+                assert measured["smallestChartText"] >= 14, measured
+                assert measured["chartOverlaps"] == 0, measured
+
         for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
             async with page_of(browser, viewport) as page:
-                await page.goto(f"{BASE}/signin")
-                assert await axe_violations(page) == [], ("signin", size)
+                token = make_link_token(link_key, LinkClaim("dana", cid, time.time() + 600, size))
+                for name, url in PUBLIC_PAGES:
+                    await check(page, name, size, url.format(token=token))
                 await sign_in(page, BASE, "dana", PASSWORDS["dana"])
                 await page.wait_for_selector("#rows")
-                for name, url in PAGES:
-                    await page.goto(BASE + url.format(id=cid))
-                    if name == "thread":  # it opens at the newest entry
-                        await page.wait_for_function("() => window.scrollY > 0")
-                    sheets[size][name] = await page.screenshot()
-                    measured = await page.evaluate(PHONE_CHECKS)
-                    assert await axe_violations(page) == [], (name, size)
-                    assert measured["h1"] == 1, (name, size)
-                    assert measured["weakBorders"] == [], (name, size)
-                    await screenshot(page, f"{name}-{size}")
-                    if size == "desktop":
-                        continue
-                    widths[name] = measured["scrollWidth"]
-                    assert await page.evaluate(LAYOUT_PROBLEMS) == [], name
-                    assert measured["scrollWidth"] <= measured["innerWidth"] == 390, name
-                    assert measured["headerHeight"] <= 50, (name, measured)  # one row
-                    assert measured["tabsCut"] == [], name
-                    assert measured["brokenWords"] == [], name
-                    if name == "scorecard":
-                        assert measured["smallestChartText"] >= 14, measured
-                        assert measured["chartOverlaps"] == 0, measured
+                for name, url in PAGES + MORE_VIEWS:
+                    await check(page, name, size, url.format(id=cid))
                 if size == "phone":
                     await the_thread_on_a_phone(page, cid)
                     await the_calls_page_speaks_plainly(page)
@@ -309,6 +374,7 @@ async def test_every_page_fits_a_phone_reads_plainly_passes_axe_and_is_photograp
                 await page.evaluate("() => document.querySelector('main').append("
                                     "Object.assign(document.createElement('input'), {type: 'text'}))")
                 assert any(v.startswith("label ") for v in await axe_violations(page)), size
+        assert set(widths) == {name for name, _ in PUBLIC_PAGES + PAGES + MORE_VIEWS}
         (ARTIFACTS / "phone-widths.json").write_text(json.dumps(widths, indent=1) + "\n")
         await contact_sheet(browser, {f"{n} at 390 px": png for n, png in sheets["phone"].items()},
                             "pages-phone", 234, 5)

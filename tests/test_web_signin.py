@@ -342,8 +342,9 @@ async def test_settings_list_the_sessions_and_end_the_others(tmp_path):
 
 
 async def test_signed_in_pages_are_never_cached_and_the_event_stream_has_the_headers(tmp_path):
-    async with one_reply_signed_in(tmp_path, "Hello") as (daemon, browser, cid):
-        for page in ("/", f"/c/{cid}", "/calls", "/scorecard", "/settings"):
+    async with one_reply_signed_in(tmp_path, "Hello", owner="dana") as (daemon, browser, cid):
+        for page in ("/", f"/c/{cid}", "/calls", "/scorecard", "/scorecard.csv", "/settings",
+                     "/admin", "/admin/consent.csv?number=%2B12125550123"):
             status, _, response = await browser.get(page)
             assert status == 200, page
             assert response.headers["Cache-Control"] == "no-store, private", page

@@ -348,7 +348,7 @@ class Daemon:
             c.ami.host, c.ami.port, c.ami.username, self.secrets.ami,
             on_event=self.on_event, on_login=self.on_login, on_state=self._ami_state_changed,
             on_ready=self.on_asterisk_ready, on_dropped=self.on_ami_dropped,
-            use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
+            on_behind=self._ami_behind, use_tls=c.ami.tls, tls_verify=c.ami.tls_verify,
             ping_interval=c.ami.ping_interval, ping_timeout=c.ami.ping_timeout,
             reconnect_max=c.ami.reconnect_max_seconds, record_to=self._record_ami)
 
@@ -495,6 +495,9 @@ class Daemon:
             await asyncio.sleep(REPLY_LISTENER_RETRY_SECONDS)
             if await self._serve_reply_mail():
                 return
+
+    def _ami_behind(self) -> None:
+        self.watch.ami_behind_at = time.time()
 
     def _ami_state_changed(self, logged_in: bool) -> None:
         """The AMI connection logged in or lost its link: `textback status` reads it at once

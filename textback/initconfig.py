@@ -18,6 +18,10 @@ from textback.config import EMAIL_PATTERN
 # What the daemon reads and does over AMI, and why (the snippet's comments say the same).
 AMI_READ = "system,call,user,dialplan"  # FullyBooted; channel events; the inbound-SMS UserEvent; VarSet and Newexten
 AMI_WRITE = "message,reporting"  # MessageSend; CoreShowChannels and Getvar (the self-test's trunk)
+# Milliseconds Asterisk lets one write to the session wait before it drops the session and
+# the events queued for it (its default, 100, drops a reader behind for a moment: a burst
+# of calls, a busy host). tests/test_overload_lab.py holds the lab's user to this value.
+AMI_WRITE_TIMEOUT_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ def manager_snippet(a: Answers, secret: str, selftest_secret: str) -> str:
 ;         dialplan   VarSet and Newexten: voicemail, IVR, queue and route variables
 ;   write message    MessageSend: texts through the asterisk gateway
 ;         reporting  CoreShowChannels after a login; Getvar for the self-test's trunk
+;   writetimeout     a reader behind for a moment (a burst of calls) keeps its session
+;                    and its events; Asterisk's default of 100 ms drops both
 ; It cannot originate calls, run CLI commands or reload anything.
 [{a.ami_username}]
 secret = {secret}
@@ -196,6 +202,7 @@ deny = 0.0.0.0/0.0.0.0
 permit = {a.permit}
 read = {AMI_READ}
 write = {AMI_WRITE}
+writetimeout = {AMI_WRITE_TIMEOUT_MS}
 
 ; Optional, for the self-test only: it may place the test call and nothing else.
 ;[{a.selftest_username}]

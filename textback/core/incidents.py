@@ -26,7 +26,11 @@ TITLES = {
     "reply_listener": "the reply-mail listener is not running",
     "routing_table": "the routing table cannot be written",
     "webhook_signing": "webhooks are signed with a key textback does not have",
+    "ami_behind": "textback reads calls more slowly than they happen",
 }
+# How long after the last sign of falling behind the incident stays open: a burst's backlog
+# is read within seconds, so quiet for this long means textback keeps up again.
+BEHIND_RECOVERED_MINUTES = 5.0
 WHAT_TO_CHECK = {
     "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
                 "configuration, and that `textback check` logs in.",
@@ -43,6 +47,10 @@ WHAT_TO_CHECK = {
                       "reply_mail.listen_port. textback retries every minute.",
     "routing_table": "The AGI script keeps an old table or falls back to its default ring "
                      "targets: check the directory of agi.routing_file and its permissions.",
+    "ami_behind": "AMI events came faster than textback read them, so calls were recorded "
+                  "and texted late (none is lost: they are read in order). Check what else "
+                  "uses this host's CPU, and `textback status`; if calls are this many every "
+                  "day, give textback a faster host or fewer PBXs per daemon.",
     "webhook_signing": "Replies and delivery reports are refused (403) and the provider retries "
                        "them for a while: configure the key and algorithm its webhook settings "
                        "sign with (for Twilio: twilio.shared_key, shared_key_id, "
@@ -65,6 +73,7 @@ class Observed:
     reply_listener_error: str | None
     routing_error: str | None
     webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
+    ami_behind_at: float | None = None  # the last time AMI's answers waited behind its events
 
 
 def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
@@ -90,6 +99,9 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
         found["routing_table"] = one_line(seen.routing_error, 300)
     if seen.webhook_signing_error is not None:
         found["webhook_signing"] = one_line(seen.webhook_signing_error, 300)
+    if seen.ami_behind_at is not None and seen.now - seen.ami_behind_at < BEHIND_RECOVERED_MINUTES * 60:
+        found["ami_behind"] = ("AMI's answer to a Ping waited behind the events still to be "
+                               "read: calls are being recorded late")
     return found
 
 

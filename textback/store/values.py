@@ -48,7 +48,6 @@ def _canonical(number: str) -> str:
     if not number or to_e164(number, None) != number:
         raise NotANumber(f"not a canonical E.164 number: {number!r}")
     return number
-    return number
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class Watch:
     reply_listener_error: str | None = None
     routing_error: str | None = None
     webhook_signing_error: str | None = None
+    ami_behind_at: float | None = None  # AMI's answers last waited behind unread events
 
     def send_failed(self, error: str) -> None:
         self.gateway_failures_in_row += 1
@@ -102,7 +103,7 @@ class IncidentWorker:
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
             reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
-            webhook_signing_error=w.webhook_signing_error)
+            webhook_signing_error=w.webhook_signing_error, ami_behind_at=w.ami_behind_at)
 
     async def check_incidents(self, now: float) -> None:
         """Open the incidents that began and close those that ended, mailing the admin each time."""
