@@ -60,6 +60,12 @@ INBOX = (f"SELECT {INBOX_COLUMNS} FROM conversations c WHERE status = 'open' AND
          " AND owner_line = 0 ORDER BY c.updated_at DESC, c.id DESC LIMIT 50")
 
 
+# Each connection set to the store's company, as the store's own are (migration 30): the rows
+# its inserts write are that company's.
+COMPANY = ("SELECT set_config('textback.company', id::text, false) FROM companies"
+           " WHERE slug = 'default'")
+
+
 def for_psycopg(sql: str) -> str:
     """$n placeholders (each used in order, repeats as they come) as psycopg's %s."""
     import re
@@ -76,6 +82,8 @@ class Psycopg:
 
     async def open(self, url: str) -> None:
         self.db = await psycopg.AsyncConnection.connect(url)
+        await self.db.execute(COMPANY)
+        await self.db.commit()
 
     async def one(self, sql: str, *args):
         cursor = await self.db.execute(for_psycopg(sql), psycopg_args(sql, args) or None)
@@ -96,6 +104,7 @@ class Asyncpg:
 
     async def open(self, url: str) -> None:
         self.db = await asyncpg.connect(url)
+        await self.db.execute(COMPANY)
         self.transaction = None
 
     async def _begin(self) -> None:

@@ -24,6 +24,10 @@ SUPERUSER = "textback"
 # A role that must give its password (scram-sha-256), as a daemon's role does in production;
 # the superuser connects without one (trust), over the socket only this user can reach.
 PASSWORD_ROLE = "textback_app"
+# The role a daemon runs as in production: no superuser, no BYPASSRLS, owner of its database.
+# The store's tests connect as it, so row-level security (each company's rows apart) is in
+# force on every query they run, as it is for a daemon: a superuser would bypass it.
+DAEMON_ROLE = "textback_daemon"
 TEMPLATE = "textback_template"
 
 
@@ -101,12 +105,23 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(sql)
 
-    def new_database(self, template: str = "template0", name: str | None = None) -> str:
-        """A fresh database (named `name`, or the next free name), copied from `template`;
-        returns its URL."""
+    def daemon_role(self) -> str:
+        """DAEMON_ROLE (created the first time: LOGIN, NOSUPERUSER, NOBYPASSRLS); its name."""
+        import psycopg
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            if not connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                      (DAEMON_ROLE,)).fetchone():
+                connection.execute(f'CREATE ROLE "{DAEMON_ROLE}" LOGIN NOSUPERUSER NOBYPASSRLS')
+        return DAEMON_ROLE
+
+    def new_database(self, template: str = "template0", name: str | None = None,
+                     owner: str | None = None) -> str:
+        """A fresh database (named `name`, or the next free name), copied from `template` and
+        owned by `owner` (default: the superuser); returns its URL, connecting as the owner."""
         name = name or f"t{os.getpid()}_{next(self._names)}"
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        return self.url(name)
+        owned = f' OWNER "{owner}"' if owner else ""
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{owned}')
+        return self.url(name, user=owner or SUPERUSER)
 
     def stop(self) -> None:
         try:

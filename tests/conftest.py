@@ -72,7 +72,7 @@ def postgres_database(postgres_server):
 @pytest.fixture(scope="session")
 def postgres_template(postgres_server):
     """A database migrated to the current schema once, which fresh stores are copied from."""
-    url = postgres_server.new_database(name=TEMPLATE)
+    url = postgres_server.new_database(name=TEMPLATE, owner=postgres_server.daemon_role())
 
     async def migrate():
         await (await PostgresStore.open(url)).close()  # closed: a template must have no sessions
@@ -85,11 +85,13 @@ def postgres_template(postgres_server):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_location(request, tmp_path):
-    """Where a fresh store is: a SQLite file, or a new PostgreSQL database at the current schema."""
+    """Where a fresh store is: a SQLite file, or a new PostgreSQL database at the current schema
+    that the store reaches as a daemon's role does (no superuser: row-level security holds)."""
     if request.param == "sqlite":
         return tmp_path / "t.db"
     server = request.getfixturevalue("postgres_server")
-    return server.new_database(template=request.getfixturevalue("postgres_template"))
+    template = request.getfixturevalue("postgres_template")
+    return server.new_database(template=template, owner=server.daemon_role())
 
 
 @pytest.fixture

@@ -1,6 +1,13 @@
 """One migration history, two dialects: the schemas SQLite's and PostgreSQL's lists build are
 the same tables, columns (types normalised), keys, checks, foreign keys, indexes (partial ones
-with the same condition) and triggers. What only one backend can have is named here, and why."""
+with the same condition) and triggers. What only one backend can have is named here, and why.
+
+Companies (migration 30) are PostgreSQL's alone, where one database holds many: its
+`companies` table, a `company_id` column on every other table but the schema's bookkeeping
+(NOT NULL, defaulting to the session's company, a key of `companies`), row-level security on
+each, and the keys that named one thing of one company made per company. A SQLite file is one
+company's store, so it has none of them; the comparison takes them out of PostgreSQL's schema
+after checking each is exactly as said."""
 
 from __future__ import annotations
 
@@ -17,7 +24,18 @@ TYPES = {"integer": "integer", "bigint": "integer", "real": "real", "double prec
 # SQLite's FTS5 table keeps its rows in shadow tables; PostgreSQL's search index is a table
 # with a trigram GIN index (no SQLite equivalent) and the migrations' version is a table.
 SQLITE_ONLY_TABLES = re.compile(r"conversation_search_(data|idx|content|docsize|config)$")
-POSTGRES_ONLY_TABLES = {"schema_version"}
+POSTGRES_ONLY_TABLES = {"schema_version", "companies"}
+# Tables with no company: the schema's version and which textback wrote it.
+NO_COMPANY_TABLES = {"written_by"}
+# The keys (table, columns) that are per company on PostgreSQL: company_id added last.
+PER_COMPANY_KEYS = {
+    ("conversations", ("caller", "business_number")), ("calls", ("linkedid",)),
+    ("suppressions", ("number",)), ("progress", ("name",)), ("web_users", ("owner_id",)),
+    ("web_keys", ("name",)), ("contact_classes", ("number",)),
+    ("conversation_turns", ("business_number",)), ("monthly_scorecards", ("month", "business_number")),
+    ("push_subscriptions", ("endpoint",)), ("owner_alert_channels", ("owner_id",)),
+    ("incidents", ("kind",)), ("unroutable_texts", ("gateway", "gateway_id")),
+}
 POSTGRES_ONLY_INDEXES = {"conversation_search_text"}
 POSTGRES_ONLY_TRIGGERS = {"consent_ledger_no_truncate"}  # SQLite has no TRUNCATE
 # A fleet's wake-ups (LISTEN/NOTIFY): SQLite has one daemon and no NOTIFY.
@@ -76,7 +94,20 @@ def sqlite_schema(path) -> dict:
     return {"tables": tables, "indexes": indexes, "triggers": triggers}
 
 
+COMPANY_POLICY = "(company_id = (current_setting('textback.company'::text))::bigint)"
+
+
+def per_company(table: str, cols: tuple[str, ...], seen: set) -> tuple[str, ...]:
+    """A key's columns without the company_id that ends a per-company key (noted in `seen`)."""
+    if cols[-1:] == ("company_id",):
+        seen.add((table, cols[:-1]))
+        return cols[:-1]
+    assert "company_id" not in cols, (table, cols)
+    return cols
+
+
 def postgres_schema(url: str) -> dict:
+    per_company_keys: set = set()
     with psycopg.connect(url) as db:
         tables, indexes = {}, {}
         names = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
@@ -106,6 +137,17 @@ def postgres_schema(url: str) -> dict:
                     checks.add(literals(definition))
                 elif kind in ("u", "p"):
                     unique.add((tuple(cols), {"u": "u", "p": "pk"}[kind]))
+            if name not in NO_COMPANY_TABLES:
+                company = columns.pop("company_id")
+                assert company[:3] == ("integer", True, "current_setting 'textback.company'"), name
+                foreign.remove(("company_id", "companies", "id", "NO ACTION"))
+                unique = {(per_company(name, cols, per_company_keys), kind)
+                          for cols, kind in unique}
+                assert db.execute("SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"
+                                  " WHERE oid = %s::regclass", (name,)).fetchone()[0], name
+                assert db.execute(
+                    "SELECT qual, with_check FROM pg_policies WHERE tablename = %s",
+                    (name,)).fetchall() == [(COMPANY_POLICY, COMPANY_POLICY)], name
             tables[name] = {"columns": columns, "foreign": foreign, "checks": checks,
                             "unique": unique}
         for name, table, definition in db.execute(
@@ -115,9 +157,12 @@ def postgres_schema(url: str) -> dict:
                 continue
             cols = tuple(c.strip() for c in re.search(r"\(([^)]*)\)", definition)[1].split(","))
             part = definition.split(" WHERE ", 1)[1] if " WHERE " in definition else ""
+            if definition.startswith("CREATE UNIQUE"):
+                cols = per_company(table, cols, per_company_keys)
             indexes[name] = (table, cols, definition.startswith("CREATE UNIQUE"), condition(part))
         triggers = {r[0] for r in db.execute(
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")} - POSTGRES_ONLY_TRIGGERS
+    assert per_company_keys == PER_COMPANY_KEYS
     return {"tables": tables, "indexes": indexes, "triggers": triggers}
 
 

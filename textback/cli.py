@@ -66,8 +66,14 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
 
 @main.command()
 @config_option
-def check(config_path: str | None) -> None:
+@click.option("--companies", "companies_dir", type=click.Path(file_okay=False, exists=True),
+              help="A fleet's companies directory (companies.d): check every company's file "
+                   "and them against each other, instead of one config's connections.")
+def check(config_path: str | None, companies_dir: str | None) -> None:
     """Check the config, AMI, the SMS gateway and SMTP: one line each."""
+    if companies_dir is not None:
+        _check_companies(Path(companies_dir))
+        return
     loaded = load_config(config_path)
     click.echo(f"ok    config: {loaded.source} ({len(loaded.config.numbers)} business number(s), "
                f"{len(loaded.config.owners)} owner(s))")
@@ -80,6 +86,22 @@ def check(config_path: str | None) -> None:
     for name, ok, detail in results:
         click.echo(f"{'ok' if ok else 'FAIL':<5} {name}: {masked.url(detail)}")
     sys.exit(0 if all(ok for _, ok, _ in results) else 1)
+
+
+def _check_companies(directory: Path) -> None:
+    """Every company file of `directory`, one line each, then each problem; exit 1 if any."""
+    from textback.checks import check_companies
+
+    loaded, problems = check_companies(directory)
+    for path, one in loaded.items():
+        if any(problem.startswith(f"{path}:") for problem in problems):
+            continue
+        click.echo(f"ok    company {one.config.company.id}: {path} "
+                   f"({len(one.config.numbers)} business number(s), "
+                   f"{len(one.config.owners)} owner(s))")
+    for problem in problems:
+        click.echo(f"FAIL  {problem}")
+    sys.exit(1 if problems else 0)
 
 
 @main.command()

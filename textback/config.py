@@ -517,6 +517,17 @@ class StorageConfig(Strict):
         return "sqlite" if self.url is None else "postgresql"
 
 
+class CompanyConfig(Strict):
+    """Which company this config is (`company:`), on a PostgreSQL store that holds several:
+    `id` is its name in the database (lowercase letters, digits, `-`, `_`), `name` how it is
+    shown. Every row this daemon or command reads or writes is that company's alone
+    (docs/fleet.md). A config without `company:` is the company `default`; a SQLite file is
+    one company's store, so there it names nothing more."""
+
+    id: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field("", max_length=200)
+
+
 class RetentionConfig(Strict):
     """How many whole calendar months of calls, texts and alerts the store keeps (None: all).
 
@@ -1065,6 +1076,7 @@ class Config(Strict):
     agi: AgiConfig = AgiConfig()
     recovery: RecoveryConfig | None = None
     storage: StorageConfig = StorageConfig()
+    company: CompanyConfig = CompanyConfig()
     retention: RetentionConfig = RetentionConfig()
     media: MediaConfig = MediaConfig()
     web: WebConfig | None = None

@@ -293,7 +293,7 @@ class Daemon:
 
     async def _run(self, stop: asyncio.Event) -> None:
         c = self.config
-        store = await open_store(c.storage, self.secrets.storage_password)
+        store = await open_store(c.storage, self.secrets.storage_password, c.company)
         self.store = store
         for pbx in self.pbxs:
             await pbx.load_progress()
@@ -426,7 +426,7 @@ class Daemon:
         several = len(self.pbxs) > 1
         for pbx in self.pbxs:
             a = pbx.pbx.ami
-            lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(a.host, a.port))
+            lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(a.host, a.port, c.company.id))
             name = pbx.pbx.address if not several else f"PBX {pbx.id} ({pbx.pbx.address})"
             pbx.lease = AmiLease(lease, name, pbx.listen, pbx.stop_listening)
             self.workers.start(pbx_worker_name("ami-lease", pbx, several), pbx.lease.run)

@@ -77,7 +77,8 @@ async def with_store(loaded: Loaded, work) -> object:
     from textback.store import StoreTooNew, open_store
 
     try:
-        store = await open_store(loaded.config.storage, loaded.secrets.storage_password)
+        store = await open_store(loaded.config.storage, loaded.secrets.storage_password,
+                                 loaded.config.company)
     except (StoreTooNew, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     try:

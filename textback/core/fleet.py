@@ -16,11 +16,14 @@ WAKE_CHANNEL = "textback_wake"
 WAKE_TABLES = ("outbox", "alerts", "notices", "events", "media")
 
 
-def pbx_lock_key(host: str, port: int) -> int:
-    """The advisory lock key of the PBX whose AMI listens at `host`:`port`: a signed 64-bit
-    integer (PostgreSQL's bigint), the first 8 bytes of a SHA-256 of the address, so that two
-    PBXs collide only by a 2^-64 chance. The host is compared case-blind, as DNS compares it."""
-    address = f"textback-ami:{host.strip().lower()}:{int(port)}".encode()
+def pbx_lock_key(host: str, port: int, company: str = "default") -> int:
+    """The advisory lock key of the PBX whose AMI listens at `host`:`port`, for `company`'s
+    daemons: a signed 64-bit integer (PostgreSQL's bigint), the first 8 bytes of a SHA-256 of
+    the address, so that two PBXs collide only by a 2^-64 chance. The host is compared
+    case-blind, as DNS compares it. Each company's daemons listen for its own calls, so two
+    companies on one PBX hold two leases (the company `default` keeps the key it always had)."""
+    scope = "" if company == "default" else f"{company}@"
+    address = f"textback-ami:{scope}{host.strip().lower()}:{int(port)}".encode()
     return int.from_bytes(hashlib.sha256(address).digest()[:8], "big", signed=True)
 
 

@@ -60,7 +60,7 @@ from textback.store.web import StaleState, WebStore
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from textback.config import StorageConfig
+    from textback.config import CompanyConfig, StorageConfig
     from textback.store.postgres import PostgresStore
 
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
@@ -76,11 +76,14 @@ class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
     (`Store.open(path)`)."""
 
 
-async def open_store(storage: StorageConfig, password: SecretStr | None = None
-                     ) -> Store | PostgresStore:
+async def open_store(storage: StorageConfig, password: SecretStr | None = None,
+                     company: CompanyConfig | None = None) -> Store | PostgresStore:
     """The store `storage` names: SQLite's file by default, PostgreSQL's database for a
-    postgresql:// url (`password`: storage.password, resolved with the config's secrets)."""
+    postgresql:// url (`password`: storage.password, resolved with the config's secrets),
+    there seeing `company`'s rows alone (None: the company `default`)."""
     if storage.backend == "sqlite":
         return await Store.open(storage.path)
     from textback.store.postgres import PostgresStore  # psycopg only when it is used
-    return await PostgresStore.open(storage.url, password.get_secret_value() if password else None)
+    named = {"company": company.id, "company_name": company.name} if company else {}
+    return await PostgresStore.open(storage.url, password.get_secret_value() if password else None,
+                                    **named)

@@ -181,7 +181,8 @@ class CallRows(Connection):
             " VALUES (?,?,?,?,?)", (caller, business_number, owner_id, now, now))
         await self._db.execute(
             "INSERT INTO conversation_turns (business_number, started) VALUES (?, 1)"
-            " ON CONFLICT (business_number) DO UPDATE SET started = conversation_turns.started + 1", (business_number,))
+            f" ON CONFLICT ({self._company_key('business_number')}) DO UPDATE SET"
+            " started = conversation_turns.started + 1", (business_number,))
         await self._db.execute(
             "INSERT INTO assignments (conversation_id, owner_id, at, reason) VALUES (?,?,?,?)",
             (conversation_id, owner_id, now, owner_reason))

@@ -87,6 +87,10 @@ class Connection:
             f" (SELECT id FROM {table} WHERE {where}{then}{self._skip_locked(table)})"
             f" AND {guard} RETURNING id", (*set_args, *args))
         return [row[0] for row in await cursor.fetchall()]
+    def _company_key(self, columns: str) -> str:
+        """The columns of a unique key that is one company's (an ON CONFLICT's target):
+        on SQLite as they are, a file being one company's store."""
+        return columns
 
     async def _insert(self, sql: str, args: tuple = ()) -> int | None:
         """Run an INSERT in the transaction under way; the new row's id (None: nothing was

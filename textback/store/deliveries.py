@@ -45,7 +45,7 @@ class DeliveryRows(Connection):
                         (name, now, cursor or 0, last, *types, since if cursor is None else 0))
                     created += inserted.rowcount
                     await db.execute(
-                        "INSERT INTO progress (name, value) VALUES (?, ?) ON CONFLICT (name)"
+                        f"INSERT INTO progress (name, value) VALUES (?, ?) ON CONFLICT ({self._company_key('name')})"
                         " DO UPDATE SET value = excluded.value", (cursor_name, last))
         return created
 

@@ -18,7 +18,8 @@ class ProgressRows(Connection):
         """Keep one named moment, e.g. when the last AMI event arrived."""
         async with self._transaction() as db:
             await db.execute("INSERT INTO progress (name, value) VALUES (?, ?)"
-                             " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+                             f" ON CONFLICT ({self._company_key('name')}) DO UPDATE SET value = excluded.value",
+                             (name, value))
 
     async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
         """Record that an incident of `kind` began; None when one is already open."""

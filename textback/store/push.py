@@ -48,7 +48,7 @@ class PushRows(Connection):
         async with self._transaction():
             await self._db.execute(
                 "INSERT INTO push_subscriptions (owner_id, endpoint, p256dh, auth, device,"
-                " created_at) VALUES (?,?,?,?,?,?) ON CONFLICT (endpoint) DO UPDATE SET"
+                f" created_at) VALUES (?,?,?,?,?,?) ON CONFLICT ({self._company_key('endpoint')}) DO UPDATE SET"
                 " owner_id = excluded.owner_id, p256dh = excluded.p256dh, auth = excluded.auth,"
                 " device = excluded.device", (owner_id, endpoint, p256dh, auth, device, time.time()))
             row = await self._one("SELECT id FROM push_subscriptions WHERE endpoint = ?",
@@ -100,7 +100,7 @@ class PushRows(Connection):
             for name, value in ((PUSH_EVENT_CURSOR, last_event),
                                 (PUSH_ESCALATION_CURSOR, last_escalation)):
                 await db.execute("INSERT INTO progress (name, value) VALUES (?, ?)"
-                                 " ON CONFLICT (name) DO NOTHING", (name, value))
+                                 f" ON CONFLICT ({self._company_key('name')}) DO NOTHING", (name, value))
 
     async def push_events_after(self, event_id: float, limit: int = 200) -> list[dict[str, Any]]:
         """Replies and assignments committed after `event_id`, oldest first."""
@@ -149,7 +149,8 @@ class PushRows(Connection):
             for name, value in ((PUSH_EVENT_CURSOR, event_cursor),
                                 (PUSH_ESCALATION_CURSOR, escalation_cursor)):
                 await db.execute("INSERT INTO progress (name, value) VALUES (?, ?) ON CONFLICT"
-                                 " (name) DO UPDATE SET value = excluded.value", (name, value))
+                                 f" ({self._company_key('name')}) DO UPDATE SET value = excluded.value",
+                                 (name, value))
         return created
 
     # -- sending: claims, retries, the end of each push ---------------------------------------
@@ -229,7 +230,7 @@ class PushRows(Connection):
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO owner_alert_channels (owner_id, channels, quiet_hours, updated_at)"
-                " VALUES (?,?,?,?) ON CONFLICT (owner_id) DO UPDATE SET"
+                f" VALUES (?,?,?,?) ON CONFLICT ({self._company_key('owner_id')}) DO UPDATE SET"
                 " channels = excluded.channels, quiet_hours = excluded.quiet_hours,"
                 " updated_at = excluded.updated_at",
                 (owner_id, ",".join(channels), quiet_hours, time.time()))

@@ -252,7 +252,7 @@ class WebStore:
         """Inside a transaction: `number` is now of class `kind`, as `who` said."""
         await self._db.execute(
             "INSERT INTO contact_classes (number, class, owner_id, at) VALUES (?,?,?,?)"
-            " ON CONFLICT (number) DO UPDATE SET class = excluded.class,"
+            f" ON CONFLICT ({self._company_key('number')}) DO UPDATE SET class = excluded.class,"
             " owner_id = excluded.owner_id, at = excluded.at", (number, kind, who, time.time()))
 
     # -- users, sessions, sign-in links ----------------------------------------------------
@@ -273,7 +273,7 @@ class WebStore:
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO web_users (owner_id, password_hash, changed_at) VALUES (?,?,?)"
-                " ON CONFLICT (owner_id) DO UPDATE SET password_hash = excluded.password_hash,"
+                f" ON CONFLICT ({self._company_key('owner_id')}) DO UPDATE SET password_hash = excluded.password_hash,"
                 " changed_at = excluded.changed_at", (owner_id, password_hash, now))
             await db.execute("UPDATE web_sessions SET ended_at = ?, ended_why = 'password_changed'"
                              " WHERE owner_id = ? AND ended_at IS NULL", (now, owner_id))
@@ -303,7 +303,7 @@ class WebStore:
                              (token_digest, owner_id, csrf, now, now, user_agent, address))
             await db.execute(
                 "INSERT INTO web_users (owner_id, password_hash, changed_at, last_sign_in_at)"
-                " VALUES (?, '', ?, ?) ON CONFLICT (owner_id) DO UPDATE SET"
+                f" VALUES (?, '', ?, ?) ON CONFLICT ({self._company_key('owner_id')}) DO UPDATE SET"
                 " last_sign_in_at = excluded.last_sign_in_at", (owner_id, now, now))
 
     async def session(self, token_digest: str) -> dict[str, Any] | None:

@@ -33,6 +33,9 @@ from textback.store.postgres import migrations
 
 MIGRATION_LOCK = 0x7465787462  # pg_advisory_xact_lock key: one daemon migrates at a time
 POOL_SIZE = 4
+# The company of a config that names none: a single company's install, and the rows a
+# PostgreSQL store held before companies existed (migration 30).
+DEFAULT_COMPANY = "default"
 
 
 class Row:
@@ -134,23 +137,35 @@ class PgConnection(Connection):
         super().__init__()
         self._pool = pool
         self.where = where  # the database, for messages (no password)
+        self.company = DEFAULT_COMPANY  # the company every connection is set to (its slug)
+        self.company_id = 0  # and its id in `companies`
         self._lock = asyncio.Lock()
         self._session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
             f"textback-pg-{id(self)}", default=None)
 
     @classmethod
-    async def open(cls, url: str, password: str | None = None, pool_size: int = POOL_SIZE) -> Self:
+    async def open(cls, url: str, password: str | None = None, pool_size: int = POOL_SIZE,
+                   company: str = DEFAULT_COMPANY, company_name: str = "") -> Self:
         """Connect (the password given apart from the URL, never logged), migrate, refuse a
-        newer schema."""
-        async def configure(connection: psycopg.AsyncConnection) -> None:
-            connection.adapters.register_loader("numeric", _Number)
-
+        newer schema, and enrol `company` (its slug; `company_name` its name): every
+        connection of the pool is then set to that company, so every statement the store
+        runs reads and writes that company's rows alone (row-level security, migration 30)."""
         secret = {"password": password} if password else {}
         try:  # once, alone: a refusal is said at once and plainly, not retried by the pool
-            await (await psycopg.AsyncConnection.connect(url, connect_timeout=10, **secret)).close()
+            first = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=10, autocommit=True, row_factory=_rows, **secret)
         except psycopg.OperationalError as exc:
             raise ConnectionError(f"cannot connect to PostgreSQL at {redacted(url)}: "
                                   f"{str(exc).strip()}") from None
+        async with first:
+            await migrate(first, redacted(url))
+            company_id = await enrol_company(first, company, company_name)
+
+        async def configure(connection: psycopg.AsyncConnection) -> None:
+            connection.adapters.register_loader("numeric", _Number)
+            await connection.execute("SELECT set_config('textback.company', %s, false)",
+                                     (str(company_id),))
+
         pool = AsyncConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, configure=configure,
             kwargs={"autocommit": True, "row_factory": _rows, **secret})
@@ -161,11 +176,8 @@ class PgConnection(Connection):
             raise ConnectionError(f"cannot connect to PostgreSQL at {redacted(url)}: "
                                   f"{exc}") from None
         store = cls(pool, redacted(url))
-        try:
-            await store._migrate()
-        except BaseException:
-            await pool.close()
-            raise
+        store.company = company
+        store.company_id = company_id
         return store
 
     async def close(self) -> None:
@@ -203,34 +215,49 @@ class PgConnection(Connection):
         async with self._pool.connection() as connection:
             return await (await Session(connection).execute(sql, args)).fetchall()
 
-    async def _migrate(self) -> None:
-        async with self._transaction() as db:
-            await db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = await (await db.execute("SELECT MAX(version) FROM schema_version")).fetchone()
-            version = row[0] or 0
-            if version > len(migrations.MIGRATIONS):
-                writer = await (await db.execute(
-                    "SELECT textback_version FROM written_by WHERE schema_version = ?",
-                    (version,))).fetchone()
-                raise downgrade_refused(self.where, version, writer[0] if writer else None,
-                                        len(migrations.MIGRATIONS))
-            for script in migrations.MIGRATIONS[version:]:
-                if script:
-                    await db.execute(script)
-            if version < len(migrations.MIGRATIONS):
-                await db.execute("DELETE FROM schema_version")
-                await db.execute("INSERT INTO schema_version VALUES (?)",
-                                 (len(migrations.MIGRATIONS),))
-                await db.execute(
-                    "INSERT INTO written_by VALUES (?, ?, ?) ON CONFLICT (schema_version)"
-                    " DO UPDATE SET textback_version = excluded.textback_version, at = excluded.at",
-                    (len(migrations.MIGRATIONS), textback_version(), time.time()))
+async def migrate(connection: psycopg.AsyncConnection, where: str) -> None:
+    """Bring the schema to the current version, one daemon at a time; refuse a newer one."""
+    async with connection.transaction():
+        db = Session(connection)
+        await db.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = await (await db.execute("SELECT MAX(version) FROM schema_version")).fetchone()
+        version = row[0] or 0
+        if version > len(migrations.MIGRATIONS):
+            writer = await (await db.execute(
+                "SELECT textback_version FROM written_by WHERE schema_version = ?",
+                (version,))).fetchone()
+            raise downgrade_refused(where, version, writer[0] if writer else None,
+                                    len(migrations.MIGRATIONS))
+        for script in migrations.MIGRATIONS[version:]:
+            if script:
+                await db.execute(script)
+        if version < len(migrations.MIGRATIONS):
+            await db.execute("DELETE FROM schema_version")
+            await db.execute("INSERT INTO schema_version VALUES (?)",
+                             (len(migrations.MIGRATIONS),))
+            await db.execute(
+                "INSERT INTO written_by VALUES (?, ?, ?) ON CONFLICT (schema_version)"
+                " DO UPDATE SET textback_version = excluded.textback_version, at = excluded.at",
+                (len(migrations.MIGRATIONS), textback_version(), time.time()))
 
 
-async def describe_database(url: str, password: str | None = None) -> str:
-    """One line on the database at `url` for `textback check`: server, schema, pg_trgm.
-    Reads only; raises what connecting raised."""
+async def enrol_company(connection: psycopg.AsyncConnection, slug: str, name: str) -> int:
+    """The id of the company `slug`, added the first time a store opens it (its name kept
+    up to date with the config's)."""
+    row = await (await Session(connection).execute(
+        "INSERT INTO companies (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug)"
+        " DO UPDATE SET name = CASE WHEN excluded.name = '' THEN companies.name"
+        " ELSE excluded.name END RETURNING id", (slug, name, time.time()))).fetchone()
+    return row[0]
+
+
+async def describe_database(url: str, password: str | None = None,
+                            company: str = DEFAULT_COMPANY) -> tuple[str, str | None]:
+    """One line on the database at `url` for `textback check`: server, schema, pg_trgm, the
+    company; and a warning when the role escapes row-level security (a superuser, or
+    BYPASSRLS), for then nothing in the database keeps companies apart. Reads only; raises
+    what connecting raised."""
     async with await psycopg.AsyncConnection.connect(
             url, autocommit=True, connect_timeout=10,
             **({"password": password} if password else {})) as connection:
@@ -243,6 +270,14 @@ async def describe_database(url: str, password: str | None = None) -> str:
                 "SELECT COALESCE(MAX(version), 0) FROM schema_version")).fetchone())[0]
         trigram = (await (await connection.execute(
             "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")).fetchone()) is not None
+        role, superuser, bypass = await (await connection.execute(
+            "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles"
+            " WHERE rolname = current_user")).fetchone()
+        enrolled = None
+        if (await (await connection.execute(
+                "SELECT to_regclass('companies')")).fetchone())[0] is not None:
+            enrolled = await (await connection.execute(
+                "SELECT id FROM companies WHERE slug = %s", (company,))).fetchone()
     if version > known:
         raise downgrade_refused(redacted(url), version, None, known)
     if not trigram:
@@ -251,4 +286,12 @@ async def describe_database(url: str, password: str | None = None) -> str:
     schema = (f"schema {version}" if version == known else
               f"schema {version}, `textback run` brings it to {known}" if version else
               f"empty, `textback run` creates schema {known}")
-    return f"PostgreSQL {server} at {redacted(url)}, {schema}"
+    held = "" if enrolled else ", new: `textback run` adds it"
+    warning = None
+    if superuser or bypass:
+        warning = (f"the role {role!r} is {'a superuser' if superuser else 'BYPASSRLS'}, so "
+                   "row-level security does not apply to it and nothing in the database keeps "
+                   "one company's rows from another's daemons: give the daemons a role with "
+                   "NOSUPERUSER NOBYPASSRLS that owns the database (docs/fleet.md)")
+    return (f"PostgreSQL {server} at {redacted(url)}, {schema}, company {company!r}{held}",
+            warning)

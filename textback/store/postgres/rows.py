@@ -26,6 +26,10 @@ class PostgresRows:
         daemon's claim has locked: each row is claimed by one daemon, none waits."""
         return f" FOR UPDATE OF {table} SKIP LOCKED"
 
+    def _company_key(self, columns: str) -> str:
+        """A key that names one thing of one company is unique per company (migration 30)."""
+        return f"{columns}, company_id"
+
     async def _index_contact(self, conversation_id: int) -> None:
         """The searchable number and names of a conversation: one index row, rowid -id."""
         await self._db.execute("DELETE FROM conversation_search WHERE rowid = ?", (-conversation_id,))

@@ -1,0 +1,207 @@
+"""Companies on one PostgreSQL database, kept apart by the database itself (migration 30):
+two stores, each opened for its own company as a daemon's role (no superuser, no BYPASSRLS),
+write alike rows; neither reads, changes or deletes the other's, by the port's methods or by
+any SQL on its connections, and a connection that names no company reads nothing at all."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from textback.core.fleet import pbx_lock_key
+from textback.store import CallRow, NewMedia, PlannedText
+from textback.store.postgres import PostgresStore
+from textback.store.postgres.connection import describe_database
+from textback.store.postgres.migrations import COMPANY_TABLES
+from tests.store_helpers import execute
+
+NUMBER, CALLER = "+12125550100", "+12125550123"
+MEDIA_URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
+
+
+def missed(linkedid: str) -> CallRow:
+    now = time.time()
+    return CallRow(linkedid=linkedid, business_number=NUMBER, caller_raw=CALLER, caller=CALLER,
+                   caller_name="", started_at=now - 10, answered_at=None, ended_at=now,
+                   outcome="missed", reason="no_answer", decision="missed_call_text")
+
+
+@pytest.fixture
+def shared_database(postgres_server, postgres_template):
+    """One database at the current schema, reached as the daemons' role."""
+    return postgres_server.new_database(template=postgres_template,
+                                        owner=postgres_server.daemon_role())
+
+
+@pytest.fixture
+async def companies(shared_database):
+    """Two stores on the shared database: acme's and birch's, each with a missed call (the
+    same PBX call id, caller and number in both), its text, a reply with a photo, an event,
+    an opt-out of acme's only, a progress mark and an incident."""
+    stores = {}
+    for slug, name in (("acme", "Acme Remodeling"), ("birch", "Birch & Sons")):
+        store = await PostgresStore.open(shared_database, company=slug, company_name=name)
+        stores[slug] = store
+        await store.record_call(missed("1700000000.1"), PlannedText("dana", f"Hi from {slug}", 0))
+        await store.record_inbound(CALLER, NUMBER, f"a photo for {slug}", "twilio", "MM1", "dana",
+                                   media=[NewMedia(MEDIA_URL, "image/jpeg")])
+        await store.note_progress("last_ami_event", 100.0 if slug == "acme" else 200.0)
+        await store.open_incident("ami_down", f"{slug}'s PBX", time.time())
+    await stores["acme"].suppress(CALLER, "STOP", NUMBER)
+    yield stores
+    for store in stores.values():
+        await store.close()
+
+
+async def ids_of(store: PostgresStore) -> dict[str, int]:
+    conversation = await store.conversation_for(CALLER, NUMBER)
+    [call] = await store.calls(0)
+    [media] = await store._all("SELECT id FROM media")
+    [event] = await store._all("SELECT id FROM events ORDER BY id LIMIT 1")
+    return {"conversation": conversation["id"], "call": call["id"], "media": media["id"],
+            "event": event["id"]}
+
+
+async def test_each_company_has_its_own_rows_under_the_same_keys(companies):
+    acme, birch = companies["acme"], companies["birch"]
+    assert acme.company_id != birch.company_id
+    mine, theirs = await ids_of(acme), await ids_of(birch)
+    assert all(mine[kind] != theirs[kind] for kind in mine)  # same call id, caller, number
+    assert (await acme.thread(mine["conversation"]))["messages"][0]["body"] == "Hi from acme"
+    assert (await birch.thread(theirs["conversation"]))["messages"][0]["body"] == "Hi from birch"
+    assert [i["summary"] for i in await acme.open_incidents()] == ["acme's PBX"]
+    assert await acme.progress("last_ami_event") == 100.0
+    assert await birch.progress("last_ami_event") == 200.0
+
+
+async def test_an_opt_out_stops_only_the_company_it_was_sent_to(companies):
+    acme, birch = companies["acme"], companies["birch"]
+    assert await acme.is_suppressed(CALLER)
+    assert not await birch.is_suppressed(CALLER)  # another sender: its texts still go
+    assert [row["number"] for row in await acme.suppressions()] == [CALLER]
+    assert await birch.suppressions() == []
+    assert await birch.suppress(CALLER, "STOP", NUMBER)  # its own opt-out, apart
+    assert await birch.unsuppress(CALLER, "START", NUMBER)
+    assert await acme.is_suppressed(CALLER)
+
+
+async def test_a_company_cannot_read_another_companys_rows_by_id(companies):
+    acme, birch = companies["acme"], companies["birch"]
+    theirs = await ids_of(birch)
+    assert await acme.conversation(theirs["conversation"]) is None
+    thread = await acme.thread(theirs["conversation"])
+    assert not any(thread.values())
+    assert await acme.media_item(theirs["media"]) is None
+    assert await acme.conversation_history(theirs["conversation"]) == {"calls": [], "messages": []}
+    assert [c["id"] for c in await acme.calls(0)] != [theirs["call"]]
+    for table in COMPANY_TABLES:  # whatever the SQL: not a row of birch's in any table
+        rows = await acme._all(f"SELECT company_id FROM {table}")
+        assert {row[0] for row in rows} <= {acme.company_id}, table
+    assert await acme._one("SELECT id FROM calls WHERE id = ?", (theirs["call"],)) is None
+    assert await acme._one("SELECT id FROM events WHERE id = ?", (theirs["event"],)) is None
+
+
+async def test_a_company_cannot_change_or_delete_another_companys_rows(companies):
+    acme, birch = companies["acme"], companies["birch"]
+    theirs = await ids_of(birch)
+    before = await birch.conversation(theirs["conversation"])
+    await execute(acme, "UPDATE conversations SET status = 'done', contact_name = 'x'"
+                        " WHERE id = ?", (theirs["conversation"],))
+    await execute(acme, "UPDATE calls SET outcome = 'answered' WHERE id = ?", (theirs["call"],))
+    await execute(acme, "UPDATE media SET state = 'failed' WHERE id = ?", (theirs["media"],))
+    for table in ("media", "event_deliveries", "events", "suppressions", "progress", "incidents"):
+        await execute(acme, f"DELETE FROM {table}")
+    assert await birch.conversation(theirs["conversation"]) == before
+    [call] = await birch.calls(0)
+    assert call["outcome"] == "missed"
+    assert (await birch.media_item(theirs["media"]))["state"] == "pending"
+    assert await birch._one("SELECT id FROM events WHERE id = ?", (theirs["event"],))
+    assert await birch.progress("last_ami_event") == 200.0
+    assert len(await birch.open_incidents()) == 1
+    assert await acme._all("SELECT id FROM media") == []  # its own rows went
+
+
+async def test_a_row_cannot_be_written_into_another_company(companies):
+    acme, birch = companies["acme"], companies["birch"]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        await execute(acme, "INSERT INTO progress (name, value, company_id) VALUES (?, ?, ?)",
+                      ("planted", 1.0, birch.company_id))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        await execute(acme, "UPDATE progress SET company_id = ?", (birch.company_id,))
+    assert await birch.progress("planted") is None
+
+
+async def test_a_connection_that_names_no_company_reads_and_writes_nothing(
+        companies, shared_database):
+    with psycopg.connect(shared_database, autocommit=True) as connection:
+        for table in ("conversations", "suppressions", "calls"):
+            with pytest.raises(psycopg.errors.UndefinedObject, match="textback.company"):
+                connection.execute(f"SELECT * FROM {table}")
+        with pytest.raises(psycopg.errors.UndefinedObject, match="textback.company"):
+            connection.execute("INSERT INTO progress (name, value) VALUES ('x', 1)")
+        # The list of companies is no company's: each daemon finds its own there.
+        assert connection.execute("SELECT slug, name FROM companies ORDER BY id").fetchall() == [
+            ("default", ""), ("acme", "Acme Remodeling"), ("birch", "Birch & Sons")]
+
+
+async def test_a_company_opened_again_is_the_same_company(companies, shared_database):
+    again = await PostgresStore.open(shared_database, company="acme")
+    try:
+        assert again.company_id == companies["acme"].company_id
+        assert await again.is_suppressed(CALLER)
+    finally:
+        await again.close()
+    with psycopg.connect(shared_database) as connection:  # a name left out keeps the known one
+        assert connection.execute("SELECT name FROM companies WHERE slug = 'acme'").fetchone() == (
+            "Acme Remodeling",)
+
+
+async def test_check_warns_when_the_role_escapes_row_level_security(
+        postgres_server, shared_database):
+    line, warning = await describe_database(shared_database, company="acme")
+    assert warning is None and "company 'acme', new: `textback run` adds it" in line
+    superuser_url = shared_database.replace(f"{postgres_server.daemon_role()}@", "textback@")
+    line, warning = await describe_database(superuser_url, company="default")
+    assert line.endswith("company 'default'")  # migration 30 made it
+    assert "'textback' is a superuser" in warning and "NOBYPASSRLS" in warning
+    role = postgres_server.daemon_role()
+    postgres_server.admin(f'ALTER ROLE "{role}" BYPASSRLS')
+    try:
+        _, warning = await describe_database(shared_database)
+        assert f"'{role}' is BYPASSRLS" in warning
+    finally:
+        postgres_server.admin(f'ALTER ROLE "{role}" NOBYPASSRLS')
+
+
+def test_each_company_holds_its_own_lease_on_a_shared_pbx():
+    default = pbx_lock_key("pbx.example", 5038)
+    assert pbx_lock_key("pbx.example", 5038, "default") == default  # as before companies
+    keys = {pbx_lock_key("pbx.example", 5038, slug) for slug in ("default", "acme", "birch")}
+    assert len(keys) == 3
+    assert pbx_lock_key("PBX.example", 5038, "acme") == pbx_lock_key("pbx.example", 5038, "acme")
+
+
+async def test_rows_from_before_companies_are_the_company_default(postgres_server):
+    """A fleet's database from before migration 30, with rows: they become `default`'s, which
+    a config without `company:` opens, and no other company sees them."""
+    from textback.store.postgres.migrations import MIGRATIONS
+    url = postgres_server.new_database(owner=postgres_server.daemon_role())
+    with psycopg.connect(url, autocommit=True) as db:  # the schema 29 a store made then
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for script in MIGRATIONS[:29]:
+            if script:
+                db.execute(script)
+        db.execute("INSERT INTO schema_version VALUES (29)")
+        db.execute("INSERT INTO suppressions (number, since, source) VALUES (%s, 1, 'STOP')",
+                   (CALLER,))
+    default = await PostgresStore.open(url)
+    acme = await PostgresStore.open(url, company="acme")
+    try:
+        assert await default.is_suppressed(CALLER)
+        assert not await acme.is_suppressed(CALLER)
+        assert default.company == "default" and default.company_id != acme.company_id
+    finally:
+        await default.close()
+        await acme.close()
