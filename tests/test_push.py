@@ -37,9 +37,12 @@ async def received(service: PushService, count: int, timeout: float = 10.0) -> l
 
 async def settled(daemon, states: list[str]) -> list[dict]:
     """The push rows once their states are `states` (the service answers before the worker
-    writes down its answer)."""
+    writes down its answer) and the worker has looked at each (a row is `pending` from the
+    start: one it has held says why)."""
     async def there():
-        return [p["state"] for p in await daemon.store.pushes()] == states
+        rows = await daemon.store.pushes()
+        return ([p["state"] for p in rows] == states
+                and all(p["state"] != "pending" or p["last_error"] for p in rows))
     await eventually(there, 10, f"pushes {states}")
     return await daemon.store.pushes()
 
