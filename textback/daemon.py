@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from functools import partial
 from datetime import datetime
@@ -54,6 +56,7 @@ from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
+from textback.workers.recovery import ClaimRecovery
 from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -104,6 +107,8 @@ OUTBOUND_LINK_SECONDS = 3600.0
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 # In a fleet, what needs the PBX's AMI follows the lease: checked this often.
 HOLDING_POLL_SECONDS = 0.2
+# How long marking the texts a lost lease stopped may take (the database may be gone as well).
+SENDS_STOPPED_SECONDS = 3.0
 
 
 class _CurrentAmi:
@@ -186,7 +191,7 @@ class Daemon:
                                    self.owner_phone.answer_failed,
                                    media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
-                                        self.mail.mail_admin)
+                                        self.mail.mail_admin, self.mail.mail_admin_now)
         self.selftests = SelftestRunner(
             c, self.secrets, store, gateway, self.ami, self.tracker, self.clock, self.wake_outbox,
             self.mail.mail_notice, self._masked, lambda: self._events_seen_at)
@@ -240,10 +245,11 @@ class Daemon:
         self._events_seen_at = self._saved_seen_at = await self.store.progress(LAST_AMI_EVENT)
         self.routing.write()
         fleet = c.storage.backend == "postgresql"
-        # A fleet with the asterisk gateway: the texts being sent are the lease holder's, which
-        # is running; they are looked at when this daemon takes the lease.
         sends_only_holding = fleet and c.gateway.type == "asterisk"
-        for outbox_id in [] if sends_only_holding else await self.store.recover_interrupted():
+        # Before any claim: the claims from now on are this daemon's, and recovery (here, in a
+        # daemon starting beside others, or in their sweeps) takes only a gone daemon's rows.
+        await self.store.register_claimer(socket.gethostname(), os.getpid())
+        for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
         for table, ids in (await self.store.recover_interrupted_mail()).items():
@@ -275,6 +281,8 @@ class Daemon:
                 await web_server.start()
             if fleet:
                 self._start_fleet_workers(store)
+                recovery = ClaimRecovery(store, socket.gethostname(), os.getpid())
+                workers.start("claim-recovery", recovery.run)  # a daemon that dies meanwhile
             else:
                 self.ami.start()  # SQLite: one daemon (the run lock), always the listener
             if sends_only_holding:
@@ -378,15 +386,37 @@ class Daemon:
 
     async def _outbox_while_holding(self) -> None:
         """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
-        the holder alone runs the outbox. Rows a former holder left being sent are marked
-        unknown (not sent again), as at a start: only a holder sends, and it is gone."""
+        the holder alone runs the outbox. Texts a send through a lost lease left `sending` are
+        marked unknown (not sent again), as at a start: this daemon's own as the lease goes
+        (or, if the database is gone then, as it takes the lease again), a gone holder's as
+        this one takes the lease (or in any daemon's sweep)."""
         async def send() -> None:
-            for outbox_id in await self.store.recover_interrupted():
-                log.warning("outbox row %d was being sent by the former holder of the AMI "
+            for outbox_id in await self.store.recover_interrupted(mine_too=True):
+                log.warning("outbox row %d was being sent by a former holder of the AMI "
                             "lease; marked unknown, not re-sent", outbox_id)
-            await self.outbox.run()
+            try:
+                await self.outbox.run()
+            finally:
+                await self._sends_stopped()
 
         await self._while_holding(send)
+
+    async def _sends_stopped(self) -> None:
+        """The outbox stopped with the lease: the texts it was sending through that AMI may or
+        may not have gone, so they are `unknown` now, not left `sending` while this daemon
+        stands by. Bounded: with the database gone too, the next holding does it."""
+        try:
+            marked = await asyncio.wait_for(self.store.recover_interrupted(mine_too=True),
+                                            SENDS_STOPPED_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the database may be gone: said, done later
+            log.error("could not mark the texts being sent as the AMI lease went (%s); they "
+                      "are marked unknown when this daemon holds it again, or by another "
+                      "daemon once this one's claimer is gone", one_line(str(exc) or
+                                                                          type(exc).__name__))
+            return
+        for outbox_id in marked:
+            log.warning("outbox row %d was being sent as the AMI lease went; marked unknown, not "
+                        "re-sent", outbox_id)
 
     async def _while_holding(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` while this daemon holds the AMI lease, cancelled when it loses it: for

@@ -26,6 +26,7 @@ TITLES = {
     "reply_listener": "the reply-mail listener is not running",
     "routing_table": "the routing table cannot be written",
     "webhook_signing": "webhooks are signed with a key textback does not have",
+    "database_down": "textback cannot reach its database",
 }
 WHAT_TO_CHECK = {
     "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
@@ -48,6 +49,13 @@ WHAT_TO_CHECK = {
                        "sign with (for Twilio: twilio.shared_key, shared_key_id, "
                        "shared_key_algorithm) and restart textback. If you set no such key, "
                        "someone else is calling the webhook.",
+    "database_down": "Nothing this daemon receives can be stored, and it does not listen to the "
+                     "PBX: check the database server (PostgreSQL: `textback check`, its log, the "
+                     "network between) or, on SQLite, the disk. In a fleet, a daemon that still "
+                     "reaches the database takes the PBX over within seconds; if every daemon "
+                     "sends this email, none does, and missed calls are not texted until the "
+                     "database answers (the CDR is read back then). This email went straight to "
+                     "the relay, since the mail queue is in the database.",
 }
 
 
@@ -65,6 +73,8 @@ class Observed:
     reply_listener_error: str | None
     routing_error: str | None
     webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
+    database_down_since: float | None = None  # the store stopped answering then
+    database_error: str = ""  # and why, as it said last
 
 
 def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
@@ -90,6 +100,12 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
         found["routing_table"] = one_line(seen.routing_error, 300)
     if seen.webhook_signing_error is not None:
         found["webhook_signing"] = one_line(seen.webhook_signing_error, 300)
+    # The same bound as AMI's: a daemon cut off from its database no longer listens to the PBX.
+    if (seen.database_down_since is not None
+            and seen.now - seen.database_down_since > settings.ami_down_minutes * 60):
+        found["database_down"] = (f"the database has not answered for "
+                                  f"{(seen.now - seen.database_down_since) / 60:.0f} minutes: "
+                                  f"{one_line(seen.database_error, 300)}")
     return found
 
 

@@ -49,9 +49,13 @@ class Connection:
     def __init__(self) -> None:
         self.events_added = asyncio.Event()  # set when a commit carried webhook events
         self._emitted = False
+        # The daemon this store claims rows for (a row of `daemons`, see claimers.py); None for
+        # a command that claims nothing of its own (its claims, if any, count as a gone one's).
+        self._claimer: int | None = None
 
     async def _emit(self, event: Event) -> None:
         """Add a webhook event to the transaction under way: it commits, or not, with the change."""
+        await self._event_id_taken()
         await self._db.execute(
             "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
             (event.id, event.type, event.order_key, event.body, event.at))
@@ -62,6 +66,29 @@ class Connection:
         await self._db.execute(
             f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             fact.row())
+
+    async def _event_id_taken(self) -> None:
+        """Before an event's INSERT takes its id: nothing on SQLite, whose writers commit one
+        after the other, so its ids commit in order (see `settled_event_id`)."""
+
+    async def settled_event_id(self) -> int:
+        """An event id no event can be committed at or below any more: the cursors that read
+        events in id order (webhook and CRM fan-out, Web Push) never go past it, so they never
+        step over an event that commits later with a smaller id. On SQLite it is the largest
+        id: one writer at a time, so an id is committed before the next one is taken."""
+        return (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
+
+    def _live_claimers(self, mine_too: bool = False) -> str:
+        """SQL for the ids of the claimers still alive (less this store's own with `mine_too`).
+        SQLite has one daemon (the run lock): this store's own, if it registered one."""
+        return f"SELECT {0 if mine_too else int(self._claimer or 0)}"
+
+    def _orphaned(self, mine_too: bool = False) -> str:
+        """The condition on a row in flight that its claimer is gone (or unknown: 0, a row
+        claimed before claimers were recorded, or by a command), so recovery may take it;
+        `mine_too` takes this store's own rows as well (work it stopped: a worker starting
+        again, or the outbox when the AMI lease went)."""
+        return f"COALESCE(claimed_by, 0) NOT IN ({self._live_claimers(mine_too)})"
 
     def _skip_locked(self, table: str) -> str:
         """What a claim's SELECT ends with so that rows another daemon's claim holds are

@@ -161,6 +161,7 @@ class PgConnection(Connection):
             raise ConnectionError(f"cannot connect to PostgreSQL at {redacted(url)}: "
                                   f"{exc}") from None
         store = cls(pool, redacted(url))
+        store._url, store._password = url, password  # for the connections a fleet holds apart
         try:
             await store._migrate()
         except BaseException:
