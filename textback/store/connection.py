@@ -80,8 +80,9 @@ class Connection:
 
     def _live_claimers(self, mine_too: bool = False) -> str:
         """SQL for the ids of the claimers still alive (less this store's own with `mine_too`).
-        SQLite has one daemon (the run lock): this store's own, if it registered one."""
-        return f"SELECT {0 if mine_too else int(self._claimer or 0)}"
+        SQLite has one daemon (the run lock): this store's own, if it registered one (-1, no
+        claimer's id, stands for none)."""
+        return f"SELECT {-1 if mine_too or self._claimer is None else int(self._claimer)}"
 
     def _orphaned(self, mine_too: bool = False) -> str:
         """The condition on a row in flight that its claimer is gone (or unknown: 0, a row
