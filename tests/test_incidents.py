@@ -40,6 +40,8 @@ def test_nothing_is_wrong_when_all_is_calm():
     ({"mail_error": "SMTPRecipientsRefused"}, "mail_refused", "SMTPRecipientsRefused"),
     ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
     ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
+    ({"database_down_since": NOW - 301, "database_error": "OperationalError: refused"},
+     "database_down", "the database has not answered for 5 minutes: OperationalError: refused"),
 ])
 def test_each_condition_opens_its_incident(changes, kind, summary):
     found = active(seen(**changes), IncidentsConfig())
