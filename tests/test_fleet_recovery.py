@@ -220,3 +220,71 @@ async def test_a_claim_records_its_daemon(store):
     for table, ids in taken.items():
         row = await store._one(f"SELECT claimed_by FROM {table} WHERE id = ?", (ids[0],))
         assert row["claimed_by"] == claimer, table
+
+
+async def test_a_daemon_starting_while_another_sends_through_an_http_gateway_spares_its_text(
+        tmp_path, smtp_sink, postgres_server, postgres_template):
+    """Two daemons' real outbox workers on one PostgreSQL, the generic `http` gateway in front
+    of a real loopback provider that takes 2 s per text: a daemon that starts while a text is
+    being sent leaves it alone, and it goes out once, `sent` (a start used to mark it
+    `unknown`). A killed daemon's text: the tests above."""
+    from lab.harness import SMTP_SINK_PORT
+    from lab.configs import base_config, write_config
+    from tests.providers.common import serving
+    from tests.test_outbox_outage import Provider, missed_call
+    from textback.config import load
+    from textback.daemon import Daemon
+    from textback.gateways import build_gateway
+    from textback.workers.common import SystemClock
+
+    url = postgres_server.new_database(template=postgres_template)
+    provider = Provider(SystemClock(), work_seconds=2.0)
+    daemons, workers = [], []
+
+    async def daemon(name: str, provider_url: str, run_outbox: bool) -> Daemon:
+        (tmp_path / name).mkdir()
+        config = base_config(tmp_path / name, **{
+            "smtp.port": SMTP_SINK_PORT, "text.delay_seconds": 0,
+            "gateway": {"type": "http", "http": {"url": f"{provider_url}/send",
+                                                 "timeout_seconds": 10}}})
+        made = Daemon(load(write_config(tmp_path / name, config)))
+        made.attach(await PostgresStore.open(url), build_gateway(made.config, None, made.secrets))
+        await made.store.register_claimer(name, len(daemons) + 1)
+        await ClaimRecovery(made.store, name, 0).sweep()  # what `textback run` does at start
+        daemons.append(made)
+        if run_outbox:
+            workers.append(asyncio.create_task(made.outbox.run()))
+        return made
+
+    async def until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not await predicate():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    async def in_flight() -> bool:
+        return provider.in_flight == 1
+
+    try:
+        async with serving(provider.app()) as provider_url:
+            sender = await daemon("a", provider_url, run_outbox=True)
+            await missed_call(sender.store, "+12125550150", time.time())
+            sender.wake_outbox()
+            await until(in_flight, "the first text to reach the provider")
+            starting = await daemon("b", provider_url, run_outbox=False)  # starts mid-send
+            assert provider.in_flight == 1  # still being sent, and still the sender's:
+            assert await states(starting.store, "outbox", [1]) == {"sending"}
+
+            async def first_sent() -> bool:
+                return await states(starting.store, "outbox", [1]) == {"sent"}
+            await until(first_sent, "the first text to be sent")
+            assert [to for to, _ in provider.taken] == ["+12125550150"]
+
+            assert await states(starting.store, "outbox", [1]) == {"sent"}  # not unknown
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for made in daemons:
+            await made.gateway.close()
+            await made.store.close()
