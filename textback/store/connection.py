@@ -80,16 +80,16 @@ class Connection:
 
     def _live_claimers(self, mine_too: bool = False) -> str:
         """SQL for the ids of the claimers still alive (less this store's own with `mine_too`).
-        SQLite has one daemon (the run lock): this store's own, if it registered one (-1, no
+        SQLite has one daemon (the run lock): this store's own, if it registered one (0, no
         claimer's id, stands for none)."""
-        return f"SELECT {-1 if mine_too or self._claimer is None else int(self._claimer)}"
+        return f"SELECT {0 if mine_too or self._claimer is None else int(self._claimer)}"
 
     def _orphaned(self, mine_too: bool = False) -> str:
-        """The condition on a row in flight that its claimer is gone (or unknown: 0, a row
+        """The condition on a row in flight that its claimer is gone (or unknown, -1: a row
         claimed before claimers were recorded, or by a command), so recovery may take it;
         `mine_too` takes this store's own rows as well (work it stopped: a worker starting
         again, or the outbox when the AMI lease went)."""
-        return f"COALESCE(claimed_by, 0) NOT IN ({self._live_claimers(mine_too)})"
+        return f"COALESCE(claimed_by, -1) NOT IN ({self._live_claimers(mine_too)})"
 
     def _skip_locked(self, table: str) -> str:
         """What a claim's SELECT ends with so that rows another daemon's claim holds are

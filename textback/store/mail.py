@@ -88,11 +88,19 @@ class MailRows(Connection):
         recovered = {}
         async with self._transaction() as db:
             for table in MAIL_TABLES:
+                # The rows in flight by their state's index first, then those of gone claimers
+                # among them by id: SQLite's planner would scan the table for the one UPDATE.
+                sending = [row["id"] for row in await self._all(
+                    f"SELECT id FROM {table} WHERE {MAIL.guard('interrupted')}")]
+                recovered[table] = []
+                if not sending:
+                    continue
                 cursor = await db.execute(
                     f"UPDATE {table} SET state = '{MAIL.target('interrupted')}', retry_at = 0,"
                     " last_error = 'interrupted while mailing; mailed again'"
-                    f" WHERE id IN (SELECT id FROM {table} WHERE {MAIL.guard('interrupted')})"
-                    f" AND {MAIL.guard('interrupted')} AND {self._orphaned(mine_too)} RETURNING id")
+                    f" WHERE id IN ({','.join('?' * len(sending))})"
+                    f" AND {MAIL.guard('interrupted')} AND {self._orphaned(mine_too)} RETURNING id",
+                    tuple(sending))
                 recovered[table] = sorted(row[0] for row in await cursor.fetchall())
         return recovered
 
