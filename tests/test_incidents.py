@@ -41,6 +41,8 @@ def test_nothing_is_wrong_when_all_is_calm():
     ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
     ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
     ({"ami_behind_at": NOW - 60}, "ami_behind", "calls are being recorded late"),
+    ({"database_down_since": NOW - 301, "database_error": "OperationalError: refused"},
+     "database_down", "the database has not answered for 5 minutes: OperationalError: refused"),
 ])
 def test_each_condition_opens_its_incident(changes, kind, summary):
     found = active(seen(**changes), IncidentsConfig())

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from functools import partial
 from datetime import datetime
@@ -52,6 +54,7 @@ from textback.supervisor import Supervisor
 from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
+from textback.workers.recovery import ClaimRecovery
 from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -90,6 +93,8 @@ OUTBOUND_LINK_SECONDS = 3600.0
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 # In a fleet, what needs the PBX's AMI follows the lease: checked this often.
 HOLDING_POLL_SECONDS = 0.2
+# How long marking the texts a lost lease stopped may take (the database may be gone as well).
+SENDS_STOPPED_SECONDS = 3.0
 
 
 class _CurrentAmi:
@@ -158,7 +163,7 @@ class Daemon:
                                    self.owner_phone.answer_failed,
                                    media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
         self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
-                                        self.mail.mail_admin)
+                                        self.mail.mail_admin, self.mail.mail_admin_now)
         tested = self._selftest_pbx()
         self.selftests = SelftestRunner(
             c, self.secrets, store, gateway, tested.ami, tested.tracker, self.clock,
@@ -299,10 +304,11 @@ class Daemon:
             await pbx.load_progress()
         self.routing.write()
         fleet = c.storage.backend == "postgresql"
-        # A fleet with the asterisk gateway: the texts being sent are the lease holder's, which
-        # is running; they are looked at when this daemon takes the lease.
         sends_only_holding = fleet and c.gateway.type == "asterisk"
-        for outbox_id in [] if sends_only_holding else await self.store.recover_interrupted():
+        # Before any claim: the claims from now on are this daemon's, and recovery (here, in a
+        # daemon starting beside others, or in their sweeps) takes only a gone daemon's rows.
+        await self.store.register_claimer(socket.gethostname(), os.getpid())
+        for outbox_id in await self.store.recover_interrupted():
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
                         "not re-sent", outbox_id)
         for table, ids in (await self.store.recover_interrupted_mail()).items():
@@ -335,6 +341,8 @@ class Daemon:
                 await web_server.start()
             if fleet:
                 self._start_fleet_workers(store)
+                recovery = ClaimRecovery(store, socket.gethostname(), os.getpid())
+                workers.start("claim-recovery", recovery.run)  # a daemon that dies meanwhile
             else:  # SQLite: one daemon (the run lock), always the listener
                 for pbx in self.pbxs:
                     pbx.ami.start()
@@ -439,15 +447,37 @@ class Daemon:
 
     async def _outbox_while_holding(self) -> None:
         """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
-        the holder alone runs the outbox. Rows a former holder left being sent are marked
-        unknown (not sent again), as at a start: only a holder sends, and it is gone."""
+        the holder alone runs the outbox. Texts a send through a lost lease left `sending` are
+        marked unknown (not sent again), as at a start: this daemon's own as the lease goes
+        (or, if the database is gone then, as it takes the lease again), a gone holder's as
+        this one takes the lease (or in any daemon's sweep)."""
         async def send() -> None:
-            for outbox_id in await self.store.recover_interrupted():
-                log.warning("outbox row %d was being sent by the former holder of the AMI "
+            for outbox_id in await self.store.recover_interrupted(mine_too=True):
+                log.warning("outbox row %d was being sent by a former holder of the AMI "
                             "lease; marked unknown, not re-sent", outbox_id)
-            await self.outbox.run()
+            try:
+                await self.outbox.run()
+            finally:
+                await self._sends_stopped()
 
         await self._while_holding(send, self.pbxs[0])  # the one PBX (config.py refuses several)
+
+    async def _sends_stopped(self) -> None:
+        """The outbox stopped with the lease: the texts it was sending through that AMI may or
+        may not have gone, so they are `unknown` now, not left `sending` while this daemon
+        stands by. Bounded: with the database gone too, the next holding does it."""
+        try:
+            marked = await asyncio.wait_for(self.store.recover_interrupted(mine_too=True),
+                                            SENDS_STOPPED_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the database may be gone: said, done later
+            log.error("could not mark the texts being sent as the AMI lease went (%s); they "
+                      "are marked unknown when this daemon holds it again, or by another "
+                      "daemon once this one's claimer is gone", one_line(str(exc) or
+                                                                          type(exc).__name__))
+            return
+        for outbox_id in marked:
+            log.warning("outbox row %d was being sent as the AMI lease went; marked unknown, not "
+                        "re-sent", outbox_id)
 
     async def _while_holding(self, work: Callable[[], Awaitable[None]],
                              pbx: PbxListener) -> None:

@@ -16,6 +16,15 @@ WAKE_CHANNEL = "textback_wake"
 WAKE_TABLES = ("outbox", "alerts", "notices", "events", "media")
 
 
+# The advisory locks of claimers (two int4 keys: this class, a daemon's id), apart from the
+# PBXs' (one bigint key): a daemon holds its own while it runs, and its rows in flight are
+# recovered only once it is free ("txbc").
+CLAIMER_LOCK_CLASS = 0x74786263
+# The advisory lock (one bigint key) each event insert holds shared to its commit, and the
+# reader of the settled event id takes exclusive for a moment ("txb-evid").
+EVENT_IDS_LOCK = 0x7478622D65766964
+
+
 def pbx_lock_key(host: str, port: int, company: str = "default") -> int:
     """The advisory lock key of the PBX whose AMI listens at `host`:`port`, for `company`'s
     daemons: a signed 64-bit integer (PostgreSQL's bigint), the first 8 bytes of a SHA-256 of

@@ -27,6 +27,7 @@ TITLES = {
     "routing_table": "the routing table cannot be written",
     "webhook_signing": "webhooks are signed with a key textback does not have",
     "ami_behind": "textback reads calls more slowly than they happen",
+    "database_down": "textback cannot reach its database",
 }
 # How long after the last sign of falling behind the incident stays open: a burst's backlog
 # is read within seconds, so quiet for this long means textback keeps up again.
@@ -56,6 +57,13 @@ WHAT_TO_CHECK = {
                        "sign with (for Twilio: twilio.shared_key, shared_key_id, "
                        "shared_key_algorithm) and restart textback. If you set no such key, "
                        "someone else is calling the webhook.",
+    "database_down": "Nothing this daemon receives can be stored, and it does not listen to the "
+                     "PBX: check the database server (PostgreSQL: `textback check`, its log, the "
+                     "network between) or, on SQLite, the disk. In a fleet, a daemon that still "
+                     "reaches the database takes the PBX over within seconds; if every daemon "
+                     "sends this email, none does, and missed calls are not texted until the "
+                     "database answers (the CDR is read back then). This email went straight to "
+                     "the relay, since the mail queue is in the database.",
 }
 
 
@@ -74,6 +82,8 @@ class Observed:
     routing_error: str | None
     webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
     ami_behind_at: float | None = None  # the last time AMI's answers waited behind its events
+    database_down_since: float | None = None  # the store stopped answering then
+    database_error: str = ""  # and why, as it said last
 
 
 def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
@@ -102,6 +112,12 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
     if seen.ami_behind_at is not None and seen.now - seen.ami_behind_at < BEHIND_RECOVERED_MINUTES * 60:
         found["ami_behind"] = ("AMI's answer to a Ping waited behind the events still to be "
                                "read: calls are being recorded late")
+    # The same bound as AMI's: a daemon cut off from its database no longer listens to the PBX.
+    if (seen.database_down_since is not None
+            and seen.now - seen.database_down_since > settings.ami_down_minutes * 60):
+        found["database_down"] = (f"the database has not answered for "
+                                  f"{(seen.now - seen.database_down_since) / 60:.0f} minutes: "
+                                  f"{one_line(seen.database_error, 300)}")
     return found
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textback.store.calls import CallRows
+from textback.store.claimers import ClaimerRows
 from textback.store.connection import StoreTooNew, textback_version
 from textback.store.deliveries import DeliveryRows
 from textback.store.facts import FactRows
@@ -71,7 +72,7 @@ __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
 
 class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,
             OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows, RetentionRows, WebStore,
-            MediaRows, OwnerTextRows, PushRows, IntakeRows, SqliteConnection):
+            MediaRows, OwnerTextRows, PushRows, IntakeRows, ClaimerRows, SqliteConnection):
     """The port on SQLite: every aggregate's public methods on one connection
     (`Store.open(path)`)."""
 

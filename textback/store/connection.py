@@ -50,9 +50,13 @@ class Connection:
     def __init__(self) -> None:
         self.events_added = asyncio.Event()  # set when a commit carried webhook events
         self._emitted = False
+        # The daemon this store claims rows for (a row of `daemons`, see claimers.py); None for
+        # a command that claims nothing of its own (its claims, if any, count as a gone one's).
+        self._claimer: int | None = None
 
     async def _emit(self, event: Event) -> None:
         """Add a webhook event to the transaction under way: it commits, or not, with the change."""
+        await self._event_id_taken()
         await self._db.execute(
             "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
             (event.id, event.type, event.order_key, event.body, event.at))
@@ -64,6 +68,30 @@ class Connection:
             f"INSERT INTO consent_ledger ({', '.join(consent.COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)",
             fact.row())
 
+    async def _event_id_taken(self) -> None:
+        """Before an event's INSERT takes its id: nothing on SQLite, whose writers commit one
+        after the other, so its ids commit in order (see `settled_event_id`)."""
+
+    async def settled_event_id(self) -> int:
+        """An event id no event can be committed at or below any more: the cursors that read
+        events in id order (webhook and CRM fan-out, Web Push) never go past it, so they never
+        step over an event that commits later with a smaller id. On SQLite it is the largest
+        id: one writer at a time, so an id is committed before the next one is taken."""
+        return (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
+
+    def _live_claimers(self, mine_too: bool = False) -> str:
+        """SQL for the ids of the claimers still alive (less this store's own with `mine_too`).
+        SQLite has one daemon (the run lock): this store's own, if it registered one (0, no
+        claimer's id, stands for none)."""
+        return f"SELECT {0 if mine_too or self._claimer is None else int(self._claimer)}"
+
+    def _orphaned(self, mine_too: bool = False) -> str:
+        """The condition on a row in flight that its claimer is gone (or unknown, -1: a row
+        claimed before claimers were recorded, or by a command), so recovery may take it;
+        `mine_too` takes this store's own rows as well (work it stopped: a worker starting
+        again, or the outbox when the AMI lease went)."""
+        return f"COALESCE(claimed_by, -1) NOT IN ({self._live_claimers(mine_too)})"
+
     def _skip_locked(self, table: str) -> str:
         """What a claim's SELECT ends with so that rows another daemon's claim holds are
         skipped, not waited for: nothing on SQLite, where one daemon writes at a time."""
@@ -73,8 +101,9 @@ class Connection:
                      then: str = "", sets: str = "", set_args: tuple = ()) -> list[int]:
         """Claim, in the transaction under way, the rows of `table` that `which` picks (with
         its `args`; `then`, an ORDER BY and LIMIT, picks among them): each moves from
-        `machine`'s claim source to its claim target, with `sets` (`, col = ...`, taking
-        `set_args`) written beside. Returns the ids this call took: a row another worker, or
+        `machine`'s claim source to its claim target, recording this store's daemon as its
+        claimer (`claimed_by`: recovery takes it only once that daemon is gone), with `sets`
+        (`, col = ...`, taking `set_args`) written beside. Returns the ids this call took: a row another worker, or
         another daemon, took first is not among them.
 
         The rows are read in a subquery that locks them on PostgreSQL and skips those another
@@ -83,9 +112,9 @@ class Connection:
         guard = machine.guard("claim")
         where = f"{which} AND {guard}" if which else guard
         cursor = await self._db.execute(
-            f"UPDATE {table} SET state = '{machine.target('claim')}'{sets} WHERE id IN"
-            f" (SELECT id FROM {table} WHERE {where}{then}{self._skip_locked(table)})"
-            f" AND {guard} RETURNING id", (*set_args, *args))
+            f"UPDATE {table} SET state = '{machine.target('claim')}', claimed_by = ?{sets}"
+            f" WHERE id IN (SELECT id FROM {table} WHERE {where}{then}{self._skip_locked(table)})"
+            f" AND {guard} RETURNING id", (self._claimer, *set_args, *args))
         return [row[0] for row in await cursor.fetchall()]
     def _company_key(self, columns: str) -> str:
         """The columns of a unique key that is one company's (an ON CONFLICT's target):

@@ -26,12 +26,17 @@ class DeliveryRows(Connection):
 
     async def fan_out(self, endpoints: dict[str, tuple[str, ...]], since: float) -> int:
         """Create the deliveries of events new to each endpoint (of the types it takes); an
-        endpoint seen for the first time gets the events since `since`. Returns how many."""
+        endpoint seen for the first time gets the events since `since`. Returns how many.
+
+        Each endpoint's cursor is an event id, and it never passes `settled_event_id`: on
+        PostgreSQL two transactions may take ids 7 and 8 and commit 8 first, so a cursor moved
+        to the largest id seen would step over 7 for good. Up to the settled id every event
+        that will ever commit has committed, so what the cursor passes it has read."""
         now, created = time.time(), 0
         if not await self._behind(endpoints):
             return 0  # the common case, read without taking the write lock
+        last = await self.settled_event_id()
         async with self._transaction() as db:
-            last = (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
             for name, types in endpoints.items():
                 cursor_name = f"webhooks.cursor.{name}"
                 cursor = await self.progress(cursor_name)
@@ -58,13 +63,14 @@ class DeliveryRows(Connection):
                 return True
         return False
 
-    async def recover_interrupted_deliveries(self) -> int:
-        """Deliveries a crash left in `sending`: pending again, to be sent again (same id)."""
+    async def recover_interrupted_deliveries(self, mine_too: bool = False) -> int:
+        """Deliveries a gone daemon left in `sending`: pending again, to be sent again (same
+        id). Another live daemon's are its own to end (`mine_too`: see `recover_interrupted`)."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE event_deliveries SET state = '{DELIVERY.target('interrupted')}',"
                 " retry_at = 0, updated_at = ?, last_error = 'interrupted while sending; sent again'"
-                f" WHERE {DELIVERY.guard('interrupted')}",
+                f" WHERE {DELIVERY.guard('interrupted')} AND {self._orphaned(mine_too)}",
                 (time.time(),))
             return cursor.rowcount
 
@@ -118,6 +124,7 @@ class DeliveryRows(Connection):
                                    error: str, delivered: bool) -> None:
         """Keep a test event's one try in the delivery log (it is never queued or retried)."""
         async with self._transaction() as db:
+            await self._event_id_taken()
             event_row = await self._insert(
                 "INSERT INTO events (event_id, type, order_key, body, created_at) VALUES (?,?,?,?,?)",
                 (event.id, event.type, event.order_key, event.body, event.at))
@@ -130,7 +137,7 @@ class DeliveryRows(Connection):
     async def delivery_log(self, limit: int = 50, endpoint: str | None = None,
                            ids: list[int] | None = None) -> list[dict[str, Any]]:
         """Deliveries, newest event first: endpoint, event, state, tries, last status and error."""
-        where, args = ["1"], []
+        where, args = ["1 = 1"], []  # a boolean on both backends (PostgreSQL refuses `1`)
         if endpoint is not None:
             where.append("d.endpoint = ?")
             args.append(endpoint)

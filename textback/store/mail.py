@@ -16,7 +16,7 @@ class MailRows(Connection):
     #
     #   pending --claim--> sending --> sent | failed
     #      ^                  |
-    #      +---- retry_at ----+          (sending at start-up --> pending: mailed again)
+    #      +---- retry_at ----+          (sending, its daemon gone --> pending: mailed again)
     #
     # A row left in `sending` by a crash is mailed again rather than marked unknown as a
     # text would be: a second copy of an email to the business's own people costs a glance,
@@ -78,17 +78,26 @@ class MailRows(Connection):
                 f" sent_at = CASE WHEN ? = 'sent' THEN ? END WHERE id = ? AND {MAIL.guard('end')}",
                 (MAIL.target("end", state), error, state, time.time(), notice_id))
 
-    async def recover_interrupted_mail(self) -> dict[str, list[int]]:
-        """Rows a crash left in `sending`, per table: pending again, to be mailed again."""
+    async def recover_interrupted_mail(self, mine_too: bool = False) -> dict[str, list[int]]:
+        """Rows a gone daemon left in `sending`, per table: pending again, to be mailed again.
+        Another live daemon's are its own to end (`mine_too`: see `recover_interrupted`)."""
         recovered = {}
         async with self._transaction() as db:
             for table in MAIL_TABLES:
-                rows = await self._all(f"SELECT id FROM {table} WHERE {MAIL.guard('interrupted')}")
-                await db.execute(
+                # The rows in flight by their state's index first, then those of gone claimers
+                # among them by id: SQLite's planner would scan the table for the one UPDATE.
+                sending = [row["id"] for row in await self._all(
+                    f"SELECT id FROM {table} WHERE {MAIL.guard('interrupted')}")]
+                recovered[table] = []
+                if not sending:
+                    continue
+                cursor = await db.execute(
                     f"UPDATE {table} SET state = '{MAIL.target('interrupted')}', retry_at = 0,"
                     " last_error = 'interrupted while mailing; mailed again'"
-                    f" WHERE {MAIL.guard('interrupted')}")
-                recovered[table] = [row["id"] for row in rows]
+                    f" WHERE id IN ({','.join('?' * len(sending))})"
+                    f" AND {MAIL.guard('interrupted')} AND {self._orphaned(mine_too)} RETURNING id",
+                    tuple(sending))
+                recovered[table] = sorted(row[0] for row in await cursor.fetchall())
         return recovered
 
     async def notices(self) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ the gateway is answered; the media worker then moves each one:
 
     pending --claim--> fetching --> kept (shown inline, or a named attachment only)
        ^                  |    \\--> failed (refused, or not fetched before the deadline)
-       +----- retry ------+          (fetching at start-up --> pending)
+       +----- retry ------+          (fetching, its daemon gone --> pending)
 
 A kept row holds the SHA-256 of its file (and of its JPEG rendition for a
 HEIC photo); the file itself is in textback.mediafiles.MediaStore.
@@ -107,11 +107,12 @@ class MediaRows:
             " m.conversation_id FROM media d JOIN messages m ON m.id = d.message_id"
             " WHERE d.id = ?)", (media_id,))
 
-    async def recover_interrupted_media(self) -> int:
-        """Rows left `fetching` by a stop go back to pending: a fetch has no side effect."""
+    async def recover_interrupted_media(self, mine_too: bool = False) -> int:
+        """Rows a gone daemon left `fetching` go back to pending: a fetch has no side effect.
+        Another live daemon's are its own to end (`mine_too`: see `recover_interrupted`)."""
         async with self._transaction() as db:
             cursor = await db.execute(f"UPDATE media SET state = '{MEDIA.target('interrupted')}'"
-                                      f" WHERE {MEDIA.guard('interrupted')}")
+                                      f" WHERE {MEDIA.guard('interrupted')} AND {self._orphaned(mine_too)}")
             return cursor.rowcount
 
     async def next_media_retry(self) -> float | None:

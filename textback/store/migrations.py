@@ -706,6 +706,24 @@ MIGRATIONS: list[str] = [
     """
     -- nothing to do on SQLite
     """,
+    # Who claimed each row in flight: the daemon (a row of `daemons`, one per start) whose claim
+    # moved it out of its waiting state. Recovery takes only rows whose claimer is gone (on
+    # SQLite, one daemon by the run lock: every claimer but the running one).
+    """
+    CREATE TABLE daemons (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL
+    );
+    ALTER TABLE outbox ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE alerts ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE notices ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE event_deliveries ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE selftests ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE media ADD COLUMN claimed_by INTEGER;
+    ALTER TABLE push_messages ADD COLUMN claimed_by INTEGER
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

@@ -5,13 +5,15 @@ The outbox is a state machine in the database, its transitions one table
 
     pending --claim--> sending --> sent | failed | unknown | blocked
      |  ^                 |
-     |  +-- retry, hold --+          (sending at start-up --> unknown)
+     |  +-- retry, hold --+          (sending, its daemon gone --> unknown)
      +--past its deadline--> expired
 
 A row is claimed with a conditional UPDATE before the gateway is called, so
 two workers, or a worker after a restart, can never send it twice. A row
 left in `sending` by a crash may or may not have reached the gateway; it
-becomes `unknown` and is reported, never re-sent blindly. A row still
+becomes `unknown` and is reported, never re-sent blindly. The claim records
+its daemon (`claimed_by`): only a gone daemon's rows are taken so, never those
+another live daemon of a fleet is sending. A row still
 pending at its deadline (`first_due_at` plus text.max_age_minutes; five
 minutes for an opt-out confirmation) becomes `expired`, with the same kind of
 conditional UPDATE, and its owner is emailed instead.
@@ -41,19 +43,21 @@ class OutboxRows(Connection):
         if item.kind not in OWNER_KINDS:
             await self._emit(_text_event(kind, item, status, error, at))
 
-    async def recover_interrupted(self) -> list[int]:
-        """Rows a crash left in `sending`: mark them `unknown` rather than risk a second text."""
+    async def recover_interrupted(self, mine_too: bool = False) -> list[int]:
+        """Rows a gone daemon left in `sending` (a crash, a kill, a host lost): mark them
+        `unknown` rather than risk a second text. A live daemon's are its own to end, so a
+        daemon starting beside it never takes a text it is sending; `mine_too` takes this
+        daemon's own as well (sends it stopped: it lost the AMI lease the gateway sends by)."""
         async with self._transaction() as db:
-            rows = await self._all("SELECT id, message_id FROM outbox WHERE"
-                                   f" {OUTBOX.guard('interrupted')}")
-            for row in rows:
-                await db.execute(
-                    f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
-                    " last_error = 'interrupted while sending; not re-sent' WHERE id = ?",
-                    (time.time(), row["id"]))
-                await db.execute("UPDATE messages SET status = 'unknown' WHERE id = ?",
-                                 (row["message_id"],))
-        return [row["id"] for row in rows]
+            cursor = await db.execute(
+                f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
+                " last_error = 'interrupted while sending; not re-sent'"
+                f" WHERE {OUTBOX.guard('interrupted')} AND {self._orphaned(mine_too)}"
+                " RETURNING id, message_id", (time.time(),))
+            rows = sorted((row[0], row[1]) for row in await cursor.fetchall())
+            await db.executemany("UPDATE messages SET status = 'unknown' WHERE id = ?",
+                                 [(row[1],) for row in rows])
+        return [row[0] for row in rows]
 
     async def next_due(self) -> float | None:
         row = await self._one("SELECT MIN(due_at) AS due FROM outbox WHERE state = 'pending'")

@@ -34,7 +34,7 @@ class PushRows(Connection):
     #
     #   pending --claim--> sending --> sent | failed | expired
     #      ^                  |
-    #      +---- retry_at ----+      (sending at start-up --> pending: sent again)
+    #      +---- retry_at ----+      (sending, its daemon gone --> pending: sent again)
     #   a 404/410 from the push service deletes the subscription, and its pushes with it
     #
     # A push left in `sending` by a crash is sent again: a second notification about one
@@ -94,8 +94,8 @@ class PushRows(Connection):
 
     async def start_push_cursors(self) -> None:
         """At the first start, begin after what is already there: no push about old news."""
+        last_event = await self.settled_event_id()
         async with self._transaction() as db:
-            last_event = (await self._one("SELECT MAX(id) AS id FROM events"))["id"] or 0
             last_escalation = (await self._one("SELECT MAX(at) AS at FROM escalations"))["at"] or 0
             for name, value in ((PUSH_EVENT_CURSOR, last_event),
                                 (PUSH_ESCALATION_CURSOR, last_escalation)):
@@ -103,11 +103,14 @@ class PushRows(Connection):
                                  f" ON CONFLICT ({self._company_key('name')}) DO NOTHING", (name, value))
 
     async def push_events_after(self, event_id: float, limit: int = 200) -> list[dict[str, Any]]:
-        """Replies and assignments committed after `event_id`, oldest first."""
+        """Replies and assignments after `event_id` up to the settled id, oldest first: the
+        cursor moved past the last one read never steps over an event that commits later
+        with a smaller id (see `settled_event_id`)."""
+        settled = await self.settled_event_id()
         rows = await self._all(
             "SELECT e.id, e.event_id, e.type, e.body, e.created_at FROM events e"
-            " WHERE e.id > ? AND e.type IN (?, ?) ORDER BY e.id LIMIT ?",
-            (event_id, REPLY_RECEIVED, CONVERSATION_ASSIGNED, limit))
+            " WHERE e.id > ? AND e.id <= ? AND e.type IN (?, ?) ORDER BY e.id LIMIT ?",
+            (event_id, settled, REPLY_RECEIVED, CONVERSATION_ASSIGNED, limit))
         return [dict(r) for r in rows]
 
     async def push_escalations_after(self, at: float, limit: int = 200) -> list[dict[str, Any]]:
@@ -196,12 +199,14 @@ class PushRows(Connection):
                 " last_error = ? WHERE id = (SELECT subscription_id FROM push_messages WHERE id = ?)",
                 (state, now, error, push_id))
 
-    async def recover_interrupted_pushes(self) -> int:
+    async def recover_interrupted_pushes(self, mine_too: bool = False) -> int:
+        """Pushes a gone daemon left in `sending`: pending again, to be sent again. Another
+        live daemon's are its own to end (`mine_too`: see `recover_interrupted`)."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE push_messages SET state = '{PUSH.target('interrupted')}', retry_at = 0,"
                 " last_error = 'interrupted while sending; sent again'"
-                f" WHERE {PUSH.guard('interrupted')}")
+                f" WHERE {PUSH.guard('interrupted')} AND {self._orphaned(mine_too)}")
             return cursor.rowcount
 
     async def pushes(self) -> list[dict[str, Any]]:

@@ -49,12 +49,15 @@ class SelftestRows(Connection):
                               " ORDER BY finished_at DESC, id DESC LIMIT 1")
         return dict(row) if row else None
 
-    async def abandon_selftests(self, why_json: str) -> list[int]:
-        """Runs a stop interrupted (`running` at start-up) end as failed: none is left hanging."""
+    async def abandon_selftests(self, why_json: str, mine_too: bool = False) -> list[int]:
+        """Runs a gone daemon left `running` (a stop, a crash) end as failed: none is left
+        hanging. Another live daemon's run is its own to finish (`mine_too`: see
+        `recover_interrupted`)."""
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE selftests SET state = '{SELFTEST.target('abandon')}', passed = 0,"
-                f" finished_at = ?, steps = ? WHERE {SELFTEST.guard('abandon')} RETURNING id, trigger, started_at, finished_at, steps",
+                f" finished_at = ?, steps = ? WHERE {SELFTEST.guard('abandon')}"
+                f" AND {self._orphaned(mine_too)} RETURNING id, trigger, started_at, finished_at, steps",
                 (time.time(), why_json))
             rows = await cursor.fetchall()
             for row in rows:

@@ -8,13 +8,17 @@ for every machine), so only one worker, of one daemon or of several, ever holds 
 PostgreSQL the rows a claim reads are locked and rows another daemon holds are skipped
 (`FOR UPDATE SKIP LOCKED`).
 
+A claim also records its daemon (`claimed_by`, textback/store/claimers.py). The `interrupted`
+transitions (and the self-test's `abandon`) take a row only once that daemon is gone: a daemon
+that starts, or a fleet's sweep, never takes a row another live daemon is working on.
+
 The outbox:
 
     pending --claim--> sending --accepted--> sent
        ^                  |----end-------> failed | unknown | blocked
        +--retry / hold----+
     pending --expire / cancel--> expired / failed
-    sending --interrupted (a crash)--> unknown
+    sending --interrupted (its daemon gone: a crash, a kill)--> unknown
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ class EventWorker:
         return self.max_age_hours * 3600
 
     async def run(self) -> None:
-        recovered = await self.store.recover_interrupted_deliveries()
+        # A gone daemon's rows, and this daemon's own (this worker, one per daemon, is
+        # starting: any of its rows in flight were left by an earlier run of it).
+        recovered = await self.store.recover_interrupted_deliveries(mine_too=True)
         if recovered:
             log.warning("%d webhook deliveries were under way when textback stopped; sending them "
                         "again under the same event ids (receivers dedupe on webhook-id)", recovered)

@@ -80,7 +80,9 @@ class MediaWorker:
         self._alerts_wake = alerts_wake  # an alert waiting for its photos goes once they settle
 
     async def run(self) -> None:
-        recovered = await self.store.recover_interrupted_media()
+        # A gone daemon's rows, and this daemon's own (this worker, one per daemon, is
+        # starting: any of its rows in flight were left by an earlier run of it).
+        recovered = await self.store.recover_interrupted_media(mine_too=True)
         if recovered:
             log.warning("%d media fetches were under way when textback stopped; fetching them "
                         "again", recovered)

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable
 from textback import service
 
 from textback.core import incidents
+from textback.core.alerts import one_line
 from textback.config import Config
 from textback.ops.metrics import Metrics
 from textback.core.rules import hours_of
@@ -26,6 +27,8 @@ from textback.store import Store
 log = logging.getLogger("textback")
 
 INCIDENT_CHECK_SECONDS = 10.0
+# The incident check's first store call must answer within this, or the database counts as down.
+STORE_ANSWER_SECONDS = 5.0
 # Until when AMI events are known to have arrived: the last event, or the last Ping answered
 # (events come in order, so none sent before it is missing). The daemon saves it at most every
 # few seconds; the next start recovers the calls after it, and `textback status` shows it.
@@ -50,6 +53,8 @@ class Watch:
     routing_error: str | None = None
     webhook_signing_error: str | None = None
     ami_behind_at: float | None = None  # AMI's answers last waited behind unread events
+    database_down_since: float | None = None  # the store stopped answering the incident check
+    database_error: str = ""
 
     def send_failed(self, error: str) -> None:
         self.gateway_failures_in_row += 1
@@ -74,13 +79,17 @@ class IncidentWorker:
 
     def __init__(self, config: Config, store: Store, metrics: Metrics, watch: Watch,
                  ami_logged_in: Callable[[], bool],
-                 mail_admin: Callable[[str, str], Awaitable[None]]):
+                 mail_admin: Callable[[str, str], Awaitable[None]],
+                 mail_admin_now: Callable[[str, str], Awaitable[None]]):
         self.config = config
         self.store = store
         self.metrics = metrics
         self.watch = watch
         self._ami_logged_in = ami_logged_in
         self._mail_admin = mail_admin
+        # Straight to the relay, no row in the store: while the database does not answer.
+        self._mail_admin_now = mail_admin_now
+        self._database_down_told = False
         self._ami_state_lock = asyncio.Lock()  # one write of the AMI state at a time
 
     async def run(self) -> None:
@@ -103,12 +112,20 @@ class IncidentWorker:
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
             reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
-            webhook_signing_error=w.webhook_signing_error, ami_behind_at=w.ami_behind_at)
+            webhook_signing_error=w.webhook_signing_error, ami_behind_at=w.ami_behind_at,
+            database_down_since=w.database_down_since, database_error=w.database_error)
 
     async def check_incidents(self, now: float) -> None:
-        """Open the incidents that began and close those that ended, mailing the admin each time."""
+        """Open the incidents that began and close those that ended, mailing the admin each time.
+        While the store does not answer, the incidents cannot be kept in it: the database's
+        own is mailed straight to the relay once it lasts past its bound."""
+        try:  # a write that failed when the state changed is made good
+            await asyncio.wait_for(self.note_ami_state(), STORE_ANSWER_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - whatever the backend raises, it did not answer
+            await self._database_not_answering(now, exc)
+            return
+        await self._database_answers(now)
         seen = self._observed(now)
-        await self.note_ami_state()  # a write that failed when the state changed is made good
         under_way = incidents.active(seen, self.config.incidents)
         known = {row["kind"]: row for row in await self.store.open_incidents()}
         zone = self.config.business.timezone
@@ -125,6 +142,40 @@ class IncidentWorker:
             await self._mail_admin(*incidents.recovered_mail(kind, row["summary"],
                                                              row["opened_at"], now, zone))
         self.metrics.incidents_open.set(len(under_way))
+
+    async def _database_not_answering(self, now: float, exc: Exception) -> None:
+        w = self.watch
+        w.database_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if w.database_down_since is None:
+            w.database_down_since = now
+            log.error("the database does not answer (%s); the admin is emailed if it lasts "
+                      "%g minutes", one_line(w.database_error, 300),
+                      self.config.incidents.ami_down_minutes)
+        summary = incidents.active(self._observed(now), self.config.incidents).get("database_down")
+        if summary is None or self._database_down_told:
+            return
+        log.error("incident: %s: %s", incidents.TITLES["database_down"], summary)
+        try:
+            await self._mail_admin_now(*incidents.opened_mail(
+                "database_down", summary, w.database_down_since, self.config.business.timezone))
+        except Exception as mail_error:  # noqa: BLE001 - tried again at the next check
+            log.error("could not email the admin that the database is down either: %s",
+                      one_line(f"{type(mail_error).__name__}: {mail_error}", 300))
+            return
+        self._database_down_told = True
+
+    async def _database_answers(self, now: float) -> None:
+        w = self.watch
+        if w.database_down_since is None:
+            return
+        since, error = w.database_down_since, w.database_error
+        w.database_down_since, w.database_error = None, ""
+        log.info("the database answers again (it did not for %.0f s)", now - since)
+        if self._database_down_told:
+            self._database_down_told = False
+            await self._mail_admin(*incidents.recovered_mail(
+                "database_down", f"the database did not answer: {one_line(error, 300)}", since,
+                now, self.config.business.timezone))
 
     async def note_ami_state(self) -> None:
         """Keep the AMI state in the store for `textback status`, written only when it changes.

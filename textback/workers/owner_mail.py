@@ -96,6 +96,18 @@ class OwnerMail:
             return
         await self.mail_notice("textback admin", admin, subject, text)
 
+    async def mail_admin_now(self, subject: str, text: str) -> None:
+        """Straight to the relay, with no row in the store (no retry, no record): for what the
+        admin must learn while the database, which holds the mail queue, does not answer.
+        Raises what the relay raised."""
+        admin = self.config.admin_email
+        if admin is None:
+            log.warning("no admin_email in the configuration: nobody is emailed about %r", subject)
+            return
+        await self.mailer.send(compose_notice(self.mailer.sender, self.config.business.name,
+                                              "textback admin", admin, subject, text,
+                                              self.mailer.domain))
+
     async def report_fraud(self, guard: str, report: str, now: float) -> None:
         """Email the admin that a guard tripped, at most once per guard per hour (the log has every
         trip). The notices table is the memory of that hour, so a restart does not reset it."""

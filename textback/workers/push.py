@@ -89,7 +89,9 @@ class PushWorker:
         if self._loopback:
             log.warning("push.insecure_loopback_for_tests is set: pushes may go over plain HTTP "
                         "to loopback addresses. It is for the test suite only; remove it")
-        recovered = await self.store.recover_interrupted_pushes()
+        # A gone daemon's rows, and this daemon's own (this worker, one per daemon, is
+        # starting: any of its rows in flight were left by an earlier run of it).
+        recovered = await self.store.recover_interrupted_pushes(mine_too=True)
         if recovered:
             log.warning("%d pushes were being sent when textback stopped; sending them again", recovered)
         await self.store.start_push_cursors()

@@ -98,8 +98,10 @@ class SelftestRunner:
         return clock_text(at, self.config.business.timezone)
 
     async def run(self) -> None:
+        # This runner's own runs too: in a fleet it runs again each time the AMI lease is
+        # taken, and a run the lease's loss stopped is over.
         interrupted = await self.store.abandon_selftests(
-            abandoned_steps("textback stopped while this self-test ran"))
+            abandoned_steps("textback stopped while this self-test ran"), mine_too=True)
         if interrupted:
             log.warning("self-test run(s) %s were interrupted by a stop; recorded as failed",
                         interrupted)

@@ -7,6 +7,7 @@ Open it with `PostgresStore.open(url, password)` or, from the config, `open_stor
 from __future__ import annotations
 
 from textback.store.calls import CallRows
+from textback.store.claimers import ClaimerRows
 from textback.store.deliveries import DeliveryRows
 from textback.store.facts import FactRows
 from textback.store.inbound import InboundRows
@@ -17,6 +18,7 @@ from textback.store.optouts import OptOutRows
 from textback.store.outbox import OutboxRows
 from textback.store.owner_texts import OwnerTextRows
 from textback.store.owners import OwnerRows
+from textback.store.postgres.claimers import PgClaimers
 from textback.store.postgres.connection import PgConnection
 from textback.store.postgres.rows import PostgresRows
 from textback.store.progress import ProgressRows
@@ -30,8 +32,8 @@ from textback.store.web import WebStore
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(PostgresRows, FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows,
-                    SelftestRows, OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows,
+class PostgresStore(PgClaimers, PostgresRows, FactRows, CallRows, OutboxRows, InboundRows,
+                    MailRows, DeliveryRows, SelftestRows, OwnerRows, OptOutRows, TokenRows, ProgressRows, ReadingRows,
                     RetentionRows, WebStore, MediaRows, OwnerTextRows, PushRows, IntakeRows,
-                    PgConnection):
+                    ClaimerRows, PgConnection):
     """The port on PostgreSQL: every aggregate's public methods, PostgreSQL's SQL first."""

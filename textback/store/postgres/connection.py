@@ -178,6 +178,7 @@ class PgConnection(Connection):
         store = cls(pool, redacted(url))
         store.company = company
         store.company_id = company_id
+        store._url, store._password = url, password  # for the connections a fleet holds apart
         return store
 
     async def close(self) -> None:

@@ -60,10 +60,11 @@ async def _connect(url: str, password: str | None) -> psycopg.AsyncConnection:
 
 
 class AdvisoryLease:
-    """One advisory lock, `key`, on a connection of its own. `take` tries once; `alive`
-    checks that the session (and so the lock) still stands; `drop` ends the session."""
+    """One advisory lock, `key` (one bigint, or two int4 keys), on a connection of its own.
+    `take` tries once; `alive` checks that the session (and so the lock) still stands; `drop`
+    ends the session."""
 
-    def __init__(self, url: str, password: str | None, key: int):
+    def __init__(self, url: str, password: str | None, key: int | tuple[int, int]):
         self._url, self._password, self.key = url, password, key
         self._connection: psycopg.AsyncConnection | None = None
 
@@ -78,8 +79,9 @@ class AdvisoryLease:
             return True
         connection = await _connect(self._url, self._password)
         try:
-            row = await (await connection.execute("SELECT pg_try_advisory_lock(%s)",
-                                                  (self.key,))).fetchone()
+            row = await (await connection.execute(
+                f"SELECT pg_try_advisory_lock({', '.join(['%s'] * len(self._keys))})",
+                self._keys)).fetchone()
         except psycopg.Error as exc:
             await connection.close()
             raise ConnectionError(f"cannot take the lease on {redacted(self._url)}: "
@@ -101,12 +103,18 @@ class AdvisoryLease:
             return False
         return answered and bool(row and row[0])
 
+    @property
+    def _keys(self) -> tuple[int, ...]:
+        return self.key if isinstance(self.key, tuple) else (self.key,)
+
     async def _still_held(self):
+        # pg_locks shows a bigint key split in two (objsubid 1), two int4 keys as they are (2).
+        held = ("objsubid = 2 AND classid::bigint = %s AND objid::bigint = %s"
+                if isinstance(self.key, tuple) else
+                "objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = %s")
         return await (await self._connection.execute(
             "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND pid = pg_backend_pid() AND objsubid = 1"
-            " AND ((classid::bigint << 32) | objid::bigint) = %s",
-            (self.key,))).fetchone()
+            f" AND pid = pg_backend_pid() AND {held}", self._keys)).fetchone()
 
     async def drop(self) -> None:
         """End the session: the lock is freed (by the server, even if this cannot reach it)."""
