@@ -106,15 +106,19 @@ class Connection:
         (`, col = ...`, taking `set_args`) written beside. Returns the ids this call took: a row another worker, or
         another daemon, took first is not among them.
 
-        The rows are read in a subquery that locks them on PostgreSQL and skips those another
-        daemon's claim holds (`_skip_locked`), and the UPDATE checks the state again, so a
-        row is taken by one claim only, on either backend."""
+        The rows are picked once, locked on PostgreSQL, skipping those another daemon's claim
+        holds (`_skip_locked`), and the UPDATE checks the state again, so a row is taken by
+        one claim only, and a claim takes no more than `then` allows, on either backend."""
         guard = machine.guard("claim")
         where = f"{which} AND {guard}" if which else guard
+        # Picked once, in a materialised CTE: a subquery under IN may be run again for each row
+        # the UPDATE looks at (PostgreSQL's plan under row-level security does), and with
+        # SKIP LOCKED and a LIMIT each run would pick another row, claiming several.
         cursor = await self._db.execute(
-            f"UPDATE {table} SET state = '{machine.target('claim')}', claimed_by = ?{sets}"
-            f" WHERE id IN (SELECT id FROM {table} WHERE {where}{then}{self._skip_locked(table)})"
-            f" AND {guard} RETURNING id", (self._claimer, *set_args, *args))
+            f"WITH picked AS MATERIALIZED (SELECT id FROM {table} WHERE {where}{then}"
+            f"{self._skip_locked(table)}) UPDATE {table} SET state = '{machine.target('claim')}',"
+            f" claimed_by = ?{sets} WHERE id IN (SELECT id FROM picked) AND {guard} RETURNING id",
+            (*args, self._claimer, *set_args))
         return [row[0] for row in await cursor.fetchall()]
     def _company_key(self, columns: str) -> str:
         """The columns of a unique key that is one company's (an ON CONFLICT's target):
