@@ -37,6 +37,9 @@ class Factory:
     def dispatch(self, message) -> None:
         self.events.append(dict(message.items()))
 
+    def data_arrived(self) -> None:
+        pass  # what the keepalive reads (a link that delivers is alive): tests/test_ami_wire.py
+
     def malformed(self, block: str, why: str) -> None:
         self.malformed_count += 1
 

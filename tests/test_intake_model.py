@@ -162,7 +162,9 @@ async def _logged(caplog, why: str) -> bool:
                for r in caplog.records)
 
 
-def test_the_extractor_is_off_unless_configured_and_its_type_must_exist(tmp_path):
+async def test_the_extractor_is_off_unless_configured_and_its_type_must_exist(tmp_path):
+    """(A daemon is built inside the event loop, as `textback run` builds it: its PBXs'
+    connections belong to that loop.)"""
     from textback.daemon import Daemon
 
     daemon = Daemon(load(web_config(tmp_path)))

@@ -318,9 +318,9 @@ class PbxListener:
             if (self.tracker.is_tracking(call.call_id)
                     or await self._store().call_decision(call.call_id) is not None):
                 continue  # seen live: the tracker decides it, or already did
-            timeline.info("call recovered from the CDR of PBX %s: %s calling %s, ended %s",
-                          self.id, one_line(call.caller_id), one_line(call.did),
-                          self._clock(call.ended_at))
+            timeline.info("call recovered from the CDR: %s calling %s, ended %s (PBX %s)",
+                          one_line(call.caller_id), one_line(call.did),
+                          self._clock(call.ended_at), self.id)
             decision = await self._sink.finish_call(
                 call, recovered=True, may_text=time.time() - call.ended_at <= max_age * 60)
             if decision.reason == TOO_OLD_TO_TEXT:
