@@ -165,6 +165,18 @@ def test_the_package_installs_the_program_its_user_and_the_shipped_unit(installe
     assert m.path(f"{site}/textback/__pycache__/daemon.cpython-311.pyc").is_file()
     assert m.path(f"{site}/aiohttp/__pycache__/web.cpython-311.pyc").is_file()
     assert m.path("/usr/share/doc/textback/config.example.yaml").is_file()
+    # The version is git's, with the changelog entry the build wrote for it.
+    version = m.run("dpkg-query", "-W", "-f=${Version}", "textback").stdout
+    assert installed.deb.name == f"textback_{version}_amd64.deb"
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\+git\d+\.g[0-9a-f]{7}(\.dirty[0-9a-f]{8})?)?", version)
+    changelog = m.run("sh", "-c", "zcat /usr/share/doc/textback/changelog.gz").stdout
+    assert changelog.startswith(f"textback ({version}) unstable; urgency=medium\n")
+    assert "Built from git commit" in changelog
+    # Every file the package's own messages point the installer to is there.
+    said = "".join(m.path(f"/var/lib/dpkg/info/textback.{script}").read_text()
+                   for script in ("postinst", "prerm", "postrm"))
+    named = re.findall(r"/usr/share/doc/textback/[\w.]+", said)
+    assert named and all(m.path(path).is_file() for path in named), named
     assert m.path("/lib/systemd/system/textback.service").read_text() == packaged_unit()
     assert m.run("stat", "-c", "%U:%G %a", "/var/lib/textback").stdout.split() == ["textback:textback", "755"]
     assert m.run("stat", "-c", "%U:%G %a", CONFIG, "/etc/textback/ami.secret").stdout.split("\n")[:2] \
