@@ -308,7 +308,7 @@ def test_the_cdr_reader_reads_freepbxs_cdr_database_under_the_units_exact_sandbo
     server = MariaDB(tmp_path)
     try:
         server.start()
-        rows = moved("queue_voicemail", time.time() - 60)
+        rows = moved("freepbx_queue_voicemail", time.time() - 60)
         server.sql(f"CREATE DATABASE asteriskcdrdb; USE asteriskcdrdb; {FREEPBX_CDR_TABLE};"
                    "CREATE USER 'textback'@'127.0.0.1' IDENTIFIED BY 'cdr-reader';"
                    "GRANT SELECT ON asteriskcdrdb.cdr TO 'textback'@'127.0.0.1';"
