@@ -11,6 +11,7 @@ Asterisk runs is FreePBX's extensions.conf with textback's contexts in it.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 
@@ -30,9 +31,9 @@ FREEPBX_OWN_INCLUDES = ("extensions_override_freepbx.conf", "extensions_addition
                         "manager_additional.conf")
 
 
-def init(tmp_path, asterisk_dir, *more: str):
+def init(tmp_path, asterisk_dir, *more: str, freepbx_flag: tuple[str, ...] = ("--freepbx",)):
     return CliRunner().invoke(main, [
-        "init", "--no-input", "--freepbx", "--asterisk-dir", str(asterisk_dir),
+        "init", "--no-input", *freepbx_flag, "--asterisk-dir", str(asterisk_dir),
         "--dir", str(tmp_path / "etc"), "--business-name", "Acme Remodeling",
         "--timezone", "America/New_York", "--number", "+12125550100", "--owner", "dana@example.com",
         "--trunk", "voipms", "--database", str(tmp_path / "textback.db"),
@@ -86,6 +87,28 @@ def test_init_writes_only_the_custom_files_and_says_what_to_run(tmp_path):
     assert config.recovery.cdr.type == "mysql"
     assert config.recovery.cdr.mysql.database == "asteriskcdrdb"
     assert config.recovery.cdr.mysql.user == "textback"
+
+
+def test_init_without_a_flag_finds_freepbx_by_fwconsole_on_the_path(tmp_path, monkeypatch):
+    """How an installer runs it on FreePBX 17: plain `textback init`, FreePBX's CLI on the PATH."""
+    assert not freepbx.FREEPBX_CONF.exists()  # this host is no FreePBX: detection is by the PATH
+    asterisk = tmp_path / "asterisk"
+    generated = freepbx_layout(asterisk)
+    without = init(tmp_path / "plain", asterisk, freepbx_flag=())
+    assert without.exit_code == 0, without.output
+    assert not (asterisk / freepbx.EXTENSIONS_CUSTOM).exists() and "fwconsole" not in without.output
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "fwconsole").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "fwconsole").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    result = init(tmp_path / "freepbx", asterisk, freepbx_flag=())
+    assert result.exit_code == 0, result.output
+    assert {name: (asterisk / name).read_bytes() for name in freepbx.GENERATED} == generated
+    assert "[textback-sms-in]" in (asterisk / freepbx.EXTENSIONS_CUSTOM).read_text()
+    assert "[textback]" in (asterisk / freepbx.MANAGER_CUSTOM).read_text()
+    assert "fwconsole reload" in result.output
 
 
 def test_running_init_again_replaces_its_block_instead_of_adding_one(tmp_path):

@@ -12,11 +12,13 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.timeout(1200)  # pipx itself is given 900 s: building the wheels on busy cores
 def test_pipx_install_of_the_checkout_gives_a_working_textback(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(tmp_path / "bin")}
