@@ -81,3 +81,4 @@ async def test_thread_and_calls_show_the_plain_words_beside_the_code(offline_dae
     calls = await asyncio.to_thread(runner.invoke, main, ["calls", "-c", path])
     assert ("undelivered: it is a landline, or their carrier cannot receive texts "
             "[provider error 30006]") in calls.output
+    assert "SEEN TEXT" in calls.output and "missed: nobody picked up" in calls.output

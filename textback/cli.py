@@ -18,7 +18,7 @@ from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option
                                       local_time, read_store, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
-from textback.core.call_words import missed_because
+from textback.core.call_words import CALL_DECISIONS, missed_because
 from textback.core.gateway_errors import described
 from textback.core.media import summary
 from textback.core.numbers import to_e164
@@ -219,18 +219,19 @@ def calls(config_path: str | None, since: str, as_json: bool) -> None:
     if not as_table(rows, as_json, f"No inbound calls in the last {since}."):
         return
     tz = loaded.config.business.timezone
-    click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'OUTCOME':<8} "
-               f"{'REASON':<15} {'SEEN':<4} TEXT")
+    click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'SEEN':<4} {'TEXT':<24} WHY")
     for row in rows:
         caller = row["caller"] or visible(row["caller_raw"])[:16] or "(none)"
-        text = row["text_state"] or f"none: {row['decision']}"
+        text = row["text_state"] or CALL_DECISIONS.get(row["decision"], "").removesuffix(".") \
+            or f"not texted: {row['decision'].replace('_', ' ')}"
         if row["text_error"] and row["text_state"] != "sent":
             text += f": {visible(described(row['text_gateway'], row['text_error']))}"
         if row["selftest"]:  # placed by `textback selftest`: no owner, not in the scorecard
             text = f"self-test, {text}"
         seen = "cdr" if row["recovered"] else "ami"  # cdr: recovered after an AMI gap
+        why = "answered" if row["outcome"] == "answered" else f"missed: {missed_because(row['reason'])}"
         click.echo(f"{local_time(row['started_at'], tz):<19}  {caller:<16} {row['business_number']:<13} "
-                   f"{row['outcome']:<8} {row['reason']:<15} {seen:<4} {text}")
+                   f"{seen:<4} {text:<24} {why}")
 
 
 @main.group()
