@@ -533,6 +533,7 @@ class AmiConnection:
     async def _keep_alive(self) -> None:
         """Ping on a timer; a missing Pong on a silent link means a dead one, so abort and
         reconnect. A link that kept delivering is alive: its Pong is queued behind them."""
+        late_in_a_row = 0
         while True:
             await asyncio.sleep(self._ping_interval)
             if not self.logged_in:
@@ -540,15 +541,22 @@ class AmiConnection:
             sent_at = time.monotonic()
             try:
                 await self.action({"Action": "Ping"}, timeout=self._ping_timeout)
+                if late_in_a_row:
+                    log.info("AMI caught up: a Ping was answered in time after %d late one(s)",
+                             late_in_a_row)
+                late_in_a_row = 0
             except AmiTimeout:
                 if self.last_data_at > sent_at:
                     self.behind += 1
+                    late_in_a_row += 1
                     if self._on_behind is not None:
                         self._on_behind()
-                    log.warning("AMI events arrive faster than textback reads them: the Ping's "
-                                "answer is still queued behind them after %.1f s; the link is "
-                                "kept and the events are read in order", self._ping_timeout)
+                    if late_in_a_row == 1:  # once per spell: a long burst would log every Ping
+                        log.warning("AMI events arrive faster than textback reads them: the Ping's "
+                                    "answer is still queued behind them after %.1f s; the link is "
+                                    "kept and the events are read in order", self._ping_timeout)
                     continue
+                late_in_a_row = 0
                 log.warning("AMI did not answer Ping within %.1f s; reconnecting", self._ping_timeout)
                 protocol = self._manager.protocol
                 if protocol is not None and protocol.transport is not None:
