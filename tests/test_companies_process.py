@@ -8,6 +8,7 @@ that fails stops the process (the others stopped cleanly) instead of dying unsee
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import socket
 import time
@@ -20,9 +21,11 @@ from aiohttp.abc import AbstractResolver
 from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT
 from textback.companies import CompanyFailed, run_companies
+from textback import service
 from textback.config import load
 from textback.core.companies import shared_process_problems
 from textback.daemon import Daemon
+from textback.service import OneLineFormatter
 from textback.web.server import CONTENT_SECURITY_POLICY
 from tests.web_helpers import OWNERS, PASSWORDS, form_value, run_cli, set_passwords
 
@@ -246,3 +249,14 @@ async def test_a_company_that_fails_stops_the_process_not_only_itself(paths, cap
                         if slug == "bravo" else paths[slug] for slug in SLUGS}):
         pass
 
+
+
+def test_each_log_line_names_the_company_whose_part_wrote_it():
+    formatter = OneLineFormatter(journal=False)
+    record = logging.LogRecord("textback.timeline", logging.INFO, __file__, 1, "call missed: %s",
+                               ("+12125550101",), None)
+    acme = contextvars.copy_context()
+    acme.run(service.COMPANY.set, "acme")
+    assert "textback.timeline: [acme] call missed: +12125550101" in acme.run(formatter.format,
+                                                                            record)
+    assert "[acme]" not in formatter.format(record)  # a process of one company: as before

@@ -23,6 +23,7 @@ from typing import Iterable
 from aiohttp import web
 
 from sms_gateway.connection_limits import ConnectionLimits, tracking
+from textback import service
 from textback.config import WebConfig
 from textback.web.server import RouteProvider, application, no_traceback, security_headers
 
@@ -93,11 +94,13 @@ class WebFront:
             self._settled.set()
 
     def _company_gate(self, company: str, max_body_bytes: int):
-        """A company's own middleware: its pages only while it serves, and its own body limit
-        (the front's is the largest of them) for a body that declares its length."""
+        """A company's own middleware: its log lines named, its pages only while it serves, and
+        its own body limit (the front's is the largest of them) for a body that declares its
+        length."""
 
         @web.middleware
         async def gate(request: web.Request, handler) -> web.StreamResponse:
+            service.COMPANY.set(company)  # this request's task logs as its company's
             if company not in self._serving:
                 raise web.HTTPServiceUnavailable(text="This inbox is restarting; try again soon.")
             if request.content_length is not None and request.content_length > max_body_bytes:
