@@ -14,7 +14,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from aiosmtpd.controller import Controller
 
@@ -110,8 +110,10 @@ READY_SECONDS = 45.0
 class DaemonProcess:
     """`textback run` as a real process, so tests can SIGKILL it like a crash would."""
 
-    def __init__(self, config_path: Path, log_path: Path):
+    def __init__(self, config_path: Path, log_path: Path, more_configs: Sequence[Path] = ()):
+        """`more_configs`: other companies' configs, served by the same process."""
         self.config_path = config_path
+        self.more_configs = list(more_configs)
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
@@ -125,7 +127,8 @@ class DaemonProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "textback", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "textback", "run", "-c", str(self.config_path),
+             *(arg for path in self.more_configs for arg in ("-c", str(path)))],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         return self

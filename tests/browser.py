@@ -29,9 +29,10 @@ WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @asynccontextmanager
-async def chromium():
+async def chromium(extra_flags: tuple[str, ...] = ()):
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                   args=[*FLAGS, *extra_flags])
         try:
             yield browser
         finally:

@@ -38,14 +38,22 @@ def main() -> None:
 
 
 @main.command()
-@config_option
+@click.option("-c", "--config", "config_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="A company's config file; give -c once per company to serve several "
+                   "companies in one process (one PostgreSQL database, one web listener "
+                   "dispatching by host). Default: $TEXTBACK_CONFIG or "
+                   "/etc/textback/config.yaml.")
 @click.option("--record-ami", type=click.Path(dir_okay=False, path_type=Path),
               help="Append every AMI event received to this file as JSON lines (for traces).")
-def run(config_path: str | None, record_ami: Path | None) -> None:
+def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
-    loaded = load_config(config_path)
-    service.configure_logging(loaded.config.logging.level)
-    redact.install(loaded.secrets.redactor())
+    companies = [load_config(path) for path in config_paths or (None,)]
+    if len(companies) > 1 and record_ami is not None:
+        click.echo("textback: --record-ami records one company's PBX: give one -c", err=True)
+        sys.exit(2)
+    service.configure_logging(companies[0].config.logging.level)
+    redact.install(_all_secrets(companies))
+    from textback.companies import CompaniesRefused, CompanyFailed, run_companies
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning
     from textback.store import StoreTooNew
@@ -55,13 +63,27 @@ def run(config_path: str | None, record_ami: Path | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Daemon(loaded, record_ami=record_ami).run(stop)
+        if len(companies) == 1:
+            await Daemon(companies[0], record_ami=record_ami).run(stop)
+        else:
+            await run_companies(companies, stop, Daemon)
 
     try:
         asyncio.run(serve())
-    except (AlreadyRunning, StoreTooNew) as exc:
+    except CompaniesRefused as exc:
+        click.echo("textback: these companies cannot share one process:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(2)
+    except (AlreadyRunning, StoreTooNew, CompanyFailed) as exc:
         click.echo(f"textback: {exc}", err=True)
         sys.exit(1)
+
+
+def _all_secrets(companies: list[Loaded]):
+    """One redactor masking every company's secrets: a line of one may quote another's."""
+    redactors = [loaded.secrets.redactor() for loaded in companies]
+    return redactors[0] if len(redactors) == 1 else redact.Redactor.union(redactors)
 
 
 @main.command()

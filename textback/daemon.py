@@ -75,6 +75,7 @@ from textback.workers.owner_phone import OwnerPhone, Tell
 from textback.workers.retention import RetentionWorker
 from textback.workers.routing import RoutingTableWorker
 from textback.web.context import HttpContext
+from textback.web.front import WebFront
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -115,8 +116,11 @@ class Daemon:
     on the open store and the gateway, each holding its own state."""
 
     def __init__(self, loaded: Loaded, record_ami: Path | None = None,
-                 clock: SystemClock | None = None):
+                 clock: SystemClock | None = None, web_front: WebFront | None = None):
+        """`web_front`: the shared listener this company's web app joins (several companies in
+        one process, `textback.companies`) instead of a listener of its own."""
         self.config = loaded.config
+        self.web_front = web_front
         self.clock = clock or SystemClock()
         self.secrets = loaded.secrets
         self.mailer = Mailer(self.config.smtp, self.secrets.smtp_password)
@@ -292,11 +296,13 @@ class Daemon:
         """Run until `stop` is set; raises runlock.AlreadyRunning if a daemon has the database."""
         lock = runlock.acquire(self.config.storage.path)  # before anything touches the store or AMI
         try:
-            await self._run(stop)
+            await self.serve(stop)
         finally:
             lock.release()
 
-    async def _run(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, the run lock already held (by `run`, or by the process
+        serving several companies)."""
         c = self.config
         store = await open_store(c.storage, self.secrets.storage_password, c.company)
         self.store = store
@@ -336,7 +342,9 @@ class Daemon:
                 await callbacks.start()
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
-            if c.web is not None:
+            if c.web is not None and self.web_front is not None:
+                await self.web_front.join(c.company.id, c.web, self.web_routes())
+            elif c.web is not None:
                 web_server = WebServer(c.web, self.web_routes())
                 await web_server.start()
             if fleet:
@@ -395,6 +403,8 @@ class Daemon:
                     await pbx.save_progress()
                 except Exception:  # noqa: BLE001 - the database may be gone: the stop goes on
                     log.exception("PBX %s: could not keep until when its events were seen", pbx.id)
+            if self.web_front is not None:
+                self.web_front.leave(c.company.id)
             await workers.stop()
             if web_server is not None:
                 await web_server.stop()

@@ -32,6 +32,17 @@ class Redactor:
         self._forms = sorted((f for f in forms if len(f) >= MIN_PLAIN), key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, self._forms))) if self._forms else None
 
+    @classmethod
+    def union(cls, redactors: Iterable["Redactor"]) -> "Redactor":
+        """One redactor masking what each of `redactors` masks (several companies' secrets in
+        one process, whose log lines any of them may reach)."""
+        merged = cls(())
+        merged._forms = sorted({form for r in redactors for form in r._forms}, key=len,
+                               reverse=True)
+        merged._pattern = (re.compile("|".join(map(re.escape, merged._forms)))
+                           if merged._forms else None)
+        return merged
+
     def __call__(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern else text
 

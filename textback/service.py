@@ -8,6 +8,7 @@ has not been released since 2017 and drops its errors.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -18,6 +19,11 @@ log = logging.getLogger("textback")
 # syslog priorities journald reads from a "<N>" prefix on each stderr line (sd-daemon(3)).
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
             logging.CRITICAL: 2}
+
+
+# The company whose part of the process logs a line, when one process serves several: set in
+# each company's task, whose every task and callback inherits it (`textback.companies`).
+COMPANY: contextvars.ContextVar[str | None] = contextvars.ContextVar("company", default=None)
 
 
 def under_systemd(environ: Mapping[str, str] = os.environ) -> bool:
@@ -37,6 +43,9 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        company = COMPANY.get()
+        if company is not None:  # one process, several companies: whose line this is
+            line = line.replace(f"{record.name}: ", f"{record.name}: [{company}] ", 1)
         if self._journal:
             return f"<{PRIORITY.get(record.levelno, 6)}>{line}"
         return line

@@ -61,6 +61,18 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
             response.headers.add("Vary", "Cookie")
 
 
+def application(max_body_bytes: int, providers: Iterable[RouteProvider],
+                middlewares: Iterable) -> web.Application:
+    """An aiohttp application serving `providers`' routes, every answer with the security
+    headers: a listener's own (`WebServer`), or one company's behind a shared front
+    (`textback.web.front.WebFront`)."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=list(middlewares))
+    app.on_response_prepare.append(security_headers)
+    for provide in providers:
+        provide(app)
+    return app
+
+
 class WebServer:
     def __init__(self, config: WebConfig, providers: Iterable[RouteProvider],
                  max_connections: int = 200, header_seconds: float = 10.0,
@@ -70,11 +82,8 @@ class WebServer:
         self._header_seconds = header_seconds
         self._keepalive_seconds = keepalive_seconds
         self._limits: ConnectionLimits | None = None
-        self.app = web.Application(client_max_size=config.max_body_bytes,
-                                   middlewares=[tracking(lambda: self._limits), no_traceback])
-        self.app.on_response_prepare.append(security_headers)
-        for provide in providers:
-            provide(self.app)
+        self.app = application(config.max_body_bytes, providers,
+                               [tracking(lambda: self._limits), no_traceback])
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
 
