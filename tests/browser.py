@@ -29,10 +29,9 @@ WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @asynccontextmanager
-async def chromium(extra_flags: tuple[str, ...] = ()):
+async def chromium():
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                   args=[*FLAGS, *extra_flags])
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
             yield browser
         finally:
