@@ -1165,10 +1165,6 @@ class Config(Strict):
             if unserved:
                 raise ValueError(f"pbxs: {', '.join(unserved)} served by no PBX: the asterisk "
                                  f"gateway texts from a number through its PBX's AMI")
-            if len(self.pbxs) > 1 and self.storage.backend == "postgresql":
-                raise ValueError("pbxs: the asterisk gateway with several PBXs on PostgreSQL "
-                                 "(a fleet) is not supported yet: each text would need the "
-                                 "daemon holding its PBX's lease")
         return self
 
     @model_validator(mode="after")
