@@ -135,7 +135,8 @@ class Daemon:
         self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
-        self.watch = Watch(started, ami_down_since=started)
+        self.watch = Watch(started, ami_down_since={pbx.incident_name: started
+                                                    for pbx in self.config.pbx_list()})
         self._ready_said = False  # READY=1 told systemd at the first AMI login
         self._mail_server: asyncio.AbstractServer | None = None
         self.pbxs = self._pbx_listeners(record_ami)
@@ -167,7 +168,7 @@ class Daemon:
                                    self.owner_phone.answer_failed,
                                    media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS),
                                    senders=self._claimable_senders)
-        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
+        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._pbx_states,
                                         self.mail.mail_admin, self.mail.mail_admin_now)
         tested = self._selftest_pbx()
         self.selftests = SelftestRunner(
@@ -274,6 +275,11 @@ class Daemon:
         """Every PBX is listened to: by this daemon, or (a fleet on PostgreSQL) by the daemon
         that holds its lease while this one stands by, which is no incident."""
         return all(pbx.answering for pbx in self.pbxs)
+
+    def _pbx_states(self) -> dict[str, bool | None]:
+        """Each PBX, by the name its incidents give it: listened to by this daemon (True), by
+        another daemon of the fleet holding its lease (None), or not (False)."""
+        return {pbx.pbx.incident_name: pbx.listened for pbx in self.pbxs}
 
     @property
     def last_ami_event_at(self) -> float | None:
