@@ -116,6 +116,23 @@ def test_with_the_asterisk_gateway_every_number_needs_its_pbx(tmp_path):
     assert f"pbxs: {SOUTH_NUMBER} served by no PBX" in message
 
 
+def test_the_texts_a_daemon_may_send_are_those_of_the_pbxs_it_holds():
+    """The asterisk gateway sends a text through the PBX serving its number, the first PBX for
+    a number none lists: holding the first PBX takes those too, holding none takes nothing."""
+    from textback.core.fleet import senders_through
+    numbers = [["+12125550100"], ["+12125550102", "+12125550103"], ["+12125550104"]]
+    first_and_third = senders_through(numbers, {0, 2})
+    assert first_and_third.include("+12125550100") and first_and_third.include("+12125550104")
+    assert first_and_third.include("+12125550199")  # listed by no PBX: the first PBX's
+    assert not first_and_third.include("+12125550103")
+    second = senders_through(numbers, {1})
+    assert [n for n in ("+12125550100", "+12125550103", "+12125550199") if second.include(n)] == [
+        "+12125550103"]
+    nothing = senders_through(numbers, set())
+    assert nothing.none and not nothing.include("+12125550199")
+    assert not senders_through(numbers, {0, 1, 2}).never  # all held: every number
+
+
 def test_a_missing_secret_of_a_pbx_is_named_by_its_entry(tmp_path):
     config = two_pbx_config(tmp_path)
     config["pbxs"][1]["ami"]["secret"] = {"file": "nowhere.secret"}

@@ -512,7 +512,8 @@ class Daemon:
     async def _while_holding(self, work: Callable[[], Awaitable[None]],
                              pbx: PbxListener) -> None:
         """Run `work` while this daemon holds `pbx`'s AMI lease, cancelled when it loses it:
-        for what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
+        for what needs the PBX's AMI (the self-test's Originate; the asterisk gateway's sends
+        follow the leases through the outbox's `senders` instead)."""
         while True:
             while not pbx.lease.holding:
                 await asyncio.sleep(HOLDING_POLL_SECONDS)
