@@ -34,7 +34,7 @@ async def test_the_admin_is_emailed_directly_when_the_database_stays_unreachable
                          **{"smtp.port": SMTP_SINK_PORT})
     daemon = Daemon(load(write_config(tmp_path, config)))
     daemon.attach(await PostgresStore.open(url), None)
-    daemon.watch.ami_down_since = None  # only the database is wrong here
+    daemon.watch.ami_down_since.clear()  # only the database is wrong here
     checks = daemon.incidents
     try:
         now = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 
@@ -15,10 +16,10 @@ from lab.harness import SMTP_SINK_PORT, eventually, in_process, start_smtp_sink
 from textback import daemon as daemon_module
 from textback.config import ConfigError, IncidentsConfig, load
 from textback.daemon import Daemon
-from textback.core.incidents import Observed, active
+from textback.core.incidents import Key, Observed, active, ended, opened_mail, recovered_mail
 
 NOW = 1_800_000_000.0
-CALM = Observed(now=NOW, ami_down_since=None, quiet_open_hours=0.5, gateway_failures_in_row=0,
+CALM = Observed(now=NOW, ami_down_since={}, quiet_open_hours=0.5, gateway_failures_in_row=0,
                 gateway_error="", expired=None, mail_error=None, reply_listener_error=None,
                 routing_error=None)
 
@@ -32,7 +33,7 @@ def test_nothing_is_wrong_when_all_is_calm():
 
 
 @pytest.mark.parametrize("changes, kind, summary", [
-    ({"ami_down_since": NOW - 301}, "ami_down", "not logged in to AMI for 5 minutes"),
+    ({"ami_down_since": {"": NOW - 301}}, "ami_down", "not logged in to AMI for 5 minutes"),
     ({"quiet_open_hours": 4.5}, "no_call_events", "no call event from AMI for 4.5 hours"),
     ({"gateway_failures_in_row": 5, "gateway_error": "HTTP 503"}, "gateway_failing",
      "5 sends in a row failed; the last: HTTP 503"),
@@ -46,7 +47,7 @@ def test_nothing_is_wrong_when_all_is_calm():
 ])
 def test_each_condition_opens_its_incident(changes, kind, summary):
     found = active(seen(**changes), IncidentsConfig())
-    assert list(found) == [kind] and summary in found[kind]
+    assert list(found) == [Key(kind)] and summary in found[Key(kind)]
 
 
 def test_falling_behind_ends_after_five_quiet_minutes():
@@ -56,10 +57,38 @@ def test_falling_behind_ends_after_five_quiet_minutes():
 
 def test_thresholds_are_the_configured_ones():
     settings = IncidentsConfig(ami_down_minutes=10, no_calls_hours=None, gateway_failures=3)
-    assert active(seen(ami_down_since=NOW - 301, quiet_open_hours=99,
+    assert active(seen(ami_down_since={"": NOW - 301}, quiet_open_hours=99,
                        gateway_failures_in_row=2), settings) == {}
-    assert list(active(seen(ami_down_since=NOW - 601, gateway_failures_in_row=3), settings)) == [
-        "ami_down", "gateway_failing"]
+    assert list(active(seen(ami_down_since={"": NOW - 601}, gateway_failures_in_row=3),
+                       settings)) == [Key("ami_down"), Key("gateway_failing")]
+
+
+def test_each_pbx_down_is_an_incident_of_its_own_naming_it():
+    """Two PBXs: one down, one incident naming it; both down, two; the one back recovers on
+    its own, its email naming it."""
+    one_down = active(seen(ami_down_since={"south": NOW - 400}), IncidentsConfig())
+    assert one_down == {Key("ami_down", "south"): "PBX south: not logged in to AMI for 7 minutes"}
+    both_down = active(seen(ami_down_since={"south": NOW - 400, "north": NOW - 301}),
+                       IncidentsConfig())
+    assert list(both_down) == [Key("ami_down", "north"), Key("ami_down", "south")]
+    subject, text = opened_mail(Key("ami_down", "south"), one_down[Key("ami_down", "south")],
+                                NOW, "America/New_York")
+    assert subject == "textback incident: textback is not connected to the Asterisk of PBX south"
+    assert "PBX south: not logged in to AMI" in text
+    assert ended(both_down, one_down, held_elsewhere=()) == [Key("ami_down", "north")]
+    subject, _ = recovered_mail(Key("ami_down", "north"), "", NOW - 600, NOW, "America/New_York")
+    assert subject == "textback recovered: textback is not connected to the Asterisk of PBX north"
+    # The single `ami:` form's PBX is never named: its incident reads as it always did.
+    assert opened_mail(Key("ami_down"), "x", NOW, "UTC")[0] == (
+        "textback incident: textback is not connected to Asterisk")
+
+
+def test_a_standby_leaves_the_incident_of_a_pbx_another_daemon_holds_to_that_daemon():
+    """In a fleet, the daemon standing by for PBX south sees nothing of it: the holder's
+    incident about south stays open until the holder sees south back (or lets it go)."""
+    open_now = [Key("ami_down", "south"), Key("routing_table")]
+    assert ended(open_now, {}, held_elsewhere={"south"}) == [Key("routing_table")]
+    assert ended(open_now, {}, held_elsewhere=set()) == open_now
 
 
 def test_a_wrong_incidents_section_names_its_yaml_path(tmp_path):
@@ -82,7 +111,7 @@ async def test_one_email_when_an_incident_opens_and_one_when_it_recovers(offline
     daemon = await offline_daemon(admin_email="it@acme.example",
                                   **{"agi.routing_file": str(blocked / "routing.json")})
     daemon.routing.write()  # the parent is a file: ENOTDIR, as real as it gets
-    daemon.watch.ami_down_since = None  # only the routing table is wrong
+    daemon.watch.ami_down_since.clear()  # only the routing table is wrong
     await daemon.incidents.check_incidents(time.time())
     await daemon.incidents.check_incidents(time.time())  # still broken: no second email
     [opened] = await admin_mails(smtp_sink, 1)
@@ -107,7 +136,8 @@ async def test_ami_down_and_no_calls_in_business_hours_open_incidents(offline_da
     daemon = await offline_daemon(admin_email="it@acme.example", hours={"windows": ALWAYS_OPEN},
                                   incidents={"ami_down_minutes": 1, "no_calls_hours": 1})
     now = time.time()
-    daemon.watch.started_at = daemon.watch.ami_down_since = now - 2 * 3600
+    daemon.watch.started_at = now - 2 * 3600
+    daemon.watch.ami_down_since[""] = now - 2 * 3600
     await daemon.incidents.check_incidents(now)
     subjects = sorted(m.message["Subject"] for m in await admin_mails(smtp_sink, 2))
     assert subjects == ["textback incident: no calls seen during business hours",
@@ -190,7 +220,9 @@ async def test_a_failing_gateway_and_an_expired_text_open_incidents_until_a_send
     async with serving(provider.app()) as url:
         daemon = await outbox(provider, url, admin_email="it@acme.example",
                               incidents={"gateway_failures": 3}, **{"text.max_age_minutes": 5})
-        daemon.watch.ami_down_since = None  # no AMI here, and the clock is a fast one
+        # No AMI here, and the clock is a fast one (a check's mail takes simulated minutes):
+        # its down time never counts.
+        daemon.watch.ami_down_since[""] = math.inf
         await missed_call(daemon.store, "+12125550201", clock.now())
         await clock.until(clock.now() + 7 * MINUTE)
         await daemon.incidents.check_incidents(clock.now())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 
 
 from tests.test_store import call
+from textback.core.fleet import Senders, senders_through
 from textback.store import MIGRATIONS, PlannedText, Store
 from tests.store_helpers import outbox_states
 
@@ -125,3 +127,44 @@ async def test_a_conversation_stays_held_while_another_of_its_texts_is(store):
     assert await store.claim_all([second])
     await store.mark_all_sent([(second, None)], "http")
     assert (await _held_summary(store, "+12125550101"))[0] is None
+
+
+async def test_a_daemon_claims_only_the_texts_from_the_numbers_of_the_pbxs_it_holds(store):
+    """The asterisk gateway in a fleet: texts from PBX north's number and from PBX south's; a
+    daemon holding north alone reads, claims and recovers north's alone, even when asked to
+    claim south's by id (a lease gone between the read and the claim)."""
+    now = time.time()
+    north, south = "+12125550100", "+13125550100"
+    for linkedid, business, caller in (("5.1", north, "+12125550101"),
+                                       ("5.2", south, "+12125550102"),
+                                       ("5.3", north, "+12125550103")):
+        await store.record_call(dataclasses.replace(call(linkedid, caller),
+                                                    business_number=business),
+                                PlannedText("dana", "Hi", now - 1))
+    pbx_numbers = [[north], [south]]
+    holds_north = senders_through(pbx_numbers, {0})
+    holds_south = senders_through(pbx_numbers, {1})
+    holds_none = senders_through(pbx_numbers, set())
+    assert holds_north == Senders(None, (south,))  # the first PBX: any number but the others'
+    assert holds_south == Senders((south,))
+    assert [item.recipient for item in await store.due(now, senders=holds_north)] == [
+        "+12125550101", "+12125550103"]
+    assert [item.sender for item in await store.due(now, senders=holds_south)] == [south]
+    assert await store.due(now, senders=holds_none) == []
+    assert await store.next_due(holds_none) is None
+    assert await store.next_due(holds_south) == now - 1
+    every = await store.due(now)
+    assert len(every) == 3
+    taken = await store.claim_all(every, holds_north)  # south's text is not this daemon's to send
+    assert [item.sender for item in taken] == [north, north]
+    assert await store.claim_all(every, holds_none) == []
+    assert await outbox_states(store) == {"sending": 2, "pending": 1}
+    assert await store.due(now, senders=holds_north) == []
+    [south_text] = await store.due(now, senders=holds_south)
+    assert await store.claim_all([south_text], holds_south) == [south_text]
+    # The lease of north went: its sends are settled, south's go on.
+    marked = await store.recover_interrupted(mine_too=True, senders=senders_through(pbx_numbers, {0}))
+    assert sorted(marked) == sorted(item.id for item in taken)
+    assert await outbox_states(store) == {"unknown": 2, "sending": 1}
+    assert await store.recover_interrupted(mine_too=True, senders=holds_none) == []
+    assert await store.recover_interrupted(mine_too=True, senders=holds_south) == [south_text.id]

@@ -116,6 +116,23 @@ def test_with_the_asterisk_gateway_every_number_needs_its_pbx(tmp_path):
     assert f"pbxs: {SOUTH_NUMBER} served by no PBX" in message
 
 
+def test_the_texts_a_daemon_may_send_are_those_of_the_pbxs_it_holds():
+    """The asterisk gateway sends a text through the PBX serving its number, the first PBX for
+    a number none lists: holding the first PBX takes those too, holding none takes nothing."""
+    from textback.core.fleet import senders_through
+    numbers = [["+12125550100"], ["+12125550102", "+12125550103"], ["+12125550104"]]
+    first_and_third = senders_through(numbers, {0, 2})
+    assert first_and_third.include("+12125550100") and first_and_third.include("+12125550104")
+    assert first_and_third.include("+12125550199")  # listed by no PBX: the first PBX's
+    assert not first_and_third.include("+12125550103")
+    second = senders_through(numbers, {1})
+    assert [n for n in ("+12125550100", "+12125550103", "+12125550199") if second.include(n)] == [
+        "+12125550103"]
+    nothing = senders_through(numbers, set())
+    assert nothing.none and not nothing.include("+12125550199")
+    assert not senders_through(numbers, {0, 1, 2}).never  # all held: every number
+
+
 def test_a_missing_secret_of_a_pbx_is_named_by_its_entry(tmp_path):
     config = two_pbx_config(tmp_path)
     config["pbxs"][1]["ami"]["secret"] = {"file": "nowhere.secret"}
@@ -350,3 +367,110 @@ async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_differ
 
 async def _calls_count(daemon: Daemon, count: int) -> bool:
     return len(await daemon.store.calls(0)) == count
+
+
+def subject(mail) -> str:
+    """A mail's subject as one line (a long one is folded)."""
+    return " ".join(str(mail.message["Subject"]).split())
+
+
+async def _open_incidents(daemon) -> list[tuple[str, str]]:
+    return sorted((row["kind"], row["pbx"]) for row in await daemon.store.open_incidents())
+
+
+async def test_each_pbx_down_is_an_incident_of_its_own_naming_it_and_recovers_on_its_own(
+        tmp_path, smtp_sink):
+    """Two PBXs, one down: one incident, naming it; both down: two; the first back recovers
+    alone (its email names it) while the other stays open."""
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, admin_email="it@acme.example",
+                            incidents={"ami_down_minutes": 0.01})  # 0.6 s
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await eventually(lambda: _true(len(daemon.pbxs) == 2 and all(
+            p.logged_in for p in daemon.pbxs)), 10, "both logins")
+        await daemon.incidents.check_incidents(time.time())
+        assert await _open_incidents(daemon) == []
+
+        await south.stop()
+        await eventually(lambda: _true(not daemon.pbxs[1].logged_in), 10, "south's link lost")
+        await daemon.incidents.check_incidents(time.time())  # seen down from now
+        await asyncio.sleep(0.7)
+        await daemon.incidents.check_incidents(time.time())
+        assert await _open_incidents(daemon) == [("ami_down", "south")]
+        [opened] = await asyncio.to_thread(smtp_sink.wait_for, 1, 10)
+        assert subject(opened) == ("textback incident: textback is not connected to the Asterisk "
+                                   "of PBX south")
+        assert "PBX south: not logged in to AMI" in opened.message.get_content()
+
+        await north.stop()
+        await eventually(lambda: _true(not daemon.pbxs[0].logged_in), 10, "north's link lost")
+        await daemon.incidents.check_incidents(time.time())  # seen down from now
+        await asyncio.sleep(0.7)
+        await daemon.incidents.check_incidents(time.time())
+        assert await _open_incidents(daemon) == [("ami_down", "north"), ("ami_down", "south")]
+
+        await south.start(south.port)
+        await eventually(lambda: _true(daemon.pbxs[1].logged_in), 15, "south's login again")
+        await daemon.incidents.check_incidents(time.time())
+        assert await _open_incidents(daemon) == [("ami_down", "north")]
+        mails = await asyncio.to_thread(smtp_sink.wait_for, 3, 10)
+        assert sorted(subject(m) for m in mails) == [
+            "textback incident: textback is not connected to the Asterisk of PBX north",
+            "textback incident: textback is not connected to the Asterisk of PBX south",
+            "textback recovered: textback is not connected to the Asterisk of PBX south"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await north.stop()
+        await south.stop()
+
+
+async def test_in_a_fleet_the_asterisk_gateway_sends_only_the_texts_of_the_pbxs_held(
+        tmp_path, smtp_sink, database):
+    """The asterisk gateway with two PBXs on PostgreSQL: another daemon holds north's lease.
+    This one texts south's calls through south, and leaves a text from north's number waiting
+    (it has no AMI to north) until it takes north's lease over; then it goes through north."""
+    from textback.core.fleet import pbx_lock_key
+    from textback.store import CallRow, PlannedText
+    from textback.store.postgres.fleet import AdvisoryLease
+
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, gateway=ASTERISK_GATEWAY, **{
+        "text.delay_seconds": 0, "storage.url": database})
+    other_daemon = AdvisoryLease(database, None, pbx_lock_key("127.0.0.1", north.port))
+    assert await other_daemon.take()
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await eventually(lambda: _true(len(daemon.pbxs) == 2 and daemon.pbxs[1].logged_in
+                                       and daemon.pbxs[1].ami.ready
+                                       and daemon.pbxs[0].lease.standing_by), 15,
+                         "south held, north stood by")
+        now = time.time()
+        waiting = "+12125550177"  # a call north's holder recorded: its text is north's to send
+        await daemon.store.record_call(
+            CallRow("north-1", NORTH_NUMBER, waiting, waiting, "", now - 20, None, now - 1,
+                    "missed", "no_answer", "missed_call_text"), PlannedText("dana", "Hi", now))
+        daemon.wake_outbox()
+        await south.play("busy", "s1")
+        await eventually(lambda: _true(len(south.sent()) == 1), 15, "south's text")
+        assert "+16465550105" in south.sent()[0]["Destination"]
+        await asyncio.sleep(2)  # rounds of the outbox: north's text stays this daemon's to leave
+        assert [item.recipient for item in await daemon.store.due(time.time())] == [waiting]
+        assert len(south.sent()) == 1 and not north.sent()
+
+        await other_daemon.drop()  # north's holder goes: this daemon takes north over
+        await eventually(lambda: _true(len(north.sent()) == 1), 15, "north's text, through north")
+        assert waiting in north.sent()[0]["Destination"]
+        assert north.sent()[0]["From"] == f"sip:{NORTH_NUMBER}@127.0.0.1"
+        assert len(south.sent()) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await other_daemon.drop()
+        await north.stop()
+        await south.stop()

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 import pytest
 
 from lab.history import BUSINESS_NUMBERS, build_history
+from textback.core.fleet import Senders
 from textback.core.intake import correction, extract
 from textback.store import CallRow, NewMedia, Notice, PlannedText, Store
 
@@ -135,6 +136,11 @@ async def _hot_paths(store: Store, end: float) -> None:
     await store.mark_all_sent([(taken[0], "gw-plan")], "log")
     await store.bring_forward(now)
     await store.recover_interrupted()
+    # A fleet with the asterisk gateway: the texts of the PBXs a daemon holds, either form.
+    for senders in (Senders((number,)), Senders(None, (BUSINESS_NUMBERS[1],))):
+        await store.next_due(senders)
+        await store.claim_all(await store.due(now + 1, senders=senders), senders)
+        await store.recover_interrupted(mine_too=True, senders=senders)
     # An inbound text, with and without a provider id; a delivery report; an opt-out.
     await store.sender_facts(caller, number)
     inbound = await store.record_inbound(caller, number, "Yes please", "log", "plan-in-1", "dana")

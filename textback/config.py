@@ -807,6 +807,12 @@ class PbxConfig(Strict):
         """host:port of its AMI: what its fleet lease is derived from."""
         return f"{self.ami.host}:{self.ami.port}"
 
+    @property
+    def incident_name(self) -> str:
+        """How an incident about this PBX (its AMI down) names it: its id, or '' for the single
+        `ami:` form's, the one PBX, whose incidents read as they always did."""
+        return "" if self._single else self.id
+
     def progress_name(self, name: str) -> str:
         """The store's progress mark `name` (e.g. the last AMI event) for this PBX: the single
         form's PBX keeps the plain name, so an existing install resumes where it stopped."""
@@ -1165,10 +1171,6 @@ class Config(Strict):
             if unserved:
                 raise ValueError(f"pbxs: {', '.join(unserved)} served by no PBX: the asterisk "
                                  f"gateway texts from a number through its PBX's AMI")
-            if len(self.pbxs) > 1 and self.storage.backend == "postgresql":
-                raise ValueError("pbxs: the asterisk gateway with several PBXs on PostgreSQL "
-                                 "(a fleet) is not supported yet: each text would need the "
-                                 "daemon holding its PBX's lease")
         return self
 
     @model_validator(mode="after")

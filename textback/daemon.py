@@ -35,7 +35,7 @@ from textback.api.routes import api_routes
 from textback.cdr import build_source
 from textback.config import Loaded, OwnerConfig
 from textback.core.delivery import OPTOUT_CONFIRMATION
-from textback.core.fleet import WAKE_CHANNEL, pbx_lock_key
+from textback.core.fleet import EVERY_SENDER, WAKE_CHANNEL, Senders, pbx_lock_key, senders_through
 from textback.crm.client import CrmClient
 from textback.hooks.sender import EndpointClient
 from textback.workers.events import Destination, EventWorker
@@ -94,7 +94,8 @@ OUTBOUND_LINK_SECONDS = 3600.0
 DEFAULT_EVENT_MAX_AGE_HOURS = 24.0
 # In a fleet, what needs the PBX's AMI follows the lease: checked this often.
 HOLDING_POLL_SECONDS = 0.2
-# How long marking the texts a lost lease stopped may take (the database may be gone as well).
+# How long the sends through a PBX whose lease went may take to end, and then marking the
+# texts still being sent may take (the database may be gone as well).
 SENDS_STOPPED_SECONDS = 3.0
 
 
@@ -138,7 +139,8 @@ class Daemon:
         self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
-        self.watch = Watch(started, ami_down_since=started)
+        self.watch = Watch(started, ami_down_since={pbx.incident_name: started
+                                                    for pbx in self.config.pbx_list()})
         self._ready_said = False  # READY=1 told systemd at the first AMI login
         self._mail_server: asyncio.AbstractServer | None = None
         self.pbxs = self._pbx_listeners(record_ami)
@@ -152,6 +154,9 @@ class Daemon:
         self.owner_phone: OwnerPhone | None = None
         self.push: PushWorker | None = None  # with `web:` and push.enabled
         self._media_link_key: bytes | None = None  # read from the store once (media_linker)
+        # A fleet with the asterisk gateway: the PBXs whose texts this daemon sends now (it holds
+        # their AMI leases); None: it sends every text.
+        self._sending_through: set[str] | None = None
 
     def attach(self, store: Store, gateway: Gateway | None = None) -> None:
         """Compose the workers on the open `store` and the `gateway` (None: nothing is sent);
@@ -165,8 +170,9 @@ class Daemon:
         self.outbox = OutboxWorker(c, store, gateway, self.clock, self._outbox_wake, self.metrics,
                                    self.watch, self.mail.notify, self._masked,
                                    self.owner_phone.answer_failed,
-                                   media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS))
-        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._ami_answering,
+                                   media_links=lambda: self.media_linker(OUTBOUND_LINK_SECONDS),
+                                   senders=self._claimable_senders)
+        self.incidents = IncidentWorker(c, store, self.metrics, self.watch, self._pbx_states,
                                         self.mail.mail_admin, self.mail.mail_admin_now)
         tested = self._selftest_pbx()
         self.selftests = SelftestRunner(
@@ -216,6 +222,19 @@ class Daemon:
         pbx = self.config.pbx_serving(number)
         return next((p for p in self.pbxs if pbx is not None and p.id == pbx.id), self.pbxs[0])
 
+    def _claimable_senders(self) -> Senders:
+        """The texts this daemon may claim now: every one, unless the asterisk gateway sends
+        through PBXs that a fleet's daemons hold apart; then the texts of the PBXs whose AMI
+        lease this daemon holds (each PBX's business numbers; the first PBX also sends from a
+        number none lists, as the gateway does)."""
+        if self._sending_through is None:
+            return EVERY_SENDER
+        return self._senders_through(self._sending_through)
+
+    def _senders_through(self, pbx_ids: set[str]) -> Senders:
+        return senders_through([p.pbx.numbers for p in self.pbxs],
+                               {index for index, p in enumerate(self.pbxs) if p.id in pbx_ids})
+
     def _selftest_pbx(self) -> PbxListener:
         return next(p for p in self.pbxs if p.id == self.config.selftest_pbx().id)
 
@@ -260,6 +279,11 @@ class Daemon:
         """Every PBX is listened to: by this daemon, or (a fleet on PostgreSQL) by the daemon
         that holds its lease while this one stands by, which is no incident."""
         return all(pbx.answering for pbx in self.pbxs)
+
+    def _pbx_states(self) -> dict[str, bool | None]:
+        """Each PBX, by the name its incidents give it: listened to by this daemon (True), by
+        another daemon of the fleet holding its lease (None), or not (False)."""
+        return {pbx.pbx.incident_name: pbx.listened for pbx in self.pbxs}
 
     @property
     def last_ami_event_at(self) -> float | None:
@@ -310,7 +334,9 @@ class Daemon:
             await pbx.load_progress()
         self.routing.write()
         fleet = c.storage.backend == "postgresql"
-        sends_only_holding = fleet and c.gateway.type == "asterisk"
+        # The asterisk gateway sends through a PBX's AMI, which in a fleet only the daemon
+        # holding the PBX's lease has: each daemon claims the texts of the PBXs it holds.
+        self._sending_through = set() if fleet and c.gateway.type == "asterisk" else None
         # Before any claim: the claims from now on are this daemon's, and recovery (here, in a
         # daemon starting beside others, or in their sweeps) takes only a gone daemon's rows.
         await self.store.register_claimer(socket.gethostname(), os.getpid())
@@ -354,10 +380,7 @@ class Daemon:
             else:  # SQLite: one daemon (the run lock), always the listener
                 for pbx in self.pbxs:
                     pbx.ami.start()
-            if sends_only_holding:
-                workers.start("outbox", self._outbox_while_holding)
-            else:
-                workers.start("outbox", self.outbox.run)
+            workers.start("outbox", self.outbox.run)
             workers.start("alerts", self.mail.run_alerts)
             workers.start("notices", self.mail.run_notices)
             workers.start("routing", self.routing.run)
@@ -446,7 +469,8 @@ class Daemon:
             a = pbx.pbx.ami
             lease = AdvisoryLease(c.storage.url, password, pbx_lock_key(a.host, a.port, c.company.id))
             name = pbx.pbx.address if not several else f"PBX {pbx.id} ({pbx.pbx.address})"
-            pbx.lease = AmiLease(lease, name, pbx.listen, pbx.stop_listening)
+            pbx.lease = AmiLease(lease, name, partial(self._lease_taken, pbx),
+                                 partial(self._lease_lost, pbx))
             self.workers.start(pbx_worker_name("ami-lease", pbx, several), pbx.lease.run)
         wakes = {"outbox": [self._outbox_wake],
                  "alerts": [self._alerts_wake, self._push_wake],  # a homeowner's text
@@ -455,44 +479,51 @@ class Daemon:
         listener = WakeListener(WakeConnection(c.storage.url, password, WAKE_CHANNEL), wakes)
         self.workers.start("wake-ups", listener.run)
 
-    async def _outbox_while_holding(self) -> None:
-        """The asterisk gateway sends through the PBX's AMI, which only the lease's holder has:
-        the holder alone runs the outbox. Texts a send through a lost lease left `sending` are
-        marked unknown (not sent again), as at a start: this daemon's own as the lease goes
-        (or, if the database is gone then, as it takes the lease again), a gone holder's as
-        this one takes the lease (or in any daemon's sweep)."""
-        async def send() -> None:
-            for outbox_id in await self.store.recover_interrupted(mine_too=True):
-                log.warning("outbox row %d was being sent by a former holder of the AMI "
-                            "lease; marked unknown, not re-sent", outbox_id)
-            try:
-                await self.outbox.run()
-            finally:
-                await self._sends_stopped()
+    async def _lease_taken(self, pbx: PbxListener) -> None:
+        """This daemon holds `pbx`'s AMI lease: listen to it (the login recovers the CDR's gap)
+        and, with the asterisk gateway, send its texts from now on. Before the first claim,
+        what was left `sending` through this PBX is marked unknown (not sent again), as at a
+        start: a gone holder's, and this daemon's own when the database was gone as the lease
+        went. Its texts queued meanwhile are claimed at the outbox's next round, and at once
+        when its Asterisk is ready (`on_asterisk_ready`)."""
+        await pbx.listen()
+        if self._sending_through is None:
+            return
+        senders = self._senders_through({pbx.id})
+        for outbox_id in await self.store.recover_interrupted(mine_too=True, senders=senders):
+            log.warning("outbox row %d was being sent through PBX %s by a former holder of its "
+                        "AMI lease; marked unknown, not re-sent", outbox_id, pbx.id)
+        self._sending_through.add(pbx.id)
 
-        await self._while_holding(send, self.pbxs[0])  # the one PBX (config.py refuses several)
-
-    async def _sends_stopped(self) -> None:
-        """The outbox stopped with the lease: the texts it was sending through that AMI may or
-        may not have gone, so they are `unknown` now, not left `sending` while this daemon
+    async def _lease_lost(self, pbx: PbxListener) -> None:
+        """`pbx`'s lease went (or the daemon stops): no text of its numbers is claimed any more,
+        its AMI connection closes, and then the texts this daemon was sending through it are
+        settled: a send through the closed connection ends at once (retried by the next
+        holder); what is still `sending` is marked unknown, not left for this daemon while it
         stands by. Bounded: with the database gone too, the next holding does it."""
+        if self._sending_through is not None:
+            self._sending_through.discard(pbx.id)
+        await pbx.stop_listening()
+        if self._sending_through is None:
+            return
         try:
-            marked = await asyncio.wait_for(self.store.recover_interrupted(mine_too=True),
-                                            SENDS_STOPPED_SECONDS)
+            marked = await asyncio.wait_for(self.outbox.sends_stopped(
+                self._senders_through({pbx.id}), SENDS_STOPPED_SECONDS), 2 * SENDS_STOPPED_SECONDS)
         except Exception as exc:  # noqa: BLE001 - the database may be gone: said, done later
-            log.error("could not mark the texts being sent as the AMI lease went (%s); they "
-                      "are marked unknown when this daemon holds it again, or by another "
-                      "daemon once this one's claimer is gone", one_line(str(exc) or
-                                                                          type(exc).__name__))
+            log.error("could not mark the texts being sent through PBX %s as its AMI lease went "
+                      "(%s); they are marked unknown when this daemon holds it again, or by "
+                      "another daemon once this one's claimer is gone", pbx.id,
+                      one_line(str(exc) or type(exc).__name__))
             return
         for outbox_id in marked:
-            log.warning("outbox row %d was being sent as the AMI lease went; marked unknown, not "
-                        "re-sent", outbox_id)
+            log.warning("outbox row %d was being sent through PBX %s as its AMI lease went; "
+                        "marked unknown, not re-sent", outbox_id, pbx.id)
 
     async def _while_holding(self, work: Callable[[], Awaitable[None]],
                              pbx: PbxListener) -> None:
         """Run `work` while this daemon holds `pbx`'s AMI lease, cancelled when it loses it:
-        for what needs the PBX's AMI (the asterisk gateway's sends, the self-test's Originate)."""
+        for what needs the PBX's AMI (the self-test's Originate; the asterisk gateway's sends
+        follow the leases through the outbox's `senders` instead)."""
         while True:
             while not pbx.lease.holding:
                 await asyncio.sleep(HOLDING_POLL_SECONDS)

@@ -15,7 +15,7 @@ import click
 from textback import runlock
 from textback.commands.common import age_of, config_option, load_config, local_time, with_store
 from textback.config import Loaded
-from textback.core.incidents import TITLES
+from textback.core.incidents import Key, title
 from textback.core.selftest import Report
 from textback.unit import (SERVICE_USER, STATE_DIRECTORY, hidden_by_protect_home,
                            paths_outside_state, privileged_ports, render_unit)
@@ -146,7 +146,7 @@ def status(config_path: str | None) -> None:
     lines += [("outbox", f"{facts['pending']} text(s) waiting; oldest {oldest}"),
               ("incidents", f"{len(facts['incidents'])} open" if facts["incidents"] else "none open")]
     for row in facts["incidents"]:
-        lines.append(("", f"since {local_time(row['opened_at'], tz)}: {TITLES.get(row['kind'], row['kind'])}"
+        lines.append(("", f"since {local_time(row['opened_at'], tz)}: {title(Key(row['kind'], row['pbx']))}"
                           f" ({row['summary']})"))
     lines += [("last self-test", facts["selftest"]),
               ("version", importlib.metadata.version("textback"))]

@@ -1,5 +1,6 @@
 """What the daemons of a fleet on one PostgreSQL agree on without talking: which advisory lock
-stands for a PBX, and what a wake-up notification says.
+stands for a PBX, what a wake-up notification says, and which texts a daemon holding some of
+the PBXs may send.
 
 Pure values: the lock key of a PBX is derived from its AMI address alone, so every daemon
 configured for that PBX computes the same key, whatever its host, start time or config file.
@@ -8,6 +9,8 @@ configured for that PBX computes the same key, whatever its host, start time or 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Collection, Sequence
 
 # The NOTIFY channel every daemon LISTENs on; payloads are "<table>:<id>" (ids only: the
 # listener reads the row itself, from the store, as its worker would anyway).
@@ -43,3 +46,40 @@ def parse_wake(payload: str) -> tuple[str, int] | None:
     if table not in WAKE_TABLES or not row_id.isdigit():
         return None
     return table, int(row_id)
+
+
+@dataclass(frozen=True)
+class Senders:
+    """Which texts a daemon may claim, by the business number each goes from.
+
+    With the asterisk gateway a text goes through the AMI of the PBX serving its number (the
+    first PBX for a number none serves), and in a fleet only the daemon holding that PBX's
+    lease has its AMI: such a daemon claims the texts of the numbers of the PBXs it holds.
+    `only` lists them (None: every number but those in `never`, the form used when the first
+    PBX is among them, which also takes the numbers no PBX serves)."""
+
+    only: tuple[str, ...] | None = None
+    never: tuple[str, ...] = ()
+
+    @property
+    def none(self) -> bool:
+        """No text at all: this daemon holds none of the PBXs."""
+        return self.only == ()
+
+    def include(self, number: str) -> bool:
+        """Does a text from business number `number` go from these senders?"""
+        return number in self.only if self.only is not None else number not in self.never
+
+
+EVERY_SENDER = Senders()
+
+
+def senders_through(pbx_numbers: Sequence[Sequence[str]], through: Collection[int]) -> Senders:
+    """The texts that go through the PBXs at positions `through` of `pbx_numbers` (each PBX's
+    business numbers, in the config's order; the first PBX also serves every number none
+    lists, as the asterisk gateway sends them)."""
+    if 0 in through:
+        return Senders(None, tuple(sorted(number for index, numbers in enumerate(pbx_numbers)
+                                          if index not in through for number in numbers)))
+    return Senders(tuple(sorted(number for index in sorted(through)
+                                for number in pbx_numbers[index])))

@@ -2,7 +2,9 @@
 
 The daemon observes (textback/workers/ops.py); this module decides. An
 incident is open while its condition holds; the admin gets one email when it
-opens and one when it recovers, never one per check.
+opens and one when it recovers, never one per check. An incident is one of a
+kind, or, for AMI down, one per PBX (`Key`): with several PBXs it names the one
+that is down, and each PBX recovers on its own.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection, Iterable, Mapping, NamedTuple
 
 from textback.core.alerts import one_line
 
@@ -29,12 +31,19 @@ TITLES = {
     "ami_behind": "textback reads calls more slowly than they happen",
     "database_down": "textback cannot reach its database",
 }
+# The kinds that are about one PBX: with several PBXs, the title names it.
+PBX_TITLES = {
+    "ami_down": "textback is not connected to the Asterisk of PBX {pbx}",
+}
 # How long after the last sign of falling behind the incident stays open: a burst's backlog
 # is read within seconds, so quiet for this long means textback keeps up again.
 BEHIND_RECOVERED_MINUTES = 5.0
 WHAT_TO_CHECK = {
     "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
-                "configuration, and that `textback check` logs in.",
+                "configuration, and that `textback check` logs in. Meanwhile its calls are "
+                "not seen as they happen: they are read back from its CDR when it returns "
+                "(with `recovery` configured), and, with the asterisk gateway, the texts from "
+                "its numbers wait for it until their deadline.",
     "no_call_events": "AMI answers, but carries no calls: check the manager user's read "
                       "permissions (call, dialplan) and that calls reach the trunk. Place a "
                       "test call.",
@@ -67,12 +76,22 @@ WHAT_TO_CHECK = {
 }
 
 
+class Key(NamedTuple):
+    """What one open incident is about: its kind and, for a kind about one PBX, that PBX (''
+    for none in particular, and for the single `ami:` form's PBX, which is never named)."""
+
+    kind: str
+    pbx: str = ""
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the daemon saw, at `now`."""
 
     now: float
-    ami_down_since: float | None  # not logged in to AMI since then
+    # Each PBX this daemon should listen to and does not, since when (not one another daemon
+    # of a fleet holds: that one observes it).
+    ami_down_since: Mapping[str, float]
     quiet_open_hours: float | None  # business hours since the last call event (None: not counted)
     gateway_failures_in_row: int
     gateway_error: str
@@ -86,53 +105,71 @@ class Observed:
     database_error: str = ""  # and why, as it said last
 
 
-def active(seen: Observed, settings: IncidentsConfig) -> dict[str, str]:
+def title(key: Key) -> str:
+    """An incident's title, naming its PBX when it is about one of several."""
+    if key.pbx and key.kind in PBX_TITLES:
+        return PBX_TITLES[key.kind].format(pbx=key.pbx)
+    return TITLES.get(key.kind, key.kind)
+
+
+def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
     """The incidents under way, each with a one-line summary."""
-    found: dict[str, str] = {}
-    if seen.ami_down_since is not None and seen.now - seen.ami_down_since > settings.ami_down_minutes * 60:
-        found["ami_down"] = (f"not logged in to AMI for {(seen.now - seen.ami_down_since) / 60:.0f} "
-                             f"minutes")
+    found: dict[Key, str] = {}
+    for pbx, since in sorted(seen.ami_down_since.items()):
+        if seen.now - since > settings.ami_down_minutes * 60:
+            which = f"PBX {pbx}: " if pbx else ""
+            found[Key("ami_down", pbx)] = (f"{which}not logged in to AMI for "
+                                          f"{(seen.now - since) / 60:.0f} minutes")
     if (settings.no_calls_hours is not None and seen.quiet_open_hours is not None
             and seen.quiet_open_hours > settings.no_calls_hours):
-        found["no_call_events"] = (f"no call event from AMI for {seen.quiet_open_hours:.1f} hours "
-                                   f"of business hours")
+        found[Key("no_call_events")] = (f"no call event from AMI for "
+                                        f"{seen.quiet_open_hours:.1f} hours of business hours")
     if seen.gateway_failures_in_row >= settings.gateway_failures:
-        found["gateway_failing"] = (f"{seen.gateway_failures_in_row} sends in a row failed; the "
-                                    f"last: {one_line(seen.gateway_error, 300)}")
+        found[Key("gateway_failing")] = (f"{seen.gateway_failures_in_row} sends in a row failed; "
+                                         f"the last: {one_line(seen.gateway_error, 300)}")
     if seen.expired is not None:
-        found["texts_expiring"] = one_line(seen.expired, 300)
+        found[Key("texts_expiring")] = one_line(seen.expired, 300)
     if seen.mail_error is not None:
-        found["mail_refused"] = one_line(seen.mail_error, 300)
+        found[Key("mail_refused")] = one_line(seen.mail_error, 300)
     if seen.reply_listener_error is not None:
-        found["reply_listener"] = one_line(seen.reply_listener_error, 300)
+        found[Key("reply_listener")] = one_line(seen.reply_listener_error, 300)
     if seen.routing_error is not None:
-        found["routing_table"] = one_line(seen.routing_error, 300)
+        found[Key("routing_table")] = one_line(seen.routing_error, 300)
     if seen.webhook_signing_error is not None:
-        found["webhook_signing"] = one_line(seen.webhook_signing_error, 300)
+        found[Key("webhook_signing")] = one_line(seen.webhook_signing_error, 300)
     if seen.ami_behind_at is not None and seen.now - seen.ami_behind_at < BEHIND_RECOVERED_MINUTES * 60:
-        found["ami_behind"] = ("AMI's answer to a Ping waited behind the events still to be "
+        found[Key("ami_behind")] = ("AMI's answer to a Ping waited behind the events still to be "
                                "read: calls are being recorded late")
     # The same bound as AMI's: a daemon cut off from its database no longer listens to the PBX.
     if (seen.database_down_since is not None
             and seen.now - seen.database_down_since > settings.ami_down_minutes * 60):
-        found["database_down"] = (f"the database has not answered for "
+        found[Key("database_down")] = (f"the database has not answered for "
                                   f"{(seen.now - seen.database_down_since) / 60:.0f} minutes: "
                                   f"{one_line(seen.database_error, 300)}")
     return found
 
 
-def opened_mail(kind: str, summary: str, at: float, zone: str) -> tuple[str, str]:
+def ended(open_keys: Iterable[Key], under_way: Collection[Key],
+          held_elsewhere: Collection[str]) -> list[Key]:
+    """The open incidents that recovered: those no longer under way, but for an incident about
+    a PBX that another daemon of the fleet holds (this one stands by for it, and sees nothing
+    of it): its holder judges whether that PBX recovered."""
+    return [key for key in open_keys if key not in under_way
+            and not (key.kind in PBX_TITLES and key.pbx in held_elsewhere)]
+
+
+def opened_mail(key: Key, summary: str, at: float, zone: str) -> tuple[str, str]:
     """Subject and text of the admin's email when an incident starts."""
     when = datetime.fromtimestamp(at, ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
-    return (f"textback incident: {TITLES[kind]}",
-            f"Since {when}: {summary}.\n\n{WHAT_TO_CHECK[kind]}\n\n"
+    return (f"textback incident: {title(key)}",
+            f"Since {when}: {summary}.\n\n{WHAT_TO_CHECK[key.kind]}\n\n"
             f"You get one more email when it recovers. `textback status` lists open incidents.")
 
 
-def recovered_mail(kind: str, summary: str, opened_at: float, at: float,
+def recovered_mail(key: Key, summary: str, opened_at: float, at: float,
                    zone: str) -> tuple[str, str]:
     """Subject and text of the admin's email when an incident ends."""
     when = datetime.fromtimestamp(at, ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")
-    return (f"textback recovered: {TITLES[kind]}",
+    return (f"textback recovered: {title(key)}",
             f"Recovered at {when}, after {(at - opened_at) / 60:.0f} minutes.\n\n"
             f"It began with: {summary}.")

@@ -17,7 +17,7 @@ from textback.core import media
 from textback.core.call_words import call_title, missed_because
 from textback.core.gateway_errors import described
 from textback.core.hours import Hours, minutes_waited
-from textback.core.incidents import TITLES
+from textback.core.incidents import Key, title as incident_title
 from textback.core.intake import EXTRACTED, PERSON, SUGGESTED, Intake
 from textback.core.numbers import national
 from textback.core.rules import hours_of
@@ -419,7 +419,7 @@ class IncidentRow:
 
 def incident_rows(rows: list[dict], timezone: str) -> list[IncidentRow]:
     """Incidents as `textback status` names them: the kind's title, its summary, since when."""
-    return [IncidentRow(TITLES.get(row["kind"], row["kind"]), row["summary"],
+    return [IncidentRow(incident_title(Key(row["kind"], row.get("pbx", ""))), row["summary"],
                         when(row["opened_at"], timezone), when(row["closed_at"], timezone))
             for row in rows]
 

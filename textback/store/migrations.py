@@ -724,6 +724,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE media ADD COLUMN claimed_by INTEGER;
     ALTER TABLE push_messages ADD COLUMN claimed_by INTEGER
     """,
+    # An incident may be about one PBX (AMI down): the PBX it names ('' for none, or the single
+    # `ami:` form's), and one open incident per kind and PBX.
+    """
+    ALTER TABLE incidents ADD COLUMN pbx TEXT NOT NULL DEFAULT '';
+    DROP INDEX incidents_one_open;
+    CREATE UNIQUE INDEX incidents_one_open ON incidents (kind, pbx) WHERE closed_at IS NULL
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

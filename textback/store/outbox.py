@@ -17,6 +17,10 @@ another live daemon of a fleet is sending. A row still
 pending at its deadline (`first_due_at` plus text.max_age_minutes; five
 minutes for an opt-out confirmation) becomes `expired`, with the same kind of
 conditional UPDATE, and its owner is emailed instead.
+
+The reads and the claim of due texts take the `Senders` a daemon may send from (every number,
+unless the asterisk gateway sends through PBXs a fleet's daemons hold apart): a daemon claims
+only texts it can send, and the others' wait for the daemon that can.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from textback.core import consent
 from textback.core import events
+from textback.core.fleet import EVERY_SENDER, Senders
 from textback.core.relay import OWNER_KINDS
 from textback.store.connection import Connection
 from textback.store.states import OUTBOX
@@ -43,30 +48,54 @@ class OutboxRows(Connection):
         if item.kind not in OWNER_KINDS:
             await self._emit(_text_event(kind, item, status, error, at))
 
-    async def recover_interrupted(self, mine_too: bool = False) -> list[int]:
+    async def recover_interrupted(self, mine_too: bool = False,
+                                  senders: Senders = EVERY_SENDER) -> list[int]:
         """Rows a gone daemon left in `sending` (a crash, a kill, a host lost): mark them
         `unknown` rather than risk a second text. A live daemon's are its own to end, so a
         daemon starting beside it never takes a text it is sending; `mine_too` takes this
-        daemon's own as well (sends it stopped: it lost the AMI lease the gateway sends by)."""
+        daemon's own as well (sends it stopped: it lost the AMI lease the gateway sends by),
+        of the texts from `senders` (those of the PBX whose lease went)."""
+        if senders.none:
+            return []
+        sent_from, sent_from_args = self._sent_from(senders)
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
                 " last_error = 'interrupted while sending; not re-sent'"
-                f" WHERE {OUTBOX.guard('interrupted')} AND {self._orphaned(mine_too)}"
-                " RETURNING id, message_id", (time.time(),))
+                f" WHERE {OUTBOX.guard('interrupted')} AND {self._orphaned(mine_too)}{sent_from}"
+                " RETURNING id, message_id", (time.time(), *sent_from_args))
             rows = sorted((row[0], row[1]) for row in await cursor.fetchall())
             await db.executemany("UPDATE messages SET status = 'unknown' WHERE id = ?",
                                  [(row[1],) for row in rows])
         return [row[0] for row in rows]
 
-    async def next_due(self) -> float | None:
-        row = await self._one("SELECT MIN(due_at) AS due FROM outbox WHERE state = 'pending'")
+    @staticmethod
+    def _sent_from(senders: Senders, column: str = "sender") -> tuple[str, tuple[str, ...]]:
+        """` AND <column> IN (...)` (or NOT IN) for the texts from `senders`, and its args;
+        nothing for every sender. Not for `senders.none`, which reads no row at all."""
+        if senders.only is not None:
+            return f" AND {column} IN ({','.join('?' * len(senders.only))})", senders.only
+        if senders.never:
+            return f" AND {column} NOT IN ({','.join('?' * len(senders.never))})", senders.never
+        return "", ()
+
+    async def next_due(self, senders: Senders = EVERY_SENDER) -> float | None:
+        """When the next pending text from `senders` is due."""
+        if senders.none:
+            return None
+        sent_from, args = self._sent_from(senders)
+        row = await self._one("SELECT MIN(due_at) AS due FROM outbox WHERE state = 'pending'"
+                              f"{sent_from}", args)
         return row["due"] if row else None
 
-    async def due(self, now: float, limit: int = 20) -> list[OutboxItem]:
-        """Pending texts due by `now`, oldest first (by when they were first due)."""
-        return await self._pending("o.due_at <= ? ORDER BY o.first_due_at, o.id LIMIT ?",
-                                   (now, limit))
+    async def due(self, now: float, limit: int = 20,
+                  senders: Senders = EVERY_SENDER) -> list[OutboxItem]:
+        """Pending texts from `senders` due by `now`, oldest first (by when they were first due)."""
+        if senders.none:
+            return []
+        sent_from, args = self._sent_from(senders, "o.sender")
+        return await self._pending(f"o.due_at <= ?{sent_from} ORDER BY o.first_due_at, o.id"
+                                   " LIMIT ?", (now, *args, limit))
 
     async def first_due_before(self, cutoff: float) -> list[OutboxItem]:
         """Pending texts first due before `cutoff`: the ones that may be past their deadline."""
@@ -115,16 +144,22 @@ class OutboxRows(Connection):
             " LEFT JOIN calls k ON k.message_id = m.id WHERE m.id = ?", (message_id,))
         return dict(row)
 
-    async def claim_all(self, items: list[OutboxItem]) -> list[OutboxItem]:
-        """pending -> sending for `items`, in one transaction; returns the ones this call took
-        (not those another worker, or an earlier run, already took)."""
-        taken = await self._claim_ids([item.id for item in items]) if items else set()
+    async def claim_all(self, items: list[OutboxItem],
+                        senders: Senders = EVERY_SENDER) -> list[OutboxItem]:
+        """pending -> sending for `items` that go from `senders` (those this daemon can send
+        now: read again at the claim, since a lease may have gone since the texts were read),
+        in one transaction; returns the ones this call took (not those another worker, or an
+        earlier run, already took)."""
+        taken = (await self._claim_ids([item.id for item in items], senders)
+                 if items and not senders.none else set())
         return [item for item in items if item.id in taken]
 
-    async def _claim_ids(self, ids: list[int]) -> set[int]:
+    async def _claim_ids(self, ids: list[int], senders: Senders) -> set[int]:
         marks = ",".join("?" * len(ids))
+        sent_from, sent_from_args = self._sent_from(senders)
         async with self._transaction():
-            return set(await self._claim("outbox", OUTBOX, f"id IN ({marks})", tuple(ids),
+            return set(await self._claim("outbox", OUTBOX, f"id IN ({marks}){sent_from}",
+                                         (*ids, *sent_from_args),
                                          sets=", attempts = attempts + 1, updated_at = ?",
                                          set_args=(time.time(),)))
 

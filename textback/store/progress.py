@@ -21,12 +21,13 @@ class ProgressRows(Connection):
                              f" ON CONFLICT ({self._company_key('name')}) DO UPDATE SET value = excluded.value",
                              (name, value))
 
-    async def open_incident(self, kind: str, summary: str, at: float) -> int | None:
-        """Record that an incident of `kind` began; None when one is already open."""
+    async def open_incident(self, kind: str, summary: str, at: float, pbx: str = "") -> int | None:
+        """Record that an incident of `kind` began (about `pbx`, or '' for none in particular);
+        None when one of that kind about that PBX is already open."""
         async with self._transaction():
             return await self._insert(
-                "INSERT INTO incidents (kind, summary, opened_at) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING", (kind, summary, at))
+                "INSERT INTO incidents (kind, summary, opened_at, pbx) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING", (kind, summary, at, pbx))
 
     async def close_incident(self, incident_id: int, at: float) -> bool:
         async with self._transaction() as db:

@@ -2,7 +2,7 @@
 
 The incident worker is an object with explicit dependencies: the store, the
 metrics, the `Watch` the daemon's other parts report what goes wrong into,
-whether AMI is logged in, and a way to mail the admin. It turns the watch
+whether each PBX is listened to, and a way to mail the admin. It turns the watch
 into incidents (textback.core.incidents decides), stores them, and mails the
 admin once when one opens and once when it recovers.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Mapping
 
 from textback import service
 
@@ -44,7 +44,8 @@ class Watch:
 
     started_at: float
     call_event_at: float | None = None  # the last AMI event about a channel
-    ami_down_since: float | None = None
+    # Each PBX not listened to, since when (by its incident name: '' for the single form's).
+    ami_down_since: dict[str, float] = field(default_factory=dict)
     gateway_failures_in_row: int = 0
     gateway_error: str = ""
     expired: str | None = None
@@ -78,14 +79,16 @@ class IncidentWorker:
     """Incidents from the watch, and the AMI state `textback status` reads, kept in the store."""
 
     def __init__(self, config: Config, store: Store, metrics: Metrics, watch: Watch,
-                 ami_logged_in: Callable[[], bool],
+                 pbx_states: Callable[[], Mapping[str, bool | None]],
                  mail_admin: Callable[[str, str], Awaitable[None]],
                  mail_admin_now: Callable[[str, str], Awaitable[None]]):
         self.config = config
         self.store = store
         self.metrics = metrics
         self.watch = watch
-        self._ami_logged_in = ami_logged_in
+        # Each PBX by its incident name: True listened to by this daemon, False not, None held
+        # by another daemon of the fleet (that one observes it).
+        self._pbx_states = pbx_states
         self._mail_admin = mail_admin
         # Straight to the relay, no row in the store: while the database does not answer.
         self._mail_admin_now = mail_admin_now
@@ -99,16 +102,17 @@ class IncidentWorker:
 
     def _observed(self, now: float) -> incidents.Observed:
         w = self.watch
-        if self._ami_logged_in():
-            w.ami_down_since = None
-        elif w.ami_down_since is None:
-            w.ami_down_since = now
+        for pbx, listened in self._pbx_states().items():
+            if listened is False:
+                w.ami_down_since.setdefault(pbx, now)
+            else:
+                w.ami_down_since.pop(pbx, None)
         hours = hours_of(self.config)
         quiet = None
         if hours.windows:
             quiet = hours.open_seconds_between(w.call_event_at or w.started_at, now) / 3600
         return incidents.Observed(
-            now=now, ami_down_since=w.ami_down_since, quiet_open_hours=quiet,
+            now=now, ami_down_since=dict(w.ami_down_since), quiet_open_hours=quiet,
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
             reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
@@ -127,19 +131,23 @@ class IncidentWorker:
         await self._database_answers(now)
         seen = self._observed(now)
         under_way = incidents.active(seen, self.config.incidents)
-        known = {row["kind"]: row for row in await self.store.open_incidents()}
+        known = {incidents.Key(row["kind"], row["pbx"]): row
+                 for row in await self.store.open_incidents()}
         zone = self.config.business.timezone
-        for kind, summary in under_way.items():
-            if kind in known or await self.store.open_incident(kind, summary, now) is None:
+        for key, summary in under_way.items():
+            if key in known or await self.store.open_incident(key.kind, summary, now,
+                                                              key.pbx) is None:
                 continue
-            log.error("incident: %s: %s", incidents.TITLES[kind], summary)
-            await self._mail_admin(*incidents.opened_mail(kind, summary, now, zone))
-        for kind, row in known.items():
-            if kind in under_way or not await self.store.close_incident(row["id"], now):
+            log.error("incident: %s: %s", incidents.title(key), summary)
+            await self._mail_admin(*incidents.opened_mail(key, summary, now, zone))
+        held_elsewhere = {pbx for pbx, listened in self._pbx_states().items() if listened is None}
+        for key in incidents.ended(known, under_way, held_elsewhere):
+            row = known[key]
+            if not await self.store.close_incident(row["id"], now):
                 continue
-            log.info("incident over: %s (open %.0f min)", incidents.TITLES[kind],
+            log.info("incident over: %s (open %.0f min)", incidents.title(key),
                      (now - row["opened_at"]) / 60)
-            await self._mail_admin(*incidents.recovered_mail(kind, row["summary"],
+            await self._mail_admin(*incidents.recovered_mail(key, row["summary"],
                                                              row["opened_at"], now, zone))
         self.metrics.incidents_open.set(len(under_way))
 
@@ -151,13 +159,14 @@ class IncidentWorker:
             log.error("the database does not answer (%s); the admin is emailed if it lasts "
                       "%g minutes", one_line(w.database_error, 300),
                       self.config.incidents.ami_down_minutes)
-        summary = incidents.active(self._observed(now), self.config.incidents).get("database_down")
+        down = incidents.Key("database_down")
+        summary = incidents.active(self._observed(now), self.config.incidents).get(down)
         if summary is None or self._database_down_told:
             return
-        log.error("incident: %s: %s", incidents.TITLES["database_down"], summary)
+        log.error("incident: %s: %s", incidents.title(down), summary)
         try:
             await self._mail_admin_now(*incidents.opened_mail(
-                "database_down", summary, w.database_down_since, self.config.business.timezone))
+                down, summary, w.database_down_since, self.config.business.timezone))
         except Exception as mail_error:  # noqa: BLE001 - tried again at the next check
             log.error("could not email the admin that the database is down either: %s",
                       one_line(f"{type(mail_error).__name__}: {mail_error}", 300))
@@ -174,7 +183,7 @@ class IncidentWorker:
         if self._database_down_told:
             self._database_down_told = False
             await self._mail_admin(*incidents.recovered_mail(
-                "database_down", f"the database did not answer: {one_line(error, 300)}", since,
+                incidents.Key("database_down"), f"the database did not answer: {one_line(error, 300)}", since,
                 now, self.config.business.timezone))
 
     async def note_ami_state(self) -> None:
@@ -184,7 +193,8 @@ class IncidentWorker:
         login-and-loss leave the latest one in the store.
         """
         async with self._ami_state_lock:
-            logged_in = float(self._ami_logged_in())
+            logged_in = float(all(listened is not False
+                                  for listened in self._pbx_states().values()))
             if await self.store.progress(AMI_LOGGED_IN) != logged_in:
                 await self.store.note_progress(AMI_LOGGED_IN, logged_in)
                 await self.store.note_progress(AMI_STATE_SINCE, time.time())

@@ -1,8 +1,11 @@
 """The outbox worker: due texts to the gateway, in parallel, until each is sent or reported.
 
 An object with explicit dependencies: the store, the gateway, a clock, its wake event, the
-pacer, the metrics and watch it reports into, `notify` to tell an owner what did not go, and
-`media_links` to sign the links an MMS provider fetches an owner's photos from.
+pacer, the metrics and watch it reports into, `notify` to tell an owner what did not go,
+`media_links` to sign the links an MMS provider fetches an owner's photos from, and `senders`:
+the business numbers whose texts it may send now (in a fleet with the asterisk gateway, those
+of the PBXs this daemon holds; every number otherwise). Expiry looks at every text, whoever
+may send it, so a text nobody can send is still reported at its deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Awaitable, Callable
 from sms_gateway.base import Gateway, OutgoingText, SendResult, mms_limits
 from textback.core.alerts import one_line
 from textback.config import Config, OwnerConfig
+from textback.core.fleet import EVERY_SENDER, Senders
 from textback.core.delivery import (CONFIRMATION_WINDOW_SECONDS, MAX_RETRY_SECONDS, OPTOUT_CONFIRMATION,
                                     OWNER_REPLY, Pacer, Undelivered, deadline, undelivered_notice)
 from textback.ops.metrics import Metrics
@@ -50,8 +54,10 @@ class OutboxWorker:
     def __init__(self, config: Config, store: Store, gateway: Gateway, clock: SystemClock,
                  wake: asyncio.Event, metrics: Metrics, watch: Watch, notify: Notify,
                  masked: Callable[[str], str], answer_failed: AnswerFailed,
-                 media_links: MediaLinks | None = None):
+                 media_links: MediaLinks | None = None,
+                 senders: Callable[[], Senders] = lambda: EVERY_SENDER):
         self.config = config
+        self._senders = senders  # read at each round and each claim: leases come and go
         self._media_links = media_links
         self.store = store
         self.gateway = gateway
@@ -66,6 +72,7 @@ class OutboxWorker:
         self._link_failing = False  # a send failed for want of the gateway since the last success
         self._accepted: list[tuple[OutboxItem, str | None]] = []  # sent, not yet committed
         self._accepted_commit: asyncio.Future | None = None
+        self._in_flight: dict[asyncio.Task, OutboxItem] = {}  # claimed, send not ended
 
     async def run(self) -> None:
         """Hand due texts to the gateway, oldest first, up to gateway.max_concurrent_sends at once.
@@ -92,7 +99,7 @@ class OutboxWorker:
             held = self._pacer.held_until > now
             if not held and len(sending) < limit:
                 batch: list[OutboxItem] = []  # texts whose rate-limit slot is now
-                for item in await self.store.due(now, limit - len(sending)):
+                for item in await self.store.due(now, limit - len(sending), self._senders()):
                     start = self._pacer.reserve(self.clock.now())
                     if start > self.clock.now():
                         await self._start_sends(batch, sending)
@@ -106,19 +113,32 @@ class OutboxWorker:
             elif len(sending) >= limit:
                 timeout = IDLE_POLL_SECONDS  # a send that ends wakes the worker
             else:
-                next_due = await self.store.next_due()
+                next_due = await self.store.next_due(self._senders())
                 timeout = IDLE_POLL_SECONDS if next_due is None else next_due - now
             await self.clock.wait(self._outbox_wake, min(timeout, IDLE_POLL_SECONDS))
 
     async def _start_sends(self, items: list[OutboxItem], sending: set[asyncio.Task]) -> None:
         """Claim `items` in one transaction and start sending the ones claimed, each in `sending`
         until it ends (which wakes the worker)."""
-        for item in await self.store.claim_all(items):
+        for item in await self.store.claim_all(items, self._senders()):
             task = asyncio.create_task(self.send(item))
             sending.add(task)
+            self._in_flight[task] = item
             task.add_done_callback(sending.discard)
+            task.add_done_callback(lambda done: self._in_flight.pop(done, None))
             task.add_done_callback(log_failure)
             task.add_done_callback(lambda _: self._outbox_wake.set())
+
+    async def sends_stopped(self, senders: Senders, within: float) -> list[int]:
+        """This daemon may no longer send from `senders` (the AMI lease of their PBX went, its
+        connection already closed): wait, at most `within` seconds, for the sends from them
+        under way to end (through a closed connection they end at once, to be retried by the
+        next holder), then mark what this daemon still has `sending` from them `unknown`, as
+        a start does: it may or may not have gone, so it is not sent again. Returns those ids."""
+        stopping = [task for task, item in self._in_flight.items() if senders.include(item.sender)]
+        if stopping:
+            await asyncio.wait(stopping, timeout=within)
+        return await self.store.recover_interrupted(mine_too=True, senders=senders)
 
     async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name

@@ -139,6 +139,15 @@ class PbxListener:
         return self.ami.logged_in or (self.lease is not None and self.lease.standing_by)
 
     @property
+    def listened(self) -> bool | None:
+        """For the incidents: True while this daemon is logged in to the PBX's AMI, None while
+        another daemon of the fleet holds its lease (that one tells whether it is down), False
+        otherwise."""
+        if self.ami.logged_in:
+            return True
+        return None if self.lease is not None and self.lease.standing_by else False
+
+    @property
     def holding(self) -> bool:
         """This daemon listens to the PBX: always with SQLite, while holding its lease in a fleet."""
         return self.lease is None or self.lease.holding

@@ -633,4 +633,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE media ADD COLUMN claimed_by BIGINT;
     ALTER TABLE push_messages ADD COLUMN claimed_by BIGINT;
     """ + owned_by_company("daemons"),
+    # 33: the PBX an incident is about (see SQLite's 33); one open per kind, PBX and company
+    """
+    ALTER TABLE incidents ADD COLUMN pbx TEXT NOT NULL DEFAULT '';
+    DROP INDEX incidents_one_open;
+    CREATE UNIQUE INDEX incidents_one_open ON incidents (kind, pbx, company_id)
+        WHERE closed_at IS NULL;
+    """,
 ]
