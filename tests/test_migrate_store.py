@@ -371,6 +371,19 @@ def test_a_failure_in_the_middle_leaves_the_target_as_it_was(fleet, tmp_path, po
     assert all_rows() == before
 
 
+def test_a_photo_missing_from_disk_fails_the_check(fleet, tmp_path):
+    """The rows move, but a file a row names that is not on disk is named, and the command
+    exits 1: a photo never goes missing silently."""
+    url, source, config = fleet
+    [gone] = [r["sha256"] for r in file_rows(source, "media") if r["url"]]
+    MediaStore(source.parent / "media").path(gone).unlink()
+    done = move(url, source, config, tmp_path)
+    assert done.returncode == 1
+    assert f"media: MISSING {MediaStore(source.parent / 'media').path(gone)}" in done.stdout
+    assert "verification FAILED" in done.stdout
+    assert "media: 1 file(s) copied" in done.stdout
+
+
 def test_every_table_of_the_store_is_known_to_the_move():
     """A table added to the schema must be given its place in the move (or be refused there):
     the file's tables are the move's, and the company's tables on PostgreSQL too."""
