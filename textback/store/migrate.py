@@ -36,7 +36,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import psycopg
 
@@ -69,7 +69,7 @@ class Table:
     refs: dict[str, str] = field(default_factory=dict)
     declared: tuple[str, ...] = ()
     rewrite: Callable[["Remap", dict[str, Any]], dict[str, Any] | None] | None = None
-    why: str = ""  # what is special about it, for the docs and the summary
+    why: str = ""  # what the move does beyond a copy, printed beside its count
 
 
 class Remap:
@@ -421,8 +421,10 @@ def _copy_table(connection: psycopg.Connection, db: sqlite3.Connection, table: T
             cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})",
                                [[row[c] for c in columns] for row in written])
     left_out = len(rows) - len(written)
-    return Copied(table.name, len(rows), len(written),
-                  f"{left_out} left out: their rows were pruned" if left_out else "")
+    undeclared = [c for c in table.refs if c not in table.declared and c not in table.why]
+    notes = ([table.why] + [f"{', '.join(undeclared)}: ids without a key"] * bool(undeclared)
+             + [f"{left_out} left out: the rows they index were pruned"] * bool(left_out))
+    return Copied(table.name, len(rows), len(written), "; ".join(n for n in notes if n))
 
 
 def migrate(source: Path, url: str, password: str | None, company: str, company_name: str = "",
@@ -556,13 +558,3 @@ def _digests(db: sqlite3.Connection) -> set[str]:
     return {row[0] for row in db.execute(
         "SELECT sha256 FROM media WHERE sha256 IS NOT NULL UNION"
         " SELECT rendition_sha256 FROM media WHERE rendition_sha256 IS NOT NULL")}
-
-
-def special_tables() -> Iterable[tuple[str, str]]:
-    """(table, what is special about it) for each table the move does more than copy."""
-    for table in TABLES:
-        undeclared = [c for c in table.refs if c not in table.declared]
-        why = table.why or (f"{', '.join(undeclared)} without a key" if undeclared else "")
-        if why:
-            yield table.name, why
-    yield from NOT_COPIED.items()
