@@ -314,6 +314,24 @@ def test_a_store_moves_in_as_a_company_beside_another(fleet, tmp_path):
     asyncio.run(write_on())
 
 
+def test_an_empty_database_is_given_its_schema_first(fleet, tmp_path, postgres_server):
+    """A new fleet database, with nothing in it yet: the move creates the schema as `textback
+    run` would, then moves the store; the password read from the environment this time."""
+    _, source, config = fleet
+    url = postgres_server.new_database()
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    role = postgres_server.password_role(PASSWORD)
+    postgres_server.admin(f'ALTER DATABASE "{name}" OWNER TO {role}')
+    url = postgres_server.url(name, user=role)
+    done = textback("migrate-store", "-c", str(config), "--from", f"sqlite://{source}",
+                    "--to", url, "--company", "acme", "--to-password-env", "ACME_DB_PASSWORD",
+                    env={"ACME_DB_PASSWORD": PASSWORD})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert PASSWORD not in done.stdout + done.stderr
+    assert "media: 2 file(s) stay in" in done.stdout
+    assert len(company_rows(url, "acme")["messages"]) == len(file_rows(source, "messages"))
+
+
 def test_a_second_move_of_the_company_is_refused_and_changes_nothing(fleet, tmp_path):
     url, source, config = fleet
     assert move(url, source, config, tmp_path).returncode == 0
