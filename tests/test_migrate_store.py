@@ -74,9 +74,8 @@ async def everything_else(store, files: MediaStore, tag: str) -> None:
     await store.add_note(inbound.conversation_id, "dana", f"call back after 5 ({tag})")
     await store.set_contact_class(CALLER, "client", "dana")
     await store.record_outcome(inbound.conversation_id, "won", 82000.0, "cli")
-    await store.correct_intake(inbound.conversation_id,
-                               [Fact("project", "kitchen", "Kitchen", "the kitchen", "said so", "person")],
-                               "dana", "web")
+    kitchen = Fact("project", "kitchen", "Kitchen", "the kitchen", "said so", "person")
+    await store.correct_intake(inbound.conversation_id, [kitchen], "dana", "web")
     await store.reply_token(inbound.conversation_id, "dana", 86400, ("Dana, a reply",))
     await store.record_escalation(inbound.message_id, 1, "dana",
                                   Notice("dana", "dana@example.com", "waiting", f"{tag} waits"))
