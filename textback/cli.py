@@ -633,13 +633,10 @@ def migrate_store(config_path: str | None, source: str, target: str, company: st
                f"(id {moved.company_id}), in one transaction.\n")
     counts = migrate.count_rows(path, target, password, moved.company_id)
     copied = {c.table: c for c in moved.tables}
-    bad = []
+    bad = migrate.count_problems(moved, counts)
     click.echo(f"{'TABLE':<22} {'IN FILE':>8} {'COPIED':>8} {'IN TARGET':>9}  NOTE")
     for table, in_file, in_target in counts:
         row = copied[table]
-        if in_file != row.source or in_target != row.copied:
-            bad.append(f"{table}: {in_file} in the file, {row.copied} copied, {in_target} in "
-                       "the target")
         click.echo(f"{table:<22} {in_file:>8} {row.copied:>8} {in_target:>9}  {row.note}")
     click.echo("")
     for line in moved.media:

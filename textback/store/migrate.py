@@ -41,7 +41,6 @@ from typing import Any, Callable
 import psycopg
 
 from textback import runlock
-from textback.core.fleet import EVENT_IDS_LOCK
 from textback.store import migrations as sqlite_migrations
 from textback.store.connection import downgrade_refused, textback_version
 from textback.store.postgres import migrations as pg_migrations
@@ -462,8 +461,10 @@ def migrate(source: Path, url: str, password: str | None, company: str, company_
                 company_id = _enrol(connection, company, company_name, url)
                 connection.execute("SELECT set_config('textback.company', %s, true)",
                                    (str(company_id),))
-                # As every event insert does, so no reader's cursor passes these ids early.
-                connection.execute("SELECT pg_advisory_xact_lock_shared(%s)", (EVENT_IDS_LOCK,))
+                # No event-id lock (textback/store/postgres/claimers.py) is taken, unlike an
+                # event insert's: the readers whose cursors it guards read their own company's
+                # events alone, and this company has no daemon yet, while holding it for the
+                # whole copy would stall every other company's webhook and push fan-out.
                 remap, copied = Remap(), []
                 for table in TABLES:
                     copied.append(_copy_table(connection, db, table, remap))
@@ -530,6 +531,14 @@ def _restore_versions(connection: psycopg.Connection, db: sqlite3.Connection,
         with connection.cursor() as cursor:
             cursor.executemany("UPDATE conversations SET version = %s, state_version = %s"
                                " WHERE id = %s", rows)
+
+
+def count_problems(moved: Moved, counts: list[tuple[str, int, int]]) -> list[str]:
+    """Each table whose rows, counted after the move (`count_rows`), are not what it copied."""
+    copied = {c.table: c for c in moved.tables}
+    return [f"{table}: {in_file} in the file, {copied[table].copied} copied, {in_target} in "
+            "the target" for table, in_file, in_target in counts
+            if in_file != copied[table].source or in_target != copied[table].copied]
 
 
 def count_rows(source: Path, url: str, password: str | None,
