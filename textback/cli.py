@@ -143,7 +143,13 @@ def inbox(config_path: str | None, as_json: bool, limit: int, project: str,
     if project and project not in projects:
         raise click.BadParameter(f"no such project type; one of {', '.join(projects)}",
                                  param_hint="--project")
-    rows = asyncio.run(read_store(loaded, "inbox", limit, project, area or ""))
+    show_inbox(loaded, as_json, limit, project, area or "")
+
+
+def show_inbox(loaded: Loaded, as_json: bool = False, limit: int = 50, project: str = "",
+               area: str = "") -> None:
+    """`textback inbox`'s output for the store `loaded` names."""
+    rows = asyncio.run(read_store(loaded, "inbox", limit, project, area))
     if not as_table(rows, as_json, "No open conversations."):
         return
     tz = loaded.config.business.timezone
@@ -236,9 +242,13 @@ def _since(value: str) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def calls(config_path: str | None, since: str, as_json: bool) -> None:
     """Recent inbound calls: outcome, reason, and whether a text went out and why."""
-    loaded = load_config(config_path)
-    rows = asyncio.run(read_store(loaded, "calls", _since(since)))
-    if not as_table(rows, as_json, f"No inbound calls in the last {since}."):
+    show_calls(load_config(config_path), _since(since), as_json, f"in the last {since}")
+
+
+def show_calls(loaded: Loaded, since: float, as_json: bool = False, span: str = "") -> None:
+    """`textback calls`'s output for the store `loaded` names: the calls since `since`."""
+    rows = asyncio.run(read_store(loaded, "calls", since))
+    if not as_table(rows, as_json, f"No inbound calls {span}."):
         return
     tz = loaded.config.business.timezone
     click.echo(f"{'STARTED':<19}  {'CALLER':<16} {'DIALLED':<13} {'SEEN':<4} {'TEXT':<24} WHY")
@@ -332,13 +342,21 @@ def _period(month: str | None, start: str | None, end: str | None, tz: str) -> t
 def report(config_path: str | None, month: str | None, start: str | None, end: str | None,
            fmt: str) -> None:
     """The scorecard per business number: missed calls, texts, replies, booked, won."""
-    from textback.core.scorecard import render_intake_views, render_text
-
     loaded = load_config(config_path)
     tz = loaded.config.business.timezone
     if not (month or start or end):
         month = datetime.now(ZoneInfo(tz)).strftime("%Y-%m")
+    show_report(loaded, month, start, end, fmt)
+
+
+def show_report(loaded: Loaded, month: str | None, start: str | None, end: str | None,
+                fmt: str = "table") -> None:
+    """`textback report`'s output for the store `loaded` names, for a month or a range."""
+    from textback.core.scorecard import render_intake_views, render_text
+
+    tz = loaded.config.business.timezone
     begin, stop, label = _period(month, start, end, tz)
+
     async def read(store):
         return (await _scorecard(store, month, begin, stop, tz),
                 await store.scorecard_by_intake(begin, stop))
@@ -548,6 +566,144 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
                                                     f"held if `hold`: {quiet.explain()}"))
     else:
         click.echo(f"text       no: {decision.reason}")
+
+
+@main.command("migrate-store")
+@config_option
+@click.option("--from", "source", required=True, metavar="sqlite:///PATH",
+              help="The single install's SQLite store, e.g. sqlite:///var/lib/textback/textback.db.")
+@click.option("--to", "target", required=True, metavar="postgresql://USER@HOST/DB",
+              help="The fleet's PostgreSQL database (no password in the URL).")
+@click.option("--company", required=True, metavar="ID",
+              help="The new company's id in the database (a-z, 0-9, - and _), as its config's "
+                   "company.id.")
+@click.option("--company-name", default="", help="The company's name, as company.name.")
+@click.option("--to-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file holding the database role's password.")
+@click.option("--to-password-env", metavar="NAME",
+              help="An environment variable holding the database role's password.")
+@click.option("--media-to", type=click.Path(file_okay=False, path_type=Path),
+              help="Copy the photos and files the store's rows name into this directory (the "
+                   "company's media.directory). Without it they stay where they are.")
+def migrate_store(config_path: str | None, source: str, target: str, company: str,
+                  company_name: str, to_password_file: Path | None, to_password_env: str | None,
+                  media_to: Path | None) -> None:
+    """Move a single install's SQLite store into a fleet's PostgreSQL as one new company,
+    then check it: each table's rows, and `report`, `inbox` and `calls` alike on both.
+
+    Stop `textback run` first. -c names the install's config (its business, owners and
+    media directory), read as it is for the SQLite file and with --to and --company for the
+    database. Exits 1 when the move is refused (nothing written) or its check fails.
+    """
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from textback.config import CompanyConfig, StorageConfig
+    from textback.config_schema import SecretRef
+    from textback.mediafiles import MediaStore, media_directory
+    from textback.store import migrate
+
+    loaded = load_config(config_path)
+    try:
+        if not source.startswith("sqlite:"):
+            raise ValueError("--from must be sqlite:///path/to/textback.db")
+        path = StorageConfig(url=source).path
+        database = StorageConfig(url=target, password=None)
+        if database.backend != "postgresql":
+            raise ValueError("--to must be postgresql://user@host/database")
+        chosen = CompanyConfig(id=company, name=company_name)
+        if to_password_file is not None and to_password_env is not None:
+            raise ValueError("give --to-password-file or --to-password-env, not both")
+        ref = (SecretRef(file=to_password_file) if to_password_file is not None else
+               SecretRef(env=to_password_env) if to_password_env is not None else None)
+        secret = ref.resolve() if ref is not None else None
+    except (ValidationError, ValueError) as exc:
+        raise click.UsageError(str(exc).splitlines()[-1] if isinstance(exc, ValidationError)
+                               else str(exc)) from None
+    password = secret.get_secret_value() if secret is not None else None
+    masked = redact.Redactor([password] if password else [])
+    before = dataclasses.replace(loaded, config=loaded.config.model_copy(
+        update={"storage": StorageConfig(path=path), "company": CompanyConfig()}))
+    after = dataclasses.replace(
+        loaded, secrets=dataclasses.replace(loaded.secrets, storage_password=secret),
+        config=loaded.config.model_copy(update={
+            "storage": database.model_copy(update={"path": loaded.config.storage.path}),
+            "company": chosen}))
+    files = MediaStore(media_directory(before.config))
+
+    def copy_media(digests: set[str]) -> list[str]:
+        """Before the database's transaction: the files the rows name, in place or copied."""
+        if media_to is None:
+            missing = sorted(d for d in digests if not files.path(d).is_file())
+            return [f"media: {len(digests) - len(missing)} file(s) stay in {files.directory}; "
+                    f"the company's config must name it (media.directory: {files.directory})"
+                    ] + [f"media: MISSING {files.path(d)}" for d in missing]
+        done = MediaStore(media_to).copy_from(files, digests)
+        return ([f"media: {done.copied} file(s) copied from {files.directory} to {media_to}, "
+                 f"{done.present} already there; the company's config must name it "
+                 f"(media.directory: {media_to})"]
+                + [f"media: MISSING {files.path(d)}" for d in done.missing]
+                + [f"media: DAMAGED (bytes do not match the name) {files.path(d)}"
+                   for d in done.damaged])
+
+    try:
+        moved = migrate.migrate(path, target, password, chosen.id, chosen.name,
+                                media=copy_media)
+    except migrate.MigrationRefused as exc:
+        raise click.ClickException(masked(str(exc))) from None
+    click.echo(f"Moved {path} into {migrate.redacted(target)} as company {chosen.id!r} "
+               f"(id {moved.company_id}), in one transaction.\n")
+    counts = migrate.count_rows(path, target, password, moved.company_id)
+    copied = {c.table: c for c in moved.tables}
+    bad = migrate.count_problems(moved, counts)
+    click.echo(f"{'TABLE':<22} {'IN FILE':>8} {'COPIED':>8} {'IN TARGET':>9}  NOTE")
+    for table, in_file, in_target in counts:
+        row = copied[table]
+        click.echo(f"{table:<22} {in_file:>8} {row.copied:>8} {in_target:>9}  {row.note}")
+    click.echo("")
+    for line in moved.media:
+        click.echo(line)
+        if "MISSING" in line or "DAMAGED" in line:
+            bad.append(line)
+    tz = loaded.config.business.timezone
+    tomorrow = datetime.fromtimestamp(datetime.now().timestamp() + 86400, ZoneInfo(tz))
+    views = {"textback report (all months)": lambda one: show_report(
+                 one, None, "2000-01-01", f"{tomorrow:%Y-%m-%d}"),
+             "textback inbox": lambda one: show_inbox(one, limit=10_000),
+             "textback calls (all)": lambda one: show_calls(one, 0.0, span="at all")}
+    for name, view in views.items():
+        # Twice at most: an age printed in minutes may turn over between the two readings.
+        for _ in range(2):
+            old, new = _printed(view, before), _printed(view, after)
+            if old == new:
+                break
+        if old == new:
+            click.echo(f"verified: {name} prints the same on both ({len(old.splitlines())} "
+                       "line(s))")
+        else:
+            import difflib
+
+            bad.append(f"{name} differs")
+            click.echo(f"DIFFERS: {name}, file (-) and database (+):")
+            click.echo("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True))))
+    if bad:
+        click.echo("\nverification FAILED:\n  " + "\n  ".join(bad))
+        sys.exit(1)
+    click.echo(f"\nverification passed. Point the company's config at the database "
+               f"(storage.url, storage.password, company.id: {chosen.id}) and start its "
+               "daemon; keep the SQLite file as the archive of the move.")
+
+
+def _printed(view, loaded: Loaded) -> str:
+    """What a command's output function prints for `loaded`."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        view(loaded)
+    return out.getvalue()
 
 
 @main.command()

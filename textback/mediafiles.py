@@ -24,7 +24,7 @@ import hashlib
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -143,6 +143,38 @@ class MediaStore:
 
     def read(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
+
+    def copy_from(self, other: "MediaStore", digests: set[str]) -> "MediaCopy":
+        """Each file `digests` names, from `other` into this directory (`textback
+        migrate-store`): read, checked against its name (a damaged file is not copied) and
+        written as `put` writes. A file already here is kept."""
+        done = MediaCopy()
+        for digest in sorted(digests):
+            if self.path(digest).is_file():
+                done.present += 1
+                continue
+            try:
+                data = other.read(digest)
+            except FileNotFoundError:
+                done.missing.append(digest)
+                continue
+            if hashlib.sha256(data).hexdigest() != digest:
+                done.damaged.append(digest)
+                continue
+            self.put(data)
+            done.copied += 1
+        return done
+
+
+@dataclass
+class MediaCopy:
+    """What `MediaStore.copy_from` did: files copied, already there, and those it could not
+    copy (missing from the source, or whose bytes no longer match their digest)."""
+
+    copied: int = 0
+    present: int = 0
+    missing: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
 
     def remove_unreferenced(self, referenced: set[str], older_than: float) -> tuple[int, int]:
         """Delete the files no media row names (their texts were pruned), and temporary files
