@@ -137,8 +137,6 @@ async def test_a_hostile_webhook_is_refused_unread_or_stored_before_its_answer(
     if status != 200:
         assert after == before
         return
-    if not sender.strip() or not recipient.strip():
-        return  # Twilio's reader may take a blank as absent: then it is a 400 above
     kept = await daemon.store._all(
         "SELECT body FROM messages WHERE gateway_id = ? UNION ALL"
         " SELECT body FROM unroutable_texts WHERE gateway_id = ?",
