@@ -9,7 +9,8 @@ conversation), 409 (opted out), 412 (an If-Match
 that names a state the conversation no longer has) or the 422 of a check the document lists:
 never a 400 for a request the document promised to take. The other way
 round, a request the schemas call invalid must be refused (4xx), never acted
-on: the server checks requests with the very schemas it serves.
+on: the server checks requests with the very schemas it serves. It runs once on
+SQLite and once on PostgreSQL (conftest.py's `backend_storage`).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ expected-statuses = ["2xx", "404", "409", "412", "422"]
 
 
 @pytest.fixture
-def config_path(tmp_path) -> Path:
-    """test_api's daemon, with a rate limit schemathesis's pace stays under."""
+def config_path(tmp_path, backend_storage) -> Path:
+    """test_api's daemon, with a rate limit schemathesis's pace stays under, on each backend."""
     config = base_config(tmp_path, owners=OWNERS, **{
+        **backend_storage,
         "smtp.port": SMTP_SINK_PORT, "text.delay_seconds": 0,
         "web": {"port": PORT, "public_url": "https://textback.acme.example"},
         "api": {"requests_per_minute": 100_000, "burst": 10_000}})

@@ -95,8 +95,18 @@ def pg_sql(sql: str, named: bool) -> str:
     return "".join(out)
 
 
+# PostgreSQL's text cannot hold NUL (SQLite's can): a NUL in what a homeowner, an owner's
+# reply mail or an API client sent is stored as U+FFFD, the character that stands for what
+# cannot be shown, rather than the whole input refused with a server error and lost.
+UNSTORABLE_NUL = ("\x00", "\ufffd")
+
+
 def _value(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value  # flags are integers, as on SQLite
+    if isinstance(value, bool):
+        return int(value)  # flags are integers, as on SQLite
+    if isinstance(value, str) and UNSTORABLE_NUL[0] in value:
+        return value.replace(*UNSTORABLE_NUL)
+    return value
 
 
 def to_psycopg(sql: str, args: Any) -> tuple[str, Any]:
