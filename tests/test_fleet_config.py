@@ -246,6 +246,11 @@ def test_company_and_config_are_one_or_the_other(tmp_path):
     assert alone.exit_code == 2 and "give the company too" in alone.output
     wrong = CliRunner().invoke(cli, ["calls", "--company", "birch", "--fleet", str(main)])
     assert wrong.exit_code == 2 and "no company 'birch'" in wrong.output
+    # A company's unit is the package's template, never a single install's unit from -c.
+    unit = CliRunner().invoke(cli, ["install", "--systemd", "--company", "acme", "--fleet",
+                                    str(main), "--unit-dir", str(tmp_path / "units")])
+    assert unit.exit_code == 2 and "textback@ID.service" in unit.output
+    assert not (tmp_path / "units").exists()
 
 
 @pytest.fixture

@@ -579,6 +579,10 @@ def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: b
 
     from textback.routing import write_routing_table
 
+    if systemd and fleet_choice().company is not None:
+        raise click.UsageError("a fleet's company runs as textback@ID.service, which the package "
+                               "ships (`systemctl enable --now textback@ID`); --systemd writes "
+                               "a single install's unit, for -c")
     loaded = load_config(config_path)
     if systemd:
         from textback.commands.ops import install_service
