@@ -72,7 +72,11 @@ class Fleet:
     companies: tuple[Loaded, ...]  # by file name
 
     def company(self, company_id: str) -> Loaded:
-        return next(one for one in self.companies if one.config.company.id == company_id)
+        """Company `company_id`'s config; KeyError when the fleet has no such company."""
+        for one in self.companies:
+            if one.config.company.id == company_id:
+                return one
+        raise KeyError(company_id)
 
 
 class FleetError(Exception):
