@@ -34,7 +34,7 @@ from tests.cdr_rows import COLUMNS, moved
 from tests.test_cdr_mariadb import FREEPBX_CDR_TABLE, MariaDB, insert_statement
 from tests.test_cdr_mariadb import PORT as MARIADB_PORT
 from textback.store import MIGRATIONS
-from textback.unit import packaged_unit
+from textback.unit import company_unit, packaged_unit
 
 # A fixture may build a package first (lab.machine.debian_package allows 30 minutes: a cache
 # miss on busy cores), then boot a machine and install into it.
@@ -182,6 +182,9 @@ def test_the_package_installs_the_program_its_user_and_the_shipped_unit(installe
     named = re.findall(r"/usr/share/doc/textback/[\w.]+", said)
     assert named and all(m.path(path).is_file() for path in named), named
     assert m.path("/lib/systemd/system/textback.service").read_text() == packaged_unit()
+    # The fleet's template (textback@acme runs company acme), shipped neither enabled nor started.
+    assert m.path("/lib/systemd/system/textback@.service").read_text() == company_unit()
+    assert not list(m.path("/etc/systemd/system").rglob("textback@*"))
     assert m.run("stat", "-c", "%U:%G %a", "/var/lib/textback").stdout.split() == ["textback:textback", "755"]
     assert m.run("stat", "-c", "%U:%G %a", CONFIG, "/etc/textback/ami.secret").stdout.split("\n")[:2] \
         == ["root:textback 640", "root:textback 640"]

@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from lab.configs import base_config, write_config
 from textback import service
 from textback.cli import main
-from textback.unit import packaged_unit
+from textback.unit import company_unit, packaged_unit
 
 IN_STATE = {"storage.path": "/var/lib/textback/textback.db",
             "agi.routing_file": "/var/lib/textback/routing.json"}
@@ -87,6 +88,48 @@ def test_systemd_analyze_does_find_a_broken_unit(tmp_path):
     _, unit = install(tmp_path)
     unit.write_text(unit.read_text().replace("Type=notify", "Type=notifyy"))
     assert "Failed to parse service type" in verify(unit)
+
+
+def test_the_company_template_runs_one_company_under_the_same_sandbox(tmp_path):
+    """textback@.service, as the package ships it, but for this checkout's program: systemd
+    accepts an instance of it, which runs that company in a state directory of its own."""
+    units = tmp_path / "units"
+    units.mkdir()
+    program = Path(sys.executable).with_name("textback")
+    (units / "textback@.service").write_text(company_unit(str(program)))
+    instance = units / "textback@acme-west.service"
+    instance.symlink_to("textback@.service")
+
+    def complaints() -> str:  # about the instance or its template, which is where they point
+        done = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return "\n".join(line for line in done.stderr.splitlines() if "textback@" in line)
+
+    assert complaints() == ""
+    template = (units / "textback@.service").read_text()
+    (units / "textback@.service").write_text(template.replace("Type=notify", "Type=notifyy"))
+    assert "Failed to parse service type" in complaints()  # the check can fail
+    (units / "textback@.service").write_text(template)
+    s = settings(units / "textback@.service")
+    assert s["ExecStart"] == f"{program} run --company %i"
+    assert s["StateDirectory"] == "textback/%i" and s["ReadWritePaths"] == "/var/lib/textback/%i"
+    assert s["ConditionPathExists"] == "/etc/textback/fleet.yaml"
+    # The same sandbox, line for line, as the single install's unit: only these differ.
+    differ = {"Description", "ConditionPathExists", "ExecStart", "StateDirectory", "ReadWritePaths"}
+    single = settings_of(packaged_unit())
+    assert {k: v for k, v in single.items() if k not in differ} \
+        == {k: v for k, v in settings_of(company_unit()).items() if k not in differ}
+    done = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(instance)],
+                          capture_output=True, text=True, timeout=60)
+    score = re.search(r"Overall exposure level for textback@acme-west\.service: (\d+\.\d+)",
+                      done.stdout)
+    assert score and float(score.group(1)) <= 2.0, done.stdout + done.stderr
+
+
+def settings_of(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
 
 
 @pytest.mark.parametrize("abstract", [False, True])

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from ami_listener.connection import AmiConnection, AmiError, try_login
 from sms_gateway.plugins import PluginError
 from textback.core.segments import count_segments
 from textback.core.campaign import template_warnings
 from textback.cdr import CdrError, build_source
-from textback import yamlread
-from textback.config import Config, ConfigError, Loaded, PbxConfig, _with_line, load
+from textback.config import Config, Loaded, PbxConfig
 from textback.gateways import build_gateway
 from textback.mailer import Mailer
 from textback.core.rules import render_for
@@ -188,51 +186,3 @@ async def _check_gateway(loaded: Loaded) -> tuple[str, bool, str]:
         await ami.close()
         if hasattr(gateway, "close"):
             await gateway.close()
-
-
-def check_companies(directory: Path) -> tuple[dict[Path, Loaded], list[str]]:
-    """A fleet's companies directory (`companies.d`): every `*.yaml` in it is one company's
-    whole config, checked as `textback check` checks one, and then against the others: each
-    names its company after its file (`acme.yaml` is `company: {id: acme}`), all share one
-    PostgreSQL database, and no business number belongs to two companies (a call to it
-    would be texted twice, under two names). Returns the files that load, and each problem
-    as `file: key (line N): message`."""
-    problems: list[str] = []
-    files = sorted(directory.glob("*.yaml"))
-    if not files:
-        return {}, [f"{directory}: no company file (*.yaml) here"]
-    loaded: dict[Path, Loaded] = {}
-    for path in files:
-        try:
-            loaded[path] = load(path)
-        except ConfigError as exc:
-            problems += [f"{exc.source}: {where}: {message}" for where, message in exc.problems]
-    lines = {path: yamlread.read(path.read_text())[1] for path in loaded}
-
-    def problem(path: Path, key: str, message: str) -> None:
-        problems.append(f"{path}: {_with_line(key, lines[path])}: {message}")
-
-    databases: dict[str, Path] = {}
-    owners_of: dict[str, tuple[Path, str]] = {}
-    for path, one in loaded.items():
-        config = one.config
-        if config.company.id != path.stem:
-            problem(path, "company.id", f"is {config.company.id!r}, but a company's file is "
-                                        f"named after it: name the company {path.stem!r} here, "
-                                        f"or the file {config.company.id}.yaml")
-        if config.storage.backend != "postgresql":
-            problem(path, "storage", "a fleet's companies share one PostgreSQL database: "
-                                     "give storage.url")
-        else:
-            databases.setdefault(config.storage.url, path)
-        for index, number in enumerate(config.numbers):
-            first = owners_of.setdefault(number.number, (path, config.company.id))
-            if first[0] != path:
-                problem(path, f"numbers[{index}].number",
-                        f"{number.number} already belongs to company {first[1]!r} ({first[0]})")
-    if len(databases) > 1:
-        first, *others = databases.items()
-        for url, path in others:
-            problem(path, "storage.url", f"{url} is not {first[1]}'s database ({first[0]}):"
-                                         " a fleet's companies share one")
-    return loaded, problems

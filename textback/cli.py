@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.commands import COMMANDS
-from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option, load_config,
-                                      local_time, read_store, visible, with_store)
+from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option, fleet_choice,
+                                      load_config, local_time, read_store, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
 from textback.core.call_words import CALL_DECISIONS, missed_because
@@ -89,12 +89,20 @@ def _all_secrets(companies: list[Loaded]):
 @main.command()
 @config_option
 @click.option("--companies", "companies_dir", type=click.Path(file_okay=False, exists=True),
-              help="A fleet's companies directory (companies.d): check every company's file "
-                   "and them against each other, instead of one config's connections.")
+              help="A fleet's companies directory (companies.d) without a main file: check "
+                   "every company's file and them against each other, instead of one config's "
+                   "connections.")
 def check(config_path: str | None, companies_dir: str | None) -> None:
-    """Check the config, AMI, the SMS gateway and SMTP: one line each."""
+    """Check the config, AMI, the SMS gateway and SMTP: one line each.
+
+    With --fleet alone, check the fleet's main file and every company's file, each with the
+    sections it inherits, and the companies against each other."""
+    choice = fleet_choice()
     if companies_dir is not None:
         _check_companies(Path(companies_dir))
+        return
+    if choice.fleet is not None and choice.company is None and config_path is None:
+        _check_fleet(choice.fleet)
         return
     loaded = load_config(config_path)
     click.echo(f"ok    config: {loaded.source} ({len(loaded.config.numbers)} business number(s), "
@@ -112,16 +120,38 @@ def check(config_path: str | None, companies_dir: str | None) -> None:
 
 def _check_companies(directory: Path) -> None:
     """Every company file of `directory`, one line each, then each problem; exit 1 if any."""
-    from textback.checks import check_companies
+    from textback.fleet_config import load_members
 
-    loaded, problems = check_companies(directory)
+    _report_companies(*load_members(directory))
+
+
+def _check_fleet(main_path: Path) -> None:
+    """The fleet's main file, then each company's file with what it inherits, as
+    `_check_companies`; a problem in the main file is said once, against its line."""
+    from textback.config import ConfigError
+    from textback.fleet_config import load_members, read_main
+
+    try:
+        main = read_main(main_path)
+    except ConfigError as exc:
+        for line in exc.located():
+            click.echo(f"FAIL  {line}")
+        sys.exit(1)
+    click.echo(f"ok    fleet: {main.source} (shares {', '.join(main.sections) or 'nothing'}; "
+               f"companies in {main.companies_dir})")
+    _report_companies(*load_members(main.companies_dir, main))
+
+
+def _report_companies(loaded: dict[Path, Loaded], problems: dict[Path, list[str]]) -> None:
+    """An ok line for each company with no problem, then each problem once; exit 1 if any."""
+    from textback.fleet_config import said_once
+
     for path, one in loaded.items():
-        if any(problem.startswith(f"{path}:") for problem in problems):
-            continue
-        click.echo(f"ok    company {one.config.company.id}: {path} "
-                   f"({len(one.config.numbers)} business number(s), "
-                   f"{len(one.config.owners)} owner(s))")
-    for problem in problems:
+        if path not in problems:
+            click.echo(f"ok    company {one.config.company.id}: {path} "
+                       f"({len(one.config.numbers)} business number(s), "
+                       f"{len(one.config.owners)} owner(s))")
+    for problem in said_once(problems):
         click.echo(f"FAIL  {problem}")
     sys.exit(1 if problems else 0)
 
@@ -728,6 +758,10 @@ def install(config_path: str | None, agi_dir: Path, dialplan_dir: Path, force: b
 
     from textback.routing import write_routing_table
 
+    if systemd and fleet_choice().company is not None:
+        raise click.UsageError("a fleet's company runs as textback@ID.service, which the package "
+                               "ships (`systemctl enable --now textback@ID`); --systemd writes "
+                               "a single install's unit, for -c")
     loaded = load_config(config_path)
     if systemd:
         from textback.commands.ops import install_service

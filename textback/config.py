@@ -58,13 +58,59 @@ MAX_REMEMBERED_DIDS = 1024
 
 
 class ConfigError(Exception):
-    """The configuration is unusable; `problems` lists (yaml_path, message)."""
+    """The configuration is unusable; `problems` lists (yaml_path, message).
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
+    A fleet's company config is read from two files (textback/fleet_config.py): then `files`
+    names, problem by problem, the file its key and line are in (the company's file, or the
+    fleet's main file for a section it inherits); None for a config read from one file."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]],
+                 files: list[str] | None = None):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {path}: {msg}" for path, msg in problems]
-        super().__init__("\n".join(lines))
+        self.files = files
+        super().__init__("\n".join(self.located()))
+
+    def located(self) -> list[str]:
+        """Each problem as `file: key (line N): message`."""
+        files = self.files or [self.source] * len(self.problems)
+        return [f"{file}: {where}: {message}"
+                for file, (where, message) in zip(files, self.problems)]
+
+    def described(self) -> list[str]:
+        """Each problem as one line for the person who ran the command: `key (line N):
+        message`, with its file first when the config came from more than one file."""
+        if self.files is None:
+            return [f"{where}: {message}" for where, message in self.problems]
+        return self.located()
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Where each key of a config was written: its file, and the line of each YAML path.
+
+    `inherited` is None for a config read from one file. A fleet's company config maps each
+    top-level section it inherits from the fleet's main file to that file's Origins, so a
+    problem in an inherited key is named by the main file's line."""
+
+    source: str
+    lines: Mapping[str, int]
+    inherited: Mapping[str, "Origins"] | None = None
+
+    def of(self, path: str) -> tuple[str, str]:
+        """(the file `path` is written in, `path (line N)` with that file's line)."""
+        section = re.match(r"[^.\[]+", path)
+        main = (self.inherited or {}).get(section.group(0)) if section else None
+        if main is not None:
+            return main.of(path)
+        return self.source, _with_line(path, self.lines)
+
+    def refused(self, problems: list[tuple[str, str]]) -> ConfigError:
+        """The error for `problems` given as (YAML path, message), each named by its line."""
+        located = [(self.of(path), message) for path, message in problems]
+        return ConfigError(self.source, [(where, message) for (_, where), message in located],
+                           files=None if self.inherited is None
+                           else [file for (file, _), _ in located])
 
 
 def _is_e164(value: str, region: str | None = None) -> str:
@@ -517,6 +563,11 @@ class StorageConfig(Strict):
         return "sqlite" if self.url is None else "postgresql"
 
 
+# A company's id: its name in the database, its file's name in a fleet's companies directory
+# and its systemd instance (textback@ID): nothing in it is special to a path or to systemd.
+COMPANY_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class CompanyConfig(Strict):
     """Which company this config is (`company:`), on a PostgreSQL store that holds several:
     `id` is its name in the database (lowercase letters, digits, `-`, `_`), `name` how it is
@@ -524,7 +575,7 @@ class CompanyConfig(Strict):
     (docs/fleet.md). A config without `company:` is the company `default`; a SQLite file is
     one company's store, so there it names nothing more."""
 
-    id: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    id: str = Field("default", pattern=COMPANY_ID_PATTERN)
     name: str = Field("", max_length=200)
 
 
@@ -1363,10 +1414,11 @@ class Loaded:
     config: Config
     secrets: Secrets
     source: Path
+    origins: Origins | None = None  # where each key was written, for later cross-checks
 
 
-def load(path: Path) -> Loaded:
-    """Read, validate and resolve secrets; raise ConfigError listing every problem."""
+def read_text(path: Path) -> str:
+    """A config file's text, within the YAML reader's size budget, as UTF-8."""
     source = str(path)
     try:
         with path.open("rb") as handle:
@@ -1374,26 +1426,42 @@ def load(path: Path) -> Loaded:
     except OSError as exc:
         raise ConfigError(source, [("(file)", f"cannot read: {exc.strerror}")]) from None
     try:
-        text = yamlread.decode(data)
+        return yamlread.decode(data)
     except yamlread.YamlProblem as exc:
         raise ConfigError(source, [(_where(exc.line), str(exc))]) from None
-    return parse(text, source=source, base=path.resolve().parent)
 
 
-def parse(text: str, source: str = "<config>", base: Path | None = None) -> Loaded:
+def read_mapping(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """The document (a mapping of sections) and the line of each YAML path in it."""
     try:
         raw, lines = yamlread.read(text)
     except yamlread.YamlProblem as exc:
         raise ConfigError(source, [(_where(exc.line), str(exc))]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, [("(top)", "the file must be a mapping of sections")])
+    return raw, lines
+
+
+def load(path: Path) -> Loaded:
+    """Read, validate and resolve secrets; raise ConfigError listing every problem."""
+    return parse(read_text(path), source=str(path), base=path.resolve().parent)
+
+
+def parse(text: str, source: str = "<config>", base: Path | None = None) -> Loaded:
+    raw, lines = read_mapping(text, source)
+    return validated(raw, Origins(source, lines), base)
+
+
+def validated(raw: dict[str, Any], origins: Origins, base: Path | None) -> Loaded:
+    """The config of the sections `raw`, checked, with its secrets resolved (a relative
+    secret file is read from `base`); each problem named by `origins`' file and line."""
     form = pbx_form_problems(raw)
     if form:
-        raise ConfigError(source, [(_with_line(key, lines), message) for key, message in form])
+        raise origins.refused(form)
     try:
         config = Config.model_validate(raw, context={"region": _business_region(raw)})
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err, lines) for err in exc.errors()]) from None
+        raise origins.refused([_describe(err) for err in exc.errors()]) from None
     problems: list[tuple[str, str]] = []
     if config.contacts_csv is not None:
         config = _with_csv_contacts(config, base, problems)
@@ -1444,7 +1512,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
             intake_model = _resolve(config.intake.model.token, base, "intake.model.token",
                                     problems)
     if problems:
-        raise ConfigError(source, [(_with_line(p, lines), m) for p, m in problems])
+        raise origins.refused(problems)
     return Loaded(config=config,
                   secrets=Secrets(ami=ami_secret, smtp_password=smtp_password,
                                   gateway=gateway_secrets,
@@ -1454,7 +1522,7 @@ def parse(text: str, source: str = "<config>", base: Path | None = None) -> Load
                                   intake_model=intake_model,
                                   storage_password=storage_password,
                                   pbx_ami=pbx_ami, pbx_cdr=pbx_cdr),
-                  source=Path(source))
+                  source=Path(origins.source), origins=origins)
 
 
 def _pbx_secrets(config: Config, base: Path | None, problems: list[tuple[str, str]]
@@ -1540,7 +1608,7 @@ def _resolve(ref: SecretRef, base: Path | None, path: str,
         return SecretStr("")
 
 
-def _describe(err: Any, lines: dict[str, int]) -> tuple[str, str]:
+def _describe(err: Any) -> tuple[str, str]:
     path = _dotted(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -1555,7 +1623,7 @@ def _describe(err: Any, lines: dict[str, int]) -> tuple[str, str]:
         message = err["msg"].removeprefix("Value error, ")
         if "input" in err and kind.endswith(("_type", "_parsing")):
             message += f" (got {err['input']!r})"
-    return _with_line(path, lines), message
+    return path, message
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -20,6 +20,8 @@ WATCHDOG_SECONDS = 30  # a loop stuck this long is killed and restarted
 # Where the Debian package puts the program and where `textback init` writes the config.
 PACKAGED_PROGRAM = PurePosixPath("/opt/textback/bin/textback")
 PACKAGED_CONFIG = PurePosixPath("/etc/textback/config.yaml")
+# A fleet's main file (textback/fleet_config.py), which the template unit's companies are of.
+PACKAGED_FLEET = PurePosixPath("/etc/textback/fleet.yaml")
 
 
 def privileged_ports(config: Config) -> list[tuple[str, int]]:
@@ -69,8 +71,21 @@ def packaged_unit() -> str:
                      condition=PACKAGED_CONFIG)
 
 
+def company_unit(program: str = str(PACKAGED_PROGRAM)) -> str:
+    """textback@.service, the template the Debian package ships: `textback@acme` runs company
+    acme of the fleet (`run --company acme`), under the same sandbox, in a state directory of
+    its own, /var/lib/textback/acme, where a fleet puts that company's run lock, photos and
+    routing table, so two companies' daemons on one host never share them. %i, not %I: a
+    company id may hold `-`, which %I would unescape to `/`."""
+    return unit_text(f"{program} run --company %i",
+                     "textback missed-call text-back for company %i", bind_low_ports=False,
+                     origin="Shipped by the textback package: `systemctl enable --now "
+                            "textback@ID` runs company ID of /etc/textback/fleet.yaml.",
+                     condition=PACKAGED_FLEET, state="textback/%i")
+
+
 def unit_text(exec_start: str, description: str, bind_low_ports: bool, origin: str,
-              condition: PurePosixPath | None = None) -> str:
+              condition: PurePosixPath | None = None, state: str = "textback") -> str:
     """The one unit text, installed by hand or by the package.
 
     Each sandboxing line was kept only after the daemon, the web inbox, reply mail,
@@ -105,11 +120,11 @@ def unit_text(exec_start: str, description: str, bind_low_ports: bool, origin: s
         "RestartSec=5",
         f"User={SERVICE_USER}",
         f"Group={SERVICE_USER}",
-        "StateDirectory=textback",
+        f"StateDirectory={state}",
         "StateDirectoryMode=0755",  # the AGI script, run by Asterisk, reads routing.json
         "UMask=0027",
         "ProtectSystem=strict",
-        f"ReadWritePaths={STATE_DIRECTORY}",
+        f"ReadWritePaths={STATE_DIRECTORY.parent / state}",
         "ProtectHome=yes",
         "PrivateTmp=yes",
         "PrivateDevices=yes",
@@ -149,5 +164,7 @@ def unit_text(exec_start: str, description: str, bind_low_ports: bool, origin: s
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # the package's build writes debian/textback.service with this
-    print(packaged_unit(), end="")
+if __name__ == "__main__":  # the package's build writes debian/textback.service with this,
+    import sys                # and debian/textback@.service with --company
+
+    print(company_unit() if sys.argv[1:] == ["--company"] else packaged_unit(), end="")

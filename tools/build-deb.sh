@@ -105,6 +105,7 @@ if [[ ! -e $cached ]]; then
     rm -rf "$work/textback/debian"
     git archive "$packaging" debian | tar -x -C "$work/textback"
     PYTHONPATH=$repo python3 -m textback.unit >"$work/textback/debian/textback.service"
+    PYTHONPATH=$repo python3 -m textback.unit --company >"$work/textback/debian/textback@.service"
     # The Python package carries the same version (a valid PEP 440 local version), so
     # `textback --version`, `textback status` and the store's written_by name the build.
     sed -i "s/^version = \".*\"$/version = \"$version\"/" "$work/textback/pyproject.toml"

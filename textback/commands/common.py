@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,23 +19,74 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
+from textback.fleet_config import DEFAULT_FLEET_PATH, load_company
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
+COMPANY_HELP = ("Act for this company of a fleet: its file in the fleet's companies directory, "
+                "with the sections it inherits from the fleet's main file (instead of -c).")
+FLEET_HELP = f"The fleet's main file, for --company (default: {DEFAULT_FLEET_PATH})."
+# Where a command's --company and --fleet are kept for load_config (click's context meta).
+CHOICE_KEY = "textback.fleet_choice"
+
+
+@dataclass(frozen=True)
+class FleetChoice:
+    """What a command was told about a fleet: --company (None: act on -c's config) and the
+    main file (--fleet; None when not given)."""
+
+    company: str | None = None
+    fleet: Path | None = None
+
+    @property
+    def main_file(self) -> Path:
+        return self.fleet or DEFAULT_FLEET_PATH
+
+
+def fleet_choice() -> FleetChoice:
+    """This command's --company and --fleet."""
+    context = click.get_current_context(silent=True)
+    return context.meta.get(CHOICE_KEY, FleetChoice()) if context else FleetChoice()
 
 
 def load_config(path: str | None) -> Loaded:
-    chosen = Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH)
+    """The config the command acts on: -c's file, or with --company that company's of the
+    fleet. Exits 2, naming each problem's file, key and line, when it is unusable."""
+    choice = fleet_choice()
+    if choice.company is not None and path is not None:
+        raise click.UsageError("give -c FILE or --company ID, not both")
+    if choice.company is None and choice.fleet is not None:
+        raise click.UsageError("--fleet names the fleet's main file for --company ID: "
+                               "give the company too")
     try:
-        return load(chosen)
+        if choice.company is not None:
+            return load_company(choice.main_file, choice.company)
+        return load(Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH))
     except ConfigError as exc:
         click.echo(f"textback: configuration has {len(exc.problems)} problem(s):", err=True)
-        for where, message in exc.problems:
-            click.echo(f"  {where}: {message}", err=True)
+        for line in exc.described():
+            click.echo(f"  {line}", err=True)
         sys.exit(2)
 
 
-config_option = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-                             help=CONFIG_HELP)
+def _remember(name: str):
+    def keep(ctx: click.Context, _param: click.Parameter, value: object) -> None:
+        choice = ctx.meta.get(CHOICE_KEY, FleetChoice())
+        ctx.meta[CHOICE_KEY] = replace(choice, **{name: value})
+    return keep
+
+
+def config_option(command):
+    """-c FILE, or --company ID [--fleet MAIN]: every command that reads a config takes them,
+    and `load_config` reads them, so each command can act for one company of a fleet."""
+    for option in reversed([
+            click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                         help=CONFIG_HELP),
+            click.option("--company", metavar="ID", expose_value=False,
+                         callback=_remember("company"), help=COMPANY_HELP),
+            click.option("--fleet", type=click.Path(dir_okay=False, path_type=Path),
+                         expose_value=False, callback=_remember("fleet"), help=FLEET_HELP)]):
+        command = option(command)
+    return command
 
 
 class Seconds(click.FloatRange):
