@@ -36,6 +36,30 @@ async def test_a_worker_that_dies_is_restarted_counted_and_logged(caplog, monkey
     assert all(r.exc_info for r in died)
 
 
+async def test_stop_cancels_again_a_worker_that_lost_its_cancel(monkeypatch):
+    """On Python 3.11, asyncio.wait_for (inside psycopg-pool's wait for a connection) can
+    swallow a cancel landing as its wait completes; the worker then runs on. Stop sends the
+    cancel again instead of waiting for it forever (a shutdown seen to hang that way)."""
+    monkeypatch.setattr(supervisor, "CANCEL_AGAIN_SECONDS", 0.05)
+    cancels = []
+
+    async def loses_its_first_cancel() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels.append(time.monotonic())
+                if len(cancels) > 1:
+                    raise
+                asyncio.current_task().uncancel()  # as wait_for's lost cancel leaves it
+
+    workers = Supervisor()
+    workers.start("notices", loses_its_first_cancel)
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(workers.stop(), 5)
+    assert len(cancels) == 2
+
+
 async def test_one_poisoned_text_does_not_stop_the_others_escalating(offline_daemon, smtp_sink, caplog,
                                                                      monkeypatch):
     daemon = await offline_daemon(owners=DANA_AND_BOSS, escalation={

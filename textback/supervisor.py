@@ -20,6 +20,8 @@ FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 60.0
 # A worker that ran this long before dying starts again at the first delay.
 HEALTHY_SECONDS = 300.0
+# A worker not ended this long after its cancel is cancelled again (Supervisor.stop).
+CANCEL_AGAIN_SECONDS = 1.0
 
 
 class Supervisor:
@@ -49,8 +51,17 @@ class Supervisor:
             delay = min(delay * 2, MAX_RESTART_SECONDS)
 
     async def stop(self) -> None:
+        """Cancel every worker and wait for each to end. A worker still running a second
+        after its cancel is cancelled again: on Python 3.11 `asyncio.wait_for` can swallow a
+        cancel that lands as its inner wait completes (psycopg-pool waits for a connection
+        with it), and the worker would then run on and hold the stop forever."""
         for task in self._tasks:
             task.cancel()
+        running = {task for task in self._tasks if not task.done()}
+        while running:
+            _, running = await asyncio.wait(running, timeout=CANCEL_AGAIN_SECONDS)
+            for task in running:
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
