@@ -38,12 +38,22 @@ async def _within(seconds: float, awaitable) -> tuple[bool, object]:
     asyncio.wait_for, a timeout does not wait for the cancellation to end: on a dead link
     psycopg's cancellation itself waits for an answer that never comes."""
     task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:  # the caller stops (a shutdown): so does its query
+        _abandon(task)
+        raise
     if not done:
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nothing left unread
+        _abandon(task)
         return False, None
     return True, task.result()
+
+
+def _abandon(task: asyncio.Future) -> None:
+    """Cancel `task` without waiting, and read its outcome when it ends, so that a query
+    failing on a connection closed meanwhile is not logged as never retrieved."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 async def _connect(url: str, password: str | None) -> psycopg.AsyncConnection:
