@@ -4,7 +4,14 @@ named by the file and line it is written in; `--company` on every command; `chec
 
 from __future__ import annotations
 
+import html
 import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -287,3 +294,83 @@ def test_company_picks_its_file_and_store_on_real_commands(two_companies):
     assert checked.output.splitlines()[0] == (
         f"ok    config: {main.parent / 'companies.d' / 'birch.yaml'} (1 business number(s), "
         f"1 owner(s))")
+
+
+def test_run_refuses_a_fleet_it_cannot_serve_before_starting_anything(tmp_path):
+    main = fleet(tmp_path)
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["run", *args])
+
+    empty = run("--fleet", str(main))
+    assert empty.exit_code == 2 and "no company file (*.yaml) here" in empty.output
+    acme = company(main, "acme", ["+12125550100"])
+    both = run("-c", str(acme), "--company", "acme", "--fleet", str(main))
+    assert both.exit_code == 2 and "not both" in both.output
+    company(main, "birch", ["+12125550100"])
+    shared_number = run("--fleet", str(main))
+    assert shared_number.exit_code == 2 and "+12125550100" in shared_number.output
+    twice = run("--company", "acme", "--company", "acme", "--fleet", str(main))
+    assert twice.exit_code == 2 and "cannot share one process" in twice.output
+    nosuch = run("--company", "nosuch", "--fleet", str(main))
+    assert nosuch.exit_code == 2 and "acme" in nosuch.output  # the companies there are named
+
+
+FLEET_WEB_PORT = 18196
+
+
+@pytest.mark.parametrize("chosen", [(), ("--company", "acme", "--company", "birch")],
+                         ids=["every company", "two by name"])
+def test_run_serves_the_fleets_companies_in_one_process_each_under_its_host(
+        tmp_path, chosen, postgres_server, postgres_template):
+    """`textback run --fleet MAIN` (every company), or with --company once per company: one
+    process, one web port, each company's pages under its own host name, on one PostgreSQL
+    database as a role row-level security binds."""
+    state = tmp_path / "state"
+    url = postgres_server.new_database(template=postgres_template,
+                                       owner=postgres_server.daemon_role())
+    main = fleet(tmp_path, {"storage": {"url": url,
+                                        "path": str(state / "{company}" / "textback.db")},
+                            "smtp": SHARED["smtp"]})
+    names = {"acme": "Acme Remodeling", "birch": "Birch & Sons"}
+    for n, (slug, name) in enumerate(names.items()):
+        (state / slug).mkdir(parents=True)
+        company(main, slug, [f"+1212555010{n}"],
+                business={"name": name, "timezone": "America/New_York"},
+                web={"port": FLEET_WEB_PORT, "public_url": f"http://{slug}.localhost:{FLEET_WEB_PORT}"},
+                agi={"routing_file": str(state / slug / "routing.json")})
+    log = tmp_path / "run.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "textback", "run", "--fleet", str(main),
+                                    *chosen], stdout=output, stderr=subprocess.STDOUT, text=True)
+    try:
+        pages, tried = {}, {}
+        deadline = time.monotonic() + 120
+        while len(pages) < len(names):
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"no pages ({tried}):\n{log.read_text()}"
+            for slug in names:
+                try:
+                    pages[slug] = signin_page(slug)
+                except OSError as exc:  # not listening yet, or 503 while a company joins
+                    tried[slug] = repr(exc)
+                    time.sleep(0.2)
+        for slug, name in names.items():
+            assert f"Sign in to {html.escape(name)}" in pages[slug]
+            assert html.escape(names["birch" if slug == "acme" else "acme"]) not in pages[slug]
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            signin_page("carol")
+        assert unknown.value.code == 404
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    output = log.read_text()
+    assert process.returncode == 0, output
+    assert "[acme]" in output and "[birch]" in output  # each company's lines name it
+
+
+def signin_page(slug: str) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{FLEET_WEB_PORT}/signin",
+                                     headers={"Host": f"{slug}.localhost:{FLEET_WEB_PORT}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return answer.read().decode()

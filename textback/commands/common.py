@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import click
@@ -62,10 +63,15 @@ def load_config(path: str | None) -> Loaded:
             return load_company(choice.main_file, choice.company)
         return load(Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH))
     except ConfigError as exc:
-        click.echo(f"textback: configuration has {len(exc.problems)} problem(s):", err=True)
-        for line in exc.described():
-            click.echo(f"  {line}", err=True)
-        sys.exit(2)
+        unusable(exc.described())
+
+
+def unusable(problems: list[str]) -> NoReturn:
+    """Exit 2 (a usage error: nothing was started), each problem on its own line."""
+    click.echo(f"textback: configuration has {len(problems)} problem(s):", err=True)
+    for line in problems:
+        click.echo(f"  {line}", err=True)
+    sys.exit(2)
 
 
 def _remember(name: str):
