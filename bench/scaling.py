@@ -131,7 +131,7 @@ async def measure(work: Path, size: int, windows: int, calls: int,
         queries = {
             "inbox (first 50)": lambda: store.inbox(50),
             "waiting_replies (the digest: all)": lambda: store.waiting_replies(now),
-            "waiting_replies (escalation)": lambda: store.waiting_replies(now - 900, 2),
+            "waiting_replies (escalation)": lambda: store.waiting_replies(now, now - 900, 2),
             "calls --since 1d": lambda: store.calls(now - 86400),
             "thread (one caller)": lambda: store.timeline(caller),
             "conversation history": lambda: store.conversation_history(conversation),
