@@ -9,8 +9,8 @@ busier day). Then, on the store as the daemon opens it:
   the decision, the commit of call, message and outbox row), from new
   callers, as the median of 5 windows of 200 calls;
 * each listing and report query (median of 5 runs): the inbox, waiting
-  replies (for the digest: all; for escalation: the texts it may still
-  escalate), calls --since 1d, one caller's thread, one conversation's history
+  replies (for the digest: those of the reported window, textback/core/waiting.py; for
+  escalation: the texts it may still escalate), calls --since 1d, one caller's thread, one conversation's history
   (the alert email), the last 31 days' report with its scorecard, one call's
   facts (owner, turn, fraud counts, class, opt-out);
 * the database's size on disk.
@@ -130,8 +130,8 @@ async def measure(work: Path, size: int, windows: int, calls: int,
         month = (now - 31 * 86400, now)
         queries = {
             "inbox (first 50)": lambda: store.inbox(50),
-            "waiting_replies (the digest: all)": lambda: store.waiting_replies(now),
-            "waiting_replies (escalation)": lambda: store.waiting_replies(now - 900, 2),
+            "waiting_replies (the digest)": lambda: store.waiting_replies(now),
+            "waiting_replies (escalation)": lambda: store.waiting_replies(now, now - 900, 2),
             "calls --since 1d": lambda: store.calls(now - 86400),
             "thread (one caller)": lambda: store.timeline(caller),
             "conversation history": lambda: store.conversation_history(conversation),

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from textback.core.intake import extract
 from textback.core.numbers import to_e164
-from textback.store import CallRow, PlannedText, Store
+from textback.store import CallRow, Notice, PlannedText, Store
 
 BUSINESS_NUMBERS = ("+12125550100", "+12125550101")
 OWNERS = ("dana", "eli")
@@ -37,6 +37,7 @@ class Shape:
     owner_answers: float = 0.5   # replies an owner answers
     outcomes: float = 0.1        # conversations marked booked or won
     opt_outs: float = 0.01       # replies that are STOP
+    escalated: float = 0.0       # unanswered replies escalated to the backup owner
 
 
 def caller_number(index: int) -> str:
@@ -66,7 +67,7 @@ async def build_history(store: Store, calls: int, end: float, shape: Shape = Sha
     spacing = 86400 / shape.calls_per_day
     start = end - calls * spacing
     counts = {"calls": 0, "texts": 0, "replies": 0, "answers": 0, "outcomes": 0, "opt_outs": 0,
-              "notices": 0}
+              "notices": 0, "escalations": 0}
     callers = 0
     with time_machine.travel(start, tick=False) as clock:
         for i in range(calls):
@@ -114,7 +115,14 @@ async def build_history(store: Store, calls: int, end: float, shape: Shape = Sha
                 await store.suppress(caller, "sms")
                 counts["opt_outs"] += 1
                 continue
-            if rng.random() < shape.owner_answers:
+            answers = rng.random() < shape.owner_answers
+            if not answers and shape.escalated and rng.random() < shape.escalated:
+                clock.move_to(ended + 3600 + 1800)
+                notice_id = await store.record_escalation(inbound.message_id, 1, "boss", Notice(
+                    "Boss", "boss@example.com", "Unanswered", "Nobody has answered yet."))
+                await _mail(store, notice_id)
+                counts["escalations"] += 1
+            if answers:
                 clock.move_to(ended + rng.uniform(3600, 7200))
                 await store.queue_reply(inbound.conversation_id, number, caller,
                                         "Sure, calling you in 10 minutes.", "owner")
@@ -136,8 +144,12 @@ async def _send_due(store: Store, now: float) -> None:
 
 async def _mail_notice(store: Store, owner: str) -> None:
     """The daily digest: a notice queued, claimed and mailed."""
-    notice_id = await store.queue_notice(owner, f"{owner}@example.com", "2 texts waiting",
-                                         "Two homeowners wait for an answer.")
+    await _mail(store, await store.queue_notice(owner, f"{owner}@example.com", "2 texts waiting",
+                                                "Two homeowners wait for an answer."))
+
+
+async def _mail(store: Store, notice_id: int) -> None:
+    """What the notice worker does with a queued notice when the relay takes it."""
     if await store.claim_mail("notices", notice_id, float("inf")) is not None:
         await store.mark_notice(notice_id, "sent")
 

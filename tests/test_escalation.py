@@ -68,6 +68,8 @@ async def test_nothing_escalates_after_hours(offline_daemon, smtp_sink):
     # pretend the text came in Friday 16:55: move its timestamp
     friday_1655 = datetime(2026, 11, 20, 16, 55, tzinfo=ny).timestamp()
     await d.store._db.execute("UPDATE messages SET created_at = ?", (friday_1655,))
+    await d.store._db.execute("UPDATE conversations SET last_reply_at = ?, waiting_since = ?",
+                              (friday_1655, friday_1655))
     await d.mail.escalate(datetime(2026, 11, 21, 12, 0, tzinfo=ny).timestamp())  # Saturday
     await asyncio.sleep(0.2)
     assert smtp_sink.received == []

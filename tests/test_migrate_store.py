@@ -227,6 +227,16 @@ def test_a_store_moves_in_as_a_company_beside_another(fleet, tmp_path):
                    " AND m.conversation_id = c.conversation_id)") == [(0,)]
         assert one("SELECT COUNT(*) FROM calls WHERE message_id IS NOT NULL") == [
             (sum(1 for r in file_rows(source, "calls") if r["message_id"] is not None),)]
+        # The text each conversation waits on is acme's own, of that conversation, the same text.
+        assert one("SELECT COUNT(*) FROM conversations c WHERE c.last_reply_id IS NOT NULL AND"
+                   " NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = c.last_reply_id"
+                   " AND m.conversation_id = c.id AND m.direction = 'in')") == [(0,)]
+        waited_on = {r["id"]: r["body"] for r in file_rows(source, "messages")}
+        assert sorted((r["caller"], waited_on.get(r["last_reply_id"]))
+                      for r in file_rows(source, "conversations")) == sorted(one(
+            "SELECT c.caller, m.body FROM conversations c"
+            " LEFT JOIN messages m ON m.id = c.last_reply_id"))
+        assert any(r["last_reply_id"] for r in file_rows(source, "conversations"))
         assert one("SELECT COUNT(*) FROM conversation_search s WHERE NOT EXISTS (SELECT 1"
                    " FROM messages m WHERE m.id = s.rowid AND m.conversation_id ="
                    " s.conversation_id) AND NOT EXISTS (SELECT 1 FROM conversations c"

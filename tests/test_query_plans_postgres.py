@@ -19,7 +19,7 @@ import pytest
 from lab.history import build_history
 from textback.store.postgres import PostgresStore
 from textback.store.postgres.connection import Session, to_psycopg
-from tests.test_query_plans import HISTORY_TABLES, _hot_paths
+from tests.test_query_plans import ESCALATING, HISTORY_TABLES, _hot_paths
 
 
 def seq_scans(plan: dict) -> list[str]:
@@ -35,7 +35,8 @@ def seq_scans(plan: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def history_url(postgres_server, postgres_template):
-    """A PostgreSQL store with 1,500 calls and what followed them, analysed; and its end."""
+    """A PostgreSQL store with 1,500 calls and what followed them (escalations too), analysed;
+    and its end."""
     import asyncio
     # As the daemons' role: row-level security's company filter is in every plan, as it is
     # for a daemon.
@@ -46,7 +47,7 @@ def history_url(postgres_server, postgres_template):
     async def build():
         store = await PostgresStore.open(url)
         try:
-            await build_history(store, 1500, end)
+            await build_history(store, 1500, end, ESCALATING)
         finally:
             await store.close()
 
@@ -90,3 +91,44 @@ async def test_no_hot_query_needs_a_sequential_scan_of_the_history(history_url, 
         db.rollback()
     assert not problems, "\n\n".join(f"{sql}\n  " + "\n  ".join(found)
                                      for sql, found in problems.items())
+
+
+def nodes(plan: dict) -> list[dict]:
+    """A plan's nodes, depth first."""
+    return [plan] + [node for child in plan.get("Plans", ()) for node in nodes(child)]
+
+
+async def test_the_digest_reads_one_range_as_long_as_the_reported_window(history_url, monkeypatch):
+    """The waiting conversations of the reported window, as one index range bounded on both
+    sides by the texts' times: never every waiting conversation of the history."""
+    url, _ = history_url
+    statements: list[tuple[str, object]] = []
+    execute = Session.execute
+
+    async def caught(self, sql, args=()):
+        statements.append((sql, args))
+        return await execute(self, sql, args)
+
+    monkeypatch.setattr(Session, "execute", caught)
+    store = await PostgresStore.open(url)
+    try:
+        assert await store.waiting_replies(time.time())  # the history has waiting texts
+        await store.waiting_replies(time.time(), time.time() - 900, 1)
+    finally:
+        await store.close()
+    monkeypatch.undo()
+    reads = [(sql, args) for sql, args in statements if "ON m.id = c.last_reply_id" in sql]
+    assert len(reads) == 2
+    with psycopg.connect(url) as db:  # as the check above: can an index serve, and which
+        db.execute("SET LOCAL enable_seqscan = off")
+        db.execute("SELECT set_config('textback.company', id::text, true) FROM companies"
+                   " WHERE slug = 'default'")
+        for sql, args in reads:
+            statement, params = to_psycopg(sql, args)
+            [[plan]] = db.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
+            assert not seq_scans(plan["Plan"]), plan
+            [ranged] = [node for node in nodes(plan["Plan"])
+                        if node.get("Index Name") == "conversations_waiting"]
+            bounds = ranged["Index Cond"]
+            assert "last_reply_at >=" in bounds and "last_reply_at <" in bounds, bounds
+        db.rollback()

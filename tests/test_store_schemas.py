@@ -21,9 +21,12 @@ from textback.store.postgres import PostgresStore
 
 TYPES = {"integer": "integer", "bigint": "integer", "real": "real", "double precision": "real",
          "text": "text", "blob": "bytes", "bytea": "bytes", "": "any"}
-# SQLite's FTS5 table keeps its rows in shadow tables; PostgreSQL's search index is a table
-# with a trigram GIN index (no SQLite equivalent) and the migrations' version is a table.
-SQLITE_ONLY_TABLES = re.compile(r"conversation_search_(data|idx|content|docsize|config)$")
+# SQLite's FTS5 table keeps its rows in shadow tables, and its planner's statistics in
+# sqlite_stat1 (made by ANALYZE, which `PRAGMA optimize` may run as a new store closes);
+# PostgreSQL's search index is a table with a trigram GIN index (no SQLite equivalent) and
+# the migrations' version is a table.
+SQLITE_ONLY_TABLES = re.compile(r"conversation_search_(data|idx|content|docsize|config)$"
+                                r"|sqlite_stat\d$")
 POSTGRES_ONLY_TABLES = {"schema_version", "companies"}
 # Tables with no company: the schema's version and which textback wrote it.
 NO_COMPANY_TABLES = {"written_by"}

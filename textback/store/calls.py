@@ -200,9 +200,6 @@ class CallRows(Connection):
             " status, created_at, author) VALUES (?, 'out', ?, ?, ?, ?, 'queued', ?, ?)",
             (conversation_id, kind, template, body, _segments(body), now, author))
         await self._summarise_message(conversation_id, message_id, "out", kind, body, now)
-        if kind == "owner":  # a person answered: the homeowner's texts so far wait no more
-            await self._db.execute("DELETE FROM waiting_texts WHERE conversation_id = ?",
-                                   (conversation_id,))
         outbox_id = await self._insert(
             "INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at, idempotency_key,"
             " updated_at) VALUES (?,?,?,?,?,?,?)",

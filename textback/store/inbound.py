@@ -87,11 +87,6 @@ class InboundRows(Connection):
             listed = summary(body, [Shown(None if item.sha256 and not item.shown
                                           else kind_of(item.declared_type)) for item in media])
             await self._summarise_message(conversation_id, message_id, "in", "", listed, now)
-            await db.execute(
-                "INSERT INTO waiting_texts (conversation_id, message_id) VALUES (?,?)"
-                " ON CONFLICT (conversation_id) DO UPDATE SET message_id = excluded.message_id,"
-                " escalations = 0",
-                (conversation_id, message_id))
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
             alert_id = await self._insert(

@@ -186,6 +186,12 @@ def _kept_answer(remap: Remap, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _without_waiting_text(_remap: Remap, row: dict[str, Any]) -> dict[str, Any]:
+    """A conversation is copied before its messages, so the text it waits on has no new id
+    yet; `_restore_conversations` sets it."""
+    return {**row, "last_reply_id": None}
+
+
 def _search(remap: Remap, row: dict[str, Any]) -> dict[str, Any] | None:
     """The search index's key is a message's id, or minus its conversation's (its caller's
     line); an entry whose row is gone is left out."""
@@ -208,9 +214,10 @@ _CLAIMED = {"claimed_by": "daemons"}
 TABLES: tuple[Table, ...] = (
     Table("daemons", identity=True,
           why="claimers: every claim's claimed_by names one (no foreign key)"),
-    Table("conversations", identity=True,
+    Table("conversations", identity=True, rewrite=_without_waiting_text,
           why="version and state_version put back after the rows whose insert bumps them "
-              "(outcomes, contact_classes triggers)"),
+              "(outcomes, contact_classes triggers); last_reply_id (a message id without a "
+              "key) set once the messages have their ids"),
     Table("messages", identity=True, refs={"conversation_id": "conversations"},
           declared=("conversation_id",)),
     Table("calls", identity=True, refs={"conversation_id": "conversations",
@@ -243,8 +250,6 @@ TABLES: tuple[Table, ...] = (
           why="rowid is a message id or minus a conversation id"),
     Table("contact_classes"),
     Table("conversation_turns"),
-    Table("waiting_texts", refs={"conversation_id": "conversations", "message_id": "messages"},
-          declared=("conversation_id", "message_id")),
     Table("monthly_scorecards"),
     Table("events", identity=True, rewrite=_event,
           why="order_key and body name conversation, message, run and media ids"),
@@ -468,7 +473,7 @@ def migrate(source: Path, url: str, password: str | None, company: str, company_
                 remap, copied = Remap(), []
                 for table in TABLES:
                     copied.append(_copy_table(connection, db, table, remap))
-                _restore_versions(connection, db, remap)
+                _restore_conversations(connection, db, remap)
                 for name, why in NOT_COPIED.items():
                     count = db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
                     copied.append(Copied(name, count, 0, f"not copied: {why}"))
@@ -521,16 +526,18 @@ def _refuse_known(connection: psycopg.Connection, company: str, url: str) -> Non
         f"its rows and its companies row first.")
 
 
-def _restore_versions(connection: psycopg.Connection, db: sqlite3.Connection,
-                      remap: Remap) -> None:
-    """Each conversation's live-update and state versions as the file has them: inserting an
-    outcome or a contact's class bumps them (triggers), which the copy must not."""
-    rows = [(version, state, remap.new("conversations", old)) for old, version, state in
-            db.execute("SELECT id, version, state_version FROM conversations")]
+def _restore_conversations(connection: psycopg.Connection, db: sqlite3.Connection,
+                           remap: Remap) -> None:
+    """Each conversation's live-update and state versions as the file has them (inserting an
+    outcome or a contact's class bumps them, by triggers, which the copy must not), and the
+    new id of the text it waits on."""
+    rows = [(version, state, remap.new("messages", waiting), remap.new("conversations", old))
+            for old, version, state, waiting in
+            db.execute("SELECT id, version, state_version, last_reply_id FROM conversations")]
     if rows:
         with connection.cursor() as cursor:
-            cursor.executemany("UPDATE conversations SET version = %s, state_version = %s"
-                               " WHERE id = %s", rows)
+            cursor.executemany("UPDATE conversations SET version = %s, state_version = %s,"
+                               " last_reply_id = %s WHERE id = %s", rows)
 
 
 def count_problems(moved: Moved, counts: list[tuple[str, int, int]]) -> list[str]:

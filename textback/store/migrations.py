@@ -731,6 +731,27 @@ MIGRATIONS: list[str] = [
     DROP INDEX incidents_one_open;
     CREATE UNIQUE INDEX incidents_one_open ON incidents (kind, pbx) WHERE closed_at IS NULL
     """,
+    # One record of the conversations waiting for the company's answer: the conversation's
+    # own summary (unanswered, waiting_since, last_reply_at) and now the id of the text that
+    # waits (last_reply_id); waiting_texts, which kept the same a second time, is dropped
+    # (escalation counts are the escalations' own rows). Waiting as textback/core/waiting.py
+    # defines it: a conversation done or closed by an outcome since its text, a caller who
+    # opted out since, or a text already pruned waits no more (one marked done and reopened by
+    # a call since cannot be told apart, and still waits).
+    """
+    ALTER TABLE conversations ADD COLUMN last_reply_id INTEGER;
+    UPDATE conversations SET last_reply_id = (SELECT id FROM messages
+        WHERE conversation_id = conversations.id AND direction = 'in'
+        ORDER BY created_at DESC, id DESC LIMIT 1)
+        WHERE last_reply_at IS NOT NULL;
+    UPDATE conversations SET unanswered = 0, waiting_since = NULL
+        WHERE unanswered = 1 AND (status = 'closed' OR last_reply_id IS NULL
+            OR EXISTS (SELECT 1 FROM outcomes o WHERE o.conversation_id = conversations.id
+                       AND o.stage IN ('won', 'lost', 'spam') AND o.at >= conversations.last_reply_at)
+            OR EXISTS (SELECT 1 FROM suppressions s WHERE s.number = conversations.caller
+                       AND s.since >= conversations.last_reply_at));
+    DROP TABLE waiting_texts
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

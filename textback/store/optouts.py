@@ -12,6 +12,7 @@ from textback.core import events
 from textback.store.connection import Connection
 from textback.store.media import NewMedia
 from textback.store.values import _canonical
+from textback.store.web import NEXT_VERSION, STOP_WAITING
 
 
 class OptOutRows(Connection):
@@ -44,8 +45,14 @@ class OptOutRows(Connection):
     async def _set_opted_out(self, number: str, opted_out: bool, source: str,
                              business_number: str, now: float, publish: bool = True) -> bool:
         """Inside a transaction: put `number` on the suppression list (or take it off), with its
-        consent fact and, when `publish`, its event; False when the list already was so."""
+        consent fact and, when `publish`, its event; False when the list already was so.
+
+        An opt-out (even one the list already had) ends the waiting of that number's
+        conversations: nobody may text it an answer (textback/core/waiting.py)."""
         if opted_out:
+            await self._db.execute(
+                f"UPDATE conversations SET {STOP_WAITING}, version = {NEXT_VERSION}"
+                " WHERE caller = ? AND unanswered = 1", (number,))
             cursor = await self._db.execute(
                 "INSERT INTO suppressions (number, since, source) VALUES (?,?,?)"
                 " ON CONFLICT DO NOTHING",

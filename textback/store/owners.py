@@ -13,7 +13,8 @@ from textback.core.media import summary
 from textback.store.connection import Connection
 from textback.core.media import shown_items
 from textback.store.values import Notice
-from textback.store.web import NEXT_VERSION
+from textback.core.waiting import reported_since
+from textback.store.web import NEXT_VERSION, STOP_WAITING
 
 
 class OwnerRows(Connection):
@@ -76,7 +77,8 @@ class OwnerRows(Connection):
                                  (external_ref, conversation_id))
             if stage in ("won", "lost", "spam"):
                 await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
-                                 f" version = {NEXT_VERSION} WHERE id = ?", (conversation_id,))
+                                 f" {STOP_WAITING}, version = {NEXT_VERSION} WHERE id = ?",
+                                 (conversation_id,))
             else:
                 await self._changed(conversation_id)
             conversation = await self._one("SELECT * FROM conversations WHERE id = ?",
@@ -86,29 +88,30 @@ class OwnerRows(Connection):
                 business_number=conversation["business_number"], stage=stage, value=value,
                 source=source, external_ref=conversation["external_ref"], at=now))
 
-    async def waiting_replies(self, older_than: float,
+    async def waiting_replies(self, now: float, older_than: float | None = None,
                               escalated_fewer_than: int | None = None) -> list[dict[str, Any]]:
-        """Open conversations whose latest homeowner text, sent before `older_than`, has no
-        owner answer after it; with how many escalations that text has had (only those
-        escalated fewer than `escalated_fewer_than` times, when given).
+        """The texts the digest and escalation report (textback/core/waiting.py): each waiting
+        conversation's latest homeowner text, sent since `reported_since(now)` and before
+        `older_than` (default `now`), its conversation not snoozed at `now`; with how many
+        times that text was escalated (only those escalated fewer than
+        `escalated_fewer_than` times, when given) and when last.
 
-        Read from `waiting_texts`, kept in the transactions that store a homeowner's text,
-        an owner's answer and an escalation, so the cost follows the texts waiting (for
-        escalation, those it may still escalate), not the history (CROSS JOIN: the planner
-        must start there, whatever its statistics say, not with a range of all messages).
+        One range of `conversations_waiting` (open, unanswered, by the latest text's time),
+        as long as the reported window whatever the history (CROSS JOIN: the planner must
+        start there, not with a range of all messages), then each row's text by its id.
         """
-        # Literal bounds, so the partial index of the texts escalated fewer than twice serves.
+        escalated = "(SELECT COUNT(*) FROM escalations e WHERE e.message_id = m.id)"
         below = ("" if escalated_fewer_than is None else
-                 f" AND w.escalations < 2 AND w.escalations < {min(int(escalated_fewer_than), 2)}")
+                 f" AND {escalated} < {int(escalated_fewer_than)}")
         rows = await self._all(
             "SELECT c.id AS conversation_id, c.caller, c.business_number, c.owner_id,"
-            " m.id AS message_id, m.created_at, m.body, w.escalations AS escalated,"
+            f" m.id AS message_id, m.created_at, m.body, {escalated} AS escalated,"
             " (SELECT MAX(e.at) FROM escalations e WHERE e.message_id = m.id) AS escalated_at"
-            f" FROM waiting_texts w {self._JOIN_IN_ORDER} conversations c ON c.id = w.conversation_id"
-            f" {self._JOIN_IN_ORDER} messages m ON m.id = w.message_id"
-            f" WHERE m.created_at < ? AND c.status = 'open' AND c.selftest = 0"
-            f" AND c.owner_line = 0{below}",
-            (older_than,))
+            f" FROM conversations c {self._JOIN_IN_ORDER} messages m ON m.id = c.last_reply_id"
+            " WHERE c.status = 'open' AND c.unanswered = 1 AND c.last_reply_at >= ?"
+            " AND c.last_reply_at < ? AND c.selftest = 0 AND c.owner_line = 0"
+            f" AND (c.snoozed_until IS NULL OR c.snoozed_until <= ?){below}",
+            (reported_since(now), now if older_than is None else older_than, now))
         media = await self.media_of(r["message_id"] for r in rows)
         # `listed`: the text as a list shows it, "2 photos" or "(empty text)" when it has no words
         return [dict(r) | {"listed": summary(r["body"], shown_items(media[r["message_id"]]))}
@@ -128,8 +131,6 @@ class OwnerRows(Connection):
                 (message_id, level, owner_id, time.time()))
             if cursor.rowcount != 1:
                 return None
-            await db.execute("UPDATE waiting_texts SET escalations = escalations + 1"
-                             " WHERE message_id = ?", (message_id,))
             return await self._insert_notice(notice)
 
     async def set_contact(self, conversation_id: int, name: str | None, kind: str | None,

@@ -7,6 +7,7 @@ from typing import Any
 
 from textback.store.connection import Connection
 from textback.store.values import _PRUNABLE_MESSAGE
+from textback.store.web import NEXT_VERSION, STOP_WAITING
 
 
 class RetentionRows(Connection):
@@ -60,7 +61,8 @@ class RetentionRows(Connection):
         escalations and media rows) from before `cutoff`, forget what up to `limit` reply
         tokens' alerts quoted, and delete up to `limit` reply tokens that expired before
         `expired_before` (an expired one takes no reply: it is refused as an unknown one is),
-        in one short transaction; the media files their rows named are removed afterwards
+        in one short transaction (a conversation whose waiting text goes waits no more); the
+        media files their rows named are removed afterwards
         (pruning.remove_unreferenced_files). A text or an email still being sent is never
         pruned."""
         async with self._transaction() as db:
@@ -77,8 +79,12 @@ class RetentionRows(Connection):
                                       f" FROM media WHERE message_id IN ({marks})", tuple(ids))
                 media, media_bytes = row["n"], row["bytes"]
                 await db.execute(f"DELETE FROM media WHERE message_id IN ({marks})", ids)
-                for table in ("outbox", "escalations", "waiting_texts", "owner_alert_texts",
-                              "owner_answers"):
+                # A conversation whose latest homeowner text goes waits no more for its answer.
+                await db.execute(
+                    f"UPDATE conversations SET last_reply_id = NULL, {STOP_WAITING},"
+                    f" version = {NEXT_VERSION} WHERE id IN (SELECT conversation_id FROM messages"
+                    f" WHERE id IN ({marks})) AND last_reply_id IN ({marks})", ids + ids)
+                for table in ("outbox", "escalations", "owner_alert_texts", "owner_answers"):
                     await db.execute(f"DELETE FROM {table} WHERE message_id IN ({marks})", ids)
                 # A message's row in the search index has its id (the conversation's own is -id).
                 await db.execute(f"DELETE FROM conversation_search WHERE rowid IN ({marks})", ids)

@@ -2,8 +2,8 @@
 
 A part of `textback.store.Store` (a mixin): it uses the store's connection,
 lock and transactions. Each conversation row carries its inbox summary (last
-message, last reply, last human answer, unread, waiting since, snoozed until,
-done as status 'closed') and a `version` that grows with every change; they
+message, last reply and its id, last human answer, unread, waiting since, snoozed until,
+done as status 'closed'; the one record of who waits for an answer, textback/core/waiting.py) and a `version` that grows with every change; they
 are updated in the transaction that stores each message, call or action, so
 an inbox page reads one index range of its own size whatever the history,
 and the live page asks only for versions it has not seen.
@@ -18,6 +18,9 @@ from typing import Any
 
 # The next change number: MAX over the version index is one index probe.
 NEXT_VERSION = "(SELECT COALESCE(MAX(version), 0) + 1 FROM conversations)"
+# A conversation's homeowner waits no more (an answer, done, an opt-out, its text pruned):
+# the assignments that end waiting (textback/core/waiting.py), in an UPDATE of conversations.
+STOP_WAITING = "unanswered = 0, waiting_since = NULL"
 
 INBOX_VIEWS = ("mine", "unassigned", "all", "waiting", "snoozed", "done")
 AWAKE = "(snoozed_until IS NULL OR snoozed_until <= :now)"
@@ -96,14 +99,14 @@ class WebStore:
         if direction == "in":
             await self._db.execute(
                 "UPDATE conversations SET last_body = :body, last_message_at = :now,"
-                " last_reply = :body, last_reply_at = :now, unanswered = 1, unread = 1,"
-                " waiting_since = COALESCE(waiting_since, :now), snoozed_until = NULL,"
-                f" status = 'open', version = {NEXT_VERSION} WHERE id = :id",
-                {"body": body, "now": now, "id": conversation_id})
+                " last_reply = :body, last_reply_at = :now, last_reply_id = :message,"
+                " unanswered = 1, unread = 1, waiting_since = COALESCE(waiting_since, :now),"
+                f" snoozed_until = NULL, status = 'open', version = {NEXT_VERSION} WHERE id = :id",
+                {"body": body, "now": now, "message": message_id, "id": conversation_id})
         elif kind == "owner":
             await self._db.execute(
                 "UPDATE conversations SET last_body = :body, last_message_at = :now,"
-                " last_answer_at = :now, unanswered = 0, unread = 0, waiting_since = NULL,"
+                f" last_answer_at = :now, unread = 0, {STOP_WAITING},"
                 f" version = {NEXT_VERSION} WHERE id = :id",
                 {"body": body, "now": now, "id": conversation_id})
         else:
@@ -224,12 +227,13 @@ class WebStore:
                              f" version = {NEXT_VERSION} WHERE id = ?", (until, conversation_id))
 
     async def mark_done(self, conversation_id: int, expected_state: int | None = None) -> None:
-        """Done: read, and out of the inbox until the homeowner writes or calls again."""
+        """Done: read, answered, and out of the inbox until the homeowner writes or calls
+        again (a call reopens it, but only a new text makes it wait)."""
         async with self._transaction() as db:
             await self._expect_state(conversation_id, expected_state)
             await db.execute("UPDATE conversations SET status = 'closed', unread = 0,"
-                             f" snoozed_until = NULL, version = {NEXT_VERSION} WHERE id = ?",
-                             (conversation_id,))
+                             f" snoozed_until = NULL, {STOP_WAITING}, version = {NEXT_VERSION}"
+                             " WHERE id = ?", (conversation_id,))
 
     async def set_contact_name(self, conversation_id: int, name: str,
                                expected_state: int | None = None) -> None:

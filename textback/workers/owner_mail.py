@@ -200,7 +200,8 @@ class OwnerMail:
         # Only texts older than after_minutes of clock time can have waited long enough, and
         # only those not yet escalated as often as they can be (once, or twice with a reminder).
         most = 1 if settings.reminder_minutes is None else 2
-        for waiting in await self.store.waiting_replies(now - settings.after_minutes * 60, most):
+        for waiting in await self.store.waiting_replies(
+                now, now - settings.after_minutes * 60, most):
             try:
                 await self._escalate_one(waiting, backup, now)
             except Exception:  # noqa: BLE001 - one text must not hold up the others
@@ -243,7 +244,8 @@ class OwnerMail:
             await self.send_digest(time.time())
 
     async def send_digest(self, now: float) -> None:
-        """Each owner's waiting conversations; on the 1st, last month's scorecard too."""
+        """Each owner's waiting conversations (those of the reported window,
+        textback/core/waiting.py); on the 1st, last month's scorecard too."""
         zone = ZoneInfo(self.config.business.timezone)
         waiting: dict[str, list[dict[str, Any]]] = {}
         for row in await self.store.waiting_replies(now):

@@ -447,7 +447,8 @@ CREATE TRIGGER {table}_wake AFTER INSERT ON {table}
 """ for table in ("outbox", "alerts", "notices", "events", "media"))
 
 # Every table that holds one company's rows: all but the schema's own bookkeeping
-# (schema_version, written_by) and the list of companies itself.
+# (schema_version, written_by) and the list of companies itself, as they were at migration
+# 31 (tables made later call owned_by_company themselves; 33 drops waiting_texts).
 COMPANY_TABLES = (
     "conversations", "calls", "messages", "reply_tokens", "assignments", "outcomes",
     "escalations", "suppressions", "unroutable_texts", "alerts", "notices", "progress",
@@ -639,5 +640,31 @@ MIGRATIONS: list[str] = [
     DROP INDEX incidents_one_open;
     CREATE UNIQUE INDEX incidents_one_open ON incidents (kind, pbx, company_id)
         WHERE closed_at IS NULL;
+    """,
+    # 34: one record of the conversations waiting for an answer (see SQLite's 34). The
+    # tables' owner, which runs the migrations, reads and writes every company's rows while
+    # row-level security is not forced on it, inside this one transaction.
+    """
+    ALTER TABLE conversations ADD COLUMN last_reply_id BIGINT;
+    ALTER TABLE conversations NO FORCE ROW LEVEL SECURITY;
+    ALTER TABLE messages NO FORCE ROW LEVEL SECURITY;
+    ALTER TABLE suppressions NO FORCE ROW LEVEL SECURITY;
+    ALTER TABLE outcomes NO FORCE ROW LEVEL SECURITY;
+    UPDATE conversations SET last_reply_id = (SELECT id FROM messages
+        WHERE conversation_id = conversations.id AND direction = 'in'
+        ORDER BY created_at DESC, id DESC LIMIT 1)
+        WHERE last_reply_at IS NOT NULL;
+    UPDATE conversations SET unanswered = 0, waiting_since = NULL
+        WHERE unanswered = 1 AND (status = 'closed' OR last_reply_id IS NULL
+            OR EXISTS (SELECT 1 FROM outcomes o WHERE o.conversation_id = conversations.id
+                       AND o.stage IN ('won', 'lost', 'spam') AND o.at >= conversations.last_reply_at)
+            OR EXISTS (SELECT 1 FROM suppressions s WHERE s.number = conversations.caller
+                       AND s.company_id = conversations.company_id
+                       AND s.since >= conversations.last_reply_at));
+    ALTER TABLE conversations FORCE ROW LEVEL SECURITY;
+    ALTER TABLE messages FORCE ROW LEVEL SECURITY;
+    ALTER TABLE suppressions FORCE ROW LEVEL SECURITY;
+    ALTER TABLE outcomes FORCE ROW LEVEL SECURITY;
+    DROP TABLE waiting_texts;
     """,
 ]
