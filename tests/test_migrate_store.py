@@ -38,7 +38,7 @@ from textback.store import NewMedia, Notice, QueuedPush, Store
 from textback.store import migrate as moving
 from textback.store.migrations import MIGRATIONS
 from textback.store.postgres import PostgresStore
-from textback.store.postgres.migrations import COMPANY_TABLES
+from textback.store.postgres.migrations import CURRENT_COMPANY_TABLES
 
 PASSWORD = secrets.token_urlsafe(18)
 CALLER = "+12125550199"
@@ -164,7 +164,7 @@ def company_rows(url: str, company: str) -> dict[str, list]:
             return {}
         connection.execute("SELECT set_config('textback.company', %s, false)", (str(found[0]),))
         return {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-                for table in (*COMPANY_TABLES, "daemons")}
+                for table in CURRENT_COMPANY_TABLES}
 
 
 def file_rows(source: Path, table: str, order: str = "id") -> list[sqlite3.Row]:
@@ -232,9 +232,9 @@ def test_a_store_moves_in_as_a_company_beside_another(fleet, tmp_path):
                    " NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = c.last_reply_id"
                    " AND m.conversation_id = c.id AND m.direction = 'in')") == [(0,)]
         waited_on = {r["id"]: r["body"] for r in file_rows(source, "messages")}
-        assert sorted((r["caller"], waited_on.get(r["last_reply_id"]))
+        assert sorted((r["caller"], waited_on.get(r["last_reply_id"], ""))
                       for r in file_rows(source, "conversations")) == sorted(one(
-            "SELECT c.caller, m.body FROM conversations c"
+            "SELECT c.caller, COALESCE(m.body, '') FROM conversations c"
             " LEFT JOIN messages m ON m.id = c.last_reply_id"))
         assert any(r["last_reply_id"] for r in file_rows(source, "conversations"))
         assert one("SELECT COUNT(*) FROM conversation_search s WHERE NOT EXISTS (SELECT 1"
@@ -390,7 +390,7 @@ def test_a_failure_in_the_middle_leaves_the_target_as_it_was(fleet, tmp_path, po
     def all_rows() -> dict[str, list]:
         with psycopg.connect(everyone) as connection:
             return {table: connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-                    for table in (*COMPANY_TABLES, "daemons", "companies")}
+                    for table in (*CURRENT_COMPANY_TABLES, "companies")}
 
     before = all_rows()
     failed = move(url, source, config, tmp_path)
@@ -417,4 +417,4 @@ def test_every_table_of_the_store_is_known_to_the_move():
     """A table added to the schema must be given its place in the move (or be refused there):
     the file's tables are the move's, and the company's tables on PostgreSQL too."""
     known = {t.name for t in moving.TABLES} | set(moving.NOT_COPIED)
-    assert set(COMPANY_TABLES) | {"daemons", "written_by"} == known
+    assert set(CURRENT_COMPANY_TABLES) | {"written_by"} == known

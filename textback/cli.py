@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from textback.commands import COMMANDS
-from textback.commands.common import (ROW_LIMIT, age_of, as_table, config_option, fleet_choice,
-                                      load_config, local_time, read_store, unusable, visible,
-                                      with_store)
+from textback.commands.common import (CONFIG_HELP, ROW_LIMIT, age_of, as_table, config_option,
+                                      fleet_choice, load_config, local_time, read_store,
+                                      unusable, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
 from textback.core.call_words import CALL_DECISIONS, missed_because
@@ -630,7 +630,7 @@ def explain(config_path: str | None, caller: str, when: str | None, dialled: str
 
 
 @main.command("migrate-store")
-@config_option
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--from", "source", required=True, metavar="sqlite:///PATH",
               help="The single install's SQLite store, e.g. sqlite:///var/lib/textback/textback.db.")
 @click.option("--to", "target", required=True, metavar="postgresql://USER@HOST/DB",

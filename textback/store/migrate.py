@@ -374,7 +374,7 @@ def company_rows(connection: psycopg.Connection, company_id: int) -> int:
     """How many rows of any table the company holds (read in the caller's transaction)."""
     connection.execute("SELECT set_config('textback.company', %s, true)", (str(company_id),))
     return sum(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-               for table in (*pg_migrations.COMPANY_TABLES, "daemons"))
+               for table in pg_migrations.CURRENT_COMPANY_TABLES)
 
 
 def _rows(db: sqlite3.Connection, table: Table) -> tuple[list[str], list[dict[str, Any]]]:
@@ -561,8 +561,7 @@ def count_rows(source: Path, url: str, password: str | None,
             for table in (*(t.name for t in TABLES), *NOT_COPIED):
                 in_file = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                 in_target = (connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                             if table in pg_migrations.COMPANY_TABLES or table == "daemons"
-                             else 0)
+                             if table in pg_migrations.CURRENT_COMPANY_TABLES else 0)
                 counts.append((table, in_file, in_target))
             return counts
     finally:

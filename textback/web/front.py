@@ -25,7 +25,8 @@ from aiohttp import web
 from sms_gateway.connection_limits import ConnectionLimits, tracking
 from textback import service
 from textback.config import WebConfig
-from textback.web.server import RouteProvider, application, no_traceback, security_headers
+from textback.web.server import (RouteProvider, application, close_listener, no_traceback,
+                                 security_headers)
 
 log = logging.getLogger("textback.web")
 
@@ -130,11 +131,5 @@ class WebFront:
 
     async def stop(self) -> None:
         self.close(FrontClosed("stopped"))
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await close_listener(self._server, self._runner)
+        self._server = self._runner = None

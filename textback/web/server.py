@@ -107,11 +107,17 @@ class WebServer:
                  self.port, self.config.public_url)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await close_listener(self._server, self._runner)
+        self._server = self._runner = None
+
+
+async def close_listener(server: asyncio.AbstractServer | None,
+                         runner: web.AppRunner | None) -> None:
+    """Stop accepting, let the app's requests end (its cleanup), then wait for the socket to
+    close: the web server's and the companies' front's stop."""
+    if server is not None:
+        server.close()
+    if runner is not None:
+        await runner.cleanup()
+    if server is not None:
+        await server.wait_closed()

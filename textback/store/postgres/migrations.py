@@ -448,7 +448,7 @@ CREATE TRIGGER {table}_wake AFTER INSERT ON {table}
 
 # Every table that holds one company's rows: all but the schema's own bookkeeping
 # (schema_version, written_by) and the list of companies itself, as they were at migration
-# 31 (tables made later call owned_by_company themselves; 33 drops waiting_texts).
+# 31 (tables made later call owned_by_company themselves; 34 drops waiting_texts).
 COMPANY_TABLES = (
     "conversations", "calls", "messages", "reply_tokens", "assignments", "outcomes",
     "escalations", "suppressions", "unroutable_texts", "alerts", "notices", "progress",
@@ -458,6 +458,10 @@ COMPANY_TABLES = (
     "signin_failures", "media", "consent_ledger", "owner_alert_texts", "owner_answers",
     "push_subscriptions", "push_messages", "owner_alert_channels", "intake_facts",
 )
+# The tables of COMPANY_TABLES a later migration dropped.
+DROPPED_TABLES = ("waiting_texts",)
+# Every table that holds one company's rows in the current schema (the claimers came at 32).
+CURRENT_COMPANY_TABLES = (*(t for t in COMPANY_TABLES if t not in DROPPED_TABLES), "daemons")
 
 # The keys that named one thing of one company (a caller at a number, a PBX's call id, an
 # opt-out, an owner's login, a progress mark...) become that thing per company: the company
