@@ -111,6 +111,17 @@ def jpeg_rendition(data: bytes, max_side: int = RENDITION_MAX_SIDE) -> bytes:
         return out.getvalue()
 
 
+@dataclass
+class MediaCopy:
+    """What `MediaStore.copy_from` did: files copied, already there, and those it could not
+    copy (missing from the source, or whose bytes no longer match their digest)."""
+
+    copied: int = 0
+    present: int = 0
+    missing: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+
 class MediaStore:
     """Content-addressed files under one directory."""
 
@@ -144,7 +155,7 @@ class MediaStore:
     def read(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
-    def copy_from(self, other: "MediaStore", digests: set[str]) -> "MediaCopy":
+    def copy_from(self, other: "MediaStore", digests: set[str]) -> MediaCopy:
         """Each file `digests` names, from `other` into this directory (`textback
         migrate-store`): read, checked against its name (a damaged file is not copied) and
         written as `put` writes. A file already here is kept."""
@@ -165,16 +176,6 @@ class MediaStore:
             done.copied += 1
         return done
 
-
-@dataclass
-class MediaCopy:
-    """What `MediaStore.copy_from` did: files copied, already there, and those it could not
-    copy (missing from the source, or whose bytes no longer match their digest)."""
-
-    copied: int = 0
-    present: int = 0
-    missing: list[str] = field(default_factory=list)
-    damaged: list[str] = field(default_factory=list)
 
     def remove_unreferenced(self, referenced: set[str], older_than: float) -> tuple[int, int]:
         """Delete the files no media row names (their texts were pruned), and temporary files
