@@ -139,7 +139,7 @@ async def test_the_routing_table_is_rewritten_every_day(tmp_path):
     raw = base_config(tmp_path, **{"agi": {"routing_file": str(tmp_path / "routing.json")}})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
-    routing = RoutingTableWorker(load(path).config, Watch(0.0), SystemClock(), refresh_seconds=0.05)
+    routing = RoutingTableWorker(load(path).config, Watch(), SystemClock(), refresh_seconds=0.05)
     worker = asyncio.create_task(routing.run())
     try:
         await asyncio.sleep(0.2)

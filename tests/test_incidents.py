@@ -16,12 +16,14 @@ from lab.harness import SMTP_SINK_PORT, eventually, in_process, start_smtp_sink
 from textback import daemon as daemon_module
 from textback.config import ConfigError, IncidentsConfig, load
 from textback.daemon import Daemon
-from textback.core.incidents import Key, Observed, active, ended, opened_mail, recovered_mail
+from textback.core.incidents import (Key, Observed, Opened, PbxView, active, judge,
+                                     opened_mail, recovered_mail, seen_on)
 
 NOW = 1_800_000_000.0
-CALM = Observed(now=NOW, ami_down_since={}, quiet_open_hours=0.5, gateway_failures_in_row=0,
-                gateway_error="", expired=None, mail_error=None, reply_listener_error=None,
-                routing_error=None)
+HELD = PbxView(listened=True, held_since=NOW - 3600, call_event_at=NOW - 1800)
+CALM = Observed(now=NOW, ami_down_since={}, quiet_open_hours={"": 0.5},
+                gateway_failures_in_row=0, gateway_error="", expired=None, mail_error=None,
+                reply_listener_error=None, routing_error=None, pbxs={"": HELD})
 
 
 def seen(**changes) -> Observed:
@@ -34,14 +36,14 @@ def test_nothing_is_wrong_when_all_is_calm():
 
 @pytest.mark.parametrize("changes, kind, summary", [
     ({"ami_down_since": {"": NOW - 301}}, "ami_down", "not logged in to AMI for 5 minutes"),
-    ({"quiet_open_hours": 4.5}, "no_call_events", "no call event from AMI for 4.5 hours"),
+    ({"quiet_open_hours": {"": 4.5}}, "no_call_events", "no call event from AMI for 4.5 hours"),
     ({"gateway_failures_in_row": 5, "gateway_error": "HTTP 503"}, "gateway_failing",
      "5 sends in a row failed; the last: HTTP 503"),
     ({"expired": "the text to +12125550123 expired unsent"}, "texts_expiring", "expired unsent"),
     ({"mail_error": "SMTPRecipientsRefused"}, "mail_refused", "SMTPRecipientsRefused"),
     ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
     ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
-    ({"ami_behind_at": NOW - 60}, "ami_behind", "calls are being recorded late"),
+    ({"ami_behind_at": {"": NOW - 60}}, "ami_behind", "calls are being recorded late"),
     ({"database_down_since": NOW - 301, "database_error": "OperationalError: refused"},
      "database_down", "the database has not answered for 5 minutes: OperationalError: refused"),
 ])
@@ -51,13 +53,13 @@ def test_each_condition_opens_its_incident(changes, kind, summary):
 
 
 def test_falling_behind_ends_after_five_quiet_minutes():
-    assert active(seen(ami_behind_at=NOW - 299), IncidentsConfig())
-    assert active(seen(ami_behind_at=NOW - 301), IncidentsConfig()) == {}
+    assert active(seen(ami_behind_at={"": NOW - 299}), IncidentsConfig())
+    assert active(seen(ami_behind_at={"": NOW - 301}), IncidentsConfig()) == {}
 
 
 def test_thresholds_are_the_configured_ones():
     settings = IncidentsConfig(ami_down_minutes=10, no_calls_hours=None, gateway_failures=3)
-    assert active(seen(ami_down_since={"": NOW - 301}, quiet_open_hours=99,
+    assert active(seen(ami_down_since={"": NOW - 301}, quiet_open_hours={"": 99},
                        gateway_failures_in_row=2), settings) == {}
     assert list(active(seen(ami_down_since={"": NOW - 601}, gateway_failures_in_row=3),
                        settings)) == [Key("ami_down"), Key("gateway_failing")]
@@ -75,7 +77,8 @@ def test_each_pbx_down_is_an_incident_of_its_own_naming_it():
                                 NOW, "America/New_York")
     assert subject == "textback incident: textback is not connected to the Asterisk of PBX south"
     assert "PBX south: not logged in to AMI" in text
-    assert ended(both_down, one_down, held_elsewhere=()) == [Key("ami_down", "north")]
+    back = seen(pbxs={"north": HELD, "south": PbxView(False, NOW - 3600)})
+    assert ended(both_down, one_down, back) == [Key("ami_down", "north")]
     subject, _ = recovered_mail(Key("ami_down", "north"), "", NOW - 600, NOW, "America/New_York")
     assert subject == "textback recovered: textback is not connected to the Asterisk of PBX north"
     # The single `ami:` form's PBX is never named: its incident reads as it always did.
@@ -83,12 +86,91 @@ def test_each_pbx_down_is_an_incident_of_its_own_naming_it():
         "textback incident: textback is not connected to Asterisk")
 
 
+def ended(open_keys, under_way, observed: Observed, opened_at: float = NOW - 600) -> list[Key]:
+    """The keys `judge` closes, each opened by this daemon at `opened_at`."""
+    return judge({key: Opened(opened_at) for key in open_keys}, under_way, observed,
+                 IncidentsConfig()).ended
+
+
 def test_a_standby_leaves_the_incident_of_a_pbx_another_daemon_holds_to_that_daemon():
     """In a fleet, the daemon standing by for PBX south sees nothing of it: the holder's
-    incident about south stays open until the holder sees south back (or lets it go)."""
-    open_now = [Key("ami_down", "south"), Key("routing_table")]
-    assert ended(open_now, {}, held_elsewhere={"south"}) == [Key("routing_table")]
-    assert ended(open_now, {}, held_elsewhere=set()) == open_now
+    incidents about south stay open until the holder sees south back (or lets it go)."""
+    open_now = [Key("ami_down", "south"), Key("no_call_events", "south"),
+                Key("ami_behind", "south"), Key("routing_table")]
+    standby = seen(pbxs={"south": PbxView(None)}, quiet_open_hours={})
+    assert ended(open_now, {}, standby) == [Key("routing_table")]
+    # A PBX no daemon has any more (taken out of the config): nobody judges it, so it ends.
+    assert ended(open_now, {}, seen(pbxs={}, quiet_open_hours={})) == open_now
+
+
+def test_each_pbx_is_judged_on_its_own_no_call_events_and_ami_behind_naming_it():
+    found = active(seen(quiet_open_hours={"north": 0.5, "south": 4.5},
+                        ami_behind_at={"north": NOW - 10}), IncidentsConfig())
+    assert found == {
+        Key("no_call_events", "south"): "PBX south: no call event from AMI for 4.5 hours of "
+                                        "business hours",
+        Key("ami_behind", "north"): "PBX north: AMI's answer to a Ping waited behind the events "
+                                    "still to be read: calls are being recorded late"}
+    subject, _ = opened_mail(Key("no_call_events", "south"), "x", NOW, "UTC")
+    assert subject == "textback incident: no calls seen on PBX south during business hours"
+    subject, _ = recovered_mail(Key("ami_behind", "north"), "x", NOW - 60, NOW, "UTC")
+    assert subject == ("textback recovered: textback reads the calls of PBX north more slowly "
+                       "than they happen")
+    # The single `ami:` form's PBX is never named.
+    assert opened_mail(Key("no_call_events"), "x", NOW, "UTC")[0] == (
+        "textback incident: no calls seen during business hours")
+
+
+def test_a_new_holder_keeps_a_pbx_incident_until_it_sees_the_pbx_recover_itself():
+    """South moved to this daemon a minute ago: the former holder's incidents about it are
+    not under way here yet (one minute is neither four quiet hours nor a sign of falling
+    behind), and no evidence of recovery was seen either, so they stay open."""
+    just_taken = PbxView(listened=False, held_since=NOW - 60)  # not logged in yet
+    observed = seen(pbxs={"south": just_taken}, quiet_open_hours={"south": 60 / 3600},
+                    ami_down_since={"south": NOW - 60})
+    open_now = [Key("ami_down", "south"), Key("no_call_events", "south"),
+                Key("ami_behind", "south")]
+    assert active(observed, IncidentsConfig()) == {}
+    assert ended(open_now, {}, observed) == []
+    # Logged in, a call event since the incident opened, five minutes read: each recovers.
+    logged_in = PbxView(listened=True, held_since=NOW - 60, call_event_at=NOW - 5)
+    assert ended(open_now, {}, seen(pbxs={"south": logged_in},
+                                    quiet_open_hours={"south": 0.0})) == open_now[:2]
+    read_long = PbxView(listened=True, held_since=NOW - 301, call_event_at=NOW - 900)
+    assert ended(open_now, {}, seen(pbxs={"south": read_long}, quiet_open_hours={"south": 0.1}),
+                 opened_at=NOW - 600) == [Key("ami_down", "south"), Key("ami_behind", "south")]
+    # A call event before the incident opened is no recovery (it is what the quiet counts from).
+    assert ended([Key("no_call_events", "south")], {},
+                 seen(pbxs={"south": read_long}, quiet_open_hours={"south": 0.1}),
+                 opened_at=NOW - 800) == []
+    # No calls counted any more (no business hours, or no_calls_hours off): nothing to judge.
+    assert ended([Key("no_call_events", "south")], {},
+                 seen(pbxs={"south": just_taken}, quiet_open_hours={})) == [
+        Key("no_call_events", "south")]
+
+
+def test_an_incident_of_a_daemons_own_view_is_closed_by_that_daemon_or_taken_over_once_it_is_gone():
+    """gateway_failing opened by another daemon: this one, whose sends go through, leaves it
+    alone while that daemon lives; once it is gone, this one judges it: closes it when it
+    does not see it, takes it over when it does."""
+    failing = Key("gateway_failing")
+    others = {failing: Opened(NOW - 600, opened_here=False, opener_gone=False)}
+    gone = {failing: Opened(NOW - 600, opened_here=False, opener_gone=True)}
+    mine = {failing: Opened(NOW - 600)}
+    settings = IncidentsConfig()
+    assert judge(others, {}, CALM, settings).ended == []
+    assert judge(others, {failing: "x"}, CALM, settings).adopted == []
+    assert judge(gone, {}, CALM, settings).ended == [failing]
+    taken = judge(gone, {failing: "x"}, CALM, settings)
+    assert (taken.ended, taken.adopted) == ([], [failing])
+    assert judge(mine, {}, CALM, settings).ended == [failing]
+    assert judge(mine, {failing: "x"}, CALM, settings).ended == []
+
+
+def test_in_a_fleet_an_own_view_incident_names_the_host_that_saw_it():
+    assert seen_on(Key("reply_listener"), "cannot listen on 0.0.0.0:25", "pbx-b") == (
+        "cannot listen on 0.0.0.0:25 (seen by the daemon on pbx-b)")
+    assert seen_on(Key("ami_down", "south"), "PBX south: x", "pbx-b") == "PBX south: x"
 
 
 def test_a_wrong_incidents_section_names_its_yaml_path(tmp_path):
@@ -136,7 +218,7 @@ async def test_ami_down_and_no_calls_in_business_hours_open_incidents(offline_da
     daemon = await offline_daemon(admin_email="it@acme.example", hours={"windows": ALWAYS_OPEN},
                                   incidents={"ami_down_minutes": 1, "no_calls_hours": 1})
     now = time.time()
-    daemon.watch.started_at = now - 2 * 3600
+    daemon.watch.held_since[""] = now - 2 * 3600
     daemon.watch.ami_down_since[""] = now - 2 * 3600
     await daemon.incidents.check_incidents(now)
     subjects = sorted(m.message["Subject"] for m in await admin_mails(smtp_sink, 2))

@@ -139,8 +139,9 @@ class Daemon:
         self._masked = self.secrets.redactor().url  # gateway errors go to the store and the log
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
-        self.watch = Watch(started, ami_down_since={pbx.incident_name: started
-                                                    for pbx in self.config.pbx_list()})
+        names = [pbx.incident_name for pbx in self.config.pbx_list()]
+        self.watch = Watch(ami_down_since=dict.fromkeys(names, started),
+                           held_since=dict.fromkeys(names, started))
         self._ready_said = False  # READY=1 told systemd at the first AMI login
         self._mail_server: asyncio.AbstractServer | None = None
         self.pbxs = self._pbx_listeners(record_ami)

@@ -3,16 +3,30 @@
 The daemon observes (textback/workers/ops.py); this module decides. An
 incident is open while its condition holds; the admin gets one email when it
 opens and one when it recovers, never one per check. An incident is one of a
-kind, or, for AMI down, one per PBX (`Key`): with several PBXs it names the one
-that is down, and each PBX recovers on its own.
+kind, or, for the kinds about a PBX (`PBX_KINDS`), one per PBX (`Key`): with
+several PBXs it names the PBX, and each PBX recovers on its own.
+
+Who judges an incident, in a fleet of daemons on one database (`judge`):
+
+- **A PBX's incidents** (AMI down, no call events, AMI behind) are judged by the daemon that
+  listens to that PBX: the holder of its lease (on SQLite, the one daemon). A daemon standing
+  by for it sees nothing of it and leaves them alone. The holder closes one only on evidence
+  that it recovered, seen by itself: a login for AMI down, a call event since it opened for no
+  call events, five minutes of reading without falling behind for AMI behind. So a daemon that
+  has just taken a PBX over (or just started) keeps its open incidents, and judges them from
+  then on: it neither opens them a second time nor closes them for having seen nothing yet.
+- **The other kinds** are judged from the daemon's own view (`OWN_VIEW_KINDS`, the reasons
+  there), so each records the daemon that opened it, and only that daemon closes it. One
+  whose daemon is gone (killed, or an earlier start on SQLite) is taken over by a daemon that
+  judges the same kind: kept if that one sees the condition too, closed if it does not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
-from typing import TYPE_CHECKING, Collection, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Collection, Mapping, NamedTuple
 
 from textback.core.alerts import one_line
 
@@ -34,7 +48,25 @@ TITLES = {
 # The kinds that are about one PBX: with several PBXs, the title names it.
 PBX_TITLES = {
     "ami_down": "textback is not connected to the Asterisk of PBX {pbx}",
+    "no_call_events": "no calls seen on PBX {pbx} during business hours",
+    "ami_behind": "textback reads the calls of PBX {pbx} more slowly than they happen",
 }
+# Judged by the daemon that listens to the PBX (its lease's holder), whatever daemon opened it.
+PBX_KINDS = frozenset(PBX_TITLES)
+# Judged from the daemon's own view: what one daemon sees of them says nothing of another's.
+# - gateway_failing: the sends in a row this daemon made. Another daemon reaches the gateway
+#   from another host, and with the asterisk gateway through other PBXs: its texts going
+#   out do not show that this one's do.
+# - texts_expiring: the texts this daemon expired, until its own next text is accepted (its
+#   own gateway path works again); another's accepted text shows nothing of that path.
+# - mail_refused: this daemon's mail to the relay, from its host, with its credentials.
+# - reply_listener: the reply-mail port on this daemon's host.
+# - routing_table: the AGI's routing file this daemon writes on its host.
+# - webhook_signing: the webhooks this daemon's listener refused, with the keys its config
+#   has: a daemon whose key is right says nothing of one whose key is stale.
+# (database_down is never stored: it is mailed straight to the relay by the daemon cut off.)
+OWN_VIEW_KINDS = frozenset({"gateway_failing", "texts_expiring", "mail_refused",
+                            "reply_listener", "routing_table", "webhook_signing"})
 # How long after the last sign of falling behind the incident stays open: a burst's backlog
 # is read within seconds, so quiet for this long means textback keeps up again.
 BEHIND_RECOVERED_MINUTES = 5.0
@@ -85,6 +117,34 @@ class Key(NamedTuple):
 
 
 @dataclass(frozen=True)
+class PbxView:
+    """What this daemon sees of one PBX (by its incident name)."""
+
+    # True: this daemon is logged in to its AMI; False: it should listen (it holds the PBX)
+    # and is not logged in; None: another daemon of the fleet holds its lease.
+    listened: bool | None
+    held_since: float | None = None  # since when this daemon holds it (None: it does not)
+    call_event_at: float | None = None  # the last call event this daemon saw on it
+
+
+class Opened(NamedTuple):
+    """An open incident as the store keeps it."""
+
+    opened_at: float
+    opened_here: bool = True  # opened by this daemon (this start of it)
+    opener_gone: bool = False  # the daemon that opened it is gone
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What this daemon does with the open incidents: close those that recovered, and take
+    over those whose daemon is gone while it sees the same condition (they become its own)."""
+
+    ended: list[Key]
+    adopted: list[Key]
+
+
+@dataclass(frozen=True)
 class Observed:
     """What the daemon saw, at `now`."""
 
@@ -92,7 +152,9 @@ class Observed:
     # Each PBX this daemon should listen to and does not, since when (not one another daemon
     # of a fleet holds: that one observes it).
     ami_down_since: Mapping[str, float]
-    quiet_open_hours: float | None  # business hours since the last call event (None: not counted)
+    # Each PBX this daemon holds: business hours since its last call event, or since this
+    # daemon began holding it (empty: not counted, without business hours or no_calls_hours).
+    quiet_open_hours: Mapping[str, float]
     gateway_failures_in_row: int
     gateway_error: str
     expired: str | None  # the last text that expired, until a text is accepted again
@@ -100,7 +162,9 @@ class Observed:
     reply_listener_error: str | None
     routing_error: str | None
     webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
-    ami_behind_at: float | None = None  # the last time AMI's answers waited behind its events
+    # Each PBX this daemon holds: the last time its AMI's answers waited behind its events.
+    ami_behind_at: Mapping[str, float] = field(default_factory=dict)
+    pbxs: Mapping[str, PbxView] = field(default_factory=dict)  # every PBX of this daemon
     database_down_since: float | None = None  # the store stopped answering then
     database_error: str = ""  # and why, as it said last
 
@@ -112,6 +176,12 @@ def title(key: Key) -> str:
     return TITLES.get(key.kind, key.kind)
 
 
+def seen_on(key: Key, summary: str, host: str) -> str:
+    """In a fleet, an incident judged from a daemon's own view names that daemon's host in its
+    summary (the email and the admin page): the admin looks there, not at every daemon."""
+    return f"{summary} (seen by the daemon on {host})" if key.kind in OWN_VIEW_KINDS else summary
+
+
 def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
     """The incidents under way, each with a one-line summary."""
     found: dict[Key, str] = {}
@@ -120,10 +190,11 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
             which = f"PBX {pbx}: " if pbx else ""
             found[Key("ami_down", pbx)] = (f"{which}not logged in to AMI for "
                                           f"{(seen.now - since) / 60:.0f} minutes")
-    if (settings.no_calls_hours is not None and seen.quiet_open_hours is not None
-            and seen.quiet_open_hours > settings.no_calls_hours):
-        found[Key("no_call_events")] = (f"no call event from AMI for "
-                                        f"{seen.quiet_open_hours:.1f} hours of business hours")
+    for pbx, quiet in sorted(seen.quiet_open_hours.items()):
+        if settings.no_calls_hours is not None and quiet > settings.no_calls_hours:
+            which = f"PBX {pbx}: " if pbx else ""
+            found[Key("no_call_events", pbx)] = (f"{which}no call event from AMI for "
+                                                 f"{quiet:.1f} hours of business hours")
     if seen.gateway_failures_in_row >= settings.gateway_failures:
         found[Key("gateway_failing")] = (f"{seen.gateway_failures_in_row} sends in a row failed; "
                                          f"the last: {one_line(seen.gateway_error, 300)}")
@@ -137,9 +208,12 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
         found[Key("routing_table")] = one_line(seen.routing_error, 300)
     if seen.webhook_signing_error is not None:
         found[Key("webhook_signing")] = one_line(seen.webhook_signing_error, 300)
-    if seen.ami_behind_at is not None and seen.now - seen.ami_behind_at < BEHIND_RECOVERED_MINUTES * 60:
-        found[Key("ami_behind")] = ("AMI's answer to a Ping waited behind the events still to be "
-                               "read: calls are being recorded late")
+    for pbx, behind_at in sorted(seen.ami_behind_at.items()):
+        if seen.now - behind_at < BEHIND_RECOVERED_MINUTES * 60:
+            which = f"PBX {pbx}: " if pbx else ""
+            found[Key("ami_behind", pbx)] = (f"{which}AMI's answer to a Ping waited behind the "
+                                             f"events still to be read: calls are being "
+                                             f"recorded late")
     # The same bound as AMI's: a daemon cut off from its database no longer listens to the PBX.
     if (seen.database_down_since is not None
             and seen.now - seen.database_down_since > settings.ami_down_minutes * 60):
@@ -149,13 +223,42 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
     return found
 
 
-def ended(open_keys: Iterable[Key], under_way: Collection[Key],
-          held_elsewhere: Collection[str]) -> list[Key]:
-    """The open incidents that recovered: those no longer under way, but for an incident about
-    a PBX that another daemon of the fleet holds (this one stands by for it, and sees nothing
-    of it): its holder judges whether that PBX recovered."""
-    return [key for key in open_keys if key not in under_way
-            and not (key.kind in PBX_TITLES and key.pbx in held_elsewhere)]
+def judge(open_now: Mapping[Key, Opened], under_way: Collection[Key], seen: Observed,
+          settings: IncidentsConfig) -> Judgement:
+    """Which open incidents this daemon closes, and which it takes over (see the module's
+    docstring: who judges what)."""
+    ended: list[Key] = []
+    adopted: list[Key] = []
+    for key, opened in open_now.items():
+        if key.kind in PBX_KINDS:
+            if _pbx_recovered(key, opened, under_way, seen, settings):
+                ended.append(key)
+        elif opened.opened_here or opened.opener_gone or key.kind not in OWN_VIEW_KINDS:
+            if key not in under_way:
+                ended.append(key)
+            elif not opened.opened_here:
+                adopted.append(key)
+    return Judgement(ended, adopted)
+
+
+def _pbx_recovered(key: Key, opened: Opened, under_way: Collection[Key], seen: Observed,
+                   settings: IncidentsConfig) -> bool:
+    """An incident about a PBX ends by its holder's own evidence; one about a PBX this daemon
+    no longer has at all (taken out of the config) ends, since nobody judges it any more."""
+    view = seen.pbxs.get(key.pbx)
+    if view is None:
+        return True
+    if view.listened is None or key in under_way:
+        return False  # another daemon holds it; or it still holds
+    if key.kind == "ami_down":
+        return view.listened
+    if key.kind == "no_call_events":
+        if settings.no_calls_hours is None or key.pbx not in seen.quiet_open_hours:
+            return True  # no longer counted: nothing to judge
+        return view.call_event_at is not None and view.call_event_at >= opened.opened_at
+    # ami_behind: this daemon has read the PBX, not falling behind, for the recovery's minutes.
+    return (view.held_since is not None
+            and seen.now - view.held_since >= BEHIND_RECOVERED_MINUTES * 60)
 
 
 def opened_mail(key: Key, summary: str, at: float, zone: str) -> tuple[str, str]:

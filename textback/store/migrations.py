@@ -752,6 +752,12 @@ MIGRATIONS: list[str] = [
                        AND s.since >= conversations.last_reply_at));
     DROP TABLE waiting_texts
     """,
+    # The daemon (a row of `daemons`) that opened an incident: a kind judged from a daemon's
+    # own view (textback/core/incidents.py, OWN_VIEW_KINDS) is closed by that daemon alone,
+    # or taken over once it is gone. NULL: opened before, or by a store with no claimer.
+    """
+    ALTER TABLE incidents ADD COLUMN opened_by INTEGER
+    """,
 ]
 
 # ANALYZE reads at most about this many rows of each index, so it stays quick on a large store.

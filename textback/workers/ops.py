@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping
@@ -42,10 +43,14 @@ AMI_STATE_SINCE = "ami_state_since"
 class Watch:
     """What went wrong lately, as the daemon's parts report it."""
 
-    started_at: float
-    call_event_at: float | None = None  # the last AMI event about a channel
     # Each PBX not listened to, since when (by its incident name: '' for the single form's).
     ami_down_since: dict[str, float] = field(default_factory=dict)
+    # Each PBX's last AMI event about a channel, as this daemon saw it (by incident name).
+    call_event_at: dict[str, float] = field(default_factory=dict)
+    # Each PBX this daemon holds, since when (from the start, then as the incident check sees
+    # it take a lease): a PBX taken over is judged from then on, its quiet hours counted from
+    # then at the earliest.
+    held_since: dict[str, float] = field(default_factory=dict)
     gateway_failures_in_row: int = 0
     gateway_error: str = ""
     expired: str | None = None
@@ -53,7 +58,8 @@ class Watch:
     reply_listener_error: str | None = None
     routing_error: str | None = None
     webhook_signing_error: str | None = None
-    ami_behind_at: float | None = None  # AMI's answers last waited behind unread events
+    # Each PBX's AMI answers last waited behind unread events then (by incident name).
+    ami_behind_at: dict[str, float] = field(default_factory=dict)
     database_down_since: float | None = None  # the store stopped answering the incident check
     database_error: str = ""
 
@@ -101,23 +107,38 @@ class IncidentWorker:
             await asyncio.sleep(INCIDENT_CHECK_SECONDS)
 
     def _observed(self, now: float) -> incidents.Observed:
+        """The watch as the core reads it. Only the PBXs this daemon holds are judged: one
+        another daemon holds is that daemon's to observe, and what this one saw of it before
+        it lost the lease is dropped (it would be judged on a view no longer kept up)."""
         w = self.watch
+        views = {}
         for pbx, listened in self._pbx_states().items():
             if listened is False:
                 w.ami_down_since.setdefault(pbx, now)
             else:
                 w.ami_down_since.pop(pbx, None)
+            if listened is None:
+                for moments in (w.held_since, w.call_event_at, w.ami_behind_at):
+                    moments.pop(pbx, None)
+            else:
+                w.held_since.setdefault(pbx, now)
+            views[pbx] = incidents.PbxView(listened, w.held_since.get(pbx),
+                                           w.call_event_at.get(pbx))
         hours = hours_of(self.config)
-        quiet = None
-        if hours.windows:
-            quiet = hours.open_seconds_between(w.call_event_at or w.started_at, now) / 3600
+        quiet = {}
+        if hours.windows and self.config.incidents.no_calls_hours is not None:
+            for pbx, held_since in w.held_since.items():
+                since = max(w.call_event_at.get(pbx, held_since), held_since)
+                quiet[pbx] = hours.open_seconds_between(since, now) / 3600
         return incidents.Observed(
             now=now, ami_down_since=dict(w.ami_down_since), quiet_open_hours=quiet,
             gateway_failures_in_row=w.gateway_failures_in_row, gateway_error=w.gateway_error,
             expired=w.expired, mail_error=w.mail_error,
             reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
-            webhook_signing_error=w.webhook_signing_error, ami_behind_at=w.ami_behind_at,
-            database_down_since=w.database_down_since, database_error=w.database_error)
+            webhook_signing_error=w.webhook_signing_error,
+            ami_behind_at={pbx: at for pbx, at in w.ami_behind_at.items() if pbx in w.held_since},
+            pbxs=views, database_down_since=w.database_down_since,
+            database_error=w.database_error)
 
     async def check_incidents(self, now: float) -> None:
         """Open the incidents that began and close those that ended, mailing the admin each time.
@@ -134,14 +155,23 @@ class IncidentWorker:
         known = {incidents.Key(row["kind"], row["pbx"]): row
                  for row in await self.store.open_incidents()}
         zone = self.config.business.timezone
+        fleet = self.config.storage.backend == "postgresql"
         for key, summary in under_way.items():
+            if fleet:
+                summary = incidents.seen_on(key, summary, socket.gethostname())
             if key in known or await self.store.open_incident(key.kind, summary, now,
                                                               key.pbx) is None:
-                continue
+                continue  # open already: this daemon's, or one it judges or leaves alone
             log.error("incident: %s: %s", incidents.title(key), summary)
             await self._mail_admin(*incidents.opened_mail(key, summary, now, zone))
-        held_elsewhere = {pbx for pbx, listened in self._pbx_states().items() if listened is None}
-        for key in incidents.ended(known, under_way, held_elsewhere):
+        verdict = incidents.judge(
+            {key: incidents.Opened(row["opened_at"], row["opened_here"], row["opener_gone"])
+             for key, row in known.items()}, under_way, seen, self.config.incidents)
+        for key in verdict.adopted:
+            if await self.store.adopt_incident(known[key]["id"]):
+                log.info("incident taken over (the daemon that opened it is gone): %s",
+                         incidents.title(key))
+        for key in verdict.ended:
             row = known[key]
             if not await self.store.close_incident(row["id"], now):
                 continue

@@ -123,7 +123,7 @@ class PbxListener:
 
     def _behind(self) -> None:
         """AMI's answer waited behind unread events: the incident worker reads when."""
-        self._watch.ami_behind_at = time.time()
+        self._watch.ami_behind_at[self.pbx.incident_name] = time.time()
 
     def _clock(self, at: float) -> str:
         return clock_text(at, self._timezone)
@@ -184,7 +184,7 @@ class PbxListener:
         if self.ami.logged_in:  # not events that beat the login callback
             self.events_seen_at = time.time()
             if "Uniqueid" in event:  # about a channel: calls flow, not just Pings
-                self._watch.call_event_at = self.events_seen_at
+                self._watch.call_event_at[self.pbx.incident_name] = self.events_seen_at
         inbound = parse_user_event(event)
         if inbound is not None:  # SIP MESSAGE via the dialplan
             self._sink.spawn(self._sink.receive_text(inbound, "asterisk"))

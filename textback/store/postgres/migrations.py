@@ -671,4 +671,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outcomes FORCE ROW LEVEL SECURITY;
     DROP TABLE waiting_texts;
     """,
+    # 35: the daemon that opened an incident (see SQLite's 35)
+    """
+    ALTER TABLE incidents ADD COLUMN opened_by BIGINT;
+    """,
 ]
