@@ -3,7 +3,10 @@
 Each store is built through the store's own API (lab/history.py: calls,
 texts sent, replies and their alerts, owners' answers, outcomes, opt-outs,
 digests; 100 calls a day, so a bigger store is a longer history, not a
-busier day). Then, on the store as the daemon opens it:
+busier day): its first `--template` calls (10,000 by default: 100 days), and beyond
+them that stretch's rows copied forward in time with their ids, callers and times
+moved on (lab/long_history.py), so a 1M-call history is built in minutes, not hours.
+Then, on the store as the daemon opens it:
 
 * the daemon path per missed call (Daemon.finish_call: its facts in one read,
   the decision, the commit of call, message and outbox row), from new
@@ -22,7 +25,7 @@ PostgreSQL is Debian's server started here (lab/postgres.py) with its durable de
 machine: a fleet's database across a network adds a round trip to each statement.
 
 Usage: python bench/scaling.py [--sizes 1000,10000,100000] [--windows 5] [--calls 200]
-                               [--backends sqlite,postgresql]
+                               [--backends sqlite,postgresql] [--template 10000]
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.configs import base_config, write_config  # noqa: E402
-from lab.history import BUSINESS_NUMBERS, build_history, caller_number  # noqa: E402
+from lab.history import BUSINESS_NUMBERS, caller_number  # noqa: E402
+from lab.long_history import TEMPLATE_CALLS, build_long_history  # noqa: E402
 from lab.postgres import PostgresServer  # noqa: E402
 from textback.config import load  # noqa: E402
 from textback.daemon import Daemon  # noqa: E402
@@ -53,13 +57,12 @@ NO_FRAUD_LIMITS = {"fraud.max_texts_per_hour": 10**9, "fraud.max_texts_per_day":
                    "fraud.max_per_prefix_per_hour": 10**9}
 
 
-async def build(storage, calls: int) -> float:
-    store = await open_store(storage)
+async def build(storage, calls: int, template: int) -> float:
+    """Seconds to build the history: SQLite's file, or PostgreSQL's database as its superuser
+    (the bench's store connects as one)."""
     began = time.perf_counter()
-    try:
-        await build_history(store, calls, time.time() - 3600)
-    finally:
-        await store.close()
+    await build_long_history(lambda: open_store(storage), storage.url or storage.path, calls,
+                             time.time() - 3600, template_calls=template)
     return time.perf_counter() - began
 
 
@@ -84,13 +87,19 @@ async def report(store: Store, start: float, end: float) -> list:
     return scorecard(**await store.report_rows(start, end))
 
 
-async def timed(query, runs: int = 5) -> float:
+async def timed(query, runs: int = 5) -> list[float]:
+    """Milliseconds of each of `runs` runs of `query`."""
     times = []
     for _ in range(runs):
         began = time.perf_counter()
         await query()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+# The waiting replies are measured more often than the rest, with their spread (issue 22).
+WAITING = ("waiting_replies (the digest)", "waiting_replies (escalation)")
+WAITING_RUNS = 21
 
 
 async def size_on_disk(store, path: Path) -> float:
@@ -101,7 +110,7 @@ async def size_on_disk(store, path: Path) -> float:
 
 
 async def measure(work: Path, size: int, windows: int, calls: int,
-                  postgres: PostgresServer | None) -> dict[str, float]:
+                  postgres: PostgresServer | None, template: int) -> dict[str, float]:
     path = work / f"history-{size}.db"
     where = {"storage.path": str(path)}
     if postgres is not None:  # the run lock still lives at storage.path
@@ -116,7 +125,7 @@ async def measure(work: Path, size: int, windows: int, calls: int,
                    {"id": "eli", "name": "Eli Park", "email": "eli@example.com"}],
         **NO_FRAUD_LIMITS})
     loaded = load(write_config(work, config, f"config-{size}-{'pg' if postgres else 'sqlite'}.yaml"))
-    built = await build(loaded.config.storage, size)
+    built = await build(loaded.config.storage, size, template)
     if postgres is not None:
         postgres.admin(f'ALTER DATABASE "{database}" RESET synchronous_commit')
     daemon = Daemon(loaded)
@@ -140,17 +149,27 @@ async def measure(work: Path, size: int, windows: int, calls: int,
                 lambda: store.call_facts(caller, BUSINESS_NUMBERS[0], now),
         }
         result = {"build": built}
+        spreads = {}
         for name, query in queries.items():
-            result[name] = await timed(query) * 1000
+            times = await timed(query, WAITING_RUNS if name in WAITING else 5)
+            result[name] = statistics.median(times)
+            if name in WAITING:
+                spreads[name] = times
         window_times = await per_call(daemon, windows, calls, FIRST_BENCH_CALLER + size)
         result["daemon path per call"] = statistics.median(window_times) * 1000
         result["size on disk"] = await size_on_disk(store, path)
     finally:
         await store.close()
+    for name, times in spreads.items():
+        quartiles = statistics.quantiles(times, n=4)
+        print(f"  {name}: p50 {statistics.median(times):.2f} ms, quartiles {quartiles[0]:.2f}"
+              f"–{quartiles[2]:.2f} ms, min {min(times):.2f}, max {max(times):.2f} "
+              f"({len(times)} runs)", file=sys.stderr, flush=True)
     return result
 
 
-async def run(sizes: list[int], windows: int, calls: int, backends: list[str]) -> None:
+async def run(sizes: list[int], windows: int, calls: int, backends: list[str],
+              template: int) -> None:
     """Each size on each backend in turn (sizes outermost), so that both backends of a size
     are measured minutes apart, under the same load."""
     work = Path(tempfile.mkdtemp(prefix="textback-scaling-"))
@@ -163,7 +182,8 @@ async def run(sizes: list[int], windows: int, calls: int, backends: list[str]) -
         for size in sizes:
             for backend in backends:
                 server = postgres if backend == "postgresql" else None
-                by_backend[backend][size] = result = await measure(work, size, windows, calls, server)
+                by_backend[backend][size] = result = await measure(work, size, windows, calls, server,
+                                                                 template)
                 print(f"{backend}, {size:,} calls: {result}", file=sys.stderr, flush=True)
         for backend, results in by_backend.items():
             print(f"\n{backend}" + (f" {postgres.version()}" if backend == "postgresql" else ""))
@@ -206,12 +226,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql",
                         help="stores to measure, comma-separated: sqlite, postgresql")
+    parser.add_argument("--template", type=int, default=TEMPLATE_CALLS,
+                        help="calls built through the store before the copies (a whole "
+                             "number of days, dividing each size above it)")
     args = parser.parse_args()
     backends = args.backends.split(",")
     unknown = set(backends) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown backend {', '.join(sorted(unknown))}: sqlite or postgresql")
-    asyncio.run(run([int(s) for s in args.sizes.split(",")], args.windows, args.calls, backends))
+    asyncio.run(run([int(s) for s in args.sizes.split(",")], args.windows, args.calls, backends,
+                    args.template))
 
 
 if __name__ == "__main__":
