@@ -20,6 +20,7 @@ from textback.cli import main
 from textback.config import ConfigError, load
 from textback.daemon import Daemon
 from textback.store import Store
+from tests.cancels import LosesItsFirstCancel
 from tests.replay import frame, load_trace, renamed
 
 NORTH_NUMBER = "+12125550100"  # the lab's recorded `noanswer` call dials it
@@ -363,6 +364,39 @@ async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_differ
             assert await store.progress(name) is not None, name
     finally:
         await store.close()
+
+
+async def test_in_a_fleet_a_selftest_that_lost_its_cancel_ends_when_the_lease_goes(
+        tmp_path, smtp_sink, database, monkeypatch):
+    """The self-test runs only while this daemon holds its PBX's lease (its test call goes
+    through that AMI). When the lease goes, the run is cancelled, and cancelled again when it
+    lost that cancel: it never runs on without the lease, and the daemon goes on."""
+    from textback import supervisor
+    from textback.core.fleet import pbx_lock_key
+    from textback.workers.selftest import SelftestRunner
+    from tests.test_fleet_lease import lease_pids, terminate
+
+    monkeypatch.setattr(supervisor, "CANCEL_AGAIN_SECONDS", 0.05)
+    selftest = LosesItsFirstCancel()
+    monkeypatch.setattr(SelftestRunner, "run", selftest)
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, **{
+        "storage.url": database, "admin_email": "it@example.com",
+        "selftest": {"recipient": "+12125550177"}})
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.wait_for(selftest.started.wait(), 15)
+        assert daemon.pbxs[0].lease.holding  # the self-test's PBX: north, its first number's
+        terminate(database, lease_pids(database, pbx_lock_key("127.0.0.1", north.port)))
+        await eventually(lambda: _true(selftest.ended), 10, "the self-test to end")
+        assert len(selftest.cancels) == 2 and not running.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await north.stop()
+        await south.stop()
 
 
 async def _calls_count(daemon: Daemon, count: int) -> bool:
