@@ -34,7 +34,7 @@ from multidict import CIMultiDictProxy, MultiDictProxy
 from pydantic import SecretStr
 
 from sms_gateway.base import InboundText
-from sms_gateway.connection_limits import ConnectionLimits, RateLimitedLog, tracking
+from sms_gateway.connection_limits import Listener, RateLimitedLog
 
 log = logging.getLogger("textback.callbacks")
 
@@ -154,20 +154,19 @@ class CallbackServer:
         self._deliver = deliver
         self._on_result = on_result  # (gateway, result) for each request: the daemon counts them
         self._on_not_configured = on_not_configured  # (gateway, why): the daemon's incident
-        self._max_connections = max_connections
-        self._header_seconds = header_seconds
         self._body_seconds = body_seconds
-        self._keepalive_seconds = keepalive_seconds
-        self._server: asyncio.AbstractServer | None = None
-        self._limits: ConnectionLimits | None = None
         self._report = report
-        self._host = host
-        self._port = port
         self._public_base = (public_base_url or "").rstrip("/")
         self._max_body = max_body_bytes
         self._refusals = RateLimitedLog(refusal_log_interval)
-        self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[tracking(lambda: self._limits)])
+        self._listener = Listener(
+            host, port, max_connections, header_seconds,
+            access_log_class=_QuietAccessLog,
+            access_log=logging.getLogger("textback.callbacks.access"),
+            keepalive_timeout=keepalive_seconds, max_line_size=MAX_REQUEST_LINE,
+            max_field_size=16384)
+        self.app = web.Application(client_max_size=max_body_bytes,
+                                   middlewares=[self._listener.track])
         self.app.router.add_get("/healthz", self._healthz)
         self.paths: dict[str, str] = {}  # path -> gateway name
         for gateway in gateways:
@@ -180,32 +179,16 @@ class CallbackServer:
     @property
     def port(self) -> int:
         """The bound port (useful when 0 asked the OS to choose)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.port
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log_class=_QuietAccessLog,
-                                     access_log=logging.getLogger("textback.callbacks.access"),
-                                     keepalive_timeout=self._keepalive_seconds,
-                                     max_line_size=MAX_REQUEST_LINE, max_field_size=16384)
-        await self._runner.setup()
-        self._limits = ConnectionLimits(self._runner.server, self._max_connections,
-                                        self._header_seconds)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._limits, self._host, self._port)
-        log.info("webhook server listening on %s:%d (%s)", self._host, self.port,
+        await self._listener.open(self.app)
+        log.info("webhook server listening on %s:%d (%s)", self._listener.host, self.port,
                  ", ".join(sorted(self.paths)) or "no gateway webhooks")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()  # waits for in-flight commits, then closes connections
-            self._runner = None
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        """Stop accepting; the commits in flight end (and are answered) before it returns."""
+        await self._listener.close()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -233,7 +216,7 @@ class CallbackServer:
             try:
                 body = await asyncio.wait_for(request.read(), self._body_seconds)
             except asyncio.TimeoutError:
-                self._limits.note(f"gave up on a webhook body after {self._body_seconds:g} s")
+                self._listener.limits.note(f"gave up on a webhook body after {self._body_seconds:g} s")
                 raise web.HTTPRequestTimeout(text="too slow") from None
             incoming = CallbackRequest(
                 method=request.method, path=request.path, query=request.query,

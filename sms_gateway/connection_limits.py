@@ -1,4 +1,5 @@
-"""Connection limits for textback's aiohttp server: a cap, and time limits a client cannot stretch.
+"""textback's aiohttp listeners: one socket each, with a cap on connections and time limits a
+client cannot stretch.
 
 aiohttp has no limit on open connections and no time limit on a request's
 headers, so 300 idle clients exhausted the file descriptors (and asyncio
@@ -7,6 +8,10 @@ factory is wrapped: past `max_connections` a new connection gets a 503 and is
 closed; a connection that has not sent a whole request head within
 `header_seconds` of opening (or of its last response) is closed. Idle
 keep-alive and the body's time limit are set on aiohttp itself.
+
+`Listener` puts one application on one socket with those limits: the gateway callbacks'
+server, the web server and the companies' web front each open one, so the socket, the limits
+and the order of closing are written once.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -132,16 +137,66 @@ class ConnectionLimits:
         self._log.warn(what, what)
 
 
-def tracking(limits: Callable[[], ConnectionLimits]):
+class Listener:
+    """One aiohttp application on `host`:`port`, its connections limited (ConnectionLimits).
+
+    The application must carry `track` among its middlewares, so that a request's head stops
+    its connection's header clock. `runner_options` go to aiohttp's AppRunner (keep-alive, the
+    access log, the request line's limits)."""
+
+    def __init__(self, host: str, port: int, max_connections: int, header_seconds: float,
+                 **runner_options: Any):
+        self.host, self.bind_port = host, port
+        self._max_connections = max_connections
+        self._header_seconds = header_seconds
+        self._runner_options = runner_options
+        self.limits: ConnectionLimits | None = None  # made when the listener opens
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.track = _tracking(self)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 asked the OS to choose); the asked one until open."""
+        if self._server is None or not self._server.sockets:
+            return self.bind_port
+        return self._server.sockets[0].getsockname()[1]
+
+    async def open(self, app: web.Application) -> None:
+        """Serve `app`: set up its runner, then bind the socket (raises OSError if it cannot;
+        `close` still cleans the runner up)."""
+        self._runner = web.AppRunner(app, **self._runner_options)
+        await self._runner.setup()
+        self.limits = ConnectionLimits(self._runner.server, self._max_connections,
+                                       self._header_seconds)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.limits, self.host, self.bind_port)
+
+    async def close(self) -> None:
+        """Stop accepting, let the requests in flight end (the runner's cleanup waits for them,
+        then closes their connections), then wait for the socket to close. Closing twice, or a
+        listener that never opened, does nothing."""
+        server, runner = self._server, self._runner
+        self._server = self._runner = None
+        if server is not None:
+            server.close()
+        if runner is not None:
+            await runner.cleanup()
+        if server is not None:
+            await server.wait_closed()
+
+
+def _tracking(listener: Listener):
     """A middleware: a whole request head arrived, so its connection's header clock stops until
-    the answer. `limits` gives the server's ConnectionLimits, made when the server starts."""
+    the answer. The listener's ConnectionLimits are made when it opens, so they are read per
+    request."""
 
     @web.middleware
     async def track(request: web.Request, handler) -> web.StreamResponse:
-        limits().started(request.transport)
+        listener.limits.started(request.transport)
         try:
             return await handler(request)
         finally:
-            limits().finished(request.transport)
+            listener.limits.finished(request.transport)
 
     return track

@@ -316,6 +316,35 @@ def test_run_refuses_a_fleet_it_cannot_serve_before_starting_anything(tmp_path):
     assert nosuch.exit_code == 2 and "acme" in nosuch.output  # the companies there are named
 
 
+def test_run_reads_each_company_as_every_command_reads_one(tmp_path, monkeypatch):
+    """`run --company` (repeatable) and a command's single --company take one path
+    (`load_config`/`load_configs`): the same problems named the same way, the same exit, and
+    the same main file when --fleet is not given."""
+    main = fleet(tmp_path)
+    company(main, "acme", ["+12125550100"], colour="blue")
+
+    def both(*args: str) -> tuple[int, str]:
+        run = CliRunner().invoke(cli, ["run", *args])
+        calls = CliRunner().invoke(cli, ["calls", *args])
+        assert (run.exit_code, run.output) == (calls.exit_code, calls.output)
+        return run.exit_code, run.output
+
+    code, output = both("--company", "acme", "--fleet", str(main))
+    acme = main.parent / "companies.d" / "acme.yaml"
+    assert code == 2 and output == (
+        "textback: configuration has 1 problem(s):\n"
+        f"  {acme}: colour (line {line_of(acme, 'colour:')}): unknown key (check the spelling "
+        "against config.example.yaml)\n")
+    nosuch = (f"no company 'nosuch': {main.parent / 'companies.d' / 'nosuch.yaml'} does not "
+              "exist (companies here: acme)")
+    code, output = both("--company", "nosuch", "--fleet", str(main))
+    assert code == 2 and nosuch in output
+    # Without --fleet, each reads the default main file.
+    monkeypatch.setattr("textback.commands.common.DEFAULT_FLEET_PATH", main)
+    code, output = both("--company", "nosuch")
+    assert code == 2 and nosuch in output
+
+
 FLEET_WEB_PORT = 18196
 
 

@@ -8,6 +8,7 @@ that PBX's own AMI, and one PBX down stops nothing on the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from textback.cli import main
 from textback.config import ConfigError, load
 from textback.daemon import Daemon
 from textback.store import Store
+from tests.cancels import LosesItsFirstCancel
 from tests.replay import frame, load_trace, renamed
 
 NORTH_NUMBER = "+12125550100"  # the lab's recorded `noanswer` call dials it
@@ -318,22 +320,37 @@ def database(postgres_server, postgres_template):
     return postgres_server.new_database(template=postgres_template)
 
 
-async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_different_ones(
-        tmp_path, smtp_sink, database):
-    """Another daemon holds the north PBX's lease (its own advisory lock): this one listens to
-    the south PBX alone, stands by for the north one, and takes it over once it is free."""
+@contextlib.asynccontextmanager
+async def beside_norths_holder(tmp_path, database: str, **overrides):
+    """A daemon on the fleet's database and two trace PBXs, north and south, while another
+    daemon holds north's lease (its own advisory lock): yields (daemon, north, south, the
+    other daemon's lease); the daemon stops, the lease drops and the PBXs go at the end."""
     from textback.core.fleet import pbx_lock_key
     from textback.store.postgres.fleet import AdvisoryLease
 
     north, south = await TracePbx().start(), await TracePbx().start()
     config = two_pbx_config(tmp_path, north.port, south.port, **{
-        "text.delay_seconds": 0, "storage.url": database})
+        "text.delay_seconds": 0, "storage.url": database, **overrides})
     other_daemon = AdvisoryLease(database, None, pbx_lock_key("127.0.0.1", north.port))
     assert await other_daemon.take()
     daemon = Daemon(load(write_config(tmp_path, config)))
     stop = asyncio.Event()
     running = asyncio.create_task(daemon.run(stop))
     try:
+        yield daemon, north, south, other_daemon
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await other_daemon.drop()
+        await north.stop()
+        await south.stop()
+
+
+async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_different_ones(
+        tmp_path, smtp_sink, database):
+    """Another daemon holds the north PBX's lease (its own advisory lock): this one listens to
+    the south PBX alone, stands by for the north one, and takes it over once it is free."""
+    async with beside_norths_holder(tmp_path, database) as (daemon, north, south, other_daemon):
         await eventually(lambda: _true(len(daemon.pbxs) == 2 and daemon.pbxs[1].logged_in
                                        and daemon.pbxs[0].lease is not None
                                        and daemon.pbxs[0].lease.standing_by), 15,
@@ -350,12 +367,6 @@ async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_differ
         await eventually(lambda: _calls_count(daemon, 2), 15, "both calls recorded")
         assert sorted(c["business_number"] for c in await daemon.store.calls(0)) == [
             NORTH_NUMBER, SOUTH_NUMBER]
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await other_daemon.drop()
-        await north.stop()
-        await south.stop()
     from textback.store.postgres import PostgresStore
     store = await PostgresStore.open(database)
     try:  # each holder kept its PBX's moment as it stopped
@@ -363,6 +374,39 @@ async def test_in_a_fleet_each_pbx_has_its_own_lease_and_daemons_may_hold_differ
             assert await store.progress(name) is not None, name
     finally:
         await store.close()
+
+
+async def test_in_a_fleet_a_selftest_that_lost_its_cancel_ends_when_the_lease_goes(
+        tmp_path, smtp_sink, database, monkeypatch):
+    """The self-test runs only while this daemon holds its PBX's lease (its test call goes
+    through that AMI). When the lease goes, the run is cancelled, and cancelled again when it
+    lost that cancel: it never runs on without the lease, and the daemon goes on."""
+    from textback import supervisor
+    from textback.core.fleet import pbx_lock_key
+    from textback.workers.selftest import SelftestRunner
+    from tests.test_fleet_lease import lease_pids, terminate
+
+    monkeypatch.setattr(supervisor, "CANCEL_AGAIN_SECONDS", 0.05)
+    selftest = LosesItsFirstCancel()
+    monkeypatch.setattr(SelftestRunner, "run", selftest)
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, **{
+        "storage.url": database, "admin_email": "it@example.com",
+        "selftest": {"recipient": "+12125550177"}})
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await asyncio.wait_for(selftest.started.wait(), 15)
+        assert daemon.pbxs[0].lease.holding  # the self-test's PBX: north, its first number's
+        terminate(database, lease_pids(database, pbx_lock_key("127.0.0.1", north.port)))
+        await eventually(lambda: _true(selftest.ended), 10, "the self-test to end")
+        assert len(selftest.cancels) == 2 and not running.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await north.stop()
+        await south.stop()
 
 
 async def _calls_count(daemon: Daemon, count: int) -> bool:
@@ -433,19 +477,10 @@ async def test_in_a_fleet_the_asterisk_gateway_sends_only_the_texts_of_the_pbxs_
     """The asterisk gateway with two PBXs on PostgreSQL: another daemon holds north's lease.
     This one texts south's calls through south, and leaves a text from north's number waiting
     (it has no AMI to north) until it takes north's lease over; then it goes through north."""
-    from textback.core.fleet import pbx_lock_key
     from textback.store import CallRow, PlannedText
-    from textback.store.postgres.fleet import AdvisoryLease
 
-    north, south = await TracePbx().start(), await TracePbx().start()
-    config = two_pbx_config(tmp_path, north.port, south.port, gateway=ASTERISK_GATEWAY, **{
-        "text.delay_seconds": 0, "storage.url": database})
-    other_daemon = AdvisoryLease(database, None, pbx_lock_key("127.0.0.1", north.port))
-    assert await other_daemon.take()
-    daemon = Daemon(load(write_config(tmp_path, config)))
-    stop = asyncio.Event()
-    running = asyncio.create_task(daemon.run(stop))
-    try:
+    async with beside_norths_holder(tmp_path, database, gateway=ASTERISK_GATEWAY) as (
+            daemon, north, south, other_daemon):
         await eventually(lambda: _true(len(daemon.pbxs) == 2 and daemon.pbxs[1].logged_in
                                        and daemon.pbxs[1].ami.ready
                                        and daemon.pbxs[0].lease.standing_by), 15,
@@ -468,9 +503,3 @@ async def test_in_a_fleet_the_asterisk_gateway_sends_only_the_texts_of_the_pbxs_
         assert waiting in north.sent()[0]["Destination"]
         assert north.sent()[0]["From"] == f"sip:{NORTH_NUMBER}@127.0.0.1"
         assert len(south.sent()) == 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await other_daemon.drop()
-        await north.stop()
-        await south.stop()

@@ -12,6 +12,7 @@ means none can.
 from __future__ import annotations
 
 import time
+from typing import Awaitable, Callable
 
 import psycopg
 import pytest
@@ -57,38 +58,61 @@ def history_url(postgres_server, postgres_template):
     return url, end
 
 
-async def test_no_hot_query_needs_a_sequential_scan_of_the_history(history_url, monkeypatch):
+Statements = list[tuple[str, object]]
+
+
+@pytest.fixture
+def statements_of(history_url, monkeypatch):
+    """`await statements_of(work)`: every statement (SQL, arguments) that `work(store)` sends
+    on a store opened on the history."""
+    url, _ = history_url
+
+    async def caught_while(work: Callable[[PostgresStore], Awaitable[object]]) -> Statements:
+        statements: Statements = []
+        execute = Session.execute
+
+        async def caught(self, sql, args=()):
+            statements.append((sql, args))
+            return await execute(self, sql, args)
+
+        monkeypatch.setattr(Session, "execute", caught)
+        store = await PostgresStore.open(url)
+        try:
+            await work(store)
+        finally:
+            await store.close()
+            monkeypatch.undo()
+        return statements
+
+    return caught_while
+
+
+def plans(url: str, statements: Statements):
+    """Each statement with its plan, EXPLAINed (run nothing) as the store's company, its
+    arguments its own, sequential scans priced out: can an index serve, and which."""
+    with psycopg.connect(url) as db:  # one transaction, rolled back
+        db.execute("SET LOCAL enable_seqscan = off")
+        db.execute("SELECT set_config('textback.company', id::text, true) FROM companies"
+                   " WHERE slug = 'default'")  # the store's company, as its connections are
+        for sql, args in statements:
+            statement, params = to_psycopg(sql, args)
+            [[plan]] = db.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
+            yield sql, plan["Plan"]
+        db.rollback()
+
+
+async def test_no_hot_query_needs_a_sequential_scan_of_the_history(history_url, statements_of):
     url, end = history_url
-    statements: list[tuple[str, object]] = []
-    execute = Session.execute
-
-    async def caught(self, sql, args=()):
-        statements.append((sql, args))
-        return await execute(self, sql, args)
-
-    monkeypatch.setattr(Session, "execute", caught)
-    store = await PostgresStore.open(url)
-    try:
-        await _hot_paths(store, end)
-    finally:
-        await store.close()
-    monkeypatch.undo()
+    statements = await statements_of(lambda store: _hot_paths(store, end))
     queries = {}
     for sql, args in statements:
         if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH", "INSERT")):
             queries.setdefault(sql, args)
     assert len(queries) > 40  # the workload ran
     problems = {}
-    with psycopg.connect(url) as db:  # one transaction, rolled back: EXPLAIN runs nothing
-        db.execute("SET LOCAL enable_seqscan = off")
-        db.execute("SELECT set_config('textback.company', id::text, true) FROM companies"
-                   " WHERE slug = 'default'")  # the store's company, as its connections are
-        for sql, args in sorted(queries.items()):
-            statement, params = to_psycopg(sql, args)
-            [[plan]] = db.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
-            if found := seq_scans(plan["Plan"]):
-                problems[sql] = found
-        db.rollback()
+    for sql, plan in plans(url, sorted(queries.items())):
+        if found := seq_scans(plan):
+            problems[sql] = found
     assert not problems, "\n\n".join(f"{sql}\n  " + "\n  ".join(found)
                                      for sql, found in problems.items())
 
@@ -98,37 +122,22 @@ def nodes(plan: dict) -> list[dict]:
     return [plan] + [node for child in plan.get("Plans", ()) for node in nodes(child)]
 
 
-async def test_the_digest_reads_one_range_as_long_as_the_reported_window(history_url, monkeypatch):
+async def test_the_digest_reads_one_range_as_long_as_the_reported_window(history_url,
+                                                                       statements_of):
     """The waiting conversations of the reported window, as one index range bounded on both
     sides by the texts' times: never every waiting conversation of the history."""
     url, _ = history_url
-    statements: list[tuple[str, object]] = []
-    execute = Session.execute
 
-    async def caught(self, sql, args=()):
-        statements.append((sql, args))
-        return await execute(self, sql, args)
-
-    monkeypatch.setattr(Session, "execute", caught)
-    store = await PostgresStore.open(url)
-    try:
+    async def digest_reads(store: PostgresStore) -> None:
         assert await store.waiting_replies(time.time())  # the history has waiting texts
         await store.waiting_replies(time.time(), time.time() - 900, 1)
-    finally:
-        await store.close()
-    monkeypatch.undo()
+
+    statements = await statements_of(digest_reads)
     reads = [(sql, args) for sql, args in statements if "ON m.id = c.last_reply_id" in sql]
     assert len(reads) == 2
-    with psycopg.connect(url) as db:  # as the check above: can an index serve, and which
-        db.execute("SET LOCAL enable_seqscan = off")
-        db.execute("SELECT set_config('textback.company', id::text, true) FROM companies"
-                   " WHERE slug = 'default'")
-        for sql, args in reads:
-            statement, params = to_psycopg(sql, args)
-            [[plan]] = db.execute(f"EXPLAIN (FORMAT JSON) {statement}", params).fetchone()
-            assert not seq_scans(plan["Plan"]), plan
-            [ranged] = [node for node in nodes(plan["Plan"])
-                        if node.get("Index Name") == "conversations_waiting"]
-            bounds = ranged["Index Cond"]
-            assert "last_reply_at >=" in bounds and "last_reply_at <" in bounds, bounds
-        db.rollback()
+    for _, plan in plans(url, reads):
+        assert not seq_scans(plan), plan
+        [ranged] = [node for node in nodes(plan)
+                    if node.get("Index Name") == "conversations_waiting"]
+        bounds = ranged["Index Cond"]
+        assert "last_reply_at >=" in bounds and "last_reply_at <" in bounds, bounds

@@ -15,8 +15,8 @@ import click
 
 from textback.commands import COMMANDS
 from textback.commands.common import (CONFIG_HELP, ROW_LIMIT, age_of, as_table, config_option,
-                                      fleet_choice, load_config, local_time, read_store,
-                                      unusable, visible, with_store)
+                                      fleet_choice, load_config, load_configs, local_time,
+                                      read_store, visible, with_store)
 from textback.config import Loaded
 from textback import redact, service
 from textback.core.call_words import CALL_DECISIONS, missed_because
@@ -39,24 +39,12 @@ def main() -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "config_paths", type=click.Path(dir_okay=False), multiple=True,
-              help="A company's config file; give -c once per company to serve several "
-                   "companies in one process (one PostgreSQL database, one web listener "
-                   "dispatching by host). Default: $TEXTBACK_CONFIG or "
-                   "/etc/textback/config.yaml.")
-@click.option("--company", "company_ids", metavar="ID", multiple=True,
-              help="A company of the fleet to serve (its file in the fleet's companies "
-                   "directory, with what it inherits from the main file), instead of -c; "
-                   "give it once per company to serve several in one process.")
-@click.option("--fleet", type=click.Path(dir_okay=False, path_type=Path),
-              help="The fleet's main file (default: /etc/textback/fleet.yaml). Without "
-                   "--company: serve every company of the fleet in this process.")
+@config_option(several=True)
 @click.option("--record-ami", type=click.Path(dir_okay=False, path_type=Path),
               help="Append every AMI event received to this file as JSON lines (for traces).")
-def run(config_paths: tuple[str, ...], company_ids: tuple[str, ...], fleet: Path | None,
-        record_ami: Path | None) -> None:
+def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
-    companies = _companies_to_run(config_paths, company_ids, fleet)
+    companies = load_configs(config_paths)
     if len(companies) > 1 and record_ami is not None:
         click.echo("textback: --record-ami records one company's PBX: give one company", err=True)
         sys.exit(2)
@@ -93,28 +81,6 @@ def _all_secrets(companies: list[Loaded]):
     """One redactor masking every company's secrets: a line of one may quote another's."""
     redactors = [loaded.secrets.redactor() for loaded in companies]
     return redactors[0] if len(redactors) == 1 else redact.Redactor.union(redactors)
-
-
-def _companies_to_run(config_paths: tuple[str, ...], company_ids: tuple[str, ...],
-                      fleet: Path | None) -> list[Loaded]:
-    """The configs `textback run` serves: each -c file; or each --company of the fleet; or,
-    with --fleet alone, every company of the fleet, checked against each other first."""
-    if config_paths and (company_ids or fleet is not None):
-        raise click.UsageError("give -c FILE, or --company ID and --fleet MAIN, not both")
-    if not company_ids and fleet is None:
-        return [load_config(path) for path in config_paths or (None,)]
-    from textback.config import ConfigError
-    from textback.fleet_config import DEFAULT_FLEET_PATH, FleetError, load_company, load_fleet
-
-    main_file = fleet or DEFAULT_FLEET_PATH
-    try:
-        if company_ids:
-            return [load_company(main_file, company) for company in company_ids]
-        return list(load_fleet(main_file).companies)
-    except ConfigError as exc:
-        unusable(exc.described())
-    except FleetError as exc:
-        unusable(exc.problems)
 
 
 @main.command()

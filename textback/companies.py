@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from textback import runlock, service
+from textback.supervisor import cancel_and_wait
 from textback.config import Loaded
 from textback.core.companies import shared_listeners, shared_process_problems
 from textback.web.front import WebFront
@@ -111,7 +112,7 @@ async def _serve_all(daemons: list[Any], fronts: list[WebFront], stop: asyncio.E
                 for front in fronts:
                     front.close(error or RuntimeError(f"company {company} stopped"))
     finally:
-        stop_waiter.cancel()
+        await cancel_and_wait([stop_waiter])
         stopping.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         for front in fronts:

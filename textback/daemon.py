@@ -50,7 +50,7 @@ from textback.core.rules import Decision, match_number
 from textback.gateways import build_gateway
 from textback.mediafiles import MediaStore, Outbound, accept_outbound, media_directory
 from textback.store import CallRow, NewMedia, PlannedText, Store, open_store
-from textback.supervisor import Supervisor
+from textback.supervisor import Supervisor, cancel_and_wait
 from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
@@ -422,7 +422,7 @@ class Daemon:
             log.info("textback stopping")
             service.notify("STOPPING=1")
             for pbx in self.pbxs:
-                pbx.close_timers()
+                await pbx.close_timers()
                 try:  # while a fleet's lease, which ends with its worker, still holds
                     await pbx.save_progress()
                 except Exception:  # noqa: BLE001 - the database may be gone: the stop goes on
@@ -533,8 +533,7 @@ class Daemon:
                 while pbx.lease.holding and not running.done():
                     await asyncio.sleep(HOLDING_POLL_SECONDS)
             finally:
-                running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
+                await cancel_and_wait([running])
             if not running.cancelled() and running.exception() is not None:
                 raise running.exception()  # the supervisor logs it and restarts this worker
 
@@ -671,7 +670,7 @@ class Daemon:
         while self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         for pbx in self.pbxs:
-            pbx.close_timers()
+            await pbx.close_timers()
 
     def spawn(self, coroutine: Any) -> None:
         """Run a write (a call's, a text's) as a task the daemon waits for when it stops."""

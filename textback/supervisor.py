@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Awaitable, Callable, Hashable
+from typing import Awaitable, Callable, Hashable, Iterable
 
 log = logging.getLogger("textback")
 
@@ -20,7 +20,7 @@ FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 60.0
 # A worker that ran this long before dying starts again at the first delay.
 HEALTHY_SECONDS = 300.0
-# A worker not ended this long after its cancel is cancelled again (Supervisor.stop).
+# A task not ended this long after its cancel is cancelled again (cancel_and_wait).
 CANCEL_AGAIN_SECONDS = 1.0
 
 
@@ -51,18 +51,38 @@ class Supervisor:
             delay = min(delay * 2, MAX_RESTART_SECONDS)
 
     async def stop(self) -> None:
-        """Cancel every worker and wait for each to end. A worker still running a second
-        after its cancel is cancelled again: on Python 3.11 `asyncio.wait_for` can swallow a
-        cancel that lands as its inner wait completes (psycopg-pool waits for a connection
-        with it), and the worker would then run on and hold the stop forever."""
-        for task in self._tasks:
-            task.cancel()
-        running = {task for task in self._tasks if not task.done()}
-        while running:
+        """Cancel every worker and wait for each to end (`cancel_and_wait`)."""
+        await cancel_and_wait(self._tasks)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future]) -> None:
+    """Cancel `tasks` and return once every one has ended; their outcomes are read, not raised.
+
+    A task still running CANCEL_AGAIN_SECONDS after its cancel is cancelled again: on Python
+    3.11 `asyncio.wait_for` can swallow a cancel that lands as its inner wait completes
+    (psycopg-pool waits for a connection with it; the AMI's actions wait with it), and the task
+    would then run on, past the stop of what owns it, or hold that stop forever. Every place
+    that cancels a task and waits for it goes through here, at whatever depth it is.
+
+    If the caller is itself cancelled meanwhile, the tasks are still waited for (a cancelled
+    stop must not leave them running on a closed store), then the cancel goes on up."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    running = {task for task in tasks if not task.done()}
+    cancelled = False
+    while running:
+        try:
             _, running = await asyncio.wait(running, timeout=CANCEL_AGAIN_SECONDS)
-            for task in running:
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            cancelled = True
+        for task in running:
+            task.cancel()
+    for task in tasks:  # retrieved, so that an ending exception is not logged as never read
+        if not task.cancelled():
+            task.exception()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class ItemFailures:

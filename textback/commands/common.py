@@ -11,32 +11,47 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Iterator, NoReturn
 from zoneinfo import ZoneInfo
 
 import click
 
 from textback.config import DEFAULT_CONFIG_PATH, ConfigError, Loaded, load
-from textback.fleet_config import DEFAULT_FLEET_PATH, load_company
+from textback.fleet_config import DEFAULT_FLEET_PATH, FleetError, load_company, load_fleet
 
 CONFIG_HELP = f"The YAML configuration (default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH})."
 COMPANY_HELP = ("Act for this company of a fleet: its file in the fleet's companies directory, "
                 "with the sections it inherits from the fleet's main file (instead of -c).")
 FLEET_HELP = f"The fleet's main file, for --company (default: {DEFAULT_FLEET_PATH})."
+# `textback run` serves several companies in one process: its -c and --company repeat.
+CONFIGS_HELP = ("A company's config file; give -c once per company to serve several companies "
+                "in one process (one PostgreSQL database, one web listener dispatching by "
+                f"host). Default: $TEXTBACK_CONFIG or {DEFAULT_CONFIG_PATH}.")
+COMPANIES_HELP = ("A company of the fleet to serve (its file in the fleet's companies directory, "
+                  "with what it inherits from the main file), instead of -c; give it once per "
+                  "company to serve several in one process.")
+FLEET_ALL_HELP = (f"The fleet's main file (default: {DEFAULT_FLEET_PATH}). Without --company: "
+                  "serve every company of the fleet in this process.")
 # Where a command's --company and --fleet are kept for load_config (click's context meta).
 CHOICE_KEY = "textback.fleet_choice"
 
 
 @dataclass(frozen=True)
 class FleetChoice:
-    """What a command was told about a fleet: --company (None: act on -c's config) and the
-    main file (--fleet; None when not given)."""
+    """What a command was told about a fleet: each --company (none: act on -c's config; only
+    `textback run` takes more than one) and the main file (--fleet; None when not given)."""
 
-    company: str | None = None
+    companies: tuple[str, ...] = ()
     fleet: Path | None = None
+
+    @property
+    def company(self) -> str | None:
+        """The one company of a command that acts for one (None: -c's config)."""
+        return self.companies[0] if self.companies else None
 
     @property
     def main_file(self) -> Path:
@@ -58,12 +73,36 @@ def load_config(path: str | None) -> Loaded:
     if choice.company is None and choice.fleet is not None:
         raise click.UsageError("--fleet names the fleet's main file for --company ID: "
                                "give the company too")
-    try:
+    with _usable():
         if choice.company is not None:
             return load_company(choice.main_file, choice.company)
         return load(Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH))
+
+
+def load_configs(paths: tuple[str, ...]) -> list[Loaded]:
+    """The configs `textback run` serves (its options from `config_option(several=True)`):
+    each -c file; or each --company of the fleet; or, with --fleet alone, every company of the
+    fleet, checked against each other first. Exits 2 as `load_config` does."""
+    choice = fleet_choice()
+    if paths and (choice.companies or choice.fleet is not None):
+        raise click.UsageError("give -c FILE, or --company ID and --fleet MAIN, not both")
+    if not choice.companies and choice.fleet is None:
+        return [load_config(path) for path in paths or (None,)]
+    with _usable():
+        if choice.companies:
+            return [load_company(choice.main_file, company) for company in choice.companies]
+        return list(load_fleet(choice.main_file).companies)
+
+
+@contextmanager
+def _usable() -> Iterator[None]:
+    """A config or a fleet that cannot be used exits 2 (`unusable`), each problem named."""
+    try:
+        yield
     except ConfigError as exc:
         unusable(exc.described())
+    except FleetError as exc:
+        unusable(exc.problems)
 
 
 def unusable(problems: list[str]) -> NoReturn:
@@ -74,23 +113,43 @@ def unusable(problems: list[str]) -> NoReturn:
     sys.exit(2)
 
 
-def _remember(name: str):
+def _remember(name: str, as_given=lambda value: value):
     def keep(ctx: click.Context, _param: click.Parameter, value: object) -> None:
         choice = ctx.meta.get(CHOICE_KEY, FleetChoice())
-        ctx.meta[CHOICE_KEY] = replace(choice, **{name: value})
+        ctx.meta[CHOICE_KEY] = replace(choice, **{name: as_given(value)})
     return keep
 
 
-def config_option(command):
+def _companies(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """--company as given once (a value or None) or repeated (a tuple): the companies named."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def config_option(command=None, *, several: bool = False):
     """-c FILE, or --company ID [--fleet MAIN]: every command that reads a config takes them,
-    and `load_config` reads them, so each command can act for one company of a fleet."""
+    and `load_config` reads them, so each command can act for one company of a fleet.
+
+    `@config_option(several=True)` is `textback run`'s: -c and --company may repeat (the
+    command receives `config_paths`, a tuple, for `load_configs`), and --fleet alone names
+    every company of the fleet."""
+    if command is None:
+        return lambda command: config_option(command, several=several)
+    if several:
+        config = click.option("-c", "--config", "config_paths", type=click.Path(dir_okay=False),
+                              multiple=True, help=CONFIGS_HELP)
+    else:
+        config = click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                              help=CONFIG_HELP)
     for option in reversed([
-            click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-                         help=CONFIG_HELP),
-            click.option("--company", metavar="ID", expose_value=False,
-                         callback=_remember("company"), help=COMPANY_HELP),
+            config,
+            click.option("--company", metavar="ID", multiple=several, expose_value=False,
+                         callback=_remember("companies", _companies),
+                         help=COMPANIES_HELP if several else COMPANY_HELP),
             click.option("--fleet", type=click.Path(dir_okay=False, path_type=Path),
-                         expose_value=False, callback=_remember("fleet"), help=FLEET_HELP)]):
+                         expose_value=False, callback=_remember("fleet"),
+                         help=FLEET_ALL_HELP if several else FLEET_HELP)]):
         command = option(command)
     return command
 

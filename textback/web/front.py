@@ -22,11 +22,10 @@ from typing import Iterable
 
 from aiohttp import web
 
-from sms_gateway.connection_limits import ConnectionLimits, tracking
+from sms_gateway.connection_limits import Listener
 from textback import service
 from textback.config import WebConfig
-from textback.web.server import (RouteProvider, application, close_listener, no_traceback,
-                                 security_headers)
+from textback.web.server import RouteProvider, application, no_traceback, security_headers
 
 log = logging.getLogger("textback.web")
 
@@ -44,25 +43,19 @@ class WebFront:
     def __init__(self, listen_host: str, port: int, hosts: dict[str, str],
                  max_connections: int = 200, header_seconds: float = 10.0,
                  keepalive_seconds: float = 30.0):
-        self.listen_host, self.bind_port = listen_host, port
         self._hosts = dict(hosts)
         self._apps: dict[str, tuple[int, web.Application]] = {}  # company → (max body, app)
         self._serving: set[str] = set()
-        self._max_connections = max_connections
-        self._header_seconds = header_seconds
-        self._keepalive_seconds = keepalive_seconds
-        self._limits: ConnectionLimits | None = None
+        # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
+        self._listener = Listener(listen_host, port, max_connections, header_seconds,
+                                  access_log=None, keepalive_timeout=keepalive_seconds)
         self._settled = asyncio.Event()
         self._failure: BaseException | None = None
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.AbstractServer | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when 0 asked the OS to choose)."""
-        if self._server is None or not self._server.sockets:
-            return self.bind_port
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.port
 
     async def join(self, company: str, config: WebConfig,
                    providers: Iterable[RouteProvider]) -> None:
@@ -81,8 +74,9 @@ class WebFront:
             self._settled.set()
         await self._settled.wait()
         if self._failure is not None:
-            raise FrontClosed(f"the web front on {self.listen_host}:{self.bind_port} is closed: "
-                              f"{self._failure}") from self._failure
+            where = f"{self._listener.host}:{self._listener.bind_port}"
+            raise FrontClosed(f"the web front on {where} is closed: {self._failure}"
+                              ) from self._failure
 
     def leave(self, company: str) -> None:
         """`company` is stopping: its pages answer 503 from now on (its store is closing)."""
@@ -114,22 +108,14 @@ class WebFront:
     async def _start(self) -> None:
         front = web.Application(
             client_max_size=max(size for size, _ in self._apps.values()),
-            middlewares=[tracking(lambda: self._limits), no_traceback])
+            middlewares=[self._listener.track, no_traceback])
         front.on_response_prepare.append(security_headers)  # the 404 of an unknown host too
         for host, company in self._hosts.items():
             front.add_domain(host, self._apps[company][1])
-        # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
-        self._runner = web.AppRunner(front, access_log=None,
-                                     keepalive_timeout=self._keepalive_seconds)
-        await self._runner.setup()
-        self._limits = ConnectionLimits(self._runner.server, self._max_connections,
-                                        self._header_seconds)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._limits, self.listen_host, self.bind_port)
-        log.info("web front listening on %s:%d for %s", self.listen_host, self.port,
+        await self._listener.open(front)
+        log.info("web front listening on %s:%d for %s", self._listener.host, self.port,
                  ", ".join(f"{company} ({host})" for host, company in sorted(self._hosts.items())))
 
     async def stop(self) -> None:
         self.close(FrontClosed("stopped"))
-        await close_listener(self._server, self._runner)
-        self._server = self._runner = None
+        await self._listener.close()

@@ -8,13 +8,12 @@ forget them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Callable, Iterable
 
 from aiohttp import web
 
-from sms_gateway.connection_limits import ConnectionLimits, tracking
+from sms_gateway.connection_limits import Listener
 from textback.config import WebConfig
 
 log = logging.getLogger("textback.web")
@@ -78,46 +77,22 @@ class WebServer:
                  max_connections: int = 200, header_seconds: float = 10.0,
                  keepalive_seconds: float = 30.0):
         self.config = config
-        self._max_connections = max_connections
-        self._header_seconds = header_seconds
-        self._keepalive_seconds = keepalive_seconds
-        self._limits: ConnectionLimits | None = None
+        # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
+        self._listener = Listener(config.listen_host, config.port, max_connections,
+                                  header_seconds, access_log=None,
+                                  keepalive_timeout=keepalive_seconds)
         self.app = application(config.max_body_bytes, providers,
-                               [tracking(lambda: self._limits), no_traceback])
-        self._runner: web.AppRunner | None = None
-        self._server: asyncio.AbstractServer | None = None
+                               [self._listener.track, no_traceback])
 
     @property
     def port(self) -> int:
         """The bound port (useful when 0 asked the OS to choose)."""
-        if self._server is None or not self._server.sockets:
-            return self.config.port
-        return self._server.sockets[0].getsockname()[1]
+        return self._listener.port
 
     async def start(self) -> None:
-        # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
-        self._runner = web.AppRunner(self.app, access_log=None,
-                                     keepalive_timeout=self._keepalive_seconds)
-        await self._runner.setup()
-        self._limits = ConnectionLimits(self._runner.server, self._max_connections,
-                                        self._header_seconds)
-        self._server = await asyncio.get_running_loop().create_server(
-            self._limits, self.config.listen_host, self.config.port)
+        await self._listener.open(self.app)
         log.info("web server listening on %s:%d (public URL %s)", self.config.listen_host,
                  self.port, self.config.public_url)
 
     async def stop(self) -> None:
-        await close_listener(self._server, self._runner)
-        self._server = self._runner = None
-
-
-async def close_listener(server: asyncio.AbstractServer | None,
-                         runner: web.AppRunner | None) -> None:
-    """Stop accepting, let the app's requests end (its cleanup), then wait for the socket to
-    close: the web server's and the companies' front's stop."""
-    if server is not None:
-        server.close()
-    if runner is not None:
-        await runner.cleanup()
-    if server is not None:
-        await server.wait_closed()
+        await self._listener.close()

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from textback.supervisor import cancel_and_wait
 from textback.workers.common import SystemClock, log_failure, retry_delay
 
 if TYPE_CHECKING:
@@ -83,10 +84,8 @@ class EventWorker:
                     pruned_at = now
                 await self._idle()
         finally:
-            tasks = [t for flight in self._in_flight.values() for t in flight]
-            for task in tasks:
-                task.cancel()  # its row stays `sending`: sent again at the next start
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Each row in flight stays `sending`: sent again at the next start.
+            await cancel_and_wait([t for flight in self._in_flight.values() for t in flight])
             for destination in self._destinations.values():
                 await destination.client.close()
 

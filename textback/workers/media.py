@@ -30,6 +30,7 @@ from textback.config import MediaConfig
 from textback.core.media import normalise_type
 from textback.core.numbers import national
 from textback.store import Store
+from textback.supervisor import cancel_and_wait
 from textback.workers.common import SystemClock, log_failure, retry_delay
 
 log = logging.getLogger("textback.core.media")
@@ -93,9 +94,8 @@ class MediaWorker:
                 await self._tell_failures()
                 await self._idle()
         finally:
-            for task in self._in_flight:
-                task.cancel()  # its row stays `fetching`: pending again at the next start
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            # Each row in flight stays `fetching`: pending again at the next start.
+            await cancel_and_wait(self._in_flight)
             for fetcher in self._fetchers.values():
                 await fetcher.close()
 

@@ -33,6 +33,7 @@ from textback.core.rules import Decision
 from textback.core.tracker import CallFinished, CallOverdue, CallStarted, CallTracker
 from textback.ops.metrics import Metrics
 from textback.store import Store
+from textback.supervisor import cancel_and_wait
 from textback.workers.ami_lease import AmiLease
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ops import AMI_LOGGED_IN, AMI_STATE_SINCE, LAST_AMI_EVENT, Watch
@@ -170,13 +171,13 @@ class PbxListener:
         self.ami = self.new_ami()
         self._state_changed(False)
 
-    def close_timers(self) -> None:
-        """Stop the call expiry and the channel listings' retries."""
+    async def close_timers(self) -> None:
+        """Stop the call expiry, and the channel listings and their retries, and wait for the
+        listings to end: one must not list channels or record a call once the daemon stops."""
         if self._expiry is not None:
             self._expiry.cancel()
-        for listing in (self._listing_retry, self._relisting):
-            if listing is not None:
-                listing.cancel()
+        await cancel_and_wait(listing for listing in (self._listing_retry, self._relisting)
+                              if listing is not None)
 
     # -- AMI events (run on the event loop: must never block) ---------------------
 
