@@ -1,11 +1,14 @@
 """Companies on one PostgreSQL database, kept apart by the database itself (migration 30):
 two stores, each opened for its own company as a daemon's role (no superuser, no BYPASSRLS),
 write alike rows; neither reads, changes or deletes the other's, by the port's methods or by
-any SQL on its connections, and a connection that names no company reads nothing at all."""
+any SQL on its connections, and a connection that names no company reads nothing at all.
+A row cannot name another company's row either (migration 36): each reference between two
+company tables carries the company, which a key check (blind to row-level security) compares."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +17,8 @@ from textback.core.fleet import pbx_lock_key
 from textback.store import CallRow, NewMedia, PlannedText
 from textback.store.postgres import PostgresStore
 from textback.store.postgres.connection import describe_database
+from textback.mediafiles import MediaStore
+from textback.store.postgres import migrations as pg_migrations
 from tests.store_helpers import execute
 
 NUMBER, CALLER = "+12125550100", "+12125550123"
@@ -208,3 +213,152 @@ async def test_rows_from_before_companies_are_the_company_default(postgres_serve
     finally:
         await default.close()
         await acme.close()
+
+
+# Each foreign key whose table and parent both hold company rows (a company_id column), with
+# its columns and its parent's, read from the catalog: not from COMPANY_REFERENCES, so a
+# reference added later without the company is found too.
+REFERENCES_BETWEEN_COMPANY_TABLES = """
+SELECT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text,
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+       c.convalidated
+FROM pg_constraint c
+WHERE c.contype = 'f'
+  AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.conrelid AND attname = 'company_id')
+  AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = c.confrelid AND attname = 'company_id')
+ORDER BY 2, 1
+"""
+
+
+def references_between_company_tables(url: str) -> list[tuple]:
+    with psycopg.connect(url) as db:
+        return db.execute(REFERENCES_BETWEEN_COMPANY_TABLES).fetchall()
+
+
+def test_every_reference_between_company_tables_names_the_company(shared_database):
+    references = references_between_company_tables(shared_database)
+    assert len(references) >= 19  # the query saw them: messages, media, outbox, deliveries...
+    for name, table, parent, columns, keys, validated in references:
+        assert columns[0] == "company_id" and keys == ["company_id", "id"], (name, table, parent)
+        assert len(columns) == 2 and validated, name
+    assert {(table, columns[1], parent) for _, table, parent, columns, _, _ in references} == {
+        (table, column, parent) for table, column, parent, _ in pg_migrations.COMPANY_REFERENCES}
+
+
+async def test_a_row_cannot_name_another_companys_row(companies):
+    """As the daemons' role, row-level security on: a row of acme naming birch's conversation,
+    message or event is refused by the key, as a row naming one that does not exist is (the
+    refusal tells acme nothing of birch's ids); naming acme's own still works."""
+    acme, birch = companies["acme"], companies["birch"]
+    theirs, mine = await ids_of(birch), await ids_of(acme)
+    # The reply: the text out already has its outbox row, one per message.
+    [their_message] = await birch._one("SELECT id FROM messages WHERE direction = 'in'")
+    [my_message] = await acme._one("SELECT id FROM messages ORDER BY id LIMIT 1")
+    now = time.time()
+    rows = {
+        "messages": ("INSERT INTO messages (conversation_id, direction, body, status, created_at)"
+                     " VALUES (?, 'in', 'planted', 'received', ?)", "conversation"),
+        "notes": ("INSERT INTO notes (conversation_id, owner_id, body, at)"
+                  " VALUES (?, 'dana', 'planted', ?)", "conversation"),
+        "media": ("INSERT INTO media (message_id, position, url, declared_type, created_at)"
+                  " VALUES (?, 7, 'https://x/planted', 'image/jpeg', ?)", "message"),
+        "outbox": ("INSERT INTO outbox (message_id, sender, recipient, due_at, first_due_at,"
+                   " idempotency_key, updated_at) VALUES (?, '+1', '+2', 0, 0, 'planted', ?)",
+                   "message"),
+        "event_deliveries": ("INSERT INTO event_deliveries (event, endpoint, order_key, updated_at)"
+                             " VALUES (?, 'planted', 'k', ?)", "event"),
+    }
+    their_ids = {"conversation": theirs["conversation"], "message": their_message,
+                 "event": theirs["event"]}
+    for table, (sql, kind) in rows.items():
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"{table}_.*_fkey"):
+            await execute(acme, sql, (their_ids[kind], now))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"{table}_.*_fkey"):
+            await execute(acme, sql, (10**12, now))  # no such row: the same answer
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="calls_conversation_id_fkey"):
+        await execute(acme, "UPDATE calls SET conversation_id = ? WHERE id = ?",
+                      (theirs["conversation"], mine["call"]))
+    assert (await birch.thread(theirs["conversation"]))["notes"] == []
+    assert (await birch._one("SELECT COUNT(*) FROM media"))[0] == 1
+    # The same rows naming acme's own conversation and message are taken.
+    await execute(acme, rows["notes"][0], (mine["conversation"], now))
+    await execute(acme, rows["media"][0], (my_message, now))
+    await execute(acme, rows["event_deliveries"][0], (mine["event"], now))
+    assert [n["body"] for n in (await acme.thread(mine["conversation"]))["notes"]] == ["planted"]
+
+
+async def at_schema_35(url: str, monkeypatch) -> dict[str, PostgresStore]:
+    """acme's and birch's stores on `url`, brought to schema 35 alone (before the references
+    named the company): the migrations past it are hidden while they open."""
+    with monkeypatch.context() as patched:
+        patched.setattr(pg_migrations, "MIGRATIONS", pg_migrations.MIGRATIONS[:35])
+        return {slug: await PostgresStore.open(url, company=slug) for slug in ("acme", "birch")}
+
+
+async def company_counts(stores: dict[str, PostgresStore]) -> dict[tuple[str, str], int]:
+    return {(slug, table): (await store._one(f"SELECT COUNT(*) FROM {table}"))[0]
+            for slug, store in stores.items() for table in pg_migrations.CURRENT_COMPANY_TABLES}
+
+
+async def test_a_store_of_two_companies_at_35_upgrades(postgres_server, tmp_path, monkeypatch):
+    """A fleet's database at schema 35 holding every kind of row of two companies, their ids
+    interleaved: the references become per company, every row stays, both companies write on."""
+    from lab.history import build_history
+    from tests.test_migrate_store import everything_else
+    url = postgres_server.new_database(owner=postgres_server.daemon_role())
+    old = await at_schema_35(url, monkeypatch)
+    for seed, (slug, store) in enumerate(old.items(), start=1):
+        await build_history(store, 12, time.time() - 3600, seed=seed)
+        await everything_else(store, MediaStore(Path(tmp_path) / slug), slug)
+    before = await company_counts(old)
+    for store in old.values():
+        await store.close()
+    assert all(columns[0] != "company_id" for *_, columns, _, _ in
+               references_between_company_tables(url))
+    assert before[("acme", "media")] and before[("birch", "outbox")]
+
+    new = {slug: await PostgresStore.open(url, company=slug) for slug in ("acme", "birch")}
+    try:
+        assert await company_counts(new) == before
+        for name, _, _, columns, keys, validated in references_between_company_tables(url):
+            assert columns[0] == "company_id" and keys == ["company_id", "id"] and validated, name
+        with psycopg.connect(url) as db:
+            assert db.execute("SELECT version FROM schema_version").fetchone() == (
+                len(pg_migrations.MIGRATIONS),)
+        for slug, store in new.items():
+            await store.record_call(missed(f"1800000000.{slug}"),
+                                    PlannedText("dana", f"after the upgrade, {slug}", 0))
+            assert len(await store.calls(0)) == before[(slug, "calls")] + 1
+    finally:
+        for store in new.values():
+            await store.close()
+
+
+async def test_a_row_naming_another_company_stops_the_upgrade(postgres_server, monkeypatch):
+    """At 35 a row of acme could name birch's conversation; the migration that closes that
+    finds it (its check reads past row-level security), refuses, and leaves the database at
+    35 as it was, for a person to look at the row its error names."""
+    url = postgres_server.new_database(owner=postgres_server.daemon_role())
+    old = await at_schema_35(url, monkeypatch)
+    try:
+        for slug, store in old.items():
+            await store.record_call(missed("1700000000.1"), PlannedText("dana", slug, 0))
+        theirs = await ids_of_conversation(old["birch"])
+        await execute(old["acme"], "INSERT INTO notes (conversation_id, owner_id, body, at)"
+                                   " VALUES (?, 'dana', 'planted', 1)", (theirs,))
+    finally:
+        for store in old.values():
+            await store.close()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="notes_conversation_id_fkey"):
+        await PostgresStore.open(url, company="acme")
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (35,)
+        assert all(columns[0] != "company_id" for *_, columns, _, _ in
+                   references_between_company_tables(url))
+
+
+async def ids_of_conversation(store: PostgresStore) -> int:
+    return (await store.conversation_for(CALLER, NUMBER))["id"]

@@ -5,9 +5,11 @@ with the same condition) and triggers. What only one backend can have is named h
 Companies (migration 30) are PostgreSQL's alone, where one database holds many: its
 `companies` table, a `company_id` column on every other table but the schema's bookkeeping
 (NOT NULL, defaulting to the session's company, a key of `companies`), row-level security on
-each, and the keys that named one thing of one company made per company. A SQLite file is one
-company's store, so it has none of them; the comparison takes them out of PostgreSQL's schema
-after checking each is exactly as said."""
+each, and the keys that named one thing of one company made per company; since migration 36,
+each reference between two company tables names the company too (FOREIGN KEY (company_id, x)
+REFERENCES parent (company_id, id), through a UNIQUE (company_id, id) on the parent). A SQLite
+file is one company's store, so it has none of them; the comparison takes them out of
+PostgreSQL's schema after checking each is exactly as said."""
 
 from __future__ import annotations
 
@@ -109,8 +111,24 @@ def per_company(table: str, cols: tuple[str, ...], seen: set) -> tuple[str, ...]
     return cols
 
 
+def reference(table: str, definition: str) -> tuple[str, str, str, str]:
+    """A foreign key as SQLite's list gives it (column, parent, parent's column, ON DELETE),
+    without the company_id that a reference between two company tables names first on both
+    sides; one that does not name it fails here."""
+    match = re.fullmatch(r"FOREIGN KEY \(([\w, ]+)\) REFERENCES (\w+)\(([\w, ]+)\)"
+                         r"(?: ON DELETE (\w+( \w+)?))?", definition)
+    assert match, (table, definition)
+    columns, parent, keys = match[1].split(", "), match[2], match[3].split(", ")
+    if parent != "companies" and table not in NO_COMPANY_TABLES:
+        assert columns[0] == keys[0] == "company_id", (table, definition)
+        columns, keys = columns[1:], keys[1:]
+    [column], [key] = columns, keys
+    return column, parent, key, match[4] or "NO ACTION"
+
+
 def postgres_schema(url: str) -> dict:
     per_company_keys: set = set()
+    parents, reference_keys = set(), set()
     with psycopg.connect(url) as db:
         tables, indexes = {}, {}
         names = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
@@ -133,9 +151,10 @@ def postgres_schema(url: str) -> dict:
                     " a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)"
                     " FROM pg_constraint c WHERE c.conrelid = %s::regclass", (name,)):
                 if kind == "f":
-                    match = re.match(r"FOREIGN KEY \((\w+)\) REFERENCES (\w+)\((\w+)\)"
-                                     r"(?: ON DELETE (\w+))?", definition)
-                    foreign.add((match[1], match[2], match[3], match[4] or "NO ACTION"))
+                    foreign.add(reference(name, definition))
+                    parents.add(reference(name, definition)[1])
+                elif kind == "u" and cols == ["company_id", "id"]:  # what a reference names
+                    reference_keys.add(name)
                 elif kind == "c":
                     checks.add(literals(definition))
                 elif kind in ("u", "p"):
@@ -166,6 +185,7 @@ def postgres_schema(url: str) -> dict:
         triggers = {r[0] for r in db.execute(
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")} - POSTGRES_ONLY_TRIGGERS
     assert per_company_keys == PER_COMPANY_KEYS
+    assert reference_keys == parents - {"companies"}
     return {"tables": tables, "indexes": indexes, "triggers": triggers}
 
 

@@ -522,6 +522,51 @@ CREATE UNIQUE INDEX unroutable_texts_gateway_id ON unroutable_texts (gateway, ga
     WHERE gateway_id IS NOT NULL;
 """
 
+# Every reference between two company tables, (table, column, parent, ON DELETE): each names
+# the company with the id, FOREIGN KEY (company_id, column) REFERENCES parent (company_id, id),
+# so a row of one company can only name a row of the same company (migration 36). A key check
+# looks past row-level security, so a reference by id alone could name another company's row.
+COMPANY_REFERENCES = (
+    ("calls", "conversation_id", "conversations", ""),
+    ("messages", "conversation_id", "conversations", ""),
+    ("reply_tokens", "conversation_id", "conversations", ""),
+    ("assignments", "conversation_id", "conversations", ""),
+    ("outcomes", "conversation_id", "conversations", ""),
+    ("alerts", "conversation_id", "conversations", ""),
+    ("notes", "conversation_id", "conversations", ""),
+    ("owner_alert_texts", "conversation_id", "conversations", ""),
+    ("intake_facts", "conversation_id", "conversations", "CASCADE"),
+    ("escalations", "message_id", "messages", ""),
+    ("alerts", "message_id", "messages", ""),
+    ("outbox", "message_id", "messages", ""),
+    ("media", "message_id", "messages", ""),
+    ("owner_alert_texts", "message_id", "messages", ""),
+    ("owner_answers", "message_id", "messages", ""),
+    ("intake_facts", "message_id", "messages", "CASCADE"),
+    ("event_deliveries", "event", "events", "CASCADE"),
+    ("api_idempotency", "token_id", "api_tokens", ""),
+    ("push_messages", "subscription_id", "push_subscriptions", "CASCADE"),
+)
+
+_REFERENCING = tuple(dict.fromkeys(
+    table for reference in COMPANY_REFERENCES for table in (reference[0], reference[2])))
+
+# 36: each parent's (company_id, id) a key, and each reference replaced by one through it, under
+# the same name and ON DELETE. Adding a foreign key checks every existing row with one join of
+# the two tables; row-level security is not forced on the tables' owner, which runs the
+# migrations, while it does (inside this one transaction), so the join sees every company's
+# rows: a row that already names another company's row stops the migration, and the schema
+# stays at 35, as it was.
+COMPANY_REFERENCE_KEYS = "".join(f"""
+ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;""" for table in _REFERENCING) + "".join(f"""
+ALTER TABLE {parent} ADD CONSTRAINT {parent}_company_id_id_key UNIQUE (company_id, id);
+""" for parent in dict.fromkeys(parent for _, _, parent, _ in COMPANY_REFERENCES)) + "".join(f"""
+ALTER TABLE {table} DROP CONSTRAINT {table}_{column}_fkey,
+    ADD CONSTRAINT {table}_{column}_fkey FOREIGN KEY (company_id, {column})
+    REFERENCES {parent} (company_id, id){f' ON DELETE {on_delete}' if on_delete else ''};
+""" for table, column, parent, on_delete in COMPANY_REFERENCES) + "".join(f"""
+ALTER TABLE {table} FORCE ROW LEVEL SECURITY;""" for table in _REFERENCING)
+
 MIGRATIONS: list[str] = [
     *("" for _ in range(FIRST_VERSION - 1)),
     BASELINE,
@@ -675,4 +720,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE incidents ADD COLUMN opened_by BIGINT;
     """,
+    # 36: a reference between company tables names the company (COMPANY_REFERENCE_KEYS;
+    # PostgreSQL only, SQLite's 36 does nothing: a SQLite file is one company)
+    COMPANY_REFERENCE_KEYS,
 ]
