@@ -211,3 +211,58 @@ async def test_each_owner_path_is_named_with_the_words_it_queued(offline_daemon,
         ("text_sent", "log", "By email: Tuesday?"),
         ("text_sent", "log", "By the CLI: 10 am?"),
         ("text_sent", "log", "From my phone: see you")]
+
+
+async def test_a_repeated_stop_is_recorded_but_neither_waits_nor_alerts_again(offline_daemon,
+                                                                              backend_storage):
+    daemon = await offline_daemon(**backend_storage, send_with=LogGateway())
+    store = daemon.store
+
+    async def text(body: str, gateway_id: str) -> None:
+        await daemon.receive_text(InboundText(HOMEOWNER, BUSINESS_NUMBER, body,
+                                              gateway_id=gateway_id), "log")
+        await send_due(daemon)
+
+    async def waiting() -> tuple[list[int], list[int]]:
+        """The conversations the inbox's Waiting view and the digest list."""
+        now = time.time() + 1
+        return ([row["id"] for row in await store.inbox_page("waiting", now)],
+                [row["conversation_id"] for row in await store.waiting_replies(now)])
+
+    async def alerts() -> int:
+        return len((await store.thread(conversation))["alerts"])
+
+    await daemon.finish_call(missed("4.1"))
+    await send_due(daemon)
+    conversation = (await store.conversation_for(HOMEOWNER, BUSINESS_NUMBER))["id"]
+    await text("STOP", "in-1")
+    assert await waiting() == ([], []) and await alerts() == 1  # the owner hears of the opt-out
+    await text("stop texting me", "in-2")  # already out: kept, nobody told, nothing waits
+    await text("STOP", "in-3")
+    assert await waiting() == ([], []) and await alerts() == 1
+    # An ordinary text from the opted-out number waits, and a STOP after it ends that again.
+    await text("Actually, call me about the deck", "in-4")
+    assert await waiting() == ([conversation], [conversation]) and await alerts() == 2
+    await text("Stop", "in-5")
+    assert await waiting() == ([], []) and await alerts() == 2
+    # HELP and START keep their answers, their alert, and wait as any text does.
+    await text("HELP", "in-6")
+    assert await waiting() == ([conversation], [conversation]) and await alerts() == 3
+    await text("START", "in-7")
+    assert await alerts() == 4
+
+    keywords = [(r["kind"], r["body"]) for r in await store.consent_record(HOMEOWNER)
+                if r["fact"] == consent.KEYWORD]
+    assert keywords == [("STOP", "STOP"), ("STOP (free text)", "stop texting me"),
+                        ("STOP", "STOP"), ("STOP", "Stop"), ("HELP", "HELP"), ("START", "START")]
+    sent = [r["kind"] for r in await store.consent_record(HOMEOWNER)
+            if r["fact"] == consent.TEXT_SENT]
+    # The help text to a number still opted out is blocked at sending, as every text is.
+    assert sent == ["auto", "optout_confirmation", "optin_confirmation"]
+    bodies = [m["body"] for m in (await store.thread(conversation))["messages"]
+              if m["direction"] == "in"]
+    assert bodies == ["STOP", "stop texting me", "STOP", "Actually, call me about the deck",
+                      "Stop", "HELP", "START"]  # every text is in the thread
+    replies = [e for e in await store._all("SELECT type FROM events")
+               if e["type"] == "reply.received"]
+    assert len(replies) == 4  # the repeated STOPs are nobody's news

@@ -266,3 +266,36 @@ async def test_state_version_follows_every_change_of_state_and_only_those(store)
     assert await store.latest_outcome(cid) == "booked"
     await store.assign(cid, "dana", "cli", expected_state=seen)
     assert (await store.conversation(cid))["owner_id"] == "dana"
+
+
+@pytest.mark.parametrize("close", ["done", "lost"])
+async def test_a_conversation_closed_then_reopened_by_a_call_waits_only_for_a_new_text(store, close):
+    """Done (or an outcome that closes it) ends the waiting; a call reopens the conversation
+    without bringing the old text back; only a text after it waits, from its own time."""
+    old = await inbound(store, "Kitchen remodel, please call")
+    conversation = old.conversation_id
+    if close == "done":
+        await store.mark_done(conversation)
+    else:
+        await store.record_outcome(conversation, "lost", None, "web:dana")
+
+    async def waiting() -> tuple[list[int], list[int]]:
+        """The Waiting view's conversations and the texts the digest and escalation report."""
+        now = time.time() + 1
+        return ([r["id"] for r in await store.inbox_page("waiting", now)],
+                [r["message_id"] for r in await store.waiting_replies(now)])
+
+    assert await waiting() == ([], [])
+    await store.record_call(missed(f"{close}.2"), PlannedText("dana", "Sorry we missed you", 0))
+    [row] = await store.inbox_page("all", time.time())  # open again, but nothing waits
+    assert (row["id"], row["status"], row["unanswered"], row["waiting_since"]) == (
+        conversation, "open", 0, None)
+    assert await waiting() == ([], [])
+    await asyncio.sleep(0.01)  # the new text's time is after the old one's
+    new = await inbound(store, "Still need that kitchen done")
+    assert await waiting() == ([conversation], [new.message_id])
+    [row] = await store.inbox_page("waiting", time.time())
+    [text] = [m for m in (await store.thread(conversation))["messages"] if m["id"] == new.message_id]
+    assert row["waiting_since"] == text["created_at"] > [
+        m["created_at"] for m in (await store.thread(conversation))["messages"]
+        if m["id"] == old.message_id][0]

@@ -781,13 +781,17 @@ class Daemon:
             log.info("duplicate delivery of message %s ignored",
                      one_line(text.gateway_id or f"from {sender} without an id"))
             return
+        if text.media:
+            self._media_wake.set()
+        if record.repeated_optout:  # kept in the thread and the ledger; nobody's news
+            timeline.info("%s, already opted out, texted %s again: %s; kept, no alert",
+                          sender, number.number, one_line(text.body, 200))
+            return
         timeline.info("homeowner replied: %s to %s: %s%s", sender, number.number,
                       one_line(text.body, 200),
                       f" (+{len(text.media)} media)" if text.media else "")
         self._alerts_wake.set()
         self._push_wake.set()
-        if text.media:
-            self._media_wake.set()
         await self.owner_phone.alert(record.conversation_id, number, sender, summary(
             text.body, [Shown(kind_of(item.declared_type)) for item in text.media]))
         if self.intake_suggester is not None and not plan.keyword and text.body.strip():

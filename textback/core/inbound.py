@@ -58,15 +58,16 @@ def plan_text(config: Config, number: NumberConfig, sender: str, body: str, fact
               local_now: datetime) -> TextPlan:
     """Decide a text from `sender` (E.164) to `number` at `local_now` (the business's zone).
 
-    STOP from a number not opted out opts it out with one confirmation; START from one opted
-    out lifts it; HELP gets the help text; anything else (and a repeated STOP, and "yes" from
-    someone never opted out) is an ordinary reply.
+    STOP opts the number out with one confirmation (the store applies it, and confirms, only
+    if the list does not have it yet: a STOP from a number already out is kept but alerts
+    nobody and waits for nobody); START from one opted out lifts it; HELP gets the help text;
+    anything else (and "yes" from someone never opted out) is an ordinary reply.
     """
     owner_id, owner_reason = choose_owner(number, local_now, facts.turn)
     keyword = classify(body)
     compliance = config.compliance
     answer = None
-    if keyword is Keyword.STOP and not facts.opted_out:
+    if keyword is Keyword.STOP:
         answer = KeywordAnswer("out", render_for(config, compliance.stop_confirmation, number,
                                                  sender), OPTOUT_CONFIRMATION)
     elif keyword is Keyword.START and facts.opted_out:

@@ -4,12 +4,14 @@ A conversation waits when its homeowner's latest text has no owner answer after 
 store keeps that on the conversation's own row, in the transaction of the change that
 starts or ends it (`unanswered`, `waiting_since`, and the text that waits, `last_reply_id`):
 
-* a homeowner's text starts it (and reopens a conversation marked done);
+* a homeowner's text starts it (and reopens a conversation marked done), but for an opt-out
+  keyword from a number already opted out: kept in the thread, it starts nothing and alerts
+  nobody;
 * an owner's answer ends it, by any path: the inbox, the API, a reply email, the CLI, the
   owner's own phone;
 * done ends it (marked done in the inbox, or an outcome that closes the conversation: won,
   lost, spam), so a call that reopens the conversation later does not bring the old text
-  back;
+  back: only a text after the call waits, from its own time;
 * an opt-out of the caller's number ends it: nobody may text them an answer (a text they
   send later waits again);
 * retention ends it when it deletes the text that waited.

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 from typing import Any
 
 from textback.core import consent
 from textback.core.events import Event
 from textback.store.states import Machine
 
+log = logging.getLogger("textback")
 
 class StoreTooNew(RuntimeError):
     """The store's schema is newer than this textback knows: a downgrade, refused."""
@@ -120,6 +122,30 @@ class Connection:
             f" claimed_by = ?{sets} WHERE id IN (SELECT id FROM picked) AND {guard} RETURNING id",
             (*args, self._claimer, *set_args))
         return [row[0] for row in await cursor.fetchall()]
+
+    async def _transition(self, table: str, machine: Machine, event: str, row_id: int,
+                          state: str | None = None, sets: str = "", args: tuple = (),
+                          level: int = logging.WARNING) -> bool:
+        """Move one row of `table`, in the transaction under way, by `machine`'s `event` (to
+        `state` when the event has several), writing `sets` (`, col = ?`, taking `args`)
+        beside: one UPDATE whose WHERE holds the event's source states, so a row another path
+        has moved on (a send marked `unknown` as its lease went) is never moved back. False
+        when refused, which is logged with the row, the state it is in and the states the
+        event takes: a refusal is a race another path won, never an error to raise, and never
+        silent. `level`: INFO for an event whose losing race is ordinary (an expiry another
+        daemon of a fleet, or a claim, got to first); a claim's own end refused is a WARNING."""
+        target = machine.target(event, state)
+        cursor = await self._db.execute(
+            f"UPDATE {table} SET state = '{target}'{sets} WHERE id = ? AND {machine.guard(event)}"
+            " RETURNING id", (*args, row_id))
+        if await cursor.fetchone() is not None:
+            return True
+        row = await self._one(f"SELECT state FROM {table} WHERE id = ?", (row_id,))
+        log.log(level, "%s row %d: %s to %s refused: it is %s, not %s", table, row_id, event,
+                target, row["state"] if row else "gone",
+                " or ".join(machine.transitions[event].sources))
+        return False
+
     def _company_key(self, columns: str) -> str:
         """The columns of a unique key that is one company's (an ON CONFLICT's target):
         on SQLite as they are, a file being one company's store."""

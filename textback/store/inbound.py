@@ -42,8 +42,12 @@ class InboundRows(Connection):
         (STOP, START, HELP, STOP as free text) goes into the consent ledger with it, and its
         `answer` (an opt-out or opt-in and its confirmation, or the help text) is applied in
         the same transaction; the record holds the answer's outbox id, None when the list
-        already was as the keyword asks. The `intake` facts read from the text are committed
-        with it (IntakeRows), and the event carries the conversation's merged facts.
+        already was as the keyword asks. An opt-out from a number the list already has is kept
+        (the thread, the consent ledger) and ends its conversations' waiting as any opt-out
+        does, but is nobody's news: it makes nothing wait, no alert row, no `reply.received`
+        event (nor the push that follows one), and the record says so (`repeated_optout`). The
+        `intake` facts read from the text are committed with it (IntakeRows), and the event
+        carries the conversation's merged facts.
         """
         _canonical(caller)
         now = time.time()
@@ -67,6 +71,9 @@ class InboundRows(Connection):
                     row = None
             if row:
                 return InboundRecord(row["conversation_id"], row["id"], row["alert_id"], True)
+            repeated_optout = (answer is not None and answer.opt == "out"
+                               and await self._one("SELECT 1 FROM suppressions WHERE number = ?",
+                                                   (caller,)) is not None)
             conversation_id = await self._conversation(caller, business_number, owner_for_new, now,
                                                        owner_reason)
             if display_name:
@@ -86,7 +93,15 @@ class InboundRows(Connection):
                                                                        "gateway": gateway}))
             listed = summary(body, [Shown(None if item.sha256 and not item.shown
                                           else kind_of(item.declared_type)) for item in media])
-            await self._summarise_message(conversation_id, message_id, "in", "", listed, now)
+            await self._summarise_message(conversation_id, message_id, "in", "", listed, now,
+                                          waits=not repeated_optout)
+            if intake:
+                await self._record_extraction(conversation_id, message_id, intake, body, now)
+            if repeated_optout:
+                answered = await self._answer_keyword(conversation_id, business_number, caller,
+                                                      answer, now)
+                return InboundRecord(conversation_id, message_id, None, False, answered,
+                                     repeated_optout=True)
             owner = await self._one("SELECT owner_id FROM conversations WHERE id = ?",
                                     (conversation_id,))
             alert_id = await self._insert(
@@ -100,8 +115,6 @@ class InboundRows(Connection):
                  "url": media_link(row["id"], now) if media_link else None}
                 for row in await self._all("SELECT id, declared_type, declared_size FROM media"
                                            " WHERE message_id = ? ORDER BY position", (message_id,))]
-            if intake:
-                await self._record_extraction(conversation_id, message_id, intake, body, now)
             merged = merge(await self._facts(conversation_id))
             await self._emit(events.reply_received(
                 message_id=message_id, conversation_id=conversation_id, caller=caller,

@@ -6,7 +6,10 @@ The outbox is a state machine in the database, its transitions one table
     pending --claim--> sending --> sent | failed | unknown | blocked
      |  ^                 |
      |  +-- retry, hold --+          (sending, its daemon gone --> unknown)
-     +--past its deadline--> expired
+     +--past its deadline--> expired   (unknown, its send ended late --> sent | failed)
+
+Each transition of one row is one UPDATE guarded by its source states
+(`Connection._transition`); a refused one is logged and leaves the row as it is.
 
 A row is claimed with a conditional UPDATE before the gateway is called, so
 two workers, or a worker after a restart, can never send it twice. A row
@@ -25,6 +28,7 @@ only texts it can send, and the others' wait for the daemon that can.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -120,11 +124,9 @@ class OutboxRows(Connection):
     async def expire(self, item: OutboxItem, gateway: str) -> bool:
         """pending -> expired; False if the row was claimed (or ended) meanwhile."""
         async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE outbox SET state = '{OUTBOX.target('expire')}', updated_at = ?"
-                f" WHERE id = ? AND {OUTBOX.guard('expire')}",
-                (time.time(), item.id))
-            if cursor.rowcount != 1:
+            if not await self._transition("outbox", OUTBOX, "expire", item.id,
+                                          sets=", updated_at = ?", args=(time.time(),),
+                                          level=logging.INFO):
                 return False
             await db.execute("UPDATE messages SET status = 'expired', gateway = ?, error = ?"
                              " WHERE id = ?", (gateway, item.last_error, item.message_id))
@@ -164,12 +166,14 @@ class OutboxRows(Connection):
                                          set_args=(time.time(),)))
 
     async def mark_all_sent(self, sent: list[tuple[OutboxItem, str | None]], gateway: str) -> None:
-        """Texts the gateway accepted, with its id for each, in one transaction."""
+        """Texts the gateway accepted, with its id for each, in one transaction; each row
+        moves by `accepted` (from `sending`, or `unknown` for a send that outlived its claim:
+        it went), and only the rows it moved are recorded sent."""
         now = time.time()
         async with self._transaction() as db:
-            await db.executemany(f"UPDATE outbox SET state = '{OUTBOX.target('accepted')}',"
-                                 " updated_at = ? WHERE id = ?",
-                                 [(now, item.id) for item, _ in sent])
+            sent = [(item, gateway_id) for item, gateway_id in sent
+                    if await self._transition("outbox", OUTBOX, "accepted", item.id,
+                                              sets=", updated_at = ?", args=(now,))]
             await db.executemany(
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
                 " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
@@ -185,15 +189,14 @@ class OutboxRows(Connection):
     async def hold(self, item: OutboxItem, until: float, why: str) -> bool:
         """A claimed text the homeowner's quiet hours hold: pending again, due (and first due,
         so its deadline counts from then) at `until`; the message shows `held` and why. False if
-        the row was not this claim's."""
+        the row is no longer `sending` (marked `unknown` meanwhile: never pending again)."""
         now = time.time()
         async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE outbox SET state = '{OUTBOX.target('hold')}', due_at = ?, first_due_at = ?,"
-                " held_until = ?, attempts = attempts - 1, updated_at = ?"
-                f" WHERE id = ? AND {OUTBOX.guard('hold')}",
-                (until, until, until, now, item.id))
-            if cursor.rowcount != 1:
+            if not await self._transition(
+                    "outbox", OUTBOX, "hold", item.id,
+                    sets=", due_at = ?, first_due_at = ?, held_until = ?,"
+                         " attempts = attempts - 1, updated_at = ?",
+                    args=(until, until, until, now)):
                 return False
             await db.execute("UPDATE messages SET status = 'held', error = ? WHERE id = ?",
                              (why, item.message_id))
@@ -212,20 +215,24 @@ class OutboxRows(Connection):
             " WHERE id = ? AND held_until IS NOT NULL AND NOT EXISTS (SELECT 1 FROM messages"
             "   WHERE conversation_id = ? AND status = 'held')", (conversation_id, conversation_id))
 
-    async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                f"UPDATE outbox SET state = '{OUTBOX.target('retry')}', due_at = ?, last_error = ?,"
-                " updated_at = ?"
-                " WHERE id = ?", (due_at, error, time.time(), item.id))
+    async def mark_retry(self, item: OutboxItem, due_at: float, error: str) -> bool:
+        """A claimed text the gateway did not take, pending again, due at `due_at`. False if the
+        row is no longer `sending` (marked `unknown` meanwhile: never pending again)."""
+        async with self._transaction():
+            return await self._transition("outbox", OUTBOX, "retry", item.id,
+                                          sets=", due_at = ?, last_error = ?, updated_at = ?",
+                                          args=(due_at, error, time.time()))
 
-    async def mark_final(self, item: OutboxItem, state: str, gateway: str, error: str) -> None:
-        """End a row that must not be retried: `failed`, or `unknown` (may have been sent)."""
+    async def mark_final(self, item: OutboxItem, state: str, gateway: str, error: str) -> bool:
+        """End a row that must not be retried: `failed`, `blocked` (opted out), or `unknown` (may
+        have been sent); from `sending`, or `unknown` (a send that outlived its claim). False,
+        with nothing recorded, if the row had already ended otherwise."""
         now = time.time()
         async with self._transaction() as db:
-            await db.execute(
-                "UPDATE outbox SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                (OUTBOX.target("end", state), error, now, item.id))
+            if not await self._transition("outbox", OUTBOX, "end", item.id, state,
+                                          sets=", last_error = ?, updated_at = ?",
+                                          args=(error, now)):
+                return False
             await db.execute(
                 "UPDATE messages SET status = ?, gateway = ?, error = ? WHERE id = ?",
                 (state, gateway, error, item.message_id))
@@ -235,6 +242,7 @@ class OutboxRows(Connection):
                 await self._ledger(consent.Fact(
                     consent.TEXT_REFUSED, item.recipient, now, item.sender, gateway, item.kind,
                     item.body, {"message_id": item.message_id, "why": error}))
+            return True
 
     async def update_delivery(self, gateway: str, gateway_id: str, status: str,
                               error_code: str | None) -> int | None:

@@ -19,6 +19,15 @@ The outbox:
        +--retry / hold----+
     pending --expire / cancel--> expired / failed
     sending --interrupted (its daemon gone: a crash, a kill)--> unknown
+    unknown --accepted / end (the send that outlived its claim ends)--> sent | failed | blocked
+
+Every outbox transition is one UPDATE guarded by its source states (`Connection._transition`),
+so a refused one (logged) leaves the row as another path left it. A send can outlive its claim:
+its row is marked `unknown` when it outruns the bound `OutboxWorker.sends_stopped` waits as
+its AMI lease goes, or by a fleet's recovery while its daemon's database link was cut. What
+the gateway then says still settles the row (sent, or failed: neither sends it again, and the
+consent ledger and the owner hear what happened), but such a row never goes back to `pending`
+(retry, hold): a row once `unknown` is never sent again.
 """
 
 from __future__ import annotations
@@ -61,10 +70,11 @@ class Machine:
 
 OUTBOX = Machine({
     "claim": Transition(("pending",), ("sending",)),
-    "accepted": Transition(("sending",), ("sent",)),
+    # unknown: a send that outlived its claim ended (see above); it was sent, or it was not.
+    "accepted": Transition(("sending", "unknown"), ("sent",)),
     "retry": Transition(("sending",), ("pending",)),
     "hold": Transition(("sending",), ("pending",)),  # quiet hours: due again when they end
-    "end": Transition(("sending",), ("failed", "unknown", "blocked")),
+    "end": Transition(("sending", "unknown"), ("failed", "unknown", "blocked")),
     "expire": Transition(("pending",), ("expired",)),
     "cancel": Transition(("pending",), ("failed",)),  # a self-test's text after its run
     "interrupted": Transition(("sending",), ("unknown",)),  # found at start-up: never re-sent

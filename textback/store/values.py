@@ -108,9 +108,12 @@ class Notice:
 class InboundRecord:
     conversation_id: int
     message_id: int
-    alert_id: int
+    alert_id: int | None  # None: no alert (an opt-out repeated by a number already out)
     duplicate: bool
     answered: int | None = None  # the outbox id of a keyword's answer (a confirmation, help)
+    # An opt-out keyword from a number already opted out: kept in the thread and the consent
+    # ledger, but nobody is alerted and the conversation does not wait (textback/core/waiting.py).
+    repeated_optout: bool = False
 
 
 

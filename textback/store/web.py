@@ -91,12 +91,14 @@ class WebStore:
                                (conversation_id,))
 
     async def _summarise_message(self, conversation_id: int, message_id: int, direction: str,
-                                 kind: str, body: str, now: float) -> None:
-        """A message was stored: its conversation's summary and search index follow, same commit."""
+                                 kind: str, body: str, now: float, waits: bool = True) -> None:
+        """A message was stored: its conversation's summary and search index follow, same commit.
+        A homeowner's text makes the conversation wait (and reopens it) unless `waits` is False:
+        an opt-out repeated by a number already out, which only joins the thread."""
         await self._db.execute(
             "INSERT INTO conversation_search (rowid, conversation_id, text) VALUES (?,?,?)",
             (message_id, conversation_id, body))
-        if direction == "in":
+        if direction == "in" and waits:
             await self._db.execute(
                 "UPDATE conversations SET last_body = :body, last_message_at = :now,"
                 " last_reply = :body, last_reply_at = :now, last_reply_id = :message,"

@@ -36,6 +36,9 @@ timeline = logging.getLogger("textback.timeline")
 
 EXPIRY_CHECK_SECONDS = 1.0  # a text past its deadline is expired within this
 SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
+# Why a text that did not go is not tried again: its row was marked `unknown` while its send
+# was under way (see textback/store/states.py), and such a row is never pending again.
+NOT_RETRIED = "not tried again: it was marked unknown while being sent"
 
 
 # (owner, subject, text): a notice to an owner, committed and then mailed.
@@ -144,7 +147,8 @@ class OutboxWorker:
         name = self.gateway.name
         if (item.kind not in (OPTOUT_CONFIRMATION, OWNER_STOP_CONFIRMATION)
                 and await self.store.is_suppressed(item.recipient)):
-            await self.store.mark_final(item, "blocked", name, "recipient opted out")
+            if not await self.store.mark_final(item, "blocked", name, "recipient opted out"):
+                return  # ended otherwise meanwhile (the store logged it): reported there
             self.metrics.texts.labels("blocked", name).inc()
             timeline.info("text to %s blocked: the number opted out", item.recipient)
             if item.kind == OWNER_REPLY:  # someone meant to reach them: say why it did not go
@@ -154,10 +158,7 @@ class OutboxWorker:
             return
         media_urls, photos_not_sent = await self._mms(item)
         if photos_not_sent and not item.body.strip():
-            error = f"its photos could not be sent: {photos_not_sent}"
-            await self.store.mark_final(item, "failed", name, error)
-            self.metrics.texts.labels("failed", name).inc()
-            await self.report_undelivered(item, "failed", error)
+            await self._failed(item, f"its photos could not be sent: {photos_not_sent}")
             return
         try:
             result = await self.gateway.send(OutgoingText(
@@ -189,18 +190,33 @@ class OutboxWorker:
             if result.retry_after is not None:
                 self._pacer.hold(now + result.retry_after)
             delay = result.retry_after or retry_delay(item.attempts + 1, MAX_RETRY_SECONDS)
-            await self.store.mark_retry(item, now + delay, result.error)
+            if not await self.store.mark_retry(item, now + delay, result.error):
+                await self._failed(item, f"{result.error}; {NOT_RETRIED}", count=False)
+                return
             log.warning("text to %s not sent (%s), attempt %d; next in %.0f s, gives up at %s",
                         item.recipient, result.error, item.attempts + 1, delay,
                         clock_text(self._deadline(item), self.config.business.timezone))
         else:
             self.watch.send_failed(result.error)
             state = "unknown" if result.status == "unknown" else "failed"
-            await self.store.mark_final(item, state, name, result.error)
+            if not await self.store.mark_final(item, state, name, result.error):
+                return  # ended otherwise meanwhile (the store logged it): reported there
             log.error("text to %s %s: %s", item.recipient,
                       "may or may not have been sent" if state == "unknown" else "failed",
                       result.error)
             await self.report_undelivered(item, state, result.error)
+
+    async def _failed(self, item: OutboxItem, error: str, count: bool = True) -> None:
+        """A claimed text that did not go and will not be tried again: ended `failed`, its
+        owner told (unless the row had ended otherwise meanwhile, which the store logs).
+        `count`: add it to the texts' failed count (not when its send was counted already)."""
+        name = self.gateway.name
+        if not await self.store.mark_final(item, "failed", name, error):
+            return
+        if count:
+            self.metrics.texts.labels("failed", name).inc()
+        log.error("text to %s failed: %s", item.recipient, error)
+        await self.report_undelivered(item, "failed", error)
 
     async def _mms(self, item: OutboxItem) -> tuple[tuple[str, ...], str]:
         """An owner's reply with photos: the signed links the provider fetches them from, or
@@ -249,6 +265,8 @@ class OutboxWorker:
         why = verdict.explain()
         if await self.store.hold(item, verdict.until, why):
             timeline.info("text to %s held: %s", item.recipient, why)
+        else:
+            await self._failed(item, f"held for the homeowner's quiet hours ({why}); {NOT_RETRIED}")
         return True
 
     async def _held_for_owner(self, item: OutboxItem) -> bool:
@@ -261,6 +279,8 @@ class OutboxWorker:
         why = f"{owner.id}'s quiet hours for alert texts ({window})"
         if await self.store.hold(item, until, why):
             timeline.info("alert text to %s held: %s", owner.id, why)
+        else:
+            await self._failed(item, f"held for {why}; {NOT_RETRIED}")
         return True
 
     async def _commit_accepted(self, item: OutboxItem, gateway_id: str | None) -> None:
