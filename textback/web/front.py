@@ -12,6 +12,9 @@ host-only, so a session of A is never even sent to B; the CSP's `'self'`, `form-
 `connect-src` name one company's origin; the push service worker's scope `/` is one
 company's; the links in alert emails and texts (`public_url`) and the API's base URL stay
 what they were; and no page, script or stylesheet has to learn a prefix.
+
+A fleet's MSP console (`msp:` of fleet.yaml, `textback.web.msp`) is one more host on the
+front: its own app, its own cookies, and each company it lists is the company as it joined.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from aiohttp import web
 from sms_gateway.connection_limits import ConnectionLimits, tracking
 from textback import service
 from textback.config import WebConfig
+from textback.core.msp import MspAccess
+from textback.web.msp import CompanyDoor, MspConsole
 from textback.web.server import (RouteProvider, application, close_listener, no_traceback,
                                  security_headers)
 
@@ -39,13 +44,14 @@ class WebFront:
     """One listener (`listen_host`:`port`) for the companies named in `hosts` (Host name →
     company id). Each company's daemon `join`s with its routes once its store is open; the
     listener opens when every company has joined, so no request ever meets a company that is
-    not there yet."""
+    not there yet. With `console`, the MSP console is served on its own host name too."""
 
     def __init__(self, listen_host: str, port: int, hosts: dict[str, str],
                  max_connections: int = 200, header_seconds: float = 10.0,
-                 keepalive_seconds: float = 30.0):
+                 keepalive_seconds: float = 30.0, console: MspConsole | None = None):
         self.listen_host, self.bind_port = listen_host, port
         self._hosts = dict(hosts)
+        self._console = console
         self._apps: dict[str, tuple[int, web.Application]] = {}  # company → (max body, app)
         self._serving: set[str] = set()
         self._max_connections = max_connections
@@ -64,10 +70,17 @@ class WebFront:
             return self.bind_port
         return self._server.sockets[0].getsockname()[1]
 
+    @property
+    def msp_access(self) -> MspAccess | None:
+        """What the companies' apps behind this front know of the MSP admins (None: no console)."""
+        return self._console.access() if self._console is not None else None
+
     async def join(self, company: str, config: WebConfig,
-                   providers: Iterable[RouteProvider]) -> None:
-        """Add `company`'s web app, and return once the front listens (raises FrontClosed if
-        it never will)."""
+                   providers: Iterable[RouteProvider], door: CompanyDoor | None = None) -> None:
+        """Add `company`'s web app (and, with a console, its `door` to the console's list), and
+        return once the front listens (raises FrontClosed if it never will)."""
+        if self._console is not None and door is not None:
+            self._console.add_company(door)
         app = application(config.max_body_bytes, providers,
                           [self._company_gate(company, config.max_body_bytes), no_traceback])
         self._apps[company] = (config.max_body_bytes, app)
@@ -118,6 +131,8 @@ class WebFront:
         front.on_response_prepare.append(security_headers)  # the 404 of an unknown host too
         for host, company in self._hosts.items():
             front.add_domain(host, self._apps[company][1])
+        if self._console is not None:
+            front.add_domain(self._console.host, self._console.application())
         # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
         self._runner = web.AppRunner(front, access_log=None,
                                      keepalive_timeout=self._keepalive_seconds)
@@ -126,8 +141,11 @@ class WebFront:
                                         self._header_seconds)
         self._server = await asyncio.get_running_loop().create_server(
             self._limits, self.listen_host, self.bind_port)
+        served = [f"{company} ({host})" for host, company in sorted(self._hosts.items())]
+        if self._console is not None:
+            served.append(f"the MSP console ({self._console.host})")
         log.info("web front listening on %s:%d for %s", self.listen_host, self.port,
-                 ", ".join(f"{company} ({host})" for host, company in sorted(self._hosts.items())))
+                 ", ".join(served))
 
     async def stop(self) -> None:
         self.close(FrontClosed("stopped"))
