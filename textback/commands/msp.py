@@ -27,13 +27,13 @@ def _read_password() -> str:
 
 def write_atomically(path: Path, text: str, mode: int) -> None:
     """`text` in `path`, whole or not at all: a temporary file beside it, made `mode` before a
-    byte is written, flushed to disk, then renamed over it. The old file's group is kept."""
-    group = path.stat().st_gid if path.exists() else -1
+    byte is written, flushed to disk, then renamed over it. Its group is the old file's, else
+    its directory's (`install -d -g textback`: the service's group, which reads it)."""
+    group = (path if path.exists() else path.parent).stat().st_gid
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(descriptor, mode)
-        if group != -1:
-            os.fchown(descriptor, -1, group)
+        os.fchown(descriptor, -1, group)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
