@@ -5,6 +5,7 @@ written atomically, 0640; weak passwords refused) and `textback check --fleet`."
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -157,3 +158,40 @@ def test_check_fleet_names_an_admin_without_a_hash_and_a_console_on_a_companys_h
     assert checked.exit_code == 0, checked.output
     assert (f"ok    msp: console at https://msp.installer.example (1 admin(s), each with a "
             "password hash)") in checked.output
+
+
+async def test_an_idle_console_session_ends_and_a_limited_address_waits(tmp_path):
+    """The console in process on a loopback port (no company joined): its session ends after
+    `session_idle_minutes` without a request, and an address over its failures is refused
+    even for a right password."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from textback.fleet_config import MspConfig
+    from textback.web.msp import SESSION_COOKIE, MspConsole
+
+    msp = MspConfig.model_validate(msp_section(signin_failures_per_address=2,
+                                               public_url="http://msp.localhost"))
+    console = MspConsole(msp, {"alice": PasswordHasher().hash(GOOD)})
+    async with TestClient(TestServer(console.application())) as client:
+        async def sign_in(password: str):
+            page = await client.get("/signin")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+            return await client.post("/signin", data={"account": "alice", "password": password,
+                                                      "csrf": csrf}, allow_redirects=False)
+
+        signed = await sign_in(GOOD)
+        assert signed.status == 303 and signed.headers["Location"] == "/"
+        assert SESSION_COOKIE in signed.cookies and signed.cookies[SESSION_COOKIE]["httponly"]
+        listed = await client.get("/", allow_redirects=False)
+        assert listed.status == 200 and "Alice Moreau (MSP)" in await listed.text()
+        [session] = console._sessions.values()
+        session.seen_at -= msp.session_idle_minutes * 60 + 1
+        idle = await client.get("/", allow_redirects=False)
+        assert idle.status == 303 and idle.headers["Location"] == "/signin?why=idle"
+        assert not console._sessions
+
+        for _ in range(2):
+            refused = await sign_in("wrong wrong wrong")
+            assert refused.headers["Location"] == "/signin?why=refused"
+        limited = await sign_in(GOOD)
+        assert limited.headers["Location"] == "/signin?why=limited"

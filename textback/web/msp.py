@@ -132,19 +132,18 @@ class MspConsole:
 
     def _session(self, request: web.Request) -> tuple[str, ConsoleSession]:
         """The request's live console session (its digest, the session), else the redirect to
-        sign-in: none, idle, or its admin gone."""
+        sign-in: none, or idle (then forgotten)."""
         request[PRIVATE] = True  # what a session sees is never cached, even a redirect
         token = request.cookies.get(SESSION_COOKIE, "")
         key = digest(token) if token else ""
         session = self._sessions.get(key)
         now = time.time()
         why = ""
-        if session is not None and (now - session.seen_at > self.msp.session_idle_minutes * 60
-                                    or session.admin_id not in self._hashes):
+        if session is not None and now - session.seen_at > self.msp.session_idle_minutes * 60:
             del self._sessions[key]
-            session, why = None, "&why=idle"
+            session, why = None, "?why=idle"
         if session is None:
-            raise web.HTTPSeeOther(f"/signin?next=/{why}")
+            raise web.HTTPSeeOther(f"/signin{why}")
         session.seen_at = now
         return key, session
 
