@@ -156,7 +156,7 @@ def test_check_fleet_names_an_admin_without_a_hash_and_a_console_on_a_companys_h
                               input=GOOD + "\n").exit_code == 0
     checked = CliRunner().invoke(cli, ["check", "--fleet", str(main)])
     assert checked.exit_code == 0, checked.output
-    assert (f"ok    msp: console at https://msp.installer.example (1 admin(s), each with a "
+    assert ("ok    msp: console at https://msp.installer.example (1 admin(s), each with a "
             "password hash)") in checked.output
 
 
