@@ -239,8 +239,8 @@ def test_check_fleet_names_a_wrong_main_file_and_checks_nothing_else(tmp_path):
     assert code == 1
     assert lines == [f"FAIL  {main}: gateway (line {line_of(main, 'gateway:')}): not a "
                      "fleet-wide section: write it in each company's file (the main file holds "
-                     "storage, smtp, logging, admin_email, incidents, metrics, retention and "
-                     "companies)"]
+                     "storage, smtp, logging, admin_email, incidents, metrics, retention, "
+                     "companies and msp)"]
 
 
 def test_company_and_config_are_one_or_the_other(tmp_path):

@@ -15,8 +15,9 @@ import click
 
 from textback.commands import COMMANDS
 from textback.commands.common import (CONFIG_HELP, ROW_LIMIT, age_of, as_table, config_option,
-                                      fleet_choice, load_config, load_configs, local_time,
-                                      read_store, visible, with_store)
+                                      exits_if_unusable, fleet_choice, load_config,
+                                      load_configs, local_time, read_store, unusable, visible,
+                                      with_store)
 from textback.config import Loaded
 from textback import redact, service
 from textback.core.call_words import CALL_DECISIONS, missed_because
@@ -45,6 +46,9 @@ def main() -> None:
 def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     companies = load_configs(config_paths)
+    choice = fleet_choice()
+    console = (_msp_console(choice.main_file, companies)
+               if choice.companies or choice.fleet is not None else None)
     if len(companies) > 1 and record_ami is not None:
         click.echo("textback: --record-ami records one company's PBX: give one company", err=True)
         sys.exit(2)
@@ -60,10 +64,10 @@ def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if len(companies) == 1:
+        if len(companies) == 1 and console is None:
             await Daemon(companies[0], record_ami=record_ami).run(stop)
         else:
-            await run_companies(companies, stop, Daemon)
+            await run_companies(companies, stop, Daemon, record_ami=record_ami, console=console)
 
     try:
         asyncio.run(serve())
@@ -81,6 +85,27 @@ def _all_secrets(companies: list[Loaded]):
     """One redactor masking every company's secrets: a line of one may quote another's."""
     redactors = [loaded.secrets.redactor() for loaded in companies]
     return redactors[0] if len(redactors) == 1 else redact.Redactor.union(redactors)
+
+
+def _msp_console(main_file: Path, companies: list[Loaded]):
+    """The fleet's MSP console (None when fleet.yaml has no msp: section), its admins' hashes
+    read now; exits 2 naming each problem (a hash file missing, a host a company has)."""
+    from textback.fleet_config import msp_problems, read_main, read_password_hash
+
+    with exits_if_unusable():
+        main = read_main(main_file)
+    if main.msp is None:
+        return None
+    problems = msp_problems(main, companies)
+    if not any(one.config.web is not None for one in companies):
+        problems.append(f"{main.source}: msp: no company of this process has a web: listener "
+                        "to serve the console on")
+    if problems:
+        unusable(problems)
+    from textback.web.msp import MspConsole
+
+    return MspConsole(main.msp, {admin.id: read_password_hash(admin.password_hash_file)
+                                 for admin in main.msp.admins})
 
 
 @main.command()
@@ -126,7 +151,7 @@ def _check_fleet(main_path: Path) -> None:
     """The fleet's main file, then each company's file with what it inherits, as
     `_check_companies`; a problem in the main file is said once, against its line."""
     from textback.config import ConfigError
-    from textback.fleet_config import load_members, read_main
+    from textback.fleet_config import load_members, msp_problems, read_main
 
     try:
         main = read_main(main_path)
@@ -136,7 +161,15 @@ def _check_fleet(main_path: Path) -> None:
         sys.exit(1)
     click.echo(f"ok    fleet: {main.source} (shares {', '.join(main.sections) or 'nothing'}; "
                f"companies in {main.companies_dir})")
-    _report_companies(*load_members(main.companies_dir, main))
+    loaded, problems = load_members(main.companies_dir, main)
+    if main.msp is not None:
+        msp = msp_problems(main, loaded.values())
+        if msp:
+            problems.setdefault(main.source, []).extend(msp)
+        else:
+            click.echo(f"ok    msp: console at {main.msp.public_url} "
+                       f"({len(main.msp.admins)} admin(s), each with a password hash)")
+    _report_companies(loaded, problems)
 
 
 def _report_companies(loaded: dict[Path, Loaded], problems: dict[Path, list[str]]) -> None:

@@ -29,6 +29,7 @@ from textback.supervisor import cancel_and_wait
 from textback.config import Loaded
 from textback.core.companies import shared_listeners, shared_process_problems
 from textback.web.front import WebFront
+from textback.web.msp import MspConsole
 
 log = logging.getLogger("textback")
 
@@ -51,9 +52,11 @@ class CompanyFailed(RuntimeError):
 
 
 async def run_companies(companies: Sequence[Loaded], stop: asyncio.Event,
-                        daemon: Callable[..., Any], record_ami: Path | None = None) -> None:
+                        daemon: Callable[..., Any], record_ami: Path | None = None,
+                        console: MspConsole | None = None) -> None:
     """Serve every company of `companies` until `stop` is set, each by a `daemon` (the Daemon
-    class, which `textback run` alone imports). Raises CompaniesRefused before anything starts
+    class, which `textback run` alone imports); with `console`, the fleet's MSP console on
+    every web listener of the process, under its own host name. Raises CompaniesRefused before anything starts
     when they cannot share a process, runlock.AlreadyRunning when a company is served already,
     and CompanyFailed when one company's part fails (the others stopped)."""
     configs = [loaded.config for loaded in companies]
@@ -65,7 +68,7 @@ async def run_companies(companies: Sequence[Loaded], stop: asyncio.Event,
         for config in configs:
             locks.append(runlock.acquire(config.storage.path))
         fronts = {(listener.listen_host, listener.port):
-                  WebFront(listener.listen_host, listener.port, listener.hosts)
+                  WebFront(listener.listen_host, listener.port, listener.hosts, console=console)
                   for listener in shared_listeners(configs)}
         daemons = [daemon(loaded, record_ami=record_ami,
                           web_front=fronts.get((loaded.config.web.listen_host,

@@ -76,6 +76,7 @@ from textback.workers.retention import RetentionWorker
 from textback.workers.routing import RoutingTableWorker
 from textback.web.context import HttpContext
 from textback.web.front import WebFront
+from textback.web.msp import CompanyDoor
 from textback.web.server import RouteProvider, WebServer
 
 log = logging.getLogger("textback")
@@ -370,7 +371,9 @@ class Daemon:
             if c.reply_mail is not None and not await self._serve_reply_mail():
                 workers.start("reply-mail", self._reply_mail_worker)
             if c.web is not None and self.web_front is not None:
-                await self.web_front.join(c.company.id, c.web, self.web_routes())
+                await self.web_front.join(c.company.id, c.web, self.web_routes(),
+                                          CompanyDoor(c.company.id, c.business.name,
+                                                      c.web.public_url, store))
             elif c.web is not None:
                 web_server = WebServer(c.web, self.web_routes())
                 await web_server.start()
@@ -576,7 +579,8 @@ class Daemon:
             media_linker=self.media_linker,
             ami_logged_in=self._ami_answering,
             last_ami_event_at=lambda: self.last_ami_event_at,
-            outbound_media=self.outbound_media)
+            outbound_media=self.outbound_media,
+            msp=self.web_front.msp_access if self.web_front is not None else None)
 
     async def outbound_media(self, attachments: Sequence[Attachment]) -> Outbound:
         """An owner's attachments to a reply (email or web inbox), checked for this gateway's

@@ -26,10 +26,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from textback.config import (COMPANY_ID_PATTERN, ConfigError, Loaded, Origins, read_mapping,
-                             read_text, validated)
+from pydantic import Field, IPvAnyNetwork, ValidationError, model_validator
+
+from textback.config import (COMPANY_ID_PATTERN, EMAIL_PATTERN, ConfigError, Identifier, Loaded,
+                             Origins, _describe, read_mapping, read_text, validated)
+from textback.config_schema import Strict
+from textback.core.companies import web_host
+from textback.core.msp import MspAdmin
 from textback.unit import STATE_DIRECTORY
 
 DEFAULT_FLEET_PATH = Path("/etc/textback/fleet.yaml")
@@ -39,6 +44,56 @@ DEFAULT_FLEET_PATH = Path("/etc/textback/fleet.yaml")
 FLEET_SECTIONS = ("storage", "smtp", "logging", "admin_email", "incidents", "metrics",
                   "retention")
 COMPANY_PLACEHOLDER = "{company}"
+# The main file's own keys besides its shared sections: where the companies are, and the MSP
+# console (never inherited: a company's web app learns of the MSP admins from the process).
+MAIN_KEYS = ("companies", "msp")
+ARGON2ID_PREFIX = "$argon2id$"
+
+
+class MspAdminConfig(Strict):
+    """An MSP admin: signs in to the console and opens any company of the process."""
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=80)
+    email: str = Field(pattern=EMAIL_PATTERN)
+    # An argon2id hash (`textback msp-password ID` writes it), in a file like every secret.
+    password_hash_file: Path
+
+    def admin(self) -> MspAdmin:
+        return MspAdmin(self.id, self.name, self.email)
+
+
+class MspConfig(Strict):
+    """The MSP console of a fleet's process: served on its own host name by the process's web
+    front, at `public_url` (whose scheme sets the cookies' Secure flag, as a company's does)."""
+
+    public_url: str = Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$")
+    admins: list[MspAdminConfig] = Field(min_length=1, max_length=200)
+    session_idle_minutes: float = Field(60, ge=1, le=24 * 60)
+    signin_failures_per_account: int = Field(5, ge=1, le=1000)
+    signin_failures_per_address: int = Field(20, ge=1, le=10_000)
+    signin_window_minutes: float = Field(15, gt=0, le=24 * 60)
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "MspConfig":
+        seen: set[str] = set()
+        for admin in self.admins:
+            if admin.id in seen:
+                raise ValueError(f"admin id {admin.id!r} is given twice")
+            seen.add(admin.id)
+        return self
+
+    @property
+    def host(self) -> str:
+        return web_host(self.public_url)
+
+    @property
+    def secure(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def admin(self, admin_id: str) -> MspAdminConfig | None:
+        return next((admin for admin in self.admins if admin.id == admin_id), None)
 
 
 @dataclass(frozen=True)
@@ -49,6 +104,7 @@ class FleetMain:
     companies_dir: Path
     sections: Mapping[str, Any]
     origins: Origins
+    msp: MspConfig | None = None
 
     def company_file(self, company_id: str) -> Path:
         """The file of company `company_id`; ConfigError when there is none."""
@@ -116,10 +172,10 @@ def read_main(path: Path) -> FleetMain:
     problems: list[tuple[str, str]] = []
     base = path.resolve().parent
     for key in raw:
-        if key != "companies" and key not in FLEET_SECTIONS:
+        if key not in MAIN_KEYS and key not in FLEET_SECTIONS:
             problems.append((key, "not a fleet-wide section: write it in each company's file "
-                                  f"(the main file holds {', '.join(FLEET_SECTIONS)} and "
-                                  "companies)"))
+                                  f"(the main file holds {', '.join(FLEET_SECTIONS)}, "
+                                  "companies and msp)"))
     directory = raw.get("companies")
     companies_dir = base
     if directory is None:
@@ -138,10 +194,55 @@ def read_main(path: Path) -> FleetMain:
                                          f"directory: write {COMPANY_PLACEHOLDER} in it (its "
                                          f"id), or leave it out for {_state(COMPANY_PLACEHOLDER)}"
                                          f"/textback.db"))
+    msp = None
+    if "msp" in raw:
+        try:
+            msp = MspConfig.model_validate(_anchored_files(raw["msp"], base))
+        except ValidationError as exc:
+            for err in exc.errors():
+                key, message = _describe(err)
+                problems.append((f"msp.{key}" if key != "(top)" else "msp", message))
     if problems:
         raise origins.refused(problems)
-    sections = {key: _anchored(value, base) for key, value in raw.items() if key != "companies"}
-    return FleetMain(path, companies_dir, sections, origins)
+    sections = {key: _anchored(value, base) for key, value in raw.items() if key not in MAIN_KEYS}
+    return FleetMain(path, companies_dir, sections, origins, msp)
+
+
+def msp_problems(main: FleetMain, companies: Iterable[Loaded]) -> list[str]:
+    """The console against the companies of the process, and each admin's password hash file
+    (unreadable, empty, or not an argon2id hash); `file: key (line N): message` each."""
+    msp = main.msp
+    if msp is None:
+        return []
+    problems: list[tuple[str, str]] = []
+    for one in companies:
+        web = one.config.web
+        if web is not None and web_host(web.public_url) == msp.host:
+            problems.append(("msp.public_url", f"{msp.host} is company "
+                                               f"{one.config.company.id}'s web host: give the "
+                                               "console a host name of its own"))
+    for index, admin in enumerate(msp.admins):
+        try:
+            read_password_hash(admin.password_hash_file)
+        except ValueError as exc:
+            problems.append((f"msp.admins[{index}].password_hash_file", str(exc)))
+    return main.origins.refused(problems).located() if problems else []
+
+
+def read_password_hash(path: Path) -> str:
+    """An MSP admin's argon2id hash from its file; ValueError saying what to do when it is not
+    there yet or not a hash."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path} ({exc.strerror}): set the admin's password with "
+                         "`textback msp-password ID`") from None
+    except UnicodeDecodeError:
+        text = ""
+    if not text.startswith(ARGON2ID_PREFIX) or "\n" in text:
+        raise ValueError(f"{path} holds no argon2id hash: set the admin's password with "
+                         "`textback msp-password ID`")
+    return text
 
 
 def company_files(directory: Path) -> list[Path]:
@@ -248,6 +349,17 @@ def _host_paths(raw: dict[str, Any], company_id: str) -> dict[str, Any]:
     if isinstance(agi, dict) and "routing_file" not in agi:
         raw["agi"] = {**agi, "routing_file": str(_state(company_id) / "routing.json")}
     return raw
+
+
+def _anchored_files(msp: Any, base: Path) -> Any:
+    """The msp section with each admin's relative password_hash_file made relative to the main
+    file's directory."""
+    if not isinstance(msp, dict) or not isinstance(msp.get("admins"), list):
+        return msp
+    admins = [{**admin, "password_hash_file": str(base / admin["password_hash_file"])}
+              if isinstance(admin, dict) and isinstance(admin.get("password_hash_file"), str)
+              else admin for admin in msp["admins"]]
+    return {**msp, "admins": admins}
 
 
 def _anchored(value: Any, base: Path) -> Any:

@@ -73,7 +73,7 @@ def load_config(path: str | None) -> Loaded:
     if choice.company is None and choice.fleet is not None:
         raise click.UsageError("--fleet names the fleet's main file for --company ID: "
                                "give the company too")
-    with _usable():
+    with exits_if_unusable():
         if choice.company is not None:
             return load_company(choice.main_file, choice.company)
         return load(Path(path or os.environ.get("TEXTBACK_CONFIG") or DEFAULT_CONFIG_PATH))
@@ -88,14 +88,14 @@ def load_configs(paths: tuple[str, ...]) -> list[Loaded]:
         raise click.UsageError("give -c FILE, or --company ID and --fleet MAIN, not both")
     if not choice.companies and choice.fleet is None:
         return [load_config(path) for path in paths or (None,)]
-    with _usable():
+    with exits_if_unusable():
         if choice.companies:
             return [load_company(choice.main_file, company) for company in choice.companies]
         return list(load_fleet(choice.main_file).companies)
 
 
 @contextmanager
-def _usable() -> Iterator[None]:
+def exits_if_unusable() -> Iterator[None]:
     """A config or a fleet that cannot be used exits 2 (`unusable`), each problem named."""
     try:
         yield

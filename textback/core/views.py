@@ -10,7 +10,8 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping
 from zoneinfo import ZoneInfo
 
 from textback.core import media
@@ -25,6 +26,7 @@ from textback.core.rules import hours_of
 if TYPE_CHECKING:  # the core reads config values; it never builds them
     from textback.config import Config
 
+EMPTY_NAMES: Mapping[str, str] = MappingProxyType({})  # no guest names
 OUTCOMES = ("booked", "qualified", "won", "lost", "spam")
 VIEW_TITLES = {"mine": "Mine", "unassigned": "Unassigned", "all": "All",
                "waiting": "Waiting on us", "snoozed": "Snoozed", "done": "Done"}
@@ -111,8 +113,11 @@ def number_label(config: Config, business_number: str) -> str:
     return (number.label if number is not None and number.label else "") or national(business_number)
 
 
-def owner_name(config: Config, owner_id: str) -> str:
-    return next((o.name for o in config.owners if o.id == owner_id), owner_id or "nobody")
+def owner_name(config: Config, owner_id: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
+    """An owner's name; a guest's (`guests`: an MSP admin's user id → "Alice (MSP)"); else the
+    id as recorded."""
+    return next((o.name for o in config.owners if o.id == owner_id),
+                guests.get(owner_id) or owner_id or "nobody")
 
 
 @dataclass(frozen=True)
@@ -254,17 +259,20 @@ class Entry:
     media: tuple[MediaView, ...] = ()
 
 
-def first_name(config: Config, owner_id: str) -> str:
+def first_name(config: Config, owner_id: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
+    """An owner's first name; a guest's whole name ("Alice (MSP)": never taken for an owner)."""
+    if owner_id in guests and not any(o.id == owner_id for o in config.owners):
+        return guests[owner_id]
     return owner_name(config, owner_id).split(" ")[0]
 
 
-def _by_whom(config: Config, source: str) -> str:
+def _by_whom(config: Config, source: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
     """Who acted, from an action's recorded source: 'web:dana', 'assigned by dana (web)',
     'api:crm', 'cli', '#assign by dana'; "" when the source names nobody."""
-    match = re.fullmatch(r"(?:web:|claimed by |assigned by |#assign by )([\w.@+-]+)(?: \(web\))?",
+    match = re.fullmatch(r"(?:web:|claimed by |assigned by |#assign by )([\w.@+:-]+)(?: \(web\))?",
                          source)
     if match:
-        return first_name(config, match.group(1))
+        return first_name(config, match.group(1), guests)
     if source.startswith("api:"):
         return f"{source[4:]} (through the API)"
     if source == "cli":
@@ -285,8 +293,10 @@ def _alert_detail(config: Config, alert: dict) -> str:
     return ("alerted " if alert["state"] == "sent" else "alerting ") + _alerted(config, alert)
 
 
-def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
-    """One thread's calls, texts, assignments, outcomes and notes, oldest first, in plain words.
+def timeline(config: Config, thread: dict[str, list[dict]],
+             guests: Mapping[str, str] = EMPTY_NAMES) -> list[Entry]:
+    """One thread's calls, texts, assignments, outcomes and notes, oldest first, in plain words;
+    what a guest did (an MSP admin, `guests`: user id → name) under the guest's name.
 
     An owner alert is folded into the text it is about ("alerted Dana by email"); only an
     alert that failed is a row of its own, because then someone has to act.
@@ -317,7 +327,8 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
             entries.append(Entry(at, when(at, tz), "text_in", title, body, detail,
                                  media=media_views(m["conversation_id"], items)))
             continue
-        who = {"owner": f"{first_name(config, m['author'])} replied" if m["author"] else "Owner reply",
+        who = {"owner": f"{first_name(config, m['author'], guests)} replied" if m["author"]
+               else "Owner reply",
                "auto": "Automatic text"}.get(m["kind"], f"Text ({m['kind']})")
         status = m["status"] + (f": {described(m['gateway'], m['error'])}" if m["error"] else "")
         items = thread.get("media", {}).get(m["id"], [])  # an owner's photos, sent as MMS
@@ -326,8 +337,8 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
         entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status,
                              media=media_views(m["conversation_id"], items)))
     for index, a in enumerate(thread["assignments"]):
-        by = _by_whom(config, a["reason"])
-        to = owner_name(config, a["owner_id"])
+        by = _by_whom(config, a["reason"], guests)
+        to = owner_name(config, a["owner_id"], guests)
         if index == 0:
             title = f"{to} owns it"
         elif by and a["reason"].startswith("claimed by"):
@@ -340,13 +351,14 @@ def timeline(config: Config, thread: dict[str, list[dict]]) -> list[Entry]:
                              detail="" if by else a["reason"]))
     for o in thread["outcomes"]:
         value = f" (${o['value']:,.0f})" if o["value"] else ""
-        by = _by_whom(config, o["source"])
+        by = _by_whom(config, o["source"], guests)
         title = f"{by} marked it {o['stage']}{value}" if by else f"Marked {o['stage']}{value}"
         entries.append(Entry(o["at"], when(o["at"], tz), "outcome", title,
                              detail="" if by else o["source"]))
     for note in thread["notes"]:
         entries.append(Entry(note["at"], when(note["at"], tz), "note",
-                             f"Internal note by {owner_name(config, note['owner_id'])}", note["body"]))
+                             f"Internal note by {owner_name(config, note['owner_id'], guests)}",
+                             note["body"]))
     entries.sort(key=lambda e: e.at)
     return entries
 

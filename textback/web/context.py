@@ -13,6 +13,7 @@ from typing import Awaitable, Callable, Sequence
 
 from textback.config import Config, Secrets
 from textback.core.media import Attachment
+from textback.core.msp import MspAccess
 from textback.mediafiles import MediaStore, Outbound
 from textback.ops.metrics import Metrics
 from textback.store import Store
@@ -36,3 +37,5 @@ class HttpContext:
     # An owner's attachments to a reply, checked for the gateway's MMS and stored (or each
     # refused, saying why): textback.mediafiles.accept_outbound on the daemon's gateway.
     outbound_media: Callable[[Sequence[Attachment]], Awaitable[Outbound]]
+    # A fleet's MSP admins, who may sign in here by the console's hand-off (None: no console).
+    msp: MspAccess | None = None

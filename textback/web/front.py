@@ -12,6 +12,9 @@ host-only, so a session of A is never even sent to B; the CSP's `'self'`, `form-
 `connect-src` name one company's origin; the push service worker's scope `/` is one
 company's; the links in alert emails and texts (`public_url`) and the API's base URL stay
 what they were; and no page, script or stylesheet has to learn a prefix.
+
+A fleet's MSP console (`msp:` of fleet.yaml, `textback.web.msp`) is one more host on the
+front: its own app, its own cookies, and each company it lists is the company as it joined.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from aiohttp import web
 from sms_gateway.connection_limits import Listener
 from textback import service
 from textback.config import WebConfig
+from textback.core.msp import MspAccess
+from textback.web.msp import CompanyDoor, MspConsole
 from textback.web.server import RouteProvider, application, no_traceback, security_headers
 
 log = logging.getLogger("textback.web")
@@ -38,12 +43,13 @@ class WebFront:
     """One listener (`listen_host`:`port`) for the companies named in `hosts` (Host name →
     company id). Each company's daemon `join`s with its routes once its store is open; the
     listener opens when every company has joined, so no request ever meets a company that is
-    not there yet."""
+    not there yet. With `console`, the MSP console is served on its own host name too."""
 
     def __init__(self, listen_host: str, port: int, hosts: dict[str, str],
                  max_connections: int = 200, header_seconds: float = 10.0,
-                 keepalive_seconds: float = 30.0):
+                 keepalive_seconds: float = 30.0, console: MspConsole | None = None):
         self._hosts = dict(hosts)
+        self._console = console
         self._apps: dict[str, tuple[int, web.Application]] = {}  # company → (max body, app)
         self._serving: set[str] = set()
         # No access log: request lines are chosen by strangers, and URLs may carry sign-in links.
@@ -57,10 +63,17 @@ class WebFront:
         """The bound port (useful when 0 asked the OS to choose)."""
         return self._listener.port
 
+    @property
+    def msp_access(self) -> MspAccess | None:
+        """What the companies' apps behind this front know of the MSP admins (None: no console)."""
+        return self._console.access() if self._console is not None else None
+
     async def join(self, company: str, config: WebConfig,
-                   providers: Iterable[RouteProvider]) -> None:
-        """Add `company`'s web app, and return once the front listens (raises FrontClosed if
-        it never will)."""
+                   providers: Iterable[RouteProvider], door: CompanyDoor | None = None) -> None:
+        """Add `company`'s web app (and, with a console, its `door` to the console's list), and
+        return once the front listens (raises FrontClosed if it never will)."""
+        if self._console is not None and door is not None:
+            self._console.add_company(door)
         app = application(config.max_body_bytes, providers,
                           [self._company_gate(company, config.max_body_bytes), no_traceback])
         self._apps[company] = (config.max_body_bytes, app)
@@ -112,9 +125,14 @@ class WebFront:
         front.on_response_prepare.append(security_headers)  # the 404 of an unknown host too
         for host, company in self._hosts.items():
             front.add_domain(host, self._apps[company][1])
+        if self._console is not None:
+            front.add_domain(self._console.host, self._console.application())
         await self._listener.open(front)
+        served = [f"{company} ({host})" for host, company in sorted(self._hosts.items())]
+        if self._console is not None:
+            served.append(f"the MSP console ({self._console.host})")
         log.info("web front listening on %s:%d for %s", self._listener.host, self.port,
-                 ", ".join(f"{company} ({host})" for host, company in sorted(self._hosts.items())))
+                 ", ".join(served))
 
     async def stop(self) -> None:
         self.close(FrontClosed("stopped"))

@@ -37,6 +37,7 @@ from multidict import MultiDict, MultiDictProxy
 from textback.core import media
 from textback.core.alerts import one_line
 from textback.config import CONTACT_CLASSES, OwnerConfig
+from textback.core.msp import MspAccess
 from textback.core.numbers import national
 from textback.core.replies import measure, segment_limit
 from textback.core.scorecard import MAX_JOB_VALUE, parse_amount
@@ -111,6 +112,7 @@ class Inbox:
         self.context = context
         self.config = context.config
         self.web = context.config.web
+        self.msp = context.msp or MspAccess("")
         env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
         # aiosqlite's debug log prints statement parameters: password hashes, session digests.
         logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger("aiosqlite").level))
@@ -145,12 +147,32 @@ class Inbox:
 
     def render(self, template: str, request: web.Request, context: dict) -> web.Response:
         """A page: `context` and what every page shows (who is signed in, the unread count)."""
-        base = {"user": request.get(USER), "csrf": request.get(CSRF, ""),
+        user = request.get(USER)
+        base = {"user": user, "csrf": request.get(CSRF, ""),
+                "msp_console": self.msp.console_url if user and self.msp.admin(user.id) else "",
                 "business": self.config.business.name, "owners": self.config.owners,
                 "title_count": request.get(UNREAD, 0), "app_shell": self.config.pushes()}
         return aiohttp_jinja2.render_template(template, request, base | context)
 
     # -- sessions and CSRF ----------------------------------------------------------
+
+    def user(self, user_id: str) -> OwnerConfig | None:
+        """Who a session or link names: an owner of this company, or a fleet's MSP admin
+        (`msp:<id>`, from the console's hand-off) as a user with an admin's powers. An MSP
+        admin is not an owner: not in `config.owners`, so never assigned a call, alerted, or
+        listed among the owners."""
+        owner = next((o for o in self.config.owners if o.id == user_id), None)
+        if owner is not None:
+            return owner
+        admin = self.msp.admin(user_id)
+        if admin is None:
+            return None
+        # Built without validation: an owner's id never holds the colon that marks this one.
+        return OwnerConfig.model_construct(id=admin.user_id, name=admin.shown_name,
+                                           email=admin.email, role="admin")
+
+    def is_msp(self, user: OwnerConfig) -> bool:
+        return self.msp.admin(user.id) is not None
 
     def page(self, handler: Handler, api: bool = False, admin: bool = False) -> Handler:
         """Wrap a handler: a live session (else sign-in, or 401 for `api`), a CSRF token on
@@ -165,7 +187,7 @@ class Inbox:
             if session is not None and session["ended_at"] is not None:
                 why, session = session["ended_why"], None
             elif session is not None:
-                user = next((o for o in self.config.owners if o.id == session["owner_id"]), None)
+                user = self.user(session["owner_id"])
                 why = "no_owner" if user is None else "idle" if session_expired(
                     session["seen_at"], now, self.web.session_idle_minutes * 60) else ""
                 if why:
@@ -315,7 +337,7 @@ class Inbox:
 
     async def _link_claim(self, token: str) -> tuple[LinkClaim | None, str]:
         claim, why = read_link_token(await self.store.web_key(LINK_KEY), token, time.time())
-        if claim is not None and not any(o.id == claim.owner_id for o in self.config.owners):
+        if claim is not None and self.user(claim.owner_id) is None:
             return None, "invalid"
         return claim, why
 
@@ -326,6 +348,10 @@ class Inbox:
         claim, why = await self._link_claim(token)
         if claim is None:
             raise web.HTTPSeeOther(f"/signin?why={why}")
+        if self.msp.admin(claim.owner_id) is not None:
+            # The MSP console's hand-off: never emailed, so no mail scanner can fetch it; the
+            # browser that asked the console for it follows it at once, and it signs in here.
+            await self._spend_link(request, claim)
         if await self.store.link_used(digest(claim.nonce)):
             raise web.HTTPSeeOther("/signin?why=used")
         response = web.Response(content_type="text/html")
@@ -343,12 +369,19 @@ class Inbox:
         claim, why = await self._link_claim(str(form.get("token", "")))
         if claim is None:
             raise web.HTTPSeeOther(f"/signin?why={why}")
+        await self._spend_link(request, claim)
+
+    async def _spend_link(self, request: web.Request, claim: LinkClaim) -> None:
+        """Spend a genuine link's nonce and sign its user in (raises the redirect); a link
+        spent before is refused."""
         if not await self.store.use_link(digest(claim.nonce), claim.owner_id, claim.expires_at,
                                          time.time()):
             log.warning("web: a used sign-in link for %s was tried again", claim.owner_id)
             raise web.HTTPSeeOther("/signin?why=used")
         target = f"/c/{claim.conversation_id}" if claim.conversation_id else "/"
-        await self._signed_in(request, self.config.owner(claim.owner_id), target)
+        user = self.user(claim.owner_id)
+        assert user is not None  # _link_claim refuses a link of nobody
+        await self._signed_in(request, user, target)
 
     # -- settings: the owner's sessions ----------------------------------------------------
 
@@ -372,7 +405,8 @@ class Inbox:
     # -- pages ---------------------------------------------------------------------------
 
     async def inbox(self, request: web.Request) -> web.StreamResponse:
-        view = request.query.get("view", "mine")
+        # An MSP admin owns nothing here: their first view is every open conversation.
+        view = request.query.get("view", "all" if self.is_msp(request[USER]) else "mine")
         if view not in INBOX_VIEWS:
             raise bad_request("no such view")
         search = one_line(request.query.get("q", ""), 100)
@@ -425,7 +459,8 @@ class Inbox:
             "c": conversation, "name": name, "caller": national(conversation["caller"]),
             "number_label": views.number_label(self.config, conversation["business_number"]),
             "owner": views.owner_name(self.config, conversation["owner_id"]),
-            "entries": views.timeline(self.config, history), "outcomes": views.OUTCOMES,
+            "entries": views.timeline(self.config, history, self.msp.names()),
+            "outcomes": views.OUTCOMES,
             "max_segments": segment_limit(self.config.reply_mail),
             "version": conversation["version"],
             "snoozed": (conversation["snoozed_until"] or 0) > now,
@@ -565,6 +600,9 @@ class Inbox:
 
     async def _do_claim(self, conversation: dict, form, user: OwnerConfig,
                         expected: int | None) -> str:
+        if self.is_msp(user):
+            raise bad_request("an MSP admin is not an owner here: give the conversation to "
+                              "one of the company's owners")
         await self.store.assign(conversation["id"], user.id, f"claimed by {user.id} (web)", expected)
         return "claimed"
 

@@ -1,0 +1,197 @@
+"""The MSP admin role's pure parts and its configuration: who `msp:<id>` is in a company's web
+app and how the thread names what they did (textback/core/msp.py, core/views.py), the
+fleet's `msp:` section with file/key/line errors, `textback msp-password` (an argon2id hash
+written atomically, 0640; weak passwords refused) and `textback check --fleet`."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
+from click.testing import CliRunner
+
+from textback.cli import main as cli
+from textback.config import ConfigError
+from textback.core import views
+from textback.core.msp import MspAccess, MspAdmin, admin_id_of, msp_user_id, password_problem
+from textback.fleet_config import read_main
+from tests.test_fleet_config import SHARED, company, fleet, line_of, write
+
+ALICE = MspAdmin("alice", "Alice Moreau", "alice@msp.example")
+GOOD = "violet kettle harbour 7"
+
+
+def with_msp(tmp_path: Path, msp: dict) -> Path:
+    main = fleet(tmp_path)
+    return write(main, {**SHARED, "companies": "companies.d", "msp": msp})
+
+
+def msp_section(**overrides) -> dict:
+    return {"public_url": "https://msp.installer.example",
+            "admins": [{"id": "alice", "name": "Alice Moreau", "email": "alice@msp.example",
+                        "password_hash_file": "alice.hash"}], **overrides}
+
+
+def test_an_msp_user_id_names_a_known_admin_and_nothing_else():
+    access = MspAccess("https://msp.installer.example/", {"alice": ALICE})
+    assert msp_user_id("alice") == "msp:alice" and admin_id_of("msp:alice") == "alice"
+    assert access.admin("msp:alice") == ALICE
+    for other in ("alice", "dana", "msp:", "msp:bob", "MSP:alice"):
+        assert access.admin(other) is None, other
+    assert access.names() == {"msp:alice": "Alice Moreau (MSP)"}
+
+
+@pytest.mark.parametrize("password, why", [
+    ("short pw 1", "at least 12 characters"),
+    ("aaaaaaaaaaaaaaaa", "at least 6 different characters"),
+    ("ababababcdcdcdcd", "at least 6 different characters"),
+    ("Password1234", "first ever guessed"),
+    ("alice-is-the-admin-77", "id, name or email"),
+    ("Moreau family summer", "id, name or email"),
+    ("x" * 1025, "at most 1024"),
+])
+def test_a_weak_msp_password_is_refused_saying_why(password, why):
+    assert why in password_problem(password, ALICE)
+
+
+def test_a_long_unguessable_password_will_do():
+    assert password_problem(GOOD, ALICE) is None
+
+
+def test_what_an_msp_admin_did_is_shown_under_their_name_not_an_owners():
+    config = type("Config", (), {"owners": [], "business": None})()
+    thread = {"alerts": [], "calls": [], "messages": [], "outcomes": [],
+              "assignments": [],
+              "notes": [{"at": 0.0, "owner_id": "msp:alice", "body": "Checked the trunk"}]}
+    config.business = type("Business", (), {"timezone": "America/New_York"})()
+    [entry] = views.timeline(config, thread, {"msp:alice": "Alice Moreau (MSP)"})
+    assert entry.title == "Internal note by Alice Moreau (MSP)"
+    assert views.owner_name(config, "msp:alice") == "msp:alice"  # unknown: as recorded
+    assert views._by_whom(config, "web:msp:alice", {"msp:alice": "Alice Moreau (MSP)"}) \
+        == "Alice Moreau (MSP)"
+
+
+def test_the_msp_section_is_read_with_its_hash_files_beside_the_main_file(tmp_path):
+    main = with_msp(tmp_path, msp_section())
+    msp = read_main(main).msp
+    assert msp is not None and msp.host == "msp.installer.example" and msp.secure
+    assert msp.admins[0].password_hash_file == main.parent / "alice.hash"
+    assert msp.session_idle_minutes == 60 and msp.signin_failures_per_account == 5
+    # Not a section the companies inherit.
+    assert "msp" not in read_main(main).sections
+
+
+@pytest.mark.parametrize("msp, key, said", [
+    (msp_section(public_url="msp.installer.example"), "msp.public_url", "should match pattern"),
+    (msp_section(admins=[]), "msp.admins", "at least 1 item"),
+    (msp_section(colour="blue"), "msp.colour", "unknown key"),
+    ({**msp_section(), "admins": [{"id": "alice", "name": "A", "email": "not-an-email",
+                                   "password_hash_file": "a.hash"}]},
+     "msp.admins[0].email", "should match pattern"),
+    ({**msp_section(), "admins": [{"id": "alice", "name": "A", "email": "a@x.example"}]},
+     "msp.admins[0].password_hash_file", "required key is missing"),
+    ({**msp_section(), "admins": msp_section()["admins"] * 2}, "msp", "given twice"),
+])
+def test_a_wrong_msp_section_is_named_by_file_key_and_line(tmp_path, msp, key, said):
+    main = with_msp(tmp_path, msp)
+    with pytest.raises(ConfigError) as refused:
+        read_main(main)
+    [line] = refused.value.located()
+    assert line.startswith(f"{main}: {key} (line ") and said in line, line
+
+
+def test_msp_password_writes_an_argon2id_hash_atomically_readable_by_the_group_only(tmp_path):
+    main = with_msp(tmp_path, msp_section())
+    result = CliRunner().invoke(cli, ["msp-password", "alice", "--fleet", str(main)],
+                                input=GOOD + "\n")
+    assert result.exit_code == 0, result.output
+    hashed = main.parent / "alice.hash"
+    assert stat.S_IMODE(hashed.stat().st_mode) == 0o640
+    text = hashed.read_text().strip()
+    assert text.startswith("$argon2id$") and PasswordHasher().verify(text, GOOD)
+    assert [p.name for p in main.parent.iterdir() if p.name.startswith(".alice.hash")] == []
+    # A weak one is refused and the hash is left as it was.
+    weak = CliRunner().invoke(cli, ["msp-password", "alice", "--fleet", str(main)],
+                              input="alice-is-the-admin-77\n")
+    assert weak.exit_code == 1 and "nothing was changed" in weak.output
+    assert hashed.read_text().strip() == text
+    with pytest.raises(VerifyMismatchError):
+        PasswordHasher().verify(text, "alice-is-the-admin-77")
+    unknown = CliRunner().invoke(cli, ["msp-password", "carol", "--fleet", str(main)],
+                                 input=GOOD + "\n")
+    assert unknown.exit_code == 2 and "admins: alice" in unknown.output
+    bare = fleet(tmp_path / "bare")
+    none = CliRunner().invoke(cli, ["msp-password", "alice", "--fleet", str(bare)],
+                              input=GOOD + "\n")
+    assert none.exit_code == 1 and "no msp: section" in none.output
+
+
+def test_check_fleet_names_an_admin_without_a_hash_and_a_console_on_a_companys_host(tmp_path):
+    main = with_msp(tmp_path, msp_section(public_url="https://acme.example"))
+    company(main, "acme", ["+12125550100"], web={"public_url": "https://acme.example"})
+    checked = CliRunner().invoke(cli, ["check", "--fleet", str(main)])
+    assert checked.exit_code == 1
+    public_url = line_of(main, "public_url: https://acme.example")
+    hash_file = line_of(main, "password_hash_file")
+    assert (f"FAIL  {main}: msp.public_url (line {public_url}): acme.example is company acme's "
+            "web host") in checked.output
+    assert (f"FAIL  {main}: msp.admins[0].password_hash_file (line {hash_file}): cannot read "
+            f"{main.parent / 'alice.hash'}") in checked.output
+    # A run is refused before anything starts, for the same reasons.
+    run = CliRunner().invoke(cli, ["run", "--fleet", str(main)])
+    assert run.exit_code == 2 and "alice.hash" in run.output
+
+    document = yaml.safe_load(main.read_text())
+    document["msp"]["public_url"] = "https://msp.installer.example"
+    main.write_text(yaml.safe_dump(document, sort_keys=False))
+    (main.parent / "alice.hash").write_text("not a hash\n")
+    checked = CliRunner().invoke(cli, ["check", "--fleet", str(main)])
+    assert "holds no argon2id hash" in checked.output and checked.exit_code == 1
+    assert CliRunner().invoke(cli, ["msp-password", "alice", "--fleet", str(main)],
+                              input=GOOD + "\n").exit_code == 0
+    checked = CliRunner().invoke(cli, ["check", "--fleet", str(main)])
+    assert checked.exit_code == 0, checked.output
+    assert ("ok    msp: console at https://msp.installer.example (1 admin(s), each with a "
+            "password hash)") in checked.output
+
+
+async def test_an_idle_console_session_ends_and_a_limited_address_waits(tmp_path):
+    """The console in process on a loopback port (no company joined): its session ends after
+    `session_idle_minutes` without a request, and an address over its failures is refused
+    even for a right password."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from textback.fleet_config import MspConfig
+    from textback.web.msp import SESSION_COOKIE, MspConsole
+
+    msp = MspConfig.model_validate(msp_section(signin_failures_per_address=2,
+                                               public_url="http://msp.localhost"))
+    console = MspConsole(msp, {"alice": PasswordHasher().hash(GOOD)})
+    async with TestClient(TestServer(console.application())) as client:
+        async def sign_in(password: str):
+            page = await client.get("/signin")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+            return await client.post("/signin", data={"account": "alice", "password": password,
+                                                      "csrf": csrf}, allow_redirects=False)
+
+        signed = await sign_in(GOOD)
+        assert signed.status == 303 and signed.headers["Location"] == "/"
+        assert SESSION_COOKIE in signed.cookies and signed.cookies[SESSION_COOKIE]["httponly"]
+        listed = await client.get("/", allow_redirects=False)
+        assert listed.status == 200 and "Alice Moreau (MSP)" in await listed.text()
+        [session] = console._sessions.values()
+        session.seen_at -= msp.session_idle_minutes * 60 + 1
+        idle = await client.get("/", allow_redirects=False)
+        assert idle.status == 303 and idle.headers["Location"] == "/signin?why=idle"
+        assert not console._sessions
+
+        for _ in range(2):
+            refused = await sign_in("wrong wrong wrong")
+            assert refused.headers["Location"] == "/signin?why=refused"
+        limited = await sign_in(GOOD)
+        assert limited.headers["Location"] == "/signin?why=limited"

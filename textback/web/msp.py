@@ -1,0 +1,280 @@
+"""The MSP console: one sign-in for the fleet's MSP admins, a list of every company of the
+process, and a hand-off into each company's own web app.
+
+Served by the process's web front on the host name of `msp.public_url` (fleet.yaml), beside
+the companies' hosts. It reads no company's conversations: its list shows each company's
+name, host, how many conversations wait for an answer and how many incidents are open, and
+its "Open" button (a POST with the session's CSRF token) makes a single-use sign-in link of
+that company, with the company's own link key, for the user `msp:<id>`, and sends the
+browser there. The company's app spends the link once (its store's `use_link`) and starts
+its own session on its own host: nothing is shared across hosts but that signed, one-minute,
+one-time link, so a console session alone opens nothing, and a company's cookies never reach
+the console or another company.
+
+Sessions and failed sign-ins are kept in this process's memory, not in a company's store
+(the console belongs to no company): restarting the process signs every MSP admin out of the
+console (their sessions inside companies live on, in each company's store, until idle) and
+forgets the failure counts. Who may sign in is read from fleet.yaml at the start, so an
+admin removed there can no longer sign in after a restart, and their sessions inside the
+companies end at their next request (the company's app no longer knows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from textback.core.alerts import one_line
+from textback.core.msp import HANDOFF_SECONDS, MspAccess, msp_user_id
+from textback.signin import account_key, address_key, client_address, digest, retry_after
+from textback.web.links import hand_off_link
+from textback.web.server import CONTENT_SECURITY_POLICY, PRIVATE, application, no_traceback
+
+if TYPE_CHECKING:
+    from textback.fleet_config import MspConfig
+
+log = logging.getLogger("textback.web")
+timeline = logging.getLogger("textback.timeline")
+
+SESSION_COOKIE = "textback_msp_session"
+FORM_COOKIE = "textback_msp_form"  # the sign-in form's CSRF token, before there is a session
+MAX_BODY_BYTES = 16 * 1024  # a sign-in form or a button: a few fields
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+SIGN_IN_WHY = {
+    "refused": "Wrong admin id or password.",
+    "limited": "Too many failed sign-ins. Wait a few minutes and try again.",
+    "idle": "You were signed out after a while without activity. Please sign in again.",
+    "signed_out": "You are signed out.",
+}
+hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class CompanyDoor:
+    """What the console may use of one company of the process: its name and address for the
+    list, and its store for the list's two counts and the hand-off link (its link key, which
+    its own app checks and spends)."""
+
+    id: str
+    name: str
+    public_url: str
+    store: Any  # the company's StorePort, opened for that company alone
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass
+class ConsoleSession:
+    admin_id: str
+    csrf: str
+    seen_at: float
+
+
+class MspConsole:
+    """The console of `msp` (fleet.yaml), its admins' argon2id hashes read at the start
+    (`password_hashes`, admin id → hash). Companies are added as their daemons join the front."""
+
+    def __init__(self, msp: "MspConfig", password_hashes: Mapping[str, str]):
+        self.msp = msp
+        self._hashes = dict(password_hashes)
+        self._doors: dict[str, CompanyDoor] = {}
+        self._sessions: dict[str, ConsoleSession] = {}  # token digest → session
+        self._failures: dict[str, list[float]] = {}  # limit key → failure times
+        # Refusing an unknown admin costs one argon2 check too, so timing tells no id apart.
+        self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
+
+    @property
+    def host(self) -> str:
+        return self.msp.host
+
+    def access(self) -> MspAccess:
+        """What each company's web app is told: who the MSP admins are, where the console is."""
+        return MspAccess(self.msp.public_url.rstrip("/") + "/",
+                         {admin.id: admin.admin() for admin in self.msp.admins})
+
+    def add_company(self, door: CompanyDoor) -> None:
+        self._doors[door.id] = door
+
+    def application(self) -> web.Application:
+        return application(MAX_BODY_BYTES, [self._routes], [no_traceback])
+
+    def _routes(self, app: web.Application) -> None:
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+        r = app.router
+        r.add_static("/static/", STATIC)
+        r.add_get("/signin", self.sign_in_page)
+        r.add_post("/signin", self.sign_in)
+        r.add_get("/", self.companies)
+        r.add_post(r"/open/{company:[a-z0-9][a-z0-9_-]{0,62}}", self.open_company)
+        r.add_post("/signout", self.sign_out)
+
+    # -- sessions and CSRF -----------------------------------------------------------------
+
+    def _cookie_args(self) -> dict:
+        return {"httponly": True, "samesite": "Lax", "secure": self.msp.secure, "path": "/"}
+
+    def _session(self, request: web.Request) -> tuple[str, ConsoleSession]:
+        """The request's live console session (its digest, the session), else the redirect to
+        sign-in: none, or idle (then forgotten)."""
+        request[PRIVATE] = True  # what a session sees is never cached, even a redirect
+        token = request.cookies.get(SESSION_COOKIE, "")
+        key = digest(token) if token else ""
+        session = self._sessions.get(key)
+        now = time.time()
+        why = ""
+        if session is not None and now - session.seen_at > self.msp.session_idle_minutes * 60:
+            del self._sessions[key]
+            session, why = None, "?why=idle"
+        if session is None:
+            raise web.HTTPSeeOther(f"/signin{why}")
+        session.seen_at = now
+        return key, session
+
+    async def _posted(self, request: web.Request, session: ConsoleSession):
+        form = await request.post()
+        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+            raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
+                                         "Reload the page and try again.")
+        return form
+
+    def _client(self, request: web.Request) -> str:
+        return client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                              self.msp.trusted_proxies)
+
+    # -- sign-in ---------------------------------------------------------------------------
+
+    async def sign_in_page(self, request: web.Request) -> web.StreamResponse:
+        request[PRIVATE] = True  # the form's CSRF token is this browser's
+        why = request.query.get("why", "")
+        response = web.Response(content_type="text/html")
+        token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
+        response.set_cookie(FORM_COOKIE, token, max_age=3600, **self._cookie_args())
+        response.text = aiohttp_jinja2.render_string("msp_signin.html", request, {
+            "csrf": token, "why": SIGN_IN_WHY.get(why, "")})
+        if why in ("refused", "limited"):
+            response.set_status(401 if why == "refused" else 429)
+        return response
+
+    async def sign_in(self, request: web.Request) -> web.StreamResponse:
+        request[PRIVATE] = True
+        form = await request.post()
+        cookie = request.cookies.get(FORM_COOKIE, "")
+        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
+            raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
+                                         "Reload the page and try again.")
+        typed = one_line(str(form.get("account", "")), 200).lower()
+        admin = next((a for a in self.msp.admins if typed in (a.id, a.email.lower())), None)
+        now, window = time.time(), self.msp.signin_window_minutes * 60
+        address = self._client(request)
+        limits = {account_key(admin.id if admin else None, typed):
+                  self.msp.signin_failures_per_account,
+                  address_key(address): self.msp.signin_failures_per_address}
+        if any(retry_after(self._failures.get(key, []), limit, window, now)
+               for key, limit in limits.items()):
+            log.warning("msp: sign-in refused, too many failures (account %r, address %s)",
+                        typed, address)
+            raise web.HTTPSeeOther("/signin?why=limited")
+        stored = self._hashes.get(admin.id) if admin else None
+        verified = await asyncio.to_thread(_verify, stored or self._dummy_hash,
+                                           str(form.get("password", "")))
+        if admin is None or stored is None or not verified:
+            self._note_failure(list(limits), now, window)
+            log.warning("msp: sign-in failed for account %r from %s", typed, address)
+            raise web.HTTPSeeOther("/signin?why=refused")
+        self._failures.pop(account_key(admin.id, typed), None)
+        self._sweep(now)
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        self._sessions[digest(token)] = ConsoleSession(admin.id, csrf, now)
+        timeline.info("msp: %s signed in to the console from %s", admin.id, address)
+        response = web.HTTPSeeOther("/")
+        response.set_cookie(SESSION_COOKIE, token, **self._cookie_args())
+        response.del_cookie(FORM_COOKIE, path="/")
+        raise response
+
+    def _note_failure(self, keys: list[str], now: float, window: float) -> None:
+        for key in list(self._failures):  # failures older than the window count no more
+            recent = [at for at in self._failures[key] if at > now - window]
+            if recent:
+                self._failures[key] = recent
+            else:
+                del self._failures[key]
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
+
+    def _sweep(self, now: float) -> None:
+        """Idle sessions are forgotten as new ones start, so memory holds live ones only."""
+        idle = self.msp.session_idle_minutes * 60
+        for key in [k for k, s in self._sessions.items() if now - s.seen_at > idle]:
+            del self._sessions[key]
+
+    async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        key, session = self._session(request)
+        await self._posted(request, session)
+        self._sessions.pop(key, None)
+        timeline.info("msp: %s signed out of the console", session.admin_id)
+        response = web.HTTPSeeOther("/signin?why=signed_out")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+
+    # -- the companies -----------------------------------------------------------------------
+
+    async def companies(self, request: web.Request) -> web.StreamResponse:
+        _, session = self._session(request)
+        now = time.time()
+        rows = []
+        for door in sorted(self._doors.values(), key=lambda d: d.name.lower()):
+            try:
+                waiting: int | str = len(await door.store.waiting_replies(now))
+                incidents: int | str = len(await door.store.open_incidents())
+            except Exception:  # a company's database answering badly: said, not hidden
+                log.exception("msp: could not read company %s's counts", door.id)
+                waiting = incidents = "unavailable"
+            rows.append({"id": door.id, "name": door.name, "host": urlsplit(door.public_url).netloc,
+                         "waiting": waiting, "incidents": incidents})
+        admin = self.msp.admin(session.admin_id)
+        response = aiohttp_jinja2.render_template("msp_console.html", request, {
+            "rows": rows, "csrf": session.csrf, "admin": admin})
+        # The Open buttons' answer is a redirect to a company's host, which a form may follow
+        # only if this page's form-action names it.
+        origins = " ".join(sorted({door.origin for door in self._doors.values()}))
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {origins}".rstrip())
+        return response
+
+    async def open_company(self, request: web.Request) -> web.StreamResponse:
+        _, session = self._session(request)
+        await self._posted(request, session)
+        door = self._doors.get(request.match_info["company"])
+        if door is None:
+            raise web.HTTPNotFound(text="No such company in this process.")
+        link = await hand_off_link(door.store, door.public_url, msp_user_id(session.admin_id),
+                                   HANDOFF_SECONDS)
+        timeline.info("msp: %s opened company %s", session.admin_id, door.id)
+        # The link signs in once: kept out of caches and out of the next page's Referer.
+        raise web.HTTPSeeOther(link, headers={"Cache-Control": "no-store",
+                                              "Referrer-Policy": "no-referrer"})
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
