@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -34,6 +32,7 @@ from pillow_heif import register_heif_opener
 from sms_gateway.base import mms_limits
 from textback.core import media
 from textback.core.media import shown_items
+from textback.durable import write_durably
 from textback.store.media import NewMedia
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ register_heif_opener()
 
 # A photo of more pixels than this is refused before it is decoded (a 48-megapixel phone
 # camera is well under it). Pillow's own check only warns below twice its limit.
+MEDIA_FILE_MODE = 0o600  # the daemon alone reads what callers sent; the web serves it through signed links
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 RENDITION_MAX_SIDE = 2048  # the JPEG made from a HEIC photo, for browsers and email
@@ -140,16 +140,7 @@ class MediaStore:
         if target.exists():
             return digest
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_durably(target, data, MEDIA_FILE_MODE)
         return digest
 
     def read(self, digest: str) -> bytes:

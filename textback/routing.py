@@ -8,13 +8,12 @@ public-holiday calendars are expanded here into plain dates.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from textback.config import Config, HoursConfig, RingConfig
+from textback.durable import write_durably
 
 FORMAT = 1
 
@@ -77,9 +76,5 @@ def write_routing_table(config: Config, today: date) -> Path:
     """Write the table atomically, so a call never reads half a file."""
     path = config.agi.routing_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routing-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(routing_table(config, today), handle, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_durably(path, json.dumps(routing_table(config, today), indent=1).encode("utf-8"), 0o644)
     return path

@@ -3,9 +3,7 @@ the file fleet.yaml names for that admin)."""
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,6 +11,7 @@ import click
 from textback.commands.common import unusable
 from textback.config import ConfigError
 from textback.core.msp import password_problem
+from textback.durable import write_durably
 from textback.fleet_config import DEFAULT_FLEET_PATH, read_main
 
 HASH_FILE_MODE = 0o640  # root and the service's group read it; nobody else
@@ -23,25 +22,6 @@ def _read_password() -> str:
     if not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("New password", hide_input=True, confirmation_prompt=True)
-
-
-def write_atomically(path: Path, text: str, mode: int) -> None:
-    """`text` in `path`, whole or not at all: a temporary file beside it, made `mode` before a
-    byte is written, flushed to disk, then renamed over it. Its group is the old file's, else
-    its directory's (`install -d -g textback`: the service's group, which reads it)."""
-    group = (path if path.exists() else path.parent).stat().st_gid
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(descriptor, mode)
-        os.fchown(descriptor, -1, group)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @click.command("msp-password")
@@ -74,6 +54,10 @@ def msp_password(admin_id: str, fleet: Path | None) -> None:
     if not path.parent.is_dir():
         raise click.ClickException(f"{path.parent} is not a directory; nothing was changed.")
     # argon2-cffi's default type is argon2id (RFC 9106's first recommendation).
-    write_atomically(path, PasswordHasher().hash(password) + "\n", HASH_FILE_MODE)
+    # Its group is the old file's, else its directory's (`install -d -g textback`: the
+    # service's group, which reads it).
+    group = (path if path.exists() else path.parent).stat().st_gid
+    write_durably(path, (PasswordHasher().hash(password) + "\n").encode("ascii"), HASH_FILE_MODE,
+                  group)
     click.echo(f"Password set for MSP admin {admin_id} in {path}; restart the fleet's process "
                "for it to count.")
