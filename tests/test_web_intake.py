@@ -61,7 +61,7 @@ async def test_the_panel_says_whose_each_value_is_and_the_form_needs_its_csrf(tm
         _, page, _ = await browser.get(where)
         text = html.unescape(page)
         assert "<b>$90k</b> <span class=\"whose\">set by a person</span>" in text
-        assert "Budget: $90k (set by web:sam, from “90k”)" in text
+        assert "Budget: $90k (set by Sam, from “90k”)" in text
         assert "Budget: ~$75k (read by textback, from “We'd like a new kitchen" in text
         status, body = await act(browser, conversation, "intake", field="budget", value="lots")
         assert status == 400 and "not an amount" in body

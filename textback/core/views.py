@@ -204,14 +204,18 @@ def intake_panel(merged: Intake) -> list[IntakeLine]:
     return lines
 
 
-def intake_history_lines(config: Config, rows: list[dict]) -> list[str]:
-    """Each extraction and correction, oldest first, in words, with the text that caused it."""
+def intake_history_lines(config: Config, rows: list[dict],
+                         guests: Mapping[str, str] = EMPTY_NAMES) -> list[str]:
+    """Each extraction and correction, oldest first, in words, with the text that caused it;
+    who set a value is named as the thread names them ("Dana", "Alice Moreau (MSP)": `guests`),
+    never by the raw source recorded with it ('web:msp:alice')."""
     tz = config.business.timezone
     made = []
     for row in rows:
         title = INTAKE_TITLES.get(row["field"], row["field"])
         who = ("read by textback" if row["source"] == EXTRACTED else
-               f"set by {row['author']}" if row["source"] == PERSON else "suggested")
+               f"set by {_by_whom(config, row['author'], guests) or 'a person'}"
+               if row["source"] == PERSON else "suggested")
         cause = " ".join(row["cause"].split())[:200]
         made.append(f"{when(row['at'], tz)} · {title}: {row['label']} ({who}, from “{cause}”)")
     return made
@@ -267,9 +271,11 @@ def first_name(config: Config, owner_id: str, guests: Mapping[str, str] = EMPTY_
 
 
 def _by_whom(config: Config, source: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
-    """Who acted, from an action's recorded source: 'web:dana', 'assigned by dana (web)',
-    'api:crm', 'cli', '#assign by dana'; "" when the source names nobody."""
-    match = re.fullmatch(r"(?:web:|claimed by |assigned by |#assign by )([\w.@+:-]+)(?: \(web\))?",
+    """Who acted, from an action's recorded source: 'web:dana', 'email:dana' and 'sms:dana'
+    (an owner's command from their email or mobile), 'assigned by dana (web)', 'api:crm',
+    'cli', '#assign by dana'; "" when the source names nobody."""
+    match = re.fullmatch(r"(?:web:|email:|sms:|claimed by |assigned by |#assign by )"
+                         r"([\w.@+:-]+)(?: \(web\))?",
                          source)
     if match:
         return first_name(config, match.group(1), guests)

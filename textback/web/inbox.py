@@ -469,7 +469,7 @@ class Inbox:
             "max_job_value": MAX_JOB_VALUE, "classes": CONTACT_CLASSES,
             "intake": views.intake_panel(await self.store.intake(conversation["id"])),
             "intake_history": views.intake_history_lines(
-                self.config, await self.store.intake_history(conversation["id"])),
+                self.config, await self.store.intake_history(conversation["id"]), self.msp.names()),
         }
         state = await self._state(conversation)
         context |= {"contact_class": state["class"], "outcome": state["outcome"],
