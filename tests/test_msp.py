@@ -76,6 +76,27 @@ def test_what_an_msp_admin_did_is_shown_under_their_name_not_an_owners():
         == "Alice Moreau (MSP)"
 
 
+def test_who_set_an_intake_fact_is_named_as_the_thread_names_them_not_by_its_source():
+    owners = [type("Owner", (), {"id": "dana", "name": "Dana Reyes"})()]
+    config = type("Config", (), {"owners": owners})()
+    config.business = type("Business", (), {"timezone": "America/New_York"})()
+    guests = {"msp:alice": "Alice Moreau (MSP)"}
+
+    def person(author: str) -> dict:
+        return {"at": 0.0, "field": "budget", "label": "$90k", "source": "person",
+                "author": author, "cause": "90k"}
+
+    rows = [person("web:msp:alice"), person("web:dana"), person("email:dana"),
+            person("sms:dana"), person("api:crm"), person("web:msp:bob"), person("")]
+    whos = [line.split(" (", 1)[1].split(", from")[0]
+            for line in views.intake_history_lines(config, rows, guests)]
+    assert whos == ["set by Alice Moreau (MSP)", "set by Dana", "set by Dana", "set by Dana",
+                    "set by crm (through the API)", "set by msp:bob", "set by a person"]
+    # Without the fleet's admins (a company outside a fleet), an admin's id as recorded.
+    [line] = views.intake_history_lines(config, [person("web:msp:alice")])
+    assert "(set by msp:alice, from “90k”)" in line
+
+
 def test_the_msp_section_is_read_with_its_hash_files_beside_the_main_file(tmp_path):
     main = with_msp(tmp_path, msp_section())
     msp = read_main(main).msp
@@ -195,3 +216,77 @@ async def test_an_idle_console_session_ends_and_a_limited_address_waits(tmp_path
             assert refused.headers["Location"] == "/signin?why=refused"
         limited = await sign_in(GOOD)
         assert limited.headers["Location"] == "/signin?why=limited"
+
+
+async def test_an_admin_removed_from_the_fleet_file_is_signed_out_at_the_restart(tmp_path):
+    """A company's web app in process, on its daemon's store: the MSP admin `msp:alice` with a
+    live session writes an intake value, shown under her (escaped) name. Then the process
+    "restarts" without her in fleet.yaml: the same app built on the same store from an
+    HttpContext whose MSP admins no longer list her ends her session at her next request, and
+    a console built without her refuses her sign-in."""
+    import dataclasses
+    import html
+    import secrets
+    import time
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from textback.fleet_config import MspConfig
+    from textback.signin import digest
+    from textback.web.inbox import SESSION_COOKIE, inbox_routes
+    from textback.web.msp import MspConsole
+    from textback.web.server import application
+    from tests.web_helpers import homeowner_writes, web_config, web_daemon
+
+    alice = MspAdmin("alice", "Alice <i>Moreau</i>", "alice@msp.example")
+    bob = MspAdmin("bob", "Bob Stone", "bob@msp.example")
+    console_url = "https://msp.installer.example/"
+
+    def company_app(context, admins: dict) -> TestClient:
+        msp = MspAccess(console_url, admins)
+        app = application(context.config.web.max_body_bytes,
+                          [inbox_routes(dataclasses.replace(context, msp=msp))], [])
+        return TestClient(TestServer(app))
+
+    async with web_daemon(web_config(tmp_path)) as daemon:
+        await homeowner_writes(daemon, "We'd like a new kitchen, budget around $75k.")
+        [row] = await daemon.store.inbox()
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        await daemon.store.start_session("msp:alice", digest(token), csrf, time.time(), 3600)
+        cookies = {SESSION_COOKIE: token}
+
+        async with company_app(daemon.http_context(), {"alice": alice, "bob": bob}) as before:
+            set_budget = await before.post(f"/c/{row['id']}/intake", cookies=cookies,
+                                           data={"csrf": csrf, "field": "budget", "value": "90k"},
+                                           allow_redirects=False)
+            assert set_budget.status == 303, await set_budget.text()
+            page = await before.get(f"/c/{row['id']}", cookies=cookies, allow_redirects=False)
+            text = await page.text()
+            assert page.status == 200
+            assert "Alice &lt;i&gt;Moreau&lt;/i&gt; (MSP)" in text and "<i>Moreau" not in text
+            assert ("Budget: $90k (set by Alice <i>Moreau</i> (MSP), from “90k”)"
+                    in html.unescape(text))
+            assert "web:msp:alice" not in text
+
+        async with company_app(daemon.http_context(), {"bob": bob}) as after:
+            signed_out = await after.get("/", cookies=cookies, allow_redirects=False)
+            assert signed_out.status == 303
+            assert signed_out.headers["Location"] == "/signin?next=/&why=no_owner"
+            session = await daemon.store.session(digest(token))
+            assert session["ended_at"] is not None and session["ended_why"] == "no_owner"
+            # What she did stays hers, under the id recorded (no name is known for it now).
+            assert (await daemon.store.intake_history(row["id"]))[-1]["author"] == "web:msp:alice"
+
+    without_alice = MspConfig.model_validate(msp_section(
+        public_url="http://msp.localhost",  # plain HTTP: the test client keeps its cookies
+        admins=[{"id": "bob", "name": "Bob Stone", "email": "bob@msp.example",
+                 "password_hash_file": "bob.hash"}]))
+    console = MspConsole(without_alice, {"bob": PasswordHasher().hash(GOOD)})
+    async with TestClient(TestServer(console.application())) as client:
+        for account, why in (("alice", "/signin?why=refused"), ("bob", "/")):
+            form = await client.get("/signin")
+            token = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
+            answer = await client.post("/signin", data={"account": account, "password": GOOD,
+                                                        "csrf": token}, allow_redirects=False)
+            assert (answer.status, answer.headers["Location"]) == (303, why), account
+    assert [session.admin_id for session in console._sessions.values()] == ["bob"]
