@@ -19,6 +19,32 @@ AMI backlog from decision and commit backlog. The ceiling is where
 recorded/s stops following offered/s and the lag grows past the grace period,
 or textback's CPU nears 100% of a core.
 
+Three figures say how textback degrades above the ceiling (issue 22, part 4):
+- "in order": how many pairs of the rate's recorded calls textback committed in
+  the opposite order of their Hangups. Rows are inserted when a call is decided,
+  call, message and outbox row in one transaction, so a call's id is its place in
+  the commit order; a pair is an inversion when the call with the larger id has
+  the earlier Hangup by Asterisk's own Timestamp (microseconds; equal stamps are
+  no inversion). 0 means every call was recorded in the order it ended; else the
+  count and the largest gap between two inverted Hangups are printed. Calls whose
+  Hangup the clock's session did not see are left out (and counted in "offered").
+  The same count by calls.ended_at (when textback read the Hangup from its own
+  AMI session) follows: Asterisk raises Hangups from each channel's thread, so two
+  calls ending within milliseconds can reach AMI in the opposite order of their
+  Timestamps; inversions there too would be textback's own reordering.
+- "incident": whether an `ami_behind` incident (textback/core/incidents.py) was
+  open in the store's incidents table for this rate: opened from the first call
+  offered until the rate is done, or still open from an earlier rate. The daemon
+  raises it when an AMI Ping's answer waited more than ami.ping_timeout (5 s here)
+  behind unread events, and its incident check runs every 10 s, so once the rate
+  is drained this script waits up to INCIDENT_WAIT_SECONDS for it when the daemon
+  logged such a late Ping. It closes 5 minutes after the last late Ping, so
+  within a run of 8 to 15 s rates it is normally still open: its close time is
+  printed when it closed. "late Pings" counts the daemon's log lines saying so.
+- "backlog cleared": seconds from the last Hangup of the rate's calls (by
+  Asterisk's Timestamp: the end of the last call SIPp offered) to the moment this
+  script first saw the last of their rows committed (to within POLL_SECONDS).
+
 With --backend postgresql the store is a PostgreSQL started here (lab/postgres.py, with
 its durable defaults: fsync and synchronous commit on, as SQLite's synchronous=FULL), and
 --daemons N runs N daemons on it: one holds the PBX's AMI lease and records the calls, the
@@ -64,6 +90,10 @@ POLL_SECONDS = 0.05
 AMI_LOGIN = "AMI logged in"
 # The product's defaults, not the lab's quick 2 s: under load a Ping waits behind the events.
 AMI_PING = {"ami.ping_interval": 10, "ami.ping_timeout": 5}
+# Logged each time a Ping's answer waited past ami.ping_timeout behind unread events.
+AMI_LATE_PING = "answer is still queued behind them"
+# The incident check runs every 10 s (textback/workers/ops.py): wait one check and a margin.
+INCIDENT_WAIT_SECONDS = 15.0
 
 
 class HangupClock:
@@ -146,6 +176,48 @@ def committed_since(store: str, callers: list[str], after_id: int) -> list[tuple
         db.close()
 
 
+AMI_BEHIND = ("SELECT id, opened_at, closed_at FROM incidents WHERE kind = 'ami_behind'"
+              " AND (closed_at IS NULL OR closed_at >= {p}) ORDER BY id")
+
+
+def ami_behind_incidents(store: str, since: float) -> list[tuple[int, float, float | None]]:
+    """(id, opened_at, closed_at) of each ami_behind incident open at or after `since`."""
+    if store.startswith("postgresql:"):
+        import psycopg
+        with psycopg.connect(store) as db:
+            return db.execute(AMI_BEHIND.format(p="%s"), (since,)).fetchall()
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return db.execute(AMI_BEHIND.format(p="?"), (since,)).fetchall()
+    finally:
+        db.close()
+
+
+def inversions(hangups: list[float]) -> tuple[int, float]:
+    """Pairs i < j with hangups[i] > hangups[j] (a merge sort's count), and the largest
+    hangups[i] - hangups[j] among them (the largest earlier value minus each later one)."""
+    largest, running_max = 0.0, float("-inf")
+    for stamp in hangups:
+        largest = max(largest, running_max - stamp)
+        running_max = max(running_max, stamp)
+
+    def count(values: list[float]) -> tuple[list[float], int]:
+        if len(values) < 2:
+            return values, 0
+        left, left_count = count(values[:len(values) // 2])
+        right, right_count = count(values[len(values) // 2:])
+        merged, found, i = [], left_count + right_count, 0
+        for value in right:
+            while i < len(left) and left[i] <= value:
+                merged.append(left[i])
+                i += 1
+            found += len(left) - i  # every left value still unmerged is larger than this one
+            merged.append(value)
+        return merged + left[i:], found
+
+    return count(hangups)[1], largest
+
+
 def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonProcess], rate: float,
              seconds: float, first_caller: int) -> dict:
     """Offer `rate` calls a second for `seconds`; wait until they are recorded (or stop coming).
@@ -156,13 +228,14 @@ def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonPr
     callers = [f"+1212{first_caller + i:07d}" for i in range(round(rate * seconds))]
     star, daemon_pids = asterisk_pids(lab), [daemon.process.pid for daemon in daemons]
     logins_before = sum(daemon.log_since_start().count(AMI_LOGIN) for daemon in daemons)
+    late_before = sum(daemon.log_since_start().count(AMI_LATE_PING) for daemon in daemons)
     load_before = os.getloadavg()[0]
     began, began_wall = time.monotonic(), time.time()
     textback_before, asterisk_before = cpu_of(daemon_pids), cpu_of(star)
     sipp = lab.rejected_calls(callers, OFFLINE_PHONE, rate)
     sipp_cpu = offered_seconds = 0.0
     # CPU is read with each new row, so the wait for rows that never come is not counted.
-    seen: list[tuple[str, float, float]] = []  # linkedid, ended_at, first seen committed
+    seen: list[tuple[str, float, float]] = []  # linkedid, ended_at, first seen committed (by id)
     last_id, last_change = 0, time.monotonic()
     textback_cpu = asterisk_cpu = 0.0
     while len(seen) < len(callers) and (sipp.returncode is None
@@ -174,13 +247,20 @@ def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonPr
         new = committed_since(store, callers, last_id)
         if new:
             now = time.time()
-            seen += [(linkedid, ended_at, now) for _, linkedid, ended_at in new]
+            seen += [(linkedid, ended_at, now) for _, linkedid, ended_at in sorted(new)]
             last_id, last_change = max(row[0] for row in new), time.monotonic()
             textback_cpu = cpu_of(daemon_pids) - textback_before
             asterisk_cpu = cpu_of(star) - asterisk_before
     sipp.wait(30)
     busy = last_change - began
     lags = [(at - clock.stamps[linkedid]) * 1000 for linkedid, _, at in seen if linkedid in clock.stamps]
+    hangups = [clock.stamps[linkedid] for linkedid, _, _ in seen if linkedid in clock.stamps]
+    late_pings = sum(daemon.log_since_start().count(AMI_LATE_PING) for daemon in daemons) - late_before
+    behind = ami_behind_incidents(store, began_wall)
+    waited_until = time.monotonic() + INCIDENT_WAIT_SECONDS
+    while late_pings and not behind and time.monotonic() < waited_until:
+        time.sleep(1)
+        behind = ami_behind_incidents(store, began_wall)
     return {
         "rate": rate, "offered": len(callers), "offered_per_s": len(callers) / max(offered_seconds, 1e-9),
         "sipp_exit": sipp.returncode, "recorded": len(seen),
@@ -189,6 +269,9 @@ def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonPr
         "asterisk_cpu": asterisk_cpu / busy * 100, "sipp_cpu": sipp_cpu / max(offered_seconds, 1e-9) * 100,
         "lags": lags, "ended_lags": [(at - ended_at) * 1000 for _, ended_at, at in seen],
         "relogins": sum(daemon.log_since_start().count(AMI_LOGIN) for daemon in daemons) - logins_before,
+        "inversions": inversions(hangups), "read_inversions": inversions([e for _, e, _ in seen]), "late_pings": late_pings, "began_wall": began_wall,
+        "incidents": behind,
+        "backlog_cleared": seen[-1][2] - max(hangups) if hangups else None,
         "load": f"{load_before:.2f} -> {os.getloadavg()[0]:.2f}",
     }
 
@@ -261,11 +344,33 @@ def main() -> None:
           f"(offline phone), {args.seconds:g} s per rate, text.delay_seconds=3600, grace_seconds=0.5; "
           f"textback idle CPU {idle:.1f}%; work dir {work}")
     print("| offered/s | offered | SIPp achieved/s | recorded | recorded/s | textback CPU | CPU per call | "
-          "Asterisk CPU | SIPp CPU | lag p50 | lag p99 | lag p99 from textback's Hangup | AMI re-logins | "
-          "load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "Asterisk CPU | SIPp CPU | lag p50 | lag p99 | lag p99 from textback's Hangup | in order | "
+          "late Pings | incident | backlog cleared | AMI re-logins | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     def ms(values: list[float], p: float) -> str:
         return f"{percentile(values, p):.0f} ms" if values else "-"
+
+    def in_order(r: dict) -> str:
+        count, largest = r["inversions"]
+        read_count, read_largest = r["read_inversions"]
+        by_stamp = "yes" if count == 0 else f"no: {count} pairs, up to {largest * 1000:.0f} ms apart"
+        by_read = ("0" if read_count == 0
+                   else f"{read_count}, up to {read_largest * 1000:.0f} ms apart")
+        return f"{by_stamp} (by textback's Hangup: {by_read})"
+
+    def incident(r: dict) -> str:
+        if not r["incidents"]:
+            return "none"
+        told = []
+        for _, opened_at, closed_at in r["incidents"]:
+            when = (f"opened {opened_at - r['began_wall']:+.0f} s" if opened_at >= r["began_wall"]
+                    else "open from an earlier rate")
+            told.append(when + (f", closed {closed_at - r['began_wall']:+.0f} s" if closed_at
+                                else ", still open"))
+        return "; ".join(told) + " (from the first call)"
+
+    def cleared(r: dict) -> str:
+        return "-" if r["backlog_cleared"] is None else f"{r['backlog_cleared']:.1f} s"
 
     for r in results:
         note = "" if r["sipp_exit"] == 0 else f" (SIPp exit {r['sipp_exit']})"
@@ -274,7 +379,8 @@ def main() -> None:
         print(f"| {r['rate']:g} | {r['offered']}{note} | {r['offered_per_s']:.0f} | {r['recorded']} | "
               f"{r['recorded_per_s']:.0f} | {r['textback_cpu']:.0f}% | {r['ms_per_call']:.1f} ms | "
               f"{r['asterisk_cpu']:.0f}% | {r['sipp_cpu']:.0f}% | {ms(r['lags'], 50)} | {ms(r['lags'], 99)} | "
-              f"{ms(r['ended_lags'], 99)} | {r['relogins']} | {r['load']} |")
+              f"{ms(r['ended_lags'], 99)} | {in_order(r)} | {r['late_pings']} | {incident(r)} | "
+              f"{cleared(r)} | {r['relogins']} | {r['load']} |")
 
 
 if __name__ == "__main__":
