@@ -10,11 +10,15 @@ that open the README's "Install on your own PBX", read from the README itself:
 
 It then runs against the lab PBX, which it reaches over the shared loopback.
 The tests run in file order on that one machine, each leaving the service up.
+On the same machine, a fleet of one company, acme, is then written as docs/fleet.md
+says, on the session's PostgreSQL (its socket directory bound into the machine), and
+`textback@acme` started, checked, stopped and refused a broken file.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import re
 import sqlite3
 import time
@@ -24,12 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
 from lab.configs import BUSINESS_NUMBER, HOMEOWNER
 from lab.harness import SMTP_SINK_PORT, SmtpSink, start_smtp_sink, wait_until
 from lab.machine import Machine, bookworm_root, debian_package
+from lab.postgres import PostgresServer
 from tests.cdr_rows import COLUMNS, moved
 from tests.test_cdr_mariadb import FREEPBX_CDR_TABLE, MariaDB, insert_statement
 from tests.test_cdr_mariadb import PORT as MARIADB_PORT
@@ -53,7 +59,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # apt unpacks ~130 MB and byte-compiles it: minutes on cores other test runs share.
 APT_SECONDS = 900
 RESTART_GAP_SECONDS = 20  # longer than a missed call on the lab rings (about 7 s)
+PG_SOCKET_DIR = "/run/postgresql"
+FLEET = "/etc/textback/fleet.yaml"
+ACME = "/etc/textback/companies.d/acme.yaml"
+ACME_WEB_PORT = WEB_PORT + 2  # + 1 is the upgrade machine's
+ACME_NUMBER = "+12125550162"  # none of the lab's calls dial it
+FLEET_PASSWORD = "fleet database password"
 REPO_DEBIAN = README.parent / "debian"
+FLEET_DOC = README.parent / "docs" / "fleet.md"
 TEXT = ("Hi, this is Acme Remodeling. Sorry we missed your call! How can we help?"
         " Reply STOP to opt out.")
 
@@ -104,7 +117,7 @@ def test_the_readme_installs_with_the_three_commands_this_module_runs():
 
 
 @pytest.fixture(scope="module")
-def installed(lab_pbx, tmp_path_factory):
+def installed(lab_pbx, postgres_server, tmp_path_factory):
     deb = debian_package()
     apt_install, init, enable = readme_install_commands()
     version = deb.name.removeprefix("textback_").removesuffix("_amd64.deb")
@@ -112,7 +125,10 @@ def installed(lab_pbx, tmp_path_factory):
     mail, controller = start_smtp_sink()
     try:
         lab_pbx.cdr_csv.parent.mkdir(parents=True, exist_ok=True)
-        machine.boot(bookworm_root(), read_only={lab_pbx.cdr_csv.parent: CDR})
+        # The session's PostgreSQL is the fleet's database server (docs/fleet.md: a Unix
+        # socket on the database's own host, /var/run/postgresql).
+        machine.boot(bookworm_root(), read_only={lab_pbx.cdr_csv.parent: CDR,
+                                                 postgres_server.root: PG_SOCKET_DIR})
         machine.put(deb, f"/root/{deb.name}")
         started = time.monotonic()
         # As written, without -y and with nothing on stdin: apt may neither ask nor fetch.
@@ -129,8 +145,9 @@ def installed(lab_pbx, tmp_path_factory):
         yield Installed(machine, deb, install_seconds, ready_seconds, mail)
     finally:
         if machine.leader:
-            journal = machine.run("journalctl", "--no-pager", "-u", "textback", check=False).stdout
-            (machine.log_path.parent / "textback.journal").write_text(journal)
+            for unit in ("textback", "textback@acme"):
+                journal = machine.run("journalctl", "--no-pager", "-u", unit, check=False).stdout
+                (machine.log_path.parent / f"{unit}.journal").write_text(journal)
         machine.remove()
         controller.stop()
 
@@ -264,7 +281,7 @@ def test_the_web_inbox_signs_in_with_argon2_inside_the_sandbox(installed):
 
 # Not sandbox settings: how the service starts and restarts.
 NOT_SANDBOX = {"Type", "NotifyAccess", "WatchdogSec", "TimeoutStartSec", "ExecStart", "Restart",
-               "RestartSec"}
+               "RestartSec", "RestartPreventExitStatus"}
 COMPILED = """
 import argon2, lxml.html, inscriptis, cryptography.fernet, pydantic, yaml, aiohttp, pymysql
 import textback.daemon
@@ -365,6 +382,146 @@ def test_the_journal_holds_one_line_per_event_with_its_priority(installed):
     assert not any(re.match(r"\d{4}-\d\d-\d\d ", line) for line in ours)  # journald stamps it
     warnings = journal(m, "-o", "cat", "-p", "warning", "_COMM=textback").splitlines()
     assert all(not line.startswith("INFO") for line in warnings)
+
+
+# -- a fleet's company under textback@.service, on the same machine ---------------------------
+
+@dataclass
+class Acme:
+    machine: Machine
+    server: PostgresServer
+    database: str
+    started_seconds: float = 0.0
+
+
+@pytest.fixture(scope="module")
+def acme(installed, postgres_server):
+    """A fleet of one company written as docs/fleet.md says: the main file with the shared
+    sections (the fleet's PostgreSQL, its password in a file, the mail relay), acme's own file
+    in companies.d, each readable by the textback group as /etc/textback/config.yaml is.
+    The company has its own number and web port beside the running textback.service."""
+    m = installed.machine
+    role = postgres_server.password_role(FLEET_PASSWORD)
+    url = postgres_server.new_database(owner=role)
+    database = urllib.parse.urlsplit(url).path.lstrip("/")
+    ami = yaml.safe_load(m.path(CONFIG).read_text())["ami"]
+    m.path("/etc/textback/db.secret").write_text(FLEET_PASSWORD + "\n")
+    m.path(FLEET).write_text(f"""\
+companies: /etc/textback/companies.d
+storage:
+  url: postgresql://{role}@/{database}?host={PG_SOCKET_DIR}
+  password: {{file: /etc/textback/db.secret}}
+smtp: {{host: 127.0.0.1, port: {SMTP_SINK_PORT}, security: none, sender: textback@installer.example}}
+admin_email: noc@installer.example
+logging: {{level: INFO}}
+""")
+    m.path(ACME).parent.mkdir()
+    m.path(ACME).write_text(f"""\
+company: {{id: acme, name: "Acme Remodeling"}}
+business: {{name: "Acme Remodeling", timezone: America/New_York}}
+ami: {{host: {ami["host"]}, port: {ami["port"]}, username: {ami["username"]}, secret: {{file: /etc/textback/ami.secret}}}}
+inbound: {{trunks: [carrier]}}
+owners: [{{id: dana, name: Dana Reyes, email: dana@example.com}}]
+numbers: [{{number: "{ACME_NUMBER}", owner: dana}}]
+text: {{template: "Hi, this is {{business_name}}. Sorry we missed your call!"}}
+gateway: {{type: asterisk, asterisk: {{destination: "pjsip:carrier/sip:{{to}}@127.0.0.3:5060", from_uri: "sip:{{sender}}@127.0.0.1"}}}}
+web: {{listen_host: 127.0.0.1, port: {ACME_WEB_PORT}, public_url: "http://127.0.0.1:{ACME_WEB_PORT}"}}
+""")
+    *permissions, _check, _start = fleet_unit_commands()
+    for command in permissions:
+        m.run("sh", "-c", command)
+    return Acme(m, postgres_server, database)
+
+
+def fleet_unit_commands() -> list[str]:
+    """The commands docs/fleet.md gives to start a company's daemon under systemd, once the
+    fleet's files are written: the files' group and modes, the check, the start."""
+    section = FLEET_DOC.read_text().split("**One daemon per company with systemd**", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_docs_fleet_starts_a_company_with_the_commands_this_module_runs():
+    *permissions, check, start = fleet_unit_commands()
+    assert [command.split()[:2] for command in permissions] == [
+        ["chgrp", "textback"], ["chmod", "0750"], ["chmod", "0640"]]
+    assert check == f"textback check --fleet {FLEET}"
+    assert start == "systemctl enable --now textback@acme"
+
+
+def acme_journal(machine: Machine) -> str:
+    return machine.run("journalctl", "--no-pager", "-o", "cat", "-u", "textback@acme").stdout
+
+
+def test_check_fleet_passes_the_fleets_files_inside_the_machine(acme):
+    _permissions, check, _start = fleet_unit_commands()[-3:]
+    done = acme.machine.run(*check.split())
+    assert done.stdout.splitlines() == [
+        f"ok    fleet: {FLEET} (shares storage, smtp, admin_email, logging; companies in "
+        "/etc/textback/companies.d)",
+        f"ok    company acme: {ACME} (1 business number(s), 1 owner(s))"]
+
+
+def test_textback_at_acme_runs_as_textback_in_its_own_state_directory(acme):
+    m = acme.machine
+    start = fleet_unit_commands()[-1]
+    started = time.monotonic()
+    m.run(*start.split())  # Type=notify: returns at READY
+    acme.started_seconds = time.monotonic() - started
+    print(f"\n{start} -> READY {acme.started_seconds:.2f} s")
+    assert m.run("systemctl", "is-enabled", "textback@acme").stdout.strip() == "enabled"
+    state = m.show("textback@acme", "ActiveState", "SubState", "NRestarts", "MainPID",
+                   "StateDirectory")
+    assert state["ActiveState"] == "active" and state["SubState"] == "running", state
+    assert state["NRestarts"] == "0" and state["StateDirectory"] == "textback/acme"
+    pid = state["MainPID"]
+    status = _status_of(m, pid)
+    uid = m.run("id", "-u", "textback").stdout.strip()
+    assert status["Uid"].split() == [uid] * 4 and uid != "0"
+    assert m.run("stat", "-c", "%U:%G %a", "/var/lib/textback/acme").stdout.split() \
+        == ["textback:textback", "755"]
+    # The company's run lock is in its state directory, held by this daemon.
+    holder = json.loads(m.path("/var/lib/textback/acme/textback.db.lock").read_text())
+    assert str(holder["pid"]) == pid
+    assert "AMI logged in" in acme_journal(m)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{ACME_WEB_PORT}/signin", timeout=10)
+    assert page.status == 200 and 'name="csrf"' in page.read().decode()
+    # It registered itself in the fleet's database as company acme.
+    with psycopg.connect(acme.server.url(acme.database)) as connection:
+        assert connection.execute("SELECT companies.slug FROM daemons JOIN companies "
+                                  "ON companies.id = daemons.company_id").fetchall() == [("acme",)]
+
+
+def _status_of(machine: Machine, pid: str) -> dict[str, str]:
+    """The process's /proc status, as the machine's own /proc numbers it."""
+    text = machine.run("cat", f"/proc/{pid}/status").stdout
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def test_textback_at_acme_stops_cleanly(acme):
+    m = acme.machine
+    done = m.run("systemctl", "stop", "textback@acme", check=False)
+    assert done.returncode == 0, done.stderr
+    state = m.show("textback@acme", "ActiveState", "Result", "ExecMainStatus")
+    assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    failed = m.run("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout
+    assert "textback" not in failed, failed
+
+
+def test_a_broken_company_file_fails_the_start_naming_its_file_and_line(acme):
+    m = acme.machine
+    text = m.path(ACME).read_text()
+    m.path(ACME).write_text(text.replace(f"port: {ACME_WEB_PORT},", "port: eighty,"))
+    line = 1 + next(i for i, row in enumerate(text.splitlines()) if row.startswith("web:"))
+    try:
+        done = m.run("systemctl", "start", "textback@acme", check=False, timeout=60)
+        assert done.returncode != 0
+        assert m.show("textback@acme", "ActiveState")["ActiveState"] == "failed"
+        assert f"{ACME}: web.port (line {line}): Input should be a valid integer" \
+            in acme_journal(m)
+    finally:
+        m.path(ACME).write_text(text)
+        m.run("systemctl", "reset-failed", "textback@acme", check=False)
 
 
 # -- upgrade from the previous release, remove, purge: a second machine ----------------------

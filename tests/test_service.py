@@ -49,6 +49,7 @@ def test_the_unit_is_a_sandboxed_notify_service_that_systemd_accepts(tmp_path):
     assert verify(unit) == ""
     s = settings(unit)
     assert s["Type"] == "notify" and s["WatchdogSec"] == "30" and s["Restart"] == "on-failure"
+    assert s["RestartPreventExitStatus"] == "2"  # a refused config is not retried every 5 s
     assert s["User"] == "textback" and s["StateDirectory"] == "textback"
     assert s["ProtectSystem"] == "strict" and s["ReadWritePaths"] == "/var/lib/textback"
     assert s["NoNewPrivileges"] == s["PrivateTmp"] == s["ProtectHome"] == "yes"

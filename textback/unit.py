@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the package's build imports this module with no dependencie
 SERVICE_USER = "textback"
 STATE_DIRECTORY = PurePosixPath("/var/lib/textback")
 WATCHDOG_SECONDS = 30  # a loop stuck this long is killed and restarted
+CONFIG_REFUSED_STATUS = 2  # `textback run`'s exit status for a config it cannot run (cli.py)
 # Where the Debian package puts the program and where `textback init` writes the config.
 PACKAGED_PROGRAM = PurePosixPath("/opt/textback/bin/textback")
 PACKAGED_CONFIG = PurePosixPath("/etc/textback/config.yaml")
@@ -118,6 +119,10 @@ def unit_text(exec_start: str, description: str, bind_low_ports: bool, origin: s
         f"ExecStart={exec_start}",
         "Restart=on-failure",
         "RestartSec=5",
+        # Exit 2 is a configuration `textback run` refused before starting anything: the start
+        # fails at once with the file, key and line in the journal, instead of a restart every
+        # 5 s that repeats it and a `systemctl start` that never returns.
+        f"RestartPreventExitStatus={CONFIG_REFUSED_STATUS}",
         f"User={SERVICE_USER}",
         f"Group={SERVICE_USER}",
         f"StateDirectory={state}",
