@@ -55,6 +55,7 @@ from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
 from textback.workers.recovery import ClaimRecovery
+from textback.workers.in_order import InOrder, Turn
 from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
 from textback.workers.outbox import OutboxWorker
@@ -141,6 +142,7 @@ class Daemon:
         self.metrics = Metrics(self.workers.restarts)
         started = time.time()
         names = [pbx.incident_name for pbx in self.config.pbx_list()]
+        self.call_order = InOrder()  # finished calls commit in the order they finished
         self.watch = Watch(ami_down_since=dict.fromkeys(names, started),
                            held_since=dict.fromkeys(names, started))
         self._ready_said = False  # READY=1 told systemd at the first AMI login
@@ -691,6 +693,15 @@ class Daemon:
         default)."""
         if call.selftest:
             return await self.selftests.call_finished(call)
+        turn = self.call_order.take()  # before any await: the order the calls finished in
+        try:
+            return await self._judge_and_record(call, turn, recovered, may_text, withheld)
+        finally:
+            turn.end()
+
+    async def _judge_and_record(self, call: CallFinished, turn: Turn, recovered: bool,
+                                may_text: bool, withheld: str) -> Decision:
+        """`finish_call`'s work: the facts read at once, the commit after the calls before."""
         dialled = match_number(self.config, call.did)
         now = time.time()
         facts = await self.store.call_facts(callback_number(self.config, call),
@@ -711,9 +722,11 @@ class Daemon:
         planned = (PlannedText(decision.owner_id, decision.body, decision.due_at, decision.template)
                    if decision.send else None)
         dedupe_since = call.ended_at - self.config.text.dedupe_hours * 3600
+        await turn.wait()
         outbox_id = await self.store.record_call(row, planned, owner_id=decision.owner_id,
                                                  dedupe_since=dedupe_since,
                                                  owner_reason=judged.owner_reason)
+        turn.end()  # committed: the next call may commit while this one's mail and logs go on
         if judged.fraud_report is not None:
             await self.mail.report_fraud(decision.reason, judged.fraud_report, time.time())
         # The canonical number when the caller ID holds one, else what the trunk sent, escaped.
