@@ -36,9 +36,11 @@ Three figures say how textback degrades above the ceiling (issue 22, part 4):
   open in the store's incidents table for this rate: opened from the first call
   offered until the rate is done, or still open from an earlier rate. The daemon
   raises it when an AMI Ping's answer waited more than ami.ping_timeout (5 s here)
-  behind unread events, and its incident check runs every 10 s, so once the rate
-  is drained this script waits up to INCIDENT_WAIT_SECONDS for it when the daemon
-  logged such a late Ping. It closes 5 minutes after the last late Ping, so
+  behind unread events, or a call was committed more than LATE_COMMIT_SECONDS
+  after the tracker finished it (a commit backlog), and its incident check runs
+  every 10 s, so once the rate is drained this script waits up to
+  INCIDENT_WAIT_SECONDS for it when the daemon logged such a late Ping or a call's
+  row came that late after its Hangup. It closes 5 minutes after the last sign, so
   within a run of 8 to 15 s rates it is normally still open: its close time is
   printed when it closed. "late Pings" counts the daemon's log lines saying so.
 - "backlog cleared": seconds from the last Hangup of the rate's calls (by
@@ -79,6 +81,7 @@ from lab.flows import OFFLINE_PHONE  # noqa: E402
 from lab.harness import DaemonProcess  # noqa: E402
 from lab.postgres import PostgresServer  # noqa: E402
 from lab.pbx import ASTERISK_IN_ROOT, LabPBX  # noqa: E402
+from textback.core.incidents import LATE_COMMIT_SECONDS  # noqa: E402
 
 # Another full lab test run may hold the lab for a while: wait for it rather than fail.
 LOCK_TIMEOUT_SECONDS = 3600.0
@@ -258,7 +261,9 @@ def one_rate(lab: LabPBX, clock: HangupClock, store: str, daemons: list[DaemonPr
     late_pings = sum(daemon.log_since_start().count(AMI_LATE_PING) for daemon in daemons) - late_before
     behind = ami_behind_incidents(store, began_wall)
     waited_until = time.monotonic() + INCIDENT_WAIT_SECONDS
-    while late_pings and not behind and time.monotonic() < waited_until:
+    # Or a call committed LATE_COMMIT_SECONDS after textback read its Hangup: a commit backlog.
+    committed_late = any(at - ended_at > LATE_COMMIT_SECONDS for _, ended_at, at in seen)
+    while (late_pings or committed_late) and not behind and time.monotonic() < waited_until:
         time.sleep(1)
         behind = ami_behind_incidents(store, began_wall)
     return {

@@ -44,6 +44,8 @@ def test_nothing_is_wrong_when_all_is_calm():
     ({"reply_listener_error": "cannot listen on 0.0.0.0:25"}, "reply_listener", "0.0.0.0:25"),
     ({"routing_error": "cannot write /x/routing.json"}, "routing_table", "routing.json"),
     ({"ami_behind_at": {"": NOW - 60}}, "ami_behind", "calls are being recorded late"),
+    ({"calls_late_at": {"": NOW - 60}}, "ami_behind",
+     "calls were read on time but committed more than 5 s after they ended"),
     ({"database_down_since": NOW - 301, "database_error": "OperationalError: refused"},
      "database_down", "the database has not answered for 5 minutes: OperationalError: refused"),
 ])
@@ -55,6 +57,19 @@ def test_each_condition_opens_its_incident(changes, kind, summary):
 def test_falling_behind_ends_after_five_quiet_minutes():
     assert active(seen(ami_behind_at={"": NOW - 299}), IncidentsConfig())
     assert active(seen(ami_behind_at={"": NOW - 301}), IncidentsConfig()) == {}
+    assert active(seen(calls_late_at={"": NOW - 299}), IncidentsConfig())
+    assert active(seen(calls_late_at={"": NOW - 301}), IncidentsConfig()) == {}
+
+
+def test_a_commit_backlog_is_one_incident_with_reading_late_and_says_which_is_recent():
+    """Reading AMI late and committing late are one incident per PBX (calls recorded late);
+    its summary names the sign seen within the last five minutes, AMI's first."""
+    both = active(seen(ami_behind_at={"north": NOW - 10}, calls_late_at={"north": NOW - 5,
+                                                                          "south": NOW - 20}),
+                  IncidentsConfig())
+    assert set(both) == {Key("ami_behind", "north"), Key("ami_behind", "south")}
+    assert "AMI's answer to a Ping waited" in both[Key("ami_behind", "north")]
+    assert both[Key("ami_behind", "south")].startswith("PBX south: calls were read on time")
 
 
 def test_thresholds_are_the_configured_ones():
@@ -114,7 +129,7 @@ def test_each_pbx_is_judged_on_its_own_no_call_events_and_ami_behind_naming_it()
     subject, _ = opened_mail(Key("no_call_events", "south"), "x", NOW, "UTC")
     assert subject == "textback incident: no calls seen on PBX south during business hours"
     subject, _ = recovered_mail(Key("ami_behind", "north"), "x", NOW - 60, NOW, "UTC")
-    assert subject == ("textback recovered: textback reads the calls of PBX north more slowly "
+    assert subject == ("textback recovered: textback records the calls of PBX north more slowly "
                        "than they happen")
     # The single `ami:` form's PBX is never named.
     assert opened_mail(Key("no_call_events"), "x", NOW, "UTC")[0] == (

@@ -23,6 +23,7 @@ Who judges an incident, in a fleet of daemons on one database (`judge`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -42,14 +43,14 @@ TITLES = {
     "reply_listener": "the reply-mail listener is not running",
     "routing_table": "the routing table cannot be written",
     "webhook_signing": "webhooks are signed with a key textback does not have",
-    "ami_behind": "textback reads calls more slowly than they happen",
+    "ami_behind": "textback records calls more slowly than they happen",
     "database_down": "textback cannot reach its database",
 }
 # The kinds that are about one PBX: with several PBXs, the title names it.
 PBX_TITLES = {
     "ami_down": "textback is not connected to the Asterisk of PBX {pbx}",
     "no_call_events": "no calls seen on PBX {pbx} during business hours",
-    "ami_behind": "textback reads the calls of PBX {pbx} more slowly than they happen",
+    "ami_behind": "textback records the calls of PBX {pbx} more slowly than they happen",
 }
 # Judged by the daemon that listens to the PBX (its lease's holder), whatever daemon opened it.
 PBX_KINDS = frozenset(PBX_TITLES)
@@ -70,6 +71,10 @@ OWN_VIEW_KINDS = frozenset({"gateway_failing", "texts_expiring", "mail_refused",
 # How long after the last sign of falling behind the incident stays open: a burst's backlog
 # is read within seconds, so quiet for this long means textback keeps up again.
 BEHIND_RECOVERED_MINUTES = 5.0
+# A call committed this long after the tracker finished it shows a commit backlog (calls come
+# faster than the store records them), the other way of falling behind than AMI's; the same
+# bound as AMI's default Ping timeout. A text goes about 30 s after a call, so 5 s is early.
+LATE_COMMIT_SECONDS = 5.0
 WHAT_TO_CHECK = {
     "ami_down": "Check that Asterisk runs, that the manager user in manager.conf matches the "
                 "configuration, and that `textback check` logs in. Meanwhile its calls are "
@@ -89,10 +94,10 @@ WHAT_TO_CHECK = {
                       "reply_mail.listen_port. textback retries every minute.",
     "routing_table": "The AGI script keeps an old table or falls back to its default ring "
                      "targets: check the directory of agi.routing_file and its permissions.",
-    "ami_behind": "AMI events came faster than textback read them, so calls were recorded "
-                  "and texted late (none is lost: they are read in order). Check what else "
-                  "uses this host's CPU, and `textback status`; if calls are this many every "
-                  "day, give textback a faster host or fewer PBXs per daemon.",
+    "ami_behind": "Calls came faster than textback read or recorded them, so they were "
+                  "recorded and texted late (none is lost: they are kept in order). Check "
+                  "what else uses this host's CPU, and `textback status`; if calls are this "
+                  "many every day, give textback a faster host or fewer PBXs per daemon.",
     "webhook_signing": "Replies and delivery reports are refused (403) and the provider retries "
                        "them for a while: configure the key and algorithm its webhook settings "
                        "sign with (for Twilio: twilio.shared_key, shared_key_id, "
@@ -164,6 +169,9 @@ class Observed:
     webhook_signing_error: str | None = None  # the last, until a webhook is accepted again
     # Each PBX this daemon holds: the last time its AMI's answers waited behind its events.
     ami_behind_at: Mapping[str, float] = field(default_factory=dict)
+    # Each PBX this daemon holds: the last time one of its calls was committed later than
+    # LATE_COMMIT_SECONDS after the tracker finished it (read on time, recorded late).
+    calls_late_at: Mapping[str, float] = field(default_factory=dict)
     pbxs: Mapping[str, PbxView] = field(default_factory=dict)  # every PBX of this daemon
     database_down_since: float | None = None  # the store stopped answering then
     database_error: str = ""  # and why, as it said last
@@ -208,12 +216,16 @@ def active(seen: Observed, settings: IncidentsConfig) -> dict[Key, str]:
         found[Key("routing_table")] = one_line(seen.routing_error, 300)
     if seen.webhook_signing_error is not None:
         found[Key("webhook_signing")] = one_line(seen.webhook_signing_error, 300)
-    for pbx, behind_at in sorted(seen.ami_behind_at.items()):
-        if seen.now - behind_at < BEHIND_RECOVERED_MINUTES * 60:
-            which = f"PBX {pbx}: " if pbx else ""
+    for pbx in sorted(set(seen.ami_behind_at) | set(seen.calls_late_at)):
+        which = f"PBX {pbx}: " if pbx else ""
+        if seen.now - seen.ami_behind_at.get(pbx, -math.inf) < BEHIND_RECOVERED_MINUTES * 60:
             found[Key("ami_behind", pbx)] = (f"{which}AMI's answer to a Ping waited behind the "
                                              f"events still to be read: calls are being "
                                              f"recorded late")
+        elif seen.now - seen.calls_late_at.get(pbx, -math.inf) < BEHIND_RECOVERED_MINUTES * 60:
+            found[Key("ami_behind", pbx)] = (f"{which}calls were read on time but committed more "
+                                             f"than {LATE_COMMIT_SECONDS:g} s after they ended: "
+                                             f"calls are being recorded late")
     # The same bound as AMI's: a daemon cut off from its database no longer listens to the PBX.
     if (seen.database_down_since is not None
             and seen.now - seen.database_down_since > settings.ami_down_minutes * 60):

@@ -60,6 +60,8 @@ class Watch:
     webhook_signing_error: str | None = None
     # Each PBX's AMI answers last waited behind unread events then (by incident name).
     ami_behind_at: dict[str, float] = field(default_factory=dict)
+    # Each PBX's calls: the last committed later than LATE_COMMIT_SECONDS after they finished.
+    calls_late_at: dict[str, float] = field(default_factory=dict)
     database_down_since: float | None = None  # the store stopped answering the incident check
     database_error: str = ""
 
@@ -118,7 +120,7 @@ class IncidentWorker:
             else:
                 w.ami_down_since.pop(pbx, None)
             if listened is None:
-                for moments in (w.held_since, w.call_event_at, w.ami_behind_at):
+                for moments in (w.held_since, w.call_event_at, w.ami_behind_at, w.calls_late_at):
                     moments.pop(pbx, None)
             else:
                 w.held_since.setdefault(pbx, now)
@@ -137,6 +139,7 @@ class IncidentWorker:
             reply_listener_error=w.reply_listener_error, routing_error=w.routing_error,
             webhook_signing_error=w.webhook_signing_error,
             ami_behind_at={pbx: at for pbx, at in w.ami_behind_at.items() if pbx in w.held_since},
+            calls_late_at={pbx: at for pbx, at in w.calls_late_at.items() if pbx in w.held_since},
             pbxs=views, database_down_since=w.database_down_since,
             database_error=w.database_error)
 

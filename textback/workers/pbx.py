@@ -27,6 +27,7 @@ from sms_gateway.base import InboundText
 from textback.cdr import CdrError, CdrSource
 from textback.config import PbxConfig
 from textback.core.alerts import one_line
+from textback.core.incidents import LATE_COMMIT_SECONDS
 from textback.core.missed_call import NO_HANGUP_SEEN, TOO_OLD_TO_TEXT
 from textback.core.recovery import CdrRecord, recover_calls
 from textback.core.rules import Decision
@@ -377,8 +378,15 @@ class PbxListener:
             elif isinstance(happening, CallOverdue):
                 self._sink.spawn(self._overdue(happening))
             else:
-                self._sink.spawn(self._sink.finish_call(happening))
+                self._sink.spawn(self._record(happening, time.time()))
         self._schedule_expiry()
+
+    async def _record(self, call: CallFinished, finished_at: float) -> None:
+        """Record a call the tracker finished at `finished_at`; one committed later than
+        LATE_COMMIT_SECONDS after it is a sign of a commit backlog, for the incident worker."""
+        await self._sink.finish_call(call)
+        if time.time() - finished_at > LATE_COMMIT_SECONDS:
+            self._watch.calls_late_at[self.pbx.incident_name] = time.time()
 
     def expire_calls(self, now: float) -> None:
         """Close the calls whose deadline is past at `now`, as the expiry timer does."""
