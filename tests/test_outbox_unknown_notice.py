@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lab.configs import base_config, write_config
+from lab.configs import BUSINESS_NUMBER, base_config, write_config
 from lab.harness import SMTP_SINK_PORT
 from tests.store_helpers import outbox_states
 from tests.test_fleet_recovery import kill_claimer
@@ -17,6 +17,7 @@ from tests.test_outbox_outage import missed_call
 from textback.config import load
 from textback.daemon import Daemon
 from textback.gateways import build_gateway
+from textback.store import CallRow, PlannedText
 from textback.store.postgres import PostgresStore
 from textback.workers.recovery import ClaimRecovery
 
@@ -26,20 +27,26 @@ outbox_daemon = test_outbox_guards.outbox_daemon  # the fixture: a daemon on eac
 NOWHERE = "http://127.0.0.1:9"
 
 
-async def test_a_text_left_sending_at_a_start_is_marked_unknown_and_its_owner_told_once(
+async def test_texts_left_sending_at_a_start_are_marked_unknown_and_each_owner_told_once(
         outbox_daemon, smtp_sink):
-    caller = "+12125550801"
+    caller, selftest_phone = "+12125550801", "+12125550802"
     daemon = await outbox_daemon(NOWHERE)
-    await missed_call(daemon.store, caller, time.time())
-    # A daemon claimed it and died mid-send: claimed by no claimer alive now.
-    assert len(await daemon.store.claim_all(await daemon.store.due(time.time()))) == 1
+    now = time.time()
+    await missed_call(daemon.store, caller, now)
+    # A self-test's text has no owner: the self-test's own report names its failure.
+    await daemon.store.record_selftest_call(
+        CallRow("selftest-1", BUSINESS_NUMBER, selftest_phone, selftest_phone, "", now - 20,
+                None, now, "missed", "no_answer", "missed_call_text"),
+        selftest_phone, PlannedText("", "textback self-test", now))
+    # A daemon claimed them and died mid-send: claimed by no claimer alive now.
+    assert len(await daemon.store.claim_all(await daemon.store.due(time.time()))) == 2
     await daemon.store.register_claimer("restarted", 1)
 
     # What `textback run` does at a start (Daemon.serve), twice: a second start finds nothing.
     for _ in range(2):
         await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted())
 
-    assert await outbox_states(daemon.store) == {"unknown": 1}
+    assert await outbox_states(daemon.store) == {"unknown": 2}
     assert await daemon.store.due(time.time() + 7200) == []  # never sent again
     [mail] = smtp_sink.received
     assert mail.message["Subject"] == f"Call back {caller}: the text to them may not have been sent"
