@@ -21,6 +21,11 @@ PER_DAEMON = 3  # rows of each kind each of the two claiming daemons takes
 URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM{n}/Media/ME1"
 
 
+async def told(outbox_ids: list[int]) -> None:
+    """The outbox's notice of the texts a sweep marked `unknown`: these tests look at the rows
+    (tests/test_outbox_unknown_notice.py looks at the owners' mail)."""
+
+
 def claimer_pids(url: str, claimer: int) -> list[int]:
     """The backends holding daemon `claimer`'s advisory lock, as pg_locks shows them."""
     with psycopg.connect(url, autocommit=True) as connection:
@@ -103,7 +108,7 @@ async def test_a_starting_daemon_takes_a_gone_daemons_rows_and_never_a_live_ones
 
         # A daemon starts beside two live ones: it takes nothing either is working on.
         await starting.register_claimer("host-c", 303)
-        sweep = ClaimRecovery(starting, "host-c", 303)
+        sweep = ClaimRecovery(starting, "host-c", 303, report_unknown=told)
         await sweep.sweep()
         for table in RECOVERED:
             assert await states(live, table, mine[table] + theirs[table]) == IN_FLIGHT[table], table
@@ -141,7 +146,8 @@ async def test_a_survivors_sweep_takes_a_dead_daemons_rows_within_its_period(
         doomed_id = await doomed.register_claimer("host-b", 202)
         await seed(survivor, PER_DAEMON, time.time())
         theirs = await claim_some(doomed, PER_DAEMON)
-        sweeping = asyncio.create_task(ClaimRecovery(survivor, "host-a", 101, every=0.2).run())
+        sweeping = asyncio.create_task(ClaimRecovery(survivor, "host-a", 101, report_unknown=told,
+                                                          every=0.2).run())
         await asyncio.sleep(0.6)
         assert await states(survivor, "outbox", theirs["outbox"]) == {"sending"}  # alive: kept
         kill_claimer(url, doomed_id)
@@ -171,13 +177,14 @@ async def test_a_daemon_whose_claimer_lock_is_lost_claims_under_a_new_id(
         await seed(cut, 2, time.time())
         before = await claim_some(cut, 1)
         kill_claimer(url, first)
-        sweeping = asyncio.create_task(ClaimRecovery(cut, "host-a", 101, every=0.1).run())
+        sweeping = asyncio.create_task(ClaimRecovery(cut, "host-a", 101, report_unknown=told,
+                                                     every=0.1).run())
         deadline = time.monotonic() + 5
         while not await cut.claimer_present():
             assert time.monotonic() < deadline, "the daemon never registered again"
             await asyncio.sleep(0.05)
         after = await claim_some(cut, 1)
-        await ClaimRecovery(other, "host-b", 202).sweep()
+        await ClaimRecovery(other, "host-b", 202, report_unknown=told).sweep()
         assert await states(other, "outbox", before["outbox"]) == {"unknown"}
         assert await states(other, "outbox", after["outbox"]) == {"sending"}
         row = await other._one("SELECT claimed_by FROM outbox WHERE id = ?", (after["outbox"][0],))
@@ -250,7 +257,8 @@ async def test_a_daemon_starting_while_another_sends_through_an_http_gateway_spa
         made = Daemon(load(write_config(tmp_path / name, config)))
         made.attach(await PostgresStore.open(url), build_gateway(made.config, None, made.secrets))
         await made.store.register_claimer(name, len(daemons) + 1)
-        await ClaimRecovery(made.store, name, 0).sweep()  # what `textback run` does at start
+        await ClaimRecovery(made.store, name, 0,  # what `textback run` does at start
+                            report_unknown=made.outbox.report_interrupted).sweep()
         daemons.append(made)
         if run_outbox:
             workers.append(asyncio.create_task(made.outbox.run()))

@@ -344,9 +344,10 @@ class Daemon:
         # Before any claim: the claims from now on are this daemon's, and recovery (here, in a
         # daemon starting beside others, or in their sweeps) takes only a gone daemon's rows.
         await self.store.register_claimer(socket.gethostname(), os.getpid())
-        for outbox_id in await self.store.recover_interrupted():
+        interrupted = await self.store.recover_interrupted()
+        for outbox_id in interrupted:
             log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
-                        "not re-sent", outbox_id)
+                        "not re-sent; its owner is told", outbox_id)
         for table, ids in (await self.store.recover_interrupted_mail()).items():
             if ids:
                 log.warning("%s %s were being mailed when textback stopped; mailing them again "
@@ -360,6 +361,7 @@ class Daemon:
             self.attach(store, build_gateway(
                 c, _CurrentAmi(self.pbxs[0]), self.secrets,
                 ami_for_sender=lambda number: _CurrentAmi(self._pbx_serving(number))))
+            await self.outbox.report_interrupted(interrupted)
             if c.gateway.callbacks is not None:
                 w = c.gateway.callbacks
                 callbacks = CallbackServer(
@@ -381,7 +383,8 @@ class Daemon:
                 await web_server.start()
             if fleet:
                 self._start_fleet_workers(store)
-                recovery = ClaimRecovery(store, socket.gethostname(), os.getpid())
+                recovery = ClaimRecovery(store, socket.gethostname(), os.getpid(),
+                                         report_unknown=self.outbox.report_interrupted)
                 workers.start("claim-recovery", recovery.run)  # a daemon that dies meanwhile
             else:  # SQLite: one daemon (the run lock), always the listener
                 for pbx in self.pbxs:
@@ -496,9 +499,12 @@ class Daemon:
         if self._sending_through is None:
             return
         senders = self._senders_through({pbx.id})
-        for outbox_id in await self.store.recover_interrupted(mine_too=True, senders=senders):
+        marked = await self.store.recover_interrupted(mine_too=True, senders=senders)
+        for outbox_id in marked:
             log.warning("outbox row %d was being sent through PBX %s by a former holder of its "
-                        "AMI lease; marked unknown, not re-sent", outbox_id, pbx.id)
+                        "AMI lease; marked unknown, not re-sent; its owner is told",
+                        outbox_id, pbx.id)
+        await self.outbox.report_interrupted(marked)
         self._sending_through.add(pbx.id)
 
     async def _lease_lost(self, pbx: PbxListener) -> None:
@@ -523,7 +529,7 @@ class Daemon:
             return
         for outbox_id in marked:
             log.warning("outbox row %d was being sent through PBX %s as its AMI lease went; "
-                        "marked unknown, not re-sent", outbox_id, pbx.id)
+                        "marked unknown, not re-sent; its owner is told", outbox_id, pbx.id)
 
     async def _while_holding(self, work: Callable[[], Awaitable[None]],
                              pbx: PbxListener) -> None:

@@ -58,7 +58,9 @@ class OutboxRows(Connection):
         `unknown` rather than risk a second text. A live daemon's are its own to end, so a
         daemon starting beside it never takes a text it is sending; `mine_too` takes this
         daemon's own as well (sends it stopped: it lost the AMI lease the gateway sends by),
-        of the texts from `senders` (those of the PBX whose lease went)."""
+        of the texts from `senders` (those of the PBX whose lease went). Returns the ids this
+        call marked: one guarded UPDATE, so with several daemons sweeping at once each row is
+        marked, and its owner told (`OutboxWorker.report_interrupted`), by one of them only."""
         if senders.none:
             return []
         sent_from, sent_from_args = self._sent_from(senders)
@@ -106,11 +108,21 @@ class OutboxRows(Connection):
         return await self._pending("o.first_due_at < ? ORDER BY o.first_due_at, o.id", (cutoff,))
 
     async def _pending(self, where: str, args: tuple) -> list[OutboxItem]:
+        return await self._items(f"o.state = 'pending' AND {where}", args)
+
+    async def outbox_items(self, ids: list[int]) -> list[OutboxItem]:
+        """The texts of outbox rows `ids`, whatever their state, by id: those recovery just
+        marked `unknown`, for the notice to their owners."""
+        if not ids:
+            return []
+        return await self._items(f"o.id IN ({','.join('?' * len(ids))}) ORDER BY o.id", tuple(ids))
+
+    async def _items(self, where: str, args: tuple) -> list[OutboxItem]:
         rows = await self._all(
             "SELECT o.id, o.message_id, m.conversation_id, o.sender, o.recipient, m.body,"
             " o.due_at, o.attempts, m.kind, o.idempotency_key, o.first_due_at, o.last_error"
             " FROM outbox o JOIN messages m ON m.id = o.message_id"
-            f" WHERE o.state = 'pending' AND {where}", args)
+            f" WHERE {where}", args)
         return [OutboxItem(**dict(row)) for row in rows]
 
     async def bring_forward(self, now: float) -> int:

@@ -39,6 +39,8 @@ SEND_DRAIN_SECONDS = 20.0  # on stop, sends under way get this long to finish
 # Why a text that did not go is not tried again: its row was marked `unknown` while its send
 # was under way (see textback/store/states.py), and such a row is never pending again.
 NOT_RETRIED = "not tried again: it was marked unknown while being sent"
+# Why a text is `unknown` when recovery marked it: the daemon sending it stopped mid-send.
+INTERRUPTED = "textback stopped while it was being sent, so whether it went is unknown; not re-sent"
 
 
 # (owner, subject, text): a notice to an owner, committed and then mailed.
@@ -141,7 +143,21 @@ class OutboxWorker:
         stopping = [task for task, item in self._in_flight.items() if senders.include(item.sender)]
         if stopping:
             await asyncio.wait(stopping, timeout=within)
-        return await self.store.recover_interrupted(mine_too=True, senders=senders)
+        marked = await self.store.recover_interrupted(mine_too=True, senders=senders)
+        await self.report_interrupted(marked)
+        return marked
+
+    async def report_interrupted(self, outbox_ids: list[int]) -> None:
+        """Rows recovery just marked `unknown` (`Store.recover_interrupted`: at a start, in a
+        fleet's sweep of a gone daemon's claims, as an AMI lease went or came back): each
+        owner is told the text may or may not have reached the caller, as for a send the
+        gateway did not answer; the text is never sent again. Only the caller whose guarded
+        UPDATE marked a row passes its id, so each is reported once however many daemons
+        sweep. A send of this daemon's still under way is left to report itself as it ends
+        (`send`: a row once `unknown` ends `failed` or `unknown` with its notice, or `sent`)."""
+        running = {item.id for item in self._in_flight.values()}
+        for item in await self.store.outbox_items([i for i in outbox_ids if i not in running]):
+            await self.report_undelivered(item, "unknown", INTERRUPTED)
 
     async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name

@@ -4,8 +4,9 @@ Every claim records its daemon (textback/store/claimers.py), and recovery takes 
 whose daemon is gone. A daemon that starts recovers what the gone ones left; in a fleet on
 PostgreSQL a daemon may die while the others run on, so each survivor also sweeps every
 `every` seconds. The sweep follows each claim's table in textback/store/states.py as a start
-does: a text left `sending` becomes `unknown` (never sent again), an email, a webhook or CRM
-delivery, a media fetch or a push is tried again, a self-test run ends as failed.
+does: a text left `sending` becomes `unknown` (never sent again; its owner is told, once, by
+the daemon whose sweep marked it), an email, a webhook or CRM delivery, a media fetch or a
+push is tried again, a self-test run ends as failed.
 
 The sweep also keeps this daemon's own claimer alive: when its advisory lock was lost (its
 database link cut), the others may already have taken its rows, so it registers again under a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 
 from textback.store.port import StorePort
 from textback.workers.selftest import abandoned_steps
@@ -28,8 +30,12 @@ SWEEP_SECONDS = 10.0  # a gone daemon's rows are taken over at most this long af
 class ClaimRecovery:
     """Sweeps the rows gone daemons left in flight, and keeps this daemon's claimer alive."""
 
-    def __init__(self, store: StorePort, host: str, pid: int, every: float = SWEEP_SECONDS):
+    def __init__(self, store: StorePort, host: str, pid: int, *,
+                 report_unknown: Callable[[list[int]], Awaitable[None]],
+                 every: float = SWEEP_SECONDS):
         self.store = store
+        # Tells the owners of the texts a sweep marked `unknown` (OutboxWorker.report_interrupted).
+        self._report_unknown = report_unknown
         self.host, self.pid = host, pid
         self.every = every
 
@@ -45,9 +51,11 @@ class ClaimRecovery:
 
     async def sweep(self) -> None:
         """Recover every row a gone daemon left in flight, and say so."""
-        for outbox_id in await self.store.recover_interrupted():
+        marked = await self.store.recover_interrupted()
+        for outbox_id in marked:
             log.warning("outbox row %d was being sent by a daemon that is gone; marked unknown, "
-                        "not re-sent", outbox_id)
+                        "not re-sent; its owner is told", outbox_id)
+        await self._report_unknown(marked)
         for table, ids in (await self.store.recover_interrupted_mail()).items():
             if ids:
                 log.warning("%s %s were being mailed by a daemon that is gone; mailing them "
