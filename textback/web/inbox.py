@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 import secrets
@@ -30,8 +29,6 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 import jinja2
 from aiohttp import BodyPartReader, web
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from multidict import MultiDict, MultiDictProxy
 
 from textback.core import media
@@ -48,6 +45,7 @@ from textback.core import views
 from textback.web import medialinks
 from textback.web.links import LINK_KEY
 from textback.web.reports import Reports
+from textback.web.forms import check_csrf, cookie_args, form_token, hasher, password_matches
 from textback.web.request_keys import CSRF, FORM, SESSION, UNREAD, USER
 from textback.web.server import PRIVATE
 
@@ -77,8 +75,6 @@ UPLOAD_PARTS = 40  # its fields and files: a few fields, and more files than any
 ADDITIONS = ("reply", "note", "donottext", "intake")
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
-hasher = PasswordHasher()
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -200,9 +196,7 @@ class Inbox:
                 raise web.HTTPSeeOther(f"/signin?next={quote(local_path(request.path_qs))}{why}")
             if request.method == "POST":
                 form = await self._posted(request)
-                if not hmac.compare_digest(str(form.get("csrf", "")), session["csrf"]):
-                    raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this "
-                                                 "site. Reload the page and try again.")
+                check_csrf(form.get("csrf"), session["csrf"])
                 request[FORM] = form
             if admin and user.role != "admin":
                 raise web.HTTPForbidden(text="Forbidden: this page is for admins.")
@@ -243,20 +237,11 @@ class Inbox:
                     part.filename, part.headers.get("Content-Type", ""), data))
         return MultiDictProxy(fields)
 
-    def _cookie_args(self) -> dict:
-        return {"httponly": True, "samesite": "Lax", "secure": self.web.secure, "path": "/"}
-
     def _form_token(self, request: web.Request, response: web.StreamResponse) -> str:
-        """The sign-in form's CSRF token: the cookie's, or a new one set on `response`."""
-        token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
-        response.set_cookie(FORM_COOKIE, token, max_age=3600, **self._cookie_args())
-        return token
+        return form_token(request, response, FORM_COOKIE, self.web.secure)
 
     def _form_checked(self, request: web.Request, form) -> None:
-        cookie = request.cookies.get(FORM_COOKIE, "")
-        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
-            raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
-                                         "Reload the page and try again.")
+        check_csrf(form.get("csrf"), request.cookies.get(FORM_COOKIE, ""))
 
     def client(self, request: web.Request) -> str:
         """The client's address: X-Forwarded-For counts only from `web.trusted_proxies`."""
@@ -272,7 +257,7 @@ class Inbox:
             address=self.client(request))
         timeline.info("web: %s signed in", owner.id)
         response = web.HTTPSeeOther(local_path(target))
-        response.set_cookie(SESSION_COOKIE, token, **self._cookie_args())
+        response.set_cookie(SESSION_COOKIE, token, **cookie_args(self.web.secure))
         response.del_cookie(FORM_COOKIE, path="/")
         raise response
 
@@ -312,7 +297,7 @@ class Inbox:
         stored = await self.store.password_hash(owner.id if owner else "")
         # An unknown account, or an owner without a password, is checked against the dummy
         # hash: every refusal costs one argon2 verification, so timing tells no account apart.
-        verified = await asyncio.to_thread(self._verify, stored or self._dummy_hash,
+        verified = await asyncio.to_thread(password_matches, stored or self._dummy_hash,
                                            str(form.get("password", "")))
         if owner is None or not stored or not verified:
             await self.store.note_sign_in_failure(list(limits), now, window)
@@ -320,13 +305,6 @@ class Inbox:
             raise web.HTTPSeeOther(f"/signin?why=refused&next={quote(target)}")
         await self.store.clear_sign_in_failures(account_key(owner.id, account))
         await self._signed_in(request, owner, target)
-
-    @staticmethod
-    def _verify(stored: str, password: str) -> bool:
-        try:
-            return hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         await self.store.end_session(digest(request.cookies.get(SESSION_COOKIE, "")), "signed_out")

@@ -22,7 +22,6 @@ companies end at their next request (the company's app no longer knows them).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
 import time
@@ -34,12 +33,11 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from textback.core.alerts import one_line
 from textback.core.msp import HANDOFF_SECONDS, MspAccess, msp_user_id
 from textback.signin import account_key, address_key, client_address, digest, retry_after
+from textback.web.forms import check_csrf, cookie_args, form_token, hasher, password_matches
 from textback.web.links import hand_off_link
 from textback.web.server import CONTENT_SECURITY_POLICY, PRIVATE, application, no_traceback
 
@@ -60,7 +58,6 @@ SIGN_IN_WHY = {
     "idle": "You were signed out after a while without activity. Please sign in again.",
     "signed_out": "You are signed out.",
 }
-hasher = PasswordHasher()
 
 
 @dataclass(frozen=True)
@@ -127,9 +124,6 @@ class MspConsole:
 
     # -- sessions and CSRF -----------------------------------------------------------------
 
-    def _cookie_args(self) -> dict:
-        return {"httponly": True, "samesite": "Lax", "secure": self.msp.secure, "path": "/"}
-
     def _session(self, request: web.Request) -> tuple[str, ConsoleSession]:
         """The request's live console session (its digest, the session), else the redirect to
         sign-in: none, or idle (then forgotten)."""
@@ -149,9 +143,7 @@ class MspConsole:
 
     async def _posted(self, request: web.Request, session: ConsoleSession):
         form = await request.post()
-        if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
-            raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
-                                         "Reload the page and try again.")
+        check_csrf(form.get("csrf"), session.csrf)
         return form
 
     def _client(self, request: web.Request) -> str:
@@ -164,8 +156,7 @@ class MspConsole:
         request[PRIVATE] = True  # the form's CSRF token is this browser's
         why = request.query.get("why", "")
         response = web.Response(content_type="text/html")
-        token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
-        response.set_cookie(FORM_COOKIE, token, max_age=3600, **self._cookie_args())
+        token = form_token(request, response, FORM_COOKIE, self.msp.secure)
         response.text = aiohttp_jinja2.render_string("msp_signin.html", request, {
             "csrf": token, "why": SIGN_IN_WHY.get(why, "")})
         if why in ("refused", "limited"):
@@ -175,10 +166,7 @@ class MspConsole:
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         request[PRIVATE] = True
         form = await request.post()
-        cookie = request.cookies.get(FORM_COOKIE, "")
-        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
-            raise web.HTTPForbidden(text="Forbidden: the form is stale or not from this site. "
-                                         "Reload the page and try again.")
+        check_csrf(form.get("csrf"), request.cookies.get(FORM_COOKIE, ""))
         typed = one_line(str(form.get("account", "")), 200).lower()
         admin = next((a for a in self.msp.admins if typed in (a.id, a.email.lower())), None)
         now, window = time.time(), self.msp.signin_window_minutes * 60
@@ -192,7 +180,7 @@ class MspConsole:
                         typed, address)
             raise web.HTTPSeeOther("/signin?why=limited")
         stored = self._hashes.get(admin.id) if admin else None
-        verified = await asyncio.to_thread(_verify, stored or self._dummy_hash,
+        verified = await asyncio.to_thread(password_matches, stored or self._dummy_hash,
                                            str(form.get("password", "")))
         if admin is None or stored is None or not verified:
             self._note_failure(list(limits), now, window)
@@ -204,7 +192,7 @@ class MspConsole:
         self._sessions[digest(token)] = ConsoleSession(admin.id, csrf, now)
         timeline.info("msp: %s signed in to the console from %s", admin.id, address)
         response = web.HTTPSeeOther("/")
-        response.set_cookie(SESSION_COOKIE, token, **self._cookie_args())
+        response.set_cookie(SESSION_COOKIE, token, **cookie_args(self.msp.secure))
         response.del_cookie(FORM_COOKIE, path="/")
         raise response
 
@@ -272,9 +260,4 @@ class MspConsole:
                                               "Referrer-Policy": "no-referrer"})
 
 
-def _verify(stored: str, password: str) -> bool:
-    try:
-        return hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
