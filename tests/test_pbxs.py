@@ -176,8 +176,11 @@ class TracePbx:
 
     async def play(self, trace: str, tag: str) -> None:
         """The recorded call's events, as a new call (`tag` makes its ids unique)."""
+        await self.play_events(renamed(load_trace(trace), tag))
+
+    async def play_events(self, events: list[dict]) -> None:
         writer = self.writers[-1]
-        for event in renamed(load_trace(trace), tag):
+        for event in events:
             if "ActionID" not in event:  # the recording's own listing answer is not replayed
                 writer.write(frame(event))
         await writer.drain()
@@ -270,6 +273,64 @@ async def test_each_pbx_texts_its_own_calls_through_its_own_ami_and_one_down_sto
         assert north_seen is not None and south_seen is not None
         assert await store.progress("last_ami_event_at") is None
         assert await store.progress("ami_logged_in:south") == 1.0
+    finally:
+        await store.close()
+
+
+def numbered_from_boot(events: list[dict]) -> list[dict]:
+    """A recorded call's events with its channels' ids as an Asterisk started at second
+    1765000000 numbers them: `1765000000.0`, `.1`, … in the order they appear. Asterisk's
+    uniqueid is the second a channel was made and a counter since start (behind `systemname`
+    only when asterisk.conf sets one), so two PBXs started alike give their calls equal ids."""
+    numbers: dict[str, str] = {}
+    copies = []
+    for event in events:
+        copy = dict(event)
+        for key, value in event.items():
+            if key.endswith(("Uniqueid", "Linkedid")) and isinstance(value, str) and value:
+                copy[key] = numbers.setdefault(value, f"1765000000.{len(numbers)}")
+        copies.append(copy)
+    return copies
+
+
+async def test_two_pbxs_giving_their_calls_the_same_linkedid_text_both_callers(
+        tmp_path, smtp_sink):
+    """A missed call on each PBX with the same linkedid: each is recorded and texted once, kept
+    under its PBX's id (a store keyed on the linkedid alone took the second for a replay of the
+    first and never texted it)."""
+    north, south = await TracePbx().start(), await TracePbx().start()
+    config = two_pbx_config(tmp_path, north.port, south.port, gateway=ASTERISK_GATEWAY,
+                            **{"text.delay_seconds": 0})
+    daemon = Daemon(load(write_config(tmp_path, config)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop))
+    try:
+        await eventually(lambda: _true(len(daemon.pbxs) == 2 and all(
+            p.logged_in and p.ami.ready for p in daemon.pbxs)), 10, "both logins")
+        north_call = numbered_from_boot(load_trace("noanswer"))
+        south_call = numbered_from_boot(load_trace("busy"))
+        linkedid = next(e["Linkedid"] for e in north_call if e.get("Linkedid"))
+        assert linkedid == next(e["Linkedid"] for e in south_call if e.get("Linkedid"))
+        await north.play_events(north_call)
+        await south.play_events(south_call)
+        await eventually(lambda: _true(len(north.sent()) == 1 and len(south.sent()) == 1), 15,
+                         "one text through each PBX")
+        assert "+12125550123" in north.sent()[0]["Destination"]
+        assert "+16465550105" in south.sent()[0]["Destination"]
+        await asyncio.sleep(0.5)
+        assert len(north.sent()) == 1 and len(south.sent()) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await north.stop()
+        await south.stop()
+    store = await Store.open(tmp_path / "textback.db")
+    try:
+        calls = await store.calls(0)
+        assert sorted((c["linkedid"], c["business_number"], c["decision"]) for c in calls) == [
+            (f"north:{linkedid}", NORTH_NUMBER, "missed_call_text"),
+            (f"south:{linkedid}", SOUTH_NUMBER, "missed_call_text")]
+        assert await store.call_decision(linkedid) is None  # neither kept under the bare id
     finally:
         await store.close()
 

@@ -864,6 +864,14 @@ class PbxConfig(Strict):
         `ami:` form's, the one PBX, whose incidents read as they always did."""
         return "" if self._single else self.id
 
+    def call_key(self, linkedid: str) -> str:
+        """How the store keys a call of this PBX. A linkedid is unique on one Asterisk only: it
+        is the second a channel was made and a counter since start (behind `systemname` only
+        when asterisk.conf sets one), so two PBXs started alike give their calls equal ids.
+        A PBX of a `pbxs:` list keys its calls `id:linkedid`; the single form's keeps the
+        plain linkedid, as its calls were always kept."""
+        return linkedid if self._single else f"{self.id}:{linkedid}"
+
     def progress_name(self, name: str) -> str:
         """The store's progress mark `name` (e.g. the last AMI event) for this PBX: the single
         form's PBX keeps the plain name, so an existing install resumes where it stopped."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -326,14 +327,13 @@ class PbxListener:
         max_age = self.pbx.recovery.max_age_minutes
         ring_back: dict[str, list[tuple[float, Decision]]] = {}
         for call in recover_calls(records, inbound.trunks, inbound.contexts, since):
-            if (self.tracker.is_tracking(call.call_id)
-                    or await self._store().call_decision(call.call_id) is not None):
+            if self.tracker.is_tracking(call.call_id) or await self._decided(call.call_id):
                 continue  # seen live: the tracker decides it, or already did
             timeline.info("call recovered from the CDR: %s calling %s, ended %s (PBX %s)",
                           one_line(call.caller_id), one_line(call.did),
                           self._clock(call.ended_at), self.id)
             decision = await self._sink.finish_call(
-                call, recovered=True, may_text=time.time() - call.ended_at <= max_age * 60)
+                self._as_stored(call), recovered=True, may_text=time.time() - call.ended_at <= max_age * 60)
             if decision.reason == TOO_OLD_TO_TEXT:
                 ring_back.setdefault(decision.owner_id, []).append((call.ended_at, decision))
         for owner_id, missed in sorted(ring_back.items()):
@@ -384,7 +384,7 @@ class PbxListener:
     async def _record(self, call: CallFinished, finished_at: float) -> None:
         """Record a call the tracker finished at `finished_at`; one committed later than
         LATE_COMMIT_SECONDS after it is a sign of a commit backlog, for the incident worker."""
-        await self._sink.finish_call(call)
+        await self._sink.finish_call(self._as_stored(call))
         if time.time() - finished_at > LATE_COMMIT_SECONDS:
             self._watch.calls_late_at[self.pbx.incident_name] = time.time()
 
@@ -417,11 +417,17 @@ class PbxListener:
                     "decide it", call.call_id, one_line(call.caller_id), hours)
         self.overdue.add(overdue)
 
-    async def _decided(self, call_id: str) -> bool:
-        return await self._store().call_decision(call_id) is not None
+    def _as_stored(self, call: CallFinished) -> CallFinished:
+        """The call under its key in the store (`PbxConfig.call_key`). A self-test's call keeps
+        its own id, unique already, which its run waits for."""
+        return call if call.selftest else replace(call, call_id=self.pbx.call_key(call.call_id))
+
+    async def _decided(self, linkedid: str) -> bool:
+        return await self._store().call_decision(self.pbx.call_key(linkedid)) is not None
 
     async def _record_as_seen(self, call: CallFinished) -> Decision:
-        return await self._sink.finish_call(call, may_text=False, withheld=NO_HANGUP_SEEN)
+        return await self._sink.finish_call(self._as_stored(call), may_text=False,
+                                            withheld=NO_HANGUP_SEEN)
 
 
 def pbx_worker_name(name: str, listener: PbxListener, several: bool) -> str:
