@@ -21,7 +21,7 @@ PER_DAEMON = 3  # rows of each kind each of the two claiming daemons takes
 URL = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM{n}/Media/ME1"
 
 
-async def told(outbox_ids: list[int]) -> None:
+async def told(outbox_ids: list[int], how: str) -> None:
     """The outbox's notice of the texts a sweep marked `unknown`: these tests look at the rows
     (tests/test_outbox_unknown_notice.py looks at the owners' mail)."""
 

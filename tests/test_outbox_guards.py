@@ -110,7 +110,8 @@ async def test_a_send_that_outruns_sends_stopped_is_not_sent_again_and_its_owner
             while provider.in_flight == 0:
                 await asyncio.sleep(0.01)
             # The lease went; the send is still under way past the bound: marked unknown.
-            [marked] = await daemon.outbox.sends_stopped(EVERY_SENDER, within=0.1)
+            [marked] = await daemon.outbox.sends_stopped(EVERY_SENDER, within=0.1,
+                                                          how="as its AMI lease went")
             assert await outbox_states(daemon.store) == {"unknown": 1}
             async with asyncio.timeout(10):  # the provider's 503 comes after the bound
                 while not smtp_sink.received:

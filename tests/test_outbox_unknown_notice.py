@@ -44,7 +44,8 @@ async def test_texts_left_sending_at_a_start_are_marked_unknown_and_each_owner_t
 
     # What `textback run` does at a start (Daemon.serve), twice: a second start finds nothing.
     for _ in range(2):
-        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted())
+        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(),
+                                              "when textback stopped")
 
     assert await outbox_states(daemon.store) == {"unknown": 2}
     assert await daemon.store.due(time.time() + 7200) == []  # never sent again

@@ -54,7 +54,7 @@ from textback.supervisor import Supervisor, cancel_and_wait
 from textback.core.tracker import CallFinished, CallTracker
 from textback.workers.common import SystemClock, clock_text, log_failure
 from textback.workers.ami_lease import AmiLease
-from textback.workers.recovery import ClaimRecovery
+from textback.workers.recovery import ClaimRecovery, mail_again
 from textback.workers.in_order import InOrder, Turn
 from textback.workers.intake import IntakeSuggester
 from textback.workers.media import MediaWorker, keep as keep_media
@@ -99,6 +99,7 @@ HOLDING_POLL_SECONDS = 0.2
 # How long the sends through a PBX whose lease went may take to end, and then marking the
 # texts still being sent may take (the database may be gone as well).
 SENDS_STOPPED_SECONDS = 3.0
+STOPPED = "when textback stopped"  # how a start found its rows in flight, in the log
 
 
 class _CurrentAmi:
@@ -345,13 +346,7 @@ class Daemon:
         # daemon starting beside others, or in their sweeps) takes only a gone daemon's rows.
         await self.store.register_claimer(socket.gethostname(), os.getpid())
         interrupted = await self.store.recover_interrupted()
-        for outbox_id in interrupted:
-            log.warning("outbox row %d was being sent when textback stopped; marked unknown, "
-                        "not re-sent; its owner is told", outbox_id)
-        for table, ids in (await self.store.recover_interrupted_mail()).items():
-            if ids:
-                log.warning("%s %s were being mailed when textback stopped; mailing them again "
-                            "(one may arrive twice, none is lost)", table, ids)
+        await mail_again(self.store, STOPPED)
         callbacks = web_server = None
         workers = self.workers
         try:
@@ -361,7 +356,7 @@ class Daemon:
             self.attach(store, build_gateway(
                 c, _CurrentAmi(self.pbxs[0]), self.secrets,
                 ami_for_sender=lambda number: _CurrentAmi(self._pbx_serving(number))))
-            await self.outbox.report_interrupted(interrupted)
+            await self.outbox.report_interrupted(interrupted, STOPPED)
             if c.gateway.callbacks is not None:
                 w = c.gateway.callbacks
                 callbacks = CallbackServer(
@@ -500,11 +495,8 @@ class Daemon:
             return
         senders = self._senders_through({pbx.id})
         marked = await self.store.recover_interrupted(mine_too=True, senders=senders)
-        for outbox_id in marked:
-            log.warning("outbox row %d was being sent through PBX %s by a former holder of its "
-                        "AMI lease; marked unknown, not re-sent; its owner is told",
-                        outbox_id, pbx.id)
-        await self.outbox.report_interrupted(marked)
+        await self.outbox.report_interrupted(
+            marked, f"through PBX {pbx.id} by a former holder of its AMI lease")
         self._sending_through.add(pbx.id)
 
     async def _lease_lost(self, pbx: PbxListener) -> None:
@@ -519,17 +511,15 @@ class Daemon:
         if self._sending_through is None:
             return
         try:
-            marked = await asyncio.wait_for(self.outbox.sends_stopped(
-                self._senders_through({pbx.id}), SENDS_STOPPED_SECONDS), 2 * SENDS_STOPPED_SECONDS)
+            await asyncio.wait_for(self.outbox.sends_stopped(
+                self._senders_through({pbx.id}), SENDS_STOPPED_SECONDS,
+                f"through PBX {pbx.id} as its AMI lease went"), 2 * SENDS_STOPPED_SECONDS)
         except Exception as exc:  # noqa: BLE001 - the database may be gone: said, done later
             log.error("could not mark the texts being sent through PBX %s as its AMI lease went "
                       "(%s); they are marked unknown when this daemon holds it again, or by "
                       "another daemon once this one's claimer is gone", pbx.id,
                       one_line(str(exc) or type(exc).__name__))
             return
-        for outbox_id in marked:
-            log.warning("outbox row %d was being sent through PBX %s as its AMI lease went; "
-                        "marked unknown, not re-sent; its owner is told", outbox_id, pbx.id)
 
     async def _while_holding(self, work: Callable[[], Awaitable[None]],
                              pbx: PbxListener) -> None:

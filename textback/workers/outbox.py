@@ -134,27 +134,32 @@ class OutboxWorker:
             task.add_done_callback(log_failure)
             task.add_done_callback(lambda _: self._outbox_wake.set())
 
-    async def sends_stopped(self, senders: Senders, within: float) -> list[int]:
+    async def sends_stopped(self, senders: Senders, within: float, how: str) -> list[int]:
         """This daemon may no longer send from `senders` (the AMI lease of their PBX went, its
         connection already closed): wait, at most `within` seconds, for the sends from them
         under way to end (through a closed connection they end at once, to be retried by the
         next holder), then mark what this daemon still has `sending` from them `unknown`, as
-        a start does: it may or may not have gone, so it is not sent again. Returns those ids."""
+        a start does: it may or may not have gone, so it is not sent again. `how` says in the
+        log how they were being sent. Returns those ids."""
         stopping = [task for task, item in self._in_flight.items() if senders.include(item.sender)]
         if stopping:
             await asyncio.wait(stopping, timeout=within)
         marked = await self.store.recover_interrupted(mine_too=True, senders=senders)
-        await self.report_interrupted(marked)
+        await self.report_interrupted(marked, how)
         return marked
 
-    async def report_interrupted(self, outbox_ids: list[int]) -> None:
+    async def report_interrupted(self, outbox_ids: list[int], how: str) -> None:
         """Rows recovery just marked `unknown` (`Store.recover_interrupted`: at a start, in a
         fleet's sweep of a gone daemon's claims, as an AMI lease went or came back): each
         owner is told the text may or may not have reached the caller, as for a send the
         gateway did not answer; the text is never sent again. Only the caller whose guarded
         UPDATE marked a row passes its id, so each is reported once however many daemons
         sweep. A send of this daemon's still under way is left to report itself as it ends
-        (`send`: a row once `unknown` ends `failed` or `unknown` with its notice, or `sent`)."""
+        (`send`: a row once `unknown` ends `failed` or `unknown` with its notice, or `sent`).
+        Each row is logged, saying `how` it was being sent ("when textback stopped")."""
+        for outbox_id in outbox_ids:
+            log.warning("outbox row %d was being sent %s; marked unknown, not re-sent; its "
+                        "owner is told", outbox_id, how)
         running = {item.id for item in self._in_flight.values()}
         for item in await self.store.outbox_items([i for i in outbox_ids if i not in running]):
             await self.report_undelivered(item, "unknown", INTERRUPTED)

@@ -31,7 +31,7 @@ class ClaimRecovery:
     """Sweeps the rows gone daemons left in flight, and keeps this daemon's claimer alive."""
 
     def __init__(self, store: StorePort, host: str, pid: int, *,
-                 report_unknown: Callable[[list[int]], Awaitable[None]],
+                 report_unknown: Callable[[list[int], str], Awaitable[None]],
                  every: float = SWEEP_SECONDS):
         self.store = store
         # Tells the owners of the texts a sweep marked `unknown` (OutboxWorker.report_interrupted).
@@ -51,15 +51,9 @@ class ClaimRecovery:
 
     async def sweep(self) -> None:
         """Recover every row a gone daemon left in flight, and say so."""
-        marked = await self.store.recover_interrupted()
-        for outbox_id in marked:
-            log.warning("outbox row %d was being sent by a daemon that is gone; marked unknown, "
-                        "not re-sent; its owner is told", outbox_id)
-        await self._report_unknown(marked)
-        for table, ids in (await self.store.recover_interrupted_mail()).items():
-            if ids:
-                log.warning("%s %s were being mailed by a daemon that is gone; mailing them "
-                            "again (one may arrive twice, none is lost)", table, ids)
+        await self._report_unknown(await self.store.recover_interrupted(),
+                                   "by a daemon that is gone")
+        await mail_again(self.store, "by a daemon that is gone")
         for count, what in ((await self.store.recover_interrupted_deliveries(),
                              "webhook deliveries were under way by a daemon that is gone; "
                              "sending them again under the same event ids"),
@@ -76,3 +70,12 @@ class ClaimRecovery:
         if abandoned:
             log.warning("self-test run(s) %s were running on a daemon that is gone; recorded as "
                         "failed", abandoned)
+
+
+async def mail_again(store: StorePort, how: str) -> None:
+    """Put the emails left `sending` (`how`: "when textback stopped", "by a daemon that is
+    gone") back to be mailed, and say which: a duplicate email is cheap, a lost one is not."""
+    for table, ids in (await store.recover_interrupted_mail()).items():
+        if ids:
+            log.warning("%s %s were being mailed %s; mailing them again (one may arrive twice, "
+                        "none is lost)", table, ids, how)
