@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from textback.core.fleet import pbx_lock_key
-from textback.store import CallRow, NewMedia, PlannedText
+from textback.store import CallRow, NewMedia, PlannedText, UpgradeRefused
 from textback.store.postgres import PostgresStore
 from textback.store.postgres.connection import describe_database
 from textback.mediafiles import MediaStore
@@ -352,8 +352,14 @@ async def test_a_row_naming_another_company_stops_the_upgrade(postgres_server, m
     finally:
         for store in old.values():
             await store.close()
-    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="notes_conversation_id_fkey"):
+    with pytest.raises(UpgradeRefused) as refused:
         await PostgresStore.open(url, company="acme")
+    message = str(refused.value)
+    assert "upgrade to schema 36 stopped" in message and "stays at schema 35" in message
+    # The table, the key and the row's ids: what a person needs to find the row.
+    assert "notes; notes_conversation_id_fkey; Key (company_id, conversation_id)=(" in message
+    assert f", {theirs}) is not present" in message
+    assert isinstance(refused.value.__cause__, psycopg.errors.ForeignKeyViolation)
     with psycopg.connect(url) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (35,)
         assert all(columns[0] != "company_id" for *_, columns, _, _ in

@@ -20,6 +20,7 @@ from textback.commands.common import (CONFIG_HELP, ROW_LIMIT, age_of, as_table, 
                                       with_store)
 from textback.config import Loaded
 from textback import redact, service
+from textback.unit import CONFIG_REFUSED_STATUS
 from textback.core.call_words import CALL_DECISIONS, missed_because
 from textback.core.gateway_errors import described
 from textback.core.media import summary
@@ -51,13 +52,13 @@ def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
                if choice.companies or choice.fleet is not None else None)
     if len(companies) > 1 and record_ami is not None:
         click.echo("textback: --record-ami records one company's PBX: give one company", err=True)
-        sys.exit(2)
+        sys.exit(CONFIG_REFUSED_STATUS)
     service.configure_logging(companies[0].config.logging.level)
     redact.install(_all_secrets(companies))
     from textback.companies import CompaniesRefused, CompanyFailed, run_companies
     from textback.daemon import Daemon
     from textback.runlock import AlreadyRunning
-    from textback.store import StoreTooNew
+    from textback.store import StoreRefused
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -75,10 +76,13 @@ def run(config_paths: tuple[str, ...], record_ami: Path | None) -> None:
         click.echo("textback: these companies cannot share one process:", err=True)
         for problem in exc.problems:
             click.echo(f"  {problem}", err=True)
-        sys.exit(2)
-    except (AlreadyRunning, StoreTooNew, CompanyFailed) as exc:
+        sys.exit(CONFIG_REFUSED_STATUS)
+    except (AlreadyRunning, CompanyFailed, StoreRefused) as exc:
         click.echo(f"textback: {exc}", err=True)
-        sys.exit(1)
+        # A store a person must mend first would be refused again: not restarted (unit.py).
+        refused = isinstance(exc, StoreRefused) or isinstance(
+            getattr(exc, "error", None), StoreRefused)
+        sys.exit(CONFIG_REFUSED_STATUS if refused else 1)
 
 
 def _all_secrets(companies: list[Loaded]):

@@ -49,6 +49,7 @@ class CompanyFailed(RuntimeError):
         super().__init__(f"company {company} stopped: "
                          f"{error!r}" if error is not None else f"company {company} stopped")
         self.company = company
+        self.error = error
 
 
 async def run_companies(companies: Sequence[Loaded], stop: asyncio.Event,

@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the package's build imports this module with no dependencie
 SERVICE_USER = "textback"
 STATE_DIRECTORY = PurePosixPath("/var/lib/textback")
 WATCHDOG_SECONDS = 30  # a loop stuck this long is killed and restarted
-CONFIG_REFUSED_STATUS = 2  # `textback run`'s exit status for a config it cannot run (cli.py)
+# `textback run`'s exit status for a config or a store it cannot run (cli.py): a person must act
+# first, so systemd does not restart it.
+CONFIG_REFUSED_STATUS = 2
 # Where the Debian package puts the program and where `textback init` writes the config.
 PACKAGED_PROGRAM = PurePosixPath("/opt/textback/bin/textback")
 PACKAGED_CONFIG = PurePosixPath("/etc/textback/config.yaml")

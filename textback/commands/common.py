@@ -191,12 +191,12 @@ def age_of(at: float | None) -> str:
 
 async def with_store(loaded: Loaded, work) -> object:
     """Open the store, run `work(store)`, and close it again."""
-    from textback.store import StoreTooNew, open_store
+    from textback.store import StoreRefused, open_store
 
     try:
         store = await open_store(loaded.config.storage, loaded.secrets.storage_password,
                                  loaded.config.company)
-    except (StoreTooNew, ConnectionError) as exc:
+    except (StoreRefused, ConnectionError) as exc:
         raise click.ClickException(str(exc)) from None
     try:
         return await work(store)

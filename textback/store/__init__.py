@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING
 
 from textback.store.calls import CallRows
 from textback.store.claimers import ClaimerRows
-from textback.store.connection import StoreTooNew, textback_version
+from textback.store.connection import (StoreRefused, StoreTooNew, UpgradeRefused,
+                                       textback_version)
 from textback.store.deliveries import DeliveryRows
 from textback.store.facts import FactRows
 from textback.store.inbound import InboundRows
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "REPEAT_WITHOUT_ID_SECONDS", "SELFTEST_KIND", "CallRow", "InboundRecord", "NewMedia",
            "NotANumber", "Notice", "OutboxItem", "PlannedText", "QueuedPush", "StaleState", "Store",
-           "StoreTooNew", "open_store", "statements", "textback_version"]
+           "StoreRefused", "StoreTooNew", "UpgradeRefused", "open_store", "statements", "textback_version"]
 
 
 class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,

@@ -15,13 +15,25 @@ import logging
 from typing import Any
 
 from textback.core import consent
+from textback.core.alerts import one_line
 from textback.core.events import Event
 from textback.store.states import Machine
 
 log = logging.getLogger("textback")
 
-class StoreTooNew(RuntimeError):
+class StoreRefused(RuntimeError):
+    """The store cannot be used as it is, and opening it again will not change that: a person
+    must act first, as the message says. `textback run` exits with the status systemd does not
+    restart (textback/unit.py)."""
+
+
+class StoreTooNew(StoreRefused):
     """The store's schema is newer than this textback knows: a downgrade, refused."""
+
+
+class UpgradeRefused(StoreRefused):
+    """A migration met rows it cannot bring to the new schema (a constraint it adds that they
+    break): it was rolled back whole, the store is as it was."""
 
 
 def textback_version() -> str:
@@ -40,6 +52,17 @@ def downgrade_refused(where: str, version: int, writer_version: str | None,
         f"{textback_version()}, which knows schema {known} at most. Nothing "
         f"was written. Install {writer.removeprefix('a ').replace('newer', 'the newer')} again: "
         f"a downgrade is not supported.")
+
+
+def upgrade_refused(where: str, version: int, number: int, problem: str) -> UpgradeRefused:
+    """The error for migration `number` refused by a row that breaks a constraint it adds
+    (`problem`: the database's words: the table, the constraint and the row's key, whose
+    values may have come from a caller, so kept to one escaped line)."""
+    return UpgradeRefused(
+        f"{where}: the upgrade to schema {number} stopped at a row it cannot keep "
+        f"({one_line(problem, 300)}). Nothing was changed: the store stays at schema {version}, "
+        f"and the textback that wrote it runs on it as before. Correct or delete that row, then "
+        f"start this textback again (docs/fleet.md, \"A reference names the company too\").")
 
 
 class Connection:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import AsyncIterator, Self
 import aiosqlite
 
 from textback.store import migrations
-from textback.store.connection import Connection, downgrade_refused, textback_version
+from textback.store.connection import (Connection, downgrade_refused, textback_version,
+                                       upgrade_refused)
 from textback.store.migrations import ANALYSIS_LIMIT, statements
 from textback.store.values import _segments
 
@@ -79,7 +81,7 @@ class SqliteConnection(Connection):
         await db.create_function("text_segments", 1, _segments, deterministic=True)  # migrations
         store = cls(db)
         try:
-            await store._migrate()
+            await store._migrate(str(path))
         except BaseException:
             await db.close()
             raise
@@ -107,12 +109,15 @@ class SqliteConnection(Connection):
             finally:
                 self._emitted = False
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, where: str) -> None:
         async with self._transaction() as db:
             version = (await (await db.execute("PRAGMA user_version")).fetchone())[0]
             for number, script in enumerate(migrations.MIGRATIONS[version:], start=version + 1):
                 for statement in statements(script):
-                    await db.execute(statement)
+                    try:
+                        await db.execute(statement)
+                    except sqlite3.IntegrityError as exc:  # the transaction rolls back whole
+                        raise upgrade_refused(where, version, number, str(exc)) from exc
                 await db.execute(f"PRAGMA user_version = {number}")
             recorded = await (await db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'written_by'")).fetchone()

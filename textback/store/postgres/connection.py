@@ -28,7 +28,8 @@ from psycopg.types.numeric import NumericLoader
 import psycopg_pool
 from psycopg_pool import AsyncConnectionPool
 
-from textback.store.connection import Connection, downgrade_refused, textback_version
+from textback.store.connection import (Connection, downgrade_refused, textback_version,
+                                       upgrade_refused)
 from textback.store.postgres import migrations
 
 MIGRATION_LOCK = 0x7465787462  # pg_advisory_xact_lock key: one daemon migrates at a time
@@ -240,9 +241,15 @@ async def migrate(connection: psycopg.AsyncConnection, where: str) -> None:
                 (version,))).fetchone()
             raise downgrade_refused(where, version, writer[0] if writer else None,
                                     len(migrations.MIGRATIONS))
-        for script in migrations.MIGRATIONS[version:]:
-            if script:
+        for number, script in enumerate(migrations.MIGRATIONS[version:], start=version + 1):
+            if not script:
+                continue
+            try:
                 await db.execute(script)
+            except psycopg.errors.IntegrityError as exc:  # the transaction rolls back whole
+                raise upgrade_refused(where, version, number, "; ".join(filter(None, (
+                    exc.diag.table_name, exc.diag.constraint_name,
+                    exc.diag.message_detail or exc.diag.message_primary)))) from exc
         if version < len(migrations.MIGRATIONS):
             await db.execute("DELETE FROM schema_version")
             await db.execute("INSERT INTO schema_version VALUES (?)",
