@@ -82,7 +82,7 @@ async def test_thread_and_inbox_show_what_was_read_and_what_a_person_set(tmp_pat
     assert "Kitchen · $90k · 11215 (in area)" in table
     thread = (await asyncio.to_thread(run, "thread", "-c", str(path), HOMEOWNER)).output
     assert "intake       budget: ~$75k (read from the reply)" in thread
-    assert "intake       budget: $90k (set by web:dana)" in thread
+    assert "intake       budget: $90k (set by Dana)" in thread  # as the inbox names her
     rows = json.loads((await asyncio.to_thread(run, "thread", "-c", str(path), HOMEOWNER,
                                                "--json")).output)
     assert {(r["detail"], r["status"]) for r in rows if r["kind"] == "intake"} == {

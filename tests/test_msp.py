@@ -72,7 +72,7 @@ def test_what_an_msp_admin_did_is_shown_under_their_name_not_an_owners():
     [entry] = views.timeline(config, thread, {"msp:alice": "Alice Moreau (MSP)"})
     assert entry.title == "Internal note by Alice Moreau (MSP)"
     assert views.owner_name(config, "msp:alice") == "msp:alice"  # unknown: as recorded
-    assert views._by_whom(config, "web:msp:alice", {"msp:alice": "Alice Moreau (MSP)"}) \
+    assert views.by_whom(config, "web:msp:alice", {"msp:alice": "Alice Moreau (MSP)"}) \
         == "Alice Moreau (MSP)"
 
 

@@ -24,6 +24,7 @@ from textback.unit import CONFIG_REFUSED_STATUS
 from textback.core.call_words import CALL_DECISIONS, missed_because
 from textback.core.gateway_errors import described
 from textback.core.media import summary
+from textback.core.views import by_whom
 from textback.core.numbers import to_e164
 from textback.core.media import shown_items
 
@@ -261,7 +262,8 @@ def thread(config_path: str | None, number: str, as_json: bool) -> None:
         elif row["kind"] == "intake":
             detail = (f"{row['detail']}: {row['body']} "
                       + ("(read from the reply)" if row["status"] == "extracted"
-                         else f"(set by {row['extra']})" if row["status"] == "person"
+                         else f"(set by {by_whom(loaded.config, row['extra']) or 'a person'})"
+                         if row["status"] == "person"
                          else "(suggested, not confirmed)"))
         else:
             items = row.get("media", [])

@@ -214,7 +214,7 @@ def intake_history_lines(config: Config, rows: list[dict],
     for row in rows:
         title = INTAKE_TITLES.get(row["field"], row["field"])
         who = ("read by textback" if row["source"] == EXTRACTED else
-               f"set by {_by_whom(config, row['author'], guests) or 'a person'}"
+               f"set by {by_whom(config, row['author'], guests) or 'a person'}"
                if row["source"] == PERSON else "suggested")
         cause = " ".join(row["cause"].split())[:200]
         made.append(f"{when(row['at'], tz)} · {title}: {row['label']} ({who}, from “{cause}”)")
@@ -270,7 +270,7 @@ def first_name(config: Config, owner_id: str, guests: Mapping[str, str] = EMPTY_
     return owner_name(config, owner_id).split(" ")[0]
 
 
-def _by_whom(config: Config, source: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
+def by_whom(config: Config, source: str, guests: Mapping[str, str] = EMPTY_NAMES) -> str:
     """Who acted, from an action's recorded source: 'web:dana', 'email:dana' and 'sms:dana'
     (an owner's command from their email or mobile), 'assigned by dana (web)', 'api:crm',
     'cli', '#assign by dana'; "" when the source names nobody."""
@@ -343,7 +343,7 @@ def timeline(config: Config, thread: dict[str, list[dict]],
         entries.append(Entry(at, when(at, tz), "text_out", who, m["body"], detail=status,
                              media=media_views(m["conversation_id"], items)))
     for index, a in enumerate(thread["assignments"]):
-        by = _by_whom(config, a["reason"], guests)
+        by = by_whom(config, a["reason"], guests)
         to = owner_name(config, a["owner_id"], guests)
         if index == 0:
             title = f"{to} owns it"
@@ -357,7 +357,7 @@ def timeline(config: Config, thread: dict[str, list[dict]],
                              detail="" if by else a["reason"]))
     for o in thread["outcomes"]:
         value = f" (${o['value']:,.0f})" if o["value"] else ""
-        by = _by_whom(config, o["source"], guests)
+        by = by_whom(config, o["source"], guests)
         title = f"{by} marked it {o['stage']}{value}" if by else f"Marked {o['stage']}{value}"
         entries.append(Entry(o["at"], when(o["at"], tz), "outcome", title,
                              detail="" if by else o["source"]))
