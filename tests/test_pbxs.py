@@ -216,17 +216,30 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_each_pbx_texts_its_own_calls_through_its_own_ami_and_one_down_stops_not_the_other(
-        tmp_path, smtp_sink):
+@contextlib.asynccontextmanager
+async def two_pbxs_held(tmp_path, **overrides):
+    """A daemon holding two AMI peers, north and south, both logged in and ready; stopped with
+    them at the end."""
     north, south = await TracePbx().start(), await TracePbx().start()
-    config = two_pbx_config(tmp_path, north.port, south.port, gateway=ASTERISK_GATEWAY,
-                            **{"text.delay_seconds": 0, "text.dedupe_hours": 0})
+    config = two_pbx_config(tmp_path, north.port, south.port, **overrides)
     daemon = Daemon(load(write_config(tmp_path, config)))
     stop = asyncio.Event()
     running = asyncio.create_task(daemon.run(stop))
     try:
         await eventually(lambda: _true(len(daemon.pbxs) == 2 and all(
             p.logged_in and p.ami.ready for p in daemon.pbxs)), 10, "both logins")
+        yield daemon, north, south
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await north.stop()
+        await south.stop()
+
+
+async def test_each_pbx_texts_its_own_calls_through_its_own_ami_and_one_down_stops_not_the_other(
+        tmp_path, smtp_sink):
+    async with two_pbxs_held(tmp_path, gateway=ASTERISK_GATEWAY, **{
+            "text.delay_seconds": 0, "text.dedupe_hours": 0}) as (daemon, north, south):
         assert [p.id for p in daemon.pbxs] == ["north", "south"]
         await north.play("noanswer", "n1")
         await south.play("busy", "s1")
@@ -257,10 +270,6 @@ async def test_each_pbx_texts_its_own_calls_through_its_own_ami_and_one_down_sto
         await south.start(south.port)  # back: its own connection logs in again on its own
         await eventually(lambda: _true(daemon.pbxs[1].logged_in), 15, "south's login again")
         assert daemon.pbxs[1].logins == 2 and daemon.pbxs[0].logins == 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await north.stop()
     store = await Store.open(tmp_path / "textback.db")
     try:
         calls = await store.calls(0)
@@ -298,15 +307,8 @@ async def test_two_pbxs_giving_their_calls_the_same_linkedid_text_both_callers(
     """A missed call on each PBX with the same linkedid: each is recorded and texted once, kept
     under its PBX's id (a store keyed on the linkedid alone took the second for a replay of the
     first and never texted it)."""
-    north, south = await TracePbx().start(), await TracePbx().start()
-    config = two_pbx_config(tmp_path, north.port, south.port, gateway=ASTERISK_GATEWAY,
-                            **{"text.delay_seconds": 0})
-    daemon = Daemon(load(write_config(tmp_path, config)))
-    stop = asyncio.Event()
-    running = asyncio.create_task(daemon.run(stop))
-    try:
-        await eventually(lambda: _true(len(daemon.pbxs) == 2 and all(
-            p.logged_in and p.ami.ready for p in daemon.pbxs)), 10, "both logins")
+    async with two_pbxs_held(tmp_path, gateway=ASTERISK_GATEWAY,
+                             **{"text.delay_seconds": 0}) as (_, north, south):
         north_call = numbered_from_boot(load_trace("noanswer"))
         south_call = numbered_from_boot(load_trace("busy"))
         linkedid = next(e["Linkedid"] for e in north_call if e.get("Linkedid"))
@@ -319,11 +321,6 @@ async def test_two_pbxs_giving_their_calls_the_same_linkedid_text_both_callers(
         assert "+16465550105" in south.sent()[0]["Destination"]
         await asyncio.sleep(0.5)
         assert len(north.sent()) == 1 and len(south.sent()) == 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await north.stop()
-        await south.stop()
     store = await Store.open(tmp_path / "textback.db")
     try:
         calls = await store.calls(0)
@@ -487,15 +484,8 @@ async def test_each_pbx_down_is_an_incident_of_its_own_naming_it_and_recovers_on
         tmp_path, smtp_sink):
     """Two PBXs, one down: one incident, naming it; both down: two; the first back recovers
     alone (its email names it) while the other stays open."""
-    north, south = await TracePbx().start(), await TracePbx().start()
-    config = two_pbx_config(tmp_path, north.port, south.port, admin_email="it@acme.example",
-                            incidents={"ami_down_minutes": 0.01})  # 0.6 s
-    daemon = Daemon(load(write_config(tmp_path, config)))
-    stop = asyncio.Event()
-    running = asyncio.create_task(daemon.run(stop))
-    try:
-        await eventually(lambda: _true(len(daemon.pbxs) == 2 and all(
-            p.logged_in for p in daemon.pbxs)), 10, "both logins")
+    async with two_pbxs_held(tmp_path, admin_email="it@acme.example",
+                             incidents={"ami_down_minutes": 0.01}) as (daemon, north, south):  # 0.6 s
         await daemon.incidents.check_incidents(time.time())
         assert await _open_incidents(daemon) == []
 
@@ -526,11 +516,6 @@ async def test_each_pbx_down_is_an_incident_of_its_own_naming_it_and_recovers_on
             "textback incident: textback is not connected to the Asterisk of PBX north",
             "textback incident: textback is not connected to the Asterisk of PBX south",
             "textback recovered: textback is not connected to the Asterisk of PBX south"]
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await north.stop()
-        await south.stop()
 
 
 async def test_in_a_fleet_the_asterisk_gateway_sends_only_the_texts_of_the_pbxs_held(
