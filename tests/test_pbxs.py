@@ -484,8 +484,9 @@ async def test_each_pbx_down_is_an_incident_of_its_own_naming_it_and_recovers_on
         tmp_path, smtp_sink):
     """Two PBXs, one down: one incident, naming it; both down: two; the first back recovers
     alone (its email names it) while the other stays open."""
+    down_after = {"ami_down_minutes": 0.01}  # 0.6 s
     async with two_pbxs_held(tmp_path, admin_email="it@acme.example",
-                             incidents={"ami_down_minutes": 0.01}) as (daemon, north, south):  # 0.6 s
+                             incidents=down_after) as (daemon, north, south):
         await daemon.incidents.check_incidents(time.time())
         assert await _open_incidents(daemon) == []
 
