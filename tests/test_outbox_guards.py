@@ -25,8 +25,17 @@ from textback.store import PlannedText, open_store
 from textback.workers.common import SystemClock
 
 
+@pytest.fixture
+async def store(store):
+    """The conftest's store on each backend, as a daemon's: its claimer registered, as
+    `textback run` does at its start (the rows recovery marks are this claimer's)."""
+    await store.register_claimer("this-daemon", 1)
+    return store
+
+
 async def claimed_then_marked_unknown(store, caller: str):
-    """A text claimed by this daemon, then marked unknown as sends_stopped does past its bound."""
+    """A text claimed by this daemon, then marked unknown as sends_stopped does past its bound
+    (by the daemon's `store`, whose claimer the test registered)."""
     now = time.time()
     await store.record_call(call(f"g.{caller}", caller), PlannedText("dana", "Hi", now))
     [item] = [item for item in await store.due(now) if item.recipient == caller]
@@ -127,3 +136,7 @@ async def test_a_send_that_outruns_sends_stopped_is_not_sent_again_and_its_owner
     [mail] = smtp_sink.received
     assert mail.message["Subject"] == f"Call back {caller}: the text to them was not sent"
     assert "HTTP 503" in mail.message.get_content()
+    # The send told the owner itself: the next start owes nobody a notice for it.
+    assert row["notice_owed"] == 0
+    await daemon.store.register_claimer("restarted", 2)
+    assert await daemon.store.recover_interrupted() == []

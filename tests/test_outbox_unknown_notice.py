@@ -1,7 +1,8 @@
 """A text recovery marks `unknown` (its daemon stopped mid-send) reaches a person: its owner is
 emailed, through the real SMTP sink, once per text, that it may or may not have gone, and the
 text is never sent again. At a start on each backend; on PostgreSQL, a gone daemon's claim swept
-by two survivors at once still makes one notice."""
+by two survivors at once still makes one notice. A daemon that dies between marking a text and
+telling its owner leaves the notice owed: the next start gives it."""
 
 from __future__ import annotations
 
@@ -54,6 +55,29 @@ async def test_texts_left_sending_at_a_start_are_marked_unknown_and_each_owner_t
     body = mail.message.get_content()
     assert "may or may not have reached them" in body and "Please call them back." in body
     assert "textback stopped while it was being sent" in body
+
+
+async def test_a_daemon_that_died_between_marking_a_text_and_telling_its_owner_owes_the_notice(
+        outbox_daemon, smtp_sink):
+    caller = "+12125550803"
+    daemon = await outbox_daemon(NOWHERE)
+    await missed_call(daemon.store, caller, time.time())
+    [item] = await daemon.store.claim_all(await daemon.store.due(time.time()))
+    await daemon.store.register_claimer("restarted", 1)  # the sending daemon died
+    # A start marks the text unknown, and dies before it queues the owner's notice.
+    assert await daemon.store.recover_interrupted() == [item.id]
+    assert (await daemon.store.outbox_row(item.id))["notice_owed"] == 1
+    assert smtp_sink.received == []
+
+    await daemon.store.register_claimer("restarted again", 2)
+    for _ in range(2):  # the next start tells the owner; the one after it, nobody
+        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(),
+                                              "when textback stopped")
+
+    [mail] = smtp_sink.received
+    assert mail.message["Subject"] == f"Call back {caller}: the text to them may not have been sent"
+    assert (await daemon.store.outbox_row(item.id))["notice_owed"] == 0
+    assert await outbox_states(daemon.store) == {"unknown": 1}
 
 
 async def test_a_gone_daemons_text_swept_by_two_daemons_at_once_makes_one_notice(

@@ -764,6 +764,13 @@ MIGRATIONS: list[str] = [
     """
     -- nothing to do on SQLite
     """,
+    # A text recovery marked `unknown` owes its owner a notice until one is queued
+    # (OutboxWorker.report_interrupted): the mark and the notice are two transactions, and a
+    # daemon that dies between them leaves the debt for the next start or a fleet's sweep.
+    """
+    ALTER TABLE outbox ADD COLUMN notice_owed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_notice_owed ON outbox (id) WHERE notice_owed = 1
+    """,
 ]
 
 

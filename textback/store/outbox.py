@@ -60,20 +60,38 @@ class OutboxRows(Connection):
         daemon's own as well (sends it stopped: it lost the AMI lease the gateway sends by),
         of the texts from `senders` (those of the PBX whose lease went). Returns the ids this
         call marked: one guarded UPDATE, so with several daemons sweeping at once each row is
-        marked, and its owner told (`OutboxWorker.report_interrupted`), by one of them only."""
+        marked, and its owner told (`OutboxWorker.report_interrupted`), by one of them only.
+
+        Each row marked owes its owner a notice (`notice_owed`, cleared by `notice_given` once
+        the notice is queued), taken by this daemon (`claimed_by`). The ids returned also hold
+        the rows still owed whose daemon died before it told their owners (never this live
+        daemon's own: it is telling them): a crash between the mark and the notice delays the
+        notice, and may repeat it, but never loses it."""
         if senders.none:
             return []
         sent_from, sent_from_args = self._sent_from(senders)
         async with self._transaction() as db:
             cursor = await db.execute(
                 f"UPDATE outbox SET state = '{OUTBOX.target('interrupted')}', updated_at = ?,"
-                " last_error = 'interrupted while sending; not re-sent'"
-                f" WHERE {OUTBOX.guard('interrupted')} AND {self._orphaned(mine_too)}{sent_from}"
-                " RETURNING id, message_id", (time.time(), *sent_from_args))
+                " last_error = 'interrupted while sending; not re-sent', notice_owed = 1,"
+                f" claimed_by = ? WHERE {OUTBOX.guard('interrupted')}"
+                f" AND {self._orphaned(mine_too)}{sent_from} RETURNING id, message_id",
+                (time.time(), self._claimer, *sent_from_args))
             rows = sorted((row[0], row[1]) for row in await cursor.fetchall())
             await db.executemany("UPDATE messages SET status = 'unknown' WHERE id = ?",
                                  [(row[1],) for row in rows])
-        return [row[0] for row in rows]
+            owed = await db.execute(
+                f"UPDATE outbox SET claimed_by = ? WHERE notice_owed = 1"
+                f" AND state = '{OUTBOX.target('interrupted')}' AND {self._orphaned()}{sent_from}"
+                " RETURNING id", (self._claimer, *sent_from_args))
+            still_owed = [row[0] for row in await owed.fetchall()]
+        return sorted({row[0] for row in rows} | set(still_owed))
+
+    async def notice_given(self, outbox_id: int) -> None:
+        """The owner of a text recovery marked `unknown` has been told (its notice queued)."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET notice_owed = 0 WHERE id = ? AND notice_owed = 1",
+                             (outbox_id,))
 
     @staticmethod
     def _sent_from(senders: Senders, column: str = "sender") -> tuple[str, tuple[str, ...]]:
@@ -183,9 +201,11 @@ class OutboxRows(Connection):
         it went), and only the rows it moved are recorded sent."""
         now = time.time()
         async with self._transaction() as db:
+            # A row recovery marked `unknown` that went after all owes its owner nothing.
             sent = [(item, gateway_id) for item, gateway_id in sent
                     if await self._transition("outbox", OUTBOX, "accepted", item.id,
-                                              sets=", updated_at = ?", args=(now,))]
+                                              sets=", updated_at = ?, notice_owed = 0",
+                                              args=(now,))]
             await db.executemany(
                 "UPDATE messages SET status = 'sent', gateway = ?, gateway_id = ?, sent_at = ?,"
                 " error = '' WHERE id = ?", [(gateway, gateway_id, now, item.message_id)
@@ -241,8 +261,9 @@ class OutboxRows(Connection):
         with nothing recorded, if the row had already ended otherwise."""
         now = time.time()
         async with self._transaction() as db:
+            # A row recovery marked `unknown`: the send that ends it tells the owner itself.
             if not await self._transition("outbox", OUTBOX, "end", item.id, state,
-                                          sets=", last_error = ?, updated_at = ?",
+                                          sets=", last_error = ?, updated_at = ?, notice_owed = 0",
                                           args=(error, now)):
                 return False
             await db.execute(

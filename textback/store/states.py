@@ -28,6 +28,9 @@ its AMI lease goes, or by a fleet's recovery while its daemon's database link wa
 the gateway then says still settles the row (sent, or failed: neither sends it again, and the
 consent ledger and the owner hear what happened), but such a row never goes back to `pending`
 (retry, hold): a row once `unknown` is never sent again.
+
+A row `interrupted` owes its owner a notice (`notice_owed`, beside the state, not a state of
+its own: the row is `unknown` either way) until the notice is queued or the late send ends it.
 """
 
 from __future__ import annotations

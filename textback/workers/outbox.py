@@ -163,6 +163,7 @@ class OutboxWorker:
         running = {item.id for item in self._in_flight.values()}
         for item in await self.store.outbox_items([i for i in outbox_ids if i not in running]):
             await self.report_undelivered(item, "unknown", INTERRUPTED)
+            await self.store.notice_given(item.id)  # owed until here: a crash before, told again
 
     async def send(self, item: OutboxItem) -> None:
         name = self.gateway.name

@@ -5,8 +5,9 @@ whose daemon is gone. A daemon that starts recovers what the gone ones left; in 
 PostgreSQL a daemon may die while the others run on, so each survivor also sweeps every
 `every` seconds. The sweep follows each claim's table in textback/store/states.py as a start
 does: a text left `sending` becomes `unknown` (never sent again; its owner is told, once, by
-the daemon whose sweep marked it), an email, a webhook or CRM delivery, a media fetch or a
-push is tried again, a self-test run ends as failed.
+the daemon whose sweep marked it, or later by a sweep if that daemon died before it told
+them), an email, a webhook or CRM delivery, a media fetch or a push is tried again, a self-test
+run ends as failed.
 
 The sweep also keeps this daemon's own claimer alive: when its advisory lock was lost (its
 database link cut), the others may already have taken its rows, so it registers again under a

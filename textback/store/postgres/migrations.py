@@ -723,4 +723,10 @@ MIGRATIONS: list[str] = [
     # 36: a reference between company tables names the company (COMPANY_REFERENCE_KEYS;
     # PostgreSQL only, SQLite's 36 does nothing: a SQLite file is one company)
     COMPANY_REFERENCE_KEYS,
+    # 37: a text recovery marked `unknown` owes its owner a notice until one is queued (see
+    # SQLite's 37)
+    """
+    ALTER TABLE outbox ADD COLUMN notice_owed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_notice_owed ON outbox (id) WHERE notice_owed = 1;
+    """,
 ]
