@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -191,6 +192,7 @@ async def run(sizes: list[int], windows: int, calls: int, backends: list[str],
     finally:
         if postgres is not None:
             postgres.stop()
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes at 1M calls
     if len(by_backend) == 2:
         sqlite, pg = by_backend["sqlite"], by_backend["postgresql"]
         print("\nPostgreSQL's cost as a multiple of SQLite's (same run, same history)")
