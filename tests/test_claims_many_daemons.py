@@ -96,3 +96,26 @@ async def test_claims_hold_exactly_once_across_daemons(postgres_server, postgres
     finally:
         for store in daemons:
             await store.close()
+
+
+async def test_a_notice_sent_at_most_once_an_hour_is_queued_once_by_daemons_racing(
+        postgres_server, postgres_template):
+    """The once-an-hour notices (a recovery's alert to the admin, a fraud alert) are checked and
+    queued in one transaction; on PostgreSQL two daemons' transactions run side by side, so the
+    check holds only if they take turns: every daemon asking at once queues one notice."""
+    url = postgres_server.new_database(template=postgres_template)
+    daemons = [await PostgresStore.open(url) for _ in range(DAEMONS)]
+    try:
+        for round_ in range(5):
+            subject = f"textback recovered the calls missed meanwhile ({round_})"
+            queued = await asyncio.gather(*(
+                store.queue_notice("textback admin", "it@acme.example", subject, "body",
+                                   unless_since=time.time() - 3600)
+                for store in daemons for _ in range(3)))
+            assert len([notice for notice in queued if notice is not None]) == 1, subject
+        # Another address, or another subject, is a notice of its own.
+        assert await daemons[1].queue_notice("textback admin", "ops@acme.example", subject,
+                                             "body", unless_since=time.time() - 3600)
+    finally:
+        for store in daemons:
+            await store.close()

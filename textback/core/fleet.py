@@ -23,6 +23,9 @@ WAKE_TABLES = ("outbox", "alerts", "notices", "events", "media")
 # PBXs' (one bigint key): a daemon holds its own while it runs, and its rows in flight are
 # recovered only once it is free ("txbc").
 CLAIMER_LOCK_CLASS = 0x74786263
+# The advisory locks (two int4 keys: this class, a hash) a check-then-write holds to its
+# transaction's end, so that two daemons' run one after the other ("txbt", Connection._in_turn).
+IN_TURN_LOCK_CLASS = 0x74786274
 # The advisory lock (one bigint key) each event insert holds shared to its commit, and the
 # reader of the settled event id takes exclusive for a moment ("txb-evid").
 EVENT_IDS_LOCK = 0x7478622D65766964

@@ -169,6 +169,11 @@ class Connection:
                 " or ".join(machine.transitions[event].sources))
         return False
 
+    async def _in_turn(self, key: str) -> None:
+        """In the transaction under way, wait for any other transaction that took `key` to end
+        first: for a check and a write that must not interleave (a notice queued unless one
+        already was). Nothing on SQLite, whose write transactions already run one at a time."""
+
     def _company_key(self, columns: str) -> str:
         """The columns of a unique key that is one company's (an ON CONFLICT's target):
         on SQLite as they are, a file being one company's store."""

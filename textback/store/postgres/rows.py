@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textback.core.fleet import IN_TURN_LOCK_CLASS
 from textback.store.web import INBOX_COLUMNS, search_text
 
 
@@ -25,6 +26,13 @@ class PostgresRows:
         """Lock the rows a claim reads (of `table`, by name or alias) and skip those another
         daemon's claim has locked: each row is claimed by one daemon, none waits."""
         return f" FOR UPDATE OF {table} SKIP LOCKED"
+
+    async def _in_turn(self, key: str) -> None:
+        """A transaction-level advisory lock on `key` (hashed into the second of two int4 keys;
+        a collision only makes two unrelated checks wait for each other): READ COMMITTED lets
+        two daemons' check-then-insert both pass, this makes the second see the first's row."""
+        await self._db.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))",
+                               (IN_TURN_LOCK_CLASS, key))
 
     def _company_key(self, columns: str) -> str:
         """A key that names one thing of one company is unique per company (migration 30)."""
