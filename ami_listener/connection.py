@@ -376,8 +376,11 @@ class AmiConnection:
         for timer in (self._login_timer, self._boot_timer):
             if timer is not None:
                 timer.cancel()
-        if self._keepalive:
-            self._keepalive.cancel()
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None:
+            keepalive.cancel()
+            if keepalive is not asyncio.current_task():  # ended, its Ping's future with it,
+                await asyncio.gather(keepalive, return_exceptions=True)  # before the link goes
         self._manager.connection_lost = lambda exc: None  # no reconnect after an orderly close
         self._manager.close()
         if self._record:

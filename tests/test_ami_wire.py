@@ -98,6 +98,23 @@ async def test_a_peer_that_stops_answering_is_dropped_and_reconnected():
         server.close()
 
 
+async def test_close_ends_the_keepalive_before_it_returns():
+    """No Ping task outlives its connection (it would send on a link being closed, and asyncio
+    would report a task destroyed while pending at exit)."""
+    async def silent(reader, writer):
+        await asyncio.sleep(30)
+
+    server, port = await serve(silent)
+    ami = await connect(port, [])
+    keepalive = ami._keepalive  # noqa: SLF001 - the task close must end
+    try:
+        assert keepalive is not None and not keepalive.done()
+    finally:
+        await ami.close()
+        server.close()
+    assert keepalive.done()
+
+
 async def test_a_peer_that_keeps_sending_is_kept_while_its_ping_answer_waits_behind(caplog):
     """A Ping unanswered in time on a link that kept delivering events is not a dead link:
     the answer is queued behind them (a burst, a busy host). Aborting would lose them. The
