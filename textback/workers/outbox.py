@@ -153,8 +153,9 @@ class OutboxWorker:
         fleet's sweep of a gone daemon's claims, as an AMI lease went or came back): each
         owner is told the text may or may not have reached the caller, as for a send the
         gateway did not answer; the text is never sent again. Only the caller whose guarded
-        UPDATE marked a row passes its id, so each is reported once however many daemons
-        sweep. A send of this daemon's still under way is left to report itself as it ends
+        UPDATE marked a row (or took over its notice, owed by a daemon that died before it told
+        the owner) passes its id, so each is reported once however many daemons sweep, and the
+        notice is no longer owed once queued. A send of this daemon's still under way is left to report itself as it ends
         (`send`: a row once `unknown` ends `failed` or `unknown` with its notice, or `sent`).
         Each row is logged, saying `how` it was being sent ("when textback stopped")."""
         for outbox_id in outbox_ids:

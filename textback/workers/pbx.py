@@ -333,7 +333,8 @@ class PbxListener:
                           one_line(call.caller_id), one_line(call.did),
                           self._clock(call.ended_at), self.id)
             decision = await self._sink.finish_call(
-                self._as_stored(call), recovered=True, may_text=time.time() - call.ended_at <= max_age * 60)
+                self._as_stored(call), recovered=True,
+                may_text=time.time() - call.ended_at <= max_age * 60)
             if decision.reason == TOO_OLD_TO_TEXT:
                 ring_back.setdefault(decision.owner_id, []).append((call.ended_at, decision))
         for owner_id, missed in sorted(ring_back.items()):
