@@ -68,7 +68,8 @@ if TYPE_CHECKING:
 __all__ = ["ANALYSIS_LIMIT", "CLI_INBOX_COLUMNS", "MAIL_TABLES", "MIGRATIONS",
            "REPEAT_WITHOUT_ID_SECONDS", "SELFTEST_KIND", "CallRow", "InboundRecord", "NewMedia",
            "NotANumber", "Notice", "OutboxItem", "PlannedText", "QueuedPush", "StaleState", "Store",
-           "StoreRefused", "StoreTooNew", "UpgradeRefused", "open_store", "statements", "textback_version"]
+           "StoreRefused", "StoreTooNew", "UpgradeRefused", "open_store", "statements",
+           "textback_version"]
 
 
 class Store(FactRows, CallRows, OutboxRows, InboundRows, MailRows, DeliveryRows, SelftestRows,

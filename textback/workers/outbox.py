@@ -155,8 +155,9 @@ class OutboxWorker:
         gateway did not answer; the text is never sent again. Only the caller whose guarded
         UPDATE marked a row (or took over its notice, owed by a daemon that died before it told
         the owner) passes its id, so each is reported once however many daemons sweep, and the
-        notice is no longer owed once queued. A send of this daemon's still under way is left to report itself as it ends
-        (`send`: a row once `unknown` ends `failed` or `unknown` with its notice, or `sent`).
+        notice is no longer owed once queued. A send of this daemon's still under way is left
+        to report itself as it ends (`send`: a row once `unknown` ends `failed` or `unknown`
+        with its notice, or `sent`).
         Each row is logged, saying `how` it was being sent ("when textback stopped")."""
         for outbox_id in outbox_ids:
             log.warning("outbox row %d was being sent %s; marked unknown, not re-sent; its "
