@@ -37,6 +37,30 @@ def msp_section(**overrides) -> dict:
                         "password_hash_file": "alice.hash"}], **overrides}
 
 
+def console_on(store, msp, hashes: dict[str, str]):
+    """The console of `msp` in process, acme the one company of the process: `store` (acme's)
+    is its home, where its sessions are kept."""
+    from textback.web.msp import CompanyDoor, MspConsole
+
+    console = MspConsole(msp, hashes)
+    console.add_company(CompanyDoor("acme", "Acme Remodeling", "http://acme.localhost", store))
+    return console
+
+
+def console_client(console):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    return TestClient(TestServer(console.application()))
+
+
+async def sign_in_to(client, account: str, password: str):
+    """The console's sign-in form, fetched and posted: the answer (a redirect)."""
+    page = await client.get("/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+    return await client.post("/signin", data={"account": account, "password": password,
+                                              "csrf": csrf}, allow_redirects=False)
+
+
 def test_an_msp_user_id_names_a_known_admin_and_nothing_else():
     access = MspAccess("https://msp.installer.example/", {"alice": ALICE})
     assert msp_user_id("alice") == "msp:alice" and admin_id_of("msp:alice") == "alice"
@@ -181,41 +205,76 @@ def test_check_fleet_names_an_admin_without_a_hash_and_a_console_on_a_companys_h
             "password hash)") in checked.output
 
 
-async def test_an_idle_console_session_ends_and_a_limited_address_waits(tmp_path):
-    """The console in process on a loopback port (no company joined): its session ends after
+async def test_an_idle_console_session_ends_and_a_limited_address_waits(store):
+    """The console in process on a loopback port: its session ends after
     `session_idle_minutes` without a request, and an address over its failures is refused
     even for a right password."""
-    from aiohttp.test_utils import TestClient, TestServer
+    import time
 
     from textback.fleet_config import MspConfig
-    from textback.web.msp import SESSION_COOKIE, MspConsole
+    from textback.signin import digest
+    from textback.web.msp import SESSION_COOKIE
 
     msp = MspConfig.model_validate(msp_section(signin_failures_per_address=2,
                                                public_url="http://msp.localhost"))
-    console = MspConsole(msp, {"alice": PasswordHasher().hash(GOOD)})
-    async with TestClient(TestServer(console.application())) as client:
-        async def sign_in(password: str):
-            page = await client.get("/signin")
-            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
-            return await client.post("/signin", data={"account": "alice", "password": password,
-                                                      "csrf": csrf}, allow_redirects=False)
-
-        signed = await sign_in(GOOD)
+    async with console_client(console_on(store, msp, {"alice": PasswordHasher().hash(GOOD)})
+                              ) as client:
+        signed = await sign_in_to(client, "alice", GOOD)
         assert signed.status == 303 and signed.headers["Location"] == "/"
         assert SESSION_COOKIE in signed.cookies and signed.cookies[SESSION_COOKIE]["httponly"]
         listed = await client.get("/", allow_redirects=False)
         assert listed.status == 200 and "Alice Moreau (MSP)" in await listed.text()
-        [session] = console._sessions.values()
-        session.seen_at -= msp.session_idle_minutes * 60 + 1
+        key = digest(signed.cookies[SESSION_COOKIE].value)  # only the digest is kept
+        assert (await store.console_session(key))["admin_id"] == "alice"
+        await store.touch_console_session(key, time.time() - msp.session_idle_minutes * 60 - 1)
         idle = await client.get("/", allow_redirects=False)
         assert idle.status == 303 and idle.headers["Location"] == "/signin?why=idle"
-        assert not console._sessions
+        assert await store.console_session(key) is None
 
         for _ in range(2):
-            refused = await sign_in("wrong wrong wrong")
+            refused = await sign_in_to(client, "alice", "wrong wrong wrong")
             assert refused.headers["Location"] == "/signin?why=refused"
-        limited = await sign_in(GOOD)
+        limited = await sign_in_to(client, "alice", GOOD)
         assert limited.headers["Location"] == "/signin?why=limited"
+
+
+async def test_a_console_session_outlives_a_restart_and_ends_when_the_admin_changes(store):
+    """Console sessions are kept in the home company's store: a console built again on it (the
+    process restarted, or another daemon of the fleet serving the same companies) knows the
+    session. One built after the admin's password changed, or without the admin, ends it."""
+    from textback.fleet_config import MspConfig
+    from textback.signin import digest
+    from textback.web.msp import SESSION_COOKIE
+
+    msp = MspConfig.model_validate(msp_section(public_url="http://msp.localhost"))
+    hashes = {"alice": PasswordHasher().hash(GOOD)}
+    async with console_client(console_on(store, msp, hashes)) as before:
+        token = (await sign_in_to(before, "alice", GOOD)).cookies[SESSION_COOKIE].value
+    cookies = {SESSION_COOKIE: token}
+    async with console_client(console_on(store, msp, hashes)) as after_restart:
+        page = await after_restart.get("/", cookies=cookies, allow_redirects=False)
+        assert page.status == 200 and "Alice Moreau (MSP)" in await page.text()
+        assert "Acme Remodeling" in await page.text()
+
+    changed = {"alice": PasswordHasher().hash("another long passphrase 9")}
+    async with console_client(console_on(store, msp, changed)) as new_password:
+        page = await new_password.get("/", cookies=cookies, allow_redirects=False)
+        assert (page.status, page.headers["Location"]) == (303, "/signin?why=changed")
+        again = await new_password.get("/", cookies=cookies, allow_redirects=False)
+        assert again.headers["Location"] == "/signin"  # ended: nothing left of it
+    assert await store.console_session(digest(token)) is None
+
+    async with console_client(console_on(store, msp, hashes)) as signed_in_again:
+        token = (await sign_in_to(signed_in_again, "alice", GOOD)).cookies[SESSION_COOKIE].value
+    without_alice = MspConfig.model_validate(msp_section(
+        public_url="http://msp.localhost",
+        admins=[{"id": "bob", "name": "Bob Stone", "email": "bob@msp.example",
+                 "password_hash_file": "bob.hash"}]))
+    async with console_client(console_on(store, without_alice,
+                                         {"bob": PasswordHasher().hash(GOOD)})) as removed:
+        page = await removed.get("/", cookies={SESSION_COOKIE: token}, allow_redirects=False)
+        assert (page.status, page.headers["Location"]) == (303, "/signin?why=changed")
+    assert await store.console_session(digest(token)) is None
 
 
 async def test_an_admin_removed_from_the_fleet_file_is_signed_out_at_the_restart(tmp_path):
@@ -234,7 +293,6 @@ async def test_an_admin_removed_from_the_fleet_file_is_signed_out_at_the_restart
     from textback.fleet_config import MspConfig
     from textback.signin import digest
     from textback.web.inbox import SESSION_COOKIE, inbox_routes
-    from textback.web.msp import MspConsole
     from textback.web.server import application
     from tests.web_helpers import homeowner_writes, web_config, web_daemon
 
@@ -277,16 +335,14 @@ async def test_an_admin_removed_from_the_fleet_file_is_signed_out_at_the_restart
             # What she did stays hers, under the id recorded (no name is known for it now).
             assert (await daemon.store.intake_history(row["id"]))[-1]["author"] == "web:msp:alice"
 
-    without_alice = MspConfig.model_validate(msp_section(
-        public_url="http://msp.localhost",  # plain HTTP: the test client keeps its cookies
-        admins=[{"id": "bob", "name": "Bob Stone", "email": "bob@msp.example",
-                 "password_hash_file": "bob.hash"}]))
-    console = MspConsole(without_alice, {"bob": PasswordHasher().hash(GOOD)})
-    async with TestClient(TestServer(console.application())) as client:
-        for account, why in (("alice", "/signin?why=refused"), ("bob", "/")):
-            form = await client.get("/signin")
-            token = re.search(r'name="csrf" value="([^"]+)"', await form.text()).group(1)
-            answer = await client.post("/signin", data={"account": account, "password": GOOD,
-                                                        "csrf": token}, allow_redirects=False)
-            assert (answer.status, answer.headers["Location"]) == (303, why), account
-    assert [session.admin_id for session in console._sessions.values()] == ["bob"]
+        without_alice = MspConfig.model_validate(msp_section(
+            public_url="http://msp.localhost",  # plain HTTP: the test client keeps its cookies
+            admins=[{"id": "bob", "name": "Bob Stone", "email": "bob@msp.example",
+                     "password_hash_file": "bob.hash"}]))
+        console = console_on(daemon.store, without_alice, {"bob": PasswordHasher().hash(GOOD)})
+        async with console_client(console) as client:
+            for account, why in (("alice", "/signin?why=refused"), ("bob", "/")):
+                answer = await sign_in_to(client, account, GOOD)
+                assert (answer.status, answer.headers["Location"]) == (303, why), account
+        sessions = await daemon.store._all("SELECT admin_id FROM console_sessions")
+        assert [row["admin_id"] for row in sessions] == ["bob"]

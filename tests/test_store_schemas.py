@@ -40,6 +40,7 @@ PER_COMPANY_KEYS = {
     ("conversation_turns", ("business_number",)), ("monthly_scorecards", ("month", "business_number")),
     ("push_subscriptions", ("endpoint",)), ("owner_alert_channels", ("owner_id",)),
     ("incidents", ("kind", "pbx")), ("unroutable_texts", ("gateway", "gateway_id")),
+    ("console_sessions", ("token_digest",)),
 }
 POSTGRES_ONLY_INDEXES = {"conversation_search_text"}
 POSTGRES_ONLY_TRIGGERS = {"consent_ledger_no_truncate"}  # SQLite has no TRUNCATE

@@ -284,7 +284,8 @@ TABLES: tuple[Table, ...] = (
 # Tables of the file not copied: the schema's own bookkeeping (the target has its own), and
 # the keys that sign links over ids (made anew on the target: see the module's docstring).
 NOT_COPIED = {"written_by": "the target keeps its own schema's record",
-              "web_keys": "link keys sign old ids: made anew, so old links are refused"}
+              "web_keys": "link keys sign old ids: made anew, so old links are refused",
+              "console_sessions": "the MSP console's: its admins sign in to the fleet's anew"}
 
 
 @dataclass

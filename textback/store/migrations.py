@@ -771,6 +771,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN notice_owed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_notice_owed ON outbox (id) WHERE notice_owed = 1
     """,
+    # The MSP console's sessions (textback/web/msp.py), kept in the store of the process's
+    # first company: a restart keeps them, and the daemons of a fleet serving the same
+    # companies share them. `credential` is the digest of the admin's password hash at
+    # sign-in: a password changed ends the sessions begun with the old one.
+    """
+    CREATE TABLE console_sessions (
+        token_digest TEXT PRIMARY KEY,
+        admin_id TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX console_sessions_seen ON console_sessions (seen_at)
+    """,
 ]
 
 

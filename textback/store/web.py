@@ -344,6 +344,34 @@ class WebStore:
                 (time.time(), owner_id, keep_digest))
             return cursor.rowcount
 
+    # -- the MSP console's sessions (textback/web/msp.py: in its home company's store) ------
+
+    async def start_console_session(self, token_digest: str, admin_id: str, credential: str,
+                                    csrf: str, now: float, idle_seconds: float) -> None:
+        """A browser signed in to the MSP console; sessions idle longer than `idle_seconds` go
+        (a console session that ended leaves nothing to tell: its page just asks again)."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM console_sessions WHERE seen_at < ?",
+                             (now - idle_seconds,))
+            await db.execute("INSERT INTO console_sessions (token_digest, admin_id, credential,"
+                             " csrf, created_at, seen_at) VALUES (?,?,?,?,?,?)",
+                             (token_digest, admin_id, credential, csrf, now, now))
+
+    async def console_session(self, token_digest: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM console_sessions WHERE token_digest = ?",
+                              (token_digest,))
+        return dict(row) if row else None
+
+    async def touch_console_session(self, token_digest: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE console_sessions SET seen_at = ? WHERE token_digest = ?",
+                             (now, token_digest))
+
+    async def end_console_session(self, token_digest: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM console_sessions WHERE token_digest = ?",
+                             (token_digest,))
+
     # -- failed sign-ins ---------------------------------------------------------------------
 
     async def sign_in_failures(self, keys: list[str], since: float) -> dict[str, list[float]]:

@@ -11,12 +11,14 @@ its own session on its own host: nothing is shared across hosts but that signed,
 one-time link, so a console session alone opens nothing, and a company's cookies never reach
 the console or another company.
 
-Sessions and failed sign-ins are kept in this process's memory, not in a company's store
-(the console belongs to no company): restarting the process signs every MSP admin out of the
-console (their sessions inside companies live on, in each company's store, until idle) and
-forgets the failure counts. Who may sign in is read from fleet.yaml at the start, so an
-admin removed there can no longer sign in after a restart, and their sessions inside the
-companies end at their next request (the company's app no longer knows them).
+Console sessions are kept in the store of the process's first company by id (its "home"):
+a restart keeps them, and the daemons of a fleet that serve the same companies share them,
+so a proxy may send the console's requests to any of them. Only the session token's digest is
+kept, with the digest of the admin's password hash at sign-in: who may sign in is read from
+fleet.yaml at the start, so at the next request after a restart, a session of an admin
+removed there, or of one whose password has changed since, ends. Their sessions inside the
+companies end then too (the company's app no longer knows them). Failed sign-ins are counted
+in this process's memory: each daemon limits them on its own.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ SIGN_IN_WHY = {
     "limited": "Too many failed sign-ins. Wait a few minutes and try again.",
     "idle": "You were signed out after a while without activity. Please sign in again.",
     "signed_out": "You are signed out.",
+    "changed": "Your MSP access has changed (a new password, or an admin removed). Please sign "
+               "in again.",
 }
 
 
@@ -77,11 +81,10 @@ class CompanyDoor:
         return f"{parts.scheme}://{parts.netloc}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConsoleSession:
     admin_id: str
     csrf: str
-    seen_at: float
 
 
 class MspConsole:
@@ -91,8 +94,10 @@ class MspConsole:
     def __init__(self, msp: "MspConfig", password_hashes: Mapping[str, str]):
         self.msp = msp
         self._hashes = dict(password_hashes)
+        # Each admin's password hash, by digest: a session keeps the one it began with.
+        self._credentials = {admin_id: digest(hashed)
+                             for admin_id, hashed in self._hashes.items()}
         self._doors: dict[str, CompanyDoor] = {}
-        self._sessions: dict[str, ConsoleSession] = {}  # token digest → session
         self._failures: dict[str, list[float]] = {}  # limit key → failure times
         # Refusing an unknown admin costs one argon2 check too, so timing tells no id apart.
         self._dummy_hash = hasher.hash(secrets.token_urlsafe(24))
@@ -124,22 +129,34 @@ class MspConsole:
 
     # -- sessions and CSRF -----------------------------------------------------------------
 
-    def _session(self, request: web.Request) -> tuple[str, ConsoleSession]:
+    def _home(self) -> Any:
+        """The store the console keeps its sessions in: that of the process's first company by
+        id, the same in each daemon serving the same companies. Until a company has joined
+        (the process is starting) the console answers 503."""
+        if not self._doors:
+            raise web.HTTPServiceUnavailable(text="textback is starting; try again in a moment.",
+                                             headers={"Retry-After": "5"})
+        return self._doors[min(self._doors)].store
+
+    async def _session(self, request: web.Request) -> tuple[str, ConsoleSession]:
         """The request's live console session (its digest, the session), else the redirect to
-        sign-in: none, or idle (then forgotten)."""
+        sign-in: none; idle; or of an admin whose password changed or who was removed from
+        fleet.yaml since it began (the last two ended here)."""
         request[PRIVATE] = True  # what a session sees is never cached, even a redirect
         token = request.cookies.get(SESSION_COOKIE, "")
+        store = self._home()
         key = digest(token) if token else ""
-        session = self._sessions.get(key)
+        row = await store.console_session(key) if key else None
+        if row is None:
+            raise web.HTTPSeeOther("/signin")
         now = time.time()
-        why = ""
-        if session is not None and now - session.seen_at > self.msp.session_idle_minutes * 60:
-            del self._sessions[key]
-            session, why = None, "?why=idle"
-        if session is None:
-            raise web.HTTPSeeOther(f"/signin{why}")
-        session.seen_at = now
-        return key, session
+        why = ("idle" if now - row["seen_at"] > self.msp.session_idle_minutes * 60 else
+               "changed" if row["credential"] != self._credentials.get(row["admin_id"]) else "")
+        if why:
+            await store.end_console_session(key)
+            raise web.HTTPSeeOther(f"/signin?why={why}")
+        await store.touch_console_session(key, now)
+        return key, ConsoleSession(row["admin_id"], row["csrf"])
 
     async def _posted(self, request: web.Request, session: ConsoleSession):
         form = await request.post()
@@ -187,9 +204,10 @@ class MspConsole:
             log.warning("msp: sign-in failed for account %r from %s", typed, address)
             raise web.HTTPSeeOther("/signin?why=refused")
         self._failures.pop(account_key(admin.id, typed), None)
-        self._sweep(now)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        self._sessions[digest(token)] = ConsoleSession(admin.id, csrf, now)
+        await self._home().start_console_session(digest(token), admin.id,
+                                                 self._credentials[admin.id], csrf, now,
+                                                 self.msp.session_idle_minutes * 60)
         timeline.info("msp: %s signed in to the console from %s", admin.id, address)
         response = web.HTTPSeeOther("/")
         response.set_cookie(SESSION_COOKIE, token, **cookie_args(self.msp.secure))
@@ -206,16 +224,10 @@ class MspConsole:
         for key in keys:
             self._failures.setdefault(key, []).append(now)
 
-    def _sweep(self, now: float) -> None:
-        """Idle sessions are forgotten as new ones start, so memory holds live ones only."""
-        idle = self.msp.session_idle_minutes * 60
-        for key in [k for k, s in self._sessions.items() if now - s.seen_at > idle]:
-            del self._sessions[key]
-
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
-        key, session = self._session(request)
+        key, session = await self._session(request)
         await self._posted(request, session)
-        self._sessions.pop(key, None)
+        await self._home().end_console_session(key)
         timeline.info("msp: %s signed out of the console", session.admin_id)
         response = web.HTTPSeeOther("/signin?why=signed_out")
         response.del_cookie(SESSION_COOKIE, path="/")
@@ -224,7 +236,7 @@ class MspConsole:
     # -- the companies -----------------------------------------------------------------------
 
     async def companies(self, request: web.Request) -> web.StreamResponse:
-        _, session = self._session(request)
+        _, session = await self._session(request)
         now = time.time()
         rows = []
         for door in sorted(self._doors.values(), key=lambda d: d.name.lower()):
@@ -247,7 +259,7 @@ class MspConsole:
         return response
 
     async def open_company(self, request: web.Request) -> web.StreamResponse:
-        _, session = self._session(request)
+        _, session = await self._session(request)
         await self._posted(request, session)
         door = self._doors.get(request.match_info["company"])
         if door is None:

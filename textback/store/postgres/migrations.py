@@ -461,7 +461,8 @@ COMPANY_TABLES = (
 # The tables of COMPANY_TABLES a later migration dropped.
 DROPPED_TABLES = ("waiting_texts",)
 # Every table that holds one company's rows in the current schema (the claimers came at 32).
-CURRENT_COMPANY_TABLES = (*(t for t in COMPANY_TABLES if t not in DROPPED_TABLES), "daemons")
+CURRENT_COMPANY_TABLES = (*(t for t in COMPANY_TABLES if t not in DROPPED_TABLES), "daemons",
+                          "console_sessions")
 
 # The keys that named one thing of one company (a caller at a number, a PBX's call id, an
 # opt-out, an owner's login, a progress mark...) become that thing per company: the company
@@ -728,5 +729,19 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN notice_owed INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_notice_owed ON outbox (id) WHERE notice_owed = 1;
+    """,
+    # 38: the MSP console's sessions (see SQLite's 38), the home company's rows
+    """
+    CREATE TABLE console_sessions (
+        token_digest TEXT NOT NULL,
+        admin_id TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX console_sessions_seen ON console_sessions (seen_at);
+    """ + owned_by_company("console_sessions") + """
+    ALTER TABLE console_sessions ADD PRIMARY KEY (token_digest, company_id);
     """,
 ]
