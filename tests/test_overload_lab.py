@@ -33,7 +33,11 @@ from lab.harness import wait_until
 pytestmark = pytest.mark.lab
 
 HELD_SECONDS = 1.5  # Asterisk's write waits this long: 15 times the default writetimeout
-CALLS, RATE = 600, 100.0  # about 1 MB of events a second: Asterisk's send buffer fills in ~4 s
+# About 1 MB of events a second. The frozen reader's receive buffer and Asterisk's send buffer
+# (each grown by the kernel up to tcp_rmem's and tcp_wmem's maximum) take 4 s to fill on a quiet
+# host and more than 6 s on a loaded one: the burst lasts long enough for both, since a burst
+# that ended first would leave the queue still without Asterisk's write ever waiting.
+CALLS, RATE = 1200, 100.0
 
 
 def recorded(db_path, callers: list[str]) -> int:
