@@ -16,7 +16,7 @@ from tests.test_fleet_recovery import kill_claimer
 from tests import test_outbox_guards
 from tests.test_outbox_outage import missed_call
 from textback.config import load
-from textback.daemon import Daemon
+from textback.daemon import STOPPED, Daemon
 from textback.gateways import build_gateway
 from textback.store import CallRow, PlannedText
 from textback.store.postgres import PostgresStore
@@ -45,8 +45,7 @@ async def test_texts_left_sending_at_a_start_are_marked_unknown_and_each_owner_t
 
     # What `textback run` does at a start (Daemon.serve), twice: a second start finds nothing.
     for _ in range(2):
-        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(),
-                                              "when textback stopped")
+        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(), STOPPED)
 
     assert await outbox_states(daemon.store) == {"unknown": 2}
     assert await daemon.store.due(time.time() + 7200) == []  # never sent again
@@ -71,8 +70,7 @@ async def test_a_daemon_that_died_between_marking_a_text_and_telling_its_owner_o
 
     await daemon.store.register_claimer("restarted again", 2)
     for _ in range(2):  # the next start tells the owner; the one after it, nobody
-        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(),
-                                              "when textback stopped")
+        await daemon.outbox.report_interrupted(await daemon.store.recover_interrupted(), STOPPED)
 
     [mail] = smtp_sink.received
     assert mail.message["Subject"] == f"Call back {caller}: the text to them may not have been sent"

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 
 register_heif_opener()
 
+# The daemon alone reads what callers sent; the web serves it through signed links.
+MEDIA_FILE_MODE = 0o600
 # A photo of more pixels than this is refused before it is decoded (a 48-megapixel phone
 # camera is well under it). Pillow's own check only warns below twice its limit.
-MEDIA_FILE_MODE = 0o600  # the daemon alone reads what callers sent; the web serves it through signed links
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 RENDITION_MAX_SIDE = 2048  # the JPEG made from a HEIC photo, for browsers and email

@@ -31,12 +31,13 @@ class MailRows(Connection):
         it holds across workers and restarts.
         """
         async with self._transaction():
-            if unless_since is not None:  # two daemons' checks would both pass at once
+            if unless_since is not None:
+                # One check at a time: two daemons' checks would both pass at once.
                 await self._in_turn(f"notice:{address}:{subject}")
-            if unless_since is not None and await self._one(
-                    "SELECT 1 FROM notices WHERE address = ? AND subject = ? AND created_at >= ?",
-                    (address, subject, unless_since)):
-                return None
+                if await self._one(
+                        "SELECT 1 FROM notices WHERE address = ? AND subject = ?"
+                        " AND created_at >= ?", (address, subject, unless_since)):
+                    return None
             return await self._insert_notice(Notice(name, address, subject, body))
 
     async def _insert_notice(self, notice: Notice) -> int:

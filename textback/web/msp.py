@@ -270,6 +270,3 @@ class MspConsole:
         # The link signs in once: kept out of caches and out of the next page's Referer.
         raise web.HTTPSeeOther(link, headers={"Cache-Control": "no-store",
                                               "Referrer-Policy": "no-referrer"})
-
-
-

@@ -26,6 +26,7 @@ from textback.workers.selftest import abandoned_steps
 log = logging.getLogger("textback")
 
 SWEEP_SECONDS = 10.0  # a gone daemon's rows are taken over at most this long after it is gone
+GONE = "by a daemon that is gone"  # how a sweep found the rows it recovers, in the log
 
 
 class ClaimRecovery:
@@ -52,9 +53,8 @@ class ClaimRecovery:
 
     async def sweep(self) -> None:
         """Recover every row a gone daemon left in flight, and say so."""
-        await self._report_unknown(await self.store.recover_interrupted(),
-                                   "by a daemon that is gone")
-        await mail_again(self.store, "by a daemon that is gone")
+        await self._report_unknown(await self.store.recover_interrupted(), GONE)
+        await mail_again(self.store, GONE)
         for count, what in ((await self.store.recover_interrupted_deliveries(),
                              "webhook deliveries were under way by a daemon that is gone; "
                              "sending them again under the same event ids"),
